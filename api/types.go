@@ -1,0 +1,340 @@
+// Package api is chorus' object model: Namespace, Deployment, Service and Pod,
+// in the shapes of the Kubernetes subset chorus accepts (apps/v1 Deployment,
+// v1 Service, v1 Namespace, v1 Pod status). It decodes YAML and JSON manifests,
+// fills in defaults and validates them with errors that name the document,
+// the field path and the reason.
+package api
+
+import "time"
+
+// Kinds chorus understands.
+const (
+	KindNamespace  = "Namespace"
+	KindDeployment = "Deployment"
+	KindService    = "Service"
+	KindPod        = "Pod"
+)
+
+// DefaultNamespace is used when a manifest names none.
+const DefaultNamespace = "default"
+
+// Well-known labels and annotations chorus sets on objects it creates.
+const (
+	// LabelDeployment names the deployment a pod belongs to.
+	LabelDeployment = "chorus.io/deployment"
+	// LabelTemplateHash is the hash of the pod template a pod was made from
+	// (Kubernetes' pod-template-hash).
+	LabelTemplateHash = "pod-template-hash"
+)
+
+// TypeMeta carries apiVersion and kind.
+type TypeMeta struct {
+	APIVersion string `json:"apiVersion,omitempty"`
+	Kind       string `json:"kind,omitempty"`
+}
+
+// ObjectMeta is the metadata every object carries.
+type ObjectMeta struct {
+	Name              string            `json:"name,omitempty"`
+	Namespace         string            `json:"namespace,omitempty"`
+	UID               string            `json:"uid,omitempty"`
+	ResourceVersion   string            `json:"resourceVersion,omitempty"`
+	Generation        int64             `json:"generation,omitempty"`
+	CreationTimestamp *time.Time        `json:"creationTimestamp,omitempty"`
+	Labels            map[string]string `json:"labels,omitempty"`
+	Annotations       map[string]string `json:"annotations,omitempty"`
+}
+
+// Namespace is a v1 Namespace.
+type Namespace struct {
+	TypeMeta `json:",inline"`
+	Metadata ObjectMeta      `json:"metadata"`
+	Status   NamespaceStatus `json:"status,omitempty"`
+}
+
+// NamespaceStatus is a Namespace's status.
+type NamespaceStatus struct {
+	Phase string `json:"phase,omitempty"`
+}
+
+// Deployment is an apps/v1 Deployment.
+type Deployment struct {
+	TypeMeta `json:",inline"`
+	Metadata ObjectMeta       `json:"metadata"`
+	Spec     DeploymentSpec   `json:"spec"`
+	Status   DeploymentStatus `json:"status,omitempty"`
+}
+
+// DeploymentSpec is the desired state of a Deployment.
+type DeploymentSpec struct {
+	Replicas             *int32             `json:"replicas,omitempty"`
+	Selector             *LabelSelector     `json:"selector,omitempty"`
+	Template             PodTemplateSpec    `json:"template"`
+	Strategy             DeploymentStrategy `json:"strategy,omitempty"`
+	MinReadySeconds      int32              `json:"minReadySeconds,omitempty"`
+	RevisionHistoryLimit *int32             `json:"revisionHistoryLimit,omitempty"`
+	Paused               bool               `json:"paused,omitempty"`
+}
+
+// DeploymentStrategy says how pods are replaced.
+type DeploymentStrategy struct {
+	Type          string                   `json:"type,omitempty"` // RollingUpdate or Recreate
+	RollingUpdate *RollingUpdateDeployment `json:"rollingUpdate,omitempty"`
+}
+
+// RollingUpdateDeployment bounds a rolling update. Values are an integer or a
+// percentage ("25%").
+type RollingUpdateDeployment struct {
+	MaxUnavailable *IntOrString `json:"maxUnavailable,omitempty"`
+	MaxSurge       *IntOrString `json:"maxSurge,omitempty"`
+}
+
+// DeploymentStatus is the observed state of a Deployment, aggregated from
+// its pods.
+type DeploymentStatus struct {
+	ObservedGeneration  int64 `json:"observedGeneration,omitempty"`
+	Replicas            int32 `json:"replicas,omitempty"`
+	UpdatedReplicas     int32 `json:"updatedReplicas,omitempty"`
+	ReadyReplicas       int32 `json:"readyReplicas,omitempty"`
+	AvailableReplicas   int32 `json:"availableReplicas,omitempty"`
+	UnavailableReplicas int32 `json:"unavailableReplicas,omitempty"`
+}
+
+// LabelSelector selects objects by labels.
+type LabelSelector struct {
+	MatchLabels      map[string]string          `json:"matchLabels,omitempty"`
+	MatchExpressions []LabelSelectorRequirement `json:"matchExpressions,omitempty"`
+}
+
+// LabelSelectorRequirement is one matchExpressions entry.
+type LabelSelectorRequirement struct {
+	Key      string   `json:"key"`
+	Operator string   `json:"operator"` // In, NotIn, Exists, DoesNotExist
+	Values   []string `json:"values,omitempty"`
+}
+
+// PodTemplateSpec is the template pods are made from.
+type PodTemplateSpec struct {
+	Metadata ObjectMeta `json:"metadata,omitempty"`
+	Spec     PodSpec    `json:"spec"`
+}
+
+// PodSpec describes a pod.
+type PodSpec struct {
+	Containers                    []Container       `json:"containers"`
+	RestartPolicy                 string            `json:"restartPolicy,omitempty"` // Always, OnFailure, Never
+	NodeSelector                  map[string]string `json:"nodeSelector,omitempty"`
+	NodeName                      string            `json:"nodeName,omitempty"`
+	Hostname                      string            `json:"hostname,omitempty"`
+	TerminationGracePeriodSeconds *int64            `json:"terminationGracePeriodSeconds,omitempty"`
+}
+
+// Container is one container of a pod.
+type Container struct {
+	Name            string               `json:"name"`
+	Image           string               `json:"image"`
+	Command         []string             `json:"command,omitempty"`
+	Args            []string             `json:"args,omitempty"`
+	WorkingDir      string               `json:"workingDir,omitempty"`
+	Env             []EnvVar             `json:"env,omitempty"`
+	Ports           []ContainerPort      `json:"ports,omitempty"`
+	Resources       ResourceRequirements `json:"resources,omitempty"`
+	LivenessProbe   *Probe               `json:"livenessProbe,omitempty"`
+	ReadinessProbe  *Probe               `json:"readinessProbe,omitempty"`
+	ImagePullPolicy string               `json:"imagePullPolicy,omitempty"`
+}
+
+// EnvVar is an environment variable with a literal value.
+type EnvVar struct {
+	Name  string `json:"name"`
+	Value string `json:"value,omitempty"`
+}
+
+// ContainerPort is a port a container listens on.
+type ContainerPort struct {
+	Name          string `json:"name,omitempty"`
+	ContainerPort int32  `json:"containerPort"`
+	Protocol      string `json:"protocol,omitempty"` // TCP (default) or UDP
+}
+
+// ResourceRequirements are requests and limits, in Kubernetes quantities
+// ("500m", "128Mi").
+type ResourceRequirements struct {
+	Limits   ResourceList `json:"limits,omitempty"`
+	Requests ResourceList `json:"requests,omitempty"`
+}
+
+// ResourceList maps a resource name (cpu, memory) to a quantity string.
+type ResourceList map[string]string
+
+// Probe is a liveness or readiness probe.
+type Probe struct {
+	Exec                *ExecAction      `json:"exec,omitempty"`
+	HTTPGet             *HTTPGetAction   `json:"httpGet,omitempty"`
+	TCPSocket           *TCPSocketAction `json:"tcpSocket,omitempty"`
+	InitialDelaySeconds int32            `json:"initialDelaySeconds,omitempty"`
+	TimeoutSeconds      int32            `json:"timeoutSeconds,omitempty"`
+	PeriodSeconds       int32            `json:"periodSeconds,omitempty"`
+	SuccessThreshold    int32            `json:"successThreshold,omitempty"`
+	FailureThreshold    int32            `json:"failureThreshold,omitempty"`
+}
+
+// ExecAction runs a command in the container; exit 0 is success.
+type ExecAction struct {
+	Command []string `json:"command,omitempty"`
+}
+
+// HTTPGetAction probes with an HTTP GET; 200-399 is success.
+type HTTPGetAction struct {
+	Path   string      `json:"path,omitempty"`
+	Port   IntOrString `json:"port"`
+	Host   string      `json:"host,omitempty"`
+	Scheme string      `json:"scheme,omitempty"`
+}
+
+// TCPSocketAction probes by opening a TCP connection.
+type TCPSocketAction struct {
+	Port IntOrString `json:"port"`
+	Host string      `json:"host,omitempty"`
+}
+
+// Service is a v1 Service.
+type Service struct {
+	TypeMeta `json:",inline"`
+	Metadata ObjectMeta    `json:"metadata"`
+	Spec     ServiceSpec   `json:"spec"`
+	Status   ServiceStatus `json:"status,omitempty"`
+}
+
+// ServiceSpec is the desired state of a Service.
+type ServiceSpec struct {
+	Type      string            `json:"type,omitempty"` // ClusterIP (default) or NodePort
+	Selector  map[string]string `json:"selector,omitempty"`
+	Ports     []ServicePort     `json:"ports,omitempty"`
+	ClusterIP string            `json:"clusterIP,omitempty"`
+}
+
+// ServicePort is one port of a Service.
+type ServicePort struct {
+	Name       string      `json:"name,omitempty"`
+	Protocol   string      `json:"protocol,omitempty"`
+	Port       int32       `json:"port"`
+	TargetPort IntOrString `json:"targetPort,omitempty"`
+	NodePort   int32       `json:"nodePort,omitempty"`
+}
+
+// ServiceStatus is a Service's status.
+type ServiceStatus struct{}
+
+// Pod phases.
+const (
+	PodPending   = "Pending"
+	PodRunning   = "Running"
+	PodSucceeded = "Succeeded"
+	PodFailed    = "Failed"
+	PodUnknown   = "Unknown"
+)
+
+// Pod is a v1 Pod. chorus creates pods from deployments; users read them.
+type Pod struct {
+	TypeMeta `json:",inline"`
+	Metadata ObjectMeta `json:"metadata"`
+	Spec     PodSpec    `json:"spec"`
+	Status   PodStatus  `json:"status,omitempty"`
+}
+
+// PodStatus is the observed state of a pod.
+type PodStatus struct {
+	Phase             string            `json:"phase,omitempty"`
+	Conditions        []PodCondition    `json:"conditions,omitempty"`
+	Message           string            `json:"message,omitempty"`
+	Reason            string            `json:"reason,omitempty"`
+	HostIP            string            `json:"hostIP,omitempty"`
+	PodIP             string            `json:"podIP,omitempty"`
+	StartTime         *time.Time        `json:"startTime,omitempty"`
+	ContainerStatuses []ContainerStatus `json:"containerStatuses,omitempty"`
+}
+
+// PodCondition is one of Ready, ContainersReady, Initialized, PodScheduled.
+type PodCondition struct {
+	Type               string     `json:"type"`
+	Status             string     `json:"status"` // True, False, Unknown
+	LastTransitionTime *time.Time `json:"lastTransitionTime,omitempty"`
+	Reason             string     `json:"reason,omitempty"`
+	Message            string     `json:"message,omitempty"`
+}
+
+// ContainerStatus is the observed state of one container.
+type ContainerStatus struct {
+	Name         string         `json:"name"`
+	State        ContainerState `json:"state,omitempty"`
+	LastState    ContainerState `json:"lastTerminationState,omitempty"`
+	Ready        bool           `json:"ready"`
+	RestartCount int32          `json:"restartCount"`
+	Image        string         `json:"image"`
+	ImageID      string         `json:"imageID,omitempty"`
+	ContainerID  string         `json:"containerID,omitempty"`
+	Started      *bool          `json:"started,omitempty"`
+}
+
+// ContainerState holds exactly one of its members.
+type ContainerState struct {
+	Waiting    *ContainerStateWaiting    `json:"waiting,omitempty"`
+	Running    *ContainerStateRunning    `json:"running,omitempty"`
+	Terminated *ContainerStateTerminated `json:"terminated,omitempty"`
+}
+
+// ContainerStateWaiting: not running yet, with a reason such as
+// ContainerCreating, CrashLoopBackOff or ErrImagePull.
+type ContainerStateWaiting struct {
+	Reason  string `json:"reason,omitempty"`
+	Message string `json:"message,omitempty"`
+}
+
+// ContainerStateRunning: running since StartedAt.
+type ContainerStateRunning struct {
+	StartedAt *time.Time `json:"startedAt,omitempty"`
+}
+
+// ContainerStateTerminated: exited.
+type ContainerStateTerminated struct {
+	ExitCode   int32      `json:"exitCode"`
+	Signal     int32      `json:"signal,omitempty"`
+	Reason     string     `json:"reason,omitempty"`
+	Message    string     `json:"message,omitempty"`
+	StartedAt  *time.Time `json:"startedAt,omitempty"`
+	FinishedAt *time.Time `json:"finishedAt,omitempty"`
+}
+
+// Event records something that happened to an object, as kubectl shows it.
+type Event struct {
+	TypeMeta       `json:",inline"`
+	Metadata       ObjectMeta      `json:"metadata"`
+	InvolvedObject ObjectReference `json:"involvedObject"`
+	Reason         string          `json:"reason"`
+	Message        string          `json:"message"`
+	Type           string          `json:"type"` // Normal or Warning
+	Count          int32           `json:"count,omitempty"`
+	FirstTimestamp *time.Time      `json:"firstTimestamp,omitempty"`
+	LastTimestamp  *time.Time      `json:"lastTimestamp,omitempty"`
+	Source         EventSource     `json:"source,omitempty"`
+}
+
+// ObjectReference names an object.
+type ObjectReference struct {
+	Kind      string `json:"kind"`
+	Namespace string `json:"namespace,omitempty"`
+	Name      string `json:"name"`
+}
+
+// EventSource says which peer reported an event.
+type EventSource struct {
+	Component string `json:"component,omitempty"`
+	Host      string `json:"host,omitempty"`
+}
+
+// List is a Kubernetes-shaped list: {"apiVersion":"v1","kind":"List","items":[...]}.
+type List struct {
+	TypeMeta `json:",inline"`
+	Items    []any `json:"items"`
+}
