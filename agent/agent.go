@@ -1,0 +1,266 @@
+// Package agent wires one chorus peer together: the desired-state store,
+// the reconcile loop that turns deployments into the pods this peer runs,
+// the runtime that runs them, events, and the HTTP API the CLI talks to.
+package agent
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/chorus-sh/chorus/api"
+	"github.com/chorus-sh/chorus/runtime"
+	goruntime "runtime"
+)
+
+// Version is the chorus version, set at build time.
+var Version = "v0.1.0-dev"
+
+// Config is one peer's configuration. Only Name and Bind must differ
+// between peers sharing a machine; the rest is derived from them.
+type Config struct {
+	Name                string // peer name (DNS-1123 label)
+	Bind                string // address the API (and later gossip) listens on
+	APIPort             int    // default 7070
+	DataDir             string // default /var/lib/chorus/<name>
+	ContainerdAddress   string // use this containerd; empty starts a private one
+	ContainerdNamespace string // default chorus-<name>
+	Bridge              string // default derived from the name
+	PodSubnet           string // default 10.88.<last octet of bind>.0/24
+	CNIPluginDirs       []string
+	Log                 *slog.Logger
+}
+
+// Defaults fills in what was left out and checks the rest.
+func (c *Config) Defaults() error {
+	if c.Name == "" {
+		h, err := os.Hostname()
+		if err != nil {
+			return errors.New("--name is required")
+		}
+		c.Name = h
+	}
+	if c.Bind == "" {
+		c.Bind = "127.0.0.1"
+	}
+	ip, err := netip.ParseAddr(c.Bind)
+	if err != nil {
+		return fmt.Errorf("--bind %q: not an IP address", c.Bind)
+	}
+	if c.APIPort == 0 {
+		c.APIPort = 7070
+	}
+	if c.DataDir == "" {
+		c.DataDir = filepath.Join("/var/lib/chorus", c.Name)
+	}
+	if c.ContainerdNamespace == "" {
+		c.ContainerdNamespace = "chorus-" + c.Name
+	}
+	sum := sha256.Sum256([]byte(c.Name))
+	if c.Bridge == "" {
+		c.Bridge = "chorus" + hex.EncodeToString(sum[:3])
+	}
+	if c.PodSubnet == "" {
+		octet := int(sum[3])%200 + 20
+		if ip.Is4() && !ip.IsUnspecified() {
+			octet = int(ip.As4()[3])
+		}
+		c.PodSubnet = "10.88." + strconv.Itoa(octet) + ".0/24"
+	}
+	if c.Log == nil {
+		c.Log = slog.Default()
+	}
+	return nil
+}
+
+// Agent is one running peer.
+type Agent struct {
+	cfg    Config
+	log    *slog.Logger
+	store  *store
+	events *events
+	rt     runtime.Runtime
+	pods   *runtime.PodManager
+	start  time.Time
+
+	kick chan struct{}
+}
+
+// Run runs the peer until ctx is done. It returns once every goroutine it
+// started has ended; the pods keep running for the next start to adopt.
+func Run(ctx context.Context, cfg Config) error {
+	if err := cfg.Defaults(); err != nil {
+		return err
+	}
+	log := cfg.Log.With("node", cfg.Name)
+	if err := os.MkdirAll(cfg.DataDir, 0o755); err != nil {
+		return fmt.Errorf("create data dir: %w", err)
+	}
+	lock, err := os.OpenFile(filepath.Join(cfg.DataDir, "agent.lock"), os.O_CREATE|os.O_RDWR, 0o600)
+	if err != nil {
+		return fmt.Errorf("lock data dir: %w", err)
+	}
+	defer lock.Close()
+	if err := syscall.Flock(int(lock.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		return fmt.Errorf("data dir %s is in use by another chorus agent", cfg.DataDir)
+	}
+	pidFile := filepath.Join(cfg.DataDir, "agent.pid")
+	if err := os.WriteFile(pidFile, []byte(strconv.Itoa(os.Getpid())+"\n"), 0o644); err != nil {
+		return fmt.Errorf("write pid file: %w", err)
+	}
+	defer os.Remove(pidFile)
+	st, err := openStore(filepath.Join(cfg.DataDir, "state.json"))
+	if err != nil {
+		return err
+	}
+	a := &Agent{cfg: cfg, log: log, store: st, events: newEvents(cfg.Name, 1000), start: time.Now(), kick: make(chan struct{}, 1)}
+
+	addr := cfg.ContainerdAddress
+	if addr == "" {
+		d, err := runtime.StartDaemon(ctx, cfg.DataDir, log)
+		if err != nil {
+			return err
+		}
+		defer d.Stop()
+		addr = d.Address
+	}
+	nw, err := runtime.NewCNINetwork(runtime.NetworkConfig{
+		Name: "chorus-" + cfg.Name, Bridge: cfg.Bridge, Subnet: cfg.PodSubnet,
+		PluginDirs: cfg.CNIPluginDirs, StateDir: filepath.Join(cfg.DataDir, "network"),
+	})
+	if err != nil {
+		return err
+	}
+	ctd, err := runtime.NewContainerd(ctx, addr, cfg.ContainerdNamespace, nw)
+	if err != nil {
+		return err
+	}
+	defer ctd.Close()
+	a.rt = ctd
+	a.pods = runtime.NewPodManager(ctd, runtime.Options{
+		Node: cfg.Name, HostIP: cfg.Bind, StateDir: filepath.Join(cfg.DataDir, "pods"), Log: log,
+		Events: func(p *api.Pod, typ, reason, msg string) {
+			a.events.record(api.ObjectReference{Kind: api.KindPod, Namespace: p.Metadata.Namespace, Name: p.Metadata.Name}, typ, reason, msg)
+		},
+	})
+	if err := a.pods.Start(ctx); err != nil {
+		return err
+	}
+	defer a.pods.Close()
+
+	ln, err := net.Listen("tcp", net.JoinHostPort(cfg.Bind, strconv.Itoa(cfg.APIPort)))
+	if err != nil {
+		return fmt.Errorf("API listener: %w", err)
+	}
+	srv := &http.Server{Handler: a.routes(), ReadHeaderTimeout: 10 * time.Second,
+		BaseContext: func(net.Listener) context.Context { return ctx }}
+	var wg sync.WaitGroup
+	wg.Add(2)
+	go func() {
+		defer wg.Done()
+		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			log.Error("API server", "err", err)
+		}
+	}()
+	go func() {
+		defer wg.Done()
+		a.reconcileLoop(ctx)
+	}()
+	log.Info("chorus agent ready", "api", ln.Addr().String(), "data", cfg.DataDir, "containerd", addr,
+		"bridge", cfg.Bridge, "subnet", cfg.PodSubnet)
+	<-ctx.Done()
+	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	_ = srv.Shutdown(sctx)
+	wg.Wait()
+	log.Info("chorus agent stopped")
+	return nil
+}
+
+// reconcileLoop recomputes the pods this peer should run whenever the
+// desired state changes, and at least every second (pod readiness drives
+// rollouts).
+func (a *Agent) reconcileLoop(ctx context.Context) {
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
+	for {
+		changed := a.store.changed()
+		a.reconcile()
+		select {
+		case <-ctx.Done():
+			return
+		case <-changed:
+		case <-a.kick:
+		case <-t.C:
+		}
+	}
+}
+
+// reconcile is one level-triggered pass: desired pods of every deployment,
+// computed from what runs now, handed to the pod manager.
+func (a *Agent) reconcile() {
+	running := a.pods.Pods()
+	byDeploy := map[string][]api.Pod{}
+	for _, p := range running {
+		if d := p.Metadata.Labels[api.LabelDeployment]; d != "" {
+			k := objectKey(api.KindDeployment, p.Metadata.Namespace, d)
+			byDeploy[k] = append(byDeploy[k], p)
+		}
+	}
+	var desired []api.Pod
+	for _, o := range a.store.list(api.KindDeployment, "") {
+		d := o.(*api.Deployment)
+		desired = append(desired, desiredPods(d, byDeploy[api.ObjectKey(d)])...)
+	}
+	a.pods.Sync(desired)
+}
+
+func newUID() string {
+	var b [16]byte
+	_, _ = rand.Read(b[:])
+	h := hex.EncodeToString(b[:])
+	return h[:8] + "-" + h[8:12] + "-" + h[12:16] + "-" + h[16:20] + "-" + h[20:]
+}
+
+func numCPU() int { return goruntime.NumCPU() }
+
+// Reset removes what a stopped peer left on this machine: containers, pod
+// network, private containerd, data dir.
+func Reset(ctx context.Context, cfg Config) error {
+	if err := cfg.Defaults(); err != nil {
+		return err
+	}
+	conn, err := net.DialTimeout("tcp", net.JoinHostPort(cfg.Bind, strconv.Itoa(cfg.APIPort)), 300*time.Millisecond)
+	if err == nil {
+		conn.Close()
+		// Only refuse when the running agent is this peer.
+		if _, err := os.Stat(filepath.Join(cfg.DataDir, "agent.pid")); err == nil {
+			if b, err := os.ReadFile(filepath.Join(cfg.DataDir, "agent.pid")); err == nil && processAlive(string(b)) {
+				return fmt.Errorf("peer %s is still running (pid %s): stop it first", cfg.Name, strings.TrimSpace(string(b)))
+			}
+		}
+	}
+	return runtime.Purge(ctx, cfg.DataDir, cfg.ContainerdAddress, cfg.ContainerdNamespace, cfg.Bridge, cfg.Log)
+}
+
+func processAlive(pid string) bool {
+	n, err := strconv.Atoi(strings.TrimSpace(pid))
+	if err != nil || n <= 0 {
+		return false
+	}
+	return syscall.Kill(n, 0) == nil
+}

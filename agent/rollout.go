@@ -1,0 +1,94 @@
+package agent
+
+import (
+	"sort"
+
+	"github.com/chorus-sh/chorus/api"
+)
+
+// desiredPods is the pure reconcile diff of one deployment: given the
+// deployment and the pods of it that exist now (with their statuses), it
+// returns the pods that should run. It keeps a rolling update inside
+// maxSurge and maxUnavailable: pods of older templates stay until enough
+// pods of the new template are Ready, and no more new pods run than the
+// surge allows.
+func desiredPods(d *api.Deployment, current []api.Pod) []api.Pod {
+	want := api.PodsForDeployment(d)
+	n := len(want)
+	hash := api.TemplateHash(&d.Spec.Template)
+	newReady := 0
+	wantNames := map[string]bool{}
+	for _, p := range want {
+		wantNames[p.Metadata.Name] = true
+	}
+	var old []api.Pod
+	for _, p := range current {
+		if p.Metadata.Labels[api.LabelTemplateHash] == hash {
+			if wantNames[p.Metadata.Name] && podReady(&p) {
+				newReady++
+			}
+			continue // same template: an ordinal beyond replicas is scaled away
+		}
+		old = append(old, p)
+	}
+	if len(old) == 0 {
+		return want
+	}
+	sort.Slice(old, func(i, j int) bool { return old[i].Metadata.Name < old[j].Metadata.Name })
+
+	surge, unavailable := 1, 0
+	if d.Spec.Strategy.Type == "Recreate" {
+		// Every old pod goes before any new pod starts.
+		return nil
+	}
+	if ru := d.Spec.Strategy.RollingUpdate; ru != nil {
+		if ru.MaxSurge != nil {
+			if v, err := ru.MaxSurge.ScaledValue(n, true); err == nil {
+				surge = v
+			}
+		}
+		if ru.MaxUnavailable != nil {
+			if v, err := ru.MaxUnavailable.ScaledValue(n, false); err == nil {
+				unavailable = v
+			}
+		}
+	}
+	if surge == 0 && unavailable == 0 {
+		unavailable = 1
+	}
+	keepOld := min(len(old), max(0, n-unavailable-newReady))
+	runNew := min(n, max(0, n+surge-keepOld))
+	out := append([]api.Pod{}, want[:runNew]...)
+	return append(out, old[:keepOld]...)
+}
+
+func podReady(p *api.Pod) bool {
+	for _, c := range p.Status.Conditions {
+		if c.Type == "Ready" {
+			return c.Status == "True"
+		}
+	}
+	return false
+}
+
+// deploymentStatus aggregates a deployment's status from its pods.
+func deploymentStatus(d *api.Deployment, pods []api.Pod) api.DeploymentStatus {
+	hash := api.TemplateHash(&d.Spec.Template)
+	st := api.DeploymentStatus{ObservedGeneration: d.Metadata.Generation}
+	for _, p := range pods {
+		st.Replicas++
+		if p.Metadata.Labels[api.LabelTemplateHash] == hash {
+			st.UpdatedReplicas++
+		}
+		if podReady(&p) {
+			st.ReadyReplicas++
+			st.AvailableReplicas++
+		}
+	}
+	want := int32(1)
+	if d.Spec.Replicas != nil {
+		want = *d.Spec.Replicas
+	}
+	st.UnavailableReplicas = max(0, want-st.AvailableReplicas)
+	return st
+}

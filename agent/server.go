@@ -1,0 +1,652 @@
+package agent
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"runtime/debug"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/chorus-sh/chorus/api"
+)
+
+// Limits on request bodies.
+const (
+	maxManifestBody = api.MaxManifestBytes
+	maxObjectBody   = 1 << 20
+)
+
+// resources maps the plural resource names of the API to kinds.
+var resourceKinds = map[string]string{
+	"namespaces":  api.KindNamespace,
+	"deployments": api.KindDeployment,
+	"services":    api.KindService,
+	"pods":        api.KindPod,
+}
+
+func (a *Agent) routes() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok\n") })
+	mux.HandleFunc("GET /api/v1/version", a.handleVersion)
+	mux.HandleFunc("POST /api/v1/apply", a.handleApply)
+	mux.HandleFunc("POST /api/v1/delete", a.handleDeleteManifest)
+	mux.HandleFunc("GET /api/v1/{resource}", a.handleList)
+	mux.HandleFunc("GET /api/v1/namespaces/{ns}/{resource}", a.handleList)
+	mux.HandleFunc("GET /api/v1/namespaces/{ns}/{resource}/{name}", a.handleGet)
+	mux.HandleFunc("GET /api/v1/namespaces/{name}", a.handleGetNamespace)
+	mux.HandleFunc("GET /api/v1/nodes/{name}", a.handleGetNode)
+	mux.HandleFunc("DELETE /api/v1/namespaces/{ns}/{resource}/{name}", a.handleDelete)
+	mux.HandleFunc("DELETE /api/v1/namespaces/{name}", a.handleDeleteNamespace)
+	mux.HandleFunc("POST /api/v1/namespaces/{ns}/deployments", a.handleCreateDeployment)
+	mux.HandleFunc("PUT /api/v1/namespaces/{ns}/deployments/{name}/scale", a.handleScale)
+	mux.HandleFunc("GET /api/v1/namespaces/{ns}/pods/{name}/log", a.handleLog)
+	mux.HandleFunc("POST /api/v1/images", a.handleImageLoad)
+	mux.HandleFunc("GET /api/v1/images", a.handleImages)
+	return a.recoverer(mux)
+}
+
+func (a *Agent) recoverer(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		defer func() {
+			if v := recover(); v != nil {
+				if v == http.ErrAbortHandler {
+					panic(v)
+				}
+				a.log.Error("API handler panic", "path", r.URL.Path, "panic", v, "stack", string(debug.Stack()))
+				writeStatus(w, http.StatusInternalServerError, "InternalError", fmt.Sprint(v))
+			}
+		}()
+		h.ServeHTTP(w, r)
+	})
+}
+
+// status is Kubernetes' Status object, the body of every error.
+type status struct {
+	Kind       string   `json:"kind"`
+	APIVersion string   `json:"apiVersion"`
+	Status     string   `json:"status"`
+	Message    string   `json:"message"`
+	Reason     string   `json:"reason"`
+	Code       int      `json:"code"`
+	Details    []string `json:"details,omitempty"`
+}
+
+func writeStatus(w http.ResponseWriter, code int, reason, msg string, details ...string) {
+	writeJSON(w, code, status{Kind: "Status", APIVersion: "v1", Status: "Failure", Message: msg, Reason: reason, Code: code, Details: details})
+}
+
+func writeJSON(w http.ResponseWriter, code int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(code)
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	_ = enc.Encode(v)
+}
+
+func writeError(w http.ResponseWriter, err error) {
+	var me *api.ManifestError
+	var nf *notFoundError
+	var tl *http.MaxBytesError
+	switch {
+	case errors.As(err, &me):
+		var details []string
+		for _, fe := range me.Errors {
+			details = append(details, fe.Error())
+		}
+		writeStatus(w, http.StatusBadRequest, "BadRequest", err.Error(), details...)
+	case errors.As(err, &nf):
+		writeStatus(w, http.StatusNotFound, "NotFound", err.Error())
+	case errors.As(err, &tl):
+		writeStatus(w, http.StatusRequestEntityTooLarge, "RequestEntityTooLarge", fmt.Sprintf("request body larger than %d bytes", tl.Limit))
+	default:
+		writeStatus(w, http.StatusInternalServerError, "InternalError", err.Error())
+	}
+}
+
+type applyResponse struct {
+	Results  []Result `json:"results"`
+	Warnings []string `json:"warnings,omitempty"`
+}
+
+func (a *Agent) readManifest(w http.ResponseWriter, r *http.Request) ([]api.Object, []string, bool) {
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxManifestBody))
+	if err != nil {
+		writeError(w, err)
+		return nil, nil, false
+	}
+	objs, warns, err := api.Decode(body, r.URL.Query().Get("source"))
+	if err != nil {
+		writeError(w, err)
+		return nil, nil, false
+	}
+	if len(objs) == 0 {
+		writeStatus(w, http.StatusBadRequest, "BadRequest", "no objects passed to apply")
+		return nil, nil, false
+	}
+	return objs, warns, true
+}
+
+func (a *Agent) handleApply(w http.ResponseWriter, r *http.Request) {
+	objs, warns, ok := a.readManifest(w, r)
+	if !ok {
+		return
+	}
+	if err := a.checkApply(objs); err != nil {
+		writeError(w, err)
+		return
+	}
+	res, err := a.store.apply(objs, time.Now())
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, applyResponse{Results: res, Warnings: warns})
+}
+
+// checkApply runs the checks that need the stored state, before anything is
+// stored. Service port conflicts belong here.
+func (a *Agent) checkApply(objs []api.Object) error {
+	var errs []api.FieldError
+	for i, o := range objs {
+		svc, ok := o.(*api.Service)
+		if !ok {
+			continue
+		}
+		for j, p := range svc.Spec.Ports {
+			if p.NodePort == 0 {
+				continue
+			}
+			for _, other := range a.store.list(api.KindService, "") {
+				os := other.(*api.Service)
+				if api.ObjectKey(os) == api.ObjectKey(svc) {
+					continue
+				}
+				for _, op := range os.Spec.Ports {
+					if op.NodePort == p.NodePort {
+						errs = append(errs, api.FieldError{Doc: i + 1, Kind: svc.GetKind(), Name: svc.Metadata.Name,
+							Field:  fmt.Sprintf("spec.ports[%d].nodePort", j),
+							Reason: fmt.Sprintf("port %d is already allocated to service %s/%s", p.NodePort, os.Metadata.Namespace, os.Metadata.Name)})
+					}
+				}
+			}
+		}
+	}
+	if len(errs) > 0 {
+		return &api.ManifestError{Errors: errs}
+	}
+	return nil
+}
+
+func (a *Agent) handleDeleteManifest(w http.ResponseWriter, r *http.Request) {
+	objs, _, ok := a.readManifest(w, r)
+	if !ok {
+		return
+	}
+	var keys []string
+	for _, o := range objs {
+		keys = append(keys, api.ObjectKey(o))
+	}
+	res, err := a.store.remove(keys)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, applyResponse{Results: res})
+}
+
+func (a *Agent) handleDelete(w http.ResponseWriter, r *http.Request) {
+	kind, ok := resourceKinds[r.PathValue("resource")]
+	if !ok || kind == api.KindPod || kind == api.KindNamespace {
+		writeStatus(w, http.StatusNotFound, "NotFound", fmt.Sprintf("the server cannot delete resource type %q here", r.PathValue("resource")))
+		return
+	}
+	a.deleteOne(w, objectKey(kind, r.PathValue("ns"), r.PathValue("name")), r.PathValue("resource"))
+}
+
+func (a *Agent) handleDeleteNamespace(w http.ResponseWriter, r *http.Request) {
+	name := r.PathValue("name")
+	if name == api.DefaultNamespace {
+		writeStatus(w, http.StatusForbidden, "Forbidden", `namespace "default" cannot be deleted`)
+		return
+	}
+	a.deleteOne(w, objectKey(api.KindNamespace, "", name), "namespaces")
+}
+
+func (a *Agent) deleteOne(w http.ResponseWriter, key, resource string) {
+	res, err := a.store.remove([]string{key})
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	if res[0].Action == "notfound" {
+		writeStatus(w, http.StatusNotFound, "NotFound", fmt.Sprintf("%s %q not found", resource, res[0].Name))
+		return
+	}
+	writeJSON(w, http.StatusOK, applyResponse{Results: res})
+}
+
+func (a *Agent) handleVersion(w http.ResponseWriter, r *http.Request) {
+	writeJSON(w, http.StatusOK, map[string]string{"version": Version, "node": a.cfg.Name})
+}
+
+// objects returns the objects of a resource in namespace ns ("" for all),
+// with their statuses filled in.
+func (a *Agent) objects(resource, ns string) ([]any, bool) {
+	switch resource {
+	case "pods":
+		var out []any
+		for _, p := range a.pods.Pods() {
+			if ns == "" || p.Metadata.Namespace == ns {
+				out = append(out, p)
+			}
+		}
+		return out, true
+	case "events":
+		var out []any
+		for _, e := range a.events.list(ns, "", "") {
+			out = append(out, e)
+		}
+		return out, true
+	case "nodes":
+		return []any{a.node()}, true
+	case "namespaces":
+		out := []any{}
+		hasDefault := false
+		for _, o := range a.store.list(api.KindNamespace, "") {
+			n := o.(*api.Namespace)
+			n.Status.Phase = "Active"
+			hasDefault = hasDefault || n.Metadata.Name == api.DefaultNamespace
+			out = append(out, n)
+		}
+		if !hasDefault {
+			t := a.start.UTC().Truncate(time.Second)
+			d := &api.Namespace{TypeMeta: api.TypeMeta{APIVersion: "v1", Kind: api.KindNamespace},
+				Metadata: api.ObjectMeta{Name: api.DefaultNamespace, CreationTimestamp: &t}, Status: api.NamespaceStatus{Phase: "Active"}}
+			out = append([]any{d}, out...)
+		}
+		return out, true
+	case "deployments":
+		pods := a.pods.Pods()
+		var out []any
+		for _, o := range a.store.list(api.KindDeployment, ns) {
+			d := o.(*api.Deployment)
+			var mine []api.Pod
+			for _, p := range pods {
+				if p.Metadata.Namespace == d.Metadata.Namespace && p.Metadata.Labels[api.LabelDeployment] == d.Metadata.Name {
+					mine = append(mine, p)
+				}
+			}
+			d.Status = deploymentStatus(d, mine)
+			out = append(out, d)
+		}
+		return out, true
+	case "services":
+		pods := a.pods.Pods()
+		var out []any
+		for _, o := range a.store.list(api.KindService, ns) {
+			s := o.(*api.Service)
+			var eps []string
+			for _, p := range pods {
+				if p.Metadata.Namespace == s.Metadata.Namespace && api.SelectorMatches(s.Spec.Selector, p.Metadata.Labels) && podReady(&p) && p.Status.PodIP != "" {
+					for _, sp := range s.Spec.Ports {
+						eps = append(eps, p.Status.PodIP+":"+targetPort(sp, &p))
+					}
+				}
+			}
+			if len(eps) > 0 {
+				if s.Metadata.Annotations == nil {
+					s.Metadata.Annotations = map[string]string{}
+				}
+				s.Metadata.Annotations["chorus.io/endpoints"] = strings.Join(eps, ",")
+			}
+			out = append(out, s)
+		}
+		return out, true
+	}
+	return nil, false
+}
+
+// targetPort resolves a service port's target on a pod: a number, or the
+// name of one of the pod's container ports.
+func targetPort(sp api.ServicePort, p *api.Pod) string {
+	if !sp.TargetPort.IsString {
+		if sp.TargetPort.IntVal == 0 {
+			return strconv.Itoa(int(sp.Port))
+		}
+		return strconv.Itoa(int(sp.TargetPort.IntVal))
+	}
+	for _, c := range p.Spec.Containers {
+		for _, cp := range c.Ports {
+			if cp.Name == sp.TargetPort.StrVal {
+				return strconv.Itoa(int(cp.ContainerPort))
+			}
+		}
+	}
+	return sp.TargetPort.StrVal
+}
+
+func (a *Agent) handleList(w http.ResponseWriter, r *http.Request) {
+	res := r.PathValue("resource")
+	ns := r.PathValue("ns")
+	if ns == "" {
+		ns = r.URL.Query().Get("namespace")
+	}
+	items, ok := a.objects(res, ns)
+	if !ok {
+		writeStatus(w, http.StatusNotFound, "NotFound", fmt.Sprintf("the server doesn't have a resource type %q", res))
+		return
+	}
+	if res == "events" {
+		kind, name := r.URL.Query().Get("involvedKind"), r.URL.Query().Get("involvedName")
+		items = items[:0]
+		for _, e := range a.events.list(ns, kind, name) {
+			items = append(items, e)
+		}
+	}
+	if items == nil {
+		items = []any{}
+	}
+	writeJSON(w, http.StatusOK, api.List{TypeMeta: api.TypeMeta{APIVersion: "v1", Kind: "List"}, Items: items})
+}
+
+func (a *Agent) findObject(res, ns, name string) (any, bool) {
+	items, ok := a.objects(res, ns)
+	if !ok {
+		return nil, false
+	}
+	for _, it := range items {
+		if o, ok := it.(api.Object); ok && o.Meta().Name == name {
+			return it, true
+		}
+		if p, ok := it.(api.Pod); ok && p.Metadata.Name == name {
+			return p, true
+		}
+		if n, ok := it.(node); ok && n.Metadata.Name == name {
+			return n, true
+		}
+	}
+	return nil, false
+}
+
+func (a *Agent) handleGet(w http.ResponseWriter, r *http.Request) {
+	res, ns, name := r.PathValue("resource"), r.PathValue("ns"), r.PathValue("name")
+	if _, ok := resourceKinds[res]; !ok && res != "events" {
+		writeStatus(w, http.StatusNotFound, "NotFound", fmt.Sprintf("the server doesn't have a resource type %q", res))
+		return
+	}
+	o, ok := a.findObject(res, ns, name)
+	if !ok {
+		writeStatus(w, http.StatusNotFound, "NotFound", fmt.Sprintf("%s %q not found", res, name))
+		return
+	}
+	writeJSON(w, http.StatusOK, o)
+}
+
+func (a *Agent) handleGetNamespace(w http.ResponseWriter, r *http.Request) {
+	o, ok := a.findObject("namespaces", "", r.PathValue("name"))
+	if !ok {
+		writeStatus(w, http.StatusNotFound, "NotFound", fmt.Sprintf("namespaces %q not found", r.PathValue("name")))
+		return
+	}
+	writeJSON(w, http.StatusOK, o)
+}
+
+func (a *Agent) handleGetNode(w http.ResponseWriter, r *http.Request) {
+	o, ok := a.findObject("nodes", "", r.PathValue("name"))
+	if !ok {
+		writeStatus(w, http.StatusNotFound, "NotFound", fmt.Sprintf("nodes %q not found", r.PathValue("name")))
+		return
+	}
+	writeJSON(w, http.StatusOK, o)
+}
+
+func (a *Agent) handleCreateDeployment(w http.ResponseWriter, r *http.Request) {
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxObjectBody))
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	objs, warns, err := api.Decode(body, "")
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	if len(objs) != 1 || objs[0].GetKind() != api.KindDeployment {
+		writeStatus(w, http.StatusBadRequest, "BadRequest", "want exactly one Deployment")
+		return
+	}
+	objs[0].Meta().Namespace = r.PathValue("ns")
+	if _, exists := a.store.get(api.ObjectKey(objs[0])); exists {
+		writeStatus(w, http.StatusConflict, "AlreadyExists", fmt.Sprintf("deployments.apps %q already exists", objs[0].Meta().Name))
+		return
+	}
+	res, err := a.store.apply(objs, time.Now())
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, applyResponse{Results: res, Warnings: warns})
+}
+
+func (a *Agent) handleScale(w http.ResponseWriter, r *http.Request) {
+	var req struct {
+		Replicas *int32 `json:"replicas"`
+	}
+	if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, 4096)).Decode(&req); err != nil || req.Replicas == nil || *req.Replicas < 0 {
+		writeStatus(w, http.StatusBadRequest, "BadRequest", `body must be {"replicas": N} with N >= 0`)
+		return
+	}
+	key := objectKey(api.KindDeployment, r.PathValue("ns"), r.PathValue("name"))
+	o, ok := a.store.get(key)
+	if !ok {
+		writeStatus(w, http.StatusNotFound, "NotFound", fmt.Sprintf("deployments.apps %q not found", r.PathValue("name")))
+		return
+	}
+	d := o.(*api.Deployment)
+	d.Spec.Replicas = req.Replicas
+	res, err := a.store.apply([]api.Object{d}, time.Now())
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	for i := range res {
+		if res[i].Action == "configured" {
+			res[i].Action = "scaled"
+		}
+	}
+	writeJSON(w, http.StatusOK, applyResponse{Results: res})
+}
+
+func (a *Agent) handleLog(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	path, err := a.pods.LogPath(r.PathValue("ns"), r.PathValue("name"), q.Get("container"), q.Get("previous") == "true")
+	if err != nil {
+		writeStatus(w, http.StatusNotFound, "NotFound", err.Error())
+		return
+	}
+	f, err := os.Open(path)
+	if errors.Is(err, os.ErrNotExist) {
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		if q.Get("follow") != "true" {
+			return
+		}
+	} else if err != nil {
+		writeError(w, err)
+		return
+	} else {
+		defer f.Close()
+	}
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	if f != nil {
+		if n, err := strconv.Atoi(q.Get("tailLines")); err == nil && n >= 0 {
+			if err := seekTail(f, n); err != nil {
+				writeError(w, err)
+				return
+			}
+		}
+		if _, err := io.Copy(w, f); err != nil {
+			return
+		}
+	}
+	if q.Get("follow") != "true" {
+		return
+	}
+	fl, _ := w.(http.Flusher)
+	for {
+		if fl != nil {
+			fl.Flush()
+		}
+		select {
+		case <-r.Context().Done():
+			return
+		case <-time.After(200 * time.Millisecond):
+		}
+		if f == nil {
+			if f, err = os.Open(path); err != nil {
+				f = nil
+				continue
+			}
+			defer f.Close()
+		}
+		if _, err := io.Copy(w, f); err != nil {
+			return
+		}
+	}
+}
+
+// seekTail positions f at the start of its last n lines.
+func seekTail(f *os.File, n int) error {
+	st, err := f.Stat()
+	if err != nil {
+		return err
+	}
+	size := st.Size()
+	const chunk = 64 << 10
+	lines := 0
+	for off := size; off > 0; {
+		start := max(0, off-chunk)
+		buf := make([]byte, off-start)
+		if _, err := f.ReadAt(buf, start); err != nil && err != io.EOF {
+			return err
+		}
+		for i := len(buf) - 1; i >= 0; i-- {
+			if buf[i] == '\n' && start+int64(i) != size-1 {
+				lines++
+				if lines == n {
+					_, err := f.Seek(start+int64(i)+1, io.SeekStart)
+					return err
+				}
+			}
+		}
+		off = start
+	}
+	_, err = f.Seek(0, io.SeekStart)
+	return err
+}
+
+// progressReader counts bytes read, for the log of long image loads.
+type progressReader struct {
+	r io.Reader
+	n int64
+}
+
+func (p *progressReader) Read(b []byte) (int, error) {
+	n, err := p.r.Read(b)
+	p.n += int64(n)
+	return n, err
+}
+
+func (a *Agent) handleImageLoad(w http.ResponseWriter, r *http.Request) {
+	pr := &progressReader{r: bufio.NewReaderSize(r.Body, 1<<20)}
+	start := time.Now()
+	imgs, err := a.rt.ImportImage(r.Context(), pr)
+	if err != nil {
+		writeStatus(w, http.StatusBadRequest, "BadRequest", fmt.Sprintf("image load: %v (want an OCI or docker archive, as 'docker save' writes)", err))
+		return
+	}
+	for _, img := range imgs {
+		a.log.Info("image loaded", "image", img.Name, "digest", img.Digest, "bytes", pr.n, "took", time.Since(start).Round(time.Millisecond))
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"images": imgs})
+}
+
+type imageItem struct {
+	Name   string `json:"name"`
+	Digest string `json:"digest"`
+	Size   int64  `json:"size"`
+	Peers  int    `json:"peers"`
+}
+
+func (a *Agent) handleImages(w http.ResponseWriter, r *http.Request) {
+	imgs, err := a.rt.Images(r.Context())
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	items := []imageItem{}
+	for _, i := range imgs {
+		if strings.HasPrefix(i.Name, "sha256:") {
+			continue
+		}
+		items = append(items, imageItem{Name: i.Name, Digest: i.Digest, Size: i.Size, Peers: 1})
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"items": items})
+}
+
+// node is a peer as `get nodes` shows it, in Kubernetes' Node shape.
+type node struct {
+	APIVersion string         `json:"apiVersion"`
+	Kind       string         `json:"kind"`
+	Metadata   api.ObjectMeta `json:"metadata"`
+	Spec       struct {
+		Unschedulable bool `json:"unschedulable"`
+	} `json:"spec"`
+	Status nodeStatus `json:"status"`
+}
+
+type nodeStatus struct {
+	Phase     string            `json:"phase"`
+	Addresses []nodeAddress     `json:"addresses"`
+	Capacity  map[string]string `json:"capacity"`
+	NodeInfo  map[string]string `json:"nodeInfo"`
+	PodCount  int               `json:"podCount"`
+}
+
+type nodeAddress struct {
+	Type    string `json:"type"`
+	Address string `json:"address"`
+}
+
+func (a *Agent) node() node {
+	t := a.start.UTC().Truncate(time.Second)
+	n := node{APIVersion: "v1", Kind: "Node", Metadata: api.ObjectMeta{Name: a.cfg.Name, CreationTimestamp: &t}}
+	n.Status = nodeStatus{
+		Phase:     "Alive",
+		Addresses: []nodeAddress{{Type: "InternalIP", Address: a.cfg.Bind}},
+		Capacity:  capacity(),
+		NodeInfo:  map[string]string{"kubeletVersion": Version},
+		PodCount:  len(a.pods.Pods()),
+	}
+	return n
+}
+
+// capacity reads the machine's CPUs and memory.
+func capacity() map[string]string {
+	c := map[string]string{"cpu": strconv.Itoa(numCPU()), "pods": "110"}
+	if b, err := os.ReadFile("/proc/meminfo"); err == nil {
+		for _, line := range bytes.Split(b, []byte("\n")) {
+			f := strings.Fields(string(line))
+			if len(f) >= 2 && f[0] == "MemTotal:" {
+				c["memory"] = f[1] + "Ki"
+			}
+		}
+	}
+	return c
+}

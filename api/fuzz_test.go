@@ -1,0 +1,72 @@
+package api
+
+import (
+	"encoding/json"
+	"errors"
+	"os"
+	"strings"
+	"testing"
+)
+
+func FuzzDecode(f *testing.F) {
+	if example, err := os.ReadFile("../examples/app.yaml"); err == nil {
+		f.Add(example)
+	}
+	for _, seed := range []string{
+		"",
+		"---\n---\n",
+		deployment("web", "        ports: [{containerPort: 80, name: http}]\n        readinessProbe: {httpGet: {port: http}}\n"),
+		goodService,
+		"apiVersion: v1\nkind: Namespace\nmetadata: {name: a}\n---\n" + goodService,
+		`{"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "a"}}{"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "b"}}`,
+		`{"apiVersion": "v1", "kind": "List", "items": [{"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "a"}}]}`,
+		"apiVersion: v1\nkind: List\nitems:\n- {apiVersion: v1, kind: Namespace, metadata: {name: a}}\n",
+		"apiVersion: apps/v1\nkind: StatefulSet\nmetadata: {name: db}\n",
+		strings.Replace(deployment("web", ""), "spec:\n  template:", "spec:\n  replicas: three\n  template:", 1),
+		deployment("web", "        resources: {limits: {cpu: 1, memory: 1GB}, requests: {cpu: 2}}\n"),
+		deployment("web", "        livenessProbe: {exec: {command: [x]}, tcpSocket: {port: 1}}\n"),
+		strings.Replace(goodService, "spec:\n", "spec:\n  type: NodePort\n", 1) + "    nodePort: 30001\n",
+		"a: b\n c: d\n",
+		"a: &a [*a]\n",
+		"metadata:\n  labels:\n    ? [a]\n    : b\n",
+		"- 1\n- 2\n",
+		"{\"kind\": ",
+		"--- {apiVersion: v1, kind: Namespace, metadata: {name: x}}\n",
+	} {
+		f.Add([]byte(seed))
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		objs, _, err := Decode(data, "fuzz.yaml")
+		if err != nil {
+			var me *ManifestError
+			if !errors.As(err, &me) || len(me.Errors) == 0 {
+				t.Fatalf("error %v is not a non-empty *ManifestError", err)
+			}
+			if objs != nil {
+				t.Fatal("objs not nil with an error")
+			}
+			return
+		}
+		for _, o := range objs {
+			if errs := Validate(o); len(errs) != 0 {
+				t.Fatalf("decoded object does not validate: %v", errs)
+			}
+			// What Decode accepted, it accepts again as JSON, unchanged.
+			b, err := json.Marshal(o)
+			if err != nil {
+				t.Fatal(err)
+			}
+			again, _, err := Decode(b, "")
+			if err != nil {
+				t.Fatalf("re-decoding %s: %v", b, err)
+			}
+			b2, _ := json.Marshal(again[0])
+			if len(again) != 1 || string(b2) != string(b) {
+				t.Fatalf("round trip changed the object:\n%s\n%s", b, b2)
+			}
+			if d, ok := o.(*Deployment); ok {
+				PodsForDeployment(d)
+			}
+		}
+	})
+}

@@ -1,0 +1,66 @@
+package api
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"maps"
+	"strconv"
+)
+
+// TemplateHash returns 10 lowercase hex characters identifying t: the start of
+// the SHA-256 of t's JSON encoding (fields in declaration order, map keys
+// sorted), so equal templates hash alike in every process and every version
+// that keeps the types. Hash a defaulted template (SetDefaults), so that a
+// manifest spelling out a default and one leaving it out hash alike.
+func TemplateHash(t *PodTemplateSpec) string {
+	b, err := json.Marshal(t)
+	if err != nil {
+		panic("api.TemplateHash: " + err.Error()) // cannot happen for PodTemplateSpec
+	}
+	sum := sha256.Sum256(b)
+	return hex.EncodeToString(sum[:5])
+}
+
+// PodName returns the name of a deployment's pod: "<deployment>-<hash>-<ordinal>".
+func PodName(deployment, hash string, ordinal int) string {
+	return deployment + "-" + hash + "-" + strconv.Itoa(ordinal)
+}
+
+// PodsForDeployment returns the pods d wants: spec.replicas of them (1 if
+// unset), named PodName(d's name, TemplateHash(template), 0..replicas-1), in
+// d's namespace, labelled with the template's labels plus LabelTemplateHash
+// and LabelDeployment, annotated with the template's annotations, and with a
+// copy of the template's spec. Their status is empty. d should be defaulted.
+func PodsForDeployment(d *Deployment) []Pod {
+	n := 1
+	if d.Spec.Replicas != nil {
+		n = max(int(*d.Spec.Replicas), 0)
+	}
+	hash := TemplateHash(&d.Spec.Template)
+	ns := d.Metadata.Namespace
+	if ns == "" {
+		ns = DefaultNamespace
+	}
+	spec := DeepCopy(d.Spec.Template.Spec)
+	pods := make([]Pod, n)
+	for i := range pods {
+		p := &pods[i]
+		p.SetTypeMeta()
+		p.Metadata.Name = PodName(d.Metadata.Name, hash, i)
+		p.Metadata.Namespace = ns
+		p.Metadata.Labels = maps.Clone(d.Spec.Template.Metadata.Labels)
+		if p.Metadata.Labels == nil {
+			p.Metadata.Labels = map[string]string{}
+		}
+		p.Metadata.Labels[LabelTemplateHash] = hash
+		p.Metadata.Labels[LabelDeployment] = d.Metadata.Name
+		p.Metadata.Annotations = maps.Clone(d.Spec.Template.Metadata.Annotations)
+		if i == 0 {
+			p.Spec = spec
+		} else {
+			p.Spec = DeepCopy(spec)
+		}
+	}
+	return pods
+}

@@ -1,0 +1,106 @@
+package main
+
+import (
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+
+	"github.com/chorus-sh/chorus/agent"
+	"github.com/spf13/cobra"
+	"github.com/spf13/viper"
+)
+
+// newAgentCmd is `chorus agent`: run a peer. Every flag can also come from
+// the config file (--config, YAML/TOML/JSON, keys named as the flags) or
+// from CHORUS_<FLAG> environment variables (dashes become underscores).
+func newAgentCmd() *cobra.Command {
+	v := viper.New()
+	cmd := &cobra.Command{
+		Use:   "agent",
+		Short: "Run a chorus peer on this machine",
+		Long: `Run a chorus peer: it stores the desired state, runs the pods assigned to it
+in containerd with CNI networking, and serves the API the CLI talks to.
+
+Every flag can also be set in a config file (--config) or through an
+environment variable CHORUS_<FLAG>, e.g. CHORUS_DATA_DIR=/srv/chorus.`,
+		Example: `  chorus agent --name n1 --bind 127.0.0.11 --data-dir /var/lib/chorus/n1`,
+		Args:    cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if f := v.GetString("config"); f != "" {
+				v.SetConfigFile(f)
+				if err := v.ReadInConfig(); err != nil {
+					return fmt.Errorf("read config %s: %w", f, err)
+				}
+			}
+			level := slog.LevelInfo
+			if err := level.UnmarshalText([]byte(v.GetString("log-level"))); err != nil {
+				return fmt.Errorf("--log-level %q: want debug, info, warn or error", v.GetString("log-level"))
+			}
+			log := slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), &slog.HandlerOptions{Level: level}))
+			cfg := agent.Config{
+				Name:                v.GetString("name"),
+				Bind:                v.GetString("bind"),
+				APIPort:             v.GetInt("api-port"),
+				DataDir:             v.GetString("data-dir"),
+				ContainerdAddress:   v.GetString("containerd-address"),
+				ContainerdNamespace: v.GetString("containerd-namespace"),
+				Bridge:              v.GetString("bridge"),
+				PodSubnet:           v.GetString("pod-subnet"),
+				CNIPluginDirs:       v.GetStringSlice("cni-plugin-dir"),
+				Log:                 log,
+			}
+			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
+			defer stop()
+			return agent.Run(ctx, cfg)
+		},
+	}
+	f := cmd.Flags()
+	f.String("config", "", "config file (YAML, TOML or JSON) with any of these flags as keys")
+	f.String("name", "", "peer name (default: the host name)")
+	f.String("bind", "127.0.0.1", "address this peer listens on")
+	f.Int("api-port", 7070, "port of the HTTP API on --bind")
+	f.String("data-dir", "", "where the peer keeps its state (default /var/lib/chorus/<name>)")
+	f.String("containerd-address", "", "use the containerd at this socket (default: start a private containerd under the data dir)")
+	f.String("containerd-namespace", "", "containerd namespace of this peer (default chorus-<name>)")
+	f.String("bridge", "", "bridge device of the pod network (default derived from the name)")
+	f.String("pod-subnet", "", "pod subnet of this peer (default 10.88.<last octet of --bind>.0/24)")
+	f.StringSlice("cni-plugin-dir", nil, "directories holding the CNI plugins (default /usr/lib/cni,/opt/cni/bin)")
+	f.String("log-level", "info", "debug, info, warn or error")
+	_ = v.BindPFlags(f)
+	v.SetEnvPrefix("CHORUS")
+	v.SetEnvKeyReplacer(strings.NewReplacer("-", "_"))
+	v.AutomaticEnv()
+	return cmd
+}
+
+// newResetCmd is `chorus reset`: remove everything a stopped peer left on
+// this machine.
+func newResetCmd() *cobra.Command {
+	var name, dataDir, address, namespace, bridge string
+	cmd := &cobra.Command{
+		Use:   "reset",
+		Short: "Remove a stopped peer's containers, pod network, private containerd and data dir",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cfg := agent.Config{Name: name, DataDir: dataDir, ContainerdAddress: address, ContainerdNamespace: namespace, Bridge: bridge}
+			if err := cfg.Defaults(); err != nil {
+				return err
+			}
+			if err := agent.Reset(cmd.Context(), cfg); err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "peer %s reset: %s removed\n", cfg.Name, cfg.DataDir)
+			return nil
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&name, "name", "", "peer name (as given to chorus agent)")
+	f.StringVar(&dataDir, "data-dir", "", "data dir (default /var/lib/chorus/<name>)")
+	f.StringVar(&address, "containerd-address", "", "the containerd the peer used, if not its private one")
+	f.StringVar(&namespace, "containerd-namespace", "", "containerd namespace (default chorus-<name>)")
+	f.StringVar(&bridge, "bridge", "", "bridge device (default derived from the name)")
+	return cmd
+}

@@ -1,0 +1,170 @@
+// Command chorus is chorus' command-line tool: a kubectl-like client of the
+// agent's HTTP API (apply, get, describe, delete, logs, scale, image load) and,
+// through its agent subcommand, the peer itself.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+
+	"github.com/spf13/cobra"
+	"github.com/spf13/viper"
+)
+
+// version is the client's version, set at build time with
+// -ldflags "-X main.version=v0.1.0".
+var version = "dev"
+
+// defaultServer is the agent address used when neither -s nor CHORUS_SERVER
+// names one.
+const defaultServer = "127.0.0.1:7070"
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	// A second Ctrl-C kills the process the usual way.
+	go func() { <-ctx.Done(); stop() }()
+	code := run(ctx, os.Args[1:], os.Stdin, os.Stdout, os.Stderr)
+	stop()
+	os.Exit(code)
+}
+
+// run executes the chorus command line args and returns the process' exit
+// code. Errors are printed to stderr the way kubectl prints them.
+func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	root := newRootCmd(stdin, stdout, stderr)
+	root.SetArgs(args)
+	return reportError(stderr, root.ExecuteContext(ctx))
+}
+
+// rootOptions is the state shared by every client subcommand: the global
+// flags, the streams and the logger.
+type rootOptions struct {
+	in     io.Reader
+	out    io.Writer
+	errOut io.Writer
+
+	v         *viper.Viper // resolves -s/-n against CHORUS_SERVER/CHORUS_NAMESPACE
+	verbosity int
+}
+
+// newRootCmd builds the chorus command tree writing to stdout and stderr and
+// reading stdin (for `-f -` and `image load -`).
+func newRootCmd(stdin io.Reader, stdout, stderr io.Writer) *cobra.Command {
+	o := &rootOptions{in: stdin, out: stdout, errOut: stderr, v: viper.New()}
+	root := &cobra.Command{
+		Use:   "chorus",
+		Short: "chorus runs containers on a masterless cluster of peers",
+		Long: "chorus controls a masterless chorus cluster with kubectl's verbs and\n" +
+			"manifests, and runs a peer with `chorus agent`.",
+		SilenceErrors: true,
+		SilenceUsage:  true,
+	}
+	root.SetIn(stdin)
+	root.SetOut(stdout)
+	root.SetErr(stderr)
+	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error {
+		return fmt.Errorf("%w\nSee '%s --help' for usage.", err, c.CommandPath())
+	})
+
+	pf := root.PersistentFlags()
+	pf.StringP("server", "s", defaultServer, "address (host:port) of a chorus agent; env CHORUS_SERVER")
+	pf.StringP("namespace", "n", "default", "namespace of the request; env CHORUS_NAMESPACE")
+	pf.CountVarP(&o.verbosity, "verbose", "v", "log requests to stderr (debug)")
+	o.v.SetEnvPrefix("CHORUS")
+	_ = o.v.BindEnv("server")
+	_ = o.v.BindEnv("namespace")
+	_ = o.v.BindPFlag("server", pf.Lookup("server"))
+	_ = o.v.BindPFlag("namespace", pf.Lookup("namespace"))
+
+	root.AddCommand(
+		newApplyCmd(o),
+		newGetCmd(o),
+		newDescribeCmd(o),
+		newDeleteCmd(o),
+		newLogsCmd(o),
+		newCreateCmd(o),
+		newScaleCmd(o),
+		newImageCmd(o),
+		newVersionCmd(o),
+		newAgentCmd(),
+		newResetCmd(),
+	)
+	return root
+}
+
+// server returns the agent address: -s, else CHORUS_SERVER, else the default.
+func (o *rootOptions) server() string {
+	if s := strings.TrimSpace(o.v.GetString("server")); s != "" {
+		return s
+	}
+	return defaultServer
+}
+
+// namespace returns the request namespace: -n, else CHORUS_NAMESPACE, else
+// "default".
+func (o *rootOptions) namespace() string {
+	if ns := strings.TrimSpace(o.v.GetString("namespace")); ns != "" {
+		return ns
+	}
+	return "default"
+}
+
+// namespaceExplicit reports whether the user named the namespace (flag or
+// environment) rather than relying on the default.
+func (o *rootOptions) namespaceExplicit(cmd *cobra.Command) bool {
+	if f := cmd.Flags().Lookup("namespace"); f != nil && f.Changed {
+		return true
+	}
+	_, ok := os.LookupEnv("CHORUS_NAMESPACE")
+	return ok
+}
+
+// logger logs to stderr at debug level with -v, and nowhere otherwise.
+func (o *rootOptions) logger() *slog.Logger {
+	if o.verbosity == 0 {
+		return slog.New(slog.DiscardHandler)
+	}
+	return slog.New(slog.NewTextHandler(o.errOut, &slog.HandlerOptions{Level: slog.LevelDebug}))
+}
+
+// client returns an API client for the configured agent.
+func (o *rootOptions) client() (*client, error) {
+	return newClient(o.server(), o.logger())
+}
+
+// exitError ends the command with a code after its messages were already
+// printed.
+type exitError struct{ code int }
+
+func (e *exitError) Error() string { return fmt.Sprintf("exit status %d", e.code) }
+
+// reportError prints err as kubectl would and returns the exit code.
+func reportError(stderr io.Writer, err error) int {
+	if err == nil {
+		return 0
+	}
+	var ee *exitError
+	if errors.As(err, &ee) {
+		return ee.code
+	}
+	printError(stderr, err)
+	return 1
+}
+
+// printError prints one error: a server Status as "Error from server
+// (Reason): message", anything else as "error: message".
+func printError(w io.Writer, err error) {
+	var se *statusError
+	if errors.As(err, &se) {
+		fmt.Fprintln(w, se.Error())
+		return
+	}
+	fmt.Fprintf(w, "error: %v\n", err)
+}

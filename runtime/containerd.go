@@ -1,0 +1,412 @@
+package runtime
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strconv"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	containerd "github.com/containerd/containerd/v2/client"
+	"github.com/containerd/containerd/v2/pkg/cio"
+	"github.com/containerd/containerd/v2/pkg/namespaces"
+	"github.com/containerd/containerd/v2/pkg/oci"
+	"github.com/containerd/errdefs"
+	"github.com/distribution/reference"
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+)
+
+// NormalizeImage turns a short image name ("example/web:1", "nginx") into
+// the full reference containerd stores ("docker.io/example/web:1",
+// "docker.io/library/nginx:latest").
+func NormalizeImage(name string) (string, error) {
+	ref, err := reference.ParseDockerRef(name)
+	if err != nil {
+		return "", fmt.Errorf("image %q: %w", name, err)
+	}
+	return ref.String(), nil
+}
+
+// Containerd is the containerd driver of Runtime, with CNI networking.
+type Containerd struct {
+	client      *containerd.Client
+	namespace   string
+	snapshotter string
+	net         *CNINetwork
+	execSeq     atomic.Int64
+}
+
+// NewContainerd connects to the containerd at address and uses namespace
+// for everything this peer creates.
+func NewContainerd(ctx context.Context, address, namespace string, net *CNINetwork) (*Containerd, error) {
+	c, err := containerd.New(address, containerd.WithDefaultNamespace(namespace), containerd.WithTimeout(10*time.Second))
+	if err != nil {
+		return nil, fmt.Errorf("connect to containerd at %s: %w", address, err)
+	}
+	if _, err := c.Version(ctx); err != nil {
+		c.Close()
+		return nil, fmt.Errorf("containerd at %s does not answer: %w", address, err)
+	}
+	return &Containerd{client: c, namespace: namespace, snapshotter: "overlayfs", net: net}, nil
+}
+
+// Close closes the connection to containerd; containers keep running.
+func (c *Containerd) Close() error { return c.client.Close() }
+
+func (c *Containerd) ctx(ctx context.Context) context.Context {
+	return namespaces.WithNamespace(ctx, c.namespace)
+}
+
+// ImportImage implements Runtime.
+func (c *Containerd) ImportImage(ctx context.Context, r io.Reader) ([]Image, error) {
+	ctx = c.ctx(ctx)
+	imgs, err := c.client.Import(ctx, r)
+	if err != nil {
+		return nil, fmt.Errorf("import archive: %w", err)
+	}
+	if len(imgs) == 0 {
+		return nil, errors.New("import archive: it holds no named image (give it a tag)")
+	}
+	var out []Image
+	for _, m := range imgs {
+		img := containerd.NewImage(c.client, m)
+		if err := img.Unpack(ctx, c.snapshotter); err != nil {
+			return nil, fmt.Errorf("unpack %s: %w", m.Name, err)
+		}
+		size, _ := img.Size(ctx)
+		out = append(out, Image{Name: m.Name, Digest: m.Target.Digest.String(), Size: size})
+	}
+	return out, nil
+}
+
+// Images implements Runtime.
+func (c *Containerd) Images(ctx context.Context) ([]Image, error) {
+	ctx = c.ctx(ctx)
+	imgs, err := c.client.ListImages(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("list images: %w", err)
+	}
+	out := make([]Image, 0, len(imgs))
+	for _, img := range imgs {
+		size, _ := img.Size(ctx)
+		out = append(out, Image{Name: img.Name(), Digest: img.Target().Digest.String(), Size: size})
+	}
+	return out, nil
+}
+
+// HasImage implements Runtime.
+func (c *Containerd) HasImage(ctx context.Context, ref string) (bool, error) {
+	ctx = c.ctx(ctx)
+	img, err := c.client.GetImage(ctx, ref)
+	if errdefs.IsNotFound(err) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("look up image %s: %w", ref, err)
+	}
+	ok, err := img.IsUnpacked(ctx, c.snapshotter)
+	if err != nil {
+		return false, fmt.Errorf("check image %s: %w", ref, err)
+	}
+	if !ok {
+		if err := img.Unpack(ctx, c.snapshotter); err != nil {
+			return false, fmt.Errorf("unpack %s: %w", ref, err)
+		}
+	}
+	return true, nil
+}
+
+// SetupNetwork implements Runtime.
+func (c *Containerd) SetupNetwork(ctx context.Context, podID string) (PodNetwork, error) {
+	return c.net.Setup(ctx, podID)
+}
+
+// TeardownNetwork implements Runtime.
+func (c *Containerd) TeardownNetwork(ctx context.Context, podID string, nw PodNetwork) error {
+	return c.net.Teardown(ctx, podID, nw)
+}
+
+// StartContainer implements Runtime.
+func (c *Containerd) StartContainer(ctx context.Context, cfg ContainerConfig) error {
+	ctx = c.ctx(ctx)
+	ctr, err := c.client.LoadContainer(ctx, cfg.ID)
+	if errdefs.IsNotFound(err) {
+		ctr, err = c.create(ctx, cfg)
+	}
+	if err != nil {
+		return err
+	}
+	if task, err := ctr.Task(ctx, nil); err == nil {
+		st, err := task.Status(ctx)
+		if err == nil && (st.Status == containerd.Running || st.Status == containerd.Paused) {
+			return nil
+		}
+		if _, err := task.Delete(ctx, containerd.WithProcessKill); err != nil && !errdefs.IsNotFound(err) {
+			return fmt.Errorf("delete old task of %s: %w", cfg.ID, err)
+		}
+	} else if !errdefs.IsNotFound(err) {
+		return fmt.Errorf("load task of %s: %w", cfg.ID, err)
+	}
+	if err := os.MkdirAll(filepath.Dir(cfg.LogPath), 0o755); err != nil {
+		return fmt.Errorf("create log dir: %w", err)
+	}
+	task, err := ctr.NewTask(ctx, cio.LogFile(cfg.LogPath))
+	if err != nil {
+		return fmt.Errorf("create task of %s: %w", cfg.ID, err)
+	}
+	if err := task.Start(ctx); err != nil {
+		_, _ = task.Delete(ctx, containerd.WithProcessKill)
+		return fmt.Errorf("start %s: %w", cfg.ID, err)
+	}
+	return nil
+}
+
+func (c *Containerd) create(ctx context.Context, cfg ContainerConfig) (containerd.Container, error) {
+	img, err := c.client.GetImage(ctx, cfg.Image)
+	if err != nil {
+		return nil, fmt.Errorf("image %s: %w", cfg.Image, err)
+	}
+	opts := []oci.SpecOpts{
+		oci.WithImageConfig(img),
+		oci.WithHostname(cfg.Hostname),
+		oci.WithLinuxNamespace(specs.LinuxNamespace{Type: specs.NetworkNamespace, Path: cfg.NetNSPath}),
+		oci.WithEnv(cfg.Env),
+	}
+	if cfg.Command != nil || cfg.Args != nil {
+		args, err := processArgs(ctx, img, cfg.Command, cfg.Args)
+		if err != nil {
+			return nil, err
+		}
+		opts = append(opts, oci.WithProcessArgs(args...))
+	}
+	if cfg.WorkDir != "" {
+		opts = append(opts, oci.WithProcessCwd(cfg.WorkDir))
+	}
+	if cfg.MemBytes > 0 {
+		opts = append(opts, oci.WithMemoryLimit(uint64(cfg.MemBytes)))
+	}
+	if cfg.CPUMilli > 0 {
+		const period = 100000
+		opts = append(opts, oci.WithCPUCFS(cfg.CPUMilli*period/1000, period))
+	}
+	ctr, err := c.client.NewContainer(ctx, cfg.ID,
+		containerd.WithImage(img),
+		containerd.WithSnapshotter(c.snapshotter),
+		containerd.WithNewSnapshot(cfg.ID+"-rootfs", img),
+		containerd.WithNewSpec(opts...),
+		containerd.WithContainerLabels(cfg.Labels),
+	)
+	if err != nil {
+		return nil, fmt.Errorf("create container %s: %w", cfg.ID, err)
+	}
+	return ctr, nil
+}
+
+// processArgs applies Kubernetes' rules: command replaces the image's
+// entrypoint (and drops its cmd), args replace the image's cmd.
+func processArgs(ctx context.Context, img containerd.Image, command, args []string) ([]string, error) {
+	ic, err := img.Spec(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("read image config: %w", err)
+	}
+	entry, cmd := ic.Config.Entrypoint, ic.Config.Cmd
+	if command != nil {
+		entry, cmd = command, nil
+	}
+	if args != nil {
+		cmd = args
+	}
+	out := append(append([]string{}, entry...), cmd...)
+	if len(out) == 0 {
+		return nil, errors.New("no command: the image has no entrypoint and the container gives none")
+	}
+	return out, nil
+}
+
+// Wait implements Runtime.
+func (c *Containerd) Wait(ctx context.Context, id string) (<-chan ExitStatus, error) {
+	cctx := c.ctx(ctx)
+	ctr, err := c.client.LoadContainer(cctx, id)
+	if err != nil {
+		return nil, fmt.Errorf("load %s: %w", id, err)
+	}
+	task, err := ctr.Task(cctx, nil)
+	if err != nil {
+		return nil, fmt.Errorf("load task of %s: %w", id, err)
+	}
+	ch, err := task.Wait(cctx)
+	if err != nil {
+		return nil, fmt.Errorf("wait for %s: %w", id, err)
+	}
+	out := make(chan ExitStatus, 1)
+	go func() {
+		defer close(out)
+		select {
+		case st, ok := <-ch:
+			if !ok {
+				return
+			}
+			code, at, err := st.Result()
+			es := ExitStatus{Code: int32(code), Finished: at, Err: err}
+			if code > 128 && code < 128+65 {
+				es.Signal = int32(code - 128)
+			}
+			out <- es
+		case <-ctx.Done():
+		}
+	}()
+	return out, nil
+}
+
+// StopContainer implements Runtime.
+func (c *Containerd) StopContainer(ctx context.Context, id string, grace time.Duration) error {
+	ctx = c.ctx(ctx)
+	ctr, err := c.client.LoadContainer(ctx, id)
+	if errdefs.IsNotFound(err) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("load %s: %w", id, err)
+	}
+	task, err := ctr.Task(ctx, nil)
+	if errdefs.IsNotFound(err) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("load task of %s: %w", id, err)
+	}
+	st, err := task.Status(ctx)
+	if err == nil && st.Status != containerd.Stopped {
+		ch, err := task.Wait(ctx)
+		if err != nil {
+			return fmt.Errorf("wait for %s: %w", id, err)
+		}
+		if err := task.Kill(ctx, syscall.SIGTERM); err != nil && !errdefs.IsNotFound(err) {
+			return fmt.Errorf("signal %s: %w", id, err)
+		}
+		select {
+		case <-ch:
+		case <-time.After(grace):
+			if err := task.Kill(ctx, syscall.SIGKILL, containerd.WithKillAll); err != nil && !errdefs.IsNotFound(err) {
+				return fmt.Errorf("kill %s: %w", id, err)
+			}
+			select {
+			case <-ch:
+			case <-time.After(10 * time.Second):
+				return fmt.Errorf("kill %s: the process did not exit", id)
+			}
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	if _, err := task.Delete(ctx, containerd.WithProcessKill); err != nil && !errdefs.IsNotFound(err) {
+		return fmt.Errorf("delete task of %s: %w", id, err)
+	}
+	return nil
+}
+
+// RemoveContainer implements Runtime.
+func (c *Containerd) RemoveContainer(ctx context.Context, id string) error {
+	if err := c.StopContainer(ctx, id, 0); err != nil {
+		return err
+	}
+	ctx = c.ctx(ctx)
+	ctr, err := c.client.LoadContainer(ctx, id)
+	if errdefs.IsNotFound(err) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("load %s: %w", id, err)
+	}
+	if err := ctr.Delete(ctx, containerd.WithSnapshotCleanup); err != nil && !errdefs.IsNotFound(err) {
+		return fmt.Errorf("delete %s: %w", id, err)
+	}
+	return nil
+}
+
+// SetLabels implements Runtime.
+func (c *Containerd) SetLabels(ctx context.Context, id string, labels map[string]string) error {
+	ctx = c.ctx(ctx)
+	ctr, err := c.client.LoadContainer(ctx, id)
+	if err != nil {
+		return fmt.Errorf("load %s: %w", id, err)
+	}
+	if _, err := ctr.SetLabels(ctx, labels); err != nil {
+		return fmt.Errorf("set labels of %s: %w", id, err)
+	}
+	return nil
+}
+
+// Exec implements Runtime.
+func (c *Containerd) Exec(ctx context.Context, id string, cmd []string) (int, []byte, error) {
+	cctx := c.ctx(ctx)
+	ctr, err := c.client.LoadContainer(cctx, id)
+	if err != nil {
+		return -1, nil, fmt.Errorf("load %s: %w", id, err)
+	}
+	spec, err := ctr.Spec(cctx)
+	if err != nil {
+		return -1, nil, fmt.Errorf("read spec of %s: %w", id, err)
+	}
+	task, err := ctr.Task(cctx, nil)
+	if err != nil {
+		return -1, nil, fmt.Errorf("%s is not running: %w", id, err)
+	}
+	pspec := *spec.Process
+	pspec.Args = cmd
+	pspec.Terminal = false
+	var out bytes.Buffer
+	w := &lockedWriter{w: &out}
+	execID := "exec-" + strconv.FormatInt(c.execSeq.Add(1), 10)
+	proc, err := task.Exec(cctx, execID, &pspec, cio.NewCreator(cio.WithStreams(nil, w, w)))
+	if err != nil {
+		return -1, nil, fmt.Errorf("exec in %s: %w", id, err)
+	}
+	defer proc.Delete(context.WithoutCancel(cctx), containerd.WithProcessKill) //nolint:errcheck
+	ch, err := proc.Wait(cctx)
+	if err != nil {
+		return -1, nil, fmt.Errorf("exec in %s: %w", id, err)
+	}
+	if err := proc.Start(cctx); err != nil {
+		return -1, nil, fmt.Errorf("exec %v in %s: %w", cmd, id, err)
+	}
+	select {
+	case st := <-ch:
+		code, _, err := st.Result()
+		proc.IO().Wait()
+		return int(code), w.bytes(), err
+	case <-ctx.Done():
+		_ = proc.Kill(context.WithoutCancel(cctx), syscall.SIGKILL)
+		return -1, w.bytes(), fmt.Errorf("exec %v in %s: %w", cmd, id, ctx.Err())
+	}
+}
+
+// Containers implements Runtime.
+func (c *Containerd) Containers(ctx context.Context) ([]ContainerRecord, error) {
+	ctx = c.ctx(ctx)
+	ctrs, err := c.client.Containers(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("list containers: %w", err)
+	}
+	var out []ContainerRecord
+	for _, ctr := range ctrs {
+		info, err := ctr.Info(ctx)
+		if err != nil {
+			continue
+		}
+		rec := ContainerRecord{ID: ctr.ID(), Labels: info.Labels}
+		if task, err := ctr.Task(ctx, nil); err == nil {
+			if st, err := task.Status(ctx); err == nil && st.Status == containerd.Running {
+				rec.Running = true
+			}
+		}
+		out = append(out, rec)
+	}
+	return out, nil
+}

@@ -1,0 +1,894 @@
+package runtime
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/chorus-sh/chorus/api"
+)
+
+// Labels chorus stores on containers, to adopt them after a restart.
+const (
+	labelPod          = "chorus.io/pod"
+	labelContainer    = "chorus.io/container"
+	labelRestartCount = "chorus.io/restart-count"
+	labelStartedAt    = "chorus.io/started-at"
+)
+
+// EventFunc receives what happens to pods: type is Normal or Warning.
+type EventFunc func(pod *api.Pod, typ, reason, message string)
+
+// Options configure a PodManager.
+type Options struct {
+	Node        string        // this peer's name, written to spec.nodeName
+	HostIP      string        // this peer's address, written to status.hostIP
+	StateDir    string        // pod records and container logs live here
+	BackoffBase time.Duration // first restart delay (default 1s); doubles per restart
+	BackoffMax  time.Duration // longest restart delay (default 5m)
+	Log         *slog.Logger
+	Events      EventFunc
+}
+
+// PodManager keeps the pods assigned to this peer running: the kubelet of
+// chorus. Sync gives it the desired pods; it starts, restarts, probes and
+// removes containers to match, and reports Kubernetes-shaped statuses.
+type PodManager struct {
+	rt   Runtime
+	opts Options
+
+	mu      sync.Mutex
+	workers map[string]*podWorker // by namespace/name
+	synced  bool
+
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+}
+
+// NewPodManager returns a PodManager driving rt. Call Start before Sync.
+func NewPodManager(rt Runtime, opts Options) *PodManager {
+	if opts.BackoffBase <= 0 {
+		opts.BackoffBase = time.Second
+	}
+	if opts.BackoffMax <= 0 {
+		opts.BackoffMax = 5 * time.Minute
+	}
+	if opts.Log == nil {
+		opts.Log = slog.Default()
+	}
+	if opts.Events == nil {
+		opts.Events = func(*api.Pod, string, string, string) {}
+	}
+	return &PodManager{rt: rt, opts: opts, workers: map[string]*podWorker{}}
+}
+
+// podRecord is what the manager keeps on disk for each pod it runs, so a
+// restarted agent adopts the pod instead of starting a duplicate.
+type podRecord struct {
+	Pod     api.Pod    `json:"pod"`
+	Network PodNetwork `json:"network"`
+}
+
+func (m *PodManager) recordDir() string { return filepath.Join(m.opts.StateDir, "pods") }
+
+func (m *PodManager) recordPath(key string) string {
+	return filepath.Join(m.recordDir(), strings.ReplaceAll(key, "/", "_")+".json")
+}
+
+func (m *PodManager) logDir(key string) string {
+	return filepath.Join(m.opts.StateDir, "logs", strings.ReplaceAll(key, "/", "_"))
+}
+
+// Start adopts the pods recorded by an earlier run and removes containers
+// that belong to no recorded pod. Adopted pods keep running until a Sync
+// says they are not wanted.
+func (m *PodManager) Start(ctx context.Context) error {
+	m.ctx, m.cancel = context.WithCancel(context.WithoutCancel(ctx))
+	if err := os.MkdirAll(m.recordDir(), 0o755); err != nil {
+		return fmt.Errorf("create %s: %w", m.recordDir(), err)
+	}
+	ents, err := os.ReadDir(m.recordDir())
+	if err != nil {
+		return fmt.Errorf("read %s: %w", m.recordDir(), err)
+	}
+	recs := map[string]podRecord{}
+	for _, e := range ents {
+		if !strings.HasSuffix(e.Name(), ".json") {
+			continue
+		}
+		b, err := os.ReadFile(filepath.Join(m.recordDir(), e.Name()))
+		var rec podRecord
+		if err == nil {
+			err = json.Unmarshal(b, &rec)
+		}
+		if err != nil {
+			m.opts.Log.Warn("dropping unreadable pod record", "file", e.Name(), "err", err)
+			_ = os.Remove(filepath.Join(m.recordDir(), e.Name()))
+			continue
+		}
+		recs[podKey(&rec.Pod)] = rec
+	}
+	ctrs, err := m.rt.Containers(ctx)
+	if err != nil {
+		return err
+	}
+	counts := map[string]map[string]ContainerRecord{}
+	for _, c := range ctrs {
+		key := c.Labels[labelPod]
+		if _, ok := recs[key]; !ok {
+			m.opts.Log.Info("removing container of no known pod", "container", c.ID, "pod", key)
+			if err := m.rt.RemoveContainer(ctx, c.ID); err != nil {
+				m.opts.Log.Warn("remove stray container", "container", c.ID, "err", err)
+			}
+			continue
+		}
+		if counts[key] == nil {
+			counts[key] = map[string]ContainerRecord{}
+		}
+		counts[key][c.Labels[labelContainer]] = c
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for key, rec := range recs {
+		w := m.newWorker(rec.Pod)
+		w.nw = rec.Network
+		for i := range w.ctrs {
+			if c, ok := counts[key][w.ctrs[i].spec.Name]; ok {
+				n, _ := strconv.Atoi(c.Labels[labelRestartCount])
+				w.ctrs[i].restarts = int32(n)
+				if t, err := time.Parse(time.RFC3339Nano, c.Labels[labelStartedAt]); err == nil {
+					w.ctrs[i].startedAt = t
+				}
+				w.ctrs[i].adopt = c.Running
+			}
+		}
+		m.opts.Log.Info("adopted pod", "pod", key, "ip", rec.Network.IP)
+		m.workers[key] = w
+		m.run(w)
+	}
+	return nil
+}
+
+// Close stops watching pods; their containers keep running for the next
+// agent to adopt.
+func (m *PodManager) Close() {
+	if m.cancel != nil {
+		m.cancel()
+	}
+	m.wg.Wait()
+}
+
+// Sync makes the set of pods this peer runs equal to desired: new pods start,
+// pods not in desired are stopped and removed. It returns at once; the work
+// happens in the background.
+func (m *PodManager) Sync(desired []api.Pod) {
+	want := map[string]api.Pod{}
+	for _, p := range desired {
+		want[podKey(&p)] = p
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.synced = true
+	for key, w := range m.workers {
+		if _, ok := want[key]; !ok {
+			w.remove()
+		}
+	}
+	for key, p := range want {
+		if w, ok := m.workers[key]; ok {
+			if !w.removing() {
+				continue
+			}
+			// Deleted and wanted again: let the old one finish first.
+			continue
+		}
+		w := m.newWorker(p)
+		m.workers[key] = w
+		m.run(w)
+	}
+}
+
+// Pods returns the pods this peer runs, with their statuses, sorted by
+// namespace and name.
+func (m *PodManager) Pods() []api.Pod {
+	m.mu.Lock()
+	ws := make([]*podWorker, 0, len(m.workers))
+	for _, w := range m.workers {
+		ws = append(ws, w)
+	}
+	m.mu.Unlock()
+	out := make([]api.Pod, 0, len(ws))
+	for _, w := range ws {
+		out = append(out, w.snapshot())
+	}
+	sort.Slice(out, func(i, j int) bool { return podKey(&out[i]) < podKey(&out[j]) })
+	return out
+}
+
+// LogPath returns the log file of a container of a pod this peer runs: the
+// current attempt's, or the previous one's.
+func (m *PodManager) LogPath(namespace, pod, container string, previous bool) (string, error) {
+	key := namespace + "/" + pod
+	m.mu.Lock()
+	w, ok := m.workers[key]
+	m.mu.Unlock()
+	if !ok {
+		return "", fmt.Errorf("pod %q is not running on this peer", key)
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	var c *ctrState
+	for i := range w.ctrs {
+		if container == "" || w.ctrs[i].spec.Name == container {
+			c = &w.ctrs[i]
+			break
+		}
+	}
+	if c == nil {
+		return "", fmt.Errorf("container %q is not in pod %q", container, key)
+	}
+	if container == "" && len(w.ctrs) > 1 {
+		return "", fmt.Errorf("pod %q has several containers: choose one of %s", key, w.containerNames())
+	}
+	attempt := c.restarts
+	if previous {
+		if attempt == 0 {
+			return "", fmt.Errorf("container %q in pod %q has not been restarted: there is no previous log", c.spec.Name, key)
+		}
+		attempt--
+	}
+	return w.logPath(c.spec.Name, attempt), nil
+}
+
+func (m *PodManager) run(w *podWorker) {
+	m.wg.Add(1)
+	go func() {
+		defer m.wg.Done()
+		w.loop(m.ctx)
+		m.mu.Lock()
+		if m.workers[w.key] == w && w.removing() {
+			delete(m.workers, w.key)
+		}
+		m.mu.Unlock()
+	}()
+}
+
+func podKey(p *api.Pod) string { return p.Metadata.Namespace + "/" + p.Metadata.Name }
+
+func containerID(key, name string) string {
+	return strings.ReplaceAll(key, "/", "_") + "_" + name
+}
+
+func newUID() string {
+	var b [16]byte
+	_, _ = rand.Read(b[:])
+	h := hex.EncodeToString(b[:])
+	return h[:8] + "-" + h[8:12] + "-" + h[12:16] + "-" + h[16:20] + "-" + h[20:]
+}
+
+// ctrState is the observed state of one container of a pod.
+type ctrState struct {
+	spec      api.Container
+	image     string // normalized
+	restarts  int32
+	running   bool
+	adopt     bool // running when adopted: attach, do not start
+	startedAt time.Time
+	attempt   int64 // increments at every start, so stale exits are ignored
+
+	waitReason, waitMessage string
+	last                    *api.ContainerStateTerminated
+	terminated              *api.ContainerStateTerminated // set while not running and not restarting
+	nextStart               time.Time
+
+	ready                bool
+	readyOK, readyFail   int32
+	liveFail             int32
+	nextReady, nextLive  time.Time
+	probing              [2]bool // readiness, liveness in flight
+	startedOnce          bool
+	lastProbeFailMessage string
+}
+
+type exitMsg struct {
+	idx     int
+	attempt int64
+	st      ExitStatus
+}
+
+type probeMsg struct {
+	idx      int
+	attempt  int64
+	liveness bool
+	err      error
+}
+
+// podWorker drives one pod.
+type podWorker struct {
+	m   *PodManager
+	key string
+
+	mu       sync.Mutex
+	pod      api.Pod
+	nw       PodNetwork
+	ctrs     []ctrState
+	reason   string
+	message  string
+	created  time.Time
+	stopping bool
+	stopCh   chan struct{}
+}
+
+func (m *PodManager) newWorker(p api.Pod) *podWorker {
+	p = api.DeepCopy(p)
+	p.APIVersion, p.Kind = "v1", api.KindPod
+	p.Spec.NodeName = m.opts.Node
+	if p.Metadata.UID == "" {
+		p.Metadata.UID = newUID()
+	}
+	now := time.Now().UTC()
+	if p.Metadata.CreationTimestamp == nil {
+		p.Metadata.CreationTimestamp = &now
+	}
+	w := &podWorker{m: m, key: podKey(&p), pod: p, created: now, stopCh: make(chan struct{})}
+	for _, c := range p.Spec.Containers {
+		img, err := NormalizeImage(c.Image)
+		if err != nil {
+			img = c.Image
+		}
+		w.ctrs = append(w.ctrs, ctrState{spec: c, image: img, waitReason: "ContainerCreating"})
+	}
+	return w
+}
+
+func (w *podWorker) remove() {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if !w.stopping {
+		w.stopping = true
+		close(w.stopCh)
+	}
+}
+
+func (w *podWorker) removing() bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.stopping
+}
+
+func (w *podWorker) containerNames() string {
+	var names []string
+	for _, c := range w.ctrs {
+		names = append(names, c.spec.Name)
+	}
+	return "[" + strings.Join(names, " ") + "]"
+}
+
+func (w *podWorker) logPath(container string, attempt int32) string {
+	return filepath.Join(w.m.logDir(w.key), container, strconv.Itoa(int(attempt))+".log")
+}
+
+func (w *podWorker) event(typ, reason, msg string) {
+	w.mu.Lock()
+	p := w.pod
+	w.mu.Unlock()
+	w.m.opts.Events(&p, typ, reason, msg)
+}
+
+func (w *podWorker) saveRecord() error {
+	w.mu.Lock()
+	b, err := json.Marshal(podRecord{Pod: w.pod, Network: w.nw})
+	w.mu.Unlock()
+	if err != nil {
+		return err
+	}
+	path := w.m.recordPath(w.key)
+	tmp := path + ".tmp"
+	f, err := os.Create(tmp)
+	if err != nil {
+		return err
+	}
+	if _, err := f.Write(b); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	return os.Rename(tmp, path)
+}
+
+// loop is the pod's life: network, containers, restarts, probes, removal.
+func (w *podWorker) loop(ctx context.Context) {
+	log := w.m.opts.Log.With("pod", w.key)
+	exits := make(chan exitMsg, len(w.ctrs)+1)
+	probes := make(chan probeMsg, 2*len(w.ctrs)+1)
+	var inner sync.WaitGroup
+	wctx, cancel := context.WithCancel(ctx)
+	defer func() {
+		cancel()
+		inner.Wait()
+	}()
+
+	// The network first.
+	for delay := time.Second; w.nw.NetNSPath == ""; delay = min(delay*2, 30*time.Second) {
+		nw, err := w.m.rt.SetupNetwork(wctx, netID(w.key))
+		if err == nil {
+			w.mu.Lock()
+			w.nw = nw
+			w.mu.Unlock()
+			if err := w.saveRecord(); err != nil {
+				log.Error("save pod record", "err", err)
+			}
+			break
+		}
+		log.Warn("pod network setup failed", "err", err)
+		w.setPodReason("", "network: "+err.Error())
+		w.event("Warning", "FailedCreatePodSandBox", err.Error())
+		select {
+		case <-ctx.Done():
+			return
+		case <-w.stopCh:
+			w.teardown(context.WithoutCancel(ctx), log)
+			return
+		case <-time.After(delay):
+		}
+	}
+	w.setPodReason("", "")
+
+	tick := time.NewTicker(200 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		w.startDue(wctx, log, exits, &inner)
+		w.probeDue(wctx, probes, &inner)
+		select {
+		case <-ctx.Done():
+			return
+		case <-w.stopCh:
+			cancel()
+			inner.Wait()
+			w.teardown(context.WithoutCancel(ctx), log)
+			return
+		case e := <-exits:
+			w.exited(wctx, log, e)
+		case p := <-probes:
+			w.probed(wctx, log, p)
+		case <-tick.C:
+		}
+	}
+}
+
+func (w *podWorker) setPodReason(reason, msg string) {
+	w.mu.Lock()
+	w.reason, w.message = reason, msg
+	w.mu.Unlock()
+}
+
+// startDue starts every container that is not running and whose back-off
+// has passed.
+func (w *podWorker) startDue(ctx context.Context, log *slog.Logger, exits chan<- exitMsg, inner *sync.WaitGroup) {
+	now := time.Now()
+	for i := range w.ctrs {
+		w.mu.Lock()
+		c := &w.ctrs[i]
+		due := !c.running && c.terminated == nil && !now.Before(c.nextStart)
+		w.mu.Unlock()
+		if !due || ctx.Err() != nil {
+			continue
+		}
+		w.startOne(ctx, log, i, exits, inner)
+	}
+}
+
+func (w *podWorker) startOne(ctx context.Context, log *slog.Logger, i int, exits chan<- exitMsg, inner *sync.WaitGroup) {
+	w.mu.Lock()
+	c := &w.ctrs[i]
+	spec, image, adopt, restarts := c.spec, c.image, c.adopt, c.restarts
+	pod := w.pod
+	nw := w.nw
+	w.mu.Unlock()
+	id := containerID(w.key, spec.Name)
+
+	retryLater := func(reason, msg string, after time.Duration) {
+		w.mu.Lock()
+		c.waitReason, c.waitMessage = reason, msg
+		c.nextStart = time.Now().Add(after)
+		w.mu.Unlock()
+	}
+
+	if !adopt {
+		ok, err := w.m.rt.HasImage(ctx, image)
+		if err != nil || !ok {
+			msg := fmt.Sprintf("image %q is not on peer %s; load it with 'chorus image load'", image, w.m.opts.Node)
+			if err != nil {
+				msg = err.Error()
+			}
+			w.mu.Lock()
+			first := c.waitReason != "ErrImagePull"
+			w.mu.Unlock()
+			if first {
+				w.event("Warning", "Failed", "Failed to pull image "+strconv.Quote(spec.Image)+": "+msg)
+			}
+			retryLater("ErrImagePull", msg, 2*time.Second)
+			return
+		}
+		cfg := ContainerConfig{
+			ID:        id,
+			Image:     image,
+			Command:   spec.Command,
+			Args:      spec.Args,
+			Env:       containerEnv(&pod, &spec),
+			WorkDir:   spec.WorkingDir,
+			Hostname:  pod.Metadata.Name,
+			NetNSPath: nw.NetNSPath,
+			LogPath:   w.logPath(spec.Name, restarts),
+			Labels:    map[string]string{labelPod: w.key, labelContainer: spec.Name, labelRestartCount: strconv.Itoa(int(restarts))},
+		}
+		if q, ok := spec.Resources.Limits["cpu"]; ok {
+			cfg.CPUMilli, _ = api.ParseCPU(q)
+		}
+		if q, ok := spec.Resources.Limits["memory"]; ok {
+			cfg.MemBytes, _ = api.ParseMemory(q)
+		}
+		if err := w.m.rt.StartContainer(ctx, cfg); err != nil {
+			if ctx.Err() != nil {
+				return
+			}
+			log.Warn("start container failed", "container", spec.Name, "err", err)
+			w.event("Warning", "Failed", "Error: "+err.Error())
+			// A container that cannot start counts as a crash.
+			w.mu.Lock()
+			c.restarts++
+			c.waitReason, c.waitMessage = "RunContainerError", err.Error()
+			c.nextStart = time.Now().Add(w.backoff(c.restarts))
+			w.mu.Unlock()
+			return
+		}
+	}
+	ch, err := w.m.rt.Wait(ctx, id)
+	if err != nil {
+		if ctx.Err() == nil {
+			retryLater("RunContainerError", err.Error(), time.Second)
+		}
+		return
+	}
+	now := time.Now().UTC()
+	w.mu.Lock()
+	c.attempt++
+	attempt := c.attempt
+	c.running = true
+	if !adopt || c.startedAt.IsZero() {
+		c.startedAt = now
+	}
+	c.adopt = false
+	c.startedOnce = true
+	c.waitReason, c.waitMessage = "", ""
+	c.ready = c.spec.ReadinessProbe == nil
+	c.readyOK, c.readyFail, c.liveFail = 0, 0, 0
+	delay := func(p *api.Probe) time.Time {
+		if p == nil {
+			return time.Time{}
+		}
+		return now.Add(time.Duration(p.InitialDelaySeconds) * time.Second)
+	}
+	c.nextReady, c.nextLive = delay(c.spec.ReadinessProbe), delay(c.spec.LivenessProbe)
+	startedAt := c.startedAt
+	w.mu.Unlock()
+	if !adopt {
+		w.event("Normal", "Started", "Started container "+spec.Name)
+		_ = w.m.rt.SetLabels(ctx, id, map[string]string{labelPod: w.key, labelContainer: spec.Name,
+			labelRestartCount: strconv.Itoa(int(restarts)), labelStartedAt: startedAt.Format(time.RFC3339Nano)})
+	}
+	inner.Add(1)
+	go func() {
+		defer inner.Done()
+		select {
+		case st, ok := <-ch:
+			if !ok {
+				return
+			}
+			select {
+			case exits <- exitMsg{idx: i, attempt: attempt, st: st}:
+			case <-ctx.Done():
+			}
+		case <-ctx.Done():
+		}
+	}()
+}
+
+// containerEnv is the container's environment: its own variables, and
+// HOSTNAME as Kubernetes sets it.
+func containerEnv(pod *api.Pod, c *api.Container) []string {
+	env := []string{"HOSTNAME=" + pod.Metadata.Name}
+	for _, e := range c.Env {
+		env = append(env, e.Name+"="+e.Value)
+	}
+	return env
+}
+
+func (w *podWorker) backoff(restarts int32) time.Duration {
+	d := w.m.opts.BackoffBase
+	for i := int32(1); i < restarts && d < w.m.opts.BackoffMax; i++ {
+		d *= 2
+	}
+	return min(d, w.m.opts.BackoffMax)
+}
+
+// exited handles the end of a container's process.
+func (w *podWorker) exited(ctx context.Context, log *slog.Logger, e exitMsg) {
+	w.mu.Lock()
+	c := &w.ctrs[e.idx]
+	if e.attempt != c.attempt || !c.running {
+		w.mu.Unlock()
+		return
+	}
+	fin := e.st.Finished.UTC()
+	if fin.IsZero() || fin.Year() < 2000 {
+		fin = time.Now().UTC()
+	}
+	started := c.startedAt
+	term := &api.ContainerStateTerminated{ExitCode: e.st.Code, Signal: e.st.Signal, StartedAt: &started, FinishedAt: &fin}
+	switch {
+	case e.st.Code == 0:
+		term.Reason = "Completed"
+	case e.st.Code == 137 && c.liveFail > 0:
+		term.Reason = "Error"
+	case e.st.Code == 137 && c.spec.Resources.Limits["memory"] != "":
+		term.Reason = "OOMKilled"
+	default:
+		term.Reason = "Error"
+	}
+	c.running, c.ready = false, false
+	c.last = term
+	policy := w.pod.Spec.RestartPolicy
+	restart := policy == "" || policy == "Always" || (policy == "OnFailure" && e.st.Code != 0)
+	name := c.spec.Name
+	if restart {
+		if time.Since(started) > 2*w.m.opts.BackoffMax {
+			c.restarts = 0
+		}
+		c.restarts++
+		c.nextStart = time.Now().Add(w.backoff(c.restarts))
+		c.waitReason = "CrashLoopBackOff"
+		c.waitMessage = fmt.Sprintf("back-off %s restarting failed container=%s pod=%s", w.backoff(c.restarts), name, w.pod.Metadata.Name)
+		if e.st.Code == 0 {
+			c.waitReason = "Completed"
+		}
+	} else {
+		c.terminated = term
+	}
+	restarts := c.restarts
+	w.mu.Unlock()
+	log.Info("container exited", "container", name, "code", e.st.Code, "restart", restart)
+	if restart {
+		w.event("Warning", "BackOff", fmt.Sprintf("Container %s exited with code %d; restarting (restart %d)", name, e.st.Code, restarts))
+	}
+}
+
+// probeDue starts the probes that are due, one of each kind at a time per
+// container.
+func (w *podWorker) probeDue(ctx context.Context, out chan<- probeMsg, inner *sync.WaitGroup) {
+	now := time.Now()
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	for i := range w.ctrs {
+		c := &w.ctrs[i]
+		if !c.running {
+			continue
+		}
+		for k, p := range []*api.Probe{c.spec.ReadinessProbe, c.spec.LivenessProbe} {
+			next := &c.nextReady
+			if k == 1 {
+				next = &c.nextLive
+			}
+			if p == nil || c.probing[k] || now.Before(*next) {
+				continue
+			}
+			c.probing[k] = true
+			*next = now.Add(time.Duration(max(p.PeriodSeconds, 1)) * time.Second)
+			t := probeTarget{podIP: w.nw.IP, containerID: containerID(w.key, c.spec.Name), ports: c.spec.Ports, exec: w.m.rt.Exec}
+			msg := probeMsg{idx: i, attempt: c.attempt, liveness: k == 1}
+			inner.Add(1)
+			go func() {
+				defer inner.Done()
+				msg.err = runProbe(ctx, p, t)
+				select {
+				case out <- msg:
+				case <-ctx.Done():
+				}
+			}()
+		}
+	}
+}
+
+// probed applies a probe result: readiness sets ready; liveness failing
+// failureThreshold times in a row kills the container (which restarts it).
+func (w *podWorker) probed(ctx context.Context, log *slog.Logger, p probeMsg) {
+	w.mu.Lock()
+	c := &w.ctrs[p.idx]
+	k := 0
+	if p.liveness {
+		k = 1
+	}
+	c.probing[k] = false
+	if p.attempt != c.attempt || !c.running {
+		w.mu.Unlock()
+		return
+	}
+	name := c.spec.Name
+	var kill bool
+	var warn string
+	if p.liveness {
+		if p.err == nil {
+			c.liveFail = 0
+		} else {
+			c.liveFail++
+			warn = "Liveness probe failed: " + p.err.Error()
+			if c.liveFail >= max(c.spec.LivenessProbe.FailureThreshold, 1) {
+				kill = true
+			}
+		}
+	} else {
+		pr := c.spec.ReadinessProbe
+		if p.err == nil {
+			c.readyFail = 0
+			c.readyOK++
+			if c.readyOK >= max(pr.SuccessThreshold, 1) {
+				c.ready = true
+			}
+		} else {
+			c.readyOK = 0
+			c.readyFail++
+			warn = "Readiness probe failed: " + p.err.Error()
+			if c.readyFail >= max(pr.FailureThreshold, 1) {
+				c.ready = false
+			}
+		}
+	}
+	w.mu.Unlock()
+	if warn != "" {
+		w.event("Warning", "Unhealthy", warn)
+	}
+	if kill {
+		log.Info("liveness probe failed; restarting container", "container", name)
+		w.event("Normal", "Killing", "Container "+name+" failed liveness probe, will be restarted")
+		grace := 2 * time.Second
+		if err := w.m.rt.StopContainer(ctx, containerID(w.key, name), grace); err != nil {
+			log.Warn("stop unhealthy container", "container", name, "err", err)
+		}
+	}
+}
+
+// teardown stops and removes the pod's containers, network and record.
+func (w *podWorker) teardown(ctx context.Context, log *slog.Logger) {
+	w.mu.Lock()
+	grace := 30 * time.Second
+	if g := w.pod.Spec.TerminationGracePeriodSeconds; g != nil {
+		grace = time.Duration(*g) * time.Second
+	}
+	nw := w.nw
+	names := []string{}
+	for _, c := range w.ctrs {
+		names = append(names, c.spec.Name)
+	}
+	w.reason = "Terminating"
+	w.mu.Unlock()
+	w.event("Normal", "Killing", "Stopping pod")
+	var wg sync.WaitGroup
+	errs := make([]error, len(names))
+	for i, n := range names {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			id := containerID(w.key, n)
+			if err := w.m.rt.StopContainer(ctx, id, grace); err != nil {
+				errs[i] = err
+			}
+			if err := w.m.rt.RemoveContainer(ctx, id); err != nil {
+				errs[i] = errors.Join(errs[i], err)
+			}
+		}()
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		log.Warn("remove pod containers", "err", err)
+	}
+	if err := w.m.rt.TeardownNetwork(ctx, netID(w.key), nw); err != nil {
+		log.Warn("tear down pod network", "err", err)
+	}
+	_ = os.Remove(w.m.recordPath(w.key))
+	_ = os.RemoveAll(w.m.logDir(w.key))
+	log.Info("pod removed")
+}
+
+// snapshot returns the pod with its current status.
+func (w *podWorker) snapshot() api.Pod {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	p := api.DeepCopy(w.pod)
+	st := api.PodStatus{HostIP: w.m.opts.HostIP, PodIP: w.nw.IP, Reason: w.reason, Message: w.message}
+	if !w.created.IsZero() {
+		t := w.created
+		st.StartTime = &t
+	}
+	allReady, anyRunning, allStartedOnce := true, false, true
+	allTerminated, anyFailed := true, false
+	for i := range w.ctrs {
+		c := &w.ctrs[i]
+		cs := api.ContainerStatus{Name: c.spec.Name, Image: c.spec.Image, RestartCount: c.restarts, Ready: c.running && c.ready,
+			ContainerID: "containerd://" + containerID(w.key, c.spec.Name)}
+		started := c.running
+		cs.Started = &started
+		switch {
+		case c.running:
+			t := c.startedAt
+			cs.State.Running = &api.ContainerStateRunning{StartedAt: &t}
+		case c.terminated != nil:
+			cs.State.Terminated = c.terminated
+		default:
+			cs.State.Waiting = &api.ContainerStateWaiting{Reason: c.waitReason, Message: c.waitMessage}
+		}
+		if c.last != nil {
+			cs.LastState.Terminated = c.last
+		}
+		if !cs.Ready {
+			allReady = false
+		}
+		if c.running {
+			anyRunning = true
+		}
+		if !c.startedOnce {
+			allStartedOnce = false
+		}
+		if c.terminated == nil {
+			allTerminated = false
+		} else if c.terminated.ExitCode != 0 {
+			anyFailed = true
+		}
+		st.ContainerStatuses = append(st.ContainerStatuses, cs)
+	}
+	switch {
+	case len(w.ctrs) > 0 && allTerminated && anyFailed:
+		st.Phase = api.PodFailed
+	case len(w.ctrs) > 0 && allTerminated:
+		st.Phase = api.PodSucceeded
+	case allStartedOnce && (anyRunning || len(w.ctrs) > 0):
+		st.Phase = api.PodRunning
+	default:
+		st.Phase = api.PodPending
+	}
+	cond := func(typ string, ok bool) api.PodCondition {
+		s := "False"
+		if ok {
+			s = "True"
+		}
+		return api.PodCondition{Type: typ, Status: s}
+	}
+	st.Conditions = []api.PodCondition{
+		cond("PodScheduled", true),
+		cond("Initialized", true),
+		cond("ContainersReady", allReady && len(w.ctrs) > 0),
+		cond("Ready", allReady && len(w.ctrs) > 0 && !w.stopping),
+	}
+	p.Status = st
+	return p
+}
+
+// netID is the pod's id for CNI, which allows no slash.
+func netID(key string) string { return strings.ReplaceAll(key, "/", "_") }

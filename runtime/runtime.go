@@ -1,0 +1,95 @@
+// Package runtime runs the pods a peer owns on this machine. It holds the
+// Runtime interface (images, pod networks, containers), its containerd
+// driver with CNI pod networking, a supervisor for a private containerd, and
+// the PodManager: the kubelet-like loop that keeps each pod's containers
+// running with restart back-off, liveness and readiness probes, logs on disk
+// and a Kubernetes-shaped status.
+package runtime
+
+import (
+	"context"
+	"io"
+	"time"
+)
+
+// Image is an image held by the runtime.
+type Image struct {
+	Name   string `json:"name"`
+	Digest string `json:"digest"`
+	Size   int64  `json:"size"`
+}
+
+// PodNetwork is a pod's network namespace and address.
+type PodNetwork struct {
+	NetNSPath string `json:"netnsPath"`
+	IP        string `json:"ip"`
+}
+
+// ContainerConfig is everything needed to start one container of a pod.
+type ContainerConfig struct {
+	ID        string            // runtime container id, stable across restarts
+	Image     string            // normalized image reference
+	Command   []string          // replaces the image's entrypoint when set
+	Args      []string          // replaces the image's cmd when set (or when Command is set)
+	Env       []string          // KEY=VALUE, appended to the image's env
+	WorkDir   string            //
+	Hostname  string            // the pod name
+	NetNSPath string            // the pod's network namespace
+	LogPath   string            // stdout and stderr go here (appended)
+	Labels    map[string]string // stored on the container; used to adopt it after a restart
+	CPUMilli  int64             // CPU limit in millicores, 0 for none
+	MemBytes  int64             // memory limit in bytes, 0 for none
+}
+
+// ExitStatus is how a container's process ended.
+type ExitStatus struct {
+	Code     int32
+	Signal   int32 // set when the process was killed by a signal (Code is 128+Signal)
+	Finished time.Time
+	Err      error // set when the runtime lost track of the process
+}
+
+// ContainerRecord is a container found in the runtime, for adoption.
+type ContainerRecord struct {
+	ID      string
+	Labels  map[string]string
+	Running bool
+	Started time.Time
+}
+
+// Runtime is what the PodManager needs from a container runtime. The
+// containerd driver implements it; unit tests of the PodManager mock it.
+type Runtime interface {
+	// ImportImage loads an OCI or docker archive and returns the images in it.
+	ImportImage(ctx context.Context, r io.Reader) ([]Image, error)
+	// Images lists the images held.
+	Images(ctx context.Context) ([]Image, error)
+	// HasImage reports whether ref (normalized) is held and unpacked.
+	HasImage(ctx context.Context, ref string) (bool, error)
+
+	// SetupNetwork creates the pod's network namespace and attaches it to the
+	// peer's bridge.
+	SetupNetwork(ctx context.Context, podID string) (PodNetwork, error)
+	// TeardownNetwork detaches and removes the network namespace; it is
+	// idempotent.
+	TeardownNetwork(ctx context.Context, podID string, nw PodNetwork) error
+
+	// StartContainer creates the container if needed and starts a new task
+	// (process) for it; a previous stopped task is replaced.
+	StartContainer(ctx context.Context, cfg ContainerConfig) error
+	// Wait returns a channel that yields once when the container's current
+	// process exits.
+	Wait(ctx context.Context, id string) (<-chan ExitStatus, error)
+	// StopContainer stops the container's process: SIGTERM, then SIGKILL after
+	// grace. It is idempotent.
+	StopContainer(ctx context.Context, id string, grace time.Duration) error
+	// RemoveContainer stops and deletes the container; it is idempotent.
+	RemoveContainer(ctx context.Context, id string) error
+	// SetLabels updates labels stored on the container.
+	SetLabels(ctx context.Context, id string, labels map[string]string) error
+	// Exec runs cmd inside the running container and returns its exit code
+	// and combined output.
+	Exec(ctx context.Context, id string, cmd []string) (int, []byte, error)
+	// Containers lists the containers this runtime holds for this peer.
+	Containers(ctx context.Context) ([]ContainerRecord, error)
+}

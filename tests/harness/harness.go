@@ -1,0 +1,288 @@
+// Package harness starts real chorus peers for end-to-end tests: it builds
+// the chorus binary, runs `chorus agent` processes on their own 127.0.0.x
+// addresses and data dirs, waits for them, kills, stops and restarts them,
+// runs CLI commands against them, and removes everything they left behind.
+package harness
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/chorus-sh/chorus/api"
+)
+
+// ModuleRoot returns the repository root (the directory holding go.mod).
+func ModuleRoot() (string, error) {
+	dir, err := os.Getwd()
+	if err != nil {
+		return "", err
+	}
+	for {
+		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
+			return dir, nil
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			return "", errors.New("go.mod not found above the working directory")
+		}
+		dir = parent
+	}
+}
+
+// BuildBinary builds cmd/chorus into dir and returns its path.
+func BuildBinary(dir string) (string, error) {
+	root, err := ModuleRoot()
+	if err != nil {
+		return "", err
+	}
+	out := filepath.Join(dir, "chorus")
+	cmd := exec.Command("go", "build", "-o", out, "./cmd/chorus")
+	cmd.Dir = root
+	if b, err := cmd.CombinedOutput(); err != nil {
+		return "", fmt.Errorf("go build ./cmd/chorus: %v\n%s", err, b)
+	}
+	return out, nil
+}
+
+// CheckEnv reports what the end-to-end tests need and this machine lacks.
+// A missing dependency is a failure, never a skip: run `make deps`.
+func CheckEnv() error {
+	var missing []string
+	if os.Geteuid() != 0 {
+		missing = append(missing, "root (containers and network namespaces need it)")
+	}
+	for _, bin := range []string{"containerd", "runc", "containerd-shim-runc-v2", "ip"} {
+		if _, err := exec.LookPath(bin); err != nil {
+			missing = append(missing, bin)
+		}
+	}
+	found := false
+	for _, d := range []string{"/usr/lib/cni", "/opt/cni/bin"} {
+		if _, err := os.Stat(filepath.Join(d, "bridge")); err == nil {
+			found = true
+		}
+	}
+	if !found {
+		missing = append(missing, "CNI plugins (containernetworking-plugins)")
+	}
+	if len(missing) > 0 {
+		return fmt.Errorf("end-to-end tests need %s: run `make deps` (as root)", strings.Join(missing, ", "))
+	}
+	return nil
+}
+
+// Peer is one `chorus agent` process.
+type Peer struct {
+	Name    string
+	Bind    string
+	DataDir string
+	API     string // host:port of its HTTP API
+	Args    []string
+
+	bin     string
+	logPath string
+	cmd     *exec.Cmd
+	exited  chan struct{}
+	t       testing.TB
+}
+
+// NewPeer prepares a peer; Start runs it. The test's cleanup stops it and
+// removes its containers, network and data dir.
+func NewPeer(t testing.TB, bin, name, bind string, args ...string) *Peer {
+	t.Helper()
+	dir, err := os.MkdirTemp("", "chorus-"+name+"-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &Peer{Name: name, Bind: bind, DataDir: dir, API: bind + ":7070", Args: args, bin: bin,
+		logPath: filepath.Join(dir, "agent.log"), t: t}
+	// A peer left over by an earlier, interrupted run would hold the port.
+	_ = exec.Command(bin, "reset", "--name", name, "--data-dir", dir).Run()
+	t.Cleanup(p.Destroy)
+	return p
+}
+
+// Start runs the agent and waits until its API answers.
+func (p *Peer) Start() {
+	p.t.Helper()
+	if p.cmd != nil {
+		p.t.Fatalf("peer %s is already running", p.Name)
+	}
+	lf, err := os.OpenFile(p.logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		p.t.Fatal(err)
+	}
+	args := append([]string{"agent", "--name", p.Name, "--bind", p.Bind, "--data-dir", p.DataDir}, p.Args...)
+	cmd := exec.Command(p.bin, args...)
+	cmd.Stdout, cmd.Stderr = lf, lf
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := cmd.Start(); err != nil {
+		lf.Close()
+		p.t.Fatalf("start peer %s: %v", p.Name, err)
+	}
+	p.cmd = cmd
+	p.exited = make(chan struct{})
+	go func() {
+		_ = cmd.Wait()
+		lf.Close()
+		close(p.exited)
+	}()
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		resp, err := http.Get("http://" + p.API + "/healthz")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return
+			}
+		}
+		select {
+		case <-p.exited:
+			p.cmd = nil
+			p.t.Fatalf("peer %s exited at start:\n%s", p.Name, p.Log())
+		case <-time.After(100 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			p.t.Fatalf("peer %s did not answer within 60s:\n%s", p.Name, p.Log())
+		}
+	}
+}
+
+// Log returns the agent's log so far.
+func (p *Peer) Log() string {
+	b, _ := os.ReadFile(p.logPath)
+	return string(b)
+}
+
+// Kill sends SIGKILL to the agent process (only: its containerd dies with
+// it, its containers live on in their shims).
+func (p *Peer) Kill() {
+	p.signal(syscall.SIGKILL)
+}
+
+// Stop sends SIGTERM and waits for the agent to exit.
+func (p *Peer) Stop() {
+	p.signal(syscall.SIGTERM)
+}
+
+func (p *Peer) signal(sig syscall.Signal) {
+	if p.cmd == nil {
+		return
+	}
+	_ = p.cmd.Process.Signal(sig)
+	select {
+	case <-p.exited:
+	case <-time.After(30 * time.Second):
+		_ = p.cmd.Process.Kill()
+		<-p.exited
+	}
+	p.cmd = nil
+}
+
+// Running reports whether the agent process is up.
+func (p *Peer) Running() bool { return p.cmd != nil }
+
+// Destroy stops the agent and removes everything it left on the machine.
+func (p *Peer) Destroy() {
+	p.Stop()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, p.bin, "reset", "--name", p.Name, "--data-dir", p.DataDir).CombinedOutput()
+	if err != nil {
+		p.t.Errorf("reset peer %s: %v\n%s", p.Name, err, out)
+	}
+}
+
+// CLI runs `chorus -s <this peer> args...` and returns its stdout; stderr
+// is in the error when the command fails.
+func (p *Peer) CLI(args ...string) (string, error) {
+	return p.CLIInput(nil, args...)
+}
+
+// CLIInput is CLI with stdin.
+func (p *Peer) CLIInput(stdin io.Reader, args ...string) (string, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, p.bin, append([]string{"-s", p.API}, args...)...)
+	cmd.Stdin = stdin
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	if err := cmd.Run(); err != nil {
+		return out.String(), fmt.Errorf("chorus %s: %v: %s", strings.Join(args, " "), err, errb.String())
+	}
+	return out.String(), nil
+}
+
+// GetJSON GETs an API path and decodes the answer into v.
+func (p *Peer) GetJSON(path string, v any) error {
+	c := http.Client{Timeout: 10 * time.Second}
+	resp, err := c.Get("http://" + p.API + path)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return err
+	}
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("GET %s: %s: %s", path, resp.Status, b)
+	}
+	return json.Unmarshal(b, v)
+}
+
+// Pods returns the pods the peer reports, in namespace ns ("" for all).
+func (p *Peer) Pods(ns string) ([]api.Pod, error) {
+	path := "/api/v1/pods"
+	if ns != "" {
+		path = "/api/v1/namespaces/" + ns + "/pods"
+	}
+	var l struct {
+		Items []api.Pod `json:"items"`
+	}
+	if err := p.GetJSON(path, &l); err != nil {
+		return nil, err
+	}
+	return l.Items, nil
+}
+
+// Eventually polls cond every 200ms until it holds or timeout passes; then
+// it fails the test with cond's last message.
+func Eventually(t testing.TB, timeout time.Duration, what string, cond func() (bool, string)) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	var msg string
+	for {
+		var ok bool
+		ok, msg = cond()
+		if ok {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: not true after %s: %s", what, timeout, msg)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+// IsReady reports whether a pod's Ready condition is True.
+func IsReady(p *api.Pod) bool {
+	for _, c := range p.Status.Conditions {
+		if c.Type == "Ready" {
+			return c.Status == "True"
+		}
+	}
+	return false
+}

@@ -1,0 +1,137 @@
+// Command web is a tiny HTTP server used as a test container image.
+//
+// It listens on :$PORT (default 8080, or the -port flag) and serves:
+//
+//	GET /              "hello from <pod name>\n" (env POD_NAME, else the hostname)
+//	GET /healthz       200 "ok", or 500 forever once /fail was called (liveness)
+//	GET /fail          breaks liveness
+//	GET /ready         200 "ready", or 503 while readiness is toggled off
+//	GET /toggle-ready  flips readiness
+//	GET /env           the environment, one KEY=VALUE per line, sorted
+//	GET /exit?code=N   exits the process with code N
+//
+// It prints "listening on :PORT" once the port is open, then one line per
+// request to stdout, and exits 0 on SIGTERM or SIGINT.
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"slices"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"syscall"
+	"time"
+)
+
+func main() {
+	defPort := os.Getenv("PORT")
+	if defPort == "" {
+		defPort = "8080"
+	}
+	port := flag.String("port", defPort, "port to listen on (default $PORT or 8080)")
+	flag.Parse()
+
+	podName := os.Getenv("POD_NAME")
+	if podName == "" {
+		podName, _ = os.Hostname()
+	}
+
+	var broken, notReady atomic.Bool
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprintf(w, "hello from %s\n", podName)
+	})
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
+		if broken.Load() {
+			http.Error(w, "liveness broken", http.StatusInternalServerError)
+			return
+		}
+		fmt.Fprintln(w, "ok")
+	})
+	mux.HandleFunc("GET /fail", func(w http.ResponseWriter, r *http.Request) {
+		broken.Store(true)
+		fmt.Fprintln(w, "liveness broken")
+	})
+	mux.HandleFunc("GET /ready", func(w http.ResponseWriter, r *http.Request) {
+		if notReady.Load() {
+			http.Error(w, "not ready", http.StatusServiceUnavailable)
+			return
+		}
+		fmt.Fprintln(w, "ready")
+	})
+	mux.HandleFunc("GET /toggle-ready", func(w http.ResponseWriter, r *http.Request) {
+		ready := notReady.Load() // the new value of "ready"
+		notReady.Store(!ready)
+		fmt.Fprintf(w, "ready=%t\n", ready)
+	})
+	mux.HandleFunc("GET /env", func(w http.ResponseWriter, r *http.Request) {
+		env := os.Environ()
+		slices.Sort(env)
+		fmt.Fprintln(w, strings.Join(env, "\n"))
+	})
+	mux.HandleFunc("GET /exit", func(w http.ResponseWriter, r *http.Request) {
+		code, err := strconv.Atoi(r.URL.Query().Get("code"))
+		if err != nil {
+			http.Error(w, "usage: /exit?code=N", http.StatusBadRequest)
+			return
+		}
+		fmt.Fprintf(w, "exiting with %d\n", code)
+		w.(http.Flusher).Flush()
+		fmt.Printf("exiting with %d\n", code)
+		go func() {
+			time.Sleep(100 * time.Millisecond) // let the response reach the client
+			os.Exit(code)
+		}()
+	})
+
+	ln, err := net.Listen("tcp", ":"+*port)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	fmt.Printf("listening on :%s\n", *port)
+
+	srv := &http.Server{Handler: logRequests(mux)}
+	go func() {
+		sig := make(chan os.Signal, 1)
+		signal.Notify(sig, syscall.SIGTERM, syscall.SIGINT)
+		s := <-sig
+		fmt.Printf("got %v, shutting down\n", s)
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		srv.Shutdown(ctx)
+	}()
+	if err := srv.Serve(ln); err != http.ErrServerClosed {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+}
+
+// statusWriter remembers the status code written to a response.
+type statusWriter struct {
+	http.ResponseWriter
+	status int
+}
+
+func (w *statusWriter) WriteHeader(code int) {
+	w.status = code
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *statusWriter) Flush() { w.ResponseWriter.(http.Flusher).Flush() }
+
+// logRequests prints "METHOD URI STATUS" for each request to stdout.
+func logRequests(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		sw := &statusWriter{ResponseWriter: w, status: http.StatusOK}
+		h.ServeHTTP(sw, r)
+		fmt.Printf("%s %s %d\n", r.Method, r.URL.RequestURI(), sw.status)
+	})
+}
