@@ -191,7 +191,7 @@ func (s *store) apply(objs []api.Object, now time.Time) ([]Result, error) {
 	}
 	changed := false
 	for _, o := range objs {
-		o = api.DeepCopy(o)
+		o = copyObject(o)
 		o.SetTypeMeta()
 		key := api.ObjectKey(o)
 		m := o.Meta()
@@ -294,7 +294,7 @@ func (s *store) list(kind, ns string) []api.Object {
 		if o.GetKind() != kind || (ns != "" && kind != api.KindNamespace && o.Meta().Namespace != ns) {
 			continue
 		}
-		out = append(out, api.DeepCopy(o))
+		out = append(out, copyObject(o))
 	}
 	sort.Slice(out, func(i, j int) bool { return api.ObjectKey(out[i]) < api.ObjectKey(out[j]) })
 	return out
@@ -307,7 +307,7 @@ func (s *store) get(key string) (api.Object, bool) {
 	if !ok {
 		return nil, false
 	}
-	return api.DeepCopy(o), true
+	return copyObject(o), true
 }
 
 func objectKey(kind, ns, name string) string {
@@ -335,3 +335,22 @@ func splitKey(key string) (kind, ns, name string) {
 type notFoundError struct{ msg string }
 
 func (e *notFoundError) Error() string { return e.msg }
+
+// copyObject deep-copies an object of any stored kind.
+func copyObject(o api.Object) api.Object {
+	switch v := o.(type) {
+	case *api.Namespace:
+		c := api.DeepCopy(*v)
+		return &c
+	case *api.Deployment:
+		c := api.DeepCopy(*v)
+		return &c
+	case *api.Service:
+		c := api.DeepCopy(*v)
+		return &c
+	case *api.Pod:
+		c := api.DeepCopy(*v)
+		return &c
+	}
+	panic(fmt.Sprintf("copyObject: unexpected type %T", o))
+}

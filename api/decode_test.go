@@ -218,7 +218,7 @@ spec:
 		{
 			name:     "yes for a string",
 			manifest: strings.Replace(deployment("web", ""), "app: web", "app: yes", 1),
-			want:     []string{`spec.template.metadata.labels.app: want a string, got true (YAML reads a bare true, false, yes, no, on or off as a boolean`},
+			want:     []string{`spec.template.metadata.labels.app: want a string, got true (YAML reads a bare y, n, yes, no, on, off, true or false as a boolean`},
 		},
 		{
 			name:     "list for an object",

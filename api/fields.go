@@ -164,7 +164,7 @@ func (d *fieldDecoder) decode(v reflect.Value, raw any, path string) {
 		case json.Number:
 			d.fail(path, "want a string, got %s (put it in quotes: \"%s\")", r, r)
 		case bool:
-			d.fail(path, "want a string, got %v (YAML reads a bare true, false, yes, no, on or off as a boolean: put it in quotes)", r)
+			d.fail(path, "want a string, got %v (YAML reads a bare y, n, yes, no, on, off, true or false as a boolean: put it in quotes)", r)
 		default:
 			d.fail(path, "want a string, got %s", describe(raw))
 		}

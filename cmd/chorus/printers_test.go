@@ -163,9 +163,9 @@ func TestGetServicesTable(t *testing.T) {
 	f.list("GET /api/v1/namespaces/default/services", webService(10*time.Minute), plain)
 	r := f.run("get", "svc")
 	want := "" +
-		"NAME   TYPE        CLUSTER-IP   PORT(S)             ENDPOINTS                           AGE\n" +
-		"db     ClusterIP   <none>       5432/TCP,53/UDP     <none>                              90s\n" +
-		"web    NodePort    10.96.0.10   8080:31234/TCP      10.88.11.5:8080,10.88.12.7:8080     10m\n"
+		"NAME   TYPE        CLUSTER-IP   PORT(S)           ENDPOINTS                         AGE\n" +
+		"db     ClusterIP   <none>       5432/TCP,53/UDP   <none>                            90s\n" +
+		"web    NodePort    10.96.0.10   8080:31234/TCP    10.88.11.5:8080,10.88.12.7:8080   10m\n"
 	if r.stdout != want {
 		t.Fatalf("got:\n%s\nwant:\n%s", r.stdout, want)
 	}
@@ -181,14 +181,14 @@ func TestServiceEndpointsTruncated(t *testing.T) {
 
 func TestGetNodesTable(t *testing.T) {
 	f := newFakeAgent(t)
-	n2 := testNode("n2", "127.0.0.12", 1, 2*time.Hour)
+	n2 := testNode("n2", "127.0.0.12", 1, 4*time.Hour)
 	n2.Spec.Unschedulable = true
-	f.list("GET /api/v1/nodes", testNode("n1", "127.0.0.11", 12, 2*time.Hour), n2)
+	f.list("GET /api/v1/nodes", testNode("n1", "127.0.0.11", 12, 4*time.Hour), n2)
 	r := f.run("get", "no")
 	want := "" +
 		"NAME   STATUS                     ADDRESS      LABELS   PODS   AGE   VERSION\n" +
-		"n1     Alive                      127.0.0.11   zone=a   12     2h    v0.1.0\n" +
-		"n2     Alive,SchedulingDisabled   127.0.0.12   zone=a   1      2h    v0.1.0\n"
+		"n1     Alive                      127.0.0.11   zone=a   12     4h    v0.1.0\n" +
+		"n2     Alive,SchedulingDisabled   127.0.0.12   zone=a   1      4h    v0.1.0\n"
 	if r.stdout != want {
 		t.Fatalf("got:\n%s\nwant:\n%s", r.stdout, want)
 	}

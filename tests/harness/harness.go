@@ -93,6 +93,7 @@ type Peer struct {
 
 	bin     string
 	logPath string
+	dir     string
 	cmd     *exec.Cmd
 	exited  chan struct{}
 	t       testing.TB
@@ -106,10 +107,8 @@ func NewPeer(t testing.TB, bin, name, bind string, args ...string) *Peer {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p := &Peer{Name: name, Bind: bind, DataDir: dir, API: bind + ":7070", Args: args, bin: bin,
-		logPath: filepath.Join(dir, "agent.log"), t: t}
-	// A peer left over by an earlier, interrupted run would hold the port.
-	_ = exec.Command(bin, "reset", "--name", name, "--data-dir", dir).Run()
+	p := &Peer{Name: name, Bind: bind, DataDir: filepath.Join(dir, "data"), API: bind + ":7070", Args: args, bin: bin,
+		logPath: filepath.Join(dir, "agent.log"), dir: dir, t: t}
 	t.Cleanup(p.Destroy)
 	return p
 }
@@ -203,6 +202,10 @@ func (p *Peer) Destroy() {
 	if err != nil {
 		p.t.Errorf("reset peer %s: %v\n%s", p.Name, err, out)
 	}
+	if p.t.Failed() {
+		p.t.Logf("log of peer %s:\n%s", p.Name, p.Log())
+	}
+	_ = os.RemoveAll(p.dir)
 }
 
 // CLI runs `chorus -s <this peer> args...` and returns its stdout; stderr

@@ -1,0 +1,29 @@
+# chorus: `make demo` starts a local cluster running the example app,
+# `make test` runs every test (as CI does). Both need root.
+GO ?= go
+BIN := bin/chorus
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+
+.PHONY: build deps test demo demo-down bench clean
+
+build:
+	$(GO) build -ldflags "-X main.version=$(VERSION)" -o $(BIN) ./cmd/chorus
+
+deps:
+	./tests/scripts/install-deps.sh
+
+test: deps
+	$(GO) vet ./...
+	$(GO) test -timeout 25m ./...
+
+demo: deps build
+	BIN=$(BIN) ./tests/scripts/demo.sh up
+
+demo-down: build
+	BIN=$(BIN) ./tests/scripts/demo.sh down
+
+bench: deps
+	$(GO) test -run '^$$' -bench . -benchtime 1x -timeout 20m ./tests/...
+
+clean:
+	rm -rf bin _out

@@ -1,0 +1,25 @@
+#!/bin/sh
+# Installs what chorus needs on Debian 12 when it is missing: containerd,
+# runc, the CNI plugins, iptables (the bridge plugin's masquerade), iproute2,
+# and wrk for the benchmarks. Run as root.
+set -eu
+need=""
+command -v containerd >/dev/null 2>&1 || need="$need containerd"
+command -v runc >/dev/null 2>&1 || need="$need runc"
+[ -x /usr/lib/cni/bridge ] || [ -x /opt/cni/bin/bridge ] || need="$need containernetworking-plugins"
+command -v iptables >/dev/null 2>&1 || need="$need iptables"
+command -v ip >/dev/null 2>&1 || need="$need iproute2"
+command -v wrk >/dev/null 2>&1 || need="$need wrk"
+if [ -n "$need" ]; then
+	if [ "$(id -u)" != 0 ]; then
+		echo "chorus needs:$need; run as root to install them" >&2
+		exit 1
+	fi
+	echo "installing:$need"
+	export DEBIAN_FRONTEND=noninteractive
+	apt-get update -qq
+	apt-get install -y -qq --no-install-recommends $need >/dev/null
+fi
+modprobe br_netfilter 2>/dev/null || true
+sysctl -qw net.ipv4.ip_forward=1 2>/dev/null || true
+echo "dependencies ok: $(containerd --version | cut -d' ' -f3), runc $(runc --version | head -1 | cut -d' ' -f3)"
