@@ -72,7 +72,7 @@ func runProbe(ctx context.Context, p *api.Probe, t probeTarget) error {
 		defer tr.CloseIdleConnections()
 		resp, err := (&http.Client{Transport: tr, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}).Do(req)
 		if err != nil {
-			return fmt.Errorf("Get %q: %w", url, err)
+			return err
 		}
 		resp.Body.Close()
 		if resp.StatusCode < 200 || resp.StatusCode >= 400 {

@@ -204,6 +204,28 @@ func TestDeleteByName(t *testing.T) {
 	}
 }
 
+func TestDeleteBySelector(t *testing.T) {
+	f := newFakeAgent(t)
+	a := runningPod("web-a", "n1", "", time.Minute)
+	b := runningPod("db-0", "n1", "", time.Minute)
+	b.Metadata.Labels = map[string]string{"app": "db"}
+	f.list("GET /api/v1/namespaces/default/pods", a, b)
+	f.reply("DELETE /api/v1/namespaces/default/pods/web-a", http.StatusOK, applyResponse{Results: []applyResult{
+		{Kind: "Pod", Namespace: "default", Name: "web-a", Action: "deleted"}}})
+	r := f.run("delete", "pods", "-l", "app=web")
+	if r.code != 0 || r.stdout != "pod \"web-a\" deleted\n" {
+		t.Fatalf("%+v", r)
+	}
+	for _, req := range f.requests() {
+		if req.method == "DELETE" && req.path != "/api/v1/namespaces/default/pods/web-a" {
+			t.Fatalf("deleted %s", req.path)
+		}
+	}
+	if r := f.run("delete", "no/n1"); r.code != 1 || !strings.Contains(r.stderr, "nodes cannot be deleted") {
+		t.Fatalf("%+v", r)
+	}
+}
+
 func TestCreateDeploymentDryRunYAML(t *testing.T) {
 	r := runCLI(t, context.Background(), "", "create", "deployment", "web", "--image=docker.io/example/web:1",
 		"--replicas=3", "--port=8080", "--dry-run=client", "-o", "yaml")

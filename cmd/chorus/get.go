@@ -24,6 +24,7 @@ type getOptions struct {
 	selector      string
 	watch         bool
 	showKind      bool
+	noHeaders     bool
 	ignoreNF      bool
 }
 
@@ -46,6 +47,7 @@ func newGetCmd(root *rootOptions) *cobra.Command {
 	f.BoolVarP(&g.allNamespaces, "all-namespaces", "A", false, "list the requested objects across all namespaces")
 	f.StringVarP(&g.selector, "selector", "l", "", "label selector to filter on (k=v, k!=v, k, !k; comma-separated)")
 	f.BoolVarP(&g.watch, "watch", "w", false, "after listing, watch for changes (polls every second; Ctrl-C stops)")
+	f.BoolVar(&g.noHeaders, "no-headers", false, "print tables without their header line")
 	f.BoolVar(&g.showKind, "show-kind", false, "prefix names with their type even for a single type")
 	f.BoolVar(&g.ignoreNF, "ignore-not-found", false, "print nothing for named objects that do not exist")
 	return cmd
@@ -82,6 +84,7 @@ func (g *getOptions) run(ctx context.Context, args []string) error {
 		wide:      g.output == "wide",
 		namespace: g.allNamespaces,
 		withKind:  multi || g.showKind,
+		noHeaders: g.noHeaders,
 		now:       time.Now(),
 	}
 	if g.watch {

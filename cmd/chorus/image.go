@@ -166,7 +166,7 @@ func (p *progressReader) Read(b []byte) (int, error) {
 // draw writes the bar over the current line; p.mu is held.
 func (p *progressReader) draw() {
 	if p.total <= 0 {
-		fmt.Fprintf(p.w, "\r%s  %s sent", p.label, humanSize(p.n))
+		fmt.Fprintf(p.w, "\r%s  %s sent\x1b[K", p.label, humanSize(p.n))
 		return
 	}
 	const width = 30
@@ -179,7 +179,8 @@ func (p *progressReader) draw() {
 	if filled < width {
 		bar += ">" + strings.Repeat(" ", width-filled-1)
 	}
-	fmt.Fprintf(p.w, "\r%s  [%s] %3d%%  %s/%s", p.label, bar, int(frac*100), humanSize(p.n), humanSize(p.total))
+	// \x1b[K clears what a longer previous line left.
+	fmt.Fprintf(p.w, "\r%s  [%s] %3d%%  %s/%s\x1b[K", p.label, bar, int(frac*100), humanSize(p.n), humanSize(p.total))
 }
 
 // finish ends the bar (or prints the summary line).

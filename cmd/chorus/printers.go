@@ -204,6 +204,7 @@ type tableOptions struct {
 	wide      bool
 	namespace bool // a NAMESPACE column first
 	withKind  bool // names as "deployment.apps/web"
+	noHeaders bool
 	now       time.Time
 }
 
@@ -287,7 +288,11 @@ func printTable(w io.Writer, res resourceType, objs []object, to tableOptions) e
 		}
 		rows = append(rows, r)
 	}
-	return writeTable(w, tableHeaders(res, to), rows, nil)
+	headers := tableHeaders(res, to)
+	if to.noHeaders {
+		headers = nil
+	}
+	return writeTable(w, headers, rows, nil)
 }
 
 // podStatusSummary is what a pod's row shows, computed as kubectl's printPod.

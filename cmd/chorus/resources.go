@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/url"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -393,23 +394,14 @@ func (s labelSelector) matches(labels map[string]string) bool {
 				return false
 			}
 		case "in":
-			if !ok || !contains(r.values, v) {
+			if !ok || !slices.Contains(r.values, v) {
 				return false
 			}
 		case "notin":
-			if ok && contains(r.values, v) {
+			if ok && slices.Contains(r.values, v) {
 				return false
 			}
 		}
 	}
 	return true
-}
-
-func contains(list []string, s string) bool {
-	for _, x := range list {
-		if x == s {
-			return true
-		}
-	}
-	return false
 }

@@ -58,7 +58,7 @@ spec:
 `
 
 // startPeer starts a peer on bind with the web image loaded.
-func startPeer(t *testing.T, name, bind string) *harness.Peer {
+func startPeer(t testing.TB, name, bind string) *harness.Peer {
 	t.Helper()
 	p := harness.NewPeer(t, testEnv.bin, name, bind)
 	p.Start()
@@ -72,7 +72,7 @@ func startPeer(t *testing.T, name, bind string) *harness.Peer {
 	return p
 }
 
-func writeManifest(t *testing.T, content string) string {
+func writeManifest(t testing.TB, content string) string {
 	t.Helper()
 	path := filepath.Join(t.TempDir(), "app.yaml")
 	if err := os.WriteFile(path, []byte(content), 0o644); err != nil {

@@ -1,0 +1,66 @@
+package agent
+
+import (
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/chorus-sh/chorus/api"
+	"go.uber.org/goleak"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+func TestStoreDurableAndAtomic(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "state.json")
+	s, err := openStore(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := deployment(3, "web:1", "25%", "25%")
+	res, err := s.apply([]api.Object{d}, time.Now())
+	if err != nil || res[0].Action != "created" {
+		t.Fatalf("apply: %+v %v", res, err)
+	}
+	res, _ = s.apply([]api.Object{d}, time.Now())
+	if res[0].Action != "unchanged" {
+		t.Fatalf("second apply: %+v", res)
+	}
+	*d.Spec.Replicas = 5
+	res, _ = s.apply([]api.Object{d}, time.Now())
+	if res[0].Action != "configured" {
+		t.Fatalf("changed apply: %+v", res)
+	}
+	// A namespace that does not exist rejects the whole apply.
+	other := deployment(1, "x:1", "25%", "25%")
+	other.Metadata.Name, other.Metadata.Namespace = "other", "missing"
+	svc := &api.Service{Metadata: api.ObjectMeta{Name: "svc", Namespace: "default"}}
+	if _, err := s.apply([]api.Object{svc, other}, time.Now()); err == nil {
+		t.Fatal("apply into a missing namespace succeeded")
+	}
+	// Reopened from disk: the same state, nothing of the rejected apply.
+	s2, err := openStore(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, ok := s2.get(objectKey(api.KindDeployment, "default", "web"))
+	if !ok || *got.(*api.Deployment).Spec.Replicas != 5 || got.Meta().Generation != 2 {
+		t.Fatalf("reloaded %+v", got)
+	}
+	if _, ok := s2.get(objectKey(api.KindService, "default", "svc")); ok {
+		t.Fatal("service of a rejected apply was stored")
+	}
+	// Deleting a namespace deletes what it holds.
+	ns := &api.Namespace{Metadata: api.ObjectMeta{Name: "dev"}}
+	dd := deployment(1, "x:1", "25%", "25%")
+	dd.Metadata.Namespace = "dev"
+	if _, err := s2.apply([]api.Object{ns, dd}, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s2.remove([]string{objectKey(api.KindNamespace, "", "dev")}); err != nil {
+		t.Fatal(err)
+	}
+	if len(s2.list(api.KindDeployment, "dev")) != 0 {
+		t.Fatal("deployment outlived its namespace")
+	}
+}

@@ -1,0 +1,403 @@
+package crdt
+
+import (
+	"bytes"
+	"encoding/json"
+	"sort"
+	"strings"
+	"time"
+)
+
+// DefaultTombstoneHorizon is how long a deleted object's tombstone is kept
+// before GC may drop it; see the package documentation.
+const DefaultTombstoneHorizon = 7 * 24 * time.Hour
+
+// ExistsField is the name of an object's existence register: JSON true while
+// the object exists, false once deleted.
+const ExistsField = ""
+
+// Creation-only fields: Put writes them only when it creates the object.
+const (
+	FieldUID               = "metadata.uid"
+	FieldCreationTimestamp = "metadata.creationTimestamp"
+)
+
+var (
+	jsonTrue  = json.RawMessage("true")
+	jsonFalse = json.RawMessage("false")
+	jsonNull  = json.RawMessage("null")
+)
+
+// Register is a last-writer-wins register: a JSON value and the stamp of
+// the write that set it.
+type Register struct {
+	Value json.RawMessage `json:"value"`
+	Stamp Stamp           `json:"stamp"`
+}
+
+// wins reports whether r replaces cur when merged: a greater stamp wins,
+// and of equal stamps the bytewise greater value.
+func (r Register) wins(cur Register) bool {
+	if c := r.Stamp.compare(cur.Stamp); c != 0 {
+		return c > 0
+	}
+	return bytes.Compare(r.Value, cur.Value) > 0
+}
+
+// Entry is one register of one object in a Delta.
+type Entry struct {
+	Key   string   `json:"key"`
+	Field string   `json:"field"`
+	Reg   Register `json:"reg"`
+}
+
+// Delta is a set of registers: a local write to send to peers, the answer
+// to an anti-entropy request, or what a merge changed. Its values share
+// memory with the State that made it and must not be modified.
+type Delta struct {
+	Entries []Entry `json:"entries"`
+}
+
+// Len returns the number of registers in d.
+func (d Delta) Len() int { return len(d.Entries) }
+
+// reg is a register and its hash (see regHash), kept for the digest.
+type reg struct {
+	Register
+	h uint64
+}
+
+// object is the registers of one key.
+type object struct {
+	regs   map[string]reg
+	h      uint64 // xor of the registers' hashes
+	bucket int
+}
+
+func (o *object) live() bool {
+	r, ok := o.regs[ExistsField]
+	return ok && bytes.Equal(r.Value, jsonTrue)
+}
+
+func (o *object) maxStamp() Stamp {
+	var m Stamp
+	for _, r := range o.regs {
+		if m.Less(r.Stamp) {
+			m = r.Stamp
+		}
+	}
+	return m
+}
+
+// State is a replicated set of objects, each a map of field registers,
+// tombstones included. The zero State is not usable: call New. A State is
+// not safe for concurrent use.
+type State struct {
+	objs    map[string]*object
+	buckets Digest // xor of the hashes of the registers in each bucket
+}
+
+// New returns an empty state.
+func New() *State { return &State{objs: map[string]*object{}} }
+
+// Clone returns a copy of s that later writes to either do not affect.
+func (s *State) Clone() *State {
+	c := &State{objs: make(map[string]*object, len(s.objs)), buckets: s.buckets}
+	for k, o := range s.objs {
+		regs := make(map[string]reg, len(o.regs))
+		for f, r := range o.regs {
+			regs[f] = r // values are never modified in place
+		}
+		c.objs[k] = &object{regs: regs, h: o.h, bucket: o.bucket}
+	}
+	return c
+}
+
+// set merges r into the register key/field and reports whether it changed.
+// The caller owns r.Value from then on.
+func (s *State) set(key, field string, r Register) bool {
+	return s.setReg(key, field, reg{Register: r, h: regHash(key, field, r)})
+}
+
+// setReg is set with the register's hash already computed.
+func (s *State) setReg(key, field string, r reg) bool {
+	o := s.objs[key]
+	if o == nil {
+		o = &object{regs: map[string]reg{}, bucket: bucketOf(key)}
+		s.objs[key] = o
+	}
+	cur, ok := o.regs[field]
+	if ok && !r.wins(cur.Register) {
+		return false
+	}
+	x := r.h
+	if ok {
+		x ^= cur.h
+	}
+	o.regs[field] = r
+	o.h ^= x
+	s.buckets[o.bucket] ^= x
+	return true
+}
+
+// write sets key/field to value at st, adding the register to d if it won.
+func (s *State) write(d *Delta, key, field string, value json.RawMessage, st Stamp) {
+	r := Register{Value: value, Stamp: st}
+	if s.set(key, field, r) {
+		d.Entries = append(d.Entries, Entry{Key: key, Field: field, Reg: r})
+	}
+}
+
+// checkedValue returns a compacted copy of v (null if empty), and panics if
+// v is not valid JSON.
+func checkedValue(key, field string, v json.RawMessage) json.RawMessage {
+	if len(v) == 0 {
+		return jsonNull
+	}
+	var b bytes.Buffer
+	if err := json.Compact(&b, v); err != nil {
+		panic("crdt: value of " + key + " field " + field + " is not valid JSON: " + err.Error())
+	}
+	return b.Bytes()
+}
+
+func checkWrite(key string, fields map[string]json.RawMessage) {
+	if key == "" {
+		panic("crdt: write with an empty key")
+	}
+	if _, ok := fields[ExistsField]; ok {
+		panic("crdt: write of " + key + " names the existence field \"\"")
+	}
+}
+
+// Put writes a whole object at stamp st, as an apply does: every field in
+// fields, existence true, and JSON null in every other field the object
+// has, so that fields the new document lacks disappear. The creation-only
+// fields (FieldUID, FieldCreationTimestamp) are the exception: when the
+// object exists and has them, Put leaves them as they are, whatever fields
+// says; otherwise it writes them like any field. Put always writes, even a
+// value equal to the current one, so that a later apply wins over a
+// concurrent earlier one; a caller that wants to tell "unchanged" compares
+// with Get first. Registers with a stamp greater than st are left alone.
+//
+// Put returns the registers that changed, to send to peers. Values must be
+// valid JSON (as Split returns them; they are stored compacted, and empty
+// means null); fields must not name the existence field "". Put panics
+// otherwise, or if key is empty.
+func (s *State) Put(key string, fields map[string]json.RawMessage, st Stamp) Delta {
+	checkWrite(key, fields)
+	var d Delta
+	o := s.objs[key]
+	live := o != nil && o.live()
+	keep := func(f string) bool { // a creation-only field to keep
+		if f != FieldUID && f != FieldCreationTimestamp || !live {
+			return false
+		}
+		r, ok := o.regs[f]
+		return ok && !bytes.Equal(r.Value, jsonNull)
+	}
+	for _, f := range sortedFields(fields) {
+		if !keep(f) {
+			s.write(&d, key, f, checkedValue(key, f, fields[f]), st)
+		}
+	}
+	if o != nil {
+		var absent []string
+		for f := range o.regs {
+			if _, ok := fields[f]; !ok && f != ExistsField && !keep(f) {
+				absent = append(absent, f)
+			}
+		}
+		sort.Strings(absent)
+		for _, f := range absent {
+			s.write(&d, key, f, jsonNull, st)
+		}
+	}
+	s.write(&d, key, ExistsField, jsonTrue, st)
+	return d
+}
+
+// PutFields writes only the given fields of an object and existence true,
+// at stamp st, leaving its other fields as they are: `scale` writes
+// spec.replicas alone, so that it merges with a concurrent change of
+// spec.template. It returns the registers that changed, and panics like
+// Put.
+func (s *State) PutFields(key string, fields map[string]json.RawMessage, st Stamp) Delta {
+	checkWrite(key, fields)
+	var d Delta
+	for _, f := range sortedFields(fields) {
+		s.write(&d, key, f, checkedValue(key, f, fields[f]), st)
+	}
+	s.write(&d, key, ExistsField, jsonTrue, st)
+	return d
+}
+
+// Delete marks the object deleted at stamp st (its existence register
+// false), whether or not this state holds it, so that peers which do learn
+// of the delete. It returns the registers that changed.
+func (s *State) Delete(key string, st Stamp) Delta {
+	if key == "" {
+		panic("crdt: delete with an empty key")
+	}
+	var d Delta
+	s.write(&d, key, ExistsField, jsonFalse, st)
+	return d
+}
+
+// Get returns the fields of the object key, without those holding null and
+// without the existence register. ok is false if the object is absent or
+// deleted. The values are copies.
+func (s *State) Get(key string) (fields map[string]json.RawMessage, ok bool) {
+	o := s.objs[key]
+	if o == nil || !o.live() {
+		return nil, false
+	}
+	fields = make(map[string]json.RawMessage, len(o.regs))
+	for f, r := range o.regs {
+		if f == ExistsField || bytes.Equal(r.Value, jsonNull) {
+			continue
+		}
+		fields[f] = bytes.Clone(r.Value)
+	}
+	return fields, true
+}
+
+// Keys returns the keys of the existing objects that start with prefix,
+// sorted.
+func (s *State) Keys(prefix string) []string {
+	var keys []string
+	for k, o := range s.objs {
+		if strings.HasPrefix(k, prefix) && o.live() {
+			keys = append(keys, k)
+		}
+	}
+	sort.Strings(keys)
+	return keys
+}
+
+// Len returns the number of existing objects (tombstones not counted).
+func (s *State) Len() int {
+	n := 0
+	for _, o := range s.objs {
+		if o.live() {
+			n++
+		}
+	}
+	return n
+}
+
+// Meta returns the greatest stamp among the object's registers, its
+// version, and the node that wrote it, its last writer. Both are zero if
+// the state holds nothing of key. A tombstone has a version too.
+func (s *State) Meta(key string) (version Stamp, writer string) {
+	o := s.objs[key]
+	if o == nil {
+		return Stamp{}, ""
+	}
+	m := o.maxStamp()
+	return m, m.Node
+}
+
+// MaxStamp returns the greatest stamp in the state, tombstones included:
+// the newest write this state has seen. The agent compares its Wall with
+// DefaultTombstoneHorizon to decide whether a state loaded from disk is too
+// old to merge; see the package documentation.
+func (s *State) MaxStamp() Stamp {
+	var m Stamp
+	for _, o := range s.objs {
+		if om := o.maxStamp(); m.Less(om) {
+			m = om
+		}
+	}
+	return m
+}
+
+// Merge applies the registers of d, keeping in each register the greater
+// stamp (and of equal stamps the bytewise greater value), and returns the
+// registers that changed. Entries with an empty key are ignored, an empty
+// value is taken as null; d should come from DecodeDelta (which validates
+// what peers send) or from another State. Merge copies the values it keeps.
+func (s *State) Merge(d Delta) (changed Delta) {
+	for _, e := range d.Entries {
+		if e.Key == "" {
+			continue
+		}
+		r := e.Reg
+		if len(r.Value) == 0 {
+			r.Value = jsonNull
+		}
+		if o := s.objs[e.Key]; o != nil {
+			if cur, ok := o.regs[e.Field]; ok && !r.wins(cur.Register) {
+				continue
+			}
+		}
+		r.Value = bytes.Clone(r.Value)
+		if s.set(e.Key, e.Field, r) {
+			changed.Entries = append(changed.Entries, Entry{Key: e.Key, Field: e.Field, Reg: r})
+		}
+	}
+	return changed
+}
+
+// MergeStates returns the merge of a and b, leaving both unchanged.
+func MergeStates(a, b *State) *State {
+	c := a.Clone()
+	for k, o := range b.objs {
+		for f, r := range o.regs {
+			c.setReg(k, f, r) // values are shared, never modified
+		}
+	}
+	return c
+}
+
+// GC drops the tombstones (objects whose existence register is false, or
+// missing) whose newest stamp is older than now-horizon, and returns how
+// many it dropped. See the package documentation for why horizon must
+// exceed the longest time a peer may be offline and still merge its state.
+func (s *State) GC(now time.Time, horizon time.Duration) int {
+	limit := now.Add(-horizon).UnixNano()
+	n := 0
+	for k, o := range s.objs {
+		if !o.live() && o.maxStamp().Wall < limit {
+			s.buckets[o.bucket] ^= o.h
+			delete(s.objs, k)
+			n++
+		}
+	}
+	return n
+}
+
+// entries returns every register of the given keys, sorted by key and
+// field, sharing values with s.
+func (s *State) entries(keys []string) Delta {
+	var d Delta
+	for _, k := range keys {
+		o := s.objs[k]
+		if o == nil {
+			continue
+		}
+		for _, f := range sortedFields(o.regs) {
+			d.Entries = append(d.Entries, Entry{Key: k, Field: f, Reg: o.regs[f].Register})
+		}
+	}
+	return d
+}
+
+// allKeys returns every key, tombstones included, sorted.
+func (s *State) allKeys() []string {
+	keys := make([]string, 0, len(s.objs))
+	for k := range s.objs {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
+}
+
+func sortedFields[V any](m map[string]V) []string {
+	fs := make([]string, 0, len(m))
+	for f := range m {
+		fs = append(fs, f)
+	}
+	sort.Strings(fs)
+	return fs
+}

@@ -1,0 +1,3 @@
+package gossip
+
+import _ "go.uber.org/goleak"

@@ -1,0 +1,149 @@
+package e2e
+
+import (
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/chorus-sh/chorus/api"
+	"github.com/chorus-sh/chorus/tests/harness"
+)
+
+// deploymentYAML is the web deployment with n replicas and no probes'
+// initial delay, so Ready follows Running by at most one probe period.
+func deploymentYAML(name string, n int) string {
+	return fmt.Sprintf(`apiVersion: apps/v1
+kind: Deployment
+metadata: {name: %s}
+spec:
+  replicas: %d
+  selector: {matchLabels: {app: %s}}
+  template:
+    metadata: {labels: {app: %s}}
+    spec:
+      containers:
+      - name: web
+        image: example/web:1
+        env: [{name: PORT, value: "8080"}]
+        ports: [{containerPort: 8080}]
+        readinessProbe: {httpGet: {path: /ready, port: 8080}, periodSeconds: 1}
+`, name, n, name, name)
+}
+
+// countPods returns how many of the peer's pods are Running and how many
+// are Ready.
+func countPods(p *harness.Peer) (total, running, ready int) {
+	pods, err := p.Pods("")
+	if err != nil {
+		return 0, 0, 0
+	}
+	for _, pod := range pods {
+		total++
+		if pod.Status.Phase == api.PodRunning {
+			running++
+		}
+		if harness.IsReady(&pod) {
+			ready++
+		}
+	}
+	return
+}
+
+// BenchmarkApplyToRunning10 measures the time from `chorus apply` of a
+// 10-replica deployment, image present, to all 10 Running and to all 10
+// Ready, on one peer. Each iteration deletes the deployment and waits for
+// its pods to be gone before the next apply.
+func BenchmarkApplyToRunning10(b *testing.B) {
+	p := startPeer(b, "bench-apply", "127.0.0.25")
+	manifest := writeManifest(b, deploymentYAML("bench", 10))
+	var runSum, readySum, runMax time.Duration
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		start := time.Now()
+		if _, err := p.CLI("apply", "-f", manifest); err != nil {
+			b.Fatal(err)
+		}
+		var tRun time.Duration
+		for {
+			_, running, ready := countPods(p)
+			if running == 10 && tRun == 0 {
+				tRun = time.Since(start)
+			}
+			if ready == 10 {
+				break
+			}
+			if time.Since(start) > 2*time.Minute {
+				b.Fatalf("10 replicas not ready after 2m")
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+		tReady := time.Since(start)
+		runSum += tRun
+		readySum += tReady
+		runMax = max(runMax, tRun)
+		b.StopTimer()
+		if _, err := p.CLI("delete", "-f", manifest); err != nil {
+			b.Fatal(err)
+		}
+		for total, _, _ := countPods(p); total > 0; total, _, _ = countPods(p) {
+			time.Sleep(100 * time.Millisecond)
+		}
+		b.StartTimer()
+	}
+	b.ReportMetric(float64(runSum.Milliseconds())/float64(b.N), "ms-to-running")
+	b.ReportMetric(float64(runMax.Milliseconds()), "max-ms-to-running")
+	b.ReportMetric(float64(readySum.Milliseconds())/float64(b.N), "ms-to-ready")
+}
+
+// BenchmarkAgentRSS reports the agent's resident memory idle with no pods
+// and with 50 pods (the private containerd and the shims are not counted).
+func BenchmarkAgentRSS(b *testing.B) {
+	p := startPeer(b, "bench-rss", "127.0.0.26")
+	settle := func() int {
+		time.Sleep(10 * time.Second)
+		return rssKiB(b, p)
+	}
+	b.ReportMetric(float64(settle())/1024, "MiB-idle-0-pods")
+	manifest := writeManifest(b, deploymentYAML("rss", 50))
+	if _, err := p.CLI("apply", "-f", manifest); err != nil {
+		b.Fatal(err)
+	}
+	deadline := time.Now().Add(5 * time.Minute)
+	for _, _, ready := countPods(p); ready < 50; _, _, ready = countPods(p) {
+		if time.Now().After(deadline) {
+			b.Fatal("50 pods not ready after 5m")
+		}
+		time.Sleep(time.Second)
+	}
+	b.ReportMetric(float64(settle())/1024, "MiB-idle-50-pods")
+	if _, err := p.CLI("delete", "-f", manifest); err != nil {
+		b.Fatal(err)
+	}
+	for total, _, _ := countPods(p); total > 0; total, _, _ = countPods(p) {
+		time.Sleep(500 * time.Millisecond)
+	}
+}
+
+// rssKiB reads VmRSS of the peer's agent process.
+func rssKiB(b *testing.B, p *harness.Peer) int {
+	b.Helper()
+	pid, err := os.ReadFile(p.DataDir + "/agent.pid")
+	if err != nil {
+		b.Fatal(err)
+	}
+	st, err := os.ReadFile("/proc/" + strings.TrimSpace(string(pid)) + "/status")
+	if err != nil {
+		b.Fatal(err)
+	}
+	for _, line := range strings.Split(string(st), "\n") {
+		if f := strings.Fields(line); len(f) >= 2 && f[0] == "VmRSS:" {
+			n, _ := strconv.Atoi(f[1])
+			return n
+		}
+	}
+	b.Fatal("no VmRSS")
+	return 0
+}
