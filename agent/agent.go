@@ -123,7 +123,7 @@ func Run(ctx context.Context, cfg Config) error {
 		return fmt.Errorf("write pid file: %w", err)
 	}
 	defer os.Remove(pidFile)
-	st, err := openStore(filepath.Join(cfg.DataDir, "state.json"))
+	st, err := openStore(filepath.Join(cfg.DataDir, "state.crdt"), cfg.Name)
 	if err != nil {
 		return err
 	}

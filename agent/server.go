@@ -444,23 +444,16 @@ func (a *Agent) handleScale(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	key := objectKey(api.KindDeployment, r.PathValue("ns"), r.PathValue("name"))
-	o, ok := a.store.get(key)
-	if !ok {
-		writeStatus(w, http.StatusNotFound, "NotFound", fmt.Sprintf("deployments.apps %q not found", r.PathValue("name")))
-		return
-	}
-	d := o.(*api.Deployment)
-	d.Spec.Replicas = req.Replicas
-	res, err := a.store.apply([]api.Object{d}, time.Now())
+	r1, err := a.store.scale(key, *req.Replicas)
 	if err != nil {
 		writeError(w, err)
 		return
 	}
-	for i := range res {
-		if res[i].Action == "configured" {
-			res[i].Action = "scaled"
-		}
+	if r1.Action == "notfound" {
+		writeStatus(w, http.StatusNotFound, "NotFound", fmt.Sprintf("deployments.apps %q not found", r.PathValue("name")))
+		return
 	}
+	res := []Result{r1}
 	writeJSON(w, http.StatusOK, applyResponse{Results: res})
 }
 

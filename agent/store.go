@@ -1,18 +1,24 @@
 package agent
 
 import (
+	"bytes"
 	"encoding/json"
-	"errors"
 	"fmt"
-	"os"
-	"path/filepath"
-	"reflect"
 	"sort"
-	"strconv"
+	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/chorus-sh/chorus/api"
+	"github.com/chorus-sh/chorus/crdt"
+)
+
+// Annotations the agent adds to objects it returns: the object's version
+// (its newest HLC stamp) and the peer that wrote it last.
+const (
+	annotationVersion    = "chorus.io/version"
+	annotationLastWriter = "chorus.io/last-writer"
 )
 
 // Result is what happened to one object in an apply or a delete.
@@ -20,51 +26,51 @@ type Result struct {
 	Kind      string `json:"kind"`
 	Namespace string `json:"namespace,omitempty"`
 	Name      string `json:"name"`
-	Action    string `json:"action"` // created, configured, unchanged, deleted, notfound
+	Action    string `json:"action"` // created, configured, unchanged, deleted, notfound, scaled
 }
 
-// store is the peer's desired state: every object applied, in memory and
-// in a snapshot file that is written and synced before an apply is
-// acknowledged.
+// store is this peer's replica of the desired state: a crdt.State in memory
+// and on disk. A local write is stamped by the peer's clock, saved (synced
+// to disk) and only then acknowledged; its delta goes to publish, which
+// hands it to gossip. Remote deltas are merged and saved the same way.
 type store struct {
-	path string
+	path    string
+	clock   *crdt.Clock
+	publish func(crdt.Delta) // set before the first write; may be nil
 
-	mu      sync.RWMutex
-	objs    map[string]api.Object // by api.ObjectKey
-	version int64
-	watch   chan struct{} // closed and replaced at every change
+	mu    sync.RWMutex
+	st    *crdt.State
+	watch chan struct{} // closed and replaced at every change
+
+	merged, rejected atomic.Int64 // remote deltas merged / dropped
 }
 
-type snapshot struct {
-	Version int64             `json:"version"`
-	Objects []json.RawMessage `json:"objects"`
-}
-
-func openStore(path string) (*store, error) {
-	s := &store{path: path, objs: map[string]api.Object{}, watch: make(chan struct{})}
-	b, err := os.ReadFile(path)
-	if errors.Is(err, os.ErrNotExist) {
-		return s, nil
-	}
+func openStore(path, node string) (*store, error) {
+	st, err := crdt.Load(path)
 	if err != nil {
-		return nil, fmt.Errorf("read desired state: %w", err)
+		return nil, fmt.Errorf("desired state: %w", err)
 	}
-	var snap snapshot
-	if err := json.Unmarshal(b, &snap); err != nil {
-		return nil, fmt.Errorf("desired state %s is corrupt: %w", path, err)
-	}
-	for i, raw := range snap.Objects {
-		o, err := decodeStored(raw)
-		if err != nil {
-			return nil, fmt.Errorf("desired state %s, object %d: %w", path, i, err)
-		}
-		s.objs[api.ObjectKey(o)] = o
-	}
-	s.version = snap.Version
+	s := &store{path: path, clock: crdt.NewClock(node, time.Now), st: st, watch: make(chan struct{})}
+	// Never issue a stamp below what this peer already wrote or saw.
+	_ = s.clock.Observe(st.MaxStamp())
 	return s, nil
 }
 
-func decodeStored(raw json.RawMessage) (api.Object, error) {
+// docOf encodes an object for the CRDT: its JSON without status.
+func docOf(o api.Object) ([]byte, error) {
+	b, err := json.Marshal(o)
+	if err != nil {
+		return nil, err
+	}
+	var m map[string]json.RawMessage
+	if err := json.Unmarshal(b, &m); err != nil {
+		return nil, err
+	}
+	delete(m, "status")
+	return json.Marshal(m)
+}
+
+func decodeStored(raw []byte) (api.Object, error) {
 	var tm api.TypeMeta
 	if err := json.Unmarshal(raw, &tm); err != nil {
 		return nil, err
@@ -86,151 +92,177 @@ func decodeStored(raw json.RawMessage) (api.Object, error) {
 	return o, nil
 }
 
-// save writes objs as the new snapshot; the caller holds mu.
-func (s *store) save(objs map[string]api.Object, version int64) error {
-	snap := snapshot{Version: version}
-	keys := make([]string, 0, len(objs))
-	for k := range objs {
-		keys = append(keys, k)
+// object rebuilds the object key from st; the caller holds mu.
+func (s *store) object(key string) (api.Object, bool) {
+	fields, ok := s.st.Get(key)
+	if !ok {
+		return nil, false
 	}
-	sort.Strings(keys)
-	for _, k := range keys {
-		b, err := json.Marshal(objs[k])
-		if err != nil {
-			return err
+	doc, err := crdt.Join(key, fields)
+	if err != nil {
+		return nil, false
+	}
+	o, err := decodeStored(doc)
+	if err != nil {
+		return nil, false
+	}
+	version, writer := s.st.Meta(key)
+	m := o.Meta()
+	m.ResourceVersion = fmt.Sprintf("%d.%d", version.Wall, version.Logical)
+	if m.Annotations == nil {
+		m.Annotations = map[string]string{}
+	}
+	m.Annotations[annotationVersion] = version.String()
+	m.Annotations[annotationLastWriter] = writer
+	return o, true
+}
+
+// sameFields reports whether an apply of fields would change nothing.
+func sameFields(cur, next map[string]json.RawMessage) bool {
+	for _, f := range []string{crdt.FieldUID, crdt.FieldCreationTimestamp} {
+		delete(next, f)
+	}
+	n := 0
+	for f, v := range cur {
+		if f == crdt.FieldUID || f == crdt.FieldCreationTimestamp {
+			continue
 		}
-		snap.Objects = append(snap.Objects, b)
+		n++
+		if nv, ok := next[f]; !ok || !bytes.Equal(nv, v) {
+			return false
+		}
 	}
-	b, err := json.Marshal(snap)
-	if err != nil {
-		return err
+	return n == len(next)
+}
+
+// commit saves next as the new state, swaps it in and spreads d; the caller
+// holds mu.
+func (s *store) commit(next *crdt.State, d crdt.Delta) error {
+	if d.Len() == 0 {
+		return nil
 	}
-	if err := os.MkdirAll(filepath.Dir(s.path), 0o755); err != nil {
-		return err
+	if err := next.Save(s.path); err != nil {
+		return fmt.Errorf("save desired state: %w", err)
 	}
-	tmp := s.path + ".tmp"
-	f, err := os.Create(tmp)
-	if err != nil {
-		return fmt.Errorf("write desired state: %w", err)
-	}
-	if _, err := f.Write(b); err != nil {
-		f.Close()
-		return fmt.Errorf("write desired state: %w", err)
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return fmt.Errorf("sync desired state: %w", err)
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	if err := os.Rename(tmp, s.path); err != nil {
-		return fmt.Errorf("write desired state: %w", err)
-	}
-	if d, err := os.Open(filepath.Dir(s.path)); err == nil {
-		_ = d.Sync()
-		d.Close()
+	s.st = next
+	close(s.watch)
+	s.watch = make(chan struct{})
+	if s.publish != nil {
+		s.publish(d)
 	}
 	return nil
-}
-
-// specOf returns what decides whether an apply changes an object: all but
-// the server-set metadata and the status.
-func specOf(o api.Object) any {
-	m := o.Meta()
-	meta := struct {
-		Labels, Annotations map[string]string
-	}{m.Labels, m.Annotations}
-	switch v := o.(type) {
-	case *api.Deployment:
-		return []any{meta, v.Spec}
-	case *api.Service:
-		return []any{meta, v.Spec}
-	default:
-		return []any{meta}
-	}
-}
-
-func sameSpec(a, b api.Object) bool {
-	ja, _ := json.Marshal(specOf(a))
-	jb, _ := json.Marshal(specOf(b))
-	return reflect.DeepEqual(ja, jb)
 }
 
 // apply stores objs all together or not at all.
 func (s *store) apply(objs []api.Object, now time.Time) ([]Result, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	next := make(map[string]api.Object, len(s.objs)+len(objs))
-	for k, v := range s.objs {
-		next[k] = v
+	if err := s.checkNamespaces(objs); err != nil {
+		return nil, err
 	}
-	version := s.version
+	next := s.st.Clone()
+	var all crdt.Delta
 	var results []Result
-	// Namespaces must exist, or be created by the same apply.
-	for _, o := range objs {
-		if o.GetKind() == api.KindNamespace {
-			continue
-		}
-		ns := o.Meta().Namespace
-		if ns == api.DefaultNamespace {
-			continue
-		}
-		found := false
-		if _, ok := next["Namespace//"+ns]; ok {
-			found = true
-		}
-		for _, p := range objs {
-			if p.GetKind() == api.KindNamespace && p.Meta().Name == ns {
-				found = true
-			}
-		}
-		if !found {
-			return nil, &notFoundError{msg: fmt.Sprintf("%s %q: namespaces %q not found (create it first, or add a Namespace to the manifest)", o.GetKind(), o.Meta().Name, ns)}
-		}
-	}
-	changed := false
 	for _, o := range objs {
 		o = copyObject(o)
 		o.SetTypeMeta()
 		key := api.ObjectKey(o)
 		m := o.Meta()
 		r := Result{Kind: o.GetKind(), Namespace: m.Namespace, Name: m.Name}
-		old, ok := next[key]
-		switch {
-		case !ok:
-			version++
-			t := now.UTC().Truncate(time.Second)
-			m.CreationTimestamp = &t
-			m.UID = newUID()
-			m.Generation = 1
-			m.ResourceVersion = strconv.FormatInt(version, 10)
-			r.Action = "created"
-			changed = true
-		case sameSpec(old, o):
+		if o.GetKind() == api.KindNamespace {
+			r.Namespace = ""
+		}
+		cur, exists := next.Get(key)
+		t := now.UTC().Truncate(time.Second)
+		m.CreationTimestamp, m.UID = &t, newUID()
+		m.ResourceVersion, m.Generation = "", 0
+		if m.Annotations != nil {
+			delete(m.Annotations, annotationVersion)
+			delete(m.Annotations, annotationLastWriter)
+			if len(m.Annotations) == 0 {
+				m.Annotations = nil
+			}
+		}
+		doc, err := docOf(o)
+		if err != nil {
+			return nil, err
+		}
+		fields, err := crdt.Split(doc)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", key, err)
+		}
+		if exists && sameFields(cur, cloneFields(fields)) {
 			r.Action = "unchanged"
 			results = append(results, r)
 			continue
-		default:
-			version++
-			om := old.Meta()
-			m.CreationTimestamp, m.UID = om.CreationTimestamp, om.UID
-			m.Generation = om.Generation + 1
-			m.ResourceVersion = strconv.FormatInt(version, 10)
-			r.Action = "configured"
-			changed = true
 		}
-		next[key] = o
+		d := next.Put(key, fields, s.clock.Now())
+		all.Entries = append(all.Entries, d.Entries...)
+		r.Action = "created"
+		if exists {
+			r.Action = "configured"
+		}
 		results = append(results, r)
 	}
-	if changed {
-		if err := s.save(next, version); err != nil {
-			return nil, err
-		}
-		s.objs, s.version = next, version
-		s.notify()
+	if err := s.commit(next, all); err != nil {
+		return nil, err
 	}
 	return results, nil
+}
+
+func cloneFields(m map[string]json.RawMessage) map[string]json.RawMessage {
+	out := make(map[string]json.RawMessage, len(m))
+	for k, v := range m {
+		out[k] = v
+	}
+	return out
+}
+
+// checkNamespaces: the namespace of every object must exist, or be created
+// by the same apply; the caller holds mu.
+func (s *store) checkNamespaces(objs []api.Object) error {
+	for _, o := range objs {
+		if o.GetKind() == api.KindNamespace {
+			continue
+		}
+		ns := o.Meta().Namespace
+		if ns == api.DefaultNamespace || ns == "" {
+			continue
+		}
+		if _, ok := s.st.Get(objectKey(api.KindNamespace, "", ns)); ok {
+			continue
+		}
+		found := false
+		for _, p := range objs {
+			if p.GetKind() == api.KindNamespace && p.Meta().Name == ns {
+				found = true
+			}
+		}
+		if !found {
+			return &notFoundError{msg: fmt.Sprintf("%s %q: namespaces %q not found (create it first, or add a Namespace to the manifest)", o.GetKind(), o.Meta().Name, ns)}
+		}
+	}
+	return nil
+}
+
+// scale writes only spec.replicas of a deployment, so that it merges with a
+// concurrent change of its template on another peer.
+func (s *store) scale(key string, replicas int32) (Result, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	kind, ns, name := splitKey(key)
+	r := Result{Kind: kind, Namespace: ns, Name: name, Action: "notfound"}
+	if _, ok := s.st.Get(key); !ok {
+		return r, nil
+	}
+	v, _ := json.Marshal(replicas)
+	next := s.st.Clone()
+	d := next.PutFields(key, map[string]json.RawMessage{"spec.replicas": v}, s.clock.Now())
+	if err := s.commit(next, d); err != nil {
+		return r, err
+	}
+	r.Action = "scaled"
+	return r, nil
 }
 
 // remove deletes the objects with the given keys; deleting a namespace
@@ -238,43 +270,61 @@ func (s *store) apply(objs []api.Object, now time.Time) ([]Result, error) {
 func (s *store) remove(keys []string) ([]Result, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	next := make(map[string]api.Object, len(s.objs))
-	for k, v := range s.objs {
-		next[k] = v
-	}
+	next := s.st.Clone()
+	var all crdt.Delta
 	var results []Result
-	changed := false
 	for _, key := range keys {
 		kind, ns, name := splitKey(key)
 		r := Result{Kind: kind, Namespace: ns, Name: name, Action: "notfound"}
-		if _, ok := next[key]; ok {
-			delete(next, key)
+		if _, ok := next.Get(key); ok {
+			all.Entries = append(all.Entries, next.Delete(key, s.clock.Now()).Entries...)
 			r.Action = "deleted"
-			changed = true
 			if kind == api.KindNamespace {
-				for k, o := range next {
-					if o.GetKind() != api.KindNamespace && o.Meta().Namespace == name {
-						delete(next, k)
+				for _, k := range next.Keys("") {
+					if _, kns, _ := splitKey(k); kns == name && !strings.HasPrefix(k, api.KindNamespace+"/") {
+						all.Entries = append(all.Entries, next.Delete(k, s.clock.Now()).Entries...)
 					}
 				}
 			}
 		}
 		results = append(results, r)
 	}
-	if changed {
-		version := s.version + 1
-		if err := s.save(next, version); err != nil {
-			return nil, err
-		}
-		s.objs, s.version = next, version
-		s.notify()
+	if err := s.commit(next, all); err != nil {
+		return nil, err
 	}
 	return results, nil
 }
 
-func (s *store) notify() {
-	close(s.watch)
-	s.watch = make(chan struct{})
+// merge applies a delta from another peer; it reports whether anything
+// changed.
+func (s *store) merge(d crdt.Delta) (bool, error) {
+	for _, e := range d.Entries {
+		if err := s.clock.Observe(e.Reg.Stamp); err != nil {
+			s.rejected.Add(1)
+			return false, fmt.Errorf("delta from %s: %w", e.Reg.Stamp.Node, err)
+		}
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	next := s.st.Clone()
+	changed := next.Merge(d)
+	if changed.Len() == 0 {
+		return false, nil
+	}
+	s.merged.Add(1)
+	// Not re-published: gossip already spreads it, and anti-entropy repairs.
+	pub := s.publish
+	s.publish = nil
+	err := s.commit(next, changed)
+	s.publish = pub
+	return err == nil, err
+}
+
+// read runs f with the state held for reading (for anti-entropy).
+func (s *store) read(f func(st *crdt.State)) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	f(s.st)
 }
 
 // changed returns a channel closed at the next change.
@@ -284,17 +334,20 @@ func (s *store) changed() <-chan struct{} {
 	return s.watch
 }
 
-// list returns copies of the objects of kind in namespace ns ("" for all),
-// sorted by namespace and name.
+// list returns the objects of kind in namespace ns ("" for all), sorted by
+// namespace and name.
 func (s *store) list(kind, ns string) []api.Object {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	var out []api.Object
-	for _, o := range s.objs {
-		if o.GetKind() != kind || (ns != "" && kind != api.KindNamespace && o.Meta().Namespace != ns) {
+	for _, key := range s.st.Keys(kind + "/") {
+		_, kns, _ := splitKey(key)
+		if ns != "" && kind != api.KindNamespace && kns != ns {
 			continue
 		}
-		out = append(out, copyObject(o))
+		if o, ok := s.object(key); ok {
+			out = append(out, o)
+		}
 	}
 	sort.Slice(out, func(i, j int) bool { return api.ObjectKey(out[i]) < api.ObjectKey(out[j]) })
 	return out
@@ -303,11 +356,7 @@ func (s *store) list(kind, ns string) []api.Object {
 func (s *store) get(key string) (api.Object, bool) {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
-	o, ok := s.objs[key]
-	if !ok {
-		return nil, false
-	}
-	return copyObject(o), true
+	return s.object(key)
 }
 
 func objectKey(kind, ns, name string) string {
@@ -318,18 +367,9 @@ func objectKey(kind, ns, name string) string {
 }
 
 func splitKey(key string) (kind, ns, name string) {
-	var parts [3]string
-	i := 0
-	start := 0
-	for j := 0; j < len(key) && i < 2; j++ {
-		if key[j] == '/' {
-			parts[i] = key[start:j]
-			i++
-			start = j + 1
-		}
-	}
-	parts[2] = key[start:]
-	return parts[0], parts[1], parts[2]
+	kind, rest, _ := strings.Cut(key, "/")
+	ns, name, _ = strings.Cut(rest, "/")
+	return kind, ns, name
 }
 
 type notFoundError struct{ msg string }
