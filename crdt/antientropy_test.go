@@ -98,6 +98,18 @@ func TestDigestSensitivity(t *testing.T) {
 		if equalStates(a, b) != (a.Digest() == b.Digest()) {
 			t.Fatalf("states equal: %v, digests equal: %v", equalStates(a, b), a.Digest() == b.Digest())
 		}
+		// A register replaced at the same stamp by a greater value: the
+		// digest sees the value, not just the stamp.
+		if d := all(b); d.Len() > 0 {
+			e := d.Entries[rapid.IntRange(0, d.Len()-1).Draw(t, "i")]
+			if e.Field != ExistsField {
+				e.Reg.Value = raw(`{"z":"` + string(e.Reg.Value[:1]) + `"}`)
+				before := b.Digest()
+				if b.Merge(Delta{Entries: []Entry{e}}).Len() == 1 && b.Digest() == before {
+					t.Fatal("a new value at the same stamp left the digest unchanged")
+				}
+			}
+		}
 		// Same registers, built in another order: same digest.
 		c := New()
 		d := all(b)

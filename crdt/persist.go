@@ -20,7 +20,9 @@ var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 // Save writes the whole state, tombstones included, to path atomically: to
 // a temporary file in the same directory, synced, renamed over path, and
 // the directory synced. After Save returns nil the state survives a crash;
-// if it fails, path holds the previous state.
+// if it fails, path holds the previous state. It fails, writing nothing,
+// if the state holds a register DecodeDelta would reject (only possible if
+// a hand-made Delta was merged, or a Clock's node name is too long).
 func (s *State) Save(path string) error {
 	b := append([]byte(nil), fileMagic...)
 	b = append(b, wireVersion)
