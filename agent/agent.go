@@ -7,6 +7,7 @@ import (
 	"context"
 	"crypto/rand"
 	"crypto/sha256"
+	"encoding/base64"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -19,10 +20,12 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
 	"github.com/chorus-sh/chorus/api"
+	"github.com/chorus-sh/chorus/gossip"
 	"github.com/chorus-sh/chorus/runtime"
 	goruntime "runtime"
 )
@@ -42,7 +45,16 @@ type Config struct {
 	Bridge              string // default derived from the name
 	PodSubnet           string // default 10.88.<last octet of bind>.0/24
 	CNIPluginDirs       []string
-	Log                 *slog.Logger
+
+	Join          []string          // seed peers, "host" or "host:port"
+	Discover      bool              // find peers by mDNS on the local network
+	GossipKey     string            // base64 key (chorus keygen); empty: no encryption
+	GossipProfile string            // lan (default), wan or local
+	SerfPort      int               // membership port (default 7946)
+	P2PPort       int               // data plane port (default 7947)
+	Labels        map[string]string // node labels
+
+	Log *slog.Logger
 }
 
 // Defaults fills in what was left out and checks the rest.
@@ -84,8 +96,38 @@ func (c *Config) Defaults() error {
 	if c.Log == nil {
 		c.Log = slog.Default()
 	}
+	if c.GossipProfile == "" {
+		c.GossipProfile = "lan"
+	}
+	switch c.GossipProfile {
+	case "lan", "wan", "local":
+	default:
+		return fmt.Errorf("--gossip-profile %q: want lan, wan or local", c.GossipProfile)
+	}
+	if c.GossipKey != "" {
+		k, err := base64.StdEncoding.DecodeString(c.GossipKey)
+		if err != nil || (len(k) != 16 && len(k) != 24 && len(k) != 32) {
+			return fmt.Errorf("--gossip-key: want 16, 24 or 32 bytes in base64 (chorus keygen makes one)")
+		}
+	}
+	for k := range c.Labels {
+		if strings.HasPrefix(k, labelTagPrefix) || k == "" {
+			return fmt.Errorf("--label %q: invalid key", k)
+		}
+	}
 	return nil
 }
+
+// Tags a peer advertises through membership.
+const (
+	labelTagPrefix = "l:"
+	tagAPI         = "api"
+	tagCPU         = "cpu"
+	tagMemory      = "mem"
+	tagPods        = "pods"
+	tagVersion     = "ver"
+	tagStarted     = "start"
+)
 
 // Agent is one running peer.
 type Agent struct {
@@ -96,8 +138,13 @@ type Agent struct {
 	rt     runtime.Runtime
 	pods   *runtime.PodManager
 	start  time.Time
+	gossip *gossip.Node
+	repl   *replicator
+	tags   map[string]string // this peer's user tags
 
-	kick chan struct{}
+	kick    chan struct{}
+	leave   context.CancelFunc // ends Run after a graceful leave
+	leaving atomic.Bool
 }
 
 // Run runs the peer until ctx is done. It returns once every goroutine it
@@ -107,6 +154,8 @@ func Run(ctx context.Context, cfg Config) error {
 		return err
 	}
 	log := cfg.Log.With("node", cfg.Name)
+	ctx, leave := context.WithCancel(ctx)
+	defer leave()
 	if err := os.MkdirAll(cfg.DataDir, 0o755); err != nil {
 		return fmt.Errorf("create data dir: %w", err)
 	}
@@ -127,7 +176,7 @@ func Run(ctx context.Context, cfg Config) error {
 	if err != nil {
 		return err
 	}
-	a := &Agent{cfg: cfg, log: log, store: st, events: newEvents(cfg.Name, 1000), start: time.Now(), kick: make(chan struct{}, 1)}
+	a := &Agent{cfg: cfg, log: log, store: st, events: newEvents(cfg.Name, 1000), start: time.Now(), kick: make(chan struct{}, 1), leave: leave}
 
 	addr := cfg.ContainerdAddress
 	if addr == "" {
@@ -166,6 +215,20 @@ func Run(ctx context.Context, cfg Config) error {
 	if err != nil {
 		return fmt.Errorf("API listener: %w", err)
 	}
+	var cwg sync.WaitGroup
+	cctx, stopCluster := context.WithCancel(ctx)
+	if err := a.startCluster(cctx, &cwg); err != nil {
+		stopCluster()
+		ln.Close()
+		return fmt.Errorf("join the cluster: %w", err)
+	}
+	defer func() {
+		stopCluster()
+		cwg.Wait()
+		if err := a.gossip.Close(); err != nil {
+			log.Warn("close gossip", "err", err)
+		}
+	}()
 	srv := &http.Server{Handler: a.routes(), ReadHeaderTimeout: 10 * time.Second,
 		BaseContext: func(net.Listener) context.Context { return ctx }}
 	var wg sync.WaitGroup
@@ -222,6 +285,10 @@ func (a *Agent) reconcile() {
 		}
 	}
 	var desired []api.Pod
+	if a.leaving.Load() {
+		a.pods.Sync(nil)
+		return
+	}
 	for _, o := range a.store.list(api.KindDeployment, "") {
 		d := o.(*api.Deployment)
 		desired = append(desired, desiredPods(d, byDeploy[api.ObjectKey(d)])...)

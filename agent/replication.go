@@ -310,4 +310,3 @@ func unframe(b []byte, want int) ([][]byte, error) {
 	}
 	return parts, nil
 }
-

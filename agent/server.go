@@ -49,6 +49,8 @@ func (a *Agent) routes() http.Handler {
 	mux.HandleFunc("GET /api/v1/namespaces/{ns}/pods/{name}/log", a.handleLog)
 	mux.HandleFunc("POST /api/v1/images", a.handleImageLoad)
 	mux.HandleFunc("GET /api/v1/images", a.handleImages)
+	mux.HandleFunc("POST /api/v1/leave", a.handleLeave)
+	mux.HandleFunc("GET /api/v1/stats", a.handleStats)
 	return a.recoverer(mux)
 }
 
@@ -255,7 +257,11 @@ func (a *Agent) objects(resource, ns string) ([]any, bool) {
 		}
 		return out, true
 	case "nodes":
-		return []any{a.node()}, true
+		var out []any
+		for _, n := range a.nodes() {
+			out = append(out, n)
+		}
+		return out, true
 	case "namespaces":
 		out := []any{}
 		hasDefault := false
@@ -266,9 +272,10 @@ func (a *Agent) objects(resource, ns string) ([]any, bool) {
 			out = append(out, n)
 		}
 		if !hasDefault {
-			t := a.start.UTC().Truncate(time.Second)
+			// Every peer has it and none created it: it carries no timestamp,
+			// so that every peer answers the same.
 			d := &api.Namespace{TypeMeta: api.TypeMeta{APIVersion: "v1", Kind: api.KindNamespace},
-				Metadata: api.ObjectMeta{Name: api.DefaultNamespace, CreationTimestamp: &t}, Status: api.NamespaceStatus{Phase: "Active"}}
+				Metadata: api.ObjectMeta{Name: api.DefaultNamespace}, Status: api.NamespaceStatus{Phase: "Active"}}
 			out = append([]any{d}, out...)
 		}
 		return out, true
@@ -617,19 +624,6 @@ type nodeAddress struct {
 	Address string `json:"address"`
 }
 
-func (a *Agent) node() node {
-	t := a.start.UTC().Truncate(time.Second)
-	n := node{APIVersion: "v1", Kind: "Node", Metadata: api.ObjectMeta{Name: a.cfg.Name, CreationTimestamp: &t}}
-	n.Status = nodeStatus{
-		Phase:     "Alive",
-		Addresses: []nodeAddress{{Type: "InternalIP", Address: a.cfg.Bind}},
-		Capacity:  capacity(),
-		NodeInfo:  map[string]string{"kubeletVersion": Version},
-		PodCount:  len(a.pods.Pods()),
-	}
-	return n
-}
-
 // capacity reads the machine's CPUs and memory.
 func capacity() map[string]string {
 	c := map[string]string{"cpu": strconv.Itoa(numCPU()), "pods": "110"}
@@ -642,4 +636,38 @@ func capacity() map[string]string {
 		}
 	}
 	return c
+}
+
+// handleLeave leaves the cluster gracefully: the peer stops its pods, tells
+// the others it is leaving (status Left, not Dead) and exits.
+func (a *Agent) handleLeave(w http.ResponseWriter, r *http.Request) {
+	a.log.Info("leaving the cluster")
+	a.leaving.Store(true)
+	a.pods.Sync(nil)
+	deadline := time.Now().Add(60 * time.Second)
+	for len(a.pods.Pods()) > 0 && time.Now().Before(deadline) {
+		time.Sleep(100 * time.Millisecond)
+	}
+	if err := a.gossip.Leave(); err != nil {
+		writeError(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]string{"node": a.cfg.Name, "status": "Left"})
+	go a.leave()
+}
+
+// handleStats reports replication and gossip counters.
+func (a *Agent) handleStats(w http.ResponseWriter, r *http.Request) {
+	gs := a.gossip.Stats()
+	writeJSON(w, http.StatusOK, map[string]any{
+		"node":              a.cfg.Name,
+		"objects":           len(a.store.list(api.KindDeployment, "")) + len(a.store.list(api.KindService, "")) + len(a.store.list(api.KindNamespace, "")),
+		"deltasMerged":      a.store.merged.Load(),
+		"deltasRejected":    a.store.rejected.Load(),
+		"malformedMessages": a.repl.malformed.Load(),
+		"antiEntropyRounds": a.repl.rounds.Load(),
+		"replBytesOut":      a.repl.bytesOut.Load(),
+		"replBytesIn":       a.repl.bytesIn.Load(),
+		"gossip":            gs,
+	})
 }

@@ -1,6 +1,8 @@
 package main
 
 import (
+	"crypto/rand"
+	"encoding/base64"
 	"fmt"
 	"log/slog"
 	"os"
@@ -50,8 +52,19 @@ environment variable CHORUS_<FLAG>, e.g. CHORUS_DATA_DIR=/srv/chorus.`,
 				Bridge:              v.GetString("bridge"),
 				PodSubnet:           v.GetString("pod-subnet"),
 				CNIPluginDirs:       v.GetStringSlice("cni-plugin-dir"),
+				Join:                v.GetStringSlice("join"),
+				Discover:            v.GetBool("discover"),
+				GossipKey:           v.GetString("gossip-key"),
+				GossipProfile:       v.GetString("gossip-profile"),
+				SerfPort:            v.GetInt("serf-port"),
+				P2PPort:             v.GetInt("p2p-port"),
 				Log:                 log,
 			}
+			labels, err := parseLabels(v.GetStringSlice("label"))
+			if err != nil {
+				return err
+			}
+			cfg.Labels = labels
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
 			return agent.Run(ctx, cfg)
@@ -68,6 +81,13 @@ environment variable CHORUS_<FLAG>, e.g. CHORUS_DATA_DIR=/srv/chorus.`,
 	f.String("bridge", "", "bridge device of the pod network (default derived from the name)")
 	f.String("pod-subnet", "", "pod subnet of this peer (default 10.88.<last octet of --bind>.0/24)")
 	f.StringSlice("cni-plugin-dir", nil, "directories holding the CNI plugins (default /usr/lib/cni,/opt/cni/bin)")
+	f.StringSlice("join", nil, "peers to join, host or host:port (repeatable); none: discover by mDNS")
+	f.Bool("discover", true, "find peers on the local network by mDNS")
+	f.String("gossip-key", "", "base64 key encrypting membership gossip (chorus keygen); peers without it are refused")
+	f.String("gossip-profile", "lan", "failure detection timings: local, lan or wan (see docs/ARCHITECTURE.md)")
+	f.StringSlice("label", nil, "node label k=v (repeatable)")
+	f.Int("serf-port", 7946, "membership port (UDP and TCP) on --bind")
+	f.Int("p2p-port", 7947, "data plane port (TCP) on --bind")
 	f.String("log-level", "info", "debug, info, warn or error")
 	_ = v.BindPFlags(f)
 	v.SetEnvPrefix("CHORUS")
@@ -103,4 +123,33 @@ func newResetCmd() *cobra.Command {
 	f.StringVar(&namespace, "containerd-namespace", "", "containerd namespace (default chorus-<name>)")
 	f.StringVar(&bridge, "bridge", "", "bridge device (default derived from the name)")
 	return cmd
+}
+
+func parseLabels(kvs []string) (map[string]string, error) {
+	out := map[string]string{}
+	for _, kv := range kvs {
+		k, v, ok := strings.Cut(kv, "=")
+		if !ok || k == "" {
+			return nil, fmt.Errorf("--label %q: want key=value", kv)
+		}
+		out[k] = v
+	}
+	return out, nil
+}
+
+// newKeygenCmd is `chorus keygen`: print a new gossip key.
+func newKeygenCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:   "keygen",
+		Short: "Print a new gossip encryption key (32 random bytes, base64) for --gossip-key",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			var k [32]byte
+			if _, err := rand.Read(k[:]); err != nil {
+				return err
+			}
+			fmt.Fprintln(cmd.OutOrStdout(), base64.StdEncoding.EncodeToString(k[:]))
+			return nil
+		},
+	}
 }

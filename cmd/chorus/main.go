@@ -95,6 +95,8 @@ func newRootCmd(stdin io.Reader, stdout, stderr io.Writer) *cobra.Command {
 		newVersionCmd(o),
 		newAgentCmd(),
 		newResetCmd(),
+		newKeygenCmd(),
+		newLeaveCmd(o),
 	)
 	return root
 }

@@ -1,0 +1,169 @@
+package agent
+
+import (
+	"context"
+	"encoding/base64"
+	"net"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/chorus-sh/chorus/api"
+	"github.com/chorus-sh/chorus/gossip"
+)
+
+// startCluster joins the membership and data planes and starts replication:
+// deltas in and out, anti-entropy, and this peer's tags. The goroutines end
+// with ctx; wg waits for them.
+func (a *Agent) startCluster(ctx context.Context, wg *sync.WaitGroup) error {
+	cfg := a.cfg
+	var key []byte
+	if cfg.GossipKey != "" {
+		key, _ = base64.StdEncoding.DecodeString(cfg.GossipKey)
+	}
+	tags := map[string]string{
+		tagAPI:     net.JoinHostPort(cfg.Bind, strconv.Itoa(cfg.APIPort)),
+		tagVersion: Version,
+		tagStarted: strconv.FormatInt(a.start.Unix(), 10),
+		tagPods:    "0",
+	}
+	capa := capacity()
+	tags[tagCPU], tags[tagMemory] = capa["cpu"], capa["memory"]
+	for k, v := range cfg.Labels {
+		tags[labelTagPrefix+k] = v
+	}
+	n, err := gossip.Start(ctx, gossip.Config{
+		Name: cfg.Name, BindAddr: cfg.Bind, SerfPort: cfg.SerfPort, P2PPort: cfg.P2PPort,
+		Join: cfg.Join, Key: key, Profile: cfg.GossipProfile, Tags: tags,
+		DataDir: filepath.Join(cfg.DataDir, "gossip"), Discover: cfg.Discover, Log: a.log.With("plane", "gossip"),
+	})
+	if err != nil {
+		return err
+	}
+	a.gossip = n
+	a.tags = tags
+	a.repl = newReplicator(a.store, n, a.log)
+	n.HandleSync(a.repl.handleSync)
+
+	kick := make(chan struct{}, 1)
+	events, unsubscribe := n.Subscribe()
+	run := func(f func()) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			f()
+		}()
+	}
+	run(func() { a.repl.publishLoop(ctx) })
+	run(func() {
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case m := <-n.Deltas():
+				a.repl.receive(m.From, m.Data)
+			}
+		}
+	})
+	run(func() {
+		defer unsubscribe()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case ev := <-events:
+				if ev.Type == gossip.EventJoin || ev.Type == gossip.EventUpdate {
+					select {
+					case kick <- struct{}{}:
+					default:
+					}
+				}
+				select {
+				case a.kick <- struct{}{}:
+				default:
+				}
+			}
+		}
+	})
+	run(func() { a.repl.antiEntropyLoop(ctx, 2*time.Second, a.alivePeers, kick) })
+	run(func() { a.tagLoop(ctx) })
+	return nil
+}
+
+// alivePeers returns the names of the other alive members.
+func (a *Agent) alivePeers() []string {
+	var out []string
+	for _, m := range a.gossip.Members() {
+		if m.Status == gossip.StatusAlive && m.Name != a.cfg.Name {
+			out = append(out, m.Name)
+		}
+	}
+	return out
+}
+
+// tagLoop keeps this peer's advertised pod count current.
+func (a *Agent) tagLoop(ctx context.Context) {
+	t := time.NewTicker(2 * time.Second)
+	defer t.Stop()
+	last := "0"
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		n := strconv.Itoa(len(a.pods.Pods()))
+		if n == last {
+			continue
+		}
+		user := map[string]string{}
+		for k, v := range a.tags {
+			user[k] = v
+		}
+		user[tagPods] = n
+		if err := a.gossip.SetTags(user); err != nil {
+			a.log.Warn("update tags", "err", err)
+			continue
+		}
+		last = n
+	}
+}
+
+// nodes returns the members as Kubernetes-shaped Node objects.
+func (a *Agent) nodes() []node {
+	var out []node
+	for _, m := range a.gossip.Members() {
+		n := node{APIVersion: "v1", Kind: "Node", Metadata: api.ObjectMeta{Name: m.Name}}
+		if s, err := strconv.ParseInt(m.Tags[tagStarted], 10, 64); err == nil {
+			t := time.Unix(s, 0).UTC()
+			n.Metadata.CreationTimestamp = &t
+		}
+		labels := map[string]string{}
+		for k, v := range m.Tags {
+			if l, ok := strings.CutPrefix(k, labelTagPrefix); ok {
+				labels[l] = v
+			}
+		}
+		if len(labels) > 0 {
+			n.Metadata.Labels = labels
+		}
+		host, _, _ := net.SplitHostPort(m.Addr)
+		pods, _ := strconv.Atoi(m.Tags[tagPods])
+		if m.Name == a.cfg.Name {
+			pods = len(a.pods.Pods())
+		}
+		n.Status = nodeStatus{
+			Phase:     m.Status,
+			Addresses: []nodeAddress{{Type: "InternalIP", Address: host}},
+			Capacity:  map[string]string{"cpu": m.Tags[tagCPU], "memory": m.Tags[tagMemory], "pods": "110"},
+			NodeInfo:  map[string]string{"kubeletVersion": m.Tags[tagVersion]},
+			PodCount:  pods,
+		}
+		out = append(out, n)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Metadata.Name < out[j].Metadata.Name })
+	return out
+}

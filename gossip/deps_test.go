@@ -1,3 +1,0 @@
-package gossip
-
-import _ "go.uber.org/goleak"
