@@ -141,6 +141,7 @@ type Agent struct {
 	gossip *gossip.Node
 	repl   *replicator
 	tags   map[string]string // this peer's user tags
+	sched  schedule
 
 	kick    chan struct{}
 	leave   context.CancelFunc // ends Run after a graceful leave
@@ -271,29 +272,6 @@ func (a *Agent) reconcileLoop(ctx context.Context) {
 		case <-t.C:
 		}
 	}
-}
-
-// reconcile is one level-triggered pass: desired pods of every deployment,
-// computed from what runs now, handed to the pod manager.
-func (a *Agent) reconcile() {
-	running := a.pods.Pods()
-	byDeploy := map[string][]api.Pod{}
-	for _, p := range running {
-		if d := p.Metadata.Labels[api.LabelDeployment]; d != "" {
-			k := objectKey(api.KindDeployment, p.Metadata.Namespace, d)
-			byDeploy[k] = append(byDeploy[k], p)
-		}
-	}
-	var desired []api.Pod
-	if a.leaving.Load() {
-		a.pods.Sync(nil)
-		return
-	}
-	for _, o := range a.store.list(api.KindDeployment, "") {
-		d := o.(*api.Deployment)
-		desired = append(desired, desiredPods(d, byDeploy[api.ObjectKey(d)])...)
-	}
-	a.pods.Sync(desired)
 }
 
 func newUID() string {

@@ -90,6 +90,7 @@ func (a *Agent) startCluster(ctx context.Context, wg *sync.WaitGroup) error {
 	})
 	run(func() { a.repl.antiEntropyLoop(ctx, 2*time.Second, a.alivePeers, kick) })
 	run(func() { a.tagLoop(ctx) })
+	run(func() { a.statusLoop(ctx, 500*time.Millisecond) })
 	return nil
 }
 
@@ -162,6 +163,7 @@ func (a *Agent) nodes() []node {
 			NodeInfo:  map[string]string{"kubeletVersion": m.Tags[tagVersion]},
 			PodCount:  pods,
 		}
+		n.Spec.Unschedulable = a.cordoned(m.Name)
 		out = append(out, n)
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Metadata.Name < out[j].Metadata.Name })

@@ -50,6 +50,7 @@ func (a *Agent) routes() http.Handler {
 	mux.HandleFunc("POST /api/v1/images", a.handleImageLoad)
 	mux.HandleFunc("GET /api/v1/images", a.handleImages)
 	mux.HandleFunc("POST /api/v1/leave", a.handleLeave)
+	mux.HandleFunc("PUT /api/v1/nodes/{name}/cordon", a.handleCordon)
 	mux.HandleFunc("GET /api/v1/stats", a.handleStats)
 	return a.recoverer(mux)
 }
@@ -244,7 +245,7 @@ func (a *Agent) objects(resource, ns string) ([]any, bool) {
 	switch resource {
 	case "pods":
 		var out []any
-		for _, p := range a.pods.Pods() {
+		for _, p := range append(a.clusterPods(), a.sched.pendingPods()...) {
 			if ns == "" || p.Metadata.Namespace == ns {
 				out = append(out, p)
 			}
@@ -280,7 +281,7 @@ func (a *Agent) objects(resource, ns string) ([]any, bool) {
 		}
 		return out, true
 	case "deployments":
-		pods := a.pods.Pods()
+		pods := a.clusterPods()
 		var out []any
 		for _, o := range a.store.list(api.KindDeployment, ns) {
 			d := o.(*api.Deployment)
@@ -295,7 +296,7 @@ func (a *Agent) objects(resource, ns string) ([]any, bool) {
 		}
 		return out, true
 	case "services":
-		pods := a.pods.Pods()
+		pods := a.clusterPods()
 		var out []any
 		for _, o := range a.store.list(api.KindService, ns) {
 			s := o.(*api.Service)
@@ -670,4 +671,36 @@ func (a *Agent) handleStats(w http.ResponseWriter, r *http.Request) {
 		"replBytesIn":       a.repl.bytesIn.Load(),
 		"gossip":            gs,
 	})
+}
+
+// handleCordon marks a peer unschedulable or schedulable again. The mark is
+// replicated state, so any peer can set it for any other.
+func (a *Agent) handleCordon(w http.ResponseWriter, r *http.Request) {
+	var req struct {
+		Unschedulable *bool `json:"unschedulable"`
+	}
+	if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, 4096)).Decode(&req); err != nil || req.Unschedulable == nil {
+		writeStatus(w, http.StatusBadRequest, "BadRequest", `body must be {"unschedulable": true|false}`)
+		return
+	}
+	name := r.PathValue("name")
+	if _, ok := a.findObject("nodes", "", name); !ok {
+		writeStatus(w, http.StatusNotFound, "NotFound", fmt.Sprintf("nodes %q not found", name))
+		return
+	}
+	v, _ := json.Marshal(*req.Unschedulable)
+	fields := map[string]json.RawMessage{"spec.unschedulable": v}
+	if len(a.store.rawFields(nodeKey(name))) == 0 {
+		fields["apiVersion"] = json.RawMessage(`"v1"`)
+		fields["kind"] = json.RawMessage(`"Node"`)
+	}
+	if err := a.store.writeFields(nodeKey(name), fields); err != nil {
+		writeError(w, err)
+		return
+	}
+	select {
+	case a.kick <- struct{}{}:
+	default:
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"node": name, "unschedulable": *req.Unschedulable})
 }

@@ -394,3 +394,24 @@ func copyObject(o api.Object) api.Object {
 	}
 	panic(fmt.Sprintf("copyObject: unexpected type %T", o))
 }
+
+// writeFields writes only the given fields of key (null removes one), at a
+// new stamp: for objects only this peer writes, such as its pod statuses.
+func (s *store) writeFields(key string, fields map[string]json.RawMessage) error {
+	if len(fields) == 0 {
+		return nil
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	next := s.st.Clone()
+	d := next.PutFields(key, fields, s.clock.Now())
+	return s.commit(next, d)
+}
+
+// rawFields returns the fields of key as stored.
+func (s *store) rawFields(key string) map[string]json.RawMessage {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	f, _ := s.st.Get(key)
+	return f
+}

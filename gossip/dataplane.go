@@ -65,7 +65,8 @@ type Message struct {
 }
 
 // SyncHandler answers a sync request from the member named from. ctx ends
-// when the requester's deadline (at most 30 s) passes or the node closes.
+// 30 s after the request arrived or when the node closes; the requester may
+// give up earlier (its own ctx), in which case the response is discarded.
 // The response must be at most MaxMessageSize bytes; a returned error is
 // sent to the requester as its text.
 type SyncHandler func(ctx context.Context, from string, req []byte) ([]byte, error)

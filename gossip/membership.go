@@ -146,7 +146,9 @@ type MemberEvent struct {
 	Member Member
 }
 
-// Stats are counters since Start.
+// Stats are counters since Start. GossipRejected is counted from
+// memberlist's and serf's own log lines, as they keep no per-instance
+// counters (their go-metrics counters are process-wide).
 type Stats struct {
 	// GossipRejected counts membership messages refused by memberlist or
 	// serf: undecryptable (wrong or missing key), unencrypted while a key is
@@ -358,6 +360,10 @@ func memberlistConfig(profile string) *memberlist.Config {
 		c.GossipInterval = 100 * time.Millisecond
 		c.PushPullInterval = 10 * time.Second
 		c.TCPTimeout = 2 * time.Second
+		// In a cluster of 2-3 nodes, 2 retransmissions can all be wasted
+		// on probes of a dead node, losing a leave or dead message.
+		c.RetransmitMult = 4
+		c.GossipToTheDeadTime = 5 * time.Second
 		return c
 	case ProfileWAN:
 		return memberlist.DefaultWANConfig()
@@ -422,8 +428,21 @@ func (n *Node) startSerf() error {
 	}
 	sc.Tags = tags
 
+	// Bind the membership port here rather than inside serf.Create: when
+	// Create fails it leaks goroutines, and a port in use is the usual cause.
+	nt, err := memberlist.NewNetTransport(&memberlist.NetTransportConfig{
+		BindAddrs: []string{cfg.BindAddr},
+		BindPort:  cfg.SerfPort,
+		Logger:    logger,
+	})
+	if err != nil {
+		return fmt.Errorf("gossip: serf port %s: %w", net.JoinHostPort(cfg.BindAddr, strconv.Itoa(cfg.SerfPort)), err)
+	}
+	ml.Transport = nt
+
 	s, err := serf.Create(sc)
 	if err != nil {
+		_ = nt.Shutdown()
 		return fmt.Errorf("gossip: serf: %w", err)
 	}
 	n.serf = s

@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	goruntime "runtime"
 	"sync"
 	"syscall"
 	"time"
@@ -129,6 +130,12 @@ func (d *Daemon) answers() bool {
 
 func (d *Daemon) supervise(ctx context.Context, bin, cfgPath, logPath string, ready chan<- error) {
 	defer close(d.done)
+	// The parent-death signal fires when the thread that started containerd
+	// ends, not the process. Go ends threads that a goroutine left locked
+	// (network namespace code does that), so containerd is started from a
+	// thread this goroutine keeps for itself until it returns.
+	goruntime.LockOSThread()
+	defer goruntime.UnlockOSThread()
 	first := true
 	backoff := 500 * time.Millisecond
 	for ctx.Err() == nil {

@@ -97,6 +97,9 @@ func newRootCmd(stdin io.Reader, stdout, stderr io.Writer) *cobra.Command {
 		newResetCmd(),
 		newKeygenCmd(),
 		newLeaveCmd(o),
+		newCordonCmd(o, "cordon", true),
+		newCordonCmd(o, "uncordon", false),
+		newDrainCmd(o),
 	)
 	return root
 }

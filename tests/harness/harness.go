@@ -15,12 +15,14 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/chorus-sh/chorus/api"
+	"github.com/chorus-sh/chorus/runtime"
 )
 
 // ModuleRoot returns the repository root (the directory holding go.mod).
@@ -288,4 +290,38 @@ func IsReady(p *api.Pod) bool {
 		}
 	}
 	return false
+}
+
+// KillMachine kills the peer as a machine dies: SIGKILL to the agent (its
+// private containerd dies with it), to the containerd shims serving its
+// containers, and to every process in its pods' network namespaces.
+func (p *Peer) KillMachine() {
+	p.Kill()
+	var nsInodes = map[uint64]bool{}
+	ents, _ := filepath.Glob(filepath.Join(p.DataDir, "network", "netns", "*"))
+	for _, e := range ents {
+		var st syscall.Stat_t
+		if syscall.Stat(e, &st) == nil {
+			nsInodes[st.Ino] = true
+		}
+	}
+	runDir := runtime.RunDirFor(p.DataDir)
+	procs, _ := filepath.Glob("/proc/[0-9]*")
+	for _, proc := range procs {
+		pid, err := strconv.Atoi(filepath.Base(proc))
+		if err != nil || pid == os.Getpid() {
+			continue
+		}
+		kill := false
+		if cmdline, err := os.ReadFile(proc + "/cmdline"); err == nil && strings.Contains(string(cmdline), runDir) {
+			kill = true // a shim or the containerd of this peer
+		}
+		var st syscall.Stat_t
+		if syscall.Stat(proc+"/ns/net", &st) == nil && nsInodes[st.Ino] {
+			kill = true
+		}
+		if kill {
+			_ = syscall.Kill(pid, syscall.SIGKILL)
+		}
+	}
 }

@@ -1,0 +1,126 @@
+package agent
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/chorus-sh/chorus/api"
+)
+
+// Each peer publishes the pods it runs, with their statuses, in one object
+// of the replicated state that only it writes: NodeStatus//<peer>, a field
+// "spec.<namespace>_<pod>" per pod. So every peer can answer `get pods` for
+// the whole cluster from its own replica, and knows which replicas are
+// Ready where (rollouts and make-before-break moves depend on it).
+const kindNodeStatus = "NodeStatus"
+
+func nodeStatusKey(node string) string { return kindNodeStatus + "//" + node }
+
+func podField(p *api.Pod) string {
+	return "spec." + p.Metadata.Namespace + "_" + p.Metadata.Name
+}
+
+// statusLoop publishes changes of the local pods every interval.
+func (a *Agent) statusLoop(ctx context.Context, interval time.Duration) {
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		if err := a.publishPodStatus(); err != nil && ctx.Err() == nil {
+			a.log.Warn("publish pod status", "err", err)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// publishPodStatus writes the local pods that changed since the stored
+// copy, and null for stored pods that no longer run here.
+func (a *Agent) publishPodStatus() error {
+	key := nodeStatusKey(a.cfg.Name)
+	stored := a.store.rawFields(key)
+	changes := map[string]json.RawMessage{}
+	running := map[string]bool{}
+	for _, p := range a.pods.Pods() {
+		f := podField(&p)
+		running[f] = true
+		b, err := json.Marshal(p)
+		if err != nil {
+			return err
+		}
+		if !bytes.Equal(stored[f], b) {
+			changes[f] = b
+		}
+	}
+	for f := range stored {
+		if strings.HasPrefix(f, "spec.") && !running[f] {
+			changes[f] = json.RawMessage("null")
+		}
+	}
+	if len(stored) == 0 && len(changes) == 0 {
+		return nil
+	}
+	if len(stored) == 0 {
+		changes["apiVersion"] = json.RawMessage(`"chorus.io/v1"`)
+		changes["kind"] = json.RawMessage(`"` + kindNodeStatus + `"`)
+	}
+	return a.store.writeFields(key, changes)
+}
+
+// clusterPods returns the pods of every alive peer as they published them,
+// this peer's own from its pod manager (fresher), sorted by namespace,
+// name and node.
+func (a *Agent) clusterPods() []api.Pod {
+	out := a.pods.Pods()
+	for _, m := range a.aliveMembers() {
+		if m == a.cfg.Name {
+			continue
+		}
+		for f, raw := range a.store.rawFields(nodeStatusKey(m)) {
+			if !strings.HasPrefix(f, "spec.") {
+				continue
+			}
+			var p api.Pod
+			if err := json.Unmarshal(raw, &p); err != nil || p.Metadata.Name == "" {
+				continue
+			}
+			p.Spec.NodeName = m
+			out = append(out, p)
+		}
+	}
+	sort.SliceStable(out, func(i, j int) bool {
+		ki, kj := podKey(&out[i]), podKey(&out[j])
+		if ki != kj {
+			return ki < kj
+		}
+		return out[i].Spec.NodeName < out[j].Spec.NodeName
+	})
+	return out
+}
+
+func podKey(p *api.Pod) string { return p.Metadata.Namespace + "/" + p.Metadata.Name }
+
+// aliveMembers returns the names of the alive members, this peer included.
+func (a *Agent) aliveMembers() []string {
+	if a.gossip == nil {
+		return []string{a.cfg.Name}
+	}
+	var out []string
+	self := false
+	for _, m := range a.gossip.Members() {
+		if m.Status == "Alive" {
+			out = append(out, m.Name)
+			self = self || m.Name == a.cfg.Name
+		}
+	}
+	if !self {
+		out = append(out, a.cfg.Name)
+	}
+	return out
+}

@@ -1,0 +1,178 @@
+package agent
+
+import (
+	"encoding/json"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+
+	"github.com/chorus-sh/chorus/api"
+	"github.com/chorus-sh/chorus/placement"
+)
+
+// kindNode is the replicated object holding what users set on a peer
+// (cordon); any peer may write it.
+const kindNode = "Node"
+
+func nodeKey(name string) string { return kindNode + "//" + name }
+
+// schedule is the outcome of the last reconcile pass, for the API.
+type schedule struct {
+	mu      sync.Mutex
+	pending []api.Pod // desired replicas that fit nowhere, with the reason
+}
+
+func (s *schedule) setPending(p []api.Pod) {
+	s.mu.Lock()
+	s.pending = p
+	s.mu.Unlock()
+}
+
+func (s *schedule) pendingPods() []api.Pod {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]api.Pod(nil), s.pending...)
+}
+
+// cordoned reports whether a user cordoned the peer.
+func (a *Agent) cordoned(name string) bool {
+	f := a.store.rawFields(nodeKey(name))
+	var v bool
+	_ = json.Unmarshal(f["spec.unschedulable"], &v)
+	return v
+}
+
+// placementNodes turns the alive members into placement's nodes.
+func (a *Agent) placementNodes() []placement.Node {
+	var out []placement.Node
+	if a.gossip == nil {
+		return []placement.Node{{Name: a.cfg.Name, Labels: a.cfg.Labels}}
+	}
+	for _, m := range a.gossip.Members() {
+		if m.Status != "Alive" {
+			continue
+		}
+		n := placement.Node{Name: m.Name, Labels: map[string]string{}, Cordoned: a.cordoned(m.Name)}
+		for k, v := range m.Tags {
+			if l, ok := strings.CutPrefix(k, labelTagPrefix); ok {
+				n.Labels[l] = v
+			}
+		}
+		n.Labels["kubernetes.io/hostname"] = m.Name
+		if cpu, err := strconv.Atoi(m.Tags[tagCPU]); err == nil {
+			n.CPUMilli = int64(cpu) * 1000
+		}
+		if mem, err := api.ParseMemory(m.Tags[tagMemory]); err == nil {
+			n.MemBytes = mem
+		}
+		out = append(out, n)
+	}
+	return out
+}
+
+// replicaOf describes a desired pod to placement.
+func replicaOf(p *api.Pod) placement.Replica {
+	r := placement.Replica{Key: podKey(p), NodeSelector: p.Spec.NodeSelector,
+		Group: p.Metadata.Namespace + "/" + p.Metadata.Labels[api.LabelDeployment]}
+	for _, c := range p.Spec.Containers {
+		if q, ok := c.Resources.Requests["cpu"]; ok {
+			if v, err := api.ParseCPU(q); err == nil {
+				r.CPUMilli += v
+			}
+		}
+		if q, ok := c.Resources.Requests["memory"]; ok {
+			if v, err := api.ParseMemory(q); err == nil {
+				r.MemBytes += v
+			}
+		}
+	}
+	return r
+}
+
+// reconcile is one level-triggered pass on this peer:
+//  1. the desired pods of every deployment, from the cluster's pods now
+//     (rolling updates count Ready pods wherever they run);
+//  2. placement of those pods over the alive peers, the same on every peer;
+//  3. the pods placed here, plus, for a planned move, the copy this peer
+//     still runs until the new owner reports its replacement Ready
+//     (make-before-break), go to the pod manager.
+func (a *Agent) reconcile() {
+	if a.leaving.Load() {
+		a.pods.Sync(nil)
+		return
+	}
+	cluster := a.clusterPods()
+	byDeploy := map[string][]api.Pod{}
+	readyOn := map[string]map[string]bool{} // pod key -> node -> ready
+	seen := map[string]int{}                // pod key -> index in byDeploy list
+	for _, p := range cluster {
+		k := podKey(&p)
+		if readyOn[k] == nil {
+			readyOn[k] = map[string]bool{}
+		}
+		readyOn[k][p.Spec.NodeName] = podReady(&p)
+		d := p.Metadata.Labels[api.LabelDeployment]
+		if d == "" {
+			continue
+		}
+		dk := objectKey(api.KindDeployment, p.Metadata.Namespace, d)
+		if i, ok := seen[k]; ok {
+			// The same replica on two peers (a move in progress): count it once,
+			// Ready if either copy is.
+			if podReady(&p) {
+				byDeploy[dk][i] = p
+			}
+			continue
+		}
+		seen[k] = len(byDeploy[dk])
+		byDeploy[dk] = append(byDeploy[dk], p)
+	}
+	var desired []api.Pod
+	for _, o := range a.store.list(api.KindDeployment, "") {
+		d := o.(*api.Deployment)
+		desired = append(desired, desiredPods(d, byDeploy[api.ObjectKey(d)])...)
+	}
+	replicas := make([]placement.Replica, len(desired))
+	for i := range desired {
+		replicas[i] = replicaOf(&desired[i])
+	}
+	res := placement.Assign(a.placementNodes(), replicas, placement.Options{LoadFactor: 0.25})
+
+	self := a.cfg.Name
+	var mine, pending []api.Pod
+	wanted := map[string]bool{}
+	for _, p := range desired {
+		k := podKey(&p)
+		wanted[k] = true
+		switch owner := res.Assign[k]; {
+		case owner == self:
+			mine = append(mine, p)
+		case owner == "":
+			p.Status = api.PodStatus{Phase: api.PodPending, Conditions: []api.PodCondition{{
+				Type: "PodScheduled", Status: "False", Reason: "Unschedulable", Message: res.Pending[k]}}}
+			p.APIVersion, p.Kind = "v1", api.KindPod
+			pending = append(pending, p)
+		}
+	}
+	// Make-before-break: keep a local copy of a replica placed elsewhere
+	// until its new owner reports it Ready.
+	have := map[string]bool{}
+	for _, p := range mine {
+		have[podKey(&p)] = true
+	}
+	for _, p := range a.pods.Pods() {
+		k := podKey(&p)
+		if have[k] || !wanted[k] {
+			continue
+		}
+		owner := res.Assign[k]
+		if owner != "" && owner != self && !readyOn[k][owner] && podReady(&p) {
+			mine = append(mine, p)
+			have[k] = true
+		}
+	}
+	sort.Slice(pending, func(i, j int) bool { return podKey(&pending[i]) < podKey(&pending[j]) })
+	a.sched.setPending(pending)
+	a.pods.Sync(mine)
+}

@@ -1,0 +1,182 @@
+package cluster
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/chorus-sh/chorus/api"
+	"github.com/chorus-sh/chorus/tests/harness"
+	"github.com/chorus-sh/chorus/tests/images"
+)
+
+const web10 = `apiVersion: apps/v1
+kind: Deployment
+metadata: {name: web}
+spec:
+  replicas: 10
+  selector: {matchLabels: {app: web}}
+  template:
+    metadata: {labels: {app: web}}
+    spec:
+      containers:
+      - name: web
+        image: example/web:1
+        env: [{name: PORT, value: "8080"}]
+        ports: [{containerPort: 8080}]
+        readinessProbe: {httpGet: {path: /ready, port: 8080}, periodSeconds: 1, failureThreshold: 1}
+`
+
+// startFive starts five peers with the web image loaded on each.
+func startFive(t *testing.T) []*harness.Peer {
+	t.Helper()
+	imgs, err := images.BuildAll(context.Background(), filepath.Join(os.TempDir(), "chorus-test-images"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var peers []*harness.Peer
+	for i := 1; i <= 5; i++ {
+		args := []string{"--discover=false"}
+		if i > 1 {
+			args = append(args, "--join", "127.0.0.61")
+		}
+		p := harness.NewPeer(t, bin, fmt.Sprintf("p%d", i), fmt.Sprintf("127.0.0.6%d", i), args...)
+		p.Start()
+		if _, err := p.CLI("image", "load", imgs["web"]); err != nil {
+			t.Fatal(err)
+		}
+		peers = append(peers, p)
+	}
+	want := map[string]string{}
+	for _, p := range peers {
+		want[p.Name] = "Alive"
+	}
+	waitNodes(t, peers[0], want)
+	return peers
+}
+
+// placementOf returns, from p's view, node -> ready replica names, and any
+// replica that runs twice.
+func placementOf(p *harness.Peer) (byNode map[string][]string, ready int, dup []string, err error) {
+	pods, err := p.Pods("default")
+	if err != nil {
+		return nil, 0, nil, err
+	}
+	byNode = map[string][]string{}
+	count := map[string]int{}
+	for _, pod := range pods {
+		if pod.Spec.NodeName == "" {
+			continue
+		}
+		count[pod.Metadata.Name]++
+		if harness.IsReady(&pod) && pod.Status.Phase == api.PodRunning {
+			ready++
+			byNode[pod.Spec.NodeName] = append(byNode[pod.Spec.NodeName], pod.Metadata.Name)
+		}
+	}
+	for n, c := range count {
+		if c > 1 {
+			dup = append(dup, n)
+		}
+	}
+	sort.Strings(dup)
+	return byNode, ready, dup, nil
+}
+
+// waitExactlyOnce waits until p sees want Ready replicas, each once.
+func waitExactlyOnce(t *testing.T, p *harness.Peer, want int, what string) map[string][]string {
+	t.Helper()
+	var byNode map[string][]string
+	harness.Eventually(t, 90*time.Second, what, func() (bool, string) {
+		var ready int
+		var dup []string
+		var err error
+		byNode, ready, dup, err = placementOf(p)
+		if err != nil {
+			return false, err.Error()
+		}
+		return ready == want && len(dup) == 0, fmt.Sprintf("%d ready, duplicates %v, placement %v", ready, dup, byNode)
+	})
+	return byNode
+}
+
+func TestReplicasRunOnceAndFailOver(t *testing.T) {
+	peers := startFive(t)
+	if _, err := peers[0].CLI("apply", "-f", manifest(t, web10)); err != nil {
+		t.Fatal(err)
+	}
+	byNode := waitExactlyOnce(t, peers[4], 10, "10 replicas, each once")
+	if len(byNode) < 4 {
+		t.Errorf("10 replicas on 5 peers use only %d peers: %v", len(byNode), byNode)
+	}
+	// Every peer answers the same.
+	for _, p := range peers {
+		waitExactlyOnce(t, p, 10, "the same view from "+p.Name)
+	}
+
+	// A machine dies with its containers: its replicas come back elsewhere.
+	victim := peers[2]
+	lost := len(byNode[victim.Name])
+	victim.KillMachine()
+	start := time.Now()
+	harness.Eventually(t, 90*time.Second, "10 replicas again after "+victim.Name+" died", func() (bool, string) {
+		byNode, ready, dup, err := placementOf(peers[0])
+		if err != nil {
+			return false, err.Error()
+		}
+		_, onVictim := byNode[victim.Name]
+		return ready == 10 && len(dup) == 0 && !onVictim, fmt.Sprintf("%d ready, duplicates %v, placement %v", ready, dup, byNode)
+	})
+	t.Logf("%d replicas of %s Ready elsewhere %s after kill -9", lost, victim.Name, time.Since(start).Round(100*time.Millisecond))
+	if seen := nodesSeen(peers[0]); seen[victim.Name] != "Dead" {
+		t.Errorf("the killed peer is %q, want Dead", seen[victim.Name])
+	}
+
+	// It comes back: still exactly 10 once converged.
+	victim.Start()
+	waitNodes(t, peers[0], map[string]string{"p1": "Alive", "p2": "Alive", "p3": "Alive", "p4": "Alive", "p5": "Alive"})
+	time.Sleep(3 * time.Second)
+	waitExactlyOnce(t, peers[0], 10, "10 replicas once the dead peer is back")
+
+	// Drain a peer: the Ready count never drops below 10 while it empties.
+	target := peers[1]
+	done := make(chan error, 1)
+	go func() {
+		_, err := peers[0].CLI("drain", target.Name, "--timeout", "90s")
+		done <- err
+	}()
+	minReady := 10
+	deadline := time.Now().Add(120 * time.Second)
+	for drained := false; !drained; {
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Fatalf("drain: %v", err)
+			}
+			drained = true
+		case <-time.After(200 * time.Millisecond):
+		}
+		_, ready, _, err := placementOf(peers[0])
+		if err == nil && ready < minReady {
+			minReady = ready
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("drain did not finish in 120s")
+		}
+	}
+	if minReady < 10 {
+		t.Errorf("Ready replicas dropped to %d during the drain", minReady)
+	}
+	byNode = waitExactlyOnce(t, peers[0], 10, "10 replicas after the drain")
+	if _, ok := byNode[target.Name]; ok {
+		t.Fatalf("drained peer still runs replicas: %v", byNode)
+	}
+	if out, err := peers[0].CLI("uncordon", target.Name); err != nil || !strings.Contains(out, "uncordoned") {
+		t.Fatalf("uncordon: %q %v", out, err)
+	}
+}
