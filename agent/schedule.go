@@ -75,6 +75,10 @@ func (a *Agent) placementNodes() []placement.Node {
 func replicaOf(p *api.Pod) placement.Replica {
 	r := placement.Replica{Key: podKey(p), NodeSelector: p.Spec.NodeSelector,
 		Group: p.Metadata.Namespace + "/" + p.Metadata.Labels[api.LabelDeployment]}
+	if ds := p.Metadata.Labels[api.LabelDaemonSet]; ds != "" {
+		r.Group = p.Metadata.Namespace + "/ds/" + ds
+		r.Pin = p.Spec.NodeName
+	}
 	for _, c := range p.Spec.Containers {
 		if q, ok := c.Resources.Requests["cpu"]; ok {
 			if v, err := api.ParseCPU(q); err == nil {
@@ -133,11 +137,15 @@ func (a *Agent) reconcile() {
 		d := o.(*api.Deployment)
 		desired = append(desired, desiredPods(d, byDeploy[api.ObjectKey(d)])...)
 	}
+	nodes := a.placementNodes()
+	for _, o := range a.store.list(api.KindDaemonSet, "") {
+		desired = append(desired, daemonPods(o.(*api.DaemonSet), nodes)...)
+	}
 	replicas := make([]placement.Replica, len(desired))
 	for i := range desired {
 		replicas[i] = replicaOf(&desired[i])
 	}
-	res := placement.Assign(a.placementNodes(), replicas, placement.Options{LoadFactor: 0.25})
+	res := placement.Assign(nodes, replicas, placement.Options{LoadFactor: 0.25})
 
 	self := a.cfg.Name
 	var mine, pending []api.Pod
@@ -175,4 +183,38 @@ func (a *Agent) reconcile() {
 	sort.Slice(pending, func(i, j int) bool { return podKey(&pending[i]) < podKey(&pending[j]) })
 	a.sched.setPending(pending)
 	a.pods.Sync(mine)
+}
+
+// daemonPods returns a daemon set's pods: one for every schedulable peer
+// whose labels match its node selector, pinned to that peer.
+func daemonPods(ds *api.DaemonSet, nodes []placement.Node) []api.Pod {
+	var out []api.Pod
+	for _, n := range nodes {
+		if n.Cordoned || !api.SelectorMatches(ds.Spec.Template.Spec.NodeSelector, n.Labels) && len(ds.Spec.Template.Spec.NodeSelector) > 0 {
+			continue
+		}
+		out = append(out, api.DaemonPod(ds, n.Name))
+	}
+	return out
+}
+
+// daemonSetStatus aggregates a daemon set's status from its pods.
+func (a *Agent) daemonSetStatus(ds *api.DaemonSet, pods []api.Pod) api.DaemonSetStatus {
+	var st api.DaemonSetStatus
+	st.DesiredNumberScheduled = int32(len(daemonPods(ds, a.placementNodes())))
+	hash := api.TemplateHash(&ds.Spec.Template)
+	for _, p := range pods {
+		if p.Metadata.Namespace != ds.Metadata.Namespace || p.Metadata.Labels[api.LabelDaemonSet] != ds.Metadata.Name {
+			continue
+		}
+		st.CurrentNumberScheduled++
+		if p.Metadata.Labels[api.LabelTemplateHash] == hash {
+			st.UpdatedNumberScheduled++
+		}
+		if podReady(&p) {
+			st.NumberReady++
+			st.NumberAvailable++
+		}
+	}
+	return st
 }

@@ -29,6 +29,7 @@ var resourceKinds = map[string]string{
 	"deployments": api.KindDeployment,
 	"services":    api.KindService,
 	"pods":        api.KindPod,
+	"daemonsets":  api.KindDaemonSet,
 }
 
 func (a *Agent) routes() http.Handler {
@@ -292,6 +293,15 @@ func (a *Agent) objects(resource, ns string) ([]any, bool) {
 				}
 			}
 			d.Status = deploymentStatus(d, mine)
+			out = append(out, d)
+		}
+		return out, true
+	case "daemonsets":
+		pods := a.clusterPods()
+		var out []any
+		for _, o := range a.store.list(api.KindDaemonSet, ns) {
+			d := o.(*api.DaemonSet)
+			d.Status = a.daemonSetStatus(d, pods)
 			out = append(out, d)
 		}
 		return out, true

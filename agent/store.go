@@ -83,6 +83,8 @@ func decodeStored(raw []byte) (api.Object, error) {
 		o = &api.Deployment{}
 	case api.KindService:
 		o = &api.Service{}
+	case api.KindDaemonSet:
+		o = &api.DaemonSet{}
 	default:
 		return nil, fmt.Errorf("unknown kind %q", tm.Kind)
 	}
@@ -389,6 +391,9 @@ func copyObject(o api.Object) api.Object {
 		c := api.DeepCopy(*v)
 		return &c
 	case *api.Pod:
+		c := api.DeepCopy(*v)
+		return &c
+	case *api.DaemonSet:
 		c := api.DeepCopy(*v)
 		return &c
 	}

@@ -90,9 +90,10 @@ var supportedKinds = map[string]kindInfo{
 	KindNamespace:  {apiVersionV1, func() Object { return new(Namespace) }},
 	KindDeployment: {apiVersionAppsV1, func() Object { return new(Deployment) }},
 	KindService:    {apiVersionV1, func() Object { return new(Service) }},
+	KindDaemonSet:  {apiVersionAppsV1, func() Object { return new(DaemonSet) }},
 }
 
-const supportedKindsText = "Namespace (v1), Deployment (apps/v1), Service (v1)"
+const supportedKindsText = "Namespace (v1), Deployment (apps/v1), DaemonSet (apps/v1), Service (v1)"
 
 // Decode reads a manifest: YAML documents separated by "---" lines, or a
 // stream of JSON objects, each a Namespace (v1), a Deployment (apps/v1), a

@@ -63,6 +63,13 @@ func SetDefaults(o Object) {
 	switch o := o.(type) {
 	case *Deployment:
 		defaultDeploymentSpec(&o.Spec)
+	case *DaemonSet:
+		d := o.Spec.asDeploymentSpec()
+		defaultDeploymentSpec(d)
+		o.Spec.Selector, o.Spec.Template = d.Selector, d.Template
+		if o.Spec.UpdateStrategy.Type == "" {
+			o.Spec.UpdateStrategy.Type = StrategyRollingUpdate
+		}
 	case *Service:
 		defaultServiceSpec(&o.Spec)
 	case *Pod:

@@ -52,6 +52,12 @@ func validate(o Object) (errs, warns []FieldError) {
 	case *Service:
 		v.objectMeta(&o.Metadata, "metadata")
 		v.serviceSpec(&o.Spec, "spec")
+	case *DaemonSet:
+		v.objectMeta(&o.Metadata, "metadata")
+		v.deploymentSpec(o.Spec.asDeploymentSpec(), "spec")
+		if t := o.Spec.UpdateStrategy.Type; t != StrategyRollingUpdate && t != "OnDelete" {
+			v.add("spec.updateStrategy.type", "must be RollingUpdate or OnDelete, got %q", t)
+		}
 	case *Pod:
 		v.objectMeta(&o.Metadata, "metadata")
 		v.podSpec(&o.Spec, "spec", false)
@@ -109,7 +115,7 @@ func (v *validator) objectMeta(m *ObjectMeta, path string) {
 		if msg := checkDNS1035Label(m.Name); msg != "" {
 			v.add(name, "%q is not a valid service name: %s", m.Name, msg)
 		}
-	case v.kind == KindDeployment:
+	case v.kind == KindDeployment || v.kind == KindDaemonSet:
 		if msg := checkDNS1123Subdomain(m.Name); msg != "" {
 			v.add(name, "%q is not a valid deployment name: %s", m.Name, msg)
 		} else if len(m.Name) > maxDeploymentName {

@@ -68,6 +68,7 @@ func Assign(nodes []Node, replicas []Replica, opts Options) Result {
 	for _, i := range p.order {
 		p.place(&p.reps[i])
 	}
+	p.explain()
 	return p.res
 }
 
@@ -99,6 +100,7 @@ type class struct {
 	member []uint64 // bitset over all node indices
 	th     uint8    // level threshold of candidate lists
 	cands  map[uint32]*candList
+	nofit  [][2]int64 // minimal requests known to fit no node of the class
 }
 
 func (c *class) has(n int32) bool { return c.member[n>>6]&(1<<(uint(n)&63)) != 0 }
@@ -183,9 +185,10 @@ type planner struct {
 	domains  [][]int32 // per spread key, lazily: domain of every node
 	domCount map[[2]int32]int
 
-	reps  []rep
-	order []int32
-	res   Result
+	reps    []rep
+	order   []int32
+	pending []*rep
+	res     Result
 
 	buf  []scored
 	cbuf []int32
@@ -449,7 +452,6 @@ func boolCmp(a, b bool) int {
 // place decides one replica.
 func (p *planner) place(r *rep) {
 	n := int32(-1)
-	var short *[2]int
 	switch {
 	case r.feasible == 0:
 	case r.pin >= 0:
@@ -458,19 +460,42 @@ func (p *planner) place(r *rep) {
 		}
 	default:
 		c := p.classes[r.cls]
+		if c.noFit(r) {
+			break
+		}
 		wantNode, wantDom := p.spreadWanted(r)
 		n = p.search(r, c, wantNode, wantDom)
 		if n < 0 {
-			var s [2]int
-			n, s = p.overflow(r, c)
-			short = &s
+			n = p.overflow(r, c)
+		}
+		if n < 0 {
+			c.addNoFit(r)
 		}
 	}
 	if n < 0 {
-		p.res.Pending[r.key] = p.reason(r, short)
+		p.pending = append(p.pending, r)
 		return
 	}
 	p.commit(r, n)
+}
+
+// noFit reports whether requests at least r's are known to fit no node of
+// the class. Free capacity only decreases during a placement, so once some
+// requests fit nowhere they never will again.
+func (c *class) noFit(r *rep) bool {
+	for _, s := range c.nofit {
+		if r.cpu >= s[0] && r.mem >= s[1] {
+			return true
+		}
+	}
+	return false
+}
+
+// addNoFit records that r's requests fit no node of the class, keeping only
+// the minimal requests known not to fit.
+func (c *class) addNoFit(r *rep) {
+	c.nofit = slices.DeleteFunc(c.nofit, func(s [2]int64) bool { return s[0] >= r.cpu && s[1] >= r.mem })
+	c.nofit = append(c.nofit, [2]int64{r.cpu, r.mem})
 }
 
 func (p *planner) fits(n int32, r *rep) bool {
@@ -639,21 +664,12 @@ func (p *planner) scan(r *rep, c *class, wantNode, wantDom bool) int32 {
 }
 
 // overflow is the last resort once every node of the class that fits the
-// replica is at the bound: the least loaded of them, best score first. It
-// also counts the nodes of the class short of CPU and of memory.
-func (p *planner) overflow(r *rep, c *class) (int32, [2]int) {
+// replica is at the bound: the least loaded of them, best score first.
+func (p *planner) overflow(r *rep, c *class) int32 {
 	sk := slotKey(r.slot)
 	best, bestLoad := full{n: -1}, 0
-	var short [2]int
 	for _, n := range c.nodes {
-		cpuOK, memOK := r.cpu <= p.cpuFree[n], r.mem <= p.memFree[n]
-		if !cpuOK || !memOK {
-			if !cpuOK {
-				short[0]++
-			}
-			if !memOK {
-				short[1]++
-			}
+		if !p.fits(n, r) {
 			continue
 		}
 		h := p.hashes[n]
@@ -662,7 +678,7 @@ func (p *planner) overflow(r *rep, c *class) (int32, [2]int) {
 			best, bestLoad = f, p.load[n]
 		}
 	}
-	return best.n, short
+	return best.n
 }
 
 // candidates returns (computing it on first use) the candidate list of a
@@ -812,11 +828,28 @@ const (
 	whyMem      = "Insufficient memory"
 )
 
-// reason explains, for a replica that fits nowhere, why each node is out:
-// per node the first failing check among pin, cordon, selector, resources
-// (both resources are reported when both are short). short, if not nil,
-// holds the counts of nodes of the class short of CPU and of memory.
-func (p *planner) reason(r *rep, short *[2]int) string {
+// explain gives every pending replica its reason, from the final state.
+func (p *planner) explain() {
+	type shape struct {
+		cls, pin int32
+		cpu, mem int64
+	}
+	cache := map[shape]string{}
+	for _, r := range p.pending {
+		k := shape{r.cls, r.pin, r.cpu, r.mem}
+		why, ok := cache[k]
+		if !ok {
+			why = p.reason(r)
+			cache[k] = why
+		}
+		p.res.Pending[r.key] = why
+	}
+}
+
+// reason explains why a replica fits no node: per node the first failing
+// check among pin, cordon, selector, resources (both resources are reported
+// when both are short).
+func (p *planner) reason(r *rep) string {
 	total := len(p.names)
 	if total == 0 {
 		return "no nodes available to schedule pods"
@@ -847,10 +880,6 @@ func (p *planner) reason(r *rep, short *[2]int) string {
 	default:
 		cordon = p.nCordon
 		selector = total - p.nCordon - len(c.nodes)
-		if short != nil {
-			cpu, mem = short[0], short[1]
-			break
-		}
 		for _, n := range c.nodes {
 			resources(n)
 		}

@@ -93,6 +93,7 @@ func refAssign(nodes []Node, replicas []Replica, opts Options) Result {
 	}
 
 	res := Result{Assign: map[string]string{}, Pending: map[string]string{}}
+	var pending []Replica
 	for _, it := range items {
 		r := it.r
 		_, slot, rk := keyHashes(r.Key)
@@ -114,7 +115,7 @@ func refAssign(nodes []Node, replicas []Replica, opts Options) Result {
 			feasible = append(feasible, cand{n, levelOf(sk, h), rscore(rk, h)})
 		}
 		if len(feasible) == 0 {
-			res.Pending[r.Key] = refReason(r, ns, used)
+			pending = append(pending, r)
 			continue
 		}
 		slices.SortFunc(feasible, func(a, b cand) int {
@@ -149,6 +150,9 @@ func refAssign(nodes []Node, replicas []Replica, opts Options) Result {
 			groupNodes[r.Group][n.Name] = true
 		}
 		res.Assign[r.Key] = n.Name
+	}
+	for _, r := range pending { // reasons describe the final state
+		res.Pending[r.Key] = refReason(r, ns, used)
 	}
 	return res
 }

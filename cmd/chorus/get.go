@@ -15,7 +15,7 @@ import (
 const watchInterval = time.Second
 
 // typesHelp lists the resource types for messages and help.
-const typesHelp = "pods (po), deployments (deploy), services (svc), namespaces (ns), nodes (no), events (ev), all"
+const typesHelp = "pods (po), deployments (deploy), daemonsets (ds), services (svc), namespaces (ns), nodes (no), events (ev), all"
 
 type getOptions struct {
 	*rootOptions

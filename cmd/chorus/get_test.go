@@ -33,7 +33,7 @@ func TestResourceAliases(t *testing.T) {
 	}
 
 	types, err := parseTypeList("all")
-	if err != nil || len(types) != 3 || types[0].plural != "pods" || types[1].plural != "services" || types[2].plural != "deployments" {
+	if err != nil || len(types) != 4 || types[0].plural != "pods" || types[1].plural != "services" || types[2].plural != "deployments" || types[3].plural != "daemonsets" {
 		t.Errorf("all = %v, %v", types, err)
 	}
 	types, err = parseTypeList("po,deploy,pods")
@@ -70,6 +70,7 @@ func TestGetSeveralTypes(t *testing.T) {
 	f.list("GET /api/v1/namespaces/default/pods", runningPod("web-a", "n1", "10.88.11.5", 5*time.Second))
 	f.list("GET /api/v1/namespaces/default/deployments", webDeployment(5*time.Second))
 	f.list("GET /api/v1/namespaces/default/services")
+	f.list("GET /api/v1/namespaces/default/daemonsets")
 	r := f.run("get", "pods,deployments")
 	want := "" +
 		"NAME        READY   STATUS    RESTARTS   AGE\n" +

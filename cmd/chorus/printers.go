@@ -222,6 +222,11 @@ func tableHeaders(res resourceType, to tableOptions) []string {
 		if to.wide {
 			h = append(h, "CONTAINERS", "IMAGES", "SELECTOR")
 		}
+	case "daemonsets":
+		h = []string{"NAME", "DESIRED", "CURRENT", "READY", "UP-TO-DATE", "AVAILABLE", "NODE SELECTOR", "AGE"}
+		if to.wide {
+			h = append(h, "CONTAINERS", "IMAGES", "SELECTOR")
+		}
 	case "services":
 		h = []string{"NAME", "TYPE", "CLUSTER-IP", "PORT(S)", "ENDPOINTS", "AGE"}
 		if to.wide {
@@ -255,6 +260,8 @@ func tableRow(o object, to tableOptions) ([]string, error) {
 		cells, err = podRow(o, to)
 	case "deployments":
 		cells, err = deploymentRow(o, to)
+	case "daemonsets":
+		cells, err = daemonSetRow(o, to)
 	case "services":
 		cells, err = serviceRow(o, to)
 	case "namespaces":
@@ -388,6 +395,34 @@ func deploymentRow(o object, to tableOptions) ([]string, error) {
 		strconv.Itoa(int(d.Status.UpdatedReplicas)),
 		strconv.Itoa(int(d.Status.AvailableReplicas)),
 		ageSince(d.Metadata.CreationTimestamp, to.now)}
+	if to.wide {
+		var names, images []string
+		for _, c := range d.Spec.Template.Spec.Containers {
+			names = append(names, c.Name)
+			images = append(images, c.Image)
+		}
+		cells = append(cells, strings.Join(names, ","), strings.Join(images, ","), formatSelector(d.Spec.Selector))
+	}
+	return cells, nil
+}
+
+func daemonSetRow(o object, to tableOptions) ([]string, error) {
+	var d api.DaemonSet
+	if err := o.into(&d); err != nil {
+		return nil, err
+	}
+	sel := "<none>"
+	if len(d.Spec.Template.Spec.NodeSelector) > 0 {
+		var parts []string
+		for _, k := range sortedKeys(d.Spec.Template.Spec.NodeSelector) {
+			parts = append(parts, k+"="+d.Spec.Template.Spec.NodeSelector[k])
+		}
+		sel = strings.Join(parts, ",")
+	}
+	st := d.Status
+	cells := []string{d.Metadata.Name, strconv.Itoa(int(st.DesiredNumberScheduled)), strconv.Itoa(int(st.CurrentNumberScheduled)),
+		strconv.Itoa(int(st.NumberReady)), strconv.Itoa(int(st.UpdatedNumberScheduled)), strconv.Itoa(int(st.NumberAvailable)),
+		sel, ageSince(d.Metadata.CreationTimestamp, to.now)}
 	if to.wide {
 		var names, images []string
 		for _, c := range d.Spec.Template.Spec.Containers {

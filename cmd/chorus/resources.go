@@ -30,6 +30,7 @@ func resourceTypes() []resourceType {
 		{plural: "pods", singular: "pod", short: "po", kind: api.KindPod, namespaced: true},
 		{plural: "services", singular: "service", short: "svc", kind: api.KindService, namespaced: true},
 		{plural: "deployments", singular: "deployment", short: "deploy", kind: api.KindDeployment, group: "apps", namespaced: true},
+		{plural: "daemonsets", singular: "daemonset", short: "ds", kind: api.KindDaemonSet, group: "apps", namespaced: true},
 		{plural: "namespaces", singular: "namespace", short: "ns", kind: api.KindNamespace},
 		{plural: "nodes", singular: "node", short: "no", kind: "Node"},
 		{plural: "events", singular: "event", short: "ev", kind: "Event", namespaced: true},
@@ -37,7 +38,7 @@ func resourceTypes() []resourceType {
 }
 
 // allTypes is what `get all` expands to.
-func allTypes() []resourceType { return resourceTypes()[:3] }
+func allTypes() []resourceType { return resourceTypes()[:4] }
 
 // nameKind is the type's name in `-o name` and in messages about one object:
 // "pod", "deployment.apps".

@@ -41,7 +41,11 @@ func startFive(t *testing.T) []*harness.Peer {
 	}
 	var peers []*harness.Peer
 	for i := 1; i <= 5; i++ {
-		args := []string{"--discover=false"}
+		zone := "a"
+		if i > 3 {
+			zone = "b"
+		}
+		args := []string{"--discover=false", "--label", "zone=" + zone}
 		if i > 1 {
 			args = append(args, "--join", "127.0.0.61")
 		}
@@ -58,6 +62,63 @@ func startFive(t *testing.T) []*harness.Peer {
 	}
 	waitNodes(t, peers[0], want)
 	return peers
+}
+
+const daemons = `apiVersion: v1
+kind: Namespace
+metadata: {name: infra}
+---
+apiVersion: apps/v1
+kind: DaemonSet
+metadata: {name: agent, namespace: infra}
+spec:
+  selector: {matchLabels: {app: agent}}
+  template:
+    metadata: {labels: {app: agent}}
+    spec:
+      containers: [{name: a, image: example/web:1, env: [{name: PORT, value: "8080"}]}]
+---
+apiVersion: apps/v1
+kind: DaemonSet
+metadata: {name: zoneb, namespace: infra}
+spec:
+  selector: {matchLabels: {app: zoneb}}
+  template:
+    metadata: {labels: {app: zoneb}}
+    spec:
+      nodeSelector: {zone: b}
+      containers: [{name: z, image: example/web:1, env: [{name: PORT, value: "8080"}]}]
+`
+
+// daemonNodes returns, for each daemon set in infra, the nodes running a
+// Ready pod of it.
+func daemonNodes(p *harness.Peer) (map[string][]string, error) {
+	pods, err := p.Pods("infra")
+	if err != nil {
+		return nil, err
+	}
+	out := map[string][]string{}
+	for _, pod := range pods {
+		if harness.IsReady(&pod) {
+			ds := pod.Metadata.Labels["chorus.io/daemonset"]
+			out[ds] = append(out[ds], pod.Spec.NodeName)
+		}
+	}
+	for _, v := range out {
+		sort.Strings(v)
+	}
+	return out, nil
+}
+
+func waitDaemons(t *testing.T, p *harness.Peer, want map[string][]string, what string) {
+	t.Helper()
+	harness.Eventually(t, 90*time.Second, what, func() (bool, string) {
+		got, err := daemonNodes(p)
+		if err != nil {
+			return false, err.Error()
+		}
+		return fmt.Sprint(got) == fmt.Sprint(want), fmt.Sprint(got)
+	})
 }
 
 // placementOf returns, from p's view, node -> ready replica names, and any
@@ -110,6 +171,11 @@ func TestReplicasRunOnceAndFailOver(t *testing.T) {
 	if _, err := peers[0].CLI("apply", "-f", manifest(t, web10)); err != nil {
 		t.Fatal(err)
 	}
+	if _, err := peers[0].CLI("apply", "-f", manifest(t, daemons)); err != nil {
+		t.Fatal(err)
+	}
+	waitDaemons(t, peers[1], map[string][]string{"agent": {"p1", "p2", "p3", "p4", "p5"}, "zoneb": {"p4", "p5"}},
+		"a daemon pod on every peer, and on each zone=b peer")
 	byNode := waitExactlyOnce(t, peers[4], 10, "10 replicas, each once")
 	if len(byNode) < 4 {
 		t.Errorf("10 replicas on 5 peers use only %d peers: %v", len(byNode), byNode)
@@ -136,12 +202,16 @@ func TestReplicasRunOnceAndFailOver(t *testing.T) {
 	if seen := nodesSeen(peers[0]); seen[victim.Name] != "Dead" {
 		t.Errorf("the killed peer is %q, want Dead", seen[victim.Name])
 	}
+	waitDaemons(t, peers[0], map[string][]string{"agent": {"p1", "p2", "p4", "p5"}, "zoneb": {"p4", "p5"}},
+		"daemon pods follow the death of p3")
 
 	// It comes back: still exactly 10 once converged.
 	victim.Start()
 	waitNodes(t, peers[0], map[string]string{"p1": "Alive", "p2": "Alive", "p3": "Alive", "p4": "Alive", "p5": "Alive"})
 	time.Sleep(3 * time.Second)
 	waitExactlyOnce(t, peers[0], 10, "10 replicas once the dead peer is back")
+	waitDaemons(t, peers[0], map[string][]string{"agent": {"p1", "p2", "p3", "p4", "p5"}, "zoneb": {"p4", "p5"}},
+		"a daemon pod on p3 again once it is back")
 
 	// Drain a peer: the Ready count never drops below 10 while it empties.
 	target := peers[1]
