@@ -58,12 +58,16 @@ func (a *Agent) startCluster(ctx context.Context, wg *sync.WaitGroup) error {
 		}()
 	}
 	run(func() { a.repl.publishLoop(ctx) })
+	run(func() { a.store.saveLoop(ctx, a.log) })
 	run(func() {
 		for {
 			select {
 			case <-ctx.Done():
 				return
-			case m := <-n.Deltas():
+			case m, ok := <-n.Deltas():
+				if !ok {
+					return
+				}
 				a.repl.receive(m.From, m.Data)
 			}
 		}
@@ -74,7 +78,10 @@ func (a *Agent) startCluster(ctx context.Context, wg *sync.WaitGroup) error {
 			select {
 			case <-ctx.Done():
 				return
-			case ev := <-events:
+			case ev, ok := <-events:
+				if !ok {
+					return
+				}
 				if ev.Type == gossip.EventJoin || ev.Type == gossip.EventUpdate {
 					select {
 					case kick <- struct{}{}:

@@ -181,6 +181,10 @@ func (a *Agent) reconcile() {
 		}
 	}
 	sort.Slice(pending, func(i, j int) bool { return podKey(&pending[i]) < podKey(&pending[j]) })
+	for _, p := range pending {
+		a.events.record(api.ObjectReference{Kind: api.KindPod, Namespace: p.Metadata.Namespace, Name: p.Metadata.Name},
+			"Warning", "FailedScheduling", res.Pending[podKey(&p)])
+	}
 	a.sched.setPending(pending)
 	a.pods.Sync(mine)
 }

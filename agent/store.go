@@ -2,6 +2,7 @@ package agent
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
 	"sort"
@@ -41,6 +42,9 @@ type store struct {
 	mu    sync.RWMutex
 	st    *crdt.State
 	watch chan struct{} // closed and replaced at every change
+	dirty chan struct{} // a merged change waits to be saved
+
+	saveMu sync.Mutex // one snapshot write at a time
 
 	merged, rejected atomic.Int64 // remote deltas merged / dropped
 }
@@ -50,7 +54,7 @@ func openStore(path, node string) (*store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("desired state: %w", err)
 	}
-	s := &store{path: path, clock: crdt.NewClock(node, time.Now), st: st, watch: make(chan struct{})}
+	s := &store{path: path, clock: crdt.NewClock(node, time.Now), st: st, watch: make(chan struct{}), dirty: make(chan struct{}, 1)}
 	// Never issue a stamp below what this peer already wrote or saw.
 	_ = s.clock.Observe(st.MaxStamp())
 	return s, nil
@@ -143,7 +147,10 @@ func (s *store) commit(next *crdt.State, d crdt.Delta) error {
 	if d.Len() == 0 {
 		return nil
 	}
-	if err := next.Save(s.path); err != nil {
+	s.saveMu.Lock()
+	err := next.Save(s.path)
+	s.saveMu.Unlock()
+	if err != nil {
 		return fmt.Errorf("save desired state: %w", err)
 	}
 	s.st = next
@@ -314,12 +321,51 @@ func (s *store) merge(d crdt.Delta) (bool, error) {
 		return false, nil
 	}
 	s.merged.Add(1)
-	// Not re-published: gossip already spreads it, and anti-entropy repairs.
-	pub := s.publish
-	s.publish = nil
-	err := s.commit(next, changed)
-	s.publish = pub
-	return err == nil, err
+	// Visible at once; saved by saveLoop soon after (a remote change needs
+	// no local acknowledgement, and anti-entropy repairs what a crash
+	// loses). Not re-published: gossip already spreads it.
+	s.st = next
+	close(s.watch)
+	s.watch = make(chan struct{})
+	select {
+	case s.dirty <- struct{}{}:
+	default:
+	}
+	return true, nil
+}
+
+// saveLoop saves merged changes, at most every 100ms, and once more when
+// ctx ends.
+func (s *store) saveLoop(ctx context.Context, log interface{ Error(string, ...any) }) {
+	save := func() {
+		// Locks in commit's order (mu, then saveMu), so that no older state
+		// is written over a newer one.
+		s.mu.RLock()
+		s.saveMu.Lock()
+		st := s.st
+		s.mu.RUnlock()
+		defer s.saveMu.Unlock()
+		if err := st.Save(s.path); err != nil {
+			log.Error("save desired state", "err", err)
+		}
+	}
+	for {
+		select {
+		case <-ctx.Done():
+			select {
+			case <-s.dirty:
+				save()
+			default:
+			}
+			return
+		case <-s.dirty:
+			save()
+			select {
+			case <-ctx.Done():
+			case <-time.After(100 * time.Millisecond):
+			}
+		}
+	}
 }
 
 // read runs f with the state held for reading (for anti-entropy).

@@ -28,18 +28,15 @@ import (
 	manet "github.com/multiformats/go-multiaddr/net"
 )
 
-// Data plane names.
+// MaxMessageSize bounds a published delta and each direction of a sync.
+const MaxMessageSize = 8 << 20
+
+// Wire names.
 const (
-	// MaxMessageSize bounds a published delta and each direction of a sync.
-	MaxMessageSize = 8 << 20
-	// DeltasTopic is the GossipSub topic of Publish and Deltas.
-	DeltasTopic = "chorus/deltas/1"
-	// SyncProtocol is the libp2p protocol of HandleSync and Sync.
-	SyncProtocol = protocol.ID("/chorus/sync/1")
-	// HelloProtocol turns an mDNS discovery into a serf join.
-	HelloProtocol = protocol.ID("/chorus/hello/1")
-	// MDNSService is the mDNS service name used with Config.Discover.
-	MDNSService = "chorus"
+	deltasTopic     = "chorus/deltas/1"              // GossipSub topic of Publish and Deltas
+	syncProtocol    = protocol.ID("/chorus/sync/1")  // HandleSync and Sync
+	helloProtocol   = protocol.ID("/chorus/hello/1") // turns an mDNS discovery into a serf join
+	mdnsServiceName = "chorus"                       // mDNS service with Config.Discover
 )
 
 const (
@@ -55,6 +52,7 @@ const (
 	helloBackoff    = 10 * time.Second // between hellos to one mDNS peer
 	nonMemberGrace  = 30 * time.Second // before closing a non-member's connection
 	reconcileEvery  = 3 * time.Second
+	nonMemberScore  = -1000.0 // pubsub application score of a non-member
 )
 
 // Message is a delta received from another member.
@@ -172,7 +170,7 @@ func (n *Node) startHost() error {
 		return fmt.Errorf("gossip: libp2p: %w", err)
 	}
 	n.host = h
-	h.SetStreamHandler(HelloProtocol, n.handleHello)
+	h.SetStreamHandler(helloProtocol, n.handleHello)
 	return nil
 }
 
@@ -181,17 +179,39 @@ func (n *Node) startPubsub() error {
 	params.HeartbeatInterval = 500 * time.Millisecond
 	ps, err := pubsub.NewGossipSub(n.ctx, n.host,
 		pubsub.WithGossipSubParams(params),
-		// Only gossipsub (no floodsub), so that every send goes through
-		// the mesh, which the peer filter restricts to alive members.
+		// Only gossipsub: a floodsub peer would be sent every message,
+		// whatever the peer filter and scores say.
 		pubsub.WithGossipSubProtocols(
 			[]protocol.ID{pubsub.GossipSubID_v13, pubsub.GossipSubID_v12, pubsub.GossipSubID_v11},
 			pubsub.GossipSubDefaultFeatures),
-		pubsub.WithFloodPublish(false),
-		pubsub.WithPeerExchange(false),
+		// Mesh links and IWANT answers only with alive members.
 		pubsub.WithPeerFilter(func(p peer.ID, _ string) bool {
 			_, ok := n.isAliveMember(p)
 			return ok
 		}),
+		// Our own deltas are flood-published to every subscribed peer
+		// scoring at least PublishThreshold, so they do not depend on the
+		// mesh, which takes a heartbeat or two to form after a join. A
+		// non-member scores far below that (and below GossipThreshold, so
+		// it gets no IHAVE either) but above GraylistThreshold, so its
+		// subscriptions are still tracked for when it becomes a member.
+		pubsub.WithFloodPublish(true),
+		pubsub.WithPeerScore(&pubsub.PeerScoreParams{
+			AppSpecificScore: func(p peer.ID) float64 {
+				if _, ok := n.isAliveMember(p); ok {
+					return 0
+				}
+				return nonMemberScore
+			},
+			AppSpecificWeight: 1,
+			DecayInterval:     time.Second,
+			DecayToZero:       0.01,
+		}, &pubsub.PeerScoreThresholds{
+			GossipThreshold:   nonMemberScore / 100,
+			PublishThreshold:  nonMemberScore / 20,
+			GraylistThreshold: nonMemberScore * 1000,
+		}),
+		pubsub.WithPeerExchange(false),
 		pubsub.WithMessageSignaturePolicy(pubsub.StrictSign),
 		pubsub.WithMaxMessageSize(MaxMessageSize+64<<10),
 		pubsub.WithPeerOutboundQueueSize(outboundQueue),
@@ -201,10 +221,10 @@ func (n *Node) startPubsub() error {
 		return fmt.Errorf("gossip: pubsub: %w", err)
 	}
 	n.ps = ps
-	if err := ps.RegisterTopicValidator(DeltasTopic, n.validateDelta, pubsub.WithValidatorInline(true)); err != nil {
+	if err := ps.RegisterTopicValidator(deltasTopic, n.validateDelta, pubsub.WithValidatorInline(true)); err != nil {
 		return fmt.Errorf("gossip: pubsub validator: %w", err)
 	}
-	if n.topic, err = ps.Join(DeltasTopic); err != nil {
+	if n.topic, err = ps.Join(deltasTopic); err != nil {
 		return fmt.Errorf("gossip: pubsub join: %w", err)
 	}
 	if n.sub, err = n.topic.Subscribe(pubsub.WithBufferSize(subBuffer)); err != nil {
@@ -226,7 +246,7 @@ func (n *Node) validateDelta(_ context.Context, from peer.ID, m *pubsub.Message)
 		if p == self {
 			continue
 		}
-		if _, ok := n.isAliveMember(p); !ok {
+		if _, ok := n.memberName(p); !ok {
 			n.pubsubRejected.Add(1)
 			return pubsub.ValidationReject
 		}
@@ -244,7 +264,7 @@ func (n *Node) readDeltas() {
 		if m.GetFrom() == self {
 			continue
 		}
-		name, ok := n.isAliveMember(m.GetFrom())
+		name, ok := n.memberName(m.GetFrom())
 		if !ok { // died since validation
 			n.pubsubRejected.Add(1)
 			continue
@@ -257,10 +277,11 @@ func (n *Node) readDeltas() {
 	}
 }
 
-// Publish broadcasts data to the other members (best effort: a member that
-// is not yet in this node's GossipSub mesh, which takes up to a second after
-// it connects, misses it; anti-entropy catches up). data is at most
-// MaxMessageSize bytes.
+// Publish broadcasts data to the other alive members: directly to every
+// member whose data plane is connected and subscribed, and on through the
+// GossipSub mesh. It is best effort: a member that just joined and whose
+// subscription has not reached this node yet, or that is partitioned away,
+// misses it (anti-entropy catches up). data is at most MaxMessageSize bytes.
 func (n *Node) Publish(ctx context.Context, data []byte) error {
 	if len(data) > MaxMessageSize {
 		return ErrTooLarge
@@ -284,12 +305,12 @@ func (n *Node) Deltas() <-chan Message { return n.deltas }
 // 32 at once.
 func (n *Node) HandleSync(h SyncHandler) {
 	if h == nil {
-		n.host.RemoveStreamHandler(SyncProtocol)
+		n.host.RemoveStreamHandler(syncProtocol)
 		n.syncFn.Store(nil)
 		return
 	}
 	n.syncFn.Store(&h)
-	n.host.SetStreamHandler(SyncProtocol, n.handleSync)
+	n.host.SetStreamHandler(syncProtocol, n.handleSync)
 }
 
 func (n *Node) reject(s network.Stream, why string) {
@@ -300,7 +321,7 @@ func (n *Node) reject(s network.Stream, why string) {
 }
 
 func (n *Node) handleSync(s network.Stream) {
-	name, ok := n.isAliveMember(s.Conn().RemotePeer())
+	name, ok := n.memberName(s.Conn().RemotePeer())
 	if !ok {
 		n.reject(s, "not an alive member")
 		return
@@ -379,7 +400,7 @@ func (n *Node) Sync(ctx context.Context, member string, req []byte) ([]byte, err
 
 	n.host.Peerstore().AddAddrs(pid, addrs, peerstore.TempAddrTTL)
 	dctx, dcancel := context.WithTimeout(ctx, dialTimeout)
-	s, err := n.host.NewStream(dctx, pid, SyncProtocol)
+	s, err := n.host.NewStream(dctx, pid, syncProtocol)
 	dcancel()
 	if err != nil {
 		return nil, fmt.Errorf("gossip: sync with %s: %w", member, err)
@@ -440,13 +461,28 @@ func (n *Node) memberPeer(name string) (peer.ID, []ma.Multiaddr, error) {
 // isMemberPeer reports whether p is the data plane of an alive member
 // according to serf itself (the event loop's view may lag behind a join).
 func (n *Node) isMemberPeer(p peer.ID) bool {
+	_, ok := n.serfMemberName(p)
+	return ok
+}
+
+func (n *Node) serfMemberName(p peer.ID) (string, bool) {
 	id := p.String()
 	for _, m := range n.serf.Members() {
 		if m.Status == serf.StatusAlive && m.Tags[TagPeerID] == id && m.Name != n.cfg.Name {
-			return true
+			return m.Name, true
 		}
 	}
-	return false
+	return "", false
+}
+
+// memberName is isAliveMember falling back to serf's own member list, for
+// the moments after a join when the event loop has not caught up yet. It is
+// for the data paths; the pubsub peer filter and score use the fast check.
+func (n *Node) memberName(p peer.ID) (string, bool) {
+	if name, ok := n.isAliveMember(p); ok {
+		return name, true
+	}
+	return n.serfMemberName(p)
 }
 
 // connectMember dials an alive member's data plane in the background.
@@ -528,7 +564,7 @@ type mdnsNotifee struct{ n *Node }
 func (m mdnsNotifee) HandlePeerFound(pi peer.AddrInfo) { m.n.discovered(pi) }
 
 func (n *Node) startMDNS() error {
-	s := mdns.NewMdnsService(n.host, MDNSService, mdnsNotifee{n})
+	s := mdns.NewMdnsService(n.host, mdnsServiceName, mdnsNotifee{n})
 	if err := s.Start(); err != nil {
 		return fmt.Errorf("gossip: mdns: %w", err)
 	}
@@ -584,7 +620,7 @@ func (n *Node) hello(pi peer.AddrInfo) error {
 	if err != nil {
 		return err
 	}
-	s, err := n.host.NewStream(ctx, pi.ID, HelloProtocol)
+	s, err := n.host.NewStream(ctx, pi.ID, helloProtocol)
 	if err != nil {
 		return err
 	}

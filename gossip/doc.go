@@ -39,10 +39,11 @@
 //     cannot even complete a connection.
 //   - "/chorus/sync/1": the stream is reset unless the remote peer id is the
 //     [TagPeerID] tag of a member whose status is Alive.
-//   - GossipSub: messages are only forwarded to (and mesh links only formed
-//     with) alive members, flood publishing and the floodsub protocol are off,
-//     and a validator rejects any message whose author or forwarder is not an
-//     alive member, or whose payload exceeds [MaxMessageSize].
+//   - GossipSub (the floodsub protocol is off): mesh links are only formed
+//     with alive members; a non-member gets a peer score below the publish
+//     and gossip thresholds, so no delta, IHAVE or IWANT answer is sent to
+//     it; and a validator rejects any message whose author or forwarder is
+//     not an alive member, or whose payload exceeds [MaxMessageSize].
 //   - "/chorus/hello/1": an alive member gets our serf address. A peer that is
 //     not (yet) a member, which is the normal case for an mDNS discovery, gets
 //     nothing: it sends its own serf address, and we serf-join that address
@@ -51,7 +52,9 @@
 //     the peer is a member and the reply carries our address.
 //
 // Connections to peers that are not alive members are closed once they are
-// older than a short grace period.
+// 30 s old. Without Config.Key the cluster is open: anyone who reaches the
+// serf port can join (and with Discover, keyless nodes on one network merge),
+// so the checks above then only keep non-members out until they join.
 //
 // # Resource bounds
 //

@@ -330,6 +330,8 @@ func (c *Config) setDefaults() error {
 	}
 	if len(c.Key) == 0 {
 		c.Key = nil
+	} else {
+		c.Key = append([]byte(nil), c.Key...)
 	}
 	if c.Profile == "" {
 		c.Profile = ProfileLAN
@@ -392,6 +394,10 @@ func (n *Node) startSerf() error {
 	if ip := net.ParseIP(cfg.BindAddr); !ip.IsUnspecified() {
 		ml.AdvertiseAddr = cfg.BindAddr
 	}
+	// A failed member's name can be taken by a node at another address
+	// (a restarted host with a new IP) after this long; without it the name
+	// would be blocked until the failed member is reaped.
+	ml.DeadNodeReclaimTime = 30 * time.Second
 	ml.Label = "chorus"
 	ml.SecretKey = cfg.Key
 	ml.GossipVerifyIncoming = true

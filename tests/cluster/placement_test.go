@@ -176,6 +176,33 @@ func TestReplicasRunOnceAndFailOver(t *testing.T) {
 	}
 	waitDaemons(t, peers[1], map[string][]string{"agent": {"p1", "p2", "p3", "p4", "p5"}, "zoneb": {"p4", "p5"}},
 		"a daemon pod on every peer, and on each zone=b peer")
+
+	// A replica that fits nowhere is Pending, with the reason in describe.
+	nowhere := strings.Replace(strings.Replace(daemons[:strings.Index(daemons, "---\napiVersion: apps/v1\nkind: DaemonSet\nmetadata: {name: zoneb")],
+		"kind: DaemonSet", "kind: Deployment", 1), "metadata: {name: agent", "metadata: {name: nowhere", 1)
+	nowhere = strings.Replace(nowhere, "spec:\n  selector", "spec:\n  replicas: 1\n  selector", 1)
+	nowhere = strings.Replace(nowhere, "    spec:\n      containers", "    spec:\n      nodeSelector: {zone: c}\n      containers", 1)
+	if _, err := peers[0].CLI("apply", "-f", manifest(t, nowhere)); err != nil {
+		t.Fatal(err)
+	}
+	var pendingName string
+	harness.Eventually(t, 20*time.Second, "a Pending pod", func() (bool, string) {
+		out, _ := peers[3].CLI("get", "pods", "-n", "infra", "-o", "wide")
+		for _, l := range strings.Split(out, "\n") {
+			if f := strings.Fields(l); len(f) > 2 && strings.HasPrefix(f[0], "nowhere-") && f[2] == "Pending" {
+				pendingName = f[0]
+				return true, ""
+			}
+		}
+		return false, out
+	})
+	desc, err := peers[3].CLI("describe", "pod", pendingName, "-n", "infra")
+	if err != nil || !strings.Contains(desc, "FailedScheduling") || !strings.Contains(desc, "node selector") {
+		t.Fatalf("describe of a pending pod lacks the reason:\n%s %v", desc, err)
+	}
+	if _, err := peers[0].CLI("delete", "deployment", "nowhere", "-n", "infra"); err != nil {
+		t.Fatal(err)
+	}
 	byNode := waitExactlyOnce(t, peers[4], 10, "10 replicas, each once")
 	if len(byNode) < 4 {
 		t.Errorf("10 replicas on 5 peers use only %d peers: %v", len(byNode), byNode)

@@ -1,0 +1,327 @@
+package cluster
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/chorus-sh/chorus/tests/harness"
+	"github.com/chorus-sh/chorus/tests/images"
+)
+
+// startCluster starts n peers on 127.0.0.<base+i> that join the first.
+func startCluster(b testing.TB, n, base int, prefix string, extra ...string) []*harness.Peer {
+	b.Helper()
+	var peers []*harness.Peer
+	for i := 0; i < n; i++ {
+		args := append([]string{"--discover=false"}, extra...)
+		if i > 0 {
+			args = append(args, "--join", fmt.Sprintf("127.0.0.%d", base))
+		}
+		p := harness.NewPeer(b, bin, fmt.Sprintf("%s%d", prefix, i+1), fmt.Sprintf("127.0.0.%d", base+i), args...)
+		peers = append(peers, p)
+	}
+	var wg sync.WaitGroup
+	for _, p := range peers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			p.Start()
+		}()
+	}
+	wg.Wait()
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		alive := 0
+		for _, s := range nodesSeen(peers[n-1]) {
+			if s == "Alive" {
+				alive++
+			}
+		}
+		if alive == n {
+			return peers
+		}
+		if time.Now().After(deadline) {
+			b.Fatalf("%d of %d peers alive after 60s", alive, n)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+func post(url string, body []byte) error {
+	resp, err := http.Post(url, "application/yaml", bytes.NewReader(body))
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("%s: %s", resp.Status, b)
+	}
+	return nil
+}
+
+// replicasOn returns spec.replicas of deployment shop/name on p, or -1.
+func replicasOn(c *http.Client, p *harness.Peer, name string) int {
+	resp, err := c.Get("http://" + p.API + "/api/v1/namespaces/shop/deployments/" + name)
+	if err != nil {
+		return -1
+	}
+	defer resp.Body.Close()
+	var d struct {
+		Spec struct {
+			Replicas int `json:"replicas"`
+		} `json:"spec"`
+	}
+	if resp.StatusCode != http.StatusOK || json.NewDecoder(resp.Body).Decode(&d) != nil {
+		return -1
+	}
+	return d.Spec.Replicas
+}
+
+func percentile(ds []time.Duration, q float64) time.Duration {
+	s := append([]time.Duration(nil), ds...)
+	sort.Slice(s, func(i, j int) bool { return s[i] < s[j] })
+	return s[int(q*float64(len(s)-1))]
+}
+
+// BenchmarkPropagation measures the time from an apply acknowledged by one
+// peer until every peer holds it, for 3, 5 and 10 peers (lan profile).
+func BenchmarkPropagation(b *testing.B) {
+	for _, n := range []int{3, 5, 10} {
+		b.Run(fmt.Sprintf("peers=%d", n), func(b *testing.B) {
+			peers := startCluster(b, n, 200+20*(n/5), fmt.Sprintf("g%d-", n))
+			ns := []byte("apiVersion: v1\nkind: Namespace\nmetadata: {name: shop}\n")
+			if err := post("http://"+peers[0].API+"/api/v1/apply", ns); err != nil {
+				b.Fatal(err)
+			}
+			c := &http.Client{Timeout: 2 * time.Second}
+			var lat []time.Duration
+			const applies = 40
+			b.ResetTimer()
+			for it := 0; it < b.N; it++ {
+				for i := 1; i <= applies; i++ {
+					body := []byte(deploymentYAML("prop", i))
+					start := time.Now()
+					if err := post("http://"+peers[0].API+"/api/v1/apply", body); err != nil {
+						b.Fatal(err)
+					}
+					for _, p := range peers {
+						for replicasOn(c, p, "prop") != i {
+							if time.Since(start) > 30*time.Second {
+								b.Fatalf("apply %d not on %s after 30s", i, p.Name)
+							}
+							time.Sleep(2 * time.Millisecond)
+						}
+					}
+					lat = append(lat, time.Since(start))
+				}
+			}
+			b.ReportMetric(float64(percentile(lat, 0.5).Microseconds())/1000, "median-ms")
+			b.ReportMetric(float64(percentile(lat, 1).Microseconds())/1000, "max-ms")
+		})
+	}
+}
+
+// acct counts the bytes sent to each peer address with iptables rules.
+type acct struct{ chain string }
+
+func newAcct(b testing.TB, ips []string) *acct {
+	a := &acct{chain: "CHORUS_ACCT"}
+	_ = exec.Command("iptables", "-D", "INPUT", "-j", a.chain).Run()
+	_ = exec.Command("iptables", "-F", a.chain).Run()
+	_ = exec.Command("iptables", "-X", a.chain).Run()
+	for _, args := range [][]string{{"-N", a.chain}, {"-I", "INPUT", "-j", a.chain}} {
+		if out, err := exec.Command("iptables", args...).CombinedOutput(); err != nil {
+			b.Fatalf("iptables %v: %v %s", args, err, out)
+		}
+	}
+	for _, ip := range ips {
+		if out, err := exec.Command("iptables", "-A", a.chain, "-d", ip).CombinedOutput(); err != nil {
+			b.Fatalf("iptables: %v %s", err, out)
+		}
+	}
+	b.Cleanup(func() {
+		_ = exec.Command("iptables", "-D", "INPUT", "-j", a.chain).Run()
+		_ = exec.Command("iptables", "-F", a.chain).Run()
+		_ = exec.Command("iptables", "-X", a.chain).Run()
+	})
+	return a
+}
+
+// bytes returns the bytes received per destination address so far.
+func (a *acct) bytes(b testing.TB) map[string]int64 {
+	out, err := exec.Command("iptables", "-L", a.chain, "-v", "-x", "-n").Output()
+	if err != nil {
+		b.Fatal(err)
+	}
+	m := map[string]int64{}
+	for _, l := range strings.Split(string(out), "\n") {
+		f := strings.Fields(l)
+		if len(f) >= 8 {
+			if n, err := strconv.ParseInt(f[1], 10, 64); err == nil {
+				m[f[len(f)-1]] = n
+			}
+		}
+	}
+	return m
+}
+
+// applyMany applies n deployments in batches of 100 on p.
+func applyMany(b testing.TB, p *harness.Peer, prefix string, n, replicas int) {
+	var buf bytes.Buffer
+	for i := 0; i < n; i++ {
+		buf.WriteString(deploymentYAML(fmt.Sprintf("%s%d", prefix, i), replicas))
+		buf.WriteString("---\n")
+		if (i+1)%100 == 0 || i == n-1 {
+			if err := post("http://"+p.API+"/api/v1/apply", buf.Bytes()); err != nil {
+				b.Fatal(err)
+			}
+			buf.Reset()
+		}
+	}
+}
+
+func objects(p *harness.Peer) int {
+	var st struct {
+		Objects int `json:"objects"`
+	}
+	if err := p.GetJSON("/api/v1/stats", &st); err != nil {
+		return -1
+	}
+	return st.Objects
+}
+
+// BenchmarkIdleTraffic measures the bytes per second each peer receives
+// (membership gossip, anti-entropy, everything) once 3 peers agree on
+// 1,000 objects.
+func BenchmarkIdleTraffic(b *testing.B) {
+	peers := startCluster(b, 3, 230, "t")
+	if err := post("http://"+peers[0].API+"/api/v1/apply", []byte("apiVersion: v1\nkind: Namespace\nmetadata: {name: shop}\n")); err != nil {
+		b.Fatal(err)
+	}
+	applyMany(b, peers[0], "idle", 1000, 0)
+	for _, p := range peers {
+		for objects(p) < 1001 {
+			time.Sleep(200 * time.Millisecond)
+		}
+	}
+	time.Sleep(5 * time.Second)
+	var ips []string
+	for _, p := range peers {
+		ips = append(ips, p.Bind)
+	}
+	a := newAcct(b, ips)
+	before := a.bytes(b)
+	const window = 30 * time.Second
+	time.Sleep(window)
+	after := a.bytes(b)
+	var worst float64
+	for _, ip := range ips {
+		rate := float64(after[ip]-before[ip]) / window.Seconds()
+		worst = max(worst, rate)
+	}
+	b.ReportMetric(worst/1024, "max-KiB/s-per-peer")
+}
+
+// BenchmarkCatchUp measures how long a peer that was down while 1,000
+// changes were made takes to hold them all after it starts again.
+func BenchmarkCatchUp(b *testing.B) {
+	peers := startCluster(b, 3, 235, "u")
+	if err := post("http://"+peers[0].API+"/api/v1/apply", []byte("apiVersion: v1\nkind: Namespace\nmetadata: {name: shop}\n")); err != nil {
+		b.Fatal(err)
+	}
+	var took []time.Duration
+	for it := 0; it < b.N; it++ {
+		peers[2].Stop()
+		applyMany(b, peers[0], fmt.Sprintf("c%d-", it), 1000, 0)
+		want := objects(peers[0])
+		start := time.Now()
+		peers[2].Start()
+		for objects(peers[2]) < want {
+			if time.Since(start) > 2*time.Minute {
+				b.Fatalf("peer holds %d of %d objects after 2m", objects(peers[2]), want)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+		took = append(took, time.Since(start))
+	}
+	b.ReportMetric(float64(percentile(took, 0.5).Milliseconds()), "ms-to-catch-up")
+}
+
+// BenchmarkFailover kills a peer holding replicas (with its containers), on
+// 5 peers running 10 replicas, and measures the time until every replica is
+// Running and Ready elsewhere; then it brings the peer back. Median and max
+// over b.N kills (run with -benchtime 10x).
+func BenchmarkFailover(b *testing.B) {
+	imgs, err := images.BuildAll(context.Background(), filepath.Join(os.TempDir(), "chorus-test-images"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	peers := startCluster(b, 5, 250, "f")
+	for _, p := range peers {
+		if _, err := p.CLI("image", "load", imgs["web"]); err != nil {
+			b.Fatal(err)
+		}
+	}
+	if err := post("http://"+peers[0].API+"/api/v1/apply", []byte(web10)); err != nil {
+		b.Fatal(err)
+	}
+	waitReady := func(observer *harness.Peer, avoid string, limit time.Duration) (time.Duration, error) {
+		start := time.Now()
+		for {
+			byNode, ready, dup, err := placementOf(observer)
+			_, on := byNode[avoid]
+			if err == nil && ready == 10 && len(dup) == 0 && !on {
+				return time.Since(start), nil
+			}
+			if time.Since(start) > limit {
+				return 0, fmt.Errorf("%d ready, dup %v, %v", ready, dup, byNode)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	if _, err := waitReady(peers[0], "", 2*time.Minute); err != nil {
+		b.Fatal(err)
+	}
+	var took []time.Duration
+	for it := 0; it < b.N; it++ {
+		byNode, _, _, _ := placementOf(peers[0])
+		var victim *harness.Peer
+		for _, p := range peers[1:] {
+			if len(byNode[p.Name]) > 0 && (victim == nil || len(byNode[p.Name]) > len(byNode[victim.Name])) {
+				victim = p
+			}
+		}
+		if victim == nil {
+			b.Fatalf("no peer but the observer holds replicas: %v", byNode)
+		}
+		start := time.Now()
+		victim.KillMachine()
+		if _, err := waitReady(peers[0], victim.Name, time.Minute); err != nil {
+			b.Fatalf("after killing %s: %v", victim.Name, err)
+		}
+		d := time.Since(start)
+		took = append(took, d)
+		b.Logf("kill %d: %s held %d replicas, all Ready elsewhere after %s", it+1, victim.Name, len(byNode[victim.Name]), d.Round(10*time.Millisecond))
+		victim.Start()
+		if _, err := waitReady(peers[0], "", 2*time.Minute); err != nil {
+			b.Fatal(err)
+		}
+		time.Sleep(3 * time.Second)
+	}
+	b.ReportMetric(float64(percentile(took, 0.5).Milliseconds()), "median-ms")
+	b.ReportMetric(float64(percentile(took, 1).Milliseconds()), "max-ms")
+}
