@@ -105,7 +105,8 @@ func newResetCmd() *cobra.Command {
 		Short: "Remove a stopped peer's containers, pod network, private containerd and data dir",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			cfg := agent.Config{Name: name, DataDir: dataDir, ContainerdAddress: address, ContainerdNamespace: namespace, Bridge: bridge}
+			cfg := agent.Config{Name: name, DataDir: dataDir, ContainerdAddress: address, ContainerdNamespace: namespace, Bridge: bridge,
+				Log: slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), &slog.HandlerOptions{Level: slog.LevelWarn}))}
 			if err := cfg.Defaults(); err != nil {
 				return err
 			}

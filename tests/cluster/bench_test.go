@@ -325,3 +325,75 @@ func BenchmarkFailover(b *testing.B) {
 	b.ReportMetric(float64(percentile(took, 0.5).Milliseconds()), "median-ms")
 	b.ReportMetric(float64(percentile(took, 1).Milliseconds()), "max-ms")
 }
+
+// BenchmarkDetection measures, per gossip profile, the time from kill -9 of
+// a peer (with its containers) until another of 5 peers lists it Dead.
+func BenchmarkDetection(b *testing.B) {
+	for i, profile := range []string{"local", "lan", "wan"} {
+		b.Run("profile="+profile, func(b *testing.B) {
+			peers := startCluster(b, 5, 170+10*i, "d"+profile[:1], "--gossip-profile", profile)
+			var took []time.Duration
+			for it := 0; it < b.N; it++ {
+				victim := peers[1+it%4]
+				start := time.Now()
+				victim.KillMachine()
+				for nodesSeen(peers[0])[victim.Name] != "Dead" {
+					if time.Since(start) > 3*time.Minute {
+						b.Fatalf("%s not declared dead after 3m", victim.Name)
+					}
+					time.Sleep(20 * time.Millisecond)
+				}
+				took = append(took, time.Since(start))
+				victim.Start()
+				for nodesSeen(peers[0])[victim.Name] != "Alive" {
+					time.Sleep(100 * time.Millisecond)
+				}
+				time.Sleep(2 * time.Second)
+			}
+			b.ReportMetric(float64(percentile(took, 0.5).Milliseconds()), "median-ms")
+			b.ReportMetric(float64(percentile(took, 1).Milliseconds()), "max-ms")
+		})
+	}
+}
+
+// BenchmarkFalseSuspicion runs 5 peers (lan profile) for 60 s while both
+// cores are kept busy by CPU burners, and counts the suspicions and false
+// deaths memberlist logged: none of the peers was really down.
+func BenchmarkFalseSuspicion(b *testing.B) {
+	peers := startCluster(b, 5, 200, "l")
+	burn := filepath.Join(b.TempDir(), "burn")
+	build := exec.Command("go", "build", "-o", burn, "./tests/images/burn")
+	root, _ := harness.ModuleRoot()
+	build.Dir = root
+	if out, err := build.CombinedOutput(); err != nil {
+		b.Fatalf("build burn: %v %s", err, out)
+	}
+	count := func() (suspect, failed int) {
+		for _, p := range peers {
+			log := p.Log()
+			suspect += strings.Count(log, "memberlist: Suspect")
+			failed += strings.Count(log, "as failed, suspect timeout reached")
+		}
+		return
+	}
+	s0, f0 := count()
+	const window = 60 * time.Second
+	cmd := exec.Command(burn)
+	cmd.Env = append(os.Environ(), "THREADS=4", fmt.Sprintf("SECONDS=%d", int(window.Seconds())))
+	if err := cmd.Start(); err != nil {
+		b.Fatal(err)
+	}
+	deaths := 0
+	for end := time.Now().Add(window); time.Now().Before(end); time.Sleep(500 * time.Millisecond) {
+		for _, st := range nodesSeen(peers[0]) {
+			if st != "Alive" {
+				deaths++
+			}
+		}
+	}
+	_ = cmd.Wait()
+	s1, f1 := count()
+	b.ReportMetric(float64(s1-s0), "suspicions")
+	b.ReportMetric(float64(f1-f0), "false-deaths")
+	b.ReportMetric(float64(deaths), "non-alive-samples")
+}

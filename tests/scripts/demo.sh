@@ -4,10 +4,12 @@
 set -eu
 BIN=${BIN:-bin/chorus}
 OUT=${OUT:-_out/demo}
-PEERS=${PEERS:-"demo1:127.0.0.11"}
+PEERS=${PEERS:-"demo1:127.0.0.11 demo2:127.0.0.12 demo3:127.0.0.13"}
 
 up() {
 	mkdir -p "$OUT"
+	# The peers find each other by mDNS, which needs multicast on loopback.
+	ip link set lo multicast on
 	first=""
 	for p in $PEERS; do
 		name=${p%%:*}; bind=${p#*:}
@@ -28,7 +30,22 @@ up() {
 	done
 	echo "building the example image example/web:1"
 	go run ./tests/images/cmd/mkimage -o "$OUT/images" web >/dev/null
-	"$BIN" -s "$S" image load "$OUT/images/web-1.tar"
+	for p in $PEERS; do
+		bind=${p#*:}
+		until "$BIN" -s "$bind:7070" version >/dev/null 2>&1; do sleep 0.5; done
+		# Until images move between peers (a later issue), each peer loads it.
+		"$BIN" -s "$bind:7070" image load "$OUT/images/web-1.tar" >/dev/null
+	done
+	echo "image example/web:1 loaded on every peer"
+	n=$(echo $PEERS | wc -w)
+	printf "waiting for the %d peers to find each other" "$n"
+	i=0
+	until [ "$("$BIN" -s "$S" get nodes --no-headers 2>/dev/null | grep -c Alive)" -ge "$n" ]; do
+		i=$((i+1)); [ $i -gt 120 ] && { echo; echo "peers did not find each other:" >&2; "$BIN" -s "$S" get nodes >&2; exit 1; }
+		printf "."; sleep 0.5
+	done
+	echo
+	"$BIN" -s "$S" get nodes
 	"$BIN" -s "$S" apply -f examples/app.yaml
 	printf "waiting for the pods to be ready"
 	i=0
@@ -50,23 +67,28 @@ chorus is running. Try:
   $BIN describe pod $("$BIN" -s "$S" get pods -o name | head -1 | cut -d/ -f2)
   $BIN scale deployment web --replicas=5
   $BIN logs deployment/web
+  $BIN drain demo2                       # its pods move to the other peers
+  $BIN uncordon demo2
   make demo-down                         # stop and clean up
 MSG
 }
 
 down() {
+	# Stop every peer first, so that none moves the pods of another.
 	for p in $PEERS; do
-		name=${p%%:*}; bind=${p#*:}
+		name=${p%%:*}
+		if [ -f "$OUT/$name.pid" ] && kill -0 "$(cat "$OUT/$name.pid")" 2>/dev/null; then
+			kill "$(cat "$OUT/$name.pid")"
+		fi
+	done
+	for p in $PEERS; do
+		name=${p%%:*}
 		if [ -f "$OUT/$name.pid" ]; then
 			pid=$(cat "$OUT/$name.pid")
-			if kill -0 "$pid" 2>/dev/null; then
-				"$BIN" -s "$bind:7070" delete -f examples/app.yaml --ignore-not-found >/dev/null 2>&1 || true
-				kill "$pid"
-				i=0; while kill -0 "$pid" 2>/dev/null && [ $i -lt 60 ]; do sleep 0.5; i=$((i+1)); done
-			fi
+			i=0; while kill -0 "$pid" 2>/dev/null && [ $i -lt 60 ]; do sleep 0.5; i=$((i+1)); done
 			rm -f "$OUT/$name.pid"
 		fi
-		"$BIN" reset --name "$name" --data-dir "/var/lib/chorus/$name"
+		"$BIN" reset --name "$name" --data-dir "/var/lib/chorus/$name" 2>/dev/null
 	done
 }
 
