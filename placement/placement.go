@@ -74,7 +74,8 @@ func Assign(nodes []Node, replicas []Replica, opts Options) Result {
 
 // Bound returns the load bound B that Assign enforces for these arguments:
 // ⌈(1+ε)·R/U⌉, see the package documentation. It is 0 when no node is
-// schedulable and math.MaxInt when there is no bound.
+// schedulable and math.MaxInt when there is no bound. It costs about as much
+// as the preparation of an Assign (everything but the placing).
 func Bound(nodes []Node, replicas []Replica, opts Options) int {
 	return newPlanner(nodes, replicas, opts).bound
 }
@@ -97,13 +98,19 @@ type rep struct {
 type class struct {
 	nodes  []int32  // node indices, ascending
 	hashes []uint64 // their name hashes
-	member []uint64 // bitset over all node indices
+	member []uint64 // bitset over all node indices, for classes of 64+ nodes
 	th     uint8    // level threshold of candidate lists
 	cands  map[uint32]*candList
 	nofit  [][2]int64 // minimal requests known to fit no node of the class
 }
 
-func (c *class) has(n int32) bool { return c.member[n>>6]&(1<<(uint(n)&63)) != 0 }
+func (c *class) has(n int32) bool {
+	if c.member == nil {
+		_, ok := slices.BinarySearch(c.nodes, n)
+		return ok
+	}
+	return c.member[n>>6]&(1<<(uint(n)&63)) != 0
+}
 
 // candList is, for one slot and class, every node of the class whose level is
 // at least some threshold, sorted by level (descending) then node index.
@@ -175,6 +182,7 @@ type planner struct {
 	openPos  []int32 // position in open, -1 if at the bound
 	open     []int32 // schedulable nodes below the bound, in no order
 	byName   map[string]int32
+	labelIdx map[string]map[string][]int32 // label -> value -> schedulable nodes, ascending
 	nCordon  int
 	bound    int
 
@@ -218,6 +226,7 @@ func newPlanner(nodes []Node, replicas []Replica, opts Options) *planner {
 	p.load = make([]int, nn)
 	p.openPos = make([]int32, nn)
 	p.byName = make(map[string]int32, nn)
+	p.labelIdx = map[string]map[string][]int32{}
 	for i, n := range ns {
 		p.names[i] = n.Name
 		p.hashes[i] = nodeHash(n.Name)
@@ -229,9 +238,15 @@ func newPlanner(nodes []Node, replicas []Replica, opts Options) *planner {
 		p.openPos[i] = -1
 		if n.Cordoned {
 			p.nCordon++
-		} else {
-			p.openPos[i] = int32(len(p.open))
-			p.open = append(p.open, int32(i))
+			continue
+		}
+		p.openPos[i] = int32(len(p.open))
+		p.open = append(p.open, int32(i))
+		for k, v := range n.Labels {
+			if p.labelIdx[k] == nil {
+				p.labelIdx[k] = map[string][]int32{}
+			}
+			p.labelIdx[k][v] = append(p.labelIdx[k][v], int32(i))
 		}
 	}
 
@@ -284,9 +299,6 @@ func newPlanner(nodes []Node, replicas []Replica, opts Options) *planner {
 		ents[k].f = r.feasible
 	}
 	p.bound = loadBound(opts.LoadFactor, placeable, nn-p.nCordon)
-	if p.bound == 0 {
-		p.open = p.open[:0]
-	}
 
 	// Processing order: most constrained first (fewest statically feasible
 	// nodes), then by key hash and key; a stable sort on the first.
@@ -372,14 +384,38 @@ func (p *planner) classOf(sel map[string]string) int32 {
 	if c, ok := p.classIdx[key]; ok {
 		return c
 	}
-	c := &class{member: make([]uint64, (len(p.names)+63)/64), cands: map[uint32]*candList{}}
-	for i := range p.names {
-		if p.cordoned[i] || !matches(p.labels[i], sel) {
-			continue
-		}
-		c.nodes = append(c.nodes, int32(i))
+	c := &class{}
+	add := func(i int32) {
+		c.nodes = append(c.nodes, i)
 		c.hashes = append(c.hashes, p.hashes[i])
-		c.member[i>>6] |= 1 << (uint(i) & 63)
+	}
+	if len(sel) == 0 {
+		for i := range p.names {
+			if !p.cordoned[i] {
+				add(int32(i))
+			}
+		}
+	} else {
+		// Walk the nodes carrying the rarest of the selector's labels.
+		var short []int32
+		first := true
+		for k, v := range sel {
+			l := p.labelIdx[k][v]
+			if first || len(l) < len(short) {
+				short, first = l, false
+			}
+		}
+		for _, i := range short {
+			if matches(p.labels[i], sel) {
+				add(i)
+			}
+		}
+	}
+	if len(c.nodes) >= 64 {
+		c.member = make([]uint64, (len(p.names)+63)/64)
+		for _, i := range c.nodes {
+			c.member[i>>6] |= 1 << (uint(i) & 63)
+		}
 	}
 	// About 1.5*minCands of the class's nodes have a level >= th.
 	if want := 3 * minCands / 2; len(c.nodes) > want {
@@ -417,9 +453,12 @@ func selectorString(m map[string]string) string {
 	return b.String()
 }
 
+// nodeCmp orders nodes by name, then (for duplicate names) by every field.
 func nodeCmp(a, b Node) int {
+	if c := strings.Compare(a.Name, b.Name); c != 0 {
+		return c
+	}
 	return cmp.Or(
-		strings.Compare(a.Name, b.Name),
 		boolCmp(a.Cordoned, b.Cordoned),
 		cmp.Compare(a.CPUMilli, b.CPUMilli),
 		cmp.Compare(a.MemBytes, b.MemBytes),
@@ -427,9 +466,13 @@ func nodeCmp(a, b Node) int {
 	)
 }
 
+// replicaCmp orders replicas by key, then (for duplicate keys) by every
+// field.
 func replicaCmp(a, b *Replica) int {
+	if c := strings.Compare(a.Key, b.Key); c != 0 {
+		return c
+	}
 	return cmp.Or(
-		strings.Compare(a.Key, b.Key),
 		strings.Compare(a.Group, b.Group),
 		strings.Compare(a.Pin, b.Pin),
 		strings.Compare(a.SpreadKey, b.SpreadKey),
@@ -690,6 +733,9 @@ func (p *planner) overflow(r *rep, c *class) int32 {
 func (p *planner) candidates(c *class, slot uint32) *candList {
 	if cl, ok := c.cands[slot]; ok {
 		return cl
+	}
+	if c.cands == nil {
+		c.cands = map[uint32]*candList{}
 	}
 	sk := slotKey(slot)
 	th := c.th
