@@ -30,9 +30,6 @@ import (
 	goruntime "runtime"
 )
 
-// Version is the chorus version, set at build time.
-var Version = "v0.1.0-dev"
-
 // Config is one peer's configuration. Only Name and Bind must differ
 // between peers sharing a machine; the rest is derived from them.
 type Config struct {
@@ -53,6 +50,7 @@ type Config struct {
 	SerfPort      int               // membership port (default 7946)
 	P2PPort       int               // data plane port (default 7947)
 	Labels        map[string]string // node labels
+	Version       string            // chorus version, advertised to peers (default "dev")
 
 	Log *slog.Logger
 }
@@ -95,6 +93,9 @@ func (c *Config) Defaults() error {
 	}
 	if c.Log == nil {
 		c.Log = slog.Default()
+	}
+	if c.Version == "" {
+		c.Version = "dev"
 	}
 	if c.GossipProfile == "" {
 		c.GossipProfile = "lan"
@@ -143,9 +144,10 @@ type Agent struct {
 	tags   map[string]string // this peer's user tags
 	sched  schedule
 
-	kick    chan struct{}
-	leave   context.CancelFunc // ends Run after a graceful leave
-	leaving atomic.Bool
+	kick       chan struct{}
+	statusKick chan struct{}      // a local pod's status changed
+	leave      context.CancelFunc // ends Run after a graceful leave
+	leaving    atomic.Bool
 }
 
 // Run runs the peer until ctx is done. It returns once every goroutine it
@@ -177,7 +179,7 @@ func Run(ctx context.Context, cfg Config) error {
 	if err != nil {
 		return err
 	}
-	a := &Agent{cfg: cfg, log: log, store: st, events: newEvents(cfg.Name, 1000), start: time.Now(), kick: make(chan struct{}, 1), leave: leave}
+	a := &Agent{cfg: cfg, log: log, store: st, events: newEvents(cfg.Name, 1000), start: time.Now(), kick: make(chan struct{}, 1), statusKick: make(chan struct{}, 1), leave: leave}
 
 	addr := cfg.ContainerdAddress
 	if addr == "" {
@@ -203,6 +205,12 @@ func Run(ctx context.Context, cfg Config) error {
 	a.rt = ctd
 	a.pods = runtime.NewPodManager(ctd, runtime.Options{
 		Node: cfg.Name, HostIP: cfg.Bind, StateDir: filepath.Join(cfg.DataDir, "pods"), Log: log,
+		Changed: func() {
+			select {
+			case a.statusKick <- struct{}{}:
+			default:
+			}
+		},
 		Events: func(p *api.Pod, typ, reason, msg string) {
 			a.events.record(api.ObjectReference{Kind: api.KindPod, Namespace: p.Metadata.Namespace, Name: p.Metadata.Name}, typ, reason, msg)
 		},

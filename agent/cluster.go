@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/chorus-sh/chorus/api"
+	"github.com/chorus-sh/chorus/crdt"
 	"github.com/chorus-sh/chorus/gossip"
 )
 
@@ -26,7 +27,7 @@ func (a *Agent) startCluster(ctx context.Context, wg *sync.WaitGroup) error {
 	}
 	tags := map[string]string{
 		tagAPI:     net.JoinHostPort(cfg.Bind, strconv.Itoa(cfg.APIPort)),
-		tagVersion: Version,
+		tagVersion: cfg.Version,
 		tagStarted: strconv.FormatInt(a.start.Unix(), 10),
 		tagPods:    "0",
 	}
@@ -46,6 +47,10 @@ func (a *Agent) startCluster(ctx context.Context, wg *sync.WaitGroup) error {
 	a.gossip = n
 	a.tags = tags
 	a.repl = newReplicator(a.store, n, a.log)
+	if a.store.checkStale(time.Now(), crdt.DefaultTombstoneHorizon) {
+		a.log.Warn("last exchange with another peer is older than the tombstone horizon: the state will be rebuilt from the first peer that answers",
+			"horizon", crdt.DefaultTombstoneHorizon)
+	}
 	n.HandleSync(a.repl.handleSync)
 
 	kick := make(chan struct{}, 1)
@@ -98,6 +103,7 @@ func (a *Agent) startCluster(ctx context.Context, wg *sync.WaitGroup) error {
 	run(func() { a.repl.antiEntropyLoop(ctx, 2*time.Second, a.alivePeers, kick) })
 	run(func() { a.tagLoop(ctx) })
 	run(func() { a.statusLoop(ctx, 500*time.Millisecond) })
+	run(func() { a.gcLoop(ctx, time.Hour, crdt.DefaultTombstoneHorizon) })
 	return nil
 }
 
@@ -175,4 +181,22 @@ func (a *Agent) nodes() []node {
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Metadata.Name < out[j].Metadata.Name })
 	return out
+}
+
+// gcLoop drops tombstones older than horizon every interval.
+func (a *Agent) gcLoop(ctx context.Context, interval, horizon time.Duration) {
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		if n, err := a.store.gc(time.Now(), horizon); err != nil {
+			a.log.Error("tombstone GC", "err", err)
+		} else if n > 0 {
+			a.log.Info("dropped old tombstones", "count", n)
+		}
+	}
 }

@@ -36,6 +36,7 @@ func (a *Agent) statusLoop(ctx context.Context, interval time.Duration) {
 		case <-ctx.Done():
 			return
 		case <-t.C:
+		case <-a.statusKick:
 		}
 	}
 }

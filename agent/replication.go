@@ -176,6 +176,9 @@ func (r *replicator) answer(req []byte) ([]byte, error) {
 // round runs one anti-entropy round with peer; it returns how many keys
 // differed.
 func (r *replicator) round(ctx context.Context, peer string) (int, error) {
+	if r.store.resetIfStale() {
+		r.log.Warn("this peer was away longer than the tombstone horizon: its state is discarded and rebuilt from " + peer)
+	}
 	var digest crdt.Digest
 	r.store.read(func(st *crdt.State) { digest = st.Digest() })
 	db, err := crdt.EncodeDigest(digest)
@@ -201,6 +204,7 @@ func (r *replicator) round(ctx context.Context, peer string) (int, error) {
 	}
 	diff := crdt.DiffDigest(digest, theirDigest)
 	if len(diff) == 0 {
+		r.store.synced(time.Now())
 		return 0, nil
 	}
 	theirs := map[string]uint64{}
@@ -253,6 +257,7 @@ func (r *replicator) round(ctx context.Context, peer string) (int, error) {
 		return 0, err
 	}
 	r.rounds.Add(1)
+	r.store.synced(time.Now())
 	return len(keys), nil
 }
 

@@ -5,7 +5,9 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"os"
 	"path/filepath"
+	"strconv"
 	"testing"
 	"time"
 
@@ -110,4 +112,31 @@ func FuzzHandleSync(f *testing.F) {
 		_, _ = a.handleSync(context.Background(), "x", req)
 		a.receive("x", req)
 	})
+}
+
+func TestStalePeerRebuildsFromOthers(t *testing.T) {
+	tr := &memTransport{peers: map[string]*replicator{}}
+	a := newTestReplicator(t, "a", tr)
+	b := newTestReplicator(t, "b", tr)
+	// a holds an object the others deleted and forgot long ago.
+	d := deployment(1, "web:1", "25%", "25%")
+	if _, err := a.store.apply([]api.Object{d}, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	old := time.Now().Add(-8 * 24 * time.Hour)
+	if err := os.WriteFile(a.store.syncFile(), []byte(strconv.FormatInt(old.Unix(), 10)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if !a.store.checkStale(time.Now(), crdt.DefaultTombstoneHorizon) {
+		t.Fatal("a peer away for 8 days is not stale")
+	}
+	if _, err := a.round(context.Background(), "b"); err != nil {
+		t.Fatal(err)
+	}
+	if n := len(a.store.list(api.KindDeployment, "")); n != 0 {
+		t.Fatalf("the stale peer kept %d objects the others no longer have", n)
+	}
+	if n := len(b.store.list(api.KindDeployment, "")); n != 0 {
+		t.Fatalf("the stale peer resurrected %d objects on b", n)
+	}
 }

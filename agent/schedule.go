@@ -60,6 +60,9 @@ func (a *Agent) placementNodes() []placement.Node {
 			}
 		}
 		n.Labels["kubernetes.io/hostname"] = m.Name
+		if z, ok := n.Labels["zone"]; ok && n.Labels[zoneLabel] == "" {
+			n.Labels[zoneLabel] = z
+		}
 		if cpu, err := strconv.Atoi(m.Tags[tagCPU]); err == nil {
 			n.CPUMilli = int64(cpu) * 1000
 		}
@@ -71,9 +74,13 @@ func (a *Agent) placementNodes() []placement.Node {
 	return out
 }
 
+// zoneLabel is the topology label replicas of a deployment spread over, as
+// well as over peers; a peer labelled zone=X counts as in zone X.
+const zoneLabel = "topology.kubernetes.io/zone"
+
 // replicaOf describes a desired pod to placement.
 func replicaOf(p *api.Pod) placement.Replica {
-	r := placement.Replica{Key: podKey(p), NodeSelector: p.Spec.NodeSelector,
+	r := placement.Replica{Key: podKey(p), NodeSelector: p.Spec.NodeSelector, SpreadKey: zoneLabel,
 		Group: p.Metadata.Namespace + "/" + p.Metadata.Labels[api.LabelDeployment]}
 	if ds := p.Metadata.Labels[api.LabelDaemonSet]; ds != "" {
 		r.Group = p.Metadata.Namespace + "/ds/" + ds

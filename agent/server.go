@@ -237,7 +237,7 @@ func (a *Agent) deleteOne(w http.ResponseWriter, key, resource string) {
 }
 
 func (a *Agent) handleVersion(w http.ResponseWriter, r *http.Request) {
-	writeJSON(w, http.StatusOK, map[string]string{"version": Version, "node": a.cfg.Name})
+	writeJSON(w, http.StatusOK, map[string]string{"version": a.cfg.Version, "node": a.cfg.Name})
 }
 
 // objects returns the objects of a resource in namespace ns ("" for all),

@@ -5,7 +5,9 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"os"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -47,6 +49,14 @@ type store struct {
 	saveMu sync.Mutex // one snapshot write at a time
 
 	merged, rejected atomic.Int64 // remote deltas merged / dropped
+
+	// stale is set when this peer was cut off from the others for longer
+	// than the tombstone horizon: its state may hold objects whose
+	// tombstones the others have since dropped, so it is discarded at the
+	// first contact with a live peer and rebuilt from it (and kept if no
+	// peer ever answers: then it is the only copy there is).
+	stale    atomic.Bool
+	lastSync atomic.Int64 // unix seconds of the last successful exchange, as saved
 }
 
 func openStore(path, node string) (*store, error) {
@@ -465,4 +475,68 @@ func (s *store) rawFields(key string) map[string]json.RawMessage {
 	defer s.mu.RUnlock()
 	f, _ := s.st.Get(key)
 	return f
+}
+
+// gc drops tombstones older than the horizon.
+func (s *store) gc(now time.Time, horizon time.Duration) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	next := s.st.Clone()
+	n := next.GC(now, horizon)
+	if n == 0 {
+		return 0, nil
+	}
+	s.saveMu.Lock()
+	err := next.Save(s.path)
+	s.saveMu.Unlock()
+	if err != nil {
+		return 0, fmt.Errorf("save desired state: %w", err)
+	}
+	s.st = next
+	return n, nil
+}
+
+// syncFile records when this peer last exchanged state with another.
+func (s *store) syncFile() string { return s.path + ".last-sync" }
+
+// checkStale marks the state stale when the last exchange with another
+// peer is older than horizon.
+func (s *store) checkStale(now time.Time, horizon time.Duration) bool {
+	b, err := os.ReadFile(s.syncFile())
+	if err != nil {
+		return false
+	}
+	sec, err := strconv.ParseInt(strings.TrimSpace(string(b)), 10, 64)
+	if err != nil {
+		return false
+	}
+	s.lastSync.Store(sec)
+	if now.Sub(time.Unix(sec, 0)) > horizon {
+		s.stale.Store(true)
+	}
+	return s.stale.Load()
+}
+
+// synced records a successful exchange (at most once a minute on disk),
+// discarding a stale state first.
+func (s *store) synced(now time.Time) {
+	if now.Unix()-s.lastSync.Load() < 60 {
+		return
+	}
+	s.lastSync.Store(now.Unix())
+	_ = os.WriteFile(s.syncFile(), []byte(strconv.FormatInt(now.Unix(), 10)+"\n"), 0o644)
+}
+
+// resetIfStale drops a stale state before the first exchange with a live
+// peer; it reports whether it did.
+func (s *store) resetIfStale() bool {
+	if !s.stale.CompareAndSwap(true, false) {
+		return false
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.st = crdt.New()
+	close(s.watch)
+	s.watch = make(chan struct{})
+	return true
 }

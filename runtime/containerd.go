@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"sort"
 	"strconv"
 	"sync/atomic"
 	"syscall"
@@ -187,6 +188,13 @@ func (c *Containerd) create(ctx context.Context, cfg ContainerConfig) (container
 	}
 	if cfg.WorkDir != "" {
 		opts = append(opts, oci.WithProcessCwd(cfg.WorkDir))
+	}
+	if len(cfg.Files) > 0 {
+		var mounts []specs.Mount
+		for _, dst := range sortedKeys(cfg.Files) {
+			mounts = append(mounts, specs.Mount{Destination: dst, Type: "bind", Source: cfg.Files[dst], Options: []string{"rbind", "ro"}})
+		}
+		opts = append(opts, oci.WithMounts(mounts))
 	}
 	if cfg.MemBytes > 0 {
 		opts = append(opts, oci.WithMemoryLimit(uint64(cfg.MemBytes)))
@@ -409,4 +417,13 @@ func (c *Containerd) Containers(ctx context.Context) ([]ContainerRecord, error) 
 		out = append(out, rec)
 	}
 	return out, nil
+}
+
+func sortedKeys(m map[string]string) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
 }

@@ -39,6 +39,12 @@ type Options struct {
 	BackoffMax  time.Duration // longest restart delay (default 5m)
 	Log         *slog.Logger
 	Events      EventFunc
+	// ResolvConf returns the resolv.conf file for pods of a namespace (nil:
+	// the image's own).
+	ResolvConf func(namespace string) string
+	// Changed is called (without blocking) when a pod's status changes:
+	// started, exited, readiness, removed.
+	Changed func()
 }
 
 // PodManager keeps the pods assigned to this peer running: the kubelet of
@@ -70,6 +76,9 @@ func NewPodManager(rt Runtime, opts Options) *PodManager {
 	}
 	if opts.Events == nil {
 		opts.Events = func(*api.Pod, string, string, string) {}
+	}
+	if opts.Changed == nil {
+		opts.Changed = func() {}
 	}
 	return &PodManager{rt: rt, opts: opts, workers: map[string]*podWorker{}}
 }
@@ -258,10 +267,14 @@ func (m *PodManager) run(w *podWorker) {
 		defer m.wg.Done()
 		w.loop(m.ctx)
 		m.mu.Lock()
-		if m.workers[w.key] == w && w.removing() {
+		removed := m.workers[w.key] == w && w.removing()
+		if removed {
 			delete(m.workers, w.key)
 		}
 		m.mu.Unlock()
+		if removed {
+			m.opts.Changed()
+		}
 	}()
 }
 
@@ -298,6 +311,7 @@ type ctrState struct {
 	liveFail             int32
 	nextReady, nextLive  time.Time
 	probing              [2]bool // readiness, liveness in flight
+	everReady            bool    // readiness succeeded once since the start
 	startedOnce          bool
 	lastProbeFailMessage string
 }
@@ -540,6 +554,11 @@ func (w *podWorker) startOne(ctx context.Context, log *slog.Logger, i int, exits
 			LogPath:   w.logPath(spec.Name, restarts),
 			Labels:    map[string]string{labelPod: w.key, labelContainer: spec.Name, labelRestartCount: strconv.Itoa(int(restarts))},
 		}
+		if w.m.opts.ResolvConf != nil {
+			if path := w.m.opts.ResolvConf(pod.Metadata.Namespace); path != "" {
+				cfg.Files = map[string]string{"/etc/resolv.conf": path}
+			}
+		}
 		if q, ok := spec.Resources.Limits["cpu"]; ok {
 			cfg.CPUMilli, _ = api.ParseCPU(q)
 		}
@@ -581,6 +600,7 @@ func (w *podWorker) startOne(ctx context.Context, log *slog.Logger, i int, exits
 	c.waitReason, c.waitMessage = "", ""
 	c.ready = c.spec.ReadinessProbe == nil
 	c.readyOK, c.readyFail, c.liveFail = 0, 0, 0
+	c.everReady = false
 	delay := func(p *api.Probe) time.Time {
 		if p == nil {
 			return time.Time{}
@@ -590,6 +610,7 @@ func (w *podWorker) startOne(ctx context.Context, log *slog.Logger, i int, exits
 	c.nextReady, c.nextLive = delay(c.spec.ReadinessProbe), delay(c.spec.LivenessProbe)
 	startedAt := c.startedAt
 	w.mu.Unlock()
+	w.m.opts.Changed()
 	if !adopt {
 		w.event("Normal", "Started", "Started container "+spec.Name)
 		_ = w.m.rt.SetLabels(ctx, id, map[string]string{labelPod: w.key, labelContainer: spec.Name,
@@ -675,6 +696,7 @@ func (w *podWorker) exited(ctx context.Context, log *slog.Logger, e exitMsg) {
 	}
 	restarts := c.restarts
 	w.mu.Unlock()
+	w.m.opts.Changed()
 	log.Info("container exited", "container", name, "code", e.st.Code, "restart", restart)
 	if restart {
 		w.event("Warning", "BackOff", fmt.Sprintf("Container %s exited with code %d; restarting (restart %d)", name, e.st.Code, restarts))
@@ -732,7 +754,7 @@ func (w *podWorker) probed(ctx context.Context, log *slog.Logger, p probeMsg) {
 		return
 	}
 	name := c.spec.Name
-	var kill bool
+	var kill, changed bool
 	var warn string
 	if p.liveness {
 		if p.err == nil {
@@ -746,22 +768,37 @@ func (w *podWorker) probed(ctx context.Context, log *slog.Logger, p probeMsg) {
 		}
 	} else {
 		pr := c.spec.ReadinessProbe
+		was := c.ready
 		if p.err == nil {
 			c.readyFail = 0
 			c.readyOK++
 			if c.readyOK >= max(pr.SuccessThreshold, 1) {
 				c.ready = true
+				c.everReady = true
 			}
 		} else {
 			c.readyOK = 0
 			c.readyFail++
-			warn = "Readiness probe failed: " + p.err.Error()
+			if c.everReady {
+				warn = "Readiness probe failed: " + p.err.Error()
+			} else {
+				// Until the first success, probe again soon: a container
+				// that starts listening a moment after it starts should not
+				// wait a whole period to become Ready.
+				if soon := time.Now().Add(initialReadinessRetry); c.nextReady.After(soon) {
+					c.nextReady = soon
+				}
+			}
 			if c.readyFail >= max(pr.FailureThreshold, 1) {
 				c.ready = false
 			}
 		}
+		changed = was != c.ready
 	}
 	w.mu.Unlock()
+	if changed {
+		w.m.opts.Changed()
+	}
 	if warn != "" {
 		w.event("Warning", "Unhealthy", warn)
 	}
@@ -889,6 +926,10 @@ func (w *podWorker) snapshot() api.Pod {
 	p.Status = st
 	return p
 }
+
+// initialReadinessRetry is how soon readiness is probed again after a
+// failure, until its first success.
+const initialReadinessRetry = 200 * time.Millisecond
 
 // netID is the pod's id for CNI, which allows no slash.
 func netID(key string) string { return strings.ReplaceAll(key, "/", "_") }

@@ -37,6 +37,7 @@ type ContainerConfig struct {
 	NetNSPath string            // the pod's network namespace
 	LogPath   string            // stdout and stderr go here (appended)
 	Labels    map[string]string // stored on the container; used to adopt it after a restart
+	Files     map[string]string // container path -> host file, bind-mounted read-only (e.g. /etc/resolv.conf)
 	CPUMilli  int64             // CPU limit in millicores, 0 for none
 	MemBytes  int64             // memory limit in bytes, 0 for none
 }

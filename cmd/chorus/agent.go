@@ -58,6 +58,7 @@ environment variable CHORUS_<FLAG>, e.g. CHORUS_DATA_DIR=/srv/chorus.`,
 				GossipProfile:       v.GetString("gossip-profile"),
 				SerfPort:            v.GetInt("serf-port"),
 				P2PPort:             v.GetInt("p2p-port"),
+				Version:             version,
 				Log:                 log,
 			}
 			labels, err := parseLabels(v.GetStringSlice("label"))

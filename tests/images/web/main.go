@@ -9,6 +9,8 @@
 //	GET /toggle-ready  flips readiness
 //	GET /env           the environment, one KEY=VALUE per line, sorted
 //	GET /exit?code=N   exits the process with code N
+//	GET /lookup?host=H the addresses H resolves to (the pod's resolver), one per line
+//	GET /get?url=U     fetches U from inside the pod and returns its status and body
 //
 // It prints "listening on :PORT" once the port is open, then one line per
 // request to stdout, and exits 0 on SIGTERM or SIGINT.
@@ -18,6 +20,7 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"os"
@@ -75,6 +78,27 @@ func main() {
 		env := os.Environ()
 		slices.Sort(env)
 		fmt.Fprintln(w, strings.Join(env, "\n"))
+	})
+	mux.HandleFunc("GET /lookup", func(w http.ResponseWriter, r *http.Request) {
+		ctx, cancel := context.WithTimeout(r.Context(), 5*time.Second)
+		defer cancel()
+		addrs, err := net.DefaultResolver.LookupHost(ctx, r.URL.Query().Get("host"))
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusBadGateway)
+			return
+		}
+		fmt.Fprintln(w, strings.Join(addrs, "\n"))
+	})
+	mux.HandleFunc("GET /get", func(w http.ResponseWriter, r *http.Request) {
+		c := http.Client{Timeout: 5 * time.Second}
+		resp, err := c.Get(r.URL.Query().Get("url"))
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusBadGateway)
+			return
+		}
+		defer resp.Body.Close()
+		fmt.Fprintf(w, "%d ", resp.StatusCode)
+		_, _ = io.Copy(w, resp.Body)
 	})
 	mux.HandleFunc("GET /exit", func(w http.ResponseWriter, r *http.Request) {
 		code, err := strconv.Atoi(r.URL.Query().Get("code"))
