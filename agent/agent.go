@@ -26,6 +26,7 @@ import (
 
 	"github.com/chorus-sh/chorus/api"
 	"github.com/chorus-sh/chorus/gossip"
+	"github.com/chorus-sh/chorus/proxy"
 	"github.com/chorus-sh/chorus/runtime"
 	goruntime "runtime"
 )
@@ -49,6 +50,7 @@ type Config struct {
 	GossipProfile string            // lan (default), wan or local
 	SerfPort      int               // membership port (default 7946)
 	P2PPort       int               // data plane port (default 7947)
+	HopPort       int               // service proxy hops between peers (default 7948)
 	Labels        map[string]string // node labels
 	Version       string            // chorus version, advertised to peers (default "dev")
 
@@ -94,6 +96,9 @@ func (c *Config) Defaults() error {
 	if c.Log == nil {
 		c.Log = slog.Default()
 	}
+	if c.HopPort == 0 {
+		c.HopPort = 7948
+	}
 	if c.Version == "" {
 		c.Version = "dev"
 	}
@@ -128,6 +133,7 @@ const (
 	tagPods        = "pods"
 	tagVersion     = "ver"
 	tagStarted     = "start"
+	tagHop         = "hop"
 )
 
 // Agent is one running peer.
@@ -143,6 +149,9 @@ type Agent struct {
 	repl   *replicator
 	tags   map[string]string // this peer's user tags
 	sched  schedule
+	proxy  *proxy.Proxy
+	svcNet *serviceNet
+	svcIPs atomic.Pointer[map[string]string] // service key -> this peer's address for it
 
 	kick       chan struct{}
 	statusKick chan struct{}      // a local pod's status changed
@@ -179,7 +188,11 @@ func Run(ctx context.Context, cfg Config) error {
 	if err != nil {
 		return err
 	}
-	a := &Agent{cfg: cfg, log: log, store: st, events: newEvents(cfg.Name, 1000), start: time.Now(), kick: make(chan struct{}, 1), statusKick: make(chan struct{}, 1), leave: leave}
+	svcNet, err := newServiceNet(cfg.PodSubnet)
+	if err != nil {
+		return fmt.Errorf("--pod-subnet: %w", err)
+	}
+	a := &Agent{cfg: cfg, log: log, store: st, events: newEvents(cfg.Name, 1000), start: time.Now(), kick: make(chan struct{}, 1), statusKick: make(chan struct{}, 1), leave: leave, svcNet: svcNet}
 
 	addr := cfg.ContainerdAddress
 	if addr == "" {
@@ -205,6 +218,7 @@ func Run(ctx context.Context, cfg Config) error {
 	a.rt = ctd
 	a.pods = runtime.NewPodManager(ctd, runtime.Options{
 		Node: cfg.Name, HostIP: cfg.Bind, StateDir: filepath.Join(cfg.DataDir, "pods"), Log: log,
+		ResolvConf: a.resolvConf,
 		Changed: func() {
 			select {
 			case a.statusKick <- struct{}{}:
@@ -224,6 +238,22 @@ func Run(ctx context.Context, cfg Config) error {
 	if err != nil {
 		return fmt.Errorf("API listener: %w", err)
 	}
+	if err := a.svcNet.sync(ctx, nil); err != nil {
+		ln.Close()
+		return err
+	}
+	a.proxy = proxy.New(proxy.Config{
+		NodeIP: cfg.Bind, HopAddr: hostPort(cfg.Bind, cfg.HopPort), PeerHop: a.hopAddrOf, AllowHop: a.allowHop,
+		DNSAddr: hostPort(a.svcNet.dnsIP(), 53), Log: log.With("plane", "proxy"),
+	})
+	if err := a.proxy.Start(ctx); err != nil {
+		ln.Close()
+		return fmt.Errorf("service proxy: %w", err)
+	}
+	defer func() {
+		_ = a.proxy.Close()
+		a.svcNet.removeAll(context.Background())
+	}()
 	var cwg sync.WaitGroup
 	cctx, stopCluster := context.WithCancel(ctx)
 	if err := a.startCluster(cctx, &cwg); err != nil {
@@ -306,6 +336,9 @@ func Reset(ctx context.Context, cfg Config) error {
 				return fmt.Errorf("peer %s is still running (pid %s): stop it first", cfg.Name, strings.TrimSpace(string(b)))
 			}
 		}
+	}
+	if n, err := newServiceNet(cfg.PodSubnet); err == nil {
+		n.removeAll(ctx)
 	}
 	return runtime.Purge(ctx, cfg.DataDir, cfg.ContainerdAddress, cfg.ContainerdNamespace, cfg.Bridge, cfg.Log)
 }

@@ -30,6 +30,7 @@ func (a *Agent) startCluster(ctx context.Context, wg *sync.WaitGroup) error {
 		tagVersion: cfg.Version,
 		tagStarted: strconv.FormatInt(a.start.Unix(), 10),
 		tagPods:    "0",
+		tagHop:     hostPort(cfg.Bind, cfg.HopPort),
 	}
 	capa := capacity()
 	tags[tagCPU], tags[tagMemory] = capa["cpu"], capa["memory"]

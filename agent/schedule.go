@@ -1,6 +1,7 @@
 package agent
 
 import (
+	"context"
 	"encoding/json"
 	"sort"
 	"strconv"
@@ -186,6 +187,30 @@ func (a *Agent) reconcile() {
 			mine = append(mine, p)
 			have[k] = true
 		}
+	}
+	// Services: this peer's address for each, the variables new pods get,
+	// and the proxy's listeners and endpoints.
+	var services []*api.Service
+	var keys []string
+	for _, o := range a.store.list(api.KindService, "") {
+		s := o.(*api.Service)
+		services = append(services, s)
+		keys = append(keys, api.ObjectKey(s))
+	}
+	ips := a.svcNet.assign(keys)
+	a.svcIPs.Store(&ips)
+	var addrs []string
+	for _, ip := range ips {
+		addrs = append(addrs, ip)
+	}
+	if err := a.svcNet.sync(context.Background(), addrs); err != nil {
+		a.log.Warn("service addresses", "err", err)
+	}
+	for i := range mine {
+		withServiceEnv(&mine[i], serviceEnv(services, ips, mine[i].Metadata.Namespace))
+	}
+	if a.proxy != nil {
+		a.proxy.Update(a.proxyServices(services, ips, cluster))
 	}
 	sort.Slice(pending, func(i, j int) bool { return podKey(&pending[i]) < podKey(&pending[j]) })
 	for _, p := range pending {

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"runtime/debug"
@@ -15,6 +16,7 @@ import (
 	"time"
 
 	"github.com/chorus-sh/chorus/api"
+	"github.com/chorus-sh/chorus/proxy"
 )
 
 // Limits on request bodies.
@@ -52,6 +54,8 @@ func (a *Agent) routes() http.Handler {
 	mux.HandleFunc("GET /api/v1/images", a.handleImages)
 	mux.HandleFunc("POST /api/v1/leave", a.handleLeave)
 	mux.HandleFunc("PUT /api/v1/nodes/{name}/cordon", a.handleCordon)
+	mux.HandleFunc("POST /api/v1/namespaces/{ns}/services/{name}/portforward", a.handlePortForward)
+	mux.HandleFunc("POST /api/v1/namespaces/{ns}/pods/{name}/portforward", a.handlePortForward)
 	mux.HandleFunc("GET /api/v1/stats", a.handleStats)
 	return a.recoverer(mux)
 }
@@ -146,6 +150,10 @@ func (a *Agent) handleApply(w http.ResponseWriter, r *http.Request) {
 		writeError(w, err)
 		return
 	}
+	if err := a.allocateNodePorts(objs); err != nil {
+		writeError(w, err)
+		return
+	}
 	res, err := a.store.apply(objs, time.Now())
 	if err != nil {
 		writeError(w, err)
@@ -158,6 +166,7 @@ func (a *Agent) handleApply(w http.ResponseWriter, r *http.Request) {
 // stored. Service port conflicts belong here.
 func (a *Agent) checkApply(objs []api.Object) error {
 	var errs []api.FieldError
+	inApply := map[int32]string{}
 	for i, o := range objs {
 		svc, ok := o.(*api.Service)
 		if !ok {
@@ -167,6 +176,12 @@ func (a *Agent) checkApply(objs []api.Object) error {
 			if p.NodePort == 0 {
 				continue
 			}
+			if other, dup := inApply[p.NodePort]; dup && other != api.ObjectKey(svc) {
+				errs = append(errs, api.FieldError{Doc: i + 1, Kind: svc.GetKind(), Name: svc.Metadata.Name,
+					Field:  fmt.Sprintf("spec.ports[%d].nodePort", j),
+					Reason: fmt.Sprintf("port %d is also given to %s in this manifest", p.NodePort, other)})
+			}
+			inApply[p.NodePort] = api.ObjectKey(svc)
 			for _, other := range a.store.list(api.KindService, "") {
 				os := other.(*api.Service)
 				if api.ObjectKey(os) == api.ObjectKey(svc) {
@@ -308,8 +323,13 @@ func (a *Agent) objects(resource, ns string) ([]any, bool) {
 	case "services":
 		pods := a.clusterPods()
 		var out []any
+		ips := map[string]string{}
+		if p := a.svcIPs.Load(); p != nil {
+			ips = *p
+		}
 		for _, o := range a.store.list(api.KindService, ns) {
 			s := o.(*api.Service)
+			s.Spec.ClusterIP = ips[api.ObjectKey(s)]
 			var eps []string
 			for _, p := range pods {
 				if p.Metadata.Namespace == s.Metadata.Namespace && api.SelectorMatches(s.Spec.Selector, p.Metadata.Labels) && podReady(&p) && p.Status.PodIP != "" {
@@ -713,4 +733,70 @@ func (a *Agent) handleCordon(w http.ResponseWriter, r *http.Request) {
 	default:
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"node": name, "unschedulable": *req.Unschedulable})
+}
+
+// handlePortForward turns the request into a raw connection to a service
+// port (balanced over its Ready endpoints, through other peers when needed)
+// or to a pod's port: `chorus port-forward`.
+func (a *Agent) handlePortForward(w http.ResponseWriter, r *http.Request) {
+	port, err := strconv.Atoi(r.URL.Query().Get("port"))
+	if err != nil || port < 1 || port > 65535 {
+		writeStatus(w, http.StatusBadRequest, "BadRequest", "query parameter port must be 1-65535")
+		return
+	}
+	ns, name := r.PathValue("ns"), r.PathValue("name")
+	var conn net.Conn
+	if strings.Contains(r.URL.Path, "/services/") {
+		if _, ok := a.store.get(objectKey(api.KindService, ns, name)); !ok {
+			writeStatus(w, http.StatusNotFound, "NotFound", fmt.Sprintf("services %q not found", name))
+			return
+		}
+		conn, err = a.proxy.Dial(r.Context(), ns, name, port)
+	} else {
+		var target *api.Pod
+		for _, p := range a.clusterPods() {
+			if p.Metadata.Namespace == ns && p.Metadata.Name == name && p.Status.PodIP != "" {
+				target = &p
+				if podReady(&p) {
+					break
+				}
+			}
+		}
+		if target == nil {
+			writeStatus(w, http.StatusNotFound, "NotFound", fmt.Sprintf("pod %q not found or has no IP yet", name))
+			return
+		}
+		conn, err = a.proxy.DialEndpoint(r.Context(), proxy.Endpoint{Node: target.Spec.NodeName, IP: target.Status.PodIP,
+			Port: port, Local: target.Spec.NodeName == a.cfg.Name})
+	}
+	if err != nil {
+		writeStatus(w, http.StatusBadGateway, "ServiceUnavailable", fmt.Sprintf("port-forward to %s/%s port %d: %v", ns, name, port, err))
+		return
+	}
+	hj, ok := w.(http.Hijacker)
+	if !ok {
+		conn.Close()
+		writeStatus(w, http.StatusInternalServerError, "InternalError", "connection cannot be taken over")
+		return
+	}
+	c, brw, err := hj.Hijack()
+	if err != nil {
+		conn.Close()
+		return
+	}
+	_, _ = brw.WriteString("HTTP/1.1 101 Switching Protocols\r\nUpgrade: chorus-portforward\r\nConnection: Upgrade\r\n\r\n")
+	if err := brw.Flush(); err != nil {
+		c.Close()
+		conn.Close()
+		return
+	}
+	if n := brw.Reader.Buffered(); n > 0 {
+		b, _ := brw.Reader.Peek(n)
+		if _, err := conn.Write(b); err != nil {
+			c.Close()
+			conn.Close()
+			return
+		}
+	}
+	proxy.Splice(c, conn)
 }

@@ -58,6 +58,7 @@ environment variable CHORUS_<FLAG>, e.g. CHORUS_DATA_DIR=/srv/chorus.`,
 				GossipProfile:       v.GetString("gossip-profile"),
 				SerfPort:            v.GetInt("serf-port"),
 				P2PPort:             v.GetInt("p2p-port"),
+				HopPort:             v.GetInt("hop-port"),
 				Version:             version,
 				Log:                 log,
 			}
@@ -89,6 +90,7 @@ environment variable CHORUS_<FLAG>, e.g. CHORUS_DATA_DIR=/srv/chorus.`,
 	f.StringSlice("label", nil, "node label k=v (repeatable)")
 	f.Int("serf-port", 7946, "membership port (UDP and TCP) on --bind")
 	f.Int("p2p-port", 7947, "data plane port (TCP) on --bind")
+	f.Int("hop-port", 7948, "port on --bind where other peers' service proxies reach this peer's pods")
 	f.String("log-level", "info", "debug, info, warn or error")
 	_ = v.BindPFlags(f)
 	v.SetEnvPrefix("CHORUS")

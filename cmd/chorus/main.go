@@ -100,6 +100,8 @@ func newRootCmd(stdin io.Reader, stdout, stderr io.Writer) *cobra.Command {
 		newCordonCmd(o, "cordon", true),
 		newCordonCmd(o, "uncordon", false),
 		newDrainCmd(o),
+		newExposeCmd(o),
+		newPortForwardCmd(o),
 	)
 	return root
 }

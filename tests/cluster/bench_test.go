@@ -356,11 +356,17 @@ func BenchmarkDetection(b *testing.B) {
 	}
 }
 
-// BenchmarkFalseSuspicion runs 5 peers (lan profile) for 60 s while both
-// cores are kept busy by CPU burners, and counts the suspicions and false
-// deaths memberlist logged: none of the peers was really down.
+// BenchmarkFalseSuspicion runs 5 peers for 60 s per gossip profile while
+// both cores are kept busy by CPU burners, and counts the suspicions and
+// false deaths memberlist logged: none of the peers was really down.
 func BenchmarkFalseSuspicion(b *testing.B) {
-	peers := startCluster(b, 5, 200, "l")
+	for i, profile := range []string{"lan", "local"} {
+		b.Run("profile="+profile, func(b *testing.B) { falseSuspicion(b, profile, 200+10*i) })
+	}
+}
+
+func falseSuspicion(b *testing.B, profile string, base int) {
+	peers := startCluster(b, 5, base, "l"+profile[:2], "--gossip-profile", profile)
 	burn := filepath.Join(b.TempDir(), "burn")
 	build := exec.Command("go", "build", "-o", burn, "./tests/images/burn")
 	root, _ := harness.ModuleRoot()

@@ -1,0 +1,336 @@
+package agent
+
+import (
+	"context"
+	"fmt"
+	"hash/fnv"
+	"net"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+
+	"github.com/chorus-sh/chorus/api"
+	"github.com/chorus-sh/chorus/proxy"
+)
+
+// NodePorts are allocated in Kubernetes' range.
+const (
+	nodePortMin = 30000
+	nodePortMax = 32767
+)
+
+// allocateNodePorts gives every NodePort service port without a nodePort
+// one: the port it already has if the service exists, else the first free
+// port from a hash of the service and port, so that the same manifest gets
+// the same port. Ports taken by other services, or earlier in the same
+// apply, are skipped. The allocation happens on the peer that takes the
+// write and is replicated with the object.
+func (a *Agent) allocateNodePorts(objs []api.Object) error {
+	used := map[int32]string{}
+	for _, o := range a.store.list(api.KindService, "") {
+		s := o.(*api.Service)
+		for _, p := range s.Spec.Ports {
+			if p.NodePort != 0 {
+				used[p.NodePort] = api.ObjectKey(s)
+			}
+		}
+	}
+	// Ports given explicitly in this apply are taken first.
+	for _, o := range objs {
+		if s, ok := o.(*api.Service); ok {
+			for _, p := range s.Spec.Ports {
+				if p.NodePort != 0 {
+					used[p.NodePort] = api.ObjectKey(s)
+				}
+			}
+		}
+	}
+	for _, o := range objs {
+		s, ok := o.(*api.Service)
+		if !ok {
+			continue
+		}
+		key := api.ObjectKey(s)
+		if s.Spec.Type != "NodePort" {
+			for i := range s.Spec.Ports {
+				s.Spec.Ports[i].NodePort = 0
+			}
+			continue
+		}
+		var existing *api.Service
+		if cur, ok := a.store.get(key); ok {
+			existing = cur.(*api.Service)
+		}
+		for i := range s.Spec.Ports {
+			p := &s.Spec.Ports[i]
+			if p.NodePort != 0 {
+				continue
+			}
+			if existing != nil {
+				for _, ep := range existing.Spec.Ports {
+					if ep.NodePort != 0 && ep.Port == p.Port && ep.Name == p.Name && (used[ep.NodePort] == key || used[ep.NodePort] == "") {
+						p.NodePort = ep.NodePort
+					}
+				}
+			}
+			if p.NodePort != 0 {
+				used[p.NodePort] = key
+				continue
+			}
+			h := fnv.New32a()
+			fmt.Fprintf(h, "%s/%d/%s", key, p.Port, p.Name)
+			span := uint32(nodePortMax - nodePortMin + 1)
+			start := h.Sum32() % span
+			for k := uint32(0); k < span; k++ {
+				port := int32(nodePortMin + (start+k)%span)
+				if _, taken := used[port]; !taken {
+					p.NodePort = port
+					used[port] = key
+					break
+				}
+			}
+			if p.NodePort == 0 {
+				return &api.ManifestError{Errors: []api.FieldError{{Kind: api.KindService, Name: s.Metadata.Name,
+					Field: fmt.Sprintf("spec.ports[%d].nodePort", i), Reason: "no free port left in 30000-32767"}}}
+			}
+		}
+	}
+	return nil
+}
+
+// serviceNet gives each peer its own service addresses: 10.89.<n>.0/24,
+// where the pod subnet is 10.88.<n>.0/24 (or its own third octet), on the
+// loopback device. .1 is the peer's DNS server; services get the others.
+type serviceNet struct {
+	prefix [3]byte
+
+	mu       sync.Mutex
+	assigned map[string]string // service key -> IP
+	added    map[string]bool   // IPs added to lo
+}
+
+func newServiceNet(podSubnet string) (*serviceNet, error) {
+	pfx, err := netip.ParsePrefix(podSubnet)
+	if err != nil {
+		return nil, err
+	}
+	b := pfx.Addr().As4()
+	return &serviceNet{prefix: [3]byte{10, 89, b[2]}, assigned: map[string]string{}, added: map[string]bool{}}, nil
+}
+
+func (n *serviceNet) ip(host byte) string {
+	return netip.AddrFrom4([4]byte{n.prefix[0], n.prefix[1], n.prefix[2], host}).String()
+}
+
+// dnsIP is the peer's DNS server address.
+func (n *serviceNet) dnsIP() string { return n.ip(1) }
+
+// assign gives every service key an address, keeping those already given;
+// new ones take the first free address from a hash of the key.
+func (n *serviceNet) assign(keys []string) map[string]string {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	want := map[string]bool{}
+	for _, k := range keys {
+		want[k] = true
+	}
+	taken := map[string]bool{}
+	for k, ip := range n.assigned {
+		if !want[k] {
+			delete(n.assigned, k)
+			continue
+		}
+		taken[ip] = true
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		if _, ok := n.assigned[k]; ok {
+			continue
+		}
+		h := fnv.New32a()
+		h.Write([]byte(k))
+		start := h.Sum32() % 253
+		for i := uint32(0); i < 253; i++ {
+			ip := n.ip(byte(2 + (start+i)%253))
+			if !taken[ip] {
+				n.assigned[k] = ip
+				taken[ip] = true
+				break
+			}
+		}
+	}
+	out := make(map[string]string, len(n.assigned))
+	for k, v := range n.assigned {
+		out[k] = v
+	}
+	return out
+}
+
+// sync makes the addresses on lo exactly ips (plus the DNS address).
+func (n *serviceNet) sync(ctx context.Context, ips []string) error {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	want := map[string]bool{n.dnsIP(): true}
+	for _, ip := range ips {
+		want[ip] = true
+	}
+	var errs []string
+	for ip := range want {
+		if n.added[ip] {
+			continue
+		}
+		out, err := exec.CommandContext(ctx, "ip", "addr", "add", ip+"/32", "dev", "lo").CombinedOutput()
+		if err != nil && !strings.Contains(string(out), "File exists") {
+			errs = append(errs, fmt.Sprintf("add %s: %s", ip, strings.TrimSpace(string(out))))
+			continue
+		}
+		n.added[ip] = true
+	}
+	for ip := range n.added {
+		if want[ip] {
+			continue
+		}
+		_ = exec.CommandContext(ctx, "ip", "addr", "del", ip+"/32", "dev", "lo").Run()
+		delete(n.added, ip)
+	}
+	if len(errs) > 0 {
+		return fmt.Errorf("service addresses: %s", strings.Join(errs, "; "))
+	}
+	return nil
+}
+
+// removeAll removes every address of this peer's service network from lo.
+func (n *serviceNet) removeAll(ctx context.Context) {
+	out, err := exec.CommandContext(ctx, "ip", "-o", "-4", "addr", "show", "dev", "lo").Output()
+	if err != nil {
+		return
+	}
+	pfx := fmt.Sprintf("%d.%d.%d.", n.prefix[0], n.prefix[1], n.prefix[2])
+	for _, l := range strings.Split(string(out), "\n") {
+		f := strings.Fields(l)
+		for i, x := range f {
+			if x == "inet" && i+1 < len(f) && strings.HasPrefix(f[i+1], pfx) {
+				_ = exec.CommandContext(ctx, "ip", "addr", "del", f[i+1], "dev", "lo").Run()
+			}
+		}
+	}
+}
+
+// resolvConf writes the resolv.conf of pods in namespace ns and returns
+// its path.
+func (a *Agent) resolvConf(ns string) string {
+	dir := filepath.Join(a.cfg.DataDir, "resolv")
+	path := filepath.Join(dir, ns+".conf")
+	content := proxy.ResolvConf(a.svcNet.dnsIP(), ns, "cluster.local")
+	if b, err := os.ReadFile(path); err == nil && string(b) == content {
+		return path
+	}
+	_ = os.MkdirAll(dir, 0o755)
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, []byte(content), 0o644); err == nil {
+		_ = os.Rename(tmp, path)
+	}
+	return path
+}
+
+// serviceEnv returns the Kubernetes-style variables of the services in
+// namespace ns: NAME_SERVICE_HOST, NAME_SERVICE_PORT, NAME_SERVICE_PORT_<PORT NAME>.
+func serviceEnv(services []*api.Service, ips map[string]string, ns string) []api.EnvVar {
+	var env []api.EnvVar
+	for _, s := range services {
+		if s.Metadata.Namespace != ns || len(s.Spec.Ports) == 0 {
+			continue
+		}
+		ip := ips[api.ObjectKey(s)]
+		if ip == "" {
+			continue
+		}
+		prefix := strings.ToUpper(strings.ReplaceAll(s.Metadata.Name, "-", "_"))
+		env = append(env, api.EnvVar{Name: prefix + "_SERVICE_HOST", Value: ip},
+			api.EnvVar{Name: prefix + "_SERVICE_PORT", Value: strconv.Itoa(int(s.Spec.Ports[0].Port))})
+		for _, p := range s.Spec.Ports {
+			if p.Name != "" {
+				env = append(env, api.EnvVar{Name: prefix + "_SERVICE_PORT_" + strings.ToUpper(strings.ReplaceAll(p.Name, "-", "_")),
+					Value: strconv.Itoa(int(p.Port))})
+			}
+		}
+	}
+	return env
+}
+
+// withServiceEnv adds the service variables to every container of p,
+// before the container's own variables (which win).
+func withServiceEnv(p *api.Pod, env []api.EnvVar) {
+	if len(env) == 0 {
+		return
+	}
+	for i := range p.Spec.Containers {
+		c := &p.Spec.Containers[i]
+		c.Env = append(append([]api.EnvVar{}, env...), c.Env...)
+	}
+}
+
+// proxyServices turns the services and the cluster's pods into the proxy's
+// view: this peer's address for each service and its Ready endpoints.
+func (a *Agent) proxyServices(services []*api.Service, ips map[string]string, pods []api.Pod) []proxy.Service {
+	var out []proxy.Service
+	for _, s := range services {
+		ps := proxy.Service{Namespace: s.Metadata.Namespace, Name: s.Metadata.Name, ClusterIP: ips[api.ObjectKey(s)]}
+		for _, sp := range s.Spec.Ports {
+			if sp.Protocol != "" && sp.Protocol != "TCP" {
+				continue // UDP services are not proxied yet
+			}
+			port := proxy.ServicePort{Name: sp.Name, Port: int(sp.Port), NodePort: int(sp.NodePort)}
+			seen := map[string]bool{}
+			for i := range pods {
+				p := &pods[i]
+				if p.Metadata.Namespace != s.Metadata.Namespace || !api.SelectorMatches(s.Spec.Selector, p.Metadata.Labels) ||
+					!podReady(p) || p.Status.PodIP == "" {
+					continue
+				}
+				tp, err := strconv.Atoi(targetPort(sp, p))
+				if err != nil {
+					continue
+				}
+				id := p.Spec.NodeName + "/" + p.Status.PodIP
+				if seen[id] {
+					continue
+				}
+				seen[id] = true
+				port.Endpoints = append(port.Endpoints, proxy.Endpoint{Node: p.Spec.NodeName, IP: p.Status.PodIP, Port: tp, Local: p.Spec.NodeName == a.cfg.Name})
+			}
+			ps.Ports = append(ps.Ports, port)
+		}
+		out = append(out, ps)
+	}
+	return out
+}
+
+// hopAddrOf returns the hop listener of a peer, from its tags.
+func (a *Agent) hopAddrOf(node string) (string, bool) {
+	for _, m := range a.gossip.Members() {
+		if m.Name == node && m.Status == "Alive" {
+			if h := m.Tags[tagHop]; h != "" {
+				return h, true
+			}
+		}
+	}
+	return "", false
+}
+
+// allowHop accepts hop targets in this peer's pod subnet only.
+func (a *Agent) allowHop(ip string, port int) bool {
+	pfx, err := netip.ParsePrefix(a.cfg.PodSubnet)
+	if err != nil {
+		return false
+	}
+	addr, err := netip.ParseAddr(ip)
+	return err == nil && pfx.Contains(addr) && port > 0 && port < 65536
+}
+
+func hostPort(host string, port int) string { return net.JoinHostPort(host, strconv.Itoa(port)) }

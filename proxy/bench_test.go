@@ -1,0 +1,95 @@
+package proxy
+
+import (
+	"io"
+	"net/http"
+	"testing"
+	"time"
+)
+
+// BenchmarkProxyThroughput compares sequential HTTP requests to a pod made
+// directly, through the local peer's NodePort (local endpoint: one proxy
+// hop in userspace), and through a remote peer's NodePort (its proxy, then
+// the pod's peer's hop listener: two userspace relays). "newconn" opens a
+// connection per request (dial, and for the hop the hop handshake, are
+// paid each time), "keepalive" reuses one connection, "bulk64k" downloads
+// 64 KiB per request over one connection. Each target gets b.N requests,
+// at most 20 s; the metrics are requests per second of each and the
+// ratios to direct.
+func BenchmarkProxyThroughput(b *testing.B) {
+	pa := startPod(b, "pa", addr(21))
+	hops := map[string]string{}
+	pA := newPeer(b, "a", addr(2), hops, []string{pa.ip})
+	pB := newPeer(b, "b", addr(3), hops, nil)
+	np := freePort(b, false, addr(2), addr(3))
+	s := svc{ns: "default", name: "web", port: 80, nodePort: np, eps: []nodeEP{{"a", pa}}}
+	update(pA, s)
+	update(pB, s)
+
+	for _, mode := range []struct {
+		name      string
+		keepAlive bool
+		path      string
+		size      float64
+	}{
+		{"newconn", false, "/", 0},
+		{"keepalive", true, "/", 0},
+		{"bulk64k", true, "/big", 64 << 10},
+	} {
+		b.Run(mode.name, func(b *testing.B) {
+			targets := []struct{ name, addr string }{
+				{"direct", pa.addr()},
+				{"nodeport", pA.nodePort(np)},
+				{"hop", pB.nodePort(np)},
+			}
+			rates := make([]float64, len(targets))
+			for i, tg := range targets {
+				tr := &http.Transport{DisableKeepAlives: !mode.keepAlive, MaxIdleConnsPerHost: 1}
+				client := &http.Client{Transport: tr, Timeout: 5 * time.Second}
+				url := "http://" + tg.addr + mode.path
+				start := time.Now()
+				deadline := start.Add(20 * time.Second)
+				n := 0
+				for ; n < b.N && (n%64 != 0 || time.Now().Before(deadline)); n++ {
+					resp, err := client.Get(url)
+					if err != nil {
+						b.Fatalf("%s: %v", tg.name, err)
+					}
+					io.Copy(io.Discard, resp.Body)
+					resp.Body.Close()
+				}
+				rates[i] = float64(n) / time.Since(start).Seconds()
+				tr.CloseIdleConnections()
+			}
+			for i, tg := range targets {
+				b.ReportMetric(rates[i], tg.name+"-req/s")
+				if mode.size > 0 {
+					b.ReportMetric(rates[i]*mode.size/1e6, tg.name+"-MB/s")
+				}
+			}
+			b.ReportMetric(rates[1]/rates[0], "nodeport/direct")
+			b.ReportMetric(rates[2]/rates[0], "hop/direct")
+		})
+	}
+}
+
+// BenchmarkUpdateUnchanged is the cost of an Update that changes nothing
+// (100 services of 2 ports with 3 endpoints each).
+func BenchmarkUpdateUnchanged(b *testing.B) {
+	p := New(Config{NodeIP: addr(2)})
+	defer p.Close()
+	var svcs []Service
+	for i := range 100 {
+		var eps []Endpoint
+		for j := range 3 {
+			eps = append(eps, Endpoint{Node: "n", IP: addr(100 + j), Port: 8000 + i})
+		}
+		svcs = append(svcs, Service{Namespace: "ns", Name: "svc" + string(rune('a'+i%26)) + string(rune('a'+i/26)),
+			Ports: []ServicePort{{Name: "http", Port: 80, Endpoints: eps}, {Name: "grpc", Port: 81, Endpoints: eps}}})
+	}
+	p.Update(svcs)
+	b.ReportAllocs()
+	for b.Loop() {
+		p.Update(svcs)
+	}
+}

@@ -1,0 +1,2 @@
+// Package proxy is the service proxy of a chorus peer.
+package proxy

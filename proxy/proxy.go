@@ -1,0 +1,678 @@
+package proxy
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Timings. They are variables only so that tests can shorten them.
+var (
+	// dialTimeout bounds one endpoint dial made for a client connection,
+	// including the hop handshake, before the next endpoint is tried.
+	dialTimeout = 1 * time.Second
+	// coolDown is how long an endpoint whose dial failed is passed over
+	// while other endpoints are available.
+	coolDown = 2 * time.Second
+	// hopHandshakeTimeout bounds the hop header read, the pod dial and the
+	// answer on the serving side, and the handshake on the dialling side
+	// when its context has no deadline. New copies it.
+	hopHandshakeTimeout = 3 * time.Second
+)
+
+// Errors returned by [Proxy.Dial] and [Proxy.DialEndpoint].
+var (
+	ErrUnknownService = errors.New("proxy: unknown service port")
+	ErrNoEndpoints    = errors.New("proxy: service has no endpoints")
+	ErrHopRefused     = errors.New("proxy: hop refused the target")
+	ErrClosed         = errors.New("proxy: closed")
+)
+
+// Endpoint is one Ready pod behind a service port.
+type Endpoint struct {
+	Node  string // peer running the pod
+	IP    string // pod IP
+	Port  int    // target port on the pod
+	Local bool   // the pod runs on this peer: dial directly
+}
+
+// ServicePort is one port of a [Service] with its endpoints.
+type ServicePort struct {
+	Name      string
+	Port      int        // the service port (ClusterIP listeners use it)
+	NodePort  int        // 0 = none; else a listener on Config.NodeIP:NodePort
+	Endpoints []Endpoint // Ready endpoints, cluster-wide
+}
+
+// Service is a service as this peer serves it.
+type Service struct {
+	Namespace, Name string
+	// ClusterIP is this peer's address for the service ("" = no ClusterIP
+	// listener, and the DNS name resolves to no address); a listener is
+	// opened on ClusterIP:Port for each port.
+	ClusterIP string
+	Ports     []ServicePort
+}
+
+// Config configures a [Proxy].
+type Config struct {
+	NodeIP   string                                   // NodePort listeners bind here ("" = NodePorts are not served)
+	HopAddr  string                                   // this peer's hop listener, "ip:port" ("" = none)
+	PeerHop  func(node string) (addr string, ok bool) // hop address of another peer
+	AllowHop func(ip string, port int) bool           // hop target check: only this peer's local pod IPs (nil refuses all)
+	DNSAddr  string                                   // "ip:port" for the DNS server (UDP and TCP); "" = none
+	Domain   string                                   // default "cluster.local"
+	// Upstreams are "ip:port" resolvers that names outside the cluster
+	// domain and "svc." are forwarded to (see [HostResolvers]); none: such
+	// names are answered REFUSED.
+	Upstreams []string
+	Log       *slog.Logger
+}
+
+// Stats are the proxy's counters since New. Gauges are marked.
+type Stats struct {
+	Accepted     uint64 // client connections accepted on service listeners
+	NoEndpoints  uint64 // client connections closed at once: the service had no endpoints
+	Unserved     uint64 // client connections closed because every endpoint dial failed
+	DialFailures uint64 // endpoint dials that failed (each try counts)
+	Retries      uint64 // dials retried on another endpoint after a failure
+	Active       int64  // gauge: proxied client connections open now
+
+	Listeners        int    // gauge: service listeners open now
+	ListenersFailing int    // gauge: wanted service listeners that could not be opened
+	ListenErrors     uint64 // failed listen attempts (retried at each Update)
+
+	HopsServed      uint64 // hop connections spliced to a local pod
+	HopsRefused     uint64 // hop targets refused by AllowHop
+	HopsMalformed   uint64 // hop headers that were malformed, short or late
+	HopDialFailures uint64 // allowed hop targets whose dial failed
+
+	DNSQueries   uint64 // well-formed DNS queries
+	DNSAnswers   uint64 // responses carrying at least one address
+	DNSNXDomain  uint64 // NXDOMAIN responses
+	DNSRefused   uint64 // REFUSED responses (names outside the cluster, no upstream)
+	DNSForwarded uint64 // queries forwarded to an upstream resolver
+	DNSMalformed uint64 // queries dropped as malformed
+}
+
+type counters struct {
+	accepted, noEndpoints, unserved, dialFailures, retries  atomic.Uint64
+	active                                                  atomic.Int64
+	listenErrors                                            atomic.Uint64
+	hopsServed, hopsRefused, hopsMalformed, hopDialFailures atomic.Uint64
+	dnsQueries, dnsAnswers, dnsNXDomain, dnsRefused         atomic.Uint64
+	dnsForwarded, dnsMalformed                              atomic.Uint64
+}
+
+// Proxy serves the services of one peer. Its methods are safe for
+// concurrent use.
+type Proxy struct {
+	cfg        Config
+	log        *slog.Logger
+	domain     string        // lower case, no trailing dot
+	hopTimeout time.Duration // hopHandshakeTimeout
+
+	ctx    context.Context // cancelled by Close
+	cancel context.CancelFunc
+
+	mu        sync.Mutex // serialises Update, Start and Close
+	closed    bool
+	started   bool
+	pools     map[poolKey]*pool
+	listeners map[netip.AddrPort]*listener
+	failing   map[netip.AddrPort]bool
+	warned    map[string]bool // problems logged at the last Update
+	hopLn     *net.TCPListener
+	dns       *dnsServer
+	stopCtx   func() bool
+
+	table atomic.Pointer[table] // read without locks by Dial and DNS
+	conns connSet               // every connection in flight, closed by Close
+	wg    sync.WaitGroup        // every goroutine the proxy started
+	stats counters
+}
+
+type poolKey struct {
+	ns, name string
+	port     int
+}
+
+func (k poolKey) String() string { return k.ns + "/" + k.name + ":" + strconv.Itoa(k.port) }
+
+// table is what Update publishes for lock-free readers.
+type table struct {
+	pools map[poolKey]*pool
+	names map[string]netip.Addr // lower-case FQDN -> ClusterIP (invalid: none)
+}
+
+// listener is one service listener; its pool can be swapped without
+// reopening it.
+type listener struct {
+	addr netip.AddrPort
+	ln   *net.TCPListener
+	pool atomic.Pointer[pool]
+}
+
+// New returns a proxy that serves nothing until [Proxy.Update] and
+// [Proxy.Start].
+func New(cfg Config) *Proxy {
+	p := &Proxy{
+		cfg:        cfg,
+		log:        cfg.Log,
+		pools:      map[poolKey]*pool{},
+		listeners:  map[netip.AddrPort]*listener{},
+		failing:    map[netip.AddrPort]bool{},
+		warned:     map[string]bool{},
+		hopTimeout: hopHandshakeTimeout,
+	}
+	if p.log == nil {
+		p.log = slog.New(slog.DiscardHandler)
+	}
+	p.log = p.log.With("component", "proxy")
+	p.domain = strings.ToLower(strings.Trim(cfg.Domain, "."))
+	if p.domain == "" || !validDomain(p.domain) {
+		if p.domain != "" {
+			p.log.Warn("invalid DNS domain, using cluster.local", "domain", cfg.Domain)
+		}
+		p.domain = "cluster.local"
+	}
+	p.ctx, p.cancel = context.WithCancel(context.Background())
+	p.table.Store(&table{})
+	return p
+}
+
+// Start opens the hop listener (Config.HopAddr) and the DNS server
+// (Config.DNSAddr). When ctx is done the proxy is closed.
+func (p *Proxy) Start(ctx context.Context) (err error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.closed {
+		return ErrClosed
+	}
+	if p.started {
+		return errors.New("proxy: already started")
+	}
+	if p.cfg.HopAddr != "" {
+		ap, err := netip.ParseAddrPort(p.cfg.HopAddr)
+		if err != nil {
+			return fmt.Errorf("proxy: hop address: %w", err)
+		}
+		ln, err := net.ListenTCP("tcp", net.TCPAddrFromAddrPort(ap))
+		if err != nil {
+			return fmt.Errorf("proxy: hop listener: %w", err)
+		}
+		p.hopLn = ln
+	}
+	if p.cfg.DNSAddr != "" {
+		d, err := p.startDNS(p.cfg.DNSAddr)
+		if err != nil {
+			if p.hopLn != nil {
+				p.hopLn.Close()
+				p.hopLn = nil
+			}
+			return err
+		}
+		p.dns = d
+	}
+	p.started = true
+	if p.hopLn != nil {
+		p.wg.Add(1)
+		go p.hopLoop(p.hopLn)
+	}
+	if p.dns != nil {
+		p.dns.run()
+	}
+	p.stopCtx = context.AfterFunc(ctx, func() { p.Close() })
+	p.log.Info("proxy started", "hop", p.cfg.HopAddr, "dns", p.cfg.DNSAddr, "domain", p.domain)
+	return nil
+}
+
+// Update makes the proxy serve exactly services. It is idempotent and cheap
+// when nothing changed: listeners are opened and closed only when the set
+// of (ip, port) changes, endpoint sets are swapped atomically, and no
+// established connection is cut. A listener that cannot be opened is
+// logged (once per problem), counted, and tried again at the next Update.
+func (p *Proxy) Update(services []Service) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.closed {
+		return
+	}
+	warned := map[string]bool{}
+	warn := func(key, msg string, args ...any) {
+		warned[key] = true
+		if !p.warned[key] {
+			p.log.Warn(msg, args...)
+		}
+	}
+
+	svcs := slices.Clone(services)
+	slices.SortFunc(svcs, func(a, b Service) int {
+		return cmp.Or(cmp.Compare(a.Namespace, b.Namespace), cmp.Compare(a.Name, b.Name))
+	})
+
+	var nodeIP netip.Addr
+	if p.cfg.NodeIP != "" {
+		a, err := netip.ParseAddr(p.cfg.NodeIP)
+		if err != nil {
+			warn("nodeip", "invalid NodeIP: NodePorts are not served", "nodeip", p.cfg.NodeIP)
+		} else {
+			nodeIP = a.Unmap()
+		}
+	}
+
+	pools := make(map[poolKey]*pool, len(p.pools))
+	names := map[string]netip.Addr{}
+	want := map[netip.AddrPort]*pool{}
+	owner := map[netip.AddrPort]poolKey{}
+	claim := func(ap netip.AddrPort, pl *pool) {
+		if prev, ok := owner[ap]; ok {
+			warn("conflict "+ap.String()+" "+pl.key.String(), "address already taken by another service port",
+				"addr", ap.String(), "service", pl.key.String(), "taken_by", prev.String())
+			return
+		}
+		owner[ap] = pl.key
+		want[ap] = pl
+	}
+	for _, s := range svcs {
+		var cip netip.Addr
+		if s.ClusterIP != "" {
+			a, err := netip.ParseAddr(s.ClusterIP)
+			if err != nil {
+				warn("clusterip "+s.Namespace+"/"+s.Name, "invalid ClusterIP", "service", s.Namespace+"/"+s.Name, "clusterip", s.ClusterIP)
+			} else {
+				cip = a.Unmap()
+			}
+		}
+		if s.Namespace != "" && s.Name != "" {
+			for _, n := range serviceNames(s.Namespace, s.Name, p.domain) {
+				if _, dup := names[n]; !dup {
+					names[n] = cip
+				}
+			}
+		}
+		for _, sp := range s.Ports {
+			key := poolKey{s.Namespace, s.Name, sp.Port}
+			if _, dup := pools[key]; dup {
+				warn("dupport "+key.String(), "duplicate service port ignored", "service", key.String())
+				continue
+			}
+			pl := p.pools[key]
+			if pl == nil {
+				pl = newPool(key)
+			}
+			pl.setEndpoints(sp.Endpoints)
+			pools[key] = pl
+			if cip.IsValid() && validPort(sp.Port) {
+				claim(netip.AddrPortFrom(cip, uint16(sp.Port)), pl)
+			}
+			if sp.NodePort != 0 {
+				switch {
+				case !validPort(sp.NodePort):
+					warn("nodeport "+key.String(), "invalid NodePort", "service", key.String(), "nodeport", sp.NodePort)
+				case !nodeIP.IsValid():
+					warn("nonodeip "+key.String(), "no NodeIP: NodePort not served", "service", key.String(), "nodeport", sp.NodePort)
+				default:
+					claim(netip.AddrPortFrom(nodeIP, uint16(sp.NodePort)), pl)
+				}
+			}
+		}
+	}
+
+	// Listeners: close the unwanted ones, repoint and open the wanted ones.
+	for ap, l := range p.listeners {
+		if _, ok := want[ap]; !ok {
+			l.ln.Close()
+			delete(p.listeners, ap)
+			p.log.Info("listener closed", "addr", ap.String())
+		}
+	}
+	clear(p.failing)
+	for ap, pl := range want {
+		if l := p.listeners[ap]; l != nil {
+			if l.pool.Load() != pl {
+				l.pool.Store(pl)
+			}
+			continue
+		}
+		ln, err := net.ListenTCP("tcp", net.TCPAddrFromAddrPort(ap))
+		if err != nil {
+			p.stats.listenErrors.Add(1)
+			p.failing[ap] = true
+			warn("listen "+ap.String()+" "+err.Error(), "cannot open service listener, will retry at next update",
+				"addr", ap.String(), "service", pl.key.String(), "err", err)
+			continue
+		}
+		l := &listener{addr: ap, ln: ln}
+		l.pool.Store(pl)
+		p.listeners[ap] = l
+		p.wg.Add(1)
+		go p.acceptLoop(l)
+		p.log.Info("listener opened", "addr", ap.String(), "service", pl.key.String())
+	}
+	p.warned = warned
+	p.pools = pools
+
+	old := p.table.Load()
+	t := &table{pools: pools, names: names}
+	if !mapsEqual(old.names, names) {
+		p.log.Debug("dns names updated", "names", len(names))
+	} else {
+		t.names = old.names
+	}
+	p.table.Store(t)
+}
+
+func mapsEqual(a, b map[string]netip.Addr) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for k, v := range a {
+		if w, ok := b[k]; !ok || w != v {
+			return false
+		}
+	}
+	return true
+}
+
+func validPort(p int) bool { return p > 0 && p < 65536 }
+
+// serviceNames are the DNS names of a service, lower case and fully
+// qualified.
+func serviceNames(ns, name, domain string) []string {
+	base := strings.ToLower(name + "." + ns + ".svc.")
+	return []string{base + domain + ".", base}
+}
+
+// Stats returns a snapshot of the counters.
+func (p *Proxy) Stats() Stats {
+	c := &p.stats
+	s := Stats{
+		Accepted:        c.accepted.Load(),
+		NoEndpoints:     c.noEndpoints.Load(),
+		Unserved:        c.unserved.Load(),
+		DialFailures:    c.dialFailures.Load(),
+		Retries:         c.retries.Load(),
+		Active:          c.active.Load(),
+		ListenErrors:    c.listenErrors.Load(),
+		HopsServed:      c.hopsServed.Load(),
+		HopsRefused:     c.hopsRefused.Load(),
+		HopsMalformed:   c.hopsMalformed.Load(),
+		HopDialFailures: c.hopDialFailures.Load(),
+		DNSQueries:      c.dnsQueries.Load(),
+		DNSAnswers:      c.dnsAnswers.Load(),
+		DNSNXDomain:     c.dnsNXDomain.Load(),
+		DNSRefused:      c.dnsRefused.Load(),
+		DNSForwarded:    c.dnsForwarded.Load(),
+		DNSMalformed:    c.dnsMalformed.Load(),
+	}
+	p.mu.Lock()
+	s.Listeners = len(p.listeners)
+	s.ListenersFailing = len(p.failing)
+	p.mu.Unlock()
+	return s
+}
+
+// Close closes every listener and every connection in flight and waits for
+// all the proxy's goroutines to end. It is safe to call more than once.
+func (p *Proxy) Close() error {
+	p.mu.Lock()
+	if p.closed {
+		p.mu.Unlock()
+		p.wg.Wait()
+		return nil
+	}
+	p.closed = true
+	if p.stopCtx != nil {
+		p.stopCtx()
+	}
+	p.cancel()
+	for ap, l := range p.listeners {
+		l.ln.Close()
+		delete(p.listeners, ap)
+	}
+	clear(p.failing)
+	if p.hopLn != nil {
+		p.hopLn.Close()
+	}
+	if p.dns != nil {
+		p.dns.close()
+	}
+	p.mu.Unlock()
+	p.conns.closeAll()
+	p.wg.Wait()
+	return nil
+}
+
+// acceptLoop serves one service listener until it is closed.
+func (p *Proxy) acceptLoop(l *listener) {
+	defer p.wg.Done()
+	acceptLoop(p, l.ln, func(c *net.TCPConn) { p.serveClient(c, l.pool.Load()) })
+}
+
+// acceptLoop accepts on ln and runs serve for each connection in its own
+// goroutine, backing off on errors such as EMFILE, until ln is closed.
+func acceptLoop(p *Proxy, ln *net.TCPListener, serve func(*net.TCPConn)) {
+	var delay time.Duration
+	for {
+		c, err := ln.AcceptTCP()
+		if err != nil {
+			if errors.Is(err, net.ErrClosed) || p.ctx.Err() != nil {
+				return
+			}
+			delay = min(max(2*delay, 5*time.Millisecond), time.Second)
+			p.log.Warn("accept failed", "addr", ln.Addr().String(), "err", err, "retry_in", delay)
+			t := time.NewTimer(delay)
+			select {
+			case <-t.C:
+			case <-p.ctx.Done():
+				t.Stop()
+				return
+			}
+			continue
+		}
+		delay = 0
+		p.wg.Add(1)
+		go func() {
+			defer p.wg.Done()
+			if !p.conns.add(c) {
+				c.Close()
+				return
+			}
+			defer p.conns.remove(c)
+			serve(c)
+		}()
+	}
+}
+
+// serveClient proxies one client connection to an endpoint of pl.
+func (p *Proxy) serveClient(c *net.TCPConn, pl *pool) {
+	p.stats.accepted.Add(1)
+	if pl.empty() {
+		p.stats.noEndpoints.Add(1)
+		c.Close()
+		return
+	}
+	up, b, err := p.dialPool(p.ctx, pl)
+	if err != nil {
+		if errors.Is(err, ErrNoEndpoints) {
+			p.stats.noEndpoints.Add(1)
+		} else {
+			p.stats.unserved.Add(1)
+		}
+		p.log.Debug("client connection not served", "service", pl.key.String(), "client", c.RemoteAddr().String(), "err", err)
+		c.Close()
+		return
+	}
+	defer b.release()
+	if !p.conns.add(up) {
+		up.Close()
+		c.Close()
+		return
+	}
+	defer p.conns.remove(up)
+	p.stats.active.Add(1)
+	defer p.stats.active.Add(-1)
+	Splice(c, up)
+}
+
+// Dial returns one connection to the service port (namespace, service,
+// port), where port is the service port, balanced and retried like a
+// client connection; for port-forward. Closing the connection releases the
+// endpoint.
+func (p *Proxy) Dial(ctx context.Context, namespace, service string, port int) (net.Conn, error) {
+	if p.ctx.Err() != nil {
+		return nil, ErrClosed
+	}
+	pl := p.table.Load().pools[poolKey{namespace, service, port}]
+	if pl == nil {
+		return nil, fmt.Errorf("%w: %s/%s:%d", ErrUnknownService, namespace, service, port)
+	}
+	c, b, err := p.dialPool(ctx, pl)
+	if err != nil {
+		return nil, err
+	}
+	return &pooledConn{TCPConn: c, b: b}, nil
+}
+
+// pooledConn releases its endpoint when closed. It embeds *net.TCPConn so
+// that io.Copy still splices through it.
+type pooledConn struct {
+	*net.TCPConn
+	b    *backend
+	once sync.Once
+}
+
+func (c *pooledConn) Close() error {
+	c.once.Do(c.b.release)
+	return c.TCPConn.Close()
+}
+
+// dialPool dials an endpoint of pl chosen by least connections, trying the
+// others (each at most once) while dials fail. The chosen backend is
+// returned acquired: the caller must release it.
+func (p *Proxy) dialPool(ctx context.Context, pl *pool) (*net.TCPConn, *backend, error) {
+	var tried []*backend
+	var lastErr error
+	for {
+		b := pl.pick(tried, time.Now())
+		if b == nil {
+			break
+		}
+		if len(tried) > 0 {
+			p.stats.retries.Add(1)
+		}
+		tried = append(tried, b)
+		dctx, cancel := context.WithTimeout(ctx, dialTimeout)
+		c, err := p.dialEndpoint(dctx, b.ep)
+		cancel()
+		if err == nil {
+			b.failedAt.Store(0)
+			return c, b, nil
+		}
+		b.release()
+		b.failedAt.Store(time.Now().UnixNano())
+		p.stats.dialFailures.Add(1)
+		p.log.Debug("endpoint dial failed", "service", pl.key.String(), "node", b.ep.Node,
+			"endpoint", net.JoinHostPort(b.ep.IP, strconv.Itoa(b.ep.Port)), "err", err)
+		lastErr = err
+		if ctx.Err() != nil {
+			return nil, nil, ctx.Err()
+		}
+	}
+	if lastErr == nil {
+		return nil, nil, ErrNoEndpoints
+	}
+	return nil, nil, fmt.Errorf("proxy: %s: all %d endpoints failed, last: %w", pl.key, len(tried), lastErr)
+}
+
+// DialEndpoint connects to one endpoint: at its pod IP if it is local,
+// otherwise through the hop listener of its node (Config.PeerHop).
+func (p *Proxy) DialEndpoint(ctx context.Context, ep Endpoint) (net.Conn, error) {
+	c, err := p.dialEndpoint(ctx, ep)
+	if err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+func (p *Proxy) dialEndpoint(ctx context.Context, ep Endpoint) (*net.TCPConn, error) {
+	ip, err := netip.ParseAddr(ep.IP)
+	if err != nil || !validPort(ep.Port) {
+		return nil, fmt.Errorf("proxy: invalid endpoint %q port %d", ep.IP, ep.Port)
+	}
+	target := netip.AddrPortFrom(ip.Unmap(), uint16(ep.Port))
+	if ep.Local {
+		return dialTCP(ctx, target.String())
+	}
+	if p.cfg.PeerHop == nil {
+		return nil, fmt.Errorf("proxy: no hop for node %q", ep.Node)
+	}
+	hop, ok := p.cfg.PeerHop(ep.Node)
+	if !ok || hop == "" {
+		return nil, fmt.Errorf("proxy: no hop for node %q", ep.Node)
+	}
+	return dialHop(ctx, hop, target, p.hopTimeout)
+}
+
+func dialTCP(ctx context.Context, addr string) (*net.TCPConn, error) {
+	var d net.Dialer
+	c, err := d.DialContext(ctx, "tcp", addr)
+	if err != nil {
+		return nil, err
+	}
+	tc, ok := c.(*net.TCPConn)
+	if !ok {
+		c.Close()
+		return nil, fmt.Errorf("proxy: %s: not a TCP connection", addr)
+	}
+	return tc, nil
+}
+
+// connSet holds the connections in flight so that Close can end them.
+type connSet struct {
+	mu     sync.Mutex
+	closed bool
+	m      map[net.Conn]struct{}
+}
+
+// add registers c; it reports false if the set is closed already.
+func (s *connSet) add(c net.Conn) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return false
+	}
+	if s.m == nil {
+		s.m = map[net.Conn]struct{}{}
+	}
+	s.m[c] = struct{}{}
+	return true
+}
+
+func (s *connSet) remove(c net.Conn) {
+	s.mu.Lock()
+	delete(s.m, c)
+	s.mu.Unlock()
+}
+
+func (s *connSet) closeAll() {
+	s.mu.Lock()
+	s.closed = true
+	m := s.m
+	s.m = nil
+	s.mu.Unlock()
+	for c := range m {
+		c.Close()
+	}
+}
