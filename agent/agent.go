@@ -242,8 +242,10 @@ func Run(ctx context.Context, cfg Config) error {
 		ln.Close()
 		return err
 	}
+	upstreams, _ := proxy.HostResolvers("/etc/resolv.conf")
 	a.proxy = proxy.New(proxy.Config{
-		NodeIP: cfg.Bind, HopAddr: hostPort(cfg.Bind, cfg.HopPort), PeerHop: a.hopAddrOf, AllowHop: a.allowHop,
+		Upstreams: upstreams,
+		NodeIP:    cfg.Bind, HopAddr: hostPort(cfg.Bind, cfg.HopPort), PeerHop: a.hopAddrOf, AllowHop: a.allowHop,
 		DNSAddr: hostPort(a.svcNet.dnsIP(), 53), Log: log.With("plane", "proxy"),
 	})
 	if err := a.proxy.Start(ctx); err != nil {

@@ -528,12 +528,15 @@ func (p *Proxy) serveClient(c *net.TCPConn, pl *pool) {
 
 // Dial returns one connection to the service port (namespace, service,
 // port), where port is the service port, balanced and retried like a
-// client connection; for port-forward. Closing the connection releases the
-// endpoint.
+// client connection; for port-forward. The connection belongs to the
+// caller (Close does not end it); closing it releases the endpoint.
 func (p *Proxy) Dial(ctx context.Context, namespace, service string, port int) (net.Conn, error) {
 	if p.ctx.Err() != nil {
 		return nil, ErrClosed
 	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	defer context.AfterFunc(p.ctx, cancel)()
 	pl := p.table.Load().pools[poolKey{namespace, service, port}]
 	if pl == nil {
 		return nil, fmt.Errorf("%w: %s/%s:%d", ErrUnknownService, namespace, service, port)

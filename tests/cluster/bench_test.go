@@ -266,11 +266,17 @@ func BenchmarkCatchUp(b *testing.B) {
 // Running and Ready elsewhere; then it brings the peer back. Median and max
 // over b.N kills (run with -benchtime 10x).
 func BenchmarkFailover(b *testing.B) {
+	for i, profile := range []string{"lan", "local"} {
+		b.Run("profile="+profile, func(b *testing.B) { failover(b, profile, 250+5*i) })
+	}
+}
+
+func failover(b *testing.B, profile string, base int) {
 	imgs, err := images.BuildAll(context.Background(), filepath.Join(os.TempDir(), "chorus-test-images"))
 	if err != nil {
 		b.Fatal(err)
 	}
-	peers := startCluster(b, 5, 250, "f")
+	peers := startCluster(b, 5, base, "f"+profile[:2], "--gossip-profile", profile)
 	for _, p := range peers {
 		if _, err := p.CLI("image", "load", imgs["web"]); err != nil {
 			b.Fatal(err)
@@ -402,4 +408,85 @@ func falseSuspicion(b *testing.B, profile string, base int) {
 	b.ReportMetric(float64(s1-s0), "suspicions")
 	b.ReportMetric(float64(f1-f0), "false-deaths")
 	b.ReportMetric(float64(deaths), "non-alive-samples")
+}
+
+// wrk runs wrk against url and returns requests/s and the mean latency.
+func wrk(b *testing.B, url string, d time.Duration) (float64, string) {
+	out, err := exec.Command("wrk", "-t2", "-c32", "-d"+strconv.Itoa(int(d.Seconds()))+"s", url).CombinedOutput()
+	if err != nil {
+		b.Fatalf("wrk: %v %s", err, out)
+	}
+	rps, lat := 0.0, ""
+	for _, l := range strings.Split(string(out), "\n") {
+		f := strings.Fields(l)
+		if len(f) >= 2 && f[0] == "Requests/sec:" {
+			rps, _ = strconv.ParseFloat(f[1], 64)
+		}
+		if len(f) >= 2 && f[0] == "Latency" {
+			lat = f[1]
+		}
+	}
+	if rps == 0 {
+		b.Fatalf("no Requests/sec in wrk's output:\n%s", out)
+	}
+	return rps, lat
+}
+
+// BenchmarkServicePath compares, with wrk (2 threads, 32 connections, 10 s
+// per run, alternating), requests to a pod directly, through the NodePort
+// of the pod's own peer, and through the NodePort of another peer.
+func BenchmarkServicePath(b *testing.B) {
+	imgs, err := images.BuildAll(context.Background(), filepath.Join(os.TempDir(), "chorus-test-images"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	peers := startCluster(b, 2, 245, "w", "--label", "role=bench")
+	for _, p := range peers {
+		if _, err := p.CLI("image", "load", imgs["web"]); err != nil {
+			b.Fatal(err)
+		}
+	}
+	app := strings.Replace(helloApp, "replicas: 2", "replicas: 1", 1)
+	app = strings.Replace(app, "    spec:\n      containers:", "    spec:\n      nodeSelector: {kubernetes.io/hostname: w1}\n      containers:", 1)
+	app += `---
+apiVersion: v1
+kind: Service
+metadata: {name: hello}
+spec:
+  type: NodePort
+  selector: {app: hello}
+  ports: [{port: 8080, nodePort: 31080}]
+`
+	if err := post("http://"+peers[0].API+"/api/v1/apply", []byte(app)); err != nil {
+		b.Fatal(err)
+	}
+	var podIP string
+	for start := time.Now(); podIP == ""; time.Sleep(200 * time.Millisecond) {
+		pods, _ := peers[1].Pods("default")
+		for _, p := range pods {
+			if harness.IsReady(&p) && p.Spec.NodeName == "w1" {
+				podIP = p.Status.PodIP
+			}
+		}
+		if time.Since(start) > time.Minute {
+			b.Fatal("pod not ready on w1")
+		}
+	}
+	time.Sleep(2 * time.Second)
+	targets := []struct{ name, url string }{
+		{"direct", "http://" + podIP + ":8080/"},
+		{"local-nodeport", "http://" + peers[0].Bind + ":31080/"},
+		{"remote-nodeport", "http://" + peers[1].Bind + ":31080/"},
+	}
+	sum := map[string]float64{}
+	for round := 0; round < 2; round++ {
+		for _, tg := range targets {
+			rps, lat := wrk(b, tg.url, 10*time.Second)
+			b.Logf("round %d %-15s %8.0f req/s, mean latency %s", round+1, tg.name, rps, lat)
+			sum[tg.name] += rps
+		}
+	}
+	b.ReportMetric(sum["direct"]/2, "direct-req/s")
+	b.ReportMetric(sum["local-nodeport"]/sum["direct"], "local/direct")
+	b.ReportMetric(sum["remote-nodeport"]/sum["direct"], "remote/direct")
 }

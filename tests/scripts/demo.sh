@@ -58,12 +58,16 @@ up() {
 	echo
 	"$BIN" -s "$S" get pods -o wide
 	ip=$("$BIN" -s "$S" get pods -o wide | awk 'NR==2{print $6}')
+	np=$("$BIN" -s "$S" get services web | sed -n 's/.*8080:\([0-9]*\)\/TCP.*/\1/p')
+	last=${PEERS##* }; last=${last#*:}
 	cat <<MSG
 
 chorus is running. Try:
   export CHORUS_SERVER=$S
   $BIN get deployments,services
   curl http://$ip:8080/                  # a pod answers with its name
+  curl http://$last:$np/            # the service, on any peer's NodePort
+  $BIN port-forward service/web 7080:8080 &   curl localhost:7080/
   $BIN describe pod $("$BIN" -s "$S" get pods -o name | head -1 | cut -d/ -f2)
   $BIN scale deployment web --replicas=5
   $BIN logs deployment/web
