@@ -238,6 +238,8 @@ func Run(ctx context.Context, cfg Config) error {
 	if err != nil {
 		return fmt.Errorf("API listener: %w", err)
 	}
+	// Addresses left by a previous run that died are removed first.
+	a.svcNet.removeAll(ctx)
 	if err := a.svcNet.sync(ctx, nil); err != nil {
 		ln.Close()
 		return err

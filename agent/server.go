@@ -419,6 +419,11 @@ func (a *Agent) handleGet(w http.ResponseWriter, r *http.Request) {
 		writeStatus(w, http.StatusNotFound, "NotFound", fmt.Sprintf("the server doesn't have a resource type %q", res))
 		return
 	}
+	a.writeObject(w, res, ns, name)
+}
+
+// writeObject answers one object, or 404.
+func (a *Agent) writeObject(w http.ResponseWriter, res, ns, name string) {
 	o, ok := a.findObject(res, ns, name)
 	if !ok {
 		writeStatus(w, http.StatusNotFound, "NotFound", fmt.Sprintf("%s %q not found", res, name))
@@ -428,21 +433,11 @@ func (a *Agent) handleGet(w http.ResponseWriter, r *http.Request) {
 }
 
 func (a *Agent) handleGetNamespace(w http.ResponseWriter, r *http.Request) {
-	o, ok := a.findObject("namespaces", "", r.PathValue("name"))
-	if !ok {
-		writeStatus(w, http.StatusNotFound, "NotFound", fmt.Sprintf("namespaces %q not found", r.PathValue("name")))
-		return
-	}
-	writeJSON(w, http.StatusOK, o)
+	a.writeObject(w, "namespaces", "", r.PathValue("name"))
 }
 
 func (a *Agent) handleGetNode(w http.ResponseWriter, r *http.Request) {
-	o, ok := a.findObject("nodes", "", r.PathValue("name"))
-	if !ok {
-		writeStatus(w, http.StatusNotFound, "NotFound", fmt.Sprintf("nodes %q not found", r.PathValue("name")))
-		return
-	}
-	writeJSON(w, http.StatusOK, o)
+	a.writeObject(w, "nodes", "", r.PathValue("name"))
 }
 
 func (a *Agent) handleCreateDeployment(w http.ResponseWriter, r *http.Request) {

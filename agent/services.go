@@ -185,7 +185,7 @@ func (n *serviceNet) sync(ctx context.Context, ips []string) error {
 			continue
 		}
 		out, err := exec.CommandContext(ctx, "ip", "addr", "add", ip+"/32", "dev", "lo").CombinedOutput()
-		if err != nil && !strings.Contains(string(out), "File exists") {
+		if err != nil && !strings.Contains(string(out), "File exists") && !strings.Contains(string(out), "already assigned") {
 			errs = append(errs, fmt.Sprintf("add %s: %s", ip, strings.TrimSpace(string(out))))
 			continue
 		}

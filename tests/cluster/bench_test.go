@@ -267,7 +267,7 @@ func BenchmarkCatchUp(b *testing.B) {
 // over b.N kills (run with -benchtime 10x).
 func BenchmarkFailover(b *testing.B) {
 	for i, profile := range []string{"lan", "local"} {
-		b.Run("profile="+profile, func(b *testing.B) { failover(b, profile, 250+5*i) })
+		b.Run("profile="+profile, func(b *testing.B) { failover(b, profile, 250-25*i) })
 	}
 }
 

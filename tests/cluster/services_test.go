@@ -3,8 +3,6 @@ package cluster
 import (
 	"context"
 	"fmt"
-	"io"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -34,20 +32,7 @@ spec:
         readinessProbe: {httpGet: {path: /ready, port: 8080}, periodSeconds: 1, failureThreshold: 1}
 `
 
-// get fetches url on a new connection (the proxy balances connections).
-func get(url string) (string, error) {
-	c := http.Client{Timeout: 3 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
-	resp, err := c.Get(url)
-	if err != nil {
-		return "", err
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	if resp.StatusCode != http.StatusOK {
-		return string(b), fmt.Errorf("%s: %s", url, resp.Status)
-	}
-	return string(b), err
-}
+func get(url string) (string, error) { return harness.HTTPGet(url) }
 
 // answers sends n requests to url and returns how many failed and which
 // pods answered.

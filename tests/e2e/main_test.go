@@ -23,30 +23,11 @@ type env struct {
 var testEnv env
 
 func TestMain(m *testing.M) {
-	os.Exit(run(m))
-}
-
-func run(m *testing.M) int {
-	if err := harness.CheckEnv(); err != nil {
-		fmt.Fprintln(os.Stderr, "FAIL:", err)
-		return 1
-	}
-	dir, err := os.MkdirTemp("", "chorus-e2e-")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
-	}
-	defer os.RemoveAll(dir)
-	bin, err := harness.BuildBinary(dir)
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
-	}
 	imgs, err := images.BuildAll(context.Background(), filepath.Join(os.TempDir(), "chorus-test-images"))
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
-		return 1
+		os.Exit(1)
 	}
-	testEnv = env{bin: bin, images: imgs}
-	return m.Run()
+	testEnv.images = imgs
+	os.Exit(harness.Main(m, &testEnv.bin))
 }

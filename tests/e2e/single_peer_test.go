@@ -3,8 +3,6 @@ package e2e
 import (
 	"encoding/json"
 	"fmt"
-	"io"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -103,19 +101,7 @@ func readyPods(t *testing.T, p *harness.Peer, want int) []api.Pod {
 	return pods
 }
 
-func httpGet(url string) (string, error) {
-	c := http.Client{Timeout: 3 * time.Second}
-	resp, err := c.Get(url)
-	if err != nil {
-		return "", err
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	if resp.StatusCode != http.StatusOK {
-		return string(b), fmt.Errorf("GET %s: %s", url, resp.Status)
-	}
-	return string(b), err
-}
+func httpGet(url string) (string, error) { return harness.HTTPGet(url) }
 
 func TestApplyRunsPodsWithOwnIPs(t *testing.T) {
 	p := startPeer(t, "e2e-apply", "127.0.0.21")

@@ -325,3 +325,41 @@ func (p *Peer) KillMachine() {
 		}
 	}
 }
+
+// Main builds the chorus binary, checks the machine, and runs the tests of a
+// package with bin set to the binary; a missing dependency fails the run.
+// Use it from TestMain: os.Exit(harness.Main(m, &bin)).
+func Main(m *testing.M, bin *string) int {
+	if err := CheckEnv(); err != nil {
+		fmt.Fprintln(os.Stderr, "FAIL:", err)
+		return 1
+	}
+	dir, err := os.MkdirTemp("", "chorus-bin-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	defer os.RemoveAll(dir)
+	if *bin, err = BuildBinary(dir); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	return m.Run()
+}
+
+// HTTPGet fetches url on a new connection (service proxies balance
+// connections, not requests) and returns the body; a status other than
+// 200 is an error.
+func HTTPGet(url string) (string, error) {
+	c := http.Client{Timeout: 3 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
+	resp, err := c.Get(url)
+	if err != nil {
+		return "", err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if resp.StatusCode != http.StatusOK {
+		return string(b), fmt.Errorf("GET %s: %s", url, resp.Status)
+	}
+	return string(b), err
+}
