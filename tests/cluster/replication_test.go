@@ -60,7 +60,8 @@ spec:
 }
 
 // desired returns what a peer holds of the desired state, as canonical
-// JSON without what each peer observes for itself (status, endpoints).
+// JSON without what each peer observes or assigns for itself (status,
+// endpoints, its own address for a service).
 func desired(p *harness.Peer) (string, error) {
 	out, err := p.CLI("get", "namespaces,deployments,services", "-A", "-o", "json")
 	if err != nil {
@@ -74,6 +75,9 @@ func desired(p *harness.Peer) (string, error) {
 	}
 	for _, it := range l.Items {
 		delete(it, "status")
+		if spec, ok := it["spec"].(map[string]any); ok {
+			delete(spec, "clusterIP")
+		}
 		if m, ok := it["metadata"].(map[string]any); ok {
 			if a, ok := m["annotations"].(map[string]any); ok {
 				delete(a, "chorus.io/endpoints")
