@@ -9,6 +9,7 @@ import (
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -46,7 +47,7 @@ type Config struct {
 
 	Join          []string          // seed peers, "host" or "host:port"
 	Discover      bool              // find peers by mDNS on the local network
-	GossipKey     string            // base64 key (chorus keygen); empty: no encryption
+	GossipKey     string            `json:"-"` // base64 key (chorus keygen); empty: no encryption
 	GossipProfile string            // lan (default), wan or local
 	SerfPort      int               // membership port (default 7946)
 	P2PPort       int               // data plane port (default 7947)
@@ -54,7 +55,7 @@ type Config struct {
 	Labels        map[string]string // node labels
 	Version       string            // chorus version, advertised to peers (default "dev")
 
-	Log *slog.Logger
+	Log *slog.Logger `json:"-"`
 }
 
 // Defaults fills in what was left out and checks the rest.
@@ -124,6 +125,10 @@ func (c *Config) Defaults() error {
 	return nil
 }
 
+// peerFile records, in the data dir, the configuration a peer ran with,
+// so that `chorus reset` removes exactly what it made.
+const peerFile = "peer.json"
+
 // Tags a peer advertises through membership.
 const (
 	labelTagPrefix = "l:"
@@ -178,6 +183,11 @@ func Run(ctx context.Context, cfg Config) error {
 	defer lock.Close()
 	if err := syscall.Flock(int(lock.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
 		return fmt.Errorf("data dir %s is in use by another chorus agent", cfg.DataDir)
+	}
+	if b, err := json.Marshal(cfg); err == nil {
+		if err := os.WriteFile(filepath.Join(cfg.DataDir, peerFile), b, 0o644); err != nil {
+			return fmt.Errorf("write %s: %w", peerFile, err)
+		}
 	}
 	pidFile := filepath.Join(cfg.DataDir, "agent.pid")
 	if err := os.WriteFile(pidFile, []byte(strconv.Itoa(os.Getpid())+"\n"), 0o644); err != nil {
@@ -328,18 +338,32 @@ func numCPU() int { return goruntime.NumCPU() }
 // Reset removes what a stopped peer left on this machine: containers, pod
 // network, private containerd, data dir.
 func Reset(ctx context.Context, cfg Config) error {
+	if cfg.DataDir == "" && cfg.Name != "" {
+		cfg.DataDir = filepath.Join("/var/lib/chorus", cfg.Name)
+	}
+	// What the peer actually used, as it recorded at start, fills in what
+	// the caller left out.
+	if b, err := os.ReadFile(filepath.Join(cfg.DataDir, peerFile)); err == nil {
+		var rec Config
+		if json.Unmarshal(b, &rec) == nil {
+			fill := func(dst *string, v string) {
+				if *dst == "" {
+					*dst = v
+				}
+			}
+			fill(&cfg.Name, rec.Name)
+			fill(&cfg.Bind, rec.Bind)
+			fill(&cfg.Bridge, rec.Bridge)
+			fill(&cfg.PodSubnet, rec.PodSubnet)
+			fill(&cfg.ContainerdNamespace, rec.ContainerdNamespace)
+			fill(&cfg.ContainerdAddress, rec.ContainerdAddress)
+		}
+	}
 	if err := cfg.Defaults(); err != nil {
 		return err
 	}
-	conn, err := net.DialTimeout("tcp", net.JoinHostPort(cfg.Bind, strconv.Itoa(cfg.APIPort)), 300*time.Millisecond)
-	if err == nil {
-		conn.Close()
-		// Only refuse when the running agent is this peer.
-		if _, err := os.Stat(filepath.Join(cfg.DataDir, "agent.pid")); err == nil {
-			if b, err := os.ReadFile(filepath.Join(cfg.DataDir, "agent.pid")); err == nil && processAlive(string(b)) {
-				return fmt.Errorf("peer %s is still running (pid %s): stop it first", cfg.Name, strings.TrimSpace(string(b)))
-			}
-		}
+	if b, err := os.ReadFile(filepath.Join(cfg.DataDir, "agent.pid")); err == nil && processAlive(string(b)) {
+		return fmt.Errorf("peer %s is still running (pid %s): stop it first", cfg.Name, strings.TrimSpace(string(b)))
 	}
 	if n, err := newServiceNet(cfg.PodSubnet); err == nil {
 		n.removeAll(ctx)
@@ -347,10 +371,12 @@ func Reset(ctx context.Context, cfg Config) error {
 	return runtime.Purge(ctx, cfg.DataDir, cfg.ContainerdAddress, cfg.ContainerdNamespace, cfg.Bridge, cfg.Log)
 }
 
+// processAlive reports whether pid is a running chorus agent.
 func processAlive(pid string) bool {
 	n, err := strconv.Atoi(strings.TrimSpace(pid))
 	if err != nil || n <= 0 {
 		return false
 	}
-	return syscall.Kill(n, 0) == nil
+	cmdline, err := os.ReadFile("/proc/" + strconv.Itoa(n) + "/cmdline")
+	return err == nil && strings.Contains(string(cmdline), "agent")
 }

@@ -8,7 +8,9 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
+	"syscall"
 
 	"github.com/containerd/containerd/v2/pkg/netns"
 )
@@ -51,6 +53,9 @@ func Purge(ctx context.Context, dataDir, address, namespace, bridge string, log 
 	if daemon != nil {
 		daemon.Stop()
 	}
+	// Whatever is left of this peer: shims of its containerd (their command
+	// line names its socket) and processes in its pods' network namespaces.
+	KillPeerProcesses(dataDir)
 	nsDir := filepath.Join(dataDir, "network", "netns")
 	if ents, err := os.ReadDir(nsDir); err == nil {
 		for _, e := range ents {
@@ -79,3 +84,39 @@ func Purge(ctx context.Context, dataDir, address, namespace, bridge string, log 
 }
 
 func shellQuote(s string) string { return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'" }
+
+// KillPeerProcesses SIGKILLs every process of the peer with this data dir:
+// its private containerd and shims (their command lines name its socket)
+// and the processes in its pods' network namespaces. Reset uses it for
+// what no containerd knows any more; tests use it to kill a peer as a
+// machine dies.
+func KillPeerProcesses(dataDir string) {
+	type nsID struct{ dev, ino uint64 }
+	nsInodes := map[nsID]bool{}
+	ents, _ := filepath.Glob(filepath.Join(dataDir, "network", "netns", "*"))
+	for _, e := range ents {
+		var st syscall.Stat_t
+		if syscall.Stat(e, &st) == nil {
+			nsInodes[nsID{uint64(st.Dev), st.Ino}] = true
+		}
+	}
+	runDir := RunDirFor(dataDir)
+	procs, _ := filepath.Glob("/proc/[0-9]*")
+	for _, proc := range procs {
+		pid, err := strconv.Atoi(filepath.Base(proc))
+		if err != nil || pid == os.Getpid() {
+			continue
+		}
+		kill := false
+		if cmdline, err := os.ReadFile(proc + "/cmdline"); err == nil && strings.Contains(string(cmdline), runDir) {
+			kill = true
+		}
+		var st syscall.Stat_t
+		if len(nsInodes) > 0 && syscall.Stat(proc+"/ns/net", &st) == nil && nsInodes[nsID{uint64(st.Dev), st.Ino}] {
+			kill = true
+		}
+		if kill {
+			_ = syscall.Kill(pid, syscall.SIGKILL)
+		}
+	}
+}

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"crypto/rand"
 	"encoding/base64"
 	"fmt"
@@ -110,13 +111,17 @@ func newResetCmd() *cobra.Command {
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			cfg := agent.Config{Name: name, DataDir: dataDir, ContainerdAddress: address, ContainerdNamespace: namespace, Bridge: bridge,
 				Log: slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), &slog.HandlerOptions{Level: slog.LevelWarn}))}
-			if err := cfg.Defaults(); err != nil {
-				return err
+			if cfg.Name == "" && cfg.DataDir == "" {
+				return fmt.Errorf("reset needs --name or --data-dir")
 			}
+			if cfg.DataDir == "" {
+				cfg.DataDir = "/var/lib/chorus/" + cfg.Name
+			}
+			// Reset fills in the rest from what the peer recorded when it ran.
 			if err := agent.Reset(cmd.Context(), cfg); err != nil {
 				return err
 			}
-			fmt.Fprintf(cmd.OutOrStdout(), "peer %s reset: %s removed\n", cfg.Name, cfg.DataDir)
+			fmt.Fprintf(cmd.OutOrStdout(), "peer %s reset: %s removed\n", cmp.Or(cfg.Name, cfg.DataDir), cfg.DataDir)
 			return nil
 		},
 	}

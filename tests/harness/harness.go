@@ -15,7 +15,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -297,33 +296,7 @@ func IsReady(p *api.Pod) bool {
 // containers, and to every process in its pods' network namespaces.
 func (p *Peer) KillMachine() {
 	p.Kill()
-	var nsInodes = map[uint64]bool{}
-	ents, _ := filepath.Glob(filepath.Join(p.DataDir, "network", "netns", "*"))
-	for _, e := range ents {
-		var st syscall.Stat_t
-		if syscall.Stat(e, &st) == nil {
-			nsInodes[st.Ino] = true
-		}
-	}
-	runDir := runtime.RunDirFor(p.DataDir)
-	procs, _ := filepath.Glob("/proc/[0-9]*")
-	for _, proc := range procs {
-		pid, err := strconv.Atoi(filepath.Base(proc))
-		if err != nil || pid == os.Getpid() {
-			continue
-		}
-		kill := false
-		if cmdline, err := os.ReadFile(proc + "/cmdline"); err == nil && strings.Contains(string(cmdline), runDir) {
-			kill = true // a shim or the containerd of this peer
-		}
-		var st syscall.Stat_t
-		if syscall.Stat(proc+"/ns/net", &st) == nil && nsInodes[st.Ino] {
-			kill = true
-		}
-		if kill {
-			_ = syscall.Kill(pid, syscall.SIGKILL)
-		}
-	}
+	runtime.KillPeerProcesses(p.DataDir)
 }
 
 // Main builds the chorus binary, checks the machine, and runs the tests of a
