@@ -54,6 +54,9 @@ type Config struct {
 	HopPort       int               // service proxy hops between peers (default 7948)
 	Labels        map[string]string // node labels
 	Version       string            // chorus version, advertised to peers (default "dev")
+	// FaultCorruptBlobs makes the peer serve corrupted image blobs, to test
+	// that other peers detect them (hidden flag, tests only).
+	FaultCorruptBlobs bool
 
 	Log *slog.Logger `json:"-"`
 }
@@ -155,6 +158,8 @@ type Agent struct {
 	tags   map[string]string // this peer's user tags
 	sched  schedule
 	proxy  *proxy.Proxy
+	ctd    *runtime.Containerd
+	images *imageSharing
 	svcNet *serviceNet
 	svcIPs atomic.Pointer[map[string]string] // service key -> this peer's address for it
 
@@ -226,9 +231,16 @@ func Run(ctx context.Context, cfg Config) error {
 	}
 	defer ctd.Close()
 	a.rt = ctd
+	a.ctd = ctd
 	a.pods = runtime.NewPodManager(ctd, runtime.Options{
 		Node: cfg.Name, HostIP: cfg.Bind, StateDir: filepath.Join(cfg.DataDir, "pods"), Log: log,
 		ResolvConf: a.resolvConf,
+		EnsureImage: func(ctx context.Context, ref string) error {
+			if a.images == nil {
+				return errors.New("not joined to the cluster yet")
+			}
+			return a.images.ensure(ctx, ref)
+		},
 		Changed: func() {
 			select {
 			case a.statusKick <- struct{}{}:

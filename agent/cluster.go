@@ -3,6 +3,7 @@ package agent
 import (
 	"context"
 	"encoding/base64"
+	"errors"
 	"net"
 	"path/filepath"
 	"sort"
@@ -52,7 +53,8 @@ func (a *Agent) startCluster(ctx context.Context, wg *sync.WaitGroup) error {
 		a.log.Warn("last exchange with another peer is older than the tombstone horizon: the state will be rebuilt from the first peer that answers",
 			"horizon", crdt.DefaultTombstoneHorizon)
 	}
-	n.HandleSync(a.repl.handleSync)
+	a.images = newImageSharing(a, a.ctd, cfg.FaultCorruptBlobs)
+	n.HandleSync(a.handleSync)
 
 	kick := make(chan struct{}, 1)
 	events, unsubscribe := n.Subscribe()
@@ -105,6 +107,7 @@ func (a *Agent) startCluster(ctx context.Context, wg *sync.WaitGroup) error {
 	run(func() { a.tagLoop(ctx) })
 	run(func() { a.statusLoop(ctx, 500*time.Millisecond) })
 	run(func() { a.gcLoop(ctx, time.Hour, crdt.DefaultTombstoneHorizon) })
+	run(func() { a.images.inventoryLoop(ctx) })
 	return nil
 }
 
@@ -200,4 +203,17 @@ func (a *Agent) gcLoop(ctx context.Context, interval, horizon time.Duration) {
 			a.log.Info("dropped old tombstones", "count", n)
 		}
 	}
+}
+
+// handleSync answers the request/response protocol of the data plane:
+// anti-entropy, and images.
+func (a *Agent) handleSync(ctx context.Context, from string, req []byte) ([]byte, error) {
+	if len(req) > 0 && (req[0] == msgManifest || req[0] == msgBlob) {
+		resp, err := a.images.serve(ctx, req)
+		if err != nil && errors.Is(err, errMalformed) {
+			a.repl.malformed.Add(1)
+		}
+		return resp, err
+	}
+	return a.repl.handleSync(ctx, from, req)
 }

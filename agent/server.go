@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"os"
 	"runtime/debug"
+	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -600,6 +601,9 @@ func (a *Agent) handleImageLoad(w http.ResponseWriter, r *http.Request) {
 	for _, img := range imgs {
 		a.log.Info("image loaded", "image", img.Name, "digest", img.Digest, "bytes", pr.n, "took", time.Since(start).Round(time.Millisecond))
 	}
+	if a.images != nil {
+		a.images.published()
+	}
 	writeJSON(w, http.StatusOK, map[string]any{"images": imgs})
 }
 
@@ -617,12 +621,22 @@ func (a *Agent) handleImages(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	items := []imageItem{}
+	seen := map[string]bool{}
+	inv := a.images.inventory()
 	for _, i := range imgs {
 		if strings.HasPrefix(i.Name, "sha256:") {
 			continue
 		}
-		items = append(items, imageItem{Name: i.Name, Digest: i.Digest, Size: i.Size, Peers: 1})
+		seen[i.Name] = true
+		items = append(items, imageItem{Name: i.Name, Digest: i.Digest, Size: i.Size, Peers: max(1, inv[i.Name].Peers)})
 	}
+	// Images this peer does not hold, that others do.
+	for name, e := range inv {
+		if !seen[name] {
+			items = append(items, imageItem{Name: name, Digest: e.Digest, Size: e.Size, Peers: e.Peers})
+		}
+	}
+	sort.Slice(items, func(i, j int) bool { return items[i].Name < items[j].Name })
 	writeJSON(w, http.StatusOK, map[string]any{"items": items})
 }
 

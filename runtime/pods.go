@@ -45,6 +45,9 @@ type Options struct {
 	// Changed is called (without blocking) when a pod's status changes:
 	// started, exited, readiness, removed.
 	Changed func()
+	// EnsureImage, when set, is called for an image this peer lacks, to get
+	// it (from other peers, or its registry) before the container starts.
+	EnsureImage func(ctx context.Context, ref string) error
 }
 
 // PodManager keeps the pods assigned to this peer running: the kubelet of
@@ -528,6 +531,17 @@ func (w *podWorker) startOne(ctx context.Context, log *slog.Logger, i int, exits
 
 	if !adopt {
 		ok, err := w.m.rt.HasImage(ctx, image)
+		if err == nil && !ok && w.m.opts.EnsureImage != nil {
+			w.mu.Lock()
+			c.waitReason, c.waitMessage = "ContainerCreating", "fetching image "+image
+			w.mu.Unlock()
+			if err = w.m.opts.EnsureImage(ctx, image); err == nil {
+				w.event("Normal", "Pulled", "Image "+strconv.Quote(spec.Image)+" fetched")
+				ok = true
+			} else if ctx.Err() != nil {
+				return
+			}
+		}
 		if err != nil || !ok {
 			msg := fmt.Sprintf("image %q is not on peer %s; load it with 'chorus image load'", image, w.m.opts.Node)
 			if err != nil {

@@ -60,6 +60,7 @@ environment variable CHORUS_<FLAG>, e.g. CHORUS_DATA_DIR=/srv/chorus.`,
 				SerfPort:            v.GetInt("serf-port"),
 				P2PPort:             v.GetInt("p2p-port"),
 				HopPort:             v.GetInt("hop-port"),
+				FaultCorruptBlobs:   v.GetBool("fault-corrupt-blobs"),
 				Version:             version,
 				Log:                 log,
 			}
@@ -93,6 +94,8 @@ environment variable CHORUS_<FLAG>, e.g. CHORUS_DATA_DIR=/srv/chorus.`,
 	f.Int("p2p-port", 7947, "data plane port (TCP) on --bind")
 	f.Int("hop-port", 7948, "port on --bind where other peers' service proxies reach this peer's pods")
 	f.String("log-level", "info", "debug, info, warn or error")
+	f.Bool("fault-corrupt-blobs", false, "serve corrupted image blobs to other peers (fault injection for tests)")
+	_ = f.MarkHidden("fault-corrupt-blobs")
 	_ = v.BindPFlags(f)
 	v.SetEnvPrefix("CHORUS")
 	v.SetEnvKeyReplacer(strings.NewReplacer("-", "_"))

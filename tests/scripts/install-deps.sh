@@ -1,7 +1,8 @@
 #!/bin/sh
 # Installs what chorus needs on Debian 12 when it is missing: containerd,
 # runc, the CNI plugins, iptables (the bridge plugin's masquerade), iproute2,
-# and wrk for the benchmarks. Run as root.
+# wrk for the benchmarks and Debian's docker-registry for the registry pull
+# tests. Run as root.
 set -eu
 need=""
 command -v containerd >/dev/null 2>&1 || need="$need containerd"
@@ -10,6 +11,7 @@ command -v runc >/dev/null 2>&1 || need="$need runc"
 command -v iptables >/dev/null 2>&1 || need="$need iptables"
 command -v ip >/dev/null 2>&1 || need="$need iproute2"
 command -v wrk >/dev/null 2>&1 || need="$need wrk"
+command -v docker-registry >/dev/null 2>&1 || need="$need docker-registry"
 if [ -n "$need" ]; then
 	if [ "$(id -u)" != 0 ]; then
 		echo "chorus needs:$need; run as root to install them" >&2

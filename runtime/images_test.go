@@ -1,0 +1,322 @@
+package runtime
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/chorus-sh/chorus/api"
+	"github.com/containerd/containerd/v2/core/images"
+	"github.com/containerd/platforms"
+	"github.com/opencontainers/go-digest"
+	specs "github.com/opencontainers/image-spec/specs-go"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+)
+
+// newRigNet is newRig with a pod subnet of its own, so that two rigs can
+// run pods at the same time.
+func newRigNet(t *testing.T, name, subnet string) *rig {
+	requireEnv(t)
+	ctx := context.Background()
+	dir, err := os.MkdirTemp("", "chorus-rt-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	if testing.Verbose() {
+		log = slog.Default()
+	}
+	bridge := "chrt" + name
+	d, err := StartDaemon(ctx, dir, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	nw, err := NewCNINetwork(NetworkConfig{Name: "chorus-rt-" + name, Bridge: bridge, Subnet: subnet, StateDir: filepath.Join(dir, "network")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctd, err := NewContainerd(ctx, d.Address, "rt-"+name, nw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pm := NewPodManager(ctd, Options{Node: "rt", HostIP: "127.0.0.1", StateDir: filepath.Join(dir, "pods"), Log: log, BackoffBase: 200 * time.Millisecond})
+	if err := pm.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	r := &rig{ctd: ctd, pm: pm, dir: dir}
+	t.Cleanup(func() {
+		r.pm.Sync(nil)
+		deadline := time.Now().Add(30 * time.Second)
+		for len(r.pm.Pods()) > 0 && time.Now().Before(deadline) {
+			time.Sleep(100 * time.Millisecond)
+		}
+		if n := len(r.pm.Pods()); n > 0 {
+			t.Errorf("%d pods not removed after 30s", n)
+		}
+		r.pm.Close()
+		ctd.Close()
+		d.Stop()
+		if err := Purge(context.Background(), dir, "", "rt-"+name, bridge, log); err != nil {
+			t.Errorf("purge: %v", err)
+		}
+	})
+	return r
+}
+
+// blobReader reads a blob from a Containerd in chunks through ReadBlob, as
+// a peer serving it over the network would.
+type blobReader struct {
+	ctx   context.Context
+	src   *Containerd
+	blob  Blob
+	off   int64
+	chunk int64
+	buf   []byte
+	reads int
+}
+
+func (r *blobReader) Read(p []byte) (int, error) {
+	if len(r.buf) == 0 {
+		if r.off >= r.blob.Size {
+			return 0, io.EOF
+		}
+		b, err := r.src.ReadBlob(r.ctx, r.blob.Digest, r.off, r.chunk)
+		if err != nil {
+			return 0, err
+		}
+		if len(b) == 0 {
+			return 0, io.ErrUnexpectedEOF
+		}
+		r.reads++
+		r.off += int64(len(b))
+		r.buf = b
+	}
+	n := copy(p, r.buf)
+	r.buf = r.buf[n:]
+	return n, nil
+}
+
+func TestImageTransfer(t *testing.T) {
+	ctx := context.Background()
+	a := newRig(t, "imga")
+	a.loadImage(t, "web")
+
+	m, err := a.ctd.ExportManifest(ctx, "example/web:1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m.Name != "docker.io/example/web:1" {
+		t.Fatalf("name %q", m.Name)
+	}
+	if len(m.Blobs) < 3 || m.Blobs[len(m.Blobs)-1] != m.Target {
+		t.Fatalf("want the children then the target %+v, got %+v", m.Target, m.Blobs)
+	}
+	kinds := map[string]int{}
+	var layer Blob
+	for _, b := range m.Blobs {
+		switch {
+		case images.IsManifestType(b.MediaType):
+			kinds["manifest"]++
+		case images.IsConfigType(b.MediaType):
+			kinds["config"]++
+		case images.IsLayerType(b.MediaType):
+			kinds["layer"]++
+			if b.Size > layer.Size {
+				layer = b
+			}
+		}
+		data, err := a.ctd.ReadBlob(ctx, b.Digest, 0, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if int64(len(data)) != b.Size || digest.FromBytes(data).String() != b.Digest {
+			t.Fatalf("blob %+v: read %d bytes with digest %s", b, len(data), digest.FromBytes(data))
+		}
+	}
+	if kinds["manifest"] != 1 || kinds["config"] != 1 || kinds["layer"] < 1 {
+		t.Fatalf("blob kinds %v in %+v", kinds, m.Blobs)
+	}
+	// Ranged reads.
+	if part, err := a.ctd.ReadBlob(ctx, layer.Digest, 10, 5); err != nil || len(part) != 5 {
+		t.Fatalf("ranged read: %d bytes, %v", len(part), err)
+	}
+	if _, err := a.ctd.ReadBlob(ctx, layer.Digest, layer.Size+1, 0); err == nil {
+		t.Fatal("read past the end: no error")
+	}
+	if _, err := a.ctd.ReadBlob(ctx, digest.FromString("nope").String(), 0, 0); err == nil {
+		t.Fatal("read of a missing blob: no error")
+	}
+
+	b := newRigNet(t, "imgb", "10.87.2.0/24")
+	if ok, _ := b.ctd.HasImage(ctx, m.Name); ok {
+		t.Fatal("B has the image before the transfer")
+	}
+	if err := b.ctd.CommitImage(ctx, m); err == nil {
+		t.Fatal("commit without the blobs: no error")
+	}
+
+	// Corrupted, truncated and overlong data is refused and not stored.
+	data, err := a.ctd.ReadBlob(ctx, layer.Digest, 0, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	flipped := append([]byte(nil), data...)
+	flipped[len(flipped)/2] ^= 0x40
+	for what, bad := range map[string][]byte{
+		"corrupted": flipped,
+		"truncated": data[:len(data)-1],
+		"overlong":  append(append([]byte(nil), data...), 0),
+	} {
+		err := b.ctd.WriteBlob(ctx, layer, bytes.NewReader(bad))
+		if !errors.Is(err, ErrDigestMismatch) {
+			t.Fatalf("%s blob: err %v, want ErrDigestMismatch", what, err)
+		}
+		if ok, err := b.ctd.HasBlob(ctx, layer.Digest); ok || err != nil {
+			t.Fatalf("%s blob: HasBlob %v %v", what, ok, err)
+		}
+	}
+	readErr := errors.New("connection lost")
+	if err := b.ctd.WriteBlob(ctx, layer, io.MultiReader(bytes.NewReader(data[:100]), errReader{readErr})); !errors.Is(err, readErr) {
+		t.Fatalf("failing reader: err %v", err)
+	}
+
+	// Copy every blob in 1 MiB chunks.
+	chunked := false
+	for _, bl := range m.Blobs {
+		if ok, err := b.ctd.HasBlob(ctx, bl.Digest); err != nil || ok {
+			t.Fatalf("B holds %s before the copy: %v %v", bl.Digest, ok, err)
+		}
+		br := &blobReader{ctx: ctx, src: a.ctd, blob: bl, chunk: 1 << 20}
+		if err := b.ctd.WriteBlob(ctx, bl, br); err != nil {
+			t.Fatalf("write %+v: %v", bl, err)
+		}
+		chunked = chunked || br.reads > 1
+		if ok, err := b.ctd.HasBlob(ctx, bl.Digest); !ok || err != nil {
+			t.Fatalf("B lacks %s after writing it: %v", bl.Digest, err)
+		}
+	}
+	if layer.Size > 1<<20 && !chunked {
+		t.Fatal("no blob was read in more than one chunk")
+	}
+	// Writing a blob again is a no-op.
+	if err := b.ctd.WriteBlob(ctx, layer, bytes.NewReader(nil)); err != nil {
+		t.Fatalf("rewrite of a held blob: %v", err)
+	}
+	ls := b.ctd.client.LeasesService()
+	xfer := func() int {
+		all, err := ls.List(b.ctd.ctx(ctx))
+		if err != nil {
+			t.Fatal(err)
+		}
+		n := 0
+		for _, l := range all {
+			if strings.HasPrefix(l.ID, "chorus-xfer-") {
+				n++
+			}
+		}
+		return n
+	}
+	if n := xfer(); n != len(m.Blobs) {
+		t.Fatalf("%d transfer leases before the commit, want one per blob (%d)", n, len(m.Blobs))
+	}
+
+	if err := b.ctd.CommitImage(ctx, m); err != nil {
+		t.Fatal(err)
+	}
+	if ok, err := b.ctd.HasImage(ctx, "docker.io/example/web:1"); !ok || err != nil {
+		t.Fatalf("B HasImage: %v %v", ok, err)
+	}
+	if n := xfer(); n != 0 {
+		t.Fatalf("%d transfer leases left after the commit", n)
+	}
+	info, err := b.ctd.client.ContentStore().Info(b.ctd.ctx(ctx), digest.Digest(m.Target.Digest))
+	if err != nil {
+		t.Fatal(err)
+	}
+	refs := 0
+	for k := range info.Labels {
+		if strings.HasPrefix(k, "containerd.io/gc.ref.content.") {
+			refs++
+		}
+	}
+	if refs < 2 {
+		t.Fatalf("target labels %v lack the GC child references", info.Labels)
+	}
+	// The image moved intact: B exports the same manifest.
+	if mb, err := b.ctd.ExportManifest(ctx, m.Name); err != nil || fmt.Sprint(mb) != fmt.Sprint(m) {
+		t.Fatalf("B exports %+v %v, want %+v", mb, err, m)
+	}
+	// Committing again is harmless.
+	if err := b.ctd.CommitImage(ctx, m); err != nil {
+		t.Fatal(err)
+	}
+
+	// A pod runs in B from the transferred image.
+	b.pm.Sync([]api.Pod{webPod("web-t")})
+	waitFor(t, 30*time.Second, "web-t ready", func() (bool, string) {
+		p := b.pod(t, "web-t")
+		ok := p.Status.Phase == api.PodRunning && len(p.Status.ContainerStatuses) == 1 && p.Status.ContainerStatuses[0].Ready
+		return ok, fmt.Sprintf("%+v", p.Status)
+	})
+	p := b.pod(t, "web-t")
+	code, body, err := get("http://" + p.Status.PodIP + ":8080/")
+	if err != nil || code != 200 || !strings.Contains(body, "web-t") {
+		t.Fatalf("GET web-t: %d %q %v", code, body, err)
+	}
+
+	// An index with a manifest for another platform, absent here: only the
+	// manifest for this platform is exported and needed.
+	other := platforms.DefaultSpec()
+	other.Architecture = map[bool]string{true: "amd64", false: "arm64"}[other.Architecture == "arm64"]
+	here := platforms.DefaultSpec()
+	mdesc, _ := m.Target.descriptor()
+	mdesc.Platform = &here
+	idx, err := json.Marshal(ocispec.Index{
+		Versioned: specs.Versioned{SchemaVersion: 2},
+		MediaType: ocispec.MediaTypeImageIndex,
+		Manifests: []ocispec.Descriptor{
+			{MediaType: mdesc.MediaType, Digest: digest.FromString("absent"), Size: 100, Platform: &other},
+			mdesc,
+		},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ib := Blob{Digest: digest.FromBytes(idx).String(), Size: int64(len(idx)), MediaType: ocispec.MediaTypeImageIndex}
+	if err := a.ctd.WriteBlob(ctx, ib, bytes.NewReader(idx)); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.ctd.CommitImage(ctx, ImageManifest{Name: "example/web:idx", Target: ib}); err != nil {
+		t.Fatal(err)
+	}
+	mi, err := a.ctd.ExportManifest(ctx, "example/web:idx")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := append(append([]Blob{}, m.Blobs...), ib); fmt.Sprint(mi.Blobs) != fmt.Sprint(want) || mi.Target != ib {
+		t.Fatalf("index export %+v, want blobs %+v", mi, want)
+	}
+	br := &blobReader{ctx: ctx, src: a.ctd, blob: ib, chunk: 1 << 20}
+	if err := b.ctd.WriteBlob(ctx, ib, br); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.ctd.CommitImage(ctx, mi); err != nil {
+		t.Fatal(err)
+	}
+	if ok, err := b.ctd.HasImage(ctx, "docker.io/example/web:idx"); !ok || err != nil {
+		t.Fatalf("B HasImage idx: %v %v", ok, err)
+	}
+}
+
+type errReader struct{ err error }
+
+func (e errReader) Read([]byte) (int, error) { return 0, e.err }
