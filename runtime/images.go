@@ -39,7 +39,7 @@ import (
 
 // TransferLeaseTTL is how long a blob written by WriteBlob is kept without
 // an image referencing it.
-var TransferLeaseTTL = time.Hour
+const TransferLeaseTTL = time.Hour
 
 // ErrDigestMismatch is returned (wrapped) by WriteBlob when the data read
 // does not have the announced size or digest.

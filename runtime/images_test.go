@@ -8,14 +8,20 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/chorus-sh/chorus/api"
+	containerd "github.com/containerd/containerd/v2/client"
+	"github.com/containerd/containerd/v2/core/content"
 	"github.com/containerd/containerd/v2/core/images"
+	"github.com/containerd/containerd/v2/core/leases"
+	"github.com/containerd/containerd/v2/core/remotes/docker"
 	"github.com/containerd/platforms"
 	"github.com/opencontainers/go-digest"
 	specs "github.com/opencontainers/image-spec/specs-go"
@@ -229,8 +235,42 @@ func TestImageTransfer(t *testing.T) {
 		t.Fatalf("%d transfer leases before the commit, want one per blob (%d)", n, len(m.Blobs))
 	}
 
+	// Garbage collection spares the leased blobs (a blob written without a
+	// lease shows that it ran).
+	bctx := b.ctd.ctx(ctx)
+	loose := []byte("unreferenced")
+	looseDesc := ocispec.Descriptor{Digest: digest.FromBytes(loose), Size: int64(len(loose))}
+	if err := content.WriteBlob(bctx, b.ctd.client.ContentStore(), "loose", bytes.NewReader(loose), looseDesc); err != nil {
+		t.Fatal(err)
+	}
+	collect := func() {
+		t.Helper()
+		l, err := ls.Create(bctx, leases.WithRandomID())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := ls.Delete(bctx, l, leases.SynchronousDelete); err != nil {
+			t.Fatal(err)
+		}
+	}
+	collect()
+	if ok, _ := b.ctd.HasBlob(ctx, looseDesc.Digest.String()); ok {
+		t.Fatal("garbage collection did not run: the unreferenced blob is still there")
+	}
+	for _, bl := range m.Blobs {
+		if ok, err := b.ctd.HasBlob(ctx, bl.Digest); !ok || err != nil {
+			t.Fatalf("garbage collection removed leased blob %s: %v", bl.Digest, err)
+		}
+	}
+
 	if err := b.ctd.CommitImage(ctx, m); err != nil {
 		t.Fatal(err)
+	}
+	collect()
+	for _, bl := range m.Blobs {
+		if ok, err := b.ctd.HasBlob(ctx, bl.Digest); !ok || err != nil {
+			t.Fatalf("garbage collection removed blob %s of the committed image: %v", bl.Digest, err)
+		}
 	}
 	if ok, err := b.ctd.HasImage(ctx, "docker.io/example/web:1"); !ok || err != nil {
 		t.Fatalf("B HasImage: %v %v", ok, err)
@@ -320,3 +360,75 @@ func TestImageTransfer(t *testing.T) {
 type errReader struct{ err error }
 
 func (e errReader) Read([]byte) (int, error) { return 0, e.err }
+
+// startRegistry runs Debian's docker-registry on a free localhost port and
+// returns its host:port.
+func startRegistry(t *testing.T) string {
+	t.Helper()
+	bin, err := exec.LookPath("docker-registry")
+	if err != nil {
+		t.Fatal("docker-registry is not installed: run `make deps` (apt-get install docker-registry)")
+	}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := l.Addr().String()
+	l.Close()
+	dir := t.TempDir()
+	cfg := fmt.Sprintf("version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: %s\nhttp:\n  addr: %s\n", filepath.Join(dir, "data"), addr)
+	if err := os.WriteFile(filepath.Join(dir, "config.yml"), []byte(cfg), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(bin, "serve", filepath.Join(dir, "config.yml"))
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
+	})
+	waitFor(t, 10*time.Second, "registry up", func() (bool, string) {
+		code, _, err := get("http://" + addr + "/v2/")
+		return err == nil && code == 200, fmt.Sprint(code, err, out.String())
+	})
+	return addr
+}
+
+func TestPull(t *testing.T) {
+	ctx := context.Background()
+	reg := startRegistry(t)
+	a := newRig(t, "pulla")
+	a.loadImage(t, "web")
+
+	// Push example/web:1 from A to the registry.
+	actx := a.ctd.ctx(ctx)
+	img, err := a.ctd.client.GetImage(actx, "docker.io/example/web:1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ref := reg + "/example/web:1"
+	resolver := docker.NewResolver(docker.ResolverOptions{
+		Hosts: docker.ConfigureDefaultRegistries(docker.WithPlainHTTP(docker.MatchLocalhost)),
+	})
+	if err := a.ctd.client.Push(actx, ref, img.Target(), containerd.WithResolver(resolver)); err != nil {
+		t.Fatal(err)
+	}
+
+	b := newRigNet(t, "pullb", "10.87.2.0/24")
+	got, err := b.ctd.Pull(ctx, ref)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.Name != ref || got.Digest != img.Target().Digest.String() || got.Size == 0 {
+		t.Fatalf("pulled %+v, want %s at %s", got, ref, img.Target().Digest)
+	}
+	if ok, err := b.ctd.HasImage(ctx, ref); !ok || err != nil {
+		t.Fatalf("HasImage after pull: %v %v", ok, err)
+	}
+	if _, err := b.ctd.Pull(ctx, reg+"/example/missing:1"); err == nil {
+		t.Fatal("pull of a missing image: no error")
+	}
+}

@@ -19,6 +19,11 @@ import (
 
 	"github.com/chorus-sh/chorus/tests/harness"
 	"github.com/chorus-sh/chorus/tests/images"
+	"github.com/google/go-containerregistry/pkg/name"
+	"github.com/google/go-containerregistry/pkg/v1/mutate"
+	"github.com/google/go-containerregistry/pkg/v1/random"
+	"github.com/google/go-containerregistry/pkg/v1/tarball"
+	"github.com/google/go-containerregistry/pkg/v1/types"
 )
 
 // startCluster starts n peers on 127.0.0.<base+i> that join the first.
@@ -489,4 +494,104 @@ spec:
 	b.ReportMetric(sum["direct"]/2, "direct-req/s")
 	b.ReportMetric(sum["local-nodeport"]/sum["direct"], "local/direct")
 	b.ReportMetric(sum["remote-nodeport"]/sum["direct"], "remote/direct")
+}
+
+// bigImage writes an archive of example/big:1: the web image plus a layer
+// of size random (incompressible) bytes.
+func bigImage(b *testing.B, web string, size int64) string {
+	base, err := tarball.ImageFromPath(web, nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	layer, err := random.Layer(size, types.DockerLayer)
+	if err != nil {
+		b.Fatal(err)
+	}
+	img, err := mutate.AppendLayers(base, layer)
+	if err != nil {
+		b.Fatal(err)
+	}
+	tag, err := name.NewTag("example/big:1")
+	if err != nil {
+		b.Fatal(err)
+	}
+	path := filepath.Join(b.TempDir(), "big.tar")
+	if err := tarball.WriteToFile(path, tag, img); err != nil {
+		b.Fatal(err)
+	}
+	return path
+}
+
+// imagePeers returns how many peers hold ref, as p's `image ls` says.
+func imagePeers(p *harness.Peer, ref string) int {
+	out, err := p.CLI("image", "ls")
+	if err != nil {
+		return 0
+	}
+	for _, l := range strings.Split(out, "\n") {
+		if f := strings.Fields(l); len(f) >= 4 && f[0] == ref {
+			n, _ := strconv.Atoi(f[len(f)-1])
+			return n
+		}
+	}
+	return 0
+}
+
+// BenchmarkImageSpread compares getting a 100 MB image onto 5 peers from
+// one (a DaemonSet of it: each peer fetches it from the peers that have it)
+// with copying the archive to each of the other 4 peers one after another
+// (image load on each), in the same run.
+func BenchmarkImageSpread(b *testing.B) {
+	imgs, err := images.BuildAll(context.Background(), filepath.Join(os.TempDir(), "chorus-test-images"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	archive := bigImage(b, imgs["web"], 100<<20)
+	const ref = "docker.io/example/big:1"
+
+	// Copying to each peer, one after another.
+	peers := startCluster(b, 5, 215, "ic")
+	if _, err := peers[0].CLI("image", "load", archive); err != nil {
+		b.Fatal(err)
+	}
+	start := time.Now()
+	for _, p := range peers[1:] {
+		if _, err := p.CLI("image", "load", archive); err != nil {
+			b.Fatal(err)
+		}
+	}
+	copyEach := time.Since(start)
+	for _, p := range peers {
+		p.Destroy()
+	}
+
+	// Peer to peer.
+	peers = startCluster(b, 5, 240, "ip")
+	if _, err := peers[0].CLI("image", "load", archive); err != nil {
+		b.Fatal(err)
+	}
+	ds := `apiVersion: apps/v1
+kind: DaemonSet
+metadata: {name: big}
+spec:
+  selector: {matchLabels: {app: big}}
+  template:
+    metadata: {labels: {app: big}}
+    spec:
+      containers: [{name: big, image: example/big:1, env: [{name: PORT, value: "8080"}]}]
+`
+	start = time.Now()
+	if err := post("http://"+peers[0].API+"/api/v1/apply", []byte(ds)); err != nil {
+		b.Fatal(err)
+	}
+	for imagePeers(peers[0], ref) < 5 {
+		if time.Since(start) > 5*time.Minute {
+			b.Fatalf("image on %d peers after 5m", imagePeers(peers[0], ref))
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	p2p := time.Since(start)
+	b.Logf("100 MB image onto 4 more peers: copy to each %s, peer to peer %s", copyEach.Round(10*time.Millisecond), p2p.Round(10*time.Millisecond))
+	b.ReportMetric(copyEach.Seconds(), "s-copy-to-each")
+	b.ReportMetric(p2p.Seconds(), "s-peer-to-peer")
 }
