@@ -444,7 +444,11 @@ func (n *Node) startSerf() error {
 	if err != nil {
 		return fmt.Errorf("gossip: serf port %s: %w", net.JoinHostPort(cfg.BindAddr, strconv.Itoa(cfg.SerfPort)), err)
 	}
-	ml.Transport = nt
+	if ip := net.ParseIP(cfg.BindAddr); ip != nil && !ip.IsUnspecified() {
+		ml.Transport = &boundTransport{NetTransport: nt, local: &net.TCPAddr{IP: ip}}
+	} else {
+		ml.Transport = nt
+	}
 
 	s, err := serf.Create(sc)
 	if err != nil {
@@ -857,4 +861,23 @@ func (b *logBridge) Write(p []byte) (int, error) {
 	}
 	b.log.Log(context.Background(), level, line, "component", "serf")
 	return len(p), nil
+}
+
+// boundTransport makes memberlist's TCP connections leave from the bind
+// address, as its UDP packets do, so that all of a peer's membership
+// traffic carries its address (firewall rules, partitions in tests).
+type boundTransport struct {
+	*memberlist.NetTransport
+	local net.Addr
+}
+
+// DialTimeout implements memberlist.Transport.
+func (t *boundTransport) DialTimeout(addr string, timeout time.Duration) (net.Conn, error) {
+	return t.DialAddressTimeout(memberlist.Address{Addr: addr}, timeout)
+}
+
+// DialAddressTimeout implements memberlist.NodeAwareTransport.
+func (t *boundTransport) DialAddressTimeout(a memberlist.Address, timeout time.Duration) (net.Conn, error) {
+	d := net.Dialer{Timeout: timeout, LocalAddr: t.local}
+	return d.Dial("tcp", a.Addr)
 }

@@ -118,13 +118,13 @@ func readHopHeader(r io.Reader) (netip.AddrPort, error) {
 // dialHop connects to target through the hop listener at hop and waits for
 // its answer, so that a failure is known (and another endpoint can be
 // tried) before any client byte is sent.
-func dialHop(ctx context.Context, hop string, target netip.AddrPort, timeout time.Duration) (*net.TCPConn, error) {
+func dialHop(ctx context.Context, hop string, local net.Addr, target netip.AddrPort, timeout time.Duration) (*net.TCPConn, error) {
 	if _, ok := ctx.Deadline(); !ok {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, timeout)
 		defer cancel()
 	}
-	c, err := dialTCP(ctx, hop)
+	c, err := dialTCPFrom(ctx, local, hop)
 	if err != nil {
 		return nil, fmt.Errorf("proxy: hop %s: %w", hop, err)
 	}

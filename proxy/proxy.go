@@ -625,11 +625,21 @@ func (p *Proxy) dialEndpoint(ctx context.Context, ep Endpoint) (*net.TCPConn, er
 	if !ok || hop == "" {
 		return nil, fmt.Errorf("proxy: no hop for node %q", ep.Node)
 	}
-	return dialHop(ctx, hop, target, p.hopTimeout)
+	// Hops leave from the peer's own address, so that a peer's traffic to
+	// others carries its address (firewalls, partitions in tests).
+	var local net.Addr
+	if ip := net.ParseIP(p.cfg.NodeIP); ip != nil && !ip.IsUnspecified() {
+		local = &net.TCPAddr{IP: ip}
+	}
+	return dialHop(ctx, hop, local, target, p.hopTimeout)
 }
 
 func dialTCP(ctx context.Context, addr string) (*net.TCPConn, error) {
-	var d net.Dialer
+	return dialTCPFrom(ctx, nil, addr)
+}
+
+func dialTCPFrom(ctx context.Context, local net.Addr, addr string) (*net.TCPConn, error) {
+	d := net.Dialer{LocalAddr: local}
 	c, err := d.DialContext(ctx, "tcp", addr)
 	if err != nil {
 		return nil, err

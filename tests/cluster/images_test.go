@@ -102,7 +102,10 @@ func TestCorruptTransferRetriedAndLateJoiner(t *testing.T) {
 	// A peer joins later and gets a replica: it fetches the image, part of
 	// it from a peer that sends corrupted blobs.
 	late.Start()
-	waitNodes(t, good, map[string]string{"j1": "Alive", "j2": "Alive", "j3": "Alive"})
+	// Every peer knows every other (a peer serves blobs to members only).
+	for _, p := range []*harness.Peer{good, bad, late} {
+		waitNodes(t, p, map[string]string{"j1": "Alive", "j2": "Alive", "j3": "Alive"})
+	}
 	if _, err := good.CLI("scale", "deployment", "web", "--replicas=3"); err != nil {
 		t.Fatal(err)
 	}

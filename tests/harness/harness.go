@@ -182,6 +182,7 @@ func (p *Peer) signal(sig syscall.Signal) {
 		return
 	}
 	_ = p.cmd.Process.Signal(sig)
+	_ = p.cmd.Process.Signal(syscall.SIGCONT) // a paused agent handles SIGTERM only once continued
 	select {
 	case <-p.exited:
 	case <-time.After(30 * time.Second):
@@ -335,4 +336,19 @@ func HTTPGet(url string) (string, error) {
 		return string(b), fmt.Errorf("GET %s: %s", url, resp.Status)
 	}
 	return string(b), err
+}
+
+// Pause stops the agent process (SIGSTOP), as a hung machine: its
+// containers keep running, but it answers nothing.
+func (p *Peer) Pause() {
+	if p.cmd != nil {
+		_ = p.cmd.Process.Signal(syscall.SIGSTOP)
+	}
+}
+
+// Resume continues a paused agent (SIGCONT).
+func (p *Peer) Resume() {
+	if p.cmd != nil {
+		_ = p.cmd.Process.Signal(syscall.SIGCONT)
+	}
 }

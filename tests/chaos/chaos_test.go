@@ -1,0 +1,242 @@
+package chaos
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/chorus-sh/chorus/tests/harness"
+	"github.com/chorus-sh/chorus/tests/images"
+)
+
+// The short form (part of `make test`) runs each scenario for a few tens of
+// seconds; `make chaos` runs the long form with -chaos.duration.
+var (
+	duration = flag.Duration("chaos.duration", 20*time.Second, "how long each scenario injects faults")
+	report   = flag.String("chaos.report", "", "write the reports as JSON to this file (and as text next to it)")
+)
+
+var (
+	bin    string
+	webImg string
+
+	reportsMu sync.Mutex
+	reports   []Report
+)
+
+func TestMain(m *testing.M) {
+	flag.Parse()
+	imgs, err := images.BuildAll(context.Background(), filepath.Join(os.TempDir(), "chorus-test-images"))
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	webImg = imgs["web"]
+	code := harness.Main(m, &bin)
+	if *report != "" {
+		if err := Save(*report, reports); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			code = 1
+		}
+		_ = os.WriteFile(*report+".txt", []byte(Text(reports)), 0o644)
+	}
+	fmt.Print(Text(reports))
+	os.Exit(code)
+}
+
+func keep(r Report) {
+	reportsMu.Lock()
+	defer reportsMu.Unlock()
+	reports = append(reports, r)
+}
+
+const sample = 500 * time.Millisecond
+
+// serviceURL returns a NodePort URL of deployment name on the first alive
+// peer.
+func (c *Cluster) serviceURL(name string) func() string {
+	return func() string {
+		alive := c.Alive()
+		c.mu.Lock()
+		port, ok := c.ports[name]
+		n := c.want[name]
+		c.mu.Unlock()
+		if len(alive) == 0 || !ok || n <= 0 {
+			return ""
+		}
+		return fmt.Sprintf("http://%s:%d/", alive[0].Bind, port)
+	}
+}
+
+// TestRandomKillsDuringWrites: random kills (with containers), graceful
+// stops and restarts of one peer at a time, while writes (creates, scales,
+// deletes) go to random live peers.
+func TestRandomKillsDuringWrites(t *testing.T) {
+	c := New(t, bin, webImg, 5, 101, "k")
+	if err := c.Apply(c.Peers[0], "stable", 3, 31001); err != nil {
+		t.Fatal(err)
+	}
+	c.Check(&Report{}, 90*time.Second)
+	r := Report{Scenario: "random-kills-during-writes"}
+	m := c.Watch(sample, c.serviceURL("stable"))
+	start := time.Now()
+	names := []string{"a", "b", "c"}
+	for time.Since(start) < *duration {
+		victim := c.Peers[1+c.Rand.IntN(len(c.Peers)-1)]
+		switch c.Rand.IntN(3) {
+		case 0:
+			victim.KillMachine()
+			r.Faults = append(r.Faults, "kill -9 "+victim.Name)
+		case 1:
+			victim.Stop()
+			r.Faults = append(r.Faults, "stop "+victim.Name)
+		default:
+			victim.KillMachine()
+			r.Faults = append(r.Faults, "kill -9 and restart "+victim.Name)
+		}
+		for i := 0; i < 3; i++ {
+			c.RandomWrite(names)
+			time.Sleep(500 * time.Millisecond)
+		}
+		victim.Start()
+		for i := 0; i < 3; i++ {
+			c.RandomWrite(names)
+			time.Sleep(500 * time.Millisecond)
+		}
+	}
+	m.Stop()
+	r.Duration = time.Since(start).Seconds()
+	m.Figures(&r, sample)
+	c.Check(&r, 120*time.Second)
+	keep(r)
+}
+
+// TestKillMinority: two of five peers die at once.
+func TestKillMinority(t *testing.T) {
+	c := New(t, bin, webImg, 5, 111, "m")
+	if err := c.Apply(c.Peers[0], "web", 6, 31011); err != nil {
+		t.Fatal(err)
+	}
+	c.Check(&Report{}, 90*time.Second)
+	r := Report{Scenario: "kill-minority"}
+	m := c.Watch(sample, c.serviceURL("web"))
+	start := time.Now()
+	at := time.Now()
+	c.Peers[3].KillMachine()
+	c.Peers[4].KillMachine()
+	r.Faults = append(r.Faults, "kill -9 "+c.Peers[3].Name+" and "+c.Peers[4].Name)
+	for time.Since(start) < *duration {
+		c.RandomWrite([]string{"x"})
+		time.Sleep(time.Second)
+	}
+	if d, ok := m.RecoveryTime(at); ok {
+		r.ReplacementSeconds = append(r.ReplacementSeconds, d.Seconds())
+	}
+	m.Stop()
+	r.Duration = time.Since(start).Seconds()
+	m.Figures(&r, sample)
+	c.Check(&r, 120*time.Second)
+	keep(r)
+}
+
+// TestAllButOne: every peer but one dies; writes go on to the survivor;
+// the others come back and learn them.
+func TestAllButOne(t *testing.T) {
+	c := New(t, bin, webImg, 4, 121, "s")
+	if err := c.Apply(c.Peers[0], "web", 4, 31021); err != nil {
+		t.Fatal(err)
+	}
+	c.Check(&Report{}, 90*time.Second)
+	r := Report{Scenario: "all-but-one"}
+	m := c.Watch(sample, c.serviceURL("web"))
+	start := time.Now()
+	for _, p := range c.Peers[1:] {
+		p.KillMachine()
+	}
+	r.Faults = append(r.Faults, "kill -9 every peer but "+c.Peers[0].Name)
+	at := time.Now()
+	for time.Since(start) < *duration {
+		c.RandomWrite([]string{"web", "y"})
+		time.Sleep(time.Second)
+	}
+	if d, ok := m.RecoveryTime(at); ok {
+		r.ReplacementSeconds = append(r.ReplacementSeconds, d.Seconds())
+	}
+	for _, p := range c.Peers[1:] {
+		p.Start()
+	}
+	r.Faults = append(r.Faults, "restart them")
+	c.WaitAlive(c.Peers, 60*time.Second)
+	m.Stop()
+	r.Duration = time.Since(start).Seconds()
+	m.Figures(&r, sample)
+	c.Check(&r, 120*time.Second)
+	keep(r)
+}
+
+// TestPartitionHeals: a 2|3 partition; both sides take writes; it heals.
+// During the partition each side runs the replicas it believes are its
+// share: a replica may run twice (chorus stays available rather than
+// consistent), and the figures say for how long.
+func TestPartitionHeals(t *testing.T) {
+	c := New(t, bin, webImg, 5, 131, "p")
+	if err := c.Apply(c.Peers[0], "web", 4, 31031); err != nil {
+		t.Fatal(err)
+	}
+	c.Check(&Report{}, 90*time.Second)
+	r := Report{Scenario: "partition-2-3-and-heal"}
+	m := c.Watch(sample, c.serviceURL("web"))
+	start := time.Now()
+	left, right := c.Peers[:2], c.Peers[2:]
+	c.Partition(left, right)
+	r.Faults = append(r.Faults, "partition p1,p2 | p3,p4,p5")
+	for time.Since(start) < *duration {
+		// Distinct objects per side, so that the last acknowledged write of
+		// each is known; the same object on both sides is the
+		// concurrent-write case the CRDT tests cover.
+		_ = c.Scale(left[c.Rand.IntN(len(left))], "web", 1+c.Rand.IntN(4))
+		_ = c.Apply(right[c.Rand.IntN(len(right))], "z", 1+c.Rand.IntN(3), 31032)
+		time.Sleep(time.Second)
+	}
+	c.Heal()
+	r.Faults = append(r.Faults, "heal")
+	m.Stop()
+	r.Duration = time.Since(start).Seconds()
+	m.Figures(&r, sample)
+	c.Check(&r, 120*time.Second)
+	keep(r)
+}
+
+// TestPausedPeerWakes: a peer hangs (SIGSTOP) long enough to be declared
+// dead and lose its replicas, then wakes up and must stop its stale copies.
+func TestPausedPeerWakes(t *testing.T) {
+	c := New(t, bin, webImg, 4, 141, "z")
+	if err := c.Apply(c.Peers[0], "web", 6, 31041); err != nil {
+		t.Fatal(err)
+	}
+	c.Check(&Report{}, 90*time.Second)
+	r := Report{Scenario: "paused-peer-wakes"}
+	m := c.Watch(sample, c.serviceURL("web"))
+	start := time.Now()
+	victim := c.Peers[2]
+	victim.Pause()
+	at := time.Now()
+	r.Faults = append(r.Faults, "SIGSTOP "+victim.Name)
+	time.Sleep(max(*duration/2, 8*time.Second))
+	if d, ok := m.RecoveryTime(at); ok {
+		r.ReplacementSeconds = append(r.ReplacementSeconds, d.Seconds())
+	}
+	victim.Resume()
+	r.Faults = append(r.Faults, "SIGCONT "+victim.Name)
+	time.Sleep(*duration / 2)
+	m.Stop()
+	r.Duration = time.Since(start).Seconds()
+	m.Figures(&r, sample)
+	c.Check(&r, 120*time.Second)
+	keep(r)
+}
