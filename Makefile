@@ -4,7 +4,7 @@ GO ?= go
 BIN := bin/chorus
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 
-.PHONY: build deps test demo demo-down bench clean
+.PHONY: build deps test demo demo-down bench chaos clean
 
 build:
 	$(GO) build -ldflags "-X main.version=$(VERSION)" -o $(BIN) ./cmd/chorus
@@ -21,6 +21,11 @@ demo: deps build
 
 demo-down: build
 	BIN=$(BIN) ./tests/scripts/demo.sh down
+
+# The long form of the chaos scenarios: 2 minutes of faults each (about 12
+# minutes in all), a report in docs/chaos-report.json and .txt.
+chaos: deps
+	$(GO) test -count=1 -timeout 40m ./tests/chaos/ -chaos.duration=2m -chaos.report=$(CURDIR)/docs/chaos-report.json
 
 bench: deps
 	$(GO) test -run '^$$' -bench . -benchtime 1x -timeout 20m ./tests/...

@@ -14,6 +14,7 @@ import (
 	"syscall"
 	"time"
 
+	tasks "github.com/containerd/containerd/api/services/tasks/v1"
 	containerd "github.com/containerd/containerd/v2/client"
 	"github.com/containerd/containerd/v2/pkg/cio"
 	"github.com/containerd/containerd/v2/pkg/namespaces"
@@ -158,6 +159,12 @@ func (c *Containerd) StartContainer(ctx context.Context, cfg ContainerConfig) er
 		return fmt.Errorf("create log dir: %w", err)
 	}
 	task, err := ctr.NewTask(ctx, cio.LogFile(cfg.LogPath))
+	if errdefs.IsAlreadyExists(err) {
+		// A task left half made when containerd died under it: containerd
+		// will not load it, nor make another. Delete its record and retry.
+		_, _ = c.client.TaskService().Delete(ctx, &tasks.DeleteTaskRequest{ContainerID: cfg.ID})
+		task, err = ctr.NewTask(ctx, cio.LogFile(cfg.LogPath))
+	}
 	if err != nil {
 		return fmt.Errorf("create task of %s: %w", cfg.ID, err)
 	}

@@ -99,12 +99,17 @@ func findPlugin(dirs []string, name string) (string, error) {
 
 // Setup creates a network namespace for the pod and attaches it.
 func (n *CNINetwork) Setup(ctx context.Context, podID string) (PodNetwork, error) {
+	// An address still held under this pod's id (its previous incarnation
+	// died with the peer before it could be released) would make the
+	// allocation fail forever: release it first. DEL is idempotent.
+	_ = n.cni.Remove(ctx, podID, "")
 	ns, err := netns.NewNetNS(n.netnsDir)
 	if err != nil {
 		return PodNetwork{}, fmt.Errorf("create network namespace: %w", err)
 	}
 	res, err := n.cni.Setup(ctx, podID, ns.GetPath())
 	if err != nil {
+		_ = n.cni.Remove(ctx, podID, ns.GetPath())
 		_ = ns.Remove()
 		return PodNetwork{}, fmt.Errorf("attach pod %s to bridge %s: %w", podID, n.cfg.Bridge, err)
 	}

@@ -39,9 +39,9 @@ type Cluster struct {
 	Peers []*harness.Peer
 	Rand  *rand.Rand
 
-	mu   sync.Mutex
-	ops  []Op          // every write attempted, in order
-	want map[string]int // deployment name -> replicas of the last acknowledged write (-1: deleted)
+	mu    sync.Mutex
+	ops   []Op           // every write attempted, in order
+	want  map[string]int // deployment name -> replicas of the last acknowledged write (-1: deleted)
 	ports map[string]int // service nodePorts by deployment
 
 	partitioned bool
@@ -126,30 +126,15 @@ func (c *Cluster) WaitAlive(peers []*harness.Peer, timeout time.Duration) {
 }
 
 func deploymentYAML(name string, replicas, nodePort int) string {
-	return fmt.Sprintf(`apiVersion: apps/v1
-kind: Deployment
-metadata: {name: %[1]s}
-spec:
-  replicas: %[2]d
-  selector: {matchLabels: {app: %[1]s}}
-  template:
-    metadata: {labels: {app: %[1]s}}
-    spec:
-      containers:
-      - name: web
-        image: example/web:1
-        env: [{name: PORT, value: "8080"}]
-        ports: [{containerPort: 8080}]
-        readinessProbe: {httpGet: {path: /ready, port: 8080}, periodSeconds: 1, failureThreshold: 1}
----
+	return harness.WebDeployment(name, replicas) + fmt.Sprintf(`---
 apiVersion: v1
 kind: Service
 metadata: {name: %[1]s}
 spec:
   type: NodePort
   selector: {app: %[1]s}
-  ports: [{port: 8080, nodePort: %[3]d}]
-`, name, replicas, nodePort)
+  ports: [{port: 8080, nodePort: %[2]d}]
+`, name, nodePort)
 }
 
 func post(p *harness.Peer, path string, body []byte) error {
@@ -161,9 +146,20 @@ func post(p *harness.Peer, path string, body []byte) error {
 	defer resp.Body.Close()
 	b, _ := io.ReadAll(resp.Body)
 	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("%s: %s", resp.Status, bytes.TrimSpace(b))
+		return statusError(resp.Status, b)
 	}
 	return nil
+}
+
+// statusError renders an API error with the message of its Status body.
+func statusError(status string, body []byte) error {
+	var st struct {
+		Message string `json:"message"`
+	}
+	if json.Unmarshal(body, &st) == nil && st.Message != "" {
+		return fmt.Errorf("%s: %s", status, st.Message)
+	}
+	return fmt.Errorf("%s: %s", status, bytes.TrimSpace(body))
 }
 
 func (c *Cluster) record(op Op, err error) {
@@ -205,7 +201,7 @@ func (c *Cluster) Scale(p *harness.Peer, name string, replicas int) error {
 		b, _ := io.ReadAll(resp.Body)
 		resp.Body.Close()
 		if resp.StatusCode != http.StatusOK {
-			err = fmt.Errorf("%s: %s", resp.Status, bytes.TrimSpace(b))
+			err = statusError(resp.Status, b)
 		}
 	}
 	c.record(Op{At: time.Now(), Peer: p.Name, Kind: "scale", Object: name, Replicas: replicas}, err)
@@ -247,7 +243,8 @@ func (c *Cluster) nodePortFor(name string) int {
 	if p, ok := c.ports[name]; ok {
 		return p
 	}
-	return 31000 + len(c.ports)
+	// Random writes take ports from 32000 on; scenarios give theirs below.
+	return 32000 + len(c.ports)
 }
 
 // Partition cuts every packet between the peers of a and those of b.
@@ -303,9 +300,16 @@ func (c *Cluster) sample(p *harness.Peer) (Sample, error) {
 	if err != nil {
 		return s, err
 	}
+	// Ground truth: a pod counts only where its peer really runs (a peer
+	// that was just killed is still listed, with its pods, until the others
+	// declare it dead). A paused peer's containers still run and count.
+	up := map[string]bool{}
+	for _, q := range c.Alive() {
+		up[q.Name] = true
+	}
 	seen := map[string]int{}
 	for _, pod := range pods {
-		if harness.IsReady(&pod) && pod.Status.Phase == api.PodRunning {
+		if harness.IsReady(&pod) && pod.Status.Phase == api.PodRunning && up[pod.Spec.NodeName] {
 			seen[pod.Metadata.Name]++
 		}
 	}
@@ -386,18 +390,19 @@ func (m *Monitor) Stop() {
 
 // Report is a scenario's figures.
 type Report struct {
-	Scenario           string  `json:"scenario"`
-	Duration           float64 `json:"durationSeconds"`
-	Writes             int     `json:"writes"`
-	Acked              int     `json:"acknowledged"`
-	Faults             []string `json:"faults"`
-	SecondsDuplicated  float64 `json:"secondsWithAReplicaTwice"`
-	SecondsUnderReady  float64 `json:"secondsWithFewerReadyThanDesired"`
-	Requests           int64   `json:"requests"`
-	FailedRequests     int64   `json:"failedRequests"`
-	ReplacementSeconds []float64 `json:"replacementSeconds"`
-	SettleSeconds      float64 `json:"secondsToSettle"`
-	Violations         []string `json:"violations"`
+	Scenario           string         `json:"scenario"`
+	Duration           float64        `json:"durationSeconds"`
+	Writes             int            `json:"writes"`
+	Acked              int            `json:"acknowledged"`
+	Faults             []string       `json:"faults"`
+	SecondsDuplicated  float64        `json:"secondsWithAReplicaTwice"`
+	SecondsUnderReady  float64        `json:"secondsWithFewerReadyThanDesired"`
+	Requests           int64          `json:"requests"`
+	FailedRequests     int64          `json:"failedRequests"`
+	ReplacementSeconds []float64      `json:"replacementSeconds"`
+	SettleSeconds      float64        `json:"secondsToSettle"`
+	Violations         []string       `json:"violations"`
+	WriteErrors        map[string]int `json:"writeErrors,omitempty"` // refused writes, by reason
 }
 
 // Figures fills the report from the monitor's samples.
@@ -448,7 +453,16 @@ func (c *Cluster) Check(r *Report, timeout time.Duration) {
 		r.Writes++
 		if op.Acked {
 			r.Acked++
+			continue
 		}
+		if r.WriteErrors == nil {
+			r.WriteErrors = map[string]int{}
+		}
+		reason := op.Error
+		if len(reason) > 160 {
+			reason = reason[:160]
+		}
+		r.WriteErrors[reason]++
 	}
 	c.mu.Unlock()
 	start := time.Now()
@@ -462,6 +476,13 @@ func (c *Cluster) Check(r *Report, timeout time.Duration) {
 	}
 	r.SettleSeconds = time.Since(start).Seconds()
 	r.Violations = last
+	if len(last) > 0 {
+		for _, p := range c.Alive() {
+			out, _ := p.CLI("get", "pods", "-o", "wide")
+			c.T.Logf("pods seen by %s:\n%s", p.Name, out)
+			break
+		}
+	}
 	for _, v := range last {
 		c.T.Errorf("%s: %s", r.Scenario, v)
 	}
@@ -565,6 +586,9 @@ func Text(reports []Report) string {
 			r.SecondsDuplicated, r.SecondsUnderReady, r.Requests, r.FailedRequests, r.SettleSeconds, strings.Join(reps, ","))
 		for _, v := range r.Violations {
 			fmt.Fprintf(&b, "  VIOLATION: %s\n", v)
+		}
+		for reason, n := range r.WriteErrors {
+			fmt.Fprintf(&b, "  refused write (%d): %s\n", n, reason)
 		}
 	}
 	return b.String()

@@ -131,7 +131,7 @@ func TestKillMinority(t *testing.T) {
 	c.Peers[4].KillMachine()
 	r.Faults = append(r.Faults, "kill -9 "+c.Peers[3].Name+" and "+c.Peers[4].Name)
 	for time.Since(start) < *duration {
-		c.RandomWrite([]string{"x"})
+		c.RandomWrite([]string{"extra"})
 		time.Sleep(time.Second)
 	}
 	if d, ok := m.RecoveryTime(at); ok {
@@ -161,7 +161,7 @@ func TestAllButOne(t *testing.T) {
 	r.Faults = append(r.Faults, "kill -9 every peer but "+c.Peers[0].Name)
 	at := time.Now()
 	for time.Since(start) < *duration {
-		c.RandomWrite([]string{"web", "y"})
+		c.RandomWrite([]string{"web", "extra"})
 		time.Sleep(time.Second)
 	}
 	if d, ok := m.RecoveryTime(at); ok {
@@ -200,7 +200,7 @@ func TestPartitionHeals(t *testing.T) {
 		// each is known; the same object on both sides is the
 		// concurrent-write case the CRDT tests cover.
 		_ = c.Scale(left[c.Rand.IntN(len(left))], "web", 1+c.Rand.IntN(4))
-		_ = c.Apply(right[c.Rand.IntN(len(right))], "z", 1+c.Rand.IntN(3), 31032)
+		_ = c.Apply(right[c.Rand.IntN(len(right))], "other", 1+c.Rand.IntN(3), 31032)
 		time.Sleep(time.Second)
 	}
 	c.Heal()

@@ -14,9 +14,7 @@ import (
 	"github.com/chorus-sh/chorus/tests/images"
 )
 
-func webDeployment(name string, replicas int) string {
-	return strings.NewReplacer("name: web}", "name: "+name+"}", "app: web}", "app: "+name+"}", "replicas: 10", fmt.Sprintf("replicas: %d", replicas)).Replace(web10)
-}
+func webDeployment(name string, replicas int) string { return harness.WebDeployment(name, replicas) }
 
 // readyOn returns node -> Ready replicas of deployment name, as p sees them.
 func readyOnNodes(p *harness.Peer, name string) map[string]int {

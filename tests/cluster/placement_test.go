@@ -15,22 +15,7 @@ import (
 	"github.com/chorus-sh/chorus/tests/images"
 )
 
-const web10 = `apiVersion: apps/v1
-kind: Deployment
-metadata: {name: web}
-spec:
-  replicas: 10
-  selector: {matchLabels: {app: web}}
-  template:
-    metadata: {labels: {app: web}}
-    spec:
-      containers:
-      - name: web
-        image: example/web:1
-        env: [{name: PORT, value: "8080"}]
-        ports: [{containerPort: 8080}]
-        readinessProbe: {httpGet: {path: /ready, port: 8080}, periodSeconds: 1, failureThreshold: 1}
-`
+var web10 = harness.WebDeployment("web", 10)
 
 // startFive starts five peers with the web image loaded on each.
 func startFive(t *testing.T) []*harness.Peer {

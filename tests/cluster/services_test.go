@@ -15,22 +15,7 @@ import (
 	"github.com/chorus-sh/chorus/tests/images"
 )
 
-const helloApp = `apiVersion: apps/v1
-kind: Deployment
-metadata: {name: hello}
-spec:
-  replicas: 2
-  selector: {matchLabels: {app: hello}}
-  template:
-    metadata: {labels: {app: hello}}
-    spec:
-      containers:
-      - name: hello
-        image: example/web:1
-        env: [{name: PORT, value: "8080"}]
-        ports: [{containerPort: 8080}]
-        readinessProbe: {httpGet: {path: /ready, port: 8080}, periodSeconds: 1, failureThreshold: 1}
-`
+var helloApp = harness.WebDeployment("hello", 2)
 
 func get(url string) (string, error) { return harness.HTTPGet(url) }
 

@@ -352,3 +352,25 @@ func (p *Peer) Resume() {
 		_ = p.cmd.Process.Signal(syscall.SIGCONT)
 	}
 }
+
+// WebDeployment returns the manifest of a deployment of the test image
+// example/web:1 listening on 8080 with a readiness probe every second:
+// the workload of the end-to-end tests.
+func WebDeployment(name string, replicas int) string {
+	return fmt.Sprintf(`apiVersion: apps/v1
+kind: Deployment
+metadata: {name: %[1]s}
+spec:
+  replicas: %[2]d
+  selector: {matchLabels: {app: %[1]s}}
+  template:
+    metadata: {labels: {app: %[1]s}}
+    spec:
+      containers:
+      - name: web
+        image: example/web:1
+        env: [{name: PORT, value: "8080"}]
+        ports: [{containerPort: 8080}]
+        readinessProbe: {httpGet: {path: /ready, port: 8080}, periodSeconds: 1, failureThreshold: 1}
+`, name, replicas)
+}
