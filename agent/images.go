@@ -316,7 +316,19 @@ func (s *imageSharing) fetchBlob(ctx context.Context, holders []string, b runtim
 			req := binary.AppendUvarint([]byte{msgBlob}, uint64(off))
 			req = binary.AppendUvarint(req, uint64(length))
 			req = append(req, b.Digest...)
-			data, err := s.a.gossip.Sync(ctx, peer, req)
+			// A transient refusal (a peer that has not yet seen this one
+			// join, a reset stream) is retried on the same peer.
+			var data []byte
+			var err error
+			for try := 0; try < 3; try++ {
+				if data, err = s.a.gossip.Sync(ctx, peer, req); err == nil {
+					break
+				}
+				select {
+				case <-ctx.Done():
+				case <-time.After(300 * time.Millisecond):
+				}
+			}
 			if err != nil {
 				errs <- fmt.Errorf("chunk %d from %s: %w", i, peer, err)
 				return
