@@ -793,9 +793,10 @@ func (w *podWorker) probed(ctx context.Context, log *slog.Logger, p probeMsg) {
 		} else {
 			c.readyOK = 0
 			c.readyFail++
-			if c.everReady {
+			if c.everReady || c.readyFail%10 == 0 {
 				warn = "Readiness probe failed: " + p.err.Error()
-			} else {
+			}
+			if !c.everReady {
 				// Until the first success, probe again soon: a container
 				// that starts listening a moment after it starts should not
 				// wait a whole period to become Ready.
