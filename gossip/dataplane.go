@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/rand"
 	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -565,7 +564,7 @@ type mdnsNotifee struct{ n *Node }
 func (m mdnsNotifee) HandlePeerFound(pi peer.AddrInfo) { m.n.discovered(pi) }
 
 func (n *Node) startMDNS() error {
-	s := mdns.NewMdnsService(n.host, mdnsService(n.cfg.Key), mdnsNotifee{n})
+	s := mdns.NewMdnsService(n.host, mdnsServiceName, mdnsNotifee{n})
 	if err := s.Start(); err != nil {
 		return fmt.Errorf("gossip: mdns: %w", err)
 	}
@@ -715,15 +714,4 @@ func (n *Node) refuseHello(s network.Stream, why string) {
 		return
 	}
 	_ = s.Close()
-}
-
-// mdnsService is the mDNS service name peers announce: clusters with
-// different gossip keys use different names, so they do not even see each
-// other on a shared segment.
-func mdnsService(key []byte) string {
-	if len(key) == 0 {
-		return mdnsServiceName
-	}
-	h := sha256.Sum256(append([]byte("chorus mdns\x00"), key...))
-	return mdnsServiceName + "-" + hex.EncodeToString(h[:6])
 }
