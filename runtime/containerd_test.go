@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"log/slog"
 	"net/http"
 	"os"
 	"os/exec"
@@ -40,53 +39,7 @@ type rig struct {
 	stop func()
 }
 
-func newRig(t *testing.T, name string) *rig {
-	requireEnv(t)
-	ctx := context.Background()
-	dir, err := os.MkdirTemp("", "chorus-rt-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	if testing.Verbose() {
-		log = slog.Default()
-	}
-	bridge := "chrt" + name
-	d, err := StartDaemon(ctx, dir, log)
-	if err != nil {
-		t.Fatal(err)
-	}
-	nw, err := NewCNINetwork(NetworkConfig{Name: "chorus-rt-" + name, Bridge: bridge, Subnet: "10.87.1.0/24", StateDir: filepath.Join(dir, "network")})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctd, err := NewContainerd(ctx, d.Address, "rt-"+name, nw)
-	if err != nil {
-		t.Fatal(err)
-	}
-	pm := NewPodManager(ctd, Options{Node: "rt", HostIP: "127.0.0.1", StateDir: filepath.Join(dir, "pods"), Log: log, BackoffBase: 200 * time.Millisecond})
-	if err := pm.Start(ctx); err != nil {
-		t.Fatal(err)
-	}
-	r := &rig{ctd: ctd, pm: pm, dir: dir}
-	t.Cleanup(func() {
-		r.pm.Sync(nil)
-		deadline := time.Now().Add(30 * time.Second)
-		for len(r.pm.Pods()) > 0 && time.Now().Before(deadline) {
-			time.Sleep(100 * time.Millisecond)
-		}
-		if n := len(r.pm.Pods()); n > 0 {
-			t.Errorf("%d pods not removed after 30s", n)
-		}
-		r.pm.Close()
-		ctd.Close()
-		d.Stop()
-		if err := Purge(context.Background(), dir, "", "rt-"+name, bridge, log); err != nil {
-			t.Errorf("purge: %v", err)
-		}
-	})
-	return r
-}
+func newRig(t *testing.T, name string) *rig { return newRigNet(t, name, "10.87.1.0/24") }
 
 func (r *rig) loadImage(t *testing.T, name string) {
 	t.Helper()

@@ -14,6 +14,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/chorus-sh/chorus/proxy"
 	"github.com/spf13/cobra"
 )
 
@@ -131,23 +132,14 @@ func forwardConn(ctx context.Context, server, path string, c net.Conn) error {
 		resp.Body.Close()
 		return errors.New(strings.TrimSpace(statusMessage(b, resp.Status)))
 	}
-	done := make(chan struct{}, 2)
-	go func() {
-		_, _ = io.Copy(pc, c)
-		if tc, ok := pc.(*net.TCPConn); ok {
-			_ = tc.CloseWrite()
+	// Bytes the reader already took past the response belong to the target.
+	if n := br.Buffered(); n > 0 {
+		b, _ := br.Peek(n)
+		if _, err := c.Write(b); err != nil {
+			return err
 		}
-		done <- struct{}{}
-	}()
-	go func() {
-		_, _ = io.Copy(c, br)
-		if tc, ok := c.(*net.TCPConn); ok {
-			_ = tc.CloseWrite()
-		}
-		done <- struct{}{}
-	}()
-	<-done
-	<-done
+	}
+	proxy.Splice(c, pc)
 	return nil
 }
 
