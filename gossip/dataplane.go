@@ -49,7 +49,11 @@ const (
 	dialTimeout     = 5 * time.Second  // libp2p dial
 	syncTimeout     = 30 * time.Second // whole sync exchange, default
 	helloTimeout    = 10 * time.Second // whole hello exchange
-	helloBackoff    = 10 * time.Second // between hellos to one mDNS peer
+	helloBackoff    = 10 * time.Second // longest wait between hellos to one mDNS peer
+	helloRetry      = 1 * time.Second  // first wait after a failed hello
+	helloDefer      = 2 * time.Second  // first hello from the larger peer id
+	foundTTL        = 10 * time.Minute // forget an mDNS peer not seen for this long
+	maxFound        = 1024             // mDNS peers remembered
 	nonMemberGrace  = 30 * time.Second // before closing a non-member's connection
 	reconcileEvery  = 3 * time.Second
 	nonMemberScore  = -1000.0 // pubsub application score of a non-member
@@ -531,7 +535,10 @@ func (n *Node) reconcileLoop() {
 		select {
 		case <-n.ctx.Done():
 			return
-		case <-t.C:
+		case now := <-t.C:
+			if n.mdns != nil {
+				n.helloFound(now)
+			}
 		}
 		for _, m := range n.serf.Members() {
 			if m.Name == n.cfg.Name || statusString(m.Status) != StatusAlive {
@@ -572,7 +579,21 @@ func (n *Node) startMDNS() error {
 	return nil
 }
 
-// discovered handles an mDNS discovery: connect, then hello.
+// mdnsPeer is a host found by mDNS that is not (yet) a member.
+type mdnsPeer struct {
+	info  peer.AddrInfo
+	seen  time.Time // last reported by mDNS
+	tried time.Time // last hello started (zero: none yet)
+	fails int       // hellos that failed in a row
+	busy  bool      // a hello is under way
+}
+
+// discovered records an mDNS discovery. mDNS reports a host once per record
+// lifetime, so the hello is retried from reconcileLoop until the host is a
+// member (see helloDue). When two hosts find each other at once only the
+// one with the smaller peer id says hello at once; the other waits
+// helloDefer, so that their dials do not cross (simultaneous Noise
+// handshakes between the same two hosts fail on both sides).
 func (n *Node) discovered(pi peer.AddrInfo) {
 	if pi.ID == n.host.ID() {
 		return
@@ -582,31 +603,83 @@ func (n *Node) discovered(pi peer.AddrInfo) {
 	}
 	now := time.Now()
 	n.mu.Lock()
-	if n.closed || now.Sub(n.helloed[pi.ID]) < helloBackoff {
+	if n.closed {
 		n.mu.Unlock()
 		return
 	}
-	if len(n.helloed) > 1024 { // keep the map bounded
-		for p, t := range n.helloed {
-			if now.Sub(t) >= helloBackoff {
-				delete(n.helloed, p)
+	if len(n.found) >= maxFound { // keep the map bounded: forget the oldest
+		var oldest peer.ID
+		for p, f := range n.found {
+			if oldest == "" || f.seen.Before(n.found[oldest].seen) {
+				oldest = p
 			}
 		}
+		delete(n.found, oldest)
 	}
-	n.helloed[pi.ID] = now
+	f, ok := n.found[pi.ID]
+	if !ok {
+		f = &mdnsPeer{}
+		n.found[pi.ID] = f
+	}
+	f.info, f.seen = pi, now
 	n.mu.Unlock()
 	n.log.Debug("mdns discovered peer", "peer", pi.ID.String(), "addrs", fmt.Sprint(pi.Addrs))
-	n.goFn(func() {
-		select {
-		case n.dialSem <- struct{}{}:
-			defer func() { <-n.dialSem }()
-		case <-n.ctx.Done():
-			return
+	n.helloFound(now)
+}
+
+// helloDue reports whether a found host gets a hello now: the first one at
+// once from the smaller peer id and after helloDefer from the larger, then
+// retries with a doubling back-off from helloRetry up to helloBackoff.
+func helloDue(self peer.ID, f *mdnsPeer, now time.Time) bool {
+	if f.tried.IsZero() {
+		return self < f.info.ID || now.Sub(f.seen) >= helloDefer
+	}
+	wait := helloRetry << min(f.fails, 8)
+	return now.Sub(f.tried) >= min(wait, helloBackoff)
+}
+
+// helloFound starts a hello to every found host that is due, and forgets
+// hosts that became members or were not seen for foundTTL.
+func (n *Node) helloFound(now time.Time) {
+	var due []*mdnsPeer
+	n.mu.Lock()
+	for p, f := range n.found {
+		if n.closed {
+			break
 		}
-		if err := n.hello(pi); err != nil {
-			n.log.Debug("hello failed", "peer", pi.ID.String(), "err", err)
+		if _, member := n.peers[p]; member || now.Sub(f.seen) > foundTTL {
+			delete(n.found, p)
+			continue
 		}
-	})
+		if !f.busy && helloDue(n.host.ID(), f, now) {
+			f.tried, f.busy = now, true
+			due = append(due, f)
+		}
+	}
+	n.mu.Unlock()
+	for _, f := range due {
+		pi := f.info
+		n.goFn(func() {
+			select {
+			case n.dialSem <- struct{}{}:
+				defer func() { <-n.dialSem }()
+			case <-n.ctx.Done():
+				return
+			}
+			err := n.hello(pi) // fails at once when the node is closing
+			n.mu.Lock()
+			f.busy = false
+			if err != nil {
+				f.fails++
+			} else {
+				f.fails = 0
+			}
+			n.mu.Unlock()
+			if err != nil {
+				n.log.Debug("hello failed", "peer", pi.ID.String(), "err", err)
+			}
+		})
+	}
 }
 
 // hello asks an mDNS-discovered peer to join us (if we are not members of

@@ -602,6 +602,36 @@ func TestMDNSDiscovery(t *testing.T) {
 		_, ok := a.isAliveMember(b.host.ID())
 		return ok && a.host.Network().Connectedness(b.host.ID()) == network.Connected
 	})
+	// A late peer is found by, and finds, both.
+	c := startNode(t, Config{Name: "c", BindAddr: "127.0.0.163", Key: key, Discover: true})
+	d = waitFor(t, 30*time.Second, "mdns cluster of 3", func() bool {
+		return aliveCount(a) == 3 && aliveCount(b) == 3 && aliveCount(c) == 3
+	})
+	t.Logf("a late mDNS node joined in %v", d)
+}
+
+func TestHelloDue(t *testing.T) {
+	now := time.Now()
+	small, large := peer.ID("a"), peer.ID("b")
+	fresh := &mdnsPeer{info: peer.AddrInfo{ID: large}, seen: now}
+	if !helloDue(small, fresh, now) {
+		t.Fatal("the smaller peer id must say hello at once")
+	}
+	fresh.info.ID = small
+	if helloDue(large, fresh, now) {
+		t.Fatal("the larger peer id must wait before its first hello")
+	}
+	if !helloDue(large, fresh, now.Add(helloDefer)) {
+		t.Fatal("the larger peer id must say hello after helloDefer")
+	}
+	failed := &mdnsPeer{info: peer.AddrInfo{ID: large}, seen: now, tried: now, fails: 1}
+	if helloDue(small, failed, now.Add(helloRetry)) || !helloDue(small, failed, now.Add(2*helloRetry)) {
+		t.Fatal("retries must back off from helloRetry")
+	}
+	failed.fails = 50
+	if !helloDue(small, failed, now.Add(helloBackoff)) {
+		t.Fatal("the retry back-off must stop growing at helloBackoff")
+	}
 }
 
 // The "lan" profile's documented target: a dead peer among 5 is declared

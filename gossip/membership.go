@@ -197,7 +197,7 @@ type Node struct {
 	userTags map[string]string
 	closed   bool
 	dialing  map[peer.ID]bool
-	helloed  map[peer.ID]time.Time // last mDNS hello attempt
+	found    map[peer.ID]*mdnsPeer // mDNS discoveries not yet members
 
 	syncFn  atomic.Pointer[SyncHandler]
 	syncSem chan struct{}
@@ -257,7 +257,7 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 		subs:     map[int]chan MemberEvent{},
 		userTags: copyTags(cfg.Tags),
 		dialing:  map[peer.ID]bool{},
-		helloed:  map[peer.ID]time.Time{},
+		found:    map[peer.ID]*mdnsPeer{},
 		syncSem:  make(chan struct{}, maxInboundSyncs),
 		dialSem:  make(chan struct{}, maxDials),
 	}
