@@ -338,3 +338,26 @@ type List struct {
 	TypeMeta `json:",inline"`
 	Items    []any `json:"items"`
 }
+
+// ControllerRevision is one entry of a deployment's rollout history, in the
+// shape of apps/v1 ControllerRevision: the pod template of a revision and
+// its number. Its name is the deployment's name and the template hash; its
+// annotation AnnotationChangeCause says what made it.
+type ControllerRevision struct {
+	TypeMeta `json:",inline"`
+	Metadata ObjectMeta      `json:"metadata"`
+	Data     PodTemplateSpec `json:"data"`
+	Revision int64           `json:"revision"`
+}
+
+// Annotations of rollout history.
+const (
+	// AnnotationChangeCause on a deployment (or a revision) says why its
+	// template changed; shown by `rollout history`.
+	AnnotationChangeCause = "kubernetes.io/change-cause"
+	// AnnotationRevision on a deployment is its current revision number.
+	AnnotationRevision = "deployment.kubernetes.io/revision"
+	// AnnotationRestartedAt on a pod template is set by `rollout restart`:
+	// a new template hash, so every pod is replaced.
+	AnnotationRestartedAt = "kubectl.kubernetes.io/restartedAt"
+)
