@@ -54,7 +54,7 @@ func TestAntiEntropyConverges(t *testing.T) {
 		if i%2 == 1 {
 			st = b.store
 		}
-		if _, err := st.apply([]api.Object{d}, time.Now()); err != nil {
+		if _, err := st.apply([]api.Object{d}, time.Now(), false); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -120,7 +120,7 @@ func TestStalePeerRebuildsFromOthers(t *testing.T) {
 	b := newTestReplicator(t, "b", tr)
 	// a holds an object the others deleted and forgot long ago.
 	d := deployment(1, "web:1", "25%", "25%")
-	if _, err := a.store.apply([]api.Object{d}, time.Now()); err != nil {
+	if _, err := a.store.apply([]api.Object{d}, time.Now(), false); err != nil {
 		t.Fatal(err)
 	}
 	old := time.Now().Add(-8 * 24 * time.Hour)

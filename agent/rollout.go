@@ -34,6 +34,10 @@ func desiredPods(d *api.Deployment, current []api.Pod) []api.Pod {
 	if len(old) == 0 {
 		return want
 	}
+	if d.Spec.Paused {
+		// A paused rollout stands still: the pods that run stay, old and new.
+		return pausedPods(hash, want, current)
+	}
 	sort.Slice(old, func(i, j int) bool { return old[i].Metadata.Name < old[j].Metadata.Name })
 
 	surge, unavailable := 1, 0
@@ -60,6 +64,35 @@ func desiredPods(d *api.Deployment, current []api.Pod) []api.Pod {
 	runNew := min(n, max(0, n+surge-keepOld))
 	out := append([]api.Pod{}, want[:runNew]...)
 	return append(out, old[:keepOld]...)
+}
+
+// pausedPods keeps the pods of a paused deployment that run now: those of
+// older templates as they are, and those of the current template that are
+// still wanted (a scale down still applies to them).
+func pausedPods(hash string, want, current []api.Pod) []api.Pod {
+	wanted := map[string]api.Pod{}
+	for _, p := range want {
+		wanted[p.Metadata.Name] = p
+	}
+	var out []api.Pod
+	seen := map[string]bool{}
+	for _, p := range current {
+		name := p.Metadata.Name
+		if seen[name] {
+			continue
+		}
+		if p.Metadata.Labels[api.LabelTemplateHash] == hash {
+			w, ok := wanted[name]
+			if !ok {
+				continue
+			}
+			p = w
+		}
+		seen[name] = true
+		out = append(out, p)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Metadata.Name < out[j].Metadata.Name })
+	return out
 }
 
 func podReady(p *api.Pod) bool {

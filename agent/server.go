@@ -50,6 +50,8 @@ func (a *Agent) routes() http.Handler {
 	mux.HandleFunc("DELETE /api/v1/namespaces/{name}", a.handleDeleteNamespace)
 	mux.HandleFunc("POST /api/v1/namespaces/{ns}/deployments", a.handleCreateDeployment)
 	mux.HandleFunc("PUT /api/v1/namespaces/{ns}/deployments/{name}/scale", a.handleScale)
+	mux.HandleFunc("GET /api/v1/namespaces/{ns}/deployments/{name}/revisions", a.handleRevisions)
+	mux.HandleFunc("POST /api/v1/namespaces/{ns}/deployments/{name}/rollout", a.handleRollout)
 	mux.HandleFunc("GET /api/v1/namespaces/{ns}/pods/{name}/log", a.handleLog)
 	mux.HandleFunc("POST /api/v1/images", a.handleImageLoad)
 	mux.HandleFunc("GET /api/v1/images", a.handleImages)
@@ -103,6 +105,7 @@ func writeError(w http.ResponseWriter, err error) {
 	var me *api.ManifestError
 	var nf *notFoundError
 	var tl *http.MaxBytesError
+	var se *statusError
 	switch {
 	case errors.As(err, &me):
 		var details []string
@@ -112,6 +115,8 @@ func writeError(w http.ResponseWriter, err error) {
 		writeStatus(w, http.StatusBadRequest, "BadRequest", err.Error(), details...)
 	case errors.As(err, &nf):
 		writeStatus(w, http.StatusNotFound, "NotFound", err.Error())
+	case errors.As(err, &se):
+		writeStatus(w, se.code, se.reason, se.msg)
 	case errors.As(err, &tl):
 		writeStatus(w, http.StatusRequestEntityTooLarge, "RequestEntityTooLarge", fmt.Sprintf("request body larger than %d bytes", tl.Limit))
 	default:
@@ -155,7 +160,7 @@ func (a *Agent) handleApply(w http.ResponseWriter, r *http.Request) {
 		writeError(w, err)
 		return
 	}
-	res, err := a.store.apply(objs, time.Now())
+	res, err := a.store.apply(objs, time.Now(), r.URL.Query().Get("create") == "true")
 	if err != nil {
 		writeError(w, err)
 		return
@@ -309,6 +314,9 @@ func (a *Agent) objects(resource, ns string) ([]any, bool) {
 				}
 			}
 			d.Status = deploymentStatus(d, mine)
+			if _, rev := a.store.history(d); rev > 0 {
+				d.Metadata.Annotations[api.AnnotationRevision] = strconv.FormatInt(rev, 10)
+			}
 			out = append(out, d)
 		}
 		return out, true
@@ -457,11 +465,7 @@ func (a *Agent) handleCreateDeployment(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	objs[0].Meta().Namespace = r.PathValue("ns")
-	if _, exists := a.store.get(api.ObjectKey(objs[0])); exists {
-		writeStatus(w, http.StatusConflict, "AlreadyExists", fmt.Sprintf("deployments.apps %q already exists", objs[0].Meta().Name))
-		return
-	}
-	res, err := a.store.apply(objs, time.Now())
+	res, err := a.store.apply(objs, time.Now(), true)
 	if err != nil {
 		writeError(w, err)
 		return
@@ -808,4 +812,44 @@ func (a *Agent) handlePortForward(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	proxy.Splice(c, conn)
+}
+
+func (a *Agent) deploymentOr404(w http.ResponseWriter, r *http.Request) (*api.Deployment, bool) {
+	o, ok := a.store.get(objectKey(api.KindDeployment, r.PathValue("ns"), r.PathValue("name")))
+	if !ok {
+		writeStatus(w, http.StatusNotFound, "NotFound", fmt.Sprintf("deployments.apps %q not found", r.PathValue("name")))
+		return nil, false
+	}
+	return o.(*api.Deployment), true
+}
+
+// handleRevisions answers a deployment's rollout history, oldest first.
+func (a *Agent) handleRevisions(w http.ResponseWriter, r *http.Request) {
+	d, ok := a.deploymentOr404(w, r)
+	if !ok {
+		return
+	}
+	revs, _ := a.store.history(d)
+	items := make([]any, len(revs))
+	for i := range revs {
+		items[i] = revs[i]
+	}
+	writeJSON(w, http.StatusOK, api.List{TypeMeta: api.TypeMeta{APIVersion: "v1", Kind: "List"}, Items: items})
+}
+
+// handleRollout undoes, restarts, pauses or resumes a deployment, or sets
+// its images.
+func (a *Agent) handleRollout(w http.ResponseWriter, r *http.Request) {
+	var req rolloutRequest
+	if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, maxObjectBody)).Decode(&req); err != nil {
+		writeStatus(w, http.StatusBadRequest, "BadRequest", "body must be a JSON rollout request: "+err.Error())
+		return
+	}
+	key := objectKey(api.KindDeployment, r.PathValue("ns"), r.PathValue("name"))
+	res, err := a.store.rollout(key, req, time.Now())
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, applyResponse{Results: []Result{res}})
 }

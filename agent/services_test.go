@@ -60,7 +60,7 @@ func TestNodePortAllocation(t *testing.T) {
 	if err := a.allocateNodePorts([]api.Object{again}); err != nil || again.Spec.Ports[0].NodePort != p {
 		t.Fatalf("re-allocation gave %d, want %d (%v)", again.Spec.Ports[0].NodePort, p, err)
 	}
-	if _, err := st.apply([]api.Object{first}, time.Now()); err != nil {
+	if _, err := st.apply([]api.Object{first}, time.Now(), false); err != nil {
 		t.Fatal(err)
 	}
 	// Another service never gets a port in use, even one whose hash starts there.

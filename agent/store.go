@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"net/http"
 	"os"
 	"sort"
 	"strconv"
@@ -172,12 +173,21 @@ func (s *store) commit(next *crdt.State, d crdt.Delta) error {
 	return nil
 }
 
-// apply stores objs all together or not at all.
-func (s *store) apply(objs []api.Object, now time.Time) ([]Result, error) {
+// apply stores objs all together or not at all. With create, it fails
+// with AlreadyExists if any of them exists, and stores nothing.
+func (s *store) apply(objs []api.Object, now time.Time, create bool) ([]Result, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if err := s.checkNamespaces(objs); err != nil {
 		return nil, err
+	}
+	if create {
+		for _, o := range objs {
+			if _, ok := s.st.Get(api.ObjectKey(o)); ok {
+				return nil, &statusError{code: http.StatusConflict, reason: "AlreadyExists",
+					msg: fmt.Sprintf("%s %q already exists", groupResource(o.GetKind()), o.Meta().Name)}
+			}
+		}
 	}
 	next := s.st.Clone()
 	var all crdt.Delta
@@ -217,6 +227,9 @@ func (s *store) apply(objs []api.Object, now time.Time) ([]Result, error) {
 		}
 		d := next.Put(key, fields, s.clock.Now())
 		all.Entries = append(all.Entries, d.Entries...)
+		if dep, ok := o.(*api.Deployment); ok && (!exists || !bytes.Equal(cur["spec.template"], fields["spec.template"])) {
+			all.Entries = append(all.Entries, s.recordRevision(next, dep, "", !exists, now).Entries...)
+		}
 		r.Action = "created"
 		if exists {
 			r.Action = "configured"
@@ -298,6 +311,9 @@ func (s *store) remove(keys []string) ([]Result, error) {
 		if _, ok := next.Get(key); ok {
 			all.Entries = append(all.Entries, next.Delete(key, s.clock.Now()).Entries...)
 			r.Action = "deleted"
+			if kind == api.KindDeployment {
+				all.Entries = append(all.Entries, next.Delete(historyKey(ns, name), s.clock.Now()).Entries...)
+			}
 			if kind == api.KindNamespace {
 				for _, k := range next.Keys("") {
 					if _, kns, _ := splitKey(k); kns == name && !strings.HasPrefix(k, api.KindNamespace+"/") {
@@ -428,6 +444,15 @@ func splitKey(key string) (kind, ns, name string) {
 	kind, rest, _ := strings.Cut(key, "/")
 	ns, name, _ = strings.Cut(rest, "/")
 	return kind, ns, name
+}
+
+// groupResource names a kind as Kubernetes' messages do: "deployments.apps".
+func groupResource(kind string) string {
+	switch kind {
+	case api.KindDeployment, api.KindDaemonSet:
+		return strings.ToLower(kind) + "s.apps"
+	}
+	return strings.ToLower(kind) + "s"
 }
 
 type notFoundError struct{ msg string }

@@ -18,16 +18,16 @@ func TestStoreDurableAndAtomic(t *testing.T) {
 		t.Fatal(err)
 	}
 	d := deployment(3, "web:1", "25%", "25%")
-	res, err := s.apply([]api.Object{d}, time.Now())
+	res, err := s.apply([]api.Object{d}, time.Now(), false)
 	if err != nil || res[0].Action != "created" {
 		t.Fatalf("apply: %+v %v", res, err)
 	}
-	res, _ = s.apply([]api.Object{d}, time.Now())
+	res, _ = s.apply([]api.Object{d}, time.Now(), false)
 	if res[0].Action != "unchanged" {
 		t.Fatalf("second apply: %+v", res)
 	}
 	*d.Spec.Replicas = 5
-	res, _ = s.apply([]api.Object{d}, time.Now())
+	res, _ = s.apply([]api.Object{d}, time.Now(), false)
 	if res[0].Action != "configured" {
 		t.Fatalf("changed apply: %+v", res)
 	}
@@ -35,7 +35,7 @@ func TestStoreDurableAndAtomic(t *testing.T) {
 	other := deployment(1, "x:1", "25%", "25%")
 	other.Metadata.Name, other.Metadata.Namespace = "other", "missing"
 	svc := &api.Service{Metadata: api.ObjectMeta{Name: "svc", Namespace: "default"}}
-	if _, err := s.apply([]api.Object{svc, other}, time.Now()); err == nil {
+	if _, err := s.apply([]api.Object{svc, other}, time.Now(), false); err == nil {
 		t.Fatal("apply into a missing namespace succeeded")
 	}
 	// Reopened from disk: the same state, nothing of the rejected apply.
@@ -54,7 +54,7 @@ func TestStoreDurableAndAtomic(t *testing.T) {
 	ns := &api.Namespace{Metadata: api.ObjectMeta{Name: "dev"}}
 	dd := deployment(1, "x:1", "25%", "25%")
 	dd.Metadata.Namespace = "dev"
-	if _, err := s2.apply([]api.Object{ns, dd}, time.Now()); err != nil {
+	if _, err := s2.apply([]api.Object{ns, dd}, time.Now(), false); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := s2.remove([]string{objectKey(api.KindNamespace, "", "dev")}); err != nil {

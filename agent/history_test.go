@@ -1,0 +1,261 @@
+package agent
+
+import (
+	"errors"
+	"net/http"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/chorus-sh/chorus/api"
+	"github.com/chorus-sh/chorus/crdt"
+)
+
+func newTestStore(t *testing.T, node string) *store {
+	t.Helper()
+	s, err := openStore(filepath.Join(t.TempDir(), "state.crdt"), node)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+func getDeployment(t *testing.T, s *store, name string) *api.Deployment {
+	t.Helper()
+	o, ok := s.get(objectKey(api.KindDeployment, "default", name))
+	if !ok {
+		t.Fatalf("deployment %s not found", name)
+	}
+	return o.(*api.Deployment)
+}
+
+// revisions returns image by revision number, and the current revision.
+func revisions(t *testing.T, s *store) (map[int64]string, int64) {
+	t.Helper()
+	revs, cur := s.history(getDeployment(t, s, "web"))
+	out := map[int64]string{}
+	for _, r := range revs {
+		out[r.Revision] = r.Data.Spec.Containers[0].Image
+	}
+	return out, cur
+}
+
+func wantStatus(t *testing.T, err error, code int) {
+	t.Helper()
+	var se *statusError
+	if !errors.As(err, &se) || se.code != code {
+		t.Fatalf("got %v, want an error with HTTP %d", err, code)
+	}
+}
+
+func TestHistoryFollowsTemplateChanges(t *testing.T) {
+	s := newTestStore(t, "n1")
+	now := time.Now()
+	apply := func(d *api.Deployment) {
+		t.Helper()
+		if _, err := s.apply([]api.Object{d}, now, false); err != nil {
+			t.Fatal(err)
+		}
+	}
+	apply(deployment(3, "web:1", "25%", "25%"))
+	apply(deployment(5, "web:1", "25%", "25%")) // a scale is no new revision
+	if revs, cur := revisions(t, s); len(revs) != 1 || cur != 1 || revs[1] != "web:1" {
+		t.Fatalf("after a scale: %v current %d", revs, cur)
+	}
+	d2 := deployment(5, "web:2", "25%", "25%")
+	d2.Metadata.Annotations = map[string]string{api.AnnotationChangeCause: "ship v2"}
+	apply(d2)
+	revs, cur := revisions(t, s)
+	if len(revs) != 2 || cur != 2 || revs[2] != "web:2" {
+		t.Fatalf("after web:2: %v current %d", revs, cur)
+	}
+	hist, _ := s.history(getDeployment(t, s, "web"))
+	if hist[1].Metadata.Annotations[api.AnnotationChangeCause] != "ship v2" {
+		t.Fatalf("change cause not recorded: %+v", hist[1].Metadata)
+	}
+
+	// undo goes back to revision 1, which becomes revision 3.
+	key := objectKey(api.KindDeployment, "default", "web")
+	r, err := s.rollout(key, rolloutRequest{Action: "undo", Cause: "chorus rollout undo deployment/web"}, now)
+	if err != nil || r.Action != "rolled back" {
+		t.Fatalf("undo: %+v %v", r, err)
+	}
+	d := getDeployment(t, s, "web")
+	if d.Spec.Template.Spec.Containers[0].Image != "web:1" || *d.Spec.Replicas != 5 {
+		t.Fatalf("after undo: image %s replicas %d", d.Spec.Template.Spec.Containers[0].Image, *d.Spec.Replicas)
+	}
+	if revs, cur := revisions(t, s); len(revs) != 2 || cur != 3 || revs[3] != "web:1" || revs[2] != "web:2" {
+		t.Fatalf("after undo: %v current %d", revs, cur)
+	}
+	// undo again: back to web:2.
+	if _, err := s.rollout(key, rolloutRequest{Action: "undo"}, now); err != nil {
+		t.Fatal(err)
+	}
+	if revs, cur := revisions(t, s); cur != 4 || revs[4] != "web:2" {
+		t.Fatalf("after the second undo: %v current %d", revs, cur)
+	}
+	_, err = s.rollout(key, rolloutRequest{Action: "undo", ToRevision: 9}, now)
+	wantStatus(t, err, http.StatusBadRequest)
+	_, err = s.rollout(key, rolloutRequest{Action: "undo", ToRevision: 4}, now)
+	wantStatus(t, err, http.StatusConflict)
+	if _, err := s.rollout(objectKey(api.KindDeployment, "default", "nope"), rolloutRequest{Action: "undo"}, now); err == nil {
+		t.Fatal("undo of a missing deployment succeeded")
+	}
+}
+
+func TestRolloutImageRestartPause(t *testing.T) {
+	s := newTestStore(t, "n1")
+	now := time.Now()
+	if _, err := s.apply([]api.Object{deployment(2, "web:1", "25%", "25%")}, now, false); err != nil {
+		t.Fatal(err)
+	}
+	key := objectKey(api.KindDeployment, "default", "web")
+	_, err := s.rollout(key, rolloutRequest{Action: "image", Images: map[string]string{"side": "x:1"}}, now)
+	wantStatus(t, err, http.StatusBadRequest)
+	if r, err := s.rollout(key, rolloutRequest{Action: "image", Images: map[string]string{"web": "web:1"}}, now); err != nil || r.Action != "unchanged" {
+		t.Fatalf("same image: %+v %v", r, err)
+	}
+	// An invalid image is refused like a bad manifest, and changes nothing.
+	if _, err := s.rollout(key, rolloutRequest{Action: "image", Images: map[string]string{"web": "Bad Image"}}, now); err == nil {
+		t.Fatal("an invalid image was accepted")
+	}
+	if revs, _ := revisions(t, s); len(revs) != 1 {
+		t.Fatalf("a refused change left history %v", revs)
+	}
+	r, err := s.rollout(key, rolloutRequest{Action: "image", Images: map[string]string{"*": "web:2"}, Cause: "chorus set image deployment/web *=web:2"}, now)
+	if err != nil || r.Action != "image updated" {
+		t.Fatalf("set image: %+v %v", r, err)
+	}
+	hist, cur := s.history(getDeployment(t, s, "web"))
+	if cur != 2 || hist[1].Metadata.Annotations[api.AnnotationChangeCause] != "chorus set image deployment/web *=web:2" {
+		t.Fatalf("set image history: %+v current %d", hist, cur)
+	}
+
+	before := api.TemplateHash(&getDeployment(t, s, "web").Spec.Template)
+	if r, err := s.rollout(key, rolloutRequest{Action: "restart"}, now); err != nil || r.Action != "restarted" {
+		t.Fatalf("restart: %+v %v", r, err)
+	}
+	d := getDeployment(t, s, "web")
+	if api.TemplateHash(&d.Spec.Template) == before || d.Spec.Template.Metadata.Annotations[api.AnnotationRestartedAt] == "" {
+		t.Fatal("restart did not change the template")
+	}
+
+	if r, err := s.rollout(key, rolloutRequest{Action: "pause"}, now); err != nil || r.Action != "paused" || !getDeployment(t, s, "web").Spec.Paused {
+		t.Fatalf("pause: %+v %v", r, err)
+	}
+	_, err = s.rollout(key, rolloutRequest{Action: "pause"}, now)
+	wantStatus(t, err, http.StatusConflict)
+	if r, err := s.rollout(key, rolloutRequest{Action: "resume"}, now); err != nil || r.Action != "resumed" || getDeployment(t, s, "web").Spec.Paused {
+		t.Fatalf("resume: %+v %v", r, err)
+	}
+	_, err = s.rollout(key, rolloutRequest{Action: "dance"}, now)
+	wantStatus(t, err, http.StatusBadRequest)
+}
+
+func TestHistoryLimitAndRecreate(t *testing.T) {
+	s := newTestStore(t, "n1")
+	now := time.Now()
+	for _, img := range []string{"web:1", "web:2", "web:3", "web:4", "web:5"} {
+		d := deployment(1, img, "25%", "25%")
+		limit := int32(2)
+		d.Spec.RevisionHistoryLimit = &limit
+		if _, err := s.apply([]api.Object{d}, now, false); err != nil {
+			t.Fatal(err)
+		}
+	}
+	revs, cur := revisions(t, s)
+	if len(revs) != 3 || cur != 5 || revs[3] != "web:3" || revs[5] != "web:5" {
+		t.Fatalf("history with limit 2: %v current %d", revs, cur)
+	}
+	// A deleted and re-created deployment starts a new history.
+	if _, err := s.remove([]string{objectKey(api.KindDeployment, "default", "web")}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.apply([]api.Object{deployment(1, "web:9", "25%", "25%")}, now, false); err != nil {
+		t.Fatal(err)
+	}
+	if revs, cur := revisions(t, s); len(revs) != 1 || cur != 1 || revs[1] != "web:9" {
+		t.Fatalf("re-created: %v current %d", revs, cur)
+	}
+}
+
+func TestCreateRefusesExisting(t *testing.T) {
+	s := newTestStore(t, "n1")
+	now := time.Now()
+	if _, err := s.apply([]api.Object{deployment(1, "web:1", "25%", "25%")}, now, true); err != nil {
+		t.Fatal(err)
+	}
+	svc := &api.Service{Metadata: api.ObjectMeta{Name: "web", Namespace: "default"}}
+	_, err := s.apply([]api.Object{svc, deployment(2, "web:2", "25%", "25%")}, now, true)
+	wantStatus(t, err, http.StatusConflict)
+	if _, ok := s.get(objectKey(api.KindService, "default", "web")); ok {
+		t.Fatal("a refused create stored the service")
+	}
+	if d := getDeployment(t, s, "web"); *d.Spec.Replicas != 1 {
+		t.Fatal("a refused create changed the deployment")
+	}
+}
+
+// A scale on one peer and a set image on another, at the same time, both
+// survive, and the image change is in the history on both peers.
+func TestRolloutMergesWithConcurrentScale(t *testing.T) {
+	a, b := newTestStore(t, "a"), newTestStore(t, "b")
+	var toA, toB []crdt.Delta
+	a.publish = func(d crdt.Delta) { toB = append(toB, d) }
+	b.publish = func(d crdt.Delta) { toA = append(toA, d) }
+	now := time.Now()
+	if _, err := a.apply([]api.Object{deployment(2, "web:1", "25%", "25%")}, now, false); err != nil {
+		t.Fatal(err)
+	}
+	flush := func() {
+		for _, d := range toB {
+			if _, err := b.merge(d); err != nil {
+				t.Fatal(err)
+			}
+		}
+		for _, d := range toA {
+			if _, err := a.merge(d); err != nil {
+				t.Fatal(err)
+			}
+		}
+		toA, toB = nil, nil
+	}
+	flush()
+	key := objectKey(api.KindDeployment, "default", "web")
+	if _, err := a.scale(key, 7); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.rollout(key, rolloutRequest{Action: "image", Images: map[string]string{"web": "web:2"}}, now); err != nil {
+		t.Fatal(err)
+	}
+	flush()
+	for name, s := range map[string]*store{"a": a, "b": b} {
+		d := getDeployment(t, s, "web")
+		if *d.Spec.Replicas != 7 || d.Spec.Template.Spec.Containers[0].Image != "web:2" {
+			t.Fatalf("%s: replicas %d image %s", name, *d.Spec.Replicas, d.Spec.Template.Spec.Containers[0].Image)
+		}
+		if revs, cur := revisions(t, s); cur != 2 || revs[1] != "web:1" {
+			t.Fatalf("%s: history %v current %d", name, revs, cur)
+		}
+	}
+}
+
+func TestPausedRolloutStandsStill(t *testing.T) {
+	d := deployment(3, "web:1", "25%", "25%")
+	running := withReady(desiredPods(d, nil), true)
+	d.Spec.Template.Spec.Containers[0].Image = "web:2"
+	d.Spec.Paused = true
+	got := desiredPods(d, running)
+	if len(got) != 3 {
+		t.Fatalf("paused: %d pods", len(got))
+	}
+	for i, p := range got {
+		if p.Metadata.Name != running[i].Metadata.Name {
+			t.Fatalf("paused rollout changed pod %d: %s", i, p.Metadata.Name)
+		}
+	}
+	d.Spec.Paused = false
+	if moved := desiredPods(d, running); len(moved) == 3 && moved[0].Metadata.Name == running[0].Metadata.Name {
+		t.Fatal("resumed rollout does not start new pods")
+	}
+}
