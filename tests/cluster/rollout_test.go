@@ -1,0 +1,201 @@
+package cluster
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/chorus-sh/chorus/api"
+	"github.com/chorus-sh/chorus/tests/harness"
+	"github.com/chorus-sh/chorus/tests/images"
+)
+
+const rollService = `apiVersion: v1
+kind: Service
+metadata: {name: roll}
+spec:
+  type: NodePort
+  selector: {app: roll}
+  ports: [{port: 8080, nodePort: 31091}]
+`
+
+// podImages returns the image of every pod of deployment name, by pod, and
+// how many are Ready.
+func podImages(p *harness.Peer, name string) (map[string]string, int, error) {
+	pods, err := p.Pods("default")
+	if err != nil {
+		return nil, 0, err
+	}
+	out, ready := map[string]string{}, 0
+	for _, pod := range pods {
+		if pod.Metadata.Labels[api.LabelDeployment] != name {
+			continue
+		}
+		out[pod.Metadata.Name] = pod.Spec.Containers[0].Image
+		if harness.IsReady(&pod) {
+			ready++
+		}
+	}
+	return out, ready, nil
+}
+
+// allOn waits until the deployment runs exactly n Ready pods, all of image.
+func allOn(t *testing.T, p *harness.Peer, name string, n int, image string) {
+	t.Helper()
+	harness.Eventually(t, 90*time.Second, fmt.Sprintf("%d ready pods of %s", n, image), func() (bool, string) {
+		imgs, ready, err := podImages(p, name)
+		if err != nil {
+			return false, err.Error()
+		}
+		for _, img := range imgs {
+			if img != image {
+				return false, fmt.Sprint(imgs)
+			}
+		}
+		return len(imgs) == n && ready == n, fmt.Sprintf("%v, %d ready", imgs, ready)
+	})
+}
+
+// TestRollForwardAndBack: a rolling update through one peer, followed from
+// another, with a service answering all along; the history on a third; an
+// undo; a broken image that stalls the rollout with its reason while the
+// old pods keep serving; an undo out of it.
+func TestRollForwardAndBack(t *testing.T) {
+	ctx := context.Background()
+	dir := filepath.Join(os.TempDir(), "chorus-test-images")
+	imgs, err := images.BuildAll(ctx, dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	web2, err := images.Build(ctx, "web", dir, []string{"example/web:2"}, images.FormatDocker)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var peers []*harness.Peer
+	for i := 1; i <= 3; i++ {
+		args := []string{"--discover=false"}
+		if i > 1 {
+			args = append(args, "--join", "127.0.0.91")
+		}
+		p := harness.NewPeer(t, bin, fmt.Sprintf("r%d", i), fmt.Sprintf("127.0.0.9%d", i), args...)
+		p.Start()
+		peers = append(peers, p)
+	}
+	r1, r2, r3 := peers[0], peers[1], peers[2]
+	for _, img := range []string{imgs["web"], web2} { // on one peer only: the others fetch them
+		if _, err := r1.CLI("image", "load", img); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitNodes(t, r1, map[string]string{"r1": "Alive", "r2": "Alive", "r3": "Alive"})
+
+	app := manifest(t, harness.WebDeployment("roll", 4)+"---\n"+rollService)
+	out, err := r1.CLI("create", "-f", app)
+	if err != nil || !strings.Contains(out, "deployment.apps/roll created") || !strings.Contains(out, "service/roll created") {
+		t.Fatalf("create -f: %q %v", out, err)
+	}
+	if out, err := r2.CLI("create", "-f", app); err == nil || !strings.Contains(err.Error(), "AlreadyExists") {
+		t.Fatalf("a second create -f: %q %v", out, err)
+	}
+	allOn(t, r1, "roll", 4, "example/web:1")
+
+	// Requests through r2's NodePort during every rollout below.
+	var sent, failed atomic.Int64
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		deadline := time.After(4 * time.Minute) // bounded whatever happens
+		for {
+			select {
+			case <-stop:
+				return
+			case <-deadline:
+				return
+			case <-time.After(20 * time.Millisecond):
+			}
+			sent.Add(1)
+			if body, err := get("http://127.0.0.92:31091/"); err != nil || !strings.HasPrefix(body, "hello from roll-") {
+				failed.Add(1)
+			}
+		}
+	}()
+	defer func() {
+		select {
+		case <-stop:
+		default:
+			close(stop)
+		}
+		wg.Wait()
+	}()
+
+	// Forward, through r2, followed from r3.
+	if out, err := r2.CLI("set", "image", "deployment/roll", "web=example/web:2"); err != nil || !strings.Contains(out, "deployment.apps/roll image updated") {
+		t.Fatalf("set image: %q %v", out, err)
+	}
+	status, err := r3.CLI("rollout", "status", "deployment/roll", "--timeout", "90s")
+	if err != nil || !strings.Contains(status, `deployment "roll" successfully rolled out`) || !strings.Contains(status, "Waiting for deployment") {
+		t.Fatalf("rollout status:\n%s %v", status, err)
+	}
+	t.Logf("rollout status printed:\n%s", status)
+	allOn(t, r1, "roll", 4, "example/web:2")
+
+	// The history, from r1: revision 2 says what made it.
+	hist, err := r1.CLI("rollout", "history", "deployment/roll")
+	if err != nil || !regexp.MustCompile(`(?m)^1\s`).MatchString(hist) || !regexp.MustCompile(`(?m)^2\s.*set image`).MatchString(hist) {
+		t.Fatalf("rollout history:\n%s %v", hist, err)
+	}
+	if dep, err := r3.CLI("get", "deployment", "roll", "-o", "yaml"); err != nil || !strings.Contains(dep, "deployment.kubernetes.io/revision: \"2\"") {
+		t.Fatalf("deployment without its revision:\n%s %v", dep, err)
+	}
+
+	// Back, through r1.
+	if out, err := r1.CLI("rollout", "undo", "deployment/roll"); err != nil || !strings.Contains(out, "deployment.apps/roll rolled back") {
+		t.Fatalf("rollout undo: %q %v", out, err)
+	}
+	if status, err := r2.CLI("rollout", "status", "deployment/roll", "--timeout", "90s"); err != nil || !strings.Contains(status, "successfully rolled out") {
+		t.Fatalf("rollout status after undo:\n%s %v", status, err)
+	}
+	allOn(t, r3, "roll", 4, "example/web:1")
+	hist, err = r3.CLI("rollout", "history", "deployment/roll")
+	if err != nil || regexp.MustCompile(`(?m)^1\s`).MatchString(hist) || !regexp.MustCompile(`(?m)^3\s`).MatchString(hist) {
+		t.Fatalf("history after undo (revision 1 became 3):\n%s %v", hist, err)
+	}
+	close(stop)
+	wg.Wait()
+	t.Logf("requests through a NodePort during two rollouts: %d sent, %d failed", sent.Load(), failed.Load())
+	if sent.Load() < 50 || failed.Load()*20 > sent.Load() {
+		t.Fatalf("%d of %d requests failed during the rollouts (more than 5%%)", failed.Load(), sent.Load())
+	}
+
+	// A broken image stalls the rollout with its reason; the old pods serve.
+	if _, err := r2.CLI("set", "image", "deployment/roll", "web=example/web:nope"); err != nil {
+		t.Fatal(err)
+	}
+	status, err = r3.CLI("rollout", "status", "deployment/roll", "--timeout", "10s")
+	if err == nil || !strings.Contains(status, "ErrImagePull") {
+		t.Fatalf("rollout status of a broken image should time out and say why:\n%s %v", status, err)
+	}
+	_, ready, err := podImages(r1, "roll")
+	if err != nil || ready < 3 {
+		t.Fatalf("a stalled rollout left %d ready pods (maxUnavailable is 1 of 4): %v", ready, err)
+	}
+	if f, pods := answers("http://127.0.0.91:31091/", 20); f != 0 {
+		t.Fatalf("the service failed %d of 20 requests during a stalled rollout (%v)", f, pods)
+	}
+	if out, err := r3.CLI("rollout", "undo", "deployment/roll"); err != nil || !strings.Contains(out, "rolled back") {
+		t.Fatalf("undo of the broken image: %q %v", out, err)
+	}
+	if status, err := r1.CLI("rollout", "status", "deployment/roll", "--timeout", "90s"); err != nil || !strings.Contains(status, "successfully rolled out") {
+		t.Fatalf("rollout status after undoing the broken image:\n%s %v", status, err)
+	}
+	allOn(t, r2, "roll", 4, "example/web:1")
+}
