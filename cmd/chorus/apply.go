@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -93,6 +94,9 @@ func readManifests(stdin io.Reader, paths []string) ([]manifest, error) {
 type applyOptions struct {
 	*rootOptions
 	filenames []string
+	// create makes it `create -f`: the agent refuses a manifest any of
+	// whose objects exists (AlreadyExists) and applies nothing of it.
+	create bool
 }
 
 func newApplyCmd(root *rootOptions) *cobra.Command {
@@ -115,12 +119,16 @@ func (a *applyOptions) run(ctx context.Context) error {
 	if len(a.filenames) == 0 {
 		return errors.New("must specify -f FILENAME")
 	}
+	verb, query := "apply", url.Values(nil)
+	if a.create {
+		verb, query = "create", url.Values{"create": {"true"}}
+	}
 	manifests, err := readManifests(a.in, a.filenames)
 	if err != nil {
 		return err
 	}
 	if len(manifests) == 0 {
-		return errors.New("no objects passed to apply")
+		return fmt.Errorf("no objects passed to %s", verb)
 	}
 	c, err := a.client()
 	if err != nil {
@@ -128,7 +136,7 @@ func (a *applyOptions) run(ctx context.Context) error {
 	}
 	failed := false
 	for _, m := range manifests {
-		resp, err := c.postManifest(ctx, apiPath("apply"), m.source, m.data)
+		resp, err := c.postManifest(ctx, apiPath("apply"), query, m.source, m.data)
 		if err != nil {
 			var ce *connError
 			if errors.As(err, &ce) || ctx.Err() != nil {

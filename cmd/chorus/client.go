@@ -248,10 +248,14 @@ func (c *client) list(ctx context.Context, path string, query url.Values) ([]jso
 	return l.Items, nil
 }
 
-// postManifest sends manifest bytes to the apply or delete endpoint.
-func (c *client) postManifest(ctx context.Context, path, source string, data []byte) (*applyResponse, error) {
+// postManifest sends manifest bytes to the apply or delete endpoint, with
+// the query parameters of extra (such as create=true) besides source.
+func (c *client) postManifest(ctx context.Context, path string, extra url.Values, source string, data []byte) (*applyResponse, error) {
 	var out applyResponse
 	q := url.Values{}
+	for k, v := range extra {
+		q[k] = v
+	}
 	if source != "" {
 		q.Set("source", source)
 	}

@@ -13,10 +13,27 @@ import (
 )
 
 func newCreateCmd(root *rootOptions) *cobra.Command {
+	a := &applyOptions{rootOptions: root, create: true}
 	cmd := &cobra.Command{
-		Use:   "create",
-		Short: "Create a resource from the command line",
+		Use:   "create -f FILENAME",
+		Short: "Create a resource from a file or from stdin",
+		Long: "Create the objects of YAML or JSON manifests; unlike apply, a manifest any of\n" +
+			"whose objects already exists is refused as a whole. -f takes a file, a\n" +
+			"directory (its .yaml, .yml and .json files, sorted) or - for stdin, and\n" +
+			"may be repeated. The subcommands create one object from flags.",
+		Example: "  chorus create -f web.yaml\n  cat web.yaml | chorus create -f -\n" +
+			"  chorus create deployment web --image=docker.io/example/web:1",
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if len(a.filenames) == 0 {
+				// kubectl: the complaint, then the usage, on stderr.
+				fmt.Fprintf(root.errOut, "error: must specify -f FILENAME\n\n%s", cmd.UsageString())
+				return &exitError{code: 1}
+			}
+			return a.run(cmd.Context())
+		},
 	}
+	cmd.Flags().StringArrayVarP(&a.filenames, "filename", "f", nil, "file, directory or - (stdin) holding the manifests to create")
 	cmd.AddCommand(newCreateDeploymentCmd(root))
 	return cmd
 }

@@ -64,7 +64,7 @@ func (d *deleteOptions) runFiles(ctx context.Context) error {
 	}
 	failed := false
 	for _, m := range manifests {
-		resp, err := c.postManifest(ctx, apiPath("delete"), m.source, m.data)
+		resp, err := c.postManifest(ctx, apiPath("delete"), nil, m.source, m.data)
 		if err != nil {
 			var ce *connError
 			if errors.As(err, &ce) || ctx.Err() != nil {

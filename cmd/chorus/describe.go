@@ -497,7 +497,12 @@ func describeDeployment(w *prefixWriter, d *api.Deployment) {
 	if d.Spec.Paused {
 		w.write(0, "Paused:\ttrue\n")
 	}
-	t := &d.Spec.Template
+	describePodTemplate(w, &d.Spec.Template)
+}
+
+// describePodTemplate writes kubectl's "Pod Template:" section of a
+// deployment or a revision.
+func describePodTemplate(w *prefixWriter, t *api.PodTemplateSpec) {
 	w.write(0, "Pod Template:\n")
 	writeLabels(w, "  ", "Labels", t.Metadata.Labels)
 	if len(t.Metadata.Annotations) > 0 {

@@ -1,6 +1,6 @@
 // Command chorus is chorus' command-line tool: a kubectl-like client of the
-// agent's HTTP API (apply, get, describe, delete, logs, scale, image load) and,
-// through its agent subcommand, the peer itself.
+// agent's HTTP API (apply, create, get, describe, delete, logs, scale, rollout,
+// set image, image load) and, through its agent subcommand, the peer itself.
 package main
 
 import (
@@ -91,6 +91,8 @@ func newRootCmd(stdin io.Reader, stdout, stderr io.Writer) *cobra.Command {
 		newLogsCmd(o),
 		newCreateCmd(o),
 		newScaleCmd(o),
+		newRolloutCmd(o),
+		newSetCmd(o),
 		newImageCmd(o),
 		newVersionCmd(o),
 		newAgentCmd(),
