@@ -83,6 +83,12 @@ const zoneLabel = "topology.kubernetes.io/zone"
 func replicaOf(p *api.Pod) placement.Replica {
 	r := placement.Replica{Key: podKey(p), NodeSelector: p.Spec.NodeSelector, SpreadKey: zoneLabel,
 		Group: p.Metadata.Namespace + "/" + p.Metadata.Labels[api.LabelDeployment]}
+	if d := p.Metadata.Labels[api.LabelDeployment]; d != "" {
+		// Ordinal i ranks the peers the same whatever the template.
+		if i := strings.LastIndexByte(p.Metadata.Name, '-'); i > 0 {
+			r.Affinity = r.Group + "/" + p.Metadata.Name[i+1:]
+		}
+	}
 	if ds := p.Metadata.Labels[api.LabelDaemonSet]; ds != "" {
 		r.Group = p.Metadata.Namespace + "/ds/" + ds
 		r.Pin = p.Spec.NodeName
@@ -100,6 +106,96 @@ func replicaOf(p *api.Pod) placement.Replica {
 		}
 	}
 	return r
+}
+
+// plan is the pure core of reconcile: the pods that should run (from the
+// deployments, given their pods now, and the daemon sets) and where.
+func plan(deps []*api.Deployment, dss []*api.DaemonSet, byDeploy map[string][]api.Pod, nodes []placement.Node) ([]api.Pod, placement.Result) {
+	var desired, final []api.Pod
+	rolling := map[string]string{} // deployment key -> current template hash, for those mid-rollout
+	for _, d := range deps {
+		now := desiredPods(d, byDeploy[api.ObjectKey(d)])
+		end := now
+		if !d.Spec.Paused {
+			end = api.PodsForDeployment(d)
+		}
+		if !samePodNames(now, end) {
+			rolling[api.ObjectKey(d)] = api.TemplateHash(&d.Spec.Template)
+		}
+		desired = append(desired, now...)
+		final = append(final, end...)
+	}
+	for _, ds := range dss {
+		pods := daemonPods(ds, nodes)
+		desired = append(desired, pods...)
+		final = append(final, pods...)
+	}
+	replicas := replicasOf(desired)
+	if len(rolling) > 0 {
+		pinRollouts(desired, replicas, rolling, nodes, placement.Assign(nodes, replicasOf(final), placement.Options{LoadFactor: 0.25}))
+	}
+	return desired, placement.Assign(nodes, replicas, placement.Options{LoadFactor: 0.25})
+}
+
+func replicasOf(pods []api.Pod) []placement.Replica {
+	out := make([]placement.Replica, len(pods))
+	for i := range pods {
+		out[i] = replicaOf(&pods[i])
+	}
+	return out
+}
+
+func samePodNames(a, b []api.Pod) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	names := map[string]bool{}
+	for _, p := range a {
+		names[p.Metadata.Name] = true
+	}
+	for _, p := range b {
+		if !names[p.Metadata.Name] {
+			return false
+		}
+	}
+	return true
+}
+
+// pinRollouts keeps rolling updates from moving pods around. Every step of
+// a rollout changes a deployment's pods, and placement of each step's set
+// on its own would move pods between peers (spread and the load bound make
+// replicas interact, across deployments too). So while any deployment is
+// mid-rollout, its pods of older templates are pinned to the peer that runs
+// them (if it is alive, schedulable and still matches), and every other
+// deployment pod to the peer that the finished rollouts give it: target,
+// the placement of every deployment's final pods. When the rollouts end the
+// pods are the final ones and the plain placement puts them where they
+// already are. As a new template's pod has the Affinity of the old one it
+// replaces, target puts it where the old one was, and leaves the other
+// deployments' pods where they are.
+func pinRollouts(desired []api.Pod, replicas []placement.Replica, rolling map[string]string, nodes []placement.Node, target placement.Result) {
+	usable := map[string]placement.Node{}
+	for _, n := range nodes {
+		if !n.Cordoned {
+			usable[n.Name] = n
+		}
+	}
+	for i := range desired {
+		p := &desired[i]
+		if p.Metadata.Labels[api.LabelDeployment] == "" {
+			continue // daemon pods are pinned already
+		}
+		hash, ok := rolling[objectKey(api.KindDeployment, p.Metadata.Namespace, p.Metadata.Labels[api.LabelDeployment])]
+		if ok && p.Metadata.Labels[api.LabelTemplateHash] != hash {
+			if n, ok := usable[p.Spec.NodeName]; ok && (len(p.Spec.NodeSelector) == 0 || api.SelectorMatches(p.Spec.NodeSelector, n.Labels)) {
+				replicas[i].Pin = n.Name
+			}
+			continue
+		}
+		if n := target.Assign[podKey(p)]; n != "" {
+			replicas[i].Pin = n
+		}
+	}
 }
 
 // reconcile is one level-triggered pass on this peer:
@@ -140,20 +236,15 @@ func (a *Agent) reconcile() {
 		seen[k] = len(byDeploy[dk])
 		byDeploy[dk] = append(byDeploy[dk], p)
 	}
-	var desired []api.Pod
+	var deps []*api.Deployment
 	for _, o := range a.store.list(api.KindDeployment, "") {
-		d := o.(*api.Deployment)
-		desired = append(desired, desiredPods(d, byDeploy[api.ObjectKey(d)])...)
+		deps = append(deps, o.(*api.Deployment))
 	}
-	nodes := a.placementNodes()
+	var dss []*api.DaemonSet
 	for _, o := range a.store.list(api.KindDaemonSet, "") {
-		desired = append(desired, daemonPods(o.(*api.DaemonSet), nodes)...)
+		dss = append(dss, o.(*api.DaemonSet))
 	}
-	replicas := make([]placement.Replica, len(desired))
-	for i := range desired {
-		replicas[i] = replicaOf(&desired[i])
-	}
-	res := placement.Assign(nodes, replicas, placement.Options{LoadFactor: 0.25})
+	desired, res := plan(deps, dss, byDeploy, a.placementNodes())
 
 	self := a.cfg.Name
 	var mine, pending []api.Pod

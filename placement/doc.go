@@ -14,8 +14,9 @@
 //	σ(r, n) = (λ(slot(r), n), ρ(r, n))   compared lexicographically,
 //
 // ties (probability 2⁻⁶⁴) going to the smaller node name, where slot(r) is
-// the top 16 bits of a hash of r.Key (65,536 slots), λ is an 8-bit hash of
-// the slot and the node name (the "level") and ρ a 64-bit hash of the key
+// the top 16 bits of a hash of r.Key, or of r.Affinity when it is set
+// (65,536 slots), λ is an 8-bit hash of
+// the slot and the node name (the "level") and ρ a 64-bit hash of that key
 // and the node name. The hashes are FNV-1a with a MurmurHash3 finalizer,
 // fixed in this package because peers running different builds must agree.
 // A replica ranks all nodes by σ. Since σ(r, n) depends on r and n alone,
@@ -58,7 +59,7 @@
 //
 // Replicas are processed one at a time in a fixed order: fewest static nodes
 // first (pinned replicas, then narrow selectors: the most constrained choose
-// first), then by key hash, then by key. A node "fits" a replica if it is
+// first), then by the hash of Affinity or Key, then by key. A node "fits" a replica if it is
 // one of its static nodes and has the free CPU and memory for its requests
 // (a node with a non-positive allocatable amount is unlimited in it); it is
 // "usable" if it fits and holds fewer than B replicas. Each replica takes

@@ -39,6 +39,12 @@ type Replica struct {
 	// Pin, when not "", is the only node the replica may go to (DaemonSet
 	// style). Pinned replicas still respect cordon, selector and capacity.
 	Pin string
+	// Affinity, when not "", replaces Key in the scores and in the order
+	// replicas are placed in: replicas with one Affinity rank the nodes the
+	// same way. The agent gives ordinal i of a deployment the same Affinity
+	// whatever its template, so that a new template's pods go where the old
+	// template's pods were.
+	Affinity string
 }
 
 // DefaultLoadFactor is the load factor used when Options.LoadFactor is not
@@ -347,7 +353,11 @@ func loadBound(e float64, r, u int) int {
 
 func (p *planner) prepare(r *Replica, groupIdx, skeyIdx map[string]int32) rep {
 	x := rep{key: r.Key, group: -1, skey: -1, pin: -1, cpu: max(r.CPUMilli, 0), mem: max(r.MemBytes, 0)}
-	x.kh, x.slot, x.rk = keyHashes(r.Key)
+	hk := r.Key
+	if r.Affinity != "" {
+		hk = r.Affinity
+	}
+	x.kh, x.slot, x.rk = keyHashes(hk)
 	x.cls = p.classOf(r.NodeSelector)
 	if r.Group != "" {
 		g, ok := groupIdx[r.Group]
@@ -475,6 +485,7 @@ func replicaCmp(a, b *Replica) int {
 	return cmp.Or(
 		strings.Compare(a.Group, b.Group),
 		strings.Compare(a.Pin, b.Pin),
+		strings.Compare(a.Affinity, b.Affinity),
 		strings.Compare(a.SpreadKey, b.SpreadKey),
 		cmp.Compare(a.CPUMilli, b.CPUMilli),
 		cmp.Compare(a.MemBytes, b.MemBytes),

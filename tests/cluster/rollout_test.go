@@ -138,6 +138,34 @@ func TestRollForwardAndBack(t *testing.T) {
 	}()
 
 	// Forward, through r2, followed from r3.
+	// No pod moves between peers during the rollout: a new pod starts where
+	// it will stay, an old one stays where it is until it goes.
+	moves := make(chan string, 1)
+	watchStop := make(chan struct{})
+	go func() {
+		defer close(moves)
+		where := map[string]string{}
+		for {
+			select {
+			case <-watchStop:
+				return
+			case <-time.After(200 * time.Millisecond):
+			}
+			pods, err := r3.Pods("default")
+			if err != nil {
+				continue
+			}
+			for _, p := range pods {
+				if n, ok := where[p.Metadata.Name]; ok && n != p.Spec.NodeName && p.Spec.NodeName != "" {
+					moves <- fmt.Sprintf("%s moved from %s to %s", p.Metadata.Name, n, p.Spec.NodeName)
+					return
+				}
+				if p.Spec.NodeName != "" {
+					where[p.Metadata.Name] = p.Spec.NodeName
+				}
+			}
+		}
+	}()
 	if out, err := r2.CLI("set", "image", "deployment/roll", "web=example/web:2"); err != nil || !strings.Contains(out, "deployment.apps/roll image updated") {
 		t.Fatalf("set image: %q %v", out, err)
 	}
@@ -146,6 +174,10 @@ func TestRollForwardAndBack(t *testing.T) {
 		t.Fatalf("rollout status:\n%s %v", status, err)
 	}
 	t.Logf("rollout status printed:\n%s", status)
+	close(watchStop)
+	if m, ok := <-moves; ok {
+		t.Fatalf("a pod moved during the rollout: %s", m)
+	}
 	allOn(t, r1, "roll", 4, "example/web:2")
 
 	// The history, from r1: revision 2 says what made it.
