@@ -286,17 +286,22 @@ func rolloutState(name string, d *api.Deployment, pods []api.Pod) (msg string, d
 	slices.SortFunc(pods, func(a, b api.Pod) int { return strings.Compare(a.Metadata.Name, b.Metadata.Name) })
 	var total, updated, available int32
 	problem := ""
+	// A replica moving between peers is listed once per peer: count it
+	// once, available if either copy is.
+	seen := map[string]bool{}
 	for i := range pods {
 		p := &pods[i]
-		if p.Metadata.Labels[api.LabelDeployment] != name {
+		if p.Metadata.Labels[api.LabelDeployment] != name || seen[p.Metadata.Name] {
 			continue
 		}
+		seen[p.Metadata.Name] = true
 		total++
 		if p.Metadata.Labels[api.LabelTemplateHash] != hash {
 			continue
 		}
 		updated++
-		if podAvailable(p) {
+		copies := slices.IndexFunc(pods, func(q api.Pod) bool { return q.Metadata.Name == p.Metadata.Name && podAvailable(&q) })
+		if copies >= 0 {
 			available++
 		} else if problem == "" {
 			problem = podProblem(p)

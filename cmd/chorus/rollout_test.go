@@ -213,6 +213,8 @@ func TestRolloutState(t *testing.T) {
 			`Waiting for deployment "web" rollout to finish: 0 of 1 updated replicas are available (` + pending.Metadata.Name + `: Unschedulable: 0/3 peers fit)...`, false},
 		{"other deployments' pods do not count", one, append(deploymentPods(one, 1), other),
 			`deployment "web" successfully rolled out`, true},
+		{"a replica moving between peers counts once", d, append(deploymentPods(d, 3), deploymentPods(d, 0)[0]),
+			`deployment "web" successfully rolled out`, true},
 		{"no pods", d, nil,
 			`Waiting for deployment "web" rollout to finish: 0 out of 3 new replicas have been updated...`, false},
 	} {
