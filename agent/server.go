@@ -18,6 +18,7 @@ import (
 
 	"github.com/chorus-sh/chorus/api"
 	"github.com/chorus-sh/chorus/proxy"
+	"github.com/chorus-sh/chorus/runtime"
 )
 
 // Limits on request bodies.
@@ -60,6 +61,10 @@ func (a *Agent) routes() http.Handler {
 	mux.HandleFunc("POST /api/v1/namespaces/{ns}/services/{name}/portforward", a.handlePortForward)
 	mux.HandleFunc("POST /api/v1/namespaces/{ns}/pods/{name}/portforward", a.handlePortForward)
 	mux.HandleFunc("GET /api/v1/stats", a.handleStats)
+	mux.HandleFunc("POST /api/v1/namespaces/{ns}/pods/{name}/exec", a.handleExec)
+	mux.HandleFunc("GET /metrics", a.handleMetrics)
+	mux.HandleFunc("GET /{$}", a.handleDashboard)
+	mux.HandleFunc("GET /dashboard/", a.handleDashboard)
 	return a.recoverer(mux)
 }
 
@@ -498,6 +503,9 @@ func (a *Agent) handleScale(w http.ResponseWriter, r *http.Request) {
 func (a *Agent) handleLog(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
 	path, err := a.pods.LogPath(r.PathValue("ns"), r.PathValue("name"), q.Get("container"), q.Get("previous") == "true")
+	if errors.Is(err, runtime.ErrPodNotHere) && a.forwardToPod(w, r, r.PathValue("ns"), r.PathValue("name")) {
+		return
+	}
 	if err != nil {
 		writeStatus(w, http.StatusNotFound, "NotFound", err.Error())
 		return

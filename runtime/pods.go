@@ -86,6 +86,9 @@ func NewPodManager(rt Runtime, opts Options) *PodManager {
 	return &PodManager{rt: rt, opts: opts, workers: map[string]*podWorker{}}
 }
 
+// ErrPodNotHere is returned for a pod this peer does not run.
+var ErrPodNotHere = errors.New("not running on this peer")
+
 // podRecord is what the manager keeps on disk for each pod it runs, so a
 // restarted agent adopts the pod instead of starting a duplicate.
 type podRecord struct {
@@ -237,7 +240,7 @@ func (m *PodManager) LogPath(namespace, pod, container string, previous bool) (s
 	w, ok := m.workers[key]
 	m.mu.Unlock()
 	if !ok {
-		return "", fmt.Errorf("pod %q is not running on this peer", key)
+		return "", fmt.Errorf("pod %q: %w", key, ErrPodNotHere)
 	}
 	w.mu.Lock()
 	defer w.mu.Unlock()

@@ -106,6 +106,18 @@ func TestRollForwardAndBack(t *testing.T) {
 	}
 	allOn(t, r1, "roll", 4, "example/web:1")
 
+	// Logs of every pod through one peer, whichever peer runs it.
+	pods, err := r1.Pods("default")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range pods {
+		logs, err := r1.CLI("logs", p.Metadata.Name, "--tail", "5")
+		if err != nil || !strings.Contains(logs, "listening on :8080") {
+			t.Fatalf("logs of %s (on %s) through r1: %q %v", p.Metadata.Name, p.Spec.NodeName, logs, err)
+		}
+	}
+
 	// Requests through r2's NodePort during every rollout below.
 	var sent, failed atomic.Int64
 	stop := make(chan struct{})
