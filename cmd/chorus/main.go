@@ -89,6 +89,7 @@ func newRootCmd(stdin io.Reader, stdout, stderr io.Writer) *cobra.Command {
 		newDescribeCmd(o),
 		newDeleteCmd(o),
 		newLogsCmd(o),
+		newExecCmd(o),
 		newCreateCmd(o),
 		newScaleCmd(o),
 		newRolloutCmd(o),
@@ -104,6 +105,7 @@ func newRootCmd(stdin io.Reader, stdout, stderr io.Writer) *cobra.Command {
 		newDrainCmd(o),
 		newExposeCmd(o),
 		newPortForwardCmd(o),
+		newDashboardCmd(o),
 	)
 	return root
 }
