@@ -259,3 +259,50 @@ func TestPausedRolloutStandsStill(t *testing.T) {
 		t.Fatal("resumed rollout does not start new pods")
 	}
 }
+
+// An apply that finds its objects unchanged still wins over a delete it has
+// not seen yet that came before it: found by the chaos tests, where a
+// service vanished while its deployment, re-applied with it, stayed.
+func TestUnchangedApplyWinsOverEarlierDelete(t *testing.T) {
+	a, b := newTestStore(t, "a"), newTestStore(t, "b")
+	var toA, toB []crdt.Delta
+	a.publish = func(d crdt.Delta) { toB = append(toB, d) }
+	b.publish = func(d crdt.Delta) { toA = append(toA, d) }
+	flush := func() {
+		t.Helper()
+		for _, d := range toB {
+			if _, err := b.merge(d); err != nil {
+				t.Fatal(err)
+			}
+		}
+		for _, d := range toA {
+			if _, err := a.merge(d); err != nil {
+				t.Fatal(err)
+			}
+		}
+		toA, toB = nil, nil
+	}
+	svc := &api.Service{Metadata: api.ObjectMeta{Name: "web", Namespace: "default"}}
+	objs := []api.Object{deployment(2, "web:1", "25%", "25%"), svc}
+	if _, err := a.apply(objs, time.Now(), false); err != nil {
+		t.Fatal(err)
+	}
+	flush()
+	keys := []string{objectKey(api.KindDeployment, "default", "web"), objectKey(api.KindService, "default", "web")}
+	if _, err := b.remove(keys); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(2 * time.Millisecond) // a's apply comes after b's delete
+	res, err := a.apply(objs, time.Now(), false)
+	if err != nil || res[0].Action != "unchanged" || res[1].Action != "unchanged" {
+		t.Fatalf("re-apply: %+v %v", res, err)
+	}
+	flush()
+	for name, s := range map[string]*store{"a": a, "b": b} {
+		for _, k := range keys {
+			if _, ok := s.get(k); !ok {
+				t.Fatalf("%s lost %s, applied after its delete", name, k)
+			}
+		}
+	}
+}

@@ -220,19 +220,22 @@ func (s *store) apply(objs []api.Object, now time.Time, create bool) ([]Result, 
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w", key, err)
 		}
-		if exists && sameFields(cur, cloneFields(fields)) {
-			r.Action = "unchanged"
-			results = append(results, r)
-			continue
-		}
+		unchanged := exists && sameFields(cur, cloneFields(fields))
+		// Written even when unchanged here: this peer may not have seen a
+		// concurrent delete or change yet, and the apply acknowledged now
+		// must win over those (last writer wins), not vanish under them.
 		d := next.Put(key, fields, s.clock.Now())
 		all.Entries = append(all.Entries, d.Entries...)
 		if dep, ok := o.(*api.Deployment); ok && (!exists || !bytes.Equal(cur["spec.template"], fields["spec.template"])) {
 			all.Entries = append(all.Entries, s.recordRevision(next, dep, "", !exists, now).Entries...)
 		}
-		r.Action = "created"
-		if exists {
+		switch {
+		case unchanged:
+			r.Action = "unchanged"
+		case exists:
 			r.Action = "configured"
+		default:
+			r.Action = "created"
 		}
 		results = append(results, r)
 	}
