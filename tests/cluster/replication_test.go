@@ -36,7 +36,7 @@ spec:
   ports: [{port: 80, targetPort: 8080}]
 `
 
-func manifest(t *testing.T, content string) string {
+func manifest(t testing.TB, content string) string {
 	t.Helper()
 	p := filepath.Join(t.TempDir(), "m.yaml")
 	if err := os.WriteFile(p, []byte(content), 0o644); err != nil {
@@ -262,8 +262,8 @@ func TestPeersDiscoverEachOther(t *testing.T) {
 		t.Fatal(err)
 	}
 	k := strings.TrimSpace(string(key))
-	a := harness.NewPeer(t, bin, "d1", "127.0.0.41", "--gossip-key", k)
-	b := harness.NewPeer(t, bin, "d2", "127.0.0.42", "--gossip-key", k)
+	a := harness.NewPeer(t, bin, "d1", "127.0.0.41", "--gossip-key", k, "--discover")
+	b := harness.NewPeer(t, bin, "d2", "127.0.0.42", "--gossip-key", k, "--discover")
 	a.Start()
 	b.Start()
 	waitNodes(t, a, map[string]string{"d1": "Alive", "d2": "Alive"})

@@ -243,3 +243,98 @@ func TestRollForwardAndBack(t *testing.T) {
 	}
 	allOn(t, r2, "roll", 4, "example/web:1")
 }
+
+// BenchmarkRollout measures rolling updates of 10 replicas over 5 peers
+// (alternating example/web:1 and :2, maxSurge and maxUnavailable 25%):
+// the time from `set image` to every replica updated and Ready, requests
+// through a NodePort that failed meanwhile, and pods that changed peer.
+// Run with -benchtime 5x.
+func BenchmarkRollout(b *testing.B) {
+	ctx := context.Background()
+	dir := filepath.Join(os.TempDir(), "chorus-test-images")
+	imgs, err := images.BuildAll(ctx, dir)
+	if err != nil {
+		b.Fatal(err)
+	}
+	web2, err := images.Build(ctx, "web", dir, []string{"example/web:2"}, images.FormatDocker)
+	if err != nil {
+		b.Fatal(err)
+	}
+	peers := startCluster(b, 5, 145, "ro")
+	for _, img := range []string{imgs["web"], web2} {
+		if _, err := peers[0].CLI("image", "load", img); err != nil {
+			b.Fatal(err)
+		}
+	}
+	svc := strings.ReplaceAll(strings.ReplaceAll(rollService, "roll", "bench"), "31091", "31145")
+	if _, err := peers[0].CLI("apply", "-f", manifest(b, harness.WebDeployment("bench", 10)+"---\n"+svc)); err != nil {
+		b.Fatal(err)
+	}
+	waitImage := func(image string) (moves int) {
+		where := map[string]string{}
+		deadline := time.Now().Add(2 * time.Minute)
+		for time.Now().Before(deadline) {
+			imgs, ready, err := podImages(peers[1], "bench")
+			pods, perr := peers[1].Pods("default")
+			if perr == nil {
+				for _, p := range pods {
+					if n, ok := where[p.Metadata.Name]; ok && n != p.Spec.NodeName {
+						moves++
+					}
+					where[p.Metadata.Name] = p.Spec.NodeName
+				}
+			}
+			done := err == nil && ready == 10 && len(imgs) == 10
+			for _, img := range imgs {
+				done = done && img == image
+			}
+			if done {
+				return moves
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+		b.Fatalf("rollout to %s did not finish in 2 minutes", image)
+		return 0
+	}
+	waitImage("example/web:1")
+	var took []time.Duration
+	var sent, failed, moves int
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		image := []string{"example/web:2", "example/web:1"}[i%2]
+		stop := make(chan struct{})
+		var wg sync.WaitGroup
+		var s, f atomic.Int64
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for deadline := time.Now().Add(3 * time.Minute); time.Now().Before(deadline); {
+				select {
+				case <-stop:
+					return
+				case <-time.After(10 * time.Millisecond):
+				}
+				s.Add(1)
+				if _, err := get("http://127.0.0.147:31145/"); err != nil {
+					f.Add(1)
+				}
+			}
+		}()
+		start := time.Now()
+		if _, err := peers[2].CLI("set", "image", "deployment/bench", "web="+image); err != nil {
+			b.Fatal(err)
+		}
+		moves += waitImage(image)
+		took = append(took, time.Since(start))
+		close(stop)
+		wg.Wait()
+		sent += int(s.Load())
+		failed += int(f.Load())
+	}
+	b.StopTimer()
+	b.ReportMetric(percentile(took, 0.5).Seconds(), "median-s")
+	b.ReportMetric(percentile(took, 1).Seconds(), "max-s")
+	b.ReportMetric(float64(failed), "failed-requests")
+	b.ReportMetric(float64(sent), "requests")
+	b.ReportMetric(float64(moves), "pod-moves")
+}

@@ -15,6 +15,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -101,9 +102,14 @@ type Peer struct {
 }
 
 // NewPeer prepares a peer; Start runs it. The test's cleanup stops it and
-// removes its containers, network and data dir.
+// removes its containers, network and data dir. Peers do not look for
+// others by mDNS unless args say --discover (or --discover=true): a test
+// must not join whatever other chorus peers run on the machine.
 func NewPeer(t testing.TB, bin, name, bind string, args ...string) *Peer {
 	t.Helper()
+	if !slices.ContainsFunc(args, func(a string) bool { return strings.HasPrefix(a, "--discover") }) {
+		args = append([]string{"--discover=false"}, args...)
+	}
 	dir, err := os.MkdirTemp("", "chorus-"+name+"-")
 	if err != nil {
 		t.Fatal(err)
