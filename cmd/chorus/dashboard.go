@@ -1,12 +1,50 @@
 package main
 
 import (
-	"errors"
+	"fmt"
 
 	"github.com/spf13/cobra"
 )
 
-// TODO(dashboard helper): replace this placeholder.
+// dashboardPath is where every peer serves its web dashboard.
+const dashboardPath = "/dashboard/"
+
 func newDashboardCmd(root *rootOptions) *cobra.Command {
-	return &cobra.Command{Use: "dashboard", Hidden: true, RunE: func(*cobra.Command, []string) error { return errors.New("not built yet") }}
+	var urlOnly bool
+	cmd := &cobra.Command{
+		Use:   "dashboard",
+		Short: "Print the URL of the web dashboard of the peer chorus talks to",
+		Long: "Print the URL of the read-only web dashboard that every peer serves (nodes, deployments,\n" +
+			"daemon sets, pods, services and recent events, refreshed every 2 seconds), after checking\n" +
+			"that the peer answers. Open it in a browser; any peer shows the whole cluster. With -n the\n" +
+			"page starts on that namespace.\n" +
+			"Each peer also serves Prometheus metrics at /metrics.",
+		Example: "  chorus dashboard\n  chorus -s 10.0.0.12:7070 dashboard -n dev",
+		Args:    cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := root.client()
+			if err != nil {
+				return err
+			}
+			var sv serverVersion
+			if err := c.getJSON(cmd.Context(), apiPath("version"), nil, &sv); err != nil {
+				return err
+			}
+			if sv.Version == "" && sv.Node == "" {
+				return fmt.Errorf("%s answered, but not as a chorus agent", root.server())
+			}
+			root.logger().Debug("dashboard", "node", sv.Node, "version", sv.Version)
+			u := c.base
+			u.Path += dashboardPath
+			if root.namespaceExplicit(cmd) {
+				u.Fragment = "ns=" + root.namespace() // the page starts on this namespace
+			}
+			_, err = fmt.Fprintln(root.out, u.String())
+			return err
+		},
+	}
+	// minikube users type `minikube dashboard --url`; chorus opens no
+	// browser, so the URL is all it prints either way.
+	cmd.Flags().BoolVar(&urlOnly, "url", true, "print the URL only (always: chorus opens no browser)")
+	return cmd
 }

@@ -1,0 +1,80 @@
+package agent
+
+import (
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"regexp"
+	"strings"
+	"testing"
+)
+
+func TestDashboardServed(t *testing.T) {
+	// The page needs no state: an Agent with nothing in it serves it.
+	srv := httptest.NewServer((&Agent{}).routes())
+	defer srv.Close()
+	get := func(path string) (*http.Response, string) {
+		t.Helper()
+		resp, err := http.Get(srv.URL + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, err := io.ReadAll(resp.Body)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return resp, string(b)
+	}
+	for _, path := range []string{"/", "/dashboard/", "/dashboard"} { // the last one is redirected
+		resp, body := get(path)
+		if resp.StatusCode != http.StatusOK || resp.Header.Get("Content-Type") != "text/html; charset=utf-8" {
+			t.Fatalf("GET %s: %s, Content-Type %q", path, resp.Status, resp.Header.Get("Content-Type"))
+		}
+		if body != dashboardHTML || !strings.HasPrefix(body, "<!doctype html>") {
+			t.Fatalf("GET %s: not the dashboard page", path)
+		}
+		if csp := resp.Header.Get("Content-Security-Policy"); !strings.Contains(csp, "default-src 'none'") || !strings.Contains(csp, "connect-src 'self'") {
+			t.Fatalf("GET %s: Content-Security-Policy %q", path, csp)
+		}
+	}
+	for _, path := range []string{"/dashboard/other.js", "/nothing"} {
+		if resp, _ := get(path); resp.StatusCode != http.StatusNotFound {
+			t.Errorf("GET %s: %s, want 404", path, resp.Status)
+		}
+	}
+}
+
+func TestDashboardSelfContained(t *testing.T) {
+	page := dashboardHTML
+	// No resource from another host: the machine may have no internet.
+	if m := regexp.MustCompile(`(?i)(https?:)?//[a-z0-9.-]+\.[a-z]{2,}`).FindString(page); m != "" {
+		t.Errorf("page references another host: %q", m)
+	}
+	for _, bad := range []string{"http://", "https://", "<link", "src=", "@import", "url("} {
+		if strings.Contains(strings.ToLower(page), bad) {
+			t.Errorf("page contains %q: it must load nothing from elsewhere", bad)
+		}
+	}
+	// Data reaches the DOM as text only.
+	for _, bad := range []string{"innerHTML", "outerHTML", "insertAdjacentHTML", "document.write", "eval("} {
+		if strings.Contains(page, bad) {
+			t.Errorf("page uses %s", bad)
+		}
+	}
+	// The API paths it reads exist in the agent's routes.
+	for _, path := range []string{"/api/v1/version", "/api/v1/namespaces", "/api/v1/nodes", "/api/v1/deployments",
+		"/api/v1/daemonsets", "/api/v1/pods", "/api/v1/services", "/api/v1/events"} {
+		if !strings.Contains(page, `"`+path+`"`) {
+			t.Errorf("page does not read %s", path)
+		}
+	}
+	for _, want := range []string{"deployment.kubernetes.io/revision", "chorus.io/endpoints", "setTimeout(refresh, REFRESH_MS)", "REFRESH_MS = 2000"} {
+		if !strings.Contains(page, want) {
+			t.Errorf("page lacks %q", want)
+		}
+	}
+	if n := strings.Count(page, "\n"); n > 400 {
+		t.Errorf("page has %d lines: keep it small", n)
+	}
+}

@@ -1,0 +1,112 @@
+package e2e
+
+import (
+	"fmt"
+	"io"
+	"net/http"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/chorus-sh/chorus/tests/harness"
+)
+
+// get fetches url and returns its status, content type and body.
+func get(t *testing.T, url string) (int, string, string) {
+	t.Helper()
+	c := http.Client{Timeout: 10 * time.Second}
+	resp, err := c.Get(url)
+	if err != nil {
+		t.Fatalf("GET %s: %v", url, err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatalf("GET %s: %v", url, err)
+	}
+	return resp.StatusCode, resp.Header.Get("Content-Type"), string(b)
+}
+
+// metricSample is one sample line of the text exposition format.
+var metricSample = regexp.MustCompile(`^[a-zA-Z_:][a-zA-Z0-9_:]*(\{.*\})? \S+$`)
+
+func TestDashboardAndMetrics(t *testing.T) {
+	// No mDNS: the loopback may carry multicast, and peers of tests running
+	// at the same time must not join this one (it counts members and pods).
+	p := harness.NewPeer(t, testEnv.bin, "e2e-dash", "127.0.0.27", "--discover=false")
+	p.Start()
+	if _, err := p.CLI("image", "load", testEnv.images["web"]); err != nil {
+		t.Fatalf("image load: %v", err)
+	}
+	if _, err := p.CLI("apply", "-f", writeManifest(t, harness.WebDeployment("dash", 2))); err != nil {
+		t.Fatal(err)
+	}
+	readyPods(t, p, 2)
+	base := "http://" + p.API
+
+	// The page, at / and /dashboard/.
+	for _, path := range []string{"/", "/dashboard/"} {
+		code, ctype, body := get(t, base+path)
+		if code != http.StatusOK || ctype != "text/html; charset=utf-8" {
+			t.Fatalf("GET %s: %d %q", path, code, ctype)
+		}
+		for _, want := range []string{"<!doctype html>", "<title>chorus dashboard</title>", `"/api/v1/pods"`, `"/api/v1/nodes"`} {
+			if !strings.Contains(body, want) {
+				t.Errorf("GET %s: page lacks %q", path, want)
+			}
+		}
+		if strings.Contains(body, "http://") || strings.Contains(body, "https://") {
+			t.Errorf("GET %s: page references another host", path)
+		}
+	}
+	// What the page reads, as it asks for it, answers.
+	for _, path := range []string{"/api/v1/version", "/api/v1/namespaces", "/api/v1/nodes", "/api/v1/deployments?namespace=default",
+		"/api/v1/daemonsets?namespace=default", "/api/v1/pods?namespace=default", "/api/v1/services?namespace=default",
+		"/api/v1/events?namespace=default"} {
+		if code, ctype, body := get(t, base+path); code != http.StatusOK || ctype != "application/json" {
+			t.Errorf("GET %s: %d %q %s", path, code, ctype, body)
+		}
+	}
+
+	// Metrics report the pods this peer runs.
+	var metrics string
+	harness.Eventually(t, 30*time.Second, "metrics report 2 running ready pods", func() (bool, string) {
+		code, ctype, body := get(t, base+"/metrics")
+		if code != http.StatusOK || !strings.HasPrefix(ctype, "text/plain; version=0.0.4") {
+			return false, fmt.Sprintf("%d %q", code, ctype)
+		}
+		metrics = body
+		return strings.Contains(body, "\n"+`chorus_pods{phase="Running",ready="true"} 2`+"\n"), body
+	})
+	for _, want := range []string{
+		`chorus_members{status="alive"} 1`,
+		`chorus_desired_objects{kind="Deployment"} 1`,
+		`chorus_pods_pending 0`,
+		"# TYPE chorus_store_deltas_merged_total counter",
+	} {
+		if !strings.Contains(metrics, "\n"+want+"\n") {
+			t.Errorf("metrics lack %q", want)
+		}
+	}
+	if !strings.Contains(metrics, "\n"+`chorus_build_info{node="e2e-dash",version="`) {
+		t.Error("metrics lack chorus_build_info of node e2e-dash")
+	}
+	for i, line := range strings.Split(strings.TrimSuffix(metrics, "\n"), "\n") {
+		if !strings.HasPrefix(line, "# HELP ") && !strings.HasPrefix(line, "# TYPE ") && !metricSample.MatchString(line) {
+			t.Errorf("metrics line %d: %q", i+1, line)
+		}
+	}
+
+	// `chorus dashboard` prints the URL of this peer's page, which serves it.
+	out, err := p.CLI("dashboard")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := "http://" + p.API + "/dashboard/\n"; out != want {
+		t.Fatalf("chorus dashboard printed %q, want %q", out, want)
+	}
+	if body, err := harness.HTTPGet(strings.TrimSpace(out)); err != nil || !strings.Contains(body, "<title>chorus dashboard</title>") {
+		t.Fatalf("GET %s: %v", strings.TrimSpace(out), err)
+	}
+}
