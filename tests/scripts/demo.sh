@@ -28,10 +28,12 @@ up() {
 		i=$((i+1)); [ $i -gt 120 ] && { echo "peer did not start; see $OUT/*.log" >&2; tail -20 "$OUT"/*.log >&2; exit 1; }
 		sleep 0.5
 	done
-	echo "building the example image example/web:1"
+	echo "building the example images example/web:1 and example/web:2"
 	go run ./tests/images/cmd/mkimage -o "$OUT/images" web >/dev/null
-	# Loaded on one peer: the others fetch it from their peers when they need it.
+	go run ./tests/images/cmd/mkimage -o "$OUT/images" -tag example/web:2 web >/dev/null
+	# Loaded on one peer: the others fetch them from their peers when they need them.
 	"$BIN" -s "$S" image load "$OUT/images/web-1.tar"
+	"$BIN" -s "$S" image load "$OUT/images/web-2.tar"
 	n=$(echo $PEERS | wc -w)
 	printf "waiting for the %d peers to find each other" "$n"
 	i=0
@@ -65,7 +67,10 @@ chorus is running. Try:
   $BIN port-forward service/web 7080:8080 &   curl localhost:7080/
   $BIN describe pod $("$BIN" -s "$S" get pods -o name | head -1 | cut -d/ -f2)
   $BIN scale deployment web --replicas=5
+  $BIN set image deployment/web web=example/web:2 && $BIN rollout status deployment/web
+  $BIN rollout history deployment/web ; $BIN rollout undo deployment/web
   $BIN logs deployment/web
+  $BIN dashboard                         # the web dashboard's URL (every peer serves one)
   $BIN drain demo2                       # its pods move to the other peers
   $BIN uncordon demo2
   make demo-down                         # stop and clean up
