@@ -2,7 +2,8 @@
 // in the shapes of the Kubernetes subset chorus accepts (apps/v1 Deployment,
 // v1 Service, v1 Namespace, v1 Pod status). It decodes YAML and JSON manifests,
 // fills in defaults and validates them with errors that name the document,
-// the field path and the reason.
+// the field path and the reason. It also holds the wire format of exec
+// (ExecProtocol), which the agent and the CLI share.
 package api
 
 import "time"

@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strconv"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -360,45 +361,101 @@ func (c *Containerd) SetLabels(ctx context.Context, id string, labels map[string
 
 // Exec implements Runtime.
 func (c *Containerd) Exec(ctx context.Context, id string, cmd []string) (int, []byte, error) {
+	var out bytes.Buffer
+	w := &lockedWriter{w: &out}
+	code, err := c.ExecStream(ctx, id, cmd, nil, w, w)
+	return code, w.bytes(), err
+}
+
+// ExecStream implements Runtime.
+func (c *Containerd) ExecStream(ctx context.Context, id string, cmd []string, stdin io.Reader, stdout, stderr io.Writer) (int, error) {
+	if len(cmd) == 0 {
+		return -1, fmt.Errorf("exec in %s: no command", id)
+	}
 	cctx := c.ctx(ctx)
 	ctr, err := c.client.LoadContainer(cctx, id)
 	if err != nil {
-		return -1, nil, fmt.Errorf("load %s: %w", id, err)
+		return -1, fmt.Errorf("load %s: %w", id, err)
 	}
 	spec, err := ctr.Spec(cctx)
 	if err != nil {
-		return -1, nil, fmt.Errorf("read spec of %s: %w", id, err)
+		return -1, fmt.Errorf("read spec of %s: %w", id, err)
 	}
 	task, err := ctr.Task(cctx, nil)
 	if err != nil {
-		return -1, nil, fmt.Errorf("%s is not running: %w", id, err)
+		return -1, fmt.Errorf("%s is not running: %w", id, err)
 	}
 	pspec := *spec.Process
 	pspec.Args = cmd
 	pspec.Terminal = false
-	var out bytes.Buffer
-	w := &lockedWriter{w: &out}
-	execID := "exec-" + strconv.FormatInt(c.execSeq.Add(1), 10)
-	proc, err := task.Exec(cctx, execID, &pspec, cio.NewCreator(cio.WithStreams(nil, w, w)))
-	if err != nil {
-		return -1, nil, fmt.Errorf("exec in %s: %w", id, err)
+	var in *stdinCloser
+	var inR io.Reader // a nil *stdinCloser in the interface would not read as "no stdin"
+	if stdin != nil {
+		in = &stdinCloser{r: stdin}
+		inR = in
 	}
+	execID := "exec-" + strconv.FormatInt(c.execSeq.Add(1), 10)
+	proc, err := task.Exec(cctx, execID, &pspec, cio.NewCreator(cio.WithStreams(inR, stdout, stderr)))
+	if err != nil {
+		return -1, fmt.Errorf("exec in %s: %w", id, err)
+	}
+	// Delete kills the process if it still runs, and waits for its output.
 	defer proc.Delete(context.WithoutCancel(cctx), containerd.WithProcessKill) //nolint:errcheck
 	ch, err := proc.Wait(cctx)
 	if err != nil {
-		return -1, nil, fmt.Errorf("exec in %s: %w", id, err)
+		return -1, fmt.Errorf("exec in %s: %w", id, err)
 	}
 	if err := proc.Start(cctx); err != nil {
-		return -1, nil, fmt.Errorf("exec %v in %s: %w", cmd, id, err)
+		return -1, fmt.Errorf("exec %v in %s: %w", cmd, id, err)
+	}
+	if in != nil {
+		// The shim holds the process' stdin open until told to close it:
+		// do so once stdin is drained (and not before the start).
+		in.started(func() { _ = proc.CloseIO(context.WithoutCancel(cctx), containerd.WithStdinCloser) })
 	}
 	select {
 	case st := <-ch:
 		code, _, err := st.Result()
 		proc.IO().Wait()
-		return int(code), w.bytes(), err
+		return int(code), err
 	case <-ctx.Done():
 		_ = proc.Kill(context.WithoutCancel(cctx), syscall.SIGKILL)
-		return -1, w.bytes(), fmt.Errorf("exec %v in %s: %w", cmd, id, ctx.Err())
+		return -1, fmt.Errorf("exec %v in %s: %w", cmd, id, ctx.Err())
+	}
+}
+
+// stdinCloser reads an exec's stdin and, at its end, closes the process'
+// stdin in the shim: once the process has started, whichever comes last.
+type stdinCloser struct {
+	r io.Reader
+
+	mu      sync.Mutex
+	eof     bool
+	closeIO func()
+	once    sync.Once
+}
+
+func (s *stdinCloser) Read(p []byte) (int, error) {
+	n, err := s.r.Read(p)
+	if err == io.EOF {
+		s.mu.Lock()
+		s.eof = true
+		f := s.closeIO
+		s.mu.Unlock()
+		if f != nil {
+			s.once.Do(f)
+		}
+	}
+	return n, err
+}
+
+func (s *stdinCloser) started(closeIO func()) {
+	s.mu.Lock()
+	s.closeIO = closeIO
+	eof := s.eof
+	s.mu.Unlock()
+	if eof {
+		s.once.Do(closeIO)
 	}
 }
 

@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -235,37 +236,106 @@ func (m *PodManager) Pods() []api.Pod {
 // LogPath returns the log file of a container of a pod this peer runs: the
 // current attempt's, or the previous one's.
 func (m *PodManager) LogPath(namespace, pod, container string, previous bool) (string, error) {
-	key := namespace + "/" + pod
-	m.mu.Lock()
-	w, ok := m.workers[key]
-	m.mu.Unlock()
-	if !ok {
-		return "", fmt.Errorf("pod %q: %w", key, ErrPodNotHere)
+	w, err := m.worker(namespace, pod)
+	if err != nil {
+		return "", err
 	}
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	var c *ctrState
-	for i := range w.ctrs {
-		if container == "" || w.ctrs[i].spec.Name == container {
-			c = &w.ctrs[i]
-			break
-		}
-	}
-	if c == nil {
-		return "", fmt.Errorf("container %q is not in pod %q", container, key)
-	}
-	if container == "" && len(w.ctrs) > 1 {
-		return "", fmt.Errorf("pod %q has several containers: choose one of %s", key, w.containerNames())
+	c, err := w.container(container)
+	if err != nil {
+		return "", err
 	}
 	attempt := c.restarts
 	if previous {
 		if attempt == 0 {
-			return "", fmt.Errorf("container %q in pod %q has not been restarted: there is no previous log", c.spec.Name, key)
+			return "", fmt.Errorf("container %q in pod %q has not been restarted: there is no previous log", c.spec.Name, w.key)
 		}
 		attempt--
 	}
 	return w.logPath(c.spec.Name, attempt), nil
 }
+
+// ErrNoContainer is wrapped by the errors for a container a pod does not
+// have.
+var ErrNoContainer = errors.New("no such container")
+
+// ExecContainer checks that a command can be run in a container of a pod
+// this peer runs (container "" names the pod's only container) and returns
+// the container's name. A pod this peer does not run is an error wrapping
+// ErrPodNotHere, a container the pod lacks one wrapping ErrNoContainer; a
+// container that is not running is an error too.
+func (m *PodManager) ExecContainer(namespace, pod, container string) (string, error) {
+	w, err := m.worker(namespace, pod)
+	if err != nil {
+		return "", err
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	c, err := w.container(container)
+	if err != nil {
+		return "", err
+	}
+	if !c.running {
+		return "", fmt.Errorf("container %q in pod %q is not running", c.spec.Name, w.key)
+	}
+	return c.spec.Name, nil
+}
+
+// Exec runs cmd in a container of a pod this peer runs, as kubectl exec
+// does: stdin (nil for none) is the command's input, its output is written
+// to stdout and stderr as it comes (see Runtime.ExecStream), and its exit
+// code is returned. The container is resolved as ExecContainer does, with
+// the same errors.
+func (m *PodManager) Exec(ctx context.Context, namespace, pod, container string, cmd []string, stdin io.Reader, stdout, stderr io.Writer) (int, error) {
+	name, err := m.ExecContainer(namespace, pod, container)
+	if err != nil {
+		return -1, err
+	}
+	key := namespace + "/" + pod
+	m.opts.Log.Debug("exec", "pod", key, "container", name, "command", cmd)
+	return m.rt.ExecStream(ctx, containerID(key, name), cmd, stdin, stdout, stderr)
+}
+
+// worker returns the worker of a pod this peer runs.
+func (m *PodManager) worker(namespace, pod string) (*podWorker, error) {
+	key := namespace + "/" + pod
+	m.mu.Lock()
+	w, ok := m.workers[key]
+	m.mu.Unlock()
+	if !ok {
+		return nil, fmt.Errorf("pod %q: %w", key, ErrPodNotHere)
+	}
+	return w, nil
+}
+
+// container returns the container named name, or the only one for "". The
+// caller holds w.mu.
+func (w *podWorker) container(name string) (*ctrState, error) {
+	if name == "" {
+		if len(w.ctrs) > 1 {
+			return nil, fmt.Errorf("pod %q has several containers: choose one of %s", w.key, w.containerNames())
+		}
+		if len(w.ctrs) == 1 {
+			return &w.ctrs[0], nil
+		}
+	}
+	for i := range w.ctrs {
+		if w.ctrs[i].spec.Name == name {
+			return &w.ctrs[i], nil
+		}
+	}
+	return nil, &wrapError{msg: fmt.Sprintf("container %q is not in pod %q", name, w.key), err: ErrNoContainer}
+}
+
+// wrapError is an error with a message of its own that wraps err.
+type wrapError struct {
+	msg string
+	err error
+}
+
+func (e *wrapError) Error() string { return e.msg }
+func (e *wrapError) Unwrap() error { return e.err }
 
 func (m *PodManager) run(w *podWorker) {
 	m.wg.Add(1)

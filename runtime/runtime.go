@@ -91,6 +91,14 @@ type Runtime interface {
 	// Exec runs cmd inside the running container and returns its exit code
 	// and combined output.
 	Exec(ctx context.Context, id string, cmd []string) (int, []byte, error)
+	// ExecStream runs cmd inside the running container with stdin (nil for
+	// none: the process reads end of file) and writes its output to stdout
+	// and stderr as it comes, from two goroutines: one writer given for both
+	// must be safe for concurrent use. It returns the exit code once the
+	// process has exited and its output is written. When ctx ends first the
+	// process is killed. A Read of stdin in progress when it returns is left
+	// to the caller to end (close what stdin reads from).
+	ExecStream(ctx context.Context, id string, cmd []string, stdin io.Reader, stdout, stderr io.Writer) (int, error)
 	// Containers lists the containers this runtime holds for this peer.
 	Containers(ctx context.Context) ([]ContainerRecord, error)
 }

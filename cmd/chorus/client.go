@@ -117,6 +117,9 @@ type request struct {
 	// contentLength is the body's size when known; 0 with a non-nil body
 	// means unknown (sent chunked).
 	contentLength int64
+	// upgrade, when set, asks the agent to switch the connection to this
+	// protocol (see client.upgrade).
+	upgrade string
 }
 
 // do sends r and returns the response of a 2xx answer; any other answer is
@@ -138,6 +141,10 @@ func (c *client) do(ctx context.Context, r request) (*http.Response, error) {
 	if r.contentLength > 0 {
 		req.ContentLength = r.contentLength
 	}
+	if r.upgrade != "" {
+		req.Header.Set("Connection", "Upgrade")
+		req.Header.Set("Upgrade", r.upgrade)
+	}
 	req.Header.Set("Accept", "application/json")
 	req.Header.Set("User-Agent", "chorus/"+version)
 	start := time.Now()
@@ -154,11 +161,29 @@ func (c *client) do(ctx context.Context, r request) (*http.Response, error) {
 		return nil, &connError{server: c.server, err: err}
 	}
 	c.log.Debug("request", "method", r.method, "url", u.String(), "status", resp.StatusCode, "took", time.Since(start).Round(time.Millisecond))
-	if resp.StatusCode >= 200 && resp.StatusCode < 300 {
+	if resp.StatusCode >= 200 && resp.StatusCode < 300 || r.upgrade != "" && resp.StatusCode == http.StatusSwitchingProtocols {
 		return resp, nil
 	}
 	defer resp.Body.Close()
 	return nil, statusFromResponse(resp)
+}
+
+// upgrade sends r asking the agent to switch the connection to protocol,
+// and returns the connection once it has: the caller closes it (the
+// request's context no longer governs it). Errors are do's; an answer that
+// is not a switch of protocols is an error too.
+func (c *client) upgrade(ctx context.Context, r request, protocol string) (io.ReadWriteCloser, error) {
+	r.upgrade = protocol
+	resp, err := c.do(ctx, r)
+	if err != nil {
+		return nil, err
+	}
+	rwc, ok := resp.Body.(io.ReadWriteCloser)
+	if resp.StatusCode != http.StatusSwitchingProtocols || !ok || !strings.EqualFold(resp.Header.Get("Upgrade"), protocol) {
+		resp.Body.Close()
+		return nil, fmt.Errorf("the agent at %s answered %s to %s %s, not a switch to protocol %s", c.server, resp.Status, r.method, r.path, protocol)
+	}
+	return rwc, nil
 }
 
 // statusFromResponse reads a non-2xx answer into a *statusError.

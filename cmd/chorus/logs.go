@@ -62,7 +62,7 @@ func (l *logsOptions) run(ctx context.Context, args []string) error {
 		return err
 	}
 	ns := l.namespace()
-	pod, err := l.resolvePod(ctx, c, ns, args[0])
+	pod, err := resolvePod(ctx, c, ns, args[0], "get logs from", l.errOut)
 	if err != nil {
 		return err
 	}
@@ -90,8 +90,10 @@ func (l *logsOptions) run(ctx context.Context, args []string) error {
 }
 
 // resolvePod turns POD, pod/NAME, deployment/NAME or service/NAME into the
-// name of a pod.
-func (l *logsOptions) resolvePod(ctx context.Context, c *client, ns, arg string) (string, error) {
+// name of a pod: for a deployment or a service, one of its pods (running
+// first, then the oldest), telling errOut which when there are several.
+// verb ("get logs from", "exec into") words the error for another type.
+func resolvePod(ctx context.Context, c *client, ns, arg, verb string, errOut io.Writer) (string, error) {
 	typ, name, ok := strings.Cut(arg, "/")
 	if !ok {
 		return arg, nil
@@ -125,7 +127,7 @@ func (l *logsOptions) resolvePod(ctx context.Context, c *client, ns, arg string)
 			sel = append(sel, labelRequirement{key: k, op: "=", values: []string{svc.Spec.Selector[k]}})
 		}
 	default:
-		return "", fmt.Errorf("cannot get logs from %s: use a pod, a deployment or a service", res.plural)
+		return "", fmt.Errorf("cannot %s %s: use a pod, a deployment or a service", verb, res.plural)
 	}
 	pods, err := listObjects(ctx, c, resourceTypeOf("pods"), ns, false, sel, nil)
 	if err != nil {
@@ -136,7 +138,7 @@ func (l *logsOptions) resolvePod(ctx context.Context, c *client, ns, arg string)
 	}
 	pick := pickPod(pods)
 	if len(pods) > 1 {
-		fmt.Fprintf(l.errOut, "Found %d pods, using pod/%s\n", len(pods), pick)
+		fmt.Fprintf(errOut, "Found %d pods, using pod/%s\n", len(pods), pick)
 	}
 	return pick, nil
 }

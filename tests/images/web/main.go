@@ -14,6 +14,14 @@
 //
 // It prints "listening on :PORT" once the port is open, then one line per
 // request to stdout, and exits 0 on SIGTERM or SIGINT.
+//
+// The image has no shell; to give `exec` something to run, a first argument
+// naming a mode runs it instead of the server:
+//
+//	/app echo ARGS...       prints ARGS, space-separated, and a newline to stdout
+//	/app fail N [MSG...]    prints MSG (default "failing with N") to stderr, exits N
+//	/app cat                copies stdin to stdout, then prints "<n> bytes" to stderr
+//	/app hostname           prints the hostname (the pod's name) to stdout
 package main
 
 import (
@@ -34,6 +42,11 @@ import (
 )
 
 func main() {
+	if len(os.Args) > 1 {
+		if code, ok := runMode(os.Args[1], os.Args[2:]); ok {
+			os.Exit(code)
+		}
+	}
 	defPort := os.Getenv("PORT")
 	if defPort == "" {
 		defPort = "8080"
@@ -158,4 +171,47 @@ func logRequests(h http.Handler) http.Handler {
 		h.ServeHTTP(sw, r)
 		fmt.Printf("%s %s %d\n", r.Method, r.URL.RequestURI(), sw.status)
 	})
+}
+
+// runMode runs one of the exec modes (see the package comment) and returns
+// its exit code; ok is false when mode names none.
+func runMode(mode string, args []string) (code int, ok bool) {
+	switch mode {
+	case "echo":
+		fmt.Println(strings.Join(args, " "))
+		return 0, true
+	case "fail":
+		if len(args) == 0 {
+			fmt.Fprintln(os.Stderr, "usage: fail N [MESSAGE...]")
+			return 2, true
+		}
+		n, err := strconv.Atoi(args[0])
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "usage: fail N [MESSAGE...]")
+			return 2, true
+		}
+		msg := strings.Join(args[1:], " ")
+		if msg == "" {
+			msg = fmt.Sprintf("failing with %d", n)
+		}
+		fmt.Fprintln(os.Stderr, msg)
+		return n, true
+	case "hostname":
+		h, err := os.Hostname()
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return 1, true
+		}
+		fmt.Println(h)
+		return 0, true
+	case "cat":
+		n, err := io.Copy(os.Stdout, os.Stdin)
+		fmt.Fprintf(os.Stderr, "%d bytes\n", n)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return 1, true
+		}
+		return 0, true
+	}
+	return 0, false
 }
