@@ -1,6 +1,7 @@
 // Command chorus is chorus' command-line tool: a kubectl-like client of the
-// agent's HTTP API (apply, create, get, describe, delete, logs, scale, rollout,
-// set image, image load) and, through its agent subcommand, the peer itself.
+// agent's HTTP API (apply, create, get, describe, delete, logs, exec, scale,
+// rollout, set image, image load, dashboard) and, through its agent
+// subcommand, the peer itself.
 package main
 
 import (
