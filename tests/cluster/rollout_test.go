@@ -244,11 +244,12 @@ func TestRollForwardAndBack(t *testing.T) {
 	allOn(t, r2, "roll", 4, "example/web:1")
 }
 
-// BenchmarkRollout measures rolling updates of 10 replicas over 5 peers
-// (alternating example/web:1 and :2, maxSurge and maxUnavailable 25%):
-// the time from `set image` to every replica updated and Ready, requests
-// through a NodePort that failed meanwhile, and pods that changed peer.
-// Run with -benchtime 5x.
+// BenchmarkRollout measures updates of a 10-replica deployment over 5
+// peers (alternating example/web:1 and :2): the time from `set image` to
+// every replica updated and Ready, requests through a NodePort that failed
+// meanwhile (every 10 ms), and pods that changed peer; for the default
+// RollingUpdate strategy (maxSurge and maxUnavailable 25%) and, in the same
+// run, for Recreate. Run with -benchtime 6x.
 func BenchmarkRollout(b *testing.B) {
 	ctx := context.Background()
 	dir := filepath.Join(os.TempDir(), "chorus-test-images")
@@ -266,15 +267,27 @@ func BenchmarkRollout(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
-	svc := strings.ReplaceAll(strings.ReplaceAll(rollService, "roll", "bench"), "31091", "31145")
-	if _, err := peers[0].CLI("apply", "-f", manifest(b, harness.WebDeployment("bench", 10)+"---\n"+svc)); err != nil {
+	for i, strategy := range []string{"RollingUpdate", "Recreate"} {
+		b.Run("strategy="+strategy, func(b *testing.B) { rollouts(b, peers, strategy, 31145+i) })
+	}
+}
+
+func rollouts(b *testing.B, peers []*harness.Peer, strategy string, nodePort int) {
+	name := strings.ToLower(strategy)
+	dep := harness.WebDeployment(name, 10)
+	if strategy == "Recreate" {
+		dep = strings.Replace(dep, "spec:\n  replicas", "spec:\n  strategy: {type: Recreate}\n  replicas", 1)
+	}
+	svc := strings.ReplaceAll(strings.ReplaceAll(rollService, "roll", name), "31091", fmt.Sprint(nodePort))
+	if _, err := peers[0].CLI("apply", "-f", manifest(b, dep+"---\n"+svc)); err != nil {
 		b.Fatal(err)
 	}
+	defer func() { _, _ = peers[0].CLI("delete", "-f", manifest(b, dep+"---\n"+svc)) }()
 	waitImage := func(image string) (moves int) {
 		where := map[string]string{}
 		deadline := time.Now().Add(2 * time.Minute)
 		for time.Now().Before(deadline) {
-			imgs, ready, err := podImages(peers[1], "bench")
+			imgs, ready, err := podImages(peers[1], name)
 			pods, perr := peers[1].Pods("default")
 			if perr == nil {
 				for _, p := range pods {
@@ -297,6 +310,7 @@ func BenchmarkRollout(b *testing.B) {
 		return 0
 	}
 	waitImage("example/web:1")
+	url := fmt.Sprintf("http://127.0.0.147:%d/", nodePort)
 	var took []time.Duration
 	var sent, failed, moves int
 	b.ResetTimer()
@@ -315,13 +329,13 @@ func BenchmarkRollout(b *testing.B) {
 				case <-time.After(10 * time.Millisecond):
 				}
 				s.Add(1)
-				if _, err := get("http://127.0.0.147:31145/"); err != nil {
+				if _, err := get(url); err != nil {
 					f.Add(1)
 				}
 			}
 		}()
 		start := time.Now()
-		if _, err := peers[2].CLI("set", "image", "deployment/bench", "web="+image); err != nil {
+		if _, err := peers[2].CLI("set", "image", "deployment/"+name, "web="+image); err != nil {
 			b.Fatal(err)
 		}
 		moves += waitImage(image)
