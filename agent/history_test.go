@@ -20,6 +20,29 @@ func newTestStore(t *testing.T, node string) *store {
 	return s
 }
 
+// linkedStores returns two stores whose writes are delivered to each other
+// when flush is called.
+func linkedStores(t *testing.T) (a, b *store, flush func()) {
+	a, b = newTestStore(t, "a"), newTestStore(t, "b")
+	var toA, toB []crdt.Delta
+	a.publish = func(d crdt.Delta) { toB = append(toB, d) }
+	b.publish = func(d crdt.Delta) { toA = append(toA, d) }
+	return a, b, func() {
+		t.Helper()
+		for _, d := range toB {
+			if _, err := b.merge(d); err != nil {
+				t.Fatal(err)
+			}
+		}
+		for _, d := range toA {
+			if _, err := a.merge(d); err != nil {
+				t.Fatal(err)
+			}
+		}
+		toA, toB = nil, nil
+	}
+}
+
 func getDeployment(t *testing.T, s *store, name string) *api.Deployment {
 	t.Helper()
 	o, ok := s.get(objectKey(api.KindDeployment, "default", name))
@@ -199,26 +222,10 @@ func TestCreateRefusesExisting(t *testing.T) {
 // A scale on one peer and a set image on another, at the same time, both
 // survive, and the image change is in the history on both peers.
 func TestRolloutMergesWithConcurrentScale(t *testing.T) {
-	a, b := newTestStore(t, "a"), newTestStore(t, "b")
-	var toA, toB []crdt.Delta
-	a.publish = func(d crdt.Delta) { toB = append(toB, d) }
-	b.publish = func(d crdt.Delta) { toA = append(toA, d) }
+	a, b, flush := linkedStores(t)
 	now := time.Now()
 	if _, err := a.apply([]api.Object{deployment(2, "web:1", "25%", "25%")}, now, false); err != nil {
 		t.Fatal(err)
-	}
-	flush := func() {
-		for _, d := range toB {
-			if _, err := b.merge(d); err != nil {
-				t.Fatal(err)
-			}
-		}
-		for _, d := range toA {
-			if _, err := a.merge(d); err != nil {
-				t.Fatal(err)
-			}
-		}
-		toA, toB = nil, nil
 	}
 	flush()
 	key := objectKey(api.KindDeployment, "default", "web")
@@ -264,24 +271,7 @@ func TestPausedRolloutStandsStill(t *testing.T) {
 // not seen yet that came before it: found by the chaos tests, where a
 // service vanished while its deployment, re-applied with it, stayed.
 func TestUnchangedApplyWinsOverEarlierDelete(t *testing.T) {
-	a, b := newTestStore(t, "a"), newTestStore(t, "b")
-	var toA, toB []crdt.Delta
-	a.publish = func(d crdt.Delta) { toB = append(toB, d) }
-	b.publish = func(d crdt.Delta) { toA = append(toA, d) }
-	flush := func() {
-		t.Helper()
-		for _, d := range toB {
-			if _, err := b.merge(d); err != nil {
-				t.Fatal(err)
-			}
-		}
-		for _, d := range toA {
-			if _, err := a.merge(d); err != nil {
-				t.Fatal(err)
-			}
-		}
-		toA, toB = nil, nil
-	}
+	a, b, flush := linkedStores(t)
 	svc := &api.Service{Metadata: api.ObjectMeta{Name: "web", Namespace: "default"}}
 	objs := []api.Object{deployment(2, "web:1", "25%", "25%"), svc}
 	if _, err := a.apply(objs, time.Now(), false); err != nil {

@@ -78,23 +78,13 @@ func TestRollForwardAndBack(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var peers []*harness.Peer
-	for i := 1; i <= 3; i++ {
-		args := []string{"--discover=false"}
-		if i > 1 {
-			args = append(args, "--join", "127.0.0.91")
-		}
-		p := harness.NewPeer(t, bin, fmt.Sprintf("r%d", i), fmt.Sprintf("127.0.0.9%d", i), args...)
-		p.Start()
-		peers = append(peers, p)
-	}
+	peers := startCluster(t, 3, 91, "r")
 	r1, r2, r3 := peers[0], peers[1], peers[2]
 	for _, img := range []string{imgs["web"], web2} { // on one peer only: the others fetch them
 		if _, err := r1.CLI("image", "load", img); err != nil {
 			t.Fatal(err)
 		}
 	}
-	waitNodes(t, r1, map[string]string{"r1": "Alive", "r2": "Alive", "r3": "Alive"})
 
 	app := manifest(t, harness.WebDeployment("roll", 4)+"---\n"+rollService)
 	out, err := r1.CLI("create", "-f", app)
