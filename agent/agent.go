@@ -285,6 +285,13 @@ func Run(ctx context.Context, cfg Config) error {
 	if err := a.startCluster(cctx, &cwg); err != nil {
 		stopCluster()
 		ln.Close()
+		if strings.Contains(err.Error(), "tags exceeds limit") {
+			n := 0
+			for k, v := range cfg.Labels {
+				n += len(k) + len(v)
+			}
+			return fmt.Errorf("join the cluster: the peer's node tags (its --label values, %d bytes of keys and values, plus its addresses and capacity) are larger than serf allows: use fewer or shorter labels: %w", n, err)
+		}
 		return fmt.Errorf("join the cluster: %w", err)
 	}
 	defer func() {

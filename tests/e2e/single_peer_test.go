@@ -398,3 +398,34 @@ func stripAnnotations(s string) string {
 	b, _ := json.Marshal(l)
 	return string(b)
 }
+
+// Labels beyond what serf carries stop the agent with an error that says
+// which flag to change.
+func TestTooManyLabelsIsAClearError(t *testing.T) {
+	dir := t.TempDir()
+	args := []string{"agent", "--name", "e2e-labels", "--bind", "127.0.0.28", "--discover=false", "--data-dir", filepath.Join(dir, "data")}
+	for i := range 30 {
+		args = append(args, "--label", fmt.Sprintf("key%d=value-%d-padding", i, i))
+	}
+	t.Cleanup(func() {
+		_ = exec.Command(testEnv.bin, "reset", "--name", "e2e-labels", "--data-dir", filepath.Join(dir, "data")).Run()
+	})
+	cmd := exec.Command(testEnv.bin, args...)
+	done := make(chan struct{})
+	var out []byte
+	var err error
+	go func() {
+		defer close(done)
+		out, err = cmd.CombinedOutput()
+	}()
+	select {
+	case <-done:
+	case <-time.After(60 * time.Second):
+		_ = cmd.Process.Kill()
+		<-done
+		t.Fatalf("the agent with too many labels did not stop:\n%s", out)
+	}
+	if err == nil || !strings.Contains(string(out), "use fewer or shorter labels") {
+		t.Fatalf("want a failure naming the labels, got %v:\n%s", err, out)
+	}
+}
