@@ -131,10 +131,26 @@ func plan(deps []*api.Deployment, dss []*api.DaemonSet, byDeploy map[string][]ap
 		final = append(final, pods...)
 	}
 	replicas := replicasOf(desired)
-	if len(rolling) > 0 {
-		pinRollouts(desired, replicas, rolling, nodes, placement.Assign(nodes, replicasOf(final), placement.Options{LoadFactor: 0.25}))
+	opts := placement.Options{LoadFactor: 0.25}
+	if len(rolling) == 0 {
+		return desired, placement.Assign(nodes, replicas, opts)
 	}
-	return desired, placement.Assign(nodes, replicas, placement.Options{LoadFactor: 0.25})
+	pinned := pinRollouts(desired, replicas, rolling, nodes, placement.Assign(nodes, replicasOf(final), opts))
+	res := placement.Assign(nodes, replicas, opts)
+	// A pin is a preference here, not a constraint: a pod its pin leaves
+	// pending (its peer lacks room while old pods still hold it) is placed
+	// freely instead, so a rollout never stalls for want of the pin.
+	again := false
+	for _, i := range pinned {
+		if _, pending := res.Pending[replicas[i].Key]; pending {
+			replicas[i].Pin = ""
+			again = true
+		}
+	}
+	if again {
+		res = placement.Assign(nodes, replicas, opts)
+	}
+	return desired, res
 }
 
 func replicasOf(pods []api.Pod) []placement.Replica {
@@ -173,7 +189,10 @@ func samePodNames(a, b []api.Pod) bool {
 // already are. As a new template's pod has the Affinity of the old one it
 // replaces, target puts it where the old one was, and leaves the other
 // deployments' pods where they are.
-func pinRollouts(desired []api.Pod, replicas []placement.Replica, rolling map[string]string, nodes []placement.Node, target placement.Result) {
+//
+// It returns the indices of the replicas it pinned.
+func pinRollouts(desired []api.Pod, replicas []placement.Replica, rolling map[string]string, nodes []placement.Node, target placement.Result) []int {
+	var pinned []int
 	usable := map[string]placement.Node{}
 	for _, n := range nodes {
 		if !n.Cordoned {
@@ -189,13 +208,16 @@ func pinRollouts(desired []api.Pod, replicas []placement.Replica, rolling map[st
 		if ok && p.Metadata.Labels[api.LabelTemplateHash] != hash {
 			if n, ok := usable[p.Spec.NodeName]; ok && (len(p.Spec.NodeSelector) == 0 || api.SelectorMatches(p.Spec.NodeSelector, n.Labels)) {
 				replicas[i].Pin = n.Name
+				pinned = append(pinned, i)
 			}
 			continue
 		}
 		if n := target.Assign[podKey(p)]; n != "" {
 			replicas[i].Pin = n
+			pinned = append(pinned, i)
 		}
 	}
+	return pinned
 }
 
 // reconcile is one level-triggered pass on this peer:

@@ -71,3 +71,51 @@ func TestRolloutMovesNoPod(t *testing.T) {
 		}
 	})
 }
+
+// With requests that leave no room for old and new pods on one peer, the
+// surge pod goes where there is room instead of waiting for its pin: the
+// rollout finishes.
+func TestRolloutWithTightCapacityFinishes(t *testing.T) {
+	nodes := []placement.Node{{Name: "n0", CPUMilli: 1000}, {Name: "n1", CPUMilli: 1000}, {Name: "n2", CPUMilli: 1000}}
+	withCPU := func(image string) *api.Deployment {
+		d := deployment(2, image, "1", "0")
+		d.Spec.Template.Spec.Containers[0].Resources.Requests = map[string]string{"cpu": "600m"}
+		return d
+	}
+	running := map[string]api.Pod{}
+	step := func(d *api.Deployment) {
+		byDeploy := map[string][]api.Pod{}
+		for _, p := range running {
+			byDeploy[objectKey(api.KindDeployment, "default", "web")] = append(byDeploy[objectKey(api.KindDeployment, "default", "web")], p)
+		}
+		desired, res := plan([]*api.Deployment{d}, nil, byDeploy, nodes)
+		next := map[string]api.Pod{}
+		for _, p := range desired {
+			if n := res.Assign[podKey(&p)]; n != "" {
+				p.Spec.NodeName = n
+				p.Status.Conditions = []api.PodCondition{{Type: "Ready", Status: "True"}}
+				next[podKey(&p)] = p
+			} else if old, ok := running[podKey(&p)]; ok {
+				next[podKey(&p)] = old
+			}
+		}
+		running = next
+	}
+	d := withCPU("web:1")
+	for range 3 {
+		step(d)
+	}
+	d = withCPU("web:2")
+	for range 10 {
+		step(d)
+	}
+	hash := api.TemplateHash(&d.Spec.Template)
+	if len(running) != 2 {
+		t.Fatalf("%d pods run after the rollout, want 2", len(running))
+	}
+	for k, p := range running {
+		if p.Metadata.Labels[api.LabelTemplateHash] != hash {
+			t.Fatalf("%s is still of the old template: the rollout stalled", k)
+		}
+	}
+}
