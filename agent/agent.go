@@ -54,6 +54,11 @@ type Config struct {
 	HopPort       int               // service proxy hops between peers (default 7948)
 	Labels        map[string]string // node labels
 	Version       string            // chorus version, advertised to peers (default "dev")
+	// APIToken, when set, is the bearer token every API request but the
+	// health check and the dashboard page must carry. All peers of a
+	// cluster share it: a peer passes a client's logs and exec requests on,
+	// with their token, to the peer that runs the pod.
+	APIToken string `json:"-"`
 	// FaultCorruptBlobs makes the peer serve corrupted image blobs, to test
 	// that other peers detect them (hidden flag, tests only).
 	FaultCorruptBlobs bool
@@ -118,6 +123,11 @@ func (c *Config) Defaults() error {
 		k, err := base64.StdEncoding.DecodeString(c.GossipKey)
 		if err != nil || (len(k) != 16 && len(k) != 24 && len(k) != 32) {
 			return fmt.Errorf("--gossip-key: want 16, 24 or 32 bytes in base64 (chorus keygen makes one)")
+		}
+	}
+	if c.APIToken != "" {
+		if err := api.CheckToken(c.APIToken); err != nil {
+			return fmt.Errorf("--api-token: %w", err)
 		}
 	}
 	for k := range c.Labels {
@@ -317,6 +327,13 @@ func Run(ctx context.Context, cfg Config) error {
 	}()
 	log.Info("chorus agent ready", "api", ln.Addr().String(), "data", cfg.DataDir, "containerd", addr,
 		"bridge", cfg.Bridge, "subnet", cfg.PodSubnet)
+	if cfg.APIToken != "" {
+		log.Info("the API requires a token", "api", ln.Addr().String(), "token", "required")
+	} else {
+		log.Info("the API requires no token", "api", ln.Addr().String(), "token", "none")
+		log.Warn("the API is open: anyone who reaches "+ln.Addr().String()+" can control the cluster (apply manifests, exec into pods); set --api-token or --api-token-file",
+			"api", ln.Addr().String())
+	}
 	<-ctx.Done()
 	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()

@@ -74,6 +74,19 @@ func TestDashboardSelfContained(t *testing.T) {
 			t.Errorf("page lacks %q", want)
 		}
 	}
+	// The token comes from the URL fragment (never sent to a server), next
+	// to the namespace, goes with every request, and a 401 says what to do.
+	for _, want := range []string{"location.hash", `out[kv.slice(0, i)] = decodeURIComponent(`, `f.token`,
+		`"token=" + encodeURIComponent(token)`, `"ns=" + encodeURIComponent(`, `headers.Authorization = "Bearer " + token`,
+		"fetch(url, {headers,", "r.status === 401", "This peer requires an API token", "chorus dashboard</code> prints",
+		`"hashchange"`} {
+		if !strings.Contains(page, want) {
+			t.Errorf("page lacks %q", want)
+		}
+	}
+	if strings.Contains(page, "localStorage") || strings.Contains(page, "document.cookie") {
+		t.Error("page stores the token")
+	}
 	if n := strings.Count(page, "\n"); n > 400 {
 		t.Errorf("page has %d lines: keep it small", n)
 	}

@@ -65,7 +65,7 @@ func (a *Agent) routes() http.Handler {
 	mux.HandleFunc("GET /metrics", a.handleMetrics)
 	mux.HandleFunc("GET /{$}", a.handleDashboard)
 	mux.HandleFunc("GET /dashboard/", a.handleDashboard)
-	return a.recoverer(mux)
+	return a.recoverer(requireToken(a.cfg.APIToken, a.log, mux))
 }
 
 func (a *Agent) recoverer(h http.Handler) http.Handler {

@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"crypto/rand"
 	"encoding/base64"
+	"errors"
 	"fmt"
 	"log/slog"
 	"os"
@@ -12,6 +13,7 @@ import (
 	"syscall"
 
 	"github.com/chorus-sh/chorus/agent"
+	"github.com/chorus-sh/chorus/api"
 	"github.com/spf13/cobra"
 	"github.com/spf13/viper"
 )
@@ -69,6 +71,9 @@ environment variable CHORUS_<FLAG>, e.g. CHORUS_DATA_DIR=/srv/chorus.`,
 				return err
 			}
 			cfg.Labels = labels
+			if cfg.APIToken, err = apiToken(v.GetString("api-token"), v.GetString("api-token-file")); err != nil {
+				return err
+			}
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
 			return agent.Run(ctx, cfg)
@@ -90,6 +95,8 @@ environment variable CHORUS_<FLAG>, e.g. CHORUS_DATA_DIR=/srv/chorus.`,
 	f.String("gossip-key", "", "base64 key encrypting membership gossip (chorus keygen); peers without it are refused")
 	f.String("gossip-profile", "lan", "failure detection timings: local, lan or wan (see docs/ARCHITECTURE.md)")
 	f.StringSlice("label", nil, "node label k=v (repeatable)")
+	f.String("api-token", "", "bearer token every API request must carry (chorus --token); the same on every peer; default: none, the API is open")
+	f.String("api-token-file", "", "read --api-token from this file (trimmed), out of the process list")
 	f.Int("serf-port", 7946, "membership port (UDP and TCP) on --bind")
 	f.Int("p2p-port", 7947, "data plane port (TCP) on --bind")
 	f.Int("hop-port", 7948, "port on --bind where other peers' service proxies reach this peer's pods")
@@ -147,6 +154,34 @@ func parseLabels(kvs []string) (map[string]string, error) {
 		out[k] = v
 	}
 	return out, nil
+}
+
+// apiToken returns the API token of the agent: --api-token, or the trimmed
+// content of --api-token-file; "" when neither is set. An empty or
+// unreadable file is an error: a peer must not start open by mistake.
+func apiToken(token, file string) (string, error) {
+	switch {
+	case token != "" && file != "":
+		return "", errors.New("--api-token and --api-token-file: give one of them, not both")
+	case file != "":
+		b, err := os.ReadFile(file)
+		if err != nil {
+			return "", fmt.Errorf("--api-token-file: %w", err)
+		}
+		t := strings.TrimSpace(string(b))
+		if t == "" {
+			return "", fmt.Errorf("--api-token-file %s: the file is empty", file)
+		}
+		if err := api.CheckToken(t); err != nil {
+			return "", fmt.Errorf("--api-token-file %s: %w", file, err)
+		}
+		return t, nil
+	case token != "":
+		if err := api.CheckToken(token); err != nil {
+			return "", fmt.Errorf("--api-token: %w", err)
+		}
+	}
+	return token, nil
 }
 
 // newKeygenCmd is `chorus keygen`: print a new gossip key.

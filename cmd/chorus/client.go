@@ -77,13 +77,15 @@ type listResponse struct {
 // client talks to one agent's HTTP API.
 type client struct {
 	server string // as the user gave it, for messages
+	token  string // bearer token of the API; "" sends none
 	base   url.URL
 	hc     *http.Client
 	log    *slog.Logger
 }
 
-// newClient returns a client of the agent at server ("host:port", or a URL).
-func newClient(server string, log *slog.Logger) (*client, error) {
+// newClient returns a client of the agent at server ("host:port", or a URL)
+// that sends token as a bearer token, when not "".
+func newClient(server, token string, log *slog.Logger) (*client, error) {
 	raw := server
 	if !strings.Contains(raw, "://") {
 		raw = "http://" + raw
@@ -96,6 +98,7 @@ func newClient(server string, log *slog.Logger) (*client, error) {
 	tr.DialContext = (&net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}).DialContext
 	return &client{
 		server: server,
+		token:  token,
 		base:   url.URL{Scheme: u.Scheme, Host: u.Host, Path: strings.TrimSuffix(u.Path, "/")},
 		hc:     &http.Client{Transport: tr},
 		log:    log,
@@ -147,6 +150,9 @@ func (c *client) do(ctx context.Context, r request) (*http.Response, error) {
 	}
 	req.Header.Set("Accept", "application/json")
 	req.Header.Set("User-Agent", "chorus/"+version)
+	if c.token != "" {
+		req.Header.Set("Authorization", "Bearer "+c.token)
+	}
 	start := time.Now()
 	resp, err := c.hc.Do(req)
 	if err != nil {
@@ -210,6 +216,10 @@ func reasonForCode(code int) string {
 	switch code {
 	case http.StatusBadRequest:
 		return "BadRequest"
+	case http.StatusUnauthorized:
+		return "Unauthorized"
+	case http.StatusForbidden:
+		return "Forbidden"
 	case http.StatusNotFound:
 		return "NotFound"
 	case http.StatusConflict:

@@ -2,6 +2,8 @@ package main
 
 import (
 	"fmt"
+	"net/url"
+	"strings"
 
 	"github.com/spf13/cobra"
 )
@@ -18,6 +20,8 @@ func newDashboardCmd(root *rootOptions) *cobra.Command {
 			"daemon sets, pods, services and recent events, refreshed every 2 seconds), after checking\n" +
 			"that the peer answers. Open it in a browser; any peer shows the whole cluster. With -n the\n" +
 			"page starts on that namespace.\n" +
+			"With a token (--token or CHORUS_TOKEN), the URL carries it in its fragment (#token=...),\n" +
+			"which the browser never sends to a server: the page sends it with its requests.\n" +
 			"Each peer also serves Prometheus metrics at /metrics.",
 		Example: "  chorus dashboard\n  chorus -s 10.0.0.12:7070 dashboard -n dev",
 		Args:    cobra.NoArgs,
@@ -36,10 +40,20 @@ func newDashboardCmd(root *rootOptions) *cobra.Command {
 			root.logger().Debug("dashboard", "node", sv.Node, "version", sv.Version)
 			u := c.base
 			u.Path += dashboardPath
+			// The fragment, which browsers never send, holds the page's
+			// parameters, each as encodeURIComponent encodes it.
+			var frag []string
 			if root.namespaceExplicit(cmd) {
-				u.Fragment = "ns=" + root.namespace() // the page starts on this namespace
+				frag = append(frag, "ns="+fragmentEscape(root.namespace())) // the page starts on this namespace
 			}
-			_, err = fmt.Fprintln(root.out, u.String())
+			if c.token != "" {
+				frag = append(frag, "token="+fragmentEscape(c.token)) // the page sends it with its requests
+			}
+			page := u.String()
+			if len(frag) > 0 {
+				page += "#" + strings.Join(frag, "&")
+			}
+			_, err = fmt.Fprintln(root.out, page)
 			return err
 		},
 	}
@@ -47,4 +61,10 @@ func newDashboardCmd(root *rootOptions) *cobra.Command {
 	// browser, so the URL is all it prints either way.
 	cmd.Flags().BoolVar(&urlOnly, "url", true, "print the URL only (always: chorus opens no browser)")
 	return cmd
+}
+
+// fragmentEscape escapes s as JavaScript's encodeURIComponent does, for the
+// dashboard page to decode with decodeURIComponent.
+func fragmentEscape(s string) string {
+	return strings.ReplaceAll(url.QueryEscape(s), "+", "%20")
 }

@@ -15,6 +15,7 @@ import (
 	"strings"
 	"syscall"
 
+	"github.com/chorus-sh/chorus/api"
 	"github.com/spf13/cobra"
 	"github.com/spf13/viper"
 )
@@ -51,7 +52,7 @@ type rootOptions struct {
 	out    io.Writer
 	errOut io.Writer
 
-	v         *viper.Viper // resolves -s/-n against CHORUS_SERVER/CHORUS_NAMESPACE
+	v         *viper.Viper // resolves -s/-n/--token against CHORUS_SERVER/CHORUS_NAMESPACE/CHORUS_TOKEN
 	verbosity int
 }
 
@@ -77,12 +78,13 @@ func newRootCmd(stdin io.Reader, stdout, stderr io.Writer) *cobra.Command {
 	pf := root.PersistentFlags()
 	pf.StringP("server", "s", defaultServer, "address (host:port) of a chorus agent; env CHORUS_SERVER")
 	pf.StringP("namespace", "n", "default", "namespace of the request; env CHORUS_NAMESPACE")
+	pf.String("token", "", "bearer token of the agent's API (chorus agent --api-token); env CHORUS_TOKEN")
 	pf.CountVarP(&o.verbosity, "verbose", "v", "log requests to stderr (debug)")
 	o.v.SetEnvPrefix("CHORUS")
-	_ = o.v.BindEnv("server")
-	_ = o.v.BindEnv("namespace")
-	_ = o.v.BindPFlag("server", pf.Lookup("server"))
-	_ = o.v.BindPFlag("namespace", pf.Lookup("namespace"))
+	for _, name := range []string{"server", "namespace", "token"} {
+		_ = o.v.BindEnv(name)
+		_ = o.v.BindPFlag(name, pf.Lookup(name))
+	}
 
 	root.AddCommand(
 		newApplyCmd(o),
@@ -128,6 +130,19 @@ func (o *rootOptions) namespace() string {
 	return "default"
 }
 
+// token returns the API token: --token, else CHORUS_TOKEN, else "" (no
+// Authorization header).
+func (o *rootOptions) token() (string, error) {
+	t := strings.TrimSpace(o.v.GetString("token"))
+	if t == "" {
+		return "", nil
+	}
+	if err := api.CheckToken(t); err != nil {
+		return "", fmt.Errorf("--token: %w", err)
+	}
+	return t, nil
+}
+
 // namespaceExplicit reports whether the user named the namespace (flag or
 // environment) rather than relying on the default.
 func (o *rootOptions) namespaceExplicit(cmd *cobra.Command) bool {
@@ -148,7 +163,11 @@ func (o *rootOptions) logger() *slog.Logger {
 
 // client returns an API client for the configured agent.
 func (o *rootOptions) client() (*client, error) {
-	return newClient(o.server(), o.logger())
+	token, err := o.token()
+	if err != nil {
+		return nil, err
+	}
+	return newClient(o.server(), token, o.logger())
 }
 
 // exitError ends the command with a code after its messages were already

@@ -32,6 +32,7 @@ func runCLI(t *testing.T, ctx context.Context, stdin string, args ...string) cli
 // recorded is one request the fake agent received.
 type recorded struct {
 	method, path, query, contentType string
+	auth                             string // the Authorization header
 	body                             []byte
 }
 
@@ -41,8 +42,9 @@ type fakeAgent struct {
 	mux *http.ServeMux
 	srv *httptest.Server
 
-	mu   sync.Mutex
-	reqs []recorded
+	mu    sync.Mutex
+	reqs  []recorded
+	token string // when set, requests without "Bearer <token>" get a 401
 }
 
 func newFakeAgent(t *testing.T) *fakeAgent {
@@ -52,8 +54,14 @@ func newFakeAgent(t *testing.T) *fakeAgent {
 		body, _ := io.ReadAll(r.Body)
 		f.mu.Lock()
 		f.reqs = append(f.reqs, recorded{method: r.Method, path: r.URL.Path, query: r.URL.RawQuery,
-			contentType: r.Header.Get("Content-Type"), body: body})
+			contentType: r.Header.Get("Content-Type"), auth: r.Header.Get("Authorization"), body: body})
+		token := f.token
 		f.mu.Unlock()
+		if token != "" && r.Header.Get("Authorization") != "Bearer "+token {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="chorus"`)
+			writeStatus(w, http.StatusUnauthorized, "Unauthorized", unauthorizedMsg)
+			return
+		}
 		r.Body = io.NopCloser(bytes.NewReader(body))
 		f.mux.ServeHTTP(w, r)
 	}))

@@ -43,7 +43,17 @@ func newPortForwardCmd(root *rootOptions) *cobra.Command {
 			default:
 				return fmt.Errorf("port-forward works on services and pods, not %q", kind)
 			}
-			server := root.server()
+			c, err := root.client()
+			if err != nil {
+				return err
+			}
+			// The peer must answer, and accept the token, before anything
+			// listens: a refusal ends the command as any server error does
+			// rather than each forwarded connection.
+			var sv serverVersion
+			if err := c.getJSON(cmd.Context(), apiPath("version"), nil, &sv); err != nil {
+				return err
+			}
 			ns := root.namespace()
 			var lns []net.Listener
 			defer func() {
@@ -68,13 +78,13 @@ func newPortForwardCmd(root *rootOptions) *cobra.Command {
 				go func() {
 					defer wg.Done()
 					for {
-						c, err := ln.Accept()
+						conn, err := ln.Accept()
 						if err != nil {
 							return
 						}
 						fmt.Fprintf(root.out, "Handling connection for %d\n", local)
 						go func() {
-							if err := forwardConn(cmd.Context(), server, path, c); err != nil {
+							if err := forwardConn(cmd.Context(), c, path, conn); err != nil {
 								fmt.Fprintf(root.errOut, "error: forwarding to %s port %d: %v\n", args[0], remote, err)
 							}
 						}()
@@ -107,18 +117,23 @@ func parsePortPair(s string) (local, remote int, err error) {
 	return local, remote, nil
 }
 
-// forwardConn asks the peer to upgrade an HTTP request to a raw connection
-// to the target, then copies bytes both ways.
-func forwardConn(ctx context.Context, server, path string, c net.Conn) error {
+// forwardConn asks the peer of cl to upgrade an HTTP request to a raw
+// connection to the target (with cl's token), then copies bytes both ways.
+func forwardConn(ctx context.Context, cl *client, path string, c net.Conn) error {
 	defer c.Close()
-	host := strings.TrimPrefix(strings.TrimPrefix(server, "http://"), "https://")
+	host := cl.base.Host
 	d := net.Dialer{Timeout: 5 * time.Second}
 	pc, err := d.DialContext(ctx, "tcp", host)
 	if err != nil {
 		return err
 	}
 	defer pc.Close()
-	req := "POST " + path + " HTTP/1.1\r\nHost: " + host + "\r\nConnection: Upgrade\r\nUpgrade: chorus-portforward\r\nContent-Length: 0\r\n\r\n"
+	auth := ""
+	if cl.token != "" { // api.CheckToken let no CR or LF in
+		auth = "Authorization: Bearer " + cl.token + "\r\n"
+	}
+	req := "POST " + cl.base.Path + path + " HTTP/1.1\r\nHost: " + host + "\r\n" + auth +
+		"Connection: Upgrade\r\nUpgrade: chorus-portforward\r\nContent-Length: 0\r\n\r\n"
 	if _, err := io.WriteString(pc, req); err != nil {
 		return err
 	}

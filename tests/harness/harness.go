@@ -92,6 +92,10 @@ type Peer struct {
 	DataDir string
 	API     string // host:port of its HTTP API
 	Args    []string
+	// Token is the API token CLI (as CHORUS_TOKEN) and GetJSON send: set
+	// it for a peer started with --api-token or --api-token-file. The
+	// health check Start waits for needs none.
+	Token string
 
 	bin     string
 	logPath string
@@ -216,8 +220,8 @@ func (p *Peer) Destroy() {
 	_ = os.RemoveAll(p.dir)
 }
 
-// CLI runs `chorus -s <this peer> args...` and returns its stdout; stderr
-// is in the error when the command fails.
+// CLI runs `chorus -s <this peer> args...` (with the peer's Token, if any)
+// and returns its stdout; stderr is in the error when the command fails.
 func (p *Peer) CLI(args ...string) (string, error) {
 	return p.CLIInput(nil, args...)
 }
@@ -228,6 +232,9 @@ func (p *Peer) CLIInput(stdin io.Reader, args ...string) (string, error) {
 	defer cancel()
 	cmd := exec.CommandContext(ctx, p.bin, append([]string{"-s", p.API}, args...)...)
 	cmd.Stdin = stdin
+	if p.Token != "" {
+		cmd.Env = append(os.Environ(), "CHORUS_TOKEN="+p.Token)
+	}
 	var out, errb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errb
 	if err := cmd.Run(); err != nil {
@@ -236,10 +243,18 @@ func (p *Peer) CLIInput(stdin io.Reader, args ...string) (string, error) {
 	return out.String(), nil
 }
 
-// GetJSON GETs an API path and decodes the answer into v.
+// GetJSON GETs an API path (with the peer's Token, if any) and decodes the
+// answer into v.
 func (p *Peer) GetJSON(path string, v any) error {
 	c := http.Client{Timeout: 10 * time.Second}
-	resp, err := c.Get("http://" + p.API + path)
+	req, err := http.NewRequest(http.MethodGet, "http://"+p.API+path, nil)
+	if err != nil {
+		return err
+	}
+	if p.Token != "" {
+		req.Header.Set("Authorization", "Bearer "+p.Token)
+	}
+	resp, err := c.Do(req)
 	if err != nil {
 		return err
 	}
