@@ -206,8 +206,10 @@ func TestRollForwardAndBack(t *testing.T) {
 	close(stop)
 	wg.Wait()
 	t.Logf("requests through a NodePort during two rollouts: %d sent, %d failed", sent.Load(), failed.Load())
-	if sent.Load() < 50 || failed.Load()*20 > sent.Load() {
-		t.Fatalf("%d of %d requests failed during the rollouts (more than 5%%)", failed.Load(), sent.Load())
+	// The rollouts may take only a second or two: the loop must have run
+	// during them, and at most one request in twenty (or one) may fail.
+	if sent.Load() < 5 || failed.Load() > max(1, sent.Load()/20) {
+		t.Fatalf("%d of %d requests failed during the rollouts (more than 5%%, or the loop did not run)", failed.Load(), sent.Load())
 	}
 
 	// A broken image stalls the rollout with its reason; the old pods serve.
