@@ -63,6 +63,22 @@ func allOn(t *testing.T, p *harness.Peer, name string, n int, image string) {
 	})
 }
 
+// holds waits until peer p's replica holds deployment roll with image: a
+// write on one peer reaches the others in tens of milliseconds, and
+// `rollout status` asked of a peer that has not seen it yet would report
+// the previous rollout as done.
+func holds(t *testing.T, p *harness.Peer, image string) {
+	t.Helper()
+	harness.Eventually(t, 10*time.Second, p.Name+" holds "+image, func() (bool, string) {
+		var d api.Deployment
+		if err := p.GetJSON("/api/v1/namespaces/default/deployments/roll", &d); err != nil {
+			return false, err.Error()
+		}
+		got := d.Spec.Template.Spec.Containers[0].Image
+		return got == image, got
+	})
+}
+
 // TestRollForwardAndBack: a rolling update through one peer, followed from
 // another, with a service answering all along; the history on a third; an
 // undo; a broken image that stalls the rollout with its reason while the
@@ -171,6 +187,7 @@ func TestRollForwardAndBack(t *testing.T) {
 	if out, err := r2.CLI("set", "image", "deployment/roll", "web=example/web:2"); err != nil || !strings.Contains(out, "deployment.apps/roll image updated") {
 		t.Fatalf("set image: %q %v", out, err)
 	}
+	holds(t, r3, "example/web:2")
 	status, err := r3.CLI("rollout", "status", "deployment/roll", "--timeout", "90s")
 	if err != nil || !strings.Contains(status, `deployment "roll" successfully rolled out`) || !strings.Contains(status, "Waiting for deployment") {
 		t.Fatalf("rollout status:\n%s %v", status, err)
@@ -195,6 +212,7 @@ func TestRollForwardAndBack(t *testing.T) {
 	if out, err := r1.CLI("rollout", "undo", "deployment/roll"); err != nil || !strings.Contains(out, "deployment.apps/roll rolled back") {
 		t.Fatalf("rollout undo: %q %v", out, err)
 	}
+	holds(t, r2, "example/web:1")
 	if status, err := r2.CLI("rollout", "status", "deployment/roll", "--timeout", "90s"); err != nil || !strings.Contains(status, "successfully rolled out") {
 		t.Fatalf("rollout status after undo:\n%s %v", status, err)
 	}
@@ -216,6 +234,7 @@ func TestRollForwardAndBack(t *testing.T) {
 	if _, err := r2.CLI("set", "image", "deployment/roll", "web=example/web:nope"); err != nil {
 		t.Fatal(err)
 	}
+	holds(t, r3, "example/web:nope")
 	status, err = r3.CLI("rollout", "status", "deployment/roll", "--timeout", "10s")
 	if err == nil || !strings.Contains(status, "ErrImagePull") {
 		t.Fatalf("rollout status of a broken image should time out and say why:\n%s %v", status, err)
@@ -230,6 +249,7 @@ func TestRollForwardAndBack(t *testing.T) {
 	if out, err := r3.CLI("rollout", "undo", "deployment/roll"); err != nil || !strings.Contains(out, "rolled back") {
 		t.Fatalf("undo of the broken image: %q %v", out, err)
 	}
+	holds(t, r1, "example/web:1")
 	if status, err := r1.CLI("rollout", "status", "deployment/roll", "--timeout", "90s"); err != nil || !strings.Contains(status, "successfully rolled out") {
 		t.Fatalf("rollout status after undoing the broken image:\n%s %v", status, err)
 	}
