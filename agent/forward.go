@@ -1,10 +1,18 @@
 package agent
 
 import (
+	"context"
+	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
 	"net/http/httputil"
 	"net/url"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/chorus-sh/chorus/api"
 )
 
 // headerForwarded marks a request one peer passed to another, so that it is
@@ -55,4 +63,95 @@ func (a *Agent) forwardToPod(w http.ResponseWriter, r *http.Request, ns, name st
 	}
 	rp.ServeHTTP(w, r)
 	return true
+}
+
+// eventsTimeout bounds how long a listing of events waits for each other
+// peer.
+const eventsTimeout = 2 * time.Second
+
+// clusterEvents returns the events of the whole cluster about the objects
+// selected (namespace, kind and name, each optional): this peer's own and,
+// unless the request was itself forwarded, those every other alive peer
+// answers within eventsTimeout (a peer that does not answer is left out).
+// An event reported by several peers (each records FailedScheduling for a
+// pending pod) counts once, with its latest time. Oldest first.
+func (a *Agent) clusterEvents(r *http.Request, ns, kind, name string) []api.Event {
+	all := a.events.list(ns, kind, name)
+	if r.Header.Get(headerForwarded) == "" && a.gossip != nil {
+		q := url.Values{}
+		q.Set("namespace", ns)
+		q.Set("involvedKind", kind)
+		q.Set("involvedName", name)
+		var mu sync.Mutex
+		var wg sync.WaitGroup
+		ctx, cancel := context.WithTimeout(r.Context(), eventsTimeout)
+		defer cancel()
+		for _, m := range a.gossip.Members() {
+			addr := m.Tags[tagAPI]
+			if m.Name == a.cfg.Name || m.Status != "Alive" || addr == "" {
+				continue
+			}
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+addr+"/api/v1/events?"+q.Encode(), nil)
+				if err != nil {
+					return
+				}
+				req.Header.Set(headerForwarded, a.cfg.Name)
+				if auth := r.Header.Get("Authorization"); auth != "" {
+					req.Header.Set("Authorization", auth)
+				}
+				resp, err := http.DefaultClient.Do(req)
+				if err != nil {
+					a.log.Debug("events of a peer", "peer", m.Name, "err", err)
+					return
+				}
+				defer resp.Body.Close()
+				var list struct {
+					Items []api.Event `json:"items"`
+				}
+				if resp.StatusCode != http.StatusOK || json.NewDecoder(io.LimitReader(resp.Body, maxManifestBody)).Decode(&list) != nil {
+					return
+				}
+				mu.Lock()
+				all = append(all, list.Items...)
+				mu.Unlock()
+			}()
+		}
+		wg.Wait()
+	}
+	return mergeEvents(all)
+}
+
+// mergeEvents folds events about the same object with the same reason and
+// message into one (the latest, with the largest count) and sorts them
+// oldest first.
+func mergeEvents(evs []api.Event) []api.Event {
+	type key struct {
+		obj             api.ObjectReference
+		reason, message string
+	}
+	idx := map[key]int{}
+	var out []api.Event
+	for _, e := range evs {
+		if e.LastTimestamp == nil {
+			continue
+		}
+		k := key{e.InvolvedObject, e.Reason, e.Message}
+		i, ok := idx[k]
+		if !ok {
+			idx[k] = len(out)
+			out = append(out, e)
+			continue
+		}
+		if out[i].LastTimestamp.Before(*e.LastTimestamp) {
+			e.Count = max(e.Count, out[i].Count)
+			out[i] = e
+		} else {
+			out[i].Count = max(e.Count, out[i].Count)
+		}
+	}
+	sort.SliceStable(out, func(i, j int) bool { return out[i].LastTimestamp.Before(*out[j].LastTimestamp) })
+	return out
 }

@@ -398,7 +398,7 @@ func (a *Agent) handleList(w http.ResponseWriter, r *http.Request) {
 	if res == "events" {
 		kind, name := r.URL.Query().Get("involvedKind"), r.URL.Query().Get("involvedName")
 		items = items[:0]
-		for _, e := range a.events.list(ns, kind, name) {
+		for _, e := range a.clusterEvents(r, ns, kind, name) {
 			items = append(items, e)
 		}
 	}

@@ -243,6 +243,21 @@ func TestRollForwardAndBack(t *testing.T) {
 	if err != nil || ready < 3 {
 		t.Fatalf("a stalled rollout left %d ready pods (maxUnavailable is 1 of 4): %v", ready, err)
 	}
+	// Events are cluster-wide: describe through r1 shows why a pod that
+	// another peer runs cannot start.
+	harness.Eventually(t, 20*time.Second, "the pull failure in describe through r1", func() (bool, string) {
+		pods, err := r1.Pods("default")
+		if err != nil {
+			return false, err.Error()
+		}
+		for _, p := range pods {
+			if p.Spec.NodeName != "r1" && p.Spec.Containers[0].Image == "example/web:nope" {
+				out, err := r1.CLI("describe", "pod", p.Metadata.Name)
+				return err == nil && strings.Contains(out, "Failed to pull image"), out
+			}
+		}
+		return false, "no pod of the broken image on r2 or r3"
+	})
 	if f, pods := answers("http://127.0.0.91:31091/", 20); f != 0 {
 		t.Fatalf("the service failed %d of 20 requests during a stalled rollout (%v)", f, pods)
 	}
