@@ -233,11 +233,39 @@ func (a *Agent) handleDeleteManifest(w http.ResponseWriter, r *http.Request) {
 
 func (a *Agent) handleDelete(w http.ResponseWriter, r *http.Request) {
 	kind, ok := resourceKinds[r.PathValue("resource")]
-	if !ok || kind == api.KindPod || kind == api.KindNamespace {
+	if kind == api.KindPod {
+		a.deletePod(w, r, r.PathValue("ns"), r.PathValue("name"))
+		return
+	}
+	if !ok || kind == api.KindNamespace {
 		writeStatus(w, http.StatusNotFound, "NotFound", fmt.Sprintf("the server cannot delete resource type %q here", r.PathValue("resource")))
 		return
 	}
 	a.deleteOne(w, objectKey(kind, r.PathValue("ns"), r.PathValue("name")), r.PathValue("resource"))
+}
+
+// deletePod replaces a pod on the peer that runs it: every pod belongs to a
+// deployment or a daemon set, which start it again at once (same name, new
+// containers, address and restart count), as a ReplicaSet replaces a
+// deleted pod in Kubernetes.
+func (a *Agent) deletePod(w http.ResponseWriter, r *http.Request, ns, name string) {
+	err := a.pods.Replace(ns, name)
+	if errors.Is(err, runtime.ErrPodNotHere) {
+		if a.forwardToPod(w, r, ns, name) {
+			return
+		}
+		writeStatus(w, http.StatusNotFound, "NotFound", fmt.Sprintf("pods %q not found on any alive peer", name))
+		return
+	}
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	select {
+	case a.kick <- struct{}{}:
+	default:
+	}
+	writeJSON(w, http.StatusOK, applyResponse{Results: []Result{{Kind: api.KindPod, Namespace: ns, Name: name, Action: "deleted"}}})
 }
 
 func (a *Agent) handleDeleteNamespace(w http.ResponseWriter, r *http.Request) {

@@ -309,6 +309,19 @@ func (m *PodManager) worker(namespace, pod string) (*podWorker, error) {
 	return w, nil
 }
 
+// Replace stops and removes a pod this peer runs, as `kubectl delete pod`
+// does: while the pod is still desired, the next Sync starts it afresh
+// (new containers, network and address, restart count 0). A pod this peer
+// does not run is an error wrapping ErrPodNotHere.
+func (m *PodManager) Replace(namespace, pod string) error {
+	w, err := m.worker(namespace, pod)
+	if err != nil {
+		return err
+	}
+	w.remove()
+	return nil
+}
+
 // container returns the container named name, or the only one for "". The
 // caller holds w.mu.
 func (w *podWorker) container(name string) (*ctrState, error) {

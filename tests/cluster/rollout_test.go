@@ -124,6 +124,26 @@ func TestRollForwardAndBack(t *testing.T) {
 		}
 	}
 
+	// Deleting a pod through a peer that does not run it replaces it there.
+	for _, p := range pods {
+		if p.Spec.NodeName == "r1" {
+			continue
+		}
+		out, err := r1.CLI("delete", "pod", p.Metadata.Name)
+		if err != nil || !strings.Contains(out, "deleted") {
+			t.Fatalf("delete pod %s (on %s) through r1: %q %v", p.Metadata.Name, p.Spec.NodeName, out, err)
+		}
+		harness.Eventually(t, 30*time.Second, p.Metadata.Name+" replaced", func() (bool, string) {
+			var now api.Pod
+			if err := r1.GetJSON("/api/v1/namespaces/default/pods/"+p.Metadata.Name, &now); err != nil {
+				return false, err.Error()
+			}
+			return now.Metadata.UID != p.Metadata.UID && harness.IsReady(&now), now.Metadata.UID
+		})
+		break
+	}
+	allOn(t, r1, "roll", 4, "example/web:1")
+
 	// Requests through r2's NodePort during every rollout below.
 	var sent, failed atomic.Int64
 	stop := make(chan struct{})

@@ -190,6 +190,28 @@ func TestApplyRunsPodsWithOwnIPs(t *testing.T) {
 	if err != nil || !strings.Contains(logs, "listening on :8080") {
 		t.Fatalf("logs: %q %v", logs, err)
 	}
+
+	// Deleting a pod replaces it, as a ReplicaSet would: same name, new
+	// UID, restart count 0, Ready again.
+	out, err = p.CLI("delete", "pod", victim.Metadata.Name)
+	if err != nil || !strings.Contains(out, victim.Metadata.Name) || !strings.Contains(out, "deleted") {
+		t.Fatalf("delete pod: %q %v", out, err)
+	}
+	harness.Eventually(t, 30*time.Second, "the deleted pod back, anew", func() (bool, string) {
+		var pod api.Pod
+		if err := p.GetJSON("/api/v1/namespaces/default/pods/"+victim.Metadata.Name, &pod); err != nil {
+			return false, err.Error()
+		}
+		restarts := int32(-1)
+		if len(pod.Status.ContainerStatuses) == 1 {
+			restarts = pod.Status.ContainerStatuses[0].RestartCount
+		}
+		return pod.Metadata.UID != victim.Metadata.UID && harness.IsReady(&pod) && restarts == 0,
+			fmt.Sprintf("uid %s (was %s), ready %v, restarts %d", pod.Metadata.UID, victim.Metadata.UID, harness.IsReady(&pod), restarts)
+	})
+	if _, err := p.CLI("delete", "pod", "web-nope-0"); err == nil || !strings.Contains(err.Error(), "NotFound") {
+		t.Fatalf("deleting a pod that does not exist: %v", err)
+	}
 }
 
 func regexpMatch(expr, s string) bool {
