@@ -1,6 +1,6 @@
 // Command chorus is chorus' command-line tool: a kubectl-like client of the
 // agent's HTTP API (apply, create, get, describe, delete, logs, exec, scale,
-// rollout, set image, image load, dashboard) and, through its agent
+// rollout, set image, image load, dashboard, service) and, through its agent
 // subcommand, the peer itself.
 package main
 
@@ -109,6 +109,7 @@ func newRootCmd(stdin io.Reader, stdout, stderr io.Writer) *cobra.Command {
 		newExposeCmd(o),
 		newPortForwardCmd(o),
 		newDashboardCmd(o),
+		newServiceCmd(o),
 	)
 	return root
 }

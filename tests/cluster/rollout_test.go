@@ -111,6 +111,12 @@ func TestRollForwardAndBack(t *testing.T) {
 		t.Fatalf("a second create -f: %q %v", out, err)
 	}
 	allOn(t, r1, "roll", 4, "example/web:1")
+	// `chorus service` (minikube's `service --url`) says where to reach it.
+	if u, err := r2.CLI("service", "roll"); err != nil || strings.TrimSpace(u) != "http://127.0.0.92:31091/" {
+		t.Fatalf("service roll: %q %v", u, err)
+	} else if body, err := get(strings.TrimSpace(u)); err != nil || !strings.HasPrefix(body, "hello from roll-") {
+		t.Fatalf("GET %s: %q %v", u, body, err)
+	}
 
 	// Logs of every pod through one peer, whichever peer runs it.
 	pods, err := r1.Pods("default")

@@ -64,6 +64,7 @@ chorus is running. Try:
   $BIN get deployments,services
   curl http://$ip:8080/                  # a pod answers with its name
   curl http://$last:$np/            # the service, on any peer's NodePort
+  curl \$($BIN service web)                # the same, as minikube service --url
   $BIN port-forward service/web 7080:8080 &   curl localhost:7080/
   $BIN describe pod $("$BIN" -s "$S" get pods -o name | head -1 | cut -d/ -f2)
   $BIN scale deployment web --replicas=5
