@@ -401,7 +401,10 @@ func (c *Containerd) ExecStream(ctx context.Context, id string, cmd []string, st
 	}
 	// Delete kills the process if it still runs, and waits for its output.
 	defer proc.Delete(context.WithoutCancel(cctx), containerd.WithProcessKill) //nolint:errcheck
-	ch, err := proc.Wait(cctx)
+	// Waited for without ctx: a cancelled Wait also sends on ch, and taking
+	// that for an exit would wait forever below for the output of a
+	// process still running. Cancellation is the ctx.Done case.
+	ch, err := proc.Wait(context.WithoutCancel(cctx))
 	if err != nil {
 		return -1, fmt.Errorf("exec in %s: %w", id, err)
 	}
@@ -416,8 +419,11 @@ func (c *Containerd) ExecStream(ctx context.Context, id string, cmd []string, st
 	select {
 	case st := <-ch:
 		code, _, err := st.Result()
+		if err != nil {
+			return -1, fmt.Errorf("exec %v in %s: %w", cmd, id, err)
+		}
 		proc.IO().Wait()
-		return int(code), err
+		return int(code), nil
 	case <-ctx.Done():
 		_ = proc.Kill(context.WithoutCancel(cctx), syscall.SIGKILL)
 		return -1, fmt.Errorf("exec %v in %s: %w", cmd, id, ctx.Err())
