@@ -102,7 +102,12 @@ func TestRollForwardAndBack(t *testing.T) {
 		}
 	}
 
-	app := manifest(t, harness.WebDeployment("roll", 4)+"---\n"+rollService)
+	// One new pod at a time, none of the old ones gone before its
+	// replacement is Ready: a rollout of several seconds that `rollout
+	// status` can be seen following.
+	roll := strings.Replace(harness.WebDeployment("roll", 4), "spec:\n  replicas",
+		"spec:\n  strategy: {rollingUpdate: {maxSurge: 1, maxUnavailable: 0}}\n  replicas", 1)
+	app := manifest(t, roll+"---\n"+rollService)
 	out, err := r1.CLI("create", "-f", app)
 	if err != nil || !strings.Contains(out, "deployment.apps/roll created") || !strings.Contains(out, "service/roll created") {
 		t.Fatalf("create -f: %q %v", out, err)
@@ -266,8 +271,8 @@ func TestRollForwardAndBack(t *testing.T) {
 		t.Fatalf("rollout status of a broken image should time out and say why:\n%s %v", status, err)
 	}
 	_, ready, err := podImages(r1, "roll")
-	if err != nil || ready < 3 {
-		t.Fatalf("a stalled rollout left %d ready pods (maxUnavailable is 1 of 4): %v", ready, err)
+	if err != nil || ready < 4 {
+		t.Fatalf("a stalled rollout left %d ready pods (maxUnavailable is 0): %v", ready, err)
 	}
 	// Events are cluster-wide: describe through r1 shows why a pod that
 	// another peer runs cannot start.
