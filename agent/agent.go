@@ -414,5 +414,11 @@ func processAlive(pid string) bool {
 		return false
 	}
 	cmdline, err := os.ReadFile("/proc/" + strconv.Itoa(n) + "/cmdline")
-	return err == nil && strings.Contains(string(cmdline), "agent")
+	if err != nil {
+		return false
+	}
+	// `chorus agent ...`: the subcommand, not any "*agent" program that
+	// reused the pid (ssh-agent, gpg-agent).
+	args := strings.Split(string(cmdline), "\x00")
+	return len(args) > 1 && args[1] == "agent"
 }

@@ -28,25 +28,13 @@ func (a *Agent) forwardToPod(w http.ResponseWriter, r *http.Request, ns, name st
 	if r.Header.Get(headerForwarded) != "" || a.gossip == nil {
 		return false
 	}
-	owner := ""
-	for _, p := range a.clusterPods() {
-		if p.Metadata.Namespace == ns && p.Metadata.Name == name && p.Spec.NodeName != a.cfg.Name {
-			owner = p.Spec.NodeName
-			if podReady(&p) {
-				break
-			}
-		}
-	}
-	if owner == "" {
+	pod := a.findClusterPod(ns, name, func(p *api.Pod) bool { return p.Spec.NodeName != a.cfg.Name })
+	if pod == nil {
 		return false
 	}
-	addr := ""
-	for _, m := range a.gossip.Members() {
-		if m.Name == owner && m.Status == "Alive" {
-			addr = m.Tags[tagAPI]
-		}
-	}
-	if addr == "" {
+	owner := pod.Spec.NodeName
+	addr, ok := a.memberTag(owner, tagAPI)
+	if !ok {
 		return false
 	}
 	target := &url.URL{Scheme: "http", Host: addr}
@@ -63,6 +51,32 @@ func (a *Agent) forwardToPod(w http.ResponseWriter, r *http.Request, ns, name st
 	}
 	rp.ServeHTTP(w, r)
 	return true
+}
+
+// findClusterPod returns the pod ns/name among the cluster's pods that keep
+// passes, preferring a Ready copy (a pod moving between peers is listed
+// twice), or nil.
+func (a *Agent) findClusterPod(ns, name string, keep func(*api.Pod) bool) *api.Pod {
+	var found *api.Pod
+	for _, p := range a.clusterPods() {
+		if p.Metadata.Namespace == ns && p.Metadata.Name == name && keep(&p) {
+			found = &p
+			if podReady(&p) {
+				break
+			}
+		}
+	}
+	return found
+}
+
+// memberTag returns a tag of an alive member (its API or hop address).
+func (a *Agent) memberTag(name, tag string) (string, bool) {
+	for _, m := range a.gossip.Members() {
+		if m.Name == name && m.Status == "Alive" && m.Tags[tag] != "" {
+			return m.Tags[tag], true
+		}
+	}
+	return "", false
 }
 
 // eventsTimeout bounds how long a listing of events waits for each other

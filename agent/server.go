@@ -802,15 +802,7 @@ func (a *Agent) handlePortForward(w http.ResponseWriter, r *http.Request) {
 		}
 		conn, err = a.proxy.Dial(r.Context(), ns, name, port)
 	} else {
-		var target *api.Pod
-		for _, p := range a.clusterPods() {
-			if p.Metadata.Namespace == ns && p.Metadata.Name == name && p.Status.PodIP != "" {
-				target = &p
-				if podReady(&p) {
-					break
-				}
-			}
-		}
+		target := a.findClusterPod(ns, name, func(p *api.Pod) bool { return p.Status.PodIP != "" })
 		if target == nil {
 			writeStatus(w, http.StatusNotFound, "NotFound", fmt.Sprintf("pod %q not found or has no IP yet", name))
 			return

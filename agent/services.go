@@ -312,16 +312,7 @@ func (a *Agent) proxyServices(services []*api.Service, ips map[string]string, po
 }
 
 // hopAddrOf returns the hop listener of a peer, from its tags.
-func (a *Agent) hopAddrOf(node string) (string, bool) {
-	for _, m := range a.gossip.Members() {
-		if m.Name == node && m.Status == "Alive" {
-			if h := m.Tags[tagHop]; h != "" {
-				return h, true
-			}
-		}
-	}
-	return "", false
-}
+func (a *Agent) hopAddrOf(node string) (string, bool) { return a.memberTag(node, tagHop) }
 
 // allowHop accepts hop targets in this peer's pod subnet only.
 func (a *Agent) allowHop(ip string, port int) bool {

@@ -12,7 +12,6 @@ import (
 const dashboardPath = "/dashboard/"
 
 func newDashboardCmd(root *rootOptions) *cobra.Command {
-	var urlOnly bool
 	cmd := &cobra.Command{
 		Use:   "dashboard",
 		Short: "Print the URL of the web dashboard of the peer chorus talks to",
@@ -59,7 +58,7 @@ func newDashboardCmd(root *rootOptions) *cobra.Command {
 	}
 	// minikube users type `minikube dashboard --url`; chorus opens no
 	// browser, so the URL is all it prints either way.
-	cmd.Flags().BoolVar(&urlOnly, "url", true, "print the URL only (always: chorus opens no browser)")
+	cmd.Flags().Bool("url", true, "print the URL only (always: chorus opens no browser)")
 	return cmd
 }
 

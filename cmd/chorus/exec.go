@@ -30,7 +30,7 @@ type execOptions struct {
 func newExecCmd(root *rootOptions) *cobra.Command {
 	e := &execOptions{rootOptions: root}
 	cmd := &cobra.Command{
-		Use:   "exec (POD | TYPE/NAME) [-c CONTAINER] [-i] -- COMMAND [ARGS...]",
+		Use:   strings.TrimPrefix(execUsage, "chorus "),
 		Short: "Execute a command in a container",
 		Long: "Execute a command in a container of a pod, on whichever peer runs it.\n" +
 			"TYPE/NAME may name a pod, a deployment or a service: for the latter two the\n" +

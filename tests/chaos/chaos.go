@@ -66,7 +66,7 @@ func New(t testing.TB, bin, webImage string, n, base int, prefix string) *Cluste
 	c := &Cluster{T: t, Rand: rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), uint64(base))), want: map[string]int{}, ports: map[string]int{}}
 	var wg sync.WaitGroup
 	for i := 0; i < n; i++ {
-		args := []string{"--discover=false", "--gossip-profile", "local"}
+		args := []string{"--gossip-profile", "local"}
 		if i > 0 {
 			args = append(args, "--join", fmt.Sprintf("127.0.0.%d", base))
 		}

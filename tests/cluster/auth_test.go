@@ -55,8 +55,8 @@ func TestAPIToken(t *testing.T) {
 	if err := os.WriteFile(tokenFile, []byte(token+"\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	a1 := harness.NewPeer(t, bin, "a1", "127.0.0.96", "--discover=false", "--api-token", token)
-	a2 := harness.NewPeer(t, bin, "a2", "127.0.0.97", "--discover=false", "--api-token-file", tokenFile, "--join", "127.0.0.96")
+	a1 := harness.NewPeer(t, bin, "a1", "127.0.0.96", "--api-token", token)
+	a2 := harness.NewPeer(t, bin, "a2", "127.0.0.97", "--api-token-file", tokenFile, "--join", "127.0.0.96")
 	peers := []*harness.Peer{a1, a2}
 	for _, p := range peers {
 		p.Token = token // for the harness' own calls (CHORUS_TOKEN)

@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -31,7 +32,7 @@ func startCluster(b testing.TB, n, base int, prefix string, extra ...string) []*
 	b.Helper()
 	var peers []*harness.Peer
 	for i := 0; i < n; i++ {
-		args := append([]string{"--discover=false"}, extra...)
+		args := slices.Clone(extra)
 		if i > 0 {
 			args = append(args, "--join", fmt.Sprintf("127.0.0.%d", base))
 		}

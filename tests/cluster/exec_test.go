@@ -47,15 +47,13 @@ func TestExecAcrossPeers(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	x1 := harness.NewPeer(t, bin, "x1", "127.0.0.94", "--discover=false")
-	x2 := harness.NewPeer(t, bin, "x2", "127.0.0.95", "--discover=false", "--join", "127.0.0.94")
-	for _, p := range []*harness.Peer{x1, x2} {
-		p.Start()
+	peers := startCluster(t, 2, 94, "x")
+	x1, x2 := peers[0], peers[1]
+	for _, p := range peers {
 		if _, err := p.CLI("image", "load", imgs["web"]); err != nil {
 			t.Fatal(err)
 		}
 	}
-	waitNodes(t, x1, map[string]string{"x1": "Alive", "x2": "Alive"})
 	if _, err := x1.CLI("apply", "-f", manifest(t, harness.WebDeployment("shell", 2))); err != nil {
 		t.Fatal(err)
 	}

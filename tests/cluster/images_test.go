@@ -33,17 +33,7 @@ func TestImageLoadedOnceRunsEverywhere(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var peers []*harness.Peer
-	for i := 1; i <= 3; i++ {
-		args := []string{"--discover=false"}
-		if i > 1 {
-			args = append(args, "--join", "127.0.0.81")
-		}
-		p := harness.NewPeer(t, bin, fmt.Sprintf("i%d", i), fmt.Sprintf("127.0.0.8%d", i), args...)
-		p.Start()
-		peers = append(peers, p)
-	}
-	waitNodes(t, peers[2], map[string]string{"i1": "Alive", "i2": "Alive", "i3": "Alive"})
+	peers := startCluster(t, 3, 81, "i")
 	// Loaded on i1 only; known cluster-wide by name and digest.
 	if _, err := peers[0].CLI("image", "load", imgs["web"]); err != nil {
 		t.Fatal(err)
@@ -79,9 +69,9 @@ func TestCorruptTransferRetriedAndLateJoiner(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	good := harness.NewPeer(t, bin, "j1", "127.0.0.85", "--discover=false")
-	bad := harness.NewPeer(t, bin, "j2", "127.0.0.86", "--discover=false", "--join", "127.0.0.85", "--fault-corrupt-blobs")
-	late := harness.NewPeer(t, bin, "j3", "127.0.0.87", "--discover=false", "--join", "127.0.0.85")
+	good := harness.NewPeer(t, bin, "j1", "127.0.0.85")
+	bad := harness.NewPeer(t, bin, "j2", "127.0.0.86", "--join", "127.0.0.85", "--fault-corrupt-blobs")
+	late := harness.NewPeer(t, bin, "j3", "127.0.0.87", "--join", "127.0.0.85")
 	good.Start()
 	bad.Start()
 	for _, p := range []*harness.Peer{good, bad} {

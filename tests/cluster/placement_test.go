@@ -30,7 +30,7 @@ func startFive(t *testing.T) []*harness.Peer {
 		if i > 3 {
 			zone = "b"
 		}
-		args := []string{"--discover=false", "--label", "zone=" + zone}
+		args := []string{"--label", "zone=" + zone}
 		if i > 1 {
 			args = append(args, "--join", "127.0.0.61")
 		}

@@ -77,8 +77,8 @@ func TestPullFromRegistryThenShare(t *testing.T) {
 		t.Fatalf("push to the test registry: %v", err)
 	}
 
-	r1 := harness.NewPeer(t, bin, "r1", "127.0.0.88", "--discover=false")
-	r2 := harness.NewPeer(t, bin, "r2", "127.0.0.89", "--discover=false", "--join", "127.0.0.88")
+	r1 := harness.NewPeer(t, bin, "r1", "127.0.0.88")
+	r2 := harness.NewPeer(t, bin, "r2", "127.0.0.89", "--join", "127.0.0.88")
 	r1.Start()
 	r2.Start()
 	waitNodes(t, r1, map[string]string{"r1": "Alive", "r2": "Alive"})

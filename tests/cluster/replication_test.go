@@ -139,9 +139,9 @@ func waitNodes(t *testing.T, p *harness.Peer, want map[string]string) {
 }
 
 func TestStateReplicatesAndSurvives(t *testing.T) {
-	n1 := harness.NewPeer(t, bin, "c1", "127.0.0.31", "--discover=false")
-	n2 := harness.NewPeer(t, bin, "c2", "127.0.0.32", "--discover=false", "--join", "127.0.0.31")
-	n3 := harness.NewPeer(t, bin, "c3", "127.0.0.33", "--discover=false", "--join", "127.0.0.32")
+	n1 := harness.NewPeer(t, bin, "c1", "127.0.0.31")
+	n2 := harness.NewPeer(t, bin, "c2", "127.0.0.32", "--join", "127.0.0.31")
+	n3 := harness.NewPeer(t, bin, "c3", "127.0.0.33", "--join", "127.0.0.32")
 	for _, p := range []*harness.Peer{n1, n2, n3} {
 		p.Start()
 	}
@@ -193,8 +193,8 @@ func TestStateReplicatesAndSurvives(t *testing.T) {
 }
 
 func TestConcurrentScaleAndImageBothSurvive(t *testing.T) {
-	n1 := harness.NewPeer(t, bin, "s1", "127.0.0.34", "--discover=false")
-	n2 := harness.NewPeer(t, bin, "s2", "127.0.0.35", "--discover=false", "--join", "127.0.0.34")
+	n1 := harness.NewPeer(t, bin, "s1", "127.0.0.34")
+	n2 := harness.NewPeer(t, bin, "s2", "127.0.0.35", "--join", "127.0.0.34")
 	n1.Start()
 	n2.Start()
 	waitNodes(t, n2, map[string]string{"s1": "Alive", "s2": "Alive"})
@@ -227,9 +227,9 @@ func TestWrongGossipKeyIsRefused(t *testing.T) {
 	}
 	key2, _ := exec.Command(bin, "keygen").Output()
 	k1, k2 := strings.TrimSpace(string(key1)), strings.TrimSpace(string(key2))
-	n1 := harness.NewPeer(t, bin, "k1", "127.0.0.37", "--discover=false", "--gossip-key", k1)
-	n2 := harness.NewPeer(t, bin, "k2", "127.0.0.38", "--discover=false", "--gossip-key", k1, "--join", "127.0.0.37")
-	bad := harness.NewPeer(t, bin, "k3", "127.0.0.39", "--discover=false", "--gossip-key", k2, "--join", "127.0.0.37")
+	n1 := harness.NewPeer(t, bin, "k1", "127.0.0.37", "--gossip-key", k1)
+	n2 := harness.NewPeer(t, bin, "k2", "127.0.0.38", "--gossip-key", k1, "--join", "127.0.0.37")
+	bad := harness.NewPeer(t, bin, "k3", "127.0.0.39", "--gossip-key", k2, "--join", "127.0.0.37")
 	n1.Start()
 	n2.Start()
 	bad.Start()

@@ -39,20 +39,12 @@ func TestServicesAcrossPeers(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var peers []*harness.Peer
-	for i := 1; i <= 3; i++ {
-		args := []string{"--discover=false"}
-		if i > 1 {
-			args = append(args, "--join", "127.0.0.71")
-		}
-		p := harness.NewPeer(t, bin, fmt.Sprintf("v%d", i), fmt.Sprintf("127.0.0.7%d", i), args...)
-		p.Start()
+	peers := startCluster(t, 3, 71, "v")
+	for _, p := range peers {
 		if _, err := p.CLI("image", "load", imgs["web"]); err != nil {
 			t.Fatal(err)
 		}
-		peers = append(peers, p)
 	}
-	waitNodes(t, peers[0], map[string]string{"v1": "Alive", "v2": "Alive", "v3": "Alive"})
 	if _, err := peers[0].CLI("apply", "-f", manifest(t, helloApp)); err != nil {
 		t.Fatal(err)
 	}
@@ -190,6 +182,10 @@ spec:
 		time.Sleep(20 * time.Millisecond)
 	}
 	t.Logf("killing %s during %d requests through v1's NodePort: %d failed (%.1f%%)", victim.Name, total, failed, 100*float64(failed)/float64(total))
+	// A failed dial is retried on the other endpoint: almost nothing fails.
+	if failed*20 > total {
+		t.Fatalf("%d of %d requests failed while %s died (more than 5%%)", failed, total, victim.Name)
+	}
 	harness.Eventually(t, 60*time.Second, "all requests succeed once the replacement is ready", func() (bool, string) {
 		f, pods := answers(url, 30)
 		return f == 0 && len(pods) == 2, fmt.Sprintf("%d failed, %v", f, pods)
@@ -197,7 +193,7 @@ spec:
 }
 
 func TestServiceErrorsChangeNothing(t *testing.T) {
-	p := harness.NewPeer(t, bin, "e1", "127.0.0.75", "--discover=false")
+	p := harness.NewPeer(t, bin, "e1", "127.0.0.75")
 	p.Start()
 	svc := `apiVersion: v1
 kind: Service

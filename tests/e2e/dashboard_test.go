@@ -34,7 +34,7 @@ var metricSample = regexp.MustCompile(`^[a-zA-Z_:][a-zA-Z0-9_:]*(\{.*\})? \S+$`)
 func TestDashboardAndMetrics(t *testing.T) {
 	// No mDNS: the loopback may carry multicast, and peers of tests running
 	// at the same time must not join this one (it counts members and pods).
-	p := harness.NewPeer(t, testEnv.bin, "e2e-dash", "127.0.0.27", "--discover=false")
+	p := harness.NewPeer(t, testEnv.bin, "e2e-dash", "127.0.0.27")
 	p.Start()
 	if _, err := p.CLI("image", "load", testEnv.images["web"]); err != nil {
 		t.Fatalf("image load: %v", err)
