@@ -43,6 +43,7 @@ type Containerd struct {
 	snapshotter string
 	net         *CNINetwork
 	execSeq     atomic.Int64
+	limits      ImageLimits // set by SetImageLimits before use; zero fields take the defaults
 }
 
 // NewContainerd connects to the containerd at address and uses namespace
@@ -64,43 +65,6 @@ func (c *Containerd) Close() error { return c.client.Close() }
 
 func (c *Containerd) ctx(ctx context.Context) context.Context {
 	return namespaces.WithNamespace(ctx, c.namespace)
-}
-
-// ImportImage implements Runtime.
-func (c *Containerd) ImportImage(ctx context.Context, r io.Reader) ([]Image, error) {
-	ctx = c.ctx(ctx)
-	imgs, err := c.client.Import(ctx, r)
-	if err != nil {
-		return nil, fmt.Errorf("import archive: %w", err)
-	}
-	if len(imgs) == 0 {
-		return nil, errors.New("import archive: it holds no named image (give it a tag)")
-	}
-	var out []Image
-	for _, m := range imgs {
-		img := containerd.NewImage(c.client, m)
-		if err := img.Unpack(ctx, c.snapshotter); err != nil {
-			return nil, fmt.Errorf("unpack %s: %w", m.Name, err)
-		}
-		size, _ := img.Size(ctx)
-		out = append(out, Image{Name: m.Name, Digest: m.Target.Digest.String(), Size: size})
-	}
-	return out, nil
-}
-
-// Images implements Runtime.
-func (c *Containerd) Images(ctx context.Context) ([]Image, error) {
-	ctx = c.ctx(ctx)
-	imgs, err := c.client.ListImages(ctx)
-	if err != nil {
-		return nil, fmt.Errorf("list images: %w", err)
-	}
-	out := make([]Image, 0, len(imgs))
-	for _, img := range imgs {
-		size, _ := img.Size(ctx)
-		out = append(out, Image{Name: img.Name(), Digest: img.Target().Digest.String(), Size: size})
-	}
-	return out, nil
 }
 
 // HasImage implements Runtime.

@@ -1,17 +1,25 @@
 package runtime
 
 import (
+	"archive/tar"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"strconv"
+	"strings"
+	"sync"
 	"time"
 
 	containerd "github.com/containerd/containerd/v2/client"
 	"github.com/containerd/containerd/v2/core/content"
 	"github.com/containerd/containerd/v2/core/images"
+	"github.com/containerd/containerd/v2/core/images/archive"
 	"github.com/containerd/containerd/v2/core/leases"
+	"github.com/containerd/containerd/v2/core/remotes"
 	"github.com/containerd/containerd/v2/core/remotes/docker"
+	"github.com/containerd/containerd/v2/pkg/archive/compression"
 	"github.com/containerd/errdefs"
 	"github.com/containerd/platforms"
 	"github.com/opencontainers/go-digest"
@@ -61,6 +69,10 @@ type ImageManifest struct {
 	Name   string
 	Target Blob
 	Blobs  []Blob
+	// Loaded is the version of the load that put this content under Name
+	// on the peer where it was loaded (the agent orders them); the copy
+	// keeps it.
+	Loaded string `json:",omitempty"`
 }
 
 func blobOf(d ocispec.Descriptor) Blob {
@@ -134,7 +146,7 @@ func (c *Containerd) ExportManifest(ctx context.Context, ref string) (ImageManif
 		return ImageManifest{}, fmt.Errorf("image %s: %w", name, err)
 	}
 	cs := c.client.ContentStore()
-	m := ImageManifest{Name: img.Name, Target: blobOf(img.Target)}
+	m := ImageManifest{Name: img.Name, Target: blobOf(img.Target), Loaded: img.Labels[LabelLoaded]}
 	for _, d := range descs {
 		info, err := cs.Info(ctx, d.Digest)
 		if err != nil {
@@ -289,31 +301,445 @@ func (c *Containerd) WriteBlob(ctx context.Context, b Blob, r io.Reader) (err er
 	return nil
 }
 
+// Limits on images.
+//
+// What an image may take on this peer's disk is bounded before it is
+// unpacked: every load (an archive sent by a client, an image fetched from
+// another peer, an image pulled from a registry) first stores the
+// compressed content under a lease of its own, then decompresses each
+// layer in the agent, counting the bytes as they stream and the tar
+// entries, and stops at the first byte or entry over the limit. Only an
+// image within the limits is unpacked by containerd and then named (its
+// image record created or moved to the new content). A load that fails,
+// for any reason, deletes its lease with a synchronous garbage collection:
+// it leaves no image record, no content and no snapshot behind.
+//
+// The unpacked size counted is the larger of the decompressed tar streams
+// and the sum, over every tar entry, of its logical size plus 512 bytes
+// (so a sparse file counts at its full size, and an archive of millions of
+// empty files is not free). It is kept on the image record
+// (chorus.sh/unpacked-size) and shown by `chorus image ls`.
+
+// Image record labels chorus sets.
+const (
+	LabelUnpacked = "chorus.sh/unpacked-size" // decimal bytes
+	LabelLoaded   = "chorus.sh/loaded"        // the load's version, ImageManifest.Loaded
+)
+
+// Default image limits.
+const (
+	DefaultMaxImageBytes  = 4 << 30 // 4 GiB
+	DefaultMaxImageLayers = 128
+	DefaultMaxImageFiles  = 1 << 20
+	maxLoadedLen          = 300
+)
+
+// loadLeaseTTL bounds how long what an interrupted load stored (the agent
+// died mid-way) is kept.
+const loadLeaseTTL = time.Hour
+
+// ImageLimits bound what one image may hold. A zero field takes its
+// default.
+type ImageLimits struct {
+	// MaxBytes bounds both the compressed bytes of a load (an archive, the
+	// blobs of a pull) and the unpacked size of each image.
+	MaxBytes int64
+	// MaxLayers bounds the layers of an image.
+	MaxLayers int
+	// MaxFiles bounds the tar entries in all layers of an image.
+	MaxFiles int64
+}
+
+func (l ImageLimits) withDefaults() ImageLimits {
+	if l.MaxBytes <= 0 {
+		l.MaxBytes = DefaultMaxImageBytes
+	}
+	if l.MaxLayers <= 0 {
+		l.MaxLayers = DefaultMaxImageLayers
+	}
+	if l.MaxFiles <= 0 {
+		l.MaxFiles = DefaultMaxImageFiles
+	}
+	return l
+}
+
+// ErrImageTooLarge is wrapped by every error about an image over a limit.
+var ErrImageTooLarge = errors.New("image exceeds a limit")
+
+// LimitError is an image over one of its limits.
+type LimitError struct {
+	Image string // the image name, or "image archive"
+	What  string // "unpacked size", "archive size", "compressed size", "number of layers", "number of files"
+	Limit int64
+}
+
+func (e *LimitError) Error() string {
+	unit := ""
+	switch e.What {
+	case "unpacked size", "archive size", "compressed size":
+		unit = " bytes"
+	}
+	return fmt.Sprintf("%s: %s exceeds the limit of %d%s", e.Image, e.What, e.Limit, unit)
+}
+
+// Unwrap makes errors.Is(err, ErrImageTooLarge) hold.
+func (e *LimitError) Unwrap() error { return ErrImageTooLarge }
+
+// SetImageLimits sets the limits on images; call it before any load.
+func (c *Containerd) SetImageLimits(l ImageLimits) { c.limits = l }
+
+// ImageLimits returns the limits in force.
+func (c *Containerd) ImageLimits() ImageLimits { return c.limits.withDefaults() }
+
+// withLoadLease returns ctx carrying a new lease that holds everything a
+// load stores until an image record does, and end, which deletes the lease:
+// after a failure synchronously, so that garbage collection has removed
+// what the load stored when end returns. A lease already on ctx is used as
+// is and left to its owner.
+func (c *Containerd) withLoadLease(ctx context.Context) (context.Context, func(failed bool), error) {
+	if _, ok := leases.FromContext(ctx); ok {
+		return ctx, func(bool) {}, nil
+	}
+	ls := c.client.LeasesService()
+	l, err := ls.Create(ctx, leases.WithRandomID(), leases.WithExpiration(loadLeaseTTL),
+		leases.WithLabel("chorus.sh/load", "true"))
+	if err != nil {
+		return nil, nil, fmt.Errorf("create load lease: %w", err)
+	}
+	return leases.WithLease(ctx, l.ID), func(failed bool) {
+		var opts []leases.DeleteOpt
+		if failed {
+			opts = append(opts, leases.SynchronousDelete)
+		}
+		_ = ls.Delete(context.WithoutCancel(ctx), l, opts...)
+	}, nil
+}
+
+// limitedReader counts bytes read and fails once more than max were read.
+type limitedReader struct {
+	r    io.Reader
+	n    int64
+	max  int64
+	over bool
+}
+
+var errOverLimit = errors.New("over the limit")
+
+func (l *limitedReader) Read(p []byte) (int, error) {
+	if l.over {
+		return 0, errOverLimit
+	}
+	n, err := l.r.Read(p)
+	l.n += int64(n)
+	if l.n > l.max {
+		l.over = true
+		return n, errOverLimit
+	}
+	return n, err
+}
+
+// ImportImage implements Runtime: LoadImages with no load version.
+func (c *Containerd) ImportImage(ctx context.Context, r io.Reader) ([]Image, error) {
+	return c.LoadImages(ctx, r, "")
+}
+
+// namedImage is an image of an archive: its validated name and manifest.
+type namedImage struct {
+	name   string
+	target ocispec.Descriptor
+}
+
+// LoadImages loads an OCI or docker archive and returns the images in it,
+// each recorded with the load version loaded. All or nothing: the archive
+// (at most MaxBytes), the image names (valid references) and every image's
+// limits are checked and every image unpacked before any image record is
+// created or changed; a failure leaves nothing behind.
+func (c *Containerd) LoadImages(ctx context.Context, r io.Reader, loaded string) (_ []Image, err error) {
+	ctx = c.ctx(ctx)
+	if len(loaded) > maxLoadedLen {
+		return nil, fmt.Errorf("load version of %d bytes, more than %d", len(loaded), maxLoadedLen)
+	}
+	lim := c.ImageLimits()
+	ctx, end, err := c.withLoadLease(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer func() { end(err != nil) }()
+
+	cs := c.client.ContentStore()
+	lr := &limitedReader{r: r, max: lim.MaxBytes}
+	index, err := archive.ImportIndex(ctx, cs, lr)
+	if lr.over {
+		return nil, &LimitError{Image: "image archive", What: "archive size", Limit: lim.MaxBytes}
+	}
+	if err != nil {
+		return nil, fmt.Errorf("import archive: %w", err)
+	}
+	named, err := archiveImages(ctx, cs, index)
+	if err != nil {
+		return nil, err
+	}
+	sizes := make([]int64, len(named))
+	for i, n := range named {
+		if sizes[i], err = c.prepare(ctx, n.name, n.target, lim); err != nil {
+			return nil, err
+		}
+	}
+	out := make([]Image, 0, len(named))
+	for i, n := range named {
+		img, err := c.record(ctx, n.name, n.target, sizes[i], loaded)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, img)
+	}
+	return out, nil
+}
+
+// archiveImages returns the named images of an imported archive's index,
+// their names validated and normalized.
+func archiveImages(ctx context.Context, cs content.Provider, index ocispec.Descriptor) ([]namedImage, error) {
+	data, err := content.ReadBlob(ctx, cs, index)
+	if err != nil {
+		return nil, fmt.Errorf("import archive: read its index: %w", err)
+	}
+	var idx ocispec.Index
+	if err := json.Unmarshal(data, &idx); err != nil {
+		return nil, fmt.Errorf("import archive: its index: %w", err)
+	}
+	var out []namedImage
+	seen := map[string]int{}
+	for i, m := range idx.Manifests {
+		if _, ok := m.Annotations[images.AnnotationManifestSubject]; ok {
+			continue // a referrer (signature, attestation), not an image
+		}
+		raw := m.Annotations[images.AnnotationImageName]
+		if raw == "" {
+			raw = m.Annotations[ocispec.AnnotationRefName]
+			if raw != "" && !strings.ContainsAny(raw, "/:@") {
+				return nil, fmt.Errorf("import archive: manifests[%d] is named only by the tag %q (%s): give it a full name such as example/app:%s (%s)",
+					i, raw, ocispec.AnnotationRefName, raw, images.AnnotationImageName)
+			}
+		}
+		if raw == "" {
+			continue
+		}
+		name, err := NormalizeImage(raw)
+		if err != nil {
+			return nil, fmt.Errorf("import archive: manifests[%d]: %w", i, err)
+		}
+		if j, ok := seen[name]; ok {
+			out[j].target = m
+			continue
+		}
+		seen[name] = len(out)
+		out = append(out, namedImage{name: name, target: m})
+	}
+	if len(out) == 0 {
+		return nil, errors.New("import archive: it holds no named image (give it a tag)")
+	}
+	return out, nil
+}
+
+// prepare checks the image name -> target, whose content ctx's lease
+// holds: every blob it needs here is present, it is within lim, and it is
+// unpacked into the snapshotter (under the lease). It sets the GC labels
+// that make the index/manifest keep their children, and returns the
+// unpacked size.
+func (c *Containerd) prepare(ctx context.Context, name string, target ocispec.Descriptor, lim ImageLimits) (int64, error) {
+	cs := c.client.ContentStore()
+	needed, err := walkImage(ctx, images.SetChildrenLabels(cs, c.imageHandler()), target)
+	if err != nil {
+		return 0, fmt.Errorf("image %s: %w", name, err)
+	}
+	var layers []ocispec.Descriptor
+	for _, d := range needed {
+		info, err := cs.Info(ctx, d.Digest)
+		if errdefs.IsNotFound(err) {
+			return 0, fmt.Errorf("image %s: blob %s (%s) is not held: %w", name, d.Digest, d.MediaType, err)
+		}
+		if err != nil {
+			return 0, fmt.Errorf("image %s: blob %s: %w", name, d.Digest, err)
+		}
+		if info.Size != d.Size {
+			return 0, fmt.Errorf("image %s: blob %s holds %d bytes, want %d", name, d.Digest, info.Size, d.Size)
+		}
+		if images.IsLayerType(d.MediaType) {
+			layers = append(layers, d)
+		}
+	}
+	if len(layers) > lim.MaxLayers {
+		return 0, &LimitError{Image: "image " + name, What: "number of layers", Limit: int64(lim.MaxLayers)}
+	}
+	size, err := c.unpackedSize(ctx, name, layers, lim)
+	if err != nil {
+		return 0, err
+	}
+	if err := containerd.NewImage(c.client, images.Image{Name: name, Target: target}).Unpack(ctx, c.snapshotter); err != nil {
+		return 0, fmt.Errorf("unpack %s: %w", name, err)
+	}
+	return size, nil
+}
+
+// unpackedSize decompresses the layers and counts what they would unpack
+// to, stopping at the first byte or tar entry beyond lim.
+func (c *Containerd) unpackedSize(ctx context.Context, name string, layers []ocispec.Descriptor, lim ImageLimits) (int64, error) {
+	cs := c.client.ContentStore()
+	tooLarge := &LimitError{Image: "image " + name, What: "unpacked size", Limit: lim.MaxBytes}
+	var logical, files int64
+	stream := &limitedReader{max: lim.MaxBytes}
+	for _, l := range layers {
+		err := func() error {
+			ra, err := cs.ReaderAt(ctx, l)
+			if err != nil {
+				return fmt.Errorf("image %s: open layer %s: %w", name, l.Digest, err)
+			}
+			defer ra.Close()
+			dr, err := compression.DecompressStream(content.NewReader(ra))
+			if err != nil {
+				return fmt.Errorf("image %s: layer %s: %w", name, l.Digest, err)
+			}
+			defer dr.Close()
+			stream.r = dr
+			tr := tar.NewReader(stream)
+			for {
+				h, err := tr.Next()
+				if stream.over {
+					return tooLarge
+				}
+				if err == io.EOF {
+					break
+				}
+				if err != nil {
+					return fmt.Errorf("image %s: layer %s is not a valid tar: %w", name, l.Digest, err)
+				}
+				if files++; files > lim.MaxFiles {
+					return &LimitError{Image: "image " + name, What: "number of files", Limit: lim.MaxFiles}
+				}
+				if h.Size < 0 || h.Size > lim.MaxBytes {
+					return tooLarge
+				}
+				if logical += 512 + h.Size; logical > lim.MaxBytes {
+					return tooLarge
+				}
+			}
+			// What follows the end of the archive (padding) unpacks to
+			// nothing but is decompressed all the same.
+			if _, err := io.Copy(io.Discard, stream); err != nil {
+				if stream.over {
+					return tooLarge
+				}
+				return fmt.Errorf("image %s: layer %s: %w", name, l.Digest, err)
+			}
+			return nil
+		}()
+		if err != nil {
+			return 0, err
+		}
+	}
+	return max(stream.n, logical), nil
+}
+
+// record creates the image record name -> target, or moves an existing one
+// to target, with its unpacked size and load version.
+func (c *Containerd) record(ctx context.Context, name string, target ocispec.Descriptor, unpacked int64, loaded string) (Image, error) {
+	is := c.client.ImageService()
+	rec := images.Image{Name: name, Target: target, Labels: map[string]string{LabelUnpacked: strconv.FormatInt(unpacked, 10)}}
+	fields := []string{"target", "labels." + LabelUnpacked, "labels." + LabelLoaded}
+	if loaded != "" {
+		rec.Labels[LabelLoaded] = loaded
+	}
+	img, err := is.Update(ctx, rec, fields...)
+	if errdefs.IsNotFound(err) {
+		img, err = is.Create(ctx, rec)
+	}
+	if err != nil {
+		return Image{}, fmt.Errorf("image %s: record: %w", name, err)
+	}
+	return c.imageOf(ctx, img), nil
+}
+
+func (c *Containerd) imageOf(ctx context.Context, rec images.Image) Image {
+	size, _ := containerd.NewImage(c.client, rec).Size(ctx)
+	unpacked, _ := strconv.ParseInt(rec.Labels[LabelUnpacked], 10, 64)
+	return Image{Name: rec.Name, Digest: rec.Target.Digest.String(), Size: size, Unpacked: unpacked, Loaded: rec.Labels[LabelLoaded]}
+}
+
+// Images implements Runtime.
+func (c *Containerd) Images(ctx context.Context) ([]Image, error) {
+	ctx = c.ctx(ctx)
+	recs, err := c.client.ImageService().List(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("list images: %w", err)
+	}
+	out := make([]Image, 0, len(recs))
+	for _, rec := range recs {
+		out = append(out, c.imageOf(ctx, rec))
+	}
+	return out, nil
+}
+
+// RemoveImage deletes the image record ref and, by a synchronous garbage
+// collection, the content and snapshots no other image or container uses.
+// A container created from the image keeps its own snapshot and runs on.
+// An image not held is an error wrapping errdefs.ErrNotFound.
+func (c *Containerd) RemoveImage(ctx context.Context, ref string) error {
+	ctx = c.ctx(ctx)
+	name, err := NormalizeImage(ref)
+	if err != nil {
+		return err
+	}
+	err = c.client.ImageService().Delete(ctx, name, images.SynchronousDelete())
+	if errdefs.IsNotFound(err) {
+		return fmt.Errorf("image %s is not on this peer: %w", name, errdefs.ErrNotFound)
+	}
+	if err != nil {
+		return fmt.Errorf("remove image %s: %w", name, err)
+	}
+	return nil
+}
+
 // CommitImage creates (or updates) the image record m.Name -> m.Target once
-// every blob the image needs on this platform is held, sets the GC labels
-// that make the record keep its children, unpacks it into the snapshotter
-// and releases the blobs' transfer leases.
-func (c *Containerd) CommitImage(ctx context.Context, m ImageManifest) error {
+// every blob the image needs on this platform is held and the image is
+// within the limits, unpacks it and releases the blobs' transfer leases.
+// On failure nothing is recorded and the blobs of the transfer are
+// released too (garbage collected unless another image uses them).
+func (c *Containerd) CommitImage(ctx context.Context, m ImageManifest) (err error) {
 	ctx = c.ctx(ctx)
 	name, err := NormalizeImage(m.Name)
 	if err != nil {
 		return err
 	}
+	if len(m.Loaded) > maxLoadedLen {
+		return fmt.Errorf("image %s: load version of %d bytes, more than %d", name, len(m.Loaded), maxLoadedLen)
+	}
 	target, err := m.Target.descriptor()
 	if err != nil {
 		return fmt.Errorf("image %s: target: %w", name, err)
 	}
-	ctx, done, err := c.client.WithLease(ctx)
-	if err != nil {
-		return fmt.Errorf("image %s: lease: %w", name, err)
-	}
-	defer done(context.WithoutCancel(ctx)) //nolint:errcheck
-	leaseID, _ := leases.FromContext(ctx)
 	ls := c.client.LeasesService()
-	cs := c.client.ContentStore()
+	held := map[digest.Digest]bool{}
+	releaseTransfers := func() error {
+		for d := range held {
+			if err := ls.Delete(ctx, leases.Lease{ID: transferLeaseID(d)}); err != nil && !errdefs.IsNotFound(err) {
+				return fmt.Errorf("image %s: release transfer lease of %s: %w", name, d, err)
+			}
+		}
+		return nil
+	}
+	ctx, end, err := c.withLoadLease(ctx)
+	if err != nil {
+		return fmt.Errorf("image %s: %w", name, err)
+	}
+	defer func() {
+		if err != nil {
+			_ = releaseTransfers()
+		}
+		end(err != nil)
+	}()
+	leaseID, _ := leases.FromContext(ctx)
 
 	// Hold every blob named by the manifest for the duration of the commit.
-	held := map[digest.Digest]bool{}
 	for _, b := range append([]Blob{m.Target}, m.Blobs...) {
 		desc, err := b.descriptor()
 		if err != nil {
@@ -327,67 +753,88 @@ func (c *Containerd) CommitImage(ctx context.Context, m ImageManifest) error {
 			return fmt.Errorf("image %s: lease blob %s: %w", name, desc.Digest, err)
 		}
 	}
-
-	// Walk the image as it is stored here, labelling each parent with its
-	// children (containerd.io/gc.ref.content.*) as client.Import does.
-	needed, err := walkImage(ctx, images.SetChildrenLabels(cs, c.imageHandler()), target)
+	unpacked, err := c.prepare(ctx, name, target, c.ImageLimits())
 	if err != nil {
-		return fmt.Errorf("image %s: %w", name, err)
+		return err
 	}
-	for _, d := range needed {
-		info, err := cs.Info(ctx, d.Digest)
-		if errdefs.IsNotFound(err) {
-			return fmt.Errorf("image %s: blob %s (%s) is not held: %w", name, d.Digest, d.MediaType, err)
-		}
-		if err != nil {
-			return fmt.Errorf("image %s: blob %s: %w", name, d.Digest, err)
-		}
-		if info.Size != d.Size {
-			return fmt.Errorf("image %s: blob %s holds %d bytes, want %d", name, d.Digest, info.Size, d.Size)
-		}
+	if _, err := c.record(ctx, name, target, unpacked, m.Loaded); err != nil {
+		return err
 	}
-
-	is := c.client.ImageService()
-	rec := images.Image{Name: name, Target: target}
-	img, err := is.Update(ctx, rec, "target")
-	if errdefs.IsNotFound(err) {
-		img, err = is.Create(ctx, rec)
-	}
-	if err != nil {
-		return fmt.Errorf("image %s: record: %w", name, err)
-	}
-	if err := containerd.NewImage(c.client, img).Unpack(ctx, c.snapshotter); err != nil {
-		return fmt.Errorf("unpack %s: %w", name, err)
-	}
-
 	// The record keeps the blobs now; the transfer leases can go.
-	for d := range held {
-		if err := ls.Delete(ctx, leases.Lease{ID: transferLeaseID(d)}); err != nil && !errdefs.IsNotFound(err) {
-			return fmt.Errorf("image %s: release transfer lease of %s: %w", name, d, err)
-		}
-	}
-	return nil
+	return releaseTransfers()
 }
 
 // Pull fetches ref from its registry with containerd's resolver (plain HTTP
-// for localhost and 127.0.0.1 registries), unpacks it and returns the image.
-func (c *Containerd) Pull(ctx context.Context, ref string) (Image, error) {
+// for localhost and 127.0.0.1 registries), within the limits (the blobs'
+// sizes are checked before each is fetched), unpacks it and records it with
+// the load version loaded. A failed pull leaves nothing behind.
+func (c *Containerd) Pull(ctx context.Context, ref, loaded string) (_ Image, err error) {
 	ctx = c.ctx(ctx)
 	name, err := NormalizeImage(ref)
 	if err != nil {
 		return Image{}, err
 	}
-	resolver := docker.NewResolver(docker.ResolverOptions{
-		Hosts: docker.ConfigureDefaultRegistries(docker.WithPlainHTTP(docker.MatchLocalhost)),
-	})
-	img, err := c.client.Pull(ctx, name,
-		containerd.WithResolver(resolver),
-		containerd.WithPullUnpack,
-		containerd.WithPullSnapshotter(c.snapshotter),
-	)
+	if len(loaded) > maxLoadedLen {
+		return Image{}, fmt.Errorf("pull %s: load version of %d bytes, more than %d", name, len(loaded), maxLoadedLen)
+	}
+	lim := c.ImageLimits()
+	ctx, end, err := c.withLoadLease(ctx)
 	if err != nil {
 		return Image{}, fmt.Errorf("pull %s: %w", name, err)
 	}
-	size, _ := img.Size(ctx)
-	return Image{Name: img.Name(), Digest: img.Target().Digest.String(), Size: size}, nil
+	defer func() { end(err != nil) }()
+	resolver := docker.NewResolver(docker.ResolverOptions{
+		Hosts: docker.ConfigureDefaultRegistries(docker.WithPlainHTTP(docker.MatchLocalhost)),
+	})
+	rname, target, err := resolver.Resolve(ctx, name)
+	if err != nil {
+		return Image{}, fmt.Errorf("pull %s: %w", name, err)
+	}
+	fetcher, err := resolver.Fetcher(ctx, rname)
+	if err != nil {
+		return Image{}, fmt.Errorf("pull %s: %w", name, err)
+	}
+	var mu sync.Mutex
+	var total int64
+	layers := 0
+	budget := images.HandlerFunc(func(_ context.Context, d ocispec.Descriptor) ([]ocispec.Descriptor, error) {
+		mu.Lock()
+		defer mu.Unlock()
+		if d.Size < 0 {
+			return nil, fmt.Errorf("pull %s: blob %s of negative size", name, d.Digest)
+		}
+		if total += d.Size; total > lim.MaxBytes {
+			return nil, &LimitError{Image: "image " + name, What: "compressed size", Limit: lim.MaxBytes}
+		}
+		if images.IsLayerType(d.MediaType) {
+			if layers++; layers > lim.MaxLayers {
+				return nil, &LimitError{Image: "image " + name, What: "number of layers", Limit: int64(lim.MaxLayers)}
+			}
+		}
+		return nil, nil
+	})
+	cs := c.client.ContentStore()
+	if err := images.Dispatch(ctx, images.Handlers(budget, remotes.FetchHandler(cs, fetcher), c.imageHandler()), nil, target); err != nil {
+		return Image{}, fmt.Errorf("pull %s: %w", name, err)
+	}
+	unpacked, err := c.prepare(ctx, name, target, lim)
+	if err != nil {
+		return Image{}, fmt.Errorf("pull %s: %w", name, err)
+	}
+	return c.record(ctx, name, target, unpacked, loaded)
+}
+
+// LocalImage returns the image ref as held here; an error wrapping
+// errdefs.ErrNotFound if it is not.
+func (c *Containerd) LocalImage(ctx context.Context, ref string) (Image, error) {
+	ctx = c.ctx(ctx)
+	name, err := NormalizeImage(ref)
+	if err != nil {
+		return Image{}, err
+	}
+	rec, err := c.client.ImageService().Get(ctx, name)
+	if err != nil {
+		return Image{}, fmt.Errorf("image %s: %w", name, err)
+	}
+	return c.imageOf(ctx, rec), nil
 }

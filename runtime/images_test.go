@@ -17,12 +17,16 @@ import (
 	"time"
 
 	"github.com/chorus-sh/chorus/api"
+	testimages "github.com/chorus-sh/chorus/tests/images"
 	containerd "github.com/containerd/containerd/v2/client"
 	"github.com/containerd/containerd/v2/core/content"
 	"github.com/containerd/containerd/v2/core/images"
 	"github.com/containerd/containerd/v2/core/leases"
 	"github.com/containerd/containerd/v2/core/remotes/docker"
+	"github.com/containerd/containerd/v2/core/snapshots"
+	"github.com/containerd/errdefs"
 	"github.com/containerd/platforms"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/opencontainers/go-digest"
 	specs "github.com/opencontainers/image-spec/specs-go"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
@@ -355,6 +359,43 @@ func TestImageTransfer(t *testing.T) {
 	if ok, err := b.ctd.HasImage(ctx, "docker.io/example/web:idx"); !ok || err != nil {
 		t.Fatalf("B HasImage idx: %v %v", ok, err)
 	}
+
+	// An image beyond B's limit: its commit is refused, and its blobs are
+	// released and collected.
+	bomb, err := testimages.ZeroBomb(8 << 20)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := loadFile(ctx, a.ctd, dockerArchive(t, bomb, "example/bomb:1"), "s1"); err != nil {
+		t.Fatal(err)
+	}
+	mb, err := a.ctd.ExportManifest(ctx, "example/bomb:1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if mb.Loaded != "s1" {
+		t.Fatalf("exported load version %q, want s1", mb.Loaded)
+	}
+	for _, bl := range mb.Blobs {
+		if err := b.ctd.WriteBlob(ctx, bl, &blobReader{ctx: ctx, src: a.ctd, blob: bl, chunk: 1 << 20}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	b.ctd.SetImageLimits(ImageLimits{MaxBytes: 4 << 20})
+	if err := b.ctd.CommitImage(ctx, mb); !errors.Is(err, ErrImageTooLarge) {
+		t.Fatalf("commit beyond the limit: %v", err)
+	}
+	if ok, _ := b.ctd.HasImage(ctx, "docker.io/example/bomb:1"); ok {
+		t.Fatal("B holds the image refused")
+	}
+	for _, bl := range mb.Blobs {
+		if ok, _ := b.ctd.HasBlob(ctx, bl.Digest); ok && bl.Digest != m.Target.Digest {
+			t.Errorf("B keeps blob %s (%s) of the image refused", bl.Digest, bl.MediaType)
+		}
+	}
+	if n := xfer(); n != 0 {
+		t.Fatalf("%d transfer leases left after the refused commit", n)
+	}
 }
 
 type errReader struct{ err error }
@@ -418,17 +459,206 @@ func TestPull(t *testing.T) {
 	}
 
 	b := newRigNet(t, "pullb", "10.87.2.0/24")
-	got, err := b.ctd.Pull(ctx, ref)
+	got, err := b.ctd.Pull(ctx, ref, "v1")
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got.Name != ref || got.Digest != img.Target().Digest.String() || got.Size == 0 {
+	if got.Name != ref || got.Digest != img.Target().Digest.String() || got.Size == 0 || got.Unpacked < got.Size || got.Loaded != "v1" {
 		t.Fatalf("pulled %+v, want %s at %s", got, ref, img.Target().Digest)
 	}
 	if ok, err := b.ctd.HasImage(ctx, ref); !ok || err != nil {
 		t.Fatalf("HasImage after pull: %v %v", ok, err)
 	}
-	if _, err := b.ctd.Pull(ctx, reg+"/example/missing:1"); err == nil {
+	if _, err := b.ctd.Pull(ctx, reg+"/example/missing:1", ""); err == nil {
 		t.Fatal("pull of a missing image: no error")
 	}
+
+	// A pull beyond the limit is refused before the layer is fetched and
+	// leaves nothing behind.
+	if err := b.ctd.RemoveImage(ctx, ref); err != nil {
+		t.Fatal(err)
+	}
+	b.ctd.SetImageLimits(ImageLimits{MaxBytes: got.Size - 1})
+	_, err = b.ctd.Pull(ctx, ref, "v2")
+	if !errors.Is(err, ErrImageTooLarge) || !strings.Contains(err.Error(), fmt.Sprintf("compressed size exceeds the limit of %d bytes", got.Size-1)) {
+		t.Fatalf("pull beyond the limit: %v", err)
+	}
+	b.requireClean(t)
+}
+
+// requireClean fails unless r's containerd holds no image, no lease, no
+// snapshot and no content: what a failed load must leave.
+func (r *rig) requireClean(t *testing.T) {
+	t.Helper()
+	ctx := r.ctd.ctx(context.Background())
+	imgs, err := r.ctd.Images(ctx)
+	if err != nil || len(imgs) != 0 {
+		t.Errorf("images left: %+v %v", imgs, err)
+	}
+	ls, err := r.ctd.client.LeasesService().List(ctx)
+	if err != nil || len(ls) != 0 {
+		t.Errorf("leases left: %+v %v", ls, err)
+	}
+	var snaps []string
+	err = r.ctd.client.SnapshotService(r.ctd.snapshotter).Walk(ctx, func(_ context.Context, i snapshots.Info) error {
+		snaps = append(snaps, i.Name)
+		return nil
+	})
+	if err != nil || len(snaps) != 0 {
+		t.Errorf("snapshots left: %v %v", snaps, err)
+	}
+	var blobs []string
+	err = r.ctd.client.ContentStore().Walk(ctx, func(i content.Info) error {
+		blobs = append(blobs, i.Digest.String())
+		return nil
+	})
+	if err != nil || len(blobs) != 0 {
+		t.Errorf("content left: %v %v", blobs, err)
+	}
+}
+
+// dockerArchive writes img as a docker archive tagged tag and returns its path.
+func dockerArchive(t *testing.T, img v1.Image, tag string) string {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "img.tar")
+	f, err := os.Create(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if err := testimages.WriteDocker(f, img, tag); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+func loadFile(ctx context.Context, c *Containerd, path, loaded string) ([]Image, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	return c.LoadImages(ctx, f, loaded)
+}
+
+func TestImageLimits(t *testing.T) {
+	ctx := context.Background()
+	const limit = 32 << 20
+	bomb, err := testimages.ZeroBomb(2 * limit)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bombTar := dockerArchive(t, bomb, "example/bomb:1")
+	fi, _ := os.Stat(bombTar)
+	t.Logf("bomb archive: %d bytes for %d bytes of zeros", fi.Size(), 2*limit)
+	if fi.Size() > limit/100 {
+		t.Fatalf("the bomb archive is %d bytes: not a bomb", fi.Size())
+	}
+
+	r := newRig(t, "limits")
+	r.ctd.SetImageLimits(ImageLimits{MaxBytes: limit})
+	if got := r.ctd.ImageLimits(); got != (ImageLimits{MaxBytes: limit, MaxLayers: DefaultMaxImageLayers, MaxFiles: DefaultMaxImageFiles}) {
+		t.Fatalf("limits %+v", got)
+	}
+
+	// The bomb is refused, and nothing of it is left.
+	start := time.Now()
+	_, err = loadFile(ctx, r.ctd, bombTar, "")
+	want := fmt.Sprintf("image docker.io/example/bomb:1: unpacked size exceeds the limit of %d bytes", limit)
+	if !errors.Is(err, ErrImageTooLarge) || err.Error() != want {
+		t.Fatalf("bomb: err %v, want %q", err, want)
+	}
+	t.Logf("bomb refused in %v", time.Since(start))
+	r.requireClean(t)
+
+	// An archive larger than the limit is refused while it streams.
+	paths, err := testimages.BuildAll(ctx, filepath.Join(os.TempDir(), "chorus-test-images"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	web, _ := os.Stat(paths["web"])
+	r.ctd.SetImageLimits(ImageLimits{MaxBytes: web.Size() / 2})
+	_, err = loadFile(ctx, r.ctd, paths["web"], "")
+	if want := fmt.Sprintf("image archive: archive size exceeds the limit of %d bytes", web.Size()/2); !errors.Is(err, ErrImageTooLarge) || err.Error() != want {
+		t.Fatalf("archive over the limit: err %v, want %q", err, want)
+	}
+	r.requireClean(t)
+
+	// Too many files (web holds app and tmp/).
+	r.ctd.SetImageLimits(ImageLimits{MaxFiles: 1})
+	if _, err = loadFile(ctx, r.ctd, paths["web"], ""); !errors.Is(err, ErrImageTooLarge) || !strings.Contains(err.Error(), "files exceeds the limit of 1") {
+		t.Fatalf("files over the limit: %v", err)
+	}
+	r.requireClean(t)
+
+	// Bad names: nothing is loaded.
+	for _, c := range []struct{ image, ref, want string }{
+		{"docker.io/Example/Web:1", "1", "repository name (Example/Web) must be lowercase"},
+		{"docker.io/example/web:bad tag", "", "invalid reference format"},
+		{"", "1", `named only by the tag "1"`},
+	} {
+		path := filepath.Join(t.TempDir(), "named.tar")
+		f, err := os.Create(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := testimages.WriteOCINamed(f, bomb, c.image, c.ref, t.TempDir()); err != nil {
+			t.Fatal(err)
+		}
+		f.Close()
+		if _, err := loadFile(ctx, r.ctd, path, ""); err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("name %q/%q: err %v, want %q", c.image, c.ref, err, c.want)
+		}
+		r.requireClean(t)
+	}
+
+	// Within the limits: loaded, with its unpacked size and load version.
+	r.ctd.SetImageLimits(ImageLimits{MaxBytes: 4 * limit})
+	imgs, err := loadFile(ctx, r.ctd, bombTar, "v1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(imgs) != 1 || imgs[0].Name != "docker.io/example/bomb:1" || imgs[0].Unpacked < 2*limit || imgs[0].Unpacked > 2*limit+4096 || imgs[0].Loaded != "v1" {
+		t.Fatalf("loaded %+v, want the bomb, unpacked about %d bytes", imgs, 2*limit)
+	}
+	if ok, err := r.ctd.HasImage(ctx, "docker.io/example/bomb:1"); !ok || err != nil {
+		t.Fatalf("HasImage: %v %v", ok, err)
+	}
+	r.loadImage(t, "web")
+	listed, err := r.ctd.Images(ctx)
+	if err != nil || len(listed) != 2 {
+		t.Fatalf("images %+v %v", listed, err)
+	}
+	for _, im := range listed {
+		if im.Unpacked <= im.Size/2 {
+			t.Errorf("%s: unpacked %d for %d bytes of content", im.Name, im.Unpacked, im.Size)
+		}
+	}
+
+	// Reloading a tag with new content moves it; the old content goes.
+	crash, err := testimages.Build(ctx, "crash", t.TempDir(), []string{"example/bomb:1"}, testimages.FormatDocker)
+	if err != nil {
+		t.Fatal(err)
+	}
+	re, err := loadFile(ctx, r.ctd, crash, "v2")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(re) != 1 || re[0].Digest == imgs[0].Digest || re[0].Loaded != "v2" || re[0].Unpacked > limit {
+		t.Fatalf("reloaded %+v, was %+v", re, imgs[0])
+	}
+
+	// Removal: the records go, and with them every blob and snapshot.
+	for _, name := range []string{"example/bomb:1", "docker.io/example/web:1"} {
+		if err := r.ctd.RemoveImage(ctx, name); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := r.ctd.RemoveImage(ctx, "example/web:1"); !errdefs.IsNotFound(err) {
+		t.Fatalf("second removal: %v", err)
+	}
+	if err := r.ctd.RemoveImage(ctx, "Bad:Name"); err == nil || !strings.Contains(err.Error(), "invalid reference format") {
+		t.Fatalf("removal of a bad name: %v", err)
+	}
+	r.requireClean(t)
 }

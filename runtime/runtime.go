@@ -16,7 +16,13 @@ import (
 type Image struct {
 	Name   string `json:"name"`
 	Digest string `json:"digest"`
-	Size   int64  `json:"size"`
+	Size   int64  `json:"size"` // bytes of content (compressed layers, config, manifests)
+	// Unpacked is the size of the image's layers once unpacked (0: not
+	// measured, an image stored before chorus measured it).
+	Unpacked int64 `json:"unpacked,omitempty"`
+	// Loaded is the version of the load that brought this content under
+	// this name (opaque to the runtime; see ImageManifest.Loaded).
+	Loaded string `json:"loaded,omitempty"`
 }
 
 // PodNetwork is a pod's network namespace and address.

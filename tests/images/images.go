@@ -318,17 +318,26 @@ func NormalizedName(tag gname.Tag) string {
 // writeOCI writes img as an OCI layout in dir, with one index entry per
 // tag, and tars that layout into w.
 func writeOCI(w io.Writer, img v1.Image, refs []gname.Tag, dir string) error {
+	anns := make([]map[string]string, len(refs))
+	for i, r := range refs {
+		anns[i] = map[string]string{
+			AnnotationRefName:   r.TagStr(),
+			AnnotationImageName: NormalizedName(r),
+		}
+	}
+	return writeOCILayout(w, img, anns, dir)
+}
+
+// writeOCILayout writes img as an OCI layout in dir, with one index entry
+// per annotation set, and tars that layout into w.
+func writeOCILayout(w io.Writer, img v1.Image, anns []map[string]string, dir string) error {
 	lp, err := layout.Write(dir, empty.Index)
 	if err != nil {
 		return err
 	}
 	platform := v1.Platform{OS: "linux", Architecture: runtime.GOARCH}
-	for _, r := range refs {
-		err := lp.AppendImage(img, layout.WithPlatform(platform), layout.WithAnnotations(map[string]string{
-			AnnotationRefName:   r.TagStr(),
-			AnnotationImageName: NormalizedName(r),
-		}))
-		if err != nil {
+	for _, a := range anns {
+		if err := lp.AppendImage(img, layout.WithPlatform(platform), layout.WithAnnotations(a)); err != nil {
 			return err
 		}
 	}
