@@ -59,6 +59,12 @@ type Config struct {
 	// cluster share it: a peer passes a client's logs and exec requests on,
 	// with their token, to the peer that runs the pod.
 	APIToken string `json:"-"`
+	// MaxImageSize bounds what one image load may take: the archive or the
+	// compressed blobs, and the unpacked size of each image (0: 4 GiB).
+	MaxImageSize int64
+	// ImageGCAfter is how long an image no pod on this peer uses is kept
+	// when another peer holds it too (0: never removed automatically).
+	ImageGCAfter time.Duration
 	// FaultCorruptBlobs makes the peer serve corrupted image blobs, to test
 	// that other peers detect them (hidden flag, tests only).
 	FaultCorruptBlobs bool
@@ -240,9 +246,10 @@ func Run(ctx context.Context, cfg Config) error {
 		return err
 	}
 	defer ctd.Close()
+	ctd.SetImageLimits(runtime.ImageLimits{MaxBytes: cfg.MaxImageSize})
 	a.rt = ctd
 	a.ctd = ctd
-	a.pods = runtime.NewPodManager(ctd, runtime.Options{
+	a.pods = runtime.NewPodManager(podRuntime{ctd, a}, runtime.Options{
 		Node: cfg.Name, HostIP: cfg.Bind, StateDir: filepath.Join(cfg.DataDir, "pods"), Log: log,
 		ResolvConf: a.resolvConf,
 		EnsureImage: func(ctx context.Context, ref string) error {

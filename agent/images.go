@@ -1,21 +1,27 @@
 package agent
 
 import (
+	"bufio"
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"maps"
+	"net/http"
 	"os"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/chorus-sh/chorus/runtime"
+	"github.com/containerd/errdefs"
 )
 
 // Images move between peers over the data plane's request/response
@@ -26,6 +32,25 @@ import (
 // spread over every holder at once, verifies each blob's digest, and only
 // then writes it to its containerd; a corrupt or truncated blob is fetched
 // again from another holder and never imported.
+//
+// A tag can be loaded again with new content. Every load is stamped with
+// the loading peer's hybrid logical clock (its version, kept on the image
+// record and carried by every copy), and the newest version of a name held
+// by an alive peer is the name's current content. A peer whose copy is
+// older fetches the current one: in the background as soon as it learns
+// of it, and in any case before it starts a container from the name. Pods
+// already running keep the content they started with (as in Kubernetes:
+// `rollout restart` starts them again).
+//
+// Removal and garbage collection: `image rm` removes an image from this
+// peer (refused while a pod here uses it, unless forced). Every minute,
+// when --image-gc-after is set (24h by default), an image that no pod on
+// this peer has used for that long (counted from the agent's start, the
+// image's load or fetch, or the last pod using it) and that another alive
+// peer holds with the same content is removed, so automatic collection
+// never removes the cluster's last copy. `image prune` applies the same
+// rule at once, without the wait; `image prune --all` removes every image
+// no pod here uses.
 const (
 	kindNodeImages = "NodeImages"
 
@@ -36,6 +61,7 @@ const (
 	chunkParallel  = 4       // chunk requests in flight per image
 	fetchRetries   = 3       // attempts per blob, each from another holder when there is one
 	inventoryEvery = 5 * time.Second
+	gcEvery        = time.Minute
 )
 
 // errMalformed is a request no peer should send.
@@ -45,22 +71,82 @@ func nodeImagesKey(node string) string { return kindNodeImages + "//" + node }
 
 // imageEntry is what a peer publishes about an image it holds.
 type imageEntry struct {
-	Name   string `json:"name"`
-	Digest string `json:"digest"`
-	Size   int64  `json:"size"`
+	Name     string `json:"name"`
+	Digest   string `json:"digest"`
+	Size     int64  `json:"size"`
+	Unpacked int64  `json:"unpacked,omitempty"`
+	Loaded   string `json:"loaded,omitempty"` // the load's version (loadVersion)
+}
+
+func entryOf(img runtime.Image) imageEntry {
+	return imageEntry{Name: img.Name, Digest: img.Digest, Size: img.Size, Unpacked: img.Unpacked, Loaded: img.Loaded}
+}
+
+// loadVersion is a load's version: a stamp of this peer's hybrid logical
+// clock, "wall.logical@node", so that a load made after another was seen
+// orders after it whatever the peers' wall clocks say.
+func (a *Agent) loadVersion() string { return a.store.clock.Now().String() }
+
+// version is a parsed load version; the zero version (no or a malformed
+// label: an image loaded before versions were kept) orders first.
+type version struct {
+	wall    int64
+	logical uint64
+	node    string
+}
+
+func parseVersion(s string) version {
+	num, node, ok := strings.Cut(s, "@")
+	if !ok {
+		return version{}
+	}
+	w, l, ok := strings.Cut(num, ".")
+	if !ok {
+		return version{}
+	}
+	wall, err1 := strconv.ParseInt(w, 10, 64)
+	logical, err2 := strconv.ParseUint(l, 10, 32)
+	if err1 != nil || err2 != nil || wall < 0 {
+		return version{}
+	}
+	return version{wall: wall, logical: logical, node: node}
+}
+
+func (v version) compare(o version) int {
+	if c := cmp.Compare(v.wall, o.wall); c != 0 {
+		return c
+	}
+	if c := cmp.Compare(v.logical, o.logical); c != 0 {
+		return c
+	}
+	return strings.Compare(v.node, o.node)
+}
+
+// newer reports whether a is newer content than b for the same name: a
+// later load version, or for equal versions the larger digest (any fixed
+// rule does: every peer picks the same).
+func newer(a, b imageEntry) bool {
+	if c := parseVersion(a.Loaded).compare(parseVersion(b.Loaded)); c != 0 {
+		return c > 0
+	}
+	return a.Digest > b.Digest
 }
 
 // imageStore is what image sharing needs from the runtime; the containerd
 // driver provides it.
 type imageStore interface {
 	Images(ctx context.Context) ([]runtime.Image, error)
+	LocalImage(ctx context.Context, ref string) (runtime.Image, error)
 	HasImage(ctx context.Context, ref string) (bool, error)
+	LoadImages(ctx context.Context, r io.Reader, loaded string) ([]runtime.Image, error)
+	RemoveImage(ctx context.Context, ref string) error
+	ImageLimits() runtime.ImageLimits
 	ExportManifest(ctx context.Context, ref string) (runtime.ImageManifest, error)
 	ReadBlob(ctx context.Context, digest string, offset, length int64) ([]byte, error)
 	HasBlob(ctx context.Context, digest string) (bool, error)
 	WriteBlob(ctx context.Context, b runtime.Blob, r io.Reader) error
 	CommitImage(ctx context.Context, m runtime.ImageManifest) error
-	Pull(ctx context.Context, ref string) (runtime.Image, error)
+	Pull(ctx context.Context, ref, loaded string) (runtime.Image, error)
 }
 
 // imageSharing fetches images from other peers and serves this peer's.
@@ -70,7 +156,9 @@ type imageSharing struct {
 	corrupt bool // fault injection: serve corrupted blobs (tests)
 
 	mu       sync.Mutex
-	inflight map[string]*fetch // by image name
+	inflight map[string]*fetch    // by image name
+	lastUsed map[string]time.Time // by image name: the last time a pod here used it (or it came)
+	lastGC   time.Time
 
 	kick chan struct{} // publish the inventory now
 
@@ -83,7 +171,7 @@ type fetch struct {
 }
 
 func newImageSharing(a *Agent, st imageStore, corrupt bool) *imageSharing {
-	return &imageSharing{a: a, store: st, corrupt: corrupt, inflight: map[string]*fetch{}, kick: make(chan struct{}, 1)}
+	return &imageSharing{a: a, store: st, corrupt: corrupt, inflight: map[string]*fetch{}, lastUsed: map[string]time.Time{}, kick: make(chan struct{}, 1)}
 }
 
 func (s *imageSharing) published() {
@@ -98,8 +186,18 @@ func (s *imageSharing) inventoryLoop(ctx context.Context) {
 	t := time.NewTicker(inventoryEvery)
 	defer t.Stop()
 	for {
-		if err := s.publishInventory(ctx); err != nil && ctx.Err() == nil {
+		imgs, err := s.publishInventory(ctx)
+		if err != nil && ctx.Err() == nil {
 			s.a.log.Warn("publish image inventory", "err", err)
+		}
+		if err == nil {
+			s.refreshStale(ctx, imgs)
+			if now := time.Now(); s.a.cfg.ImageGCAfter > 0 && now.Sub(s.lastGC) >= gcEvery {
+				s.lastGC = now
+				if _, err := s.collect(ctx, imgs, now, s.a.cfg.ImageGCAfter); err != nil && ctx.Err() == nil {
+					s.a.log.Warn("image garbage collection", "err", err)
+				}
+			}
 		}
 		select {
 		case <-ctx.Done():
@@ -110,10 +208,11 @@ func (s *imageSharing) inventoryLoop(ctx context.Context) {
 	}
 }
 
-func (s *imageSharing) publishInventory(ctx context.Context) error {
+// publishInventory publishes the images this peer holds and returns them.
+func (s *imageSharing) publishInventory(ctx context.Context) ([]runtime.Image, error) {
 	imgs, err := s.store.Images(ctx)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	key := nodeImagesKey(s.a.cfg.Name)
 	stored := s.a.store.rawFields(key)
@@ -125,7 +224,7 @@ func (s *imageSharing) publishInventory(ctx context.Context) error {
 		}
 		f := "spec." + img.Name
 		held[f] = true
-		b, _ := json.Marshal(imageEntry{Name: img.Name, Digest: img.Digest, Size: img.Size})
+		b, _ := json.Marshal(entryOf(img))
 		if !bytes.Equal(stored[f], b) {
 			changes[f] = b
 		}
@@ -136,32 +235,101 @@ func (s *imageSharing) publishInventory(ctx context.Context) error {
 		}
 	}
 	if len(changes) == 0 {
-		return nil
+		return imgs, nil
 	}
 	if len(stored) == 0 {
 		changes["apiVersion"] = json.RawMessage(`"chorus.io/v1"`)
 		changes["kind"] = json.RawMessage(`"` + kindNodeImages + `"`)
 	}
-	return s.a.store.writeFields(key, changes)
+	return imgs, s.a.store.writeFields(key, changes)
 }
 
-// holders returns the alive peers (not this one) that publish ref.
-func (s *imageSharing) holders(ref string) []string {
-	var out []string
+// publishedEntries returns the entries for ref that alive peers publish,
+// by peer (this one included, as last published).
+func (s *imageSharing) publishedEntries(ref string) map[string]imageEntry {
+	out := map[string]imageEntry{}
 	for _, m := range s.a.aliveMembers() {
-		if m == s.a.cfg.Name {
+		raw, ok := s.a.store.rawFields(nodeImagesKey(m))["spec."+ref]
+		if !ok {
 			continue
 		}
-		if _, ok := s.a.store.rawFields(nodeImagesKey(m))["spec."+ref]; ok {
-			out = append(out, m)
+		var e imageEntry
+		if json.Unmarshal(raw, &e) != nil || e.Name != ref || e.Digest == "" {
+			continue
 		}
+		out[m] = e
 	}
-	sort.Strings(out)
 	return out
 }
 
-// inventory returns, for every image known in the cluster, its entry and
-// how many alive peers hold it.
+// newest returns the current content of ref: the newest entry that an
+// alive peer publishes, or local (this peer's copy as it is now, when it
+// holds one) if it is newer still; and the other peers that publish that
+// content.
+func (s *imageSharing) newest(ref string, local *imageEntry) (cur imageEntry, holders []string, ok bool) {
+	entries := s.publishedEntries(ref)
+	if local != nil {
+		entries[s.a.cfg.Name] = *local
+	} else {
+		delete(entries, s.a.cfg.Name)
+	}
+	for _, e := range entries {
+		if !ok || newer(e, cur) {
+			cur, ok = e, true
+		}
+	}
+	for m, e := range entries {
+		if m != s.a.cfg.Name && e.Digest == cur.Digest {
+			holders = append(holders, m)
+		}
+	}
+	sort.Strings(holders)
+	return cur, holders, ok
+}
+
+// holders returns the alive peers (not this one) that hold ref at its
+// newest content.
+func (s *imageSharing) holders(ref string) []string {
+	_, h, _ := s.newest(ref, nil)
+	return h
+}
+
+// stale reports whether this peer holds ref at older content than another
+// alive peer does.
+func (s *imageSharing) stale(ctx context.Context, ref string) bool {
+	img, err := s.store.LocalImage(ctx, ref)
+	if err != nil {
+		return false
+	}
+	local := entryOf(img)
+	cur, _, _ := s.newest(ref, &local)
+	return cur.Digest != local.Digest
+}
+
+// refreshStale fetches, in the background, the current content of every
+// image this peer holds at older content than another peer.
+func (s *imageSharing) refreshStale(ctx context.Context, imgs []runtime.Image) {
+	for _, img := range imgs {
+		if strings.HasPrefix(img.Name, "sha256:") {
+			continue
+		}
+		local := entryOf(img)
+		cur, holders, _ := s.newest(img.Name, &local)
+		if cur.Digest == local.Digest || len(holders) == 0 {
+			continue
+		}
+		s.mu.Lock()
+		_, busy := s.inflight[img.Name]
+		s.mu.Unlock()
+		if !busy {
+			s.a.log.Info("image has newer content on other peers; fetching it", "image", img.Name, "have", local.Digest, "current", cur.Digest)
+			s.start(ctx, img.Name)
+		}
+	}
+}
+
+// inventory returns, for every image known in the cluster, its current
+// entry (the newest content) and how many alive peers hold that content.
 func (s *imageSharing) inventory() map[string]struct {
 	imageEntry
 	Peers int
@@ -179,37 +347,30 @@ func (s *imageSharing) inventory() map[string]struct {
 			if json.Unmarshal(raw, &e) != nil || e.Name == "" {
 				continue
 			}
-			cur := out[e.Name]
-			cur.imageEntry = e
-			cur.Peers++
+			cur, ok := out[e.Name]
+			switch {
+			case !ok || newer(e, cur.imageEntry):
+				cur.imageEntry, cur.Peers = e, 1
+			case e.Digest == cur.Digest:
+				cur.Peers++
+			}
 			out[e.Name] = cur
 		}
 	}
 	return out
 }
 
-// ensure makes ref available on this peer: from other peers, or from its
-// registry. Concurrent calls for the same image share one fetch.
+// ensure makes ref available on this peer at its current content: from
+// other peers, or from its registry. Concurrent calls for the same image
+// share one fetch.
 func (s *imageSharing) ensure(ctx context.Context, ref string) error {
-	if ok, err := s.store.HasImage(ctx, ref); err == nil && ok {
-		return nil
+	if !s.stale(ctx, ref) {
+		if ok, err := s.store.HasImage(ctx, ref); err == nil && ok {
+			s.used(ref)
+			return nil
+		}
 	}
-	s.mu.Lock()
-	f, ok := s.inflight[ref]
-	if !ok {
-		f = &fetch{done: make(chan struct{})}
-		s.inflight[ref] = f
-		go func() {
-			fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Minute)
-			f.err = s.fetch(fctx, ref)
-			cancel()
-			s.mu.Lock()
-			delete(s.inflight, ref)
-			s.mu.Unlock()
-			close(f.done)
-		}()
-	}
-	s.mu.Unlock()
+	f := s.start(ctx, ref)
 	select {
 	case <-f.done:
 		return f.err
@@ -218,13 +379,52 @@ func (s *imageSharing) ensure(ctx context.Context, ref string) error {
 	}
 }
 
+// start starts fetching ref, or joins the fetch under way.
+func (s *imageSharing) start(ctx context.Context, ref string) *fetch {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	f, ok := s.inflight[ref]
+	if !ok {
+		f = &fetch{done: make(chan struct{})}
+		s.inflight[ref] = f
+		go func() {
+			fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Minute)
+			f.err = s.fetch(fctx, ref)
+			cancel()
+			if f.err == nil {
+				s.used(ref)
+			}
+			s.mu.Lock()
+			delete(s.inflight, ref)
+			s.mu.Unlock()
+			close(f.done)
+		}()
+	}
+	return f
+}
+
+// used records that ref was used (or came) now.
+func (s *imageSharing) used(ref string) {
+	s.mu.Lock()
+	s.lastUsed[ref] = time.Now()
+	s.mu.Unlock()
+}
+
 func (s *imageSharing) fetch(ctx context.Context, ref string) error {
-	holders := s.holders(ref)
+	var local *imageEntry
+	if img, err := s.store.LocalImage(ctx, ref); err == nil {
+		e := entryOf(img)
+		local = &e
+	}
+	cur, holders, _ := s.newest(ref, local)
+	if local != nil && cur.Digest == local.Digest {
+		return nil // fetched meanwhile, or the newest content is here
+	}
 	if len(holders) == 0 {
 		if !strings.HasPrefix(ref, "docker.io/") {
 			s.a.log.Info("pulling image from its registry", "image", ref)
-			if _, err := s.store.Pull(ctx, ref); err != nil {
-				return fmt.Errorf("image %s is on no peer, and pulling it failed: %w", ref, err)
+			if _, err := s.store.Pull(ctx, ref, s.a.loadVersion()); err != nil {
+				return fmt.Errorf("image %s is on no peer, and pulling it failed: %w", ref, withLimitFlag(err))
 			}
 			s.published()
 			return nil
@@ -235,12 +435,24 @@ func (s *imageSharing) fetch(ctx context.Context, ref string) error {
 	var m runtime.ImageManifest
 	var err error
 	for _, h := range holders {
-		if m, err = s.manifestFrom(ctx, h, ref); err == nil {
+		if m, err = s.manifestFrom(ctx, h, ref); err == nil && m.Target.Digest != cur.Digest {
+			err = fmt.Errorf("%s now holds %s, not %s", h, m.Target.Digest, cur.Digest)
+		}
+		if err == nil {
 			break
 		}
 	}
 	if err != nil {
 		return fmt.Errorf("image %s: no holder gave its manifest: %w", ref, err)
+	}
+	// What cannot fit is refused before anything is fetched.
+	lim := s.store.ImageLimits()
+	var compressed int64
+	for _, b := range m.Blobs {
+		compressed += max(b.Size, 0)
+	}
+	if compressed > lim.MaxBytes {
+		return withLimitFlag(&runtime.LimitError{Image: "image " + ref, What: "compressed size", Limit: lim.MaxBytes})
 	}
 	var total int64
 	for i, b := range m.Blobs {
@@ -269,7 +481,7 @@ func (s *imageSharing) fetch(ctx context.Context, ref string) error {
 		total += b.Size
 	}
 	if err := s.store.CommitImage(ctx, m); err != nil {
-		return fmt.Errorf("import %s: %w", ref, err)
+		return fmt.Errorf("import %s: %w", ref, withLimitFlag(err))
 	}
 	s.a.log.Info("image fetched from peers", "image", ref, "peers", len(holders), "bytes", total, "took", time.Since(start).Round(time.Millisecond))
 	s.published()
@@ -393,4 +605,283 @@ func (s *imageSharing) serve(ctx context.Context, req []byte) ([]byte, error) {
 		return data, nil
 	}
 	return nil, fmt.Errorf("unknown image request %q", req[0])
+}
+
+// withLimitFlag names the agent flag that sets a byte limit in an error
+// about an image over it.
+func withLimitFlag(err error) error {
+	var le *runtime.LimitError
+	if errors.As(err, &le) && strings.HasSuffix(le.What, "size") {
+		return fmt.Errorf("%w (--max-image-size)", err)
+	}
+	return err
+}
+
+// podRuntime is the runtime the pod manager drives: the containerd driver,
+// except that an image this peer holds at older content than another peer
+// does not count as held, so the pod manager asks for it (EnsureImage)
+// before it starts a container from it.
+type podRuntime struct {
+	*runtime.Containerd
+	a *Agent
+}
+
+// HasImage implements runtime.Runtime.
+func (p podRuntime) HasImage(ctx context.Context, ref string) (bool, error) {
+	if s := p.a.images; s != nil && s.stale(ctx, ref) {
+		return false, nil
+	}
+	return p.Containerd.HasImage(ctx, ref)
+}
+
+// podImages returns the images (normalized) that the pods on this peer use,
+// each with one of the pods.
+func (a *Agent) podImages() map[string]string {
+	out := map[string]string{}
+	if a.pods == nil {
+		return out
+	}
+	for _, p := range a.pods.Pods() {
+		for _, c := range p.Spec.Containers {
+			name, err := runtime.NormalizeImage(c.Image)
+			if err != nil {
+				name = c.Image
+			}
+			out[name] = p.Metadata.Namespace + "/" + p.Metadata.Name
+		}
+	}
+	return out
+}
+
+// gcCandidates returns the images to remove, by name: those no pod uses
+// (inUse), unused since before now-after (lastUsed; an image with no entry
+// counts as used now), that another alive peer holds with the same content
+// (heldElsewhere). With after <= 0 the age is not checked (prune); with
+// all, neither is heldElsewhere (prune --all). Pure.
+func gcCandidates(imgs []runtime.Image, inUse map[string]string, lastUsed map[string]time.Time, heldElsewhere func(runtime.Image) bool, now time.Time, after time.Duration, all bool) []string {
+	var out []string
+	for _, img := range imgs {
+		if strings.HasPrefix(img.Name, "sha256:") {
+			continue
+		}
+		if _, ok := inUse[img.Name]; ok {
+			continue
+		}
+		if after > 0 {
+			t, ok := lastUsed[img.Name]
+			if !ok || now.Sub(t) < after {
+				continue
+			}
+		}
+		if !all && !heldElsewhere(img) {
+			continue
+		}
+		out = append(out, img.Name)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// heldElsewhere reports whether another alive peer publishes img with the
+// same content.
+func (s *imageSharing) heldElsewhere(img runtime.Image) bool {
+	for m, e := range s.publishedEntries(img.Name) {
+		if m != s.a.cfg.Name && e.Digest == img.Digest {
+			return true
+		}
+	}
+	return false
+}
+
+// collect removes the images gcCandidates names (after > 0: automatic
+// collection, after <= 0: prune) and returns them.
+func (s *imageSharing) collect(ctx context.Context, imgs []runtime.Image, now time.Time, after time.Duration) ([]runtime.Image, error) {
+	return s.remove(ctx, imgs, now, after, false)
+}
+
+func (s *imageSharing) remove(ctx context.Context, imgs []runtime.Image, now time.Time, after time.Duration, all bool) ([]runtime.Image, error) {
+	inUse := s.a.podImages()
+	s.mu.Lock()
+	for name := range inUse {
+		s.lastUsed[name] = now
+	}
+	for _, img := range imgs {
+		if _, ok := s.lastUsed[img.Name]; !ok {
+			s.lastUsed[img.Name] = now // first seen: the agent's start
+		}
+	}
+	lastUsed := maps.Clone(s.lastUsed)
+	s.mu.Unlock()
+	byName := map[string]runtime.Image{}
+	for _, img := range imgs {
+		byName[img.Name] = img
+	}
+	var removed []runtime.Image
+	for _, name := range gcCandidates(imgs, inUse, lastUsed, s.heldElsewhere, now, after, all) {
+		s.mu.Lock()
+		_, busy := s.inflight[name]
+		s.mu.Unlock()
+		if busy {
+			continue
+		}
+		if err := s.store.RemoveImage(ctx, name); err != nil {
+			return removed, err
+		}
+		s.mu.Lock()
+		delete(s.lastUsed, name)
+		s.mu.Unlock()
+		img := byName[name]
+		removed = append(removed, img)
+		s.a.log.Info("image removed", "image", name, "digest", img.Digest, "unpacked", img.Unpacked,
+			"why", map[bool]string{true: "unused for " + after.String(), false: "pruned"}[after > 0])
+	}
+	if len(removed) > 0 {
+		s.published()
+	}
+	return removed, nil
+}
+
+// The image API: load, list, remove, prune. Errors are Status objects.
+
+func (a *Agent) serveImageLoad(w http.ResponseWriter, r *http.Request) {
+	if a.images == nil {
+		writeStatus(w, http.StatusServiceUnavailable, "ServiceUnavailable", "the peer has not joined its cluster yet")
+		return
+	}
+	pr := &progressReader{r: bufio.NewReaderSize(r.Body, 1<<20)}
+	start := time.Now()
+	imgs, err := a.images.store.LoadImages(r.Context(), pr, a.loadVersion())
+	if errors.Is(err, runtime.ErrImageTooLarge) {
+		a.log.Warn("image load refused", "err", err, "bytes", pr.n)
+		writeStatus(w, http.StatusRequestEntityTooLarge, "RequestEntityTooLarge", withLimitFlag(err).Error())
+		return
+	}
+	if err != nil {
+		writeStatus(w, http.StatusBadRequest, "BadRequest", fmt.Sprintf("image load: %v (want an OCI or docker archive, as 'docker save' writes)", err))
+		return
+	}
+	for _, img := range imgs {
+		a.images.used(img.Name)
+		a.log.Info("image loaded", "image", img.Name, "digest", img.Digest, "bytes", pr.n, "unpacked", img.Unpacked, "took", time.Since(start).Round(time.Millisecond))
+	}
+	a.images.published()
+	writeJSON(w, http.StatusOK, map[string]any{"images": imgs})
+}
+
+type imageListItem struct {
+	Name     string `json:"name"`
+	Digest   string `json:"digest"`
+	Size     int64  `json:"size"`
+	Unpacked int64  `json:"unpacked"`
+	Peers    int    `json:"peers"`
+}
+
+// serveImageList lists the images of the cluster at their current content:
+// those this peer holds and those only others hold, with how many alive
+// peers hold that content.
+func (a *Agent) serveImageList(w http.ResponseWriter, r *http.Request) {
+	if a.images == nil {
+		writeStatus(w, http.StatusServiceUnavailable, "ServiceUnavailable", "the peer has not joined its cluster yet")
+		return
+	}
+	imgs, err := a.images.store.Images(r.Context())
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	inv := a.images.inventory()
+	items := []imageListItem{}
+	seen := map[string]bool{}
+	for _, i := range imgs {
+		if strings.HasPrefix(i.Name, "sha256:") {
+			continue
+		}
+		seen[i.Name] = true
+		e, ok := inv[i.Name]
+		local := entryOf(i)
+		switch {
+		case !ok || newer(local, e.imageEntry):
+			// Here only, or loaded here and not yet published.
+			e.imageEntry, e.Peers = local, 1
+		case e.Digest == local.Digest && !a.published(i):
+			e.Peers++
+		}
+		items = append(items, imageListItem{Name: e.Name, Digest: e.Digest, Size: e.Size, Unpacked: e.Unpacked, Peers: e.Peers})
+	}
+	for name, e := range inv {
+		if !seen[name] {
+			items = append(items, imageListItem{Name: name, Digest: e.Digest, Size: e.Size, Unpacked: e.Unpacked, Peers: e.Peers})
+		}
+	}
+	sort.Slice(items, func(i, j int) bool { return items[i].Name < items[j].Name })
+	writeJSON(w, http.StatusOK, map[string]any{"items": items})
+}
+
+// published reports whether this peer's inventory already lists img as it is.
+func (a *Agent) published(img runtime.Image) bool {
+	raw, ok := a.store.rawFields(nodeImagesKey(a.cfg.Name))["spec."+img.Name]
+	var e imageEntry
+	return ok && json.Unmarshal(raw, &e) == nil && e.Digest == img.Digest
+}
+
+// imageRemoval is the answer to a removal or a prune.
+type imageRemoval struct {
+	Node    string          `json:"node"`
+	Removed []runtime.Image `json:"removed"`
+}
+
+// serveImageRemove removes one image from this peer: DELETE
+// /api/v1/images/{name...}, ?force=true to remove it while pods here use it.
+func (a *Agent) serveImageRemove(w http.ResponseWriter, r *http.Request) {
+	if a.images == nil {
+		writeStatus(w, http.StatusServiceUnavailable, "ServiceUnavailable", "the peer has not joined its cluster yet")
+		return
+	}
+	raw := r.PathValue("name")
+	name, err := runtime.NormalizeImage(raw)
+	if err != nil {
+		writeStatus(w, http.StatusBadRequest, "BadRequest", err.Error())
+		return
+	}
+	force := r.URL.Query().Get("force") == "true"
+	if pod, ok := a.podImages()[name]; ok && !force {
+		writeStatus(w, http.StatusConflict, "Conflict", fmt.Sprintf("image %s is used by pod %s on peer %s: remove the pod first, or use --force (the pod runs on, and fetches the image again when it next starts a container)", name, pod, a.cfg.Name))
+		return
+	}
+	img, err := a.images.store.LocalImage(r.Context(), name)
+	if err == nil {
+		err = a.images.store.RemoveImage(r.Context(), name)
+	}
+	if errdefs.IsNotFound(err) {
+		writeStatus(w, http.StatusNotFound, "NotFound", fmt.Sprintf("image %s is not on peer %s", name, a.cfg.Name))
+		return
+	}
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	a.log.Info("image removed", "image", name, "digest", img.Digest, "forced", force)
+	a.images.published()
+	writeJSON(w, http.StatusOK, imageRemoval{Node: a.cfg.Name, Removed: []runtime.Image{img}})
+}
+
+// serveImagePrune removes the images no pod on this peer uses that another
+// alive peer holds with the same content: DELETE /api/v1/images; with
+// ?all=true every image no pod here uses.
+func (a *Agent) serveImagePrune(w http.ResponseWriter, r *http.Request) {
+	if a.images == nil {
+		writeStatus(w, http.StatusServiceUnavailable, "ServiceUnavailable", "the peer has not joined its cluster yet")
+		return
+	}
+	imgs, err := a.images.store.Images(r.Context())
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	removed, err := a.images.remove(r.Context(), imgs, time.Now(), 0, r.URL.Query().Get("all") == "true")
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, imageRemoval{Node: a.cfg.Name, Removed: append([]runtime.Image{}, removed...)})
 }

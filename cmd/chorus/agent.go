@@ -11,6 +11,7 @@ import (
 	"os/signal"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/chorus-sh/chorus/agent"
 	"github.com/chorus-sh/chorus/api"
@@ -71,6 +72,12 @@ environment variable CHORUS_<FLAG>, e.g. CHORUS_DATA_DIR=/srv/chorus.`,
 				return err
 			}
 			cfg.Labels = labels
+			if cfg.MaxImageSize, err = api.ParseMemory(v.GetString("max-image-size")); err != nil || cfg.MaxImageSize < 1<<20 {
+				return fmt.Errorf("--max-image-size %q: want a size of at least 1Mi, like 4Gi", v.GetString("max-image-size"))
+			}
+			if cfg.ImageGCAfter = v.GetDuration("image-gc-after"); cfg.ImageGCAfter < 0 {
+				return fmt.Errorf("--image-gc-after %v: want a duration, 0 to keep unused images", cfg.ImageGCAfter)
+			}
 			if cfg.APIToken, err = apiToken(v.GetString("api-token"), v.GetString("api-token-file")); err != nil {
 				return err
 			}
@@ -101,6 +108,8 @@ environment variable CHORUS_<FLAG>, e.g. CHORUS_DATA_DIR=/srv/chorus.`,
 	f.Int("p2p-port", 7947, "data plane port (TCP) on --bind")
 	f.Int("hop-port", 7948, "port on --bind where other peers' service proxies reach this peer's pods")
 	f.String("log-level", "info", "debug, info, warn or error")
+	f.String("max-image-size", "4Gi", "largest image a load, fetch or pull may bring: the archive or compressed blobs, and the unpacked size of each image")
+	f.Duration("image-gc-after", 24*time.Hour, "remove an image no pod on this peer used for this long when another peer holds it too (0: never)")
 	f.Bool("fault-corrupt-blobs", false, "serve corrupted image blobs to other peers (fault injection for tests)")
 	_ = f.MarkHidden("fault-corrupt-blobs")
 	_ = v.BindPFlags(f)

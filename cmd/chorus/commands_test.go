@@ -475,14 +475,14 @@ func TestLogs(t *testing.T) {
 func TestImageLoadAndList(t *testing.T) {
 	f := newFakeAgent(t)
 	f.reply("POST /api/v1/images", http.StatusOK, map[string]any{"images": []imageInfo{
-		{Name: "docker.io/example/web:1", Digest: "sha256:abcdef0123456789abcdef0123456789", Size: 5_100_000}}})
+		{Name: "docker.io/example/web:1", Digest: "sha256:abcdef0123456789abcdef0123456789", Size: 5_100_000, Unpacked: 12_000_000}}})
 	f.reply("GET /api/v1/images", http.StatusOK, map[string]any{"items": []imageInfo{
-		{Name: "docker.io/example/web:1", Digest: "sha256:abcdef0123456789abcdef0123456789", Size: 5_100_000, Peers: 3},
+		{Name: "docker.io/example/web:1", Digest: "sha256:abcdef0123456789abcdef0123456789", Size: 5_100_000, Unpacked: 12_000_000, Peers: 3},
 		{Name: "docker.io/library/busybox:1.36", Digest: "sha256:0123456789abcdef0123", Size: 4_261_000, Peers: 1}}})
 	archive := filepath.Join(t.TempDir(), "web.tar")
 	writeFile(t, archive, strings.Repeat("x", 4096))
 	r := f.run("image", "load", archive)
-	if r.code != 0 || r.stdout != "image docker.io/example/web:1 loaded (sha256:abcdef012345, 5.1MB)\n" ||
+	if r.code != 0 || r.stdout != "image docker.io/example/web:1 loaded (sha256:abcdef012345, 5.1MB, 12MB unpacked)\n" ||
 		!strings.HasPrefix(r.stderr, archive+": sent 4.096kB in ") {
 		t.Fatalf("%+v", r)
 	}
@@ -496,9 +496,9 @@ func TestImageLoadAndList(t *testing.T) {
 	}
 	r = f.run("image", "ls")
 	want := "" +
-		"NAME                             DIGEST                SIZE      PEERS\n" +
-		"docker.io/example/web:1          sha256:abcdef012345   5.1MB     3\n" +
-		"docker.io/library/busybox:1.36   sha256:0123456789ab   4.261MB   1\n"
+		"NAME                             DIGEST                SIZE      UNPACKED   PEERS\n" +
+		"docker.io/example/web:1          sha256:abcdef012345   5.1MB     12MB       3\n" +
+		"docker.io/library/busybox:1.36   sha256:0123456789ab   4.261MB   -          1\n"
 	if r.stdout != want {
 		t.Fatalf("got:\n%s\nwant:\n%s", r.stdout, want)
 	}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"os"
 	"sort"
 	"strconv"
@@ -18,19 +19,28 @@ import (
 
 // imageInfo is one image of the agent's store.
 type imageInfo struct {
-	Name   string `json:"name"`
-	Digest string `json:"digest"`
-	Size   int64  `json:"size"`
-	Peers  int    `json:"peers,omitempty"`
+	Name     string `json:"name"`
+	Digest   string `json:"digest"`
+	Size     int64  `json:"size"`
+	Unpacked int64  `json:"unpacked,omitempty"`
+	Peers    int    `json:"peers,omitempty"`
+}
+
+// unpackedSize shows an unpacked size, "-" when it was not measured.
+func unpackedSize(n int64) string {
+	if n <= 0 {
+		return "-"
+	}
+	return humanSize(n)
 }
 
 func newImageCmd(root *rootOptions) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:     "image",
 		Aliases: []string{"images"},
-		Short:   "Load images into the cluster and list them",
+		Short:   "Load images into the cluster, list and remove them",
 	}
-	cmd.AddCommand(newImageLoadCmd(root), newImageListCmd(root))
+	cmd.AddCommand(newImageLoadCmd(root), newImageListCmd(root), newImageRemoveCmd(root), newImagePruneCmd(root))
 	return cmd
 }
 
@@ -116,7 +126,7 @@ func loadOne(ctx context.Context, c *client, o *rootOptions, file string) error 
 		fmt.Fprintf(o.errOut, "Warning: %s held no image\n", label)
 	}
 	for _, im := range out.Images {
-		fmt.Fprintf(o.out, "image %s loaded (%s, %s)\n", im.Name, shortDigest(im.Digest), humanSize(im.Size))
+		fmt.Fprintf(o.out, "image %s loaded (%s, %s, %s unpacked)\n", im.Name, shortDigest(im.Digest), humanSize(im.Size), unpackedSize(im.Unpacked))
 	}
 	return nil
 }
@@ -233,11 +243,113 @@ func newImageListCmd(root *rootOptions) *cobra.Command {
 				if !noTrunc {
 					digest = shortDigest(digest)
 				}
-				rows = append(rows, []string{im.Name, digest, humanSize(im.Size), strconv.Itoa(im.Peers)})
+				rows = append(rows, []string{im.Name, digest, humanSize(im.Size), unpackedSize(im.Unpacked), strconv.Itoa(im.Peers)})
 			}
-			return writeTable(root.out, []string{"NAME", "DIGEST", "SIZE", "PEERS"}, rows, nil)
+			return writeTable(root.out, []string{"NAME", "DIGEST", "SIZE", "UNPACKED", "PEERS"}, rows, nil)
 		},
 	}
 	cmd.Flags().BoolVar(&noTrunc, "no-trunc", false, "show whole digests")
+	return cmd
+}
+
+// imageRemoval is the agent's answer to a removal or a prune.
+type imageRemoval struct {
+	Node    string      `json:"node"`
+	Removed []imageInfo `json:"removed"`
+}
+
+func newImageRemoveCmd(root *rootOptions) *cobra.Command {
+	var force bool
+	cmd := &cobra.Command{
+		Use:     "rm NAME...",
+		Aliases: []string{"remove", "delete"},
+		Short:   "Remove images from the peer the CLI talks to",
+		Long: `Remove images from the peer the CLI talks to (--server); other peers keep
+their copies. An image a pod on that peer uses is not removed unless
+--force is given: the pod runs on, and fetches the image again from another
+peer when it next starts a container.`,
+		Example: "  chorus image rm example/web:1\n  chorus --server 127.0.0.12:7070 image rm example/web:1 example/web:2",
+		Args: func(cmd *cobra.Command, args []string) error {
+			if len(args) == 0 {
+				return errors.New("expected one or more image names, e.g. example/web:1")
+			}
+			return nil
+		},
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := root.client()
+			if err != nil {
+				return err
+			}
+			var q url.Values
+			if force {
+				q = url.Values{"force": {"true"}}
+			}
+			failed := false
+			for _, name := range args {
+				var out imageRemoval
+				err := c.call(cmd.Context(), request{method: http.MethodDelete, path: apiPath("images", name), query: q}, &out)
+				var se *statusError
+				if errors.As(err, &se) {
+					printError(root.errOut, err)
+					failed = true
+					continue
+				}
+				if err != nil {
+					return err
+				}
+				for _, im := range out.Removed {
+					fmt.Fprintf(root.out, "image %s removed from peer %s\n", im.Name, out.Node)
+				}
+			}
+			if failed {
+				return &exitError{code: 1}
+			}
+			return nil
+		},
+	}
+	cmd.Flags().BoolVar(&force, "force", false, "remove the image even while pods on the peer use it")
+	return cmd
+}
+
+func newImagePruneCmd(root *rootOptions) *cobra.Command {
+	var all bool
+	cmd := &cobra.Command{
+		Use:   "prune",
+		Short: "Remove the images no pod uses from the peer the CLI talks to",
+		Long: `Remove from the peer the CLI talks to (--server) every image that no pod
+on it uses and that another alive peer holds with the same content, so the
+cluster keeps a copy. With --all, remove every image no pod on the peer
+uses, even the cluster's last copy.
+
+Peers also do this by themselves for images unused for --image-gc-after
+(24h by default; see chorus agent --help).`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := root.client()
+			if err != nil {
+				return err
+			}
+			var q url.Values
+			if all {
+				q = url.Values{"all": {"true"}}
+			}
+			var out imageRemoval
+			if err := c.call(cmd.Context(), request{method: http.MethodDelete, path: apiPath("images"), query: q}, &out); err != nil {
+				return err
+			}
+			if len(out.Removed) == 0 {
+				fmt.Fprintf(root.out, "no image to remove on peer %s\n", out.Node)
+				return nil
+			}
+			var total int64
+			for _, im := range out.Removed {
+				fmt.Fprintf(root.out, "image %s removed from peer %s (%s unpacked)\n", im.Name, out.Node, unpackedSize(im.Unpacked))
+				total += im.Unpacked
+			}
+			fmt.Fprintf(root.out, "%d images, %s unpacked\n", len(out.Removed), humanSize(total))
+			return nil
+		},
+	}
+	cmd.Flags().BoolVar(&all, "all", false, "also remove images no other peer holds")
 	return cmd
 }
