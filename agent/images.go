@@ -43,14 +43,16 @@ import (
 // `rollout restart` starts them again).
 //
 // Removal and garbage collection: `image rm` removes an image from this
-// peer (refused while a pod here uses it, unless forced). Every minute,
-// when --image-gc-after is set (24h by default), an image that no pod on
-// this peer has used for that long (counted from the agent's start, the
-// image's load or fetch, or the last pod using it) and that another alive
-// peer holds with the same content is removed, so automatic collection
-// never removes the cluster's last copy. `image prune` applies the same
-// rule at once, without the wait; `image prune --all` removes every image
-// no pod here uses.
+// peer (refused while a pod here uses it, unless forced). Every minute
+// (or every --image-gc-after if shorter), when --image-gc-after is set
+// (24h by default), an image that no pod on this peer has used for that
+// long (counted from the agent's start, the image's load or fetch, or the
+// last pod using it) is removed if an alive peer whose name sorts before
+// this one holds the same content: of the peers holding it, the first by
+// name always keeps it, so peers collecting at the same time never remove
+// the cluster's last copy. `image prune` removes at once every image no
+// pod here uses that any other alive peer holds with the same content;
+// `image prune --all` every image no pod here uses.
 const (
 	kindNodeImages = "NodeImages"
 
@@ -192,7 +194,7 @@ func (s *imageSharing) inventoryLoop(ctx context.Context) {
 		}
 		if err == nil {
 			s.refreshStale(ctx, imgs)
-			if now := time.Now(); s.a.cfg.ImageGCAfter > 0 && now.Sub(s.lastGC) >= gcEvery {
+			if now := time.Now(); s.a.cfg.ImageGCAfter > 0 && now.Sub(s.lastGC) >= min(gcEvery, s.a.cfg.ImageGCAfter) {
 				s.lastGC = now
 				if _, err := s.collect(ctx, imgs, now, s.a.cfg.ImageGCAfter); err != nil && ctx.Err() == nil {
 					s.a.log.Warn("image garbage collection", "err", err)
@@ -655,10 +657,10 @@ func (a *Agent) podImages() map[string]string {
 
 // gcCandidates returns the images to remove, by name: those no pod uses
 // (inUse), unused since before now-after (lastUsed; an image with no entry
-// counts as used now), that another alive peer holds with the same content
-// (heldElsewhere). With after <= 0 the age is not checked (prune); with
-// all, neither is heldElsewhere (prune --all). Pure.
-func gcCandidates(imgs []runtime.Image, inUse map[string]string, lastUsed map[string]time.Time, heldElsewhere func(runtime.Image) bool, now time.Time, after time.Duration, all bool) []string {
+// counts as used now), that another peer keeps (keptElsewhere). With after
+// <= 0 the age is not checked (prune); with all, neither is keptElsewhere
+// (prune --all). Pure.
+func gcCandidates(imgs []runtime.Image, inUse map[string]string, lastUsed map[string]time.Time, keptElsewhere func(runtime.Image) bool, now time.Time, after time.Duration, all bool) []string {
 	var out []string
 	for _, img := range imgs {
 		if strings.HasPrefix(img.Name, "sha256:") {
@@ -673,7 +675,7 @@ func gcCandidates(imgs []runtime.Image, inUse map[string]string, lastUsed map[st
 				continue
 			}
 		}
-		if !all && !heldElsewhere(img) {
+		if !all && !keptElsewhere(img) {
 			continue
 		}
 		out = append(out, img.Name)
@@ -687,6 +689,18 @@ func gcCandidates(imgs []runtime.Image, inUse map[string]string, lastUsed map[st
 func (s *imageSharing) heldElsewhere(img runtime.Image) bool {
 	for m, e := range s.publishedEntries(img.Name) {
 		if m != s.a.cfg.Name && e.Digest == img.Digest {
+			return true
+		}
+	}
+	return false
+}
+
+// heldBefore reports whether an alive peer whose name sorts before this
+// one publishes img with the same content (the rule of automatic
+// collection: the first holder by name keeps its copy).
+func (s *imageSharing) heldBefore(img runtime.Image) bool {
+	for m, e := range s.publishedEntries(img.Name) {
+		if m < s.a.cfg.Name && e.Digest == img.Digest {
 			return true
 		}
 	}
@@ -716,8 +730,12 @@ func (s *imageSharing) remove(ctx context.Context, imgs []runtime.Image, now tim
 	for _, img := range imgs {
 		byName[img.Name] = img
 	}
+	kept := s.heldElsewhere
+	if after > 0 {
+		kept = s.heldBefore
+	}
 	var removed []runtime.Image
-	for _, name := range gcCandidates(imgs, inUse, lastUsed, s.heldElsewhere, now, after, all) {
+	for _, name := range gcCandidates(imgs, inUse, lastUsed, kept, now, after, all) {
 		s.mu.Lock()
 		_, busy := s.inflight[name]
 		s.mu.Unlock()

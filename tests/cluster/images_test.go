@@ -60,7 +60,7 @@ func TestImageLoadedOnceRunsEverywhere(t *testing.T) {
 	}
 	harness.Eventually(t, 20*time.Second, "three peers hold the image", func() (bool, string) {
 		out, _ := peers[1].CLI("image", "ls")
-		return regexp.MustCompile(`docker.io/example/web:1\s+\S+\s+\S+\s+3\b`).MatchString(out), out
+		return regexp.MustCompile(`docker.io/example/web:1\s+\S+\s+\S+\s+\S+\s+3\b`).MatchString(out), out
 	})
 }
 
@@ -123,4 +123,207 @@ func grepLines(s string, words ...string) string {
 		}
 	}
 	return strings.Join(out, "\n")
+}
+
+// clusterImages returns the images p lists, by name.
+func clusterImages(p *harness.Peer) map[string]imageRow {
+	var out struct {
+		Items []imageRow `json:"items"`
+	}
+	if err := p.GetJSON("/api/v1/images", &out); err != nil {
+		return nil
+	}
+	m := map[string]imageRow{}
+	for _, i := range out.Items {
+		m[i.Name] = i
+	}
+	return m
+}
+
+type imageRow struct {
+	Name     string `json:"name"`
+	Digest   string `json:"digest"`
+	Unpacked int64  `json:"unpacked"`
+	Peers    int    `json:"peers"`
+}
+
+// dirSize returns the bytes of the files under dir.
+func dirSize(t *testing.T, dir string) int64 {
+	t.Helper()
+	var n int64
+	err := filepath.WalkDir(dir, func(_ string, d os.DirEntry, err error) error {
+		if err != nil {
+			return nil // files come and go under a running containerd
+		}
+		if d.Type().IsRegular() {
+			if fi, err := d.Info(); err == nil {
+				n += fi.Size()
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+// Image limits, removal, collection and reloading through real peers: a
+// decompression bomb is refused by the peer it is loaded on and by a peer
+// that would fetch it from another, leaving nothing behind; a tag loaded
+// again with new content reaches the peer holding the old; `image rm` is
+// refused while a pod uses the image; an unused copy is collected while
+// the first holder keeps the cluster's last one.
+func TestImageLimitsRemovalAndReload(t *testing.T) {
+	ctx := context.Background()
+	imgs, err := images.BuildAll(ctx, filepath.Join(os.TempDir(), "chorus-test-images"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	const limit = 64 << 20
+	bomb, err := images.ZeroBomb(2 * limit)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bombTar := filepath.Join(t.TempDir(), "bomb.tar")
+	f, err := os.Create(bombTar)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := images.WriteDocker(f, bomb, "example/bomb:1"); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	webOCI, err := images.Build(ctx, "web", t.TempDir(), []string{"example/web:1"}, images.FormatOCI)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	k1 := harness.NewPeer(t, bin, "k1", "127.0.0.161", "--image-gc-after=3s")
+	k2 := harness.NewPeer(t, bin, "k2", "127.0.0.162", "--join", "127.0.0.161", "--image-gc-after=3s", "--max-image-size=64Mi")
+	k1.Start()
+	k2.Start()
+	waitNodes(t, k1, map[string]string{"k1": "Alive", "k2": "Alive"})
+	waitNodes(t, k2, map[string]string{"k1": "Alive", "k2": "Alive"})
+
+	// The bomb, loaded on k2: refused with the limit named, nothing kept,
+	// and k2 serves on.
+	before := dirSize(t, filepath.Join(k2.DataDir, "containerd"))
+	start := time.Now()
+	out, err := k2.CLI("image", "load", bombTar)
+	want := fmt.Sprintf("Error from server (RequestEntityTooLarge): image docker.io/example/bomb:1: unpacked size exceeds the limit of %d bytes (--max-image-size)", limit)
+	if err == nil || !strings.Contains(err.Error(), want) {
+		t.Fatalf("bomb load: %q, %v; want %q", out, err, want)
+	}
+	t.Logf("bomb (%d bytes of zeros) refused in %v", 2*limit, time.Since(start).Round(time.Millisecond))
+	if grown := dirSize(t, filepath.Join(k2.DataDir, "containerd")) - before; grown > 4<<20 {
+		t.Errorf("k2's containerd grew by %d bytes with the refused bomb", grown)
+	}
+	if out, err := k2.CLI("image", "ls"); err != nil || out != "" {
+		t.Fatalf("image ls on k2 after the refused bomb: %q %v", out, err)
+	}
+
+	// example/web:1 on k1, run on both peers.
+	if _, err := k1.CLI("image", "load", imgs["web"]); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := k1.CLI("apply", "-f", manifest(t, webDeployment("web", 2))); err != nil {
+		t.Fatal(err)
+	}
+	harness.Eventually(t, 90*time.Second, "web Ready on k1 and k2", func() (bool, string) {
+		on := readyOnNodes(k1, "web")
+		return on["k1"] == 1 && on["k2"] == 1, fmt.Sprint(on)
+	})
+	old := clusterImages(k1)["docker.io/example/web:1"]
+	if old.Peers != 2 || old.Unpacked == 0 {
+		harness.Eventually(t, 20*time.Second, "web held by both peers", func() (bool, string) {
+			old = clusterImages(k1)["docker.io/example/web:1"]
+			return old.Peers == 2 && old.Unpacked > 0, fmt.Sprintf("%+v", old)
+		})
+	}
+	if out, _ := k1.CLI("image", "ls"); !regexp.MustCompile(`(?m)^NAME\s+DIGEST\s+SIZE\s+UNPACKED\s+PEERS$`).MatchString(out) {
+		t.Errorf("image ls header:\n%s", out)
+	}
+
+	// New content under the same tag, loaded on k1, reaches k2.
+	if _, err := k1.CLI("image", "load", webOCI); err != nil {
+		t.Fatal(err)
+	}
+	harness.Eventually(t, 60*time.Second, "k2 holds the new content of example/web:1", func() (bool, string) {
+		cur := clusterImages(k2)["docker.io/example/web:1"]
+		return cur.Digest != old.Digest && cur.Peers == 2, fmt.Sprintf("was %s, now %+v", old.Digest, cur)
+	})
+	if !strings.Contains(k2.Log(), "image has newer content on other peers") {
+		t.Errorf("k2 did not log the refresh:\n%s", grepLines(k2.Log(), "image"))
+	}
+
+	// Removal is refused while a pod uses the image; bad names are refused.
+	if out, err := k2.CLI("image", "rm", "example/web:1"); err == nil || !strings.Contains(err.Error(), "is used by pod default/web-") {
+		t.Fatalf("rm of an image in use: %q %v", out, err)
+	}
+	if out, err := k2.CLI("image", "rm", "Example/Web:1"); err == nil || !strings.Contains(err.Error(), "invalid reference format") {
+		t.Fatalf("rm of a bad name: %q %v", out, err)
+	}
+
+	// Unused, k2's copy is collected; k1, the first holder by name, keeps
+	// the cluster's last copy, and prune leaves it too.
+	if _, err := k1.CLI("delete", "deployment", "web"); err != nil {
+		t.Fatal(err)
+	}
+	harness.Eventually(t, 60*time.Second, "k2's unused copy collected", func() (bool, string) {
+		cur := clusterImages(k1)["docker.io/example/web:1"]
+		return cur.Peers == 1 && strings.Contains(k2.Log(), "image removed"), fmt.Sprintf("%+v", cur)
+	})
+	time.Sleep(8 * time.Second) // two more collection rounds on k1
+	if out, err := k1.CLI("image", "prune"); err != nil || out != "no image to remove on peer k1\n" {
+		t.Fatalf("prune of the last copy: %q %v", out, err)
+	}
+	if cur := clusterImages(k1)["docker.io/example/web:1"]; cur.Peers != 1 {
+		t.Fatalf("the last copy is gone: %+v", cur)
+	}
+
+	// The same limit holds for an image fetched from another peer: k1
+	// (default limit) holds the bomb; a replica placed on k2 cannot fetch it.
+	if _, err := k1.CLI("image", "load", bombTar); err != nil {
+		t.Fatal(err)
+	}
+	bombDeploy := strings.ReplaceAll(webDeployment("bomb", 2), "image: example/web:1", "image: example/bomb:1")
+	if _, err := k1.CLI("apply", "-f", manifest(t, bombDeploy)); err != nil {
+		t.Fatal(err)
+	}
+	harness.Eventually(t, 60*time.Second, "the bomb refused by k2", func() (bool, string) {
+		pods, _ := k1.Pods("default")
+		for _, p := range pods {
+			if p.Spec.NodeName != "k2" || !strings.HasPrefix(p.Metadata.Name, "bomb-") {
+				continue
+			}
+			for _, cs := range p.Status.ContainerStatuses {
+				if w := cs.State.Waiting; w != nil && strings.Contains(w.Message, fmt.Sprintf("unpacked size exceeds the limit of %d bytes (--max-image-size)", limit)) {
+					return true, ""
+				}
+			}
+			return false, fmt.Sprintf("%+v", p.Status)
+		}
+		return false, "no bomb pod on k2"
+	})
+	if cur := clusterImages(k2)["docker.io/example/bomb:1"]; cur.Peers != 1 {
+		t.Fatalf("the bomb is held by %d peers, want 1 (k1)", cur.Peers)
+	}
+	// k1 runs a bomb pod (it cannot start: no command): rm needs --force.
+	if _, err := k1.CLI("image", "rm", "example/bomb:1"); err == nil {
+		t.Fatal("rm of an image a pod uses: no error")
+	}
+	if out, err := k1.CLI("image", "rm", "--force", "example/bomb:1", "example/web:1"); err != nil ||
+		out != "image docker.io/example/bomb:1 removed from peer k1\nimage docker.io/example/web:1 removed from peer k1\n" {
+		t.Fatalf("rm --force: %q %v", out, err)
+	}
+	harness.Eventually(t, 20*time.Second, "no image left", func() (bool, string) {
+		out, err := k2.CLI("image", "ls")
+		return err == nil && out == "", out
+	})
+	for _, p := range []*harness.Peer{k1, k2} {
+		if out, err := p.CLI("get", "nodes"); err != nil {
+			t.Fatalf("%s after the bombs: %q %v", p.Name, out, err)
+		}
+	}
 }
