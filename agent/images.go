@@ -159,6 +159,8 @@ type imageSharing struct {
 
 	mu       sync.Mutex
 	inflight map[string]*fetch    // by image name
+	refusals map[string]refusal   // by digest, or "pull <name>": images over the limits
+	tried    map[string]time.Time // by name@digest: background refreshes started
 	lastUsed map[string]time.Time // by image name: the last time a pod here used it (or it came)
 	lastGC   time.Time
 
@@ -173,7 +175,7 @@ type fetch struct {
 }
 
 func newImageSharing(a *Agent, st imageStore, corrupt bool) *imageSharing {
-	return &imageSharing{a: a, store: st, corrupt: corrupt, inflight: map[string]*fetch{}, lastUsed: map[string]time.Time{}, kick: make(chan struct{}, 1)}
+	return &imageSharing{a: a, store: st, corrupt: corrupt, inflight: map[string]*fetch{}, lastUsed: map[string]time.Time{}, refusals: map[string]refusal{}, tried: map[string]time.Time{}, kick: make(chan struct{}, 1)}
 }
 
 func (s *imageSharing) published() {
@@ -320,10 +322,19 @@ func (s *imageSharing) refreshStale(ctx context.Context, imgs []runtime.Image) {
 		if cur.Digest == local.Digest || len(holders) == 0 {
 			continue
 		}
+		key := img.Name + "@" + cur.Digest
+		now := time.Now()
 		s.mu.Lock()
 		_, busy := s.inflight[img.Name]
+		recent := now.Sub(s.tried[key]) < refreshBackoff
+		if !busy && !recent {
+			if len(s.tried) >= maxRemembered {
+				clear(s.tried)
+			}
+			s.tried[key] = now
+		}
 		s.mu.Unlock()
-		if !busy {
+		if !busy && !recent && s.refused(cur.Digest) == nil {
 			s.a.log.Info("image has newer content on other peers; fetching it", "image", img.Name, "have", local.Digest, "current", cur.Digest)
 			s.start(ctx, img.Name)
 		}
@@ -405,6 +416,47 @@ func (s *imageSharing) start(ctx context.Context, ref string) *fetch {
 	return f
 }
 
+// refusal is a fetch refused for a limit: the same content is not fetched
+// again (the limits do not change while the agent runs) before retryRefused.
+type refusal struct {
+	err error
+	at  time.Time
+}
+
+const (
+	retryRefused   = 10 * time.Minute // a pull: the registry's tag may have moved
+	refreshBackoff = time.Minute      // between background refreshes of the same content
+	maxRemembered  = 1000
+)
+
+// refuse remembers err for key if it is about a limit.
+func (s *imageSharing) refuse(key string, err error) {
+	if !errors.Is(err, runtime.ErrImageTooLarge) {
+		return
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if len(s.refusals) >= maxRemembered {
+		clear(s.refusals)
+	}
+	s.refusals[key] = refusal{err: err, at: time.Now()}
+}
+
+// refused returns the error of an earlier refusal of key, if it still holds.
+func (s *imageSharing) refused(key string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	r, ok := s.refusals[key]
+	if !ok {
+		return nil
+	}
+	if strings.HasPrefix(key, "pull ") && time.Since(r.at) > retryRefused {
+		delete(s.refusals, key)
+		return nil
+	}
+	return r.err
+}
+
 // used records that ref was used (or came) now.
 func (s *imageSharing) used(ref string) {
 	s.mu.Lock()
@@ -424,14 +476,22 @@ func (s *imageSharing) fetch(ctx context.Context, ref string) error {
 	}
 	if len(holders) == 0 {
 		if !strings.HasPrefix(ref, "docker.io/") {
+			if err := s.refused("pull " + ref); err != nil {
+				return err
+			}
 			s.a.log.Info("pulling image from its registry", "image", ref)
 			if _, err := s.store.Pull(ctx, ref, s.a.loadVersion()); err != nil {
-				return fmt.Errorf("image %s is on no peer, and pulling it failed: %w", ref, withLimitFlag(err))
+				err = fmt.Errorf("image %s is on no peer, and pulling it failed: %w", ref, withLimitFlag(err))
+				s.refuse("pull "+ref, err)
+				return err
 			}
 			s.published()
 			return nil
 		}
 		return fmt.Errorf("image %q is on no peer of the cluster; load it with 'chorus image load'", ref)
+	}
+	if err := s.refused(cur.Digest); err != nil {
+		return err
 	}
 	start := time.Now()
 	var m runtime.ImageManifest
@@ -454,7 +514,9 @@ func (s *imageSharing) fetch(ctx context.Context, ref string) error {
 		compressed += max(b.Size, 0)
 	}
 	if compressed > lim.MaxBytes {
-		return withLimitFlag(&runtime.LimitError{Image: "image " + ref, What: "compressed size", Limit: lim.MaxBytes})
+		err := withLimitFlag(&runtime.LimitError{Image: "image " + ref, What: "compressed size", Limit: lim.MaxBytes})
+		s.refuse(cur.Digest, err)
+		return err
 	}
 	var total int64
 	for i, b := range m.Blobs {
@@ -483,7 +545,9 @@ func (s *imageSharing) fetch(ctx context.Context, ref string) error {
 		total += b.Size
 	}
 	if err := s.store.CommitImage(ctx, m); err != nil {
-		return fmt.Errorf("import %s: %w", ref, withLimitFlag(err))
+		err = fmt.Errorf("import %s: %w", ref, withLimitFlag(err))
+		s.refuse(cur.Digest, err)
+		return err
 	}
 	s.a.log.Info("image fetched from peers", "image", ref, "peers", len(holders), "bytes", total, "took", time.Since(start).Round(time.Millisecond))
 	s.published()

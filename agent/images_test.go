@@ -106,3 +106,21 @@ func TestWithLimitFlag(t *testing.T) {
 		t.Fatalf("%v", err)
 	}
 }
+
+func TestRefusalsRemembered(t *testing.T) {
+	s := newImageSharing(nil, nil, false)
+	limit := withLimitFlag(&runtime.LimitError{Image: "image x", What: "unpacked size", Limit: 1})
+	s.refuse("sha256:a", errors.New("connection reset")) // not a limit: fetched again
+	s.refuse("sha256:b", limit)
+	s.refuse("pull r/x:1", limit)
+	if s.refused("sha256:a") != nil || !errors.Is(s.refused("sha256:b"), runtime.ErrImageTooLarge) || s.refused("pull r/x:1") == nil {
+		t.Fatalf("refusals %v", s.refusals)
+	}
+	s.mu.Lock()
+	s.refusals["pull r/x:1"] = refusal{err: limit, at: time.Now().Add(-retryRefused - time.Second)}
+	s.refusals["sha256:b"] = refusal{err: limit, at: time.Now().Add(-retryRefused - time.Second)}
+	s.mu.Unlock()
+	if s.refused("pull r/x:1") != nil || s.refused("sha256:b") == nil {
+		t.Fatal("a pull is tried again after retryRefused; the same content never")
+	}
+}
