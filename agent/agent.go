@@ -63,7 +63,8 @@ type Config struct {
 	// compressed blobs, and the unpacked size of each image (0: 4 GiB).
 	MaxImageSize int64
 	// ImageGCAfter is how long an image no pod on this peer uses is kept
-	// when another peer holds it too (0: never removed automatically).
+	// when an alive peer whose name sorts before this one holds the same
+	// content (0: never removed automatically; see agent/images.go).
 	ImageGCAfter time.Duration
 	// FaultCorruptBlobs makes the peer serve corrupted image blobs, to test
 	// that other peers detect them (hidden flag, tests only).

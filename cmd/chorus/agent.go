@@ -109,7 +109,7 @@ environment variable CHORUS_<FLAG>, e.g. CHORUS_DATA_DIR=/srv/chorus.`,
 	f.Int("hop-port", 7948, "port on --bind where other peers' service proxies reach this peer's pods")
 	f.String("log-level", "info", "debug, info, warn or error")
 	f.String("max-image-size", "4Gi", "largest image a load, fetch or pull may bring: the archive or compressed blobs, and the unpacked size of each image")
-	f.Duration("image-gc-after", 24*time.Hour, "remove an image no pod on this peer used for this long when another peer holds it too (0: never)")
+	f.Duration("image-gc-after", 24*time.Hour, "remove an image no pod on this peer used for this long when an alive peer whose name sorts first holds it too (0: never)")
 	f.Bool("fault-corrupt-blobs", false, "serve corrupted image blobs to other peers (fault injection for tests)")
 	_ = f.MarkHidden("fault-corrupt-blobs")
 	_ = v.BindPFlags(f)
