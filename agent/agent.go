@@ -7,6 +7,7 @@ import (
 	"context"
 	"crypto/rand"
 	"crypto/sha256"
+	"crypto/tls"
 	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
@@ -59,6 +60,13 @@ type Config struct {
 	// cluster share it: a peer passes a client's logs and exec requests on,
 	// with their token, to the peer that runs the pod.
 	APIToken string `json:"-"`
+	// JoinToken is the join token of the cluster this peer joins (the
+	// first peer writes it to <data-dir>/token). Empty: the token stored
+	// in the data dir, or, with no --join, a new cluster.
+	JoinToken string `json:"-"`
+	// Insecure runs an open cluster: no cluster secret, plain HTTP, no
+	// derived gossip key or API token (explicit ones still apply).
+	Insecure bool
 	// FaultCorruptBlobs makes the peer serve corrupted image blobs, to test
 	// that other peers detect them (hidden flag, tests only).
 	FaultCorruptBlobs bool
@@ -172,6 +180,9 @@ type Agent struct {
 	images *imageSharing
 	svcNet *serviceNet
 	svcIPs atomic.Pointer[map[string]string] // service key -> this peer's address for it
+	trust  *peerTrust                        // nil: --insecure
+	// peerTransport carries this peer's calls to other peers' APIs.
+	peerTransport *http.Transport
 
 	kick       chan struct{}
 	statusKick chan struct{}      // a local pod's status changed
@@ -209,6 +220,10 @@ func Run(ctx context.Context, cfg Config) error {
 		return fmt.Errorf("write pid file: %w", err)
 	}
 	defer os.Remove(pidFile)
+	tr, err := setupTrust(&cfg, log, time.Now())
+	if err != nil {
+		return err
+	}
 	st, err := openStore(filepath.Join(cfg.DataDir, "state.crdt"), cfg.Name)
 	if err != nil {
 		return err
@@ -217,7 +232,9 @@ func Run(ctx context.Context, cfg Config) error {
 	if err != nil {
 		return fmt.Errorf("--pod-subnet: %w", err)
 	}
-	a := &Agent{cfg: cfg, log: log, store: st, events: newEvents(cfg.Name, 1000), start: time.Now(), kick: make(chan struct{}, 1), statusKick: make(chan struct{}, 1), leave: leave, svcNet: svcNet}
+	a := &Agent{cfg: cfg, log: log, store: st, events: newEvents(cfg.Name, 1000), start: time.Now(), kick: make(chan struct{}, 1), statusKick: make(chan struct{}, 1), leave: leave, svcNet: svcNet,
+		trust: tr, peerTransport: newPeerTransport(tr)}
+	defer a.peerTransport.CloseIdleConnections()
 
 	addr := cfg.ContainerdAddress
 	if addr == "" {
@@ -313,6 +330,9 @@ func Run(ctx context.Context, cfg Config) error {
 	}()
 	srv := &http.Server{Handler: a.routes(), ReadHeaderTimeout: 10 * time.Second,
 		BaseContext: func(net.Listener) context.Context { return ctx }}
+	if tc := tr.serverTLS(); tc != nil {
+		ln = tls.NewListener(ln, tc)
+	}
 	var wg sync.WaitGroup
 	wg.Add(2)
 	go func() {
@@ -325,9 +345,14 @@ func Run(ctx context.Context, cfg Config) error {
 		defer wg.Done()
 		a.reconcileLoop(ctx)
 	}()
-	log.Info("chorus agent ready", "api", ln.Addr().String(), "data", cfg.DataDir, "containerd", addr,
+	if err := a.writeKubeconfig(); err != nil {
+		log.Error("write the admin kubeconfig", "err", err)
+	}
+	log.Info("chorus agent ready", "api", a.apiURL(), "kubeconfig", filepath.Join(cfg.DataDir, KubeconfigFile), "data", cfg.DataDir, "containerd", addr,
 		"bridge", cfg.Bridge, "subnet", cfg.PodSubnet)
-	if cfg.APIToken != "" {
+	if tr != nil {
+		log.Info("the API is TLS with a certificate of the cluster CA and requires a token", "api", a.apiURL(), "cluster", tr.secret.ClusterID())
+	} else if cfg.APIToken != "" {
 		log.Info("the API requires a token", "api", ln.Addr().String(), "token", "required")
 	} else {
 		log.Info("the API requires no token", "api", ln.Addr().String(), "token", "none")
