@@ -84,6 +84,7 @@ type ClientConfig struct {
 	Insecure  bool   // insecure-skip-tls-verify
 	Token     string
 	Namespace string
+	Context   string // the current context's name
 }
 
 // maxKubeconfig bounds the size of a kubeconfig file read.
@@ -112,7 +113,7 @@ func ParseKubeconfig(b []byte, dir string) (*ClientConfig, error) {
 	if ctx == nil {
 		return nil, fmt.Errorf("current-context: no context named %q in contexts", k.CurrentContext)
 	}
-	cc := &ClientConfig{Namespace: ctx.Namespace}
+	cc := &ClientConfig{Namespace: ctx.Namespace, Context: k.CurrentContext}
 	found := false
 	for i, c := range k.Clusters {
 		if c.Name != ctx.Cluster {

@@ -14,7 +14,7 @@ import (
 )
 
 // The agent's answer to a request without its token.
-const unauthorizedMsg = "this peer requires an API token (chorus --token or CHORUS_TOKEN)"
+const unauthorizedMsg = "this peer requires an API token (chorus --kubeconfig <data-dir>/kubeconfig, --token or CHORUS_TOKEN)"
 
 // requireToken makes the fake agent answer 401, as an agent started with
 // --api-token does, to every request that lacks "Bearer <token>".
@@ -188,7 +188,7 @@ func TestDashboardURLCarriesToken(t *testing.T) {
 	f := newFakeAgent(t)
 	f.requireToken("a+b/c=d&e")
 	f.reply("GET /api/v1/version", http.StatusOK, serverVersion{Version: "v0.1.0", Node: "n1"})
-	page := "http://" + f.addr() + "/dashboard/"
+	page := f.addr() + "/dashboard/"
 	// The token is encoded as encodeURIComponent encodes it.
 	if r := f.run("--token", "a+b/c=d&e", "dashboard"); r.code != 0 || r.stdout != page+"#token=a%2Bb%2Fc%3Dd%26e\n" {
 		t.Fatalf("--token: %+v", r)
@@ -204,7 +204,7 @@ func TestDashboardURLCarriesToken(t *testing.T) {
 	g := newFakeAgent(t)
 	g.reply("GET /api/v1/version", http.StatusOK, serverVersion{Version: "v0.1.0", Node: "n1"})
 	t.Setenv("CHORUS_TOKEN", "")
-	if r := g.run("dashboard"); r.code != 0 || r.stdout != "http://"+g.addr()+"/dashboard/\n" {
+	if r := g.run("dashboard"); r.code != 0 || r.stdout != g.addr()+"/dashboard/\n" {
 		t.Fatalf("no token: %+v", r)
 	}
 	if got := fragmentEscape("x y!*'()~-_.é"); got != "x%20y%21%2A%27%28%29~-_.%C3%A9" {

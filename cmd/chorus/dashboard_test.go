@@ -13,7 +13,7 @@ func TestDashboardPrintsURL(t *testing.T) {
 	f.reply("GET /api/v1/version", http.StatusOK, serverVersion{Version: "v0.1.0", Node: "n1"})
 	for _, args := range [][]string{{"dashboard"}, {"dashboard", "--url"}} {
 		r := f.run(args...)
-		if r.code != 0 || r.stdout != "http://"+f.addr()+"/dashboard/\n" || r.stderr != "" {
+		if r.code != 0 || r.stdout != f.addr()+"/dashboard/\n" || r.stderr != "" {
 			t.Fatalf("%v: %+v", args, r)
 		}
 	}
@@ -22,12 +22,12 @@ func TestDashboardPrintsURL(t *testing.T) {
 		t.Fatalf("requests %+v", reqs)
 	}
 	// A namespace named on the command line is where the page starts.
-	if r := f.run("dashboard", "-n", "dev"); r.code != 0 || r.stdout != "http://"+f.addr()+"/dashboard/#ns=dev\n" {
+	if r := f.run("dashboard", "-n", "dev"); r.code != 0 || r.stdout != f.addr()+"/dashboard/#ns=dev\n" {
 		t.Fatalf("-n dev: %+v", r)
 	}
 	// A server given as a URL keeps its scheme.
-	r := runCLI(t, context.Background(), "", "-s", "http://"+f.addr()+"/", "dashboard")
-	if r.code != 0 || r.stdout != "http://"+f.addr()+"/dashboard/\n" {
+	r := runCLI(t, context.Background(), "", "-s", f.addr()+"/", "dashboard")
+	if r.code != 0 || r.stdout != f.addr()+"/dashboard/\n" {
 		t.Fatalf("URL server: %+v", r)
 	}
 }

@@ -20,7 +20,7 @@ func TestServiceURLs(t *testing.T) {
 	}
 	f.list("GET /api/v1/nodes", alive("n1", "127.0.0.11", "Alive"), alive("n2", "127.0.0.12", "Dead"), alive("n3", "127.0.0.13", "Alive"))
 
-	host := strings.Split(f.addr(), ":")[0]
+	host := strings.Split(strings.TrimPrefix(f.addr(), "http://"), ":")[0]
 	if r := f.run("service", "web"); r.code != 0 || r.stdout != "http://"+host+":31234/\n" {
 		t.Fatalf("service web: %d %q %q", r.code, r.stdout, r.stderr)
 	}
