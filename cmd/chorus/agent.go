@@ -41,7 +41,7 @@ Every flag can also be set in a config file (--config) or through an
 environment variable CHORUS_<FLAG>, e.g. CHORUS_DATA_DIR=/srv/chorus.`,
 		Example: `  chorus agent --name n1 --bind 127.0.0.11 --data-dir /var/lib/chorus/n1
   chorus agent --name n2 --bind 127.0.0.12 --join 127.0.0.11 --join-token-file /var/lib/chorus/n1/token`,
-		Args:    cobra.NoArgs,
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if f := v.GetString("config"); f != "" {
 				v.SetConfigFile(f)
