@@ -138,8 +138,12 @@ spec:
 }
 
 func post(p *harness.Peer, path string, body []byte) error {
-	c := http.Client{Timeout: 10 * time.Second}
-	resp, err := c.Post("http://"+p.API+path, "application/yaml", bytes.NewReader(body))
+	req, err := p.Request(http.MethodPost, path, bytes.NewReader(body))
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Content-Type", "application/yaml")
+	resp, err := p.HTTPClient(10 * time.Second).Do(req)
 	if err != nil {
 		return err
 	}
@@ -193,10 +197,9 @@ func (c *Cluster) Apply(p *harness.Peer, name string, replicas, nodePort int) er
 
 // Scale writes the replicas of deployment name on peer p.
 func (c *Cluster) Scale(p *harness.Peer, name string, replicas int) error {
-	req, _ := http.NewRequest(http.MethodPut, "http://"+p.API+"/api/v1/namespaces/default/deployments/"+name+"/scale",
+	req, _ := p.Request(http.MethodPut, "/api/v1/namespaces/default/deployments/"+name+"/scale",
 		strings.NewReader(fmt.Sprintf(`{"replicas": %d}`, replicas)))
-	hc := http.Client{Timeout: 10 * time.Second}
-	resp, err := hc.Do(req)
+	resp, err := p.HTTPClient(10 * time.Second).Do(req)
 	if err == nil {
 		b, _ := io.ReadAll(resp.Body)
 		resp.Body.Close()
