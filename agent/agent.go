@@ -56,9 +56,11 @@ type Config struct {
 	Labels        map[string]string // node labels
 	Version       string            // chorus version, advertised to peers (default "dev")
 	// APIToken, when set, is the bearer token every API request but the
-	// health check and the dashboard page must carry. All peers of a
-	// cluster share it: a peer passes a client's logs and exec requests on,
-	// with their token, to the peer that runs the pod.
+	// health check and the dashboard page must carry; empty, it is derived
+	// from the cluster secret (none with Insecure). All peers of a cluster
+	// share it; a peer passing a request on to another peer presents its
+	// own certificate instead (or, Insecure, this token), never the
+	// client's.
 	APIToken string `json:"-"`
 	// JoinToken is the join token of the cluster this peer joins (the
 	// first peer writes it to <data-dir>/token). Empty: the token stored
