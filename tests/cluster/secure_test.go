@@ -221,3 +221,30 @@ func TestDiscoveryNeedsToken(t *testing.T) {
 		t.Fatalf("the peer without the token learned the state:\n%s", out)
 	}
 }
+
+// TestInsecureCluster: --insecure runs an open cluster as before (plain
+// HTTP, no token, no gossip key) and says so loudly.
+func TestInsecureCluster(t *testing.T) {
+	i1 := harness.NewPeer(t, bin, "ins1", "127.0.0.169", "--insecure")
+	i2 := harness.NewPeer(t, bin, "ins2", "127.0.0.170", "--insecure", "--join", "127.0.0.169")
+	i1.Start()
+	i2.Start()
+	if !strings.Contains(i1.Log(), "INSECURE: this peer runs an open cluster") {
+		t.Fatalf("no warning:\n%s", i1.Log())
+	}
+	if _, err := os.Stat(i1.TokenFile()); !os.IsNotExist(err) {
+		t.Fatalf("an insecure peer wrote a join token: %v", err)
+	}
+	waitNodes(t, i2, map[string]string{"ins1": "Alive", "ins2": "Alive"})
+	resp, err := http.Get("http://" + i1.API + "/api/v1/version")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("plain HTTP without a token on an insecure peer: %s", resp.Status)
+	}
+	if out, err := i2.CLI("get", "nodes", "--no-headers"); err != nil || !strings.Contains(out, "ins1") {
+		t.Fatalf("CLI through the kubeconfig of an insecure peer: %v %q", err, out)
+	}
+}

@@ -324,9 +324,14 @@ func (p *Peer) Env() []string {
 	return env
 }
 
-// Command returns `chorus -s <this peer> args...` with Env.
+// Command returns `chorus -s <this peer> args...` with Env (-s is
+// host:port, HTTPS, or http://host:port for an --insecure peer).
 func (p *Peer) Command(ctx context.Context, args ...string) *exec.Cmd {
-	cmd := exec.CommandContext(ctx, p.bin, append([]string{"-s", p.API}, args...)...)
+	server := p.API
+	if strings.HasPrefix(p.URL(""), "http://") {
+		server = "http://" + p.API
+	}
+	cmd := exec.CommandContext(ctx, p.bin, append([]string{"-s", server}, args...)...)
 	cmd.Env = p.Env()
 	return cmd
 }
