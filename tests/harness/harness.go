@@ -271,9 +271,9 @@ func (p *Peer) GetJSON(path string, v any) error {
 
 // Pods returns the pods the peer reports, in namespace ns ("" for all).
 func (p *Peer) Pods(ns string) ([]api.Pod, error) {
-	path := "/api/v1/pods"
+	path := "/chorus/v1/pods"
 	if ns != "" {
-		path = "/api/v1/namespaces/" + ns + "/pods"
+		path = "/chorus/v1/namespaces/" + ns + "/pods"
 	}
 	var l struct {
 		Items []api.Pod `json:"items"`
