@@ -65,6 +65,9 @@ func (a *Agent) routes() http.Handler {
 	mux.HandleFunc("GET /metrics", a.handleMetrics)
 	mux.HandleFunc("GET /{$}", a.handleDashboard)
 	mux.HandleFunc("GET /dashboard/", a.handleDashboard)
+	if a.kube != nil {
+		a.kube.Register(mux)
+	}
 	return a.recoverer(requireToken(a.cfg.APIToken, a.log, mux))
 }
 
@@ -384,7 +387,7 @@ func (a *Agent) objects(resource, ns string) ([]any, bool) {
 				if s.Metadata.Annotations == nil {
 					s.Metadata.Annotations = map[string]string{}
 				}
-				s.Metadata.Annotations["chorus.io/endpoints"] = strings.Join(eps, ",")
+				s.Metadata.Annotations[annotationEndpoints] = strings.Join(eps, ",")
 			}
 			out = append(out, s)
 		}
