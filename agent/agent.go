@@ -173,7 +173,7 @@ type Agent struct {
 	images *imageSharing
 	svcNet *serviceNet
 	svcIPs atomic.Pointer[map[string]string] // service key -> this peer's address for it
-	kube   *apiserver.Server                  // the Kubernetes API
+	kube   *apiserver.Server                 // the Kubernetes API
 
 	kick       chan struct{}
 	statusKick chan struct{}      // a local pod's status changed
@@ -313,8 +313,10 @@ func Run(ctx context.Context, cfg Config) error {
 			log.Warn("close gossip", "err", err)
 		}
 	}()
-	a.kube = apiserver.New(kubeBackend{a}, apiserver.Options{Peer: cfg.Name, Version: cfg.Version, Log: log,
-		Subresources: map[string]http.Handler{"pods/log": http.HandlerFunc(a.kubeLog)}})
+	if a.kube, err = apiserver.New(kubeBackend{a}, apiserver.Options{Peer: cfg.Name, Version: cfg.Version, Log: log,
+		Subresources: map[string]http.Handler{"pods/log": http.HandlerFunc(a.kubeLog)}}); err != nil {
+		return fmt.Errorf("Kubernetes API: %w", err)
+	}
 	srv := &http.Server{Handler: a.routes(), ReadHeaderTimeout: 10 * time.Second,
 		BaseContext: func(net.Listener) context.Context { return ctx }}
 	var wg sync.WaitGroup

@@ -86,6 +86,17 @@ func (b kubeBackend) List(ctx context.Context, kind string) ([][]byte, error) {
 // decodeOne decodes one object with chorus' decoder (defaults, validation,
 // warnings about what chorus does not implement).
 func decodeOne(kind string, doc []byte) (api.Object, []string, error) {
+	// The status is the server's: a client that sends an object back
+	// (edit, replace, patch) sends it too.
+	var m map[string]json.RawMessage
+	if err := json.Unmarshal(doc, &m); err != nil {
+		return nil, nil, apierrors.NewBadRequest(kind + ": " + err.Error())
+	}
+	delete(m, "status")
+	if kind == api.KindNamespace {
+		delete(m, "spec") // finalizers: nothing to finalize here
+	}
+	doc, _ = json.Marshal(m)
 	objs, warns, err := api.Decode(doc, "")
 	if err != nil {
 		return nil, nil, kubeError(err)

@@ -274,8 +274,8 @@ func (s *Server) watch(w http.ResponseWriter, r *http.Request, res *Resource, ns
 	}
 }
 
-// readBody reads a request body as JSON (YAML is converted).
-func readBody(w http.ResponseWriter, r *http.Request) ([]byte, error) {
+// readBody reads a request body as JSON (YAML and protobuf are converted).
+func (s *Server) readBody(w http.ResponseWriter, r *http.Request) ([]byte, error) {
 	b, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxBody))
 	if err != nil {
 		var tl *http.MaxBytesError
@@ -285,6 +285,9 @@ func readBody(w http.ResponseWriter, r *http.Request) ([]byte, error) {
 		return nil, apierrors.NewBadRequest("reading the body: " + err.Error())
 	}
 	ct, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type"))
+	if ct == protobufType {
+		return s.proto.toJSON(b)
+	}
 	if strings.Contains(ct, "yaml") {
 		j, err := yaml.YAMLToJSON(b)
 		if err != nil {
@@ -374,7 +377,7 @@ func (s *Server) create(ctx context.Context, w http.ResponseWriter, r *http.Requ
 		writeError(w, apierrors.NewMethodNotSupported(gr(res), "create"))
 		return
 	}
-	body, err := readBody(w, r)
+	body, err := s.readBody(w, r)
 	if err != nil {
 		writeError(w, err)
 		return
@@ -439,7 +442,7 @@ func (s *Server) update(ctx context.Context, w http.ResponseWriter, r *http.Requ
 		writeError(w, apierrors.NewMethodNotSupported(gr(res), "update"))
 		return
 	}
-	body, err := readBody(w, r)
+	body, err := s.readBody(w, r)
 	if err != nil {
 		writeError(w, err)
 		return
@@ -505,7 +508,7 @@ func (s *Server) patch(ctx context.Context, w http.ResponseWriter, r *http.Reque
 		writeError(w, apierrors.NewMethodNotSupported(gr(res), "patch"))
 		return
 	}
-	body, err := readBody(w, r)
+	body, err := s.readBody(w, r)
 	if err != nil {
 		writeError(w, err)
 		return
@@ -663,7 +666,7 @@ func (s *Server) scale(ctx context.Context, w http.ResponseWriter, r *http.Reque
 		writeJSON(w, http.StatusOK, sc)
 		return
 	case http.MethodPut, http.MethodPatch:
-		body, err := readBody(w, r)
+		body, err := s.readBody(w, r)
 		if err != nil {
 			writeError(w, err)
 			return

@@ -49,6 +49,7 @@ type Options struct {
 
 // Server serves the Kubernetes API.
 type Server struct {
+	proto   *protobufDecoder
 	opts    Options
 	reg     *registry
 	cache   *cache
@@ -56,7 +57,7 @@ type Server struct {
 }
 
 // New returns a Server over b. Run must be running for it to see changes.
-func New(b Backend, opts Options) *Server {
+func New(b Backend, opts Options) (*Server, error) {
 	if opts.Log == nil {
 		opts.Log = slog.Default()
 	}
@@ -64,7 +65,11 @@ func New(b Backend, opts Options) *Server {
 		opts.Now = time.Now
 	}
 	reg := newRegistry(Resources())
-	return &Server{opts: opts, reg: reg, backend: b, cache: newCache(b, reg, opts.Peer, opts.Now(), opts.Log)}
+	pd, err := newProtobufDecoder()
+	if err != nil {
+		return nil, err
+	}
+	return &Server{proto: pd, opts: opts, reg: reg, backend: b, cache: newCache(b, reg, opts.Peer, opts.Now(), opts.Log)}, nil
 }
 
 // Run keeps the server's view in step with the backend until ctx ends.
@@ -80,9 +85,7 @@ func (s *Server) Register(mux *http.ServeMux) {
 	mux.HandleFunc("/apis/", s.handleAPIs)
 	mux.HandleFunc("GET /openapi/v3", s.handleOpenAPIRoot)
 	mux.HandleFunc("GET /openapi/v3/", s.handleOpenAPIGroupVersion)
-	mux.HandleFunc("GET /openapi/v2", func(w http.ResponseWriter, r *http.Request) {
-		writeError(w, apierrors.NewNotFound(schema.GroupResource{}, "openapi/v2 (this server publishes /openapi/v3)"))
-	})
+	mux.HandleFunc("GET /openapi/v2", s.handleOpenAPIV2)
 }
 
 // handleAPI serves /api, /api/v1 and the core group's resources.
