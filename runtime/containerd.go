@@ -5,11 +5,15 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"hash/fnv"
 	"io"
+	"maps"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -17,6 +21,9 @@ import (
 
 	tasks "github.com/containerd/containerd/api/services/tasks/v1"
 	containerd "github.com/containerd/containerd/v2/client"
+	"github.com/containerd/containerd/v2/contrib/seccomp"
+	"github.com/containerd/containerd/v2/core/containers"
+	capability "github.com/containerd/containerd/v2/pkg/cap"
 	"github.com/containerd/containerd/v2/pkg/cio"
 	"github.com/containerd/containerd/v2/pkg/namespaces"
 	"github.com/containerd/containerd/v2/pkg/oci"
@@ -43,6 +50,7 @@ type Containerd struct {
 	snapshotter string
 	net         *CNINetwork
 	execSeq     atomic.Int64
+	usernsMu    sync.Mutex // held while a container of a user namespace is made
 }
 
 // NewContainerd connects to the containerd at address and uses namespace
@@ -181,6 +189,15 @@ func (c *Containerd) create(ctx context.Context, cfg ContainerConfig) (container
 	if err != nil {
 		return nil, fmt.Errorf("image %s: %w", cfg.Image, err)
 	}
+	ic, err := img.Spec(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("read config of image %s: %w", cfg.Image, err)
+	}
+	sec := cfg.Security
+	who := fmt.Sprintf("pod: %s, container: %s", cfg.Labels[labelPod], cfg.Labels[labelContainer])
+	if err := checkNonRoot(sec, ic.Config.User, who); err != nil {
+		return nil, err
+	}
 	opts := []oci.SpecOpts{
 		oci.WithImageConfig(img),
 		oci.WithHostname(cfg.Hostname),
@@ -211,17 +228,159 @@ func (c *Containerd) create(ctx context.Context, cfg ContainerConfig) (container
 		const period = 100000
 		opts = append(opts, oci.WithCPUCFS(cfg.CPUMilli*period/1000, period))
 	}
+	opts = append(opts, securityOpts(sec, ic.Config.User)...)
+	labels := cfg.Labels
+	snapshot := containerd.WithNewSnapshot(cfg.ID+"-rootfs", img)
+	if sec.UserNamespace {
+		// One range of ids per container, unique on this containerd: held
+		// from the choice until the container records it.
+		c.usernsMu.Lock()
+		defer c.usernsMu.Unlock()
+		base, err := c.freeUserNSRange(ctx)
+		if err != nil {
+			return nil, err
+		}
+		ids := []specs.LinuxIDMapping{{ContainerID: 0, HostID: base, Size: userNSSize}}
+		snapshot = containerd.WithUserNSRemappedSnapshot(cfg.ID+"-rootfs", img, ids, ids)
+		opts = append(opts, oci.WithUserNamespace(ids, ids), withHostSysfsReadonly)
+		labels = maps.Clone(labels)
+		if labels == nil {
+			labels = map[string]string{}
+		}
+		labels[labelUserNS] = strconv.FormatUint(uint64(base), 10)
+	}
 	ctr, err := c.client.NewContainer(ctx, cfg.ID,
 		containerd.WithImage(img),
 		containerd.WithSnapshotter(c.snapshotter),
-		containerd.WithNewSnapshot(cfg.ID+"-rootfs", img),
+		snapshot,
 		containerd.WithNewSpec(opts...),
-		containerd.WithContainerLabels(cfg.Labels),
+		containerd.WithContainerLabels(labels),
 	)
 	if err != nil {
 		return nil, fmt.Errorf("create container %s: %w", cfg.ID, err)
 	}
 	return ctr, nil
+}
+
+// User namespaces (hostUsers: false): each container maps its ids 0-65535
+// to a range of its own, from userNSFirst up, far above the ids of the
+// host's users and of their /etc/subuid ranges.
+const (
+	userNSFirst = 1 << 30
+	userNSSize  = 1 << 16
+	userNSCount = (1<<31 - userNSFirst) / userNSSize // host ids stay below 2^31, as runc requires
+	labelUserNS = "chorus.io/userns-base"
+)
+
+// freeUserNSRange returns the first host id of a range no container of
+// this namespace uses. The search starts at a place derived from the
+// namespace, so that peers sharing a machine (in tests) rarely overlap.
+func (c *Containerd) freeUserNSRange(ctx context.Context) (uint32, error) {
+	ctrs, err := c.client.Containers(ctx)
+	if err != nil {
+		return 0, fmt.Errorf("list containers: %w", err)
+	}
+	used := map[string]bool{}
+	for _, ctr := range ctrs {
+		if info, err := ctr.Info(ctx); err == nil && info.Labels[labelUserNS] != "" {
+			used[info.Labels[labelUserNS]] = true
+		}
+	}
+	h := fnv.New32a()
+	h.Write([]byte(c.namespace))
+	start := h.Sum32() % userNSCount
+	for i := uint32(0); i < userNSCount; i++ {
+		base := uint32(userNSFirst) + ((start+i)%userNSCount)*userNSSize
+		if !used[strconv.FormatUint(uint64(base), 10)] {
+			return base, nil
+		}
+	}
+	return 0, errors.New("no free user namespace id range left")
+}
+
+// withHostSysfsReadonly replaces the container's sysfs mount with a
+// read-only bind of the host's /sys: a user namespace may not mount sysfs
+// for a network namespace it does not own (the pod's, made by CNI), and
+// runc 1.1 does not fall back to a bind itself.
+func withHostSysfsReadonly(_ context.Context, _ oci.Client, _ *containers.Container, s *oci.Spec) error {
+	for i, m := range s.Mounts {
+		if m.Destination == "/sys" {
+			s.Mounts[i] = specs.Mount{Destination: "/sys", Type: "bind", Source: "/sys",
+				Options: []string{"rbind", "nosuid", "noexec", "nodev", "ro"}}
+		}
+	}
+	return nil
+}
+
+// securityOpts confines the container as sec says; it follows the options
+// that set the user and mounts. imageUser is the image config's User.
+func securityOpts(sec SecurityConfig, imageUser string) []oci.SpecOpts {
+	var opts []oci.SpecOpts
+	switch {
+	case sec.RunAsUser != nil:
+		user := strconv.FormatInt(*sec.RunAsUser, 10)
+		if sec.RunAsGroup != nil {
+			user += ":" + strconv.FormatInt(*sec.RunAsGroup, 10)
+		}
+		opts = append(opts, oci.WithUser(user), oci.WithAdditionalGIDs(strconv.FormatInt(*sec.RunAsUser, 10)))
+	case sec.RunAsGroup != nil:
+		user, _, _ := strings.Cut(imageUser, ":")
+		if user == "" {
+			user = "0"
+		}
+		opts = append(opts, oci.WithUser(user+":"+strconv.FormatInt(*sec.RunAsGroup, 10)), oci.WithAdditionalGIDs(user))
+	}
+	if len(sec.SupplementalGroups) > 0 {
+		opts = append(opts, withAdditionalGIDs(sec.SupplementalGroups))
+	}
+	if sec.Privileged {
+		// As the CRI plugin does for Kubernetes: every capability, the
+		// host's devices, /sys and cgroups writable, no masked paths and
+		// no seccomp filter.
+		opts = append(opts, oci.WithPrivileged, oci.WithHostDevices, oci.WithAllDevicesAllowed)
+	}
+	if !sec.Privileged && (len(sec.CapAdd) > 0 || len(sec.CapDrop) > 0) {
+		opts = append(opts, func(ctx context.Context, client oci.Client, c *containers.Container, s *oci.Spec) error {
+			var base []string
+			if s.Process != nil && s.Process.Capabilities != nil {
+				base = s.Process.Capabilities.Bounding
+			}
+			all, err := capability.Current()
+			if err != nil {
+				return fmt.Errorf("read capabilities: %w", err)
+			}
+			return oci.WithCapabilities(applyCaps(base, all, sec.CapAdd, sec.CapDrop))(ctx, client, c, s)
+		})
+	}
+	if sec.AllowEscalation {
+		opts = append(opts, oci.WithNewPrivileges)
+	} else {
+		opts = append(opts, oci.WithNoNewPrivileges)
+	}
+	if sec.ReadOnlyRootFS {
+		opts = append(opts, oci.WithRootFSReadonly())
+	}
+	if sec.SeccompUnconfined {
+		opts = append(opts, oci.WithSeccompUnconfined)
+	} else {
+		// containerd's default profile, which follows the capabilities set
+		// above: without CAP_SYS_ADMIN no mount, unshare, setns, clone of
+		// namespaces (so no user namespace), bpf, keyctl...
+		opts = append(opts, seccomp.WithDefaultProfile())
+	}
+	return opts
+}
+
+// withAdditionalGIDs adds gids to the process' additional groups.
+func withAdditionalGIDs(gids []int64) oci.SpecOpts {
+	return func(_ context.Context, _ oci.Client, _ *containers.Container, s *oci.Spec) error {
+		for _, g := range gids {
+			if !slices.Contains(s.Process.User.AdditionalGids, uint32(g)) {
+				s.Process.User.AdditionalGids = append(s.Process.User.AdditionalGids, uint32(g))
+			}
+		}
+		return nil
+	}
 }
 
 // processArgs applies Kubernetes' rules: command replaces the image's
