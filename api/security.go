@@ -40,12 +40,8 @@ func CapabilityName(c string) (string, bool) {
 func (v *validator) validateSecurityContext(s *PodSpec, path string) {
 	psc := s.SecurityContext
 	if s.HostUsers != nil && !*s.HostUsers {
-		for i, c := range s.Containers {
-			if c.SecurityContext != nil && c.SecurityContext.Privileged != nil && *c.SecurityContext.Privileged {
-				v.add(child(index(child(path, "containers"), i), "securityContext.privileged"),
-					"a privileged container cannot run in a user namespace (hostUsers: false)")
-			}
-		}
+		v.add(child(path, "hostUsers"), "false is not supported: a pod's network namespace is made by the host before its containers, "+
+			"and runc 1.1 cannot exec into (nor run exec probes in) a container whose user namespace does not own it; leave hostUsers unset")
 	}
 	if psc != nil {
 		p := child(path, "securityContext")

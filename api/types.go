@@ -130,7 +130,7 @@ type PodSpec struct {
 	TerminationGracePeriodSeconds *int64              `json:"terminationGracePeriodSeconds,omitempty"`
 	SecurityContext               *PodSecurityContext `json:"securityContext,omitempty"`
 	// HostUsers false asks for a user namespace; chorus rejects it (see
-	// validateSecurityContext).
+	// validateSecurityContext for why).
 	HostUsers *bool `json:"hostUsers,omitempty"`
 }
 

@@ -5,9 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"hash/fnv"
 	"io"
-	"maps"
 	"os"
 	"path/filepath"
 	"slices"
@@ -50,7 +48,6 @@ type Containerd struct {
 	snapshotter string
 	net         *CNINetwork
 	execSeq     atomic.Int64
-	usernsMu    sync.Mutex // held while a container of a user namespace is made
 }
 
 // NewContainerd connects to the containerd at address and uses namespace
@@ -229,87 +226,17 @@ func (c *Containerd) create(ctx context.Context, cfg ContainerConfig) (container
 		opts = append(opts, oci.WithCPUCFS(cfg.CPUMilli*period/1000, period))
 	}
 	opts = append(opts, securityOpts(sec, ic.Config.User)...)
-	labels := cfg.Labels
-	snapshot := containerd.WithNewSnapshot(cfg.ID+"-rootfs", img)
-	if sec.UserNamespace {
-		// One range of ids per container, unique on this containerd: held
-		// from the choice until the container records it.
-		c.usernsMu.Lock()
-		defer c.usernsMu.Unlock()
-		base, err := c.freeUserNSRange(ctx)
-		if err != nil {
-			return nil, err
-		}
-		ids := []specs.LinuxIDMapping{{ContainerID: 0, HostID: base, Size: userNSSize}}
-		snapshot = containerd.WithUserNSRemappedSnapshot(cfg.ID+"-rootfs", img, ids, ids)
-		opts = append(opts, oci.WithUserNamespace(ids, ids), withHostSysfsReadonly)
-		labels = maps.Clone(labels)
-		if labels == nil {
-			labels = map[string]string{}
-		}
-		labels[labelUserNS] = strconv.FormatUint(uint64(base), 10)
-	}
 	ctr, err := c.client.NewContainer(ctx, cfg.ID,
 		containerd.WithImage(img),
 		containerd.WithSnapshotter(c.snapshotter),
-		snapshot,
+		containerd.WithNewSnapshot(cfg.ID+"-rootfs", img),
 		containerd.WithNewSpec(opts...),
-		containerd.WithContainerLabels(labels),
+		containerd.WithContainerLabels(cfg.Labels),
 	)
 	if err != nil {
 		return nil, fmt.Errorf("create container %s: %w", cfg.ID, err)
 	}
 	return ctr, nil
-}
-
-// User namespaces (hostUsers: false): each container maps its ids 0-65535
-// to a range of its own, from userNSFirst up, far above the ids of the
-// host's users and of their /etc/subuid ranges.
-const (
-	userNSFirst = 1 << 30
-	userNSSize  = 1 << 16
-	userNSCount = (1<<31 - userNSFirst) / userNSSize // host ids stay below 2^31, as runc requires
-	labelUserNS = "chorus.io/userns-base"
-)
-
-// freeUserNSRange returns the first host id of a range no container of
-// this namespace uses. The search starts at a place derived from the
-// namespace, so that peers sharing a machine (in tests) rarely overlap.
-func (c *Containerd) freeUserNSRange(ctx context.Context) (uint32, error) {
-	ctrs, err := c.client.Containers(ctx)
-	if err != nil {
-		return 0, fmt.Errorf("list containers: %w", err)
-	}
-	used := map[string]bool{}
-	for _, ctr := range ctrs {
-		if info, err := ctr.Info(ctx); err == nil && info.Labels[labelUserNS] != "" {
-			used[info.Labels[labelUserNS]] = true
-		}
-	}
-	h := fnv.New32a()
-	h.Write([]byte(c.namespace))
-	start := h.Sum32() % userNSCount
-	for i := uint32(0); i < userNSCount; i++ {
-		base := uint32(userNSFirst) + ((start+i)%userNSCount)*userNSSize
-		if !used[strconv.FormatUint(uint64(base), 10)] {
-			return base, nil
-		}
-	}
-	return 0, errors.New("no free user namespace id range left")
-}
-
-// withHostSysfsReadonly replaces the container's sysfs mount with a
-// read-only bind of the host's /sys: a user namespace may not mount sysfs
-// for a network namespace it does not own (the pod's, made by CNI), and
-// runc 1.1 does not fall back to a bind itself.
-func withHostSysfsReadonly(_ context.Context, _ oci.Client, _ *containers.Container, s *oci.Spec) error {
-	for i, m := range s.Mounts {
-		if m.Destination == "/sys" {
-			s.Mounts[i] = specs.Mount{Destination: "/sys", Type: "bind", Source: "/sys",
-				Options: []string{"rbind", "nosuid", "noexec", "nodev", "ro"}}
-		}
-	}
-	return nil
 }
 
 // securityOpts confines the container as sec says; it follows the options

@@ -14,7 +14,7 @@ import (
 // securityContext merged, as Kubernetes merges them (the container's field
 // wins). The zero value is chorus' default: the image's user, the default
 // capability set, the RuntimeDefault seccomp profile, no privilege
-// escalation (no_new_privs), a writable root filesystem, no user namespace.
+// escalation (no_new_privs), a writable root filesystem.
 type SecurityConfig struct {
 	RunAsUser          *int64   // uid, nil for the image's user
 	RunAsGroup         *int64   // gid, nil for the user's group
@@ -25,7 +25,6 @@ type SecurityConfig struct {
 	ReadOnlyRootFS     bool     //
 	AllowEscalation    bool     // no no_new_privs: setuid binaries and file capabilities work
 	SeccompUnconfined  bool     // no seccomp filter (the RuntimeDefault profile otherwise)
-	UserNamespace      bool     // hostUsers: false: run in a user namespace of its own
 }
 
 // ConfigError is a container configuration that cannot be started as
@@ -72,7 +71,6 @@ func securityConfig(s *api.PodSpec, c *api.Container) SecurityConfig {
 	}
 	out.AllowEscalation = out.Privileged || allowEscalation != nil && *allowEscalation
 	out.SeccompUnconfined = out.Privileged || seccomp != nil && seccomp.Type == api.SeccompUnconfined
-	out.UserNamespace = s.HostUsers != nil && !*s.HostUsers
 	return out
 }
 

@@ -3,6 +3,7 @@ package runtime
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"slices"
@@ -90,12 +91,6 @@ func TestContainerSecurity(t *testing.T) {
 		pod("escalate", func(_ *api.PodSpec, c *api.SecurityContext) { c.AllowPrivilegeEscalation = ptr(true) }),
 		pod("privileged", func(_ *api.PodSpec, c *api.SecurityContext) { c.Privileged = ptr(true) }),
 		pod("nonroot", func(_ *api.PodSpec, c *api.SecurityContext) { c.RunAsNonRoot = ptr(true) }),
-		pod("userns", func(s *api.PodSpec, _ *api.SecurityContext) {
-			s.HostUsers = ptr(false)
-			s.RestartPolicy = api.RestartNever
-			s.Containers[0].Args = []string{"security"}
-			s.Containers[0].ReadinessProbe = nil
-		}),
 	}
 	for _, p := range pods {
 		if errs := api.Validate(&p); len(errs) > 0 {
@@ -105,7 +100,7 @@ func TestContainerSecurity(t *testing.T) {
 	r.pm.Sync(pods)
 	for _, p := range pods {
 		name := p.Metadata.Name
-		if name == "nonroot" || name == "userns" {
+		if name == "nonroot" {
 			continue
 		}
 		waitFor(t, 60*time.Second, name+" running", func() (bool, string) {
@@ -176,25 +171,6 @@ func TestContainerSecurity(t *testing.T) {
 	want("privileged", rep, "Seccomp", "0")
 	want("privileged", rep, "NoNewPrivs", "0")
 
-	// hostUsers: false: root inside, a range of ids of its own outside.
-	// (runc 1.1 cannot exec into it: the report is the container's log.)
-	waitFor(t, 60*time.Second, "userns reported", func() (bool, string) {
-		p := r.pod(t, "userns")
-		return p.Status.Phase == api.PodSucceeded, fmt.Sprintf("%+v", p.Status)
-	})
-	path, err := r.pm.LogPath("default", "userns", "", false)
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, _ := os.ReadFile(path)
-	rep = parseReport(string(b))
-	want("userns", rep, "Uid", "0 0 0 0")
-	if f := strings.Fields(rep["uid_map"]); len(f) != 3 || f[0] != "0" || f[1] == "0" || f[2] != "65536" {
-		t.Errorf("userns: uid_map %q, want 0 <host id> 65536", rep["uid_map"])
-	}
-	want("userns", rep, "write /", "ok") // the remapped root file system is its own
-	refused("userns", rep, "userns")
-
 	// runAsNonRoot with an image that runs as root: refused, with
 	// Kubernetes' reason, and not counted as a restart.
 	waitFor(t, 30*time.Second, "nonroot refused", func() (bool, string) {
@@ -208,4 +184,84 @@ func TestContainerSecurity(t *testing.T) {
 			strings.Contains(w.Message, "container has runAsNonRoot and image will run as root") &&
 			cs.RestartCount == 0 && p.Status.Phase == api.PodPending, fmt.Sprintf("%+v", cs)
 	})
+}
+
+func TestSecurityConfigMerge(t *testing.T) {
+	s := api.PodSpec{
+		SecurityContext: &api.PodSecurityContext{RunAsUser: ptr[int64](1), RunAsGroup: ptr[int64](2), RunAsNonRoot: ptr(true),
+			SupplementalGroups: []int64{3}, FSGroup: ptr[int64](4), SeccompProfile: &api.SeccompProfile{Type: api.SeccompUnconfined}},
+		Containers: []api.Container{
+			{Name: "a"},
+			{Name: "b", SecurityContext: &api.SecurityContext{RunAsUser: ptr[int64](5), RunAsNonRoot: ptr(false),
+				SeccompProfile: &api.SeccompProfile{Type: api.SeccompRuntimeDefault}, AllowPrivilegeEscalation: ptr(true),
+				ReadOnlyRootFilesystem: ptr(true), Capabilities: &api.Capabilities{Add: []string{"cap_net_raw"}, Drop: []string{"all"}}}},
+			{Name: "c", SecurityContext: &api.SecurityContext{Privileged: ptr(true)}},
+		},
+	}
+	a := securityConfig(&s, &s.Containers[0])
+	if *a.RunAsUser != 1 || *a.RunAsGroup != 2 || !a.RunAsNonRoot || fmt.Sprint(a.SupplementalGroups) != "[3 4]" ||
+		!a.SeccompUnconfined || a.AllowEscalation || a.Privileged || a.ReadOnlyRootFS {
+		t.Errorf("a: %+v", a)
+	}
+	b := securityConfig(&s, &s.Containers[1])
+	if *b.RunAsUser != 5 || *b.RunAsGroup != 2 || b.RunAsNonRoot || b.SeccompUnconfined || !b.AllowEscalation ||
+		!b.ReadOnlyRootFS || fmt.Sprint(b.CapAdd, b.CapDrop) != "[NET_RAW] [ALL]" {
+		t.Errorf("b: %+v", b)
+	}
+	c := securityConfig(&s, &s.Containers[2])
+	if !c.Privileged || !c.AllowEscalation || !c.SeccompUnconfined {
+		t.Errorf("c: %+v", c)
+	}
+	if d := securityConfig(&api.PodSpec{}, &api.Container{}); fmt.Sprintf("%+v", d) != fmt.Sprintf("%+v", SecurityConfig{}) {
+		t.Errorf("no securityContext: %+v, want the zero value", d)
+	}
+}
+
+func TestApplyCaps(t *testing.T) {
+	base := []string{"CAP_CHOWN", "CAP_KILL", "CAP_NET_RAW"}
+	all := []string{"CAP_CHOWN", "CAP_KILL", "CAP_NET_RAW", "CAP_SYS_ADMIN"}
+	for _, tt := range []struct {
+		add, drop []string
+		want      string
+	}{
+		{nil, nil, "[CAP_CHOWN CAP_KILL CAP_NET_RAW]"},
+		{nil, []string{"ALL"}, "[]"},
+		{[]string{"NET_ADMIN"}, []string{"ALL"}, "[CAP_NET_ADMIN]"},
+		{[]string{"ALL"}, []string{"SYS_ADMIN"}, "[CAP_CHOWN CAP_KILL CAP_NET_RAW]"},
+		{[]string{"ALL"}, nil, "[CAP_CHOWN CAP_KILL CAP_NET_RAW CAP_SYS_ADMIN]"},
+		{[]string{"NET_ADMIN"}, []string{"NET_ADMIN", "KILL"}, "[CAP_CHOWN CAP_NET_RAW]"}, // drop wins
+	} {
+		if got := fmt.Sprint(applyCaps(base, all, tt.add, tt.drop)); got != tt.want {
+			t.Errorf("applyCaps(add %v, drop %v) = %s, want %s", tt.add, tt.drop, got, tt.want)
+		}
+	}
+}
+
+func TestCheckNonRoot(t *testing.T) {
+	nonRoot := SecurityConfig{RunAsNonRoot: true}
+	as := func(uid int64) SecurityConfig { c := nonRoot; c.RunAsUser = &uid; return c }
+	for _, tt := range []struct {
+		sec       SecurityConfig
+		imageUser string
+		want      string // "" for no error
+	}{
+		{SecurityConfig{}, "", ""},
+		{nonRoot, "", "container has runAsNonRoot and image will run as root (who)"},
+		{nonRoot, "root", "image will run as root"},
+		{nonRoot, "0:1000", "image will run as root"},
+		{nonRoot, "1000", ""},
+		{nonRoot, "1000:1000", ""},
+		{nonRoot, "app", "container has runAsNonRoot and image has non-numeric user (app), cannot verify user is non-root (who)"},
+		{as(1000), "", ""},
+		{as(0), "1000", "container's runAsUser breaks non-root policy (who)"},
+	} {
+		err := checkNonRoot(tt.sec, tt.imageUser, "who")
+		var ce *ConfigError
+		switch {
+		case tt.want == "" && err != nil:
+			t.Errorf("%+v, image user %q: %v, want no error", tt.sec, tt.imageUser, err)
+		case tt.want != "" && (!errors.As(err, &ce) || !strings.Contains(err.Error(), tt.want)):
+			t.Errorf("%+v, image user %q: %v, want a ConfigError with %q", tt.sec, tt.imageUser, err, tt.want)
+		}
+	}
 }
