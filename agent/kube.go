@@ -128,13 +128,17 @@ func (b kubeBackend) Create(ctx context.Context, kind string, doc []byte, dryRun
 	return warns, nil
 }
 
-func (b kubeBackend) Update(ctx context.Context, kind, ns, name string, doc []byte, dryRun bool) ([]string, error) {
+func (b kubeBackend) Update(ctx context.Context, kind, ns, name string, base, doc []byte, dryRun bool) ([]string, error) {
 	if kind == "Node" {
 		return nil, b.a.updateNode(name, doc, dryRun)
 	}
 	o, warns, err := decodeOne(kind, doc)
 	if err != nil {
 		return nil, err
+	}
+	old, _, err := decodeOne(kind, base)
+	if err != nil {
+		return nil, fmt.Errorf("the stored %s %s/%s does not decode: %w", kind, ns, name, err)
 	}
 	objs := []api.Object{o}
 	if err := b.a.checkApply(objs); err != nil {
@@ -146,7 +150,7 @@ func (b kubeBackend) Update(ctx context.Context, kind, ns, name string, doc []by
 	if err := b.a.allocateNodePorts(objs); err != nil {
 		return warns, kubeError(err)
 	}
-	if _, err := b.a.store.update(o, time.Now()); err != nil {
+	if _, err := b.a.store.update(old, o, time.Now()); err != nil {
 		return warns, kubeError(err)
 	}
 	return warns, nil

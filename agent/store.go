@@ -625,24 +625,12 @@ func withGeneration(fields, cur map[string]json.RawMessage) map[string]json.RawM
 // writes an object back (kubectl edit, replace) must not store them.
 var serverAnnotations = []string{annotationVersion, annotationLastWriter, api.AnnotationRevision, annotationEndpoints}
 
-// update replaces an existing object with o, writing only the fields that
-// differ from this peer's replica (null for fields o no longer has), so
-// that a concurrent change of other fields through another peer survives.
-func (s *store) update(o api.Object, now time.Time) (Result, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
+// userFields returns the replicated fields of o, without what the server
+// sets (uid, creation time, generation, versions, annotations added as read).
+func userFields(o api.Object) (map[string]json.RawMessage, error) {
 	o = copyObject(o)
 	o.SetTypeMeta()
-	key := api.ObjectKey(o)
 	m := o.Meta()
-	r := Result{Kind: o.GetKind(), Namespace: m.Namespace, Name: m.Name, Action: "unchanged"}
-	cur, ok := s.st.Get(key)
-	if !ok {
-		return r, &notFoundError{msg: fmt.Sprintf("%s %q not found", groupResource(o.GetKind()), m.Name)}
-	}
-	if err := s.checkNamespaces([]api.Object{o}); err != nil {
-		return r, err
-	}
 	for _, a := range serverAnnotations {
 		delete(m.Annotations, a)
 	}
@@ -652,23 +640,51 @@ func (s *store) update(o api.Object, now time.Time) (Result, error) {
 	m.ResourceVersion, m.Generation, m.UID, m.CreationTimestamp = "", 0, "", nil
 	doc, err := docOf(o)
 	if err != nil {
-		return r, err
+		return nil, err
 	}
 	fields, err := crdt.Split(doc)
 	if err != nil {
-		return r, fmt.Errorf("%s: %w", key, err)
+		return nil, fmt.Errorf("%s: %w", api.ObjectKey(o), err)
 	}
-	skip := func(f string) bool {
-		return f == crdt.FieldUID || f == crdt.FieldCreationTimestamp || f == fieldGeneration
+	for _, f := range []string{crdt.FieldUID, crdt.FieldCreationTimestamp, fieldGeneration} {
+		delete(fields, f)
+	}
+	return fields, nil
+}
+
+// update changes an existing object from base (as the client read it) to
+// o, writing only the fields that differ between the two (null for fields
+// o no longer has): a concurrent change of other fields, through this peer
+// or another, survives.
+func (s *store) update(base, o api.Object, now time.Time) (Result, error) {
+	key := api.ObjectKey(o)
+	m := o.Meta()
+	r := Result{Kind: o.GetKind(), Namespace: m.Namespace, Name: m.Name, Action: "unchanged"}
+	fields, err := userFields(o)
+	if err != nil {
+		return r, err
+	}
+	was, err := userFields(base)
+	if err != nil {
+		return r, err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	cur, ok := s.st.Get(key)
+	if !ok {
+		return r, &notFoundError{msg: fmt.Sprintf("%s %q not found", groupResource(o.GetKind()), m.Name)}
+	}
+	if err := s.checkNamespaces([]api.Object{o}); err != nil {
+		return r, err
 	}
 	changes := map[string]json.RawMessage{}
 	for f, v := range fields {
-		if !skip(f) && !bytes.Equal(cur[f], v) {
+		if !bytes.Equal(was[f], v) {
 			changes[f] = v
 		}
 	}
-	for f := range cur {
-		if _, ok := fields[f]; !ok && !skip(f) {
+	for f := range was {
+		if _, ok := fields[f]; !ok {
 			changes[f] = json.RawMessage("null")
 		}
 	}
@@ -680,6 +696,7 @@ func (s *store) update(o api.Object, now time.Time) (Result, error) {
 	d := next.PutFields(key, changes, s.clock.Now())
 	if dep, ok := o.(*api.Deployment); ok {
 		if _, changed := changes["spec.template"]; changed {
+			dep = copyObject(dep).(*api.Deployment)
 			d.Entries = append(d.Entries, s.recordRevision(next, dep, dep.Metadata.Annotations[api.AnnotationChangeCause], false, now).Entries...)
 		}
 	}

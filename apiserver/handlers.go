@@ -397,6 +397,15 @@ func (s *Server) create(ctx context.Context, w http.ResponseWriter, r *http.Requ
 // store hands obj to the backend (create when name is "", else update) and
 // answers the object as now served.
 func (s *Server) store(ctx context.Context, w http.ResponseWriter, r *http.Request, res *Resource, obj map[string]any, warns []string, name string, code int) {
+	var base []byte
+	if name != "" {
+		cur, ok := s.cache.get(res, metaString(obj, "namespace"), name)
+		if !ok {
+			writeError(w, apierrors.NewNotFound(gr(res), name))
+			return
+		}
+		base, _ = json.Marshal(cur)
+	}
 	doc, err := json.Marshal(obj)
 	if err != nil {
 		writeError(w, err)
@@ -406,7 +415,7 @@ func (s *Server) store(ctx context.Context, w http.ResponseWriter, r *http.Reque
 	if name == "" {
 		more, err = s.backend.Create(ctx, res.Kind, doc, dryRun(r))
 	} else {
-		more, err = s.backend.Update(ctx, res.Kind, metaString(obj, "namespace"), name, doc, dryRun(r))
+		more, err = s.backend.Update(ctx, res.Kind, metaString(obj, "namespace"), name, base, doc, dryRun(r))
 	}
 	warn(w, append(warns, more...))
 	if err != nil {
@@ -700,7 +709,8 @@ func (s *Server) scale(ctx context.Context, w http.ResponseWriter, r *http.Reque
 	}
 	spec["replicas"] = want.Spec.Replicas
 	doc, _ := json.Marshal(obj)
-	warns, err := s.backend.Update(ctx, res.Kind, ns, name, doc, dryRun(r))
+	base, _ := json.Marshal(cur)
+	warns, err := s.backend.Update(ctx, res.Kind, ns, name, base, doc, dryRun(r))
 	warn(w, warns)
 	if err != nil {
 		writeError(w, err)

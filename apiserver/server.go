@@ -24,8 +24,11 @@ type Backend interface {
 	// Create stores a new object (AlreadyExists if it exists) and returns
 	// warnings about what it does not implement.
 	Create(ctx context.Context, kind string, doc []byte, dryRun bool) (warnings []string, err error)
-	// Update replaces the object with doc, writing only what changed.
-	Update(ctx context.Context, kind, namespace, name string, doc []byte, dryRun bool) (warnings []string, err error)
+	// Update changes the object from base (the object as this server
+	// served it, which the client changed) to doc, writing only the fields
+	// that differ between the two, so that a concurrent change of other
+	// fields, through this peer or another, survives.
+	Update(ctx context.Context, kind, namespace, name string, base, doc []byte, dryRun bool) (warnings []string, err error)
 	// Delete removes the object (NotFound if it does not exist).
 	Delete(ctx context.Context, kind, namespace, name string) error
 	// Changed returns a channel closed at the next change of what List

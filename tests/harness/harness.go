@@ -395,3 +395,14 @@ spec:
         readinessProbe: {httpGet: {path: /ready, port: 8080}, periodSeconds: 1, failureThreshold: 1}
 `, name, replicas)
 }
+
+// Kubectl returns the path of the kubectl binary the tests drive. It is a
+// failure, not a skip, when it is missing: `make deps` installs it.
+func Kubectl(t testing.TB) string {
+	t.Helper()
+	p, err := exec.LookPath("kubectl")
+	if err != nil {
+		t.Fatalf("kubectl is not on PATH (the Kubernetes API tests drive the real kubectl): run `make deps`: %v", err)
+	}
+	return p
+}
