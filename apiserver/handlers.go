@@ -489,7 +489,7 @@ func applyPatch(r *http.Request, res *Resource, typed any, cur, patch []byte) ([
 		if len(p) > maxPatchOps {
 			return nil, apierrors.NewRequestEntityTooLargeError(fmt.Sprintf("a JSON patch may hold at most %d operations", maxPatchOps))
 		}
-		out, err := p.Apply(cur)
+		out, err := applyJSONPatch(p, cur)
 		if err != nil {
 			return nil, &apierrors.StatusError{ErrStatus: metav1.Status{Status: metav1.StatusFailure, Code: http.StatusUnprocessableEntity, Reason: metav1.StatusReasonInvalid,
 				Message: fmt.Sprintf("%s: JSON patch: %v", res.Kind, err)}}
@@ -728,4 +728,16 @@ func deepCopy(obj map[string]any) map[string]any {
 	var out map[string]any
 	_ = json.Unmarshal(b, &out)
 	return out
+}
+
+// applyJSONPatch applies p to doc. The library panics on some malformed
+// operations (a replace without a value): that is a bad request, not a
+// crash of the handler.
+func applyJSONPatch(p jsonpatch.Patch, doc []byte) (out []byte, err error) {
+	defer func() {
+		if v := recover(); v != nil {
+			out, err = nil, fmt.Errorf("malformed operation: %v", v)
+		}
+	}()
+	return p.Apply(doc)
 }
