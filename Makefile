@@ -6,8 +6,13 @@ VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 
 .PHONY: build deps test demo demo-down bench chaos clean
 
+# The built-in kubectl reports the Kubernetes client version it is.
+KUBE_VERSION := v1.37.2
+LDFLAGS := -X main.version=$(VERSION) -X k8s.io/component-base/version.gitVersion=$(KUBE_VERSION) \
+	-X k8s.io/component-base/version.gitMajor=1 -X k8s.io/component-base/version.gitMinor=37
+
 build:
-	$(GO) build -ldflags "-X main.version=$(VERSION)" -o $(BIN) ./cmd/chorus
+	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/chorus
 
 deps:
 	./tests/scripts/install-deps.sh

@@ -110,6 +110,7 @@ func newRootCmd(stdin io.Reader, stdout, stderr io.Writer) *cobra.Command {
 		newPortForwardCmd(o),
 		newDashboardCmd(o),
 		newServiceCmd(o),
+		newKubectlCmd(o),
 	)
 	return root
 }

@@ -244,8 +244,15 @@ func TestKubectl(t *testing.T) {
 	}
 
 	// A resource version issued by another peer cannot start a watch: 410.
-	rv := strings.TrimSpace(must(k1("-n", "kt", "get", "deployments", "-o", "jsonpath={.metadata.resourceVersion}")))
-	resp, err := http.Get("http://" + peers[1].API + "/apis/apps/v1/namespaces/kt/deployments?watch=true&resourceVersion=" + rv)
+	var list struct {
+		Metadata struct{ ResourceVersion string }
+	}
+	if err := peers[0].GetJSON("/apis/apps/v1/namespaces/kt/deployments", &list); err != nil || list.Metadata.ResourceVersion == "" {
+		t.Fatalf("list through k1: %v, version %q", err, list.Metadata.ResourceVersion)
+	}
+	rv := list.Metadata.ResourceVersion
+	hc := &http.Client{Timeout: 10 * time.Second}
+	resp, err := hc.Get("http://" + peers[1].API + "/apis/apps/v1/namespaces/kt/deployments?watch=true&resourceVersion=" + rv)
 	if err != nil {
 		t.Fatal(err)
 	}
