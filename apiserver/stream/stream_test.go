@@ -35,8 +35,8 @@ import (
 //	fail N        exits with N
 //	broken        fails to run (an error, not an exit code)
 //	missing       fails with a NotFound status
-//	tty           prints each terminal size received and what stdin sends,
-//	              until stdin ends
+//	tty           prints each terminal size received and each line stdin
+//	              sends, until stdin ends or sends ^D
 type fakeExec struct {
 	mu   sync.Mutex
 	reqs []ExecRequest
@@ -72,25 +72,50 @@ func (f *fakeExec) Exec(ctx context.Context, req ExecRequest, stdin io.Reader, s
 		go func() {
 			defer close(lines)
 			sc := bufio.NewScanner(stdin)
+			sc.Split(terminalLines)
 			for sc.Scan() {
-				lines <- sc.Text()
+				select {
+				case lines <- sc.Text():
+				case <-ctx.Done():
+					return
+				}
 			}
 		}()
 		for {
 			select {
 			case sz := <-resize:
-				fmt.Fprintf(stdout, "size %dx%d\n", sz.Width, sz.Height)
+				fmt.Fprintf(stdout, "size %dx%d\r\n", sz.Width, sz.Height)
 			case l, ok := <-lines:
 				if !ok {
 					return 0, nil
 				}
-				fmt.Fprintf(stdout, "got %s\n", l)
+				fmt.Fprintf(stdout, "got %s\r\n", l)
 			case <-ctx.Done():
 				return -1, ctx.Err()
 			}
 		}
 	}
 	return 127, nil
+}
+
+// terminalLines splits what a terminal in raw mode sends into lines ended by
+// \r (Enter) or \n; ^D ends the input.
+func terminalLines(data []byte, atEOF bool) (int, []byte, error) {
+	for i, b := range data {
+		switch b {
+		case '\r', '\n':
+			return i + 1, data[:i], nil
+		case 4:
+			if i > 0 {
+				return i, data[:i], nil
+			}
+			return 0, nil, bufio.ErrFinalToken
+		}
+	}
+	if atEOF && len(data) > 0 {
+		return len(data), data, nil
+	}
+	return 0, nil, nil
 }
 
 var podsResource = schema.GroupResource{Resource: "pods"}
@@ -366,10 +391,10 @@ func TestAttach(t *testing.T) {
 
 // echoForwarder answers each connection to a port with "port N\n" and then
 // echoes what it reads; port 9 has nothing listening.
-type echoForwarder struct{}
+type echoForwarder struct{ namespace string }
 
-func (echoForwarder) PortForward(ctx context.Context, namespace, pod string, port int32, stream io.ReadWriteCloser) error {
-	if namespace != "ns1" || pod != "web" {
+func (f echoForwarder) PortForward(ctx context.Context, namespace, pod string, port int32, stream io.ReadWriteCloser) error {
+	if namespace != f.namespace || pod != "web" {
 		return fmt.Errorf("wrong pod %s/%s", namespace, pod)
 	}
 	if port == 9 {
@@ -415,7 +440,7 @@ func spdyDialer(t *testing.T, cfg *rest.Config, u *url.URL) httpstream.Dialer {
 }
 
 func TestPortForward(t *testing.T) {
-	srv := newServer(t, &Server{PortForwarder: echoForwarder{}})
+	srv := newServer(t, &Server{PortForwarder: echoForwarder{"ns1"}})
 	cfg := &rest.Config{Host: srv.URL}
 	u, _ := url.Parse(srv.URL + "/api/v1/namespaces/ns1/pods/web/portforward")
 	for _, d := range dialers {
