@@ -139,10 +139,15 @@ func TestKubectl(t *testing.T) {
 		defer wg.Done()
 		sc := bufio.NewScanner(stdout)
 		for sc.Scan() {
-			seen <- sc.Text()
+			select {
+			case seen <- sc.Text():
+			case <-wctx.Done():
+				return
+			}
 		}
 	}()
-	defer func() { stopWatch(); _ = watch.Wait(); wg.Wait() }()
+	endWatch := func() { stopWatch(); _ = watch.Wait(); wg.Wait() }
+	defer endWatch()
 	if first := <-seen; first != "2" {
 		t.Fatalf("watch: first line %q, want 2", first)
 	}
@@ -157,6 +162,7 @@ func TestKubectl(t *testing.T) {
 	case <-time.After(30 * time.Second):
 		t.Fatal("watch on k3 saw no change 30 s after a scale through k2")
 	}
+	endWatch()
 
 	must(k3("-n", "kt", "wait", "--for=condition=Available", "deployment/web", "--timeout=90s"))
 	eventually(k2, "3/3", "-n", "kt", "get", "deployment", "web")
@@ -233,7 +239,7 @@ func TestKubectl(t *testing.T) {
 	if err := os.WriteFile(bad, []byte(strings.Replace(kubectlApp, "containerPort: 8080", "containerPort: 8080, bogus: 1", 1)), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	if out, err := k2("apply", "-f", bad); err == nil || !strings.Contains(out, `unknown field "spec.template.spec.containers[0].bogus"`) {
+	if out, err := k2("apply", "-f", bad); err == nil || !strings.Contains(out, `unknown field "spec.template.spec.containers[0].ports[0].bogus"`) {
 		t.Fatalf("apply with an unknown field: want strict decoding error, got %v\n%s", err, out)
 	}
 
