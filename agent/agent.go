@@ -313,8 +313,11 @@ func Run(ctx context.Context, cfg Config) error {
 			log.Warn("close gossip", "err", err)
 		}
 	}()
+	streams := newKubeStreams(a)
 	if a.kube, err = apiserver.New(kubeBackend{a}, apiserver.Options{Peer: cfg.Name, Version: cfg.Version, Log: log,
-		Subresources: map[string]http.Handler{"pods/log": http.HandlerFunc(a.kubeLog)}}); err != nil {
+		Subresources: map[string]http.Handler{"pods/log": http.HandlerFunc(a.kubeLog),
+			"pods/exec": http.HandlerFunc(streams.exec), "pods/attach": http.HandlerFunc(streams.attach),
+			"pods/portforward": http.HandlerFunc(streams.portForward)}}); err != nil {
 		return fmt.Errorf("Kubernetes API: %w", err)
 	}
 	srv := &http.Server{Handler: a.routes(), ReadHeaderTimeout: 10 * time.Second,

@@ -455,6 +455,13 @@ func (c *Containerd) Exec(ctx context.Context, id string, cmd []string) (int, []
 
 // ExecStream implements Runtime.
 func (c *Containerd) ExecStream(ctx context.Context, id string, cmd []string, stdin io.Reader, stdout, stderr io.Writer) (int, error) {
+	return c.exec(ctx, id, cmd, execIO{stdin: stdin, stdout: stdout, stderr: stderr})
+}
+
+// exec runs cmd in the running container id with the streams of eio, as
+// ExecStream and ExecTTY describe.
+func (c *Containerd) exec(ctx context.Context, id string, cmd []string, eio execIO) (int, error) {
+	stdin, stdout, stderr := eio.stdin, eio.stdout, eio.stderr
 	if len(cmd) == 0 {
 		return -1, fmt.Errorf("exec in %s: no command", id)
 	}
@@ -473,7 +480,7 @@ func (c *Containerd) ExecStream(ctx context.Context, id string, cmd []string, st
 	}
 	pspec := *spec.Process
 	pspec.Args = cmd
-	pspec.Terminal = false
+	pspec.Terminal = eio.tty
 	var in *stdinCloser
 	var inR io.Reader // a nil *stdinCloser in the interface would not read as "no stdin"
 	if stdin != nil {
@@ -481,7 +488,11 @@ func (c *Containerd) ExecStream(ctx context.Context, id string, cmd []string, st
 		inR = in
 	}
 	execID := "exec-" + strconv.FormatInt(c.execSeq.Add(1), 10)
-	proc, err := task.Exec(cctx, execID, &pspec, cio.NewCreator(cio.WithStreams(inR, stdout, stderr)))
+	streams := []cio.Opt{cio.WithStreams(inR, stdout, stderr)}
+	if eio.tty {
+		streams = append(streams, cio.WithTerminal)
+	}
+	proc, err := task.Exec(cctx, execID, &pspec, cio.NewCreator(streams...))
 	if err != nil {
 		return -1, fmt.Errorf("exec in %s: %w", id, err)
 	}
@@ -501,6 +512,10 @@ func (c *Containerd) ExecStream(ctx context.Context, id string, cmd []string, st
 		// The shim holds the process' stdin open until told to close it:
 		// do so once stdin is drained (and not before the start).
 		in.started(func() { _ = proc.CloseIO(context.WithoutCancel(cctx), containerd.WithStdinCloser) })
+	}
+	if eio.tty && eio.resize != nil {
+		stop := resizeTerminal(cctx, proc, eio.resize)
+		defer stop()
 	}
 	select {
 	case st := <-ch:

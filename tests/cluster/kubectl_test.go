@@ -225,8 +225,26 @@ func TestKubectl(t *testing.T) {
 	}
 	eventually(k2, "2 1", "-n", "kt", "get", "deployment", "web", "-o", `jsonpath={.spec.minReadySeconds} {.spec.replicas}`)
 
-	// logs of a pod, through a peer that may not run it.
+	// logs, exec and port-forward of a pod, through a peer that may not run
+	// it (the request is passed to the pod's peer, upgrades included).
 	eventually(k3, "GET /healthz", "-n", "kt", "logs", "deployment/web", "--tail=3")
+	for _, k := range []func(...string) (string, error){k1, k2, k3} {
+		if out := must(k("-n", "kt", "exec", "deploy/web", "--", "/app", "echo", "hi")); !strings.Contains(out, "hi") {
+			t.Fatalf("exec: %q", out)
+		}
+		if out, err := k("-n", "kt", "exec", "deploy/web", "--", "/app", "fail", "3"); err == nil || !strings.Contains(out, "exit code 3") {
+			t.Fatalf("exec of a failing command: want exit code 3, got %v\n%s", err, out)
+		}
+	}
+	pf := exec.Command(harness.Kubectl(t), "--server", "http://"+peers[2].API, "-n", "kt", "port-forward", "deploy/web", "18111:8080")
+	if err := pf.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = pf.Process.Kill(); _ = pf.Wait() }()
+	harness.Eventually(t, 30*time.Second, "port-forward answers", func() (bool, string) {
+		body, err := harness.HTTPGet("http://127.0.0.1:18111/")
+		return err == nil && strings.Contains(body, "hello from web-"), fmt.Sprint(body, err)
+	})
 
 	// Kinds chorus does not serve, and fields no kind has.
 	bad := filepath.Join(t.TempDir(), "bad.yaml")
