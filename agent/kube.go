@@ -83,6 +83,20 @@ func (b kubeBackend) List(ctx context.Context, kind string) ([][]byte, error) {
 	return nil, fmt.Errorf("kind %s is not served", kind)
 }
 
+// ListLive gathers the events of every alive peer when a client lists
+// them (kubectl describe, get events), as chorus' own API does.
+func (b kubeBackend) ListLive(r *http.Request, kind, ns string) ([][]byte, bool) {
+	if kind != "Event" {
+		return nil, false
+	}
+	var out []map[string]any
+	for _, e := range b.a.clusterEvents(r, ns, "", "") {
+		out = append(out, kubeEvent(e))
+	}
+	docs, err := marshalAll(out)
+	return docs, err == nil
+}
+
 // decodeOne decodes one object with chorus' decoder (defaults, validation,
 // warnings about what chorus does not implement).
 func decodeOne(kind string, doc []byte) (api.Object, []string, error) {

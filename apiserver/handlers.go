@@ -114,6 +114,18 @@ func (s *Server) list(w http.ResponseWriter, r *http.Request, res *Resource, ns 
 		return
 	}
 	objs, rv := s.cache.list(res, ns)
+	if ll, ok := s.backend.(LiveLister); ok {
+		if docs, ok := ll.ListLive(r, res.Kind, ns); ok {
+			objs = objs[:0:0]
+			for _, d := range docs {
+				var o map[string]any
+				if json.Unmarshal(d, &o) == nil {
+					o["apiVersion"], o["kind"] = res.APIVersion(), res.Kind
+					objs = append(objs, o)
+				}
+			}
+		}
+	}
 	var items []map[string]any
 	for _, o := range objs {
 		if matches(o, ls, fs) {

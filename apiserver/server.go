@@ -36,6 +36,14 @@ type Backend interface {
 	Changed() <-chan struct{}
 }
 
+// LiveLister is implemented by backends that gather some kinds from the
+// whole cluster when a client lists them (events, which each peer keeps
+// for itself): a list answers what ListLive returns when ok; watches still
+// follow this peer's own changes.
+type LiveLister interface {
+	ListLive(r *http.Request, kind, namespace string) (docs [][]byte, ok bool)
+}
+
 // Options configure a Server.
 type Options struct {
 	Peer    string // this peer's name: part of every resource version
