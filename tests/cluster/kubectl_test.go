@@ -14,6 +14,11 @@ import (
 	"testing"
 	"time"
 
+	"k8s.io/client-go/informers"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/cache"
+
 	"github.com/chorus-sh/chorus/tests/harness"
 	"github.com/chorus-sh/chorus/tests/images"
 )
@@ -119,6 +124,26 @@ func TestKubectl(t *testing.T) {
 		t.Fatalf("second apply: want unchanged, got\n%s", out)
 	}
 
+	// A client-go informer on k2 (WatchList: initial events, then the
+	// bookmark that ends them) follows what is written through the others.
+	ictx, stopInformer := context.WithCancel(ctx)
+	defer stopInformer()
+	cs, err := kubernetes.NewForConfig(&rest.Config{Host: "http://" + peers[1].API})
+	if err != nil {
+		t.Fatal(err)
+	}
+	factory := informers.NewSharedInformerFactoryWithOptions(cs, 0, informers.WithNamespace("kt"))
+	deployments := factory.Apps().V1().Deployments()
+	informer := deployments.Informer()
+	factory.Start(ictx.Done())
+	defer factory.Shutdown()
+	syncCtx, cancelSync := context.WithTimeout(ctx, 30*time.Second)
+	if !cache.WaitForCacheSync(syncCtx.Done(), informer.HasSynced) {
+		cancelSync()
+		t.Fatal("client-go informer on k2 did not sync in 30 s")
+	}
+	cancelSync()
+
 	// A watch on k3 sees a scale written through k2.
 	eventually(k3, "web", "-n", "kt", "get", "deployment", "web", "-o", "name")
 	wctx, stopWatch := context.WithTimeout(ctx, 2*time.Minute)
@@ -209,6 +234,14 @@ func TestKubectl(t *testing.T) {
 		eventually(k, "front team-a 2", "-n", "kt", "get", "deployment", "web", "-o",
 			`jsonpath={.metadata.labels.tier} {.metadata.annotations.owner} {.spec.replicas}`)
 	}
+	harness.Eventually(t, 30*time.Second, "the informer on k2 holds the three edits", func() (bool, string) {
+		d, err := deployments.Lister().Deployments("kt").Get("web")
+		if err != nil {
+			return false, err.Error()
+		}
+		got := fmt.Sprintf("%s %s %d", d.Labels["tier"], d.Annotations["owner"], *d.Spec.Replicas)
+		return got == "front team-a 2", got
+	})
 
 	// patch (merge and JSON) and edit.
 	must(k2("-n", "kt", "patch", "deployment", "web", "--type=merge", "-p", `{"spec":{"minReadySeconds":1}}`))
