@@ -18,6 +18,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"strconv"
 	"strings"
 	"sync"
@@ -172,6 +173,7 @@ type Agent struct {
 	images *imageSharing
 	svcNet *serviceNet
 	svcIPs atomic.Pointer[map[string]string] // service key -> this peer's address for it
+	podIPs atomic.Pointer[map[netip.Addr]bool] // addresses of the pods this peer runs, for hops
 
 	kick       chan struct{}
 	statusKick chan struct{}      // a local pod's status changed
@@ -218,6 +220,7 @@ func Run(ctx context.Context, cfg Config) error {
 		return fmt.Errorf("--pod-subnet: %w", err)
 	}
 	a := &Agent{cfg: cfg, log: log, store: st, events: newEvents(cfg.Name, 1000), start: time.Now(), kick: make(chan struct{}, 1), statusKick: make(chan struct{}, 1), leave: leave, svcNet: svcNet}
+	a.watchStoredValues()
 
 	addr := cfg.ContainerdAddress
 	if addr == "" {
@@ -351,7 +354,7 @@ func (a *Agent) reconcileLoop(ctx context.Context) {
 	defer t.Stop()
 	for {
 		changed := a.store.changed()
-		a.reconcile()
+		a.safeReconcile()
 		select {
 		case <-ctx.Done():
 			return
@@ -360,6 +363,39 @@ func (a *Agent) reconcileLoop(ctx context.Context) {
 		case <-t.C:
 		}
 	}
+}
+
+// safeReconcile runs one reconcile pass; a panic in it (a value no check
+// foresaw) is logged and reported as an event, and the next pass runs as
+// usual: no value may crash the peer (invariant 10).
+func (a *Agent) safeReconcile() {
+	defer func() {
+		if v := recover(); v != nil {
+			a.log.Error("reconcile panic", "panic", v, "stack", string(debug.Stack()))
+			a.events.record(api.ObjectReference{Kind: kindNode, Name: a.cfg.Name}, "Warning", "ReconcileFailed", fmt.Sprint(v))
+		}
+	}()
+	a.reconcile()
+}
+
+// watchStoredValues reports what the store finds wrong in what it holds:
+// a state file set aside at start, objects that do not decode or validate
+// (an error in the log and a Warning event on the object; GET
+// /api/v1/stats lists them). Such objects are left out of everything the
+// peer does until a valid write or a delete replaces them.
+func (a *Agent) watchStoredValues() {
+	if a.store.setAside != "" {
+		a.log.Error("the saved desired state could not be read", "path", a.store.path, "err", a.store.setAside)
+		a.events.record(api.ObjectReference{Kind: kindNode, Name: a.cfg.Name}, "Warning", "StateFileCorrupt", a.store.setAside)
+	}
+	a.store.checked.mu.Lock()
+	a.store.checked.report = func(b badObject) {
+		kind, ns, name := splitKey(b.Key)
+		a.log.Error("invalid object in the desired state: ignored until replaced or deleted", "key", b.Key, "version", b.Version, "writer", b.Writer, "err", b.Reason)
+		a.events.record(api.ObjectReference{Kind: kind, Namespace: ns, Name: name}, "Warning", "InvalidObject",
+			"ignored until replaced or deleted (written by "+b.Writer+"): "+strings.ReplaceAll(b.Reason, "\n", "; "))
+	}
+	a.store.checked.mu.Unlock()
 }
 
 func newUID() string {

@@ -111,7 +111,14 @@ func writeError(w http.ResponseWriter, err error) {
 	var nf *notFoundError
 	var tl *http.MaxBytesError
 	var se *statusError
+	var ie *invalidError
 	switch {
+	case errors.As(err, &ie):
+		var details []string
+		for _, fe := range ie.err.Errors {
+			details = append(details, fe.Error())
+		}
+		writeStatus(w, http.StatusUnprocessableEntity, "Invalid", err.Error(), details...)
 	case errors.As(err, &me):
 		var details []string
 		for _, fe := range me.Errors {
@@ -749,6 +756,9 @@ func (a *Agent) handleStats(w http.ResponseWriter, r *http.Request) {
 		"replBytesOut":      a.repl.bytesOut.Load(),
 		"replBytesIn":       a.repl.bytesIn.Load(),
 		"gossip":            gs,
+		"invalidObjects":    a.store.invalid(),
+		"stateFileSetAside": a.store.setAside,
+		"pendingReplicas":   a.sched.pendingCount(),
 	})
 }
 
