@@ -172,7 +172,7 @@ type Agent struct {
 	ctd    *runtime.Containerd
 	images *imageSharing
 	svcNet *serviceNet
-	svcIPs atomic.Pointer[map[string]string] // service key -> this peer's address for it
+	svcIPs atomic.Pointer[map[string]string]   // service key -> this peer's address for it
 	podIPs atomic.Pointer[map[netip.Addr]bool] // addresses of the pods this peer runs, for hops
 
 	kick       chan struct{}
