@@ -53,6 +53,10 @@ type Config struct {
 	SerfPort      int               // membership port (default 7946)
 	P2PPort       int               // data plane port (default 7947)
 	HopPort       int               // service proxy hops between peers (default 7948)
+	// APIHosts are names (besides IP addresses, localhost, the peer's name
+	// and the machine's host name) the API answers to in the Host header;
+	// any other is refused, against DNS rebinding.
+	APIHosts []string
 	Labels        map[string]string // node labels
 	Version       string            // chorus version, advertised to peers (default "dev")
 	// APIToken, when set, is the bearer token every API request but the
@@ -314,8 +318,7 @@ func Run(ctx context.Context, cfg Config) error {
 			log.Warn("close gossip", "err", err)
 		}
 	}()
-	srv := &http.Server{Handler: a.routes(), ReadHeaderTimeout: 10 * time.Second,
-		BaseContext: func(net.Listener) context.Context { return ctx }}
+	srv, ln := a.newAPIServer(ctx, ln, defaultLimits())
 	var wg sync.WaitGroup
 	wg.Add(2)
 	go func() {

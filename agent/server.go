@@ -36,7 +36,13 @@ var resourceKinds = map[string]string{
 	"daemonsets":  api.KindDaemonSet,
 }
 
+// routes is the API with its checks but without the server's limits (see
+// newAPIServer).
 func (a *Agent) routes() http.Handler {
+	return a.recoverer(requireToken(a.cfg.APIToken, a.log, a.checkSameOrigin(a.routesMux())))
+}
+
+func (a *Agent) routesMux() *http.ServeMux {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok\n") })
 	mux.HandleFunc("GET /api/v1/version", a.handleVersion)
@@ -65,7 +71,7 @@ func (a *Agent) routes() http.Handler {
 	mux.HandleFunc("GET /metrics", a.handleMetrics)
 	mux.HandleFunc("GET /{$}", a.handleDashboard)
 	mux.HandleFunc("GET /dashboard/", a.handleDashboard)
-	return a.recoverer(requireToken(a.cfg.APIToken, a.log, mux))
+	return mux
 }
 
 func (a *Agent) recoverer(h http.Handler) http.Handler {
@@ -437,10 +443,27 @@ func (a *Agent) handleList(w http.ResponseWriter, r *http.Request) {
 			items = append(items, e)
 		}
 	}
-	if items == nil {
-		items = []any{}
+	writeList(w, items)
+}
+
+// writeList answers a List, encoding one item at a time: the answer is
+// never held whole in memory next to the objects it is made of.
+func writeList(w http.ResponseWriter, items []any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(http.StatusOK)
+	bw := bufio.NewWriterSize(w, 32<<10)
+	_, _ = bw.WriteString(`{"apiVersion":"v1","kind":"List","items":[`)
+	enc := json.NewEncoder(bw)
+	for i, it := range items {
+		if i > 0 {
+			_ = bw.WriteByte(',')
+		}
+		if err := enc.Encode(it); err != nil {
+			return // the client went away, or a value does not encode: the answer is cut short
+		}
 	}
-	writeJSON(w, http.StatusOK, api.List{TypeMeta: api.TypeMeta{APIVersion: "v1", Kind: "List"}, Items: items})
+	_, _ = bw.WriteString("]}\n")
+	_ = bw.Flush()
 }
 
 func (a *Agent) findObject(res, ns, name string) (any, bool) {
