@@ -53,10 +53,6 @@ type Config struct {
 	SerfPort      int               // membership port (default 7946)
 	P2PPort       int               // data plane port (default 7947)
 	HopPort       int               // service proxy hops between peers (default 7948)
-	// APIHosts are names (besides IP addresses, localhost, the peer's name
-	// and the machine's host name) the API answers to in the Host header;
-	// any other is refused, against DNS rebinding.
-	APIHosts []string
 	Labels        map[string]string // node labels
 	Version       string            // chorus version, advertised to peers (default "dev")
 	// APIToken, when set, is the bearer token every API request but the
@@ -67,6 +63,10 @@ type Config struct {
 	// FaultCorruptBlobs makes the peer serve corrupted image blobs, to test
 	// that other peers detect them (hidden flag, tests only).
 	FaultCorruptBlobs bool
+	// APIHosts are names (besides IP addresses, localhost, the peer's name
+	// and the machine's host name) the API answers to in the Host header;
+	// any other is refused, against DNS rebinding.
+	APIHosts []string
 
 	Log *slog.Logger `json:"-"`
 }
