@@ -27,6 +27,7 @@ import (
 	"time"
 
 	"github.com/chorus-sh/chorus/api"
+	"github.com/chorus-sh/chorus/apiserver"
 	"github.com/chorus-sh/chorus/gossip"
 	"github.com/chorus-sh/chorus/proxy"
 	"github.com/chorus-sh/chorus/runtime"
@@ -178,6 +179,7 @@ type Agent struct {
 	svcNet *serviceNet
 	svcIPs atomic.Pointer[map[string]string]   // service key -> this peer's address for it
 	podIPs atomic.Pointer[map[netip.Addr]bool] // addresses of the pods this peer runs, for hops
+	kube   *apiserver.Server                   // the Kubernetes API
 
 	kick       chan struct{}
 	statusKick chan struct{}      // a local pod's status changed
@@ -318,9 +320,17 @@ func Run(ctx context.Context, cfg Config) error {
 			log.Warn("close gossip", "err", err)
 		}
 	}()
+	if a.kube, err = apiserver.New(kubeBackend{a}, apiserver.Options{Peer: cfg.Name, Version: cfg.Version, Log: log,
+		Subresources: map[string]http.Handler{"pods/log": http.HandlerFunc(a.kubeLog)}}); err != nil {
+		return fmt.Errorf("Kubernetes API: %w", err)
+	}
 	srv, ln := a.newAPIServer(ctx, ln, defaultLimits())
 	var wg sync.WaitGroup
-	wg.Add(2)
+	wg.Add(3)
+	go func() {
+		defer wg.Done()
+		a.kube.Run(ctx)
+	}()
 	go func() {
 		defer wg.Done()
 		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {

@@ -108,7 +108,7 @@ func (a *Agent) clusterEvents(r *http.Request, ns, kind, name string) []api.Even
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+addr+"/api/v1/events?"+q.Encode(), nil)
+				req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+addr+"/chorus/v1/events?"+q.Encode(), nil)
 				if err != nil {
 					return
 				}

@@ -208,7 +208,7 @@ func streaming(r *http.Request) bool {
 	if q.Get("follow") == "true" || q.Get("watch") == "true" || q.Get("watch") == "1" {
 		return true
 	}
-	return r.Method == http.MethodPost && r.URL.Path == "/api/v1/images"
+	return r.Method == http.MethodPost && r.URL.Path == "/chorus/v1/images"
 }
 
 // limitRequests caps the requests in flight (two pools: ordinary and
@@ -255,7 +255,7 @@ func (a *Agent) limitRequests(lim serverLimits, h http.Handler) http.Handler {
 			_ = rc.SetWriteDeadline(time.Now().Add(lim.WriteTimeout))
 		}
 		if r.Body != nil && r.Body != http.NoBody && r.ContentLength != 0 && r.Header.Get("Upgrade") == "" {
-			r.Body = newDeadlineBody(r.Body, rc, lim, r.Method == http.MethodPost && r.URL.Path == "/api/v1/images")
+			r.Body = newDeadlineBody(r.Body, rc, lim, r.Method == http.MethodPost && r.URL.Path == "/chorus/v1/images")
 		}
 		h.ServeHTTP(w, r)
 	})

@@ -75,7 +75,7 @@ func TestIdleConnectionsDoNotStarveTheAPI(t *testing.T) {
 		idle = append(idle, c)
 	}
 	for range 5 {
-		if code, body := get(t, "http://"+addr+"/api/v1/version"); code != http.StatusOK || !strings.Contains(body, "v9") {
+		if code, body := get(t, "http://"+addr+"/chorus/v1/version"); code != http.StatusOK || !strings.Contains(body, "v9") {
 			t.Fatalf("version with 100 idle connections open: %d %s", code, body)
 		}
 	}
@@ -102,7 +102,7 @@ func TestTricklingBodyIsCut(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer c.Close()
-	fmt.Fprintf(c, "POST /api/v1/apply HTTP/1.1\r\nHost: %s\r\nContent-Type: application/yaml\r\nContent-Length: 100000\r\n\r\n", addr)
+	fmt.Fprintf(c, "POST /chorus/v1/apply HTTP/1.1\r\nHost: %s\r\nContent-Type: application/yaml\r\nContent-Length: 100000\r\n\r\n", addr)
 	start := time.Now()
 	closed := make(chan time.Duration, 1)
 	go func() {
@@ -210,7 +210,7 @@ func TestCrossSiteRequestsRefused(t *testing.T) {
 		{"GET", "chorus.example.lan:7070", "", "", "", http.StatusOK},
 		{"GET", "127.0.0.1:7070", "", "http://evil.example", "", http.StatusOK}, // the browser keeps the answer from it
 	} {
-		r, _ := http.NewRequest(c.method, "http://x/api/v1/apply", strings.NewReader("{}"))
+		r, _ := http.NewRequest(c.method, "http://x/chorus/v1/apply", strings.NewReader("{}"))
 		r.Host = c.host
 		if c.ct != "" {
 			r.Header.Set("Content-Type", c.ct)

@@ -45,32 +45,35 @@ func (a *Agent) routes() http.Handler {
 func (a *Agent) routesMux() *http.ServeMux {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok\n") })
-	mux.HandleFunc("GET /api/v1/version", a.handleVersion)
-	mux.HandleFunc("POST /api/v1/apply", a.handleApply)
-	mux.HandleFunc("POST /api/v1/delete", a.handleDeleteManifest)
-	mux.HandleFunc("GET /api/v1/{resource}", a.handleList)
-	mux.HandleFunc("GET /api/v1/namespaces/{ns}/{resource}", a.handleList)
-	mux.HandleFunc("GET /api/v1/namespaces/{ns}/{resource}/{name}", a.handleGet)
-	mux.HandleFunc("GET /api/v1/namespaces/{name}", a.handleGetNamespace)
-	mux.HandleFunc("GET /api/v1/nodes/{name}", a.handleGetNode)
-	mux.HandleFunc("DELETE /api/v1/namespaces/{ns}/{resource}/{name}", a.handleDelete)
-	mux.HandleFunc("DELETE /api/v1/namespaces/{name}", a.handleDeleteNamespace)
-	mux.HandleFunc("POST /api/v1/namespaces/{ns}/deployments", a.handleCreateDeployment)
-	mux.HandleFunc("PUT /api/v1/namespaces/{ns}/deployments/{name}/scale", a.handleScale)
-	mux.HandleFunc("GET /api/v1/namespaces/{ns}/deployments/{name}/revisions", a.handleRevisions)
-	mux.HandleFunc("POST /api/v1/namespaces/{ns}/deployments/{name}/rollout", a.handleRollout)
-	mux.HandleFunc("GET /api/v1/namespaces/{ns}/pods/{name}/log", a.handleLog)
-	mux.HandleFunc("POST /api/v1/images", a.handleImageLoad)
-	mux.HandleFunc("GET /api/v1/images", a.handleImages)
-	mux.HandleFunc("POST /api/v1/leave", a.handleLeave)
-	mux.HandleFunc("PUT /api/v1/nodes/{name}/cordon", a.handleCordon)
-	mux.HandleFunc("POST /api/v1/namespaces/{ns}/services/{name}/portforward", a.handlePortForward)
-	mux.HandleFunc("POST /api/v1/namespaces/{ns}/pods/{name}/portforward", a.handlePortForward)
-	mux.HandleFunc("GET /api/v1/stats", a.handleStats)
-	mux.HandleFunc("POST /api/v1/namespaces/{ns}/pods/{name}/exec", a.handleExec)
+	mux.HandleFunc("GET /chorus/v1/version", a.handleVersion)
+	mux.HandleFunc("POST /chorus/v1/apply", a.handleApply)
+	mux.HandleFunc("POST /chorus/v1/delete", a.handleDeleteManifest)
+	mux.HandleFunc("GET /chorus/v1/{resource}", a.handleList)
+	mux.HandleFunc("GET /chorus/v1/namespaces/{ns}/{resource}", a.handleList)
+	mux.HandleFunc("GET /chorus/v1/namespaces/{ns}/{resource}/{name}", a.handleGet)
+	mux.HandleFunc("GET /chorus/v1/namespaces/{name}", a.handleGetNamespace)
+	mux.HandleFunc("GET /chorus/v1/nodes/{name}", a.handleGetNode)
+	mux.HandleFunc("DELETE /chorus/v1/namespaces/{ns}/{resource}/{name}", a.handleDelete)
+	mux.HandleFunc("DELETE /chorus/v1/namespaces/{name}", a.handleDeleteNamespace)
+	mux.HandleFunc("POST /chorus/v1/namespaces/{ns}/deployments", a.handleCreateDeployment)
+	mux.HandleFunc("PUT /chorus/v1/namespaces/{ns}/deployments/{name}/scale", a.handleScale)
+	mux.HandleFunc("GET /chorus/v1/namespaces/{ns}/deployments/{name}/revisions", a.handleRevisions)
+	mux.HandleFunc("POST /chorus/v1/namespaces/{ns}/deployments/{name}/rollout", a.handleRollout)
+	mux.HandleFunc("GET /chorus/v1/namespaces/{ns}/pods/{name}/log", a.handleLog)
+	mux.HandleFunc("POST /chorus/v1/images", a.handleImageLoad)
+	mux.HandleFunc("GET /chorus/v1/images", a.handleImages)
+	mux.HandleFunc("POST /chorus/v1/leave", a.handleLeave)
+	mux.HandleFunc("PUT /chorus/v1/nodes/{name}/cordon", a.handleCordon)
+	mux.HandleFunc("POST /chorus/v1/namespaces/{ns}/services/{name}/portforward", a.handlePortForward)
+	mux.HandleFunc("POST /chorus/v1/namespaces/{ns}/pods/{name}/portforward", a.handlePortForward)
+	mux.HandleFunc("GET /chorus/v1/stats", a.handleStats)
+	mux.HandleFunc("POST /chorus/v1/namespaces/{ns}/pods/{name}/exec", a.handleExec)
 	mux.HandleFunc("GET /metrics", a.handleMetrics)
 	mux.HandleFunc("GET /{$}", a.handleDashboard)
 	mux.HandleFunc("GET /dashboard/", a.handleDashboard)
+	if a.kube != nil {
+		a.kube.Register(mux)
+	}
 	return mux
 }
 
@@ -397,7 +400,7 @@ func (a *Agent) objects(resource, ns string) ([]any, bool) {
 				if s.Metadata.Annotations == nil {
 					s.Metadata.Annotations = map[string]string{}
 				}
-				s.Metadata.Annotations["chorus.io/endpoints"] = strings.Join(eps, ",")
+				s.Metadata.Annotations[annotationEndpoints] = strings.Join(eps, ",")
 			}
 			out = append(out, s)
 		}

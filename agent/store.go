@@ -243,6 +243,7 @@ func (s *store) object(key string) (api.Object, bool) {
 	}
 	m := o.Meta()
 	m.ResourceVersion = fmt.Sprintf("%d.%d", version.Wall, version.Logical)
+	m.Generation = generationOf(fields)
 	if m.Annotations == nil {
 		m.Annotations = map[string]string{}
 	}
@@ -316,12 +317,12 @@ func checkWrite(next *crdt.State, d crdt.Delta) error {
 
 // sameFields reports whether an apply of fields would change nothing.
 func sameFields(cur, next map[string]json.RawMessage) bool {
-	for _, f := range []string{crdt.FieldUID, crdt.FieldCreationTimestamp} {
+	for _, f := range []string{crdt.FieldUID, crdt.FieldCreationTimestamp, fieldGeneration} {
 		delete(next, f)
 	}
 	n := 0
 	for f, v := range cur {
-		if f == crdt.FieldUID || f == crdt.FieldCreationTimestamp {
+		if f == crdt.FieldUID || f == crdt.FieldCreationTimestamp || f == fieldGeneration {
 			continue
 		}
 		n++
@@ -403,7 +404,8 @@ func (s *store) apply(objs []api.Object, now time.Time, create bool) ([]Result, 
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w", key, err)
 		}
-		unchanged := exists && sameFields(cur, cloneFields(fields))
+		unchanged := exists && sameFields(cur, withGeneration(cloneFields(fields), cur))
+		fields[fieldGeneration] = nextGeneration(cur, fields, exists, true)
 		// Written even when unchanged here: this peer may not have seen a
 		// concurrent delete or change yet, and the apply acknowledged now
 		// must win over those (last writer wins), not vanish under them.
@@ -474,8 +476,13 @@ func (s *store) scale(key string, replicas int32) (Result, error) {
 		return r, nil
 	}
 	v, _ := json.Marshal(replicas)
+	cur, _ := s.st.Get(key)
+	changes := map[string]json.RawMessage{"spec.replicas": v}
+	if !bytes.Equal(cur["spec.replicas"], v) {
+		changes[fieldGeneration] = nextGeneration(cur, changes, true, false)
+	}
 	next := s.st.Clone()
-	d := next.PutFields(key, map[string]json.RawMessage{"spec.replicas": v}, s.clock.Now())
+	d := next.PutFields(key, changes, s.clock.Now())
 	if err := s.commit(next, d); err != nil {
 		return r, err
 	}
@@ -751,4 +758,135 @@ func (s *store) resetIfStale() bool {
 	close(s.watch)
 	s.watch = make(chan struct{})
 	return true
+}
+
+// annotationEndpoints lists a service's Ready endpoints, as read.
+const annotationEndpoints = "chorus.io/endpoints"
+
+// fieldGeneration holds metadata.generation in the replicated state: a
+// register that every write changing the spec sets one above what the
+// writer saw, so it only grows, whichever write wins.
+const fieldGeneration = "generation"
+
+func generationOf(fields map[string]json.RawMessage) int64 {
+	g, err := strconv.ParseInt(string(fields[fieldGeneration]), 10, 64)
+	if err != nil || g < 1 {
+		return 1
+	}
+	return g
+}
+
+// nextGeneration is the generation after writing next over cur: one more
+// when a spec field changes, 1 for a new object. With full, next replaces
+// the whole object (a spec field it lacks is removed); otherwise next
+// holds only the fields written.
+func nextGeneration(cur, next map[string]json.RawMessage, exists, full bool) json.RawMessage {
+	if !exists {
+		return json.RawMessage("1")
+	}
+	g := generationOf(cur)
+	for f, v := range next {
+		if strings.HasPrefix(f, "spec.") && !bytes.Equal(cur[f], v) {
+			return json.RawMessage(strconv.FormatInt(g+1, 10))
+		}
+	}
+	for f := range cur {
+		if _, ok := next[f]; full && strings.HasPrefix(f, "spec.") && !ok {
+			return json.RawMessage(strconv.FormatInt(g+1, 10))
+		}
+	}
+	return json.RawMessage(strconv.FormatInt(g, 10))
+}
+
+func withGeneration(fields, cur map[string]json.RawMessage) map[string]json.RawMessage {
+	if g, ok := cur[fieldGeneration]; ok {
+		fields[fieldGeneration] = g
+	}
+	return fields
+}
+
+// serverAnnotations are set on objects as they are read; a client that
+// writes an object back (kubectl edit, replace) must not store them.
+var serverAnnotations = []string{annotationVersion, annotationLastWriter, api.AnnotationRevision, annotationEndpoints}
+
+// userFields returns the replicated fields of o, without what the server
+// sets (uid, creation time, generation, versions, annotations added as read).
+func userFields(o api.Object) (map[string]json.RawMessage, error) {
+	o = copyObject(o)
+	o.SetTypeMeta()
+	m := o.Meta()
+	for _, a := range serverAnnotations {
+		delete(m.Annotations, a)
+	}
+	if len(m.Annotations) == 0 {
+		m.Annotations = nil
+	}
+	m.ResourceVersion, m.Generation, m.UID, m.CreationTimestamp = "", 0, "", nil
+	doc, err := docOf(o)
+	if err != nil {
+		return nil, err
+	}
+	fields, err := crdt.Split(doc)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", api.ObjectKey(o), err)
+	}
+	for _, f := range []string{crdt.FieldUID, crdt.FieldCreationTimestamp, fieldGeneration} {
+		delete(fields, f)
+	}
+	return fields, nil
+}
+
+// update changes an existing object from base (as the client read it) to
+// o, writing only the fields that differ between the two (null for fields
+// o no longer has): a concurrent change of other fields, through this peer
+// or another, survives.
+func (s *store) update(base, o api.Object, now time.Time) (Result, error) {
+	key := api.ObjectKey(o)
+	m := o.Meta()
+	r := Result{Kind: o.GetKind(), Namespace: m.Namespace, Name: m.Name, Action: "unchanged"}
+	fields, err := userFields(o)
+	if err != nil {
+		return r, err
+	}
+	was, err := userFields(base)
+	if err != nil {
+		return r, err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	cur, ok := s.st.Get(key)
+	if !ok {
+		return r, &notFoundError{msg: fmt.Sprintf("%s %q not found", groupResource(o.GetKind()), m.Name)}
+	}
+	if err := s.checkNamespaces([]api.Object{o}); err != nil {
+		return r, err
+	}
+	changes := map[string]json.RawMessage{}
+	for f, v := range fields {
+		if !bytes.Equal(was[f], v) {
+			changes[f] = v
+		}
+	}
+	for f := range was {
+		if _, ok := fields[f]; !ok {
+			changes[f] = json.RawMessage("null")
+		}
+	}
+	if len(changes) == 0 {
+		return r, nil
+	}
+	changes[fieldGeneration] = nextGeneration(cur, changes, true, false)
+	next := s.st.Clone()
+	d := next.PutFields(key, changes, s.clock.Now())
+	if dep, ok := o.(*api.Deployment); ok {
+		if _, changed := changes["spec.template"]; changed {
+			dep = copyObject(dep).(*api.Deployment)
+			d.Entries = append(d.Entries, s.recordRevision(next, dep, dep.Metadata.Annotations[api.AnnotationChangeCause], false, now).Entries...)
+		}
+	}
+	if err := s.commit(next, d); err != nil {
+		return r, err
+	}
+	r.Action = "configured"
+	return r, nil
 }

@@ -25,6 +25,8 @@ func FuzzDecode(f *testing.F) {
 		strings.Replace(deployment("web", ""), "spec:\n  template:", "spec:\n  replicas: three\n  template:", 1),
 		deployment("web", "        resources: {limits: {cpu: 1, memory: 1GB}, requests: {cpu: 2}}\n"),
 		deployment("web", "        livenessProbe: {exec: {command: [x]}, tcpSocket: {port: 1}}\n"),
+		securityDeployment("      hostUsers: false\n      securityContext: {runAsUser: 1000, runAsNonRoot: true, supplementalGroups: [1], fsGroup: 2, seccompProfile: {type: RuntimeDefault}}\n",
+			"        securityContext: {privileged: false, readOnlyRootFilesystem: true, capabilities: {add: [cap_net_raw], drop: [ALL]}, seccompProfile: {type: Localhost, localhostProfile: p}}\n"),
 		strings.Replace(goodService, "spec:\n", "spec:\n  type: NodePort\n", 1) + "    nodePort: 30001\n",
 		"a: b\n c: d\n",
 		"a: &a [*a]\n",
