@@ -18,6 +18,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"strconv"
 	"strings"
 	"sync"
@@ -63,6 +64,10 @@ type Config struct {
 	// FaultCorruptBlobs makes the peer serve corrupted image blobs, to test
 	// that other peers detect them (hidden flag, tests only).
 	FaultCorruptBlobs bool
+	// APIHosts are names (besides IP addresses, localhost, the peer's name
+	// and the machine's host name) the API answers to in the Host header;
+	// any other is refused, against DNS rebinding.
+	APIHosts []string
 
 	Log *slog.Logger `json:"-"`
 }
@@ -172,8 +177,9 @@ type Agent struct {
 	ctd    *runtime.Containerd
 	images *imageSharing
 	svcNet *serviceNet
-	svcIPs atomic.Pointer[map[string]string] // service key -> this peer's address for it
-	kube   *apiserver.Server                 // the Kubernetes API
+	svcIPs atomic.Pointer[map[string]string]   // service key -> this peer's address for it
+	podIPs atomic.Pointer[map[netip.Addr]bool] // addresses of the pods this peer runs, for hops
+	kube   *apiserver.Server                   // the Kubernetes API
 
 	kick       chan struct{}
 	statusKick chan struct{}      // a local pod's status changed
@@ -220,6 +226,7 @@ func Run(ctx context.Context, cfg Config) error {
 		return fmt.Errorf("--pod-subnet: %w", err)
 	}
 	a := &Agent{cfg: cfg, log: log, store: st, events: newEvents(cfg.Name, 1000), start: time.Now(), kick: make(chan struct{}, 1), statusKick: make(chan struct{}, 1), leave: leave, svcNet: svcNet}
+	a.watchStoredValues()
 
 	addr := cfg.ContainerdAddress
 	if addr == "" {
@@ -320,8 +327,7 @@ func Run(ctx context.Context, cfg Config) error {
 			"pods/portforward": http.HandlerFunc(streams.portForward)}}); err != nil {
 		return fmt.Errorf("Kubernetes API: %w", err)
 	}
-	srv := &http.Server{Handler: a.routes(), ReadHeaderTimeout: 10 * time.Second,
-		BaseContext: func(net.Listener) context.Context { return ctx }}
+	srv, ln := a.newAPIServer(ctx, ln, defaultLimits())
 	var wg sync.WaitGroup
 	wg.Add(3)
 	go func() {
@@ -364,7 +370,7 @@ func (a *Agent) reconcileLoop(ctx context.Context) {
 	defer t.Stop()
 	for {
 		changed := a.store.changed()
-		a.reconcile()
+		a.safeReconcile()
 		select {
 		case <-ctx.Done():
 			return
@@ -373,6 +379,39 @@ func (a *Agent) reconcileLoop(ctx context.Context) {
 		case <-t.C:
 		}
 	}
+}
+
+// safeReconcile runs one reconcile pass; a panic in it (a value no check
+// foresaw) is logged and reported as an event, and the next pass runs as
+// usual: no value may crash the peer (invariant 10).
+func (a *Agent) safeReconcile() {
+	defer func() {
+		if v := recover(); v != nil {
+			a.log.Error("reconcile panic", "panic", v, "stack", string(debug.Stack()))
+			a.events.record(api.ObjectReference{Kind: kindNode, Name: a.cfg.Name}, "Warning", "ReconcileFailed", fmt.Sprint(v))
+		}
+	}()
+	a.reconcile()
+}
+
+// watchStoredValues reports what the store finds wrong in what it holds:
+// a state file set aside at start, objects that do not decode or validate
+// (an error in the log and a Warning event on the object; GET
+// /api/v1/stats lists them). Such objects are left out of everything the
+// peer does until a valid write or a delete replaces them.
+func (a *Agent) watchStoredValues() {
+	if a.store.setAside != "" {
+		a.log.Error("the saved desired state could not be read", "path", a.store.path, "err", a.store.setAside)
+		a.events.record(api.ObjectReference{Kind: kindNode, Name: a.cfg.Name}, "Warning", "StateFileCorrupt", a.store.setAside)
+	}
+	a.store.checked.mu.Lock()
+	a.store.checked.report = func(b badObject) {
+		kind, ns, name := splitKey(b.Key)
+		a.log.Error("invalid object in the desired state: ignored until replaced or deleted", "key", b.Key, "version", b.Version, "writer", b.Writer, "err", b.Reason)
+		a.events.record(api.ObjectReference{Kind: kind, Namespace: ns, Name: name}, "Warning", "InvalidObject",
+			"ignored until replaced or deleted (written by "+b.Writer+"): "+strings.ReplaceAll(b.Reason, "\n", "; "))
+	}
+	a.store.checked.mu.Unlock()
 }
 
 func newUID() string {

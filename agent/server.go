@@ -36,7 +36,13 @@ var resourceKinds = map[string]string{
 	"daemonsets":  api.KindDaemonSet,
 }
 
+// routes is the API with its checks but without the server's limits (see
+// newAPIServer).
 func (a *Agent) routes() http.Handler {
+	return a.recoverer(requireToken(a.cfg.APIToken, a.log, a.checkSameOrigin(a.routesMux())))
+}
+
+func (a *Agent) routesMux() *http.ServeMux {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok\n") })
 	mux.HandleFunc("GET /chorus/v1/version", a.handleVersion)
@@ -68,7 +74,7 @@ func (a *Agent) routes() http.Handler {
 	if a.kube != nil {
 		a.kube.Register(mux)
 	}
-	return a.recoverer(requireToken(a.cfg.APIToken, a.log, mux))
+	return mux
 }
 
 func (a *Agent) recoverer(h http.Handler) http.Handler {
@@ -114,7 +120,14 @@ func writeError(w http.ResponseWriter, err error) {
 	var nf *notFoundError
 	var tl *http.MaxBytesError
 	var se *statusError
+	var ie *invalidError
 	switch {
+	case errors.As(err, &ie):
+		var details []string
+		for _, fe := range ie.err.Errors {
+			details = append(details, fe.Error())
+		}
+		writeStatus(w, http.StatusUnprocessableEntity, "Invalid", err.Error(), details...)
 	case errors.As(err, &me):
 		var details []string
 		for _, fe := range me.Errors {
@@ -433,10 +446,27 @@ func (a *Agent) handleList(w http.ResponseWriter, r *http.Request) {
 			items = append(items, e)
 		}
 	}
-	if items == nil {
-		items = []any{}
+	writeList(w, items)
+}
+
+// writeList answers a List, encoding one item at a time: the answer is
+// never held whole in memory next to the objects it is made of.
+func writeList(w http.ResponseWriter, items []any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(http.StatusOK)
+	bw := bufio.NewWriterSize(w, 32<<10)
+	_, _ = bw.WriteString(`{"apiVersion":"v1","kind":"List","items":[`)
+	enc := json.NewEncoder(bw)
+	for i, it := range items {
+		if i > 0 {
+			_ = bw.WriteByte(',')
+		}
+		if err := enc.Encode(it); err != nil {
+			return // the client went away, or a value does not encode: the answer is cut short
+		}
 	}
-	writeJSON(w, http.StatusOK, api.List{TypeMeta: api.TypeMeta{APIVersion: "v1", Kind: "List"}, Items: items})
+	_, _ = bw.WriteString("]}\n")
+	_ = bw.Flush()
 }
 
 func (a *Agent) findObject(res, ns, name string) (any, bool) {
@@ -752,6 +782,9 @@ func (a *Agent) handleStats(w http.ResponseWriter, r *http.Request) {
 		"replBytesOut":      a.repl.bytesOut.Load(),
 		"replBytesIn":       a.repl.bytesIn.Load(),
 		"gossip":            gs,
+		"invalidObjects":    a.store.invalid(),
+		"stateFileSetAside": a.store.setAside,
+		"pendingReplicas":   a.sched.pendingCount(),
 	})
 }
 

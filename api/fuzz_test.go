@@ -30,6 +30,8 @@ func FuzzDecode(f *testing.F) {
 		strings.Replace(goodService, "spec:\n", "spec:\n  type: NodePort\n", 1) + "    nodePort: 30001\n",
 		"a: b\n c: d\n",
 		"a: &a [*a]\n",
+		"a: &a [x, x, x]\nb: &b [*a, *a, *a]\nc: [*b, *b, *b]\n",
+		"apiVersion: v1\nkind: Namespace\nmetadata:\n  name: a\n  labels: &l {team: x}\n  annotations: *l\n",
 		"metadata:\n  labels:\n    ? [a]\n    : b\n",
 		"- 1\n- 2\n",
 		"{\"kind\": ",
