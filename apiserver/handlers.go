@@ -140,8 +140,22 @@ func (s *Server) list(w http.ResponseWriter, r *http.Request, res *Resource, ns 
 		writeJSON(w, http.StatusOK, s.table(res, items, t, rvs, true))
 		return
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"kind": res.Kind + "List", "apiVersion": res.APIVersion(),
-		"metadata": map[string]any{"resourceVersion": rvs}, "items": items})
+	// Encoded one item at a time: the answer is never held whole.
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(http.StatusOK)
+	fmt.Fprintf(w, `{"kind":%q,"apiVersion":%q,"metadata":{"resourceVersion":%q},"items":[`, res.Kind+"List", res.APIVersion(), rvs)
+	enc := json.NewEncoder(w)
+	for i, it := range items {
+		if i > 0 {
+			if _, err := io.WriteString(w, ","); err != nil {
+				return
+			}
+		}
+		if err := enc.Encode(it); err != nil {
+			return
+		}
+	}
+	_, _ = io.WriteString(w, "]}\n")
 }
 
 func (s *Server) get(w http.ResponseWriter, r *http.Request, res *Resource, ns, name string) {

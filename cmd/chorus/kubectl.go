@@ -41,6 +41,9 @@ func newKubectlCmd(o *rootOptions) *cobra.Command {
 // kubectlArgs adds --server (and --token) for the chorus peer unless the
 // kubectl arguments choose a cluster themselves.
 func kubectlArgs(o *rootOptions, c *cobra.Command, args []string) ([]string, error) {
+	if len(args) > 0 && args[0] == "--kubectl-as-is" {
+		return args[1:], nil // run as kubectl: its own defaults (KUBECONFIG, ~/.kube/config)
+	}
 	for _, a := range args {
 		name, _, _ := strings.Cut(a, "=")
 		switch name {
