@@ -417,20 +417,21 @@ func (s *Server) create(ctx context.Context, w http.ResponseWriter, r *http.Requ
 		writeError(w, err)
 		return
 	}
-	s.store(ctx, w, r, res, obj, warns, "", http.StatusCreated)
+	s.store(ctx, w, r, res, obj, nil, warns, "", http.StatusCreated)
 }
 
 // store hands obj to the backend (create when name is "", else update) and
 // answers the object as now served.
-func (s *Server) store(ctx context.Context, w http.ResponseWriter, r *http.Request, res *Resource, obj map[string]any, warns []string, name string, code int) {
+//
+// base is the object the change was made on (nil for a create): the backend
+// writes only what differs between base and obj. It must be the very
+// object the patch or the client's update started from, not a newer read:
+// a field changed meanwhile through another peer would otherwise be
+// written back with its old value.
+func (s *Server) store(ctx context.Context, w http.ResponseWriter, r *http.Request, res *Resource, obj, baseObj map[string]any, warns []string, name string, code int) {
 	var base []byte
 	if name != "" {
-		cur, ok := s.cache.get(res, metaString(obj, "namespace"), name)
-		if !ok {
-			writeError(w, apierrors.NewNotFound(gr(res), name))
-			return
-		}
-		base, _ = json.Marshal(cur)
+		base, _ = json.Marshal(baseObj)
 	}
 	doc, err := json.Marshal(obj)
 	if err != nil {
@@ -500,7 +501,7 @@ func (s *Server) update(ctx context.Context, w http.ResponseWriter, r *http.Requ
 		writeError(w, err)
 		return
 	}
-	s.store(ctx, w, r, res, obj, warns, name, http.StatusOK)
+	s.store(ctx, w, r, res, obj, cur, warns, name, http.StatusOK)
 }
 
 // applyPatch applies a patch of the request's type to cur.
@@ -566,7 +567,7 @@ func (s *Server) patch(ctx context.Context, w http.ResponseWriter, r *http.Reque
 			writeError(w, err)
 			return
 		}
-		s.store(ctx, w, r, res, obj, warns, "", http.StatusCreated)
+		s.store(ctx, w, r, res, obj, nil, warns, "", http.StatusCreated)
 		return
 	}
 	curDoc, err := json.Marshal(cur)
@@ -599,7 +600,7 @@ func (s *Server) patch(ctx context.Context, w http.ResponseWriter, r *http.Reque
 			return
 		}
 	}
-	s.store(ctx, w, r, res, obj, warns, name, http.StatusOK)
+	s.store(ctx, w, r, res, obj, cur, warns, name, http.StatusOK)
 }
 
 func (s *Server) delete(ctx context.Context, w http.ResponseWriter, r *http.Request, res *Resource, ns, name string) {
