@@ -118,7 +118,7 @@ func (a *Agent) clusterEvents(r *http.Request, ns, kind, name string) []api.Even
 			go func() {
 				defer wg.Done()
 				u := a.peerURL(addr)
-				u.Path, u.RawQuery = "/api/v1/events", q.Encode()
+				u.Path, u.RawQuery = "/chorus/v1/events", q.Encode()
 				req, err := http.NewRequestWithContext(ctx, http.MethodGet, u.String(), nil)
 				if err != nil {
 					return

@@ -36,36 +36,45 @@ var resourceKinds = map[string]string{
 	"daemonsets":  api.KindDaemonSet,
 }
 
+// routes is the API with its checks but without the server's limits (see
+// newAPIServer).
 func (a *Agent) routes() http.Handler {
+	return a.recoverer(requireToken(a.cfg.APIToken, a.log, a.checkSameOrigin(a.routesMux())))
+}
+
+func (a *Agent) routesMux() *http.ServeMux {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok\n") })
-	mux.HandleFunc("GET /api/v1/version", a.handleVersion)
-	mux.HandleFunc("POST /api/v1/apply", a.handleApply)
-	mux.HandleFunc("POST /api/v1/delete", a.handleDeleteManifest)
-	mux.HandleFunc("GET /api/v1/{resource}", a.handleList)
-	mux.HandleFunc("GET /api/v1/namespaces/{ns}/{resource}", a.handleList)
-	mux.HandleFunc("GET /api/v1/namespaces/{ns}/{resource}/{name}", a.handleGet)
-	mux.HandleFunc("GET /api/v1/namespaces/{name}", a.handleGetNamespace)
-	mux.HandleFunc("GET /api/v1/nodes/{name}", a.handleGetNode)
-	mux.HandleFunc("DELETE /api/v1/namespaces/{ns}/{resource}/{name}", a.handleDelete)
-	mux.HandleFunc("DELETE /api/v1/namespaces/{name}", a.handleDeleteNamespace)
-	mux.HandleFunc("POST /api/v1/namespaces/{ns}/deployments", a.handleCreateDeployment)
-	mux.HandleFunc("PUT /api/v1/namespaces/{ns}/deployments/{name}/scale", a.handleScale)
-	mux.HandleFunc("GET /api/v1/namespaces/{ns}/deployments/{name}/revisions", a.handleRevisions)
-	mux.HandleFunc("POST /api/v1/namespaces/{ns}/deployments/{name}/rollout", a.handleRollout)
-	mux.HandleFunc("GET /api/v1/namespaces/{ns}/pods/{name}/log", a.handleLog)
-	mux.HandleFunc("POST /api/v1/images", a.handleImageLoad)
-	mux.HandleFunc("GET /api/v1/images", a.handleImages)
-	mux.HandleFunc("POST /api/v1/leave", a.handleLeave)
-	mux.HandleFunc("PUT /api/v1/nodes/{name}/cordon", a.handleCordon)
-	mux.HandleFunc("POST /api/v1/namespaces/{ns}/services/{name}/portforward", a.handlePortForward)
-	mux.HandleFunc("POST /api/v1/namespaces/{ns}/pods/{name}/portforward", a.handlePortForward)
-	mux.HandleFunc("GET /api/v1/stats", a.handleStats)
-	mux.HandleFunc("POST /api/v1/namespaces/{ns}/pods/{name}/exec", a.handleExec)
+	mux.HandleFunc("GET /chorus/v1/version", a.handleVersion)
+	mux.HandleFunc("POST /chorus/v1/apply", a.handleApply)
+	mux.HandleFunc("POST /chorus/v1/delete", a.handleDeleteManifest)
+	mux.HandleFunc("GET /chorus/v1/{resource}", a.handleList)
+	mux.HandleFunc("GET /chorus/v1/namespaces/{ns}/{resource}", a.handleList)
+	mux.HandleFunc("GET /chorus/v1/namespaces/{ns}/{resource}/{name}", a.handleGet)
+	mux.HandleFunc("GET /chorus/v1/namespaces/{name}", a.handleGetNamespace)
+	mux.HandleFunc("GET /chorus/v1/nodes/{name}", a.handleGetNode)
+	mux.HandleFunc("DELETE /chorus/v1/namespaces/{ns}/{resource}/{name}", a.handleDelete)
+	mux.HandleFunc("DELETE /chorus/v1/namespaces/{name}", a.handleDeleteNamespace)
+	mux.HandleFunc("POST /chorus/v1/namespaces/{ns}/deployments", a.handleCreateDeployment)
+	mux.HandleFunc("PUT /chorus/v1/namespaces/{ns}/deployments/{name}/scale", a.handleScale)
+	mux.HandleFunc("GET /chorus/v1/namespaces/{ns}/deployments/{name}/revisions", a.handleRevisions)
+	mux.HandleFunc("POST /chorus/v1/namespaces/{ns}/deployments/{name}/rollout", a.handleRollout)
+	mux.HandleFunc("GET /chorus/v1/namespaces/{ns}/pods/{name}/log", a.handleLog)
+	mux.HandleFunc("POST /chorus/v1/images", a.handleImageLoad)
+	mux.HandleFunc("GET /chorus/v1/images", a.handleImages)
+	mux.HandleFunc("POST /chorus/v1/leave", a.handleLeave)
+	mux.HandleFunc("PUT /chorus/v1/nodes/{name}/cordon", a.handleCordon)
+	mux.HandleFunc("POST /chorus/v1/namespaces/{ns}/services/{name}/portforward", a.handlePortForward)
+	mux.HandleFunc("POST /chorus/v1/namespaces/{ns}/pods/{name}/portforward", a.handlePortForward)
+	mux.HandleFunc("GET /chorus/v1/stats", a.handleStats)
+	mux.HandleFunc("POST /chorus/v1/namespaces/{ns}/pods/{name}/exec", a.handleExec)
 	mux.HandleFunc("GET /metrics", a.handleMetrics)
 	mux.HandleFunc("GET /{$}", a.handleDashboard)
 	mux.HandleFunc("GET /dashboard/", a.handleDashboard)
-	return a.recoverer(requireToken(a.cfg.APIToken, a.log, mux))
+	if a.kube != nil {
+		a.kube.Register(mux)
+	}
+	return mux
 }
 
 func (a *Agent) recoverer(h http.Handler) http.Handler {
@@ -111,7 +120,14 @@ func writeError(w http.ResponseWriter, err error) {
 	var nf *notFoundError
 	var tl *http.MaxBytesError
 	var se *statusError
+	var ie *invalidError
 	switch {
+	case errors.As(err, &ie):
+		var details []string
+		for _, fe := range ie.err.Errors {
+			details = append(details, fe.Error())
+		}
+		writeStatus(w, http.StatusUnprocessableEntity, "Invalid", err.Error(), details...)
 	case errors.As(err, &me):
 		var details []string
 		for _, fe := range me.Errors {
@@ -384,7 +400,7 @@ func (a *Agent) objects(resource, ns string) ([]any, bool) {
 				if s.Metadata.Annotations == nil {
 					s.Metadata.Annotations = map[string]string{}
 				}
-				s.Metadata.Annotations["chorus.io/endpoints"] = strings.Join(eps, ",")
+				s.Metadata.Annotations[annotationEndpoints] = strings.Join(eps, ",")
 			}
 			out = append(out, s)
 		}
@@ -430,10 +446,27 @@ func (a *Agent) handleList(w http.ResponseWriter, r *http.Request) {
 			items = append(items, e)
 		}
 	}
-	if items == nil {
-		items = []any{}
+	writeList(w, items)
+}
+
+// writeList answers a List, encoding one item at a time: the answer is
+// never held whole in memory next to the objects it is made of.
+func writeList(w http.ResponseWriter, items []any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(http.StatusOK)
+	bw := bufio.NewWriterSize(w, 32<<10)
+	_, _ = bw.WriteString(`{"apiVersion":"v1","kind":"List","items":[`)
+	enc := json.NewEncoder(bw)
+	for i, it := range items {
+		if i > 0 {
+			_ = bw.WriteByte(',')
+		}
+		if err := enc.Encode(it); err != nil {
+			return // the client went away, or a value does not encode: the answer is cut short
+		}
 	}
-	writeJSON(w, http.StatusOK, api.List{TypeMeta: api.TypeMeta{APIVersion: "v1", Kind: "List"}, Items: items})
+	_, _ = bw.WriteString("]}\n")
+	_ = bw.Flush()
 }
 
 func (a *Agent) findObject(res, ns, name string) (any, bool) {
@@ -749,6 +782,9 @@ func (a *Agent) handleStats(w http.ResponseWriter, r *http.Request) {
 		"replBytesOut":      a.repl.bytesOut.Load(),
 		"replBytesIn":       a.repl.bytesIn.Load(),
 		"gossip":            gs,
+		"invalidObjects":    a.store.invalid(),
+		"stateFileSetAside": a.store.setAside,
+		"pendingReplicas":   a.sched.pendingCount(),
 	})
 }
 

@@ -72,6 +72,7 @@ environment variable CHORUS_<FLAG>, e.g. CHORUS_DATA_DIR=/srv/chorus.`,
 				P2PPort:             v.GetInt("p2p-port"),
 				HopPort:             v.GetInt("hop-port"),
 				Insecure:            v.GetBool("insecure"),
+				APIHosts:            v.GetStringSlice("api-host"),
 				FaultCorruptBlobs:   v.GetBool("fault-corrupt-blobs"),
 				Version:             version,
 				Log:                 log,
@@ -111,6 +112,7 @@ environment variable CHORUS_<FLAG>, e.g. CHORUS_DATA_DIR=/srv/chorus.`,
 	f.String("gossip-key", "", "base64 key encrypting membership gossip (chorus keygen); peers without it are refused; default: derived from the cluster secret")
 	f.String("gossip-profile", "lan", "failure detection timings: local, lan or wan (see docs/ARCHITECTURE.md)")
 	f.StringSlice("label", nil, "node label k=v (repeatable)")
+	f.StringSlice("api-host", nil, "DNS name clients use for this peer's API (repeatable); IP addresses, localhost, --name and the host name are always accepted, any other Host header is refused")
 	f.String("api-token", "", "bearer token every API request must carry (chorus --token); the same on every peer; default: derived from the cluster secret (none with --insecure)")
 	f.String("api-token-file", "", "read --api-token from this file (trimmed), out of the process list")
 	f.Int("serf-port", 7946, "membership port (UDP and TCP) on --bind")

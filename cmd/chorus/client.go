@@ -127,9 +127,9 @@ func newClient(server, token string, tc *tls.Config, log *slog.Logger) (*client,
 	}, nil
 }
 
-// apiPath joins path segments under /api/v1.
+// apiPath joins path segments under /chorus/v1.
 func apiPath(segments ...string) string {
-	return "/api/v1/" + strings.Join(segments, "/")
+	return "/chorus/v1/" + strings.Join(segments, "/")
 }
 
 // request is one call of the API.

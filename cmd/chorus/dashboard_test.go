@@ -10,7 +10,7 @@ import (
 
 func TestDashboardPrintsURL(t *testing.T) {
 	f := newFakeAgent(t)
-	f.reply("GET /api/v1/version", http.StatusOK, serverVersion{Version: "v0.1.0", Node: "n1"})
+	f.reply("GET /chorus/v1/version", http.StatusOK, serverVersion{Version: "v0.1.0", Node: "n1"})
 	for _, args := range [][]string{{"dashboard"}, {"dashboard", "--url"}} {
 		r := f.run(args...)
 		if r.code != 0 || r.stdout != f.addr()+"/dashboard/\n" || r.stderr != "" {
@@ -18,7 +18,7 @@ func TestDashboardPrintsURL(t *testing.T) {
 		}
 	}
 	reqs := f.requests()
-	if len(reqs) != 2 || reqs[0].method != "GET" || reqs[0].path != "/api/v1/version" {
+	if len(reqs) != 2 || reqs[0].method != "GET" || reqs[0].path != "/chorus/v1/version" {
 		t.Fatalf("requests %+v", reqs)
 	}
 	// A namespace named on the command line is where the page starts.
@@ -45,7 +45,7 @@ func TestDashboardChecksThePeer(t *testing.T) {
 	}
 	// Something that answers, but not as a chorus agent.
 	f := newFakeAgent(t)
-	f.reply("GET /api/v1/version", http.StatusOK, map[string]string{})
+	f.reply("GET /chorus/v1/version", http.StatusOK, map[string]string{})
 	if r := f.run("dashboard"); r.code != 1 || r.stdout != "" || !strings.Contains(r.stderr, "not as a chorus agent") {
 		t.Fatalf("not an agent: %+v", r)
 	}

@@ -87,7 +87,7 @@ func post(p *harness.Peer, path string, body []byte) error {
 
 // replicasOn returns spec.replicas of deployment shop/name on p, or -1.
 func replicasOn(c *http.Client, p *harness.Peer, name string) int {
-	req, err := p.Request(http.MethodGet, "/api/v1/namespaces/shop/deployments/"+name, nil)
+	req, err := p.Request(http.MethodGet, "/chorus/v1/namespaces/shop/deployments/"+name, nil)
 	if err != nil {
 		return -1
 	}
@@ -120,7 +120,7 @@ func BenchmarkPropagation(b *testing.B) {
 		b.Run(fmt.Sprintf("peers=%d", n), func(b *testing.B) {
 			peers := startCluster(b, n, 200+20*(n/5), fmt.Sprintf("g%d-", n))
 			ns := []byte("apiVersion: v1\nkind: Namespace\nmetadata: {name: shop}\n")
-			if err := post(peers[0], "/api/v1/apply", ns); err != nil {
+			if err := post(peers[0], "/chorus/v1/apply", ns); err != nil {
 				b.Fatal(err)
 			}
 			c := peers[0].HTTPClient(2 * time.Second) // one cluster CA for all
@@ -131,7 +131,7 @@ func BenchmarkPropagation(b *testing.B) {
 				for i := 1; i <= applies; i++ {
 					body := []byte(deploymentYAML("prop", i))
 					start := time.Now()
-					if err := post(peers[0], "/api/v1/apply", body); err != nil {
+					if err := post(peers[0], "/chorus/v1/apply", body); err != nil {
 						b.Fatal(err)
 					}
 					for _, p := range peers {
@@ -202,7 +202,7 @@ func applyMany(b testing.TB, p *harness.Peer, prefix string, n, replicas int) {
 		buf.WriteString(deploymentYAML(fmt.Sprintf("%s%d", prefix, i), replicas))
 		buf.WriteString("---\n")
 		if (i+1)%100 == 0 || i == n-1 {
-			if err := post(p, "/api/v1/apply", buf.Bytes()); err != nil {
+			if err := post(p, "/chorus/v1/apply", buf.Bytes()); err != nil {
 				b.Fatal(err)
 			}
 			buf.Reset()
@@ -214,7 +214,7 @@ func objects(p *harness.Peer) int {
 	var st struct {
 		Objects int `json:"objects"`
 	}
-	if err := p.GetJSON("/api/v1/stats", &st); err != nil {
+	if err := p.GetJSON("/chorus/v1/stats", &st); err != nil {
 		return -1
 	}
 	return st.Objects
@@ -225,7 +225,7 @@ func objects(p *harness.Peer) int {
 // 1,000 objects.
 func BenchmarkIdleTraffic(b *testing.B) {
 	peers := startCluster(b, 3, 230, "t")
-	if err := post(peers[0], "/api/v1/apply", []byte("apiVersion: v1\nkind: Namespace\nmetadata: {name: shop}\n")); err != nil {
+	if err := post(peers[0], "/chorus/v1/apply", []byte("apiVersion: v1\nkind: Namespace\nmetadata: {name: shop}\n")); err != nil {
 		b.Fatal(err)
 	}
 	applyMany(b, peers[0], "idle", 1000, 0)
@@ -256,7 +256,7 @@ func BenchmarkIdleTraffic(b *testing.B) {
 // changes were made takes to hold them all after it starts again.
 func BenchmarkCatchUp(b *testing.B) {
 	peers := startCluster(b, 3, 235, "u")
-	if err := post(peers[0], "/api/v1/apply", []byte("apiVersion: v1\nkind: Namespace\nmetadata: {name: shop}\n")); err != nil {
+	if err := post(peers[0], "/chorus/v1/apply", []byte("apiVersion: v1\nkind: Namespace\nmetadata: {name: shop}\n")); err != nil {
 		b.Fatal(err)
 	}
 	var took []time.Duration
@@ -298,7 +298,7 @@ func failover(b *testing.B, profile string, base int) {
 			b.Fatal(err)
 		}
 	}
-	if err := post(peers[0], "/api/v1/apply", []byte(web10)); err != nil {
+	if err := post(peers[0], "/chorus/v1/apply", []byte(web10)); err != nil {
 		b.Fatal(err)
 	}
 	waitReady := func(observer *harness.Peer, avoid string, limit time.Duration) (time.Duration, error) {
@@ -473,7 +473,7 @@ spec:
   selector: {app: hello}
   ports: [{port: 8080, nodePort: 31080}]
 `
-	if err := post(peers[0], "/api/v1/apply", []byte(app)); err != nil {
+	if err := post(peers[0], "/chorus/v1/apply", []byte(app)); err != nil {
 		b.Fatal(err)
 	}
 	var podIP string
@@ -592,7 +592,7 @@ spec:
       containers: [{name: big, image: example/big:1, env: [{name: PORT, value: "8080"}]}]
 `
 	start = time.Now()
-	if err := post(peers[0], "/api/v1/apply", []byte(ds)); err != nil {
+	if err := post(peers[0], "/chorus/v1/apply", []byte(ds)); err != nil {
 		b.Fatal(err)
 	}
 	for imagePeers(peers[0], ref) < 5 {

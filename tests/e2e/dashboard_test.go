@@ -53,7 +53,7 @@ func TestDashboardAndMetrics(t *testing.T) {
 		if code != http.StatusOK || ctype != "text/html; charset=utf-8" {
 			t.Fatalf("GET %s: %d %q", path, code, ctype)
 		}
-		for _, want := range []string{"<!doctype html>", "<title>chorus dashboard</title>", `"/api/v1/pods"`, `"/api/v1/nodes"`} {
+		for _, want := range []string{"<!doctype html>", "<title>chorus dashboard</title>", `"/chorus/v1/pods"`, `"/chorus/v1/nodes"`} {
 			if !strings.Contains(body, want) {
 				t.Errorf("GET %s: page lacks %q", path, want)
 			}
@@ -63,9 +63,9 @@ func TestDashboardAndMetrics(t *testing.T) {
 		}
 	}
 	// What the page reads, as it asks for it, answers.
-	for _, path := range []string{"/api/v1/version", "/api/v1/namespaces", "/api/v1/nodes", "/api/v1/deployments?namespace=default",
-		"/api/v1/daemonsets?namespace=default", "/api/v1/pods?namespace=default", "/api/v1/services?namespace=default",
-		"/api/v1/events?namespace=default"} {
+	for _, path := range []string{"/chorus/v1/version", "/chorus/v1/namespaces", "/chorus/v1/nodes", "/chorus/v1/deployments?namespace=default",
+		"/chorus/v1/daemonsets?namespace=default", "/chorus/v1/pods?namespace=default", "/chorus/v1/services?namespace=default",
+		"/chorus/v1/events?namespace=default"} {
 		if code, ctype, body := get(t, p, path); code != http.StatusOK || ctype != "application/json" {
 			t.Errorf("GET %s: %d %q %s", path, code, ctype, body)
 		}

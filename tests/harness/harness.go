@@ -62,7 +62,8 @@ func BuildBinary(dir string) (string, error) {
 		return "", err
 	}
 	out := filepath.Join(dir, "chorus")
-	cmd := exec.Command("go", "build", "-o", out, "./cmd/chorus")
+	cmd := exec.Command("go", "build", "-ldflags", "-X k8s.io/component-base/version.gitVersion=v1.37.2 "+
+		"-X k8s.io/component-base/version.gitMajor=1 -X k8s.io/component-base/version.gitMinor=37", "-o", out, "./cmd/chorus")
 	cmd.Dir = root
 	if b, err := cmd.CombinedOutput(); err != nil {
 		return "", fmt.Errorf("go build ./cmd/chorus: %v\n%s", err, b)
@@ -435,9 +436,9 @@ func (p *Peer) GetJSON(path string, v any) error {
 
 // Pods returns the pods the peer reports, in namespace ns ("" for all).
 func (p *Peer) Pods(ns string) ([]api.Pod, error) {
-	path := "/api/v1/pods"
+	path := "/chorus/v1/pods"
 	if ns != "" {
-		path = "/api/v1/namespaces/" + ns + "/pods"
+		path = "/chorus/v1/namespaces/" + ns + "/pods"
 	}
 	var l struct {
 		Items []api.Pod `json:"items"`
@@ -558,4 +559,15 @@ spec:
         ports: [{containerPort: 8080}]
         readinessProbe: {httpGet: {path: /ready, port: 8080}, periodSeconds: 1, failureThreshold: 1}
 `, name, replicas)
+}
+
+// Kubectl returns the path of the kubectl binary the tests drive. It is a
+// failure, not a skip, when it is missing: `make deps` installs it.
+func Kubectl(t testing.TB) string {
+	t.Helper()
+	p, err := exec.LookPath("kubectl")
+	if err != nil {
+		t.Fatalf("kubectl is not on PATH (the Kubernetes API tests drive the real kubectl): run `make deps`: %v", err)
+	}
+	return p
 }
