@@ -214,7 +214,9 @@ func (p *Peer) Start() {
 	args = append(args, p.joinArgs()...)
 	cmd := exec.Command(p.bin, args...)
 	cmd.Stdout, cmd.Stderr = lf, lf
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	// A test binary that dies (a timeout, a kill) takes its agents with
+	// it: an orphaned agent would hold the test's addresses and ports.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGTERM}
 	if err := cmd.Start(); err != nil {
 		lf.Close()
 		p.t.Fatalf("start peer %s: %v", p.Name, err)
