@@ -4,10 +4,15 @@ GO ?= go
 BIN := bin/chorus
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 
-.PHONY: build deps test demo demo-down bench chaos clean
+.PHONY: build deps test demo demo-down bench chaos fuzz clean
+
+# The built-in kubectl reports the Kubernetes client version it is.
+KUBE_VERSION := v1.37.2
+LDFLAGS := -X main.version=$(VERSION) -X k8s.io/component-base/version.gitVersion=$(KUBE_VERSION) \
+	-X k8s.io/component-base/version.gitMajor=1 -X k8s.io/component-base/version.gitMinor=37
 
 build:
-	$(GO) build -ldflags "-X main.version=$(VERSION)" -o $(BIN) ./cmd/chorus
+	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/chorus
 
 deps:
 	./tests/scripts/install-deps.sh
@@ -29,6 +34,18 @@ chaos: deps
 
 bench: deps
 	$(GO) test -run '^$$' -bench . -benchtime 1x -timeout 20m ./tests/...
+
+# Every fuzz target of the repository, FUZZTIME each (their seed corpora
+# run in `make test` already). A failure stops at the first crasher, which
+# go test saves under the package's testdata/fuzz.
+FUZZTIME ?= 20s
+fuzz:
+	@set -e; grep -rl --include='*_test.go' '^func Fuzz' . | xargs -n1 dirname | sort -u | while read -r pkg; do \
+		for fn in $$(grep -h -o '^func Fuzz[A-Za-z0-9_]*' $$pkg/*_test.go | cut -c6-); do \
+			echo "== $$pkg $$fn ($(FUZZTIME))"; \
+			$(GO) test $$pkg -run '^$$' -fuzz "^$$fn\$$" -fuzztime $(FUZZTIME); \
+		done; \
+	done
 
 clean:
 	rm -rf bin _out

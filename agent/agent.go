@@ -7,6 +7,7 @@ import (
 	"context"
 	"crypto/rand"
 	"crypto/sha256"
+	"crypto/tls"
 	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
@@ -18,6 +19,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"strconv"
 	"strings"
 	"sync"
@@ -26,6 +28,7 @@ import (
 	"time"
 
 	"github.com/chorus-sh/chorus/api"
+	"github.com/chorus-sh/chorus/apiserver"
 	"github.com/chorus-sh/chorus/gossip"
 	"github.com/chorus-sh/chorus/proxy"
 	"github.com/chorus-sh/chorus/runtime"
@@ -55,9 +58,11 @@ type Config struct {
 	Labels        map[string]string // node labels
 	Version       string            // chorus version, advertised to peers (default "dev")
 	// APIToken, when set, is the bearer token every API request but the
-	// health check and the dashboard page must carry. All peers of a
-	// cluster share it: a peer passes a client's logs and exec requests on,
-	// with their token, to the peer that runs the pod.
+	// health check and the dashboard page must carry; empty, it is derived
+	// from the cluster secret (none with Insecure). All peers of a cluster
+	// share it; a peer passing a request on to another peer presents its
+	// own certificate instead (or, Insecure, this token), never the
+	// client's.
 	APIToken string `json:"-"`
 	// MaxImageSize bounds what one image load may take: the archive or the
 	// compressed blobs, and the unpacked size of each image (0: 4 GiB).
@@ -66,9 +71,20 @@ type Config struct {
 	// when an alive peer whose name sorts before this one holds the same
 	// content (0: never removed automatically; see agent/images.go).
 	ImageGCAfter time.Duration
+	// JoinToken is the join token of the cluster this peer joins (the
+	// first peer writes it to <data-dir>/token). Empty: the token stored
+	// in the data dir, or, with no --join, a new cluster.
+	JoinToken string `json:"-"`
+	// Insecure runs an open cluster: no cluster secret, plain HTTP, no
+	// derived gossip key or API token (explicit ones still apply).
+	Insecure bool
 	// FaultCorruptBlobs makes the peer serve corrupted image blobs, to test
 	// that other peers detect them (hidden flag, tests only).
 	FaultCorruptBlobs bool
+	// APIHosts are names (besides IP addresses, localhost, the peer's name
+	// and the machine's host name) the API answers to in the Host header;
+	// any other is refused, against DNS rebinding.
+	APIHosts []string
 
 	Log *slog.Logger `json:"-"`
 }
@@ -178,7 +194,12 @@ type Agent struct {
 	ctd    *runtime.Containerd
 	images *imageSharing
 	svcNet *serviceNet
-	svcIPs atomic.Pointer[map[string]string] // service key -> this peer's address for it
+	svcIPs atomic.Pointer[map[string]string]   // service key -> this peer's address for it
+	podIPs atomic.Pointer[map[netip.Addr]bool] // addresses of the pods this peer runs, for hops
+	kube   *apiserver.Server                   // the Kubernetes API
+	trust  *peerTrust                          // nil: --insecure
+	// peerTransport carries this peer's calls to other peers' APIs.
+	peerTransport *http.Transport
 
 	kick       chan struct{}
 	statusKick chan struct{}      // a local pod's status changed
@@ -216,6 +237,10 @@ func Run(ctx context.Context, cfg Config) error {
 		return fmt.Errorf("write pid file: %w", err)
 	}
 	defer os.Remove(pidFile)
+	tr, err := setupTrust(&cfg, log, time.Now())
+	if err != nil {
+		return err
+	}
 	st, err := openStore(filepath.Join(cfg.DataDir, "state.crdt"), cfg.Name)
 	if err != nil {
 		return err
@@ -224,7 +249,10 @@ func Run(ctx context.Context, cfg Config) error {
 	if err != nil {
 		return fmt.Errorf("--pod-subnet: %w", err)
 	}
-	a := &Agent{cfg: cfg, log: log, store: st, events: newEvents(cfg.Name, 1000), start: time.Now(), kick: make(chan struct{}, 1), statusKick: make(chan struct{}, 1), leave: leave, svcNet: svcNet}
+	a := &Agent{cfg: cfg, log: log, store: st, events: newEvents(cfg.Name, 1000), start: time.Now(), kick: make(chan struct{}, 1), statusKick: make(chan struct{}, 1), leave: leave, svcNet: svcNet,
+		trust: tr, peerTransport: newPeerTransport(tr)}
+	defer a.peerTransport.CloseIdleConnections()
+	a.watchStoredValues()
 
 	addr := cfg.ContainerdAddress
 	if addr == "" {
@@ -319,10 +347,23 @@ func Run(ctx context.Context, cfg Config) error {
 			log.Warn("close gossip", "err", err)
 		}
 	}()
-	srv := &http.Server{Handler: a.routes(), ReadHeaderTimeout: 10 * time.Second,
-		BaseContext: func(net.Listener) context.Context { return ctx }}
+	streams := newKubeStreams(a)
+	if a.kube, err = apiserver.New(kubeBackend{a}, apiserver.Options{Peer: cfg.Name, Version: cfg.Version, Log: log,
+		Subresources: map[string]http.Handler{"pods/log": http.HandlerFunc(a.kubeLog),
+			"pods/exec": http.HandlerFunc(streams.exec), "pods/attach": http.HandlerFunc(streams.attach),
+			"pods/portforward": http.HandlerFunc(streams.portForward)}}); err != nil {
+		return fmt.Errorf("Kubernetes API: %w", err)
+	}
+	srv, ln := a.newAPIServer(ctx, ln, defaultLimits())
+	if tc := tr.serverTLS(); tc != nil {
+		ln = tls.NewListener(ln, tc)
+	}
 	var wg sync.WaitGroup
-	wg.Add(2)
+	wg.Add(3)
+	go func() {
+		defer wg.Done()
+		a.kube.Run(ctx)
+	}()
 	go func() {
 		defer wg.Done()
 		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
@@ -333,9 +374,14 @@ func Run(ctx context.Context, cfg Config) error {
 		defer wg.Done()
 		a.reconcileLoop(ctx)
 	}()
-	log.Info("chorus agent ready", "api", ln.Addr().String(), "data", cfg.DataDir, "containerd", addr,
+	if err := a.writeKubeconfig(); err != nil {
+		log.Error("write the admin kubeconfig", "err", err)
+	}
+	log.Info("chorus agent ready", "api", a.apiURL(), "kubeconfig", filepath.Join(cfg.DataDir, KubeconfigFile), "data", cfg.DataDir, "containerd", addr,
 		"bridge", cfg.Bridge, "subnet", cfg.PodSubnet)
-	if cfg.APIToken != "" {
+	if tr != nil {
+		log.Info("the API is TLS with a certificate of the cluster CA and requires a token", "api", a.apiURL(), "cluster", tr.secret.ClusterID())
+	} else if cfg.APIToken != "" {
 		log.Info("the API requires a token", "api", ln.Addr().String(), "token", "required")
 	} else {
 		log.Info("the API requires no token", "api", ln.Addr().String(), "token", "none")
@@ -359,7 +405,7 @@ func (a *Agent) reconcileLoop(ctx context.Context) {
 	defer t.Stop()
 	for {
 		changed := a.store.changed()
-		a.reconcile()
+		a.safeReconcile()
 		select {
 		case <-ctx.Done():
 			return
@@ -368,6 +414,39 @@ func (a *Agent) reconcileLoop(ctx context.Context) {
 		case <-t.C:
 		}
 	}
+}
+
+// safeReconcile runs one reconcile pass; a panic in it (a value no check
+// foresaw) is logged and reported as an event, and the next pass runs as
+// usual: no value may crash the peer (invariant 10).
+func (a *Agent) safeReconcile() {
+	defer func() {
+		if v := recover(); v != nil {
+			a.log.Error("reconcile panic", "panic", v, "stack", string(debug.Stack()))
+			a.events.record(api.ObjectReference{Kind: kindNode, Name: a.cfg.Name}, "Warning", "ReconcileFailed", fmt.Sprint(v))
+		}
+	}()
+	a.reconcile()
+}
+
+// watchStoredValues reports what the store finds wrong in what it holds:
+// a state file set aside at start, objects that do not decode or validate
+// (an error in the log and a Warning event on the object; GET
+// /chorus/v1/stats lists them). Such objects are left out of everything the
+// peer does until a valid write or a delete replaces them.
+func (a *Agent) watchStoredValues() {
+	if a.store.setAside != "" {
+		a.log.Error("the saved desired state could not be read", "path", a.store.path, "err", a.store.setAside)
+		a.events.record(api.ObjectReference{Kind: kindNode, Name: a.cfg.Name}, "Warning", "StateFileCorrupt", a.store.setAside)
+	}
+	a.store.checked.mu.Lock()
+	a.store.checked.report = func(b badObject) {
+		kind, ns, name := splitKey(b.Key)
+		a.log.Error("invalid object in the desired state: ignored until replaced or deleted", "key", b.Key, "version", b.Version, "writer", b.Writer, "err", b.Reason)
+		a.events.record(api.ObjectReference{Kind: kind, Namespace: ns, Name: name}, "Warning", "InvalidObject",
+			"ignored until replaced or deleted (written by "+b.Writer+"): "+strings.ReplaceAll(b.Reason, "\n", "; "))
+	}
+	a.store.checked.mu.Unlock()
 }
 
 func newUID() string {

@@ -6,18 +6,20 @@ import (
 	"log/slog"
 	"net/http"
 	"strings"
+
+	"github.com/chorus-sh/chorus/trust"
 )
 
 // Answers of the API to a request without the right token.
 const (
-	msgNoToken      = "this peer requires an API token (chorus --token or CHORUS_TOKEN)"
-	msgTokenRefused = "this peer requires an API token and refused the one given (chorus --token or CHORUS_TOKEN)"
+	msgNoToken      = "this peer requires an API token (chorus --kubeconfig <data-dir>/kubeconfig, --token or CHORUS_TOKEN)"
+	msgTokenRefused = "this peer requires an API token and refused the one given (chorus --kubeconfig <data-dir>/kubeconfig, --token or CHORUS_TOKEN)"
 )
 
 // authExempt reports whether r is one of the few requests served without
 // the API token: the health check and the dashboard's static page, which
 // holds no data (the page reads the API with the token of its URL
-// fragment). Nothing else is exempt: /metrics and every /api/v1 path need
+// fragment). Nothing else is exempt: /metrics and every /chorus/v1 path need
 // the token. A path the mux would clean or unescape first is not exempt.
 func authExempt(r *http.Request) bool {
 	if r.Method != http.MethodGet && r.Method != http.MethodHead || r.URL.RawPath != "" {
@@ -31,9 +33,11 @@ func authExempt(r *http.Request) bool {
 }
 
 // requireToken serves h only to requests that carry "Authorization: Bearer
-// <token>" (or that authExempt lets through), and answers the others 401
-// with a Status and a WWW-Authenticate challenge. An empty token leaves h
-// open to everyone.
+// <token>", that come from another peer (a TLS client certificate the
+// cluster CA issued to a peer, verified by the server's TLS configuration),
+// or that authExempt lets through, and answers the others 401 with a
+// Status and a WWW-Authenticate challenge. An empty token leaves h open to
+// everyone.
 func requireToken(token string, log *slog.Logger, h http.Handler) http.Handler {
 	if token == "" {
 		return h
@@ -47,6 +51,10 @@ func requireToken(token string, log *slog.Logger, h http.Handler) http.Handler {
 	want := sha256.Sum256([]byte(token))
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if authExempt(r) {
+			h.ServeHTTP(w, r)
+			return
+		}
+		if _, ok := trust.PeerName(r.TLS); ok {
 			h.ServeHTTP(w, r)
 			return
 		}

@@ -77,14 +77,14 @@ func TestRequireToken(t *testing.T) {
 	refused := []struct {
 		what, method, path, auth, msg string
 	}{
-		{"no header", "GET", "/api/v1/pods", "", msgNoToken},
-		{"no header, POST", "POST", "/api/v1/apply", "", msgNoToken},
-		{"wrong token", "GET", "/api/v1/pods", "Bearer wrong", msgTokenRefused},
-		{"token prefix", "GET", "/api/v1/pods", "Bearer " + testToken[:len(testToken)-1], msgTokenRefused},
-		{"token and more", "GET", "/api/v1/pods", "Bearer " + testToken + "x", msgTokenRefused},
-		{"wrong scheme", "GET", "/api/v1/pods", "Basic " + testToken, msgTokenRefused},
-		{"no scheme", "GET", "/api/v1/pods", testToken, msgTokenRefused},
-		{"empty bearer", "GET", "/api/v1/pods", "Bearer ", msgTokenRefused},
+		{"no header", "GET", "/chorus/v1/pods", "", msgNoToken},
+		{"no header, POST", "POST", "/chorus/v1/apply", "", msgNoToken},
+		{"wrong token", "GET", "/chorus/v1/pods", "Bearer wrong", msgTokenRefused},
+		{"token prefix", "GET", "/chorus/v1/pods", "Bearer " + testToken[:len(testToken)-1], msgTokenRefused},
+		{"token and more", "GET", "/chorus/v1/pods", "Bearer " + testToken + "x", msgTokenRefused},
+		{"wrong scheme", "GET", "/chorus/v1/pods", "Basic " + testToken, msgTokenRefused},
+		{"no scheme", "GET", "/chorus/v1/pods", testToken, msgTokenRefused},
+		{"empty bearer", "GET", "/chorus/v1/pods", "Bearer ", msgTokenRefused},
 		{"metrics", "GET", "/metrics", "", msgNoToken},
 		{"other dashboard path", "GET", "/dashboard/app.js", "", msgNoToken},
 		{"dashboard redirect", "GET", "/dashboard", "", msgNoToken},
@@ -103,8 +103,8 @@ func TestRequireToken(t *testing.T) {
 	allowed := []struct {
 		what, method, path, auth string
 	}{
-		{"right token", "GET", "/api/v1/pods", "Bearer " + testToken},
-		{"right token, POST", "POST", "/api/v1/apply", "Bearer " + testToken},
+		{"right token", "GET", "/chorus/v1/pods", "Bearer " + testToken},
+		{"right token, POST", "POST", "/chorus/v1/apply", "Bearer " + testToken},
 		{"scheme in lower case", "GET", "/metrics", "bearer " + testToken},
 		{"health check", "GET", "/healthz", ""},
 		{"health check, HEAD", "HEAD", "/healthz", ""},
@@ -140,18 +140,18 @@ func TestRoutesRequireToken(t *testing.T) {
 			t.Fatalf("%s without a token: %s", path, resp.Status)
 		}
 	}
-	for _, path := range []string{"/metrics", "/api/v1/version", "/api/v1/pods", "/api/v1/stats", "/nothing"} {
+	for _, path := range []string{"/metrics", "/chorus/v1/version", "/chorus/v1/pods", "/chorus/v1/stats", "/nothing"} {
 		resp, body := authGet(t, srv, "GET", path, "")
 		checkUnauthorized(t, path+" without a token", resp, body, msgNoToken)
 		resp, body = authGet(t, srv, "GET", path, "Bearer nope")
 		checkUnauthorized(t, path+" with a wrong token", resp, body, msgTokenRefused)
 	}
-	resp, body := authGet(t, srv, "POST", "/api/v1/namespaces/default/pods/web-0/exec?command=id", "")
+	resp, body := authGet(t, srv, "POST", "/chorus/v1/namespaces/default/pods/web-0/exec?command=id", "")
 	checkUnauthorized(t, "exec without a token", resp, body, msgNoToken)
 
-	resp, body = authGet(t, srv, "GET", "/api/v1/version", "Bearer "+testToken)
+	resp, body = authGet(t, srv, "GET", "/chorus/v1/version", "Bearer "+testToken)
 	if resp.StatusCode != http.StatusOK || !strings.Contains(body, `"node": "n1"`) {
-		t.Fatalf("/api/v1/version with the token: %s %q", resp.Status, body)
+		t.Fatalf("/chorus/v1/version with the token: %s %q", resp.Status, body)
 	}
 	// The token reaches the mux: what it does not know is a 404.
 	if resp, _ := authGet(t, srv, "GET", "/nothing", "Bearer "+testToken); resp.StatusCode != http.StatusNotFound {
@@ -166,7 +166,7 @@ func TestRoutesOpenWithoutToken(t *testing.T) {
 	srv := httptest.NewServer(a.routes())
 	defer srv.Close()
 	for _, auth := range []string{"", "Bearer anything"} {
-		for _, path := range []string{"/healthz", "/", "/dashboard/", "/api/v1/version"} {
+		for _, path := range []string{"/healthz", "/", "/dashboard/", "/chorus/v1/version"} {
 			if resp, body := authGet(t, srv, "GET", path, auth); resp.StatusCode != http.StatusOK {
 				t.Fatalf("%s (Authorization %q): %s %q", path, auth, resp.Status, body)
 			}

@@ -63,8 +63,8 @@ func TestDashboardSelfContained(t *testing.T) {
 		}
 	}
 	// The API paths it reads exist in the agent's routes.
-	for _, path := range []string{"/api/v1/version", "/api/v1/namespaces", "/api/v1/nodes", "/api/v1/deployments",
-		"/api/v1/daemonsets", "/api/v1/pods", "/api/v1/services", "/api/v1/events"} {
+	for _, path := range []string{"/chorus/v1/version", "/chorus/v1/namespaces", "/chorus/v1/nodes", "/chorus/v1/deployments",
+		"/chorus/v1/daemonsets", "/chorus/v1/pods", "/chorus/v1/services", "/chorus/v1/events"} {
 		if !strings.Contains(page, `"`+path+`"`) {
 			t.Errorf("page does not read %s", path)
 		}

@@ -80,7 +80,7 @@ func execAgent(t *testing.T, exec func(ctx context.Context, id string, cmd []str
 	}
 	a := &Agent{log: log, pods: pm}
 	mux := http.NewServeMux()
-	mux.HandleFunc("POST /api/v1/namespaces/{ns}/pods/{name}/exec", a.handleExec)
+	mux.HandleFunc("POST /chorus/v1/namespaces/{ns}/pods/{name}/exec", a.handleExec)
 	srv := httptest.NewServer(mux)
 	t.Cleanup(func() {
 		srv.Close()
@@ -167,7 +167,7 @@ func (c *execClient) result(t *testing.T) (stdout, stderr string, code int, errT
 	}
 }
 
-const execPath = "/api/v1/namespaces/default/pods/"
+const execPath = "/chorus/v1/namespaces/default/pods/"
 
 func TestExecProtocol(t *testing.T) {
 	ended := make(chan error, 1)

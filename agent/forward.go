@@ -37,20 +37,29 @@ func (a *Agent) forwardToPod(w http.ResponseWriter, r *http.Request, ns, name st
 	if !ok {
 		return false
 	}
-	target := &url.URL{Scheme: "http", Host: addr}
+	a.forwardTo(w, r, owner, addr, fmt.Sprintf("pod %s/%s runs on peer %s", ns, name, owner))
+	return true
+}
+
+// forwardTo passes r to the peer owner whose API is at addr, as this peer
+// (see asPeer: the user's credential stays here), and streams the answer
+// back; what says why the request went there, for the error of a peer
+// that does not answer.
+func (a *Agent) forwardTo(w http.ResponseWriter, r *http.Request, owner, addr, what string) {
+	target := a.peerURL(addr)
 	rp := &httputil.ReverseProxy{
 		Rewrite: func(pr *httputil.ProxyRequest) {
 			pr.SetURL(target)
-			pr.Out.Header.Set(headerForwarded, a.cfg.Name)
+			a.asPeer(pr.Out.Header)
 		},
+		Transport:     a.peerTransport,
 		FlushInterval: -1, // stream: logs -f
 		ErrorHandler: func(w http.ResponseWriter, _ *http.Request, err error) {
 			writeStatus(w, http.StatusBadGateway, "ServiceUnavailable",
-				fmt.Sprintf("pod %s/%s runs on peer %s, which did not answer: %v", ns, name, owner, err))
+				fmt.Sprintf("%s, which did not answer: %v", what, err))
 		},
 	}
 	rp.ServeHTTP(w, r)
-	return true
 }
 
 // findClusterPod returns the pod ns/name among the cluster's pods that keep
@@ -108,15 +117,13 @@ func (a *Agent) clusterEvents(r *http.Request, ns, kind, name string) []api.Even
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+addr+"/api/v1/events?"+q.Encode(), nil)
+				u := a.peerURL(addr)
+				u.Path, u.RawQuery = "/chorus/v1/events", q.Encode()
+				req, err := http.NewRequestWithContext(ctx, http.MethodGet, u.String(), nil)
 				if err != nil {
 					return
 				}
-				req.Header.Set(headerForwarded, a.cfg.Name)
-				if auth := r.Header.Get("Authorization"); auth != "" {
-					req.Header.Set("Authorization", auth)
-				}
-				resp, err := http.DefaultClient.Do(req)
+				resp, err := a.peerDo(ctx, req)
 				if err != nil {
 					a.log.Debug("events of a peer", "peer", m.Name, "err", err)
 					return

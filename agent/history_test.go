@@ -208,7 +208,7 @@ func TestCreateRefusesExisting(t *testing.T) {
 	if _, err := s.apply([]api.Object{deployment(1, "web:1", "25%", "25%")}, now, true); err != nil {
 		t.Fatal(err)
 	}
-	svc := &api.Service{Metadata: api.ObjectMeta{Name: "web", Namespace: "default"}}
+	svc := &api.Service{Metadata: api.ObjectMeta{Name: "web", Namespace: "default"}, Spec: api.ServiceSpec{Ports: []api.ServicePort{{Port: 80, Protocol: "TCP"}}}}
 	_, err := s.apply([]api.Object{svc, deployment(2, "web:2", "25%", "25%")}, now, true)
 	wantStatus(t, err, http.StatusConflict)
 	if _, ok := s.get(objectKey(api.KindService, "default", "web")); ok {
@@ -272,7 +272,7 @@ func TestPausedRolloutStandsStill(t *testing.T) {
 // service vanished while its deployment, re-applied with it, stayed.
 func TestUnchangedApplyWinsOverEarlierDelete(t *testing.T) {
 	a, b, flush := linkedStores(t)
-	svc := &api.Service{Metadata: api.ObjectMeta{Name: "web", Namespace: "default"}}
+	svc := &api.Service{Metadata: api.ObjectMeta{Name: "web", Namespace: "default"}, Spec: api.ServiceSpec{Ports: []api.ServicePort{{Port: 80, Protocol: "TCP"}}}}
 	objs := []api.Object{deployment(2, "web:1", "25%", "25%"), svc}
 	if _, err := a.apply(objs, time.Now(), false); err != nil {
 		t.Fatal(err)

@@ -913,7 +913,7 @@ type imageRemoval struct {
 }
 
 // serveImageRemove removes one image from this peer: DELETE
-// /api/v1/images/{name...}, ?force=true to remove it while pods here use it.
+// /chorus/v1/images/{name...}, ?force=true to remove it while pods here use it.
 func (a *Agent) serveImageRemove(w http.ResponseWriter, r *http.Request) {
 	if a.images == nil {
 		writeStatus(w, http.StatusServiceUnavailable, "ServiceUnavailable", "the peer has not joined its cluster yet")
@@ -948,7 +948,7 @@ func (a *Agent) serveImageRemove(w http.ResponseWriter, r *http.Request) {
 }
 
 // serveImagePrune removes the images no pod on this peer uses that another
-// alive peer holds with the same content: DELETE /api/v1/images; with
+// alive peer holds with the same content: DELETE /chorus/v1/images; with
 // ?all=true every image no pod here uses.
 func (a *Agent) serveImagePrune(w http.ResponseWriter, r *http.Request) {
 	if a.images == nil {

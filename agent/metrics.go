@@ -46,7 +46,7 @@ func (a *Agent) metricsInput() metricsInput {
 	in := metricsInput{
 		Node: a.cfg.Name, Version: a.cfg.Version, Start: a.start,
 		LocalPods: a.pods.Pods(),
-		Pending:   len(a.sched.pendingPods()),
+		Pending:   a.sched.pendingCount(),
 		Objects:   map[string]int{},
 
 		DeltasMerged:   a.store.merged.Load(),

@@ -1,6 +1,7 @@
 package agent
 
 import (
+	"math"
 	"sort"
 
 	"github.com/chorus-sh/chorus/api"
@@ -13,8 +14,23 @@ import (
 // pods of the new template are Ready, and no more new pods run than the
 // surge allows.
 func desiredPods(d *api.Deployment, current []api.Pod) []api.Pod {
-	want := api.PodsForDeployment(d)
-	n := len(want)
+	return desiredPodsCapped(d, current, math.MaxInt)
+}
+
+// desiredPodsCapped is desiredPods making pods for at most the first limit
+// ordinals of the current template (see plan); the rollout arithmetic
+// still counts every replica.
+func desiredPodsCapped(d *api.Deployment, current []api.Pod, limit int) []api.Pod {
+	n := 1
+	if d.Spec.Replicas != nil {
+		n = max(int(*d.Spec.Replicas), 0)
+	}
+	var want []api.Pod
+	if limit < n {
+		want = api.PodsForDeployment(withReplicas(d, max(limit, 0)))
+	} else {
+		want = api.PodsForDeployment(d)
+	}
 	hash := api.TemplateHash(&d.Spec.Template)
 	newReady := 0
 	wantNames := map[string]bool{}
@@ -61,7 +77,7 @@ func desiredPods(d *api.Deployment, current []api.Pod) []api.Pod {
 		unavailable = 1
 	}
 	keepOld := min(len(old), max(0, n-unavailable-newReady))
-	runNew := min(n, max(0, n+surge-keepOld))
+	runNew := min(len(want), max(0, n+surge-keepOld))
 	out := append([]api.Pod{}, want[:runNew]...)
 	return append(out, old[:keepOld]...)
 }

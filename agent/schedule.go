@@ -3,6 +3,7 @@ package agent
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"sort"
 	"strconv"
 	"strings"
@@ -21,13 +22,27 @@ func nodeKey(name string) string { return kindNode + "//" + name }
 // schedule is the outcome of the last reconcile pass, for the API.
 type schedule struct {
 	mu      sync.Mutex
-	pending []api.Pod // desired replicas that fit nowhere, with the reason
+	pending []api.Pod      // desired replicas that fit nowhere, with the reason
+	counted map[string]int // deployment key -> pending replicas not made into pods (see plan)
 }
 
-func (s *schedule) setPending(p []api.Pod) {
+func (s *schedule) setPending(p []api.Pod, counted map[string]int) {
 	s.mu.Lock()
 	s.pending = p
+	s.counted = counted
 	s.mu.Unlock()
+}
+
+// pendingCount returns how many desired replicas fit nowhere: the pending
+// pods and the replicas only counted.
+func (s *schedule) pendingCount() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	n := len(s.pending)
+	for _, c := range s.counted {
+		n += c
+	}
+	return n
 }
 
 func (s *schedule) pendingPods() []api.Pod {
@@ -108,32 +123,170 @@ func replicaOf(p *api.Pod) placement.Replica {
 	return r
 }
 
+// maxPodsPerPeer is how many pods a peer takes at most, as the kubelet's
+// default max-pods (the "pods" capacity each peer reports). plan makes
+// pods for at most this many replicas per schedulable peer in all.
+const maxPodsPerPeer = 110
+
+// whyTooManyPods is the pending reason of replicas beyond the cluster's
+// pod capacity.
+func whyTooManyPods(nodes []placement.Node) string {
+	usable := 0
+	for _, n := range nodes {
+		if !n.Cordoned {
+			usable++
+		}
+	}
+	return fmt.Sprintf("0/%d nodes are available: %d Too many pods (at most %d per peer)", len(nodes), usable, maxPodsPerPeer)
+}
+
+// replicaBound is how many replicas of template t the nodes could hold
+// if they ran nothing else: per schedulable node whose labels match the
+// selector, its CPU and memory over the replica's requests. ok is false
+// when nothing bounds it (no requests, or nodes of unlimited capacity).
+func replicaBound(t *api.PodTemplateSpec, nodes []placement.Node) (bound int, ok bool) {
+	r := replicaOf(&api.Pod{Spec: t.Spec})
+	var total int64
+	for _, n := range nodes {
+		if n.Cordoned || len(r.NodeSelector) > 0 && !api.SelectorMatches(r.NodeSelector, n.Labels) {
+			continue
+		}
+		fit, limited := int64(0), false
+		if r.CPUMilli > 0 && n.CPUMilli > 0 {
+			fit, limited = n.CPUMilli/r.CPUMilli, true
+		}
+		if r.MemBytes > 0 && n.MemBytes > 0 {
+			if m := n.MemBytes / r.MemBytes; !limited || m < fit {
+				fit, limited = m, true
+			}
+		}
+		if !limited {
+			return 0, false
+		}
+		total += fit
+		if total > 1<<30 {
+			return 0, false
+		}
+	}
+	return int(total), true
+}
+
 // plan is the pure core of reconcile: the pods that should run (from the
 // deployments, given their pods now, and the daemon sets) and where.
-func plan(deps []*api.Deployment, dss []*api.DaemonSet, byDeploy map[string][]api.Pod, nodes []placement.Node) ([]api.Pod, placement.Result) {
+//
+// Pods are made only for replicas that may run: a replica costs a pod
+// object and a placement entry, and a deployment of 10,000 replicas that
+// fit nowhere must not cost 10,000 of each on every peer at every pass.
+// For each deployment (in key order) plan makes pods for at most the
+// replicas its requests and node selector let the cluster hold
+// (replicaBound) plus one, so that placement still gives the reason of the
+// rest, and, across deployments, for at most maxPodsPerPeer per schedulable
+// peer. The replicas beyond are pending; counted returns how many per
+// deployment key, and reasons why. A deployment that bounded replicas
+// leave pending costs one pod at most even when the budget is spent, so
+// that its reason is its own.
+func plan(deps []*api.Deployment, dss []*api.DaemonSet, byDeploy map[string][]api.Pod, nodes []placement.Node) ([]api.Pod, placement.Result, map[string]int, map[string]string) {
 	var desired, final []api.Pod
 	rolling := map[string]string{} // deployment key -> current template hash, for those mid-rollout
+	var daemons []api.Pod
+	for _, ds := range dss {
+		daemons = append(daemons, daemonPods(ds, nodes)...)
+	}
+	budget := -len(daemons)
+	for _, n := range nodes {
+		if !n.Cordoned {
+			budget += maxPodsPerPeer
+		}
+	}
+	counted := map[string]int{}
+	reasons := map[string]string{}
+	byBudget := map[string]bool{}
 	for _, d := range deps {
-		now := desiredPods(d, byDeploy[api.ObjectKey(d)])
+		n := 1
+		if d.Spec.Replicas != nil {
+			n = max(int(*d.Spec.Replicas), 0)
+		}
+		k := n
+		b, bounded := replicaBound(&d.Spec.Template, nodes)
+		if bounded {
+			k = min(k, b+1)
+		}
+		switch {
+		case k <= budget:
+		case bounded && b == 0:
+			k = min(k, 1) // runs nowhere anyway: one pod tells why
+		default:
+			k = max(budget, 0)
+			byBudget[api.ObjectKey(d)] = true
+		}
+		budget -= k
+		now := desiredPodsCapped(d, byDeploy[api.ObjectKey(d)], k)
 		end := now
 		if !d.Spec.Paused {
-			end = api.PodsForDeployment(d)
+			end = api.PodsForDeployment(withReplicas(d, k))
 		}
 		if !samePodNames(now, end) {
 			rolling[api.ObjectKey(d)] = api.TemplateHash(&d.Spec.Template)
 		}
+		if n > k {
+			counted[api.ObjectKey(d)] = n - k
+		}
 		desired = append(desired, now...)
 		final = append(final, end...)
 	}
-	for _, ds := range dss {
-		pods := daemonPods(ds, nodes)
-		desired = append(desired, pods...)
-		final = append(final, pods...)
+	desired = append(desired, daemons...)
+	final = append(final, daemons...)
+	res := assign(desired, final, rolling, nodes)
+	for key := range counted {
+		// The reason of the replicas only counted: that of the highest
+		// ordinal made a pod, which is pending too unless the budget
+		// stopped the deployment first.
+		_, ns, name := splitKey(key)
+		why, last := "", -1
+		for i := range desired {
+			p := &desired[i]
+			if p.Metadata.Namespace != ns || p.Metadata.Labels[api.LabelDeployment] != name {
+				continue
+			}
+			if w, ok := res.Pending[podKey(p)]; ok {
+				if o := ordinalOf(p.Metadata.Name); o > last {
+					why, last = w, o
+				}
+			}
+		}
+		if why == "" || byBudget[key] {
+			why = whyTooManyPods(nodes)
+		}
+		reasons[key] = why
 	}
+	return desired, res, counted, reasons
+}
+
+// ordinalOf returns the ordinal at the end of a deployment pod's name.
+func ordinalOf(name string) int {
+	i := strings.LastIndexByte(name, '-')
+	n, err := strconv.Atoi(name[i+1:])
+	if err != nil {
+		return -1
+	}
+	return n
+}
+
+// withReplicas returns d with spec.replicas k (a shallow copy).
+func withReplicas(d *api.Deployment, k int) *api.Deployment {
+	c := *d
+	r := int32(k)
+	c.Spec.Replicas = &r
+	return &c
+}
+
+// assign places the desired pods; final is what they will be once the
+// rollouts in rolling end.
+func assign(desired, final []api.Pod, rolling map[string]string, nodes []placement.Node) placement.Result {
 	replicas := replicasOf(desired)
 	opts := placement.Options{LoadFactor: 0.25}
 	if len(rolling) == 0 {
-		return desired, placement.Assign(nodes, replicas, opts)
+		return placement.Assign(nodes, replicas, opts)
 	}
 	pinned := pinRollouts(desired, replicas, rolling, nodes, placement.Assign(nodes, replicasOf(final), opts))
 	res := placement.Assign(nodes, replicas, opts)
@@ -150,7 +303,7 @@ func plan(deps []*api.Deployment, dss []*api.DaemonSet, byDeploy map[string][]ap
 	if again {
 		res = placement.Assign(nodes, replicas, opts)
 	}
-	return desired, res
+	return res
 }
 
 func replicasOf(pods []api.Pod) []placement.Replica {
@@ -266,7 +419,8 @@ func (a *Agent) reconcile() {
 	for _, o := range a.store.list(api.KindDaemonSet, "") {
 		dss = append(dss, o.(*api.DaemonSet))
 	}
-	desired, res := plan(deps, dss, byDeploy, a.placementNodes())
+	nodes := a.placementNodes()
+	desired, res, counted, reasons := plan(deps, dss, byDeploy, nodes)
 
 	self := a.cfg.Name
 	var mine, pending []api.Pod
@@ -330,7 +484,13 @@ func (a *Agent) reconcile() {
 		a.events.record(api.ObjectReference{Kind: api.KindPod, Namespace: p.Metadata.Namespace, Name: p.Metadata.Name},
 			"Warning", "FailedScheduling", res.Pending[podKey(&p)])
 	}
-	a.sched.setPending(pending)
+	for key, n := range counted {
+		_, ns, name := splitKey(key)
+		a.events.record(api.ObjectReference{Kind: api.KindDeployment, Namespace: ns, Name: name}, "Warning", "FailedScheduling",
+			fmt.Sprintf("%d more replicas pending (not listed as pods): %s", n, reasons[key]))
+	}
+	a.sched.setPending(pending, counted)
+	a.localPodIPs(a.pods.Pods())
 	a.pods.Sync(mine)
 }
 

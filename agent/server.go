@@ -11,7 +11,6 @@ import (
 	"net/http"
 	"os"
 	"runtime/debug"
-	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -36,38 +35,47 @@ var resourceKinds = map[string]string{
 	"daemonsets":  api.KindDaemonSet,
 }
 
+// routes is the API with its checks but without the server's limits (see
+// newAPIServer).
 func (a *Agent) routes() http.Handler {
+	return a.recoverer(requireToken(a.cfg.APIToken, a.log, a.checkSameOrigin(a.routesMux())))
+}
+
+func (a *Agent) routesMux() *http.ServeMux {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok\n") })
-	mux.HandleFunc("GET /api/v1/version", a.handleVersion)
-	mux.HandleFunc("POST /api/v1/apply", a.handleApply)
-	mux.HandleFunc("POST /api/v1/delete", a.handleDeleteManifest)
-	mux.HandleFunc("GET /api/v1/{resource}", a.handleList)
-	mux.HandleFunc("GET /api/v1/namespaces/{ns}/{resource}", a.handleList)
-	mux.HandleFunc("GET /api/v1/namespaces/{ns}/{resource}/{name}", a.handleGet)
-	mux.HandleFunc("GET /api/v1/namespaces/{name}", a.handleGetNamespace)
-	mux.HandleFunc("GET /api/v1/nodes/{name}", a.handleGetNode)
-	mux.HandleFunc("DELETE /api/v1/namespaces/{ns}/{resource}/{name}", a.handleDelete)
-	mux.HandleFunc("DELETE /api/v1/namespaces/{name}", a.handleDeleteNamespace)
-	mux.HandleFunc("POST /api/v1/namespaces/{ns}/deployments", a.handleCreateDeployment)
-	mux.HandleFunc("PUT /api/v1/namespaces/{ns}/deployments/{name}/scale", a.handleScale)
-	mux.HandleFunc("GET /api/v1/namespaces/{ns}/deployments/{name}/revisions", a.handleRevisions)
-	mux.HandleFunc("POST /api/v1/namespaces/{ns}/deployments/{name}/rollout", a.handleRollout)
-	mux.HandleFunc("GET /api/v1/namespaces/{ns}/pods/{name}/log", a.handleLog)
-	mux.HandleFunc("POST /api/v1/images", a.serveImageLoad)
-	mux.HandleFunc("GET /api/v1/images", a.serveImageList)
-	mux.HandleFunc("DELETE /api/v1/images", a.serveImagePrune)
-	mux.HandleFunc("DELETE /api/v1/images/{name...}", a.serveImageRemove)
-	mux.HandleFunc("POST /api/v1/leave", a.handleLeave)
-	mux.HandleFunc("PUT /api/v1/nodes/{name}/cordon", a.handleCordon)
-	mux.HandleFunc("POST /api/v1/namespaces/{ns}/services/{name}/portforward", a.handlePortForward)
-	mux.HandleFunc("POST /api/v1/namespaces/{ns}/pods/{name}/portforward", a.handlePortForward)
-	mux.HandleFunc("GET /api/v1/stats", a.handleStats)
-	mux.HandleFunc("POST /api/v1/namespaces/{ns}/pods/{name}/exec", a.handleExec)
+	mux.HandleFunc("GET /chorus/v1/version", a.handleVersion)
+	mux.HandleFunc("POST /chorus/v1/apply", a.handleApply)
+	mux.HandleFunc("POST /chorus/v1/delete", a.handleDeleteManifest)
+	mux.HandleFunc("GET /chorus/v1/{resource}", a.handleList)
+	mux.HandleFunc("GET /chorus/v1/namespaces/{ns}/{resource}", a.handleList)
+	mux.HandleFunc("GET /chorus/v1/namespaces/{ns}/{resource}/{name}", a.handleGet)
+	mux.HandleFunc("GET /chorus/v1/namespaces/{name}", a.handleGetNamespace)
+	mux.HandleFunc("GET /chorus/v1/nodes/{name}", a.handleGetNode)
+	mux.HandleFunc("DELETE /chorus/v1/namespaces/{ns}/{resource}/{name}", a.handleDelete)
+	mux.HandleFunc("DELETE /chorus/v1/namespaces/{name}", a.handleDeleteNamespace)
+	mux.HandleFunc("POST /chorus/v1/namespaces/{ns}/deployments", a.handleCreateDeployment)
+	mux.HandleFunc("PUT /chorus/v1/namespaces/{ns}/deployments/{name}/scale", a.handleScale)
+	mux.HandleFunc("GET /chorus/v1/namespaces/{ns}/deployments/{name}/revisions", a.handleRevisions)
+	mux.HandleFunc("POST /chorus/v1/namespaces/{ns}/deployments/{name}/rollout", a.handleRollout)
+	mux.HandleFunc("GET /chorus/v1/namespaces/{ns}/pods/{name}/log", a.handleLog)
+	mux.HandleFunc("POST /chorus/v1/images", a.serveImageLoad)
+	mux.HandleFunc("GET /chorus/v1/images", a.serveImageList)
+	mux.HandleFunc("DELETE /chorus/v1/images", a.serveImagePrune)
+	mux.HandleFunc("DELETE /chorus/v1/images/{name...}", a.serveImageRemove)
+	mux.HandleFunc("POST /chorus/v1/leave", a.handleLeave)
+	mux.HandleFunc("PUT /chorus/v1/nodes/{name}/cordon", a.handleCordon)
+	mux.HandleFunc("POST /chorus/v1/namespaces/{ns}/services/{name}/portforward", a.handlePortForward)
+	mux.HandleFunc("POST /chorus/v1/namespaces/{ns}/pods/{name}/portforward", a.handlePortForward)
+	mux.HandleFunc("GET /chorus/v1/stats", a.handleStats)
+	mux.HandleFunc("POST /chorus/v1/namespaces/{ns}/pods/{name}/exec", a.handleExec)
 	mux.HandleFunc("GET /metrics", a.handleMetrics)
 	mux.HandleFunc("GET /{$}", a.handleDashboard)
 	mux.HandleFunc("GET /dashboard/", a.handleDashboard)
-	return a.recoverer(requireToken(a.cfg.APIToken, a.log, mux))
+	if a.kube != nil {
+		a.kube.Register(mux)
+	}
+	return mux
 }
 
 func (a *Agent) recoverer(h http.Handler) http.Handler {
@@ -113,7 +121,14 @@ func writeError(w http.ResponseWriter, err error) {
 	var nf *notFoundError
 	var tl *http.MaxBytesError
 	var se *statusError
+	var ie *invalidError
 	switch {
+	case errors.As(err, &ie):
+		var details []string
+		for _, fe := range ie.err.Errors {
+			details = append(details, fe.Error())
+		}
+		writeStatus(w, http.StatusUnprocessableEntity, "Invalid", err.Error(), details...)
 	case errors.As(err, &me):
 		var details []string
 		for _, fe := range me.Errors {
@@ -386,7 +401,7 @@ func (a *Agent) objects(resource, ns string) ([]any, bool) {
 				if s.Metadata.Annotations == nil {
 					s.Metadata.Annotations = map[string]string{}
 				}
-				s.Metadata.Annotations["chorus.io/endpoints"] = strings.Join(eps, ",")
+				s.Metadata.Annotations[annotationEndpoints] = strings.Join(eps, ",")
 			}
 			out = append(out, s)
 		}
@@ -432,10 +447,27 @@ func (a *Agent) handleList(w http.ResponseWriter, r *http.Request) {
 			items = append(items, e)
 		}
 	}
-	if items == nil {
-		items = []any{}
+	writeList(w, items)
+}
+
+// writeList answers a List, encoding one item at a time: the answer is
+// never held whole in memory next to the objects it is made of.
+func writeList(w http.ResponseWriter, items []any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(http.StatusOK)
+	bw := bufio.NewWriterSize(w, 32<<10)
+	_, _ = bw.WriteString(`{"apiVersion":"v1","kind":"List","items":[`)
+	enc := json.NewEncoder(bw)
+	for i, it := range items {
+		if i > 0 {
+			_ = bw.WriteByte(',')
+		}
+		if err := enc.Encode(it); err != nil {
+			return // the client went away, or a value does not encode: the answer is cut short
+		}
 	}
-	writeJSON(w, http.StatusOK, api.List{TypeMeta: api.TypeMeta{APIVersion: "v1", Kind: "List"}, Items: items})
+	_, _ = bw.WriteString("]}\n")
+	_ = bw.Flush()
 }
 
 func (a *Agent) findObject(res, ns, name string) (any, bool) {
@@ -632,56 +664,6 @@ func (p *progressReader) Read(b []byte) (int, error) {
 	return n, err
 }
 
-func (a *Agent) handleImageLoad(w http.ResponseWriter, r *http.Request) {
-	pr := &progressReader{r: bufio.NewReaderSize(r.Body, 1<<20)}
-	start := time.Now()
-	imgs, err := a.rt.ImportImage(r.Context(), pr)
-	if err != nil {
-		writeStatus(w, http.StatusBadRequest, "BadRequest", fmt.Sprintf("image load: %v (want an OCI or docker archive, as 'docker save' writes)", err))
-		return
-	}
-	for _, img := range imgs {
-		a.log.Info("image loaded", "image", img.Name, "digest", img.Digest, "bytes", pr.n, "took", time.Since(start).Round(time.Millisecond))
-	}
-	if a.images != nil {
-		a.images.published()
-	}
-	writeJSON(w, http.StatusOK, map[string]any{"images": imgs})
-}
-
-type imageItem struct {
-	Name   string `json:"name"`
-	Digest string `json:"digest"`
-	Size   int64  `json:"size"`
-	Peers  int    `json:"peers"`
-}
-
-func (a *Agent) handleImages(w http.ResponseWriter, r *http.Request) {
-	imgs, err := a.rt.Images(r.Context())
-	if err != nil {
-		writeError(w, err)
-		return
-	}
-	items := []imageItem{}
-	seen := map[string]bool{}
-	inv := a.images.inventory()
-	for _, i := range imgs {
-		if strings.HasPrefix(i.Name, "sha256:") {
-			continue
-		}
-		seen[i.Name] = true
-		items = append(items, imageItem{Name: i.Name, Digest: i.Digest, Size: i.Size, Peers: max(1, inv[i.Name].Peers)})
-	}
-	// Images this peer does not hold, that others do.
-	for name, e := range inv {
-		if !seen[name] {
-			items = append(items, imageItem{Name: name, Digest: e.Digest, Size: e.Size, Peers: e.Peers})
-		}
-	}
-	sort.Slice(items, func(i, j int) bool { return items[i].Name < items[j].Name })
-	writeJSON(w, http.StatusOK, map[string]any{"items": items})
-}
-
 // node is a peer as `get nodes` shows it, in Kubernetes' Node shape.
 type node struct {
 	APIVersion string         `json:"apiVersion"`
@@ -751,6 +733,9 @@ func (a *Agent) handleStats(w http.ResponseWriter, r *http.Request) {
 		"replBytesOut":      a.repl.bytesOut.Load(),
 		"replBytesIn":       a.repl.bytesIn.Load(),
 		"gossip":            gs,
+		"invalidObjects":    a.store.invalid(),
+		"stateFileSetAside": a.store.setAside,
+		"pendingReplicas":   a.sched.pendingCount(),
 	})
 }
 

@@ -314,14 +314,20 @@ func (a *Agent) proxyServices(services []*api.Service, ips map[string]string, po
 // hopAddrOf returns the hop listener of a peer, from its tags.
 func (a *Agent) hopAddrOf(node string) (string, bool) { return a.memberTag(node, tagHop) }
 
-// allowHop accepts hop targets in this peer's pod subnet only.
+// allowHop accepts hop targets that are the address of a pod this peer
+// runs, in its pod subnet: never the bridge gateway (the host itself) or
+// any other address of the host.
 func (a *Agent) allowHop(ip string, port int) bool {
 	pfx, err := netip.ParsePrefix(a.cfg.PodSubnet)
 	if err != nil {
 		return false
 	}
 	addr, err := netip.ParseAddr(ip)
-	return err == nil && pfx.Contains(addr) && port > 0 && port < 65536
+	if err != nil || !pfx.Contains(addr) || port <= 0 || port >= 65536 {
+		return false
+	}
+	ips := a.podIPs.Load()
+	return ips != nil && (*ips)[addr]
 }
 
 func hostPort(host string, port int) string { return net.JoinHostPort(host, strconv.Itoa(port)) }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"os"
@@ -58,14 +59,123 @@ type store struct {
 	// peer ever answers: then it is the only copy there is).
 	stale    atomic.Bool
 	lastSync atomic.Int64 // unix seconds of the last successful exchange, as saved
+
+	// setAside is what openStore did with a state file it could not read
+	// (moved aside, started empty); "" when the file was read.
+	setAside string
+	// checked remembers the objects that decoded and validated, and those
+	// that did not (see object): a value no write path accepts may still
+	// arrive from disk or from another peer (one of an older version), and
+	// must neither crash this peer nor reach the reconcile loop.
+	checked checkedObjects
 }
 
+// checkedObjects is the outcome of checking each stored object at its
+// current version. report, when set, is told once of every object version
+// found invalid.
+type checkedObjects struct {
+	mu     sync.Mutex
+	good   map[string]string // key -> version that decoded and validated
+	bad    map[string]badObject
+	report func(badObject)
+}
+
+// badObject is a stored object that does not decode or validate.
+type badObject struct {
+	Key     string `json:"key"`
+	Version string `json:"version"`
+	Writer  string `json:"writer"`
+	Reason  string `json:"reason"`
+}
+
+func (c *checkedObjects) isGood(key, version string) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.good[key] == version
+}
+
+func (c *checkedObjects) markGood(key, version string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.good == nil {
+		c.good = map[string]string{}
+	}
+	c.good[key] = version
+	delete(c.bad, key)
+}
+
+func (c *checkedObjects) markBad(b badObject) {
+	c.mu.Lock()
+	if c.bad == nil {
+		c.bad = map[string]badObject{}
+	}
+	prev, seen := c.bad[b.Key]
+	c.bad[b.Key] = b
+	delete(c.good, b.Key)
+	report := c.report
+	c.mu.Unlock()
+	if report != nil && (!seen || prev.Version != b.Version) {
+		report(b)
+	}
+}
+
+// list returns the invalid objects, by key.
+func (c *checkedObjects) list() []badObject {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	out := make([]badObject, 0, len(c.bad))
+	for _, b := range c.bad {
+		out = append(out, b)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Key < out[j].Key })
+	return out
+}
+
+// invalid returns the objects of the state that do not decode or
+// validate, as last read.
+func (s *store) invalid() []badObject {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	s.checked.forget(s.st)
+	return s.checked.list()
+}
+
+// forget drops what is remembered of keys no longer in st.
+func (c *checkedObjects) forget(st *crdt.State) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for k := range c.good {
+		if _, ok := st.Get(k); !ok {
+			delete(c.good, k)
+		}
+	}
+	for k := range c.bad {
+		if _, ok := st.Get(k); !ok {
+			delete(c.bad, k)
+		}
+	}
+}
+
+// openStore loads the state saved at path. A file that is not a valid
+// state file (corrupt, truncated, of another format) does not stop the
+// peer: it is renamed aside (path.corrupt-<unix time>), the peer starts
+// with an empty state that anti-entropy fills from the other peers, and
+// setAside says what happened. Only an I/O error fails.
 func openStore(path, node string) (*store, error) {
 	st, err := crdt.Load(path)
+	setAside := ""
+	if errors.Is(err, crdt.ErrMalformed) {
+		aside := fmt.Sprintf("%s.corrupt-%d", path, time.Now().Unix())
+		if rerr := os.Rename(path, aside); rerr != nil {
+			return nil, fmt.Errorf("desired state: %w (and it could not be moved aside: %v)", err, rerr)
+		}
+		setAside = fmt.Sprintf("%v; moved to %s, starting with an empty state to be filled from the other peers", err, aside)
+		st, err = crdt.New(), nil
+	}
 	if err != nil {
 		return nil, fmt.Errorf("desired state: %w", err)
 	}
-	s := &store{path: path, clock: crdt.NewClock(node, time.Now), st: st, watch: make(chan struct{}), dirty: make(chan struct{}, 1)}
+	s := &store{path: path, clock: crdt.NewClock(node, time.Now), st: st, watch: make(chan struct{}), dirty: make(chan struct{}, 1), setAside: setAside}
 	// Never issue a stamp below what this peer already wrote or saw.
 	_ = s.clock.Observe(st.MaxStamp())
 	return s, nil
@@ -109,23 +219,31 @@ func decodeStored(raw []byte) (api.Object, error) {
 	return o, nil
 }
 
-// object rebuilds the object key from st; the caller holds mu.
+// object rebuilds the object key from st; the caller holds mu. An object
+// that does not decode, or that fails the validation every write path
+// applies (a value written by an older version, read from a damaged disk
+// or sent by a faulty peer), is left out and reported (checkedObjects),
+// never returned: nothing downstream may see, say, 2^31 replicas.
 func (s *store) object(key string) (api.Object, bool) {
 	fields, ok := s.st.Get(key)
 	if !ok {
 		return nil, false
 	}
-	doc, err := crdt.Join(key, fields)
-	if err != nil {
-		return nil, false
-	}
-	o, err := decodeStored(doc)
-	if err != nil {
-		return nil, false
-	}
 	version, writer := s.st.Meta(key)
+	ver := version.String()
+	o, err := objectOf(key, fields)
+	if err == nil && !s.checked.isGood(key, ver) {
+		if err = validateStored(o); err == nil {
+			s.checked.markGood(key, ver)
+		}
+	}
+	if err != nil {
+		s.checked.markBad(badObject{Key: key, Version: ver, Writer: writer, Reason: err.Error()})
+		return nil, false
+	}
 	m := o.Meta()
 	m.ResourceVersion = fmt.Sprintf("%d.%d", version.Wall, version.Logical)
+	m.Generation = generationOf(fields)
 	if m.Annotations == nil {
 		m.Annotations = map[string]string{}
 	}
@@ -134,14 +252,77 @@ func (s *store) object(key string) (api.Object, bool) {
 	return o, true
 }
 
+// objectOf decodes the fields of key into an object.
+func objectOf(key string, fields map[string]json.RawMessage) (api.Object, error) {
+	doc, err := crdt.Join(key, fields)
+	if err != nil {
+		return nil, err
+	}
+	return decodeStored(doc)
+}
+
+// validateStored runs on a stored object the validation every write path
+// applies (api.Validate, as apply's decoding does), and returns a
+// *api.ManifestError naming each field at fault.
+func validateStored(o api.Object) error {
+	if errs := api.Validate(o); len(errs) > 0 {
+		return &api.ManifestError{Errors: errs}
+	}
+	return nil
+}
+
+// invalidError is a write refused because the object it would leave does
+// not validate: 422 Invalid, as Kubernetes answers.
+type invalidError struct{ err *api.ManifestError }
+
+func (e *invalidError) Error() string { return e.err.Error() }
+func (e *invalidError) Unwrap() error { return e.err }
+
+// checkWrite validates, in next, every API object d writes (whatever the
+// write path: apply, create, scale, rollout, ...), so that no write can
+// store an object that apply would refuse.
+func checkWrite(next *crdt.State, d crdt.Delta) error {
+	seen := map[string]bool{}
+	var errs []api.FieldError
+	for _, e := range d.Entries {
+		if seen[e.Key] {
+			continue
+		}
+		seen[e.Key] = true
+		kind, _, name := splitKey(e.Key)
+		switch kind {
+		case api.KindNamespace, api.KindDeployment, api.KindService, api.KindDaemonSet:
+		default:
+			continue // histories, node marks: not API objects
+		}
+		fields, ok := next.Get(e.Key)
+		if !ok {
+			continue // deleted
+		}
+		o, err := objectOf(e.Key, fields)
+		if err != nil {
+			errs = append(errs, api.FieldError{Kind: kind, Name: name, Reason: "does not decode: " + err.Error()})
+			continue
+		}
+		var me *api.ManifestError
+		if err := validateStored(o); errors.As(err, &me) {
+			errs = append(errs, me.Errors...)
+		}
+	}
+	if len(errs) > 0 {
+		return &invalidError{err: &api.ManifestError{Errors: errs}}
+	}
+	return nil
+}
+
 // sameFields reports whether an apply of fields would change nothing.
 func sameFields(cur, next map[string]json.RawMessage) bool {
-	for _, f := range []string{crdt.FieldUID, crdt.FieldCreationTimestamp} {
+	for _, f := range []string{crdt.FieldUID, crdt.FieldCreationTimestamp, fieldGeneration} {
 		delete(next, f)
 	}
 	n := 0
 	for f, v := range cur {
-		if f == crdt.FieldUID || f == crdt.FieldCreationTimestamp {
+		if f == crdt.FieldUID || f == crdt.FieldCreationTimestamp || f == fieldGeneration {
 			continue
 		}
 		n++
@@ -157,6 +338,9 @@ func sameFields(cur, next map[string]json.RawMessage) bool {
 func (s *store) commit(next *crdt.State, d crdt.Delta) error {
 	if d.Len() == 0 {
 		return nil
+	}
+	if err := checkWrite(next, d); err != nil {
+		return err
 	}
 	s.saveMu.Lock()
 	err := next.Save(s.path)
@@ -220,7 +404,8 @@ func (s *store) apply(objs []api.Object, now time.Time, create bool) ([]Result, 
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w", key, err)
 		}
-		unchanged := exists && sameFields(cur, cloneFields(fields))
+		unchanged := exists && sameFields(cur, withGeneration(cloneFields(fields), cur))
+		fields[fieldGeneration] = nextGeneration(cur, fields, exists, true)
 		// Written even when unchanged here: this peer may not have seen a
 		// concurrent delete or change yet, and the apply acknowledged now
 		// must win over those (last writer wins), not vanish under them.
@@ -291,8 +476,13 @@ func (s *store) scale(key string, replicas int32) (Result, error) {
 		return r, nil
 	}
 	v, _ := json.Marshal(replicas)
+	cur, _ := s.st.Get(key)
+	changes := map[string]json.RawMessage{"spec.replicas": v}
+	if !bytes.Equal(cur["spec.replicas"], v) {
+		changes[fieldGeneration] = nextGeneration(cur, changes, true, false)
+	}
 	next := s.st.Clone()
-	d := next.PutFields(key, map[string]json.RawMessage{"spec.replicas": v}, s.clock.Now())
+	d := next.PutFields(key, changes, s.clock.Now())
 	if err := s.commit(next, d); err != nil {
 		return r, err
 	}
@@ -511,6 +701,7 @@ func (s *store) gc(now time.Time, horizon time.Duration) (int, error) {
 	defer s.mu.Unlock()
 	next := s.st.Clone()
 	n := next.GC(now, horizon)
+	s.checked.forget(next)
 	if n == 0 {
 		return 0, nil
 	}
@@ -567,4 +758,135 @@ func (s *store) resetIfStale() bool {
 	close(s.watch)
 	s.watch = make(chan struct{})
 	return true
+}
+
+// annotationEndpoints lists a service's Ready endpoints, as read.
+const annotationEndpoints = "chorus.io/endpoints"
+
+// fieldGeneration holds metadata.generation in the replicated state: a
+// register that every write changing the spec sets one above what the
+// writer saw, so it only grows, whichever write wins.
+const fieldGeneration = "generation"
+
+func generationOf(fields map[string]json.RawMessage) int64 {
+	g, err := strconv.ParseInt(string(fields[fieldGeneration]), 10, 64)
+	if err != nil || g < 1 {
+		return 1
+	}
+	return g
+}
+
+// nextGeneration is the generation after writing next over cur: one more
+// when a spec field changes, 1 for a new object. With full, next replaces
+// the whole object (a spec field it lacks is removed); otherwise next
+// holds only the fields written.
+func nextGeneration(cur, next map[string]json.RawMessage, exists, full bool) json.RawMessage {
+	if !exists {
+		return json.RawMessage("1")
+	}
+	g := generationOf(cur)
+	for f, v := range next {
+		if strings.HasPrefix(f, "spec.") && !bytes.Equal(cur[f], v) {
+			return json.RawMessage(strconv.FormatInt(g+1, 10))
+		}
+	}
+	for f := range cur {
+		if _, ok := next[f]; full && strings.HasPrefix(f, "spec.") && !ok {
+			return json.RawMessage(strconv.FormatInt(g+1, 10))
+		}
+	}
+	return json.RawMessage(strconv.FormatInt(g, 10))
+}
+
+func withGeneration(fields, cur map[string]json.RawMessage) map[string]json.RawMessage {
+	if g, ok := cur[fieldGeneration]; ok {
+		fields[fieldGeneration] = g
+	}
+	return fields
+}
+
+// serverAnnotations are set on objects as they are read; a client that
+// writes an object back (kubectl edit, replace) must not store them.
+var serverAnnotations = []string{annotationVersion, annotationLastWriter, api.AnnotationRevision, annotationEndpoints}
+
+// userFields returns the replicated fields of o, without what the server
+// sets (uid, creation time, generation, versions, annotations added as read).
+func userFields(o api.Object) (map[string]json.RawMessage, error) {
+	o = copyObject(o)
+	o.SetTypeMeta()
+	m := o.Meta()
+	for _, a := range serverAnnotations {
+		delete(m.Annotations, a)
+	}
+	if len(m.Annotations) == 0 {
+		m.Annotations = nil
+	}
+	m.ResourceVersion, m.Generation, m.UID, m.CreationTimestamp = "", 0, "", nil
+	doc, err := docOf(o)
+	if err != nil {
+		return nil, err
+	}
+	fields, err := crdt.Split(doc)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", api.ObjectKey(o), err)
+	}
+	for _, f := range []string{crdt.FieldUID, crdt.FieldCreationTimestamp, fieldGeneration} {
+		delete(fields, f)
+	}
+	return fields, nil
+}
+
+// update changes an existing object from base (as the client read it) to
+// o, writing only the fields that differ between the two (null for fields
+// o no longer has): a concurrent change of other fields, through this peer
+// or another, survives.
+func (s *store) update(base, o api.Object, now time.Time) (Result, error) {
+	key := api.ObjectKey(o)
+	m := o.Meta()
+	r := Result{Kind: o.GetKind(), Namespace: m.Namespace, Name: m.Name, Action: "unchanged"}
+	fields, err := userFields(o)
+	if err != nil {
+		return r, err
+	}
+	was, err := userFields(base)
+	if err != nil {
+		return r, err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	cur, ok := s.st.Get(key)
+	if !ok {
+		return r, &notFoundError{msg: fmt.Sprintf("%s %q not found", groupResource(o.GetKind()), m.Name)}
+	}
+	if err := s.checkNamespaces([]api.Object{o}); err != nil {
+		return r, err
+	}
+	changes := map[string]json.RawMessage{}
+	for f, v := range fields {
+		if !bytes.Equal(was[f], v) {
+			changes[f] = v
+		}
+	}
+	for f := range was {
+		if _, ok := fields[f]; !ok {
+			changes[f] = json.RawMessage("null")
+		}
+	}
+	if len(changes) == 0 {
+		return r, nil
+	}
+	changes[fieldGeneration] = nextGeneration(cur, changes, true, false)
+	next := s.st.Clone()
+	d := next.PutFields(key, changes, s.clock.Now())
+	if dep, ok := o.(*api.Deployment); ok {
+		if _, changed := changes["spec.template"]; changed {
+			dep = copyObject(dep).(*api.Deployment)
+			d.Entries = append(d.Entries, s.recordRevision(next, dep, dep.Metadata.Annotations[api.AnnotationChangeCause], false, now).Entries...)
+		}
+	}
+	if err := s.commit(next, d); err != nil {
+		return r, err
+	}
+	r.Action = "configured"
+	return r, nil
 }

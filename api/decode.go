@@ -22,6 +22,11 @@ const (
 	// MaxManifestDocuments is the most objects (documents and List items)
 	// one manifest may hold.
 	MaxManifestDocuments = 1000
+	// MaxAliasExpansion bounds the size of a YAML document once its
+	// aliases are expanded, counted as the bytes of its scalars plus 16 per
+	// node. It is checked before anything expands them: a 1 MB anchored
+	// string referenced 400 times would otherwise become 400 MB of JSON.
+	MaxAliasExpansion = 4 * MaxManifestBytes
 )
 
 // FieldError is one problem with a manifest: where it is and what is wrong.
@@ -454,6 +459,18 @@ var (
 )
 
 func (d *document) parseYAML() {
+	if bytes.IndexByte(d.text, '&') >= 0 && bytes.IndexByte(d.text, '*') >= 0 {
+		// Anchors and aliases: parse without expanding, and refuse what
+		// would expand beyond the bound.
+		var n yaml3.Node
+		if yaml3.Unmarshal(d.text, &n) == nil {
+			d.parsed, d.root = true, &n
+			if msg := d.checkAliases(&n); msg != "" {
+				d.syntax = msg
+				return
+			}
+		}
+	}
 	j, err := yaml.YAMLToJSONStrict(d.text)
 	if err != nil {
 		dups := dupKeyRE.FindAllStringSubmatch(err.Error(), -1)
@@ -473,6 +490,55 @@ func (d *document) parseYAML() {
 	if err := dec.Decode(&d.value); err != nil {
 		d.syntax = "yaml: " + err.Error()
 	}
+}
+
+// checkAliases returns why the document's aliases expand it beyond
+// MaxAliasExpansion (or refer to the node that holds them), naming the
+// alias and its line; "" when they do not.
+func (d *document) checkAliases(root *yaml3.Node) string {
+	const nodeCost = 16
+	const inProgress = -1
+	size := map[*yaml3.Node]int64{}
+	var msg string
+	var total int64 // the expanded size of what was walked so far
+	var walk func(n *yaml3.Node) int64
+	walk = func(n *yaml3.Node) int64 {
+		if n == nil || msg != "" {
+			return 0
+		}
+		if v, ok := size[n]; ok {
+			if v == inProgress {
+				msg = fmt.Sprintf("yaml: line %d: alias *%s refers to a node that contains it", d.line+n.Line-1, n.Anchor)
+				return 0
+			}
+			return v
+		}
+		size[n] = inProgress
+		var sz int64
+		if n.Kind == yaml3.AliasNode {
+			sz = walk(n.Alias)
+			if n.Alias != nil {
+				total += sz
+				if total > MaxAliasExpansion && msg == "" {
+					msg = fmt.Sprintf("yaml: line %d: alias *%s makes the document expand to more than %d bytes; write the values out, or use fewer aliases",
+						d.line+n.Line-1, n.Alias.Anchor, MaxAliasExpansion)
+				}
+			}
+		} else {
+			sz = nodeCost + int64(len(n.Value))
+			total += sz
+			for _, c := range n.Content {
+				if msg != "" {
+					break
+				}
+				sz += walk(c)
+			}
+		}
+		size[n] = sz
+		return sz
+	}
+	walk(root)
+	return msg
 }
 
 // yamlError turns a YAML parser error into a one-line reason with line

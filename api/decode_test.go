@@ -592,7 +592,7 @@ spec:
       labels: {app: web}
     spec:
       volumes: [{name: data, emptyDir: {}}]
-      securityContext: {runAsUser: 1000}
+      securityContext: {runAsUser: 1000, sysctls: []}
       containers:
       - name: web
         image: example/web:1
@@ -625,7 +625,7 @@ status:
 		`app.yaml: document 2 (Deployment web): unknown field "spec.template.spec.containers[0].imagePullSecretz" (line 25)`,
 		`app.yaml: document 2 (Deployment web): unknown field "spec.template.spec.containers[0].readinessProbe.periodSecond" (did you mean "periodSeconds"?) (line 35)`,
 		`app.yaml: document 2 (Deployment web): ignored field "spec.template.spec.containers[0].volumeMounts": chorus does not support it (line 27)`,
-		`app.yaml: document 2 (Deployment web): ignored field "spec.template.spec.securityContext": chorus does not support it (line 21)`,
+		`app.yaml: document 2 (Deployment web): ignored field "spec.template.spec.securityContext.sysctls": chorus does not support it (line 21)`,
 		`app.yaml: document 2 (Deployment web): ignored field "spec.template.spec.volumes": chorus does not support it (line 20)`,
 		`app.yaml: document 2 (Deployment web): ignored field "status": status is reported by chorus, not read from manifests (line 36)`,
 		`app.yaml: document 2 (Deployment web): spec.template.spec.containers[0].resources.limits[nvidia.com/gpu]: ignored: chorus knows only the resources cpu and memory (line 32)`,

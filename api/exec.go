@@ -8,7 +8,7 @@ import (
 )
 
 // The exec protocol: `chorus exec` POSTs to
-// /api/v1/namespaces/{ns}/pods/{name}/exec with the headers
+// /chorus/v1/namespaces/{ns}/pods/{name}/exec with the headers
 // "Connection: Upgrade" and "Upgrade: chorus-exec"; the agent answers
 // "101 Switching Protocols", and both sides then exchange frames over the raw
 // connection. A frame is one byte naming its stream, a 4-byte big-endian

@@ -122,13 +122,61 @@ type PodTemplateSpec struct {
 
 // PodSpec describes a pod.
 type PodSpec struct {
-	Containers                    []Container       `json:"containers"`
-	RestartPolicy                 string            `json:"restartPolicy,omitempty"` // Always, OnFailure, Never
-	NodeSelector                  map[string]string `json:"nodeSelector,omitempty"`
-	NodeName                      string            `json:"nodeName,omitempty"`
-	Hostname                      string            `json:"hostname,omitempty"`
-	TerminationGracePeriodSeconds *int64            `json:"terminationGracePeriodSeconds,omitempty"`
+	Containers                    []Container         `json:"containers"`
+	RestartPolicy                 string              `json:"restartPolicy,omitempty"` // Always, OnFailure, Never
+	NodeSelector                  map[string]string   `json:"nodeSelector,omitempty"`
+	NodeName                      string              `json:"nodeName,omitempty"`
+	Hostname                      string              `json:"hostname,omitempty"`
+	TerminationGracePeriodSeconds *int64              `json:"terminationGracePeriodSeconds,omitempty"`
+	SecurityContext               *PodSecurityContext `json:"securityContext,omitempty"`
+	// HostUsers false asks for a user namespace; chorus rejects it (see
+	// validateSecurityContext for why).
+	HostUsers *bool `json:"hostUsers,omitempty"`
 }
+
+// PodSecurityContext holds the security settings of every container of a
+// pod; a container's SecurityContext overrides the fields both have.
+type PodSecurityContext struct {
+	RunAsUser          *int64          `json:"runAsUser,omitempty"`
+	RunAsGroup         *int64          `json:"runAsGroup,omitempty"`
+	RunAsNonRoot       *bool           `json:"runAsNonRoot,omitempty"`
+	SupplementalGroups []int64         `json:"supplementalGroups,omitempty"`
+	FSGroup            *int64          `json:"fsGroup,omitempty"` // an additional gid (chorus has no volumes to chown)
+	SeccompProfile     *SeccompProfile `json:"seccompProfile,omitempty"`
+}
+
+// SecurityContext holds the security settings of one container.
+type SecurityContext struct {
+	Capabilities             *Capabilities   `json:"capabilities,omitempty"`
+	Privileged               *bool           `json:"privileged,omitempty"`
+	RunAsUser                *int64          `json:"runAsUser,omitempty"`
+	RunAsGroup               *int64          `json:"runAsGroup,omitempty"`
+	RunAsNonRoot             *bool           `json:"runAsNonRoot,omitempty"`
+	ReadOnlyRootFilesystem   *bool           `json:"readOnlyRootFilesystem,omitempty"`
+	AllowPrivilegeEscalation *bool           `json:"allowPrivilegeEscalation,omitempty"`
+	SeccompProfile           *SeccompProfile `json:"seccompProfile,omitempty"`
+}
+
+// Capabilities are Linux capabilities added to and dropped from the
+// default set, named as Kubernetes does ("NET_ADMIN", or "ALL"); a
+// "CAP_" prefix is accepted.
+type Capabilities struct {
+	Add  []string `json:"add,omitempty"`
+	Drop []string `json:"drop,omitempty"`
+}
+
+// SeccompProfile selects a container's seccomp filter.
+type SeccompProfile struct {
+	Type             string  `json:"type"` // RuntimeDefault (the default), Unconfined or Localhost (not supported)
+	LocalhostProfile *string `json:"localhostProfile,omitempty"`
+}
+
+// Seccomp profile types.
+const (
+	SeccompRuntimeDefault = "RuntimeDefault"
+	SeccompUnconfined     = "Unconfined"
+	SeccompLocalhost      = "Localhost"
+)
 
 // Container is one container of a pod.
 type Container struct {
@@ -143,6 +191,7 @@ type Container struct {
 	LivenessProbe   *Probe               `json:"livenessProbe,omitempty"`
 	ReadinessProbe  *Probe               `json:"readinessProbe,omitempty"`
 	ImagePullPolicy string               `json:"imagePullPolicy,omitempty"`
+	SecurityContext *SecurityContext     `json:"securityContext,omitempty"`
 }
 
 // EnvVar is an environment variable with a literal value.

@@ -313,6 +313,7 @@ func (v *validator) podSpec(s *PodSpec, path string, inDeployment bool) {
 	if g := s.TerminationGracePeriodSeconds; g != nil && *g < 0 {
 		v.add(child(path, "terminationGracePeriodSeconds"), "must be greater than or equal to 0, got %d", *g)
 	}
+	v.validateSecurityContext(s, path)
 	names := map[string]int{}
 	portNames := map[string]string{}
 	for i := range s.Containers {

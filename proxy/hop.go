@@ -165,9 +165,26 @@ func dialHop(ctx context.Context, hop string, local net.Addr, target netip.AddrP
 	return c, nil
 }
 
+// maxHopConns caps the hop connections a peer serves at once; beyond it
+// a hop is refused (hopRefused) and the caller tries another endpoint.
+const maxHopConns = 4096
+
 func (p *Proxy) hopLoop(ln *net.TCPListener) {
 	defer p.wg.Done()
-	acceptLoop(p, ln, p.serveHop)
+	slots := make(chan struct{}, maxHopConns)
+	acceptLoop(p, ln, func(c *net.TCPConn) {
+		select {
+		case slots <- struct{}{}:
+			defer func() { <-slots }()
+			p.serveHop(c)
+		default:
+			p.stats.hopsRefused.Add(1)
+			p.log.Debug("hop refused: too many hop connections", "from", c.RemoteAddr().String(), "max", maxHopConns)
+			c.SetWriteDeadline(time.Now().Add(time.Second))
+			c.Write([]byte{hopRefused})
+			c.Close()
+		}
+	})
 }
 
 // serveHop reads one hop request, checks it, dials the pod, answers, and

@@ -8,8 +8,10 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -17,6 +19,9 @@ import (
 
 	tasks "github.com/containerd/containerd/api/services/tasks/v1"
 	containerd "github.com/containerd/containerd/v2/client"
+	"github.com/containerd/containerd/v2/contrib/seccomp"
+	"github.com/containerd/containerd/v2/core/containers"
+	capability "github.com/containerd/containerd/v2/pkg/cap"
 	"github.com/containerd/containerd/v2/pkg/cio"
 	"github.com/containerd/containerd/v2/pkg/namespaces"
 	"github.com/containerd/containerd/v2/pkg/oci"
@@ -145,6 +150,15 @@ func (c *Containerd) create(ctx context.Context, cfg ContainerConfig) (container
 	if err != nil {
 		return nil, fmt.Errorf("image %s: %w", cfg.Image, err)
 	}
+	ic, err := img.Spec(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("read config of image %s: %w", cfg.Image, err)
+	}
+	sec := cfg.Security
+	who := fmt.Sprintf("pod: %s, container: %s", cfg.Labels[labelPod], cfg.Labels[labelContainer])
+	if err := checkNonRoot(sec, ic.Config.User, who); err != nil {
+		return nil, err
+	}
 	opts := []oci.SpecOpts{
 		oci.WithImageConfig(img),
 		oci.WithHostname(cfg.Hostname),
@@ -175,6 +189,7 @@ func (c *Containerd) create(ctx context.Context, cfg ContainerConfig) (container
 		const period = 100000
 		opts = append(opts, oci.WithCPUCFS(cfg.CPUMilli*period/1000, period))
 	}
+	opts = append(opts, securityOpts(sec, ic.Config.User)...)
 	ctr, err := c.client.NewContainer(ctx, cfg.ID,
 		containerd.WithImage(img),
 		containerd.WithSnapshotter(c.snapshotter),
@@ -186,6 +201,77 @@ func (c *Containerd) create(ctx context.Context, cfg ContainerConfig) (container
 		return nil, fmt.Errorf("create container %s: %w", cfg.ID, err)
 	}
 	return ctr, nil
+}
+
+// securityOpts confines the container as sec says; it follows the options
+// that set the user and mounts. imageUser is the image config's User.
+func securityOpts(sec SecurityConfig, imageUser string) []oci.SpecOpts {
+	var opts []oci.SpecOpts
+	switch {
+	case sec.RunAsUser != nil:
+		user := strconv.FormatInt(*sec.RunAsUser, 10)
+		if sec.RunAsGroup != nil {
+			user += ":" + strconv.FormatInt(*sec.RunAsGroup, 10)
+		}
+		opts = append(opts, oci.WithUser(user), oci.WithAdditionalGIDs(strconv.FormatInt(*sec.RunAsUser, 10)))
+	case sec.RunAsGroup != nil:
+		user, _, _ := strings.Cut(imageUser, ":")
+		if user == "" {
+			user = "0"
+		}
+		opts = append(opts, oci.WithUser(user+":"+strconv.FormatInt(*sec.RunAsGroup, 10)), oci.WithAdditionalGIDs(user))
+	}
+	if len(sec.SupplementalGroups) > 0 {
+		opts = append(opts, withAdditionalGIDs(sec.SupplementalGroups))
+	}
+	if sec.Privileged {
+		// As the CRI plugin does for Kubernetes: every capability, the
+		// host's devices, /sys and cgroups writable, no masked paths and
+		// no seccomp filter.
+		opts = append(opts, oci.WithPrivileged, oci.WithHostDevices, oci.WithAllDevicesAllowed)
+	}
+	if !sec.Privileged && (len(sec.CapAdd) > 0 || len(sec.CapDrop) > 0) {
+		opts = append(opts, func(ctx context.Context, client oci.Client, c *containers.Container, s *oci.Spec) error {
+			var base []string
+			if s.Process != nil && s.Process.Capabilities != nil {
+				base = s.Process.Capabilities.Bounding
+			}
+			all, err := capability.Current()
+			if err != nil {
+				return fmt.Errorf("read capabilities: %w", err)
+			}
+			return oci.WithCapabilities(applyCaps(base, all, sec.CapAdd, sec.CapDrop))(ctx, client, c, s)
+		})
+	}
+	if sec.AllowEscalation {
+		opts = append(opts, oci.WithNewPrivileges)
+	} else {
+		opts = append(opts, oci.WithNoNewPrivileges)
+	}
+	if sec.ReadOnlyRootFS {
+		opts = append(opts, oci.WithRootFSReadonly())
+	}
+	if sec.SeccompUnconfined {
+		opts = append(opts, oci.WithSeccompUnconfined)
+	} else {
+		// containerd's default profile, which follows the capabilities set
+		// above: without CAP_SYS_ADMIN no mount, unshare, setns, clone of
+		// namespaces (so no user namespace), bpf, keyctl...
+		opts = append(opts, seccomp.WithDefaultProfile())
+	}
+	return opts
+}
+
+// withAdditionalGIDs adds gids to the process' additional groups.
+func withAdditionalGIDs(gids []int64) oci.SpecOpts {
+	return func(_ context.Context, _ oci.Client, _ *containers.Container, s *oci.Spec) error {
+		for _, g := range gids {
+			if !slices.Contains(s.Process.User.AdditionalGids, uint32(g)) {
+				s.Process.User.AdditionalGids = append(s.Process.User.AdditionalGids, uint32(g))
+			}
+		}
+		return nil
+	}
 }
 
 // processArgs applies Kubernetes' rules: command replaces the image's
@@ -333,6 +419,13 @@ func (c *Containerd) Exec(ctx context.Context, id string, cmd []string) (int, []
 
 // ExecStream implements Runtime.
 func (c *Containerd) ExecStream(ctx context.Context, id string, cmd []string, stdin io.Reader, stdout, stderr io.Writer) (int, error) {
+	return c.exec(ctx, id, cmd, execIO{stdin: stdin, stdout: stdout, stderr: stderr})
+}
+
+// exec runs cmd in the running container id with the streams of eio, as
+// ExecStream and ExecTTY describe.
+func (c *Containerd) exec(ctx context.Context, id string, cmd []string, eio execIO) (int, error) {
+	stdin, stdout, stderr := eio.stdin, eio.stdout, eio.stderr
 	if len(cmd) == 0 {
 		return -1, fmt.Errorf("exec in %s: no command", id)
 	}
@@ -351,7 +444,7 @@ func (c *Containerd) ExecStream(ctx context.Context, id string, cmd []string, st
 	}
 	pspec := *spec.Process
 	pspec.Args = cmd
-	pspec.Terminal = false
+	pspec.Terminal = eio.tty
 	var in *stdinCloser
 	var inR io.Reader // a nil *stdinCloser in the interface would not read as "no stdin"
 	if stdin != nil {
@@ -359,7 +452,11 @@ func (c *Containerd) ExecStream(ctx context.Context, id string, cmd []string, st
 		inR = in
 	}
 	execID := "exec-" + strconv.FormatInt(c.execSeq.Add(1), 10)
-	proc, err := task.Exec(cctx, execID, &pspec, cio.NewCreator(cio.WithStreams(inR, stdout, stderr)))
+	streams := []cio.Opt{cio.WithStreams(inR, stdout, stderr)}
+	if eio.tty {
+		streams = append(streams, cio.WithTerminal)
+	}
+	proc, err := task.Exec(cctx, execID, &pspec, cio.NewCreator(streams...))
 	if err != nil {
 		return -1, fmt.Errorf("exec in %s: %w", id, err)
 	}
@@ -379,6 +476,10 @@ func (c *Containerd) ExecStream(ctx context.Context, id string, cmd []string, st
 		// The shim holds the process' stdin open until told to close it:
 		// do so once stdin is drained (and not before the start).
 		in.started(func() { _ = proc.CloseIO(context.WithoutCancel(cctx), containerd.WithStdinCloser) })
+	}
+	if eio.tty && eio.resize != nil {
+		stop := resizeTerminal(cctx, proc, eio.resize)
+		defer stop()
 	}
 	select {
 	case st := <-ch:

@@ -2,6 +2,8 @@ package runtime
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
 	"io"
 	"net/http"
@@ -43,7 +45,14 @@ func newRig(t *testing.T, name string) *rig { return newRigNet(t, name, "10.87.1
 
 func (r *rig) loadImage(t *testing.T, name string) {
 	t.Helper()
-	out := filepath.Join(os.TempDir(), "chorus-test-images")
+	// A folder per source tree: worktrees of the repository share /tmp,
+	// and BuildAll keeps an archive newer than its sources.
+	src, err := images.SourceDir(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sum := sha256.Sum256([]byte(src))
+	out := filepath.Join(os.TempDir(), "chorus-test-images-"+hex.EncodeToString(sum[:6]))
 	paths, err := images.BuildAll(context.Background(), out)
 	if err != nil {
 		t.Fatal(err)

@@ -653,6 +653,7 @@ func (w *podWorker) startOne(ctx context.Context, log *slog.Logger, i int, exits
 			NetNSPath: nw.NetNSPath,
 			LogPath:   w.logPath(spec.Name, restarts),
 			Labels:    map[string]string{labelPod: w.key, labelContainer: spec.Name, labelRestartCount: strconv.Itoa(int(restarts))},
+			Security:  securityConfig(&pod.Spec, &spec),
 		}
 		if w.m.opts.ResolvConf != nil {
 			if path := w.m.opts.ResolvConf(pod.Metadata.Namespace); path != "" {
@@ -667,6 +668,20 @@ func (w *podWorker) startOne(ctx context.Context, log *slog.Logger, i int, exits
 		}
 		if err := w.m.rt.StartContainer(ctx, cfg); err != nil {
 			if ctx.Err() != nil {
+				return
+			}
+			var cfgErr *ConfigError
+			if errors.As(err, &cfgErr) {
+				// Kubernetes' CreateContainerConfigError: nothing was made;
+				// said once, retried slowly, not counted as a restart.
+				w.mu.Lock()
+				first := c.waitReason != "CreateContainerConfigError"
+				w.mu.Unlock()
+				if first {
+					log.Warn("container refused", "container", spec.Name, "err", err)
+					w.event("Warning", "Failed", "Error: "+cfgErr.Msg)
+				}
+				retryLater("CreateContainerConfigError", cfgErr.Msg, 10*time.Second)
 				return
 			}
 			log.Warn("start container failed", "container", spec.Name, "err", err)

@@ -46,6 +46,7 @@ type ContainerConfig struct {
 	Files     map[string]string // container path -> host file, bind-mounted read-only (e.g. /etc/resolv.conf)
 	CPUMilli  int64             // CPU limit in millicores, 0 for none
 	MemBytes  int64             // memory limit in bytes, 0 for none
+	Security  SecurityConfig    // user, capabilities, seccomp...; the zero value is the default
 }
 
 // ExitStatus is how a container's process ended.

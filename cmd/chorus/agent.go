@@ -30,10 +30,19 @@ func newAgentCmd() *cobra.Command {
 		Long: `Run a chorus peer: it stores the desired state, runs the pods assigned to it
 in containerd with CNI networking, and serves the API the CLI talks to.
 
+The cluster is protected with no flag: the first peer (no --join) creates
+the cluster secret and writes its join token to <data-dir>/token (0600);
+the other peers join with it (--join-token-file, --join-token or
+CHORUS_JOIN_TOKEN) and keep it in their own data dir, so a restart needs
+no flag. Gossip is encrypted, the API is TLS with certificates of a CA
+derived from the secret and a bearer token, and every peer writes an
+admin kubeconfig to <data-dir>/kubeconfig. --insecure runs an open cluster.
+
 Every flag can also be set in a config file (--config) or through an
 environment variable CHORUS_<FLAG>, e.g. CHORUS_DATA_DIR=/srv/chorus.`,
-		Example: `  chorus agent --name n1 --bind 127.0.0.11 --data-dir /var/lib/chorus/n1`,
-		Args:    cobra.NoArgs,
+		Example: `  chorus agent --name n1 --bind 127.0.0.11 --data-dir /var/lib/chorus/n1
+  chorus agent --name n2 --bind 127.0.0.12 --join 127.0.0.11 --join-token-file /var/lib/chorus/n1/token`,
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if f := v.GetString("config"); f != "" {
 				v.SetConfigFile(f)
@@ -63,6 +72,8 @@ environment variable CHORUS_<FLAG>, e.g. CHORUS_DATA_DIR=/srv/chorus.`,
 				SerfPort:            v.GetInt("serf-port"),
 				P2PPort:             v.GetInt("p2p-port"),
 				HopPort:             v.GetInt("hop-port"),
+				Insecure:            v.GetBool("insecure"),
+				APIHosts:            v.GetStringSlice("api-host"),
 				FaultCorruptBlobs:   v.GetBool("fault-corrupt-blobs"),
 				Version:             version,
 				Log:                 log,
@@ -79,6 +90,9 @@ environment variable CHORUS_<FLAG>, e.g. CHORUS_DATA_DIR=/srv/chorus.`,
 				return fmt.Errorf("--image-gc-after %v: want a duration, 0 to keep unused images", cfg.ImageGCAfter)
 			}
 			if cfg.APIToken, err = apiToken(v.GetString("api-token"), v.GetString("api-token-file")); err != nil {
+				return err
+			}
+			if cfg.JoinToken, err = joinToken(v.GetString("join-token"), v.GetString("join-token-file")); err != nil {
 				return err
 			}
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
@@ -99,10 +113,14 @@ environment variable CHORUS_<FLAG>, e.g. CHORUS_DATA_DIR=/srv/chorus.`,
 	f.StringSlice("cni-plugin-dir", nil, "directories holding the CNI plugins (default /usr/lib/cni,/opt/cni/bin)")
 	f.StringSlice("join", nil, "peers to join, host or host:port (repeatable); none: discover by mDNS")
 	f.Bool("discover", true, "find peers on the local network by mDNS")
-	f.String("gossip-key", "", "base64 key encrypting membership gossip (chorus keygen); peers without it are refused")
+	f.String("join-token", "", "join token of the cluster to join (the first peer's <data-dir>/token); env CHORUS_JOIN_TOKEN; default: the token kept in the data dir, or a new cluster")
+	f.String("join-token-file", "", "read --join-token from this file, out of the process list")
+	f.Bool("insecure", false, "run an open cluster: no cluster secret, plain HTTP API, no token unless --api-token, no gossip encryption unless --gossip-key (not for networks you do not trust)")
+	f.String("gossip-key", "", "base64 key encrypting membership gossip (chorus keygen); peers without it are refused; default: derived from the cluster secret")
 	f.String("gossip-profile", "lan", "failure detection timings: local, lan or wan (see docs/ARCHITECTURE.md)")
 	f.StringSlice("label", nil, "node label k=v (repeatable)")
-	f.String("api-token", "", "bearer token every API request must carry (chorus --token); the same on every peer; default: none, the API is open")
+	f.StringSlice("api-host", nil, "DNS name clients use for this peer's API (repeatable); IP addresses, localhost, --name and the host name are always accepted, any other Host header is refused")
+	f.String("api-token", "", "bearer token every API request must carry (chorus --token); the same on every peer; default: derived from the cluster secret (none with --insecure)")
 	f.String("api-token-file", "", "read --api-token from this file (trimmed), out of the process list")
 	f.Int("serf-port", 7946, "membership port (UDP and TCP) on --bind")
 	f.Int("p2p-port", 7947, "data plane port (TCP) on --bind")
@@ -191,6 +209,27 @@ func apiToken(token, file string) (string, error) {
 		}
 	}
 	return token, nil
+}
+
+// joinToken returns the join token of the agent: --join-token (or
+// CHORUS_JOIN_TOKEN), or the content of --join-token-file; "" when neither
+// is set. The token itself is checked by the agent.
+func joinToken(token, file string) (string, error) {
+	switch {
+	case token != "" && file != "":
+		return "", errors.New("--join-token and --join-token-file: give one of them, not both")
+	case file != "":
+		b, err := os.ReadFile(file)
+		if err != nil {
+			return "", fmt.Errorf("--join-token-file: %w", err)
+		}
+		t := strings.TrimSpace(string(b))
+		if t == "" {
+			return "", fmt.Errorf("--join-token-file %s: the file is empty", file)
+		}
+		return t, nil
+	}
+	return strings.TrimSpace(token), nil
 }
 
 // newKeygenCmd is `chorus keygen`: print a new gossip key.

@@ -14,7 +14,7 @@ import (
 )
 
 // The agent's answer to a request without its token.
-const unauthorizedMsg = "this peer requires an API token (chorus --token or CHORUS_TOKEN)"
+const unauthorizedMsg = "this peer requires an API token (chorus --kubeconfig <data-dir>/kubeconfig, --token or CHORUS_TOKEN)"
 
 // requireToken makes the fake agent answer 401, as an agent started with
 // --api-token does, to every request that lacks "Bearer <token>".
@@ -36,8 +36,8 @@ func (f *fakeAgent) lastAuth() string {
 
 func TestTokenSentWhenSet(t *testing.T) {
 	f := newFakeAgent(t)
-	f.list("GET /api/v1/namespaces/default/pods")
-	f.reply("GET /api/v1/version", http.StatusOK, serverVersion{Version: "v0.1.0", Node: "n1"})
+	f.list("GET /chorus/v1/namespaces/default/pods")
+	f.reply("GET /chorus/v1/version", http.StatusOK, serverVersion{Version: "v0.1.0", Node: "n1"})
 
 	// No token: no header.
 	if r := f.run("get", "pods"); r.code != 0 || f.lastAuth() != "" {
@@ -74,12 +74,12 @@ func TestTokenOnEveryKindOfRequest(t *testing.T) {
 	f := newFakeAgent(t)
 	f.requireToken("tok")
 	serveFakeExec(t, f, nil)
-	f.reply("POST /api/v1/images", http.StatusOK, map[string]any{"images": []imageInfo{}})
-	f.reply("GET /api/v1/version", http.StatusOK, serverVersion{Version: "v0.1.0", Node: "n1"})
-	f.mux.HandleFunc("GET /api/v1/namespaces/default/pods/web-0/log", func(w http.ResponseWriter, r *http.Request) {
+	f.reply("POST /chorus/v1/images", http.StatusOK, map[string]any{"images": []imageInfo{}})
+	f.reply("GET /chorus/v1/version", http.StatusOK, serverVersion{Version: "v0.1.0", Node: "n1"})
+	f.mux.HandleFunc("GET /chorus/v1/namespaces/default/pods/web-0/log", func(w http.ResponseWriter, r *http.Request) {
 		io.WriteString(w, "a log line\n")
 	})
-	f.mux.HandleFunc("POST /api/v1/namespaces/default/services/hello/portforward", func(w http.ResponseWriter, r *http.Request) {
+	f.mux.HandleFunc("POST /chorus/v1/namespaces/default/services/hello/portforward", func(w http.ResponseWriter, r *http.Request) {
 		conn, brw, err := w.(http.Hijacker).Hijack()
 		if err != nil {
 			t.Error(err)
@@ -136,7 +136,7 @@ func TestTokenOnEveryKindOfRequest(t *testing.T) {
 	if err != nil || string(got) != "ping" || r.code != 0 {
 		t.Fatalf("port-forward: %q %v: %+v", got, err, r)
 	}
-	if f.lastAuth() != "Bearer tok" || f.requests()[len(f.requests())-1].path != "/api/v1/namespaces/default/services/hello/portforward" {
+	if f.lastAuth() != "Bearer tok" || f.requests()[len(f.requests())-1].path != "/chorus/v1/namespaces/default/services/hello/portforward" {
 		t.Fatalf("port-forward requests: %+v", f.requests())
 	}
 	for _, req := range f.requests() {
@@ -176,7 +176,7 @@ func TestUnauthorized(t *testing.T) {
 	}
 	// A 401 without a Status body still reads as Unauthorized.
 	g := newFakeAgent(t)
-	g.mux.HandleFunc("GET /api/v1/namespaces/default/pods", func(w http.ResponseWriter, r *http.Request) {
+	g.mux.HandleFunc("GET /chorus/v1/namespaces/default/pods", func(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "go away", http.StatusUnauthorized)
 	})
 	if r := g.run("get", "pods"); r.code != 1 || r.stderr != "Error from server (Unauthorized): go away\n" {
@@ -187,8 +187,8 @@ func TestUnauthorized(t *testing.T) {
 func TestDashboardURLCarriesToken(t *testing.T) {
 	f := newFakeAgent(t)
 	f.requireToken("a+b/c=d&e")
-	f.reply("GET /api/v1/version", http.StatusOK, serverVersion{Version: "v0.1.0", Node: "n1"})
-	page := "http://" + f.addr() + "/dashboard/"
+	f.reply("GET /chorus/v1/version", http.StatusOK, serverVersion{Version: "v0.1.0", Node: "n1"})
+	page := f.addr() + "/dashboard/"
 	// The token is encoded as encodeURIComponent encodes it.
 	if r := f.run("--token", "a+b/c=d&e", "dashboard"); r.code != 0 || r.stdout != page+"#token=a%2Bb%2Fc%3Dd%26e\n" {
 		t.Fatalf("--token: %+v", r)
@@ -202,9 +202,9 @@ func TestDashboardURLCarriesToken(t *testing.T) {
 	}
 	// Without a token, no fragment.
 	g := newFakeAgent(t)
-	g.reply("GET /api/v1/version", http.StatusOK, serverVersion{Version: "v0.1.0", Node: "n1"})
+	g.reply("GET /chorus/v1/version", http.StatusOK, serverVersion{Version: "v0.1.0", Node: "n1"})
 	t.Setenv("CHORUS_TOKEN", "")
-	if r := g.run("dashboard"); r.code != 0 || r.stdout != "http://"+g.addr()+"/dashboard/\n" {
+	if r := g.run("dashboard"); r.code != 0 || r.stdout != g.addr()+"/dashboard/\n" {
 		t.Fatalf("no token: %+v", r)
 	}
 	if got := fragmentEscape("x y!*'()~-_.é"); got != "x%20y%21%2A%27%28%29~-_.%C3%A9" {

@@ -3,6 +3,8 @@ package main
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -48,6 +50,16 @@ type connError struct {
 }
 
 func (e *connError) Error() string {
+	var ua x509.UnknownAuthorityError
+	var hn x509.HostnameError
+	switch {
+	case errors.As(e.err, &ua):
+		return fmt.Sprintf("cannot trust chorus agent at %s: %v (give its cluster's CA: --kubeconfig <data-dir>/kubeconfig of one of its peers, KUBECONFIG, or --certificate-authority)", e.server, e.err)
+	case errors.As(e.err, &hn):
+		return fmt.Sprintf("cannot trust chorus agent at %s: %v (use an address the peer listens on, as its kubeconfig does)", e.server, e.err)
+	case strings.Contains(e.err.Error(), "server gave HTTP response to HTTPS client"):
+		return fmt.Sprintf("chorus agent at %s speaks plain HTTP (an --insecure peer?): use -s http://%s", e.server, strings.TrimPrefix(e.server, "https://"))
+	}
 	return fmt.Sprintf("cannot reach chorus agent at %s: %v (is 'chorus agent' running? set -s or CHORUS_SERVER)", e.server, e.err)
 }
 
@@ -79,35 +91,45 @@ type client struct {
 	server string // as the user gave it, for messages
 	token  string // bearer token of the API; "" sends none
 	base   url.URL
+	tls    *tls.Config // for https; nil: the system's roots
 	hc     *http.Client
 	log    *slog.Logger
 }
 
-// newClient returns a client of the agent at server ("host:port", or a URL)
-// that sends token as a bearer token, when not "".
-func newClient(server, token string, log *slog.Logger) (*client, error) {
+// newClient returns a client of the agent at server ("host:port", which
+// means HTTPS, or a URL) that verifies it with tc (nil: the system's
+// roots) and sends token as a bearer token, when not "".
+func newClient(server, token string, tc *tls.Config, log *slog.Logger) (*client, error) {
 	raw := server
 	if !strings.Contains(raw, "://") {
-		raw = "http://" + raw
+		raw = "https://" + raw
 	}
 	u, err := url.Parse(raw)
-	if err != nil || u.Host == "" {
-		return nil, fmt.Errorf("invalid server address %q: want host:port", server)
+	if err != nil || u.Host == "" || u.Scheme != "http" && u.Scheme != "https" {
+		return nil, fmt.Errorf("invalid server address %q: want host:port or an https:// (or http://) URL", server)
 	}
+	if tc == nil {
+		tc = &tls.Config{MinVersion: tls.VersionTLS12}
+	}
+	tc = tc.Clone()
+	tc.NextProtos = []string{"http/1.1"} // exec and port-forward upgrade the connection
 	tr := http.DefaultTransport.(*http.Transport).Clone()
 	tr.DialContext = (&net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}).DialContext
+	tr.TLSClientConfig = tc
+	tr.ForceAttemptHTTP2 = false
 	return &client{
 		server: server,
 		token:  token,
 		base:   url.URL{Scheme: u.Scheme, Host: u.Host, Path: strings.TrimSuffix(u.Path, "/")},
+		tls:    tc,
 		hc:     &http.Client{Transport: tr},
 		log:    log,
 	}, nil
 }
 
-// apiPath joins path segments under /api/v1.
+// apiPath joins path segments under /chorus/v1.
 func apiPath(segments ...string) string {
-	return "/api/v1/" + strings.Join(segments, "/")
+	return "/chorus/v1/" + strings.Join(segments, "/")
 }
 
 // request is one call of the API.

@@ -52,7 +52,7 @@ func TestExpandPaths(t *testing.T) {
 
 func TestApplyPrintsResultsAndWarnings(t *testing.T) {
 	f := newFakeAgent(t)
-	f.reply("POST /api/v1/apply", http.StatusOK, applyResponse{
+	f.reply("POST /chorus/v1/apply", http.StatusOK, applyResponse{
 		Results: []applyResult{
 			{Kind: "Namespace", Name: "dev", Action: "unchanged"},
 			{Kind: "Deployment", Namespace: "dev", Name: "web", Action: "created"},
@@ -82,7 +82,7 @@ func TestApplyPrintsResultsAndWarnings(t *testing.T) {
 
 func TestApplyDirectoryAndStdin(t *testing.T) {
 	f := newFakeAgent(t)
-	f.reply("POST /api/v1/apply", http.StatusOK, applyResponse{})
+	f.reply("POST /chorus/v1/apply", http.StatusOK, applyResponse{})
 	dir := t.TempDir()
 	writeFile(t, filepath.Join(dir, "2-web.yaml"), "two")
 	writeFile(t, filepath.Join(dir, "1-ns.yml"), "one")
@@ -104,7 +104,7 @@ func TestApplyDirectoryAndStdin(t *testing.T) {
 
 func TestApplyErrorStatus(t *testing.T) {
 	f := newFakeAgent(t)
-	f.mux.HandleFunc("POST /api/v1/apply", func(w http.ResponseWriter, r *http.Request) {
+	f.mux.HandleFunc("POST /chorus/v1/apply", func(w http.ResponseWriter, r *http.Request) {
 		writeStatus(w, http.StatusBadRequest, "BadRequest", `error validating "web.yaml": document 1 (Deployment "web"): spec.replicas: must be >= 0`)
 	})
 	dir := t.TempDir()
@@ -134,7 +134,7 @@ func TestApplyUsageErrors(t *testing.T) {
 
 func TestErrorStatusWithoutJSONBody(t *testing.T) {
 	f := newFakeAgent(t)
-	f.mux.HandleFunc("GET /api/v1/namespaces/default/pods", func(w http.ResponseWriter, r *http.Request) {
+	f.mux.HandleFunc("GET /chorus/v1/namespaces/default/pods", func(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "store unavailable", http.StatusInternalServerError)
 	})
 	r := f.run("get", "pods")
@@ -160,7 +160,7 @@ func TestConnectionRefused(t *testing.T) {
 
 func TestDeleteByManifest(t *testing.T) {
 	f := newFakeAgent(t)
-	f.reply("POST /api/v1/delete", http.StatusOK, applyResponse{Results: []applyResult{
+	f.reply("POST /chorus/v1/delete", http.StatusOK, applyResponse{Results: []applyResult{
 		{Kind: "Deployment", Namespace: "default", Name: "web", Action: "deleted"},
 		{Kind: "Service", Namespace: "default", Name: "web", Action: "notfound"},
 	}})
@@ -177,11 +177,11 @@ func TestDeleteByManifest(t *testing.T) {
 
 func TestDeleteByName(t *testing.T) {
 	f := newFakeAgent(t)
-	f.reply("DELETE /api/v1/namespaces/default/deployments/web", http.StatusOK, applyResponse{Results: []applyResult{
+	f.reply("DELETE /chorus/v1/namespaces/default/deployments/web", http.StatusOK, applyResponse{Results: []applyResult{
 		{Kind: "Deployment", Namespace: "default", Name: "web", Action: "deleted"}}})
-	f.reply("DELETE /api/v1/namespaces/dev", http.StatusOK, applyResponse{Results: []applyResult{
+	f.reply("DELETE /chorus/v1/namespaces/dev", http.StatusOK, applyResponse{Results: []applyResult{
 		{Kind: "Namespace", Name: "dev", Action: "deleted"}}})
-	f.mux.HandleFunc("DELETE /api/v1/namespaces/default/deployments/gone", func(w http.ResponseWriter, r *http.Request) {
+	f.mux.HandleFunc("DELETE /chorus/v1/namespaces/default/deployments/gone", func(w http.ResponseWriter, r *http.Request) {
 		writeStatus(w, http.StatusNotFound, "NotFound", `deployments.apps "gone" not found`)
 	})
 	r := f.run("delete", "deployment", "web", "gone")
@@ -209,15 +209,15 @@ func TestDeleteBySelector(t *testing.T) {
 	a := runningPod("web-a", "n1", "", time.Minute)
 	b := runningPod("db-0", "n1", "", time.Minute)
 	b.Metadata.Labels = map[string]string{"app": "db"}
-	f.list("GET /api/v1/namespaces/default/pods", a, b)
-	f.reply("DELETE /api/v1/namespaces/default/pods/web-a", http.StatusOK, applyResponse{Results: []applyResult{
+	f.list("GET /chorus/v1/namespaces/default/pods", a, b)
+	f.reply("DELETE /chorus/v1/namespaces/default/pods/web-a", http.StatusOK, applyResponse{Results: []applyResult{
 		{Kind: "Pod", Namespace: "default", Name: "web-a", Action: "deleted"}}})
 	r := f.run("delete", "pods", "-l", "app=web")
 	if r.code != 0 || r.stdout != "pod \"web-a\" deleted\n" {
 		t.Fatalf("%+v", r)
 	}
 	for _, req := range f.requests() {
-		if req.method == "DELETE" && req.path != "/api/v1/namespaces/default/pods/web-a" {
+		if req.method == "DELETE" && req.path != "/chorus/v1/namespaces/default/pods/web-a" {
 			t.Fatalf("deleted %s", req.path)
 		}
 	}
@@ -290,7 +290,7 @@ func TestCreateDeploymentCommandAndNames(t *testing.T) {
 
 func TestCreateDeploymentPosts(t *testing.T) {
 	f := newFakeAgent(t)
-	f.reply("POST /api/v1/namespaces/default/deployments", http.StatusOK, applyResponse{Results: []applyResult{
+	f.reply("POST /chorus/v1/namespaces/default/deployments", http.StatusOK, applyResponse{Results: []applyResult{
 		{Kind: "Deployment", Namespace: "default", Name: "web", Action: "created"}}})
 	r := f.run("create", "deployment", "web", "--image=nginx")
 	if r.code != 0 || r.stdout != "deployment.apps/web created\n" {
@@ -304,7 +304,7 @@ func TestCreateDeploymentPosts(t *testing.T) {
 
 func TestScale(t *testing.T) {
 	f := newFakeAgent(t)
-	f.reply("PUT /api/v1/namespaces/default/deployments/web/scale", http.StatusOK, applyResponse{Results: []applyResult{
+	f.reply("PUT /chorus/v1/namespaces/default/deployments/web/scale", http.StatusOK, applyResponse{Results: []applyResult{
 		{Kind: "Deployment", Namespace: "default", Name: "web", Action: "scaled"}}})
 	for _, args := range [][]string{{"scale", "deployment", "web", "--replicas=5"}, {"scale", "deploy/web", "--replicas", "5"}} {
 		r := f.run(args...)
@@ -331,8 +331,8 @@ func TestDescribePod(t *testing.T) {
 	p.Spec.Containers[0].Resources = api.ResourceRequirements{Limits: api.ResourceList{"memory": "128Mi", "cpu": "500m"}}
 	p.Spec.Containers[0].LivenessProbe = &api.Probe{HTTPGet: &api.HTTPGetAction{Path: "/healthz", Port: api.FromInt(8080)}}
 	p.Status.Conditions = []api.PodCondition{{Type: "Ready", Status: "False"}, {Type: "PodScheduled", Status: "True"}}
-	f.reply("GET /api/v1/namespaces/default/pods/web-b", http.StatusOK, p)
-	f.list("GET /api/v1/namespaces/default/events", api.Event{
+	f.reply("GET /chorus/v1/namespaces/default/pods/web-b", http.StatusOK, p)
+	f.list("GET /chorus/v1/namespaces/default/events", api.Event{
 		Metadata:       api.ObjectMeta{Name: "e1", Namespace: "default"},
 		InvolvedObject: api.ObjectReference{Kind: "Pod", Namespace: "default", Name: "web-b"},
 		Reason:         "BackOff", Type: "Warning", Message: "Back-off restarting failed container", Count: 5,
@@ -382,11 +382,11 @@ func TestDescribePod(t *testing.T) {
 
 func TestDescribeDeploymentAndPrefix(t *testing.T) {
 	f := newFakeAgent(t)
-	f.mux.HandleFunc("GET /api/v1/namespaces/default/deployments/we", func(w http.ResponseWriter, r *http.Request) {
+	f.mux.HandleFunc("GET /chorus/v1/namespaces/default/deployments/we", func(w http.ResponseWriter, r *http.Request) {
 		writeStatus(w, http.StatusNotFound, "NotFound", `deployments.apps "we" not found`)
 	})
-	f.list("GET /api/v1/namespaces/default/deployments", webDeployment(time.Hour))
-	f.list("GET /api/v1/namespaces/default/events")
+	f.list("GET /chorus/v1/namespaces/default/deployments", webDeployment(time.Hour))
+	f.list("GET /chorus/v1/namespaces/default/events")
 	r := f.run("describe", "deploy", "we")
 	if r.code != 0 {
 		t.Fatalf("%+v", r)
@@ -404,7 +404,7 @@ func TestDescribeDeploymentAndPrefix(t *testing.T) {
 			t.Errorf("missing %q in:\n%s", want, r.stdout)
 		}
 	}
-	f.mux.HandleFunc("GET /api/v1/namespaces/default/deployments/zzz", func(w http.ResponseWriter, r *http.Request) {
+	f.mux.HandleFunc("GET /chorus/v1/namespaces/default/deployments/zzz", func(w http.ResponseWriter, r *http.Request) {
 		writeStatus(w, http.StatusNotFound, "NotFound", `deployments.apps "zzz" not found`)
 	})
 	if r := f.run("describe", "deploy/zzz"); r.code != 1 || r.stderr != "Error from server (NotFound): deployments.apps \"zzz\" not found\n" {
@@ -414,11 +414,11 @@ func TestDescribeDeploymentAndPrefix(t *testing.T) {
 
 func TestDescribeServiceAndNode(t *testing.T) {
 	f := newFakeAgent(t)
-	f.reply("GET /api/v1/namespaces/default/services/web", http.StatusOK, webService(time.Hour))
-	f.reply("GET /api/v1/nodes/n1", http.StatusOK, testNode("n1", "127.0.0.11", 1, time.Hour))
-	f.list("GET /api/v1/pods", runningPod("web-a", "n1", "10.88.11.5", time.Minute), runningPod("web-c", "n3", "", time.Minute))
-	f.list("GET /api/v1/events")
-	f.list("GET /api/v1/namespaces/default/events")
+	f.reply("GET /chorus/v1/namespaces/default/services/web", http.StatusOK, webService(time.Hour))
+	f.reply("GET /chorus/v1/nodes/n1", http.StatusOK, testNode("n1", "127.0.0.11", 1, time.Hour))
+	f.list("GET /chorus/v1/pods", runningPod("web-a", "n1", "10.88.11.5", time.Minute), runningPod("web-c", "n3", "", time.Minute))
+	f.list("GET /chorus/v1/events")
+	f.list("GET /chorus/v1/namespaces/default/events")
 	r := f.run("describe", "svc", "web")
 	for _, want := range []string{"Type:         NodePort\n", "IP:           10.96.0.10\n",
 		"Port:         <unset>  8080/TCP\n", "TargetPort:   8080/TCP\n", "NodePort:     <unset>  31234/TCP\n",
@@ -445,8 +445,8 @@ func TestLogs(t *testing.T) {
 	young := runningPod("web-young", "n1", "", time.Minute)
 	other := runningPod("api-0", "n1", "", 2*time.Hour)
 	other.Metadata.Labels = map[string]string{api.LabelDeployment: "api"}
-	f.list("GET /api/v1/namespaces/default/pods", young, old, other)
-	f.mux.HandleFunc("GET /api/v1/namespaces/default/pods/{name}/log", func(w http.ResponseWriter, r *http.Request) {
+	f.list("GET /chorus/v1/namespaces/default/pods", young, old, other)
+	f.mux.HandleFunc("GET /chorus/v1/namespaces/default/pods/{name}/log", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/plain")
 		_, _ = io.WriteString(w, "log of "+r.PathValue("name")+"\n")
 	})
@@ -474,9 +474,9 @@ func TestLogs(t *testing.T) {
 
 func TestImageLoadAndList(t *testing.T) {
 	f := newFakeAgent(t)
-	f.reply("POST /api/v1/images", http.StatusOK, map[string]any{"images": []imageInfo{
+	f.reply("POST /chorus/v1/images", http.StatusOK, map[string]any{"images": []imageInfo{
 		{Name: "docker.io/example/web:1", Digest: "sha256:abcdef0123456789abcdef0123456789", Size: 5_100_000, Unpacked: 12_000_000}}})
-	f.reply("GET /api/v1/images", http.StatusOK, map[string]any{"items": []imageInfo{
+	f.reply("GET /chorus/v1/images", http.StatusOK, map[string]any{"items": []imageInfo{
 		{Name: "docker.io/example/web:1", Digest: "sha256:abcdef0123456789abcdef0123456789", Size: 5_100_000, Unpacked: 12_000_000, Peers: 3},
 		{Name: "docker.io/library/busybox:1.36", Digest: "sha256:0123456789abcdef0123", Size: 4_261_000, Peers: 1}}})
 	archive := filepath.Join(t.TempDir(), "web.tar")
@@ -506,7 +506,7 @@ func TestImageLoadAndList(t *testing.T) {
 
 func TestVersion(t *testing.T) {
 	f := newFakeAgent(t)
-	f.reply("GET /api/v1/version", http.StatusOK, serverVersion{Version: "v0.1.0", Node: "n1"})
+	f.reply("GET /chorus/v1/version", http.StatusOK, serverVersion{Version: "v0.1.0", Node: "n1"})
 	r := f.run("version")
 	if r.code != 0 || r.stdout != "Client Version: dev\nServer Version: v0.1.0 (node n1)\n" {
 		t.Fatalf("%+v", r)

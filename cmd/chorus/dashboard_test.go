@@ -10,24 +10,24 @@ import (
 
 func TestDashboardPrintsURL(t *testing.T) {
 	f := newFakeAgent(t)
-	f.reply("GET /api/v1/version", http.StatusOK, serverVersion{Version: "v0.1.0", Node: "n1"})
+	f.reply("GET /chorus/v1/version", http.StatusOK, serverVersion{Version: "v0.1.0", Node: "n1"})
 	for _, args := range [][]string{{"dashboard"}, {"dashboard", "--url"}} {
 		r := f.run(args...)
-		if r.code != 0 || r.stdout != "http://"+f.addr()+"/dashboard/\n" || r.stderr != "" {
+		if r.code != 0 || r.stdout != f.addr()+"/dashboard/\n" || r.stderr != "" {
 			t.Fatalf("%v: %+v", args, r)
 		}
 	}
 	reqs := f.requests()
-	if len(reqs) != 2 || reqs[0].method != "GET" || reqs[0].path != "/api/v1/version" {
+	if len(reqs) != 2 || reqs[0].method != "GET" || reqs[0].path != "/chorus/v1/version" {
 		t.Fatalf("requests %+v", reqs)
 	}
 	// A namespace named on the command line is where the page starts.
-	if r := f.run("dashboard", "-n", "dev"); r.code != 0 || r.stdout != "http://"+f.addr()+"/dashboard/#ns=dev\n" {
+	if r := f.run("dashboard", "-n", "dev"); r.code != 0 || r.stdout != f.addr()+"/dashboard/#ns=dev\n" {
 		t.Fatalf("-n dev: %+v", r)
 	}
 	// A server given as a URL keeps its scheme.
-	r := runCLI(t, context.Background(), "", "-s", "http://"+f.addr()+"/", "dashboard")
-	if r.code != 0 || r.stdout != "http://"+f.addr()+"/dashboard/\n" {
+	r := runCLI(t, context.Background(), "", "-s", f.addr()+"/", "dashboard")
+	if r.code != 0 || r.stdout != f.addr()+"/dashboard/\n" {
 		t.Fatalf("URL server: %+v", r)
 	}
 }
@@ -45,7 +45,7 @@ func TestDashboardChecksThePeer(t *testing.T) {
 	}
 	// Something that answers, but not as a chorus agent.
 	f := newFakeAgent(t)
-	f.reply("GET /api/v1/version", http.StatusOK, map[string]string{})
+	f.reply("GET /chorus/v1/version", http.StatusOK, map[string]string{})
 	if r := f.run("dashboard"); r.code != 1 || r.stdout != "" || !strings.Contains(r.stderr, "not as a chorus agent") {
 		t.Fatalf("not an agent: %+v", r)
 	}

@@ -18,7 +18,7 @@ import (
 // frame), drop (no last frame), garbage (a malformed frame) and hang (it
 // sends "started" on hang, then "left" once the client has left).
 func serveFakeExec(t *testing.T, f *fakeAgent, hang chan<- string) {
-	f.mux.HandleFunc("POST /api/v1/namespaces/default/pods/{name}/exec", func(w http.ResponseWriter, r *http.Request) {
+	f.mux.HandleFunc("POST /chorus/v1/namespaces/default/pods/{name}/exec", func(w http.ResponseWriter, r *http.Request) {
 		q := r.URL.Query()
 		if c := q.Get("container"); c != "" && c != "web" {
 			writeStatus(w, http.StatusNotFound, "NotFound", `container "`+c+`" is not in pod "default/`+r.PathValue("name")+`"`)
@@ -110,7 +110,7 @@ func TestExec(t *testing.T) {
 	f := newFakeAgent(t)
 	hang := make(chan string, 2)
 	serveFakeExec(t, f, hang)
-	f.list("GET /api/v1/namespaces/default/pods", runningPod("web-young", "n1", "", time.Minute), runningPod("web-old", "n2", "", time.Hour))
+	f.list("GET /chorus/v1/namespaces/default/pods", runningPod("web-young", "n1", "", time.Minute), runningPod("web-old", "n2", "", time.Hour))
 
 	r := f.run("exec", "web-0", "--", "echo", "hello", "-n", "--world")
 	if r.code != 0 || r.stdout != "web-0: hello -n --world\n" || r.stderr != "" {
@@ -118,7 +118,7 @@ func TestExec(t *testing.T) {
 	}
 	req := f.requests()[0]
 	q, _ := url.ParseQuery(req.query)
-	if req.method != http.MethodPost || req.path != "/api/v1/namespaces/default/pods/web-0/exec" ||
+	if req.method != http.MethodPost || req.path != "/chorus/v1/namespaces/default/pods/web-0/exec" ||
 		strings.Join(q["command"], "|") != "echo|hello|-n|--world" || q.Has("container") || q.Has("stdin") {
 		t.Fatalf("request %+v", req)
 	}

@@ -67,10 +67,10 @@ func TestGetUnknownType(t *testing.T) {
 
 func TestGetSeveralTypes(t *testing.T) {
 	f := newFakeAgent(t)
-	f.list("GET /api/v1/namespaces/default/pods", runningPod("web-a", "n1", "10.88.11.5", 5*time.Second))
-	f.list("GET /api/v1/namespaces/default/deployments", webDeployment(5*time.Second))
-	f.list("GET /api/v1/namespaces/default/services")
-	f.list("GET /api/v1/namespaces/default/daemonsets")
+	f.list("GET /chorus/v1/namespaces/default/pods", runningPod("web-a", "n1", "10.88.11.5", 5*time.Second))
+	f.list("GET /chorus/v1/namespaces/default/deployments", webDeployment(5*time.Second))
+	f.list("GET /chorus/v1/namespaces/default/services")
+	f.list("GET /chorus/v1/namespaces/default/daemonsets")
 	r := f.run("get", "pods,deployments")
 	want := "" +
 		"NAME        READY   STATUS    RESTARTS   AGE\n" +
@@ -95,9 +95,9 @@ func TestGetSeveralTypes(t *testing.T) {
 
 func TestGetNoResources(t *testing.T) {
 	f := newFakeAgent(t)
-	f.list("GET /api/v1/namespaces/dev/pods")
-	f.list("GET /api/v1/pods")
-	f.list("GET /api/v1/nodes")
+	f.list("GET /chorus/v1/namespaces/dev/pods")
+	f.list("GET /chorus/v1/pods")
+	f.list("GET /chorus/v1/nodes")
 	for _, c := range []struct {
 		args []string
 		want string
@@ -120,7 +120,7 @@ func TestGetNoResources(t *testing.T) {
 
 func TestNamespaceFromEnvironment(t *testing.T) {
 	f := newFakeAgent(t)
-	f.list("GET /api/v1/namespaces/staging/pods")
+	f.list("GET /chorus/v1/namespaces/staging/pods")
 	t.Setenv("CHORUS_NAMESPACE", "staging")
 	t.Setenv("CHORUS_SERVER", f.addr())
 	r := runCLI(t, context.Background(), "", "get", "pods")
@@ -128,7 +128,7 @@ func TestNamespaceFromEnvironment(t *testing.T) {
 		t.Fatalf("%+v", r)
 	}
 	// -n wins over the environment.
-	f.list("GET /api/v1/namespaces/prod/pods")
+	f.list("GET /chorus/v1/namespaces/prod/pods")
 	r = runCLI(t, context.Background(), "", "get", "pods", "-n", "prod")
 	if r.stderr != "No resources found in prod namespace.\n" {
 		t.Fatalf("%+v", r)
@@ -139,8 +139,8 @@ func TestGetOutputJSON(t *testing.T) {
 	f := newFakeAgent(t)
 	a := runningPod("web-a", "n1", "10.88.11.5", time.Minute)
 	b := crashingPod("web-b", time.Minute)
-	f.list("GET /api/v1/namespaces/default/pods", a, b)
-	f.reply("GET /api/v1/namespaces/default/pods/web-a", http.StatusOK, a)
+	f.list("GET /chorus/v1/namespaces/default/pods", a, b)
+	f.reply("GET /chorus/v1/namespaces/default/pods/web-a", http.StatusOK, a)
 
 	r := f.run("get", "pods", "-o", "json")
 	if r.code != 0 {
@@ -169,7 +169,7 @@ func TestGetOutputJSON(t *testing.T) {
 		t.Fatalf("single: %v\n%s", err, r.stdout)
 	}
 	// A list of one is still a List.
-	f.list("GET /api/v1/namespaces/one/pods", a)
+	f.list("GET /chorus/v1/namespaces/one/pods", a)
 	r = f.run("get", "pods", "-n", "one", "-o", "json")
 	if !strings.Contains(r.stdout, `"kind": "List"`) {
 		t.Fatalf("list of one:\n%s", r.stdout)
@@ -179,11 +179,11 @@ func TestGetOutputJSON(t *testing.T) {
 func TestGetOutputYAMLAndName(t *testing.T) {
 	f := newFakeAgent(t)
 	d := webDeployment(time.Minute)
-	f.reply("GET /api/v1/namespaces/default/deployments/web", http.StatusOK, d)
-	f.list("GET /api/v1/namespaces/default/deployments", d)
-	f.list("GET /api/v1/namespaces/default/services", webService(time.Minute))
-	f.list("GET /api/v1/namespaces/default/pods", runningPod("web-a", "n1", "", time.Minute))
-	f.list("GET /api/v1/namespaces", api.Namespace{TypeMeta: api.TypeMeta{APIVersion: "v1", Kind: "Namespace"}, Metadata: api.ObjectMeta{Name: "dev"}})
+	f.reply("GET /chorus/v1/namespaces/default/deployments/web", http.StatusOK, d)
+	f.list("GET /chorus/v1/namespaces/default/deployments", d)
+	f.list("GET /chorus/v1/namespaces/default/services", webService(time.Minute))
+	f.list("GET /chorus/v1/namespaces/default/pods", runningPod("web-a", "n1", "", time.Minute))
+	f.list("GET /chorus/v1/namespaces", api.Namespace{TypeMeta: api.TypeMeta{APIVersion: "v1", Kind: "Namespace"}, Metadata: api.ObjectMeta{Name: "dev"}})
 
 	r := f.run("get", "deploy", "web", "-o", "yaml")
 	if !strings.HasPrefix(r.stdout, "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n") {
@@ -208,8 +208,8 @@ func TestGetOutputYAMLAndName(t *testing.T) {
 
 func TestGetNamedNotFound(t *testing.T) {
 	f := newFakeAgent(t)
-	f.reply("GET /api/v1/namespaces/default/pods/web-a", http.StatusOK, runningPod("web-a", "n1", "", time.Minute))
-	f.mux.HandleFunc("GET /api/v1/namespaces/default/pods/nope", func(w http.ResponseWriter, r *http.Request) {
+	f.reply("GET /chorus/v1/namespaces/default/pods/web-a", http.StatusOK, runningPod("web-a", "n1", "", time.Minute))
+	f.mux.HandleFunc("GET /chorus/v1/namespaces/default/pods/nope", func(w http.ResponseWriter, r *http.Request) {
 		writeStatus(w, http.StatusNotFound, "NotFound", `pods "nope" not found`)
 	})
 	r := f.run("get", "pods", "web-a", "nope")
@@ -228,7 +228,7 @@ func TestGetLabelSelector(t *testing.T) {
 	a := runningPod("web-a", "n1", "", time.Minute)
 	b := runningPod("db-0", "n1", "", time.Minute)
 	b.Metadata.Labels = map[string]string{"app": "db", "tier": "data"}
-	f.list("GET /api/v1/namespaces/default/pods", a, b)
+	f.list("GET /chorus/v1/namespaces/default/pods", a, b)
 	for sel, want := range map[string]string{
 		"app=web":             "pod/web-a\n",
 		"app!=web":            "pod/db-0\n",
@@ -260,7 +260,7 @@ func TestGetWatchPrintsChanges(t *testing.T) {
 	// The fixtures are made once so only the appearance of web-b changes.
 	a := runningPod("web-a", "n1", "", time.Minute)
 	b := crashingPod("web-b", time.Minute)
-	f.mux.HandleFunc("GET /api/v1/namespaces/stable/pods", func(w http.ResponseWriter, r *http.Request) {
+	f.mux.HandleFunc("GET /chorus/v1/namespaces/stable/pods", func(w http.ResponseWriter, r *http.Request) {
 		items := []any{a}
 		if polls.Add(1) >= 2 {
 			items = append(items, b) // a new pod appears; web-a is unchanged

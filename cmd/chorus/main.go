@@ -12,11 +12,13 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"strings"
 	"syscall"
 
 	"github.com/chorus-sh/chorus/api"
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 	"github.com/spf13/viper"
 )
 
@@ -32,7 +34,12 @@ func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	// A second Ctrl-C kills the process the usual way.
 	go func() { <-ctx.Done(); stop() }()
-	code := run(ctx, os.Args[1:], os.Stdin, os.Stdout, os.Stderr)
+	args := os.Args[1:]
+	if filepath.Base(os.Args[0]) == "kubectl" {
+		// Installed (or linked) as kubectl: be kubectl, as k3s' binary is.
+		args = append([]string{"kubectl", "--kubectl-as-is"}, args...)
+	}
+	code := run(ctx, args, os.Stdin, os.Stdout, os.Stderr)
 	stop()
 	os.Exit(code)
 }
@@ -52,8 +59,10 @@ type rootOptions struct {
 	out    io.Writer
 	errOut io.Writer
 
-	v         *viper.Viper // resolves -s/-n/--token against CHORUS_SERVER/CHORUS_NAMESPACE/CHORUS_TOKEN
-	verbosity int
+	v          *viper.Viper // resolves -s/-n/--token against CHORUS_SERVER/CHORUS_NAMESPACE/CHORUS_TOKEN
+	verbosity  int
+	serverFlag *pflag.Flag
+	kc         kubeconfigState
 }
 
 // newRootCmd builds the chorus command tree writing to stdout and stderr and
@@ -76,15 +85,20 @@ func newRootCmd(stdin io.Reader, stdout, stderr io.Writer) *cobra.Command {
 	})
 
 	pf := root.PersistentFlags()
-	pf.StringP("server", "s", defaultServer, "address (host:port) of a chorus agent; env CHORUS_SERVER")
+	pf.StringP("server", "s", defaultServer, "address of a chorus agent: host:port (HTTPS) or a URL; env CHORUS_SERVER; default: the kubeconfig's server")
 	pf.StringP("namespace", "n", "default", "namespace of the request; env CHORUS_NAMESPACE")
-	pf.String("token", "", "bearer token of the agent's API (chorus agent --api-token); env CHORUS_TOKEN")
+	pf.String("token", "", "bearer token of the agent's API; env CHORUS_TOKEN; default: the kubeconfig's")
+	pf.String("kubeconfig", "", "kubeconfig giving the server, its CA and the token (a peer writes one to <data-dir>/kubeconfig); env KUBECONFIG; default: "+localKubeconfigHint)
+	pf.String("certificate-authority", "", "PEM file of the CA the agent's certificate must chain to; default: the kubeconfig's")
+	o.serverFlag = pf.Lookup("server")
 	pf.CountVarP(&o.verbosity, "verbose", "v", "log requests to stderr (debug)")
 	o.v.SetEnvPrefix("CHORUS")
-	for _, name := range []string{"server", "namespace", "token"} {
+	for _, name := range []string{"server", "namespace", "token", "certificate-authority"} {
 		_ = o.v.BindEnv(name)
 		_ = o.v.BindPFlag(name, pf.Lookup(name))
 	}
+	_ = o.v.BindEnv("kubeconfig", "KUBECONFIG")
+	_ = o.v.BindPFlag("kubeconfig", pf.Lookup("kubeconfig"))
 
 	root.AddCommand(
 		newApplyCmd(o),
@@ -102,6 +116,7 @@ func newRootCmd(stdin io.Reader, stdout, stderr io.Writer) *cobra.Command {
 		newAgentCmd(),
 		newResetCmd(),
 		newKeygenCmd(),
+		newKubeconfigCmd(o),
 		newLeaveCmd(o),
 		newCordonCmd(o, "cordon", true),
 		newCordonCmd(o, "uncordon", false),
@@ -110,16 +125,33 @@ func newRootCmd(stdin io.Reader, stdout, stderr io.Writer) *cobra.Command {
 		newPortForwardCmd(o),
 		newDashboardCmd(o),
 		newServiceCmd(o),
+		newKubectlCmd(o),
 	)
 	return root
 }
 
-// server returns the agent address: -s, else CHORUS_SERVER, else the default.
+// server returns the agent address: -s, else CHORUS_SERVER, else the
+// kubeconfig's server, else the default.
 func (o *rootOptions) server() string {
-	if s := strings.TrimSpace(o.v.GetString("server")); s != "" {
-		return s
+	if o.serverExplicit() {
+		if s := strings.TrimSpace(o.v.GetString("server")); s != "" {
+			return s
+		}
+	}
+	if kc, _, _ := o.kubeconfig(); kc != nil && kc.Server != "" {
+		return kc.Server
 	}
 	return defaultServer
+}
+
+// serverExplicit reports whether the user named the server (-s or
+// CHORUS_SERVER).
+func (o *rootOptions) serverExplicit() bool {
+	if o.serverFlag != nil && o.serverFlag.Changed {
+		return true
+	}
+	_, ok := os.LookupEnv("CHORUS_SERVER")
+	return ok
 }
 
 // namespace returns the request namespace: -n, else CHORUS_NAMESPACE, else
@@ -131,12 +163,19 @@ func (o *rootOptions) namespace() string {
 	return "default"
 }
 
-// token returns the API token: --token, else CHORUS_TOKEN, else "" (no
-// Authorization header).
+// token returns the API token: --token, else CHORUS_TOKEN, else the
+// kubeconfig's, else "" (no Authorization header).
 func (o *rootOptions) token() (string, error) {
 	t := strings.TrimSpace(o.v.GetString("token"))
 	if t == "" {
-		return "", nil
+		kc, path, err := o.kubeconfig()
+		if err != nil || kc == nil || kc.Token == "" {
+			return "", err
+		}
+		if err := api.CheckToken(kc.Token); err != nil {
+			return "", fmt.Errorf("kubeconfig %s: token: %w", path, err)
+		}
+		return kc.Token, nil
 	}
 	if err := api.CheckToken(t); err != nil {
 		return "", fmt.Errorf("--token: %w", err)
@@ -168,7 +207,11 @@ func (o *rootOptions) client() (*client, error) {
 	if err != nil {
 		return nil, err
 	}
-	return newClient(o.server(), token, o.logger())
+	tc, err := o.tlsConfig()
+	if err != nil {
+		return nil, err
+	}
+	return newClient(o.server(), token, tc, o.logger())
 }
 
 // exitError ends the command with a code after its messages were already

@@ -73,7 +73,8 @@ func newFakeAgent(t *testing.T) *fakeAgent {
 	return f
 }
 
-func (f *fakeAgent) addr() string { return strings.TrimPrefix(f.srv.URL, "http://") }
+// addr is the fake agent's URL (plain HTTP: -s host:port would mean HTTPS).
+func (f *fakeAgent) addr() string { return f.srv.URL }
 
 // run runs the CLI against this agent.
 func (f *fakeAgent) run(args ...string) cliResult {

@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -126,6 +127,18 @@ func forwardConn(ctx context.Context, cl *client, path string, c net.Conn) error
 	pc, err := d.DialContext(ctx, "tcp", host)
 	if err != nil {
 		return err
+	}
+	if cl.base.Scheme == "https" {
+		tc := cl.tls.Clone()
+		if tc.ServerName == "" {
+			tc.ServerName = cl.base.Hostname()
+		}
+		tlc := tls.Client(pc, tc)
+		if err := tlc.HandshakeContext(ctx); err != nil {
+			pc.Close()
+			return err
+		}
+		pc = tlc
 	}
 	defer pc.Close()
 	auth := ""

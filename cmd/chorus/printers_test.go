@@ -99,7 +99,7 @@ func TestSummarizePod(t *testing.T) {
 
 func TestGetPodsTable(t *testing.T) {
 	f := newFakeAgent(t)
-	f.list("GET /api/v1/namespaces/default/pods",
+	f.list("GET /chorus/v1/namespaces/default/pods",
 		runningPod("web-a", "n1", "10.88.11.5", 3*time.Minute+12*time.Second),
 		crashingPod("web-b", 2*time.Hour+10*time.Minute))
 	r := f.run("get", "pods")
@@ -125,7 +125,7 @@ func TestGetAllNamespacesAddsNamespaceColumn(t *testing.T) {
 	f := newFakeAgent(t)
 	p := runningPod("api-0", "n1", "10.88.11.9", 5*time.Second)
 	p.Metadata.Namespace = "dev"
-	f.list("GET /api/v1/pods", runningPod("web-a", "n1", "10.88.11.5", 20*24*time.Hour), p)
+	f.list("GET /chorus/v1/pods", runningPod("web-a", "n1", "10.88.11.5", 20*24*time.Hour), p)
 	r := f.run("get", "pods", "-A")
 	want := "" +
 		"NAMESPACE   NAME    READY   STATUS    RESTARTS   AGE\n" +
@@ -138,7 +138,7 @@ func TestGetAllNamespacesAddsNamespaceColumn(t *testing.T) {
 
 func TestGetDeploymentsTable(t *testing.T) {
 	f := newFakeAgent(t)
-	f.list("GET /api/v1/namespaces/default/deployments", webDeployment(3*24*time.Hour+4*time.Hour))
+	f.list("GET /chorus/v1/namespaces/default/deployments", webDeployment(3*24*time.Hour+4*time.Hour))
 	r := f.run("get", "deploy")
 	want := "" +
 		"NAME   READY   UP-TO-DATE   AVAILABLE   AGE\n" +
@@ -160,7 +160,7 @@ func TestGetServicesTable(t *testing.T) {
 	plain := api.Service{TypeMeta: api.TypeMeta{APIVersion: "v1", Kind: "Service"},
 		Metadata: api.ObjectMeta{Name: "db", Namespace: "default", CreationTimestamp: ago(90 * time.Second)},
 		Spec:     api.ServiceSpec{Ports: []api.ServicePort{{Port: 5432}, {Port: 53, Protocol: "UDP"}}}}
-	f.list("GET /api/v1/namespaces/default/services", webService(10*time.Minute), plain)
+	f.list("GET /chorus/v1/namespaces/default/services", webService(10*time.Minute), plain)
 	r := f.run("get", "svc")
 	want := "" +
 		"NAME   TYPE        CLUSTER-IP   PORT(S)           ENDPOINTS                         AGE\n" +
@@ -183,7 +183,7 @@ func TestGetNodesTable(t *testing.T) {
 	f := newFakeAgent(t)
 	n2 := testNode("n2", "127.0.0.12", 1, 4*time.Hour)
 	n2.Spec.Unschedulable = true
-	f.list("GET /api/v1/nodes", testNode("n1", "127.0.0.11", 12, 4*time.Hour), n2)
+	f.list("GET /chorus/v1/nodes", testNode("n1", "127.0.0.11", 12, 4*time.Hour), n2)
 	r := f.run("get", "no")
 	want := "" +
 		"NAME   STATUS                     ADDRESS      LABELS   PODS   AGE   VERSION\n" +
@@ -200,7 +200,7 @@ func TestGetNodesTable(t *testing.T) {
 
 func TestGetNamespacesAndEvents(t *testing.T) {
 	f := newFakeAgent(t)
-	f.list("GET /api/v1/namespaces", api.Namespace{TypeMeta: api.TypeMeta{APIVersion: "v1", Kind: "Namespace"},
+	f.list("GET /chorus/v1/namespaces", api.Namespace{TypeMeta: api.TypeMeta{APIVersion: "v1", Kind: "Namespace"},
 		Metadata: api.ObjectMeta{Name: "default", CreationTimestamp: ago(time.Hour)}})
 	r := f.run("get", "ns")
 	want := "NAME      STATUS   AGE\ndefault   Active   60m\n"
@@ -214,7 +214,7 @@ func TestGetNamespacesAndEvents(t *testing.T) {
 			InvolvedObject: api.ObjectReference{Kind: "Pod", Namespace: "default", Name: "web-a"},
 			Reason:         reason, Type: typ, Message: msg, LastTimestamp: ago(last)}
 	}
-	f.list("GET /api/v1/namespaces/default/events",
+	f.list("GET /chorus/v1/namespaces/default/events",
 		ev("e2", "Started", "Normal", "Started container web", 10*time.Second),
 		ev("e1", "Pulled", "Normal", "Image already present", 20*time.Second),
 		ev("e3", "BackOff", "Warning", "Back-off restarting failed container", 2*time.Second))

@@ -60,7 +60,7 @@ type rolloutStep struct {
 func serveRollout(f *fakeAgent, ns string, steps ...rolloutStep) func() int {
 	var mu sync.Mutex
 	reads, cur := 0, 0
-	f.mux.HandleFunc("GET /api/v1/namespaces/"+ns+"/deployments/web", func(w http.ResponseWriter, r *http.Request) {
+	f.mux.HandleFunc("GET /chorus/v1/namespaces/"+ns+"/deployments/web", func(w http.ResponseWriter, r *http.Request) {
 		mu.Lock()
 		cur = min(reads, len(steps)-1)
 		reads++
@@ -69,7 +69,7 @@ func serveRollout(f *fakeAgent, ns string, steps ...rolloutStep) func() int {
 		w.Header().Set("Content-Type", "application/json")
 		_ = json.NewEncoder(w).Encode(d)
 	})
-	f.mux.HandleFunc("GET /api/v1/namespaces/"+ns+"/pods", func(w http.ResponseWriter, r *http.Request) {
+	f.mux.HandleFunc("GET /chorus/v1/namespaces/"+ns+"/pods", func(w http.ResponseWriter, r *http.Request) {
 		mu.Lock()
 		items := []any{}
 		for _, p := range steps[cur].pods {
@@ -160,7 +160,7 @@ func TestRolloutStatusTimeout(t *testing.T) {
 
 func TestRolloutStatusErrors(t *testing.T) {
 	f := newFakeAgent(t)
-	f.mux.HandleFunc("GET /api/v1/namespaces/default/deployments/gone", func(w http.ResponseWriter, r *http.Request) {
+	f.mux.HandleFunc("GET /chorus/v1/namespaces/default/deployments/gone", func(w http.ResponseWriter, r *http.Request) {
 		writeStatus(w, http.StatusNotFound, "NotFound", `deployments.apps "gone" not found`)
 	})
 	if r := f.run("rollout", "status", "deployment/gone"); r.code != 1 || r.stdout != "" ||
@@ -246,7 +246,7 @@ func webRevisions() []any {
 
 func TestRolloutHistory(t *testing.T) {
 	f := newFakeAgent(t)
-	f.list("GET /api/v1/namespaces/default/deployments/web/revisions", webRevisions()...)
+	f.list("GET /chorus/v1/namespaces/default/deployments/web/revisions", webRevisions()...)
 	r := f.run("rollout", "history", "deployment/web")
 	want := "deployment.apps/web\n" +
 		"REVISION  CHANGE-CAUSE\n" +
@@ -295,8 +295,8 @@ func TestRolloutHistory(t *testing.T) {
 
 func TestRolloutHistoryEmptyAndNotFound(t *testing.T) {
 	f := newFakeAgent(t)
-	f.list("GET /api/v1/namespaces/dev/deployments/web/revisions")
-	f.mux.HandleFunc("GET /api/v1/namespaces/default/deployments/web/revisions", func(w http.ResponseWriter, r *http.Request) {
+	f.list("GET /chorus/v1/namespaces/dev/deployments/web/revisions")
+	f.mux.HandleFunc("GET /chorus/v1/namespaces/default/deployments/web/revisions", func(w http.ResponseWriter, r *http.Request) {
 		writeStatus(w, http.StatusNotFound, "NotFound", `deployments.apps "web" not found`)
 	})
 	if r := f.run("-n", "dev", "rollout", "history", "deployment/web"); r.code != 0 || r.stdout != "deployment.apps/web\nNo rollout history found.\n" {
@@ -311,7 +311,7 @@ func TestRolloutHistoryEmptyAndNotFound(t *testing.T) {
 // deployments that accept every action.
 func serveRolloutActions(f *fakeAgent, ns string) {
 	done := map[string]string{"undo": "rolled back", "restart": "restarted", "pause": "paused", "resume": "resumed", "image": "image updated"}
-	f.mux.HandleFunc("POST /api/v1/namespaces/"+ns+"/deployments/{name}/rollout", func(w http.ResponseWriter, r *http.Request) {
+	f.mux.HandleFunc("POST /chorus/v1/namespaces/"+ns+"/deployments/{name}/rollout", func(w http.ResponseWriter, r *http.Request) {
 		var req rolloutRequest
 		if err := json.NewDecoder(r.Body).Decode(&req); err != nil || done[req.Action] == "" {
 			writeStatus(w, http.StatusBadRequest, "BadRequest", "bad rollout request")
@@ -346,15 +346,15 @@ func TestRolloutActions(t *testing.T) {
 		args, out, path string
 		body            map[string]any
 	}{
-		{"rollout undo deployment/web", "deployment.apps/web rolled back\n", "/api/v1/namespaces/default/deployments/web/rollout",
+		{"rollout undo deployment/web", "deployment.apps/web rolled back\n", "/chorus/v1/namespaces/default/deployments/web/rollout",
 			map[string]any{"action": "undo", "cause": "chorus rollout undo deployment/web"}},
-		{"rollout undo deploy/web --to-revision=2", "deployment.apps/web rolled back\n", "/api/v1/namespaces/default/deployments/web/rollout",
+		{"rollout undo deploy/web --to-revision=2", "deployment.apps/web rolled back\n", "/chorus/v1/namespaces/default/deployments/web/rollout",
 			map[string]any{"action": "undo", "toRevision": 2.0, "cause": "chorus rollout undo deploy/web --to-revision=2"}},
-		{"rollout restart deployment web", "deployment.apps/web restarted\n", "/api/v1/namespaces/default/deployments/web/rollout",
+		{"rollout restart deployment web", "deployment.apps/web restarted\n", "/chorus/v1/namespaces/default/deployments/web/rollout",
 			map[string]any{"action": "restart", "cause": "chorus rollout restart deployment web"}},
-		{"-n dev rollout pause deployment/web", "deployment.apps/web paused\n", "/api/v1/namespaces/dev/deployments/web/rollout",
+		{"-n dev rollout pause deployment/web", "deployment.apps/web paused\n", "/chorus/v1/namespaces/dev/deployments/web/rollout",
 			map[string]any{"action": "pause", "cause": "chorus rollout pause deployment/web --namespace=dev"}},
-		{"rollout resume deployment/web", "deployment.apps/web resumed\n", "/api/v1/namespaces/default/deployments/web/rollout",
+		{"rollout resume deployment/web", "deployment.apps/web resumed\n", "/chorus/v1/namespaces/default/deployments/web/rollout",
 			map[string]any{"action": "resume", "cause": "chorus rollout resume deployment/web"}},
 	} {
 		r := f.run(strings.Fields(tc.args)...)
@@ -394,7 +394,7 @@ func TestRolloutActionErrors(t *testing.T) {
 		defer mu.Unlock()
 		answers[action] = func(w http.ResponseWriter) { writeStatus(w, code, reason, msg) }
 	}
-	f.mux.HandleFunc("POST /api/v1/namespaces/default/deployments/web/rollout", func(w http.ResponseWriter, r *http.Request) {
+	f.mux.HandleFunc("POST /chorus/v1/namespaces/default/deployments/web/rollout", func(w http.ResponseWriter, r *http.Request) {
 		var req rolloutRequest
 		_ = json.NewDecoder(r.Body).Decode(&req)
 		mu.Lock()
@@ -402,7 +402,7 @@ func TestRolloutActionErrors(t *testing.T) {
 		mu.Unlock()
 		a(w)
 	})
-	f.mux.HandleFunc("POST /api/v1/namespaces/default/deployments/gone/rollout", func(w http.ResponseWriter, r *http.Request) {
+	f.mux.HandleFunc("POST /chorus/v1/namespaces/default/deployments/gone/rollout", func(w http.ResponseWriter, r *http.Request) {
 		writeStatus(w, http.StatusNotFound, "NotFound", `deployments.apps "gone" not found`)
 	})
 
@@ -445,7 +445,7 @@ func TestSetImage(t *testing.T) {
 	req, body := lastRollout(t, f)
 	want := mustJSON(t, map[string]any{"action": "image", "cause": "chorus set image deployment/web web=example/web:2 side=example/proxy:3",
 		"images": map[string]any{"side": "example/proxy:3", "web": "example/web:2"}})
-	if got := mustJSON(t, body); got != want || req.path != "/api/v1/namespaces/default/deployments/web/rollout" {
+	if got := mustJSON(t, body); got != want || req.path != "/chorus/v1/namespaces/default/deployments/web/rollout" {
 		t.Fatalf("%s %s\nwant %s", req.path, got, want)
 	}
 	if r := f.run("set", "image", "deploy", "web", "*=example/web:3"); r.code != 0 || r.stdout != "deployment.apps/web image updated\n" {
@@ -476,12 +476,12 @@ func TestSetImage(t *testing.T) {
 
 func TestSetImageServerAnswers(t *testing.T) {
 	f := newFakeAgent(t)
-	f.reply("POST /api/v1/namespaces/default/deployments/web/rollout", http.StatusOK, applyResponse{Results: []applyResult{
+	f.reply("POST /chorus/v1/namespaces/default/deployments/web/rollout", http.StatusOK, applyResponse{Results: []applyResult{
 		{Kind: "Deployment", Namespace: "default", Name: "web", Action: "unchanged"}}})
 	if r := f.run("set", "image", "deployment/web", "web=example/web:1"); r.code != 0 || r.stdout != "deployment.apps/web unchanged\n" {
 		t.Fatalf("%+v", r)
 	}
-	f.mux.HandleFunc("POST /api/v1/namespaces/default/deployments/api/rollout", func(w http.ResponseWriter, r *http.Request) {
+	f.mux.HandleFunc("POST /chorus/v1/namespaces/default/deployments/api/rollout", func(w http.ResponseWriter, r *http.Request) {
 		writeStatus(w, http.StatusBadRequest, "BadRequest", `unable to find container named "x"`)
 	})
 	if r := f.run("set", "image", "deployment/api", "x=example/web:1"); r.code != 1 || r.stdout != "" ||
@@ -492,7 +492,7 @@ func TestSetImageServerAnswers(t *testing.T) {
 
 func TestCreateFromFiles(t *testing.T) {
 	f := newFakeAgent(t)
-	f.mux.HandleFunc("POST /api/v1/apply", func(w http.ResponseWriter, r *http.Request) {
+	f.mux.HandleFunc("POST /chorus/v1/apply", func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Query().Get("create") != "true" {
 			writeStatus(w, http.StatusBadRequest, "BadRequest", "not a create")
 			return
@@ -514,7 +514,7 @@ func TestCreateFromFiles(t *testing.T) {
 	}
 	req := f.requests()[0]
 	q, _ := url.ParseQuery(req.query)
-	if req.method != http.MethodPost || req.path != "/api/v1/apply" || q.Get("create") != "true" ||
+	if req.method != http.MethodPost || req.path != "/chorus/v1/apply" || q.Get("create") != "true" ||
 		q.Get("source") != filepath.Join(dir, "web.yaml") || string(req.body) != "apiVersion: apps/v1\nkind: Deployment\n" ||
 		req.contentType != "application/yaml" {
 		t.Fatalf("request %+v", req)

@@ -12,15 +12,15 @@ func TestServiceURLs(t *testing.T) {
 	f := newFakeAgent(t)
 	svc := api.Service{TypeMeta: api.TypeMeta{APIVersion: "v1", Kind: "Service"}, Metadata: api.ObjectMeta{Name: "web", Namespace: "default"},
 		Spec: api.ServiceSpec{Type: "NodePort", Ports: []api.ServicePort{{Port: 8080, NodePort: 31234}}}}
-	f.reply("GET /api/v1/namespaces/default/services/web", http.StatusOK, svc)
+	f.reply("GET /chorus/v1/namespaces/default/services/web", http.StatusOK, svc)
 	internal := api.Service{Metadata: api.ObjectMeta{Name: "db", Namespace: "default"}, Spec: api.ServiceSpec{Type: "ClusterIP", Ports: []api.ServicePort{{Port: 5432}}}}
-	f.reply("GET /api/v1/namespaces/default/services/db", http.StatusOK, internal)
+	f.reply("GET /chorus/v1/namespaces/default/services/db", http.StatusOK, internal)
 	alive := func(name, ip, phase string) node {
 		return node{Metadata: api.ObjectMeta{Name: name}, Status: nodeStatus{Phase: phase, Addresses: []nodeAddress{{Type: "InternalIP", Address: ip}}}}
 	}
-	f.list("GET /api/v1/nodes", alive("n1", "127.0.0.11", "Alive"), alive("n2", "127.0.0.12", "Dead"), alive("n3", "127.0.0.13", "Alive"))
+	f.list("GET /chorus/v1/nodes", alive("n1", "127.0.0.11", "Alive"), alive("n2", "127.0.0.12", "Dead"), alive("n3", "127.0.0.13", "Alive"))
 
-	host := strings.Split(f.addr(), ":")[0]
+	host := strings.Split(strings.TrimPrefix(f.addr(), "http://"), ":")[0]
 	if r := f.run("service", "web"); r.code != 0 || r.stdout != "http://"+host+":31234/\n" {
 		t.Fatalf("service web: %d %q %q", r.code, r.stdout, r.stderr)
 	}

@@ -6,7 +6,7 @@ import (
 	"github.com/spf13/cobra"
 )
 
-// serverVersion is the agent's answer to GET /api/v1/version.
+// serverVersion is the agent's answer to GET /chorus/v1/version.
 type serverVersion struct {
 	Version string `json:"version"`
 	Node    string `json:"node,omitempty"`

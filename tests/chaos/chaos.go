@@ -109,7 +109,7 @@ func (c *Cluster) WaitAlive(peers []*harness.Peer, timeout time.Duration) {
 				Status   struct{ Phase string }
 			}
 		}
-		if err := peers[0].GetJSON("/api/v1/nodes", &l); err != nil {
+		if err := peers[0].GetJSON("/chorus/v1/nodes", &l); err != nil {
 			return false, err.Error()
 		}
 		alive := map[string]bool{}
@@ -138,8 +138,12 @@ spec:
 }
 
 func post(p *harness.Peer, path string, body []byte) error {
-	c := http.Client{Timeout: 10 * time.Second}
-	resp, err := c.Post("http://"+p.API+path, "application/yaml", bytes.NewReader(body))
+	req, err := p.Request(http.MethodPost, path, bytes.NewReader(body))
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Content-Type", "application/yaml")
+	resp, err := p.HTTPClient(10 * time.Second).Do(req)
 	if err != nil {
 		return err
 	}
@@ -183,7 +187,7 @@ func (c *Cluster) record(op Op, err error) {
 // Apply creates or updates deployment name (and its NodePort service) on
 // peer p and records the outcome.
 func (c *Cluster) Apply(p *harness.Peer, name string, replicas, nodePort int) error {
-	err := post(p, "/api/v1/apply", []byte(deploymentYAML(name, replicas, nodePort)))
+	err := post(p, "/chorus/v1/apply", []byte(deploymentYAML(name, replicas, nodePort)))
 	c.mu.Lock()
 	c.ports[name] = nodePort
 	c.mu.Unlock()
@@ -193,10 +197,9 @@ func (c *Cluster) Apply(p *harness.Peer, name string, replicas, nodePort int) er
 
 // Scale writes the replicas of deployment name on peer p.
 func (c *Cluster) Scale(p *harness.Peer, name string, replicas int) error {
-	req, _ := http.NewRequest(http.MethodPut, "http://"+p.API+"/api/v1/namespaces/default/deployments/"+name+"/scale",
+	req, _ := p.Request(http.MethodPut, "/chorus/v1/namespaces/default/deployments/"+name+"/scale",
 		strings.NewReader(fmt.Sprintf(`{"replicas": %d}`, replicas)))
-	hc := http.Client{Timeout: 10 * time.Second}
-	resp, err := hc.Do(req)
+	resp, err := p.HTTPClient(10 * time.Second).Do(req)
 	if err == nil {
 		b, _ := io.ReadAll(resp.Body)
 		resp.Body.Close()
@@ -210,7 +213,7 @@ func (c *Cluster) Scale(p *harness.Peer, name string, replicas int) error {
 
 // Delete deletes deployment name (and its service) on peer p.
 func (c *Cluster) Delete(p *harness.Peer, name string) error {
-	err := post(p, "/api/v1/delete", []byte(deploymentYAML(name, 0, 0)))
+	err := post(p, "/chorus/v1/delete", []byte(deploymentYAML(name, 0, 0)))
 	c.record(Op{At: time.Now(), Peer: p.Name, Kind: "delete", Object: name}, err)
 	return err
 }
@@ -495,7 +498,7 @@ func (c *Cluster) violations(want map[string]int, ports map[string]int) []string
 		var l struct {
 			Items []api.Deployment `json:"items"`
 		}
-		if err := p.GetJSON("/api/v1/namespaces/default/deployments", &l); err != nil {
+		if err := p.GetJSON("/chorus/v1/namespaces/default/deployments", &l); err != nil {
 			out = append(out, fmt.Sprintf("%s: %v", p.Name, err))
 			continue
 		}

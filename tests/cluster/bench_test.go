@@ -66,8 +66,14 @@ func startCluster(b testing.TB, n, base int, prefix string, extra ...string) []*
 	}
 }
 
-func post(url string, body []byte) error {
-	resp, err := http.Post(url, "application/yaml", bytes.NewReader(body))
+// post POSTs body (YAML) to path on p.
+func post(p *harness.Peer, path string, body []byte) error {
+	req, err := p.Request(http.MethodPost, path, bytes.NewReader(body))
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Content-Type", "application/yaml")
+	resp, err := p.HTTPClient(time.Minute).Do(req)
 	if err != nil {
 		return err
 	}
@@ -81,7 +87,11 @@ func post(url string, body []byte) error {
 
 // replicasOn returns spec.replicas of deployment shop/name on p, or -1.
 func replicasOn(c *http.Client, p *harness.Peer, name string) int {
-	resp, err := c.Get("http://" + p.API + "/api/v1/namespaces/shop/deployments/" + name)
+	req, err := p.Request(http.MethodGet, "/chorus/v1/namespaces/shop/deployments/"+name, nil)
+	if err != nil {
+		return -1
+	}
+	resp, err := c.Do(req)
 	if err != nil {
 		return -1
 	}
@@ -110,10 +120,10 @@ func BenchmarkPropagation(b *testing.B) {
 		b.Run(fmt.Sprintf("peers=%d", n), func(b *testing.B) {
 			peers := startCluster(b, n, 200+20*(n/5), fmt.Sprintf("g%d-", n))
 			ns := []byte("apiVersion: v1\nkind: Namespace\nmetadata: {name: shop}\n")
-			if err := post("http://"+peers[0].API+"/api/v1/apply", ns); err != nil {
+			if err := post(peers[0], "/chorus/v1/apply", ns); err != nil {
 				b.Fatal(err)
 			}
-			c := &http.Client{Timeout: 2 * time.Second}
+			c := peers[0].HTTPClient(2 * time.Second) // one cluster CA for all
 			var lat []time.Duration
 			const applies = 40
 			b.ResetTimer()
@@ -121,7 +131,7 @@ func BenchmarkPropagation(b *testing.B) {
 				for i := 1; i <= applies; i++ {
 					body := []byte(deploymentYAML("prop", i))
 					start := time.Now()
-					if err := post("http://"+peers[0].API+"/api/v1/apply", body); err != nil {
+					if err := post(peers[0], "/chorus/v1/apply", body); err != nil {
 						b.Fatal(err)
 					}
 					for _, p := range peers {
@@ -192,7 +202,7 @@ func applyMany(b testing.TB, p *harness.Peer, prefix string, n, replicas int) {
 		buf.WriteString(deploymentYAML(fmt.Sprintf("%s%d", prefix, i), replicas))
 		buf.WriteString("---\n")
 		if (i+1)%100 == 0 || i == n-1 {
-			if err := post("http://"+p.API+"/api/v1/apply", buf.Bytes()); err != nil {
+			if err := post(p, "/chorus/v1/apply", buf.Bytes()); err != nil {
 				b.Fatal(err)
 			}
 			buf.Reset()
@@ -204,7 +214,7 @@ func objects(p *harness.Peer) int {
 	var st struct {
 		Objects int `json:"objects"`
 	}
-	if err := p.GetJSON("/api/v1/stats", &st); err != nil {
+	if err := p.GetJSON("/chorus/v1/stats", &st); err != nil {
 		return -1
 	}
 	return st.Objects
@@ -215,7 +225,7 @@ func objects(p *harness.Peer) int {
 // 1,000 objects.
 func BenchmarkIdleTraffic(b *testing.B) {
 	peers := startCluster(b, 3, 230, "t")
-	if err := post("http://"+peers[0].API+"/api/v1/apply", []byte("apiVersion: v1\nkind: Namespace\nmetadata: {name: shop}\n")); err != nil {
+	if err := post(peers[0], "/chorus/v1/apply", []byte("apiVersion: v1\nkind: Namespace\nmetadata: {name: shop}\n")); err != nil {
 		b.Fatal(err)
 	}
 	applyMany(b, peers[0], "idle", 1000, 0)
@@ -246,7 +256,7 @@ func BenchmarkIdleTraffic(b *testing.B) {
 // changes were made takes to hold them all after it starts again.
 func BenchmarkCatchUp(b *testing.B) {
 	peers := startCluster(b, 3, 235, "u")
-	if err := post("http://"+peers[0].API+"/api/v1/apply", []byte("apiVersion: v1\nkind: Namespace\nmetadata: {name: shop}\n")); err != nil {
+	if err := post(peers[0], "/chorus/v1/apply", []byte("apiVersion: v1\nkind: Namespace\nmetadata: {name: shop}\n")); err != nil {
 		b.Fatal(err)
 	}
 	var took []time.Duration
@@ -288,7 +298,7 @@ func failover(b *testing.B, profile string, base int) {
 			b.Fatal(err)
 		}
 	}
-	if err := post("http://"+peers[0].API+"/api/v1/apply", []byte(web10)); err != nil {
+	if err := post(peers[0], "/chorus/v1/apply", []byte(web10)); err != nil {
 		b.Fatal(err)
 	}
 	waitReady := func(observer *harness.Peer, avoid string, limit time.Duration) (time.Duration, error) {
@@ -463,7 +473,7 @@ spec:
   selector: {app: hello}
   ports: [{port: 8080, nodePort: 31080}]
 `
-	if err := post("http://"+peers[0].API+"/api/v1/apply", []byte(app)); err != nil {
+	if err := post(peers[0], "/chorus/v1/apply", []byte(app)); err != nil {
 		b.Fatal(err)
 	}
 	var podIP string
@@ -582,7 +592,7 @@ spec:
       containers: [{name: big, image: example/big:1, env: [{name: PORT, value: "8080"}]}]
 `
 	start = time.Now()
-	if err := post("http://"+peers[0].API+"/api/v1/apply", []byte(ds)); err != nil {
+	if err := post(peers[0], "/chorus/v1/apply", []byte(ds)); err != nil {
 		b.Fatal(err)
 	}
 	for imagePeers(peers[0], ref) < 5 {

@@ -25,7 +25,7 @@ func chorusExec(t *testing.T, p *harness.Peer, stdin string, args ...string) (st
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, bin, append([]string{"-s", p.API}, args...)...)
+	cmd := p.Command(ctx, args...)
 	cmd.Stdin = strings.NewReader(stdin)
 	var out, errb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errb
@@ -139,7 +139,7 @@ func TestExecAcrossPeers(t *testing.T) {
 func interruptExec(t *testing.T, p *harness.Peer, pod, where string) {
 	t.Helper()
 	tag := "interrupt-" + pod
-	cmd := exec.Command(bin, "-s", p.API, "exec", "-i", pod, "--", "/app", "cat", tag)
+	cmd := p.Command(context.Background(), "exec", "-i", pod, "--", "/app", "cat", tag)
 	stdin, err := cmd.StdinPipe()
 	if err != nil {
 		t.Fatal(err)

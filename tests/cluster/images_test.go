@@ -130,7 +130,7 @@ func clusterImages(p *harness.Peer) map[string]imageRow {
 	var out struct {
 		Items []imageRow `json:"items"`
 	}
-	if err := p.GetJSON("/api/v1/images", &out); err != nil {
+	if err := p.GetJSON("/chorus/v1/images", &out); err != nil {
 		return nil
 	}
 	m := map[string]imageRow{}

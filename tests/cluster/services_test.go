@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -124,7 +123,7 @@ spec:
 	}
 
 	// port-forward from the CLI machine, through a peer.
-	pf := exec.Command(bin, "-s", peers[2].API, "port-forward", "service/hello", "17080:8080")
+	pf := peers[2].Command(context.Background(), "port-forward", "service/hello", "17080:8080")
 	pfOut := &strings.Builder{}
 	pf.Stdout, pf.Stderr = pfOut, pfOut
 	if err := pf.Start(); err != nil {

@@ -128,7 +128,7 @@ func BenchmarkAgentRSS(b *testing.B) {
 }
 
 // rssKiB reads VmRSS of the peer's agent process.
-func rssKiB(b *testing.B, p *harness.Peer) int {
+func rssKiB(b testing.TB, p *harness.Peer) int {
 	b.Helper()
 	pid, err := os.ReadFile(p.DataDir + "/agent.pid")
 	if err != nil {

@@ -12,18 +12,22 @@ import (
 	"github.com/chorus-sh/chorus/tests/harness"
 )
 
-// get fetches url and returns its status, content type and body.
-func get(t *testing.T, url string) (int, string, string) {
+// get fetches path from the peer (with its token) and returns its status,
+// content type and body.
+func get(t *testing.T, p *harness.Peer, path string) (int, string, string) {
 	t.Helper()
-	c := http.Client{Timeout: 10 * time.Second}
-	resp, err := c.Get(url)
+	req, err := p.Request(http.MethodGet, path, nil)
 	if err != nil {
-		t.Fatalf("GET %s: %v", url, err)
+		t.Fatal(err)
+	}
+	resp, err := p.HTTPClient(10 * time.Second).Do(req)
+	if err != nil {
+		t.Fatalf("GET %s: %v", path, err)
 	}
 	defer resp.Body.Close()
 	b, err := io.ReadAll(resp.Body)
 	if err != nil {
-		t.Fatalf("GET %s: %v", url, err)
+		t.Fatalf("GET %s: %v", path, err)
 	}
 	return resp.StatusCode, resp.Header.Get("Content-Type"), string(b)
 }
@@ -43,15 +47,13 @@ func TestDashboardAndMetrics(t *testing.T) {
 		t.Fatal(err)
 	}
 	readyPods(t, p, 2)
-	base := "http://" + p.API
-
 	// The page, at / and /dashboard/.
 	for _, path := range []string{"/", "/dashboard/"} {
-		code, ctype, body := get(t, base+path)
+		code, ctype, body := get(t, p, path)
 		if code != http.StatusOK || ctype != "text/html; charset=utf-8" {
 			t.Fatalf("GET %s: %d %q", path, code, ctype)
 		}
-		for _, want := range []string{"<!doctype html>", "<title>chorus dashboard</title>", `"/api/v1/pods"`, `"/api/v1/nodes"`} {
+		for _, want := range []string{"<!doctype html>", "<title>chorus dashboard</title>", `"/chorus/v1/pods"`, `"/chorus/v1/nodes"`} {
 			if !strings.Contains(body, want) {
 				t.Errorf("GET %s: page lacks %q", path, want)
 			}
@@ -61,10 +63,10 @@ func TestDashboardAndMetrics(t *testing.T) {
 		}
 	}
 	// What the page reads, as it asks for it, answers.
-	for _, path := range []string{"/api/v1/version", "/api/v1/namespaces", "/api/v1/nodes", "/api/v1/deployments?namespace=default",
-		"/api/v1/daemonsets?namespace=default", "/api/v1/pods?namespace=default", "/api/v1/services?namespace=default",
-		"/api/v1/events?namespace=default"} {
-		if code, ctype, body := get(t, base+path); code != http.StatusOK || ctype != "application/json" {
+	for _, path := range []string{"/chorus/v1/version", "/chorus/v1/namespaces", "/chorus/v1/nodes", "/chorus/v1/deployments?namespace=default",
+		"/chorus/v1/daemonsets?namespace=default", "/chorus/v1/pods?namespace=default", "/chorus/v1/services?namespace=default",
+		"/chorus/v1/events?namespace=default"} {
+		if code, ctype, body := get(t, p, path); code != http.StatusOK || ctype != "application/json" {
 			t.Errorf("GET %s: %d %q %s", path, code, ctype, body)
 		}
 	}
@@ -72,7 +74,7 @@ func TestDashboardAndMetrics(t *testing.T) {
 	// Metrics report the pods this peer runs.
 	var metrics string
 	harness.Eventually(t, 30*time.Second, "metrics report 2 running ready pods", func() (bool, string) {
-		code, ctype, body := get(t, base+"/metrics")
+		code, ctype, body := get(t, p, "/metrics")
 		if code != http.StatusOK || !strings.HasPrefix(ctype, "text/plain; version=0.0.4") {
 			return false, fmt.Sprintf("%d %q", code, ctype)
 		}
@@ -103,10 +105,16 @@ func TestDashboardAndMetrics(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if want := "http://" + p.API + "/dashboard/\n"; out != want {
-		t.Fatalf("chorus dashboard printed %q, want %q", out, want)
+	if want := "https://" + p.API + "/dashboard/#token="; !strings.HasPrefix(out, want) {
+		t.Fatalf("chorus dashboard printed %q, want %q and the token", out, want)
 	}
-	if body, err := harness.HTTPGet(strings.TrimSpace(out)); err != nil || !strings.Contains(body, "<title>chorus dashboard</title>") {
+	resp, err := p.HTTPClient(10 * time.Second).Get(strings.TrimSpace(out)) // the fragment stays in the browser
+	if err != nil {
 		t.Fatalf("GET %s: %v", strings.TrimSpace(out), err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK || !strings.Contains(string(body), "<title>chorus dashboard</title>") {
+		t.Fatalf("GET %s: %s", strings.TrimSpace(out), resp.Status)
 	}
 }

@@ -2,27 +2,39 @@
 // the chorus binary, runs `chorus agent` processes on their own 127.0.0.x
 // addresses and data dirs, waits for them, kills, stops and restarts them,
 // runs CLI commands against them, and removes everything they left behind.
+//
+// Peers are secure, as by default: the first peer of a cluster creates the
+// cluster secret and its join token; a peer started with --join gets the
+// token of the peer it joins (--join-token-file) unless its arguments say
+// otherwise (--join-token..., --insecure). The CLI and the harness' own
+// requests use the kubeconfig each peer writes (HTTPS verified against
+// the cluster CA, the API token).
 package harness
 
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/chorus-sh/chorus/api"
 	"github.com/chorus-sh/chorus/runtime"
+	"github.com/chorus-sh/chorus/trust"
 )
 
 // ModuleRoot returns the repository root (the directory holding go.mod).
@@ -50,7 +62,8 @@ func BuildBinary(dir string) (string, error) {
 		return "", err
 	}
 	out := filepath.Join(dir, "chorus")
-	cmd := exec.Command("go", "build", "-o", out, "./cmd/chorus")
+	cmd := exec.Command("go", "build", "-ldflags", "-X k8s.io/component-base/version.gitVersion=v1.37.2 "+
+		"-X k8s.io/component-base/version.gitMajor=1 -X k8s.io/component-base/version.gitMinor=37", "-o", out, "./cmd/chorus")
 	cmd.Dir = root
 	if b, err := cmd.CombinedOutput(); err != nil {
 		return "", fmt.Errorf("go build ./cmd/chorus: %v\n%s", err, b)
@@ -92,10 +105,11 @@ type Peer struct {
 	DataDir string
 	API     string // host:port of its HTTP API
 	Args    []string
-	// Token is the API token CLI (as CHORUS_TOKEN) and GetJSON send: set
-	// it for a peer started with --api-token or --api-token-file. The
-	// health check Start waits for needs none.
+	// Token is the API token CLI (as CHORUS_TOKEN) and GetJSON send. Start
+	// sets it from the peer's kubeconfig when it is empty.
 	Token string
+	// Kubeconfig is the admin kubeconfig the peer writes.
+	Kubeconfig string
 
 	bin     string
 	logPath string
@@ -103,7 +117,16 @@ type Peer struct {
 	cmd     *exec.Cmd
 	exited  chan struct{}
 	t       testing.TB
+	client  *trust.ClientConfig // from the kubeconfig, once the peer has written it
 }
+
+// peers holds the peers of the running tests by bind address, so that a
+// peer started with --join ADDR gets the join token of the peer at ADDR.
+// Tests use fixed addresses and never share one at a time.
+var peers = struct {
+	sync.Mutex
+	byBind map[string]*Peer
+}{byBind: map[string]*Peer{}}
 
 // NewPeer prepares a peer; Start runs it. The test's cleanup stops it and
 // removes its containers, network and data dir. Peers do not look for
@@ -120,8 +143,61 @@ func NewPeer(t testing.TB, bin, name, bind string, args ...string) *Peer {
 	}
 	p := &Peer{Name: name, Bind: bind, DataDir: filepath.Join(dir, "data"), API: bind + ":7070", Args: args, bin: bin,
 		logPath: filepath.Join(dir, "agent.log"), dir: dir, t: t}
+	p.Kubeconfig = filepath.Join(p.DataDir, "kubeconfig")
+	peers.Lock()
+	peers.byBind[bind] = p
+	peers.Unlock()
 	t.Cleanup(p.Destroy)
 	return p
+}
+
+// TokenFile is the file holding the peer's join token.
+func (p *Peer) TokenFile() string { return filepath.Join(p.DataDir, trust.TokenFile) }
+
+// joinArgs returns the arguments that give a peer started with --join the
+// join token of the peer it joins: none when its arguments already say how
+// it joins (--join-token..., --insecure) or it joins no harness peer.
+func (p *Peer) joinArgs() []string {
+	seed := ""
+	for i, a := range p.Args {
+		switch {
+		case strings.HasPrefix(a, "--join-token"), a == "--insecure", a == "--insecure=true":
+			return nil
+		case a == "--join" && i+1 < len(p.Args):
+			seed = p.Args[i+1]
+		case strings.HasPrefix(a, "--join="):
+			seed = strings.TrimPrefix(a, "--join=")
+		}
+	}
+	if seed == "" {
+		return nil
+	}
+	if _, err := os.Stat(filepath.Join(p.DataDir, trust.TokenFile)); err == nil {
+		return nil // a restart: the peer keeps its token
+	}
+	host := strings.Split(seed, ",")[0]
+	if h, _, err := net.SplitHostPort(host); err == nil {
+		host = h
+	}
+	peers.Lock()
+	sp := peers.byBind[host]
+	peers.Unlock()
+	if sp == nil {
+		return nil
+	}
+	// The seed may be starting at the same time: it writes its token first
+	// thing.
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		_, err := os.Stat(sp.TokenFile())
+		if err == nil {
+			return []string{"--join-token-file", sp.TokenFile()}
+		}
+		if time.Now().After(deadline) {
+			p.t.Fatalf("peer %s joins %s (%s), which has written no join token within 60s: start it (%v)", p.Name, sp.Name, host, err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 }
 
 // Start runs the agent and waits until its API answers.
@@ -135,9 +211,12 @@ func (p *Peer) Start() {
 		p.t.Fatal(err)
 	}
 	args := append([]string{"agent", "--name", p.Name, "--bind", p.Bind, "--data-dir", p.DataDir}, p.Args...)
+	args = append(args, p.joinArgs()...)
 	cmd := exec.Command(p.bin, args...)
 	cmd.Stdout, cmd.Stderr = lf, lf
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	// A test binary that dies (a timeout, a kill) takes its agents with
+	// it: an orphaned agent would hold the test's addresses and ports.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGTERM}
 	if err := cmd.Start(); err != nil {
 		lf.Close()
 		p.t.Fatalf("start peer %s: %v", p.Name, err)
@@ -151,11 +230,14 @@ func (p *Peer) Start() {
 	}()
 	deadline := time.Now().Add(60 * time.Second)
 	for {
-		resp, err := http.Get("http://" + p.API + "/healthz")
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return
+		// The agent writes its kubeconfig once its API listens.
+		if p.loadKubeconfig() == nil {
+			resp, err := p.HTTPClient(5 * time.Second).Get(p.URL("/healthz"))
+			if err == nil {
+				resp.Body.Close()
+				if resp.StatusCode == http.StatusOK {
+					return
+				}
 			}
 		}
 		select {
@@ -168,6 +250,93 @@ func (p *Peer) Start() {
 			p.t.Fatalf("peer %s did not answer within 60s:\n%s", p.Name, p.Log())
 		}
 	}
+}
+
+// loadKubeconfig reads the peer's kubeconfig.
+func (p *Peer) loadKubeconfig() error {
+	b, err := os.ReadFile(p.Kubeconfig)
+	if err != nil {
+		return err
+	}
+	cc, err := trust.ParseKubeconfig(b, p.DataDir)
+	if err != nil {
+		return err
+	}
+	p.client = cc
+	if p.Token == "" {
+		p.Token = cc.Token
+	}
+	return nil
+}
+
+// URL returns the URL of path on the peer's API (https, or http for an
+// --insecure peer).
+func (p *Peer) URL(path string) string {
+	scheme := "https"
+	if p.client != nil && strings.HasPrefix(p.client.Server, "http://") {
+		scheme = "http"
+	}
+	return scheme + "://" + p.API + path
+}
+
+// HTTPClient returns a client that trusts the peer's cluster CA (and sends
+// no credential: see Request).
+func (p *Peer) HTTPClient(timeout time.Duration) *http.Client {
+	tc := &tls.Config{MinVersion: tls.VersionTLS12}
+	if p.client != nil && len(p.client.CAPEM) > 0 {
+		pool := x509.NewCertPool()
+		pool.AppendCertsFromPEM(p.client.CAPEM)
+		tc.RootCAs = pool
+	}
+	return &http.Client{Timeout: timeout, Transport: &http.Transport{TLSClientConfig: tc, DisableKeepAlives: true}}
+}
+
+// Request returns a request to path on the peer's API with its token.
+func (p *Peer) Request(method, path string, body io.Reader) (*http.Request, error) {
+	req, err := http.NewRequest(method, p.URL(path), body)
+	if err != nil {
+		return nil, err
+	}
+	if p.Token != "" {
+		req.Header.Set("Authorization", "Bearer "+p.Token)
+	}
+	return req, nil
+}
+
+// CAFile writes the peer's cluster CA certificate to a file and returns
+// its path (for chorus --certificate-authority).
+func (p *Peer) CAFile() string {
+	p.t.Helper()
+	if p.client == nil {
+		p.t.Fatalf("peer %s has not written its kubeconfig", p.Name)
+	}
+	path := filepath.Join(p.dir, "ca.pem")
+	if err := os.WriteFile(path, p.client.CAPEM, 0o600); err != nil {
+		p.t.Fatal(err)
+	}
+	return path
+}
+
+// Env returns the environment of a CLI command run against the peer: its
+// kubeconfig (server, CA, token) and its Token.
+func (p *Peer) Env() []string {
+	env := append(os.Environ(), "KUBECONFIG="+p.Kubeconfig)
+	if p.Token != "" {
+		env = append(env, "CHORUS_TOKEN="+p.Token)
+	}
+	return env
+}
+
+// Command returns `chorus -s <this peer> args...` with Env (-s is
+// host:port, HTTPS, or http://host:port for an --insecure peer).
+func (p *Peer) Command(ctx context.Context, args ...string) *exec.Cmd {
+	server := p.API
+	if strings.HasPrefix(p.URL(""), "http://") {
+		server = "http://" + p.API
+	}
+	cmd := exec.CommandContext(ctx, p.bin, append([]string{"-s", server}, args...)...)
+	cmd.Env = p.Env()
+	return cmd
 }
 
 // Log returns the agent's log so far.
@@ -218,6 +387,11 @@ func (p *Peer) Destroy() {
 		p.t.Logf("log of peer %s:\n%s", p.Name, p.Log())
 	}
 	_ = os.RemoveAll(p.dir)
+	peers.Lock()
+	if peers.byBind[p.Bind] == p {
+		delete(peers.byBind, p.Bind)
+	}
+	peers.Unlock()
 }
 
 // CLI runs `chorus -s <this peer> args...` (with the peer's Token, if any)
@@ -230,11 +404,8 @@ func (p *Peer) CLI(args ...string) (string, error) {
 func (p *Peer) CLIInput(stdin io.Reader, args ...string) (string, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, p.bin, append([]string{"-s", p.API}, args...)...)
+	cmd := p.Command(ctx, args...)
 	cmd.Stdin = stdin
-	if p.Token != "" {
-		cmd.Env = append(os.Environ(), "CHORUS_TOKEN="+p.Token)
-	}
 	var out, errb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errb
 	if err := cmd.Run(); err != nil {
@@ -246,15 +417,11 @@ func (p *Peer) CLIInput(stdin io.Reader, args ...string) (string, error) {
 // GetJSON GETs an API path (with the peer's Token, if any) and decodes the
 // answer into v.
 func (p *Peer) GetJSON(path string, v any) error {
-	c := http.Client{Timeout: 10 * time.Second}
-	req, err := http.NewRequest(http.MethodGet, "http://"+p.API+path, nil)
+	req, err := p.Request(http.MethodGet, path, nil)
 	if err != nil {
 		return err
 	}
-	if p.Token != "" {
-		req.Header.Set("Authorization", "Bearer "+p.Token)
-	}
-	resp, err := c.Do(req)
+	resp, err := p.HTTPClient(10 * time.Second).Do(req)
 	if err != nil {
 		return err
 	}
@@ -271,9 +438,9 @@ func (p *Peer) GetJSON(path string, v any) error {
 
 // Pods returns the pods the peer reports, in namespace ns ("" for all).
 func (p *Peer) Pods(ns string) ([]api.Pod, error) {
-	path := "/api/v1/pods"
+	path := "/chorus/v1/pods"
 	if ns != "" {
-		path = "/api/v1/namespaces/" + ns + "/pods"
+		path = "/chorus/v1/namespaces/" + ns + "/pods"
 	}
 	var l struct {
 		Items []api.Pod `json:"items"`
@@ -394,4 +561,15 @@ spec:
         ports: [{containerPort: 8080}]
         readinessProbe: {httpGet: {path: /ready, port: 8080}, periodSeconds: 1, failureThreshold: 1}
 `, name, replicas)
+}
+
+// Kubectl returns the path of the kubectl binary the tests drive. It is a
+// failure, not a skip, when it is missing: `make deps` installs it.
+func Kubectl(t testing.TB) string {
+	t.Helper()
+	p, err := exec.LookPath("kubectl")
+	if err != nil {
+		t.Fatalf("kubectl is not on PATH (the Kubernetes API tests drive the real kubectl): run `make deps`: %v", err)
+	}
+	return p
 }

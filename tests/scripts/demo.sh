@@ -1,6 +1,9 @@
 #!/bin/sh
 # `make demo` and `make demo-down`: a local chorus cluster running the
-# example app. Run as root from the repository root.
+# example app. Run as root from the repository root. The cluster is
+# protected as by default: the first peer creates the cluster secret and its
+# join token, the others join with the token (found by mDNS), and the CLI
+# talks HTTPS with the token through the first peer's kubeconfig.
 set -eu
 BIN=${BIN:-bin/chorus}
 OUT=${OUT:-_out/demo}
@@ -11,20 +14,39 @@ up() {
 	# The peers find each other by mDNS, which needs multicast on loopback.
 	ip link set lo multicast on
 	first=""
+	firstname=""
 	for p in $PEERS; do
 		name=${p%%:*}; bind=${p#*:}
-		[ -z "$first" ] && first=$bind
+		join=""
+		if [ -z "$first" ]; then
+			first=$bind; firstname=$name
+		else
+			# The others join with the first peer's token (a restart
+			# needs none: each peer keeps it in its data dir).
+			join="--join-token-file /var/lib/chorus/$firstname/token"
+		fi
 		if [ -f "$OUT/$name.pid" ] && kill -0 "$(cat "$OUT/$name.pid")" 2>/dev/null; then
 			echo "peer $name already running"
 			continue
 		fi
 		echo "starting peer $name on $bind (log: $OUT/$name.log)"
-		nohup "$BIN" agent --name "$name" --bind "$bind" --data-dir "/var/lib/chorus/$name" >"$OUT/$name.log" 2>&1 &
+		# shellcheck disable=SC2086
+		nohup "$BIN" agent --name "$name" --bind "$bind" --data-dir "/var/lib/chorus/$name" $join >"$OUT/$name.log" 2>&1 &
 		echo $! >"$OUT/$name.pid"
+		if [ -z "$join" ]; then
+			i=0
+			until [ -f "/var/lib/chorus/$name/token" ]; do
+				i=$((i+1)); [ $i -gt 120 ] && { echo "peer $name wrote no join token; see $OUT/$name.log" >&2; tail -20 "$OUT/$name.log" >&2; exit 1; }
+				sleep 0.25
+			done
+		fi
 	done
 	S="$first:7070"
+	KC="/var/lib/chorus/$firstname/kubeconfig"
+	# The CLI reads the server, the cluster CA and the token from it.
+	export KUBECONFIG="$KC"
 	i=0
-	until "$BIN" -s "$S" version >/dev/null 2>&1; do
+	until [ -f "$KC" ] && "$BIN" -s "$S" version >/dev/null 2>&1; do
 		i=$((i+1)); [ $i -gt 120 ] && { echo "peer did not start; see $OUT/*.log" >&2; tail -20 "$OUT"/*.log >&2; exit 1; }
 		sleep 0.5
 	done
@@ -59,9 +81,14 @@ up() {
 	last=${PEERS##* }; last=${last#*:}
 	cat <<MSG
 
-chorus is running. Try:
-  export CHORUS_SERVER=$S
+chorus is running, protected: gossip encrypted, the API HTTPS with a token.
+  join token (for more peers): /var/lib/chorus/$firstname/token   (chorus agent --join-token-file ...)
+  admin kubeconfig:            $KC   (every peer writes its own in its data dir)
+Try:
+  export KUBECONFIG=$KC
   $BIN get deployments,services
+  kubectl get --raw /api/v1/version       # kubectl with the same kubeconfig
+  curl --cacert <(sed -n 's/.*certificate-authority-data: //p' \$KUBECONFIG | base64 -d) -H "Authorization: Bearer \$(sed -n 's/.*token: //p' \$KUBECONFIG)" https://$S/api/v1/version
   curl http://$ip:8080/                  # a pod answers with its name
   curl http://$last:$np/            # the service, on any peer's NodePort
   curl \$($BIN service web)                # the same, as minikube service --url

@@ -2,7 +2,7 @@
 # Installs what chorus needs on Debian 12 when it is missing: containerd,
 # runc, the CNI plugins, iptables (the bridge plugin's masquerade), iproute2,
 # wrk for the benchmarks and Debian's docker-registry for the registry pull
-# tests. Run as root.
+# tests, tmux (kubectl exec -it is tested in a terminal), kubectl. Run as root.
 set -eu
 need=""
 command -v containerd >/dev/null 2>&1 || need="$need containerd"
@@ -12,6 +12,7 @@ command -v iptables >/dev/null 2>&1 || need="$need iptables"
 command -v ip >/dev/null 2>&1 || need="$need iproute2"
 command -v wrk >/dev/null 2>&1 || need="$need wrk"
 command -v docker-registry >/dev/null 2>&1 || need="$need docker-registry"
+command -v tmux >/dev/null 2>&1 || need="$need tmux"
 if [ -n "$need" ]; then
 	if [ "$(id -u)" != 0 ]; then
 		echo "chorus needs:$need; run as root to install them" >&2
@@ -21,6 +22,13 @@ if [ -n "$need" ]; then
 	export DEBIAN_FRONTEND=noninteractive
 	apt-get update -qq
 	apt-get install -y -qq --no-install-recommends $need >/dev/null
+fi
+# The Kubernetes API tests drive the real kubectl. Without one on PATH,
+# chorus itself is built as kubectl (it embeds k8s.io/kubectl and acts as
+# kubectl when called by that name, as k3s does).
+if ! command -v kubectl >/dev/null 2>&1; then
+	echo "kubectl not found: building chorus' built-in kubectl as /usr/local/bin/kubectl"
+	(cd "$(dirname "$0")/../.." && go build -ldflags "-X k8s.io/component-base/version.gitVersion=v1.37.2 -X k8s.io/component-base/version.gitMajor=1 -X k8s.io/component-base/version.gitMinor=37" -o /usr/local/bin/kubectl ./cmd/chorus)
 fi
 modprobe br_netfilter 2>/dev/null || true
 sysctl -qw net.ipv4.ip_forward=1 2>/dev/null || true

@@ -22,6 +22,12 @@
 //	/app fail N [MSG...]    prints MSG (default "failing with N") to stderr, exits N
 //	/app cat                copies stdin to stdout, then prints "<n> bytes" to stderr
 //	/app hostname           prints the hostname (the pod's name) to stdout
+//	/app security           prints "key: value" lines about its confinement: the Uid,
+//	                        Gid, Groups, CapEff, CapBnd, NoNewPrivs and Seccomp lines of
+//	                        /proc/self/status, uid_map (/proc/self/uid_map), then
+//	                        "write /", "mount tmpfs" and "userns"
+//	                        (a child in a new user and mount namespace mounting a tmpfs):
+//	                        "ok" or the error
 package main
 
 import (
@@ -32,6 +38,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"os/exec"
 	"os/signal"
 	"slices"
 	"strconv"
@@ -204,6 +211,16 @@ func runMode(mode string, args []string) (code int, ok bool) {
 		}
 		fmt.Println(h)
 		return 0, true
+	case "security":
+		securityReport()
+		return 0, true
+	case "userns-mount": // the child of security's userns test
+		if err := syscall.Mount("tmpfs", "/tmp", "tmpfs", 0, "size=1m"); err != nil {
+			fmt.Println("mount tmpfs in it:", err)
+			return 1, true
+		}
+		fmt.Println("ok")
+		return 0, true
 	case "cat":
 		n, err := io.Copy(os.Stdout, os.Stdin)
 		fmt.Fprintf(os.Stderr, "%d bytes\n", n)
@@ -214,4 +231,55 @@ func runMode(mode string, args []string) (code int, ok bool) {
 		return 0, true
 	}
 	return 0, false
+}
+
+// securityReport prints what the process may do; see the security mode.
+func securityReport() {
+	status, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		fmt.Println("status:", err)
+	}
+	for _, l := range strings.Split(string(status), "\n") {
+		k, v, _ := strings.Cut(l, ":")
+		switch k {
+		case "Uid", "Gid", "Groups", "CapEff", "CapBnd", "NoNewPrivs", "Seccomp":
+			fmt.Printf("%s: %s\n", k, strings.Join(strings.Fields(v), " "))
+		}
+	}
+	if m, err := os.ReadFile("/proc/self/uid_map"); err == nil {
+		fmt.Printf("uid_map: %s\n", strings.Join(strings.Fields(string(m)), " "))
+	}
+	result := func(err error) string {
+		if err != nil {
+			return err.Error()
+		}
+		return "ok"
+	}
+	err = os.WriteFile("/probe-write", []byte("x"), 0o644)
+	if err == nil {
+		os.Remove("/probe-write")
+	}
+	fmt.Println("write /:", result(err))
+	err = syscall.Mount("tmpfs", "/tmp", "tmpfs", 0, "size=1m")
+	if err == nil {
+		syscall.Unmount("/tmp", 0)
+	}
+	fmt.Println("mount tmpfs:", result(err))
+	self, err := os.Executable()
+	if err != nil {
+		fmt.Println("userns:", err)
+		return
+	}
+	cmd := exec.Command(self, "userns-mount")
+	cmd.SysProcAttr = &syscall.SysProcAttr{
+		Cloneflags:  syscall.CLONE_NEWUSER | syscall.CLONE_NEWNS,
+		UidMappings: []syscall.SysProcIDMap{{ContainerID: 0, HostID: os.Getuid(), Size: 1}},
+		GidMappings: []syscall.SysProcIDMap{{ContainerID: 0, HostID: os.Getgid(), Size: 1}},
+	}
+	out, err := cmd.CombinedOutput()
+	if err != nil && len(out) == 0 {
+		fmt.Println("userns:", err)
+		return
+	}
+	fmt.Println("userns:", strings.TrimSpace(string(out)))
 }

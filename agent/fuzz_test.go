@@ -1,0 +1,72 @@
+package agent
+
+import (
+	"encoding/json"
+	"net/http"
+	"strings"
+	"testing"
+
+	"github.com/chorus-sh/chorus/api"
+)
+
+// FuzzStoredObject: whatever bytes a stored object holds (from the disk or
+// from another peer), decoding and validating it never panics, and what
+// validates can be turned into its pods without allocating beyond the
+// replica limit.
+func FuzzStoredObject(f *testing.F) {
+	for _, seed := range []string{
+		`{"apiVersion":"apps/v1","kind":"Deployment","metadata":{"name":"web","namespace":"default"},"spec":{"replicas":2147483647,"selector":{"matchLabels":{"app":"web"}},"template":{"metadata":{"labels":{"app":"web"}},"spec":{"containers":[{"name":"web","image":"web:1"}]}}}}`,
+		`{"apiVersion":"apps/v1","kind":"Deployment","metadata":{"name":"web","namespace":"default"},"spec":{"replicas":3,"selector":{"matchLabels":{"app":"web"}},"template":{"metadata":{"labels":{"app":"web"}},"spec":{"containers":[{"name":"web","image":"web:1"}]}}}}`,
+		`{"apiVersion":"v1","kind":"Service","metadata":{"name":"web","namespace":"default"},"spec":{"ports":[{"port":80}]}}`,
+		`{"apiVersion":"v1","kind":"Namespace","metadata":{"name":"dev"}}`,
+		`{"kind":"DaemonSet","spec":{"template":{"spec":{"containers":[{}]}}}}`,
+		`{"kind":"Deployment","spec":{"replicas":"many"}}`,
+		`{"kind":"Pod"}`,
+		`null`,
+	} {
+		f.Add([]byte(seed))
+	}
+	f.Fuzz(func(t *testing.T, raw []byte) {
+		o, err := decodeStored(raw)
+		if err != nil {
+			return
+		}
+		if validateStored(o) != nil {
+			return
+		}
+		if d, ok := o.(*api.Deployment); ok {
+			if d.Spec.Replicas != nil && *d.Spec.Replicas > 10000 {
+				t.Fatalf("%d replicas validated", *d.Spec.Replicas)
+			}
+			_ = desiredPodsCapped(d, nil, 16)
+		}
+		if _, err := json.Marshal(o); err != nil {
+			t.Fatalf("a valid object does not encode: %v", err)
+		}
+	})
+}
+
+// FuzzSameOrigin: the cross-site checks never panic on any Host, Origin
+// and Content-Type, and never let a simple-typed POST through.
+func FuzzSameOrigin(f *testing.F) {
+	f.Add("127.0.0.1:7070", "", "application/json")
+	f.Add("evil.example", "http://evil.example", "text/plain")
+	f.Add("[::1]:1", "null", "multipart/form-data; boundary=\"x\"")
+	f.Add("n1.", "http://n1.", "TEXT/PLAIN ; charset=x")
+	a := testAgent()
+	h := a.checkSameOrigin(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(http.StatusOK) }))
+	f.Fuzz(func(t *testing.T, host, origin, ct string) {
+		r, err := http.NewRequest(http.MethodPost, "http://x/chorus/v1/apply", strings.NewReader("{}"))
+		if err != nil {
+			t.Skip()
+		}
+		r.Host = host
+		r.Header.Set("Origin", origin)
+		r.Header.Set("Content-Type", ct)
+		w := &recorder{header: http.Header{}}
+		h.ServeHTTP(w, r)
+		if w.code == http.StatusOK && browserSimpleType(ct) {
+			t.Fatalf("POST with Content-Type %q passed", ct)
+		}
+	})
+}

@@ -1,0 +1,538 @@
+package agent
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"os"
+	goruntime "runtime"
+	"strconv"
+	"strings"
+	"time"
+
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+
+	"github.com/chorus-sh/chorus/api"
+	"github.com/chorus-sh/chorus/apiserver"
+	"github.com/chorus-sh/chorus/runtime"
+)
+
+// kubeBackend is the agent's replica as the Kubernetes API serves it
+// (apiserver.Backend): chorus' objects in their Kubernetes shapes, and
+// the objects a real cluster derives from them (nodes, events, endpoints,
+// replica sets from the rollout history).
+type kubeBackend struct{ a *Agent }
+
+var _ apiserver.Backend = kubeBackend{}
+
+func (b kubeBackend) Changed() <-chan struct{} { return b.a.store.changed() }
+
+func marshalAll[T any](items []T) ([][]byte, error) {
+	out := make([][]byte, 0, len(items))
+	for _, it := range items {
+		doc, err := json.Marshal(it)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, doc)
+	}
+	return out, nil
+}
+
+func (b kubeBackend) List(ctx context.Context, kind string) ([][]byte, error) {
+	a := b.a
+	switch kind {
+	case "Namespace":
+		items, _ := a.objects("namespaces", "")
+		return marshalAll(items)
+	case "Pod":
+		items, _ := a.objects("pods", "")
+		return marshalAll(items)
+	case "Service":
+		items, _ := a.objects("services", "")
+		return marshalAll(items)
+	case "DaemonSet":
+		items, _ := a.objects("daemonsets", "")
+		return marshalAll(items)
+	case "Deployment":
+		items, _ := a.objects("deployments", "")
+		var out []map[string]any
+		for _, it := range items {
+			out = append(out, kubeDeployment(it.(*api.Deployment)))
+		}
+		return marshalAll(out)
+	case "ReplicaSet":
+		return marshalAll(a.replicaSets())
+	case "ControllerRevision":
+		return nil, nil
+	case "Endpoints":
+		return marshalAll(a.endpoints())
+	case "Node":
+		return marshalAll(a.kubeNodes())
+	case "Event":
+		var out []map[string]any
+		for _, e := range a.events.list("", "", "") {
+			out = append(out, kubeEvent(e))
+		}
+		return marshalAll(out)
+	}
+	return nil, fmt.Errorf("kind %s is not served", kind)
+}
+
+// ListLive gathers the events of every alive peer when a client lists
+// them (kubectl describe, get events), as chorus' own API does.
+func (b kubeBackend) ListLive(r *http.Request, kind, ns string) ([][]byte, bool) {
+	if kind != "Event" {
+		return nil, false
+	}
+	var out []map[string]any
+	for _, e := range b.a.clusterEvents(r, ns, "", "") {
+		out = append(out, kubeEvent(e))
+	}
+	docs, err := marshalAll(out)
+	return docs, err == nil
+}
+
+// decodeOne decodes one object with chorus' decoder (defaults, validation,
+// warnings about what chorus does not implement).
+func decodeOne(kind string, doc []byte) (api.Object, []string, error) {
+	// The status is the server's: a client that sends an object back
+	// (edit, replace, patch) sends it too.
+	var m map[string]json.RawMessage
+	if err := json.Unmarshal(doc, &m); err != nil {
+		return nil, nil, apierrors.NewBadRequest(kind + ": " + err.Error())
+	}
+	delete(m, "status")
+	if kind == api.KindNamespace {
+		delete(m, "spec") // finalizers: nothing to finalize here
+	}
+	doc, _ = json.Marshal(m)
+	objs, warns, err := api.Decode(doc, "")
+	if err != nil {
+		return nil, nil, kubeError(err)
+	}
+	if len(objs) != 1 || objs[0].GetKind() != kind {
+		return nil, nil, apierrors.NewBadRequest(fmt.Sprintf("want one %s", kind))
+	}
+	return objs[0], warns, nil
+}
+
+func (b kubeBackend) Create(ctx context.Context, kind string, doc []byte, dryRun bool) ([]string, error) {
+	o, warns, err := decodeOne(kind, doc)
+	if err != nil {
+		return nil, err
+	}
+	objs := []api.Object{o}
+	if err := b.a.checkApply(objs); err != nil {
+		return warns, kubeError(err)
+	}
+	if dryRun {
+		return warns, nil
+	}
+	if err := b.a.allocateNodePorts(objs); err != nil {
+		return warns, kubeError(err)
+	}
+	if _, err := b.a.store.apply(objs, time.Now(), true); err != nil {
+		return warns, kubeError(err)
+	}
+	return warns, nil
+}
+
+func (b kubeBackend) Update(ctx context.Context, kind, ns, name string, base, doc []byte, dryRun bool) ([]string, error) {
+	if kind == "Node" {
+		return nil, b.a.updateNode(name, doc, dryRun)
+	}
+	o, warns, err := decodeOne(kind, doc)
+	if err != nil {
+		return nil, err
+	}
+	old, _, err := decodeOne(kind, base)
+	if err != nil {
+		return nil, fmt.Errorf("the stored %s %s/%s does not decode: %w", kind, ns, name, err)
+	}
+	objs := []api.Object{o}
+	if err := b.a.checkApply(objs); err != nil {
+		return warns, kubeError(err)
+	}
+	if dryRun {
+		return warns, nil
+	}
+	if err := b.a.allocateNodePorts(objs); err != nil {
+		return warns, kubeError(err)
+	}
+	if _, err := b.a.store.update(old, o, time.Now()); err != nil {
+		return warns, kubeError(err)
+	}
+	return warns, nil
+}
+
+func (b kubeBackend) Delete(ctx context.Context, kind, ns, name string) error {
+	a := b.a
+	switch kind {
+	case "Pod":
+		err := a.pods.Replace(ns, name)
+		if errors.Is(err, runtime.ErrPodNotHere) {
+			return a.forwardPodDelete(ctx, ns, name)
+		}
+		if err == nil {
+			select {
+			case a.kick <- struct{}{}:
+			default:
+			}
+		}
+		return err
+	case "Namespace":
+		if name == api.DefaultNamespace {
+			return apierrors.NewForbidden(schema.GroupResource{Resource: "namespaces"}, name, errors.New("this namespace may not be deleted"))
+		}
+	}
+	key := objectKey(kind, ns, name)
+	res, err := a.store.remove([]string{key})
+	if err != nil {
+		return kubeError(err)
+	}
+	if res[0].Action == "notfound" {
+		return apierrors.NewNotFound(schema.GroupResource{Resource: strings.ToLower(kind) + "s"}, name)
+	}
+	return nil
+}
+
+// forwardPodDelete asks the peer that runs a pod to replace it.
+func (a *Agent) forwardPodDelete(ctx context.Context, ns, name string) error {
+	pod := a.findClusterPod(ns, name, func(p *api.Pod) bool { return p.Spec.NodeName != a.cfg.Name })
+	if pod == nil || a.gossip == nil {
+		return apierrors.NewNotFound(schema.GroupResource{Resource: "pods"}, name)
+	}
+	addr, ok := a.memberTag(pod.Spec.NodeName, tagAPI)
+	if !ok {
+		return apierrors.NewServiceUnavailable(fmt.Sprintf("pod %s/%s runs on peer %s, which is not alive", ns, name, pod.Spec.NodeName))
+	}
+	u := a.peerURL(addr)
+	u.Path = "/chorus/v1/namespaces/" + ns + "/pods/" + name
+	req, err := http.NewRequestWithContext(ctx, http.MethodDelete, u.String(), nil)
+	if err != nil {
+		return err
+	}
+	resp, err := a.peerDo(ctx, req)
+	if err != nil {
+		return apierrors.NewServiceUnavailable(fmt.Sprintf("pod %s/%s runs on peer %s, which did not answer: %v", ns, name, pod.Spec.NodeName, err))
+	}
+	resp.Body.Close()
+	if resp.StatusCode == http.StatusNotFound {
+		return apierrors.NewNotFound(schema.GroupResource{Resource: "pods"}, name)
+	}
+	if resp.StatusCode >= 300 {
+		return apierrors.NewInternalError(fmt.Errorf("peer %s answered %s", pod.Spec.NodeName, resp.Status))
+	}
+	return nil
+}
+
+// updateNode applies the one writable field of a node: spec.unschedulable
+// (kubectl cordon, uncordon, drain).
+func (a *Agent) updateNode(name string, doc []byte, dryRun bool) error {
+	var n struct {
+		Spec struct {
+			Unschedulable bool `json:"unschedulable"`
+		} `json:"spec"`
+	}
+	if err := json.Unmarshal(doc, &n); err != nil {
+		return apierrors.NewBadRequest("Node: " + err.Error())
+	}
+	if _, ok := a.findObject("nodes", "", name); !ok {
+		return apierrors.NewNotFound(schema.GroupResource{Resource: "nodes"}, name)
+	}
+	if dryRun || n.Spec.Unschedulable == a.cordoned(name) {
+		return nil
+	}
+	v, _ := json.Marshal(n.Spec.Unschedulable)
+	fields := map[string]json.RawMessage{"spec.unschedulable": v}
+	if len(a.store.rawFields(nodeKey(name))) == 0 {
+		fields["apiVersion"] = json.RawMessage(`"v1"`)
+		fields["kind"] = json.RawMessage(`"Node"`)
+	}
+	if err := a.store.writeFields(nodeKey(name), fields); err != nil {
+		return err
+	}
+	select {
+	case a.kick <- struct{}{}:
+	default:
+	}
+	return nil
+}
+
+// kubeError turns the agent's errors into Kubernetes API errors.
+func kubeError(err error) error {
+	var me *api.ManifestError
+	var nf *notFoundError
+	var se *statusError
+	switch {
+	case errors.As(err, &me):
+		var causes []metav1.StatusCause
+		for _, fe := range me.Errors {
+			causes = append(causes, metav1.StatusCause{Type: metav1.CauseTypeFieldValueInvalid, Field: fe.Field, Message: fe.Reason})
+		}
+		return &apierrors.StatusError{ErrStatus: metav1.Status{Status: metav1.StatusFailure, Code: http.StatusUnprocessableEntity,
+			Reason: metav1.StatusReasonInvalid, Message: err.Error(), Details: &metav1.StatusDetails{Causes: causes}}}
+	case errors.As(err, &nf):
+		return &apierrors.StatusError{ErrStatus: metav1.Status{Status: metav1.StatusFailure, Code: http.StatusNotFound,
+			Reason: metav1.StatusReasonNotFound, Message: nf.msg}}
+	case errors.As(err, &se):
+		return &apierrors.StatusError{ErrStatus: metav1.Status{Status: metav1.StatusFailure, Code: int32(se.code),
+			Reason: metav1.StatusReason(se.reason), Message: se.msg}}
+	}
+	return err
+}
+
+// kubeDeployment adds what kubectl and helm read of a deployment's
+// status: its conditions.
+func kubeDeployment(d *api.Deployment) map[string]any {
+	b, _ := json.Marshal(d)
+	var m map[string]any
+	_ = json.Unmarshal(b, &m)
+	want := int32(1)
+	if d.Spec.Replicas != nil {
+		want = *d.Spec.Replicas
+	}
+	st := d.Status
+	ts := d.Metadata.CreationTimestamp
+	cond := func(typ, status, reason, msg string) map[string]any {
+		c := map[string]any{"type": typ, "status": status, "reason": reason, "message": msg}
+		if ts != nil {
+			c["lastUpdateTime"], c["lastTransitionTime"] = ts.Format(time.RFC3339), ts.Format(time.RFC3339)
+		}
+		return c
+	}
+	avail := cond("Available", "True", "MinimumReplicasAvailable", "Deployment has minimum availability.")
+	if st.AvailableReplicas < want {
+		avail = cond("Available", "False", "MinimumReplicasUnavailable", "Deployment does not have minimum availability.")
+	}
+	name := d.Metadata.Name + "-" + api.TemplateHash(&d.Spec.Template)
+	prog := cond("Progressing", "True", "ReplicaSetUpdated", fmt.Sprintf("ReplicaSet %q is progressing.", name))
+	if st.UpdatedReplicas >= want && st.Replicas == st.UpdatedReplicas && st.AvailableReplicas >= want {
+		prog = cond("Progressing", "True", "NewReplicaSetAvailable", fmt.Sprintf("ReplicaSet %q has successfully progressed.", name))
+	}
+	status, _ := m["status"].(map[string]any)
+	if status == nil {
+		status = map[string]any{}
+		m["status"] = status
+	}
+	status["conditions"] = []any{avail, prog}
+	return m
+}
+
+// replicaSets derives apps/v1 ReplicaSets from the deployments' rollout
+// histories: one per revision, owned by its deployment, with the pods of
+// its template counted (kubectl rollout history and undo read them).
+func (a *Agent) replicaSets() []map[string]any {
+	items, _ := a.objects("deployments", "")
+	pods := a.clusterPods()
+	var out []map[string]any
+	for _, it := range items {
+		d := it.(*api.Deployment)
+		revs, _ := a.store.history(d)
+		current := api.TemplateHash(&d.Spec.Template)
+		for _, rev := range revs {
+			hash := rev.Metadata.Labels[api.LabelTemplateHash]
+			var replicas, ready int32
+			for _, p := range pods {
+				if p.Metadata.Namespace == d.Metadata.Namespace && p.Metadata.Labels[api.LabelDeployment] == d.Metadata.Name && p.Metadata.Labels[api.LabelTemplateHash] == hash {
+					replicas++
+					if podReady(&p) {
+						ready++
+					}
+				}
+			}
+			desired := int32(0)
+			if hash == current {
+				desired = 1
+				if d.Spec.Replicas != nil {
+					desired = *d.Spec.Replicas
+				}
+			}
+			labels := map[string]string{api.LabelTemplateHash: hash}
+			for k, v := range rev.Data.Metadata.Labels {
+				labels[k] = v
+			}
+			tmpl := rev.Data
+			tmpl.Metadata.Labels = labels
+			ann := map[string]string{api.AnnotationRevision: strconv.FormatInt(rev.Revision, 10)}
+			if c := rev.Metadata.Annotations[api.AnnotationChangeCause]; c != "" {
+				ann[api.AnnotationChangeCause] = c
+			}
+			sel := map[string]any{"matchLabels": map[string]string{api.LabelTemplateHash: hash}}
+			if d.Spec.Selector != nil {
+				ml := map[string]string{api.LabelTemplateHash: hash}
+				for k, v := range d.Spec.Selector.MatchLabels {
+					ml[k] = v
+				}
+				sel = map[string]any{"matchLabels": ml, "matchExpressions": d.Spec.Selector.MatchExpressions}
+			}
+			meta := map[string]any{"name": d.Metadata.Name + "-" + hash, "namespace": d.Metadata.Namespace, "labels": labels, "annotations": ann,
+				"uid": uidFrom(d.Metadata.UID, hash),
+				"ownerReferences": []any{map[string]any{"apiVersion": "apps/v1", "kind": "Deployment", "name": d.Metadata.Name,
+					"uid": d.Metadata.UID, "controller": true, "blockOwnerDeletion": true}}}
+			if rev.Metadata.CreationTimestamp != nil {
+				meta["creationTimestamp"] = rev.Metadata.CreationTimestamp.Format(time.RFC3339)
+			} else if d.Metadata.CreationTimestamp != nil {
+				meta["creationTimestamp"] = d.Metadata.CreationTimestamp.Format(time.RFC3339)
+			}
+			out = append(out, map[string]any{"apiVersion": "apps/v1", "kind": "ReplicaSet", "metadata": meta,
+				"spec":   map[string]any{"replicas": desired, "selector": sel, "template": tmpl},
+				"status": map[string]any{"replicas": replicas, "readyReplicas": ready, "availableReplicas": ready, "observedGeneration": 1}})
+		}
+	}
+	return out
+}
+
+// uidFrom derives a stable uid for an object derived from another.
+func uidFrom(uid, salt string) string {
+	h := api.TemplateHash(&api.PodTemplateSpec{Metadata: api.ObjectMeta{Name: uid + "/" + salt}})
+	if len(uid) >= 8 {
+		return uid[:8] + "-" + h
+	}
+	return h
+}
+
+// endpoints derives v1 Endpoints: the Ready pods behind each service.
+func (a *Agent) endpoints() []map[string]any {
+	items, _ := a.objects("services", "")
+	pods := a.clusterPods()
+	var out []map[string]any
+	for _, it := range items {
+		s := it.(*api.Service)
+		var subsets []any
+		for _, p := range pods {
+			if p.Metadata.Namespace != s.Metadata.Namespace || len(s.Spec.Selector) == 0 || !api.SelectorMatches(s.Spec.Selector, p.Metadata.Labels) || p.Status.PodIP == "" {
+				continue
+			}
+			var ports []any
+			for _, sp := range s.Spec.Ports {
+				n, _ := strconv.Atoi(targetPort(sp, &p))
+				proto := sp.Protocol
+				if proto == "" {
+					proto = "TCP"
+				}
+				ports = append(ports, map[string]any{"name": sp.Name, "port": n, "protocol": proto})
+			}
+			addr := map[string]any{"ip": p.Status.PodIP, "nodeName": p.Spec.NodeName,
+				"targetRef": map[string]any{"kind": "Pod", "namespace": p.Metadata.Namespace, "name": p.Metadata.Name, "uid": p.Metadata.UID}}
+			key := "addresses"
+			if !podReady(&p) {
+				key = "notReadyAddresses"
+			}
+			subsets = append(subsets, map[string]any{key: []any{addr}, "ports": ports})
+		}
+		meta := map[string]any{"name": s.Metadata.Name, "namespace": s.Metadata.Namespace, "labels": s.Metadata.Labels}
+		if s.Metadata.CreationTimestamp != nil {
+			meta["creationTimestamp"] = s.Metadata.CreationTimestamp.Format(time.RFC3339)
+		}
+		ep := map[string]any{"apiVersion": "v1", "kind": "Endpoints", "metadata": meta}
+		if len(subsets) > 0 {
+			ep["subsets"] = subsets
+		}
+		out = append(out, ep)
+	}
+	return out
+}
+
+// kubeNodes returns the members as v1 Nodes with a Ready condition.
+func (a *Agent) kubeNodes() []map[string]any {
+	var out []map[string]any
+	for _, n := range a.nodes() {
+		ready, reason := "False", "PeerNotAlive"
+		if n.Status.Phase == "Alive" {
+			ready, reason = "True", "PeerAlive"
+		}
+		capacity := map[string]string{}
+		for k, v := range n.Status.Capacity {
+			if v != "" {
+				capacity[k] = v
+			}
+		}
+		meta := map[string]any{"name": n.Metadata.Name, "labels": nodeLabels(n), "uid": uidFrom("node0000", n.Metadata.Name)}
+		if n.Metadata.CreationTimestamp != nil {
+			meta["creationTimestamp"] = n.Metadata.CreationTimestamp.Format(time.RFC3339)
+		}
+		spec := map[string]any{}
+		if n.Spec.Unschedulable {
+			spec["unschedulable"] = true
+			spec["taints"] = []any{map[string]any{"key": "node.kubernetes.io/unschedulable", "effect": "NoSchedule"}}
+		}
+		out = append(out, map[string]any{"apiVersion": "v1", "kind": "Node", "metadata": meta, "spec": spec,
+			"status": map[string]any{
+				"conditions": []any{map[string]any{"type": "Ready", "status": ready, "reason": reason,
+					"message": "chorus peer is " + n.Status.Phase}},
+				"addresses":   n.Status.Addresses,
+				"capacity":    capacity,
+				"allocatable": capacity,
+				"nodeInfo": map[string]any{"kubeletVersion": n.Status.NodeInfo["kubeletVersion"], "kubeProxyVersion": n.Status.NodeInfo["kubeletVersion"],
+					"containerRuntimeVersion": "containerd", "osImage": "chorus", "kernelVersion": kernelVersion(),
+					"operatingSystem": "linux", "architecture": goArch()},
+			}})
+	}
+	return out
+}
+
+func nodeLabels(n node) map[string]string {
+	l := map[string]string{"kubernetes.io/hostname": n.Metadata.Name, "kubernetes.io/os": "linux", "kubernetes.io/arch": goArch()}
+	for k, v := range n.Metadata.Labels {
+		l[k] = v
+	}
+	return l
+}
+
+// kubeEvent is an event in v1 Event's shape.
+func kubeEvent(e api.Event) map[string]any {
+	b, _ := json.Marshal(e)
+	var m map[string]any
+	_ = json.Unmarshal(b, &m)
+	if metaString(m, "name") == "" {
+		ts := ""
+		if e.FirstTimestamp != nil {
+			ts = strconv.FormatInt(e.FirstTimestamp.UnixNano(), 16)
+		}
+		meta, _ := m["metadata"].(map[string]any)
+		if meta == nil {
+			meta = map[string]any{}
+			m["metadata"] = meta
+		}
+		meta["name"] = e.InvolvedObject.Name + "." + ts
+		if e.InvolvedObject.Namespace != "" {
+			meta["namespace"] = e.InvolvedObject.Namespace
+		}
+	}
+	if metaString(m, "namespace") == "" {
+		meta := m["metadata"].(map[string]any)
+		meta["namespace"] = api.DefaultNamespace
+	}
+	m["apiVersion"], m["kind"] = "v1", "Event"
+	return m
+}
+
+func metaString(m map[string]any, k string) string {
+	meta, _ := m["metadata"].(map[string]any)
+	s, _ := meta[k].(string)
+	return s
+}
+
+func goArch() string { return goruntime.GOARCH }
+
+// kernelVersion is the running kernel's release.
+func kernelVersion() string {
+	b, err := os.ReadFile("/proc/sys/kernel/osrelease")
+	if err != nil {
+		return "unknown"
+	}
+	return strings.TrimSpace(string(b))
+}
+
+// kubeLog serves pods/log with Kubernetes' parameters (container, follow,
+// previous, tailLines) through the agent's log handler.
+func (a *Agent) kubeLog(w http.ResponseWriter, r *http.Request) {
+	r.SetPathValue("ns", r.PathValue("namespace"))
+	a.handleLog(w, r)
+}

@@ -1,0 +1,135 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"strconv"
+	"time"
+
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+
+	"github.com/chorus-sh/chorus/api"
+	"github.com/chorus-sh/chorus/apiserver/stream"
+	"github.com/chorus-sh/chorus/runtime"
+)
+
+// kubeStreams serves pods/exec, pods/attach and pods/portforward of the
+// Kubernetes API (kubectl exec -it, port-forward). A request for a pod
+// another peer runs is passed, upgrade and all, to that peer.
+type kubeStreams struct {
+	a   *Agent
+	srv *stream.Server
+}
+
+func newKubeStreams(a *Agent) *kubeStreams {
+	k := &kubeStreams{a: a}
+	k.srv = &stream.Server{Execer: k, PortForwarder: k, Logger: a.log.With("component", "streams")}
+	return k
+}
+
+// local reports whether this peer runs the pod; if another peer does, the
+// request has been passed to it and handled is true.
+func (k *kubeStreams) local(w http.ResponseWriter, r *http.Request) (ns, name string, handled bool) {
+	ns, name = r.PathValue("namespace"), r.PathValue("name")
+	if _, err := k.a.pods.ExecContainer(ns, name, ""); errors.Is(err, runtime.ErrPodNotHere) {
+		if k.a.forwardToPod(w, r, ns, name) {
+			return ns, name, true
+		}
+		writeKubeError(w, apierrors.NewNotFound(schema.GroupResource{Resource: "pods"}, name))
+		return ns, name, true
+	}
+	return ns, name, false
+}
+
+func (k *kubeStreams) exec(w http.ResponseWriter, r *http.Request) {
+	if ns, name, handled := k.local(w, r); !handled {
+		k.srv.ServeExec(w, r, ns, name)
+	}
+}
+
+// attach: a container's output goes to its log, not to a terminal that
+// can be attached to; the stream server answers that attach is not
+// implemented.
+func (k *kubeStreams) attach(w http.ResponseWriter, r *http.Request) {
+	if ns, name, handled := k.local(w, r); !handled {
+		k.srv.ServeAttach(w, r, ns, name)
+	}
+}
+
+func (k *kubeStreams) portForward(w http.ResponseWriter, r *http.Request) {
+	if ns, name, handled := k.local(w, r); !handled {
+		k.srv.ServePortForward(w, r, ns, name)
+	}
+}
+
+// Exec runs a command in a container of a pod this peer runs.
+func (k *kubeStreams) Exec(ctx context.Context, req stream.ExecRequest, stdin io.Reader, stdout, stderr io.Writer, resize <-chan stream.TerminalSize) (int, error) {
+	if _, err := k.a.pods.ExecContainer(req.Namespace, req.Pod, req.Container); err != nil {
+		if errors.Is(err, runtime.ErrNoContainer) {
+			return 0, apierrors.NewBadRequest(err.Error())
+		}
+		return 0, apierrors.NewNotFound(schema.GroupResource{Resource: "pods"}, req.Pod)
+	}
+	if stdin == nil {
+		stdin = eofReader{}
+	}
+	if stdout == nil {
+		stdout = io.Discard
+	}
+	if !req.TTY {
+		if stderr == nil {
+			stderr = io.Discard
+		}
+		return k.a.pods.Exec(ctx, req.Namespace, req.Pod, req.Container, req.Command, stdin, stdout, stderr)
+	}
+	// The stream server closes resize when the session ends; until then
+	// every size is passed on, or dropped once the command has returned.
+	sizes := make(chan runtime.TerminalSize)
+	ectx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	go func() {
+		for sz := range resize {
+			select {
+			case sizes <- runtime.TerminalSize{Width: sz.Width, Height: sz.Height}:
+			case <-ectx.Done():
+			}
+		}
+	}()
+	return k.a.pods.ExecTTY(ctx, req.Namespace, req.Pod, req.Container, req.Command, stdin, stdout, sizes)
+}
+
+type eofReader struct{}
+
+func (eofReader) Read([]byte) (int, error) { return 0, io.EOF }
+
+// PortForward joins stream to a port of a pod this peer runs.
+func (k *kubeStreams) PortForward(ctx context.Context, ns, pod string, port int32, s io.ReadWriteCloser) error {
+	defer s.Close()
+	p := k.a.findClusterPod(ns, pod, func(p *api.Pod) bool { return p.Spec.NodeName == k.a.cfg.Name })
+	if p == nil || p.Status.PodIP == "" {
+		return fmt.Errorf("pod %s/%s has no address on this peer", ns, pod)
+	}
+	d := net.Dialer{Timeout: 5 * time.Second}
+	c, err := d.DialContext(ctx, "tcp", net.JoinHostPort(p.Status.PodIP, strconv.Itoa(int(port))))
+	if err != nil {
+		return fmt.Errorf("pod %s/%s port %d: %w", ns, pod, port, err)
+	}
+	defer c.Close()
+	errc := make(chan error, 2)
+	go func() { _, err := io.Copy(c, s); _ = c.(*net.TCPConn).CloseWrite(); errc <- err }()
+	go func() { _, err := io.Copy(s, c); errc <- err }()
+	<-errc
+	<-errc
+	return nil
+}
+
+// writeKubeError answers an API error as a Kubernetes Status.
+func writeKubeError(w http.ResponseWriter, err *apierrors.StatusError) {
+	st := err.ErrStatus
+	writeStatus(w, int(st.Code), string(st.Reason), st.Message)
+}

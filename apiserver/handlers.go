@@ -1,0 +1,770 @@
+package apiserver
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"math/big"
+	"mime"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	jsonpatch "gopkg.in/evanphx/json-patch.v4"
+	autoscalingv1 "k8s.io/api/autoscaling/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/fields"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/util/strategicpatch"
+	"k8s.io/apimachinery/pkg/watch"
+	sjson "sigs.k8s.io/json"
+	"sigs.k8s.io/yaml"
+)
+
+// Limits on what a request may carry.
+const (
+	maxBody       = 3 << 20 // an object, as kube-apiserver's default
+	maxPatchOps   = 10000   // operations in a JSON patch
+	maxWatchTime  = 30 * time.Minute
+	bookmarkEvery = 30 * time.Second
+)
+
+func gr(res *Resource) schema.GroupResource {
+	return schema.GroupResource{Group: res.Group, Resource: res.Plural}
+}
+
+// selectors parses labelSelector and fieldSelector.
+func selectors(r *http.Request) (labels.Selector, fields.Selector, error) {
+	q := r.URL.Query()
+	ls, err := labels.Parse(q.Get("labelSelector"))
+	if err != nil {
+		return nil, nil, apierrors.NewBadRequest("labelSelector: " + err.Error())
+	}
+	fs, err := fields.ParseSelector(q.Get("fieldSelector"))
+	if err != nil {
+		return nil, nil, apierrors.NewBadRequest("fieldSelector: " + err.Error())
+	}
+	return ls, fs, nil
+}
+
+// fieldValue reads a dotted field path ("spec.nodeName") of obj as text.
+func fieldValue(obj map[string]any, path string) string {
+	var cur any = obj
+	for _, p := range strings.Split(path, ".") {
+		m, ok := cur.(map[string]any)
+		if !ok {
+			return ""
+		}
+		cur = m[p]
+	}
+	switch v := cur.(type) {
+	case nil:
+		return ""
+	case string:
+		return v
+	case float64:
+		return strconv.FormatFloat(v, 'f', -1, 64)
+	default:
+		return fmt.Sprint(v)
+	}
+}
+
+func matches(obj map[string]any, ls labels.Selector, fs fields.Selector) bool {
+	if !ls.Empty() {
+		m, _ := obj["metadata"].(map[string]any)
+		lm, _ := m["labels"].(map[string]any)
+		set := labels.Set{}
+		for k, v := range lm {
+			set[k], _ = v.(string)
+		}
+		if !ls.Matches(set) {
+			return false
+		}
+	}
+	for _, req := range fs.Requirements() {
+		v := fieldValue(obj, req.Field)
+		switch req.Operator {
+		case "=", "==":
+			if v != req.Value {
+				return false
+			}
+		case "!=":
+			if v == req.Value {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+func (s *Server) list(w http.ResponseWriter, r *http.Request, res *Resource, ns string) {
+	ls, fs, err := selectors(r)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	if v := r.URL.Query().Get("watch"); v == "true" || v == "1" {
+		s.watch(w, r, res, ns, ls, fs)
+		return
+	}
+	objs, rv := s.cache.list(res, ns)
+	if ll, ok := s.backend.(LiveLister); ok {
+		if docs, ok := ll.ListLive(r, res.Kind, ns); ok {
+			objs = objs[:0:0]
+			for _, d := range docs {
+				var o map[string]any
+				if json.Unmarshal(d, &o) == nil {
+					o["apiVersion"], o["kind"] = res.APIVersion(), res.Kind
+					objs = append(objs, o)
+				}
+			}
+		}
+	}
+	var items []map[string]any
+	for _, o := range objs {
+		if matches(o, ls, fs) {
+			items = append(items, o)
+		}
+	}
+	if items == nil {
+		items = []map[string]any{}
+	}
+	rvs := strconv.FormatUint(rv, 10)
+	if t, ok := tableRequested(r); ok {
+		writeJSON(w, http.StatusOK, s.table(res, items, t, rvs, true))
+		return
+	}
+	// Encoded one item at a time: the answer is never held whole.
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(http.StatusOK)
+	fmt.Fprintf(w, `{"kind":%q,"apiVersion":%q,"metadata":{"resourceVersion":%q},"items":[`, res.Kind+"List", res.APIVersion(), rvs)
+	enc := json.NewEncoder(w)
+	for i, it := range items {
+		if i > 0 {
+			if _, err := io.WriteString(w, ","); err != nil {
+				return
+			}
+		}
+		if err := enc.Encode(it); err != nil {
+			return
+		}
+	}
+	_, _ = io.WriteString(w, "]}\n")
+}
+
+func (s *Server) get(w http.ResponseWriter, r *http.Request, res *Resource, ns, name string) {
+	obj, ok := s.cache.get(res, ns, name)
+	if !ok {
+		writeError(w, apierrors.NewNotFound(gr(res), name))
+		return
+	}
+	if t, ok := tableRequested(r); ok {
+		writeJSON(w, http.StatusOK, s.table(res, []map[string]any{obj}, t, metaString(obj, "resourceVersion"), true))
+		return
+	}
+	writeJSON(w, http.StatusOK, obj)
+}
+
+// watch streams the changes of res as Kubernetes does: one JSON event per
+// line ({"type":"ADDED","object":{...}}), bookmarks when asked, an ERROR
+// event with a 410 Status when the version asked cannot be served.
+func (s *Server) watch(w http.ResponseWriter, r *http.Request, res *Resource, ns string, ls labels.Selector, fs fields.Selector) {
+	q := r.URL.Query()
+	fl, ok := w.(http.Flusher)
+	if !ok {
+		writeError(w, apierrors.NewInternalError(fmt.Errorf("streaming unsupported")))
+		return
+	}
+	timeout := maxWatchTime
+	if t, err := strconv.Atoi(q.Get("timeoutSeconds")); err == nil && t > 0 && time.Duration(t)*time.Second < timeout {
+		timeout = time.Duration(t) * time.Second
+	}
+	bookmarks := q.Get("allowWatchBookmarks") == "true"
+	initial := q.Get("sendInitialEvents") == "true"
+	tbl, asTable := tableRequested(r)
+	var from uint64
+	rvParam := q.Get("resourceVersion")
+	if rvParam != "" && rvParam != "0" && !initial {
+		v, err := strconv.ParseUint(rvParam, 10, 64)
+		if err != nil {
+			writeError(w, apierrors.NewBadRequest(fmt.Sprintf("resourceVersion %q: not a resource version of this API", rvParam)))
+			return
+		}
+		if _, _, err := s.cache.since(v); err != nil {
+			writeError(w, apierrors.NewResourceExpired(err.Error()))
+			return
+		}
+		from = v
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Transfer-Encoding", "chunked")
+	w.WriteHeader(http.StatusOK)
+	enc := json.NewEncoder(w)
+	headers := true
+	send := func(typ watch.EventType, obj map[string]any) bool {
+		var o any = obj
+		if asTable && typ != watch.Bookmark && typ != watch.Error {
+			o = s.table(res, []map[string]any{obj}, tbl, metaString(obj, "resourceVersion"), headers)
+			headers = false
+		}
+		return enc.Encode(map[string]any{"type": typ, "object": o}) == nil
+	}
+	matched := map[string]bool{}
+	if from == 0 {
+		objs, rv := s.cache.list(res, ns)
+		for _, o := range objs {
+			if matches(o, ls, fs) {
+				matched[objKey(metaString(o, "namespace"), metaString(o, "name"))] = true
+				if !send(watch.Added, o) {
+					return
+				}
+			}
+		}
+		from = rv
+		if initial {
+			bm := map[string]any{"kind": res.Kind, "apiVersion": res.APIVersion(), "metadata": map[string]any{
+				"resourceVersion": strconv.FormatUint(rv, 10), "annotations": map[string]any{"k8s.io/initial-events-end": "true"}}}
+			if !send(watch.Bookmark, bm) {
+				return
+			}
+		}
+		fl.Flush()
+	}
+	ctx := r.Context()
+	deadline := time.NewTimer(timeout)
+	defer deadline.Stop()
+	tick := time.NewTicker(bookmarkEvery)
+	defer tick.Stop()
+	for {
+		evs, wake, err := s.cache.since(from)
+		if err != nil {
+			st := apierrors.NewResourceExpired(err.Error()).Status()
+			st.Kind, st.APIVersion = "Status", "v1"
+			_ = enc.Encode(map[string]any{"type": watch.Error, "object": st})
+			fl.Flush()
+			return
+		}
+		for _, ev := range evs {
+			from = ev.rv
+			if ev.res != res || (ns != "" && metaString(ev.obj, "namespace") != ns) {
+				continue
+			}
+			k := objKey(metaString(ev.obj, "namespace"), metaString(ev.obj, "name"))
+			typ := ev.typ
+			switch {
+			case typ == watch.Deleted:
+				if !matched[k] {
+					continue
+				}
+				delete(matched, k)
+			case matches(ev.obj, ls, fs):
+				if matched[k] {
+					typ = watch.Modified
+				} else {
+					typ = watch.Added
+				}
+				matched[k] = true
+			case matched[k]:
+				// It no longer matches the selectors: gone from this watch.
+				typ = watch.Deleted
+				delete(matched, k)
+			default:
+				continue
+			}
+			if !send(typ, ev.obj) {
+				return
+			}
+		}
+		fl.Flush()
+		select {
+		case <-ctx.Done():
+			return
+		case <-deadline.C:
+			return
+		case <-wake:
+		case <-tick.C:
+			if bookmarks {
+				bm := map[string]any{"kind": res.Kind, "apiVersion": res.APIVersion(), "metadata": map[string]any{"resourceVersion": strconv.FormatUint(from, 10)}}
+				if !send(watch.Bookmark, bm) {
+					return
+				}
+				fl.Flush()
+			}
+		}
+	}
+}
+
+// readBody reads a request body as JSON (YAML and protobuf are converted).
+func (s *Server) readBody(w http.ResponseWriter, r *http.Request) ([]byte, error) {
+	b, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxBody))
+	if err != nil {
+		var tl *http.MaxBytesError
+		if errors.As(err, &tl) {
+			return nil, apierrors.NewRequestEntityTooLargeError(fmt.Sprintf("limit is %d bytes", maxBody))
+		}
+		return nil, apierrors.NewBadRequest("reading the body: " + err.Error())
+	}
+	ct, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type"))
+	if ct == protobufType {
+		return s.proto.toJSON(b)
+	}
+	if strings.Contains(ct, "yaml") {
+		j, err := yaml.YAMLToJSON(b)
+		if err != nil {
+			return nil, apierrors.NewBadRequest("the body is not valid YAML: " + err.Error())
+		}
+		b = j
+	}
+	return b, nil
+}
+
+// decodeObject parses doc as an object of res and checks its fields per
+// the fieldValidation parameter (Strict, Warn (the default), Ignore).
+func decodeObject(r *http.Request, res *Resource, doc []byte) (map[string]any, []string, error) {
+	var obj map[string]any
+	if err := json.Unmarshal(doc, &obj); err != nil || obj == nil {
+		return nil, nil, apierrors.NewBadRequest("the body is not a JSON object")
+	}
+	strict, err := sjson.UnmarshalStrict(doc, res.New(), sjson.DisallowDuplicateFields, sjson.DisallowUnknownFields)
+	if err != nil {
+		return nil, nil, apierrors.NewBadRequest(fmt.Sprintf("%s: %v", res.Kind, err))
+	}
+	var msgs []string
+	for _, e := range strict {
+		msgs = append(msgs, e.Error())
+	}
+	switch r.URL.Query().Get("fieldValidation") {
+	case "Strict":
+		if len(msgs) > 0 {
+			return nil, nil, apierrors.NewBadRequest(fmt.Sprintf("strict decoding error: %s", strings.Join(msgs, ", ")))
+		}
+		return obj, nil, nil
+	case "Ignore":
+		return obj, nil, nil
+	}
+	return obj, msgs, nil
+}
+
+// checkIdentity fills in and checks apiVersion, kind, namespace and name.
+func checkIdentity(obj map[string]any, res *Resource, ns, name string) error {
+	if v, _ := obj["apiVersion"].(string); v != "" && v != res.APIVersion() {
+		return apierrors.NewBadRequest(fmt.Sprintf("apiVersion %q does not match the resource %s (%s)", v, res.Plural, res.APIVersion()))
+	}
+	if k, _ := obj["kind"].(string); k != "" && k != res.Kind {
+		return apierrors.NewBadRequest(fmt.Sprintf("kind %q does not match the resource %s (%s)", k, res.Plural, res.Kind))
+	}
+	obj["apiVersion"], obj["kind"] = res.APIVersion(), res.Kind
+	if res.Namespaced {
+		switch got := metaString(obj, "namespace"); {
+		case got == "":
+			setMeta(obj, "namespace", ns)
+		case got != ns:
+			return apierrors.NewBadRequest(fmt.Sprintf("the namespace of the provided object (%s) does not match the namespace sent on the request (%s)", got, ns))
+		}
+	}
+	if name != "" {
+		switch got := metaString(obj, "name"); {
+		case got == "":
+			setMeta(obj, "name", name)
+		case got != name:
+			return apierrors.NewBadRequest(fmt.Sprintf("the name of the object (%s) does not match the name on the URL (%s)", got, name))
+		}
+	}
+	if metaString(obj, "name") == "" {
+		gen := metaString(obj, "generateName")
+		if gen == "" {
+			return apierrors.NewInvalid(schema.GroupKind{Group: res.Group, Kind: res.Kind}, "", nil)
+		}
+		setMeta(obj, "name", gen+randomSuffix())
+	}
+	return nil
+}
+
+func randomSuffix() string {
+	const alphabet = "bcdfghjklmnpqrstvwxz2456789"
+	b := make([]byte, 5)
+	for i := range b {
+		n, _ := rand.Int(rand.Reader, big.NewInt(int64(len(alphabet))))
+		b[i] = alphabet[n.Int64()]
+	}
+	return string(b)
+}
+
+func dryRun(r *http.Request) bool { return len(r.URL.Query()["dryRun"]) > 0 }
+
+func (s *Server) create(ctx context.Context, w http.ResponseWriter, r *http.Request, res *Resource, ns string) {
+	if !res.Writable {
+		writeError(w, apierrors.NewMethodNotSupported(gr(res), "create"))
+		return
+	}
+	body, err := s.readBody(w, r)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	obj, warns, err := decodeObject(r, res, body)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	if err := checkIdentity(obj, res, ns, ""); err != nil {
+		writeError(w, err)
+		return
+	}
+	s.store(ctx, w, r, res, obj, nil, warns, "", http.StatusCreated)
+}
+
+// store hands obj to the backend (create when name is "", else update) and
+// answers the object as now served.
+//
+// base is the object the change was made on (nil for a create): the backend
+// writes only what differs between base and obj. It must be the very
+// object the patch or the client's update started from, not a newer read:
+// a field changed meanwhile through another peer would otherwise be
+// written back with its old value.
+func (s *Server) store(ctx context.Context, w http.ResponseWriter, r *http.Request, res *Resource, obj, baseObj map[string]any, warns []string, name string, code int) {
+	var base []byte
+	if name != "" {
+		base, _ = json.Marshal(baseObj)
+	}
+	doc, err := json.Marshal(obj)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	var more []string
+	if name == "" {
+		more, err = s.backend.Create(ctx, res.Kind, doc, dryRun(r))
+	} else {
+		more, err = s.backend.Update(ctx, res.Kind, metaString(obj, "namespace"), name, base, doc, dryRun(r))
+	}
+	warn(w, append(warns, more...))
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	if dryRun(r) {
+		writeJSON(w, code, obj)
+		return
+	}
+	s.cache.sync(ctx)
+	cur, ok := s.cache.get(res, metaString(obj, "namespace"), metaString(obj, "name"))
+	if !ok {
+		// Stored, but not listed yet (a derived view): answer what was sent.
+		cur = obj
+	}
+	writeJSON(w, code, cur)
+}
+
+// checkVersion enforces a resourceVersion precondition against this
+// peer's replica.
+func checkVersion(res *Resource, obj, cur map[string]any) error {
+	want := metaString(obj, "resourceVersion")
+	if want == "" || want == metaString(cur, "resourceVersion") {
+		return nil
+	}
+	return apierrors.NewConflict(gr(res), metaString(cur, "name"),
+		fmt.Errorf("the object has been modified (or was read from another peer); please apply your changes to the latest version and try again"))
+}
+
+func (s *Server) update(ctx context.Context, w http.ResponseWriter, r *http.Request, res *Resource, ns, name string) {
+	if !res.Writable && !res.Updatable {
+		writeError(w, apierrors.NewMethodNotSupported(gr(res), "update"))
+		return
+	}
+	body, err := s.readBody(w, r)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	obj, warns, err := decodeObject(r, res, body)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	if err := checkIdentity(obj, res, ns, name); err != nil {
+		writeError(w, err)
+		return
+	}
+	cur, ok := s.cache.get(res, ns, name)
+	if !ok {
+		writeError(w, apierrors.NewNotFound(gr(res), name))
+		return
+	}
+	if err := checkVersion(res, obj, cur); err != nil {
+		writeError(w, err)
+		return
+	}
+	s.store(ctx, w, r, res, obj, cur, warns, name, http.StatusOK)
+}
+
+// applyPatch applies a patch of the request's type to cur.
+func applyPatch(r *http.Request, res *Resource, typed any, cur, patch []byte) ([]byte, error) {
+	ct, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type"))
+	switch ct {
+	case "application/json-patch+json":
+		p, err := jsonpatch.DecodePatch(patch)
+		if err != nil {
+			return nil, apierrors.NewBadRequest("JSON patch: " + err.Error())
+		}
+		if len(p) > maxPatchOps {
+			return nil, apierrors.NewRequestEntityTooLargeError(fmt.Sprintf("a JSON patch may hold at most %d operations", maxPatchOps))
+		}
+		out, err := applyJSONPatch(p, cur)
+		if err != nil {
+			return nil, &apierrors.StatusError{ErrStatus: metav1.Status{Status: metav1.StatusFailure, Code: http.StatusUnprocessableEntity, Reason: metav1.StatusReasonInvalid,
+				Message: fmt.Sprintf("%s: JSON patch: %v", res.Kind, err)}}
+		}
+		return out, nil
+	case "application/merge-patch+json":
+		out, err := jsonpatch.MergePatch(cur, patch)
+		if err != nil {
+			return nil, apierrors.NewBadRequest("merge patch: " + err.Error())
+		}
+		return out, nil
+	case "application/strategic-merge-patch+json", "application/apply-patch+yaml", "application/apply-patch+json":
+		out, err := strategicpatch.StrategicMergePatch(cur, patch, typed)
+		if err != nil {
+			return nil, apierrors.NewBadRequest("strategic merge patch: " + err.Error())
+		}
+		return out, nil
+	}
+	return nil, &apierrors.StatusError{ErrStatus: metav1.Status{Status: metav1.StatusFailure, Code: http.StatusUnsupportedMediaType, Reason: metav1.StatusReasonUnsupportedMediaType,
+		Message: fmt.Sprintf("the patch content type %q is not supported", ct)}}
+}
+
+func (s *Server) patch(ctx context.Context, w http.ResponseWriter, r *http.Request, res *Resource, ns, name string) {
+	if !res.Writable && !res.Updatable {
+		writeError(w, apierrors.NewMethodNotSupported(gr(res), "patch"))
+		return
+	}
+	body, err := s.readBody(w, r)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	ct, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type"))
+	apply := strings.HasPrefix(ct, "application/apply-patch")
+	cur, ok := s.cache.get(res, ns, name)
+	if !ok {
+		if !apply || !res.Writable {
+			writeError(w, apierrors.NewNotFound(gr(res), name))
+			return
+		}
+		// Server-side apply of an object that does not exist creates it.
+		obj, warns, err := decodeObject(r, res, body)
+		if err != nil {
+			writeError(w, err)
+			return
+		}
+		if err := checkIdentity(obj, res, ns, name); err != nil {
+			writeError(w, err)
+			return
+		}
+		s.store(ctx, w, r, res, obj, nil, warns, "", http.StatusCreated)
+		return
+	}
+	curDoc, err := json.Marshal(cur)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	out, err := applyPatch(r, res, res.New(), curDoc, body)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	if len(out) > maxBody {
+		writeError(w, apierrors.NewRequestEntityTooLargeError(fmt.Sprintf("the patched object is larger than %d bytes", maxBody)))
+		return
+	}
+	obj, warns, err := decodeObject(r, res, out)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	if err := checkIdentity(obj, res, ns, name); err != nil {
+		writeError(w, err)
+		return
+	}
+	var pm map[string]any
+	if json.Unmarshal(body, &pm) == nil {
+		if err := checkVersion(res, map[string]any{"metadata": pm["metadata"]}, cur); err != nil {
+			writeError(w, err)
+			return
+		}
+	}
+	s.store(ctx, w, r, res, obj, cur, warns, name, http.StatusOK)
+}
+
+func (s *Server) delete(ctx context.Context, w http.ResponseWriter, r *http.Request, res *Resource, ns, name string) {
+	if !res.Writable && !res.Deletable {
+		writeError(w, apierrors.NewMethodNotSupported(gr(res), "delete"))
+		return
+	}
+	cur, ok := s.cache.get(res, ns, name)
+	if !ok {
+		writeError(w, apierrors.NewNotFound(gr(res), name))
+		return
+	}
+	if dryRun(r) {
+		writeJSON(w, http.StatusOK, cur)
+		return
+	}
+	if err := s.backend.Delete(ctx, res.Kind, ns, name); err != nil {
+		writeError(w, err)
+		return
+	}
+	s.cache.sync(ctx)
+	writeJSON(w, http.StatusOK, cur)
+}
+
+func (s *Server) deleteCollection(ctx context.Context, w http.ResponseWriter, r *http.Request, res *Resource, ns string) {
+	if !res.Writable && !res.Deletable {
+		writeError(w, apierrors.NewMethodNotSupported(gr(res), "deletecollection"))
+		return
+	}
+	ls, fs, err := selectors(r)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	objs, _ := s.cache.list(res, ns)
+	var items []map[string]any
+	for _, o := range objs {
+		if !matches(o, ls, fs) {
+			continue
+		}
+		if !dryRun(r) {
+			if err := s.backend.Delete(ctx, res.Kind, metaString(o, "namespace"), metaString(o, "name")); err != nil && !apierrors.IsNotFound(err) {
+				writeError(w, err)
+				return
+			}
+		}
+		items = append(items, o)
+	}
+	if items == nil {
+		items = []map[string]any{}
+	}
+	s.cache.sync(ctx)
+	writeJSON(w, http.StatusOK, map[string]any{"kind": res.Kind + "List", "apiVersion": res.APIVersion(),
+		"metadata": map[string]any{"resourceVersion": strconv.FormatUint(s.cache.current(), 10)}, "items": items})
+}
+
+// scaleOf returns the autoscaling/v1 Scale of a deployment.
+func scaleOf(obj map[string]any) map[string]any {
+	spec, _ := obj["spec"].(map[string]any)
+	status, _ := obj["status"].(map[string]any)
+	sel := ""
+	if b, err := json.Marshal(spec["selector"]); err == nil {
+		var ls metav1.LabelSelector
+		if json.Unmarshal(b, &ls) == nil {
+			if s, err := metav1.LabelSelectorAsSelector(&ls); err == nil {
+				sel = s.String()
+			}
+		}
+	}
+	m, _ := obj["metadata"].(map[string]any)
+	meta := map[string]any{}
+	for _, k := range []string{"name", "namespace", "uid", "resourceVersion", "creationTimestamp"} {
+		if v, ok := m[k]; ok {
+			meta[k] = v
+		}
+	}
+	return map[string]any{"kind": "Scale", "apiVersion": "autoscaling/v1", "metadata": meta,
+		"spec": map[string]any{"replicas": spec["replicas"]}, "status": map[string]any{"replicas": orZero(status["replicas"]), "selector": sel}}
+}
+
+func orZero(v any) any {
+	if v == nil {
+		return 0
+	}
+	return v
+}
+
+// scale serves the scale subresource: GET, PUT and PATCH of spec.replicas.
+func (s *Server) scale(ctx context.Context, w http.ResponseWriter, r *http.Request, res *Resource, ns, name string) {
+	cur, ok := s.cache.get(res, ns, name)
+	if !ok {
+		writeError(w, apierrors.NewNotFound(gr(res), name))
+		return
+	}
+	sc := scaleOf(cur)
+	var next []byte
+	switch r.Method {
+	case http.MethodGet:
+		writeJSON(w, http.StatusOK, sc)
+		return
+	case http.MethodPut, http.MethodPatch:
+		body, err := s.readBody(w, r)
+		if err != nil {
+			writeError(w, err)
+			return
+		}
+		next = body
+		if r.Method == http.MethodPatch {
+			scDoc, _ := json.Marshal(sc)
+			if next, err = applyPatch(r, res, &autoscalingv1.Scale{}, scDoc, body); err != nil {
+				writeError(w, err)
+				return
+			}
+		}
+	default:
+		writeError(w, apierrors.NewMethodNotSupported(schema.GroupResource{Group: res.Group, Resource: res.Plural + "/scale"}, r.Method))
+		return
+	}
+	var want autoscalingv1.Scale
+	if err := json.Unmarshal(next, &want); err != nil {
+		writeError(w, apierrors.NewBadRequest("Scale: "+err.Error()))
+		return
+	}
+	if want.ResourceVersion != "" && want.ResourceVersion != metaString(cur, "resourceVersion") {
+		writeError(w, checkVersion(res, map[string]any{"metadata": map[string]any{"resourceVersion": want.ResourceVersion}}, cur))
+		return
+	}
+	obj := deepCopy(cur)
+	spec, _ := obj["spec"].(map[string]any)
+	if spec == nil {
+		spec = map[string]any{}
+		obj["spec"] = spec
+	}
+	spec["replicas"] = want.Spec.Replicas
+	doc, _ := json.Marshal(obj)
+	base, _ := json.Marshal(cur)
+	warns, err := s.backend.Update(ctx, res.Kind, ns, name, base, doc, dryRun(r))
+	warn(w, warns)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	s.cache.sync(ctx)
+	if now, ok := s.cache.get(res, ns, name); ok {
+		cur = now
+	}
+	writeJSON(w, http.StatusOK, scaleOf(cur))
+}
+
+func deepCopy(obj map[string]any) map[string]any {
+	b, _ := json.Marshal(obj)
+	var out map[string]any
+	_ = json.Unmarshal(b, &out)
+	return out
+}
+
+// applyJSONPatch applies p to doc. The library panics on some malformed
+// operations (a replace without a value): that is a bad request, not a
+// crash of the handler.
+func applyJSONPatch(p jsonpatch.Patch, doc []byte) (out []byte, err error) {
+	defer func() {
+		if v := recover(); v != nil {
+			out, err = nil, fmt.Errorf("malformed operation: %v", v)
+		}
+	}()
+	return p.Apply(doc)
+}

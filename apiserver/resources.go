@@ -1,0 +1,136 @@
+package apiserver
+
+import (
+	"reflect"
+	"sort"
+
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+)
+
+// Resource is one served resource type.
+type Resource struct {
+	Group, Version string
+	Kind           string // e.g. Deployment
+	Plural         string // e.g. deployments
+	Singular       string
+	Namespaced     bool
+	ShortNames     []string
+	Categories     []string
+	// Writable resources accept create, update, patch and delete; the
+	// others are derived by the peer (nodes, events, endpoints, replica
+	// sets) and only read (pods and nodes also accept delete).
+	Writable bool
+	// Deletable resources accept delete even when not writable.
+	Deletable bool
+	// Updatable resources accept update and patch even when not writable
+	// (nodes: cordon).
+	Updatable bool
+	// Subresources served besides the object itself (status, scale, log,
+	// exec, attach, portforward).
+	Subresources []string
+	// Type is the k8s.io/api type of the object, used for strict decoding
+	// and strategic merge patches.
+	Type reflect.Type
+}
+
+// GroupVersion returns the resource's group and version.
+func (r *Resource) GroupVersion() schema.GroupVersion {
+	return schema.GroupVersion{Group: r.Group, Version: r.Version}
+}
+
+// APIVersion returns "v1" or "group/version".
+func (r *Resource) APIVersion() string { return r.GroupVersion().String() }
+
+// New returns a new zero value of the resource's type.
+func (r *Resource) New() any { return reflect.New(r.Type).Interface() }
+
+// Resources lists what every peer serves. The agent's Backend must answer
+// List for each Kind.
+func Resources() []*Resource {
+	all := []string{"all"}
+	return []*Resource{
+		{Version: "v1", Kind: "Namespace", Plural: "namespaces", ShortNames: []string{"ns"}, Writable: true, Type: reflect.TypeFor[corev1.Namespace](), Subresources: []string{"status"}},
+		{Version: "v1", Kind: "Pod", Plural: "pods", Namespaced: true, ShortNames: []string{"po"}, Categories: all, Deletable: true, Type: reflect.TypeFor[corev1.Pod](),
+			Subresources: []string{"status", "log", "exec", "attach", "portforward"}},
+		{Version: "v1", Kind: "Service", Plural: "services", Namespaced: true, ShortNames: []string{"svc"}, Categories: all, Writable: true, Type: reflect.TypeFor[corev1.Service](), Subresources: []string{"status"}},
+		{Version: "v1", Kind: "Endpoints", Plural: "endpoints", Namespaced: true, ShortNames: []string{"ep"}, Type: reflect.TypeFor[corev1.Endpoints]()},
+		{Version: "v1", Kind: "Node", Plural: "nodes", ShortNames: []string{"no"}, Updatable: true, Type: reflect.TypeFor[corev1.Node](), Subresources: []string{"status"}},
+		{Version: "v1", Kind: "Event", Plural: "events", Namespaced: true, ShortNames: []string{"ev"}, Type: reflect.TypeFor[corev1.Event]()},
+		{Group: "apps", Version: "v1", Kind: "Deployment", Plural: "deployments", Namespaced: true, ShortNames: []string{"deploy"}, Categories: all, Writable: true,
+			Type: reflect.TypeFor[appsv1.Deployment](), Subresources: []string{"status", "scale"}},
+		{Group: "apps", Version: "v1", Kind: "DaemonSet", Plural: "daemonsets", Namespaced: true, ShortNames: []string{"ds"}, Categories: all, Writable: true,
+			Type: reflect.TypeFor[appsv1.DaemonSet](), Subresources: []string{"status"}},
+		{Group: "apps", Version: "v1", Kind: "ReplicaSet", Plural: "replicasets", Namespaced: true, ShortNames: []string{"rs"}, Categories: all,
+			Type: reflect.TypeFor[appsv1.ReplicaSet]()},
+		{Group: "apps", Version: "v1", Kind: "ControllerRevision", Plural: "controllerrevisions", Namespaced: true,
+			Type: reflect.TypeFor[appsv1.ControllerRevision]()},
+	}
+}
+
+// registry indexes the served resources.
+type registry struct {
+	list     []*Resource
+	byPlural map[schema.GroupVersionResource]*Resource
+	byKind   map[schema.GroupVersionKind]*Resource
+	groups   []string // served groups, "" first
+}
+
+func newRegistry(rs []*Resource) *registry {
+	g := &registry{list: rs, byPlural: map[schema.GroupVersionResource]*Resource{}, byKind: map[schema.GroupVersionKind]*Resource{}}
+	seen := map[string]bool{}
+	for _, r := range rs {
+		if r.Singular == "" {
+			r.Singular = lower(r.Kind)
+		}
+		g.byPlural[schema.GroupVersionResource{Group: r.Group, Version: r.Version, Resource: r.Plural}] = r
+		g.byKind[schema.GroupVersionKind{Group: r.Group, Version: r.Version, Kind: r.Kind}] = r
+		if !seen[r.Group] {
+			seen[r.Group] = true
+			g.groups = append(g.groups, r.Group)
+		}
+	}
+	sort.Strings(g.groups)
+	return g
+}
+
+func (g *registry) resource(group, version, plural string) (*Resource, bool) {
+	r, ok := g.byPlural[schema.GroupVersionResource{Group: group, Version: version, Resource: plural}]
+	return r, ok
+}
+
+// inGroupVersion returns the resources of one group-version.
+func (g *registry) inGroupVersion(group, version string) []*Resource {
+	var out []*Resource
+	for _, r := range g.list {
+		if r.Group == group && r.Version == version {
+			out = append(out, r)
+		}
+	}
+	return out
+}
+
+func lower(s string) string {
+	b := []byte(s)
+	for i, c := range b {
+		if 'A' <= c && c <= 'Z' {
+			b[i] = c + 'a' - 'A'
+		}
+	}
+	return string(b)
+}
+
+// verbs returns the discovery verbs of r.
+func (r *Resource) verbs() metav1.Verbs {
+	v := metav1.Verbs{"get", "list", "watch"}
+	if r.Writable {
+		v = append(v, "create", "update", "patch", "delete", "deletecollection")
+	} else if r.Deletable {
+		v = append(v, "delete", "deletecollection")
+	} else if r.Updatable {
+		v = append(v, "update", "patch")
+	}
+	return v
+}

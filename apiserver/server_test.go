@@ -1,0 +1,349 @@
+package apiserver
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+// memBackend is an in-memory Backend for the unit tests of the server: it
+// stores documents as given and records the updates it receives.
+type memBackend struct {
+	mu      sync.Mutex
+	objs    map[string]map[string][]byte // kind -> ns/name -> doc
+	watch   chan struct{}
+	updates [][2]string // base, doc
+}
+
+func newMem() *memBackend {
+	return &memBackend{objs: map[string]map[string][]byte{}, watch: make(chan struct{})}
+}
+
+func (b *memBackend) Changed() <-chan struct{} {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.watch
+}
+
+func (b *memBackend) put(kind string, doc []byte) {
+	var m map[string]any
+	_ = json.Unmarshal(doc, &m)
+	b.mu.Lock()
+	if b.objs[kind] == nil {
+		b.objs[kind] = map[string][]byte{}
+	}
+	b.objs[kind][metaString(m, "namespace")+"/"+metaString(m, "name")] = doc
+	close(b.watch)
+	b.watch = make(chan struct{})
+	b.mu.Unlock()
+}
+
+func (b *memBackend) List(_ context.Context, kind string) ([][]byte, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	var out [][]byte
+	for _, d := range b.objs[kind] {
+		out = append(out, d)
+	}
+	return out, nil
+}
+
+func (b *memBackend) Create(_ context.Context, kind string, doc []byte, dryRun bool) ([]string, error) {
+	var m map[string]any
+	_ = json.Unmarshal(doc, &m)
+	b.mu.Lock()
+	_, exists := b.objs[kind][metaString(m, "namespace")+"/"+metaString(m, "name")]
+	b.mu.Unlock()
+	if exists {
+		return nil, apierrors.NewAlreadyExists(schema.GroupResource{Resource: kind}, metaString(m, "name"))
+	}
+	if !dryRun {
+		b.put(kind, doc)
+	}
+	return []string{"created by memBackend"}, nil
+}
+
+func (b *memBackend) Update(_ context.Context, kind, ns, name string, base, doc []byte, dryRun bool) ([]string, error) {
+	b.mu.Lock()
+	b.updates = append(b.updates, [2]string{string(base), string(doc)})
+	b.mu.Unlock()
+	if !dryRun {
+		b.put(kind, doc)
+	}
+	return nil, nil
+}
+
+func (b *memBackend) Delete(_ context.Context, kind, ns, name string) error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if _, ok := b.objs[kind][ns+"/"+name]; !ok {
+		return apierrors.NewNotFound(schema.GroupResource{Resource: kind}, name)
+	}
+	delete(b.objs[kind], ns+"/"+name)
+	close(b.watch)
+	b.watch = make(chan struct{})
+	return nil
+}
+
+func deployment(name string, replicas int, labels string) []byte {
+	return []byte(fmt.Sprintf(`{"apiVersion":"apps/v1","kind":"Deployment","metadata":{"name":%q,"namespace":"default","labels":%s},
+"spec":{"replicas":%d,"selector":{"matchLabels":{"app":%q}},"template":{"metadata":{"labels":{"app":%q}},"spec":{"containers":[{"name":"c","image":"x"}]}}}}`,
+		name, labels, replicas, name, name))
+}
+
+func start(t *testing.T, b Backend, peer string) (*Server, *httptest.Server) {
+	t.Helper()
+	s, err := New(b, Options{Peer: peer, Version: "test"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); s.Run(ctx) }()
+	mux := http.NewServeMux()
+	s.Register(mux)
+	hs := httptest.NewServer(mux)
+	t.Cleanup(func() { hs.CloseClientConnections(); hs.Close(); cancel(); <-done })
+	s.cache.sync(ctx)
+	return s, hs
+}
+
+func do(t *testing.T, method, url, ctype, body string) (int, string) {
+	t.Helper()
+	req, err := http.NewRequest(method, url, strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ctype != "" {
+		req.Header.Set("Content-Type", ctype)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
+
+func TestDiscoveryAndVersion(t *testing.T) {
+	_, hs := start(t, newMem(), "p1")
+	for path, want := range map[string]string{
+		"/version":                 `"major":"1"`,
+		"/api":                     `"versions":["v1"]`,
+		"/apis":                    `"name":"apps"`,
+		"/api/v1":                  `"name":"pods/exec"`,
+		"/apis/apps/v1":            `"name":"deployments/scale"`,
+		"/openapi/v3":              `"apis/apps/v1"`,
+		"/openapi/v3/apis/apps/v1": `"fieldValidation"`,
+	} {
+		code, body := do(t, "GET", hs.URL+path, "", "")
+		if code != 200 || !strings.Contains(body, want) {
+			t.Errorf("GET %s: %d, want %s in %.300s", path, code, want, body)
+		}
+	}
+	if code, _ := do(t, "GET", hs.URL+"/apis/batch/v1", "", ""); code != 404 {
+		t.Errorf("unserved group: %d, want 404", code)
+	}
+}
+
+// TestResourceVersions: versions are decimal, grow with each change, name
+// the peer that issued them, and a watch from another peer's version (or
+// a version no longer kept) is refused with 410.
+func TestResourceVersions(t *testing.T) {
+	b := newMem()
+	b.put("Deployment", deployment("a", 1, `{}`))
+	s1, hs1 := start(t, b, "p1")
+	s2, _ := start(t, b, "p2")
+	_, body := do(t, "GET", hs1.URL+"/apis/apps/v1/namespaces/default/deployments", "", "")
+	var l struct {
+		Metadata struct{ ResourceVersion string }
+	}
+	_ = json.Unmarshal([]byte(body), &l)
+	var rv1 uint64
+	if _, err := fmt.Sscan(l.Metadata.ResourceVersion, &rv1); err != nil || !s1.cache.ours(rv1) {
+		t.Fatalf("list version %q: not a decimal of p1 (%v)", l.Metadata.ResourceVersion, err)
+	}
+	if s2.cache.ours(rv1) && s1.cache.tag != s2.cache.tag {
+		t.Fatal("p2 takes p1's version for its own")
+	}
+	b.put("Deployment", deployment("a", 2, `{}`))
+	s1.cache.sync(context.Background())
+	if rv := s1.cache.current(); rv <= rv1 {
+		t.Fatalf("version did not grow: %d then %d", rv1, rv)
+	}
+	if _, _, err := s2.cache.since(rv1); err == nil && s1.cache.tag != s2.cache.tag {
+		t.Fatal("p2 resumes a watch from p1's version")
+	}
+	if _, _, err := s1.cache.since(rv1); err != nil {
+		t.Fatalf("p1 cannot resume from its own version: %v", err)
+	}
+	if _, _, err := s1.cache.since(s1.cache.trimmed - rvTags); err == nil {
+		t.Fatal("a version older than the kept changes was resumed")
+	}
+	code, _ := do(t, "GET", hs1.URL+"/apis/apps/v1/namespaces/default/deployments?watch=true&resourceVersion=12345", "", "")
+	if code != http.StatusGone {
+		t.Fatalf("watch from a foreign version: %d, want 410", code)
+	}
+}
+
+// TestWatchSelectors: a label-selected watch sees an object enter (ADDED),
+// change (MODIFIED), leave the selection (DELETED), and a deletion.
+func TestWatchSelectors(t *testing.T) {
+	b := newMem()
+	s, hs := start(t, b, "p1")
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	req, _ := http.NewRequestWithContext(ctx, "GET", hs.URL+"/apis/apps/v1/namespaces/default/deployments?watch=1&labelSelector=tier%3Dfront", nil)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	events := make(chan string, 10)
+	go func() {
+		sc := bufio.NewScanner(resp.Body)
+		sc.Buffer(nil, 1<<20)
+		for sc.Scan() {
+			var ev struct {
+				Type   string
+				Object map[string]any
+			}
+			_ = json.Unmarshal(sc.Bytes(), &ev)
+			events <- ev.Type + " " + metaString(ev.Object, "name") + " " + fmt.Sprint(path(ev.Object, "spec", "replicas"))
+		}
+		close(events)
+	}()
+	step := func(do func(), want string) {
+		t.Helper()
+		do()
+		s.cache.sync(ctx)
+		select {
+		case got := <-events:
+			if got != want {
+				t.Fatalf("event %q, want %q", got, want)
+			}
+		case <-ctx.Done():
+			t.Fatalf("no event, want %q", want)
+		}
+	}
+	step(func() { b.put("Deployment", deployment("x", 1, `{"tier":"back"}`)); b.put("Deployment", deployment("a", 1, `{"tier":"front"}`)) }, "ADDED a 1")
+	step(func() { b.put("Deployment", deployment("a", 2, `{"tier":"front"}`)) }, "MODIFIED a 2")
+	step(func() { b.put("Deployment", deployment("a", 2, `{"tier":"back"}`)) }, "DELETED a 2")
+	step(func() { b.put("Deployment", deployment("x", 5, `{"tier":"front"}`)) }, "ADDED x 5")
+	step(func() { _ = b.Delete(ctx, "Deployment", "default", "x") }, "DELETED x 5")
+	cancel()
+	for range events {
+	}
+}
+
+// TestPatchesWriteOnTheBaseTheClientSaw: every patch type is applied to
+// the object as served, and the backend gets both (so it writes only the
+// difference); a stale resourceVersion is a 409.
+func TestPatches(t *testing.T) {
+	b := newMem()
+	b.put("Deployment", deployment("a", 1, `{"x":"1"}`))
+	_, hs := start(t, b, "p1")
+	u := hs.URL + "/apis/apps/v1/namespaces/default/deployments/a"
+	for _, c := range []struct{ ctype, body, want string }{
+		{"application/merge-patch+json", `{"spec":{"replicas":2}}`, `"replicas":2`},
+		{"application/json-patch+json", `[{"op":"replace","path":"/spec/replicas","value":3}]`, `"replicas":3`},
+		{"application/strategic-merge-patch+json", `{"spec":{"template":{"spec":{"containers":[{"name":"c","image":"y"}]}}}}`, `"image":"y"`},
+		{"application/apply-patch+yaml", "metadata:\n  labels:\n    z: \"2\"\n", `"z":"2"`},
+	} {
+		code, body := do(t, "PATCH", u, c.ctype, c.body)
+		if code != 200 || !strings.Contains(body, c.want) {
+			t.Fatalf("%s: %d %s", c.ctype, code, body)
+		}
+	}
+	if len(b.updates) != 4 || !strings.Contains(b.updates[1][0], `"replicas":2`) || !strings.Contains(b.updates[1][1], `"replicas":3`) {
+		t.Fatalf("backend updates (base, doc): %v", b.updates)
+	}
+	if code, body := do(t, "PATCH", u, "application/merge-patch+json", `{"metadata":{"resourceVersion":"1"},"spec":{"replicas":9}}`); code != 409 {
+		t.Fatalf("stale resourceVersion: %d %s", code, body)
+	}
+	if code, body := do(t, "PATCH", u, "application/json-patch+json", `[{"op":"test","path":"/spec/replicas","value":7}]`); code != 422 {
+		t.Fatalf("failed JSON patch test: %d %s", code, body)
+	}
+	if code, body := do(t, "PATCH", u, "text/plain", `x`); code != 415 {
+		t.Fatalf("unknown patch type: %d %s", code, body)
+	}
+	if code, body := do(t, "PATCH", u+"/scale", "application/merge-patch+json", `{"spec":{"replicas":4}}`); code != 200 || !strings.Contains(body, `"replicas":4`) {
+		t.Fatalf("scale: %d %s", code, body)
+	}
+}
+
+func TestCreateValidation(t *testing.T) {
+	b := newMem()
+	_, hs := start(t, b, "p1")
+	u := hs.URL + "/apis/apps/v1/namespaces/default/deployments"
+	bogus := strings.Replace(string(deployment("a", 1, `{}`)), `"replicas":1`, `"replicas":1,"bogus":true`, 1)
+	code, body := do(t, "POST", u+"?fieldValidation=Strict", "application/json", bogus)
+	if code != 400 || !strings.Contains(body, `unknown field \"spec.bogus\"`) {
+		t.Fatalf("strict: %d %s", code, body)
+	}
+	req, _ := http.NewRequest("POST", u, strings.NewReader(bogus))
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 201 || !strings.Contains(strings.Join(resp.Header.Values("Warning"), " "), "spec.bogus") {
+		t.Fatalf("warn: %d %v", resp.StatusCode, resp.Header.Values("Warning"))
+	}
+	if code, body := do(t, "POST", u, "application/json", string(deployment("a", 1, `{}`))); code != 409 {
+		t.Fatalf("create twice: %d %s", code, body)
+	}
+	wrongNS := bytes.Replace(deployment("b", 1, `{}`), []byte(`"namespace":"default"`), []byte(`"namespace":"other"`), 1)
+	if code, body := do(t, "POST", u, "application/json", string(wrongNS)); code != 400 {
+		t.Fatalf("namespace mismatch: %d %s", code, body)
+	}
+	if code, body := do(t, "POST", hs.URL+"/api/v1/namespaces/default/pods", "application/json", `{}`); code != 405 {
+		t.Fatalf("create of a read-only resource: %d %s", code, body)
+	}
+}
+
+func TestTables(t *testing.T) {
+	b := newMem()
+	b.put("Pod", []byte(`{"metadata":{"name":"p","namespace":"default","creationTimestamp":"2026-01-01T00:00:00Z"},
+"spec":{"nodeName":"n1","containers":[{"name":"c"}]},"status":{"phase":"Running","podIP":"10.0.0.1",
+"containerStatuses":[{"name":"c","ready":true,"restartCount":2,"state":{"running":{}}}]}}`))
+	_, hs := start(t, b, "p1")
+	req, _ := http.NewRequest("GET", hs.URL+"/api/v1/namespaces/default/pods", nil)
+	req.Header.Set("Accept", "application/json;as=Table;v=v1;g=meta.k8s.io,application/json")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var tbl struct {
+		ColumnDefinitions []struct{ Name string }
+		Rows              []struct{ Cells []any }
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&tbl); err != nil {
+		t.Fatal(err)
+	}
+	if len(tbl.Rows) != 1 || len(tbl.ColumnDefinitions) != len(tbl.Rows[0].Cells) {
+		t.Fatalf("table: %+v", tbl)
+	}
+	got := fmt.Sprint(tbl.Rows[0].Cells[:4], tbl.Rows[0].Cells[5:7])
+	if got != "[p 1/1 Running 2] [10.0.0.1 n1]" {
+		t.Fatalf("pod row: %s", got)
+	}
+}

@@ -1,0 +1,373 @@
+package apiserver
+
+import (
+	"fmt"
+	"net/http"
+	"sort"
+	"strings"
+	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/duration"
+)
+
+// tableOptions are the Table parameters of a request.
+type tableOptions struct {
+	includeObject string // None, Metadata (default) or Object
+}
+
+// tableRequested reports whether the client asked for a Table (kubectl get
+// does: Accept: application/json;as=Table;v=v1;g=meta.k8s.io).
+func tableRequested(r *http.Request) (tableOptions, bool) {
+	for _, part := range strings.Split(r.Header.Get("Accept"), ",") {
+		if strings.Contains(part, "as=Table") {
+			o := tableOptions{includeObject: r.URL.Query().Get("includeObject")}
+			if o.includeObject == "" {
+				o.includeObject = "Metadata"
+			}
+			return o, true
+		}
+	}
+	return tableOptions{}, false
+}
+
+type column struct {
+	name     string
+	typ      string // string, integer, date
+	priority int32  // 1: shown only with -o wide
+	desc     string
+	cell     func(obj map[string]any, now time.Time) any
+}
+
+func (s *Server) table(res *Resource, objs []map[string]any, o tableOptions, rv string, headers bool) map[string]any {
+	cols := columnsOf(res.Kind)
+	now := s.opts.Now()
+	var defs []metav1.TableColumnDefinition
+	if headers {
+		for _, c := range cols {
+			format := ""
+			if c.name == "Name" {
+				format = "name"
+			}
+			defs = append(defs, metav1.TableColumnDefinition{Name: c.name, Type: c.typ, Format: format, Description: c.desc, Priority: c.priority})
+		}
+	}
+	rows := []map[string]any{}
+	for _, obj := range objs {
+		cells := make([]any, len(cols))
+		for i, c := range cols {
+			cells[i] = c.cell(obj, now)
+		}
+		row := map[string]any{"cells": cells}
+		switch o.includeObject {
+		case "Object":
+			row["object"] = obj
+		case "Metadata":
+			row["object"] = map[string]any{"kind": "PartialObjectMetadata", "apiVersion": "meta.k8s.io/v1", "metadata": obj["metadata"]}
+		}
+		rows = append(rows, row)
+	}
+	t := map[string]any{"kind": "Table", "apiVersion": "meta.k8s.io/v1", "metadata": map[string]any{"resourceVersion": rv}, "rows": rows}
+	if headers {
+		t["columnDefinitions"] = defs
+	} else {
+		t["columnDefinitions"] = []any{}
+	}
+	return t
+}
+
+// path reads a nested value.
+func path(obj map[string]any, p ...string) any {
+	var cur any = obj
+	for _, k := range p {
+		m, ok := cur.(map[string]any)
+		if !ok {
+			return nil
+		}
+		cur = m[k]
+	}
+	return cur
+}
+
+func str(obj map[string]any, p ...string) string {
+	s, _ := path(obj, p...).(string)
+	return s
+}
+
+func num(obj map[string]any, p ...string) int64 {
+	f, _ := path(obj, p...).(float64)
+	return int64(f)
+}
+
+func list(obj map[string]any, p ...string) []any {
+	l, _ := path(obj, p...).([]any)
+	return l
+}
+
+func age(ts string, now time.Time) string {
+	t, err := time.Parse(time.RFC3339, ts)
+	if err != nil {
+		return "<unknown>"
+	}
+	return duration.HumanDuration(now.Sub(t))
+}
+
+func orNone(s string) string {
+	if s == "" {
+		return "<none>"
+	}
+	return s
+}
+
+var nameCol = column{name: "Name", typ: "string", desc: "Name must be unique within a namespace.", cell: func(o map[string]any, _ time.Time) any { return str(o, "metadata", "name") }}
+var ageCol = column{name: "Age", typ: "string", desc: "CreationTimestamp is the time the object was created.", cell: func(o map[string]any, now time.Time) any {
+	return age(str(o, "metadata", "creationTimestamp"), now)
+}}
+
+func containersCols(p ...string) []column {
+	names := func(o map[string]any, field string) string {
+		var out []string
+		for _, c := range list(o, append(p, "containers")...) {
+			m, _ := c.(map[string]any)
+			s, _ := m[field].(string)
+			out = append(out, s)
+		}
+		return strings.Join(out, ",")
+	}
+	return []column{
+		{name: "Containers", typ: "string", priority: 1, cell: func(o map[string]any, _ time.Time) any { return names(o, "name") }},
+		{name: "Images", typ: "string", priority: 1, cell: func(o map[string]any, _ time.Time) any { return names(o, "image") }},
+	}
+}
+
+var selectorCol = column{name: "Selector", typ: "string", priority: 1, cell: func(o map[string]any, _ time.Time) any {
+	return labelSelectorString(path(o, "spec", "selector"))
+}}
+
+func labelSelectorString(v any) string {
+	m, _ := v.(map[string]any)
+	ml, _ := m["matchLabels"].(map[string]any)
+	var parts []string
+	for k, v := range ml {
+		parts = append(parts, fmt.Sprintf("%s=%v", k, v))
+	}
+	sort.Strings(parts)
+	for _, e := range list(m, "matchExpressions") {
+		em, _ := e.(map[string]any)
+		var vals []string
+		for _, v := range list(em, "values") {
+			vals = append(vals, fmt.Sprint(v))
+		}
+		parts = append(parts, fmt.Sprintf("%v %s (%s)", em["key"], strings.ToLower(fmt.Sprint(em["operator"])), strings.Join(vals, ",")))
+	}
+	return orNone(strings.Join(parts, ","))
+}
+
+func mapString(v any) string {
+	m, _ := v.(map[string]any)
+	var parts []string
+	for k, v := range m {
+		parts = append(parts, fmt.Sprintf("%s=%v", k, v))
+	}
+	sort.Strings(parts)
+	return orNone(strings.Join(parts, ","))
+}
+
+func intCol(name string, p ...string) column {
+	return column{name: name, typ: "integer", cell: func(o map[string]any, _ time.Time) any { return num(o, p...) }}
+}
+
+// columnsOf returns the columns kubectl shows for a kind on a real cluster.
+func columnsOf(kind string) []column {
+	switch kind {
+	case "Pod":
+		return []column{nameCol,
+			{name: "Ready", typ: "string", desc: "The aggregate readiness state of this pod for accepting traffic.", cell: podReady},
+			{name: "Status", typ: "string", desc: "The aggregate status of the containers in this pod.", cell: podStatus},
+			{name: "Restarts", typ: "string", desc: "The number of times the containers in this pod have been restarted.", cell: podRestarts},
+			ageCol,
+			{name: "IP", typ: "string", priority: 1, cell: func(o map[string]any, _ time.Time) any { return orNone(str(o, "status", "podIP")) }},
+			{name: "Node", typ: "string", priority: 1, cell: func(o map[string]any, _ time.Time) any { return orNone(str(o, "spec", "nodeName")) }},
+			{name: "Nominated Node", typ: "string", priority: 1, cell: func(o map[string]any, _ time.Time) any { return "<none>" }},
+			{name: "Readiness Gates", typ: "string", priority: 1, cell: func(o map[string]any, _ time.Time) any { return "<none>" }},
+		}
+	case "Deployment":
+		return append([]column{nameCol,
+			{name: "Ready", typ: "string", cell: func(o map[string]any, _ time.Time) any {
+				return fmt.Sprintf("%d/%d", num(o, "status", "readyReplicas"), num(o, "spec", "replicas"))
+			}},
+			intCol("Up-to-date", "status", "updatedReplicas"),
+			intCol("Available", "status", "availableReplicas"),
+			ageCol}, append(containersCols("spec", "template", "spec"), selectorCol)...)
+	case "ReplicaSet":
+		return append([]column{nameCol, intCol("Desired", "spec", "replicas"), intCol("Current", "status", "replicas"),
+			intCol("Ready", "status", "readyReplicas"), ageCol}, append(containersCols("spec", "template", "spec"), selectorCol)...)
+	case "DaemonSet":
+		return append([]column{nameCol, intCol("Desired", "status", "desiredNumberScheduled"), intCol("Current", "status", "currentNumberScheduled"),
+			intCol("Ready", "status", "numberReady"), intCol("Up-to-date", "status", "updatedNumberScheduled"),
+			intCol("Available", "status", "numberAvailable"),
+			{name: "Node Selector", typ: "string", cell: func(o map[string]any, _ time.Time) any {
+				return mapString(path(o, "spec", "template", "spec", "nodeSelector"))
+			}},
+			ageCol}, append(containersCols("spec", "template", "spec"), selectorCol)...)
+	case "Service":
+		return []column{nameCol,
+			{name: "Type", typ: "string", cell: func(o map[string]any, _ time.Time) any { return str(o, "spec", "type") }},
+			{name: "Cluster-IP", typ: "string", cell: func(o map[string]any, _ time.Time) any { return orNone(str(o, "spec", "clusterIP")) }},
+			{name: "External-IP", typ: "string", cell: func(o map[string]any, _ time.Time) any { return "<none>" }},
+			{name: "Port(s)", typ: "string", cell: servicePorts},
+			ageCol,
+			{name: "Selector", typ: "string", priority: 1, cell: func(o map[string]any, _ time.Time) any { return mapString(path(o, "spec", "selector")) }},
+		}
+	case "Node":
+		info := func(k string) func(map[string]any, time.Time) any {
+			return func(o map[string]any, _ time.Time) any { return str(o, "status", "nodeInfo", k) }
+		}
+		return []column{nameCol,
+			{name: "Status", typ: "string", cell: nodeStatus},
+			{name: "Roles", typ: "string", cell: func(o map[string]any, _ time.Time) any { return "<none>" }},
+			ageCol,
+			{name: "Version", typ: "string", cell: info("kubeletVersion")},
+			{name: "Internal-IP", typ: "string", priority: 1, cell: func(o map[string]any, _ time.Time) any { return nodeAddress(o, "InternalIP") }},
+			{name: "External-IP", typ: "string", priority: 1, cell: func(o map[string]any, _ time.Time) any { return nodeAddress(o, "ExternalIP") }},
+			{name: "OS-Image", typ: "string", priority: 1, cell: info("osImage")},
+			{name: "Kernel-Version", typ: "string", priority: 1, cell: info("kernelVersion")},
+			{name: "Container-Runtime", typ: "string", priority: 1, cell: info("containerRuntimeVersion")},
+		}
+	case "Namespace":
+		return []column{nameCol, {name: "Status", typ: "string", cell: func(o map[string]any, _ time.Time) any { return str(o, "status", "phase") }}, ageCol}
+	case "Event":
+		return []column{
+			{name: "Last Seen", typ: "string", cell: func(o map[string]any, now time.Time) any { return age(str(o, "lastTimestamp"), now) }},
+			{name: "Type", typ: "string", cell: func(o map[string]any, _ time.Time) any { return str(o, "type") }},
+			{name: "Reason", typ: "string", cell: func(o map[string]any, _ time.Time) any { return str(o, "reason") }},
+			{name: "Object", typ: "string", cell: func(o map[string]any, _ time.Time) any {
+				return strings.ToLower(str(o, "involvedObject", "kind")) + "/" + str(o, "involvedObject", "name")
+			}},
+			{name: "Message", typ: "string", cell: func(o map[string]any, _ time.Time) any { return str(o, "message") }},
+		}
+	case "Endpoints":
+		return []column{nameCol, {name: "Endpoints", typ: "string", cell: endpoints}, ageCol}
+	case "ControllerRevision":
+		return []column{nameCol,
+			{name: "Controller", typ: "string", cell: func(o map[string]any, _ time.Time) any {
+				for _, r := range list(o, "metadata", "ownerReferences") {
+					m, _ := r.(map[string]any)
+					return strings.ToLower(fmt.Sprint(m["kind"])) + ".apps/" + fmt.Sprint(m["name"])
+				}
+				return "<none>"
+			}},
+			intCol("Revision", "revision"), ageCol}
+	}
+	return []column{nameCol, ageCol}
+}
+
+func podReady(o map[string]any, _ time.Time) any {
+	total, ready := len(list(o, "spec", "containers")), 0
+	for _, c := range list(o, "status", "containerStatuses") {
+		if m, _ := c.(map[string]any); m["ready"] == true {
+			ready++
+		}
+	}
+	return fmt.Sprintf("%d/%d", ready, total)
+}
+
+// podStatus is the STATUS kubectl shows: the reason of a waiting or
+// terminated container, Terminating, or the phase.
+func podStatus(o map[string]any, _ time.Time) any {
+	if str(o, "metadata", "deletionTimestamp") != "" {
+		return "Terminating"
+	}
+	reason := str(o, "status", "phase")
+	if r := str(o, "status", "reason"); r != "" {
+		reason = r
+	}
+	for _, c := range list(o, "status", "containerStatuses") {
+		m, _ := c.(map[string]any)
+		if r := str(m, "state", "waiting", "reason"); r != "" {
+			reason = r
+		} else if r := str(m, "state", "terminated", "reason"); r != "" {
+			reason = r
+		}
+	}
+	return reason
+}
+
+func podRestarts(o map[string]any, now time.Time) any {
+	var n int64
+	last := ""
+	for _, c := range list(o, "status", "containerStatuses") {
+		m, _ := c.(map[string]any)
+		n += num(m, "restartCount")
+		if f := str(m, "lastState", "terminated", "finishedAt"); f > last {
+			last = f
+		}
+	}
+	if n > 0 && last != "" {
+		return fmt.Sprintf("%d (%s ago)", n, age(last, now))
+	}
+	return fmt.Sprint(n)
+}
+
+func servicePorts(o map[string]any, _ time.Time) any {
+	var out []string
+	for _, p := range list(o, "spec", "ports") {
+		m, _ := p.(map[string]any)
+		proto := str(m, "protocol")
+		if proto == "" {
+			proto = "TCP"
+		}
+		s := fmt.Sprint(num(m, "port"))
+		if np := num(m, "nodePort"); np != 0 {
+			s += fmt.Sprintf(":%d", np)
+		}
+		out = append(out, s+"/"+proto)
+	}
+	return orNone(strings.Join(out, ","))
+}
+
+func nodeStatus(o map[string]any, _ time.Time) any {
+	st := "Unknown"
+	for _, c := range list(o, "status", "conditions") {
+		m, _ := c.(map[string]any)
+		if m["type"] == "Ready" {
+			if m["status"] == "True" {
+				st = "Ready"
+			} else {
+				st = "NotReady"
+			}
+		}
+	}
+	if path(o, "spec", "unschedulable") == true {
+		st += ",SchedulingDisabled"
+	}
+	return st
+}
+
+func nodeAddress(o map[string]any, typ string) string {
+	for _, a := range list(o, "status", "addresses") {
+		m, _ := a.(map[string]any)
+		if m["type"] == typ {
+			return fmt.Sprint(m["address"])
+		}
+	}
+	return "<none>"
+}
+
+func endpoints(o map[string]any, _ time.Time) any {
+	var out []string
+	for _, s := range list(o, "subsets") {
+		m, _ := s.(map[string]any)
+		for _, a := range list(m, "addresses") {
+			am, _ := a.(map[string]any)
+			for _, p := range list(m, "ports") {
+				pm, _ := p.(map[string]any)
+				out = append(out, fmt.Sprintf("%v:%d", am["ip"], num(pm, "port")))
+			}
+		}
+	}
+	if len(out) > 3 {
+		return strings.Join(out[:3], ",") + fmt.Sprintf(" + %d more...", len(out)-3)
+	}
+	return orNone(strings.Join(out, ","))
+}

@@ -1,0 +1,321 @@
+package cluster
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"k8s.io/client-go/informers"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/tools/cache"
+	"k8s.io/client-go/tools/clientcmd"
+
+	"github.com/chorus-sh/chorus/tests/harness"
+	"github.com/chorus-sh/chorus/tests/images"
+)
+
+// kubectlFor returns a function running the real kubectl against peer p,
+// with the admin kubeconfig the peer wrote (https, cluster CA, token).
+func kubectlFor(t *testing.T, p *harness.Peer) func(args ...string) (string, error) {
+	t.Helper()
+	return func(args ...string) (string, error) {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+		defer cancel()
+		out, err := exec.CommandContext(ctx, harness.Kubectl(t), append([]string{"--kubeconfig", p.Kubeconfig}, args...)...).CombinedOutput()
+		return string(out), err
+	}
+}
+
+const kubectlApp = `apiVersion: v1
+kind: Namespace
+metadata: {name: kt}
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: web, namespace: kt, labels: {app: web}}
+spec:
+  replicas: 2
+  strategy: {type: RollingUpdate, rollingUpdate: {maxSurge: 1, maxUnavailable: 0}}
+  selector: {matchLabels: {app: web}}
+  template:
+    metadata: {labels: {app: web}}
+    spec:
+      containers:
+      - name: web
+        image: example/web:1
+        ports: [{containerPort: 8080}]
+        readinessProbe: {httpGet: {path: /healthz, port: 8080}, periodSeconds: 1}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: web, namespace: kt}
+spec:
+  selector: {app: web}
+  ports: [{port: 8080}]
+`
+
+// TestKubectl drives the real kubectl against three peers, each command
+// through whichever peer the step names: what is written through one peer
+// is read, watched and changed through the others.
+func TestKubectl(t *testing.T) {
+	ctx := context.Background()
+	dir := filepath.Join(os.TempDir(), "chorus-test-images")
+	imgs, err := images.BuildAll(ctx, dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	web2, err := images.Build(ctx, "web", dir, []string{"example/web:2"}, images.FormatDocker)
+	if err != nil {
+		t.Fatal(err)
+	}
+	peers := startCluster(t, 3, 111, "k")
+	for _, img := range []string{imgs["web"], web2} {
+		if out, err := peers[0].CLI("image", "load", img); err != nil {
+			t.Fatalf("image load: %v\n%s", err, out)
+		}
+	}
+	k1, k2, k3 := kubectlFor(t, peers[0]), kubectlFor(t, peers[1]), kubectlFor(t, peers[2])
+	must := func(out string, err error) string {
+		t.Helper()
+		if err != nil {
+			t.Fatalf("kubectl: %v\n%s", err, out)
+		}
+		return out
+	}
+	// eventually repeats a kubectl command until its output has want.
+	eventually := func(k func(...string) (string, error), want string, args ...string) {
+		t.Helper()
+		harness.Eventually(t, 90*time.Second, strings.Join(args, " ")+" shows "+want, func() (bool, string) {
+			out, err := k(args...)
+			return err == nil && strings.Contains(out, want), out
+		})
+	}
+
+	manifest := filepath.Join(t.TempDir(), "app.yaml")
+	if err := os.WriteFile(manifest, []byte(kubectlApp), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	out := must(k1("apply", "-f", manifest))
+	for _, want := range []string{"namespace/kt created", "deployment.apps/web created", "service/web created"} {
+		if !strings.Contains(out, want) {
+			t.Fatalf("apply: want %q in\n%s", want, out)
+		}
+	}
+	if out := must(k1("apply", "-f", manifest)); !strings.Contains(out, "deployment.apps/web unchanged") {
+		t.Fatalf("second apply: want unchanged, got\n%s", out)
+	}
+
+	// A client-go informer on k2 (WatchList: initial events, then the
+	// bookmark that ends them) follows what is written through the others.
+	ictx, stopInformer := context.WithCancel(ctx)
+	defer stopInformer()
+	rc, err := clientcmd.BuildConfigFromFlags("", peers[1].Kubeconfig)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cs, err := kubernetes.NewForConfig(rc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	factory := informers.NewSharedInformerFactoryWithOptions(cs, 0, informers.WithNamespace("kt"))
+	deployments := factory.Apps().V1().Deployments()
+	informer := deployments.Informer()
+	factory.Start(ictx.Done())
+	defer factory.Shutdown()
+	syncCtx, cancelSync := context.WithTimeout(ctx, 30*time.Second)
+	if !cache.WaitForCacheSync(syncCtx.Done(), informer.HasSynced) {
+		cancelSync()
+		t.Fatal("client-go informer on k2 did not sync in 30 s")
+	}
+	cancelSync()
+
+	// A watch on k3 sees a scale written through k2.
+	eventually(k3, "web", "-n", "kt", "get", "deployment", "web", "-o", "name")
+	wctx, stopWatch := context.WithTimeout(ctx, 2*time.Minute)
+	defer stopWatch()
+	watch := exec.CommandContext(wctx, harness.Kubectl(t), "--kubeconfig", peers[2].Kubeconfig, "-n", "kt", "get", "deployment", "web", "-w",
+		"-o", "jsonpath={.spec.replicas}{\"\\n\"}")
+	stdout, err := watch.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := watch.Start(); err != nil {
+		t.Fatal(err)
+	}
+	seen := make(chan string, 100)
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		sc := bufio.NewScanner(stdout)
+		for sc.Scan() {
+			select {
+			case seen <- sc.Text():
+			case <-wctx.Done():
+				return
+			}
+		}
+	}()
+	endWatch := func() { stopWatch(); _ = watch.Wait(); wg.Wait() }
+	defer endWatch()
+	if first := <-seen; first != "2" {
+		t.Fatalf("watch: first line %q, want 2", first)
+	}
+	start := time.Now()
+	must(k2("-n", "kt", "scale", "deployment/web", "--replicas=3"))
+	// Status changes of the deployment come as events too: wait for the
+	// one that carries the new count.
+	deadline := time.After(30 * time.Second)
+	for got := ""; got != "3"; {
+		select {
+		case got = <-seen:
+		case <-deadline:
+			t.Fatalf("watch on k3 saw no replicas 3 30 s after a scale through k2 (last %q)", got)
+		}
+	}
+	t.Logf("watch on k3 saw the scale through k2 after %v", time.Since(start))
+	endWatch()
+
+	must(k3("-n", "kt", "wait", "--for=condition=Available", "deployment/web", "--timeout=90s"))
+	eventually(k2, "3/3", "-n", "kt", "get", "deployment", "web")
+	wide := must(k2("-n", "kt", "get", "pods", "-o", "wide"))
+	if strings.Count(wide, "Running") != 3 || !strings.Contains(wide, "NODE") {
+		t.Fatalf("get pods -o wide:\n%s", wide)
+	}
+
+	// A rolling update through k1, followed through k2; history and undo
+	// through k3.
+	must(k1("-n", "kt", "set", "image", "deployment/web", "web=example/web:2"))
+	eventually(k2, "example/web:2", "-n", "kt", "get", "deployment", "web", "-o", "jsonpath={.spec.template.spec.containers[0].image}")
+	out = must(k2("-n", "kt", "rollout", "status", "deployment/web", "--timeout=120s"))
+	if !strings.Contains(out, `deployment "web" successfully rolled out`) {
+		t.Fatalf("rollout status:\n%s", out)
+	}
+	eventually(k3, "2 ", "-n", "kt", "rollout", "history", "deployment/web")
+	must(k3("-n", "kt", "rollout", "undo", "deployment/web"))
+	eventually(k1, "example/web:1", "-n", "kt", "get", "deployment", "web", "-o", "jsonpath={.spec.template.spec.containers[0].image}")
+	must(k1("-n", "kt", "rollout", "status", "deployment/web", "--timeout=120s"))
+
+	// Edits of different fields through different peers at the same time
+	// all survive.
+	errs := make(chan error, 3)
+	for _, f := range []func() (string, error){
+		func() (string, error) { return k1("-n", "kt", "label", "deployment", "web", "tier=front") },
+		func() (string, error) { return k2("-n", "kt", "annotate", "deployment", "web", "owner=team-a") },
+		func() (string, error) { return k3("-n", "kt", "scale", "deployment", "web", "--replicas=2") },
+	} {
+		go func() {
+			out, err := f()
+			if err != nil {
+				err = fmt.Errorf("%w: %s", err, out)
+			}
+			errs <- err
+		}()
+	}
+	for range 3 {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, k := range []func(...string) (string, error){k1, k2, k3} {
+		eventually(k, "front team-a 2", "-n", "kt", "get", "deployment", "web", "-o",
+			`jsonpath={.metadata.labels.tier} {.metadata.annotations.owner} {.spec.replicas}`)
+	}
+	harness.Eventually(t, 30*time.Second, "the informer on k2 holds the three edits", func() (bool, string) {
+		d, err := deployments.Lister().Deployments("kt").Get("web")
+		if err != nil {
+			return false, err.Error()
+		}
+		got := fmt.Sprintf("%s %s %d", d.Labels["tier"], d.Annotations["owner"], *d.Spec.Replicas)
+		return got == "front team-a 2", got
+	})
+
+	// patch (merge and JSON) and edit.
+	must(k2("-n", "kt", "patch", "deployment", "web", "--type=merge", "-p", `{"spec":{"minReadySeconds":1}}`))
+	must(k3("-n", "kt", "patch", "deployment", "web", "--type=json", "-p", `[{"op":"replace","path":"/spec/replicas","value":1}]`))
+	eventually(k1, "1 1", "-n", "kt", "get", "deployment", "web", "-o", `jsonpath={.spec.minReadySeconds} {.spec.replicas}`)
+	editor := filepath.Join(t.TempDir(), "edit.sh")
+	if err := os.WriteFile(editor, []byte("#!/bin/sh\nsed -i 's/minReadySeconds: 1/minReadySeconds: 2/' \"$1\"\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	edit := exec.Command(harness.Kubectl(t), "--kubeconfig", peers[0].Kubeconfig, "-n", "kt", "edit", "deployment", "web")
+	edit.Env = append(os.Environ(), "EDITOR="+editor)
+	if out, err := edit.CombinedOutput(); err != nil || !strings.Contains(string(out), "deployment.apps/web edited") {
+		t.Fatalf("kubectl edit: %v\n%s", err, out)
+	}
+	eventually(k2, "2 1", "-n", "kt", "get", "deployment", "web", "-o", `jsonpath={.spec.minReadySeconds} {.spec.replicas}`)
+
+	// logs, exec and port-forward of a pod, through a peer that may not run
+	// it (the request is passed to the pod's peer, upgrades included).
+	eventually(k3, "GET /healthz", "-n", "kt", "logs", "deployment/web", "--tail=3")
+	for _, k := range []func(...string) (string, error){k1, k2, k3} {
+		if out := must(k("-n", "kt", "exec", "deploy/web", "--", "/app", "echo", "hi")); !strings.Contains(out, "hi") {
+			t.Fatalf("exec: %q", out)
+		}
+		if out, err := k("-n", "kt", "exec", "deploy/web", "--", "/app", "fail", "3"); err == nil || !strings.Contains(out, "exit code 3") {
+			t.Fatalf("exec of a failing command: want exit code 3, got %v\n%s", err, out)
+		}
+	}
+	pf := exec.Command(harness.Kubectl(t), "--kubeconfig", peers[2].Kubeconfig, "-n", "kt", "port-forward", "deploy/web", "18111:8080")
+	if err := pf.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = pf.Process.Kill(); _ = pf.Wait() }()
+	harness.Eventually(t, 30*time.Second, "port-forward answers", func() (bool, string) {
+		body, err := harness.HTTPGet("http://127.0.0.1:18111/")
+		return err == nil && strings.Contains(body, "hello from web-"), fmt.Sprint(body, err)
+	})
+
+	// Kinds chorus does not serve, and fields no kind has.
+	bad := filepath.Join(t.TempDir(), "bad.yaml")
+	if err := os.WriteFile(bad, []byte("apiVersion: batch/v1\nkind: CronJob\nmetadata: {name: cj, namespace: kt}\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := k2("apply", "-f", bad); err == nil || !strings.Contains(out, `no matches for kind "CronJob"`) {
+		t.Fatalf("apply of a CronJob: want no matches for kind, got %v\n%s", err, out)
+	}
+	if err := os.WriteFile(bad, []byte(strings.Replace(kubectlApp, "containerPort: 8080", "containerPort: 8080, bogus: 1", 1)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := k2("apply", "-f", bad); err == nil || !strings.Contains(out, `unknown field "spec.template.spec.containers[0].ports[0].bogus"`) {
+		t.Fatalf("apply with an unknown field: want strict decoding error, got %v\n%s", err, out)
+	}
+
+	// A resource version issued by another peer cannot start a watch: 410.
+	var list struct {
+		Metadata struct{ ResourceVersion string }
+	}
+	if err := peers[0].GetJSON("/apis/apps/v1/namespaces/kt/deployments", &list); err != nil || list.Metadata.ResourceVersion == "" {
+		t.Fatalf("list through k1: %v, version %q", err, list.Metadata.ResourceVersion)
+	}
+	rv := list.Metadata.ResourceVersion
+	wreq, err := peers[1].Request(http.MethodGet, "/apis/apps/v1/namespaces/kt/deployments?watch=true&resourceVersion="+rv, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := peers[1].HTTPClient(10 * time.Second).Do(wreq)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusGone {
+		t.Fatalf("watch from k1's version %s on k2: %s %s", rv, resp.Status, body)
+	}
+
+	// delete --wait through one peer; gone on every peer.
+	must(k3("-n", "kt", "delete", "deployment", "web", "--wait", "--timeout=60s"))
+	for _, k := range []func(...string) (string, error){k1, k2} {
+		eventually(k, "NotFound", "-n", "kt", "get", "deployment", "web")
+	}
+	must(k1("delete", "namespace", "kt", "--wait", "--timeout=60s"))
+}
