@@ -117,7 +117,6 @@ func TestKubectl(t *testing.T) {
 	// A client-go informer on k2 (WatchList: initial events, then the
 	// bookmark that ends them) follows what is written through the others.
 	ictx, stopInformer := context.WithCancel(ctx)
-	defer stopInformer()
 	rc, err := clientcmd.BuildConfigFromFlags("", peers[1].Kubeconfig)
 	if err != nil {
 		t.Fatal(err)
@@ -130,7 +129,8 @@ func TestKubectl(t *testing.T) {
 	deployments := factory.Apps().V1().Deployments()
 	informer := deployments.Informer()
 	factory.Start(ictx.Done())
-	defer factory.Shutdown()
+	// Shutdown waits for the informers, which stop when ictx ends.
+	defer func() { stopInformer(); factory.Shutdown() }()
 	syncCtx, cancelSync := context.WithTimeout(ctx, 30*time.Second)
 	if !cache.WaitForCacheSync(syncCtx.Done(), informer.HasSynced) {
 		cancelSync()
