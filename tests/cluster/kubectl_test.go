@@ -315,7 +315,10 @@ func TestKubectl(t *testing.T) {
 	// delete --wait through one peer; gone on every peer.
 	must(k3("-n", "kt", "delete", "deployment", "web", "--wait", "--timeout=60s"))
 	for _, k := range []func(...string) (string, error){k1, k2} {
-		eventually(k, "NotFound", "-n", "kt", "get", "deployment", "web")
+		harness.Eventually(t, 30*time.Second, "deployment web gone", func() (bool, string) {
+			out, err := k("-n", "kt", "get", "deployment", "web")
+			return err != nil && strings.Contains(out, "NotFound"), out
+		})
 	}
 	must(k1("delete", "namespace", "kt", "--wait", "--timeout=60s"))
 }
