@@ -68,7 +68,14 @@ type peerStats struct {
 // cross-site requests, idle connections and trickling bodies, a hop to the
 // host's own address, and poisonous values on its own disk.
 func TestAttacksFailAndPeerKeepsServing(t *testing.T) {
-	p := startPeer(t, "lim", "127.0.0.29")
+	// An --insecure peer: the open API these attacks were first made
+	// against (no TLS, no token), where the limits and the cross-site
+	// checks are all that stands in their way.
+	p := harness.NewPeer(t, testEnv.bin, "lim", "127.0.0.29", "--insecure")
+	p.Start()
+	if out, err := p.CLI("image", "load", testEnv.images["web"]); err != nil {
+		t.Fatalf("image load: %v\n%s\n%s", err, out, p.Log())
+	}
 	if _, err := p.CLI("apply", "-f", writeManifest(t, harness.WebDeployment("web", 1))); err != nil {
 		t.Fatal(err)
 	}
