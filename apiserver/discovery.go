@@ -159,8 +159,7 @@ func (s *Server) groupVersionList() []schema.GroupVersion {
 func (s *Server) handleOpenAPIRoot(w http.ResponseWriter, r *http.Request) {
 	paths := map[string]any{}
 	for _, gv := range s.groupVersionList() {
-		doc, _ := json.Marshal(s.openAPIDoc(gv))
-		h := sha256.Sum256(doc)
+		h := sha256.Sum256(s.openAPIDocs()[gv])
 		p := openAPIPath(gv)
 		paths[p] = map[string]string{"serverRelativeURL": "/openapi/v3/" + p + "?hash=" + strings.ToUpper(hex.EncodeToString(h[:8]))}
 	}
@@ -171,11 +170,27 @@ func (s *Server) handleOpenAPIGroupVersion(w http.ResponseWriter, r *http.Reques
 	p := strings.Trim(strings.TrimPrefix(r.URL.Path, "/openapi/v3/"), "/")
 	for _, gv := range s.groupVersionList() {
 		if openAPIPath(gv) == p {
-			writeJSON(w, http.StatusOK, s.openAPIDoc(gv))
+			w.Header().Set("Content-Type", "application/json")
+			_, _ = w.Write(s.openAPIDocs()[gv])
 			return
 		}
 	}
 	writeError(w, apierrors.NewNotFound(schema.GroupResource{Resource: "openapi/v3"}, p))
+}
+
+// buildOpenAPIDocs encodes the document of every served group-version
+// (once per server: the types do not change).
+func (s *Server) buildOpenAPIDocs() map[schema.GroupVersion][]byte {
+	out := map[schema.GroupVersion][]byte{}
+	for _, gv := range s.groupVersionList() {
+		b, err := json.Marshal(s.openAPIDoc(gv))
+		if err != nil {
+			s.opts.Log.Error("OpenAPI document", "groupVersion", gv.String(), "err", err)
+			continue
+		}
+		out[gv] = b
+	}
+	return out
 }
 
 func (s *Server) openAPIDoc(gv schema.GroupVersion) map[string]any {
@@ -217,5 +232,5 @@ func (s *Server) openAPIDoc(gv schema.GroupVersion) map[string]any {
 		paths[prefix+"/"+r.Plural+"/{name}"] = item
 	}
 	return map[string]any{"openapi": "3.0.0", "info": map[string]string{"title": "chorus", "version": KubernetesVersion},
-		"paths": paths, "components": map[string]any{"schemas": map[string]any{}}}
+		"paths": paths, "components": map[string]any{"schemas": componentsFor(s.reg.inGroupVersion(gv.Group, gv.Version))}}
 }

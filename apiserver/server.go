@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net/http"
 	"strings"
+	"sync"
 	"time"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -60,11 +61,13 @@ type Options struct {
 
 // Server serves the Kubernetes API.
 type Server struct {
-	proto   *protobufDecoder
-	opts    Options
-	reg     *registry
-	cache   *cache
-	backend Backend
+	// openAPIDocs returns the OpenAPI v3 documents, built at first use.
+	openAPIDocs func() map[schema.GroupVersion][]byte
+	proto       *protobufDecoder
+	opts        Options
+	reg         *registry
+	cache       *cache
+	backend     Backend
 }
 
 // New returns a Server over b. Run must be running for it to see changes.
@@ -80,7 +83,9 @@ func New(b Backend, opts Options) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Server{proto: pd, opts: opts, reg: reg, backend: b, cache: newCache(b, reg, opts.Peer, opts.Now(), opts.Log)}, nil
+	srv := &Server{proto: pd, opts: opts, reg: reg, backend: b, cache: newCache(b, reg, opts.Peer, opts.Now(), opts.Log)}
+	srv.openAPIDocs = sync.OnceValue(srv.buildOpenAPIDocs)
+	return srv, nil
 }
 
 // Run keeps the server's view in step with the backend until ctx ends.

@@ -151,6 +151,7 @@ func TestDiscoveryAndVersion(t *testing.T) {
 		"/apis/apps/v1":            `"name":"deployments/scale"`,
 		"/openapi/v3":              `"apis/apps/v1"`,
 		"/openapi/v3/apis/apps/v1": `"fieldValidation"`,
+		"/openapi/v3/api/v1":       `"io.k8s.api.core.v1.PodSpec":{"description":"PodSpec is a description of a pod."`,
 	} {
 		code, body := do(t, "GET", hs.URL+path, "", "")
 		if code != 200 || !strings.Contains(body, want) {
@@ -242,7 +243,10 @@ func TestWatchSelectors(t *testing.T) {
 			t.Fatalf("no event, want %q", want)
 		}
 	}
-	step(func() { b.put("Deployment", deployment("x", 1, `{"tier":"back"}`)); b.put("Deployment", deployment("a", 1, `{"tier":"front"}`)) }, "ADDED a 1")
+	step(func() {
+		b.put("Deployment", deployment("x", 1, `{"tier":"back"}`))
+		b.put("Deployment", deployment("a", 1, `{"tier":"front"}`))
+	}, "ADDED a 1")
 	step(func() { b.put("Deployment", deployment("a", 2, `{"tier":"front"}`)) }, "MODIFIED a 2")
 	step(func() { b.put("Deployment", deployment("a", 2, `{"tier":"back"}`)) }, "DELETED a 2")
 	step(func() { b.put("Deployment", deployment("x", 5, `{"tier":"front"}`)) }, "ADDED x 5")
