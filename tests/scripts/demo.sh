@@ -87,8 +87,9 @@ chorus is running, protected: gossip encrypted, the API HTTPS with a token.
 Try:
   export KUBECONFIG=$KC
   $BIN get deployments,services
-  kubectl get --raw /api/v1/version       # kubectl with the same kubeconfig
-  curl --cacert <(sed -n 's/.*certificate-authority-data: //p' \$KUBECONFIG | base64 -d) -H "Authorization: Bearer \$(sed -n 's/.*token: //p' \$KUBECONFIG)" https://$S/api/v1/version
+  kubectl get pods -o wide                # kubectl with the same kubeconfig (every peer serves the Kubernetes API)
+  kubectl exec deploy/web -- /app echo hi; kubectl explain deployment.spec
+  curl --cacert <(sed -n 's/.*certificate-authority-data: //p' \$KUBECONFIG | base64 -d) -H "Authorization: Bearer \$(sed -n 's/.*token: //p' \$KUBECONFIG)" https://$S/version
   curl http://$ip:8080/                  # a pod answers with its name
   curl http://$last:$np/            # the service, on any peer's NodePort
   curl \$($BIN service web)                # the same, as minikube service --url
