@@ -67,8 +67,6 @@ func (b kubeBackend) List(ctx context.Context, kind string) ([][]byte, error) {
 		return marshalAll(out)
 	case "ReplicaSet":
 		return marshalAll(a.replicaSets())
-	case "ControllerRevision":
-		return nil, nil
 	case "Endpoints":
 		return marshalAll(a.endpoints())
 	case "Node":

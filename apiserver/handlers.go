@@ -396,6 +396,28 @@ func randomSuffix() string {
 	return string(b)
 }
 
+// objectOf decodes doc as an object of res (per fieldValidation) and fills
+// in and checks its identity against the request's namespace and name.
+func objectOf(r *http.Request, res *Resource, doc []byte, ns, name string) (map[string]any, []string, error) {
+	obj, warns, err := decodeObject(r, res, doc)
+	if err != nil {
+		return nil, nil, err
+	}
+	if err := checkIdentity(obj, res, ns, name); err != nil {
+		return nil, nil, err
+	}
+	return obj, warns, nil
+}
+
+// requestObject reads the request's body as an object of res.
+func (s *Server) requestObject(w http.ResponseWriter, r *http.Request, res *Resource, ns, name string) (map[string]any, []string, error) {
+	body, err := s.readBody(w, r)
+	if err != nil {
+		return nil, nil, err
+	}
+	return objectOf(r, res, body, ns, name)
+}
+
 func dryRun(r *http.Request) bool { return len(r.URL.Query()["dryRun"]) > 0 }
 
 func (s *Server) create(ctx context.Context, w http.ResponseWriter, r *http.Request, res *Resource, ns string) {
@@ -403,17 +425,8 @@ func (s *Server) create(ctx context.Context, w http.ResponseWriter, r *http.Requ
 		writeError(w, apierrors.NewMethodNotSupported(gr(res), "create"))
 		return
 	}
-	body, err := s.readBody(w, r)
+	obj, warns, err := s.requestObject(w, r, res, ns, "")
 	if err != nil {
-		writeError(w, err)
-		return
-	}
-	obj, warns, err := decodeObject(r, res, body)
-	if err != nil {
-		writeError(w, err)
-		return
-	}
-	if err := checkIdentity(obj, res, ns, ""); err != nil {
 		writeError(w, err)
 		return
 	}
@@ -478,17 +491,8 @@ func (s *Server) update(ctx context.Context, w http.ResponseWriter, r *http.Requ
 		writeError(w, apierrors.NewMethodNotSupported(gr(res), "update"))
 		return
 	}
-	body, err := s.readBody(w, r)
+	obj, warns, err := s.requestObject(w, r, res, ns, name)
 	if err != nil {
-		writeError(w, err)
-		return
-	}
-	obj, warns, err := decodeObject(r, res, body)
-	if err != nil {
-		writeError(w, err)
-		return
-	}
-	if err := checkIdentity(obj, res, ns, name); err != nil {
 		writeError(w, err)
 		return
 	}
@@ -558,12 +562,8 @@ func (s *Server) patch(ctx context.Context, w http.ResponseWriter, r *http.Reque
 			return
 		}
 		// Server-side apply of an object that does not exist creates it.
-		obj, warns, err := decodeObject(r, res, body)
+		obj, warns, err := objectOf(r, res, body, ns, name)
 		if err != nil {
-			writeError(w, err)
-			return
-		}
-		if err := checkIdentity(obj, res, ns, name); err != nil {
 			writeError(w, err)
 			return
 		}
@@ -584,12 +584,8 @@ func (s *Server) patch(ctx context.Context, w http.ResponseWriter, r *http.Reque
 		writeError(w, apierrors.NewRequestEntityTooLargeError(fmt.Sprintf("the patched object is larger than %d bytes", maxBody)))
 		return
 	}
-	obj, warns, err := decodeObject(r, res, out)
+	obj, warns, err := objectOf(r, res, out, ns, name)
 	if err != nil {
-		writeError(w, err)
-		return
-	}
-	if err := checkIdentity(obj, res, ns, name); err != nil {
 		writeError(w, err)
 		return
 	}

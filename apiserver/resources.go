@@ -65,8 +65,6 @@ func Resources() []*Resource {
 			Type: reflect.TypeFor[appsv1.DaemonSet](), Subresources: []string{"status"}},
 		{Group: "apps", Version: "v1", Kind: "ReplicaSet", Plural: "replicasets", Namespaced: true, ShortNames: []string{"rs"}, Categories: all,
 			Type: reflect.TypeFor[appsv1.ReplicaSet]()},
-		{Group: "apps", Version: "v1", Kind: "ControllerRevision", Plural: "controllerrevisions", Namespaced: true,
-			Type: reflect.TypeFor[appsv1.ControllerRevision]()},
 	}
 }
 

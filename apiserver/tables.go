@@ -248,16 +248,6 @@ func columnsOf(kind string) []column {
 		}
 	case "Endpoints":
 		return []column{nameCol, {name: "Endpoints", typ: "string", cell: endpoints}, ageCol}
-	case "ControllerRevision":
-		return []column{nameCol,
-			{name: "Controller", typ: "string", cell: func(o map[string]any, _ time.Time) any {
-				for _, r := range list(o, "metadata", "ownerReferences") {
-					m, _ := r.(map[string]any)
-					return strings.ToLower(fmt.Sprint(m["kind"])) + ".apps/" + fmt.Sprint(m["name"])
-				}
-				return "<none>"
-			}},
-			intCol("Revision", "revision"), ageCol}
 	}
 	return []column{nameCol, ageCol}
 }

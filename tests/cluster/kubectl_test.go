@@ -63,10 +63,10 @@ spec:
   ports: [{port: 8080}]
 `
 
-// TestKubectl drives the real kubectl against three peers, each command
-// through whichever peer the step names: what is written through one peer
-// is read, watched and changed through the others.
-func TestKubectl(t *testing.T) {
+// loadWebImages builds example/web:1 and example/web:2 and loads them on
+// peer p only (the others fetch them from it when they need them).
+func loadWebImages(t testing.TB, p *harness.Peer) {
+	t.Helper()
 	ctx := context.Background()
 	dir := filepath.Join(os.TempDir(), "chorus-test-images")
 	imgs, err := images.BuildAll(ctx, dir)
@@ -77,12 +77,20 @@ func TestKubectl(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	peers := startCluster(t, 3, 111, "k")
 	for _, img := range []string{imgs["web"], web2} {
-		if out, err := peers[0].CLI("image", "load", img); err != nil {
+		if out, err := p.CLI("image", "load", img); err != nil {
 			t.Fatalf("image load: %v\n%s", err, out)
 		}
 	}
+}
+
+// TestKubectl drives the real kubectl against three peers, each command
+// through whichever peer the step names: what is written through one peer
+// is read, watched and changed through the others.
+func TestKubectl(t *testing.T) {
+	ctx := context.Background()
+	peers := startCluster(t, 3, 111, "k")
+	loadWebImages(t, peers[0])
 	k1, k2, k3 := kubectlFor(t, peers[0]), kubectlFor(t, peers[1]), kubectlFor(t, peers[2])
 	must := func(out string, err error) string {
 		t.Helper()

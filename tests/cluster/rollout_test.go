@@ -309,22 +309,8 @@ func TestRollForwardAndBack(t *testing.T) {
 // RollingUpdate strategy (maxSurge and maxUnavailable 25%) and, in the same
 // run, for Recreate. Run with -benchtime 6x.
 func BenchmarkRollout(b *testing.B) {
-	ctx := context.Background()
-	dir := filepath.Join(os.TempDir(), "chorus-test-images")
-	imgs, err := images.BuildAll(ctx, dir)
-	if err != nil {
-		b.Fatal(err)
-	}
-	web2, err := images.Build(ctx, "web", dir, []string{"example/web:2"}, images.FormatDocker)
-	if err != nil {
-		b.Fatal(err)
-	}
 	peers := startCluster(b, 5, 145, "ro")
-	for _, img := range []string{imgs["web"], web2} {
-		if _, err := peers[0].CLI("image", "load", img); err != nil {
-			b.Fatal(err)
-		}
-	}
+	loadWebImages(b, peers[0])
 	for i, strategy := range []string{"RollingUpdate", "Recreate"} {
 		b.Run("strategy="+strategy, func(b *testing.B) { rollouts(b, peers, strategy, 31145+i) })
 	}
