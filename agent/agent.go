@@ -294,7 +294,7 @@ func Run(ctx context.Context, cfg Config) error {
 			}
 		},
 		Events: func(p *api.Pod, typ, reason, msg string) {
-			a.events.record(api.ObjectReference{Kind: api.KindPod, Namespace: p.Metadata.Namespace, Name: p.Metadata.Name}, typ, reason, msg)
+			a.events.record(api.ObjectReference{Kind: api.KindPod, Namespace: p.Metadata.Namespace, Name: p.Metadata.Name, UID: p.Metadata.UID}, typ, reason, msg)
 		},
 	})
 	if err := a.pods.Start(ctx); err != nil {

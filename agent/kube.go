@@ -269,12 +269,26 @@ func kubeError(err error) error {
 	var se *statusError
 	switch {
 	case errors.As(err, &me):
+		// As Kubernetes answers: the kind and name of the object, and a
+		// cause per field, so kubectl prints `The Deployment "web" is
+		// invalid: spec...: reason`.
 		var causes []metav1.StatusCause
+		details := &metav1.StatusDetails{}
+		var msgs []string
 		for _, fe := range me.Errors {
 			causes = append(causes, metav1.StatusCause{Type: metav1.CauseTypeFieldValueInvalid, Field: fe.Field, Message: fe.Reason})
+			if details.Kind == "" && details.Name == "" {
+				details.Kind, details.Name = fe.Kind, fe.Name
+			}
+			msgs = append(msgs, strings.TrimPrefix(fe.Field+": "+fe.Reason, ": "))
+		}
+		details.Causes = causes
+		msg := err.Error()
+		if details.Kind != "" || details.Name != "" {
+			msg = fmt.Sprintf("%s %q is invalid: %s", details.Kind, details.Name, strings.Join(msgs, ", "))
 		}
 		return &apierrors.StatusError{ErrStatus: metav1.Status{Status: metav1.StatusFailure, Code: http.StatusUnprocessableEntity,
-			Reason: metav1.StatusReasonInvalid, Message: err.Error(), Details: &metav1.StatusDetails{Causes: causes}}}
+			Reason: metav1.StatusReasonInvalid, Message: msg, Details: details}}
 	case errors.As(err, &nf):
 		return &apierrors.StatusError{ErrStatus: metav1.Status{Status: metav1.StatusFailure, Code: http.StatusNotFound,
 			Reason: metav1.StatusReasonNotFound, Message: nf.msg}}

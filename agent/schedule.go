@@ -481,7 +481,7 @@ func (a *Agent) reconcile() {
 	}
 	sort.Slice(pending, func(i, j int) bool { return podKey(&pending[i]) < podKey(&pending[j]) })
 	for _, p := range pending {
-		a.events.record(api.ObjectReference{Kind: api.KindPod, Namespace: p.Metadata.Namespace, Name: p.Metadata.Name},
+		a.events.record(api.ObjectReference{Kind: api.KindPod, Namespace: p.Metadata.Namespace, Name: p.Metadata.Name, UID: p.Metadata.UID},
 			"Warning", "FailedScheduling", res.Pending[podKey(&p)])
 	}
 	for key, n := range counted {

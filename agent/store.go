@@ -367,7 +367,9 @@ func (s *store) apply(objs []api.Object, now time.Time, create bool) ([]Result, 
 	}
 	if create {
 		for _, o := range objs {
-			if _, ok := s.st.Get(api.ObjectKey(o)); ok {
+			// An invalid stored object (left out of every list) does not
+			// exist for a client: creating one replaces it.
+			if _, ok := s.object(api.ObjectKey(o)); ok {
 				return nil, &statusError{code: http.StatusConflict, reason: "AlreadyExists",
 					msg: fmt.Sprintf("%s %q already exists", groupResource(o.GetKind()), o.Meta().Name)}
 			}

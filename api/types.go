@@ -375,6 +375,7 @@ type ObjectReference struct {
 	Kind      string `json:"kind"`
 	Namespace string `json:"namespace,omitempty"`
 	Name      string `json:"name"`
+	UID       string `json:"uid,omitempty"` // when known: kubectl describe selects events by it
 }
 
 // EventSource says which peer reported an event.

@@ -118,15 +118,25 @@ func (c *cache) sync(ctx context.Context) {
 				next[k] = old
 				continue
 			}
+			typ := watch.Added
+			if old, ok := prev[k]; ok {
+				typ = watch.Modified
+				if uid := metaString(obj, "uid"); uid != "" && uid != metaString(old.obj, "uid") {
+					// Another object under the same name (a replaced
+					// pod): the old one is deleted, as watchers waiting
+					// for its deletion (kubectl delete --wait) expect.
+					c.seq++
+					gone := shallowCopy(old.obj)
+					setMeta(gone, "resourceVersion", strconv.FormatUint(c.rvOf(c.seq), 10))
+					evs = append(evs, event{typ: watch.Deleted, rv: c.rvOf(c.seq), res: l.res, obj: gone})
+					typ = watch.Added
+				}
+			}
 			c.seq++
 			s := &stored{obj: obj, raw: doc, rv: c.rvOf(c.seq)}
 			setMeta(obj, "resourceVersion", strconv.FormatUint(s.rv, 10))
 			obj["apiVersion"], obj["kind"] = l.res.APIVersion(), l.res.Kind
 			next[k] = s
-			typ := watch.Added
-			if _, ok := prev[k]; ok {
-				typ = watch.Modified
-			}
 			evs = append(evs, event{typ: typ, rv: s.rv, res: l.res, obj: obj})
 		}
 		for k, old := range prev {

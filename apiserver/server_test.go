@@ -251,6 +251,19 @@ func TestWatchSelectors(t *testing.T) {
 	step(func() { b.put("Deployment", deployment("a", 2, `{"tier":"back"}`)) }, "DELETED a 2")
 	step(func() { b.put("Deployment", deployment("x", 5, `{"tier":"front"}`)) }, "ADDED x 5")
 	step(func() { _ = b.Delete(ctx, "Deployment", "default", "x") }, "DELETED x 5")
+	// Another object under a name (a new uid, as a replaced pod has): the
+	// old one is deleted and the new one added, so that kubectl delete
+	// --wait, waiting for the old one's deletion, ends.
+	step(func() { b.put("Deployment", withUID(deployment("a", 3, `{"tier":"front"}`), "u1")) }, "ADDED a 3")
+	step(func() { b.put("Deployment", withUID(deployment("a", 3, `{"tier":"front"}`), "u2")) }, "DELETED a 3")
+	select {
+	case got := <-events:
+		if got != "ADDED a 3" {
+			t.Fatalf("event %q after a new uid's DELETED, want ADDED a 3", got)
+		}
+	case <-ctx.Done():
+		t.Fatal("no ADDED after a new uid's DELETED")
+	}
 	cancel()
 	for range events {
 	}
@@ -350,4 +363,13 @@ func TestTables(t *testing.T) {
 	if got != "[p 1/1 Running 2] [10.0.0.1 n1]" {
 		t.Fatalf("pod row: %s", got)
 	}
+}
+
+// withUID sets metadata.uid of a JSON object.
+func withUID(doc []byte, uid string) []byte {
+	var m map[string]any
+	_ = json.Unmarshal(doc, &m)
+	m["metadata"].(map[string]any)["uid"] = uid
+	b, _ := json.Marshal(m)
+	return b
 }

@@ -65,6 +65,12 @@ func (e *connError) Error() string {
 
 func (e *connError) Unwrap() error { return e.err }
 
+// serverVersion is the agent's answer to GET /chorus/v1/version.
+type serverVersion struct {
+	Version string `json:"version"`
+	Node    string `json:"node,omitempty"`
+}
+
 // applyResult is one object of an apply, delete or scale answer.
 type applyResult struct {
 	Kind      string `json:"kind"`

@@ -245,7 +245,7 @@ func newImageListCmd(root *rootOptions) *cobra.Command {
 				}
 				rows = append(rows, []string{im.Name, digest, humanSize(im.Size), unpackedSize(im.Unpacked), strconv.Itoa(im.Peers)})
 			}
-			return writeTable(root.out, []string{"NAME", "DIGEST", "SIZE", "UNPACKED", "PEERS"}, rows, nil)
+			return writeTable(root.out, []string{"NAME", "DIGEST", "SIZE", "UNPACKED", "PEERS"}, rows)
 		},
 	}
 	cmd.Flags().BoolVar(&noTrunc, "no-trunc", false, "show whole digests")

@@ -43,7 +43,8 @@ func tlsAgent(t *testing.T) (trust.Secret, *httptest.Server) {
 
 // TestKubeconfigGivesServerCAAndToken: the CLI takes the server, the CA
 // and the token from --kubeconfig or KUBECONFIG; -s host:port means HTTPS
-// and overrides the server only.
+// and overrides the server only. (chorus' own commands: kubectl's are
+// kubectl's, TestKubectlArgs.)
 func TestKubeconfigGivesServerCAAndToken(t *testing.T) {
 	s, srv := tlsAgent(t)
 	ca, _ := s.CA()
@@ -56,45 +57,45 @@ func TestKubeconfigGivesServerCAAndToken(t *testing.T) {
 		t.Fatal(err)
 	}
 	ctx := context.Background()
-	if r := runCLI(t, ctx, "", "--kubeconfig", path, "version"); r.code != 0 || !strings.Contains(r.stdout, "Server Version: v1") {
+	if r := runCLI(t, ctx, "", "--kubeconfig", path, "dashboard"); r.code != 0 || !strings.Contains(r.stdout, "/dashboard/") {
 		t.Fatalf("--kubeconfig: %+v", r)
 	}
 	hostPort := strings.TrimPrefix(srv.URL, "https://")
 	t.Setenv("KUBECONFIG", filepath.Join(t.TempDir(), "missing")+string(filepath.ListSeparator)+path)
-	if r := runCLI(t, ctx, "", "-s", hostPort, "version"); r.code != 0 || !strings.Contains(r.stdout, "Server Version: v1") {
+	if r := runCLI(t, ctx, "", "-s", hostPort, "dashboard"); r.code != 0 || !strings.Contains(r.stdout, "/dashboard/") {
 		t.Fatalf("KUBECONFIG and -s host:port: %+v", r)
 	}
 	// --token overrides the kubeconfig's.
-	if r := runCLI(t, ctx, "", "-s", hostPort, "--token", "wrong", "version"); r.code != 1 || !strings.Contains(r.stderr, "Unauthorized") {
+	if r := runCLI(t, ctx, "", "-s", hostPort, "--token", "wrong", "dashboard"); r.code != 1 || !strings.Contains(r.stderr, "Unauthorized") {
 		t.Fatalf("--token wrong: %+v", r)
 	}
 	// A CA given as a file, the token as a flag.
 	caFile := filepath.Join(t.TempDir(), "ca.pem")
 	os.WriteFile(caFile, ca.CertPEM(), 0o600)
 	t.Setenv("KUBECONFIG", "")
-	if r := runCLI(t, ctx, "", "-s", hostPort, "--certificate-authority", caFile, "--token", s.APIToken(), "version"); r.code != 0 {
+	if r := runCLI(t, ctx, "", "-s", hostPort, "--certificate-authority", caFile, "--token", s.APIToken(), "dashboard"); r.code != 0 {
 		t.Fatalf("--certificate-authority: %+v", r)
 	}
 
 	// Without the CA: a clear error, and nothing sent.
-	if r := runCLI(t, ctx, "", "-s", hostPort, "--token", s.APIToken(), "version"); r.code != 1 || !strings.Contains(r.stderr, "cannot trust chorus agent at "+hostPort) || !strings.Contains(r.stderr, "--kubeconfig") {
+	if r := runCLI(t, ctx, "", "-s", hostPort, "--token", s.APIToken(), "dashboard"); r.code != 1 || !strings.Contains(r.stderr, "cannot trust chorus agent at "+hostPort) || !strings.Contains(r.stderr, "--kubeconfig") {
 		t.Fatalf("no CA: %+v", r)
 	}
 	// Another cluster's CA is refused.
 	o, _ := trust.NewSecret()
 	oca, _ := o.CA()
 	os.WriteFile(caFile, oca.CertPEM(), 0o600)
-	if r := runCLI(t, ctx, "", "-s", hostPort, "--certificate-authority", caFile, "--token", s.APIToken(), "version"); r.code != 1 || !strings.Contains(r.stderr, "cannot trust") {
+	if r := runCLI(t, ctx, "", "-s", hostPort, "--certificate-authority", caFile, "--token", s.APIToken(), "dashboard"); r.code != 1 || !strings.Contains(r.stderr, "cannot trust") {
 		t.Fatalf("another cluster's CA: %+v", r)
 	}
 	// A plain HTTP agent asked over HTTPS.
 	plain := newFakeAgent(t)
 	plainHost := strings.TrimPrefix(plain.addr(), "http://")
-	if r := runCLI(t, ctx, "", "-s", plainHost, "get", "pods"); r.code != 1 || !strings.Contains(r.stderr, "speaks plain HTTP") {
+	if r := runCLI(t, ctx, "", "-s", plainHost, "image", "ls"); r.code != 1 || !strings.Contains(r.stderr, "speaks plain HTTP") {
 		t.Fatalf("plain HTTP agent: %+v", r)
 	}
 	// A missing --kubeconfig is an error.
-	if r := runCLI(t, ctx, "", "--kubeconfig", filepath.Join(t.TempDir(), "nope"), "get", "pods"); r.code != 1 || !strings.Contains(r.stderr, "no such file") {
+	if r := runCLI(t, ctx, "", "--kubeconfig", filepath.Join(t.TempDir(), "nope"), "image", "ls"); r.code != 1 || !strings.Contains(r.stderr, "no such file") {
 		t.Fatalf("missing kubeconfig: %+v", r)
 	}
 }
@@ -119,7 +120,7 @@ func TestKubeconfigCommand(t *testing.T) {
 		// The printed kubeconfig works.
 		kpath := filepath.Join(t.TempDir(), "k")
 		os.WriteFile(kpath, []byte(r.stdout), 0o600)
-		if r := runCLI(t, ctx, "", "--kubeconfig", kpath, "version"); r.code != 0 {
+		if r := runCLI(t, ctx, "", "--kubeconfig", kpath, "dashboard"); r.code != 0 {
 			t.Fatalf("printed kubeconfig: %+v", r)
 		}
 	}

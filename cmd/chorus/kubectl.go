@@ -1,12 +1,18 @@
 package main
 
 import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"os"
 	"strings"
 
 	"github.com/spf13/cobra"
 	"k8s.io/cli-runtime/pkg/genericclioptions"
 	"k8s.io/cli-runtime/pkg/genericiooptions"
 	kubectlcmd "k8s.io/kubectl/pkg/cmd"
+	cmdutil "k8s.io/kubectl/pkg/cmd/util"
 )
 
 // newKubectlCmd is kubectl itself (k8s.io/kubectl), built into chorus as
@@ -21,21 +27,130 @@ func newKubectlCmd(o *rootOptions) *cobra.Command {
 		Short:              "Run kubectl (built in) against the peer given by -s",
 		DisableFlagParsing: true,
 		RunE: func(c *cobra.Command, args []string) error {
-			args, err := kubectlArgs(o, args)
+			asIs := len(args) > 0 && args[0] == "--kubectl-as-is"
+			fromChorus := len(args) > 0 && args[0] == "--from-chorus"
+			kargs, err := kubectlArgs(o, args)
 			if err != nil {
 				return err
 			}
-			streams := genericiooptions.IOStreams{In: o.in, Out: o.out, ErrOut: o.errOut}
-			kc := kubectlcmd.NewDefaultKubectlCommandWithArgs(kubectlcmd.KubectlOptions{
-				Arguments: append([]string{"kubectl"}, args...),
-				ConfigFlags: genericclioptions.NewConfigFlags(true).WithDeprecatedPasswordFlag().
-					WithDiscoveryBurst(300).WithDiscoveryQPS(50).WithWarningPrinter(streams),
-				IOStreams: streams,
-			})
-			kc.SetArgs(args)
-			return kc.ExecuteContext(c.Context())
+			in := o.in
+			if fromChorus && checkFirst(args[1:]) {
+				// chorus apply|create|replace -f: every object is checked
+				// by a server dry run before any is written, so that a
+				// manifest with one bad object changes nothing.
+				check := io.Reader(strings.NewReader(""))
+				if readsStdin(args[1:]) {
+					b, err := io.ReadAll(in)
+					if err != nil {
+						return fmt.Errorf("read standard input: %w", err)
+					}
+					in, check = bytes.NewReader(b), bytes.NewReader(b)
+				}
+				var errb bytes.Buffer
+				if err := runKubectl(c.Context(), withDryRun(kargs), false, check, io.Discard, &errb); err != nil {
+					_, _ = o.errOut.Write(errb.Bytes())
+					return err
+				}
+			}
+			return runKubectl(c.Context(), kargs, asIs, in, o.out, o.errOut)
 		},
 	}
+}
+
+// runKubectl runs kubectl with args in this process. kubectl ends a
+// failed command by exiting the process; here it returns an *exitError
+// instead, its message printed to errOut. asIs gives kubectl its own
+// --password flag and prompt (chorus peers take tokens only).
+func runKubectl(ctx context.Context, args []string, asIs bool, in io.Reader, out, errOut io.Writer) (err error) {
+	streams := genericiooptions.IOStreams{In: in, Out: out, ErrOut: errOut}
+	flags := genericclioptions.NewConfigFlags(true).WithDiscoveryBurst(300).WithDiscoveryQPS(50).WithWarningPrinter(streams)
+	if asIs {
+		flags = flags.WithDeprecatedPasswordFlag()
+	}
+	kc := kubectlcmd.NewDefaultKubectlCommandWithArgs(kubectlcmd.KubectlOptions{
+		Arguments:   append([]string{"kubectl"}, args...),
+		ConfigFlags: flags,
+		IOStreams:   streams,
+	})
+	kc.SetArgs(args)
+	cmdutil.BehaviorOnFatal(func(msg string, code int) {
+		if msg != "" && !strings.HasSuffix(msg, "\n") {
+			msg += "\n"
+		}
+		_, _ = io.WriteString(errOut, msg)
+		panic(kubectlExit{code})
+	})
+	defer cmdutil.DefaultBehaviorOnFatal()
+	defer func() {
+		if r := recover(); r != nil {
+			e, ok := r.(kubectlExit)
+			if !ok {
+				panic(r)
+			}
+			err = &exitError{code: e.code}
+		}
+	}()
+	return kc.ExecuteContext(ctx)
+}
+
+// kubectlExit is the panic by which kubectl's fatal handler ends a command
+// run in this process (runKubectl recovers it).
+type kubectlExit struct{ code int }
+
+// checkFirst reports whether a chorus command line (the command first) is
+// one whose objects are all checked before any is written: apply, create
+// or replace of files (-f, -k), not already a dry run.
+func checkFirst(args []string) bool {
+	if len(args) == 0 {
+		return false
+	}
+	switch args[0] {
+	case "apply", "create", "replace":
+	default:
+		return false
+	}
+	files := false
+	for _, a := range args[1:] {
+		if a == "--" {
+			break
+		}
+		name, _, _ := strings.Cut(a, "=")
+		switch {
+		case name == "--dry-run" || name == "--server-dry-run":
+			return false
+		case name == "-f" || name == "--filename" || name == "-k" || name == "--kustomize" ||
+			strings.HasPrefix(a, "-f") && !strings.HasPrefix(a, "--"):
+			files = true
+		}
+	}
+	return files
+}
+
+// readsStdin reports whether the command's files include standard input
+// (-f -).
+func readsStdin(args []string) bool {
+	for i, a := range args {
+		if a == "--" {
+			break
+		}
+		if a == "-f-" || a == "--filename=-" || a == "-f=-" || (a == "-f" || a == "--filename") && i+1 < len(args) && args[i+1] == "-" {
+			return true
+		}
+	}
+	return false
+}
+
+// withDryRun returns kubectl args with --dry-run=server (and quiet output).
+func withDryRun(args []string) []string {
+	out := make([]string, 0, len(args)+2)
+	for i, a := range args {
+		if a == "--" {
+			out = append(out, "--dry-run=server")
+			return append(out, args[i:]...)
+		}
+		out = append(out, a)
+	}
+	return append(out, "--dry-run=server")
 }
 
 // kubectlArgs adds --server (and --token) for the chorus peer unless the
@@ -43,6 +158,14 @@ func newKubectlCmd(o *rootOptions) *cobra.Command {
 func kubectlArgs(o *rootOptions, args []string) ([]string, error) {
 	if len(args) > 0 && args[0] == "--kubectl-as-is" {
 		return args[1:], nil // run as kubectl: its own defaults (KUBECONFIG, ~/.kube/config)
+	}
+	var ns []string
+	if len(args) > 0 && args[0] == "--from-chorus" {
+		// `chorus COMMAND`: chorus' -n (or CHORUS_NAMESPACE) is kubectl's -n.
+		args = args[1:]
+		if _, env := os.LookupEnv("CHORUS_NAMESPACE"); env || o.v.IsSet("namespace") && o.namespaceFlagChanged() {
+			ns = []string{"--namespace", o.namespace()}
+		}
 	}
 	for _, a := range args {
 		name, _, _ := strings.Cut(a, "=")
@@ -79,5 +202,5 @@ func kubectlArgs(o *rootOptions, args []string) ([]string, error) {
 	if tok != "" {
 		out = append(out, "--token", tok)
 	}
-	return append(out, args...), nil
+	return append(append(out, ns...), args...), nil
 }

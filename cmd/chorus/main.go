@@ -1,7 +1,8 @@
-// Command chorus is chorus' command-line tool: a kubectl-like client of the
-// agent's HTTP API (apply, create, get, describe, delete, logs, exec, scale,
-// rollout, set image, image load, dashboard, service) and, through its agent
-// subcommand, the peer itself.
+// Command chorus is chorus' command-line tool. Every kubectl command
+// (get, apply, describe, logs, exec, rollout, ...) is kubectl itself
+// (k8s.io/kubectl, built in) pointed at a chorus peer; the commands only
+// chorus has (agent, image, kubeconfig, leave, reset, keygen, drain,
+// dashboard, service) are its own; and `chorus agent` is the peer itself.
 package main
 
 import (
@@ -45,11 +46,70 @@ func main() {
 }
 
 // run executes the chorus command line args and returns the process' exit
-// code. Errors are printed to stderr the way kubectl prints them.
+// code. Errors are printed to stderr the way kubectl prints them. A command
+// chorus does not have itself is kubectl's, with chorus' global flags
+// (-s, --token, --kubeconfig, --certificate-authority, -n) turned into
+// kubectl's.
 func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
-	root := newRootCmd(stdin, stdout, stderr)
+	root, _ := newRootCmd(stdin, stdout, stderr)
+	if globals, rest, ok := kubectlCommand(root, args); ok {
+		if err := root.PersistentFlags().Parse(globals); err != nil {
+			return reportError(stderr, err)
+		}
+		args = append([]string{"kubectl", "--from-chorus"}, rest...)
+	}
 	root.SetArgs(args)
 	return reportError(stderr, root.ExecuteContext(ctx))
+}
+
+// globalValueFlags are chorus' global flags that take a value.
+var globalValueFlags = map[string]bool{
+	"s": true, "server": true, "n": true, "namespace": true, "token": true,
+	"kubeconfig": true, "certificate-authority": true,
+}
+
+// kubectlCommand splits args into chorus' leading global flags and the
+// rest, and reports whether the rest is a kubectl command: its first word
+// is not one of chorus' own commands (nor help or a shell completion).
+// Flags before the command that chorus does not know are kubectl's: the
+// whole command line is then kubectl's, global flags included.
+func kubectlCommand(root *cobra.Command, args []string) (globals, rest []string, ok bool) {
+	i := 0
+	for i < len(args) {
+		a := args[i]
+		if a == "--" || !strings.HasPrefix(a, "-") || a == "-" {
+			break
+		}
+		name, _, hasValue := strings.Cut(strings.TrimLeft(a, "-"), "=")
+		switch {
+		case globalValueFlags[name]:
+			if !hasValue {
+				i++
+			}
+		case name == "v" || name == "verbose" || strings.Trim(name, "v") == "":
+		case name == "h" || name == "help" || name == "version":
+			return nil, nil, false
+		default:
+			return nil, args, true // a kubectl flag: kubectl parses everything
+		}
+		i++
+	}
+	if i >= len(args) {
+		return nil, nil, false // no command: chorus' help
+	}
+	verb := args[i]
+	if verb == "help" || verb == "completion" || verb == cobra.ShellCompRequestCmd || verb == cobra.ShellCompNoDescRequestCmd {
+		return nil, nil, false
+	}
+	for _, c := range root.Commands() {
+		if c.Name() == verb || c.HasAlias(verb) {
+			return nil, nil, false
+		}
+	}
+	if i == 0 {
+		return nil, args, true
+	}
+	return args[:i:i], args[i:], true
 }
 
 // rootOptions is the state shared by every client subcommand: the global
@@ -59,21 +119,26 @@ type rootOptions struct {
 	out    io.Writer
 	errOut io.Writer
 
-	v          *viper.Viper // resolves -s/-n/--token against CHORUS_SERVER/CHORUS_NAMESPACE/CHORUS_TOKEN
-	verbosity  int
-	serverFlag *pflag.Flag
-	kc         kubeconfigState
+	v             *viper.Viper // resolves -s/-n/--token against CHORUS_SERVER/CHORUS_NAMESPACE/CHORUS_TOKEN
+	verbosity     int
+	serverFlag    *pflag.Flag
+	namespaceFlag *pflag.Flag
+	kc            kubeconfigState
 }
 
 // newRootCmd builds the chorus command tree writing to stdout and stderr and
 // reading stdin (for `-f -` and `image load -`).
-func newRootCmd(stdin io.Reader, stdout, stderr io.Writer) *cobra.Command {
+func newRootCmd(stdin io.Reader, stdout, stderr io.Writer) (*cobra.Command, *rootOptions) {
 	o := &rootOptions{in: stdin, out: stdout, errOut: stderr, v: viper.New()}
 	root := &cobra.Command{
 		Use:   "chorus",
 		Short: "chorus runs containers on a masterless cluster of peers",
-		Long: "chorus controls a masterless chorus cluster with kubectl's verbs and\n" +
-			"manifests, and runs a peer with `chorus agent`.",
+		Long: "chorus controls a masterless chorus cluster with kubectl (built in) and runs a peer\n" +
+			"with `chorus agent`. Every kubectl command works as `chorus COMMAND` (chorus get pods,\n" +
+			"chorus apply -f app.yaml, chorus rollout status deployment/web, ...), pointed at the peer\n" +
+			"given by -s, CHORUS_SERVER or the kubeconfig; `chorus kubectl help` lists them. The\n" +
+			"commands below are chorus' own.",
+		Version:       version,
 		SilenceErrors: true,
 		SilenceUsage:  true,
 	}
@@ -91,6 +156,7 @@ func newRootCmd(stdin io.Reader, stdout, stderr io.Writer) *cobra.Command {
 	pf.String("kubeconfig", "", "kubeconfig giving the server, its CA and the token (a peer writes one to <data-dir>/kubeconfig); env KUBECONFIG; default: "+localKubeconfigHint)
 	pf.String("certificate-authority", "", "PEM file of the CA the agent's certificate must chain to; default: the kubeconfig's")
 	o.serverFlag = pf.Lookup("server")
+	o.namespaceFlag = pf.Lookup("namespace")
 	pf.CountVarP(&o.verbosity, "verbose", "v", "log requests to stderr (debug)")
 	o.v.SetEnvPrefix("CHORUS")
 	for _, name := range []string{"server", "namespace", "token", "certificate-authority"} {
@@ -101,33 +167,18 @@ func newRootCmd(stdin io.Reader, stdout, stderr io.Writer) *cobra.Command {
 	_ = o.v.BindPFlag("kubeconfig", pf.Lookup("kubeconfig"))
 
 	root.AddCommand(
-		newApplyCmd(o),
-		newGetCmd(o),
-		newDescribeCmd(o),
-		newDeleteCmd(o),
-		newLogsCmd(o),
-		newExecCmd(o),
-		newCreateCmd(o),
-		newScaleCmd(o),
-		newRolloutCmd(o),
-		newSetCmd(o),
 		newImageCmd(o),
-		newVersionCmd(o),
 		newAgentCmd(),
 		newResetCmd(),
 		newKeygenCmd(),
 		newKubeconfigCmd(o),
 		newLeaveCmd(o),
-		newCordonCmd(o, "cordon", true),
-		newCordonCmd(o, "uncordon", false),
 		newDrainCmd(o),
-		newExposeCmd(o),
-		newPortForwardCmd(o),
 		newDashboardCmd(o),
 		newServiceCmd(o),
 		newKubectlCmd(o),
 	)
-	return root
+	return root, o
 }
 
 // server returns the agent address: -s, else CHORUS_SERVER, else the
@@ -191,6 +242,11 @@ func (o *rootOptions) namespaceExplicit(cmd *cobra.Command) bool {
 	}
 	_, ok := os.LookupEnv("CHORUS_NAMESPACE")
 	return ok
+}
+
+// namespaceFlagChanged reports whether -n was given before the command.
+func (o *rootOptions) namespaceFlagChanged() bool {
+	return o.namespaceFlag != nil && o.namespaceFlag.Changed
 }
 
 // logger logs to stderr at debug level with -v, and nowhere otherwise.

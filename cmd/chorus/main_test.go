@@ -7,10 +7,11 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
-	"time"
 
 	"github.com/chorus-sh/chorus/api"
 )
@@ -118,64 +119,13 @@ func writeStatus(w http.ResponseWriter, code int, reason, msg string) {
 		Message: msg, Reason: reason, Code: code})
 }
 
-// ago returns a time d before now, plus a little so ages don't round down
-// while the test runs.
-func ago(d time.Duration) *time.Time {
-	t := time.Now().Add(-d - 300*time.Millisecond)
-	return &t
-}
-
-func int32p(i int32) *int32 { return &i }
-
-// Fixtures.
-
-func runningPod(name, node, ip string, age time.Duration) api.Pod {
-	return api.Pod{
-		TypeMeta: api.TypeMeta{APIVersion: "v1", Kind: "Pod"},
-		Metadata: api.ObjectMeta{Name: name, Namespace: "default", CreationTimestamp: ago(age),
-			Labels: map[string]string{"app": "web", api.LabelDeployment: "web"}},
-		Spec: api.PodSpec{NodeName: node, Containers: []api.Container{{Name: "web", Image: "docker.io/example/web:1"}}},
-		Status: api.PodStatus{Phase: api.PodRunning, PodIP: ip, HostIP: "127.0.0.11",
-			ContainerStatuses: []api.ContainerStatus{{Name: "web", Ready: true,
-				State: api.ContainerState{Running: &api.ContainerStateRunning{StartedAt: ago(age)}}}}},
+// writeFile writes content to path, creating its directory.
+func writeFile(t *testing.T, path, content string) {
+	t.Helper()
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		t.Fatal(err)
 	}
-}
-
-func crashingPod(name string, age time.Duration) api.Pod {
-	p := runningPod(name, "n2", "10.88.12.7", age)
-	p.Status.ContainerStatuses[0] = api.ContainerStatus{Name: "web", RestartCount: 4,
-		State: api.ContainerState{Waiting: &api.ContainerStateWaiting{Reason: "CrashLoopBackOff"}},
-		LastState: api.ContainerState{Terminated: &api.ContainerStateTerminated{ExitCode: 1, Reason: "Error",
-			FinishedAt: ago(30 * time.Second)}}}
-	return p
-}
-
-func webDeployment(age time.Duration) api.Deployment {
-	labels := map[string]string{"app": "web"}
-	return api.Deployment{
-		TypeMeta: api.TypeMeta{APIVersion: "apps/v1", Kind: "Deployment"},
-		Metadata: api.ObjectMeta{Name: "web", Namespace: "default", CreationTimestamp: ago(age), Labels: labels},
-		Spec: api.DeploymentSpec{Replicas: int32p(3), Selector: &api.LabelSelector{MatchLabels: labels},
-			Template: api.PodTemplateSpec{Metadata: api.ObjectMeta{Labels: labels},
-				Spec: api.PodSpec{Containers: []api.Container{{Name: "web", Image: "docker.io/example/web:1"}}}}},
-		Status: api.DeploymentStatus{Replicas: 3, UpdatedReplicas: 3, ReadyReplicas: 2, AvailableReplicas: 2, UnavailableReplicas: 1},
+	if err := os.WriteFile(path, []byte(content), 0o644); err != nil {
+		t.Fatal(err)
 	}
-}
-
-func webService(age time.Duration) api.Service {
-	return api.Service{
-		TypeMeta: api.TypeMeta{APIVersion: "v1", Kind: "Service"},
-		Metadata: api.ObjectMeta{Name: "web", Namespace: "default", CreationTimestamp: ago(age),
-			Annotations: map[string]string{annotationEndpoints: "10.88.11.5:8080,10.88.12.7:8080"}},
-		Spec: api.ServiceSpec{Type: "NodePort", ClusterIP: "10.96.0.10", Selector: map[string]string{"app": "web"},
-			Ports: []api.ServicePort{{Port: 8080, NodePort: 31234, Protocol: "TCP", TargetPort: api.FromInt(8080)}}},
-	}
-}
-
-func testNode(name, ip string, pods int, age time.Duration) node {
-	return node{APIVersion: "v1", Kind: "Node",
-		Metadata: api.ObjectMeta{Name: name, CreationTimestamp: ago(age), Labels: map[string]string{"zone": "a"}},
-		Status: nodeStatus{Phase: "Alive", Addresses: []nodeAddress{{Type: "InternalIP", Address: ip}},
-			Capacity: map[string]string{"cpu": "2", "memory": "24Gi", "pods": "110"},
-			NodeInfo: nodeInfo{KubeletVersion: "v0.1.0"}, PodCount: pods}}
 }

@@ -7,8 +7,8 @@ import (
 	"net/url"
 	"strconv"
 
-	"github.com/chorus-sh/chorus/api"
 	"github.com/spf13/cobra"
+	corev1 "k8s.io/api/core/v1"
 )
 
 // newServiceCmd is minikube's `service NAME --url`: where a NodePort
@@ -29,8 +29,8 @@ func newServiceCmd(root *rootOptions) *cobra.Command {
 				return err
 			}
 			ctx := cmd.Context()
-			var svc api.Service
-			if err := c.getJSON(ctx, apiPath("namespaces", url.PathEscape(root.namespace()), "services", url.PathEscape(args[0])), nil, &svc); err != nil {
+			var svc corev1.Service
+			if err := c.getJSON(ctx, "/api/v1/namespaces/"+url.PathEscape(root.namespace())+"/services/"+url.PathEscape(args[0]), nil, &svc); err != nil {
 				return err
 			}
 			var ports []int32
@@ -44,16 +44,14 @@ func newServiceCmd(root *rootOptions) *cobra.Command {
 			}
 			hosts := []string{c.base.Hostname()}
 			if all {
-				var list struct {
-					Items []node `json:"items"`
-				}
-				if err := c.getJSON(ctx, apiPath("nodes"), nil, &list); err != nil {
+				var list corev1.NodeList
+				if err := c.getJSON(ctx, "/api/v1/nodes", nil, &list); err != nil {
 					return err
 				}
 				hosts = hosts[:0]
 				for _, n := range list.Items {
-					if n.Status.Phase == "Alive" && n.internalIP() != "" {
-						hosts = append(hosts, n.internalIP())
+					if ip := internalIP(&n); ready(&n) && ip != "" {
+						hosts = append(hosts, ip)
 					}
 				}
 				if len(hosts) == 0 {
@@ -73,4 +71,28 @@ func newServiceCmd(root *rootOptions) *cobra.Command {
 	cmd.Flags().BoolVar(&all, "all", false, "print the URLs on every alive peer")
 	cmd.Flags().Bool("url", true, "print the URLs only (always: chorus opens no browser)")
 	return cmd
+}
+
+// internalIP returns the node's InternalIP, or its first address.
+func internalIP(n *corev1.Node) string {
+	for _, a := range n.Status.Addresses {
+		if a.Type == corev1.NodeInternalIP {
+			return a.Address
+		}
+	}
+	if len(n.Status.Addresses) > 0 {
+		return n.Status.Addresses[0].Address
+	}
+	return ""
+}
+
+// ready reports whether the node's Ready condition is True (the peer is
+// alive).
+func ready(n *corev1.Node) bool {
+	for _, c := range n.Status.Conditions {
+		if c.Type == corev1.NodeReady {
+			return c.Status == corev1.ConditionTrue
+		}
+	}
+	return false
 }

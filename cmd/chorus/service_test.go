@@ -5,20 +5,25 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/chorus-sh/chorus/api"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
 
 func TestServiceURLs(t *testing.T) {
 	f := newFakeAgent(t)
-	svc := api.Service{TypeMeta: api.TypeMeta{APIVersion: "v1", Kind: "Service"}, Metadata: api.ObjectMeta{Name: "web", Namespace: "default"},
-		Spec: api.ServiceSpec{Type: "NodePort", Ports: []api.ServicePort{{Port: 8080, NodePort: 31234}}}}
-	f.reply("GET /chorus/v1/namespaces/default/services/web", http.StatusOK, svc)
-	internal := api.Service{Metadata: api.ObjectMeta{Name: "db", Namespace: "default"}, Spec: api.ServiceSpec{Type: "ClusterIP", Ports: []api.ServicePort{{Port: 5432}}}}
-	f.reply("GET /chorus/v1/namespaces/default/services/db", http.StatusOK, internal)
-	alive := func(name, ip, phase string) node {
-		return node{Metadata: api.ObjectMeta{Name: name}, Status: nodeStatus{Phase: phase, Addresses: []nodeAddress{{Type: "InternalIP", Address: ip}}}}
+	svc := corev1.Service{ObjectMeta: metav1.ObjectMeta{Name: "web", Namespace: "default"},
+		Spec: corev1.ServiceSpec{Type: corev1.ServiceTypeNodePort, Ports: []corev1.ServicePort{{Port: 8080, NodePort: 31234}}}}
+	f.reply("GET /api/v1/namespaces/default/services/web", http.StatusOK, svc)
+	internal := corev1.Service{ObjectMeta: metav1.ObjectMeta{Name: "db", Namespace: "default"},
+		Spec: corev1.ServiceSpec{Type: corev1.ServiceTypeClusterIP, Ports: []corev1.ServicePort{{Port: 5432}}}}
+	f.reply("GET /api/v1/namespaces/default/services/db", http.StatusOK, internal)
+	node := func(name, ip string, ready corev1.ConditionStatus) corev1.Node {
+		return corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: name}, Status: corev1.NodeStatus{
+			Addresses:  []corev1.NodeAddress{{Type: corev1.NodeInternalIP, Address: ip}},
+			Conditions: []corev1.NodeCondition{{Type: corev1.NodeReady, Status: ready}}}}
 	}
-	f.list("GET /chorus/v1/nodes", alive("n1", "127.0.0.11", "Alive"), alive("n2", "127.0.0.12", "Dead"), alive("n3", "127.0.0.13", "Alive"))
+	f.reply("GET /api/v1/nodes", http.StatusOK, corev1.NodeList{Items: []corev1.Node{
+		node("n1", "127.0.0.11", corev1.ConditionTrue), node("n2", "127.0.0.12", corev1.ConditionUnknown), node("n3", "127.0.0.13", corev1.ConditionTrue)}})
 
 	host := strings.Split(strings.TrimPrefix(f.addr(), "http://"), ":")[0]
 	if r := f.run("service", "web"); r.code != 0 || r.stdout != "http://"+host+":31234/\n" {

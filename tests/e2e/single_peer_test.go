@@ -364,11 +364,11 @@ func TestBadManifestChangesNothing(t *testing.T) {
 		name, manifest, want string
 	}{
 		{"missing image", strings.Replace(webManifest, "image: example/web:1", "imagePullPolicy: Always", 1),
-			`document 1 (Deployment web): spec.template.spec.containers[0].image: required`},
+			`The Deployment "web" is invalid: spec.template.spec.containers[0].image: required`},
 		{"bad name", strings.Replace(webManifest, "name: web\n  labels", "name: Web_App\n  labels", 1),
 			`metadata.name`},
 		{"unsupported kind", webManifest + "---\napiVersion: apps/v1\nkind: StatefulSet\nmetadata: {name: db}\n",
-			`document 3: kind "StatefulSet"`},
+			`no matches for kind "StatefulSet" in version "apps/v1"`},
 		{"bad port", strings.Replace(webManifest, "containerPort: 8080", "containerPort: 70000", 1),
 			`spec.template.spec.containers[0].ports[0].containerPort`},
 		{"replicas type", strings.Replace(webManifest, "replicas: 3", "replicas: three", 1),
