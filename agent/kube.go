@@ -455,9 +455,11 @@ func (a *Agent) endpoints() []map[string]any {
 func (a *Agent) kubeNodes() []map[string]any {
 	var out []map[string]any
 	for _, n := range a.nodes() {
-		ready, reason := "False", "PeerNotAlive"
+		// The reason names the peer's membership status: PeerAlive,
+		// PeerSuspect, PeerDead, PeerLeft.
+		ready, reason := "False", "Peer"+n.Status.Phase
 		if n.Status.Phase == "Alive" {
-			ready, reason = "True", "PeerAlive"
+			ready = "True"
 		}
 		capacity := map[string]string{}
 		for k, v := range n.Status.Capacity {

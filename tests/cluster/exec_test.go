@@ -106,7 +106,7 @@ func TestExecAcrossPeers(t *testing.T) {
 
 		// Errors.
 		_, errOut, code = chorusExec(t, x1, "", "exec", pod, "-c", "nope", "--", "/app", "echo")
-		if want := fmt.Sprintf("Error from server (NotFound): container \"nope\" is not in pod \"default/%s\"\n", pod); code != 1 || errOut != want {
+		if want := fmt.Sprintf("error: container nope is not valid for pod %s out of: web\n", pod); code != 1 || errOut != want {
 			t.Fatalf("unknown container in %s: %d %q, want %q", where, code, errOut, want)
 		}
 		_, errOut, code = chorusExec(t, x1, "", "exec", pod, "--", "/no/such/binary")

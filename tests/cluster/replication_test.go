@@ -61,7 +61,7 @@ spec:
 
 // desired returns what a peer holds of the desired state, as canonical
 // JSON without what each peer observes or assigns for itself (status,
-// endpoints, its own address for a service).
+// endpoints, its own address for a service, the API's resource versions).
 func desired(p *harness.Peer) (string, error) {
 	out, err := p.CLI("get", "namespaces,deployments,services", "-A", "-o", "json")
 	if err != nil {
@@ -75,6 +75,9 @@ func desired(p *harness.Peer) (string, error) {
 	}
 	for _, it := range l.Items {
 		delete(it, "status")
+		if meta, ok := it["metadata"].(map[string]any); ok {
+			delete(meta, "resourceVersion") // each peer's API numbers its own
+		}
 		if spec, ok := it["spec"].(map[string]any); ok {
 			delete(spec, "clusterIP")
 		}
@@ -111,15 +114,17 @@ func converged(t *testing.T, what string, peers ...*harness.Peer) string {
 	return state
 }
 
+// nodesSeen returns the membership status (Alive, Suspect, Dead, Left) of
+// each peer p knows, from the reason of its Node's Ready condition.
 func nodesSeen(p *harness.Peer) map[string]string {
-	out, err := p.CLI("get", "nodes", "--no-headers")
+	out, err := p.CLI("get", "nodes", "-o", `jsonpath={range .items[*]}{.metadata.name} {.status.conditions[?(@.type=="Ready")].reason}{"\n"}{end}`)
 	if err != nil {
 		return nil
 	}
 	seen := map[string]string{}
 	for _, l := range strings.Split(strings.TrimSpace(out), "\n") {
 		if f := strings.Fields(l); len(f) >= 2 {
-			seen[f[0]] = f[1]
+			seen[f[0]] = strings.TrimPrefix(f[1], "Peer")
 		}
 	}
 	return seen

@@ -59,7 +59,8 @@ func TestServicesAcrossPeers(t *testing.T) {
 			return false, out
 		}
 		nodePort = m[1]
-		return strings.Count(out, ":8080") >= 2, out
+		eps, _ := peers[2].CLI("get", "endpoints", "hello")
+		return strings.Count(eps, ":8080") >= 2, out + eps
 	})
 
 	// Every peer answers on the NodePort, and both pods answer.

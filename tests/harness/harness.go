@@ -567,9 +567,21 @@ spec:
 // failure, not a skip, when it is missing: `make deps` installs it.
 func Kubectl(t testing.TB) string {
 	t.Helper()
-	p, err := exec.LookPath("kubectl")
+	return tool(t, "kubectl", "the Kubernetes API tests drive the real kubectl")
+}
+
+// Helm returns the path of the real helm (v3); the test fails if there is
+// none (`make deps` builds it).
+func Helm(t testing.TB) string {
+	t.Helper()
+	return tool(t, "helm", "the helm test drives the real helm")
+}
+
+func tool(t testing.TB, name, why string) string {
+	t.Helper()
+	p, err := exec.LookPath(name)
 	if err != nil {
-		t.Fatalf("kubectl is not on PATH (the Kubernetes API tests drive the real kubectl): run `make deps`: %v", err)
+		t.Fatalf("%s is not on PATH (%s): run `make deps`: %v", name, why, err)
 	}
 	return p
 }

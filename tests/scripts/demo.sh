@@ -59,7 +59,7 @@ up() {
 	n=$(echo $PEERS | wc -w)
 	printf "waiting for the %d peers to find each other" "$n"
 	i=0
-	until [ "$("$BIN" -s "$S" get nodes --no-headers 2>/dev/null | grep -c Alive)" -ge "$n" ]; do
+	until [ "$("$BIN" -s "$S" get nodes --no-headers 2>/dev/null | grep -c ' Ready ')" -ge "$n" ]; do
 		i=$((i+1)); [ $i -gt 120 ] && { echo; echo "peers did not find each other:" >&2; "$BIN" -s "$S" get nodes >&2; exit 1; }
 		printf "."; sleep 0.5
 	done
@@ -86,8 +86,8 @@ chorus is running, protected: gossip encrypted, the API HTTPS with a token.
   admin kubeconfig:            $KC   (every peer writes its own in its data dir)
 Try:
   export KUBECONFIG=$KC
-  $BIN get deployments,services
-  kubectl get pods -o wide                # kubectl with the same kubeconfig (every peer serves the Kubernetes API)
+  $BIN get deployments,services            # every kubectl command is a chorus command (kubectl built in)
+  kubectl get pods -o wide                # or kubectl itself, with the same kubeconfig (every peer serves the Kubernetes API)
   kubectl exec deploy/web -- /app echo hi; kubectl explain deployment.spec
   curl --cacert <(sed -n 's/.*certificate-authority-data: //p' \$KUBECONFIG | base64 -d) -H "Authorization: Bearer \$(sed -n 's/.*token: //p' \$KUBECONFIG)" https://$S/version
   curl http://$ip:8080/                  # a pod answers with its name
