@@ -313,9 +313,11 @@ func Run(ctx context.Context, cfg Config) error {
 		return err
 	}
 	upstreams, _ := proxy.HostResolvers("/etc/resolv.conf")
+	hopServerTLS, hopClientTLS := a.trust.hopTLS()
 	a.proxy = proxy.New(proxy.Config{
 		Upstreams: upstreams,
 		NodeIP:    cfg.Bind, HopAddr: hostPort(cfg.Bind, cfg.HopPort), PeerHop: a.hopAddrOf, AllowHop: a.allowHop,
+		HopServerTLS: hopServerTLS, HopClientTLS: hopClientTLS,
 		DNSAddr: hostPort(a.svcNet.dnsIP(), 53), Log: log.With("plane", "proxy"),
 	})
 	if err := a.proxy.Start(ctx); err != nil {
