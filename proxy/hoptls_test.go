@@ -99,6 +99,15 @@ func TestHopTLS(t *testing.T) {
 	if err != nil || string(got) != "OVER TLS" {
 		t.Errorf("half-close through a TLS hop: %q, %v", got, err)
 	}
+	// Later hops to the same peer resume the TLS session.
+	c, err = b.DialEndpoint(context.Background(), Endpoint{Node: "a", IP: addr(21), Port: echo})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !c.(*tls.Conn).ConnectionState().DidResume {
+		t.Error("a second hop to the same peer did not resume the TLS session")
+	}
+	c.Close()
 
 	other := newTestCA(t)
 	tries := []struct {
@@ -138,7 +147,7 @@ func TestHopTLS(t *testing.T) {
 	}
 	waitFor(t, "a's stats", func() bool {
 		s := a.Stats()
-		return s.HopsServed == 6 && s.HopsUnauthenticated == 4 && s.HopsMalformed == 0
+		return s.HopsServed == 7 && s.HopsUnauthenticated == 4 && s.HopsMalformed == 0
 	})
 }
 

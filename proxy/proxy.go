@@ -89,7 +89,7 @@ type Config struct {
 	HopClientTLS *tls.Config
 	// MaxConns caps the connections each service listener, and the hop
 	// listener, serves at once (0: DefaultMaxConns). Beyond it a new
-	// connection is accepted and closed at once, and counted
+	// connection is accepted and reset at once, and counted
 	// (Stats.OverLimit).
 	MaxConns int
 	Log      *slog.Logger
