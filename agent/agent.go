@@ -67,6 +67,9 @@ type Config struct {
 	// MaxImageSize bounds what one image load may take: the archive or the
 	// compressed blobs, and the unpacked size of each image (0: 4 GiB).
 	MaxImageSize int64
+	// MaxImageExpansion bounds how many times its compressed size an image
+	// layer may unpack to, beyond 64 MiB (0: 100; negative: no bound).
+	MaxImageExpansion int64
 	// ImageGCAfter is how long an image no pod on this peer uses is kept
 	// when an alive peer whose name sorts before this one holds the same
 	// content (0: never removed automatically; see agent/images.go).
@@ -275,7 +278,7 @@ func Run(ctx context.Context, cfg Config) error {
 		return err
 	}
 	defer ctd.Close()
-	ctd.SetImageLimits(runtime.ImageLimits{MaxBytes: cfg.MaxImageSize})
+	ctd.SetImageLimits(runtime.ImageLimits{MaxBytes: cfg.MaxImageSize, MaxExpansion: cfg.MaxImageExpansion})
 	a.rt = ctd
 	a.ctd = ctd
 	a.pods = runtime.NewPodManager(podRuntime{ctd, a}, runtime.Options{
@@ -313,9 +316,11 @@ func Run(ctx context.Context, cfg Config) error {
 		return err
 	}
 	upstreams, _ := proxy.HostResolvers("/etc/resolv.conf")
+	hopServerTLS, hopClientTLS := a.trust.hopTLS()
 	a.proxy = proxy.New(proxy.Config{
 		Upstreams: upstreams,
 		NodeIP:    cfg.Bind, HopAddr: hostPort(cfg.Bind, cfg.HopPort), PeerHop: a.hopAddrOf, AllowHop: a.allowHop,
+		HopServerTLS: hopServerTLS, HopClientTLS: hopClientTLS,
 		DNSAddr: hostPort(a.svcNet.dnsIP(), 53), Log: log.With("plane", "proxy"),
 	})
 	if err := a.proxy.Start(ctx); err != nil {

@@ -680,6 +680,9 @@ func withLimitFlag(err error) error {
 	if errors.As(err, &le) && strings.HasSuffix(le.What, "size") {
 		return fmt.Errorf("%w (--max-image-size)", err)
 	}
+	if errors.As(err, &le) && le.What == "expansion" {
+		return fmt.Errorf("%w (--max-image-expansion)", err)
+	}
 	return err
 }
 

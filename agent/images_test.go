@@ -101,6 +101,10 @@ func TestWithLimitFlag(t *testing.T) {
 	if !errors.Is(err, runtime.ErrImageTooLarge) || !strings.HasSuffix(err.Error(), "image docker.io/example/x:1: unpacked size exceeds the limit of 100 bytes (--max-image-size)") {
 		t.Fatalf("%v", err)
 	}
+	ratio := &runtime.LimitError{Image: "image x", What: "expansion", Limit: 100, Layer: "sha256:ab", Compressed: 10 << 20, Unpacked: 1000 << 20}
+	if err := withLimitFlag(ratio); err.Error() != "image x: layer sha256:ab expands more than 100 times its compressed size (10485760 bytes compressed, more than 1048576000 bytes unpacked): over the limit of 100 times (--max-image-expansion)" {
+		t.Fatalf("%v", err)
+	}
 	files := &runtime.LimitError{Image: "image docker.io/example/x:1", What: "number of files", Limit: 5}
 	if err := withLimitFlag(files); err.Error() != "image docker.io/example/x:1: number of files exceeds the limit of 5" {
 		t.Fatalf("%v", err)

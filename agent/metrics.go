@@ -169,6 +169,8 @@ func renderMetrics(in metricsInput) []byte {
 	m.counter("chorus_proxy_listen_errors_total", "Failed listen attempts for service ports.", float64(p.ListenErrors))
 	m.counter("chorus_proxy_hops_served_total", "Connections from other peers spliced to a local pod.", float64(p.HopsServed))
 	m.counter("chorus_proxy_hops_refused_total", "Hop targets refused (not in this peer's pod subnet).", float64(p.HopsRefused))
+	m.counter("chorus_proxy_hops_unauthenticated_total", "Hop connections whose TLS handshake failed: no peer certificate of the cluster CA.", float64(p.HopsUnauthenticated))
+	m.counter("chorus_proxy_connections_over_limit_total", "Connections closed at once because their service or hop listener was at its cap.", float64(p.OverLimit))
 	m.counter("chorus_proxy_hops_malformed_total", "Hop headers that were malformed, short or late.", float64(p.HopsMalformed))
 	m.counter("chorus_proxy_hop_dial_failures_total", "Allowed hop targets whose dial failed.", float64(p.HopDialFailures))
 	m.counter("chorus_dns_queries_total", "Well-formed DNS queries to this peer's cluster DNS.", float64(p.DNSQueries))

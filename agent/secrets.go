@@ -156,6 +156,17 @@ func (t *peerTrust) serverTLS() *tls.Config {
 	return t.ca.ServerTLS(t.cert)
 }
 
+// hopTLS returns the TLS configurations of the service hop listener and of
+// hops to other peers: mutual TLS 1.3 with the cluster CA, so that only
+// peers reach pods through a hop. nil, nil for an --insecure peer (plain
+// TCP).
+func (t *peerTrust) hopTLS() (server, client *tls.Config) {
+	if t == nil {
+		return nil, nil
+	}
+	return t.ca.PeerOnlyServerTLS(t.cert), t.ca.PeerOnlyClientTLS(t.cert)
+}
+
 // newPeerTransport returns the transport a peer calls other peers' APIs
 // through: TLS verified against the cluster CA, presenting this peer's
 // certificate; plain HTTP for an --insecure peer.

@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"context"
 	"io"
 	"net/http"
 	"testing"
@@ -10,7 +11,10 @@ import (
 // BenchmarkProxyThroughput compares sequential HTTP requests to a pod made
 // directly, through the local peer's NodePort (local endpoint: one proxy
 // hop in userspace), and through a remote peer's NodePort (its proxy, then
-// the pod's peer's hop listener: two userspace relays). "newconn" opens a
+// the pod's peer's hop listener: two userspace relays), with a plain TCP
+// hop ("hop", as --insecure) and with a mutual-TLS hop ("hoptls", as a
+// protected cluster: a second pair of peers with certificates of one
+// CA). "newconn" opens a
 // connection per request (dial, and for the hop the hop handshake, are
 // paid each time), "keepalive" reuses one connection, "bulk64k" downloads
 // 64 KiB per request over one connection. Each target gets b.N requests,
@@ -21,10 +25,16 @@ func BenchmarkProxyThroughput(b *testing.B) {
 	hops := map[string]string{}
 	pA := newPeer(b, "a", addr(2), hops, []string{pa.ip})
 	pB := newPeer(b, "b", addr(3), hops, nil)
-	np := freePort(b, false, addr(2), addr(3))
+	ca := newTestCA(b)
+	pAT := newPeer(b, "at", addr(4), hops, []string{pa.ip}, withHopTLS(b, ca, "at", addr(4)))
+	pBT := newPeer(b, "bt", addr(5), hops, nil, withHopTLS(b, ca, "bt", addr(5)))
+	np := freePort(b, false, addr(2), addr(3), addr(5))
 	s := svc{ns: "default", name: "web", port: 80, nodePort: np, eps: []nodeEP{{"a", pa}}}
 	update(pA, s)
 	update(pB, s)
+	st := svc{ns: "default", name: "web", port: 80, nodePort: np, eps: []nodeEP{{"at", pa}}}
+	update(pAT, st)
+	update(pBT, st)
 
 	for _, mode := range []struct {
 		name      string
@@ -41,6 +51,7 @@ func BenchmarkProxyThroughput(b *testing.B) {
 				{"direct", pa.addr()},
 				{"nodeport", pA.nodePort(np)},
 				{"hop", pB.nodePort(np)},
+				{"hoptls", pBT.nodePort(np)},
 			}
 			rates := make([]float64, len(targets))
 			for i, tg := range targets {
@@ -69,6 +80,44 @@ func BenchmarkProxyThroughput(b *testing.B) {
 			}
 			b.ReportMetric(rates[1]/rates[0], "nodeport/direct")
 			b.ReportMetric(rates[2]/rates[0], "hop/direct")
+			b.ReportMetric(rates[3]/rates[0], "hoptls/direct")
+			b.ReportMetric(rates[3]/rates[2], "hoptls/hop")
+		})
+	}
+}
+
+// BenchmarkHopDial is the time to open one hop to a pod of another peer
+// (DialEndpoint: connect, handshakes, the server's dial of the pod, the
+// answer) and close it: over plain TCP, over mutual TLS resuming a
+// session (as peers do after their first hop to each other), and over
+// mutual TLS with a full handshake every time (no session cache). It is
+// what the 1 s dial timeout must cover.
+func BenchmarkHopDial(b *testing.B) {
+	pa := startPod(b, "pa", addr(21))
+	ca := newTestCA(b)
+	hops := map[string]string{}
+	newPeer(b, "a", addr(2), hops, []string{pa.ip})
+	newPeer(b, "at", addr(4), hops, []string{pa.ip}, withHopTLS(b, ca, "at", addr(4)))
+	plain := newPeer(b, "b", addr(3), hops, nil)
+	resumed := newPeer(b, "bt", addr(5), hops, nil, withHopTLS(b, ca, "bt", addr(5)))
+	full := newPeer(b, "bf", addr(6), hops, nil, withHopTLS(b, ca, "bf", addr(6)), func(c *Config) {
+		c.HopClientTLS = c.HopClientTLS.Clone()
+		c.HopClientTLS.ClientSessionCache = nil
+	})
+	for _, c := range []struct {
+		name string
+		p    *peer
+		node string
+	}{{"plain", plain, "a"}, {"tls-resumed", resumed, "at"}, {"tls-full", full, "at"}} {
+		b.Run(c.name, func(b *testing.B) {
+			ep := pa.ep(c.node, c.p.name)
+			for b.Loop() {
+				conn, err := c.p.DialEndpoint(context.Background(), ep)
+				if err != nil {
+					b.Fatal(err)
+				}
+				conn.Close()
+			}
 		})
 	}
 }

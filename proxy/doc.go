@@ -40,8 +40,8 @@
 // tie-break spreads connections evenly instead of always picking the
 // first endpoint. Counts survive endpoint updates for endpoints that stay.
 //
-// A failed dial (1 s timeout, including the hop handshake) is retried on
-// another endpoint, each endpoint at most once, before the client
+// A failed dial (1 s timeout, including the hop's TLS and hop handshakes)
+// is retried on another endpoint, each endpoint at most once, before the client
 // connection is closed; an endpoint whose dial failed is passed over for
 // 2 s while others are available, so a dead pod costs about one failed
 // dial every 2 s rather than one per connection. A service with no endpoints has its client
@@ -50,7 +50,9 @@
 // # Relaying
 //
 // Bytes move with io.Copy between *net.TCPConn in both directions (on
-// Linux Go uses splice(2), so payload does not cross into userspace).
+// Linux Go uses splice(2), so payload does not cross into userspace); a
+// side that is a hop over TLS is copied through userspace (32 KiB
+// buffers) to be encrypted or decrypted, the other sides still splice.
 // When one direction reaches EOF the proxy half-closes the other side
 // (CloseWrite), so HTTP/1.0 and other request-then-response protocols
 // work; a reset or write error closes both sides. The proxy sets no idle
@@ -59,10 +61,27 @@
 // [Proxy.Close] closes listeners and every connection in flight and waits
 // for all goroutines.
 //
+// # Connection cap
+//
+// Each service listener, and the hop listener, serves at most
+// Config.MaxConns connections at once (default 4,096). A connection beyond
+// is accepted and reset at once (accepting keeps the kernel's backlog
+// short, so the listener answers as soon as load falls) and counted in
+// Stats.OverLimit; a hop client sees a failed dial and tries another
+// endpoint.
+//
 // # Hop protocol
 //
 // The hop listener (Config.HopAddr) relays connections from other peers
-// to this peer's pods. Version 1, over plain TCP:
+// to this peer's pods. With Config.HopServerTLS and Config.HopClientTLS
+// (what a chorus peer of a protected cluster sets: TLS 1.3, the peer
+// certificates of the cluster CA both ways) every hop connection starts
+// with a mutual TLS handshake, and the protocol below travels inside it:
+// a client without a certificate the server trusts is closed without a
+// byte of hop protocol and counted (Stats.HopsUnauthenticated), and the
+// client verifies the server in turn. Start refuses a HopServerTLS that
+// does not require and verify client certificates. Without them (an
+// --insecure cluster) the protocol runs over plain TCP. Version 1:
 //
 //	client -> server: "CHOP" | 0x01 (version) | n (1 byte, 1..47) | target (n bytes)
 //	server -> client: one status byte: 0 ok, 1 refused, 2 malformed, 3 dial failed
@@ -70,16 +89,23 @@
 // target is the canonical text of "ip:port" (netip.AddrPort.String:
 // "10.244.1.7:8080", "[fd00::7]:80"), unicast, port not zero; anything
 // else is malformed. The server reads exactly the header (nothing more, so
-// the connection can be spliced as it is), within a 3 s deadline, checks
+// a plain connection can be spliced as it is); the TLS handshake and the
+// header share one 3 s deadline. It checks
 // Config.AllowHop (which must accept only this peer's local pod IPs: the
 // hop is not an open relay; a nil AllowHop refuses everything), dials the
-// pod (1 s), answers, and splices; on error it answers the code and
+// pod (1 s), answers, and relays; on error it answers the code and
 // closes. The client waits for the answer before relaying any byte, so a
 // dead remote pod is known in one round trip and the connection can be
-// retried on another endpoint. Malformed, short or late headers, refusals
-// and dial failures are counted. The hop has no authentication or
-// encryption of its own: bind it to the peers' network and filter it to
-// peers if that network is shared. FuzzHopHeader fuzzes the decoder.
+// retried on another endpoint. Failed handshakes, malformed, short or
+// late headers, refusals and dial failures are counted. The client's 1 s
+// dial timeout covers the TCP connect, the TLS handshake, the header and
+// the answer (which includes the server's dial of the pod). It is kept at
+// 1 s: BenchmarkHopDial measures a whole hop dial at about 0.3 ms over
+// plain TCP, 1.2-1.4 ms over TLS resuming a session (session tickets, in
+// HopClientTLS's session cache, spare the certificate signatures on later
+// hops to the same peer) and 2 ms with a full handshake, on 2 cores with
+// both peers in one process: a margin of hundreds for a loaded peer.
+// FuzzHopHeader fuzzes the decoder.
 //
 // # DNS
 //
@@ -110,9 +136,13 @@
 // and costs two extra sockets; through a hop, twice that. With splice the
 // payload itself stays in the kernel, so bulk transfers run near direct
 // speed, but connection setup and small request/response exchanges pay
-// the userspace relay: BenchmarkProxyThroughput measures roughly 0.55-0.6
+// the userspace relay: BenchmarkProxyThroughput measures roughly 0.55-0.8
 // of direct for new connections or keep-alive requests through a local
-// NodePort, 0.4 through a remote hop, and 0.85-0.9 for 64 KiB downloads.
+// NodePort, 0.35-0.55 through a remote plain hop, and 0.8-0.9 for 64 KiB
+// downloads. A TLS hop costs little on a kept-alive connection (0.97 of
+// a plain hop) and more for bulk (0.74: the bytes are encrypted in
+// userspace) and for a new connection per request (0.30: each client
+// connection is a new hop, with its handshake); see docs/BENCHMARKS.md.
 // The known way to reach ~0.9 of direct for local endpoints is nftables
 // DNAT (a per-service map from ClusterIP:Port and NodeIP:NodePort to local
 // pod IPs, with numgen or jhash for the choice): the kernel rewrites

@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -117,22 +118,37 @@ func readHopHeader(r io.Reader) (netip.AddrPort, error) {
 
 // dialHop connects to target through the hop listener at hop and waits for
 // its answer, so that a failure is known (and another endpoint can be
-// tried) before any client byte is sent.
-func dialHop(ctx context.Context, hop string, local net.Addr, target netip.AddrPort, timeout time.Duration) (*net.TCPConn, error) {
+// tried) before any client byte is sent. With tlsCfg the connection is TLS
+// (handshake included in the timeout) and a *tls.Conn is returned;
+// otherwise a *net.TCPConn.
+func dialHop(ctx context.Context, hop string, local net.Addr, target netip.AddrPort, timeout time.Duration, tlsCfg *tls.Config) (net.Conn, error) {
 	if _, ok := ctx.Deadline(); !ok {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, timeout)
 		defer cancel()
 	}
-	c, err := dialTCPFrom(ctx, local, hop)
+	raw, err := dialTCPFrom(ctx, local, hop)
 	if err != nil {
 		return nil, fmt.Errorf("proxy: hop %s: %w", hop, err)
 	}
 	deadline, _ := ctx.Deadline()
-	c.SetDeadline(deadline)
-	stop := context.AfterFunc(ctx, func() { c.SetDeadline(time.Unix(1, 0)) })
+	raw.SetDeadline(deadline)
+	stop := context.AfterFunc(ctx, func() { raw.SetDeadline(time.Unix(1, 0)) })
+	var c net.Conn = raw
+	if tlsCfg != nil {
+		if tlsCfg.ServerName == "" {
+			host, _, _ := net.SplitHostPort(hop)
+			tlsCfg = tlsCfg.Clone()
+			tlsCfg.ServerName = host
+		}
+		tc := tls.Client(raw, tlsCfg)
+		err = tc.Handshake()
+		c = tc
+	}
 	var ans [1]byte
-	_, err = c.Write(appendHopHeader(make([]byte, 0, hopFixedLen+maxHopTarget), target))
+	if err == nil {
+		_, err = c.Write(appendHopHeader(make([]byte, 0, hopFixedLen+maxHopTarget), target))
+	}
 	if err == nil {
 		_, err = io.ReadFull(c, ans[:])
 	}
@@ -140,7 +156,7 @@ func dialHop(ctx context.Context, hop string, local net.Addr, target netip.AddrP
 		err = ctx.Err()
 	}
 	if err != nil {
-		c.Close()
+		raw.Close()
 		if ctx.Err() != nil {
 			err = ctx.Err()
 		}
@@ -158,39 +174,34 @@ func dialHop(ctx context.Context, hop string, local net.Addr, target netip.AddrP
 		err = fmt.Errorf("proxy: unknown hop answer %d", ans[0])
 	}
 	if err != nil {
-		c.Close()
+		raw.Close()
 		return nil, fmt.Errorf("proxy: hop %s to %s: %w", hop, target, err)
 	}
-	c.SetDeadline(time.Time{})
+	raw.SetDeadline(time.Time{})
 	return c, nil
 }
 
-// maxHopConns caps the hop connections a peer serves at once; beyond it
-// a hop is refused (hopRefused) and the caller tries another endpoint.
-const maxHopConns = 4096
-
 func (p *Proxy) hopLoop(ln *net.TCPListener) {
 	defer p.wg.Done()
-	slots := make(chan struct{}, maxHopConns)
-	acceptLoop(p, ln, func(c *net.TCPConn) {
-		select {
-		case slots <- struct{}{}:
-			defer func() { <-slots }()
-			p.serveHop(c)
-		default:
-			p.stats.hopsRefused.Add(1)
-			p.log.Debug("hop refused: too many hop connections", "from", c.RemoteAddr().String(), "max", maxHopConns)
-			c.SetWriteDeadline(time.Now().Add(time.Second))
-			c.Write([]byte{hopRefused})
-			c.Close()
-		}
-	})
+	acceptLoop(p, ln, p.serveHop)
 }
 
-// serveHop reads one hop request, checks it, dials the pod, answers, and
-// splices.
-func (p *Proxy) serveHop(c *net.TCPConn) {
-	c.SetDeadline(time.Now().Add(p.hopTimeout))
+// serveHop authenticates the peer (with HopServerTLS), reads one hop
+// request, checks it, dials the pod, answers, and relays. The handshake,
+// the header and the pod dial share one deadline (p.hopTimeout).
+func (p *Proxy) serveHop(raw *net.TCPConn) {
+	raw.SetDeadline(time.Now().Add(p.hopTimeout))
+	var c net.Conn = raw
+	if p.cfg.HopServerTLS != nil {
+		tc := tls.Server(raw, p.cfg.HopServerTLS)
+		if err := tc.HandshakeContext(p.ctx); err != nil {
+			p.stats.hopsUnauthenticated.Add(1)
+			p.log.Debug("hop refused: TLS handshake failed", "from", raw.RemoteAddr().String(), "err", err)
+			raw.Close()
+			return
+		}
+		c = tc
+	}
 	fail := func(code byte) {
 		c.SetWriteDeadline(time.Now().Add(time.Second))
 		c.Write([]byte{code})
@@ -199,13 +210,13 @@ func (p *Proxy) serveHop(c *net.TCPConn) {
 	target, err := readHopHeader(c)
 	if err != nil {
 		p.stats.hopsMalformed.Add(1)
-		p.log.Debug("hop header refused", "from", c.RemoteAddr().String(), "err", err)
+		p.log.Debug("hop header refused", "from", raw.RemoteAddr().String(), "err", err)
 		fail(hopMalformed)
 		return
 	}
 	if p.cfg.AllowHop == nil || !p.cfg.AllowHop(target.Addr().String(), int(target.Port())) {
 		p.stats.hopsRefused.Add(1)
-		p.log.Debug("hop target refused", "from", c.RemoteAddr().String(), "target", target.String())
+		p.log.Debug("hop target refused", "from", raw.RemoteAddr().String(), "target", target.String())
 		fail(hopRefused)
 		return
 	}

@@ -3,6 +3,7 @@ package proxy
 import (
 	"cmp"
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -76,8 +77,26 @@ type Config struct {
 	// domain and "svc." are forwarded to (see [HostResolvers]); none: such
 	// names are answered REFUSED.
 	Upstreams []string
-	Log       *slog.Logger
+	// HopServerTLS makes the hop listener speak TLS: it must require and
+	// verify a client certificate (ClientAuth RequireAndVerifyClientCert,
+	// else Start fails), so that only holders of a certificate it trusts
+	// reach the pods. nil: plain TCP, for a network where only peers can
+	// reach the hop listener.
+	HopServerTLS *tls.Config
+	// HopClientTLS makes hops to other peers TLS: it should present this
+	// peer's certificate and verify the server's. An empty ServerName is
+	// taken from the hop address, as tls.Dial does. nil: plain TCP.
+	HopClientTLS *tls.Config
+	// MaxConns caps the connections each service listener, and the hop
+	// listener, serves at once (0: DefaultMaxConns). Beyond it a new
+	// connection is accepted and reset at once, and counted
+	// (Stats.OverLimit).
+	MaxConns int
+	Log      *slog.Logger
 }
+
+// DefaultMaxConns is the default of Config.MaxConns.
+const DefaultMaxConns = 4096
 
 // Stats are the proxy's counters since New. Gauges are marked.
 type Stats struct {
@@ -87,15 +106,17 @@ type Stats struct {
 	DialFailures uint64 // endpoint dials that failed (each try counts)
 	Retries      uint64 // dials retried on another endpoint after a failure
 	Active       int64  // gauge: proxied client connections open now
+	OverLimit    uint64 // connections closed at once: their listener (service or hop) was at Config.MaxConns
 
 	Listeners        int    // gauge: service listeners open now
 	ListenersFailing int    // gauge: wanted service listeners that could not be opened
 	ListenErrors     uint64 // failed listen attempts (retried at each Update)
 
-	HopsServed      uint64 // hop connections spliced to a local pod
-	HopsRefused     uint64 // hop targets refused by AllowHop
-	HopsMalformed   uint64 // hop headers that were malformed, short or late
-	HopDialFailures uint64 // allowed hop targets whose dial failed
+	HopsServed          uint64 // hop connections spliced to a local pod
+	HopsRefused         uint64 // hop targets refused by AllowHop
+	HopsUnauthenticated uint64 // hop connections whose TLS handshake failed (no certificate, or one not trusted)
+	HopsMalformed       uint64 // hop headers that were malformed, short or late
+	HopDialFailures     uint64 // allowed hop targets whose dial failed
 
 	DNSQueries   uint64 // well-formed DNS queries
 	DNSAnswers   uint64 // responses carrying at least one address
@@ -108,7 +129,7 @@ type Stats struct {
 type counters struct {
 	accepted, noEndpoints, unserved, dialFailures, retries  atomic.Uint64
 	active                                                  atomic.Int64
-	listenErrors                                            atomic.Uint64
+	listenErrors, overLimit, hopsUnauthenticated            atomic.Uint64
 	hopsServed, hopsRefused, hopsMalformed, hopDialFailures atomic.Uint64
 	dnsQueries, dnsAnswers, dnsNXDomain, dnsRefused         atomic.Uint64
 	dnsForwarded, dnsMalformed                              atomic.Uint64
@@ -121,6 +142,7 @@ type Proxy struct {
 	log        *slog.Logger
 	domain     string        // lower case, no trailing dot
 	hopTimeout time.Duration // hopHandshakeTimeout
+	maxConns   int           // Config.MaxConns or its default
 
 	ctx    context.Context // cancelled by Close
 	cancel context.CancelFunc
@@ -174,6 +196,10 @@ func New(cfg Config) *Proxy {
 		failing:    map[netip.AddrPort]bool{},
 		warned:     map[string]bool{},
 		hopTimeout: hopHandshakeTimeout,
+		maxConns:   cfg.MaxConns,
+	}
+	if p.maxConns <= 0 {
+		p.maxConns = DefaultMaxConns
 	}
 	if p.log == nil {
 		p.log = slog.New(slog.DiscardHandler)
@@ -201,6 +227,9 @@ func (p *Proxy) Start(ctx context.Context) (err error) {
 	}
 	if p.started {
 		return errors.New("proxy: already started")
+	}
+	if t := p.cfg.HopServerTLS; t != nil && t.ClientAuth != tls.RequireAndVerifyClientCert {
+		return errors.New("proxy: HopServerTLS must require and verify client certificates (RequireAndVerifyClientCert)")
 	}
 	if p.cfg.HopAddr != "" {
 		ap, err := netip.ParseAddrPort(p.cfg.HopAddr)
@@ -233,7 +262,8 @@ func (p *Proxy) Start(ctx context.Context) (err error) {
 		p.dns.run()
 	}
 	p.stopCtx = context.AfterFunc(ctx, func() { p.Close() })
-	p.log.Info("proxy started", "hop", p.cfg.HopAddr, "dns", p.cfg.DNSAddr, "domain", p.domain)
+	p.log.Info("proxy started", "hop", p.cfg.HopAddr, "hop_tls", p.cfg.HopServerTLS != nil, "dns", p.cfg.DNSAddr, "domain", p.domain,
+		"max_conns", p.maxConns)
 	return nil
 }
 
@@ -398,23 +428,25 @@ func serviceNames(ns, name, domain string) []string {
 func (p *Proxy) Stats() Stats {
 	c := &p.stats
 	s := Stats{
-		Accepted:        c.accepted.Load(),
-		NoEndpoints:     c.noEndpoints.Load(),
-		Unserved:        c.unserved.Load(),
-		DialFailures:    c.dialFailures.Load(),
-		Retries:         c.retries.Load(),
-		Active:          c.active.Load(),
-		ListenErrors:    c.listenErrors.Load(),
-		HopsServed:      c.hopsServed.Load(),
-		HopsRefused:     c.hopsRefused.Load(),
-		HopsMalformed:   c.hopsMalformed.Load(),
-		HopDialFailures: c.hopDialFailures.Load(),
-		DNSQueries:      c.dnsQueries.Load(),
-		DNSAnswers:      c.dnsAnswers.Load(),
-		DNSNXDomain:     c.dnsNXDomain.Load(),
-		DNSRefused:      c.dnsRefused.Load(),
-		DNSForwarded:    c.dnsForwarded.Load(),
-		DNSMalformed:    c.dnsMalformed.Load(),
+		Accepted:            c.accepted.Load(),
+		NoEndpoints:         c.noEndpoints.Load(),
+		Unserved:            c.unserved.Load(),
+		DialFailures:        c.dialFailures.Load(),
+		Retries:             c.retries.Load(),
+		Active:              c.active.Load(),
+		OverLimit:           c.overLimit.Load(),
+		ListenErrors:        c.listenErrors.Load(),
+		HopsServed:          c.hopsServed.Load(),
+		HopsRefused:         c.hopsRefused.Load(),
+		HopsUnauthenticated: c.hopsUnauthenticated.Load(),
+		HopsMalformed:       c.hopsMalformed.Load(),
+		HopDialFailures:     c.hopDialFailures.Load(),
+		DNSQueries:          c.dnsQueries.Load(),
+		DNSAnswers:          c.dnsAnswers.Load(),
+		DNSNXDomain:         c.dnsNXDomain.Load(),
+		DNSRefused:          c.dnsRefused.Load(),
+		DNSForwarded:        c.dnsForwarded.Load(),
+		DNSMalformed:        c.dnsMalformed.Load(),
 	}
 	p.mu.Lock()
 	s.Listeners = len(p.listeners)
@@ -461,9 +493,14 @@ func (p *Proxy) acceptLoop(l *listener) {
 }
 
 // acceptLoop accepts on ln and runs serve for each connection in its own
-// goroutine, backing off on errors such as EMFILE, until ln is closed.
+// goroutine, backing off on errors such as EMFILE, until ln is closed. At
+// most p.maxConns connections are served at once: beyond, a connection is
+// closed as soon as it is accepted (accepting it takes it off the kernel's
+// backlog, so that the listener stays responsive when load falls).
 func acceptLoop(p *Proxy, ln *net.TCPListener, serve func(*net.TCPConn)) {
 	var delay time.Duration
+	var open atomic.Int64
+	limit := int64(p.maxConns)
 	for {
 		c, err := ln.AcceptTCP()
 		if err != nil {
@@ -482,9 +519,19 @@ func acceptLoop(p *Proxy, ln *net.TCPListener, serve func(*net.TCPConn)) {
 			continue
 		}
 		delay = 0
+		if open.Load() >= limit {
+			p.stats.overLimit.Add(1)
+			p.log.Debug("connection closed: listener at its cap", "addr", ln.Addr().String(),
+				"from", c.RemoteAddr().String(), "max", limit)
+			c.SetLinger(0)
+			c.Close()
+			continue
+		}
+		open.Add(1)
 		p.wg.Add(1)
 		go func() {
 			defer p.wg.Done()
+			defer open.Add(-1)
 			if !p.conns.add(c) {
 				c.Close()
 				return
@@ -545,26 +592,57 @@ func (p *Proxy) Dial(ctx context.Context, namespace, service string, port int) (
 	if err != nil {
 		return nil, err
 	}
-	return &pooledConn{TCPConn: c, b: b}, nil
+	switch c := c.(type) {
+	case *net.TCPConn:
+		return &pooledTCPConn{TCPConn: c, b: b}, nil
+	case *tls.Conn:
+		return &pooledTLSConn{Conn: c, b: b}, nil
+	default:
+		return &pooledConn{Conn: c, b: b}, nil
+	}
 }
 
-// pooledConn releases its endpoint when closed. It embeds *net.TCPConn so
-// that io.Copy still splices through it.
-type pooledConn struct {
+// pooledTCPConn releases its endpoint when closed. It embeds *net.TCPConn
+// so that io.Copy still splices through it.
+type pooledTCPConn struct {
 	*net.TCPConn
+	b    *backend
+	once sync.Once
+}
+
+func (c *pooledTCPConn) Close() error {
+	c.once.Do(c.b.release)
+	return c.TCPConn.Close()
+}
+
+// pooledTLSConn is pooledTCPConn for a hop over TLS (it keeps CloseWrite).
+type pooledTLSConn struct {
+	*tls.Conn
+	b    *backend
+	once sync.Once
+}
+
+func (c *pooledTLSConn) Close() error {
+	c.once.Do(c.b.release)
+	return c.Conn.Close()
+}
+
+// pooledConn is pooledTCPConn for any other connection.
+type pooledConn struct {
+	net.Conn
 	b    *backend
 	once sync.Once
 }
 
 func (c *pooledConn) Close() error {
 	c.once.Do(c.b.release)
-	return c.TCPConn.Close()
+	return c.Conn.Close()
 }
 
 // dialPool dials an endpoint of pl chosen by least connections, trying the
 // others (each at most once) while dials fail. The chosen backend is
 // returned acquired: the caller must release it.
-func (p *Proxy) dialPool(ctx context.Context, pl *pool) (*net.TCPConn, *backend, error) {
+func (p *Proxy) dialPool(ctx context.Context, pl *pool) (net.Conn, *backend, error) {
 	var tried []*backend
 	var lastErr error
 	for {
@@ -602,21 +680,23 @@ func (p *Proxy) dialPool(ctx context.Context, pl *pool) (*net.TCPConn, *backend,
 // DialEndpoint connects to one endpoint: at its pod IP if it is local,
 // otherwise through the hop listener of its node (Config.PeerHop).
 func (p *Proxy) DialEndpoint(ctx context.Context, ep Endpoint) (net.Conn, error) {
-	c, err := p.dialEndpoint(ctx, ep)
-	if err != nil {
-		return nil, err
-	}
-	return c, nil
+	return p.dialEndpoint(ctx, ep)
 }
 
-func (p *Proxy) dialEndpoint(ctx context.Context, ep Endpoint) (*net.TCPConn, error) {
+// dialEndpoint returns a *net.TCPConn for a local endpoint (so that the
+// relay splices) and for a plain hop, a *tls.Conn for a hop over TLS.
+func (p *Proxy) dialEndpoint(ctx context.Context, ep Endpoint) (net.Conn, error) {
 	ip, err := netip.ParseAddr(ep.IP)
 	if err != nil || !validPort(ep.Port) {
 		return nil, fmt.Errorf("proxy: invalid endpoint %q port %d", ep.IP, ep.Port)
 	}
 	target := netip.AddrPortFrom(ip.Unmap(), uint16(ep.Port))
 	if ep.Local {
-		return dialTCP(ctx, target.String())
+		c, err := dialTCP(ctx, target.String())
+		if err != nil {
+			return nil, err // not a typed nil in an interface
+		}
+		return c, nil
 	}
 	if p.cfg.PeerHop == nil {
 		return nil, fmt.Errorf("proxy: no hop for node %q", ep.Node)
@@ -631,7 +711,7 @@ func (p *Proxy) dialEndpoint(ctx context.Context, ep Endpoint) (*net.TCPConn, er
 	if ip := net.ParseIP(p.cfg.NodeIP); ip != nil && !ip.IsUnspecified() {
 		local = &net.TCPAddr{IP: ip}
 	}
-	return dialHop(ctx, hop, local, target, p.hopTimeout)
+	return dialHop(ctx, hop, local, target, p.hopTimeout, p.cfg.HopClientTLS)
 }
 
 func dialTCP(ctx context.Context, addr string) (*net.TCPConn, error) {

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"strconv"
 	"strings"
 	"sync"
@@ -314,6 +315,13 @@ func (c *Containerd) WriteBlob(ctx context.Context, b Blob, r io.Reader) (err er
 // for any reason, deletes its lease with a synchronous garbage collection:
 // it leaves no image record, no content and no snapshot behind.
 //
+// Each layer is also bounded relative to its own compressed size: a layer
+// that unpacks to more than both MinExpansionBytes and MaxExpansion times
+// its compressed size is refused (real layers compress 2-10 times; a
+// gzip bomb of zeros about 1,000 times), so that a small archive cannot
+// make a peer write gigabytes even within MaxBytes. The check runs on the
+// same stream, at the first byte (or tar header) over the bound.
+//
 // The unpacked size counted is the larger of the decompressed tar streams
 // and the sum, over every tar entry, of its logical size plus 512 bytes
 // (so a sparse file counts at its full size, and an archive of millions of
@@ -331,7 +339,11 @@ const (
 	DefaultMaxImageBytes  = 4 << 30 // 4 GiB
 	DefaultMaxImageLayers = 128
 	DefaultMaxImageFiles  = 1 << 20
-	maxLoadedLen          = 300
+	// DefaultMaxExpansion and DefaultMinExpansionBytes: a layer may unpack
+	// to at most max(64 MiB, 100 x its compressed size).
+	DefaultMaxExpansion      = 100
+	DefaultMinExpansionBytes = 64 << 20
+	maxLoadedLen             = 300
 )
 
 // loadLeaseTTL bounds how long what an interrupted load stored (the agent
@@ -348,6 +360,21 @@ type ImageLimits struct {
 	MaxLayers int
 	// MaxFiles bounds the tar entries in all layers of an image.
 	MaxFiles int64
+	// MaxExpansion bounds how many times its compressed size a layer may
+	// unpack to, once it unpacks to more than MinExpansionBytes; negative:
+	// no bound.
+	MaxExpansion int64
+	// MinExpansionBytes is what any layer may unpack to, whatever its
+	// compression ratio.
+	MinExpansionBytes int64
+}
+
+// layerMax is the most a layer of compressed bytes may unpack to.
+func (l ImageLimits) layerMax(compressed int64) int64 {
+	if l.MaxExpansion < 0 || compressed > math.MaxInt64/l.MaxExpansion {
+		return math.MaxInt64
+	}
+	return max(l.MinExpansionBytes, l.MaxExpansion*compressed)
 }
 
 func (l ImageLimits) withDefaults() ImageLimits {
@@ -360,6 +387,12 @@ func (l ImageLimits) withDefaults() ImageLimits {
 	if l.MaxFiles <= 0 {
 		l.MaxFiles = DefaultMaxImageFiles
 	}
+	if l.MaxExpansion == 0 {
+		l.MaxExpansion = DefaultMaxExpansion
+	}
+	if l.MinExpansionBytes <= 0 {
+		l.MinExpansionBytes = DefaultMinExpansionBytes
+	}
 	return l
 }
 
@@ -369,11 +402,20 @@ var ErrImageTooLarge = errors.New("image exceeds a limit")
 // LimitError is an image over one of its limits.
 type LimitError struct {
 	Image string // the image name, or "image archive"
-	What  string // "unpacked size", "archive size", "compressed size", "number of layers", "number of files"
+	What  string // "unpacked size", "archive size", "compressed size", "number of layers", "number of files", "expansion"
 	Limit int64
+	// For "expansion": the layer, its compressed size, and the most it may
+	// unpack to (it was stopped at the first byte beyond).
+	Layer      string
+	Compressed int64
+	Unpacked   int64
 }
 
 func (e *LimitError) Error() string {
+	if e.What == "expansion" {
+		return fmt.Sprintf("%s: layer %s expands more than %d times its compressed size (%d bytes compressed, more than %d bytes unpacked): over the limit of %d times",
+			e.Image, e.Layer, e.Unpacked/max(e.Compressed, 1), e.Compressed, e.Unpacked, e.Limit)
+	}
 	unit := ""
 	switch e.What {
 	case "unpacked size", "archive size", "compressed size":
@@ -589,6 +631,9 @@ func (c *Containerd) unpackedSize(ctx context.Context, name string, layers []oci
 	var logical, files int64
 	stream := &limitedReader{max: lim.MaxBytes}
 	for _, l := range layers {
+		layerMax := lim.layerMax(l.Size)
+		tooExpanded := &LimitError{Image: "image " + name, What: "expansion", Limit: lim.MaxExpansion,
+			Layer: l.Digest.String(), Compressed: l.Size, Unpacked: layerMax}
 		err := func() error {
 			ra, err := cs.ReaderAt(ctx, l)
 			if err != nil {
@@ -600,12 +645,17 @@ func (c *Containerd) unpackedSize(ctx context.Context, name string, layers []oci
 				return fmt.Errorf("image %s: layer %s: %w", name, l.Digest, err)
 			}
 			defer dr.Close()
-			stream.r = dr
+			layer := &limitedReader{r: dr, max: layerMax}
+			stream.r = layer
 			tr := tar.NewReader(stream)
+			var layerLogical int64
 			for {
 				h, err := tr.Next()
 				if stream.over {
 					return tooLarge
+				}
+				if layer.over {
+					return tooExpanded
 				}
 				if err == io.EOF {
 					break
@@ -622,12 +672,18 @@ func (c *Containerd) unpackedSize(ctx context.Context, name string, layers []oci
 				if logical += 512 + h.Size; logical > lim.MaxBytes {
 					return tooLarge
 				}
+				if layerLogical += 512 + h.Size; layerLogical > layerMax {
+					return tooExpanded
+				}
 			}
 			// What follows the end of the archive (padding) unpacks to
 			// nothing but is decompressed all the same.
 			if _, err := io.Copy(io.Discard, stream); err != nil {
 				if stream.over {
 					return tooLarge
+				}
+				if layer.over {
+					return tooExpanded
 				}
 				return fmt.Errorf("image %s: layer %s: %w", name, l.Digest, err)
 			}

@@ -557,7 +557,8 @@ func TestImageLimits(t *testing.T) {
 
 	r := newRig(t, "limits")
 	r.ctd.SetImageLimits(ImageLimits{MaxBytes: limit})
-	if got := r.ctd.ImageLimits(); got != (ImageLimits{MaxBytes: limit, MaxLayers: DefaultMaxImageLayers, MaxFiles: DefaultMaxImageFiles}) {
+	if got := r.ctd.ImageLimits(); got != (ImageLimits{MaxBytes: limit, MaxLayers: DefaultMaxImageLayers, MaxFiles: DefaultMaxImageFiles,
+		MaxExpansion: DefaultMaxExpansion, MinExpansionBytes: DefaultMinExpansionBytes}) {
 		t.Fatalf("limits %+v", got)
 	}
 
@@ -612,8 +613,10 @@ func TestImageLimits(t *testing.T) {
 		r.requireClean(t)
 	}
 
-	// Within the limits: loaded, with its unpacked size and load version.
-	r.ctd.SetImageLimits(ImageLimits{MaxBytes: 4 * limit})
+	// Within the limits: loaded, with its unpacked size and load version
+	// (its layer expands about 1,000 times: allowed only without the
+	// expansion bound).
+	r.ctd.SetImageLimits(ImageLimits{MaxBytes: 4 * limit, MaxExpansion: -1})
 	imgs, err := loadFile(ctx, r.ctd, bombTar, "v1")
 	if err != nil {
 		t.Fatal(err)
@@ -659,6 +662,67 @@ func TestImageLimits(t *testing.T) {
 	}
 	if err := r.ctd.RemoveImage(ctx, "Bad:Name"); err == nil || !strings.Contains(err.Error(), "invalid reference format") {
 		t.Fatalf("removal of a bad name: %v", err)
+	}
+	r.requireClean(t)
+}
+
+// TestImageExpansionLimit: with the default limits, a gzip bomb far below
+// MaxBytes is refused by its expansion ratio and leaves nothing behind; a
+// layer under the floor and an ordinary image load.
+func TestImageExpansionLimit(t *testing.T) {
+	ctx := context.Background()
+	const size = 256 << 20 // 1/16 of DefaultMaxImageBytes
+	bomb, err := testimages.ZeroBomb(size)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bombTar := dockerArchive(t, bomb, "example/bomb:2")
+	fi, _ := os.Stat(bombTar)
+	t.Logf("bomb archive: %d bytes for %d bytes of zeros", fi.Size(), size)
+
+	r := newRig(t, "ratio")
+	if got := r.ctd.ImageLimits(); got.MaxBytes != DefaultMaxImageBytes || got.MaxExpansion != DefaultMaxExpansion {
+		t.Fatalf("default limits %+v", got)
+	}
+	start := time.Now()
+	_, err = loadFile(ctx, r.ctd, bombTar, "")
+	var le *LimitError
+	if !errors.As(err, &le) || !errors.Is(err, ErrImageTooLarge) || le.What != "expansion" || le.Limit != DefaultMaxExpansion ||
+		!strings.HasPrefix(le.Layer, "sha256:") || le.Compressed <= 0 || le.Compressed > size/500 ||
+		le.Unpacked != max(DefaultMinExpansionBytes, DefaultMaxExpansion*le.Compressed) {
+		t.Fatalf("bomb with the default limits: %v (%+v), want an expansion LimitError", err, le)
+	}
+	if want := fmt.Sprintf("image docker.io/example/bomb:2: layer %s expands more than %d times its compressed size (%d bytes compressed, more than %d bytes unpacked): over the limit of 100 times",
+		le.Layer, le.Unpacked/le.Compressed, le.Compressed, le.Unpacked); err.Error() != want {
+		t.Errorf("error %q, want %q", err, want)
+	}
+	t.Logf("bomb refused in %v: %v", time.Since(start), err)
+	r.requireClean(t)
+
+	// A layer that expands as much but unpacks to less than the floor loads.
+	small, err := testimages.ZeroBomb(DefaultMinExpansionBytes / 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := loadFile(ctx, r.ctd, dockerArchive(t, small, "example/bomb:3"), ""); err != nil {
+		t.Fatalf("a bomb under the floor: %v", err)
+	}
+	if err := r.ctd.RemoveImage(ctx, "example/bomb:3"); err != nil {
+		t.Fatal(err)
+	}
+	// A higher bound lets the big one in (it expands about 1,000 times).
+	r.ctd.SetImageLimits(ImageLimits{MaxExpansion: 2000})
+	if _, err := loadFile(ctx, r.ctd, bombTar, ""); err != nil {
+		t.Fatalf("bomb with MaxExpansion 2000: %v", err)
+	}
+	if err := r.ctd.RemoveImage(ctx, "example/bomb:2"); err != nil {
+		t.Fatal(err)
+	}
+	// An ordinary image loads with the default limits.
+	r.ctd.SetImageLimits(ImageLimits{})
+	r.loadImage(t, "web")
+	if err := r.ctd.RemoveImage(ctx, "example/web:1"); err != nil {
+		t.Fatal(err)
 	}
 	r.requireClean(t)
 }

@@ -164,3 +164,30 @@ func (ca *CA) PeerClientTLS(cert tls.Certificate) *tls.Config {
 		NextProtos:   []string{"http/1.1"},
 	}
 }
+
+// PeerOnlyServerTLS returns the TLS configuration of a listener that only
+// peers may use (the service hop): TLS 1.3, presenting cert, and requiring
+// a client certificate the cluster CA issued. Session tickets let a peer
+// that connected once resume without the certificate signatures; a
+// resumed session's client certificate is verified again.
+func (ca *CA) PeerOnlyServerTLS(cert tls.Certificate) *tls.Config {
+	return &tls.Config{
+		MinVersion:   tls.VersionTLS13,
+		Certificates: []tls.Certificate{cert},
+		ClientAuth:   tls.RequireAndVerifyClientCert,
+		ClientCAs:    ca.Pool(),
+	}
+}
+
+// PeerOnlyClientTLS returns the TLS configuration a peer connects to
+// another peer's PeerOnlyServerTLS listener with: TLS 1.3, presenting its
+// certificate, verifying the server against the cluster CA, and keeping
+// session tickets to resume.
+func (ca *CA) PeerOnlyClientTLS(cert tls.Certificate) *tls.Config {
+	return &tls.Config{
+		MinVersion:         tls.VersionTLS13,
+		Certificates:       []tls.Certificate{cert},
+		RootCAs:            ca.Pool(),
+		ClientSessionCache: tls.NewLRUClientSessionCache(256),
+	}
+}

@@ -86,6 +86,11 @@ environment variable CHORUS_<FLAG>, e.g. CHORUS_DATA_DIR=/srv/chorus.`,
 			if cfg.MaxImageSize, err = api.ParseMemory(v.GetString("max-image-size")); err != nil || cfg.MaxImageSize < 1<<20 {
 				return fmt.Errorf("--max-image-size %q: want a size of at least 1Mi, like 4Gi", v.GetString("max-image-size"))
 			}
+			if cfg.MaxImageExpansion = v.GetInt64("max-image-expansion"); cfg.MaxImageExpansion < 0 {
+				return fmt.Errorf("--max-image-expansion %d: want a ratio, or 0 for no bound", cfg.MaxImageExpansion)
+			} else if cfg.MaxImageExpansion == 0 {
+				cfg.MaxImageExpansion = -1
+			}
 			if cfg.ImageGCAfter = v.GetDuration("image-gc-after"); cfg.ImageGCAfter < 0 {
 				return fmt.Errorf("--image-gc-after %v: want a duration, 0 to keep unused images", cfg.ImageGCAfter)
 			}
@@ -127,6 +132,7 @@ environment variable CHORUS_<FLAG>, e.g. CHORUS_DATA_DIR=/srv/chorus.`,
 	f.Int("hop-port", 7948, "port on --bind where other peers' service proxies reach this peer's pods")
 	f.String("log-level", "info", "debug, info, warn or error")
 	f.String("max-image-size", "4Gi", "largest image a load, fetch or pull may bring: the archive or compressed blobs, and the unpacked size of each image")
+	f.Int64("max-image-expansion", 100, "refuse an image layer that unpacks to more than this many times its compressed size and more than 64Mi (a decompression bomb); 0: no bound")
 	f.Duration("image-gc-after", 24*time.Hour, "remove an image no pod on this peer used for this long when an alive peer whose name sorts first holds it too (0: never)")
 	f.Bool("fault-corrupt-blobs", false, "serve corrupted image blobs to other peers (fault injection for tests)")
 	_ = f.MarkHidden("fault-corrupt-blobs")

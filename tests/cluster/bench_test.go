@@ -450,49 +450,26 @@ func wrk(b *testing.B, url string, d time.Duration) (float64, string) {
 
 // BenchmarkServicePath compares, with wrk (2 threads, 32 connections, 10 s
 // per run, alternating), requests to a pod directly, through the NodePort
-// of the pod's own peer, and through the NodePort of another peer.
+// of the pod's own peer, and through the NodePort of another peer (a hop
+// over mutual TLS); and, in the same run, through the NodePort of another
+// peer of an --insecure cluster (a hop over plain TCP).
 func BenchmarkServicePath(b *testing.B) {
 	imgs, err := images.BuildAll(context.Background(), filepath.Join(os.TempDir(), "chorus-test-images"))
 	if err != nil {
 		b.Fatal(err)
 	}
+	// A protected cluster (hops over mutual TLS) and, in the same run, an
+	// --insecure one (hops over plain TCP, as before hops had TLS).
 	peers := startCluster(b, 2, 245, "w", "--label", "role=bench")
-	for _, p := range peers {
-		if _, err := p.CLI("image", "load", imgs["web"]); err != nil {
-			b.Fatal(err)
-		}
-	}
-	app := strings.Replace(helloApp, "replicas: 2", "replicas: 1", 1)
-	app = strings.Replace(app, "    spec:\n      containers:", "    spec:\n      nodeSelector: {kubernetes.io/hostname: w1}\n      containers:", 1)
-	app += `---
-apiVersion: v1
-kind: Service
-metadata: {name: hello}
-spec:
-  type: NodePort
-  selector: {app: hello}
-  ports: [{port: 8080, nodePort: 31080}]
-`
-	if err := post(peers[0], "/chorus/v1/apply", []byte(app)); err != nil {
-		b.Fatal(err)
-	}
-	var podIP string
-	for start := time.Now(); podIP == ""; time.Sleep(200 * time.Millisecond) {
-		pods, _ := peers[1].Pods("default")
-		for _, p := range pods {
-			if harness.IsReady(&p) && p.Spec.NodeName == "w1" {
-				podIP = p.Status.PodIP
-			}
-		}
-		if time.Since(start) > time.Minute {
-			b.Fatal("pod not ready on w1")
-		}
-	}
+	open := startCluster(b, 2, 151, "iw", "--label", "role=bench", "--insecure")
+	podIP := servePathApp(b, peers, imgs["web"], "w1")
+	servePathApp(b, open, imgs["web"], "iw1")
 	time.Sleep(2 * time.Second)
 	targets := []struct{ name, url string }{
 		{"direct", "http://" + podIP + ":8080/"},
 		{"local-nodeport", "http://" + peers[0].Bind + ":31080/"},
 		{"remote-nodeport", "http://" + peers[1].Bind + ":31080/"},
+		{"remote-plainhop", "http://" + open[1].Bind + ":31080/"},
 	}
 	sum := map[string]float64{}
 	for round := 0; round < 2; round++ {
@@ -505,6 +482,42 @@ spec:
 	b.ReportMetric(sum["direct"]/2, "direct-req/s")
 	b.ReportMetric(sum["local-nodeport"]/sum["direct"], "local/direct")
 	b.ReportMetric(sum["remote-nodeport"]/sum["direct"], "remote/direct")
+	b.ReportMetric(sum["remote-plainhop"]/sum["direct"], "remote-plainhop/direct")
+}
+
+// servePathApp loads the web image on peers and runs one hello pod on
+// node behind NodePort 31080, and returns the pod's IP.
+func servePathApp(b *testing.B, peers []*harness.Peer, web, node string) string {
+	for _, p := range peers {
+		if _, err := p.CLI("image", "load", web); err != nil {
+			b.Fatal(err)
+		}
+	}
+	app := strings.Replace(helloApp, "replicas: 2", "replicas: 1", 1)
+	app = strings.Replace(app, "    spec:\n      containers:", "    spec:\n      nodeSelector: {kubernetes.io/hostname: "+node+"}\n      containers:", 1)
+	app += `---
+apiVersion: v1
+kind: Service
+metadata: {name: hello}
+spec:
+  type: NodePort
+  selector: {app: hello}
+  ports: [{port: 8080, nodePort: 31080}]
+`
+	if err := post(peers[0], "/chorus/v1/apply", []byte(app)); err != nil {
+		b.Fatal(err)
+	}
+	for start := time.Now(); ; time.Sleep(200 * time.Millisecond) {
+		pods, _ := peers[1].Pods("default")
+		for _, p := range pods {
+			if harness.IsReady(&p) && p.Spec.NodeName == node {
+				return p.Status.PodIP
+			}
+		}
+		if time.Since(start) > time.Minute {
+			b.Fatalf("pod not ready on %s", node)
+		}
+	}
 }
 
 // bigImage writes an archive of example/big:1: the web image plus a layer

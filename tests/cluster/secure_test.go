@@ -2,16 +2,21 @@ package cluster
 
 import (
 	"context"
+	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/chorus-sh/chorus/api"
 	"github.com/chorus-sh/chorus/tests/harness"
+	"github.com/chorus-sh/chorus/tests/images"
 	"github.com/chorus-sh/chorus/trust"
 	"github.com/hashicorp/memberlist"
 	"github.com/hashicorp/serf/serf"
@@ -22,8 +27,9 @@ import (
 // a peer joins only with it; a peer without it, or a serf client
 // advertising a fake API address, neither joins nor learns anything; the
 // API is TLS with the token (plain HTTP and token-less requests are
-// refused); the kubeconfig each peer writes works for kubectl; a restart
-// with no flag keeps the secret.
+// refused); the kubeconfig each peer writes works for kubectl; service
+// hops between peers are mutual TLS (a plain client at a hop port gets
+// nothing); a restart with no flag keeps the secret.
 func TestSecureByDefault(t *testing.T) {
 	s1 := harness.NewPeer(t, bin, "sec1", "127.0.0.161")
 	s2 := harness.NewPeer(t, bin, "sec2", "127.0.0.162", "--join", "127.0.0.161") // the harness passes sec1's token
@@ -142,6 +148,74 @@ func TestSecureByDefault(t *testing.T) {
 	if out, err := exec.Command("kubectl", "--kubeconfig", kpath, "get", "--raw", "/chorus/v1/version").CombinedOutput(); err != nil || !strings.Contains(string(out), `"node": "sec2"`) {
 		t.Fatalf("kubectl with the printed kubeconfig: %v %s", err, out)
 	}
+
+	// Service hops are mutual TLS: service traffic through the peer that
+	// does not run the pod works; a plain TCP client at the pod's peer's
+	// hop port, sending a valid hop header for the pod, gets nothing.
+	imgs, err := images.BuildAll(context.Background(), filepath.Join(os.TempDir(), "chorus-test-images"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range []*harness.Peer{s1, s2} {
+		if out, err := p.CLI("image", "load", imgs["web"]); err != nil {
+			t.Fatalf("image load on %s: %v %s", p.Name, err, out)
+		}
+	}
+	if _, err := s1.CLI("apply", "-f", manifest(t, harness.WebDeployment("hopweb", 1))); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := s1.CLI("expose", "deployment", "hopweb", "--type=NodePort", "--port=8080"); err != nil {
+		t.Fatalf("expose: %v %s", err, out)
+	}
+	var pod api.Pod
+	harness.Eventually(t, 60*time.Second, "the hopweb pod ready", func() (bool, string) {
+		pods, err := s1.Pods("default")
+		if err != nil {
+			return false, err.Error()
+		}
+		for _, p := range pods {
+			if strings.HasPrefix(p.Metadata.Name, "hopweb-") && harness.IsReady(&p) {
+				pod = p
+				return true, ""
+			}
+		}
+		return false, fmt.Sprintf("%d pods, none ready", len(pods))
+	})
+	owner, through := s1, s2
+	if pod.Spec.NodeName == "sec2" {
+		owner, through = s2, s1
+	}
+	var nodePort string
+	harness.Eventually(t, 30*time.Second, "the NodePort", func() (bool, string) {
+		out, _ := s1.CLI("get", "services", "hopweb")
+		m := regexp.MustCompile(`8080:(\d+)/TCP`).FindStringSubmatch(out)
+		if m != nil {
+			nodePort = m[1]
+		}
+		return m != nil, out
+	})
+	harness.Eventually(t, 30*time.Second, "hopweb through "+through.Name+" (a TLS hop to "+owner.Name+")", func() (bool, string) {
+		failed, pods := answers("http://"+through.Bind+":"+nodePort+"/", 10)
+		return failed == 0 && pods[pod.Metadata.Name] == 10, fmt.Sprintf("%d failed, answered by %v", failed, pods)
+	})
+	target := pod.Status.PodIP + ":8080"
+	raw, err := net.DialTimeout("tcp", owner.Bind+":7948", 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw.SetDeadline(time.Now().Add(10 * time.Second))
+	hdr := append([]byte{'C', 'H', 'O', 'P', 1, byte(len(target))}, target...)
+	raw.Write(append(hdr, "GET / HTTP/1.0\r\n\r\n"...))
+	got, err := io.ReadAll(raw)
+	raw.Close()
+	if len(got) != 0 {
+		t.Fatalf("a plain TCP hop to %s through %s got %q (%v), want nothing", target, owner.Name, got, err)
+	}
+	harness.Eventually(t, 10*time.Second, "the refused hop counted", func() (bool, string) {
+		code, _, body := httpStatus(t, owner, "/metrics", "Bearer "+secret.APIToken())
+		m := regexp.MustCompile(`(?m)^chorus_proxy_hops_unauthenticated_total (\d+)`).FindStringSubmatch(body)
+		return code == http.StatusOK && m != nil && m[1] != "0", fmt.Sprintf("%d %v", code, m)
+	})
 
 	// A restart with no flag keeps the secret and rejoins.
 	s2.Stop()

@@ -3,19 +3,23 @@ package e2e
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"net"
 	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
 	"github.com/chorus-sh/chorus/api"
 	"github.com/chorus-sh/chorus/crdt"
 	"github.com/chorus-sh/chorus/tests/harness"
+	testimages "github.com/chorus-sh/chorus/tests/images"
 )
 
 // send makes one API request as an attacker (or a careless user) would,
@@ -52,6 +56,31 @@ func serving(t *testing.T, p *harness.Peer, after string) {
 	if err := p.GetJSON("/chorus/v1/version", &v); err != nil {
 		t.Fatalf("after %s the API does not answer: %v", after, err)
 	}
+}
+
+// diskUsage returns the bytes of disk the files under dir take (blocks
+// allocated, so that sparse files count as they are stored).
+func diskUsage(t *testing.T, dir string) int64 {
+	t.Helper()
+	var n int64
+	err := filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
+		if err != nil {
+			if errors.Is(err, fs.ErrNotExist) {
+				return nil // removed while walking
+			}
+			return err
+		}
+		if info, err := d.Info(); err == nil {
+			if st, ok := info.Sys().(*syscall.Stat_t); ok {
+				n += st.Blocks * 512
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n
 }
 
 type peerStats struct {
@@ -254,6 +283,50 @@ func TestAttacksFailAndPeerKeepsServing(t *testing.T) {
 			t.Errorf("hop to the pod %s:8080 answered %d, want 0", pod.Status.PodIP, ans)
 		}
 		serving(t, p, "hops to the host")
+	})
+
+	t.Run("gzip bomb image", func(t *testing.T) {
+		// 2 GiB of zeros in one layer, about 2 MB compressed: within the
+		// default --max-image-size (4Gi), over the default expansion bound.
+		start := time.Now()
+		bomb, err := testimages.ZeroBomb(2 << 30)
+		if err != nil {
+			t.Fatal(err)
+		}
+		path := filepath.Join(t.TempDir(), "bomb.tar")
+		f, err := os.Create(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := testimages.WriteDocker(f, bomb, "example/bomb:1"); err != nil {
+			t.Fatal(err)
+		}
+		if err := f.Close(); err != nil {
+			t.Fatal(err)
+		}
+		fi, err := os.Stat(path)
+		if err != nil || fi.Size() > 4<<20 {
+			t.Fatalf("bomb archive: %v, %v: want at most 4 MiB", fi.Size(), err)
+		}
+		t.Logf("bomb archive of %d bytes for 2 GiB of zeros, built in %v", fi.Size(), time.Since(start).Round(time.Millisecond))
+
+		before := diskUsage(t, p.DataDir)
+		start = time.Now()
+		out, err := p.CLI("image", "load", path)
+		if err == nil || !strings.Contains(err.Error(), "expands more than") || !strings.Contains(err.Error(), "over the limit of 100 times (--max-image-expansion)") {
+			t.Fatalf("loading the bomb: %v\n%s", err, out)
+		}
+		t.Logf("refused in %v: %v", time.Since(start).Round(time.Millisecond), err)
+		serving(t, p, "a gzip bomb image")
+		out, err = p.CLI("image", "ls")
+		if err != nil || strings.Contains(out, "bomb") || !strings.Contains(out, "example/web") {
+			t.Errorf("image ls after the bomb: %v\n%s", err, out)
+		}
+		after := diskUsage(t, p.DataDir)
+		t.Logf("data dir: %d KiB before, %d KiB after", before>>10, after>>10)
+		if after > before+8<<20 {
+			t.Errorf("the data dir grew by %d KiB", (after-before)>>10)
+		}
 	})
 
 	select {
