@@ -245,6 +245,12 @@ func Run(ctx context.Context, cfg Config) error {
 	if err != nil {
 		return err
 	}
+	if st.sealer, err = newSealer(tr, cfg.GossipKey); err != nil {
+		return err
+	}
+	if st.sealer == nil {
+		log.Warn("INSECURE: Secrets are stored unencrypted in state.crdt and travel in clear between peers (--insecure without --gossip-key)")
+	}
 	svcNet, err := newServiceNet(cfg.PodSubnet)
 	if err != nil {
 		return fmt.Errorf("--pod-subnet: %w", err)
