@@ -286,7 +286,10 @@ func Run(ctx context.Context, cfg Config) error {
 	a.ctd = ctd
 	a.pods = runtime.NewPodManager(podRuntime{ctd, a}, runtime.Options{
 		Node: cfg.Name, HostIP: cfg.Bind, StateDir: filepath.Join(cfg.DataDir, "pods"), Log: log,
-		ResolvConf: a.resolvConf,
+		ResolvConf:   a.resolvConf,
+		Config:       configSource{st},
+		NodeCPUMilli: func() int64 { m, _ := api.ParseCPU(capacity()["cpu"]); return m }(),
+		NodeMemBytes: func() int64 { b, _ := api.ParseMemory(capacity()["memory"]); return b }(),
 		EnsureImage: func(ctx context.Context, ref string) error {
 			if a.images == nil {
 				return errors.New("not joined to the cluster yet")

@@ -136,3 +136,25 @@ func newSealer(tr *peerTrust, gossipKey string) (*trust.Sealer, error) {
 	}
 	return nil, nil
 }
+
+// configSource gives the pod manager this peer's replica of the cluster's
+// ConfigMaps and Secrets (Secrets opened).
+type configSource struct{ s *store }
+
+func (c configSource) ConfigMap(ns, name string) (*api.ConfigMap, bool) {
+	o, ok := c.s.get(objectKey(api.KindConfigMap, ns, name))
+	if !ok {
+		return nil, false
+	}
+	cm, ok := o.(*api.ConfigMap)
+	return cm, ok
+}
+
+func (c configSource) Secret(ns, name string) (*api.Secret, bool) {
+	o, ok := c.s.get(objectKey(api.KindSecret, ns, name))
+	if !ok {
+		return nil, false
+	}
+	sec, ok := o.(*api.Secret)
+	return sec, ok
+}
