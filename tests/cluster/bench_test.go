@@ -52,7 +52,7 @@ func startCluster(b testing.TB, n, base int, prefix string, extra ...string) []*
 	for {
 		alive := 0
 		for _, s := range nodesSeen(peers[n-1]) {
-			if s == "Alive" {
+			if s == "Alive" || s == "Ready" { // chorus get is kubectl: Ready
 				alive++
 			}
 		}
