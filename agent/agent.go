@@ -248,6 +248,12 @@ func Run(ctx context.Context, cfg Config) error {
 	if err != nil {
 		return err
 	}
+	if st.sealer, err = newSealer(tr, cfg.GossipKey); err != nil {
+		return err
+	}
+	if st.sealer == nil {
+		log.Warn("INSECURE: Secrets are stored unencrypted in state.crdt and travel in clear between peers (--insecure without --gossip-key)")
+	}
 	svcNet, err := newServiceNet(cfg.PodSubnet)
 	if err != nil {
 		return fmt.Errorf("--pod-subnet: %w", err)
@@ -283,7 +289,10 @@ func Run(ctx context.Context, cfg Config) error {
 	a.ctd = ctd
 	a.pods = runtime.NewPodManager(podRuntime{ctd, a}, runtime.Options{
 		Node: cfg.Name, HostIP: cfg.Bind, StateDir: filepath.Join(cfg.DataDir, "pods"), Log: log,
-		ResolvConf: a.resolvConf,
+		ResolvConf:   a.resolvConf,
+		Config:       configSource{st},
+		NodeCPUMilli: func() int64 { m, _ := api.ParseCPU(capacity()["cpu"]); return m }(),
+		NodeMemBytes: func() int64 { b, _ := api.ParseMemory(capacity()["memory"]); return b }(),
 		EnsureImage: func(ctx context.Context, ref string) error {
 			if a.images == nil {
 				return errors.New("not joined to the cluster yet")

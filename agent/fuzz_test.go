@@ -22,6 +22,8 @@ func FuzzStoredObject(f *testing.F) {
 		`{"kind":"DaemonSet","spec":{"template":{"spec":{"containers":[{}]}}}}`,
 		`{"kind":"Deployment","spec":{"replicas":"many"}}`,
 		`{"kind":"Pod"}`,
+		`{"apiVersion":"v1","kind":"Secret","metadata":{"name":"s","namespace":"default"},"type":"kubernetes.io/tls","data":{"tls.crt":"eA==","tls.key":"!!"}}`,
+		`{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"c","namespace":"default"},"data":{"a":"b"},"binaryData":{"a":"AA=="}}`,
 		`null`,
 	} {
 		f.Add([]byte(seed))

@@ -58,6 +58,12 @@ func (b kubeBackend) List(ctx context.Context, kind string) ([][]byte, error) {
 	case "DaemonSet":
 		items, _ := a.objects("daemonsets", "")
 		return marshalAll(items)
+	case "ConfigMap":
+		items, _ := a.objects("configmaps", "")
+		return marshalAll(items)
+	case "Secret":
+		items, _ := a.objects("secrets", "")
+		return marshalAll(items)
 	case "Deployment":
 		items, _ := a.objects("deployments", "")
 		var out []map[string]any

@@ -379,6 +379,18 @@ func (a *Agent) objects(resource, ns string) ([]any, bool) {
 			out = append(out, d)
 		}
 		return out, true
+	case "configmaps":
+		var out []any
+		for _, o := range a.store.list(api.KindConfigMap, ns) {
+			out = append(out, o)
+		}
+		return out, true
+	case "secrets":
+		var out []any
+		for _, o := range a.store.list(api.KindSecret, ns) {
+			out = append(out, o)
+		}
+		return out, true
 	case "services":
 		pods := a.clusterPods()
 		var out []any

@@ -17,6 +17,7 @@ import (
 
 	"github.com/chorus-sh/chorus/api"
 	"github.com/chorus-sh/chorus/crdt"
+	"github.com/chorus-sh/chorus/trust"
 )
 
 // Annotations the agent adds to objects it returns: the object's version
@@ -68,6 +69,10 @@ type store struct {
 	// arrive from disk or from another peer (one of an older version), and
 	// must neither crash this peer nor reach the reconcile loop.
 	checked checkedObjects
+
+	// sealer encrypts Secrets in the state (sealing.go); nil stores them
+	// in clear (an --insecure peer without a gossip key).
+	sealer *trust.Sealer
 }
 
 // checkedObjects is the outcome of checking each stored object at its
@@ -210,6 +215,10 @@ func decodeStored(raw []byte) (api.Object, error) {
 		o = &api.Service{}
 	case api.KindDaemonSet:
 		o = &api.DaemonSet{}
+	case api.KindConfigMap:
+		o = &api.ConfigMap{}
+	case api.KindSecret:
+		o = &api.Secret{}
 	default:
 		return nil, fmt.Errorf("unknown kind %q", tm.Kind)
 	}
@@ -231,7 +240,7 @@ func (s *store) object(key string) (api.Object, bool) {
 	}
 	version, writer := s.st.Meta(key)
 	ver := version.String()
-	o, err := objectOf(key, fields)
+	o, err := s.objectOf(key, fields)
 	if err == nil && !s.checked.isGood(key, ver) {
 		if err = validateStored(o); err == nil {
 			s.checked.markGood(key, ver)
@@ -250,15 +259,6 @@ func (s *store) object(key string) (api.Object, bool) {
 	m.Annotations[annotationVersion] = version.String()
 	m.Annotations[annotationLastWriter] = writer
 	return o, true
-}
-
-// objectOf decodes the fields of key into an object.
-func objectOf(key string, fields map[string]json.RawMessage) (api.Object, error) {
-	doc, err := crdt.Join(key, fields)
-	if err != nil {
-		return nil, err
-	}
-	return decodeStored(doc)
 }
 
 // validateStored runs on a stored object the validation every write path
@@ -281,7 +281,7 @@ func (e *invalidError) Unwrap() error { return e.err }
 // checkWrite validates, in next, every API object d writes (whatever the
 // write path: apply, create, scale, rollout, ...), so that no write can
 // store an object that apply would refuse.
-func checkWrite(next *crdt.State, d crdt.Delta) error {
+func (s *store) checkWrite(next *crdt.State, d crdt.Delta) error {
 	seen := map[string]bool{}
 	var errs []api.FieldError
 	for _, e := range d.Entries {
@@ -291,7 +291,7 @@ func checkWrite(next *crdt.State, d crdt.Delta) error {
 		seen[e.Key] = true
 		kind, _, name := splitKey(e.Key)
 		switch kind {
-		case api.KindNamespace, api.KindDeployment, api.KindService, api.KindDaemonSet:
+		case api.KindNamespace, api.KindDeployment, api.KindService, api.KindDaemonSet, api.KindConfigMap, api.KindSecret:
 		default:
 			continue // histories, node marks: not API objects
 		}
@@ -299,7 +299,7 @@ func checkWrite(next *crdt.State, d crdt.Delta) error {
 		if !ok {
 			continue // deleted
 		}
-		o, err := objectOf(e.Key, fields)
+		o, err := s.objectOf(e.Key, fields)
 		if err != nil {
 			errs = append(errs, api.FieldError{Kind: kind, Name: name, Reason: "does not decode: " + err.Error()})
 			continue
@@ -339,7 +339,7 @@ func (s *store) commit(next *crdt.State, d crdt.Delta) error {
 	if d.Len() == 0 {
 		return nil
 	}
-	if err := checkWrite(next, d); err != nil {
+	if err := s.checkWrite(next, d); err != nil {
 		return err
 	}
 	s.saveMu.Lock()
@@ -406,8 +406,21 @@ func (s *store) apply(objs []api.Object, now time.Time, create bool) ([]Result, 
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w", key, err)
 		}
-		unchanged := exists && sameFields(cur, withGeneration(cloneFields(fields), cur))
+		var clear map[string]json.RawMessage // cur with its sealed fields opened
+		if exists {
+			if clear, err = s.unseal(key, cur); err != nil {
+				clear = cur // an object this peer cannot read: replaced whole
+			} else if old, err := s.objectOf(key, cur); err == nil {
+				if errs := api.ValidateUpdate(old, o); len(errs) > 0 {
+					return nil, &invalidError{err: &api.ManifestError{Errors: errs}}
+				}
+			}
+		}
+		unchanged := exists && sameFields(clear, withGeneration(cloneFields(fields), cur))
 		fields[fieldGeneration] = nextGeneration(cur, fields, exists, true)
+		if err := s.seal(key, fields, false); err != nil {
+			return nil, err
+		}
 		// Written even when unchanged here: this peer may not have seen a
 		// concurrent delete or change yet, and the apply acknowledged now
 		// must win over those (last writer wins), not vanish under them.
@@ -672,6 +685,12 @@ func copyObject(o api.Object) api.Object {
 	case *api.DaemonSet:
 		c := api.DeepCopy(*v)
 		return &c
+	case *api.ConfigMap:
+		c := api.DeepCopy(*v)
+		return &c
+	case *api.Secret:
+		c := api.DeepCopy(*v)
+		return &c
 	}
 	panic(fmt.Sprintf("copyObject: unexpected type %T", o))
 }
@@ -877,7 +896,15 @@ func (s *store) update(base, o api.Object, now time.Time) (Result, error) {
 	if len(changes) == 0 {
 		return r, nil
 	}
+	if old, err := s.objectOf(key, cur); err == nil {
+		if errs := api.ValidateUpdate(old, o); len(errs) > 0 {
+			return r, &invalidError{err: &api.ManifestError{Errors: errs}}
+		}
+	}
 	changes[fieldGeneration] = nextGeneration(cur, changes, true, false)
+	if err := s.seal(key, changes, true); err != nil {
+		return r, err
+	}
 	next := s.st.Clone()
 	d := next.PutFields(key, changes, s.clock.Now())
 	if dep, ok := o.(*api.Deployment); ok {

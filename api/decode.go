@@ -96,9 +96,11 @@ var supportedKinds = map[string]kindInfo{
 	KindDeployment: {apiVersionAppsV1, func() Object { return new(Deployment) }},
 	KindService:    {apiVersionV1, func() Object { return new(Service) }},
 	KindDaemonSet:  {apiVersionAppsV1, func() Object { return new(DaemonSet) }},
+	KindConfigMap:  {apiVersionV1, func() Object { return new(ConfigMap) }},
+	KindSecret:     {apiVersionV1, func() Object { return new(Secret) }},
 }
 
-const supportedKindsText = "Namespace (v1), Deployment (apps/v1), DaemonSet (apps/v1), Service (v1)"
+const supportedKindsText = "Namespace (v1), Deployment (apps/v1), DaemonSet (apps/v1), Service (v1), ConfigMap (v1), Secret (v1)"
 
 // Decode reads a manifest: YAML documents separated by "---" lines, or a
 // stream of JSON objects, each a Namespace (v1), a Deployment (apps/v1), a

@@ -93,7 +93,7 @@ spec:
 		{
 			name:     "kind in the wrong case",
 			manifest: "apiVersion: v1\nkind: service\nmetadata: {name: x}\n",
-			want:     []string{`kind "service" (v1) is not supported; supported kinds: Namespace (v1), Deployment (apps/v1), DaemonSet (apps/v1), Service (v1) (did you mean "Service"?)`},
+			want:     []string{`kind "service" (v1) is not supported; supported kinds: Namespace (v1), Deployment (apps/v1), DaemonSet (apps/v1), Service (v1), ConfigMap (v1), Secret (v1) (did you mean "Service"?)`},
 		},
 		{
 			name:     "wrong apiVersion",
@@ -320,7 +320,7 @@ items:
   kind: ReplicaSet
   metadata: {name: rs}
 `,
-			want: []string{`document 1: items[1]: kind "ReplicaSet" (apps/v1) is not supported; supported kinds: Namespace (v1), Deployment (apps/v1), DaemonSet (apps/v1), Service (v1) (line 8)`},
+			want: []string{`document 1: items[1]: kind "ReplicaSet" (apps/v1) is not supported; supported kinds: Namespace (v1), Deployment (apps/v1), DaemonSet (apps/v1), Service (v1), ConfigMap (v1), Secret (v1) (line 8)`},
 		},
 		{
 			name:     "errors in several documents",
@@ -621,12 +621,9 @@ status:
 		`app.yaml: document 1 (Service web): ignored field "spec.sessionAffinity": chorus does not support it (line 7)`,
 		`app.yaml: document 2 (Deployment web): unknown field "metadata.Labels" (did you mean "labels"?) (line 14)`,
 		`app.yaml: document 2 (Deployment web): ignored field "metadata.managedFields": chorus does not support it (line 13)`,
-		`app.yaml: document 2 (Deployment web): ignored field "spec.template.spec.containers[0].env[0].valueFrom": chorus does not support it; the variable gets its value field (line 30)`,
 		`app.yaml: document 2 (Deployment web): unknown field "spec.template.spec.containers[0].imagePullSecretz" (line 25)`,
 		`app.yaml: document 2 (Deployment web): unknown field "spec.template.spec.containers[0].readinessProbe.periodSecond" (did you mean "periodSeconds"?) (line 35)`,
-		`app.yaml: document 2 (Deployment web): ignored field "spec.template.spec.containers[0].volumeMounts": chorus does not support it (line 27)`,
 		`app.yaml: document 2 (Deployment web): ignored field "spec.template.spec.securityContext.sysctls": chorus does not support it (line 21)`,
-		`app.yaml: document 2 (Deployment web): ignored field "spec.template.spec.volumes": chorus does not support it (line 20)`,
 		`app.yaml: document 2 (Deployment web): ignored field "status": status is reported by chorus, not read from manifests (line 36)`,
 		`app.yaml: document 2 (Deployment web): spec.template.spec.containers[0].resources.limits[nvidia.com/gpu]: ignored: chorus knows only the resources cpu and memory (line 32)`,
 	}

@@ -74,6 +74,8 @@ func SetDefaults(o Object) {
 		defaultServiceSpec(&o.Spec)
 	case *Pod:
 		defaultPodSpec(&o.Spec)
+	case *Secret:
+		defaultSecret(o)
 	}
 }
 

@@ -36,6 +36,9 @@ func FuzzDecode(f *testing.F) {
 		"- 1\n- 2\n",
 		"{\"kind\": ",
 		"--- {apiVersion: v1, kind: Namespace, metadata: {name: x}}\n",
+		"apiVersion: v1\nkind: ConfigMap\nmetadata: {name: c}\nimmutable: true\ndata: {a: b}\nbinaryData: {c: AAEC}\n",
+		"apiVersion: v1\nkind: Secret\nmetadata: {name: s}\ntype: kubernetes.io/tls\ndata: {tls.crt: eA==}\nstringData: {tls.key: k}\n",
+		deployment("web", "        env: [{name: A, valueFrom: {secretKeyRef: {name: s, key: a, optional: true}}}, {name: B, valueFrom: {resourceFieldRef: {resource: limits.cpu, divisor: 1m}}}]\n        envFrom: [{prefix: P_, configMapRef: {name: c}}]\n        volumeMounts: [{name: v, mountPath: /v, subPath: a, readOnly: true}]\n      volumes: [{name: v, projected: {sources: [{configMap: {name: c, items: [{key: a, path: a}]}}, {downwardAPI: {items: [{path: n, fieldRef: {fieldPath: metadata.name}}]}}]}}]\n"),
 	} {
 		f.Add([]byte(seed))
 	}

@@ -129,6 +129,7 @@ type PodSpec struct {
 	Hostname                      string              `json:"hostname,omitempty"`
 	TerminationGracePeriodSeconds *int64              `json:"terminationGracePeriodSeconds,omitempty"`
 	SecurityContext               *PodSecurityContext `json:"securityContext,omitempty"`
+	Volumes                       []Volume            `json:"volumes,omitempty"`
 	// HostUsers false asks for a user namespace; chorus rejects it (see
 	// validateSecurityContext for why).
 	HostUsers *bool `json:"hostUsers,omitempty"`
@@ -186,6 +187,8 @@ type Container struct {
 	Args            []string             `json:"args,omitempty"`
 	WorkingDir      string               `json:"workingDir,omitempty"`
 	Env             []EnvVar             `json:"env,omitempty"`
+	EnvFrom         []EnvFromSource      `json:"envFrom,omitempty"`
+	VolumeMounts    []VolumeMount        `json:"volumeMounts,omitempty"`
 	Ports           []ContainerPort      `json:"ports,omitempty"`
 	Resources       ResourceRequirements `json:"resources,omitempty"`
 	LivenessProbe   *Probe               `json:"livenessProbe,omitempty"`
@@ -194,10 +197,12 @@ type Container struct {
 	SecurityContext *SecurityContext     `json:"securityContext,omitempty"`
 }
 
-// EnvVar is an environment variable with a literal value.
+// EnvVar is an environment variable: a literal value, or one taken from
+// the pod, a ConfigMap or a Secret when the container starts.
 type EnvVar struct {
-	Name  string `json:"name"`
-	Value string `json:"value,omitempty"`
+	Name      string        `json:"name"`
+	Value     string        `json:"value,omitempty"`
+	ValueFrom *EnvVarSource `json:"valueFrom,omitempty"`
 }
 
 // ContainerPort is a port a container listens on.

@@ -61,6 +61,12 @@ func validate(o Object) (errs, warns []FieldError) {
 	case *Pod:
 		v.objectMeta(&o.Metadata, "metadata")
 		v.podSpec(&o.Spec, "spec", false)
+	case *ConfigMap:
+		v.objectMeta(&o.Metadata, "metadata")
+		v.configMap(o)
+	case *Secret:
+		v.objectMeta(&o.Metadata, "metadata")
+		v.secret(o)
 	}
 	return v.errs, v.warns
 }
@@ -314,6 +320,11 @@ func (v *validator) podSpec(s *PodSpec, path string, inDeployment bool) {
 		v.add(child(path, "terminationGracePeriodSeconds"), "must be greater than or equal to 0, got %d", *g)
 	}
 	v.validateSecurityContext(s, path)
+	volumes := v.volumes(s, path)
+	var ctrNames []string
+	for _, c := range s.Containers {
+		ctrNames = append(ctrNames, c.Name)
+	}
 	names := map[string]int{}
 	portNames := map[string]string{}
 	for i := range s.Containers {
@@ -332,6 +343,8 @@ func (v *validator) podSpec(s *PodSpec, path string, inDeployment bool) {
 			}
 		}
 		v.container(c, p, portNames)
+		v.env(c, p, ctrNames)
+		v.volumeMounts(c, p, volumes)
 	}
 }
 
@@ -347,15 +360,6 @@ func (v *validator) container(c *Container, path string, portNames map[string]st
 	case "", PullAlways, PullIfNotPresent, PullNever:
 	default:
 		v.add(child(path, "imagePullPolicy"), "unsupported value %q: supported values: Always, IfNotPresent, Never", c.ImagePullPolicy)
-	}
-	for i, e := range c.Env {
-		p := index(child(path, "env"), i)
-		switch {
-		case e.Name == "":
-			v.add(child(p, "name"), "required")
-		case !envNameRE.MatchString(e.Name):
-			v.add(child(p, "name"), "%q is not a valid environment variable name: must consist of letters, digits, '_', '-' or '.', and not start with a digit", e.Name)
-		}
 	}
 	for i, port := range c.Ports {
 		p := index(child(path, "ports"), i)

@@ -56,6 +56,8 @@ func Resources() []*Resource {
 		{Version: "v1", Kind: "Pod", Plural: "pods", Namespaced: true, ShortNames: []string{"po"}, Categories: all, Deletable: true, Type: reflect.TypeFor[corev1.Pod](),
 			Subresources: []string{"status", "log", "exec", "attach", "portforward"}},
 		{Version: "v1", Kind: "Service", Plural: "services", Namespaced: true, ShortNames: []string{"svc"}, Categories: all, Writable: true, Type: reflect.TypeFor[corev1.Service](), Subresources: []string{"status"}},
+		{Version: "v1", Kind: "ConfigMap", Plural: "configmaps", Namespaced: true, ShortNames: []string{"cm"}, Writable: true, Type: reflect.TypeFor[corev1.ConfigMap]()},
+		{Version: "v1", Kind: "Secret", Plural: "secrets", Namespaced: true, Writable: true, Type: reflect.TypeFor[corev1.Secret]()},
 		{Version: "v1", Kind: "Endpoints", Plural: "endpoints", Namespaced: true, ShortNames: []string{"ep"}, Type: reflect.TypeFor[corev1.Endpoints]()},
 		{Version: "v1", Kind: "Node", Plural: "nodes", ShortNames: []string{"no"}, Updatable: true, Type: reflect.TypeFor[corev1.Node](), Subresources: []string{"status"}},
 		{Version: "v1", Kind: "Event", Plural: "events", Namespaced: true, ShortNames: []string{"ev"}, Type: reflect.TypeFor[corev1.Event]()},

@@ -248,8 +248,23 @@ func columnsOf(kind string) []column {
 		}
 	case "Endpoints":
 		return []column{nameCol, {name: "Endpoints", typ: "string", cell: endpoints}, ageCol}
+	case "ConfigMap":
+		return []column{nameCol, {name: "Data", typ: "integer", desc: "The number of keys of the ConfigMap.", cell: func(o map[string]any, _ time.Time) any {
+			return int64(len(mapOf(o, "data")) + len(mapOf(o, "binaryData")))
+		}}, ageCol}
+	case "Secret":
+		return []column{nameCol,
+			{name: "Type", typ: "string", desc: "The type of the Secret.", cell: func(o map[string]any, _ time.Time) any { return str(o, "type") }},
+			{name: "Data", typ: "integer", desc: "The number of keys of the Secret.", cell: func(o map[string]any, _ time.Time) any { return int64(len(mapOf(o, "data"))) }},
+			ageCol}
 	}
 	return []column{nameCol, ageCol}
+}
+
+// mapOf reads a nested object.
+func mapOf(obj map[string]any, p ...string) map[string]any {
+	m, _ := path(obj, p...).(map[string]any)
+	return m
 }
 
 func podReady(o map[string]any, _ time.Time) any {

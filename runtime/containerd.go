@@ -182,6 +182,17 @@ func (c *Containerd) create(ctx context.Context, cfg ContainerConfig) (container
 		}
 		opts = append(opts, oci.WithMounts(mounts))
 	}
+	if len(cfg.Mounts) > 0 {
+		var mounts []specs.Mount
+		for _, m := range cfg.Mounts {
+			o := []string{"rbind", "rprivate", "rw"}
+			if m.ReadOnly {
+				o[2] = "ro"
+			}
+			mounts = append(mounts, specs.Mount{Destination: m.Destination, Type: "bind", Source: m.Source, Options: o})
+		}
+		opts = append(opts, oci.WithMounts(mounts))
+	}
 	if cfg.MemBytes > 0 {
 		opts = append(opts, oci.WithMemoryLimit(uint64(cfg.MemBytes)))
 	}

@@ -49,6 +49,16 @@ type Options struct {
 	// EnsureImage, when set, is called for an image this peer lacks, to get
 	// it (from other peers, or its registry) before the container starts.
 	EnsureImage func(ctx context.Context, ref string) error
+	// Config gives the ConfigMaps and Secrets that env and volumes of pods
+	// read (nil: none exist).
+	Config ConfigSource
+	// NodeCPUMilli and NodeMemBytes are this peer's capacity, which a
+	// resourceFieldRef of an unset limit reads.
+	NodeCPUMilli int64
+	NodeMemBytes int64
+	// VolumeRefresh is how often the files of configMap, secret and
+	// downwardAPI volumes are brought up to date (default 10s).
+	VolumeRefresh time.Duration
 }
 
 // PodManager keeps the pods assigned to this peer running: the kubelet of
@@ -83,6 +93,12 @@ func NewPodManager(rt Runtime, opts Options) *PodManager {
 	}
 	if opts.Changed == nil {
 		opts.Changed = func() {}
+	}
+	if opts.Config == nil {
+		opts.Config = noConfig{}
+	}
+	if opts.VolumeRefresh <= 0 {
+		opts.VolumeRefresh = 10 * time.Second
 	}
 	return &PodManager{rt: rt, opts: opts, workers: map[string]*podWorker{}}
 }
@@ -557,10 +573,18 @@ func (w *podWorker) loop(ctx context.Context) {
 
 	tick := time.NewTicker(200 * time.Millisecond)
 	defer tick.Stop()
+	refresh := time.NewTicker(w.m.opts.VolumeRefresh)
+	defer refresh.Stop()
 	for {
 		w.startDue(wctx, log, exits, &inner)
 		w.probeDue(wctx, probes, &inner)
 		select {
+		case <-refresh.C:
+			// ConfigMap and Secret changes reach the files of running
+			// containers (atomically); a failure is retried next time.
+			if err := w.setupVolumes(w.podContext()); err != nil {
+				log.Debug("refresh volumes", "err", err)
+			}
 		case <-ctx.Done():
 			return
 		case <-w.stopCh:
@@ -642,12 +666,59 @@ func (w *podWorker) startOne(ctx context.Context, log *slog.Logger, i int, exits
 			retryLater("ErrImagePull", msg, 2*time.Second)
 			return
 		}
+		configFailed := func(msg string) {
+			// Kubernetes' CreateContainerConfigError: nothing was made;
+			// said once, retried slowly, not counted as a restart.
+			w.mu.Lock()
+			first := c.waitReason != "CreateContainerConfigError" || c.waitMessage != msg
+			w.mu.Unlock()
+			if first {
+				log.Warn("container refused", "container", spec.Name, "err", msg)
+				w.event("Warning", "Failed", "Error: "+msg)
+			}
+			retryLater("CreateContainerConfigError", msg, 10*time.Second)
+		}
+		pc := w.podContext()
+		if err := w.setupVolumes(pc); err != nil {
+			if ctx.Err() != nil {
+				return
+			}
+			w.mu.Lock()
+			first := c.waitMessage != err.Error()
+			w.mu.Unlock()
+			if first {
+				w.event("Warning", "FailedMount", err.Error())
+			}
+			retryLater("ContainerCreating", err.Error(), 5*time.Second)
+			return
+		}
+		env, skipped, err := ResolveEnv(&pod, &spec, pc, w.m.opts.Config)
+		var cfgErr *ConfigError
+		if errors.As(err, &cfgErr) {
+			configFailed(cfgErr.Msg)
+			return
+		} else if err != nil {
+			retryLater("CreateContainerConfigError", err.Error(), 10*time.Second)
+			return
+		}
+		if len(skipped) > 0 && restarts == 0 {
+			w.event("Warning", "InvalidEnvironmentVariableNames", "Keys ["+strings.Join(skipped, ", ")+"] from the EnvFrom configMap or secret were skipped since they are considered invalid environment variable names.")
+		}
+		mounts, err := w.mounts(&spec)
+		if errors.As(err, &cfgErr) {
+			configFailed(cfgErr.Msg)
+			return
+		} else if err != nil {
+			retryLater("CreateContainerConfigError", err.Error(), 10*time.Second)
+			return
+		}
 		cfg := ContainerConfig{
 			ID:        id,
 			Image:     image,
 			Command:   spec.Command,
 			Args:      spec.Args,
-			Env:       containerEnv(&pod, &spec),
+			Env:       env,
+			Mounts:    mounts,
 			WorkDir:   spec.WorkingDir,
 			Hostname:  pod.Metadata.Name,
 			NetNSPath: nw.NetNSPath,
@@ -670,18 +741,8 @@ func (w *podWorker) startOne(ctx context.Context, log *slog.Logger, i int, exits
 			if ctx.Err() != nil {
 				return
 			}
-			var cfgErr *ConfigError
 			if errors.As(err, &cfgErr) {
-				// Kubernetes' CreateContainerConfigError: nothing was made;
-				// said once, retried slowly, not counted as a restart.
-				w.mu.Lock()
-				first := c.waitReason != "CreateContainerConfigError"
-				w.mu.Unlock()
-				if first {
-					log.Warn("container refused", "container", spec.Name, "err", err)
-					w.event("Warning", "Failed", "Error: "+cfgErr.Msg)
-				}
-				retryLater("CreateContainerConfigError", cfgErr.Msg, 10*time.Second)
+				configFailed(cfgErr.Msg)
 				return
 			}
 			log.Warn("start container failed", "container", spec.Name, "err", err)
@@ -748,15 +809,19 @@ func (w *podWorker) startOne(ctx context.Context, log *slog.Logger, i int, exits
 	}()
 }
 
-// containerEnv is the container's environment: its own variables, and
-// HOSTNAME as Kubernetes sets it.
-func containerEnv(pod *api.Pod, c *api.Container) []string {
-	env := []string{"HOSTNAME=" + pod.Metadata.Name}
-	for _, e := range c.Env {
-		env = append(env, e.Name+"="+e.Value)
-	}
-	return env
+// podContext is what the downward API reads of where the pod runs.
+func (w *podWorker) podContext() PodContext {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return PodContext{NodeName: w.m.opts.Node, HostIP: w.m.opts.HostIP, PodIP: w.nw.IP,
+		NodeCPUMilli: w.m.opts.NodeCPUMilli, NodeMemBytes: w.m.opts.NodeMemBytes}
 }
+
+// noConfig is the ConfigSource of a manager given none.
+type noConfig struct{}
+
+func (noConfig) ConfigMap(string, string) (*api.ConfigMap, bool) { return nil, false }
+func (noConfig) Secret(string, string) (*api.Secret, bool)       { return nil, false }
 
 func (w *podWorker) backoff(restarts int32) time.Duration {
 	d := w.m.opts.BackoffBase
@@ -964,6 +1029,9 @@ func (w *podWorker) teardown(ctx context.Context, log *slog.Logger) {
 	}
 	if err := w.m.rt.TeardownNetwork(ctx, netID(w.key), nw); err != nil {
 		log.Warn("tear down pod network", "err", err)
+	}
+	if err := w.m.teardownVolumes(w.key); err != nil {
+		log.Warn("remove pod volumes", "err", err)
 	}
 	_ = os.Remove(w.m.recordPath(w.key))
 	_ = os.RemoveAll(w.m.logDir(w.key))

@@ -44,6 +44,7 @@ type ContainerConfig struct {
 	LogPath   string            // stdout and stderr go here (appended)
 	Labels    map[string]string // stored on the container; used to adopt it after a restart
 	Files     map[string]string // container path -> host file, bind-mounted read-only (e.g. /etc/resolv.conf)
+	Mounts    []Mount           // the container's volume mounts
 	CPUMilli  int64             // CPU limit in millicores, 0 for none
 	MemBytes  int64             // memory limit in bytes, 0 for none
 	Security  SecurityConfig    // user, capabilities, seccomp...; the zero value is the default

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"crypto/tls"
 	"crypto/x509"
+	"errors"
 	"net"
 	"os"
 	"path/filepath"
@@ -246,4 +247,42 @@ func FuzzParseKubeconfig(f *testing.F) {
 			t.Fatal("a kubeconfig without a server was accepted")
 		}
 	})
+}
+
+func TestSealerRoundTripAndBinding(t *testing.T) {
+	s, err := NewSecret()
+	if err != nil {
+		t.Fatal(err)
+	}
+	sl, err := NewSealer(s.DataKey())
+	if err != nil {
+		t.Fatal(err)
+	}
+	plain := []byte("hunter2")
+	sealed := sl.Seal(plain, []byte("Secret/default/a"))
+	if bytes.Contains(sealed, plain) {
+		t.Fatal("sealed value holds the clear value")
+	}
+	got, err := sl.Open(sealed, []byte("Secret/default/a"))
+	if err != nil || string(got) != "hunter2" {
+		t.Fatalf("Open = %q, %v", got, err)
+	}
+	if _, err := sl.Open(sealed, []byte("Secret/default/b")); !errors.Is(err, ErrUnseal) {
+		t.Fatalf("Open under another object's name: %v, want ErrUnseal", err)
+	}
+	other, _ := NewSecret()
+	sl2, _ := NewSealer(other.DataKey())
+	if _, err := sl2.Open(sealed, []byte("Secret/default/a")); !errors.Is(err, ErrUnseal) {
+		t.Fatalf("Open with another cluster's key: %v, want ErrUnseal", err)
+	}
+	sealed[len(sealed)-1] ^= 1
+	if _, err := sl.Open(sealed, []byte("Secret/default/a")); !errors.Is(err, ErrUnseal) {
+		t.Fatalf("Open of a damaged value: %v, want ErrUnseal", err)
+	}
+	if _, err := sl.Open(nil, nil); !errors.Is(err, ErrUnseal) {
+		t.Fatalf("Open(nil): %v", err)
+	}
+	if bytes.Equal(s.DataKey(), s.GossipKey()) || bytes.Equal(DataKeyFromGossipKey(s.GossipKey()), s.GossipKey()) {
+		t.Fatal("the data key must differ from the gossip key")
+	}
 }

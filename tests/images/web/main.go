@@ -22,6 +22,9 @@
 //	/app fail N [MSG...]    prints MSG (default "failing with N") to stderr, exits N
 //	/app cat                copies stdin to stdout, then prints "<n> bytes" to stderr
 //	/app hostname           prints the hostname (the pod's name) to stdout
+//	/app env NAME           prints the value of the variable NAME, exits 1 if unset
+//	/app readfile PATH      prints the file at PATH (exits 1 on an error)
+//	/app writefile PATH S   writes S to the file at PATH
 //	/app security           prints "key: value" lines about its confinement: the Uid,
 //	                        Gid, Groups, CapEff, CapBnd, NoNewPrivs and Seccomp lines of
 //	                        /proc/self/status, uid_map (/proc/self/uid_map), then
@@ -220,6 +223,40 @@ func runMode(mode string, args []string) (code int, ok bool) {
 			return 1, true
 		}
 		fmt.Println("ok")
+		return 0, true
+	case "env":
+		if len(args) != 1 {
+			fmt.Fprintln(os.Stderr, "usage: env NAME")
+			return 2, true
+		}
+		v, ok := os.LookupEnv(args[0])
+		if !ok {
+			fmt.Fprintln(os.Stderr, args[0]+" is not set")
+			return 1, true
+		}
+		fmt.Println(v)
+		return 0, true
+	case "readfile":
+		if len(args) != 1 {
+			fmt.Fprintln(os.Stderr, "usage: readfile PATH")
+			return 2, true
+		}
+		b, err := os.ReadFile(args[0])
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return 1, true
+		}
+		os.Stdout.Write(b)
+		return 0, true
+	case "writefile":
+		if len(args) != 2 {
+			fmt.Fprintln(os.Stderr, "usage: writefile PATH CONTENT")
+			return 2, true
+		}
+		if err := os.WriteFile(args[0], []byte(args[1]), 0o644); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return 1, true
+		}
 		return 0, true
 	case "cat":
 		n, err := io.Copy(os.Stdout, os.Stdin)

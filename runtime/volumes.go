@@ -1,0 +1,310 @@
+package runtime
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/chorus-sh/chorus/api"
+)
+
+// Mount is a host directory or file bind-mounted into a container.
+type Mount struct {
+	Source      string // host path
+	Destination string // path in the container
+	ReadOnly    bool
+}
+
+// VolumeError is a volume that cannot be set up yet (a ConfigMap or Secret
+// that does not exist, a key missing from one): Kubernetes' FailedMount.
+// The pod's containers wait in ContainerCreating and it is retried.
+type VolumeError struct{ Volume, Msg string }
+
+func (e *VolumeError) Error() string {
+	return fmt.Sprintf("MountVolume.SetUp failed for volume %q : %s", e.Volume, e.Msg)
+}
+
+// secretVolumeSize bounds the tmpfs of a secret or memory-backed volume
+// when the pod gives no sizeLimit.
+const secretVolumeSize = 64 << 20
+
+func modeOr(m *int32, def *int32) os.FileMode {
+	if m != nil {
+		return os.FileMode(*m) & 0o777
+	}
+	if def != nil {
+		return os.FileMode(*def) & 0o777
+	}
+	return api.DefaultVolumeMode
+}
+
+// keyFiles makes files of values: every key, or only items.
+func keyFiles(out map[string]VolumeFile, vals map[string][]byte, items []api.KeyToPath, defMode *int32, what string, optional bool) error {
+	if len(items) == 0 {
+		for k, v := range vals {
+			out[k] = VolumeFile{Data: v, Mode: modeOr(nil, defMode)}
+		}
+		return nil
+	}
+	for _, it := range items {
+		v, ok := vals[it.Key]
+		if !ok {
+			if optional {
+				continue
+			}
+			return fmt.Errorf("%s references non-existent key: %s", what, it.Key)
+		}
+		out[it.Path] = VolumeFile{Data: v, Mode: modeOr(it.Mode, defMode)}
+	}
+	return nil
+}
+
+func downwardFiles(out map[string]VolumeFile, p *api.Pod, pc PodContext, items []api.DownwardAPIVolumeFile, defMode *int32) error {
+	for _, it := range items {
+		var v string
+		var err error
+		switch {
+		case it.FieldRef != nil:
+			v, err = FieldValue(p, pc, it.FieldRef.FieldPath)
+		case it.ResourceFieldRef != nil:
+			v, err = ResourceValue(p, nil, pc, it.ResourceFieldRef)
+		}
+		if err != nil {
+			return err
+		}
+		out[it.Path] = VolumeFile{Data: []byte(v), Mode: modeOr(it.Mode, defMode)}
+	}
+	return nil
+}
+
+// VolumeContents returns the files of a configMap, secret, downwardAPI or
+// projected volume of pod p; nil for another kind. A source that does not
+// exist, or a key missing from it, is an error unless optional. Pure.
+func VolumeContents(p *api.Pod, vol *api.Volume, pc PodContext, src ConfigSource) (map[string]VolumeFile, error) {
+	ns := p.Metadata.Namespace
+	out := map[string]VolumeFile{}
+	configMap := func(name string, items []api.KeyToPath, opt *bool, defMode *int32) error {
+		cm, ok := src.ConfigMap(ns, name)
+		if !ok {
+			if isOptional(opt) {
+				return nil
+			}
+			return fmt.Errorf("configmap %q not found", name)
+		}
+		return keyFiles(out, cm.Values(), items, defMode, "configmap "+name, isOptional(opt))
+	}
+	secret := func(name string, items []api.KeyToPath, opt *bool, defMode *int32) error {
+		s, ok := src.Secret(ns, name)
+		if !ok {
+			if isOptional(opt) {
+				return nil
+			}
+			return fmt.Errorf("secret %q not found", name)
+		}
+		return keyFiles(out, s.Values(), items, defMode, "secret "+name, isOptional(opt))
+	}
+	var err error
+	switch {
+	case vol.ConfigMap != nil:
+		c := vol.ConfigMap
+		err = configMap(c.Name, c.Items, c.Optional, c.DefaultMode)
+	case vol.Secret != nil:
+		c := vol.Secret
+		err = secret(c.SecretName, c.Items, c.Optional, c.DefaultMode)
+	case vol.DownwardAPI != nil:
+		err = downwardFiles(out, p, pc, vol.DownwardAPI.Items, vol.DownwardAPI.DefaultMode)
+	case vol.Projected != nil:
+		def := vol.Projected.DefaultMode
+		for _, s := range vol.Projected.Sources {
+			switch {
+			case s.ConfigMap != nil:
+				err = configMap(s.ConfigMap.Name, s.ConfigMap.Items, s.ConfigMap.Optional, def)
+			case s.Secret != nil:
+				err = secret(s.Secret.Name, s.Secret.Items, s.Secret.Optional, def)
+			case s.DownwardAPI != nil:
+				err = downwardFiles(out, p, pc, s.DownwardAPI.Items, def)
+			}
+			if err != nil {
+				break
+			}
+		}
+	default:
+		return nil, nil
+	}
+	if err != nil {
+		return nil, &VolumeError{Volume: vol.Name, Msg: err.Error()}
+	}
+	return out, nil
+}
+
+// onTmpfs reports whether a volume lives in memory: a memory emptyDir, or
+// a volume that may hold Secrets.
+func onTmpfs(vol *api.Volume) (bool, int64) {
+	switch {
+	case vol.EmptyDir != nil && vol.EmptyDir.Medium == api.MediumMemory:
+		if vol.EmptyDir.SizeLimit != "" {
+			if b, err := api.ParseMemory(vol.EmptyDir.SizeLimit); err == nil && b > 0 {
+				return true, b
+			}
+		}
+		return true, secretVolumeSize
+	case vol.Secret != nil:
+		return true, secretVolumeSize
+	case vol.Projected != nil:
+		for _, s := range vol.Projected.Sources {
+			if s.Secret != nil {
+				return true, secretVolumeSize
+			}
+		}
+	}
+	return false, 0
+}
+
+// isMountPoint reports whether dir is the root of a mount (its device
+// differs from its parent's).
+func isMountPoint(dir string) bool {
+	var st, pst syscall.Stat_t
+	if syscall.Stat(dir, &st) != nil || syscall.Stat(filepath.Dir(dir), &pst) != nil {
+		return false
+	}
+	return st.Dev != pst.Dev
+}
+
+// volumeRoot is where a pod's volumes live on this peer: a 0700 directory,
+// so that no other user of the machine reads them.
+func (m *PodManager) volumeRoot(key string) string {
+	return filepath.Join(m.opts.StateDir, "volumes", strings.ReplaceAll(key, "/", "_"))
+}
+
+// setupVolumes makes every volume of the pod ready: directories for
+// emptyDirs, a tmpfs for memory emptyDirs and for volumes holding Secrets,
+// and the current files of configMap, secret, downwardAPI and projected
+// volumes (WriteAtomic: unchanged files are not rewritten). It runs before
+// every container start and periodically, so changes of ConfigMaps and
+// Secrets reach the files.
+func (w *podWorker) setupVolumes(pc PodContext) error {
+	w.mu.Lock()
+	pod := w.pod
+	w.mu.Unlock()
+	if len(pod.Spec.Volumes) == 0 {
+		return nil
+	}
+	root := w.m.volumeRoot(w.key)
+	if err := os.MkdirAll(root, 0o700); err != nil {
+		return err
+	}
+	if err := os.Chmod(root, 0o700); err != nil {
+		return err
+	}
+	for i := range pod.Spec.Volumes {
+		vol := &pod.Spec.Volumes[i]
+		dir := filepath.Join(root, vol.Name)
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			return err
+		}
+		if mem, size := onTmpfs(vol); mem && !isMountPoint(dir) {
+			opts := fmt.Sprintf("mode=0755,size=%d", size)
+			if err := unix.Mount("tmpfs", dir, "tmpfs", unix.MS_NOSUID|unix.MS_NODEV, opts); err != nil {
+				// Not root, or no mount rights: the 0700 root still keeps
+				// other users out.
+				w.m.opts.Log.Warn("volume not on tmpfs", "pod", w.key, "volume", vol.Name, "err", err)
+			}
+		}
+		if vol.EmptyDir != nil {
+			if err := os.Chmod(dir, 0o777); err != nil { // as Kubernetes: any user of the pod writes it
+				return err
+			}
+			continue
+		}
+		if w.m.opts.Config == nil {
+			return &VolumeError{Volume: vol.Name, Msg: "this peer serves no ConfigMaps or Secrets"}
+		}
+		files, err := VolumeContents(&pod, vol, pc, w.m.opts.Config)
+		if err != nil {
+			return err
+		}
+		if _, err := WriteAtomic(dir, files, time.Now()); err != nil {
+			return fmt.Errorf("volume %q: %w", vol.Name, err)
+		}
+	}
+	return nil
+}
+
+// mounts returns the bind mounts of container c. configMap, secret,
+// downwardAPI and projected volumes are always read-only, as in
+// Kubernetes. A subPath is resolved once, on the host, and must stay in
+// its volume (a symlink a container made in an emptyDir must not reach
+// the host); in an emptyDir a missing subPath is made a directory.
+func (w *podWorker) mounts(c *api.Container) ([]Mount, error) {
+	w.mu.Lock()
+	vols := w.pod.Spec.Volumes
+	w.mu.Unlock()
+	root := w.m.volumeRoot(w.key)
+	var out []Mount
+	for _, vm := range c.VolumeMounts {
+		var vol *api.Volume
+		for i := range vols {
+			if vols[i].Name == vm.Name {
+				vol = &vols[i]
+			}
+		}
+		if vol == nil {
+			return nil, &ConfigError{Msg: fmt.Sprintf("volumeMount %q: no such volume", vm.Name)}
+		}
+		dir := filepath.Join(root, vol.Name)
+		src := dir
+		if vm.SubPath != "" {
+			src = filepath.Join(dir, vm.SubPath)
+			if vol.EmptyDir != nil {
+				if _, err := os.Lstat(src); errors.Is(err, os.ErrNotExist) {
+					if err := os.MkdirAll(src, 0o777); err != nil {
+						return nil, err
+					}
+				}
+			}
+			real, err := filepath.EvalSymlinks(src)
+			if err != nil {
+				return nil, &ConfigError{Msg: fmt.Sprintf("subPath %q of volume %q: %v", vm.SubPath, vm.Name, err)}
+			}
+			realDir, err := filepath.EvalSymlinks(dir)
+			if err != nil {
+				return nil, err
+			}
+			if real != realDir && !strings.HasPrefix(real, realDir+string(filepath.Separator)) {
+				return nil, &ConfigError{Msg: fmt.Sprintf("subPath %q of volume %q leads out of the volume", vm.SubPath, vm.Name)}
+			}
+			src = real
+		}
+		ro := vm.ReadOnly || vol.EmptyDir == nil
+		out = append(out, Mount{Source: src, Destination: vm.MountPath, ReadOnly: ro})
+	}
+	return out, nil
+}
+
+// teardownVolumes unmounts the pod's tmpfs volumes and removes its
+// volume directory.
+func (m *PodManager) teardownVolumes(key string) error {
+	root := m.volumeRoot(key)
+	ents, err := os.ReadDir(root)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	for _, e := range ents {
+		dir := filepath.Join(root, e.Name())
+		if isMountPoint(dir) {
+			if err := unix.Unmount(dir, unix.MNT_DETACH); err != nil {
+				return fmt.Errorf("unmount %s: %w", dir, err)
+			}
+		}
+	}
+	return os.RemoveAll(root)
+}
