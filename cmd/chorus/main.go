@@ -32,17 +32,32 @@ var version = "dev"
 const defaultServer = "127.0.0.1:7070"
 
 func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	// A second Ctrl-C kills the process the usual way.
-	go func() { <-ctx.Done(); stop() }()
 	args := os.Args[1:]
 	if filepath.Base(os.Args[0]) == "kubectl" {
 		// Installed (or linked) as kubectl: be kubectl, as k3s' binary is.
 		args = append([]string{"kubectl", "--kubectl-as-is"}, args...)
 	}
+	ctx, stop := context.Background(), func() {}
+	if !isKubectl(args) {
+		// chorus' own commands end cleanly on Ctrl-C or SIGTERM (the agent
+		// stops its peer); a second Ctrl-C kills the process the usual
+		// way. kubectl's commands get the signals as kubectl does.
+		ctx, stop = signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
+		go func() { <-ctx.Done(); stop() }()
+	}
 	code := run(ctx, args, os.Stdin, os.Stdout, os.Stderr)
 	stop()
 	os.Exit(code)
+}
+
+// isKubectl reports whether the command line runs kubectl.
+func isKubectl(args []string) bool {
+	if len(args) > 0 && args[0] == "kubectl" {
+		return true
+	}
+	root, _ := newRootCmd(nil, io.Discard, io.Discard)
+	_, _, ok := kubectlCommand(root, args)
+	return ok
 }
 
 // run executes the chorus command line args and returns the process' exit
