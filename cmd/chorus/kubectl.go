@@ -38,18 +38,25 @@ func newKubectlCmd(o *rootOptions) *cobra.Command {
 				// chorus apply|create|replace -f: every object is checked
 				// by a server dry run before any is written, so that a
 				// manifest with one bad object changes nothing.
-				check := io.Reader(strings.NewReader(""))
 				if readsStdin(args[1:]) {
-					b, err := io.ReadAll(in)
+					// kubectl reads `-f -` from os.Stdin itself: both
+					// runs read a copy of it from the start.
+					f, restore, err := replayStdin(in)
 					if err != nil {
-						return fmt.Errorf("read standard input: %w", err)
+						return err
 					}
-					in, check = bytes.NewReader(b), bytes.NewReader(b)
+					defer restore()
+					in = f
 				}
 				var errb bytes.Buffer
-				if err := runKubectl(c.Context(), withDryRun(kargs), false, check, io.Discard, &errb); err != nil {
+				if err := runKubectl(c.Context(), withDryRun(kargs), false, in, io.Discard, &errb); err != nil {
 					_, _ = o.errOut.Write(errb.Bytes())
 					return err
+				}
+				if f, ok := in.(*os.File); ok && f == os.Stdin {
+					if _, err := f.Seek(0, io.SeekStart); err != nil { // the real run reads it again
+						return fmt.Errorf("standard input: %w", err)
+					}
 				}
 			}
 			return runKubectl(c.Context(), kargs, asIs, in, o.out, o.errOut)
@@ -96,6 +103,28 @@ func runKubectl(ctx context.Context, args []string, asIs bool, in io.Reader, out
 // kubectlExit is the panic by which kubectl's fatal handler ends a command
 // run in this process (runKubectl recovers it).
 type kubectlExit struct{ code int }
+
+// replayStdin copies in to an unlinked temporary file and makes it
+// os.Stdin (where kubectl reads `-f -`) until restore; seeking it back to
+// the start lets another run read it again.
+func replayStdin(in io.Reader) (*os.File, func(), error) {
+	f, err := os.CreateTemp("", "chorus-stdin-")
+	if err != nil {
+		return nil, nil, fmt.Errorf("standard input: %w", err)
+	}
+	_ = os.Remove(f.Name())
+	if _, err := io.Copy(f, in); err != nil {
+		f.Close()
+		return nil, nil, fmt.Errorf("read standard input: %w", err)
+	}
+	if _, err := f.Seek(0, io.SeekStart); err != nil {
+		f.Close()
+		return nil, nil, fmt.Errorf("standard input: %w", err)
+	}
+	saved := os.Stdin
+	os.Stdin = f
+	return f, func() { os.Stdin = saved; f.Close() }, nil
+}
 
 // checkFirst reports whether a chorus command line (the command first) is
 // one whose objects are all checked before any is written: apply, create

@@ -87,3 +87,53 @@ func TestKubectlArgs(t *testing.T) {
 		}
 	}
 }
+
+// TestReplayStdin: `chorus apply -f -` reads its standard input once, and
+// both kubectl runs (the dry run, then the real one) read all of it from
+// os.Stdin, which is given back afterwards.
+func TestReplayStdin(t *testing.T) {
+	saved := os.Stdin
+	f, restore, err := replayStdin(strings.NewReader("kind: Namespace\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for run := range 2 {
+		if os.Stdin != f {
+			t.Fatal("os.Stdin is not the copy")
+		}
+		b, err := io.ReadAll(os.Stdin)
+		if err != nil || string(b) != "kind: Namespace\n" {
+			t.Fatalf("run %d read %q %v", run, b, err)
+		}
+		if _, err := f.Seek(0, io.SeekStart); err != nil {
+			t.Fatal(err)
+		}
+	}
+	restore()
+	if os.Stdin != saved {
+		t.Fatal("os.Stdin not restored")
+	}
+}
+
+func TestCheckFirst(t *testing.T) {
+	for args, want := range map[string]bool{
+		"apply -f app.yaml":                  true,
+		"apply -f=-":                         true,
+		"create -fapp.yaml":                  true,
+		"replace --filename app.yaml":        true,
+		"apply -k dir":                       true,
+		"apply -f app.yaml --dry-run=server": false,
+		"create deployment web --image=x":    false,
+		"get pods -f x":                      false,
+	} {
+		if got := checkFirst(strings.Fields(args)); got != want {
+			t.Errorf("%q: %v, want %v", args, got, want)
+		}
+	}
+	if !readsStdin(strings.Fields("apply -f -")) || readsStdin(strings.Fields("apply -f app.yaml")) {
+		t.Error("readsStdin")
+	}
+	if got := withDryRun([]string{"apply", "-f", "x", "--", "y"}); strings.Join(got, " ") != "apply -f x --dry-run=server -- y" {
+		t.Errorf("withDryRun: %q", got)
+	}
+}
