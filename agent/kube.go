@@ -389,8 +389,10 @@ func (a *Agent) replicaSets() []map[string]any {
 				}
 				sel = map[string]any{"matchLabels": ml, "matchExpressions": d.Spec.Selector.MatchExpressions}
 			}
+			// generation 1, observed: a derived replica set is always up to
+			// date with its spec (helm --wait compares the two).
 			meta := map[string]any{"name": d.Metadata.Name + "-" + hash, "namespace": d.Metadata.Namespace, "labels": labels, "annotations": ann,
-				"uid": uidFrom(d.Metadata.UID, hash),
+				"uid": uidFrom(d.Metadata.UID, hash), "generation": 1,
 				"ownerReferences": []any{map[string]any{"apiVersion": "apps/v1", "kind": "Deployment", "name": d.Metadata.Name,
 					"uid": d.Metadata.UID, "controller": true, "blockOwnerDeletion": true}}}
 			if rev.Metadata.CreationTimestamp != nil {

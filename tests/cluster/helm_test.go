@@ -114,9 +114,12 @@ func TestHelm(t *testing.T) {
 	}
 
 	helm(peers[2], "rollback", "rel", "1", "--wait", "--timeout", "2m")
-	if got := image(peers[0]); got != "example/web:1 2" {
-		t.Fatalf("after rollback: %q, want example/web:1 with 2 ready", got)
-	}
+	// --wait ends once enough replicas are ready; the third one of the
+	// upgrade goes soon after.
+	harness.Eventually(t, 30*time.Second, "rollback to example/web:1 with 2 ready", func() (bool, string) {
+		got := image(peers[0])
+		return got == "example/web:1 2", got
+	})
 
 	helm(peers[0], "uninstall", "rel", "--wait", "--timeout", "1m")
 	for _, p := range peers {

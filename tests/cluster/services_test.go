@@ -141,7 +141,7 @@ spec:
 		t.Fatal(err)
 	}
 	harness.Eventually(t, 30*time.Second, "one endpoint", func() (bool, string) {
-		out, _ := peers[0].CLI("get", "services", "hello")
+		out, _ := peers[0].CLI("get", "endpoints", "hello")
 		return strings.Count(out, ":8080") == 1, out
 	})
 	for _, p := range peers {
