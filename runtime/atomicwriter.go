@@ -21,6 +21,10 @@ type VolumeFile struct {
 // as the kubelet names it.
 const dataDirName = "..data"
 
+// oldVersionGrace is how long a replaced version of a volume's files is
+// kept for readers that resolved ..data to it just before the swap.
+const oldVersionGrace = 30 * time.Second
+
 // WriteAtomic makes dir hold exactly files (paths relative to dir), so
 // that a reader never sees half an update, as the kubelet's atomic writer
 // does: the files go to a new timestamped directory "..<time>", the
@@ -106,9 +110,14 @@ func WriteAtomic(dir string, files map[string]VolumeFile, now time.Time) (change
 	for _, e := range ents {
 		name := e.Name()
 		switch {
-		case name == dataDirName || name == filepath.Base(tsDir):
+		case name == dataDirName || name == filepath.Base(tsDir) || name == old:
 		case strings.HasPrefix(name, ".."):
-			_ = os.RemoveAll(filepath.Join(dir, name)) // older timestamped dirs
+			// Older versions go once they have been replaced for a while:
+			// a reader that resolved ..data to one of them a moment ago
+			// still finds its files.
+			if info, err := e.Info(); err == nil && info.ModTime().Before(now.Add(-oldVersionGrace)) {
+				_ = os.RemoveAll(filepath.Join(dir, name))
+			}
 		case !top[name] && e.Type()&os.ModeSymlink != 0:
 			_ = os.Remove(filepath.Join(dir, name))
 		}

@@ -31,8 +31,9 @@ func TestWriteAtomic(t *testing.T) {
 	if changed, err := WriteAtomic(dir, files, time.Now()); err != nil || changed {
 		t.Fatalf("same files rewritten: %v %v", changed, err)
 	}
-	// A key goes away, another changes: the old link is removed, one
-	// timestamped dir remains.
+	// A key goes away, another changes: the old link is removed; the
+	// replaced version stays for readers that resolved ..data to it.
+	first, _ := os.Readlink(filepath.Join(dir, "..data"))
 	changed, err = WriteAtomic(dir, map[string]VolumeFile{"a": {Data: []byte("3"), Mode: 0o644}}, time.Now())
 	if err != nil || !changed {
 		t.Fatal(err)
@@ -41,7 +42,18 @@ func TestWriteAtomic(t *testing.T) {
 		t.Fatalf("sub still there: %v", err)
 	}
 	ents, _ := os.ReadDir(dir)
-	if len(ents) != 3 { // ..data, ..<time>, a
+	if len(ents) != 4 { // ..data, ..<time> twice, a
+		t.Fatalf("entries %v", ents)
+	}
+	// A write a minute later removes the versions replaced before the
+	// last one.
+	if _, err := WriteAtomic(dir, map[string]VolumeFile{"a": {Data: []byte("4"), Mode: 0o644}}, time.Now().Add(time.Minute)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Lstat(filepath.Join(dir, first)); !os.IsNotExist(err) {
+		t.Fatalf("the first version %s is still there: %v", first, err)
+	}
+	if ents, _ := os.ReadDir(dir); len(ents) != 4 {
 		t.Fatalf("entries %v", ents)
 	}
 	if _, err := WriteAtomic(dir, map[string]VolumeFile{"../x": {}}, time.Now()); err == nil {
