@@ -199,7 +199,8 @@ func TestImageLimitsRemovalAndReload(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	k1 := harness.NewPeer(t, bin, "k1", "127.0.0.161", "--image-gc-after=3s")
+	// k1 takes any expansion (it must hold the bomb for k2 to fetch it).
+	k1 := harness.NewPeer(t, bin, "k1", "127.0.0.161", "--image-gc-after=3s", "--max-image-expansion=0")
 	k2 := harness.NewPeer(t, bin, "k2", "127.0.0.162", "--join", "127.0.0.161", "--image-gc-after=3s", "--max-image-size=64Mi")
 	k1.Start()
 	k2.Start()
@@ -283,7 +284,8 @@ func TestImageLimitsRemovalAndReload(t *testing.T) {
 	}
 
 	// The same limit holds for an image fetched from another peer: k1
-	// (default limit) holds the bomb; a replica placed on k2 cannot fetch it.
+	// (default size limit, no expansion bound) holds the bomb; a replica
+	// placed on k2 cannot fetch it.
 	if _, err := k1.CLI("image", "load", bombTar); err != nil {
 		t.Fatal(err)
 	}
