@@ -331,7 +331,7 @@ func TestCreateValidation(t *testing.T) {
 	if code, body := do(t, "POST", u, "application/json", string(wrongNS)); code != 400 {
 		t.Fatalf("namespace mismatch: %d %s", code, body)
 	}
-	if code, body := do(t, "POST", hs.URL+"/api/v1/namespaces/default/pods", "application/json", `{}`); code != 405 {
+	if code, body := do(t, "POST", hs.URL+"/api/v1/namespaces/default/endpoints", "application/json", `{}`); code != 405 {
 		t.Fatalf("create of a read-only resource: %d %s", code, body)
 	}
 }
