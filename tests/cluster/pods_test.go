@@ -98,19 +98,17 @@ func TestKubectlStandalonePods(t *testing.T) {
 	if out := must(k3("logs", "applied")); strings.TrimSpace(out) != "applied" {
 		t.Fatalf("logs applied: %q", out)
 	}
-	if out := must(k1("delete", "-f", manifest, "--wait=false")); !strings.Contains(out, `pod "applied" deleted`) {
+	if out := must(k1("delete", "-f", manifest, "--timeout=60s")); !strings.Contains(out, `pod "applied" deleted`) {
 		t.Fatalf("delete -f: %s", out)
 	}
 
 	// kubectl delete pod through any peer.
 	dead := -1
-	// deleted deletes a pod through k and waits until no peer lists it.
-	// kubectl's own wait (--wait, the default) is not used: it sometimes
-	// times out although every peer already answers NotFound (see the
-	// limits in docs/ARCHITECTURE.md).
+	// deleted deletes a pod through k (kubectl waits for its DELETED
+	// event) and checks that no peer lists it.
 	deleted := func(k func(...string) (string, error), name string) {
 		t.Helper()
-		must(k("delete", "pod", name, "--wait=false"))
+		must(k("delete", "pod", name, "--timeout=60s"))
 		for i, k := range ks {
 			if i == dead {
 				continue
