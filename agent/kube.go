@@ -140,6 +140,7 @@ func (b kubeBackend) Create(ctx context.Context, kind string, doc []byte, dryRun
 	if err := b.a.allocateNodePorts(objs); err != nil {
 		return warns, kubeError(err)
 	}
+	b.a.bindNew(objs)
 	if _, err := b.a.store.apply(objs, time.Now(), true); err != nil {
 		return warns, kubeError(err)
 	}
@@ -178,6 +179,9 @@ func (b kubeBackend) Delete(ctx context.Context, kind, ns, name string) error {
 	a := b.a
 	switch kind {
 	case "Pod":
+		if a.store.rawFields(objectKey(api.KindPod, ns, name)) != nil {
+			break // a standalone pod: deleted from the state, its peer stops it
+		}
 		err := a.pods.Replace(ns, name)
 		if errors.Is(err, runtime.ErrPodNotHere) {
 			return a.forwardPodDelete(ctx, ns, name)

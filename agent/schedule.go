@@ -24,13 +24,21 @@ type schedule struct {
 	mu      sync.Mutex
 	pending []api.Pod      // desired replicas that fit nowhere, with the reason
 	counted map[string]int // deployment key -> pending replicas not made into pods (see plan)
+	desired []api.Pod      // every desired pod, as planned (bindNew places new pods among them)
 }
 
-func (s *schedule) setPending(p []api.Pod, counted map[string]int) {
+func (s *schedule) setPending(p []api.Pod, counted map[string]int, desired []api.Pod) {
 	s.mu.Lock()
 	s.pending = p
 	s.counted = counted
+	s.desired = desired
 	s.mu.Unlock()
+}
+
+func (s *schedule) desiredPods() []api.Pod {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]api.Pod(nil), s.desired...)
 }
 
 // pendingCount returns how many desired replicas fit nowhere: the pending
@@ -108,6 +116,11 @@ func replicaOf(p *api.Pod) placement.Replica {
 		r.Group = p.Metadata.Namespace + "/ds/" + ds
 		r.Pin = p.Spec.NodeName
 	}
+	if isStandalone(p) {
+		// Bound to its node (or unbound: placed freely), in no group.
+		r.Group = ""
+		r.Pin = p.Spec.NodeName
+	}
 	for _, c := range p.Spec.Containers {
 		if q, ok := c.Resources.Requests["cpu"]; ok {
 			if v, err := api.ParseCPU(q); err == nil {
@@ -172,7 +185,8 @@ func replicaBound(t *api.PodTemplateSpec, nodes []placement.Node) (bound int, ok
 }
 
 // plan is the pure core of reconcile: the pods that should run (from the
-// deployments, given their pods now, and the daemon sets) and where.
+// deployments, given their pods now, the daemon sets and the standalone
+// pods) and where.
 //
 // Pods are made only for replicas that may run: a replica costs a pod
 // object and a placement entry, and a deployment of 10,000 replicas that
@@ -185,13 +199,14 @@ func replicaBound(t *api.PodTemplateSpec, nodes []placement.Node) (bound int, ok
 // deployment key, and reasons why. A deployment that bounded replicas
 // leave pending costs one pod at most even when the budget is spent, so
 // that its reason is its own.
-func plan(deps []*api.Deployment, dss []*api.DaemonSet, byDeploy map[string][]api.Pod, nodes []placement.Node) ([]api.Pod, placement.Result, map[string]int, map[string]string) {
+func plan(deps []*api.Deployment, dss []*api.DaemonSet, standalone []api.Pod, byDeploy map[string][]api.Pod, nodes []placement.Node) ([]api.Pod, placement.Result, map[string]int, map[string]string) {
 	var desired, final []api.Pod
 	rolling := map[string]string{} // deployment key -> current template hash, for those mid-rollout
 	var daemons []api.Pod
 	for _, ds := range dss {
 		daemons = append(daemons, daemonPods(ds, nodes)...)
 	}
+	daemons = append(daemons, standalone...) // placed as daemon pods are: pinned when bound
 	budget := -len(daemons)
 	for _, n := range nodes {
 		if !n.Cordoned {
@@ -419,8 +434,13 @@ func (a *Agent) reconcile() {
 	for _, o := range a.store.list(api.KindDaemonSet, "") {
 		dss = append(dss, o.(*api.DaemonSet))
 	}
+	standalone := a.standalonePods()
+	alone := map[string]bool{}
+	for i := range standalone {
+		alone[podKey(&standalone[i])] = true
+	}
 	nodes := a.placementNodes()
-	desired, res, counted, reasons := plan(deps, dss, byDeploy, nodes)
+	desired, res, counted, reasons := plan(deps, dss, standalone, byDeploy, nodes)
 
 	self := a.cfg.Name
 	var mine, pending []api.Pod
@@ -428,14 +448,19 @@ func (a *Agent) reconcile() {
 	for _, p := range desired {
 		k := podKey(&p)
 		wanted[k] = true
+		if alone[k] {
+			if p, ok := a.standaloneOwned(p, res); ok {
+				mine = append(mine, p)
+			} else if p.Spec.NodeName == "" && res.Assign[k] == "" {
+				pending = append(pending, unschedulable(p, res.Pending[k]))
+			}
+			continue
+		}
 		switch owner := res.Assign[k]; {
 		case owner == self:
 			mine = append(mine, p)
 		case owner == "":
-			p.Status = api.PodStatus{Phase: api.PodPending, Conditions: []api.PodCondition{{
-				Type: "PodScheduled", Status: "False", Reason: "Unschedulable", Message: res.Pending[k]}}}
-			p.APIVersion, p.Kind = "v1", api.KindPod
-			pending = append(pending, p)
+			pending = append(pending, unschedulable(p, res.Pending[k]))
 		}
 	}
 	// Make-before-break: keep a local copy of a replica placed elsewhere
@@ -446,7 +471,7 @@ func (a *Agent) reconcile() {
 	}
 	for _, p := range a.pods.Pods() {
 		k := podKey(&p)
-		if have[k] || !wanted[k] {
+		if have[k] || !wanted[k] || alone[k] {
 			continue
 		}
 		owner := res.Assign[k]
@@ -489,9 +514,40 @@ func (a *Agent) reconcile() {
 		a.events.record(api.ObjectReference{Kind: api.KindDeployment, Namespace: ns, Name: name}, "Warning", "FailedScheduling",
 			fmt.Sprintf("%d more replicas pending (not listed as pods): %s", n, reasons[key]))
 	}
-	a.sched.setPending(pending, counted)
+	a.sched.setPending(pending, counted, desired)
 	a.localPodIPs(a.pods.Pods())
 	a.pods.Sync(mine)
+}
+
+// unschedulable is p listed as a pod that fits nowhere, for why.
+func unschedulable(p api.Pod, why string) api.Pod {
+	p.Status = api.PodStatus{Phase: api.PodPending, Conditions: []api.PodCondition{{
+		Type: "PodScheduled", Status: "False", Reason: "Unschedulable", Message: why}}}
+	p.APIVersion, p.Kind = "v1", api.KindPod
+	return p
+}
+
+// standaloneOwned returns the standalone pod p as this peer runs it, and
+// whether it runs here: bound here, or unbound and placed here (then this
+// peer binds it first).
+func (a *Agent) standaloneOwned(p api.Pod, res placement.Result) (api.Pod, bool) {
+	self := a.cfg.Name
+	switch {
+	case p.Spec.NodeName == self:
+		return p, true
+	case p.Spec.NodeName != "" || res.Assign[podKey(&p)] != self:
+		return p, false
+	}
+	key := objectKey(api.KindPod, p.Metadata.Namespace, p.Metadata.Name)
+	if ok, err := a.store.bindStored(key, self); err != nil || !ok {
+		if err != nil {
+			a.log.Warn("bind pod", "pod", podKey(&p), "err", err)
+		}
+		return p, false // bound meanwhile, or gone: seen at the next pass
+	}
+	a.log.Info("bound pod", "pod", podKey(&p), "node", self)
+	p.Spec.NodeName = self
+	return p, true
 }
 
 // daemonPods returns a daemon set's pods: one for every schedulable peer

@@ -182,6 +182,7 @@ func (a *Agent) handleApply(w http.ResponseWriter, r *http.Request) {
 		writeError(w, err)
 		return
 	}
+	a.bindNew(objs)
 	res, err := a.store.apply(objs, time.Now(), r.URL.Query().Get("create") == "true")
 	if err != nil {
 		writeError(w, err)
@@ -196,6 +197,14 @@ func (a *Agent) checkApply(objs []api.Object) error {
 	var errs []api.FieldError
 	inApply := map[int32]string{}
 	for i, o := range objs {
+		if p, ok := o.(*api.Pod); ok {
+			// A standalone pod may not take the name of a derived one.
+			ns, name := p.Metadata.Namespace, p.Metadata.Name
+			if d := a.findClusterPod(ns, name, func(q *api.Pod) bool { return !isStandalone(q) }); d != nil {
+				errs = append(errs, api.FieldError{Doc: i + 1, Kind: api.KindPod, Name: name, Field: "metadata.name",
+					Reason: fmt.Sprintf("pod %s/%s of %s already exists", ns, name, ownerOf(d))})
+			}
+		}
 		svc, ok := o.(*api.Service)
 		if !ok {
 			continue
@@ -261,11 +270,15 @@ func (a *Agent) handleDelete(w http.ResponseWriter, r *http.Request) {
 	a.deleteOne(w, objectKey(kind, r.PathValue("ns"), r.PathValue("name")), r.PathValue("resource"))
 }
 
-// deletePod replaces a pod on the peer that runs it: every pod belongs to a
-// deployment or a daemon set, which start it again at once (same name, new
-// containers, address and restart count), as a ReplicaSet replaces a
-// deleted pod in Kubernetes.
+// deletePod deletes a standalone pod (its peer stops it), or replaces a
+// pod of a deployment or a daemon set on the peer that runs it: its owner
+// starts it again at once (same name, new containers, address and restart
+// count), as a ReplicaSet replaces a deleted pod in Kubernetes.
 func (a *Agent) deletePod(w http.ResponseWriter, r *http.Request, ns, name string) {
+	if key := objectKey(api.KindPod, ns, name); a.store.rawFields(key) != nil {
+		a.deleteOne(w, key, "pods")
+		return
+	}
 	err := a.pods.Replace(ns, name)
 	if errors.Is(err, runtime.ErrPodNotHere) {
 		if a.forwardToPod(w, r, ns, name) {
@@ -317,7 +330,7 @@ func (a *Agent) objects(resource, ns string) ([]any, bool) {
 	switch resource {
 	case "pods":
 		var out []any
-		for _, p := range append(a.clusterPods(), a.sched.pendingPods()...) {
+		for _, p := range a.listedPods() {
 			if ns == "" || p.Metadata.Namespace == ns {
 				out = append(out, p)
 			}

@@ -219,6 +219,8 @@ func decodeStored(raw []byte) (api.Object, error) {
 		o = &api.ConfigMap{}
 	case api.KindSecret:
 		o = &api.Secret{}
+	case api.KindPod:
+		o = &api.Pod{}
 	default:
 		return nil, fmt.Errorf("unknown kind %q", tm.Kind)
 	}
@@ -291,7 +293,7 @@ func (s *store) checkWrite(next *crdt.State, d crdt.Delta) error {
 		seen[e.Key] = true
 		kind, _, name := splitKey(e.Key)
 		switch kind {
-		case api.KindNamespace, api.KindDeployment, api.KindService, api.KindDaemonSet, api.KindConfigMap, api.KindSecret:
+		case api.KindNamespace, api.KindDeployment, api.KindService, api.KindDaemonSet, api.KindConfigMap, api.KindSecret, api.KindPod:
 		default:
 			continue // histories, node marks: not API objects
 		}

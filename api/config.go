@@ -227,6 +227,12 @@ func ValidateUpdate(old, next Object) []FieldError {
 	v := &validator{kind: next.GetKind(), name: next.Meta().Name}
 	immutable := func(b *bool) bool { return b != nil && *b }
 	switch o := old.(type) {
+	case *Pod:
+		// A pod is bound once: its node never changes (spec.nodeName
+		// stays as the first write set it).
+		if n, ok := next.(*Pod); ok && o.Spec.NodeName != "" && n.Spec.NodeName != o.Spec.NodeName {
+			v.add("spec.nodeName", "field is immutable once the pod is bound (was %q)", o.Spec.NodeName)
+		}
 	case *ConfigMap:
 		n, ok := next.(*ConfigMap)
 		if !ok || !immutable(o.Immutable) {

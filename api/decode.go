@@ -98,13 +98,14 @@ var supportedKinds = map[string]kindInfo{
 	KindDaemonSet:  {apiVersionAppsV1, func() Object { return new(DaemonSet) }},
 	KindConfigMap:  {apiVersionV1, func() Object { return new(ConfigMap) }},
 	KindSecret:     {apiVersionV1, func() Object { return new(Secret) }},
+	KindPod:        {apiVersionV1, func() Object { return new(Pod) }},
 }
 
-const supportedKindsText = "Namespace (v1), Deployment (apps/v1), DaemonSet (apps/v1), Service (v1), ConfigMap (v1), Secret (v1)"
+const supportedKindsText = "Namespace (v1), Deployment (apps/v1), DaemonSet (apps/v1), Service (v1), ConfigMap (v1), Secret (v1), Pod (v1)"
 
 // Decode reads a manifest: YAML documents separated by "---" lines, or a
 // stream of JSON objects, each a Namespace (v1), a Deployment (apps/v1), a
-// Service (v1) or a List of them. Empty documents are skipped. source names
+// Service (v1), a ConfigMap, a Secret, a Pod (v1) or a List of them. Empty documents are skipped. source names
 // the manifest in messages and may be empty.
 //
 // Each object is decoded, defaulted (SetDefaults) and validated (Validate).
@@ -277,9 +278,6 @@ func decodeObject(raw any, base string) (obj Object, kind, name string, errs, wa
 				reason += fmt.Sprintf(" (did you mean %q?)", s)
 			}
 		}
-		if k == KindPod {
-			reason += "; chorus makes pods from Deployments"
-		}
 		name = ""
 		errs = append(errs, located{FieldError{Field: base, Reason: reason}, child(base, "kind")})
 		return
@@ -308,6 +306,7 @@ func decodeObject(raw any, base string) (obj Object, kind, name string, errs, wa
 	SetDefaults(obj)
 	name = obj.Meta().Name
 	verrs, vwarns := validate(obj)
+	verrs = append(verrs, reservedLabels(obj)...)
 	for _, e := range verrs {
 		e.Field = child(base, e.Field)
 		errs = append(errs, located{e, e.Field})

@@ -40,6 +40,23 @@ func Validate(o Object) []FieldError {
 	return errs
 }
 
+// reservedLabels checks that a pod of a manifest (a standalone pod) does
+// not carry the labels that mark the pods chorus derives from deployments
+// and daemon sets.
+func reservedLabels(o Object) []FieldError {
+	p, ok := o.(*Pod)
+	if !ok {
+		return nil
+	}
+	v := &validator{kind: KindPod, name: p.Metadata.Name}
+	for _, l := range []string{LabelDeployment, LabelDaemonSet} {
+		if _, ok := p.Metadata.Labels[l]; ok {
+			v.add(keyPath("metadata.labels", l), "reserved: chorus sets it on the pods of deployments and daemon sets")
+		}
+	}
+	return v.errs
+}
+
 // validate returns errors and warnings (things chorus ignores).
 func validate(o Object) (errs, warns []FieldError) {
 	v := &validator{kind: o.GetKind(), name: o.Meta().Name}

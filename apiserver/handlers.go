@@ -189,6 +189,7 @@ func (s *Server) watch(w http.ResponseWriter, r *http.Request, res *Resource, ns
 	initial := q.Get("sendInitialEvents") == "true"
 	tbl, asTable := tableRequested(r)
 	var from uint64
+	resumed := false // from a client's resourceVersion: matched starts empty
 	rvParam := q.Get("resourceVersion")
 	if rvParam != "" && rvParam != "0" && !initial {
 		v, err := strconv.ParseUint(rvParam, 10, 64)
@@ -200,7 +201,7 @@ func (s *Server) watch(w http.ResponseWriter, r *http.Request, res *Resource, ns
 			writeError(w, apierrors.NewResourceExpired(err.Error()))
 			return
 		}
-		from = v
+		from, resumed = v, true
 	}
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("Transfer-Encoding", "chunked")
@@ -259,7 +260,10 @@ func (s *Server) watch(w http.ResponseWriter, r *http.Request, res *Resource, ns
 			typ := ev.typ
 			switch {
 			case typ == watch.Deleted:
-				if !matched[k] {
+				// A watch resumed from a version has not seen the objects
+				// it follows: their deletion is sent when the deleted
+				// object matches (kubectl delete waits for it).
+				if !matched[k] && !(resumed && matches(ev.obj, ls, fs)) {
 					continue
 				}
 				delete(matched, k)

@@ -21,7 +21,7 @@ type Resource struct {
 	Categories     []string
 	// Writable resources accept create, update, patch and delete; the
 	// others are derived by the peer (nodes, events, endpoints, replica
-	// sets) and only read (pods and nodes also accept delete).
+	// sets) and only read (nodes also accept delete).
 	Writable bool
 	// Deletable resources accept delete even when not writable.
 	Deletable bool
@@ -53,7 +53,7 @@ func Resources() []*Resource {
 	all := []string{"all"}
 	return []*Resource{
 		{Version: "v1", Kind: "Namespace", Plural: "namespaces", ShortNames: []string{"ns"}, Writable: true, Type: reflect.TypeFor[corev1.Namespace](), Subresources: []string{"status"}},
-		{Version: "v1", Kind: "Pod", Plural: "pods", Namespaced: true, ShortNames: []string{"po"}, Categories: all, Deletable: true, Type: reflect.TypeFor[corev1.Pod](),
+		{Version: "v1", Kind: "Pod", Plural: "pods", Namespaced: true, ShortNames: []string{"po"}, Categories: all, Writable: true, Type: reflect.TypeFor[corev1.Pod](),
 			Subresources: []string{"status", "log", "exec", "attach", "portforward"}},
 		{Version: "v1", Kind: "Service", Plural: "services", Namespaced: true, ShortNames: []string{"svc"}, Categories: all, Writable: true, Type: reflect.TypeFor[corev1.Service](), Subresources: []string{"status"}},
 		{Version: "v1", Kind: "ConfigMap", Plural: "configmaps", Namespaced: true, ShortNames: []string{"cm"}, Writable: true, Type: reflect.TypeFor[corev1.ConfigMap]()},

@@ -331,7 +331,7 @@ func TestCreateValidation(t *testing.T) {
 	if code, body := do(t, "POST", u, "application/json", string(wrongNS)); code != 400 {
 		t.Fatalf("namespace mismatch: %d %s", code, body)
 	}
-	if code, body := do(t, "POST", hs.URL+"/api/v1/namespaces/default/pods", "application/json", `{}`); code != 405 {
+	if code, body := do(t, "POST", hs.URL+"/api/v1/namespaces/default/endpoints", "application/json", `{}`); code != 405 {
 		t.Fatalf("create of a read-only resource: %d %s", code, body)
 	}
 }
@@ -372,4 +372,41 @@ func withUID(doc []byte, uid string) []byte {
 	m["metadata"].(map[string]any)["uid"] = uid
 	b, _ := json.Marshal(m)
 	return b
+}
+
+// A watch resumed from a resourceVersion (as kubectl delete --wait starts
+// one after its list) gets the DELETED event of an object that existed
+// before it started and did not change since.
+func TestWatchResumedSeesDeletion(t *testing.T) {
+	b := newMem()
+	s, hs := start(t, b, "p1")
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	b.put("Deployment", deployment("a", 1, `{"tier":"front"}`))
+	s.cache.sync(ctx)
+	rv := s.cache.current()
+	req, _ := http.NewRequestWithContext(ctx, "GET", fmt.Sprintf("%s/apis/apps/v1/namespaces/default/deployments?watch=1&fieldSelector=metadata.name%%3Da&resourceVersion=%d", hs.URL, rv), nil)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	_ = b.Delete(ctx, "Deployment", "default", "a")
+	s.cache.sync(ctx)
+	sc := bufio.NewScanner(resp.Body)
+	for sc.Scan() {
+		var ev struct {
+			Type   string
+			Object map[string]any
+		}
+		_ = json.Unmarshal(sc.Bytes(), &ev)
+		if ev.Type == "BOOKMARK" {
+			continue
+		}
+		if ev.Type != "DELETED" || metaString(ev.Object, "name") != "a" {
+			t.Fatalf("event %s %v, want DELETED a", ev.Type, ev.Object)
+		}
+		return
+	}
+	t.Fatalf("no DELETED event: %v", sc.Err())
 }

@@ -831,6 +831,21 @@ func (w *podWorker) backoff(restarts int32) time.Duration {
 	return min(d, w.m.opts.BackoffMax)
 }
 
+// restartContainer decides, as the kubelet does, whether a container that
+// exited with code starts again under the pod's restartPolicy: Always (the
+// default) whatever the code, OnFailure only after a failure, Never never.
+// A container not restarted has ended for good; when all have, the pod is
+// Succeeded (every code 0) or Failed.
+func restartContainer(policy string, code int32) bool {
+	switch policy {
+	case api.RestartNever:
+		return false
+	case api.RestartOnFailure:
+		return code != 0
+	}
+	return true
+}
+
 // exited handles the end of a container's process.
 func (w *podWorker) exited(ctx context.Context, log *slog.Logger, e exitMsg) {
 	w.mu.Lock()
@@ -857,8 +872,7 @@ func (w *podWorker) exited(ctx context.Context, log *slog.Logger, e exitMsg) {
 	}
 	c.running, c.ready = false, false
 	c.last = term
-	policy := w.pod.Spec.RestartPolicy
-	restart := policy == "" || policy == "Always" || (policy == "OnFailure" && e.st.Code != 0)
+	restart := restartContainer(w.pod.Spec.RestartPolicy, e.st.Code)
 	name := c.spec.Name
 	if restart {
 		if time.Since(started) > 2*w.m.opts.BackoffMax {

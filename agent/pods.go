@@ -1,0 +1,212 @@
+package agent
+
+import (
+	"encoding/json"
+	"fmt"
+
+	"github.com/chorus-sh/chorus/api"
+	"github.com/chorus-sh/chorus/placement"
+)
+
+// Standalone pods are Pod objects of the replicated state (kubectl run,
+// apply of kind Pod), as opposed to the pods derived from deployments and
+// daemon sets. As in Kubernetes, such a pod is bound to one peer once
+// (spec.nodeName) and runs only there: it is never moved, also not when its
+// peer dies; then it is listed with its last status and phase Unknown
+// (reason NodeLost) until a user deletes it.
+//
+// Binding: the peer that takes the create binds the pod (bindPod, with the
+// placement the deployments use); one that fits nowhere is stored unbound,
+// listed Pending with a FailedScheduling event, and bound by the peer that
+// placement assigns it to, in a later reconcile pass, once it fits. Two
+// peers that see the cluster differently may bind one pod at once: the
+// last write of spec.nodeName wins everywhere, and the other stops it.
+
+// isStandalone reports whether p is not derived from a deployment or a
+// daemon set.
+func isStandalone(p *api.Pod) bool {
+	return p.Metadata.Labels[api.LabelDeployment] == "" && p.Metadata.Labels[api.LabelDaemonSet] == ""
+}
+
+// standalonePods returns the stored pods, sorted by namespace and name,
+// without status (a stored pod has none: it is its peer's to report).
+func (a *Agent) standalonePods() []api.Pod {
+	var out []api.Pod
+	for _, o := range a.store.list(api.KindPod, "") {
+		p := *o.(*api.Pod)
+		p.Status = api.PodStatus{}
+		out = append(out, p)
+	}
+	return out
+}
+
+// bindPod decides the node of p, as a scheduler binds a pod: a pod that
+// names its node keeps it; otherwise the node placement gives p among the
+// other desired pods (the bound ones pinned to their nodes), or "" and why
+// it fits nowhere. It is a pure function of its arguments.
+func bindPod(p *api.Pod, others []api.Pod, nodes []placement.Node) (node, why string) {
+	if p.Spec.NodeName != "" {
+		return p.Spec.NodeName, ""
+	}
+	replicas := make([]placement.Replica, 0, len(others)+1)
+	key := podKey(p)
+	for i := range others {
+		if podKey(&others[i]) != key {
+			replicas = append(replicas, replicaOf(&others[i]))
+		}
+	}
+	replicas = append(replicas, replicaOf(p))
+	res := placement.Assign(nodes, replicas, placement.Options{LoadFactor: 0.25})
+	if n, ok := res.Assign[key]; ok {
+		return n, ""
+	}
+	return "", res.Pending[key]
+}
+
+// bindNew binds the new standalone pods of objs (those without
+// spec.nodeName) before they are stored: a pod already stored keeps its
+// node, a new one gets the node bindPod gives it, or none while it fits
+// nowhere (reconcile binds it later).
+func (a *Agent) bindNew(objs []api.Object) {
+	var nodes []placement.Node
+	var desired []api.Pod
+	for _, o := range objs {
+		p, ok := o.(*api.Pod)
+		if !ok || p.Spec.NodeName != "" {
+			continue
+		}
+		if cur, ok := a.store.get(api.ObjectKey(p)); ok && cur.(*api.Pod).Spec.NodeName != "" {
+			p.Spec.NodeName = cur.(*api.Pod).Spec.NodeName
+			continue
+		}
+		if nodes == nil {
+			nodes, desired = a.placementNodes(), a.sched.desiredPods()
+		}
+		p.Spec.NodeName, _ = bindPod(p, desired, nodes)
+		if p.Spec.NodeName != "" {
+			desired = append(desired, *p)
+		}
+	}
+}
+
+// bindStored records that a stored, unbound pod is bound to node. It does
+// nothing if the pod is gone or bound already.
+func (s *store) bindStored(key, node string) (bool, error) {
+	v, err := json.Marshal(node)
+	if err != nil {
+		return false, err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	cur, ok := s.st.Get(key)
+	if _, bound := cur["spec.nodeName"]; !ok || bound {
+		return false, nil
+	}
+	next := s.st.Clone()
+	d := next.PutFields(key, map[string]json.RawMessage{"spec.nodeName": v}, s.clock.Now())
+	if err := s.commit(next, d); err != nil {
+		return false, fmt.Errorf("bind pod %s to %s: %w", key, node, err)
+	}
+	return true, nil
+}
+
+// listedPods returns the cluster's pods as the API lists them: those the
+// alive peers run (clusterPods), the desired ones that fit nowhere, and
+// the standalone pods that run on no alive peer: Pending while their peer
+// has not started them yet, and with their last status, phase Unknown and
+// reason NodeLost when their peer is dead or gone.
+func (a *Agent) listedPods() []api.Pod {
+	out := append(a.clusterPods(), a.sched.pendingPods()...)
+	seen := map[string]bool{}
+	for i := range out {
+		seen[podKey(&out[i])] = true
+	}
+	status := map[string]string{}
+	if a.gossip != nil {
+		for _, m := range a.gossip.Members() {
+			status[m.Name] = m.Status
+		}
+	}
+	for _, p := range a.standalonePods() {
+		if seen[podKey(&p)] {
+			continue
+		}
+		p.APIVersion, p.Kind = "v1", api.KindPod
+		node := p.Spec.NodeName
+		st, known := status[node]
+		switch {
+		case node == "" || node == a.cfg.Name || st == "Alive" || known && st != "Dead" && st != "Left":
+			// Not started yet, or its peer is suspected: its last status
+			// when there is one, Pending otherwise.
+			if last, ok := a.lastPodStatus(node, &p); ok && node != a.cfg.Name {
+				p.Status = last
+			} else {
+				p.Status = api.PodStatus{Phase: api.PodPending, Conditions: []api.PodCondition{{Type: "PodScheduled", Status: boolStatus(node != "")}}}
+			}
+		default:
+			last, _ := a.lastPodStatus(node, &p)
+			p.Status = nodeLost(last, node)
+		}
+		out = append(out, p)
+	}
+	return out
+}
+
+// lastPodStatus returns the status node last published for p.
+func (a *Agent) lastPodStatus(node string, p *api.Pod) (api.PodStatus, bool) {
+	if node == "" {
+		return api.PodStatus{}, false
+	}
+	raw, ok := a.store.rawFields(nodeStatusKey(node))[podField(p)]
+	if !ok {
+		return api.PodStatus{}, false
+	}
+	var last api.Pod
+	if err := json.Unmarshal(raw, &last); err != nil {
+		return api.PodStatus{}, false
+	}
+	return last.Status, true
+}
+
+// nodeLost is the status of a pod whose peer is dead, from its last one:
+// as Kubernetes' node lifecycle controller marks it, phase Unknown, reason
+// NodeLost, not Ready. A pod that had ended keeps its final phase.
+func nodeLost(last api.PodStatus, node string) api.PodStatus {
+	if last.Phase == api.PodSucceeded || last.Phase == api.PodFailed {
+		return last
+	}
+	st := last
+	st.Phase, st.Reason = api.PodUnknown, "NodeLost"
+	st.Message = fmt.Sprintf("peer %s which was running pod is unresponsive", node)
+	st.Conditions = nil
+	for _, c := range last.Conditions {
+		if c.Type == "Ready" || c.Type == "ContainersReady" {
+			c.Status = "False"
+		}
+		st.Conditions = append(st.Conditions, c)
+	}
+	if len(st.Conditions) == 0 {
+		st.Conditions = []api.PodCondition{{Type: "PodScheduled", Status: "True"}, {Type: "Ready", Status: "False"}}
+	}
+	st.ContainerStatuses = append([]api.ContainerStatus(nil), last.ContainerStatuses...)
+	for i := range st.ContainerStatuses {
+		st.ContainerStatuses[i].Ready = false
+	}
+	return st
+}
+
+func boolStatus(b bool) string {
+	if b {
+		return "True"
+	}
+	return "False"
+}
+
+// ownerOf names what a derived pod belongs to: "deployment NAME" or
+// "daemon set NAME".
+func ownerOf(p *api.Pod) string {
+	if d := p.Metadata.Labels[api.LabelDeployment]; d != "" {
+		return "deployment " + d
+	}
+	return "daemon set " + p.Metadata.Labels[api.LabelDaemonSet]
+}
