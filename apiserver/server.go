@@ -246,8 +246,14 @@ func (s *Server) subresource(w http.ResponseWriter, r *http.Request, res *Resour
 // handleAccessReview answers every SelfSubjectAccessReview with allowed:
 // whoever passed authentication is the cluster's administrator.
 func (s *Server) handleAccessReview(w http.ResponseWriter, r *http.Request) {
+	// JSON, YAML or protobuf (k9s sends protobuf).
+	body, err := s.readBody(w, r)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
 	var review map[string]any
-	if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, 64<<10)).Decode(&review); err != nil {
+	if err := json.Unmarshal(body, &review); err != nil {
 		writeError(w, apierrors.NewBadRequest("SelfSubjectAccessReview: "+err.Error()))
 		return
 	}

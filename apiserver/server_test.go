@@ -15,8 +15,12 @@ import (
 	"time"
 
 	"go.uber.org/goleak"
+	authorizationv1 "k8s.io/api/authorization/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -409,4 +413,20 @@ func TestWatchResumedSeesDeletion(t *testing.T) {
 		return
 	}
 	t.Fatalf("no DELETED event: %v", sc.Err())
+}
+
+// TestAccessReviewInProtobuf: k9s asks SelfSubjectAccessReviews with a
+// protobuf body (client-go's typed client) before it lists anything.
+func TestAccessReviewInProtobuf(t *testing.T) {
+	_, hs := start(t, newMem(), "p1")
+	cs, err := kubernetes.NewForConfig(&rest.Config{Host: hs.URL, ContentConfig: rest.ContentConfig{ContentType: "application/vnd.kubernetes.protobuf"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	review, err := cs.AuthorizationV1().SelfSubjectAccessReviews().Create(context.Background(), &authorizationv1.SelfSubjectAccessReview{
+		Spec: authorizationv1.SelfSubjectAccessReviewSpec{ResourceAttributes: &authorizationv1.ResourceAttributes{Verb: "list", Resource: "pods"}},
+	}, metav1.CreateOptions{})
+	if err != nil || !review.Status.Allowed {
+		t.Fatalf("review: %+v %v", review, err)
+	}
 }
