@@ -6,8 +6,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"sort"
 	"strconv"
@@ -135,6 +137,9 @@ func (c *Containerd) StartContainer(ctx context.Context, cfg ContainerConfig) er
 		_, _ = c.client.TaskService().Delete(ctx, &tasks.DeleteTaskRequest{ContainerID: cfg.ID})
 		task, err = ctr.NewTask(ctx, cio.LogFile(cfg.LogPath))
 	}
+	if err != nil && c.removeStaleBundle(cfg.ID, err) {
+		task, err = ctr.NewTask(ctx, cio.LogFile(cfg.LogPath))
+	}
 	if err != nil {
 		return fmt.Errorf("create task of %s: %w", cfg.ID, err)
 	}
@@ -143,6 +148,39 @@ func (c *Containerd) StartContainer(ctx context.Context, cfg ContainerConfig) er
 		return fmt.Errorf("start %s: %w", cfg.ID, err)
 	}
 	return nil
+}
+
+// staleBundle finds the bundle directory in containerd's error when a shim
+// cannot start because the directory is there already.
+var staleBundle = regexp.MustCompile(`mkdir (/\S+): file exists`)
+
+// removeStaleBundle removes the bundle directory of container id that a
+// shim which died while containerd was down left behind (containerd then
+// refuses every new task of that container: "failed to start shim: mkdir
+// ...: file exists"), when no shim of it is alive, and reports whether it
+// did. containerd reports the case only in its message.
+func (c *Containerd) removeStaleBundle(id string, err error) bool {
+	m := staleBundle.FindStringSubmatch(err.Error())
+	if m == nil {
+		return false
+	}
+	dir := filepath.Clean(m[1])
+	if filepath.Base(dir) != id || filepath.Base(filepath.Dir(dir)) != c.namespace {
+		return false
+	}
+	if b, err := os.ReadFile(filepath.Join(dir, "shim.pid")); err == nil {
+		if pid, err := strconv.Atoi(strings.TrimSpace(string(b))); err == nil && pid > 0 && syscall.Kill(pid, 0) == nil {
+			return false // its shim lives: not stale
+		}
+	}
+	// The container's root file system may still be mounted there.
+	_ = syscall.Unmount(filepath.Join(dir, "rootfs"), syscall.MNT_DETACH)
+	if err := os.RemoveAll(dir); err != nil {
+		slog.Default().Warn("remove a dead shim's bundle", "container", id, "dir", dir, "err", err)
+		return false
+	}
+	slog.Default().Info("removed a dead shim's bundle", "container", id, "dir", dir)
+	return true
 }
 
 func (c *Containerd) create(ctx context.Context, cfg ContainerConfig) (containerd.Container, error) {
