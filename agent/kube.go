@@ -46,23 +46,8 @@ func marshalAll[T any](items []T) ([][]byte, error) {
 func (b kubeBackend) List(ctx context.Context, kind string) ([][]byte, error) {
 	a := b.a
 	switch kind {
-	case "Namespace":
-		items, _ := a.objects("namespaces", "")
-		return marshalAll(items)
-	case "Pod":
-		items, _ := a.objects("pods", "")
-		return marshalAll(items)
-	case "Service":
-		items, _ := a.objects("services", "")
-		return marshalAll(items)
-	case "DaemonSet":
-		items, _ := a.objects("daemonsets", "")
-		return marshalAll(items)
-	case "ConfigMap":
-		items, _ := a.objects("configmaps", "")
-		return marshalAll(items)
-	case "Secret":
-		items, _ := a.objects("secrets", "")
+	case "Namespace", "Pod", "Service", "DaemonSet", "ConfigMap", "Secret":
+		items, _ := a.objects(strings.ToLower(kind)+"s", "")
 		return marshalAll(items)
 	case "Deployment":
 		items, _ := a.objects("deployments", "")
