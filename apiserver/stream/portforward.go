@@ -55,8 +55,21 @@ func (f forwarder) PortForward(ctx context.Context, pod, _ string, port int32, s
 	err := f.pf.PortForward(ctx, f.namespace, pod, port, stream)
 	if err != nil {
 		f.s.logger().Info("stream: port-forward failed", "pod", f.namespace+"/"+pod, "port", port, "err", err)
+		// The kubelet's handler resets the SPDY data stream right after an
+		// error, and may do so before the stream's reply went out: the
+		// client then fails to create the stream ("Stream reset"), never
+		// reads the error, and kubectl keeps forwarding. Replying first
+		// (the later reply is a no-op) lets the client see the error.
+		if r, ok := stream.(replier); ok {
+			_ = r.SendReply(http.Header{}, false)
+		}
 	}
 	return err
+}
+
+// replier is a SPDY stream accepted from the client (spdystream.Stream).
+type replier interface {
+	SendReply(headers http.Header, fin bool) error
 }
 
 // serveTunnel serves port-forward as SPDY carried in a WebSocket's binary
