@@ -420,6 +420,7 @@ func (a *Agent) reconcileLoop(ctx context.Context) {
 	for {
 		changed := a.store.changed()
 		a.safeReconcile()
+		a.safeControlBatch(time.Now())
 		select {
 		case <-ctx.Done():
 			return

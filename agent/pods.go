@@ -127,11 +127,19 @@ func (a *Agent) listedPods() []api.Pod {
 			status[m.Name] = m.Status
 		}
 	}
+	ended := a.store.endedJobPods()
 	for _, p := range a.standalonePods() {
 		if seen[podKey(&p)] {
 			continue
 		}
 		p.APIVersion, p.Kind = "v1", api.KindPod
+		if st, ok := ended[podKey(&p)]; ok {
+			// A job's pod that ended and no longer runs: as its job's
+			// controller recorded it.
+			p.Status = st
+			out = append(out, p)
+			continue
+		}
 		node := p.Spec.NodeName
 		st, known := status[node]
 		switch {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -435,6 +436,19 @@ func (a *Agent) reconcile() {
 		dss = append(dss, o.(*api.DaemonSet))
 	}
 	standalone := a.standalonePods()
+	// A job's pod recorded as ended never starts again (its peer may have
+	// lost it, with its data dir): it is kept where it still is, for its
+	// logs, and run nowhere else.
+	if ended := a.store.endedJobPods(); len(ended) > 0 {
+		here := map[string]bool{}
+		for _, p := range a.pods.Pods() {
+			here[podKey(&p)] = true
+		}
+		standalone = slices.DeleteFunc(standalone, func(p api.Pod) bool {
+			_, done := ended[podKey(&p)]
+			return done && !(here[podKey(&p)] && p.Spec.NodeName == a.cfg.Name)
+		})
+	}
 	alone := map[string]bool{}
 	for i := range standalone {
 		alone[podKey(&standalone[i])] = true

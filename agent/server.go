@@ -392,6 +392,30 @@ func (a *Agent) objects(resource, ns string) ([]any, bool) {
 			out = append(out, d)
 		}
 		return out, true
+	case "jobs":
+		listed := a.listedPods()
+		var out []any
+		for _, o := range a.store.list(api.KindJob, ns) {
+			j := o.(*api.Job)
+			j.Status = jobStatus(j, a.store.jobProgressOf(j), jobPodsOf(j, listed))
+			out = append(out, j)
+		}
+		return out, true
+	case "cronjobs":
+		jobs := a.store.list(api.KindJob, ns)
+		progress := map[string]jobProgress{}
+		for _, o := range jobs {
+			progress[api.ObjectKey(o)] = a.store.jobProgressOf(o.(*api.Job))
+		}
+		var out []any
+		for _, o := range a.store.list(api.KindCronJob, ns) {
+			c := o.(*api.CronJob)
+			runs, byName := cronRuns(c, jobs, progress)
+			prog := readCronProgress(a.store.rawFields(cronProgressKey(c.Metadata.Namespace, c.Metadata.Name)), c.Metadata.UID)
+			c.Status = cronJobStatus(prog, runs, byName)
+			out = append(out, c)
+		}
+		return out, true
 	case "configmaps":
 		var out []any
 		for _, o := range a.store.list(api.KindConfigMap, ns) {

@@ -221,6 +221,10 @@ func decodeStored(raw []byte) (api.Object, error) {
 		o = &api.Secret{}
 	case api.KindPod:
 		o = &api.Pod{}
+	case api.KindJob:
+		o = &api.Job{}
+	case api.KindCronJob:
+		o = &api.CronJob{}
 	default:
 		return nil, fmt.Errorf("unknown kind %q", tm.Kind)
 	}
@@ -293,7 +297,8 @@ func (s *store) checkWrite(next *crdt.State, d crdt.Delta) error {
 		seen[e.Key] = true
 		kind, _, name := splitKey(e.Key)
 		switch kind {
-		case api.KindNamespace, api.KindDeployment, api.KindService, api.KindDaemonSet, api.KindConfigMap, api.KindSecret, api.KindPod:
+		case api.KindNamespace, api.KindDeployment, api.KindService, api.KindDaemonSet, api.KindConfigMap, api.KindSecret, api.KindPod,
+			api.KindJob, api.KindCronJob:
 		default:
 			continue // histories, node marks: not API objects
 		}
@@ -524,6 +529,11 @@ func (s *store) remove(keys []string) ([]Result, error) {
 			if kind == api.KindDeployment {
 				all.Entries = append(all.Entries, next.Delete(historyKey(ns, name), s.clock.Now()).Entries...)
 			}
+			if kind == api.KindJob || kind == api.KindCronJob {
+				for _, k := range s.cascade(next, key) {
+					all.Entries = append(all.Entries, next.Delete(k, s.clock.Now()).Entries...)
+				}
+			}
 			if kind == api.KindNamespace {
 				for _, k := range next.Keys("") {
 					if _, kns, _ := splitKey(k); kns == name && !strings.HasPrefix(k, api.KindNamespace+"/") {
@@ -538,6 +548,50 @@ func (s *store) remove(keys []string) ([]Result, error) {
 		return nil, err
 	}
 	return results, nil
+}
+
+// cascade returns the keys deleted with the job or cron job key in st, as
+// Kubernetes' garbage collector deletes what an object owns (background
+// propagation): a job's pods and progress; a cron job's jobs, theirs, and
+// its progress. The caller holds s.mu.
+func (s *store) cascade(st *crdt.State, key string) []string {
+	kind, ns, name := splitKey(key)
+	fields, ok := st.Get(key)
+	if !ok {
+		return nil
+	}
+	var uid string
+	_ = json.Unmarshal(fields[crdt.FieldUID], &uid)
+	var out []string
+	owned := func(childKind string) []string {
+		var keys []string
+		for _, k := range st.Keys(childKind + "/" + ns + "/") {
+			f, _ := st.Get(k)
+			var meta struct {
+				Refs []api.OwnerReference `json:"ownerReferences"`
+			}
+			if json.Unmarshal(f["metadata.ownerReferences"], &meta.Refs) != nil {
+				continue
+			}
+			m := api.ObjectMeta{OwnerReferences: meta.Refs}
+			if ownedBy(&m, kind, uid) {
+				keys = append(keys, k)
+			}
+		}
+		return keys
+	}
+	switch kind {
+	case api.KindJob:
+		out = append(out, owned(api.KindPod)...)
+		out = append(out, jobProgressKey(ns, name))
+	case api.KindCronJob:
+		for _, j := range owned(api.KindJob) {
+			out = append(out, j)
+			out = append(out, s.cascade(st, j)...)
+		}
+		out = append(out, cronProgressKey(ns, name))
+	}
+	return out
 }
 
 // merge applies a delta from another peer; it reports whether anything
@@ -691,6 +745,12 @@ func copyObject(o api.Object) api.Object {
 		c := api.DeepCopy(*v)
 		return &c
 	case *api.Secret:
+		c := api.DeepCopy(*v)
+		return &c
+	case *api.Job:
+		c := api.DeepCopy(*v)
+		return &c
+	case *api.CronJob:
 		c := api.DeepCopy(*v)
 		return &c
 	}

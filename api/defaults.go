@@ -76,6 +76,10 @@ func SetDefaults(o Object) {
 		defaultPodSpec(&o.Spec)
 	case *Secret:
 		defaultSecret(o)
+	case *Job:
+		defaultJobSpec(&o.Spec, o.Metadata.Name)
+	case *CronJob:
+		defaultCronJobSpec(&o.Spec)
 	}
 }
 

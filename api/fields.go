@@ -22,7 +22,7 @@ import (
 // accepts but does not act on, with a note for the warning.
 var ignoredFields = map[reflect.Type]map[string]string{
 	reflect.TypeFor[ObjectMeta](): set("generateName", "selfLink", "deletionTimestamp",
-		"deletionGracePeriodSeconds", "ownerReferences", "finalizers", "managedFields", "clusterName"),
+		"deletionGracePeriodSeconds", "finalizers", "managedFields", "clusterName"),
 	reflect.TypeFor[Namespace]():      withStatus(set("spec")),
 	reflect.TypeFor[Deployment]():     withStatus(nil),
 	reflect.TypeFor[Service]():        withStatus(nil),
@@ -41,6 +41,10 @@ var ignoredFields = map[reflect.Type]map[string]string{
 		"supplementalGroupsPolicy", "appArmorProfile", "seLinuxChangePolicy"),
 	reflect.TypeFor[SecurityContext](): set("seLinuxOptions", "windowsOptions", "procMount", "appArmorProfile"),
 	reflect.TypeFor[ConfigMap]():       withStatus(nil),
+	reflect.TypeFor[Job]():             withStatus(nil),
+	reflect.TypeFor[CronJob]():         withStatus(nil),
+	reflect.TypeFor[JobSpec](): set("podFailurePolicy", "successPolicy", "backoffLimitPerIndex", "maxFailedIndexes",
+		"podReplacementPolicy", "managedBy"),
 	reflect.TypeFor[Secret]():          withStatus(nil),
 	reflect.TypeFor[VolumeMount]():     set("mountPropagation", "subPathExpr", "recursiveReadOnly"),
 	reflect.TypeFor[Volume](): set("hostPath", "persistentVolumeClaim", "nfs", "iscsi", "csi", "ephemeral", "image",

@@ -44,6 +44,7 @@ type ObjectMeta struct {
 	CreationTimestamp *time.Time        `json:"creationTimestamp,omitempty"`
 	Labels            map[string]string `json:"labels,omitempty"`
 	Annotations       map[string]string `json:"annotations,omitempty"`
+	OwnerReferences   []OwnerReference  `json:"ownerReferences,omitempty"`
 }
 
 // Namespace is a v1 Namespace.

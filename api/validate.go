@@ -84,6 +84,12 @@ func validate(o Object) (errs, warns []FieldError) {
 	case *Secret:
 		v.objectMeta(&o.Metadata, "metadata")
 		v.secret(o)
+	case *Job:
+		v.objectMeta(&o.Metadata, "metadata")
+		v.jobSpec(&o.Spec, "spec", false)
+	case *CronJob:
+		v.objectMeta(&o.Metadata, "metadata")
+		v.cronJobSpec(&o.Spec)
 	}
 	return v.errs, v.warns
 }

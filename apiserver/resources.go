@@ -5,6 +5,7 @@ import (
 	"sort"
 
 	appsv1 "k8s.io/api/apps/v1"
+	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime/schema"
@@ -67,6 +68,10 @@ func Resources() []*Resource {
 			Type: reflect.TypeFor[appsv1.DaemonSet](), Subresources: []string{"status"}},
 		{Group: "apps", Version: "v1", Kind: "ReplicaSet", Plural: "replicasets", Namespaced: true, ShortNames: []string{"rs"}, Categories: all,
 			Type: reflect.TypeFor[appsv1.ReplicaSet]()},
+		{Group: "batch", Version: "v1", Kind: "Job", Plural: "jobs", Namespaced: true, Categories: all, Writable: true,
+			Type: reflect.TypeFor[batchv1.Job](), Subresources: []string{"status"}},
+		{Group: "batch", Version: "v1", Kind: "CronJob", Plural: "cronjobs", Namespaced: true, ShortNames: []string{"cj"}, Categories: all, Writable: true,
+			Type: reflect.TypeFor[batchv1.CronJob](), Subresources: []string{"status"}},
 	}
 }
 

@@ -162,7 +162,7 @@ func TestDiscoveryAndVersion(t *testing.T) {
 			t.Errorf("GET %s: %d, want %s in %.300s", path, code, want, body)
 		}
 	}
-	if code, _ := do(t, "GET", hs.URL+"/apis/batch/v1", "", ""); code != 404 {
+	if code, _ := do(t, "GET", hs.URL+"/apis/example.com/v1", "", ""); code != 404 {
 		t.Errorf("unserved group: %d, want 404", code)
 	}
 }

@@ -257,8 +257,76 @@ func columnsOf(kind string) []column {
 			{name: "Type", typ: "string", desc: "The type of the Secret.", cell: func(o map[string]any, _ time.Time) any { return str(o, "type") }},
 			{name: "Data", typ: "integer", desc: "The number of keys of the Secret.", cell: func(o map[string]any, _ time.Time) any { return int64(len(mapOf(o, "data"))) }},
 			ageCol}
+	case "Job":
+		return append([]column{nameCol,
+			{name: "Status", typ: "string", desc: "Status of the job.", cell: jobStatus},
+			{name: "Completions", typ: "string", desc: "The completion status of the job.", cell: jobCompletions},
+			{name: "Duration", typ: "string", desc: "Time required to complete the job.", cell: jobDuration},
+			ageCol}, append(containersCols("spec", "template", "spec"), selectorCol)...)
+	case "CronJob":
+		return append([]column{nameCol,
+			{name: "Schedule", typ: "string", cell: func(o map[string]any, _ time.Time) any { return str(o, "spec", "schedule") }},
+			{name: "Timezone", typ: "string", cell: func(o map[string]any, _ time.Time) any { return orNone(str(o, "spec", "timeZone")) }},
+			{name: "Suspend", typ: "boolean", cell: func(o map[string]any, _ time.Time) any { return path(o, "spec", "suspend") == true }},
+			{name: "Active", typ: "integer", cell: func(o map[string]any, _ time.Time) any { return int64(len(list(o, "status", "active"))) }},
+			{name: "Last Schedule", typ: "string", cell: func(o map[string]any, now time.Time) any {
+				if t := str(o, "status", "lastScheduleTime"); t != "" {
+					return age(t, now)
+				}
+				return "<none>"
+			}},
+			ageCol}, append(containersCols("spec", "jobTemplate", "spec", "template", "spec"),
+			column{name: "Selector", typ: "string", priority: 1, cell: func(o map[string]any, _ time.Time) any {
+				return labelSelectorString(path(o, "spec", "jobTemplate", "spec", "selector"))
+			}})...)
 	}
 	return []column{nameCol, ageCol}
+}
+
+// jobStatus is the Status column of a job, as kubectl 1.32 shows it.
+func jobStatus(o map[string]any, _ time.Time) any {
+	status := "Running"
+	for _, c := range list(o, "status", "conditions") {
+		m, _ := c.(map[string]any)
+		if m["status"] != "True" {
+			continue
+		}
+		switch t, _ := m["type"].(string); t {
+		case "Complete", "Failed", "Suspended":
+			return t
+		case "FailureTarget":
+			status = "FailureTarget"
+		case "SuccessCriteriaMet":
+			status = "SuccessCriteriaMet"
+		}
+	}
+	return status
+}
+
+// jobCompletions is the Completions column: succeeded/completions, or
+// succeeded/1 of parallelism for a work queue.
+func jobCompletions(o map[string]any, _ time.Time) any {
+	succeeded := num(o, "status", "succeeded")
+	if path(o, "spec", "completions") != nil {
+		return fmt.Sprintf("%d/%d", succeeded, num(o, "spec", "completions"))
+	}
+	if p := num(o, "spec", "parallelism"); p > 1 {
+		return fmt.Sprintf("%d/1 of %d", succeeded, p)
+	}
+	return fmt.Sprintf("%d/1", succeeded)
+}
+
+// jobDuration is the Duration column: from start to completion, or to now.
+func jobDuration(o map[string]any, now time.Time) any {
+	start, err := time.Parse(time.RFC3339, str(o, "status", "startTime"))
+	if err != nil {
+		return ""
+	}
+	end := now
+	if t, err := time.Parse(time.RFC3339, str(o, "status", "completionTime")); err == nil {
+		end = t
+	}
+	return duration.HumanDuration(end.Sub(start))
 }
 
 // mapOf reads a nested object.

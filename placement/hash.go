@@ -72,3 +72,21 @@ func levelOf(sk, nh uint64) uint8 {
 // rscore is the fine, per-replica part of the score of a node (hash nh) for
 // the replica whose score key is rk.
 func rscore(rk, nh uint64) uint64 { return mix(rk ^ nh) }
+
+// Leader returns the name, among names, that leads key: the one whose
+// hash with key scores highest (rendezvous hashing). Every peer that sees
+// the same names picks the same leader, and a name that leaves moves only
+// the keys it led. It returns "" when names is empty. Controllers that
+// must act once per object cluster-wide (a Job's pods, a CronJob's runs)
+// act on the peer that leads the object's key among the alive peers.
+func Leader(key string, names []string) string {
+	kh := hashString(key, seedKey)
+	best, bestScore := "", uint64(0)
+	for _, n := range names {
+		s := mix(kh ^ nodeHash(n))
+		if best == "" || s > bestScore || s == bestScore && n < best {
+			best, bestScore = n, s
+		}
+	}
+	return best
+}

@@ -5,6 +5,7 @@ import (
 	"maps"
 	"math"
 	"reflect"
+	"slices"
 	"testing"
 
 	"pgregory.net/rapid"
@@ -557,4 +558,30 @@ func TestJoinNoPressure(t *testing.T) {
 			}
 		}
 	})
+}
+
+// Leader is one of the names, does not depend on their order, and when a
+// name leaves only the keys it led change leader.
+func TestLeaderProperties(t *testing.T) {
+	rapid.Check(t, func(t *rapid.T) {
+		names := rapid.SliceOfNDistinct(rapid.StringMatching(`[a-z]{1,6}`), 1, 12, rapid.ID[string]).Draw(t, "names")
+		key := rapid.String().Draw(t, "key")
+		l := Leader(key, names)
+		if !slices.Contains(names, l) {
+			t.Fatalf("leader %q not among %v", l, names)
+		}
+		shuffled := slices.Clone(names)
+		slices.Reverse(shuffled)
+		if Leader(key, shuffled) != l {
+			t.Fatalf("leader depends on the order of names")
+		}
+		gone := rapid.SampledFrom(names).Draw(t, "gone")
+		rest := slices.DeleteFunc(slices.Clone(names), func(n string) bool { return n == gone })
+		if l2 := Leader(key, rest); gone != l && l2 != l {
+			t.Fatalf("%s left, the leader moved from %s to %s", gone, l, l2)
+		}
+	})
+	if Leader("k", nil) != "" {
+		t.Fatal("no names: want no leader")
+	}
 }

@@ -20,6 +20,7 @@
 //
 //	/app echo ARGS...       prints ARGS, space-separated, and a newline to stdout
 //	/app fail N [MSG...]    prints MSG (default "failing with N") to stderr, exits N
+//	/app sleep S [MSG...]   waits S seconds, then prints MSG
 //	/app cat                copies stdin to stdout, then prints "<n> bytes" to stderr
 //	/app hostname           prints the hostname (the pod's name) to stdout
 //	/app env NAME           prints the value of the variable NAME, exits 1 if unset
@@ -206,6 +207,19 @@ func runMode(mode string, args []string) (code int, ok bool) {
 		}
 		fmt.Fprintln(os.Stderr, msg)
 		return n, true
+	case "sleep": // sleep SECONDS [MESSAGE...]: waits, then prints MESSAGE
+		if len(args) == 0 {
+			fmt.Fprintln(os.Stderr, "usage: sleep SECONDS [MESSAGE...]")
+			return 2, true
+		}
+		d, err := time.ParseDuration(args[0] + "s")
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "usage: sleep SECONDS [MESSAGE...]")
+			return 2, true
+		}
+		time.Sleep(d)
+		fmt.Println(strings.Join(args[1:], " "))
+		return 0, true
 	case "hostname":
 		h, err := os.Hostname()
 		if err != nil {

@@ -1,0 +1,195 @@
+package agent
+
+import (
+	"errors"
+	"fmt"
+	"runtime/debug"
+	"time"
+
+	"github.com/chorus-sh/chorus/api"
+	"github.com/chorus-sh/chorus/placement"
+)
+
+// orphanGrace is how old an object owned by a job or cron job that this
+// peer does not hold must be before it is deleted: deltas may arrive out of
+// order, a pod before its job.
+const orphanGrace = 30 * time.Second
+
+// safeControlBatch runs controlBatch; a panic is logged and reported, as in
+// safeReconcile.
+func (a *Agent) safeControlBatch(now time.Time) {
+	defer func() {
+		if v := recover(); v != nil {
+			a.log.Error("job controller panic", "panic", v, "stack", string(debug.Stack()))
+			a.events.record(api.ObjectReference{Kind: kindNode, Name: a.cfg.Name}, "Warning", "ReconcileFailed", fmt.Sprint(v))
+		}
+	}()
+	a.controlBatch(now)
+}
+
+// controlBatch runs the controllers of the cron jobs and jobs this peer
+// leads, and deletes what deleted jobs and cron jobs owned.
+func (a *Agent) controlBatch(now time.Time) {
+	cronJobs := a.store.list(api.KindCronJob, "")
+	jobs := a.store.list(api.KindJob, "")
+	alive := a.aliveMembers()
+	leads := func(key string) bool { return placement.Leader(key, alive) == a.cfg.Name }
+	progress := map[string]jobProgress{} // by job key
+	uids := map[string]bool{}
+	for _, o := range jobs {
+		j := o.(*api.Job)
+		progress[api.ObjectKey(j)] = a.store.jobProgressOf(j)
+		uids[j.Metadata.UID] = true
+	}
+	for _, o := range cronJobs {
+		uids[o.Meta().UID] = true
+	}
+	for _, o := range cronJobs {
+		c := o.(*api.CronJob)
+		if leads(api.ObjectKey(c)) {
+			a.controlCronJob(c, jobs, progress, now)
+		}
+	}
+	var listed []api.Pod
+	for _, o := range jobs {
+		j := o.(*api.Job)
+		if !leads(api.ObjectKey(j)) {
+			continue
+		}
+		if listed == nil {
+			listed = a.listedPods()
+		}
+		a.controlJob(j, progress[api.ObjectKey(j)], jobPodsOf(j, listed), now)
+	}
+	// Orphans: what a job or cron job no peer holds any more owned.
+	var orphans []string
+	for _, kind := range []string{api.KindPod, api.KindJob} {
+		for _, o := range a.store.list(kind, "") {
+			m := o.Meta()
+			for _, r := range m.OwnerReferences {
+				if (r.Kind == api.KindJob || r.Kind == api.KindCronJob) && !uids[r.UID] &&
+					m.CreationTimestamp != nil && now.Sub(*m.CreationTimestamp) > orphanGrace && leads(api.ObjectKey(o)) {
+					orphans = append(orphans, api.ObjectKey(o))
+				}
+			}
+		}
+	}
+	if len(orphans) > 0 {
+		if _, err := a.store.remove(orphans); err != nil {
+			a.log.Warn("delete objects of deleted jobs", "err", err)
+		}
+	}
+}
+
+// controlJob carries out planJob for j.
+func (a *Agent) controlJob(j *api.Job, prog jobProgress, pods []api.Pod, now time.Time) {
+	plan := planJob(j, prog, pods, now)
+	ref := api.ObjectReference{Kind: api.KindJob, Namespace: j.Metadata.Namespace, Name: j.Metadata.Name, UID: j.Metadata.UID}
+	// The records first: a pod is deleted only once its end is counted.
+	key := jobProgressKey(j.Metadata.Namespace, j.Metadata.Name)
+	if err := a.store.writeProgress(key, kindJobProgress, j.Metadata.UID, plan.fields()); err != nil {
+		a.log.Warn("job progress", "job", api.ObjectKey(j), "err", err)
+		return
+	}
+	for _, e := range plan.Events {
+		a.events.record(ref, e.Type, e.Reason, e.Message)
+	}
+	if plan.DeleteJob {
+		if _, err := a.store.remove([]string{api.ObjectKey(j)}); err != nil {
+			a.log.Warn("delete finished job", "job", api.ObjectKey(j), "err", err)
+		}
+		return
+	}
+	var keys []string
+	for _, name := range plan.Delete {
+		keys = append(keys, objectKey(api.KindPod, j.Metadata.Namespace, name))
+	}
+	if len(keys) > 0 {
+		if _, err := a.store.remove(keys); err != nil {
+			a.log.Warn("delete job pods", "job", api.ObjectKey(j), "err", err)
+		}
+	}
+	if len(plan.Create) == 0 {
+		return
+	}
+	objs := make([]api.Object, 0, len(plan.Create))
+	for i := range plan.Create {
+		objs = append(objs, &plan.Create[i])
+	}
+	a.bindNew(objs)
+	if _, err := a.store.apply(objs, now, false); err != nil {
+		a.log.Warn("create job pods", "job", api.ObjectKey(j), "err", err)
+		a.events.record(ref, "Warning", "FailedCreate", err.Error())
+		return
+	}
+	for _, p := range plan.Create {
+		a.events.record(ref, "Normal", "SuccessfulCreate", "Created pod: "+p.Metadata.Name)
+	}
+}
+
+// cronRuns returns the jobs of cron job c as runs, with how they ended.
+func cronRuns(c *api.CronJob, jobs []api.Object, progress map[string]jobProgress) ([]cronRun, map[string]*api.Job) {
+	var runs []cronRun
+	byName := map[string]*api.Job{}
+	for _, o := range jobs {
+		j := o.(*api.Job)
+		if j.Metadata.Namespace != c.Metadata.Namespace || !ownedBy(&j.Metadata, api.KindCronJob, c.Metadata.UID) {
+			continue
+		}
+		t, err := scheduledTime(j)
+		if err != nil {
+			continue
+		}
+		byName[j.Metadata.Name] = j
+		runs = append(runs, cronRun{Name: j.Metadata.Name, Scheduled: t, End: progress[api.ObjectKey(j)].End})
+	}
+	return runs, byName
+}
+
+// controlCronJob carries out planCronJob for c.
+func (a *Agent) controlCronJob(c *api.CronJob, jobs []api.Object, progress map[string]jobProgress, now time.Time) {
+	ref := api.ObjectReference{Kind: api.KindCronJob, Namespace: c.Metadata.Namespace, Name: c.Metadata.Name, UID: c.Metadata.UID}
+	sched, err := api.ParseSchedule(c.Spec.Schedule, c.Spec.TimeZone)
+	if err != nil {
+		return // validated on every write: not reached
+	}
+	prog := readCronProgress(a.store.rawFields(cronProgressKey(c.Metadata.Namespace, c.Metadata.Name)), c.Metadata.UID)
+	runs, _ := cronRuns(c, jobs, progress)
+	plan := planCronJob(c, sched, prog, runs, now)
+	var keys []string
+	for _, name := range plan.Delete {
+		keys = append(keys, objectKey(api.KindJob, c.Metadata.Namespace, name))
+	}
+	if len(keys) > 0 {
+		if _, err := a.store.remove(keys); err != nil {
+			a.log.Warn("delete cron job's jobs", "cronjob", api.ObjectKey(c), "err", err)
+		}
+		for _, name := range plan.Delete {
+			a.events.record(ref, "Normal", "SuccessfulDelete", "Deleted job "+name)
+		}
+	}
+	if plan.Create != nil {
+		j := api.JobFromCronJob(c, *plan.Create)
+		_, err := a.store.apply([]api.Object{j}, now, true)
+		var se *statusError
+		switch {
+		case errors.As(err, &se) && se.reason == "AlreadyExists":
+		case err != nil:
+			a.log.Warn("create cron job's job", "cronjob", api.ObjectKey(c), "err", err)
+			a.events.record(ref, "Warning", "FailedCreate", err.Error())
+			return
+		default:
+			a.events.record(ref, "Normal", "SuccessfulCreate", "Created job "+j.Metadata.Name)
+		}
+	}
+	fields := map[string]any{}
+	if plan.Last != nil {
+		fields["spec.last"] = plan.Last
+	}
+	if plan.LastSuccess != nil {
+		fields["spec.lastSuccess"] = plan.LastSuccess
+	}
+	if err := a.store.writeProgress(cronProgressKey(c.Metadata.Namespace, c.Metadata.Name), kindCronProgress, c.Metadata.UID, fields); err != nil {
+		a.log.Warn("cron job progress", "cronjob", api.ObjectKey(c), "err", err)
+	}
+}
