@@ -64,7 +64,8 @@ spec:
 	if out := must(k3("get", "job", "pi")); !strings.Contains(out, "Complete") || !strings.Contains(out, "3/3") {
 		t.Fatalf("get job pi:\n%s", out)
 	}
-	if out := must(k3("logs", "job/pi")); strings.TrimSpace(out) != "3.14159" {
+	// kubectl says on stderr which of the three pods it shows.
+	if out := must(k3("logs", "job/pi")); lastLine(out) != "3.14159" {
 		t.Fatalf("logs job/pi: %q", out)
 	}
 	pods := strings.Fields(jsonpath(k1, "get", "pods", "-l", "batch.kubernetes.io/job-name=pi", "-o", "jsonpath={range .items[*]}{.status.phase}{\" \"}{end}"))
@@ -178,7 +179,7 @@ spec:
 	if err != nil || minute < time.Now().Add(-5*time.Minute).Unix()/60 {
 		t.Fatalf("cron job's job %q is not named after a scheduled minute", first)
 	}
-	if out := must(alive("logs", "job/"+first)); strings.TrimSpace(out) != "hello" {
+	if out := must(alive("logs", "job/"+first)); lastLine(out) != "hello" {
 		t.Fatalf("logs job/%s: %q", first, out)
 	}
 
@@ -190,4 +191,9 @@ spec:
 		pods, _ := alive("get", "pods", "-o", "name")
 		return !strings.Contains(jobs, "hello-") && !strings.Contains(pods, "/hello-") && !strings.Contains(pods, "/pi-"), jobs + pods
 	})
+}
+
+func lastLine(s string) string {
+	lines := strings.Split(strings.TrimSpace(s), "\n")
+	return strings.TrimSpace(lines[len(lines)-1])
 }
