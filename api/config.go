@@ -4,6 +4,7 @@ import (
 	"encoding/base64"
 	"fmt"
 	"maps"
+	"reflect"
 	"regexp"
 	"slices"
 )
@@ -232,6 +233,21 @@ func ValidateUpdate(old, next Object) []FieldError {
 		// stays as the first write set it).
 		if n, ok := next.(*Pod); ok && o.Spec.NodeName != "" && n.Spec.NodeName != o.Spec.NodeName {
 			v.add("spec.nodeName", "field is immutable once the pod is bound (was %q)", o.Spec.NodeName)
+		}
+	case *Job:
+		// As in Kubernetes: a job's pods are made from one template.
+		n, ok := next.(*Job)
+		if !ok {
+			break
+		}
+		if TemplateHash(&o.Spec.Template) != TemplateHash(&n.Spec.Template) {
+			v.add("spec.template", "field is immutable")
+		}
+		if o.Spec.CompletionMode != n.Spec.CompletionMode {
+			v.add("spec.completionMode", "field is immutable")
+		}
+		if !reflect.DeepEqual(o.Spec.Selector, n.Spec.Selector) {
+			v.add("spec.selector", "field is immutable")
 		}
 	case *ConfigMap:
 		n, ok := next.(*ConfigMap)

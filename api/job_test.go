@@ -104,3 +104,22 @@ spec:
 		}
 	}
 }
+
+func TestValidateUpdateJob(t *testing.T) {
+	decode := func(cmd string) *Job {
+		doc := `{"apiVersion":"batch/v1","kind":"Job","metadata":{"name":"j"},"spec":{"template":{"spec":{"restartPolicy":"Never","containers":[{"name":"c","image":"i:1","command":["` + cmd + `"]}]}}}}`
+		objs, _, err := Decode([]byte(doc), "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return objs[0].(*Job)
+	}
+	a, b := decode("a"), decode("a")
+	b.Spec.Parallelism = ptr[int32](3)
+	if errs := ValidateUpdate(a, b); len(errs) != 0 {
+		t.Errorf("parallelism change: %v", errs)
+	}
+	if errs := ValidateUpdate(a, decode("b")); len(errs) != 1 || errs[0].Field != "spec.template" {
+		t.Errorf("template change: %v", errs)
+	}
+}
