@@ -288,7 +288,7 @@ func Run(ctx context.Context, cfg Config) error {
 	a.rt = ctd
 	a.ctd = ctd
 	a.pods = runtime.NewPodManager(podRuntime{ctd, a}, runtime.Options{
-		Node: cfg.Name, HostIP: cfg.Bind, StateDir: filepath.Join(cfg.DataDir, "pods"), Log: log,
+		Node: cfg.Name, HostIP: cfg.Bind, StateDir: filepath.Join(cfg.DataDir, "pods"), Log: log, // claims.go reads it too
 		ResolvConf:   a.resolvConf,
 		Config:       configSource{st},
 		NodeCPUMilli: func() int64 { m, _ := api.ParseCPU(capacity()["cpu"]); return m }(),
@@ -417,10 +417,15 @@ func Run(ctx context.Context, cfg Config) error {
 func (a *Agent) reconcileLoop(ctx context.Context) {
 	t := time.NewTicker(time.Second)
 	defer t.Stop()
+	var pruned time.Time
 	for {
 		changed := a.store.changed()
 		a.safeReconcile()
 		a.safeControlBatch(time.Now())
+		if time.Since(pruned) > claimPruneInterval {
+			a.pruneClaims()
+			pruned = time.Now()
+		}
 		select {
 		case <-ctx.Done():
 			return

@@ -44,6 +44,10 @@ func (a *Agent) controlBatch(now time.Time) {
 	for _, o := range cronJobs {
 		uids[o.Meta().UID] = true
 	}
+	sets := a.store.list(api.KindStatefulSet, "")
+	for _, o := range sets {
+		uids[o.Meta().UID] = true
+	}
 	for _, o := range cronJobs {
 		c := o.(*api.CronJob)
 		if leads(api.ObjectKey(c)) {
@@ -61,13 +65,24 @@ func (a *Agent) controlBatch(now time.Time) {
 		}
 		a.controlJob(j, progress[api.ObjectKey(j)], jobPodsOf(j, listed), now)
 	}
-	// Orphans: what a job or cron job no peer holds any more owned.
+	for _, o := range sets {
+		s := o.(*api.StatefulSet)
+		if !leads(api.ObjectKey(s)) {
+			continue
+		}
+		if listed == nil {
+			listed = a.listedPods()
+		}
+		a.controlStatefulSet(s, listed)
+	}
+	// Orphans: what a job, cron job or stateful set no peer holds any more
+	// owned (claims are kept unless owned: retention policy Retain).
 	var orphans []string
-	for _, kind := range []string{api.KindPod, api.KindJob} {
+	for _, kind := range []string{api.KindPod, api.KindJob, api.KindPersistentVolumeClaim} {
 		for _, o := range a.store.list(kind, "") {
 			m := o.Meta()
 			for _, r := range m.OwnerReferences {
-				if (r.Kind == api.KindJob || r.Kind == api.KindCronJob) && !uids[r.UID] &&
+				if (r.Kind == api.KindJob || r.Kind == api.KindCronJob || r.Kind == api.KindStatefulSet) && !uids[r.UID] &&
 					m.CreationTimestamp != nil && now.Sub(*m.CreationTimestamp) > orphanGrace && leads(api.ObjectKey(o)) {
 					orphans = append(orphans, api.ObjectKey(o))
 				}
@@ -192,4 +207,84 @@ func (a *Agent) controlCronJob(c *api.CronJob, jobs []api.Object, progress map[s
 	if err := a.store.writeProgress(cronProgressKey(c.Metadata.Namespace, c.Metadata.Name), kindCronProgress, c.Metadata.UID, fields); err != nil {
 		a.log.Warn("cron job progress", "cronjob", api.ObjectKey(c), "err", err)
 	}
+}
+
+// controlStatefulSet carries out planStatefulSet for s.
+func (a *Agent) controlStatefulSet(s *api.StatefulSet, listed []api.Pod) {
+	ref := api.ObjectReference{Kind: api.KindStatefulSet, Namespace: s.Metadata.Namespace, Name: s.Metadata.Name, UID: s.Metadata.UID}
+	var pods []api.Pod
+	for _, p := range listed {
+		if p.Metadata.Namespace == s.Metadata.Namespace && ownedBy(&p.Metadata, api.KindStatefulSet, s.Metadata.UID) {
+			pods = append(pods, p)
+		}
+	}
+	stored := map[string]bool{}
+	for _, o := range a.store.list(api.KindPod, s.Metadata.Namespace) {
+		if ownedBy(o.Meta(), api.KindStatefulSet, s.Metadata.UID) {
+			stored[o.Meta().Name] = true
+		}
+	}
+	claims := map[string]bool{}
+	for _, o := range a.store.list(api.KindPersistentVolumeClaim, s.Metadata.Namespace) {
+		claims[o.Meta().Name] = true
+	}
+	plan := planStatefulSet(s, pods, stored, claims, a.gonePeers(pods))
+	for _, e := range plan.Events {
+		a.events.record(ref, e.Type, e.Reason, e.Message)
+	}
+	var keys []string
+	for _, name := range plan.Delete {
+		keys = append(keys, objectKey(api.KindPod, s.Metadata.Namespace, name))
+	}
+	for _, name := range plan.DeleteClaims {
+		keys = append(keys, objectKey(api.KindPersistentVolumeClaim, s.Metadata.Namespace, name))
+	}
+	if len(keys) > 0 {
+		if _, err := a.store.remove(keys); err != nil {
+			a.log.Warn("delete stateful pods", "statefulset", api.ObjectKey(s), "err", err)
+		}
+	}
+	if len(plan.Create) == 0 {
+		return
+	}
+	var objs []api.Object
+	for _, c := range plan.CreateClaims {
+		objs = append(objs, c)
+	}
+	for i := range plan.Create {
+		objs = append(objs, &plan.Create[i])
+	}
+	a.bindNew(objs)
+	if _, err := a.store.apply(objs, time.Now(), false); err != nil {
+		a.log.Warn("create stateful pods", "statefulset", api.ObjectKey(s), "err", err)
+		a.events.record(ref, "Warning", "FailedCreate", err.Error())
+		return
+	}
+	for _, c := range plan.CreateClaims {
+		a.events.record(ref, "Normal", "SuccessfulCreate", fmt.Sprintf("create Claim %s Pod %s in StatefulSet %s success",
+			c.Metadata.Name, plan.Create[0].Metadata.Name, s.Metadata.Name))
+	}
+	for _, p := range plan.Create {
+		a.events.record(ref, "Normal", "SuccessfulCreate", fmt.Sprintf("create Pod %s in StatefulSet %s successful", p.Metadata.Name, s.Metadata.Name))
+	}
+}
+
+// gonePeers returns, among the peers of pods, those known to have left the
+// cluster (their pods were stopped) or removed from it.
+func (a *Agent) gonePeers(pods []api.Pod) map[string]bool {
+	status := map[string]string{a.cfg.Name: "Alive"}
+	if a.gossip != nil {
+		for _, m := range a.gossip.Members() {
+			status[m.Name] = m.Status
+		}
+	}
+	out := map[string]bool{}
+	for _, p := range pods {
+		if n := p.Spec.NodeName; n != "" {
+			if st, known := status[n]; !known || st == "Left" {
+				out[n] = true
+			}
+		}
+	}
+	return out
 }

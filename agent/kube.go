@@ -46,7 +46,7 @@ func marshalAll[T any](items []T) ([][]byte, error) {
 func (b kubeBackend) List(ctx context.Context, kind string) ([][]byte, error) {
 	a := b.a
 	switch kind {
-	case "Namespace", "Pod", "Service", "DaemonSet", "ConfigMap", "Secret", "Job", "CronJob":
+	case "Namespace", "Pod", "Service", "DaemonSet", "ConfigMap", "Secret", "Job", "CronJob", "StatefulSet", "PersistentVolumeClaim":
 		items, _ := a.objects(strings.ToLower(kind)+"s", "")
 		return marshalAll(items)
 	case "Deployment":
@@ -60,6 +60,10 @@ func (b kubeBackend) List(ctx context.Context, kind string) ([][]byte, error) {
 		return marshalAll(a.replicaSets())
 	case "Endpoints":
 		return marshalAll(a.endpoints())
+	case "PersistentVolume":
+		return marshalAll(a.persistentVolumes())
+	case "StorageClass":
+		return marshalAll(storageClasses())
 	case "Node":
 		return marshalAll(a.kubeNodes())
 	case "Event":

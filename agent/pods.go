@@ -70,6 +70,12 @@ func bindPod(p *api.Pod, others []api.Pod, nodes []placement.Node) (node, why st
 func (a *Agent) bindNew(objs []api.Object) {
 	var nodes []placement.Node
 	var desired []api.Pod
+	fresh := map[string]*api.PersistentVolumeClaim{} // claims stored with the pods
+	for _, o := range objs {
+		if c, ok := o.(*api.PersistentVolumeClaim); ok {
+			fresh[c.Metadata.Name] = c
+		}
+	}
 	for _, o := range objs {
 		p, ok := o.(*api.Pod)
 		if !ok || p.Spec.NodeName != "" {
@@ -79,12 +85,18 @@ func (a *Agent) bindNew(objs []api.Object) {
 			p.Spec.NodeName = cur.(*api.Pod).Spec.NodeName
 			continue
 		}
+		// A pod whose claim is bound goes where the claim's data is.
+		if node, err := a.claimNode(p, fresh); err != nil || node != "" {
+			p.Spec.NodeName = node
+			continue
+		}
 		if nodes == nil {
 			nodes, desired = a.placementNodes(), a.sched.desiredPods()
 		}
 		p.Spec.NodeName, _ = bindPod(p, desired, nodes)
 		if p.Spec.NodeName != "" {
 			desired = append(desired, *p)
+			a.bindClaims(p, p.Spec.NodeName, fresh)
 		}
 	}
 }
@@ -152,7 +164,13 @@ func (a *Agent) listedPods() []api.Pod {
 				p.Status = api.PodStatus{Phase: api.PodPending, Conditions: []api.PodCondition{{Type: "PodScheduled", Status: boolStatus(node != "")}}}
 			}
 		default:
-			last, _ := a.lastPodStatus(node, &p)
+			last, ran := a.lastPodStatus(node, &p)
+			if !ran {
+				// Bound to a peer that is away (its claim's), never started.
+				p.Status = api.PodStatus{Phase: api.PodPending, Conditions: []api.PodCondition{{Type: "PodScheduled", Status: "True"}},
+					Reason: "PeerNotReady", Message: fmt.Sprintf("bound to peer %s (where its volumes are), which is not alive", node)}
+				break
+			}
 			p.Status = nodeLost(last, node)
 		}
 		out = append(out, p)

@@ -552,6 +552,9 @@ func (a *Agent) standaloneOwned(p api.Pod, res placement.Result) (api.Pod, bool)
 	case p.Spec.NodeName != "" || res.Assign[podKey(&p)] != self:
 		return p, false
 	}
+	if node, err := a.claimNode(&p, nil); err != nil || node != "" && node != self {
+		return p, false // its claims are elsewhere
+	}
 	key := objectKey(api.KindPod, p.Metadata.Namespace, p.Metadata.Name)
 	if ok, err := a.store.bindStored(key, self); err != nil || !ok {
 		if err != nil {
@@ -560,6 +563,7 @@ func (a *Agent) standaloneOwned(p api.Pod, res placement.Result) (api.Pod, bool)
 		return p, false // bound meanwhile, or gone: seen at the next pass
 	}
 	a.log.Info("bound pod", "pod", podKey(&p), "node", self)
+	a.bindClaims(&p, self, nil)
 	p.Spec.NodeName = self
 	return p, true
 }

@@ -150,6 +150,15 @@ func (c configSource) ConfigMap(ns, name string) (*api.ConfigMap, bool) {
 	return cm, ok
 }
 
+func (c configSource) Claim(ns, name string) (*api.PersistentVolumeClaim, bool) {
+	o, ok := c.s.get(objectKey(api.KindPersistentVolumeClaim, ns, name))
+	if !ok {
+		return nil, false
+	}
+	pvc, ok := o.(*api.PersistentVolumeClaim)
+	return pvc, ok
+}
+
 func (c configSource) Secret(ns, name string) (*api.Secret, bool) {
 	o, ok := c.s.get(objectKey(api.KindSecret, ns, name))
 	if !ok {

@@ -392,6 +392,29 @@ func (a *Agent) objects(resource, ns string) ([]any, bool) {
 			out = append(out, d)
 		}
 		return out, true
+	case "statefulsets":
+		listed := a.listedPods()
+		var out []any
+		for _, o := range a.store.list(api.KindStatefulSet, ns) {
+			s := o.(*api.StatefulSet)
+			var pods []api.Pod
+			for _, p := range listed {
+				if p.Metadata.Namespace == s.Metadata.Namespace && ownedBy(&p.Metadata, api.KindStatefulSet, s.Metadata.UID) {
+					pods = append(pods, p)
+				}
+			}
+			s.Status = statefulSetStatus(s, pods)
+			out = append(out, s)
+		}
+		return out, true
+	case "persistentvolumeclaims":
+		var out []any
+		for _, o := range a.store.list(api.KindPersistentVolumeClaim, ns) {
+			c := o.(*api.PersistentVolumeClaim)
+			claimStatus(c)
+			out = append(out, c)
+		}
+		return out, true
 	case "jobs":
 		listed := a.listedPods()
 		var out []any

@@ -225,6 +225,10 @@ func decodeStored(raw []byte) (api.Object, error) {
 		o = &api.Job{}
 	case api.KindCronJob:
 		o = &api.CronJob{}
+	case api.KindStatefulSet:
+		o = &api.StatefulSet{}
+	case api.KindPersistentVolumeClaim:
+		o = &api.PersistentVolumeClaim{}
 	default:
 		return nil, fmt.Errorf("unknown kind %q", tm.Kind)
 	}
@@ -298,7 +302,7 @@ func (s *store) checkWrite(next *crdt.State, d crdt.Delta) error {
 		kind, _, name := splitKey(e.Key)
 		switch kind {
 		case api.KindNamespace, api.KindDeployment, api.KindService, api.KindDaemonSet, api.KindConfigMap, api.KindSecret, api.KindPod,
-			api.KindJob, api.KindCronJob:
+			api.KindJob, api.KindCronJob, api.KindStatefulSet, api.KindPersistentVolumeClaim:
 		default:
 			continue // histories, node marks: not API objects
 		}
@@ -529,7 +533,7 @@ func (s *store) remove(keys []string) ([]Result, error) {
 			if kind == api.KindDeployment {
 				all.Entries = append(all.Entries, next.Delete(historyKey(ns, name), s.clock.Now()).Entries...)
 			}
-			if kind == api.KindJob || kind == api.KindCronJob {
+			if kind == api.KindJob || kind == api.KindCronJob || kind == api.KindStatefulSet {
 				for _, k := range s.cascade(next, key) {
 					all.Entries = append(all.Entries, next.Delete(k, s.clock.Now()).Entries...)
 				}
@@ -584,6 +588,9 @@ func (s *store) cascade(st *crdt.State, key string) []string {
 	case api.KindJob:
 		out = append(out, owned(api.KindPod)...)
 		out = append(out, jobProgressKey(ns, name))
+	case api.KindStatefulSet:
+		out = append(out, owned(api.KindPod)...)
+		out = append(out, owned(api.KindPersistentVolumeClaim)...) // whenDeleted: Delete
 	case api.KindCronJob:
 		for _, j := range owned(api.KindJob) {
 			out = append(out, j)
@@ -751,6 +758,12 @@ func copyObject(o api.Object) api.Object {
 		c := api.DeepCopy(*v)
 		return &c
 	case *api.CronJob:
+		c := api.DeepCopy(*v)
+		return &c
+	case *api.StatefulSet:
+		c := api.DeepCopy(*v)
+		return &c
+	case *api.PersistentVolumeClaim:
 		c := api.DeepCopy(*v)
 		return &c
 	}

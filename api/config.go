@@ -234,6 +234,35 @@ func ValidateUpdate(old, next Object) []FieldError {
 		if n, ok := next.(*Pod); ok && o.Spec.NodeName != "" && n.Spec.NodeName != o.Spec.NodeName {
 			v.add("spec.nodeName", "field is immutable once the pod is bound (was %q)", o.Spec.NodeName)
 		}
+	case *StatefulSet:
+		n, ok := next.(*StatefulSet)
+		if !ok {
+			break
+		}
+		// As in Kubernetes: only replicas, the template, the update
+		// strategy, minReadySeconds and the retention policy change.
+		if !reflect.DeepEqual(o.Spec.VolumeClaimTemplates, n.Spec.VolumeClaimTemplates) {
+			v.add("spec.volumeClaimTemplates", "field is immutable")
+		}
+		if o.Spec.ServiceName != n.Spec.ServiceName {
+			v.add("spec.serviceName", "field is immutable")
+		}
+		if o.Spec.PodManagementPolicy != n.Spec.PodManagementPolicy {
+			v.add("spec.podManagementPolicy", "field is immutable")
+		}
+		if !reflect.DeepEqual(o.Spec.Selector, n.Spec.Selector) {
+			v.add("spec.selector", "field is immutable")
+		}
+	case *PersistentVolumeClaim:
+		n, ok := next.(*PersistentVolumeClaim)
+		if !ok {
+			break
+		}
+		a, b := o.Spec, n.Spec
+		a.Resources, b.Resources = VolumeResourceRequirements{}, VolumeResourceRequirements{}
+		if !reflect.DeepEqual(a, b) {
+			v.add("spec", "is immutable after creation except resources.requests")
+		}
 	case *Job:
 		// As in Kubernetes: a job's pods are made from one template.
 		n, ok := next.(*Job)

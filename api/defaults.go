@@ -80,6 +80,10 @@ func SetDefaults(o Object) {
 		defaultJobSpec(&o.Spec, o.Metadata.Name)
 	case *CronJob:
 		defaultCronJobSpec(&o.Spec)
+	case *StatefulSet:
+		defaultStatefulSetSpec(&o.Spec)
+	case *PersistentVolumeClaim:
+		defaultClaimSpec(&o.Spec)
 	}
 }
 

@@ -128,6 +128,7 @@ type PodSpec struct {
 	NodeSelector                  map[string]string   `json:"nodeSelector,omitempty"`
 	NodeName                      string              `json:"nodeName,omitempty"`
 	Hostname                      string              `json:"hostname,omitempty"`
+	Subdomain                     string              `json:"subdomain,omitempty"`
 	TerminationGracePeriodSeconds *int64              `json:"terminationGracePeriodSeconds,omitempty"`
 	SecurityContext               *PodSecurityContext `json:"securityContext,omitempty"`
 	Volumes                       []Volume            `json:"volumes,omitempty"`

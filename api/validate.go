@@ -90,6 +90,12 @@ func validate(o Object) (errs, warns []FieldError) {
 	case *CronJob:
 		v.objectMeta(&o.Metadata, "metadata")
 		v.cronJobSpec(&o.Spec)
+	case *StatefulSet:
+		v.objectMeta(&o.Metadata, "metadata")
+		v.statefulSetSpec(&o.Spec)
+	case *PersistentVolumeClaim:
+		v.objectMeta(&o.Metadata, "metadata")
+		v.claimSpec(&o.Spec, "spec")
 	}
 	return v.errs, v.warns
 }

@@ -71,6 +71,9 @@ type Volume struct {
 	Secret      *SecretVolumeSource      `json:"secret,omitempty"`
 	DownwardAPI *DownwardAPIVolumeSource `json:"downwardAPI,omitempty"`
 	Projected   *ProjectedVolumeSource   `json:"projected,omitempty"`
+	// PersistentVolumeClaim mounts a claim's directory on the peer the
+	// claim is bound to.
+	PersistentVolumeClaim *PersistentVolumeClaimVolumeSource `json:"persistentVolumeClaim,omitempty"`
 }
 
 // EmptyDirVolumeSource is a directory that lives as long as the pod; with
@@ -454,8 +457,12 @@ func (v *validator) volumes(s *PodSpec, p string) map[string]bool {
 				}
 			}
 		}
+		if c := vol.PersistentVolumeClaim; c != nil {
+			n++
+			v.objectRefName(c.ClaimName, child(vp, "persistentVolumeClaim.claimName"))
+		}
 		if n != 1 {
-			v.add(vp, "must specify exactly one volume source of emptyDir, configMap, secret, downwardAPI or projected, got %d (chorus supports no other kind yet)", n)
+			v.add(vp, "must specify exactly one volume source of emptyDir, configMap, secret, downwardAPI, projected or persistentVolumeClaim, got %d (chorus supports no other kind yet)", n)
 		}
 	}
 	return names

@@ -7,6 +7,7 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
+	storagev1 "k8s.io/api/storage/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 )
@@ -68,6 +69,13 @@ func Resources() []*Resource {
 			Type: reflect.TypeFor[appsv1.DaemonSet](), Subresources: []string{"status"}},
 		{Group: "apps", Version: "v1", Kind: "ReplicaSet", Plural: "replicasets", Namespaced: true, ShortNames: []string{"rs"}, Categories: all,
 			Type: reflect.TypeFor[appsv1.ReplicaSet]()},
+		{Group: "apps", Version: "v1", Kind: "StatefulSet", Plural: "statefulsets", Namespaced: true, ShortNames: []string{"sts"}, Categories: all, Writable: true,
+			Type: reflect.TypeFor[appsv1.StatefulSet](), Subresources: []string{"status", "scale"}},
+		{Version: "v1", Kind: "PersistentVolumeClaim", Plural: "persistentvolumeclaims", Namespaced: true, ShortNames: []string{"pvc"}, Writable: true,
+			Type: reflect.TypeFor[corev1.PersistentVolumeClaim](), Subresources: []string{"status"}},
+		{Version: "v1", Kind: "PersistentVolume", Plural: "persistentvolumes", ShortNames: []string{"pv"}, Type: reflect.TypeFor[corev1.PersistentVolume]()},
+		{Group: "storage.k8s.io", Version: "v1", Kind: "StorageClass", Plural: "storageclasses", ShortNames: []string{"sc"},
+			Type: reflect.TypeFor[storagev1.StorageClass]()},
 		{Group: "batch", Version: "v1", Kind: "Job", Plural: "jobs", Namespaced: true, Categories: all, Writable: true,
 			Type: reflect.TypeFor[batchv1.Job](), Subresources: []string{"status"}},
 		{Group: "batch", Version: "v1", Kind: "CronJob", Plural: "cronjobs", Namespaced: true, ShortNames: []string{"cj"}, Categories: all, Writable: true,

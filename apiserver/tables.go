@@ -257,6 +257,51 @@ func columnsOf(kind string) []column {
 			{name: "Type", typ: "string", desc: "The type of the Secret.", cell: func(o map[string]any, _ time.Time) any { return str(o, "type") }},
 			{name: "Data", typ: "integer", desc: "The number of keys of the Secret.", cell: func(o map[string]any, _ time.Time) any { return int64(len(mapOf(o, "data"))) }},
 			ageCol}
+	case "StatefulSet":
+		return append([]column{nameCol,
+			{name: "Ready", typ: "string", desc: "Number of the pod with ready state", cell: func(o map[string]any, _ time.Time) any {
+				return fmt.Sprintf("%d/%d", num(o, "status", "readyReplicas"), num(o, "spec", "replicas"))
+			}},
+			ageCol}, containersCols("spec", "template", "spec")...)
+	case "PersistentVolumeClaim":
+		return []column{nameCol,
+			{name: "Status", typ: "string", cell: func(o map[string]any, _ time.Time) any { return str(o, "status", "phase") }},
+			{name: "Volume", typ: "string", cell: func(o map[string]any, _ time.Time) any { return str(o, "spec", "volumeName") }},
+			{name: "Capacity", typ: "string", cell: func(o map[string]any, _ time.Time) any { return str(o, "status", "capacity", "storage") }},
+			{name: "Access Modes", typ: "string", cell: func(o map[string]any, _ time.Time) any { return accessModes(list(o, "status", "accessModes")) }},
+			{name: "StorageClass", typ: "string", cell: func(o map[string]any, _ time.Time) any { return str(o, "spec", "storageClassName") }},
+			{name: "VolumeAttributesClass", typ: "string", cell: func(o map[string]any, _ time.Time) any { return "<unset>" }},
+			ageCol,
+			{name: "VolumeMode", typ: "string", priority: 1, cell: func(o map[string]any, _ time.Time) any { return str(o, "spec", "volumeMode") }},
+		}
+	case "PersistentVolume":
+		return []column{nameCol,
+			{name: "Capacity", typ: "string", cell: func(o map[string]any, _ time.Time) any { return str(o, "spec", "capacity", "storage") }},
+			{name: "Access Modes", typ: "string", cell: func(o map[string]any, _ time.Time) any { return accessModes(list(o, "spec", "accessModes")) }},
+			{name: "Reclaim Policy", typ: "string", cell: func(o map[string]any, _ time.Time) any { return str(o, "spec", "persistentVolumeReclaimPolicy") }},
+			{name: "Status", typ: "string", cell: func(o map[string]any, _ time.Time) any { return str(o, "status", "phase") }},
+			{name: "Claim", typ: "string", cell: func(o map[string]any, _ time.Time) any {
+				return str(o, "spec", "claimRef", "namespace") + "/" + str(o, "spec", "claimRef", "name")
+			}},
+			{name: "StorageClass", typ: "string", cell: func(o map[string]any, _ time.Time) any { return str(o, "spec", "storageClassName") }},
+			{name: "VolumeAttributesClass", typ: "string", cell: func(o map[string]any, _ time.Time) any { return "<unset>" }},
+			{name: "Reason", typ: "string", cell: func(o map[string]any, _ time.Time) any { return "" }},
+			ageCol,
+		}
+	case "StorageClass":
+		return []column{
+			{name: "Name", typ: "string", cell: func(o map[string]any, _ time.Time) any {
+				if str(o, "metadata", "annotations", "storageclass.kubernetes.io/is-default-class") == "true" {
+					return str(o, "metadata", "name") + " (default)"
+				}
+				return str(o, "metadata", "name")
+			}},
+			{name: "Provisioner", typ: "string", cell: func(o map[string]any, _ time.Time) any { return str(o, "provisioner") }},
+			{name: "ReclaimPolicy", typ: "string", cell: func(o map[string]any, _ time.Time) any { return str(o, "reclaimPolicy") }},
+			{name: "VolumeBindingMode", typ: "string", cell: func(o map[string]any, _ time.Time) any { return str(o, "volumeBindingMode") }},
+			{name: "AllowVolumeExpansion", typ: "string", cell: func(o map[string]any, _ time.Time) any { return fmt.Sprint(path(o, "allowVolumeExpansion") == true) }},
+			ageCol,
+		}
 	case "Job":
 		return append([]column{nameCol,
 			{name: "Status", typ: "string", desc: "Status of the job.", cell: jobStatus},
@@ -443,4 +488,17 @@ func endpoints(o map[string]any, _ time.Time) any {
 		return strings.Join(out[:3], ",") + fmt.Sprintf(" + %d more...", len(out)-3)
 	}
 	return orNone(strings.Join(out, ","))
+}
+
+// accessModes abbreviates access modes as kubectl does: RWO, ROX, RWX, RWOP.
+func accessModes(modes []any) string {
+	short := map[string]string{"ReadWriteOnce": "RWO", "ReadOnlyMany": "ROX", "ReadWriteMany": "RWX", "ReadWriteOncePod": "RWOP"}
+	var out []string
+	for _, m := range modes {
+		s, _ := m.(string)
+		if a, ok := short[s]; ok {
+			out = append(out, a)
+		}
+	}
+	return strings.Join(out, ",")
 }

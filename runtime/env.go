@@ -16,6 +16,8 @@ import (
 type ConfigSource interface {
 	ConfigMap(namespace, name string) (cm *api.ConfigMap, ok bool)
 	Secret(namespace, name string) (s *api.Secret, ok bool)
+	// Claim returns a PersistentVolumeClaim.
+	Claim(namespace, name string) (c *api.PersistentVolumeClaim, ok bool)
 }
 
 // PodContext is what the downward API reads besides the pod spec: where

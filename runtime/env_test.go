@@ -14,6 +14,12 @@ import (
 type fakeConfig struct {
 	cms     map[string]*api.ConfigMap
 	secrets map[string]*api.Secret
+	claims  map[string]*api.PersistentVolumeClaim
+}
+
+func (f fakeConfig) Claim(ns, name string) (*api.PersistentVolumeClaim, bool) {
+	c, ok := f.claims[ns+"/"+name]
+	return c, ok
 }
 
 func (f fakeConfig) ConfigMap(ns, name string) (*api.ConfigMap, bool) {

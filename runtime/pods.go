@@ -820,8 +820,9 @@ func (w *podWorker) podContext() PodContext {
 // noConfig is the ConfigSource of a manager given none.
 type noConfig struct{}
 
-func (noConfig) ConfigMap(string, string) (*api.ConfigMap, bool) { return nil, false }
-func (noConfig) Secret(string, string) (*api.Secret, bool)       { return nil, false }
+func (noConfig) ConfigMap(string, string) (*api.ConfigMap, bool)         { return nil, false }
+func (noConfig) Secret(string, string) (*api.Secret, bool)               { return nil, false }
+func (noConfig) Claim(string, string) (*api.PersistentVolumeClaim, bool) { return nil, false }
 
 func (w *podWorker) backoff(restarts int32) time.Duration {
 	d := w.m.opts.BackoffBase

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -204,6 +205,19 @@ func (w *podWorker) setupVolumes(pc PodContext) error {
 	}
 	for i := range pod.Spec.Volumes {
 		vol := &pod.Spec.Volumes[i]
+		if vol.PersistentVolumeClaim != nil {
+			dir, err := w.claimDir(&pod, vol)
+			if err != nil {
+				return err
+			}
+			if err := os.MkdirAll(dir, 0o777); err != nil {
+				return fmt.Errorf("volume %q: %w", vol.Name, err)
+			}
+			if err := os.Chmod(dir, 0o777); err != nil { // as local-path: any user of the pod writes it
+				return err
+			}
+			continue
+		}
 		dir := filepath.Join(root, vol.Name)
 		if err := os.MkdirAll(dir, 0o755); err != nil {
 			return err
@@ -258,10 +272,19 @@ func (w *podWorker) mounts(c *api.Container) ([]Mount, error) {
 			return nil, &ConfigError{Msg: fmt.Sprintf("volumeMount %q: no such volume", vm.Name)}
 		}
 		dir := filepath.Join(root, vol.Name)
+		if vol.PersistentVolumeClaim != nil {
+			w.mu.Lock()
+			pod := w.pod
+			w.mu.Unlock()
+			var err error
+			if dir, err = w.claimDir(&pod, vol); err != nil {
+				return nil, err
+			}
+		}
 		src := dir
 		if vm.SubPath != "" {
 			src = filepath.Join(dir, vm.SubPath)
-			if vol.EmptyDir != nil {
+			if vol.EmptyDir != nil || vol.PersistentVolumeClaim != nil {
 				if _, err := os.Lstat(src); errors.Is(err, os.ErrNotExist) {
 					if err := os.MkdirAll(src, 0o777); err != nil {
 						return nil, err
@@ -281,7 +304,8 @@ func (w *podWorker) mounts(c *api.Container) ([]Mount, error) {
 			}
 			src = real
 		}
-		ro := vm.ReadOnly || vol.EmptyDir == nil
+		writable := vol.EmptyDir != nil || vol.PersistentVolumeClaim != nil && !vol.PersistentVolumeClaim.ReadOnly
+		ro := vm.ReadOnly || !writable
 		out = append(out, Mount{Source: src, Destination: vm.MountPath, ReadOnly: ro})
 	}
 	return out, nil
@@ -307,4 +331,66 @@ func (m *PodManager) teardownVolumes(key string) error {
 		}
 	}
 	return os.RemoveAll(root)
+}
+
+// ClaimDir is where the data of a PersistentVolumeClaim lives on the peer
+// it is bound to, under the pod manager's state directory: one directory
+// per claim (namespace, name and uid, so a claim made again under the same
+// name starts empty).
+func ClaimDir(stateDir string, c *api.PersistentVolumeClaim) string {
+	return filepath.Join(stateDir, "claims", c.Metadata.Namespace+"_"+c.Metadata.Name+"_"+c.Metadata.UID)
+}
+
+// claimDir returns the directory of the claim vol mounts, which must be
+// bound to this peer.
+func (w *podWorker) claimDir(pod *api.Pod, vol *api.Volume) (string, error) {
+	name := vol.PersistentVolumeClaim.ClaimName
+	if w.m.opts.Config == nil {
+		return "", &VolumeError{Volume: vol.Name, Msg: "this peer serves no PersistentVolumeClaims"}
+	}
+	c, ok := w.m.opts.Config.Claim(pod.Metadata.Namespace, name)
+	if !ok {
+		return "", &VolumeError{Volume: vol.Name, Msg: fmt.Sprintf("persistentvolumeclaim %q not found", name)}
+	}
+	if node := c.Metadata.Annotations[api.AnnotationSelectedNode]; node != w.m.opts.Node {
+		return "", &VolumeError{Volume: vol.Name, Msg: fmt.Sprintf("persistentvolumeclaim %q is bound to peer %q, not this one", name, node)}
+	}
+	return ClaimDir(w.m.opts.StateDir, c), nil
+}
+
+// PruneClaims removes the claim directories of this peer that keep does
+// not want (their claims were deleted), unless a pod here mounts them.
+// It returns the directories removed.
+func (m *PodManager) PruneClaims(keep func(dir string) bool) ([]string, error) {
+	root := filepath.Join(m.opts.StateDir, "claims")
+	ents, err := os.ReadDir(root)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	// A pod here that mounts a claim keeps its directories, whatever
+	// their uid: the claim may be deleted while the pod runs (Kubernetes'
+	// pvc-protection holds such a claim back).
+	var inUse []string
+	for _, p := range m.Pods() {
+		for _, v := range p.Spec.Volumes {
+			if v.PersistentVolumeClaim != nil {
+				inUse = append(inUse, p.Metadata.Namespace+"_"+v.PersistentVolumeClaim.ClaimName+"_")
+			}
+		}
+	}
+	var removed []string
+	for _, e := range ents {
+		dir := filepath.Join(root, e.Name())
+		if keep(dir) || slices.ContainsFunc(inUse, func(prefix string) bool { return strings.HasPrefix(e.Name(), prefix) }) {
+			continue
+		}
+		if err := os.RemoveAll(dir); err != nil {
+			return removed, fmt.Errorf("remove claim data %s: %w", dir, err)
+		}
+		removed = append(removed, dir)
+	}
+	return removed, nil
 }

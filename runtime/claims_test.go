@@ -1,0 +1,52 @@
+package runtime
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/chorus-sh/chorus/api"
+)
+
+// A claim's directory is made on the peer it is bound to, mounted
+// writable, and kept while a pod mounts it; PruneClaims removes the
+// others.
+func TestClaimVolumes(t *testing.T) {
+	state := t.TempDir()
+	claim := &api.PersistentVolumeClaim{Metadata: api.ObjectMeta{Name: "data", Namespace: "ns", UID: "u1",
+		Annotations: map[string]string{api.AnnotationSelectedNode: "n1"}}}
+	other := &api.PersistentVolumeClaim{Metadata: api.ObjectMeta{Name: "far", Namespace: "ns", UID: "u2",
+		Annotations: map[string]string{api.AnnotationSelectedNode: "n2"}}}
+	cfg := fakeConfig{claims: map[string]*api.PersistentVolumeClaim{"ns/data": claim, "ns/far": other}}
+	m := &PodManager{opts: Options{StateDir: state, Node: "n1", Config: cfg}, workers: map[string]*podWorker{}}
+	pod := api.Pod{Metadata: api.ObjectMeta{Name: "p", Namespace: "ns"}, Spec: api.PodSpec{
+		Volumes:    []api.Volume{{Name: "d", PersistentVolumeClaim: &api.PersistentVolumeClaimVolumeSource{ClaimName: "data"}}},
+		Containers: []api.Container{{Name: "c", VolumeMounts: []api.VolumeMount{{Name: "d", MountPath: "/data"}}}}}}
+	w := &podWorker{m: m, key: "ns/p", pod: pod}
+	m.workers["ns/p"] = w
+	if err := w.setupVolumes(PodContext{NodeName: "n1"}); err != nil {
+		t.Fatal(err)
+	}
+	dir := ClaimDir(state, claim)
+	if st, err := os.Stat(dir); err != nil || !st.IsDir() {
+		t.Fatalf("claim dir %s: %v", dir, err)
+	}
+	mounts, err := w.mounts(&pod.Spec.Containers[0])
+	if err != nil || len(mounts) != 1 || mounts[0].Source != dir || mounts[0].ReadOnly {
+		t.Fatalf("mounts %+v, %v", mounts, err)
+	}
+	far := pod
+	far.Spec.Volumes = []api.Volume{{Name: "d", PersistentVolumeClaim: &api.PersistentVolumeClaimVolumeSource{ClaimName: "far"}}}
+	if err := (&podWorker{m: m, key: "ns/p", pod: far}).setupVolumes(PodContext{}); err == nil || !strings.Contains(err.Error(), `bound to peer "n2"`) {
+		t.Fatalf("a claim of another peer: %v", err)
+	}
+	stale := filepath.Join(state, "claims", "ns_old_u0")
+	if err := os.MkdirAll(stale, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	removed, err := m.PruneClaims(func(string) bool { return false })
+	if err != nil || len(removed) != 1 || removed[0] != stale {
+		t.Fatalf("pruned %v, %v; want only %s (%s is mounted by a pod here)", removed, err, stale, dir)
+	}
+}
