@@ -191,6 +191,9 @@ func (a *Agent) lastPodStatus(node string, p *api.Pod) (api.PodStatus, bool) {
 	if err := json.Unmarshal(raw, &last); err != nil {
 		return api.PodStatus{}, false
 	}
+	if p.Metadata.UID != "" && last.Metadata.UID != "" && last.Metadata.UID != p.Metadata.UID {
+		return api.PodStatus{}, false // an earlier pod of the same name
+	}
 	return last.Status, true
 }
 

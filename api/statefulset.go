@@ -216,7 +216,16 @@ func defaultClaimSpec(s *PersistentVolumeClaimSpec) {
 }
 
 func (v *validator) statefulSetSpec(s *StatefulSetSpec) {
-	v.deploymentSpec(s.asDeploymentSpec(), "spec")
+	// The pods mount the claims of the templates as volumes of their names.
+	d := s.asDeploymentSpec()
+	d.Template = DeepCopy(d.Template)
+	for _, c := range s.VolumeClaimTemplates {
+		if c.Metadata.Name != "" {
+			d.Template.Spec.Volumes = append(d.Template.Spec.Volumes, Volume{Name: c.Metadata.Name,
+				PersistentVolumeClaim: &PersistentVolumeClaimVolumeSource{ClaimName: c.Metadata.Name}})
+		}
+	}
+	v.deploymentSpec(d, "spec")
 	switch s.PodManagementPolicy {
 	case "", PodManagementOrderedReady, PodManagementParallel:
 	default:

@@ -1,0 +1,174 @@
+package cluster
+
+import (
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/chorus-sh/chorus/tests/harness"
+)
+
+// TestStatefulSetsAndClaims drives apps/v1 StatefulSets and local-path
+// PersistentVolumeClaims with the real kubectl through three peers: pods
+// start in order, each with its own claim, bound to one peer; a deleted pod
+// comes back under its name on its claim's peer with its data; a pod whose
+// peer is killed (its containers keep running: the peer looks dead, as
+// across a partition) is never started a second time elsewhere, and a
+// replacement waits Pending for the peer that holds its data, then runs
+// there with the data once the peer is back; scaling removes the highest
+// ordinals first and keeps their claims; deleting a claim deletes its data.
+func TestStatefulSetsAndClaims(t *testing.T) {
+	peers := startCluster(t, 3, 214, "st")
+	loadWebImages(t, peers[0])
+	k1 := kubectlFor(t, peers[0])
+	must := func(out string, err error) string {
+		t.Helper()
+		if err != nil {
+			t.Fatalf("kubectl: %v\n%s", err, out)
+		}
+		return out
+	}
+	get := func(args ...string) string {
+		t.Helper()
+		return strings.TrimSpace(must(k1(args...)))
+	}
+	f := filepath.Join(t.TempDir(), "db.yaml")
+	if err := os.WriteFile(f, []byte(`apiVersion: apps/v1
+kind: StatefulSet
+metadata:
+  name: db
+spec:
+  serviceName: db
+  replicas: 2
+  selector:
+    matchLabels: {app: db}
+  template:
+    metadata:
+      labels: {app: db}
+    spec:
+      containers:
+      - name: db
+        image: example/web:1
+        readinessProbe:
+          httpGet: {path: /ready, port: 8080}
+          periodSeconds: 1
+        volumeMounts:
+        - {name: data, mountPath: /data}
+  volumeClaimTemplates:
+  - metadata:
+      name: data
+    spec:
+      accessModes: [ReadWriteOnce]
+      resources:
+        requests:
+          storage: 1Gi
+`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	must(k1("apply", "-f", f))
+	must(k1("rollout", "status", "statefulset/db", "--timeout=120s"))
+	if out := get("get", "pvc"); strings.Count(out, "Bound") != 2 || !strings.Contains(out, "data-db-0") || !strings.Contains(out, "local-path") {
+		t.Fatalf("get pvc:\n%s", out)
+	}
+	if out := get("get", "pv"); strings.Count(out, "Bound") != 2 || !strings.Contains(out, "default/data-db-1") {
+		t.Fatalf("get pv:\n%s", out)
+	}
+	if out := get("get", "storageclass"); !strings.Contains(out, "local-path (default)") {
+		t.Fatalf("get storageclass:\n%s", out)
+	}
+	// Pod db-0 started before db-1 (OrderedReady).
+	start := func(pod string) time.Time {
+		ts, err := time.Parse(time.RFC3339, get("get", "pod", pod, "-o", "jsonpath={.status.startTime}"))
+		if err != nil {
+			t.Fatalf("pod %s: start time: %v", pod, err)
+		}
+		return ts
+	}
+	if start("db-1").Before(start("db-0")) {
+		t.Fatal("db-1 started before db-0")
+	}
+	node := func(pod string) string { return get("get", "pod", pod, "-o", "jsonpath={.spec.nodeName}") }
+	claimNode := func(claim string) string {
+		return get("get", "pvc", claim, "-o", `jsonpath={.metadata.annotations.volume\.kubernetes\.io/selected-node}`)
+	}
+	for _, i := range []string{"0", "1"} {
+		if n, c := node("db-"+i), claimNode("data-db-"+i); n == "" || n != c {
+			t.Fatalf("pod db-%s on %q, its claim on %q", i, n, c)
+		}
+		must(k1("exec", "db-"+i, "--", "/app", "writefile", "/data/who", "db-"+i))
+	}
+
+	// A deleted pod comes back, same name, same peer, same data.
+	n0 := node("db-0")
+	must(k1("delete", "pod", "db-0"))
+	must(k1("rollout", "status", "statefulset/db", "--timeout=120s"))
+	harness.Eventually(t, 60*time.Second, "db-0 back with its data", func() (bool, string) {
+		out, err := k1("exec", "db-0", "--", "/app", "readfile", "/data/who")
+		return err == nil && strings.TrimSpace(out) == "db-0", out
+	})
+	if n := node("db-0"); n != n0 {
+		t.Fatalf("db-0 came back on %s, its data is on %s", n, n0)
+	}
+
+	// Kill the peer of a pod (not st1, which the test talks to); its
+	// containers go on running.
+	names := []string{"st1", "st2", "st3"}
+	victimPod := "db-1"
+	if node("db-1") == "st1" {
+		victimPod = "db-0"
+	}
+	vn := node(victimPod)
+	victim := peers[slices.Index(names, vn)]
+	victim.Kill()
+	harness.Eventually(t, 60*time.Second, victimPod+" shown Unknown (NodeLost)", func() (bool, string) {
+		out, _ := k1("get", "pod", victimPod, "-o", "wide")
+		return strings.Contains(out, "Unknown") || strings.Contains(out, "NodeLost"), out
+	})
+	// Never a second copy: for 15 s it stays bound to the dead peer.
+	deadline := time.Now().Add(15 * time.Second)
+	for time.Now().Before(deadline) {
+		if out, _ := k1("get", "pods", "-o", "wide"); strings.Count(out, victimPod+" ") != 1 || node(victimPod) != vn {
+			t.Fatalf("%s started again while its peer %s may run it:\n%s", victimPod, vn, out)
+		}
+		time.Sleep(time.Second)
+	}
+	// Deleted by a user, it is made again, bound to its claim's peer, and
+	// waits Pending: never started empty elsewhere.
+	must(k1("delete", "pod", victimPod, "--wait=false"))
+	harness.Eventually(t, 60*time.Second, victimPod+" Pending on its claim's peer", func() (bool, string) {
+		out, _ := k1("get", "pod", victimPod, "-o", "jsonpath={.status.phase} {.spec.nodeName} {.status.message}")
+		return strings.HasPrefix(out, "Pending "+vn) && strings.Contains(out, "not alive"), out
+	})
+	victim.Start()
+	harness.Eventually(t, 120*time.Second, victimPod+" runs again on "+vn+" with its data", func() (bool, string) {
+		out, err := k1("exec", victimPod, "--", "/app", "readfile", "/data/who")
+		return err == nil && strings.TrimSpace(out) == victimPod && node(victimPod) == vn, out
+	})
+
+	// Scale up then down: the highest ordinals go first, claims stay.
+	must(k1("scale", "statefulset", "db", "--replicas=3"))
+	must(k1("rollout", "status", "statefulset/db", "--timeout=120s"))
+	must(k1("scale", "statefulset", "db", "--replicas=1"))
+	harness.Eventually(t, 90*time.Second, "db scaled to 1", func() (bool, string) {
+		out, _ := k1("get", "pods", "-l", "app=db", "-o", "name")
+		return strings.TrimSpace(out) == "pod/db-0", out
+	})
+	if out := get("get", "pvc", "-o", "name"); strings.Count(out, "persistentvolumeclaim/") != 3 {
+		t.Fatalf("claims after scaling down (Retain): %s", out)
+	}
+
+	// Deleting the set deletes its pods; deleting a claim deletes its data
+	// on its peer.
+	must(k1("delete", "statefulset", "db"))
+	c1 := claimNode("data-db-1")
+	must(k1("delete", "pvc", "data-db-1"))
+	holder := peers[slices.Index(names, c1)]
+	harness.Eventually(t, 90*time.Second, "the data of data-db-1 deleted on "+c1, func() (bool, string) {
+		ents, _ := filepath.Glob(filepath.Join(holder.DataDir, "pods", "claims", "default_data-db-1_*"))
+		pods, _ := k1("get", "pods", "-l", "app=db", "-o", "name")
+		return len(ents) == 0 && strings.TrimSpace(pods) == "", strings.Join(ents, " ") + pods
+	})
+}
