@@ -46,7 +46,7 @@ func marshalAll[T any](items []T) ([][]byte, error) {
 func (b kubeBackend) List(ctx context.Context, kind string) ([][]byte, error) {
 	a := b.a
 	switch kind {
-	case "Namespace", "Pod", "Service", "DaemonSet", "ConfigMap", "Secret", "Job", "CronJob", "StatefulSet", "PersistentVolumeClaim":
+	case "Namespace", "Pod", "Service", "DaemonSet", "ConfigMap", "Secret", "Job", "CronJob", "StatefulSet", "PersistentVolumeClaim", "ServiceAccount":
 		items, _ := a.objects(strings.ToLower(kind)+"s", "")
 		return marshalAll(items)
 	case "Deployment":

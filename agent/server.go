@@ -407,6 +407,26 @@ func (a *Agent) objects(resource, ns string) ([]any, bool) {
 			out = append(out, s)
 		}
 		return out, true
+	case "serviceaccounts":
+		// Every namespace has "default"; stored ones are listed as they are.
+		var out []any
+		have := map[string]bool{}
+		for _, o := range a.store.list(api.KindServiceAccount, ns) {
+			have[o.Meta().Namespace+"/"+o.Meta().Name] = true
+			out = append(out, o)
+		}
+		nss, _ := a.objects("namespaces", "")
+		for _, o := range nss {
+			n := o.(*api.Namespace)
+			if ns != "" && n.Metadata.Name != ns || have[n.Metadata.Name+"/"+api.DefaultServiceAccount] {
+				continue
+			}
+			sa := &api.ServiceAccount{Metadata: api.ObjectMeta{Name: api.DefaultServiceAccount, Namespace: n.Metadata.Name,
+				UID: uidFrom(n.Metadata.Name, "default-sa"), CreationTimestamp: n.Metadata.CreationTimestamp}}
+			sa.SetTypeMeta()
+			out = append(out, sa)
+		}
+		return out, true
 	case "persistentvolumeclaims":
 		var out []any
 		for _, o := range a.store.list(api.KindPersistentVolumeClaim, ns) {

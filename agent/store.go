@@ -225,6 +225,8 @@ func decodeStored(raw []byte) (api.Object, error) {
 		o = &api.Job{}
 	case api.KindCronJob:
 		o = &api.CronJob{}
+	case api.KindServiceAccount:
+		o = &api.ServiceAccount{}
 	case api.KindStatefulSet:
 		o = &api.StatefulSet{}
 	case api.KindPersistentVolumeClaim:
@@ -302,7 +304,7 @@ func (s *store) checkWrite(next *crdt.State, d crdt.Delta) error {
 		kind, _, name := splitKey(e.Key)
 		switch kind {
 		case api.KindNamespace, api.KindDeployment, api.KindService, api.KindDaemonSet, api.KindConfigMap, api.KindSecret, api.KindPod,
-			api.KindJob, api.KindCronJob, api.KindStatefulSet, api.KindPersistentVolumeClaim:
+			api.KindJob, api.KindCronJob, api.KindStatefulSet, api.KindPersistentVolumeClaim, api.KindServiceAccount:
 		default:
 			continue // histories, node marks: not API objects
 		}
@@ -761,6 +763,9 @@ func copyObject(o api.Object) api.Object {
 		c := api.DeepCopy(*v)
 		return &c
 	case *api.StatefulSet:
+		c := api.DeepCopy(*v)
+		return &c
+	case *api.ServiceAccount:
 		c := api.DeepCopy(*v)
 		return &c
 	case *api.PersistentVolumeClaim:

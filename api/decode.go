@@ -100,12 +100,13 @@ var supportedKinds = map[string]kindInfo{
 	KindSecret:                {apiVersionV1, func() Object { return new(Secret) }},
 	KindPod:                   {apiVersionV1, func() Object { return new(Pod) }},
 	KindJob:                   {apiVersionBatchV1, func() Object { return new(Job) }},
+	KindServiceAccount:        {apiVersionV1, func() Object { return new(ServiceAccount) }},
 	KindStatefulSet:           {apiVersionAppsV1, func() Object { return new(StatefulSet) }},
 	KindPersistentVolumeClaim: {apiVersionV1, func() Object { return new(PersistentVolumeClaim) }},
 	KindCronJob:               {apiVersionBatchV1, func() Object { return new(CronJob) }},
 }
 
-const supportedKindsText = "Namespace (v1), Deployment (apps/v1), DaemonSet (apps/v1), Service (v1), ConfigMap (v1), Secret (v1), Pod (v1), Job (batch/v1), CronJob (batch/v1), StatefulSet (apps/v1), PersistentVolumeClaim (v1)"
+const supportedKindsText = "Namespace (v1), Deployment (apps/v1), DaemonSet (apps/v1), Service (v1), ConfigMap (v1), Secret (v1), Pod (v1), Job (batch/v1), CronJob (batch/v1), StatefulSet (apps/v1), PersistentVolumeClaim (v1), ServiceAccount (v1)"
 
 // Decode reads a manifest: YAML documents separated by "---" lines, or a
 // stream of JSON objects, each a Namespace (v1), a Deployment (apps/v1), a

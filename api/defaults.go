@@ -119,6 +119,13 @@ func defaultPodSpec(s *PodSpec) {
 	if s.RestartPolicy == "" {
 		s.RestartPolicy = RestartAlways
 	}
+	// No default service account is written into the spec ("" is
+	// "default"): a default here would change the template hash, so the
+	// pods, of every deployment stored before service accounts existed.
+	if s.ServiceAccountName == "" {
+		s.ServiceAccountName = s.DeprecatedServiceAccount
+	}
+	s.DeprecatedServiceAccount = s.ServiceAccountName
 	if s.TerminationGracePeriodSeconds == nil {
 		s.TerminationGracePeriodSeconds = ptr[int64](defaultGracePeriodSeconds)
 	}

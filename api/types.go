@@ -123,12 +123,17 @@ type PodTemplateSpec struct {
 
 // PodSpec describes a pod.
 type PodSpec struct {
-	Containers                    []Container         `json:"containers"`
-	RestartPolicy                 string              `json:"restartPolicy,omitempty"` // Always, OnFailure, Never
-	NodeSelector                  map[string]string   `json:"nodeSelector,omitempty"`
-	NodeName                      string              `json:"nodeName,omitempty"`
-	Hostname                      string              `json:"hostname,omitempty"`
-	Subdomain                     string              `json:"subdomain,omitempty"`
+	Containers         []Container       `json:"containers"`
+	RestartPolicy      string            `json:"restartPolicy,omitempty"` // Always, OnFailure, Never
+	NodeSelector       map[string]string `json:"nodeSelector,omitempty"`
+	NodeName           string            `json:"nodeName,omitempty"`
+	Hostname           string            `json:"hostname,omitempty"`
+	Subdomain          string            `json:"subdomain,omitempty"`
+	ServiceAccountName string            `json:"serviceAccountName,omitempty"`
+	// DeprecatedServiceAccount is serviceAccount, the old name of
+	// serviceAccountName.
+	DeprecatedServiceAccount      string              `json:"serviceAccount,omitempty"`
+	AutomountServiceAccountToken  *bool               `json:"automountServiceAccountToken,omitempty"`
 	TerminationGracePeriodSeconds *int64              `json:"terminationGracePeriodSeconds,omitempty"`
 	SecurityContext               *PodSecurityContext `json:"securityContext,omitempty"`
 	Volumes                       []Volume            `json:"volumes,omitempty"`

@@ -90,6 +90,8 @@ func validate(o Object) (errs, warns []FieldError) {
 	case *CronJob:
 		v.objectMeta(&o.Metadata, "metadata")
 		v.cronJobSpec(&o.Spec)
+	case *ServiceAccount:
+		v.objectMeta(&o.Metadata, "metadata")
 	case *StatefulSet:
 		v.objectMeta(&o.Metadata, "metadata")
 		v.statefulSetSpec(&o.Spec)

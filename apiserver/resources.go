@@ -73,6 +73,8 @@ func Resources() []*Resource {
 			Type: reflect.TypeFor[appsv1.StatefulSet](), Subresources: []string{"status", "scale"}},
 		{Version: "v1", Kind: "PersistentVolumeClaim", Plural: "persistentvolumeclaims", Namespaced: true, ShortNames: []string{"pvc"}, Writable: true,
 			Type: reflect.TypeFor[corev1.PersistentVolumeClaim](), Subresources: []string{"status"}},
+		{Version: "v1", Kind: "ServiceAccount", Plural: "serviceaccounts", Namespaced: true, ShortNames: []string{"sa"}, Writable: true,
+			Type: reflect.TypeFor[corev1.ServiceAccount]()},
 		{Version: "v1", Kind: "PersistentVolume", Plural: "persistentvolumes", ShortNames: []string{"pv"}, Type: reflect.TypeFor[corev1.PersistentVolume]()},
 		{Group: "storage.k8s.io", Version: "v1", Kind: "StorageClass", Plural: "storageclasses", ShortNames: []string{"sc"},
 			Type: reflect.TypeFor[storagev1.StorageClass]()},

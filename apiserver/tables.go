@@ -257,6 +257,8 @@ func columnsOf(kind string) []column {
 			{name: "Type", typ: "string", desc: "The type of the Secret.", cell: func(o map[string]any, _ time.Time) any { return str(o, "type") }},
 			{name: "Data", typ: "integer", desc: "The number of keys of the Secret.", cell: func(o map[string]any, _ time.Time) any { return int64(len(mapOf(o, "data"))) }},
 			ageCol}
+	case "ServiceAccount":
+		return []column{nameCol, {name: "Secrets", typ: "integer", cell: func(o map[string]any, _ time.Time) any { return int64(len(list(o, "secrets"))) }}, ageCol}
 	case "StatefulSet":
 		return append([]column{nameCol,
 			{name: "Ready", typ: "string", desc: "Number of the pod with ready state", cell: func(o map[string]any, _ time.Time) any {

@@ -49,6 +49,7 @@ spec:
     metadata:
       labels: {app: db}
     spec:
+      serviceAccountName: builder
       containers:
       - name: db
         image: example/web:1
@@ -68,8 +69,16 @@ spec:
 `), 0o644); err != nil {
 		t.Fatal(err)
 	}
+	// Service accounts: every namespace has "default"; pods name theirs.
+	must(k1("create", "serviceaccount", "builder"))
+	if out := get("get", "serviceaccounts"); !strings.Contains(out, "default") || !strings.Contains(out, "builder") {
+		t.Fatalf("get serviceaccounts:\n%s", out)
+	}
 	must(k1("apply", "-f", f))
 	must(k1("rollout", "status", "statefulset/db", "--timeout=120s"))
+	if out := get("describe", "pod", "db-0"); !strings.Contains(out, "builder") {
+		t.Fatalf("describe pod db-0: no service account builder\n%s", out)
+	}
 	if out := get("get", "pvc"); strings.Count(out, "Bound") != 2 || !strings.Contains(out, "data-db-0") || !strings.Contains(out, "local-path") {
 		t.Fatalf("get pvc:\n%s", out)
 	}
