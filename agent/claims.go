@@ -192,3 +192,14 @@ func (a *Agent) pruneClaims() {
 		a.log.Info("deleted the data of a deleted claim", "dir", dir)
 	}
 }
+
+// claimNodes maps every bound claim ("namespace/name") to its peer.
+func (a *Agent) claimNodes() map[string]string {
+	out := map[string]string{}
+	for _, o := range a.store.list(api.KindPersistentVolumeClaim, "") {
+		if n := o.Meta().Annotations[api.AnnotationSelectedNode]; n != "" {
+			out[o.Meta().Namespace+"/"+o.Meta().Name] = n
+		}
+	}
+	return out
+}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"slices"
 	"sort"
 	"strconv"
@@ -200,7 +201,10 @@ func replicaBound(t *api.PodTemplateSpec, nodes []placement.Node) (bound int, ok
 // deployment key, and reasons why. A deployment that bounded replicas
 // leave pending costs one pod at most even when the budget is spent, so
 // that its reason is its own.
-func plan(deps []*api.Deployment, dss []*api.DaemonSet, standalone []api.Pod, byDeploy map[string][]api.Pod, nodes []placement.Node) ([]api.Pod, placement.Result, map[string]int, map[string]string) {
+//
+// claimNodes maps the bound claims ("namespace/name") to their peers: a
+// deployment's pod that mounts one may run on that peer only.
+func plan(deps []*api.Deployment, dss []*api.DaemonSet, standalone []api.Pod, byDeploy map[string][]api.Pod, nodes []placement.Node, claimNodes map[string]string) ([]api.Pod, placement.Result, map[string]int, map[string]string) {
 	var desired, final []api.Pod
 	rolling := map[string]string{} // deployment key -> current template hash, for those mid-rollout
 	var daemons []api.Pod
@@ -250,6 +254,8 @@ func plan(deps []*api.Deployment, dss []*api.DaemonSet, standalone []api.Pod, by
 		desired = append(desired, now...)
 		final = append(final, end...)
 	}
+	pinToClaims(desired, claimNodes)
+	pinToClaims(final, claimNodes)
 	desired = append(desired, daemons...)
 	final = append(final, daemons...)
 	res := assign(desired, final, rolling, nodes)
@@ -454,7 +460,7 @@ func (a *Agent) reconcile() {
 		alone[podKey(&standalone[i])] = true
 	}
 	nodes := a.placementNodes()
-	desired, res, counted, reasons := plan(deps, dss, standalone, byDeploy, nodes)
+	desired, res, counted, reasons := plan(deps, dss, standalone, byDeploy, nodes, a.claimNodes())
 
 	self := a.cfg.Name
 	var mine, pending []api.Pod
@@ -492,6 +498,14 @@ func (a *Agent) reconcile() {
 		if owner != "" && owner != self && !readyOn[k][owner] && podReady(&p) {
 			mine = append(mine, p)
 			have[k] = true
+		}
+	}
+	// Claims a pod here mounts are bound here, if not yet bound.
+	for i := range mine {
+		if len(mine[i].Spec.Volumes) > 0 && !alone[podKey(&mine[i])] {
+			if node, err := a.claimNode(&mine[i], nil); err == nil && node == "" {
+				a.bindClaims(&mine[i], self, nil)
+			}
 		}
 	}
 	// Services: this peer's address for each, the variables new pods get,
@@ -600,4 +614,25 @@ func (a *Agent) daemonSetStatus(ds *api.DaemonSet, pods []api.Pod) api.DaemonSet
 		}
 	}
 	return st
+}
+
+// pinToClaims restricts each pod that mounts a bound claim to the claim's
+// peer (a node selector on its hostname): its data is there.
+func pinToClaims(pods []api.Pod, claimNodes map[string]string) {
+	for i := range pods {
+		p := &pods[i]
+		for _, name := range claimNames(p) {
+			node, ok := claimNodes[p.Metadata.Namespace+"/"+name]
+			if !ok {
+				continue
+			}
+			sel := maps.Clone(p.Spec.NodeSelector)
+			if sel == nil {
+				sel = map[string]string{}
+			}
+			sel["kubernetes.io/hostname"] = node
+			p.Spec.NodeSelector = sel
+			break
+		}
+	}
 }

@@ -35,7 +35,7 @@ func TestRolloutMovesNoPod(t *testing.T) {
 				dk := objectKey(api.KindDeployment, p.Metadata.Namespace, p.Metadata.Labels[api.LabelDeployment])
 				byDeploy[dk] = append(byDeploy[dk], p)
 			}
-			desired, res, _, _ := plan(deps, nil, nil, byDeploy, nodes)
+			desired, res, _, _ := plan(deps, nil, nil, byDeploy, nodes, nil)
 			next := map[string]api.Pod{}
 			for _, p := range desired {
 				k := podKey(&p)
@@ -88,7 +88,7 @@ func TestRolloutWithTightCapacityFinishes(t *testing.T) {
 		for _, p := range running {
 			byDeploy[objectKey(api.KindDeployment, "default", "web")] = append(byDeploy[objectKey(api.KindDeployment, "default", "web")], p)
 		}
-		desired, res, _, _ := plan([]*api.Deployment{d}, nil, nil, byDeploy, nodes)
+		desired, res, _, _ := plan([]*api.Deployment{d}, nil, nil, byDeploy, nodes, nil)
 		next := map[string]api.Pod{}
 		for _, p := range desired {
 			if n := res.Assign[podKey(&p)]; n != "" {

@@ -148,7 +148,7 @@ func TestPlanCountsReplicasThatCannotRun(t *testing.T) {
 		}
 		deps = append(deps, d)
 	}
-	desired, res, counted, reasons := plan(deps, nil, nil, map[string][]api.Pod{}, nodes)
+	desired, res, counted, reasons := plan(deps, nil, nil, map[string][]api.Pod{}, nodes, nil)
 	if len(desired) > 2*maxPodsPerPeer+200 {
 		t.Fatalf("%d pods made for replicas that cannot run", len(desired))
 	}
@@ -185,7 +185,7 @@ func BenchmarkPlanUnschedulable(b *testing.B) {
 	var ms runtime.MemStats
 	peak := uint64(0)
 	for b.Loop() {
-		desired, _, _, _ := plan(deps, nil, nil, map[string][]api.Pod{}, nodes)
+		desired, _, _, _ := plan(deps, nil, nil, map[string][]api.Pod{}, nodes, nil)
 		runtime.ReadMemStats(&ms)
 		peak = max(peak, ms.HeapInuse)
 		_ = desired

@@ -180,4 +180,58 @@ spec:
 		pods, _ := k1("get", "pods", "-l", "app=db", "-o", "name")
 		return len(ents) == 0 && strings.TrimSpace(pods) == "", strings.Join(ents, " ") + pods
 	})
+
+	// A deployment with a claim (the usual single-replica database): its
+	// pod binds the claim where it runs, and a new template's pod goes
+	// there too, to the same data.
+	f2 := filepath.Join(t.TempDir(), "app.yaml")
+	if err := os.WriteFile(f2, []byte(`apiVersion: v1
+kind: PersistentVolumeClaim
+metadata:
+  name: cache
+spec:
+  accessModes: [ReadWriteOnce]
+  resources:
+    requests:
+      storage: 100Mi
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: app
+spec:
+  replicas: 1
+  strategy: {type: Recreate}
+  selector:
+    matchLabels: {app: app}
+  template:
+    metadata:
+      labels: {app: app}
+    spec:
+      containers:
+      - name: app
+        image: example/web:1
+        volumeMounts:
+        - {name: cache, mountPath: /cache}
+      volumes:
+      - name: cache
+        persistentVolumeClaim:
+          claimName: cache
+`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	must(k1("apply", "-f", f2))
+	must(k1("rollout", "status", "deployment/app", "--timeout=120s"))
+	must(k1("exec", "deploy/app", "--", "/app", "writefile", "/cache/v", "one"))
+	cn := claimNode("cache")
+	if cn == "" {
+		t.Fatal("claim cache not bound after its pod ran")
+	}
+	must(k1("set", "image", "deployment/app", "app=example/web:2"))
+	must(k1("rollout", "status", "deployment/app", "--timeout=120s"))
+	harness.Eventually(t, 60*time.Second, "the new pod of app reads the claim's data on "+cn, func() (bool, string) {
+		out, err := k1("exec", "deploy/app", "--", "/app", "readfile", "/cache/v")
+		nodes, _ := k1("get", "pods", "-l", "app=app", "-o", "jsonpath={.items[*].spec.nodeName}")
+		return err == nil && strings.TrimSpace(out) == "one" && strings.TrimSpace(nodes) == cn, out + " on " + nodes
+	})
 }
