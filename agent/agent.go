@@ -67,6 +67,11 @@ type Config struct {
 	// MaxImageSize bounds what one image load may take: the archive or the
 	// compressed blobs, and the unpacked size of each image (0: 4 GiB).
 	MaxImageSize int64
+	// AllowedHostPaths are the path prefixes of this peer that pods may
+	// mount as hostPath volumes (none: hostPath is refused). A pod that
+	// mounts another path is refused when written through this peer, and
+	// not started on it.
+	AllowedHostPaths []string
 	// MaxImageExpansion bounds how many times its compressed size an image
 	// layer may unpack to, beyond 64 MiB (0: 100; negative: no bound).
 	MaxImageExpansion int64
@@ -289,10 +294,11 @@ func Run(ctx context.Context, cfg Config) error {
 	a.ctd = ctd
 	a.pods = runtime.NewPodManager(podRuntime{ctd, a}, runtime.Options{
 		Node: cfg.Name, HostIP: cfg.Bind, StateDir: filepath.Join(cfg.DataDir, "pods"), Log: log, // claims.go reads it too
-		ResolvConf:   a.resolvConf,
-		Config:       configSource{st},
-		NodeCPUMilli: func() int64 { m, _ := api.ParseCPU(capacity()["cpu"]); return m }(),
-		NodeMemBytes: func() int64 { b, _ := api.ParseMemory(capacity()["memory"]); return b }(),
+		ResolvConf:       a.resolvConf,
+		Config:           configSource{st},
+		NodeCPUMilli:     func() int64 { m, _ := api.ParseCPU(capacity()["cpu"]); return m }(),
+		NodeMemBytes:     func() int64 { b, _ := api.ParseMemory(capacity()["memory"]); return b }(),
+		AllowedHostPaths: cfg.AllowedHostPaths,
 		EnsureImage: func(ctx context.Context, ref string) error {
 			if a.images == nil {
 				return errors.New("not joined to the cluster yet")

@@ -197,6 +197,18 @@ func (a *Agent) checkApply(objs []api.Object) error {
 	var errs []api.FieldError
 	inApply := map[int32]string{}
 	for i, o := range objs {
+		for _, ps := range api.PodSpecsOf(o) {
+			for j, vol := range ps.Spec.Volumes {
+				if h := vol.HostPath; h != nil && !api.HostPathAllowed(h.Path, a.cfg.AllowedHostPaths) {
+					why := "hostPath volumes are refused on this peer (start its agent with --allow-host-path=PREFIX to allow some)"
+					if len(a.cfg.AllowedHostPaths) > 0 {
+						why = fmt.Sprintf("%q is not under a prefix this peer allows (--allow-host-path: %s)", h.Path, strings.Join(a.cfg.AllowedHostPaths, ", "))
+					}
+					errs = append(errs, api.FieldError{Doc: i + 1, Kind: o.GetKind(), Name: o.Meta().Name,
+						Field: fmt.Sprintf("%s.volumes[%d].hostPath.path", ps.Path, j), Reason: why})
+				}
+			}
+		}
 		if p, ok := o.(*api.Pod); ok {
 			// A standalone pod may not take the name of a derived one.
 			ns, name := p.Metadata.Namespace, p.Metadata.Name

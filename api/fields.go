@@ -49,7 +49,7 @@ var ignoredFields = map[reflect.Type]map[string]string{
 		"podReplacementPolicy", "managedBy"),
 	reflect.TypeFor[Secret]():      withStatus(nil),
 	reflect.TypeFor[VolumeMount](): set("mountPropagation", "subPathExpr", "recursiveReadOnly"),
-	reflect.TypeFor[Volume](): set("hostPath", "nfs", "iscsi", "csi", "ephemeral", "image",
+	reflect.TypeFor[Volume](): set("nfs", "iscsi", "csi", "ephemeral", "image",
 		"awsElasticBlockStore", "gcePersistentDisk", "azureDisk", "azureFile", "cephfs", "cinder", "fc", "flexVolume",
 		"flocker", "gitRepo", "glusterfs", "photonPersistentDiskVolume", "portworxVolume", "quobyte", "rbd", "scaleIO",
 		"storageos", "vsphereVolume"),

@@ -74,6 +74,30 @@ type Volume struct {
 	// PersistentVolumeClaim mounts a claim's directory on the peer the
 	// claim is bound to.
 	PersistentVolumeClaim *PersistentVolumeClaimVolumeSource `json:"persistentVolumeClaim,omitempty"`
+	// HostPath mounts a file or directory of the peer; a peer mounts only
+	// paths under the prefixes its --allow-host-path names.
+	HostPath *HostPathVolumeSource `json:"hostPath,omitempty"`
+}
+
+// HostPathVolumeSource is a path of the peer the pod runs on.
+type HostPathVolumeSource struct {
+	Path string  `json:"path"`
+	Type *string `json:"type,omitempty"`
+}
+
+// HostPath types, as Kubernetes names them.
+var hostPathTypes = []string{"", "DirectoryOrCreate", "Directory", "FileOrCreate", "File", "Socket", "CharDevice", "BlockDevice"}
+
+// HostPathAllowed reports whether path is under one of the prefixes.
+func HostPathAllowed(hostPath string, prefixes []string) bool {
+	clean := path.Clean(hostPath)
+	for _, p := range prefixes {
+		p = path.Clean(p)
+		if clean == p || p == "/" || strings.HasPrefix(clean, p+"/") {
+			return true
+		}
+	}
+	return false
 }
 
 // EmptyDirVolumeSource is a directory that lives as long as the pod; with
@@ -457,12 +481,24 @@ func (v *validator) volumes(s *PodSpec, p string) map[string]bool {
 				}
 			}
 		}
+		if h := vol.HostPath; h != nil {
+			n++
+			switch {
+			case !path.IsAbs(h.Path):
+				v.add(child(vp, "hostPath.path"), "%q must be an absolute path", h.Path)
+			case contains(strings.Split(h.Path, "/"), ".."):
+				v.add(child(vp, "hostPath.path"), "%q must not contain '..'", h.Path)
+			}
+			if h.Type != nil && !contains(hostPathTypes, *h.Type) {
+				v.add(child(vp, "hostPath.type"), "unsupported value %q: supported values: %s", *h.Type, strings.Join(hostPathTypes[1:], ", "))
+			}
+		}
 		if c := vol.PersistentVolumeClaim; c != nil {
 			n++
 			v.objectRefName(c.ClaimName, child(vp, "persistentVolumeClaim.claimName"))
 		}
 		if n != 1 {
-			v.add(vp, "must specify exactly one volume source of emptyDir, configMap, secret, downwardAPI, projected or persistentVolumeClaim, got %d (chorus supports no other kind yet)", n)
+			v.add(vp, "must specify exactly one volume source of emptyDir, configMap, secret, downwardAPI, projected, persistentVolumeClaim or hostPath, got %d (chorus supports no other kind yet)", n)
 		}
 	}
 	return names
@@ -495,4 +531,30 @@ func (v *validator) volumeMounts(c *Container, p string, volumes map[string]bool
 		}
 		v.relPath(m.SubPath, child(mp, "subPath"), false)
 	}
+}
+
+// PodSpecOf is a pod spec an object holds, with its field path.
+type PodSpecOf struct {
+	Path string
+	Spec *PodSpec
+}
+
+// PodSpecsOf returns the pod specs of o: its own (a Pod) or its
+// template's.
+func PodSpecsOf(o Object) []PodSpecOf {
+	switch o := o.(type) {
+	case *Pod:
+		return []PodSpecOf{{"spec", &o.Spec}}
+	case *Deployment:
+		return []PodSpecOf{{"spec.template.spec", &o.Spec.Template.Spec}}
+	case *DaemonSet:
+		return []PodSpecOf{{"spec.template.spec", &o.Spec.Template.Spec}}
+	case *StatefulSet:
+		return []PodSpecOf{{"spec.template.spec", &o.Spec.Template.Spec}}
+	case *Job:
+		return []PodSpecOf{{"spec.template.spec", &o.Spec.Template.Spec}}
+	case *CronJob:
+		return []PodSpecOf{{"spec.jobTemplate.spec.template.spec", &o.Spec.JobTemplate.Spec.Template.Spec}}
+	}
+	return nil
 }

@@ -50,3 +50,37 @@ func TestClaimVolumes(t *testing.T) {
 		t.Fatalf("pruned %v, %v; want only %s (%s is mounted by a pod here)", removed, err, stale, dir)
 	}
 }
+
+// hostPath: only under the allowed prefixes; DirectoryOrCreate makes the
+// directory, Directory wants one, File refuses a directory.
+func TestHostPathVolumes(t *testing.T) {
+	host := t.TempDir()
+	m := &PodManager{opts: Options{StateDir: t.TempDir(), Node: "n1", Config: fakeConfig{}, AllowedHostPaths: []string{filepath.Join(host, "ok")}},
+		workers: map[string]*podWorker{}}
+	typ := func(s string) *string { return &s }
+	for _, c := range []struct {
+		path, typ, err string
+	}{
+		{filepath.Join(host, "ok", "made"), "DirectoryOrCreate", ""},
+		{filepath.Join(host, "ok", "made"), "Directory", ""},
+		{filepath.Join(host, "ok", "made"), "File", "is not a File"},
+		{filepath.Join(host, "ok", "missing"), "Directory", "no such file"},
+		{filepath.Join(host, "ok", "f"), "FileOrCreate", ""},
+		{filepath.Join(host, "other"), "DirectoryOrCreate", "not allowed on this peer"},
+		{filepath.Join(host, "ok") + "2", "", "not allowed on this peer"},
+	} {
+		pod := api.Pod{Metadata: api.ObjectMeta{Name: "p", Namespace: "ns"}, Spec: api.PodSpec{
+			Volumes:    []api.Volume{{Name: "h", HostPath: &api.HostPathVolumeSource{Path: c.path, Type: typ(c.typ)}}},
+			Containers: []api.Container{{Name: "c", VolumeMounts: []api.VolumeMount{{Name: "h", MountPath: "/h"}}}}}}
+		w := &podWorker{m: m, key: "ns/p", pod: pod}
+		err := w.setupVolumes(PodContext{})
+		if c.err == "" && err != nil || c.err != "" && (err == nil || !strings.Contains(err.Error(), c.err)) {
+			t.Errorf("%s %s: %v, want %q", c.typ, c.path, err, c.err)
+		}
+		if err == nil {
+			if mounts, err := w.mounts(&pod.Spec.Containers[0]); err != nil || mounts[0].Source != c.path {
+				t.Errorf("%s: mounts %+v, %v", c.path, mounts, err)
+			}
+		}
+	}
+}

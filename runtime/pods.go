@@ -56,6 +56,9 @@ type Options struct {
 	// resourceFieldRef of an unset limit reads.
 	NodeCPUMilli int64
 	NodeMemBytes int64
+	// AllowedHostPaths are the path prefixes hostPath volumes may mount
+	// (none: hostPath volumes are refused).
+	AllowedHostPaths []string
 	// VolumeRefresh is how often the files of configMap, secret and
 	// downwardAPI volumes are brought up to date (default 10s).
 	VolumeRefresh time.Duration

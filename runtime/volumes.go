@@ -205,6 +205,12 @@ func (w *podWorker) setupVolumes(pc PodContext) error {
 	}
 	for i := range pod.Spec.Volumes {
 		vol := &pod.Spec.Volumes[i]
+		if vol.HostPath != nil {
+			if err := w.hostPath(vol); err != nil {
+				return err
+			}
+			continue
+		}
 		if vol.PersistentVolumeClaim != nil {
 			dir, err := w.claimDir(&pod, vol)
 			if err != nil {
@@ -272,6 +278,13 @@ func (w *podWorker) mounts(c *api.Container) ([]Mount, error) {
 			return nil, &ConfigError{Msg: fmt.Sprintf("volumeMount %q: no such volume", vm.Name)}
 		}
 		dir := filepath.Join(root, vol.Name)
+		if vol.HostPath != nil {
+			if err := w.hostPath(vol); err != nil {
+				return nil, err
+			}
+			out = append(out, Mount{Source: filepath.Join(vol.HostPath.Path, vm.SubPath), Destination: vm.MountPath, ReadOnly: vm.ReadOnly})
+			continue
+		}
 		if vol.PersistentVolumeClaim != nil {
 			w.mu.Lock()
 			pod := w.pod
@@ -393,4 +406,49 @@ func (m *PodManager) PruneClaims(keep func(dir string) bool) ([]string, error) {
 		removed = append(removed, dir)
 	}
 	return removed, nil
+}
+
+// hostPath checks (and, for the ...OrCreate types, makes) the path of a
+// hostPath volume, which this peer must allow.
+func (w *podWorker) hostPath(vol *api.Volume) error {
+	h := vol.HostPath
+	if !api.HostPathAllowed(h.Path, w.m.opts.AllowedHostPaths) {
+		return &VolumeError{Volume: vol.Name, Msg: fmt.Sprintf("hostPath %q is not allowed on this peer (its agent's --allow-host-path)", h.Path)}
+	}
+	typ := ""
+	if h.Type != nil {
+		typ = *h.Type
+	}
+	st, err := os.Stat(h.Path)
+	switch {
+	case typ == "DirectoryOrCreate" && errors.Is(err, os.ErrNotExist):
+		if err := os.MkdirAll(h.Path, 0o755); err != nil {
+			return &VolumeError{Volume: vol.Name, Msg: err.Error()}
+		}
+		return nil
+	case typ == "FileOrCreate" && errors.Is(err, os.ErrNotExist):
+		if err := os.MkdirAll(filepath.Dir(h.Path), 0o755); err != nil {
+			return &VolumeError{Volume: vol.Name, Msg: err.Error()}
+		}
+		f, err := os.OpenFile(h.Path, os.O_CREATE|os.O_WRONLY, 0o644)
+		if err != nil {
+			return &VolumeError{Volume: vol.Name, Msg: err.Error()}
+		}
+		return f.Close()
+	case err != nil:
+		return &VolumeError{Volume: vol.Name, Msg: fmt.Sprintf("hostPath %q: %v", h.Path, err)}
+	}
+	want := map[string]func(os.FileMode) bool{
+		"Directory":         os.FileMode.IsDir,
+		"DirectoryOrCreate": os.FileMode.IsDir,
+		"File":              os.FileMode.IsRegular,
+		"FileOrCreate":      os.FileMode.IsRegular,
+		"Socket":            func(m os.FileMode) bool { return m&os.ModeSocket != 0 },
+		"CharDevice":        func(m os.FileMode) bool { return m&os.ModeCharDevice != 0 },
+		"BlockDevice":       func(m os.FileMode) bool { return m&os.ModeDevice != 0 && m&os.ModeCharDevice == 0 },
+	}
+	if ok, known := want[typ]; known && !ok(st.Mode()) {
+		return &VolumeError{Volume: vol.Name, Msg: fmt.Sprintf("hostPath %q is not a %s", h.Path, typ)}
+	}
+	return nil
 }

@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"time"
@@ -83,6 +84,12 @@ environment variable CHORUS_<FLAG>, e.g. CHORUS_DATA_DIR=/srv/chorus.`,
 				return err
 			}
 			cfg.Labels = labels
+			for _, p := range v.GetStringSlice("allow-host-path") {
+				if !filepath.IsAbs(p) {
+					return fmt.Errorf("--allow-host-path %q: want an absolute path", p)
+				}
+				cfg.AllowedHostPaths = append(cfg.AllowedHostPaths, filepath.Clean(p))
+			}
 			if cfg.MaxImageSize, err = api.ParseMemory(v.GetString("max-image-size")); err != nil || cfg.MaxImageSize < 1<<20 {
 				return fmt.Errorf("--max-image-size %q: want a size of at least 1Mi, like 4Gi", v.GetString("max-image-size"))
 			}
@@ -124,6 +131,7 @@ environment variable CHORUS_<FLAG>, e.g. CHORUS_DATA_DIR=/srv/chorus.`,
 	f.String("gossip-key", "", "base64 key encrypting membership gossip (chorus keygen); peers without it are refused; default: derived from the cluster secret")
 	f.String("gossip-profile", "lan", "failure detection timings: local, lan or wan (see docs/ARCHITECTURE.md)")
 	f.StringSlice("label", nil, "node label k=v (repeatable)")
+	f.StringSlice("allow-host-path", nil, "a path prefix of this machine that pods may mount as hostPath volumes (repeatable; none: hostPath is refused, as a pod that mounts / owns the machine)")
 	f.StringSlice("api-host", nil, "DNS name clients use for this peer's API (repeatable); IP addresses, localhost, --name and the host name are always accepted, any other Host header is refused")
 	f.String("api-token", "", "bearer token every API request must carry (chorus --token); the same on every peer; default: derived from the cluster secret (none with --insecure)")
 	f.String("api-token-file", "", "read --api-token from this file (trimmed), out of the process list")

@@ -21,7 +21,8 @@ import (
 // there with the data once the peer is back; scaling removes the highest
 // ordinals first and keeps their claims; deleting a claim deletes its data.
 func TestStatefulSetsAndClaims(t *testing.T) {
-	peers := startCluster(t, 3, 214, "st")
+	hostDir := t.TempDir()
+	peers := startCluster(t, 3, 214, "st", "--allow-host-path", hostDir)
 	loadWebImages(t, peers[0])
 	k1 := kubectlFor(t, peers[0])
 	must := func(out string, err error) string {
@@ -180,6 +181,29 @@ spec:
 		pods, _ := k1("get", "pods", "-l", "app=db", "-o", "name")
 		return len(ents) == 0 && strings.TrimSpace(pods) == "", strings.Join(ents, " ") + pods
 	})
+
+	// hostPath: under the allowed prefix, the pod writes the peer's file;
+	// elsewhere the pod is refused, naming the field and the flag.
+	hp := func(name, path string) string {
+		return `{"apiVersion":"v1","kind":"Pod","metadata":{"name":"` + name + `"},"spec":{"restartPolicy":"Never",` +
+			`"containers":[{"name":"c","image":"example/web:1","command":["/app","writefile","/h/out","from-pod"],"volumeMounts":[{"name":"h","mountPath":"/h"}]}],` +
+			`"volumes":[{"name":"h","hostPath":{"path":"` + path + `","type":"DirectoryOrCreate"}}]}}`
+	}
+	hf := filepath.Join(t.TempDir(), "hp.json")
+	if err := os.WriteFile(hf, []byte(hp("hp", filepath.Join(hostDir, "sub"))), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	must(k1("apply", "-f", hf))
+	harness.Eventually(t, 90*time.Second, "pod hp wrote the peer's file", func() (bool, string) {
+		b, err := os.ReadFile(filepath.Join(hostDir, "sub", "out"))
+		return err == nil && string(b) == "from-pod", string(b)
+	})
+	if err := os.WriteFile(hf, []byte(hp("etc", "/etc")), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := k1("apply", "-f", hf); err == nil || !strings.Contains(out, "spec.volumes[0].hostPath.path") || !strings.Contains(out, "--allow-host-path") {
+		t.Fatalf("a hostPath of /etc: %v\n%s", err, out)
+	}
 
 	// A deployment with a claim (the usual single-replica database): its
 	// pod binds the claim where it runs, and a new template's pod goes
