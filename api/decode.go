@@ -92,16 +92,18 @@ type kindInfo struct {
 }
 
 var supportedKinds = map[string]kindInfo{
-	KindNamespace:  {apiVersionV1, func() Object { return new(Namespace) }},
-	KindDeployment: {apiVersionAppsV1, func() Object { return new(Deployment) }},
-	KindService:    {apiVersionV1, func() Object { return new(Service) }},
-	KindDaemonSet:  {apiVersionAppsV1, func() Object { return new(DaemonSet) }},
-	KindConfigMap:  {apiVersionV1, func() Object { return new(ConfigMap) }},
-	KindSecret:     {apiVersionV1, func() Object { return new(Secret) }},
-	KindPod:        {apiVersionV1, func() Object { return new(Pod) }},
+	KindNamespace:    {apiVersionV1, func() Object { return new(Namespace) }},
+	KindDeployment:   {apiVersionAppsV1, func() Object { return new(Deployment) }},
+	KindService:      {apiVersionV1, func() Object { return new(Service) }},
+	KindDaemonSet:    {apiVersionAppsV1, func() Object { return new(DaemonSet) }},
+	KindConfigMap:    {apiVersionV1, func() Object { return new(ConfigMap) }},
+	KindSecret:       {apiVersionV1, func() Object { return new(Secret) }},
+	KindPod:          {apiVersionV1, func() Object { return new(Pod) }},
+	KindIngress:      {apiVersionNetworkingV1, func() Object { return new(Ingress) }},
+	KindIngressClass: {apiVersionNetworkingV1, func() Object { return new(IngressClass) }},
 }
 
-const supportedKindsText = "Namespace (v1), Deployment (apps/v1), DaemonSet (apps/v1), Service (v1), ConfigMap (v1), Secret (v1), Pod (v1)"
+const supportedKindsText = "Namespace (v1), Deployment (apps/v1), DaemonSet (apps/v1), Service (v1), ConfigMap (v1), Secret (v1), Pod (v1), Ingress (networking.k8s.io/v1), IngressClass (networking.k8s.io/v1)"
 
 // Decode reads a manifest: YAML documents separated by "---" lines, or a
 // stream of JSON objects, each a Namespace (v1), a Deployment (apps/v1), a

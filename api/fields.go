@@ -31,7 +31,7 @@ var ignoredFields = map[reflect.Type]map[string]string{
 		"serviceAccountName", "serviceAccount", "automountServiceAccountToken",
 		"imagePullSecrets", "affinity", "tolerations", "schedulerName", "priorityClassName", "priority",
 		"dnsPolicy", "dnsConfig", "hostNetwork", "hostPID", "hostIPC", "shareProcessNamespace",
-		"subdomain", "hostAliases", "activeDeadlineSeconds", "readinessGates", "runtimeClassName",
+		"hostAliases", "activeDeadlineSeconds", "readinessGates", "runtimeClassName",
 		"enableServiceLinks", "preemptionPolicy", "overhead", "topologySpreadConstraints",
 		"setHostnameAsFQDN", "os", "schedulingGates", "resourceClaims", "resources"),
 	reflect.TypeFor[Container](): set("volumeDevices", "startupProbe",
@@ -52,12 +52,14 @@ var ignoredFields = map[reflect.Type]map[string]string{
 	reflect.TypeFor[ResourceRequirements](): set("claims"),
 	reflect.TypeFor[Probe]():                set("grpc", "terminationGracePeriodSeconds"),
 	reflect.TypeFor[HTTPGetAction]():        set("httpHeaders"),
-	reflect.TypeFor[ServiceSpec](): set("clusterIPs", "externalIPs", "sessionAffinity",
-		"sessionAffinityConfig", "loadBalancerIP", "loadBalancerSourceRanges", "loadBalancerClass",
+	reflect.TypeFor[ServiceSpec](): set("clusterIPs", "externalIPs", "loadBalancerIP", "loadBalancerSourceRanges", "loadBalancerClass",
 		"externalName", "externalTrafficPolicy", "internalTrafficPolicy", "healthCheckNodePort",
 		"publishNotReadyAddresses", "ipFamilies", "ipFamilyPolicy", "allocateLoadBalancerNodePorts",
 		"trafficDistribution"),
-	reflect.TypeFor[ServicePort](): set("appProtocol"),
+	reflect.TypeFor[ServicePort]():      set("appProtocol"),
+	reflect.TypeFor[Ingress]():          withStatus(nil),
+	reflect.TypeFor[IngressBackend]():   set("resource"),
+	reflect.TypeFor[IngressClassSpec](): set("parameters"),
 }
 
 const notSupported = "chorus does not support it"
