@@ -16,14 +16,14 @@ import (
 //	request:  "CHOP" | version (1 byte, 1) | n (1 byte, 1..maxHopTarget) | target (n bytes, "ip:port")
 //	answer:   status (1 byte): hopOK, or an error code after which the server closes
 const (
-	hopMagic     = "CHOP"
-	hopVersion   = 1
+	hopMagic   = "CHOP"
+	hopVersion = 1
 	// hopVersionUDP is the same header for a UDP target: after the
 	// answer, datagrams travel both ways as [2-byte big-endian length]
 	// [payload] frames.
 	hopVersionUDP = 2
-	hopFixedLen  = len(hopMagic) + 2
-	maxHopTarget = 47 // "[" + 39-character IPv6 address + "]:" + 5 digits
+	hopFixedLen   = len(hopMagic) + 2
+	maxHopTarget  = 47 // "[" + 39-character IPv6 address + "]:" + 5 digits
 )
 
 // Hop answer codes.
@@ -142,7 +142,6 @@ func readHopHeaderBytes(r io.Reader) (netip.AddrPort, byte, error) {
 	t, _, err := parseHopHeader(buf[:total])
 	return t, buf[len(hopMagic)], err
 }
-
 
 // dialHop connects to target through the hop listener at hop and waits for
 // its answer, so that a failure is known (and another endpoint can be

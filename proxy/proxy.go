@@ -114,7 +114,10 @@ type Config struct {
 	// connection is accepted and reset at once, and counted
 	// (Stats.OverLimit).
 	MaxConns int
-	Log      *slog.Logger
+	// IngressHTTPAddr and IngressHTTPSAddr are "ip:port" where the
+	// Ingress server listens (see [Proxy.UpdateIngress]); "" = none.
+	IngressHTTPAddr, IngressHTTPSAddr string
+	Log                               *slog.Logger
 }
 
 // DefaultMaxConns is the default of Config.MaxConns.
@@ -146,6 +149,10 @@ type Stats struct {
 	DNSRefused   uint64 // REFUSED responses (names outside the cluster, no upstream)
 	DNSForwarded uint64 // queries forwarded to an upstream resolver
 	DNSMalformed uint64 // queries dropped as malformed
+
+	IngressRequests    uint64 // Ingress requests routed to a backend with endpoints
+	IngressNotFound    uint64 // Ingress requests no rule matched (404)
+	IngressUnavailable uint64 // Ingress requests whose backend had no Ready endpoint (503)
 }
 
 type counters struct {
@@ -155,6 +162,7 @@ type counters struct {
 	hopsServed, hopsRefused, hopsMalformed, hopDialFailures atomic.Uint64
 	dnsQueries, dnsAnswers, dnsNXDomain, dnsRefused         atomic.Uint64
 	dnsForwarded, dnsMalformed                              atomic.Uint64
+	ingressRequests, ingressNotFound, ingressUnavailable    atomic.Uint64
 }
 
 // Proxy serves the services of one peer. Its methods are safe for
@@ -181,6 +189,9 @@ type Proxy struct {
 	hopLn     *net.TCPListener
 	dns       *dnsServer
 	stopCtx   func() bool
+
+	ingress    atomic.Pointer[ingressState]
+	ingressSrv *ingressServer // set by Start
 
 	table atomic.Pointer[table] // read without locks by Dial and DNS
 	conns connSet               // every connection in flight, closed by Close
@@ -285,6 +296,17 @@ func (p *Proxy) Start(ctx context.Context) (err error) {
 			return err
 		}
 		p.dns = d
+	}
+	if err := p.startIngress(); err != nil {
+		if p.hopLn != nil {
+			p.hopLn.Close()
+			p.hopLn = nil
+		}
+		if p.dns != nil {
+			p.dns.close()
+			p.dns = nil
+		}
+		return err
 	}
 	p.started = true
 	if p.hopLn != nil {
@@ -555,6 +577,9 @@ func (p *Proxy) Stats() Stats {
 		DNSRefused:          c.dnsRefused.Load(),
 		DNSForwarded:        c.dnsForwarded.Load(),
 		DNSMalformed:        c.dnsMalformed.Load(),
+		IngressRequests:     c.ingressRequests.Load(),
+		IngressNotFound:     c.ingressNotFound.Load(),
+		IngressUnavailable:  c.ingressUnavailable.Load(),
 	}
 	p.mu.Lock()
 	s.Listeners = len(p.listeners) + len(p.udp)
@@ -592,6 +617,7 @@ func (p *Proxy) Close() error {
 	if p.dns != nil {
 		p.dns.close()
 	}
+	p.closeIngress()
 	p.mu.Unlock()
 	p.conns.closeAll()
 	p.wg.Wait()
