@@ -6,6 +6,7 @@ import (
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 )
@@ -67,6 +68,10 @@ func Resources() []*Resource {
 			Type: reflect.TypeFor[appsv1.DaemonSet](), Subresources: []string{"status"}},
 		{Group: "apps", Version: "v1", Kind: "ReplicaSet", Plural: "replicasets", Namespaced: true, ShortNames: []string{"rs"}, Categories: all,
 			Type: reflect.TypeFor[appsv1.ReplicaSet]()},
+		{Group: "networking.k8s.io", Version: "v1", Kind: "Ingress", Plural: "ingresses", Namespaced: true, ShortNames: []string{"ing"}, Writable: true,
+			Type: reflect.TypeFor[networkingv1.Ingress](), Subresources: []string{"status"}},
+		{Group: "networking.k8s.io", Version: "v1", Kind: "IngressClass", Plural: "ingressclasses", Writable: true,
+			Type: reflect.TypeFor[networkingv1.IngressClass]()},
 	}
 }
 
