@@ -280,7 +280,8 @@ func withServiceEnv(p *api.Pod, env []api.EnvVar) {
 // proxyServices turns the services and the cluster's pods into the proxy's
 // view: this peer's address for each service (none for a headless one, whose
 // name resolves to its Ready pods), its Ready endpoints, LoadBalancer
-// ports, session affinity, and the hostnames of pods under the service.
+// ports, session affinity, and the hostnames of selected pods whose
+// subdomain is the service.
 func (a *Agent) proxyServices(services []*api.Service, ips map[string]string, pods []api.Pod) []proxy.Service {
 	var out []proxy.Service
 	for _, s := range services {
@@ -292,14 +293,17 @@ func (a *Agent) proxyServices(services []*api.Service, ips map[string]string, po
 			if p.Metadata.Namespace != s.Metadata.Namespace || !podReady(p) || p.Status.PodIP == "" {
 				continue
 			}
+			if len(s.Spec.Selector) == 0 || !api.SelectorMatches(s.Spec.Selector, p.Metadata.Labels) {
+				continue
+			}
+			ready = append(ready, p)
+			// As the endpoints controller records a hostname: the pod is
+			// selected and names the service as its subdomain.
 			if p.Spec.Hostname != "" && p.Spec.Subdomain == s.Metadata.Name {
 				if ps.Hostnames == nil {
 					ps.Hostnames = map[string]string{}
 				}
 				ps.Hostnames[p.Spec.Hostname] = p.Status.PodIP
-			}
-			if len(s.Spec.Selector) > 0 && api.SelectorMatches(s.Spec.Selector, p.Metadata.Labels) {
-				ready = append(ready, p)
 			}
 		}
 		if s.Headless() {

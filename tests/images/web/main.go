@@ -12,6 +12,9 @@
 //	GET /lookup?host=H the addresses H resolves to (the pod's resolver), one per line
 //	GET /get?url=U     fetches U from inside the pod and returns its status and body
 //
+// With $UDP_PORT set it also answers each UDP datagram on that port with
+// "<pod name>:<datagram>".
+//
 // It prints "listening on :PORT" once the port is open, then one line per
 // request to stdout, and exits 0 on SIGTERM or SIGINT.
 //
@@ -137,6 +140,25 @@ func main() {
 			os.Exit(code)
 		}()
 	})
+
+	if up := os.Getenv("UDP_PORT"); up != "" {
+		pc, err := net.ListenPacket("udp", ":"+up)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+		fmt.Printf("udp echo on :%s\n", up)
+		go func() {
+			buf := make([]byte, 65535)
+			for {
+				n, from, err := pc.ReadFrom(buf)
+				if err != nil {
+					return
+				}
+				pc.WriteTo(append([]byte(podName+":"), buf[:n]...), from)
+			}
+		}()
+	}
 
 	ln, err := net.Listen("tcp", ":"+*port)
 	if err != nil {
