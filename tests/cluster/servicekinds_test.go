@@ -1,9 +1,12 @@
 package cluster
 
 import (
+	"context"
 	"fmt"
 	"net"
 	"net/http"
+	"os"
+	"path/filepath"
 	"regexp"
 	"sort"
 	"strings"
@@ -11,6 +14,7 @@ import (
 	"time"
 
 	"github.com/chorus-sh/chorus/tests/harness"
+	"github.com/chorus-sh/chorus/tests/images"
 )
 
 // echoApp runs two pods of the web image that also echo UDP, with named
@@ -110,7 +114,7 @@ func udpAsk(addr, msg string) (string, error) {
 // Ready pods' IPs, and HOSTNAME.SUBDOMAIN names).
 func TestServiceKinds(t *testing.T) {
 	peers := startCluster(t, 2, 201, "sk")
-	loadWebImages(t, peers[0])
+	loadServiceImages(t, peers[0])
 	k1, k2 := kubectlFor(t, peers[0]), kubectlFor(t, peers[1])
 	if out, err := k1("apply", "-f", manifest(t, echoApp)); err != nil {
 		t.Fatalf("apply: %v\n%s", err, out)
@@ -248,5 +252,19 @@ func TestServiceKinds(t *testing.T) {
 	resp.Body.Close()
 	if resp.StatusCode != http.StatusNotFound {
 		t.Fatalf("the default Ingress port without Ingress: %s, want 404", resp.Status)
+	}
+}
+
+// loadServiceImages loads the web image built from this tree into p. Its
+// directory is its own: other worktrees on the machine build their own
+// version of web into the shared chorus-test-images at the same time.
+func loadServiceImages(t testing.TB, p *harness.Peer) {
+	t.Helper()
+	imgs, err := images.BuildAll(context.Background(), filepath.Join(os.TempDir(), "chorus-test-images-services"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if out, err := p.CLI("image", "load", imgs["web"]); err != nil {
+		t.Fatalf("image load: %v\n%s", err, out)
 	}
 }

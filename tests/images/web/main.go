@@ -11,6 +11,7 @@
 //	GET /exit?code=N   exits the process with code N
 //	GET /lookup?host=H the addresses H resolves to (the pod's resolver), one per line
 //	GET /get?url=U     fetches U from inside the pod and returns its status and body
+//	GET (other paths)  404 "no page <path> on <pod name>\n"
 //
 // With $UDP_PORT set it also answers each UDP datagram on that port with
 // "<pod name>:<datagram>".
@@ -76,6 +77,9 @@ func main() {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, r *http.Request) {
 		fmt.Fprintf(w, "hello from %s\n", podName)
+	})
+	mux.HandleFunc("GET /", func(w http.ResponseWriter, r *http.Request) {
+		http.Error(w, "no page "+r.URL.Path+" on "+podName, http.StatusNotFound)
 	})
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		if broken.Load() {
