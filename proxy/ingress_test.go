@@ -9,7 +9,9 @@ import (
 	"pgregory.net/rapid"
 )
 
-func be(svc string) IngressBackend { return IngressBackend{Namespace: "default", Service: svc, Port: 80} }
+func be(svc string) IngressBackend {
+	return IngressBackend{Namespace: "default", Service: svc, Port: 80}
+}
 
 func TestRoute(t *testing.T) {
 	def := be("default")
@@ -32,17 +34,17 @@ func TestRoute(t *testing.T) {
 		{"shop.example.com", "/", "shop"},
 		{"SHOP.example.com:8080", "/cart", "shop"},
 		{"shop.example.com.", "/cart", "shop"},
-		{"shop.example.com", "/api", "api-exact"},     // Exact beats Prefix at equal length
-		{"shop.example.com", "/api/", "api"},          // a trailing slash: the Prefix, not the Exact
-		{"shop.example.com", "/api/users", "api"},     // element-wise prefix
-		{"shop.example.com", "/apiary", "shop"},       // not /api: elements differ
-		{"shop.example.com", "/api/v2", "api2"},       // a prefix's trailing slash is ignored
+		{"shop.example.com", "/api", "api-exact"},      // Exact beats Prefix at equal length
+		{"shop.example.com", "/api/", "api"},           // a trailing slash: the Prefix, not the Exact
+		{"shop.example.com", "/api/users", "api"},      // element-wise prefix
+		{"shop.example.com", "/apiary", "shop"},        // not /api: elements differ
+		{"shop.example.com", "/api/v2", "api2"},        // a prefix's trailing slash is ignored
 		{"shop.example.com", "/api/v2/orders", "api2"}, // longest wins
 		{"shop.example.com", "/api/v21", "api"},
 		{"shop.example.com", "/login", "login"},
 		{"shop.example.com", "/login/", "shop"}, // Exact is exact
 		{"img.example.com", "/static/a.png", "static"},
-		{"img.example.com", "/other", "catchall"},      // the wildcard group has no match: rules without host
+		{"img.example.com", "/other", "catchall"},        // the wildcard group has no match: rules without host
 		{"a.b.example.com", "/static/a.png", "catchall"}, // a wildcard matches one label only
 		{"example.com", "/static", "catchall"},
 		{"only.example.org", "/x", "x"},

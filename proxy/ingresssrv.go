@@ -11,6 +11,7 @@ import (
 	"net/http/httputil"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -40,7 +41,21 @@ type ingressServer struct {
 	lnHTTP      net.Listener
 	lnHTTPS     net.Listener
 	transport   *http.Transport
+	buffers     bufferPool // the reverse proxy's copy buffers
 }
+
+// bufferPool reuses the reverse proxy's 32 KiB copy buffers (without it
+// each request allocates and clears one: 10% of the Ingress path's CPU).
+type bufferPool struct{ p sync.Pool }
+
+func (b *bufferPool) Get() []byte {
+	if v, ok := b.p.Get().(*[]byte); ok {
+		return *v
+	}
+	return make([]byte, 32<<10)
+}
+
+func (b *bufferPool) Put(buf []byte) { b.p.Put(&buf) }
 
 // UpdateIngress makes the Ingress server route by t. Certificates that do
 // not parse are left out and their error returned (joined); the rest is
@@ -185,7 +200,8 @@ func (p *Proxy) serveIngress(w http.ResponseWriter, r *http.Request) {
 			pr.SetXForwarded()
 			pr.Out.Host = pr.In.Host
 		},
-		Transport: p.ingressSrv.transport,
+		Transport:  p.ingressSrv.transport,
+		BufferPool: &p.ingressSrv.buffers,
 		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
 			code := http.StatusBadGateway
 			if errors.Is(err, ErrNoEndpoints) || errors.Is(err, ErrUnknownService) {

@@ -38,7 +38,7 @@ func selfSigned(t testing.TB, names ...string) (certPEM, keyPEM []byte) {
 	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kb})
 }
 
-func ingressPeer(t *testing.T, name, ip string, hops map[string]string, allowed []string) (*peer, string, string) {
+func ingressPeer(t testing.TB, name, ip string, hops map[string]string, allowed []string) (*peer, string, string) {
 	t.Helper()
 	hp, sp := freePort(t, false, ip), 0
 	for sp == 0 || sp == hp {

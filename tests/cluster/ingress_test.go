@@ -61,7 +61,7 @@ spec:
 
 // testCA makes a CA and a certificate it signs for names, and writes the
 // leaf's PEM files to dir.
-func testCA(t *testing.T, dir string, names ...string) (pool *x509.CertPool, certFile, keyFile string) {
+func testCA(t testing.TB, dir string, names ...string) (pool *x509.CertPool, certFile, keyFile string) {
 	t.Helper()
 	caKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
