@@ -21,7 +21,10 @@ import (
 // framed datagrams. The endpoint's answers go back to the client from the
 // listener's address. A flow with no datagram either way for udpIdle is
 // closed; at most maxConns flows live per listener, beyond which a new
-// client's datagrams are dropped and counted (Stats.OverLimit).
+// client's datagrams are dropped and counted (Stats.OverLimit). A new
+// client's endpoint is dialled on the listener's goroutine: a hop to a
+// peer that does not answer holds the listener's other clients for up to
+// the dial timeout (1 s) per endpoint tried.
 
 // maxDatagram is the largest UDP payload relayed.
 const maxDatagram = 65535
