@@ -221,6 +221,40 @@ func TestIngress(t *testing.T) {
 		}
 	}
 
+	// IngressClasses: one of chorus' controller is served, one of another
+	// controller is not; deleting an Ingress stops its routes.
+	classes := `apiVersion: networking.k8s.io/v1
+kind: IngressClass
+metadata: {name: edge}
+spec: {controller: chorus.sh/ingress}
+---
+apiVersion: networking.k8s.io/v1
+kind: IngressClass
+metadata: {name: nginx}
+spec: {controller: k8s.io/ingress-nginx}
+`
+	must(k1("apply", "-f", manifest(t, classes)))
+	must(k2("create", "ingress", "edge", "--class=edge", "--rule=edge.example/*=green:web"))
+	must(k2("create", "ingress", "other", "--class=nginx", "--rule=nginx.example/*=green:web"))
+	for _, p := range peers {
+		base := "http://" + p.Bind + ":18081/"
+		harness.Eventually(t, 30*time.Second, "class edge served, class nginx not, via "+p.Name, func() (bool, string) {
+			c1, b1, err1 := ingressGet(c, base, "edge.example")
+			c2, b2, err2 := ingressGet(c, base, "nginx.example")
+			return err1 == nil && err2 == nil && c1 == 200 && strings.HasPrefix(b1, "hello from green-") && c2 == 404 && strings.HasPrefix(b2, noRule),
+				fmt.Sprintf("edge %d %q %v; nginx %d %q %v", c1, b1, err1, c2, b2, err2)
+		})
+	}
+	out = must(k1("get", "ingressclass"))
+	if !regexp.MustCompile(`(?m)^edge\s+chorus\.sh/ingress\s`).MatchString(out) || !regexp.MustCompile(`(?m)^nginx\s+k8s\.io/ingress-nginx\s`).MatchString(out) {
+		t.Errorf("kubectl get ingressclass after apply:\n%s", out)
+	}
+	must(k1("delete", "ingress", "edge"))
+	harness.Eventually(t, 30*time.Second, "a deleted Ingress routes nothing", func() (bool, string) {
+		code, body, err := ingressGet(c, "http://"+peers[1].Bind+":18081/", "edge.example")
+		return err == nil && code == 404 && strings.HasPrefix(body, noRule), fmt.Sprintf("%d %q %v", code, body, err)
+	})
+
 	// No Ready endpoint: 503 on every peer.
 	must(k1("scale", "deployment", "blue", "--replicas=0"))
 	for _, p := range peers {
