@@ -239,3 +239,31 @@ func TestWildcardMatches(t *testing.T) {
 		}
 	}
 }
+
+// FuzzRoute feeds Route arbitrary hosts and paths (what clients send):
+// it never panics, and what it returns is a backend of the table.
+func FuzzRoute(f *testing.F) {
+	def := be("default")
+	tab := &IngressTable{Rules: []IngressRule{
+		{Host: "a.example.com", Paths: []IngressPath{{Path: "/api", Type: PathPrefix, Backend: be("api")}, {Path: "/x", Type: PathExact, Backend: be("x")}}},
+		{Host: "*.example.com", Paths: []IngressPath{{Path: "/", Type: PathPrefix, Backend: be("wild")}}},
+		{Paths: []IngressPath{{Path: "", Type: PathPrefix, Backend: be("any")}}},
+	}, Default: &def}
+	for _, s := range [][2]string{{"a.example.com", "/api/v1"}, {"[::1]:80", "/"}, {"*.example.com", "//"}, {"", ""}, {".example.com", "/x/"}} {
+		f.Add(s[0], s[1])
+	}
+	f.Fuzz(func(t *testing.T, host, path string) {
+		b, ok := Route(tab, host, path)
+		if !ok {
+			t.Fatalf("Route(%q, %q): no route, though a rule matches every host and path", host, path)
+		}
+		switch b.Service {
+		case "api", "x", "wild", "any":
+		default:
+			t.Fatalf("Route(%q, %q) = %v", host, path, b)
+		}
+		if tab.Default != nil && b.Service == "default" {
+			t.Fatal("the default backend despite a catch-all rule")
+		}
+	})
+}
