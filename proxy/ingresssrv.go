@@ -13,6 +13,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"golang.org/x/net/netutil"
 )
 
 // The Ingress server: every peer serves the cluster's Ingresses on
@@ -22,7 +24,10 @@ import (
 // over Ready endpoints cluster-wide, retries and hops to other peers as
 // service traffic. Answers: 404 when no rule matches and there is no
 // default backend, 503 when the backend service (or its port) does not
-// exist or has no Ready endpoint, 502 when every endpoint failed.
+// exist or has no Ready endpoint, 502 when every endpoint failed. Each
+// listener serves at most Config.MaxConns connections at once (beyond, new
+// ones wait in the kernel's backlog); a request's headers must arrive
+// within 10 s and an idle connection is closed after 90 s.
 
 // ingressState is what UpdateIngress publishes.
 type ingressState struct {
@@ -126,7 +131,7 @@ func (p *Proxy) startIngress() error {
 		if err != nil {
 			return fmt.Errorf("proxy: ingress HTTP listener: %w", err)
 		}
-		s.lnHTTP, s.http = ln, newServer()
+		s.lnHTTP, s.http = netutil.LimitListener(ln, p.maxConns), newServer()
 	}
 	if a := p.cfg.IngressHTTPSAddr; a != "" {
 		ln, err := net.Listen("tcp", a)
@@ -138,7 +143,7 @@ func (p *Proxy) startIngress() error {
 		}
 		s.https = newServer()
 		s.https.TLSConfig = &tls.Config{MinVersion: tls.VersionTLS12, GetCertificate: p.certificate, NextProtos: []string{"http/1.1"}}
-		s.lnHTTPS = tls.NewListener(ln, s.https.TLSConfig)
+		s.lnHTTPS = tls.NewListener(netutil.LimitListener(ln, p.maxConns), s.https.TLSConfig)
 	}
 	p.ingressSrv = s
 	for _, x := range []struct {
