@@ -247,3 +247,54 @@ func FuzzUDPFrame(f *testing.F) {
 		}
 	})
 }
+
+// TestUDPDialDoesNotBlockOtherClients: while one client's endpoint is a
+// peer whose hop never answers (its dial takes the whole dial timeout),
+// another client of the same listener is served at once.
+func TestUDPDialDoesNotBlockOtherClients(t *testing.T) {
+	hops := map[string]string{}
+	portA, _ := udpEcho(t, "pa", addr(21))
+	silent, err := net.Listen("tcp", net.JoinHostPort(addr(4), "0")) // accepts, never answers
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer silent.Close()
+	hops["z"] = silent.Addr().String()
+	a := newPeer(t, "a", addr(2), hops, []string{addr(21)})
+	nodePort := freePort(t, true, addr(2))
+	dead := Endpoint{Node: "z", IP: addr(99), Port: 9}
+	local := Endpoint{Node: "a", IP: addr(21), Port: portA, Local: true}
+	svc := func(eps ...Endpoint) []Service {
+		return []Service{{Namespace: "default", Name: "echo", Ports: []ServicePort{{Protocol: UDP, NodePort: nodePort, Port: 9, Endpoints: eps}}}}
+	}
+	a.Update(svc(dead))
+	raddr, _ := net.ResolveUDPAddr("udp", a.nodePort(nodePort))
+	c1, err := net.DialUDP("udp", nil, raddr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c1.Close()
+	c1.Write([]byte("first")) // its dial hangs on the silent hop
+	waitFor(t, "the first client's flow", func() bool { return a.Stats().Active == 1 })
+	a.Update(svc(dead, local))
+	c2, err := net.DialUDP("udp", nil, raddr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c2.Close()
+	start := time.Now()
+	if got := udpAsk(t, c2, "second"); got != "pa:second" {
+		t.Fatalf("second client: %q", got)
+	}
+	if d := time.Since(start); d > dialTimeout/2 {
+		t.Fatalf("the second client waited %v behind the first one's dial", d)
+	}
+	// The first client is served too once its dead endpoint is given up:
+	// the datagram it sent meanwhile was kept for the dial.
+	c1.SetDeadline(time.Now().Add(5 * time.Second))
+	buf := make([]byte, 100)
+	n, err := c1.Read(buf)
+	if err != nil || string(buf[:n]) != "pa:first" {
+		t.Fatalf("first client: %q %v", buf[:n], err)
+	}
+}

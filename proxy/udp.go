@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"net/netip"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -22,9 +23,9 @@ import (
 // listener's address. A flow with no datagram either way for udpIdle is
 // closed; at most maxConns flows live per listener, beyond which a new
 // client's datagrams are dropped and counted (Stats.OverLimit). A new
-// client's endpoint is dialled on the listener's goroutine: a hop to a
-// peer that does not answer holds the listener's other clients for up to
-// the dial timeout (1 s) per endpoint tried.
+// client's endpoint is dialled in the background, its first datagrams
+// (at most 16) waiting for it, so that a hop to a peer that does not
+// answer holds no other client.
 
 // maxDatagram is the largest UDP payload relayed.
 const maxDatagram = 65535
@@ -44,15 +45,24 @@ type udpListener struct {
 	flows  map[netip.AddrPort]*udpFlow
 }
 
-// udpFlow is one client's association with an endpoint.
+// udpFlow is one client's association with an endpoint. Until its dial
+// is done (dialled is false) the client's datagrams wait in pending.
 type udpFlow struct {
 	client netip.AddrPort
-	up     net.Conn // *net.UDPConn connected to a local pod, or a hop (framed)
-	framed bool
-	b      *backend
 	last   atomic.Int64 // unix nanoseconds of the last datagram either way
-	wbuf   []byte       // frame buffer, used only by the listener's loop
+
+	mu      sync.Mutex
+	dialled bool
+	pending [][]byte // at most maxPending datagrams waiting for the dial
+	up      net.Conn // *net.UDPConn connected to a local pod, or a hop (framed)
+	framed  bool
+	b       *backend
+	wbuf    []byte // frame buffer
 }
+
+// maxPending bounds the datagrams a flow keeps while its endpoint is being
+// dialled; more are dropped, as a full socket buffer would.
+const maxPending = 16
 
 func (p *Proxy) listenUDP(ap netip.AddrPort, pl *pool) (*udpListener, error) {
 	c, err := net.ListenUDP("udp", net.UDPAddrFromAddrPort(ap))
@@ -73,7 +83,11 @@ func (l *udpListener) close() {
 	l.mu.Lock()
 	l.closed = true
 	for _, f := range l.flows {
-		f.up.Close()
+		f.mu.Lock()
+		if f.up != nil {
+			f.up.Close()
+		}
+		f.mu.Unlock()
 	}
 	l.mu.Unlock()
 }
@@ -104,18 +118,21 @@ func (l *udpListener) loop() {
 	}
 }
 
-// flow returns the flow of client, making it (and dialling its endpoint)
-// if there is none. nil: the datagram is dropped.
+// flow returns the flow of client, making it if there is none: its
+// endpoint is dialled in the background (a dial to a peer that does not
+// answer must not hold the listener's other clients). nil: the datagram
+// is dropped.
 func (l *udpListener) flow(client netip.AddrPort) *udpFlow {
 	p := l.p
 	l.mu.Lock()
-	f, ok := l.flows[client]
-	n := len(l.flows)
-	l.mu.Unlock()
-	if ok {
+	defer l.mu.Unlock()
+	if f, ok := l.flows[client]; ok {
 		return f
 	}
-	if n >= p.maxConns {
+	if l.closed {
+		return nil
+	}
+	if len(l.flows) >= p.maxConns {
 		p.stats.overLimit.Add(1)
 		return nil
 	}
@@ -125,47 +142,71 @@ func (l *udpListener) flow(client netip.AddrPort) *udpFlow {
 		p.stats.noEndpoints.Add(1)
 		return nil
 	}
-	up, b, framed, err := p.dialPoolUDP(p.ctx, pl, client.Addr())
+	f := &udpFlow{client: client}
+	f.last.Store(time.Now().UnixNano())
+	l.flows[client] = f
+	p.stats.active.Add(1)
+	p.wg.Add(1)
+	go l.dial(f, pl)
+	return f
+}
+
+// dial connects f to an endpoint of pl, sends what waited, and relays the
+// endpoint's answers; on failure it removes the flow.
+func (l *udpListener) dial(f *udpFlow, pl *pool) {
+	p := l.p
+	defer p.wg.Done()
+	up, b, framed, err := p.dialPoolUDP(p.ctx, pl, f.client.Addr())
 	if err != nil {
 		if errors.Is(err, ErrNoEndpoints) {
 			p.stats.noEndpoints.Add(1)
 		} else {
 			p.stats.unserved.Add(1)
 		}
-		p.log.Debug("udp client not served", "service", pl.key.String(), "client", client.String(), "err", err)
-		return nil
+		p.log.Debug("udp client not served", "service", pl.key.String(), "client", f.client.String(), "err", err)
+		l.remove(f)
+		return
 	}
-	f = &udpFlow{client: client, up: up, framed: framed, b: b}
-	f.last.Store(time.Now().UnixNano())
+	f.mu.Lock()
+	f.up, f.framed, f.b, f.dialled = up, framed, b, true
+	pending := f.pending
+	f.pending = nil
+	var werr error
+	for _, d := range pending {
+		if werr == nil {
+			werr = f.sendLocked(d)
+		}
+	}
+	f.mu.Unlock()
+	// After f.up is set: close either saw it (and closed it) or had set
+	// closed before.
 	l.mu.Lock()
-	if l.closed {
-		l.mu.Unlock()
-		up.Close()
-		b.release()
-		return nil
-	}
-	l.flows[client] = f
+	closed := l.closed
 	l.mu.Unlock()
-	p.stats.active.Add(1)
-	p.wg.Add(1)
-	go l.relayBack(f)
-	return f
+	if closed || werr != nil {
+		up.Close()
+	}
+	l.relayBack(f)
+}
+
+// remove forgets f (if it is still the client's flow) and its gauge.
+func (l *udpListener) remove(f *udpFlow) {
+	l.mu.Lock()
+	if l.flows[f.client] == f {
+		delete(l.flows, f.client)
+	}
+	l.mu.Unlock()
+	l.p.stats.active.Add(-1)
 }
 
 // relayBack sends the endpoint's datagrams to the client until the flow is
 // idle for p.udpIdle or its upstream fails, then removes the flow.
 func (l *udpListener) relayBack(f *udpFlow) {
 	p := l.p
-	defer p.wg.Done()
 	defer func() {
-		l.mu.Lock()
-		if l.flows[f.client] == f {
-			delete(l.flows, f.client)
-		}
-		l.mu.Unlock()
+		l.remove(f)
 		f.up.Close()
 		f.b.release()
-		p.stats.active.Add(-1)
 	}()
 	buf := make([]byte, maxDatagram)
 	for {
@@ -185,8 +226,21 @@ func (l *udpListener) relayBack(f *udpFlow) {
 	}
 }
 
-// send passes one client datagram to the endpoint.
+// send passes one client datagram to the endpoint, or keeps it while the
+// endpoint is being dialled.
 func (f *udpFlow) send(b []byte) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if !f.dialled {
+		if len(f.pending) < maxPending {
+			f.pending = append(f.pending, slices.Clone(b))
+		}
+		return nil
+	}
+	return f.sendLocked(b)
+}
+
+func (f *udpFlow) sendLocked(b []byte) error {
 	if !f.framed {
 		_, err := f.up.Write(b)
 		return err
