@@ -48,7 +48,7 @@ spec:
 	})
 	want := []proxy.IngressPath{
 		{Path: "/", Type: proxy.PathPrefix, Backend: proxy.IngressBackend{Namespace: "default", Service: "web", Port: 80}},
-		{Path: "/dns", Type: proxy.PathExact, Backend: proxy.IngressBackend{Namespace: "default", Service: "web"}},       // a UDP port: no HTTP backend
+		{Path: "/dns", Type: proxy.PathExact, Backend: proxy.IngressBackend{Namespace: "default", Service: "web"}},      // a UDP port: no HTTP backend
 		{Path: "/gone", Type: proxy.PathPrefix, Backend: proxy.IngressBackend{Namespace: "default", Service: "nosuch"}}, // no service: 503
 	}
 	if len(tab.Rules) != 1 || tab.Rules[0].Host != "web.example" || len(tab.Rules[0].Paths) != 3 {

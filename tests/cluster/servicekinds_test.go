@@ -228,11 +228,11 @@ func TestServiceKinds(t *testing.T) {
 		return strings.Join(lines, " "), err
 	}
 	for host, want := range map[string]string{
-		"echo-headless":                          strings.Join(echoIPs, " "),
+		"echo-headless": strings.Join(echoIPs, " "),
 		"echo-headless.default.svc.cluster.local": strings.Join(echoIPs, " "),
-		"db":                                     dbIP,
-		"db-0.db.default.svc.cluster.local":      dbIP,
-		"db-0.db":                                dbIP,
+		"db":                                dbIP,
+		"db-0.db.default.svc.cluster.local": dbIP,
+		"db-0.db":                           dbIP,
 	} {
 		harness.Eventually(t, 20*time.Second, "a pod resolves "+host, func() (bool, string) {
 			got, err := lookup(host)
