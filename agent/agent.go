@@ -48,15 +48,19 @@ type Config struct {
 	PodSubnet           string // default 10.88.<last octet of bind>.0/24
 	CNIPluginDirs       []string
 
-	Join          []string          // seed peers, "host" or "host:port"
-	Discover      bool              // find peers by mDNS on the local network
-	GossipKey     string            `json:"-"` // base64 key (chorus keygen); empty: no encryption
-	GossipProfile string            // lan (default), wan or local
-	SerfPort      int               // membership port (default 7946)
-	P2PPort       int               // data plane port (default 7947)
-	HopPort       int               // service proxy hops between peers (default 7948)
-	Labels        map[string]string // node labels
-	Version       string            // chorus version, advertised to peers (default "dev")
+	Join          []string // seed peers, "host" or "host:port"
+	Discover      bool     // find peers by mDNS on the local network
+	GossipKey     string   `json:"-"` // base64 key (chorus keygen); empty: no encryption
+	GossipProfile string   // lan (default), wan or local
+	SerfPort      int      // membership port (default 7946)
+	P2PPort       int      // data plane port (default 7947)
+	HopPort       int      // service proxy hops between peers (default 7948)
+	// IngressHTTPPort and IngressHTTPSPort are where this peer serves the
+	// cluster's Ingresses on Bind (the CLI's defaults: 80 and 443; 0: not
+	// served).
+	IngressHTTPPort, IngressHTTPSPort int
+	Labels                            map[string]string // node labels
+	Version                           string            // chorus version, advertised to peers (default "dev")
 	// APIToken, when set, is the bearer token every API request but the
 	// health check and the dashboard page must carry; empty, it is derived
 	// from the cluster secret (none with Insecure). All peers of a cluster
@@ -139,6 +143,17 @@ func (c *Config) Defaults() error {
 	if c.HopPort == 0 {
 		c.HopPort = 7948
 	}
+	for _, p := range []struct {
+		flag string
+		port int
+	}{{"--ingress-http-port", c.IngressHTTPPort}, {"--ingress-https-port", c.IngressHTTPSPort}} {
+		if p.port < 0 || p.port > 65535 {
+			return fmt.Errorf("%s %d: want a port, or 0 to serve no Ingress on it", p.flag, p.port)
+		}
+	}
+	if c.IngressHTTPPort != 0 && c.IngressHTTPPort == c.IngressHTTPSPort {
+		return fmt.Errorf("--ingress-http-port and --ingress-https-port are both %d", c.IngressHTTPPort)
+	}
 	if c.Version == "" {
 		c.Version = "dev"
 	}
@@ -202,10 +217,12 @@ type Agent struct {
 	ctd    *runtime.Containerd
 	images *imageSharing
 	svcNet *serviceNet
-	svcIPs atomic.Pointer[map[string]string]   // service key -> this peer's address for it
-	podIPs atomic.Pointer[map[netip.Addr]bool] // addresses of the pods this peer runs, for hops
-	kube   *apiserver.Server                   // the Kubernetes API
-	trust  *peerTrust                          // nil: --insecure
+	svcIPs atomic.Pointer[map[string]string] // service key -> this peer's address for it
+	// ingressProblems is the last Ingress problem report, logged when it changes.
+	ingressProblems atomic.Pointer[string]
+	podIPs          atomic.Pointer[map[netip.Addr]bool] // addresses of the pods this peer runs, for hops
+	kube            *apiserver.Server                   // the Kubernetes API
+	trust           *peerTrust                          // nil: --insecure
 	// peerTransport carries this peer's calls to other peers' APIs.
 	peerTransport *http.Transport
 
@@ -337,6 +354,7 @@ func Run(ctx context.Context, cfg Config) error {
 		NodeIP:    cfg.Bind, HopAddr: hostPort(cfg.Bind, cfg.HopPort), PeerHop: a.hopAddrOf, AllowHop: a.allowHop,
 		HopServerTLS: hopServerTLS, HopClientTLS: hopClientTLS,
 		DNSAddr: hostPort(a.svcNet.dnsIP(), 53), Log: log.With("plane", "proxy"),
+		IngressHTTPAddr: optHostPort(cfg.Bind, cfg.IngressHTTPPort), IngressHTTPSAddr: optHostPort(cfg.Bind, cfg.IngressHTTPSPort),
 	})
 	if err := a.proxy.Start(ctx); err != nil {
 		ln.Close()

@@ -49,6 +49,9 @@ func (b kubeBackend) List(ctx context.Context, kind string) ([][]byte, error) {
 	case "Namespace", "Pod", "Service", "DaemonSet", "ConfigMap", "Secret", "Job", "CronJob", "StatefulSet", "PersistentVolumeClaim", "ServiceAccount":
 		items, _ := a.objects(strings.ToLower(kind)+"s", "")
 		return marshalAll(items)
+	case "Ingress", "IngressClass":
+		items, _ := a.objects(strings.ToLower(kind)+"es", "")
+		return marshalAll(items)
 	case "Deployment":
 		items, _ := a.objects("deployments", "")
 		var out []map[string]any
@@ -193,7 +196,8 @@ func (b kubeBackend) Delete(ctx context.Context, kind, ns, name string) error {
 		return kubeError(err)
 	}
 	if res[0].Action == "notfound" {
-		return apierrors.NewNotFound(schema.GroupResource{Resource: strings.ToLower(kind) + "s"}, name)
+		gr := schema.ParseGroupResource(groupResource(kind))
+		return apierrors.NewNotFound(gr, name)
 	}
 	return nil
 }

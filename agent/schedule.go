@@ -515,7 +515,9 @@ func (a *Agent) reconcile() {
 	for _, o := range a.store.list(api.KindService, "") {
 		s := o.(*api.Service)
 		services = append(services, s)
-		keys = append(keys, api.ObjectKey(s))
+		if !s.Headless() {
+			keys = append(keys, api.ObjectKey(s))
+		}
 	}
 	ips := a.svcNet.assign(keys)
 	a.svcIPs.Store(&ips)
@@ -531,6 +533,7 @@ func (a *Agent) reconcile() {
 	}
 	if a.proxy != nil {
 		a.proxy.Update(a.proxyServices(services, ips, cluster))
+		a.updateIngress(services)
 	}
 	sort.Slice(pending, func(i, j int) bool { return podKey(&pending[i]) < podKey(&pending[j]) })
 	for _, p := range pending {

@@ -483,8 +483,26 @@ func (a *Agent) objects(resource, ns string) ([]any, bool) {
 			out = append(out, o)
 		}
 		return out, true
+	case "ingresses":
+		var out []any
+		for _, o := range a.store.list(api.KindIngress, ns) {
+			ing := o.(*api.Ingress)
+			a.ingressStatus(ing)
+			out = append(out, ing)
+		}
+		return out, true
+	case "ingressclasses":
+		var out []any
+		for _, c := range a.ingressClasses() {
+			out = append(out, c)
+		}
+		return out, true
 	case "services":
 		pods := a.clusterPods()
+		var lb []api.LoadBalancerIngress
+		for _, ip := range a.aliveAddrs() {
+			lb = append(lb, api.LoadBalancerIngress{IP: ip, IPMode: "VIP"})
+		}
 		var out []any
 		ips := map[string]string{}
 		if p := a.svcIPs.Load(); p != nil {
@@ -492,10 +510,15 @@ func (a *Agent) objects(resource, ns string) ([]any, bool) {
 		}
 		for _, o := range a.store.list(api.KindService, ns) {
 			s := o.(*api.Service)
-			s.Spec.ClusterIP = ips[api.ObjectKey(s)]
+			if !s.Headless() {
+				s.Spec.ClusterIP = ips[api.ObjectKey(s)]
+			}
+			if s.Spec.Type == api.ServiceTypeLoadBalancer {
+				s.Status.LoadBalancer.Ingress = lb
+			}
 			var eps []string
 			for _, p := range pods {
-				if p.Metadata.Namespace == s.Metadata.Namespace && api.SelectorMatches(s.Spec.Selector, p.Metadata.Labels) && podReady(&p) && p.Status.PodIP != "" {
+				if p.Metadata.Namespace == s.Metadata.Namespace && len(s.Spec.Selector) > 0 && api.SelectorMatches(s.Spec.Selector, p.Metadata.Labels) && podReady(&p) && p.Status.PodIP != "" {
 					for _, sp := range s.Spec.Ports {
 						eps = append(eps, p.Status.PodIP+":"+targetPort(sp, &p))
 					}

@@ -13,8 +13,10 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/chorus-sh/chorus/api"
+	"github.com/chorus-sh/chorus/gossip"
 	"github.com/chorus-sh/chorus/proxy"
 )
 
@@ -56,7 +58,7 @@ func (a *Agent) allocateNodePorts(objs []api.Object) error {
 			continue
 		}
 		key := api.ObjectKey(s)
-		if s.Spec.Type != "NodePort" {
+		if !s.HasNodePorts() {
 			for i := range s.Spec.Ports {
 				s.Spec.Ports[i].NodePort = 0
 			}
@@ -276,23 +278,47 @@ func withServiceEnv(p *api.Pod, env []api.EnvVar) {
 }
 
 // proxyServices turns the services and the cluster's pods into the proxy's
-// view: this peer's address for each service and its Ready endpoints.
+// view: this peer's address for each service (none for a headless one, whose
+// name resolves to its Ready pods), its Ready endpoints, LoadBalancer
+// ports, session affinity, and the hostnames of selected pods whose
+// subdomain is the service.
 func (a *Agent) proxyServices(services []*api.Service, ips map[string]string, pods []api.Pod) []proxy.Service {
 	var out []proxy.Service
 	for _, s := range services {
-		ps := proxy.Service{Namespace: s.Metadata.Namespace, Name: s.Metadata.Name, ClusterIP: ips[api.ObjectKey(s)]}
-		for _, sp := range s.Spec.Ports {
-			if sp.Protocol != "" && sp.Protocol != "TCP" {
-				continue // UDP services are not proxied yet
+		ps := proxy.Service{Namespace: s.Metadata.Namespace, Name: s.Metadata.Name, ClusterIP: ips[api.ObjectKey(s)],
+			Affinity: time.Duration(s.AffinityTimeout()) * time.Second}
+		var ready []*api.Pod
+		for i := range pods {
+			p := &pods[i]
+			if p.Metadata.Namespace != s.Metadata.Namespace || !podReady(p) || p.Status.PodIP == "" {
+				continue
 			}
-			port := proxy.ServicePort{Name: sp.Name, Port: int(sp.Port), NodePort: int(sp.NodePort)}
-			seen := map[string]bool{}
-			for i := range pods {
-				p := &pods[i]
-				if p.Metadata.Namespace != s.Metadata.Namespace || !api.SelectorMatches(s.Spec.Selector, p.Metadata.Labels) ||
-					!podReady(p) || p.Status.PodIP == "" {
-					continue
+			if len(s.Spec.Selector) == 0 || !api.SelectorMatches(s.Spec.Selector, p.Metadata.Labels) {
+				continue
+			}
+			ready = append(ready, p)
+			// As the endpoints controller records a hostname: the pod is
+			// selected and names the service as its subdomain.
+			if p.Spec.Hostname != "" && p.Spec.Subdomain == s.Metadata.Name {
+				if ps.Hostnames == nil {
+					ps.Hostnames = map[string]string{}
 				}
+				ps.Hostnames[p.Spec.Hostname] = p.Status.PodIP
+			}
+		}
+		if s.Headless() {
+			ps.ClusterIP = ""
+			for _, p := range ready {
+				ps.Addresses = append(ps.Addresses, p.Status.PodIP)
+			}
+		}
+		for _, sp := range s.Spec.Ports {
+			port := proxy.ServicePort{Name: sp.Name, Protocol: sp.Protocol, Port: int(sp.Port), NodePort: int(sp.NodePort),
+				LoadBalancer: s.Spec.Type == api.ServiceTypeLoadBalancer}
+			seen := map[string]bool{}
+			for _, p := range ready {
+				// A named targetPort resolves per pod; a pod without that
+				// port name is no endpoint of this port.
 				tp, err := strconv.Atoi(targetPort(sp, p))
 				if err != nil {
 					continue
@@ -308,6 +334,27 @@ func (a *Agent) proxyServices(services []*api.Service, ips map[string]string, po
 		}
 		out = append(out, ps)
 	}
+	return out
+}
+
+// aliveAddrs returns the addresses of the alive peers, sorted: what a
+// LoadBalancer Service or an Ingress reports in status.loadBalancer.
+func (a *Agent) aliveAddrs() []string {
+	if a.gossip == nil {
+		return []string{a.cfg.Bind}
+	}
+	var out []string
+	for _, m := range a.gossip.Members() {
+		if m.Status != gossip.StatusAlive {
+			continue
+		}
+		host, _, err := net.SplitHostPort(m.Addr)
+		if err != nil {
+			host = m.Addr
+		}
+		out = append(out, host)
+	}
+	sort.Strings(out)
 	return out
 }
 
@@ -331,3 +378,11 @@ func (a *Agent) allowHop(ip string, port int) bool {
 }
 
 func hostPort(host string, port int) string { return net.JoinHostPort(host, strconv.Itoa(port)) }
+
+// optHostPort is hostPort, or "" for port 0 (not served).
+func optHostPort(host string, port int) string {
+	if port == 0 {
+		return ""
+	}
+	return hostPort(host, port)
+}

@@ -231,6 +231,10 @@ func decodeStored(raw []byte) (api.Object, error) {
 		o = &api.StatefulSet{}
 	case api.KindPersistentVolumeClaim:
 		o = &api.PersistentVolumeClaim{}
+	case api.KindIngress:
+		o = &api.Ingress{}
+	case api.KindIngressClass:
+		o = &api.IngressClass{}
 	default:
 		return nil, fmt.Errorf("unknown kind %q", tm.Kind)
 	}
@@ -304,7 +308,8 @@ func (s *store) checkWrite(next *crdt.State, d crdt.Delta) error {
 		kind, _, name := splitKey(e.Key)
 		switch kind {
 		case api.KindNamespace, api.KindDeployment, api.KindService, api.KindDaemonSet, api.KindConfigMap, api.KindSecret, api.KindPod,
-			api.KindJob, api.KindCronJob, api.KindStatefulSet, api.KindPersistentVolumeClaim, api.KindServiceAccount:
+			api.KindJob, api.KindCronJob, api.KindStatefulSet, api.KindPersistentVolumeClaim, api.KindServiceAccount,
+			api.KindIngress, api.KindIngressClass:
 		default:
 			continue // histories, node marks: not API objects
 		}
@@ -397,7 +402,7 @@ func (s *store) apply(objs []api.Object, now time.Time, create bool) ([]Result, 
 		key := api.ObjectKey(o)
 		m := o.Meta()
 		r := Result{Kind: o.GetKind(), Namespace: m.Namespace, Name: m.Name}
-		if o.GetKind() == api.KindNamespace {
+		if !api.Namespaced(o.GetKind()) {
 			r.Namespace = ""
 		}
 		cur, exists := next.Get(key)
@@ -470,7 +475,7 @@ func cloneFields(m map[string]json.RawMessage) map[string]json.RawMessage {
 // by the same apply; the caller holds mu.
 func (s *store) checkNamespaces(objs []api.Object) error {
 	for _, o := range objs {
-		if o.GetKind() == api.KindNamespace {
+		if !api.Namespaced(o.GetKind()) {
 			continue
 		}
 		ns := o.Meta().Namespace
@@ -689,7 +694,7 @@ func (s *store) list(kind, ns string) []api.Object {
 	var out []api.Object
 	for _, key := range s.st.Keys(kind + "/") {
 		_, kns, _ := splitKey(key)
-		if ns != "" && kind != api.KindNamespace && kns != ns {
+		if ns != "" && api.Namespaced(kind) && kns != ns {
 			continue
 		}
 		if o, ok := s.object(key); ok {
@@ -707,7 +712,7 @@ func (s *store) get(key string) (api.Object, bool) {
 }
 
 func objectKey(kind, ns, name string) string {
-	if kind == api.KindNamespace {
+	if !api.Namespaced(kind) {
 		ns = ""
 	}
 	return kind + "/" + ns + "/" + name
@@ -724,6 +729,8 @@ func groupResource(kind string) string {
 	switch kind {
 	case api.KindDeployment, api.KindDaemonSet:
 		return strings.ToLower(kind) + "s.apps"
+	case api.KindIngress, api.KindIngressClass:
+		return strings.ToLower(kind) + "es.networking.k8s.io"
 	}
 	return strings.ToLower(kind) + "s"
 }
@@ -769,6 +776,12 @@ func copyObject(o api.Object) api.Object {
 		c := api.DeepCopy(*v)
 		return &c
 	case *api.PersistentVolumeClaim:
+		c := api.DeepCopy(*v)
+		return &c
+	case *api.Ingress:
+		c := api.DeepCopy(*v)
+		return &c
+	case *api.IngressClass:
 		c := api.DeepCopy(*v)
 		return &c
 	}

@@ -101,8 +101,10 @@ func TestPodEnvAndVolumeValidation(t *testing.T) {
 			`subPath: "../etc" must not contain '..'`},
 		{"escaping item", "      volumes: [{name: v, configMap: {name: c, items: [{key: a, path: /etc/passwd}]}}]\n      containers: [{name: app, image: web:1}]\n",
 			`volumes[0].configMap.items[0].path: "/etc/passwd" must be a relative path`},
-		{"hostPath", "      volumes: [{name: v, hostPath: {path: /}}]\n      containers: [{name: app, image: web:1}]\n",
-			`volumes[0]: must specify exactly one volume source`},
+		{"hostPath", "      volumes: [{name: v, hostPath: {path: etc}}]\n      containers: [{name: app, image: web:1}]\n",
+			`volumes[0].hostPath.path: "etc" must be an absolute path`},
+		{"hostPath type", "      volumes: [{name: v, hostPath: {path: /x, type: Fifo}}]\n      containers: [{name: app, image: web:1}]\n",
+			`volumes[0].hostPath.type: unsupported value "Fifo"`},
 		{"bad mode", "      volumes: [{name: v, secret: {secretName: s, defaultMode: 4095}}]\n      containers: [{name: app, image: web:1}]\n",
 			`secret.defaultMode: must be a number between 0 and 0777`},
 	}

@@ -104,9 +104,11 @@ var supportedKinds = map[string]kindInfo{
 	KindStatefulSet:           {apiVersionAppsV1, func() Object { return new(StatefulSet) }},
 	KindPersistentVolumeClaim: {apiVersionV1, func() Object { return new(PersistentVolumeClaim) }},
 	KindCronJob:               {apiVersionBatchV1, func() Object { return new(CronJob) }},
+	KindIngress:               {apiVersionNetworkingV1, func() Object { return new(Ingress) }},
+	KindIngressClass:          {apiVersionNetworkingV1, func() Object { return new(IngressClass) }},
 }
 
-const supportedKindsText = "Namespace (v1), Deployment (apps/v1), DaemonSet (apps/v1), Service (v1), ConfigMap (v1), Secret (v1), Pod (v1), Job (batch/v1), CronJob (batch/v1), StatefulSet (apps/v1), PersistentVolumeClaim (v1), ServiceAccount (v1)"
+const supportedKindsText = "Namespace (v1), Deployment (apps/v1), DaemonSet (apps/v1), Service (v1), ConfigMap (v1), Secret (v1), Pod (v1), Job (batch/v1), CronJob (batch/v1), StatefulSet (apps/v1), PersistentVolumeClaim (v1), ServiceAccount (v1), Ingress (networking.k8s.io/v1), IngressClass (networking.k8s.io/v1)"
 
 // Decode reads a manifest: YAML documents separated by "---" lines, or a
 // stream of JSON objects, each a Namespace (v1), a Deployment (apps/v1), a

@@ -86,14 +86,14 @@ spec:
 			want: []string{`app.yaml: document 3: kind "PodDisruptionBudget" (policy/v1) is not supported; supported kinds: Namespace (v1), Deployment (apps/v1), DaemonSet (apps/v1), Service (v1)`},
 		},
 		{
-			name:     "ingress",
+			name:     "ingress without rules",
 			manifest: "apiVersion: networking.k8s.io/v1\nkind: Ingress\nmetadata: {name: x}\n",
-			want:     []string{`document 1: kind "Ingress" (networking.k8s.io/v1) is not supported`},
+			want:     []string{"document 1 (Ingress x): spec: either `defaultBackend` or `rules` must be specified"},
 		},
 		{
 			name:     "kind in the wrong case",
 			manifest: "apiVersion: v1\nkind: service\nmetadata: {name: x}\n",
-			want:     []string{`kind "service" (v1) is not supported; supported kinds: Namespace (v1), Deployment (apps/v1), DaemonSet (apps/v1), Service (v1), ConfigMap (v1), Secret (v1), Pod (v1), Job (batch/v1), CronJob (batch/v1), StatefulSet (apps/v1), PersistentVolumeClaim (v1), ServiceAccount (v1) (did you mean "Service"?)`},
+			want:     []string{`kind "service" (v1) is not supported; supported kinds: Namespace (v1), Deployment (apps/v1), DaemonSet (apps/v1), Service (v1), ConfigMap (v1), Secret (v1), Pod (v1), Job (batch/v1), CronJob (batch/v1), StatefulSet (apps/v1), PersistentVolumeClaim (v1), ServiceAccount (v1), Ingress (networking.k8s.io/v1), IngressClass (networking.k8s.io/v1) (did you mean "Service"?)`},
 		},
 		{
 			name:     "wrong apiVersion",
@@ -166,9 +166,21 @@ spec:
 			want:     []string{`spec.ports[0].nodePort: may only be set when spec.type is NodePort`},
 		},
 		{
-			name:     "LoadBalancer",
-			manifest: strings.Replace(goodService, "spec:\n", "spec:\n  type: LoadBalancer\n", 1),
-			want:     []string{`spec.type: "LoadBalancer" is not supported; supported types: ClusterIP, NodePort`},
+			name:     "ExternalName",
+			manifest: strings.Replace(goodService, "spec:\n", "spec:\n  type: ExternalName\n", 1),
+			want:     []string{`spec.type: "ExternalName" is not supported; supported types: ClusterIP, NodePort, LoadBalancer`},
+		},
+		{
+			name:     "headless LoadBalancer",
+			manifest: strings.Replace(goodService, "spec:\n", "spec:\n  type: LoadBalancer\n  clusterIP: None\n", 1),
+			want:     []string{`spec.clusterIP: may not be None for a LoadBalancer service`},
+		},
+		{
+			name:     "affinity",
+			manifest: strings.Replace(goodService, "spec:\n", "spec:\n  sessionAffinity: Sticky\n  sessionAffinityConfig: {clientIP: {timeoutSeconds: 86401}}\n", 1),
+			want: []string{`spec.sessionAffinity: unsupported value "Sticky": supported values: None, ClientIP`,
+				`spec.sessionAffinityConfig.clientIP: may only be set when spec.sessionAffinity is ClientIP`,
+				`spec.sessionAffinityConfig.clientIP.timeoutSeconds: must be between 1 and 86400, inclusive, got 86401`},
 		},
 		{
 			name:     "service without ports",
@@ -320,7 +332,7 @@ items:
   kind: ReplicaSet
   metadata: {name: rs}
 `,
-			want: []string{`document 1: items[1]: kind "ReplicaSet" (apps/v1) is not supported; supported kinds: Namespace (v1), Deployment (apps/v1), DaemonSet (apps/v1), Service (v1), ConfigMap (v1), Secret (v1), Pod (v1), Job (batch/v1), CronJob (batch/v1), StatefulSet (apps/v1), PersistentVolumeClaim (v1), ServiceAccount (v1) (line 8)`},
+			want: []string{`document 1: items[1]: kind "ReplicaSet" (apps/v1) is not supported; supported kinds: Namespace (v1), Deployment (apps/v1), DaemonSet (apps/v1), Service (v1), ConfigMap (v1), Secret (v1), Pod (v1), Job (batch/v1), CronJob (batch/v1), StatefulSet (apps/v1), PersistentVolumeClaim (v1), ServiceAccount (v1), Ingress (networking.k8s.io/v1), IngressClass (networking.k8s.io/v1) (line 8)`},
 		},
 		{
 			name:     "errors in several documents",
@@ -618,7 +630,6 @@ status:
 		t.Fatalf("got %d objects", len(objs))
 	}
 	want := []string{
-		`app.yaml: document 1 (Service web): ignored field "spec.sessionAffinity": chorus does not support it (line 7)`,
 		`app.yaml: document 2 (Deployment web): unknown field "metadata.Labels" (did you mean "labels"?) (line 14)`,
 		`app.yaml: document 2 (Deployment web): ignored field "metadata.managedFields": chorus does not support it (line 13)`,
 		`app.yaml: document 2 (Deployment web): unknown field "spec.template.spec.containers[0].imagePullSecretz" (line 25)`,

@@ -198,6 +198,20 @@ func defaultServiceSpec(s *ServiceSpec) {
 	if s.Type == "" {
 		s.Type = ServiceTypeClusterIP
 	}
+	if s.SessionAffinity == "" {
+		s.SessionAffinity = AffinityNone
+	}
+	if s.SessionAffinity == AffinityClientIP {
+		if s.SessionAffinityConfig == nil {
+			s.SessionAffinityConfig = &SessionAffinityConfig{}
+		}
+		if s.SessionAffinityConfig.ClientIP == nil {
+			s.SessionAffinityConfig.ClientIP = &ClientIPConfig{}
+		}
+		if s.SessionAffinityConfig.ClientIP.TimeoutSeconds == nil {
+			s.SessionAffinityConfig.ClientIP.TimeoutSeconds = ptr(int32(DefaultAffinityTimeout))
+		}
+	}
 	for i := range s.Ports {
 		p := &s.Ports[i]
 		if p.Protocol == "" {

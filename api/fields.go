@@ -58,12 +58,14 @@ var ignoredFields = map[reflect.Type]map[string]string{
 	reflect.TypeFor[ResourceRequirements](): set("claims"),
 	reflect.TypeFor[Probe]():                set("grpc", "terminationGracePeriodSeconds"),
 	reflect.TypeFor[HTTPGetAction]():        set("httpHeaders"),
-	reflect.TypeFor[ServiceSpec](): set("clusterIPs", "externalIPs", "sessionAffinity",
-		"sessionAffinityConfig", "loadBalancerIP", "loadBalancerSourceRanges", "loadBalancerClass",
+	reflect.TypeFor[ServiceSpec](): set("clusterIPs", "externalIPs", "loadBalancerIP", "loadBalancerSourceRanges", "loadBalancerClass",
 		"externalName", "externalTrafficPolicy", "internalTrafficPolicy", "healthCheckNodePort",
 		"publishNotReadyAddresses", "ipFamilies", "ipFamilyPolicy", "allocateLoadBalancerNodePorts",
 		"trafficDistribution"),
-	reflect.TypeFor[ServicePort](): set("appProtocol"),
+	reflect.TypeFor[ServicePort]():      set("appProtocol"),
+	reflect.TypeFor[Ingress]():          withStatus(nil),
+	reflect.TypeFor[IngressBackend]():   set("resource"),
+	reflect.TypeFor[IngressClassSpec](): set("parameters"),
 }
 
 const notSupported = "chorus does not support it"

@@ -17,6 +17,8 @@ func FuzzDecode(f *testing.F) {
 		"---\n---\n",
 		deployment("web", "        ports: [{containerPort: 80, name: http}]\n        readinessProbe: {httpGet: {port: http}}\n"),
 		goodService,
+		goodIngress,
+		strings.Replace(goodService, "spec:\n", "spec:\n  type: LoadBalancer\n  sessionAffinity: ClientIP\n  sessionAffinityConfig: {clientIP: {timeoutSeconds: 60}}\n", 1),
 		"apiVersion: v1\nkind: Namespace\nmetadata: {name: a}\n---\n" + goodService,
 		`{"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "a"}}{"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "b"}}`,
 		`{"apiVersion": "v1", "kind": "List", "items": [{"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "a"}}]}`,

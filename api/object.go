@@ -16,8 +16,9 @@ type Object interface {
 
 // API versions of the kinds chorus understands.
 const (
-	apiVersionV1     = "v1"
-	apiVersionAppsV1 = "apps/v1"
+	apiVersionV1           = "v1"
+	apiVersionAppsV1       = "apps/v1"
+	apiVersionNetworkingV1 = "networking.k8s.io/v1"
 )
 
 // GetKind returns KindNamespace.
@@ -60,8 +61,10 @@ func (o *Pod) Meta() *ObjectMeta { return &o.Metadata }
 // SetTypeMeta sets apiVersion v1, kind Pod.
 func (o *Pod) SetTypeMeta() { o.TypeMeta = TypeMeta{APIVersion: apiVersionV1, Kind: KindPod} }
 
-// namespaced reports whether objects of kind live in a namespace.
-func namespaced(kind string) bool { return kind != KindNamespace }
+// Namespaced reports whether objects of kind live in a namespace.
+func Namespaced(kind string) bool { return kind != KindNamespace && kind != KindIngressClass }
+
+func namespaced(kind string) bool { return Namespaced(kind) }
 
 // ObjectKey returns "Kind/namespace/name", the identity of o. The namespace
 // part is empty for a Namespace, and DefaultNamespace for a namespaced object

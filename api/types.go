@@ -270,10 +270,58 @@ type Service struct {
 
 // ServiceSpec is the desired state of a Service.
 type ServiceSpec struct {
-	Type      string            `json:"type,omitempty"` // ClusterIP (default) or NodePort
-	Selector  map[string]string `json:"selector,omitempty"`
-	Ports     []ServicePort     `json:"ports,omitempty"`
-	ClusterIP string            `json:"clusterIP,omitempty"`
+	Type     string            `json:"type,omitempty"` // ClusterIP (default), NodePort or LoadBalancer
+	Selector map[string]string `json:"selector,omitempty"`
+	Ports    []ServicePort     `json:"ports,omitempty"`
+	// ClusterIP "None" makes a headless service: no service address, its
+	// DNS name answers with the Ready pods' addresses. Any other value is
+	// accepted but each peer gives the service its own address.
+	ClusterIP             string                 `json:"clusterIP,omitempty"`
+	SessionAffinity       string                 `json:"sessionAffinity,omitempty"` // None (default) or ClientIP
+	SessionAffinityConfig *SessionAffinityConfig `json:"sessionAffinityConfig,omitempty"`
+}
+
+// SessionAffinityConfig configures ClientIP session affinity.
+type SessionAffinityConfig struct {
+	ClientIP *ClientIPConfig `json:"clientIP,omitempty"`
+}
+
+// ClientIPConfig bounds how long a client stays with its endpoint.
+type ClientIPConfig struct {
+	TimeoutSeconds *int32 `json:"timeoutSeconds,omitempty"`
+}
+
+// Service types and session affinities.
+const (
+	ServiceTypeLoadBalancer = "LoadBalancer"
+	ClusterIPNone           = "None"
+	AffinityNone            = "None"
+	AffinityClientIP        = "ClientIP"
+	// DefaultAffinityTimeout is Kubernetes' default
+	// sessionAffinityConfig.clientIP.timeoutSeconds (3 hours); the
+	// maximum is one day.
+	DefaultAffinityTimeout = 10800
+	MaxAffinityTimeout     = 86400
+)
+
+// Headless reports whether s is a headless service (clusterIP: None).
+func (s *Service) Headless() bool { return s.Spec.ClusterIP == ClusterIPNone }
+
+// HasNodePorts reports whether the ports of s get node ports.
+func (s *Service) HasNodePorts() bool {
+	return s.Spec.Type == ServiceTypeNodePort || s.Spec.Type == ServiceTypeLoadBalancer
+}
+
+// AffinityTimeout is the session affinity timeout of s in seconds; 0
+// means no affinity.
+func (s *Service) AffinityTimeout() int32 {
+	if s.Spec.SessionAffinity != AffinityClientIP {
+		return 0
+	}
+	if c := s.Spec.SessionAffinityConfig; c != nil && c.ClientIP != nil && c.ClientIP.TimeoutSeconds != nil {
+		return *c.ClientIP.TimeoutSeconds
+	}
+	return DefaultAffinityTimeout
 }
 
 // ServicePort is one port of a Service.
@@ -285,8 +333,23 @@ type ServicePort struct {
 	NodePort   int32       `json:"nodePort,omitempty"`
 }
 
-// ServiceStatus is a Service's status.
-type ServiceStatus struct{}
+// ServiceStatus is a Service's status: for a LoadBalancer, the addresses
+// of the peers that answer on its ports.
+type ServiceStatus struct {
+	LoadBalancer LoadBalancerStatus `json:"loadBalancer,omitempty"`
+}
+
+// LoadBalancerStatus lists the addresses of a load balancer.
+type LoadBalancerStatus struct {
+	Ingress []LoadBalancerIngress `json:"ingress,omitempty"`
+}
+
+// LoadBalancerIngress is one address of a load balancer.
+type LoadBalancerIngress struct {
+	IP       string `json:"ip,omitempty"`
+	Hostname string `json:"hostname,omitempty"`
+	IPMode   string `json:"ipMode,omitempty"`
+}
 
 // Pod phases.
 const (

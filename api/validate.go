@@ -98,6 +98,12 @@ func validate(o Object) (errs, warns []FieldError) {
 	case *PersistentVolumeClaim:
 		v.objectMeta(&o.Metadata, "metadata")
 		v.claimSpec(&o.Spec, "spec")
+	case *Ingress:
+		v.objectMeta(&o.Metadata, "metadata")
+		v.ingressSpec(&o.Spec, "spec")
+	case *IngressClass:
+		v.objectMeta(&o.Metadata, "metadata")
+		v.ingressClass(o)
 	}
 	return v.errs, v.warns
 }
@@ -347,6 +353,11 @@ func (v *validator) podSpec(s *PodSpec, path string, inDeployment bool) {
 			v.add(child(path, "hostname"), "%q is not a valid hostname: %s", s.Hostname, msg)
 		}
 	}
+	if s.Subdomain != "" {
+		if msg := checkDNS1123Label(s.Subdomain); msg != "" {
+			v.add(child(path, "subdomain"), "%q is not a valid subdomain: %s", s.Subdomain, msg)
+		}
+	}
 	if g := s.TerminationGracePeriodSeconds; g != nil && *g < 0 {
 		v.add(child(path, "terminationGracePeriodSeconds"), "must be greater than or equal to 0, got %d", *g)
 	}
@@ -537,20 +548,38 @@ func (v *validator) probePort(port IntOrString, path string, c *Container) {
 
 func (v *validator) serviceSpec(s *ServiceSpec, path string) {
 	switch s.Type {
-	case "", ServiceTypeClusterIP, ServiceTypeNodePort:
-	case "LoadBalancer", "ExternalName":
-		v.add(child(path, "type"), "%q is not supported; supported types: ClusterIP, NodePort", s.Type)
+	case "", ServiceTypeClusterIP, ServiceTypeNodePort, ServiceTypeLoadBalancer:
+	case "ExternalName":
+		v.add(child(path, "type"), "%q is not supported; supported types: ClusterIP, NodePort, LoadBalancer", s.Type)
 	default:
-		v.add(child(path, "type"), "unsupported value %q: supported types: ClusterIP, NodePort", s.Type)
+		v.add(child(path, "type"), "unsupported value %q: supported types: ClusterIP, NodePort, LoadBalancer", s.Type)
 	}
 	v.labels(s.Selector, child(path, "selector"))
-	if s.ClusterIP != "" && s.ClusterIP != "None" {
+	headless := s.ClusterIP == ClusterIPNone
+	if s.ClusterIP != "" && !headless {
 		if _, err := netip.ParseAddr(s.ClusterIP); err != nil {
 			v.add(child(path, "clusterIP"), "%q is not an IP address", s.ClusterIP)
 		}
 	}
+	if headless && (s.Type == ServiceTypeNodePort || s.Type == ServiceTypeLoadBalancer) {
+		v.add(child(path, "clusterIP"), "may not be None for a %s service (a headless service has no address to forward from)", s.Type)
+	}
+	switch s.SessionAffinity {
+	case "", AffinityNone, AffinityClientIP:
+	default:
+		v.add(child(path, "sessionAffinity"), "unsupported value %q: supported values: None, ClientIP", s.SessionAffinity)
+	}
+	if c := s.SessionAffinityConfig; c != nil && c.ClientIP != nil {
+		cp := child(child(path, "sessionAffinityConfig"), "clientIP")
+		if s.SessionAffinity != AffinityClientIP {
+			v.add(cp, "may only be set when spec.sessionAffinity is ClientIP")
+		}
+		if t := c.ClientIP.TimeoutSeconds; t != nil && (*t < 1 || *t > MaxAffinityTimeout) {
+			v.add(child(cp, "timeoutSeconds"), "must be between 1 and %d, inclusive, got %d", MaxAffinityTimeout, *t)
+		}
+	}
 	ports := child(path, "ports")
-	if len(s.Ports) == 0 {
+	if len(s.Ports) == 0 && !headless {
 		v.add(ports, "required: a service needs at least one port")
 	}
 	names := map[string]string{}
@@ -596,8 +625,8 @@ func (v *validator) serviceSpec(s *ServiceSpec, path string) {
 		if port.NodePort != 0 {
 			np := child(p, "nodePort")
 			switch {
-			case s.Type != ServiceTypeNodePort:
-				v.add(np, "may only be set when spec.type is NodePort")
+			case s.Type != ServiceTypeNodePort && s.Type != ServiceTypeLoadBalancer:
+				v.add(np, "may only be set when spec.type is NodePort or LoadBalancer")
 			case port.NodePort < 30000 || port.NodePort > 32767:
 				v.add(np, "must be between 30000 and 32767, inclusive, got %d", port.NodePort)
 			default:

@@ -13,6 +13,7 @@ import (
 	autoscalingv1 "k8s.io/api/autoscaling/v1"
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
 	storagev1 "k8s.io/api/storage/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -28,7 +29,7 @@ type protobufDecoder struct{ s *protobuf.Serializer }
 
 func newProtobufDecoder() (*protobufDecoder, error) {
 	sc := runtime.NewScheme()
-	for _, add := range []func(*runtime.Scheme) error{corev1.AddToScheme, appsv1.AddToScheme, autoscalingv1.AddToScheme, authorizationv1.AddToScheme, batchv1.AddToScheme, storagev1.AddToScheme} {
+	for _, add := range []func(*runtime.Scheme) error{corev1.AddToScheme, appsv1.AddToScheme, autoscalingv1.AddToScheme, authorizationv1.AddToScheme, batchv1.AddToScheme, storagev1.AddToScheme, networkingv1.AddToScheme} {
 		if err := add(sc); err != nil {
 			return nil, fmt.Errorf("protobuf scheme: %w", err)
 		}

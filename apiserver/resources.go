@@ -7,6 +7,7 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
 	storagev1 "k8s.io/api/storage/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime/schema"
@@ -82,6 +83,10 @@ func Resources() []*Resource {
 			Type: reflect.TypeFor[batchv1.Job](), Subresources: []string{"status"}},
 		{Group: "batch", Version: "v1", Kind: "CronJob", Plural: "cronjobs", Namespaced: true, ShortNames: []string{"cj"}, Categories: all, Writable: true,
 			Type: reflect.TypeFor[batchv1.CronJob](), Subresources: []string{"status"}},
+		{Group: "networking.k8s.io", Version: "v1", Kind: "Ingress", Plural: "ingresses", Namespaced: true, ShortNames: []string{"ing"}, Writable: true,
+			Type: reflect.TypeFor[networkingv1.Ingress](), Subresources: []string{"status"}},
+		{Group: "networking.k8s.io", Version: "v1", Kind: "IngressClass", Plural: "ingressclasses", Writable: true,
+			Type: reflect.TypeFor[networkingv1.IngressClass]()},
 	}
 }
 

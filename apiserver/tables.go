@@ -214,7 +214,7 @@ func columnsOf(kind string) []column {
 		return []column{nameCol,
 			{name: "Type", typ: "string", cell: func(o map[string]any, _ time.Time) any { return str(o, "spec", "type") }},
 			{name: "Cluster-IP", typ: "string", cell: func(o map[string]any, _ time.Time) any { return orNone(str(o, "spec", "clusterIP")) }},
-			{name: "External-IP", typ: "string", cell: func(o map[string]any, _ time.Time) any { return "<none>" }},
+			{name: "External-IP", typ: "string", cell: serviceExternalIP},
 			{name: "Port(s)", typ: "string", cell: servicePorts},
 			ageCol,
 			{name: "Selector", typ: "string", priority: 1, cell: func(o map[string]any, _ time.Time) any { return mapString(path(o, "spec", "selector")) }},
@@ -248,6 +248,29 @@ func columnsOf(kind string) []column {
 		}
 	case "Endpoints":
 		return []column{nameCol, {name: "Endpoints", typ: "string", cell: endpoints}, ageCol}
+	case "Ingress":
+		return []column{nameCol,
+			{name: "Class", typ: "string", desc: "The name of the IngressClass.", cell: func(o map[string]any, _ time.Time) any {
+				return orNone(str(o, "spec", "ingressClassName"))
+			}},
+			{name: "Hosts", typ: "string", desc: "The hosts of the rules.", cell: ingressHosts},
+			{name: "Address", typ: "string", desc: "The addresses serving the Ingress.", cell: func(o map[string]any, _ time.Time) any {
+				return lbAddresses(o)
+			}},
+			{name: "Ports", typ: "string", desc: "The ports served.", cell: func(o map[string]any, _ time.Time) any {
+				if len(list(o, "spec", "tls")) > 0 {
+					return "80, 443"
+				}
+				return "80"
+			}},
+			ageCol}
+	case "IngressClass":
+		return []column{nameCol,
+			{name: "Controller", typ: "string", desc: "The controller that serves the class.", cell: func(o map[string]any, _ time.Time) any {
+				return str(o, "spec", "controller")
+			}},
+			{name: "Parameters", typ: "string", desc: "The class's parameters.", cell: func(o map[string]any, _ time.Time) any { return "<none>" }},
+			ageCol}
 	case "ConfigMap":
 		return []column{nameCol, {name: "Data", typ: "integer", desc: "The number of keys of the ConfigMap.", cell: func(o map[string]any, _ time.Time) any {
 			return int64(len(mapOf(o, "data")) + len(mapOf(o, "binaryData")))
@@ -444,6 +467,54 @@ func servicePorts(o map[string]any, _ time.Time) any {
 		out = append(out, s+"/"+proto)
 	}
 	return orNone(strings.Join(out, ","))
+}
+
+// lbAddresses joins the IPs (or host names) of status.loadBalancer.ingress,
+// as kubectl shows them.
+func lbAddresses(o map[string]any) string {
+	var out []string
+	for _, in := range list(o, "status", "loadBalancer", "ingress") {
+		m, _ := in.(map[string]any)
+		if ip := str(m, "ip"); ip != "" {
+			out = append(out, ip)
+		} else if h := str(m, "hostname"); h != "" {
+			out = append(out, h)
+		}
+	}
+	return strings.Join(out, ",")
+}
+
+// serviceExternalIP is kubectl's EXTERNAL-IP: a LoadBalancer's addresses
+// (<pending> while it has none), else <none>.
+func serviceExternalIP(o map[string]any, _ time.Time) any {
+	if str(o, "spec", "type") != "LoadBalancer" {
+		return "<none>"
+	}
+	if a := lbAddresses(o); a != "" {
+		return a
+	}
+	return "<pending>"
+}
+
+// ingressHosts is kubectl's HOSTS: the rules' hosts ("*" for a rule
+// without one), at most three and a count of the others.
+func ingressHosts(o map[string]any, _ time.Time) any {
+	var hosts []string
+	for _, r := range list(o, "spec", "rules") {
+		m, _ := r.(map[string]any)
+		h := str(m, "host")
+		if h == "" {
+			h = "*"
+		}
+		hosts = append(hosts, h)
+	}
+	if len(hosts) == 0 {
+		return "*"
+	}
+	if len(hosts) > 3 {
+		return fmt.Sprintf("%s + %d more...", strings.Join(hosts[:3], ","), len(hosts)-3)
+	}
+	return strings.Join(hosts, ",")
 }
 
 func nodeStatus(o map[string]any, _ time.Time) any {

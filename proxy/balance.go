@@ -2,6 +2,8 @@ package proxy
 
 import (
 	"math"
+	"net/netip"
+	"sync"
 	"sync/atomic"
 	"time"
 )
@@ -14,6 +16,92 @@ type pool struct {
 	key      poolKey
 	backends atomic.Pointer[[]*backend]
 	rr       atomic.Uint64 // rotates the scan start: ties go round-robin
+	aff      atomic.Pointer[affinity]
+}
+
+// maxAffinityClients bounds the clients a pool remembers for session
+// affinity; beyond, a new client is balanced as without affinity until
+// entries expire.
+const maxAffinityClients = 65536
+
+// affinity is ClientIP session affinity: each client address is sent to
+// the endpoint it last used, for timeout after its last connection (as
+// kube-proxy's iptables "recent" match does).
+type affinity struct {
+	timeout time.Duration
+	mu      sync.Mutex
+	m       map[netip.Addr]affinityEntry
+	sweepAt time.Time
+}
+
+type affinityEntry struct {
+	ep    Endpoint
+	until time.Time
+}
+
+// lookup returns the endpoint client is bound to, if the binding holds.
+func (a *affinity) lookup(client netip.Addr, now time.Time) (Endpoint, bool) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	e, ok := a.m[client]
+	if !ok || now.After(e.until) {
+		return Endpoint{}, false
+	}
+	return e.ep, true
+}
+
+// bind records that client uses ep from now on, for timeout.
+func (a *affinity) bind(client netip.Addr, ep Endpoint, now time.Time) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if now.After(a.sweepAt) {
+		for k, e := range a.m {
+			if now.After(e.until) {
+				delete(a.m, k)
+			}
+		}
+		a.sweepAt = now.Add(min(a.timeout, 10*time.Second))
+	}
+	if _, ok := a.m[client]; !ok && len(a.m) >= maxAffinityClients {
+		return
+	}
+	a.m[client] = affinityEntry{ep: ep, until: now.Add(a.timeout)}
+}
+
+// setAffinity turns ClientIP affinity on with timeout (keeping the
+// bindings when the timeout does not change), or off with 0.
+func (pl *pool) setAffinity(timeout time.Duration) {
+	cur := pl.aff.Load()
+	switch {
+	case timeout <= 0:
+		pl.aff.Store(nil)
+	case cur == nil || cur.timeout != timeout:
+		pl.aff.Store(&affinity{timeout: timeout, m: map[netip.Addr]affinityEntry{}})
+	}
+}
+
+// pickFor is pick for a client: with affinity, the client's endpoint while
+// it is in the pool, untried and not cooling down after a failed dial.
+func (pl *pool) pickFor(client netip.Addr, tried []*backend, now time.Time) *backend {
+	if a := pl.aff.Load(); a != nil && client.IsValid() {
+		if ep, ok := a.lookup(client, now); ok {
+			cutoff := now.Add(-coolDown).UnixNano()
+			for _, b := range *pl.backends.Load() {
+				if b.ep == ep && !contains(tried, b) && b.failedAt.Load() <= cutoff {
+					b.active.Add(1)
+					return b
+				}
+			}
+		}
+	}
+	return pl.pick(tried, now)
+}
+
+// chosen records, with affinity, that client was served by b.
+func (pl *pool) chosen(client netip.Addr, b *backend, now time.Time) {
+	if a := pl.aff.Load(); a != nil && client.IsValid() {
+		a.bind(client, b.ep, now)
+	}
 }
 
 // backend is one endpoint with its load as seen from this peer.

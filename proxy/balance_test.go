@@ -6,7 +6,7 @@ import (
 )
 
 func testPool(n int) (*pool, []Endpoint) {
-	pl := newPool(poolKey{"ns", "svc", 80})
+	pl := newPool(poolKey{"ns", "svc", 80, TCP})
 	var eps []Endpoint
 	for i := range n {
 		eps = append(eps, Endpoint{Node: "n", IP: addr(100 + i), Port: 80, Local: true})

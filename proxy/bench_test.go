@@ -142,3 +142,40 @@ func BenchmarkUpdateUnchanged(b *testing.B) {
 		p.Update(svcs)
 	}
 }
+
+// BenchmarkIngress compares sequential kept-alive HTTP requests to a pod
+// made directly and through the Ingress server of its peer (route, then
+// a reverse proxy over the service pool: one HTTP parse and one relay in
+// userspace), in the same run. Each gets b.N requests, at most 20 s.
+func BenchmarkIngress(b *testing.B) {
+	pa := startPod(b, "pa", addr(21))
+	hops := map[string]string{}
+	a, httpA, _ := ingressPeer(b, "a", addr(2), hops, []string{pa.ip})
+	a.Update([]Service{{Namespace: "default", Name: "web", Ports: []ServicePort{{Port: 80, Endpoints: []Endpoint{pa.ep("a", "a")}}}}})
+	if err := a.UpdateIngress(IngressTable{Rules: []IngressRule{{Paths: []IngressPath{{Path: "/", Type: PathPrefix,
+		Backend: IngressBackend{"default", "web", 80}}}}}}); err != nil {
+		b.Fatal(err)
+	}
+	targets := []struct{ name, url string }{{"direct", "http://" + pa.addr() + "/"}, {"ingress", "http://" + httpA + "/"}}
+	rates := make([]float64, len(targets))
+	for i, tg := range targets {
+		tr := &http.Transport{MaxIdleConnsPerHost: 1}
+		client := &http.Client{Transport: tr, Timeout: 5 * time.Second}
+		start := time.Now()
+		deadline := start.Add(20 * time.Second)
+		n := 0
+		for ; n < b.N && (n%64 != 0 || time.Now().Before(deadline)); n++ {
+			resp, err := client.Get(tg.url)
+			if err != nil || resp.StatusCode != 200 {
+				b.Fatalf("%s: %v %v", tg.name, err, resp)
+			}
+			io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+		}
+		rates[i] = float64(n) / time.Since(start).Seconds()
+		tr.CloseIdleConnections()
+	}
+	b.ReportMetric(rates[0], "direct-req/s")
+	b.ReportMetric(rates[1], "ingress-req/s")
+	b.ReportMetric(rates[1]/rates[0], "ingress/direct")
+}

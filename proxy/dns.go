@@ -18,7 +18,11 @@ import (
 )
 
 const (
-	dnsTTL          = 5                // seconds, for answers and negative answers
+	dnsTTL = 5 // seconds, for answers and negative answers
+	// maxDNSAnswers bounds the addresses of one answer, so that it fits
+	// in a 512-byte UDP response (a headless service with more Ready pods
+	// answers with the first ones by address).
+	maxDNSAnswers   = 24
 	dnsMaxInflight  = 64               // forwarded queries and TCP connections at once
 	dnsTCPIdle      = 10 * time.Second // a TCP DNS connection idle this long is closed
 	upstreamTimeout = 2 * time.Second  // per upstream resolver try
@@ -180,10 +184,10 @@ func (p *Proxy) answerDNS(req []byte, canForward bool) (resp []byte, forward boo
 	}
 	if h.OpCode != 0 {
 		rh.RCode = dnsmessage.RCodeNotImplemented
-		return p.buildDNS(rh, q, netip.Addr{}, "")
+		return p.buildDNS(rh, q, nil, "")
 	}
 	name := strings.ToLower(q.Name.String())
-	ip, known := p.table.Load().names[name]
+	ips, known := p.table.Load().names[name]
 	zone := p.zoneOf(name)
 	switch {
 	case known:
@@ -191,34 +195,38 @@ func (p *Proxy) answerDNS(req []byte, canForward bool) (resp []byte, forward boo
 		if q.Class != dnsmessage.ClassINET && q.Class != dnsmessage.ClassANY {
 			rh.RCode = dnsmessage.RCodeRefused
 			p.stats.dnsRefused.Add(1)
-			return p.buildDNS(rh, q, netip.Addr{}, "")
+			return p.buildDNS(rh, q, nil, "")
 		}
-		var a netip.Addr
-		switch {
-		case !ip.IsValid():
-		case q.Type == dnsmessage.TypeA && ip.Is4(),
-			q.Type == dnsmessage.TypeAAAA && ip.Is6(),
-			q.Type == dnsmessage.TypeALL:
-			a = ip
+		var as []netip.Addr
+		for _, ip := range ips {
+			switch {
+			case q.Type == dnsmessage.TypeA && ip.Is4(),
+				q.Type == dnsmessage.TypeAAAA && ip.Is6(),
+				q.Type == dnsmessage.TypeALL:
+				as = append(as, ip)
+			}
 		}
-		if a.IsValid() {
-			return p.buildDNS(rh, q, a, "")
+		if len(as) > maxDNSAnswers {
+			as = as[:maxDNSAnswers]
 		}
-		return p.buildDNS(rh, q, netip.Addr{}, zone) // NODATA
+		if len(as) > 0 {
+			return p.buildDNS(rh, q, as, "")
+		}
+		return p.buildDNS(rh, q, nil, zone) // NODATA
 	case zone != "":
 		rh.Authoritative = true
 		if name != zone && name != "svc."+zone {
 			rh.RCode = dnsmessage.RCodeNameError
 			p.stats.dnsNXDomain.Add(1)
 		}
-		return p.buildDNS(rh, q, netip.Addr{}, zone)
+		return p.buildDNS(rh, q, nil, zone)
 	case canForward:
 		p.stats.dnsForwarded.Add(1)
 		return nil, true
 	default:
 		rh.RCode = dnsmessage.RCodeRefused
 		p.stats.dnsRefused.Add(1)
-		return p.buildDNS(rh, q, netip.Addr{}, "")
+		return p.buildDNS(rh, q, nil, "")
 	}
 }
 
@@ -235,25 +243,30 @@ func (p *Proxy) zoneOf(name string) string {
 	return ""
 }
 
-// buildDNS builds a response echoing q with an answer for a (if valid) and
+// buildDNS builds a response echoing q with an answer for each of as and
 // the SOA of zone in the authority section (if not "", for negative
 // caching). It returns nil if the response cannot be built.
-func (p *Proxy) buildDNS(h dnsmessage.Header, q dnsmessage.Question, a netip.Addr, zone string) ([]byte, bool) {
+func (p *Proxy) buildDNS(h dnsmessage.Header, q dnsmessage.Question, as []netip.Addr, zone string) ([]byte, bool) {
 	b := dnsmessage.NewBuilder(make([]byte, 0, 128), h)
 	b.EnableCompression()
 	err := b.StartQuestions()
 	if err == nil {
 		err = b.Question(q)
 	}
-	if err == nil && a.IsValid() {
+	if err == nil && len(as) > 0 {
 		err = b.StartAnswers()
-		rh := dnsmessage.ResourceHeader{Name: q.Name, Class: dnsmessage.ClassINET, TTL: dnsTTL}
-		if err == nil && a.Is4() {
-			rh.Type = dnsmessage.TypeA
-			err = b.AResource(rh, dnsmessage.AResource{A: a.As4()})
-		} else if err == nil {
-			rh.Type = dnsmessage.TypeAAAA
-			err = b.AAAAResource(rh, dnsmessage.AAAAResource{AAAA: a.As16()})
+		for _, a := range as {
+			if err != nil {
+				break
+			}
+			rh := dnsmessage.ResourceHeader{Name: q.Name, Class: dnsmessage.ClassINET, TTL: dnsTTL}
+			if a.Is4() {
+				rh.Type = dnsmessage.TypeA
+				err = b.AResource(rh, dnsmessage.AResource{A: a.As4()})
+			} else {
+				rh.Type = dnsmessage.TypeAAAA
+				err = b.AAAAResource(rh, dnsmessage.AAAAResource{AAAA: a.As16()})
+			}
 		}
 		if err == nil {
 			p.stats.dnsAnswers.Add(1)

@@ -8,9 +8,13 @@
 // # Listeners
 //
 // For each service port the proxy listens on ClusterIP:Port (the
-// service's address on this peer, if any) and on Config.NodeIP:NodePort
-// (if any), and relays each accepted connection to one Ready endpoint
-// anywhere in the cluster. An endpoint on this peer is dialled at its pod
+// service's address on this peer, if any), on Config.NodeIP:NodePort
+// (if any) and, for a LoadBalancer port, on Config.NodeIP:Port (as k3s'
+// service load balancer answers on every node), and relays each accepted
+// connection to one Ready endpoint anywhere in the cluster. UDP ports are
+// served the same way per client flow (see udp.go): the first datagram of
+// a client address picks the endpoint, a hop of version 2 carries framed
+// datagrams to another peer's pod, and a flow idle for 30 s is closed. An endpoint on this peer is dialled at its pod
 // IP; an endpoint on another peer is reached through that peer's hop
 // listener, which dials the pod there: pod subnets are never routed
 // between peers.
@@ -39,6 +43,11 @@
 // as for an idle service or strictly sequential requests, the round-robin
 // tie-break spreads connections evenly instead of always picking the
 // first endpoint. Counts survive endpoint updates for endpoints that stay.
+//
+// With Service.Affinity (sessionAffinity: ClientIP) a client address goes
+// to the endpoint it last used while it connects again within the timeout
+// and that endpoint is in the pool and not cooling down after a failed
+// dial; a pool remembers at most 65,536 clients.
 //
 // A failed dial (1 s timeout, including the hop's TLS and hop handshakes)
 // is retried on another endpoint, each endpoint at most once, before the client
@@ -86,6 +95,10 @@
 //	client -> server: "CHOP" | 0x01 (version) | n (1 byte, 1..47) | target (n bytes)
 //	server -> client: one status byte: 0 ok, 1 refused, 2 malformed, 3 dial failed
 //
+// Version 2 is the same header for a UDP target; after the answer each
+// datagram travels, both ways, as a 2-byte big-endian length and its
+// payload (FuzzUDPFrame fuzzes the frame reader).
+//
 // target is the canonical text of "ip:port" (netip.AddrPort.String:
 // "10.244.1.7:8080", "[fd00::7]:80"), unicast, port not zero; anything
 // else is malformed. The server reads exactly the header (nothing more, so
@@ -113,9 +126,12 @@
 // dnsmessage) answers for the cluster:
 //
 //   - A (or AAAA) for "<svc>.<ns>.svc.<domain>." and "<svc>.<ns>.svc." is
-//     the service's ClusterIP on this peer, TTL 5 s; other types for a
-//     known name, and a known service without ClusterIP, get an empty
-//     NOERROR answer.
+//     the service's ClusterIP on this peer, TTL 5 s; for a service
+//     without ClusterIP (headless) its Service.Addresses (the Ready pods,
+//     at most 24 so that the answer fits 512 bytes); for
+//     "<hostname>.<svc>.<ns>.svc.<domain>." the pod of Service.Hostnames.
+//     Other types for a known name, and a name without address, get an
+//     empty NOERROR answer.
 //   - Other names under "<domain>." or ending in ".svc." get NXDOMAIN
 //     (with an SOA for negative caching, TTL 5 s). Answering all of the
 //     cluster domain, not only "svc.<domain>.", matters: the pods' search
@@ -129,6 +145,18 @@
 //
 // [ResolvConf] is the resolv.conf pods get: this server, the search list
 // "<ns>.svc.<domain> svc.<domain> <domain>" and ndots:5.
+//
+// # Ingress
+//
+// With Config.IngressHTTPAddr and IngressHTTPSAddr the proxy serves HTTP
+// and HTTPS for the cluster's Ingresses ([Proxy.UpdateIngress]): [Route]
+// is the routing decision, a pure function of the [IngressTable] (exact
+// hosts, then wildcards, then rules without host; the longest matching
+// path, Exact before Prefix; Prefix matched element by element; then the
+// default backend; else 404); the request is proxied by
+// net/http/httputil's ReverseProxy over [Proxy.Dial] (the service pool's
+// balancing, retries and hops); 503 when the backend has no Ready
+// endpoint. HTTPS picks the certificate by SNI.
 //
 // # What the kernel could do better
 //

@@ -17,9 +17,10 @@ func FuzzHopHeader(f *testing.F) {
 		f.Add(h)
 		f.Add(append(h, "GET / HTTP/1.1\r\n"...)) // the client's bytes follow
 		f.Add(h[:len(h)-1])
+		f.Add(appendHopHeaderProto(nil, netip.MustParseAddrPort(s), true))
 	}
 	for _, s := range []string{
-		"", "C", "CHOP", "CHOP\x01", "CHOP\x01\x00", "CHOP\x01\xff", "CHOP\x02\x0c127.0.0.1:80",
+		"", "C", "CHOP", "CHOP\x01", "CHOP\x01\x00", "CHOP\x01\xff", "CHOP\x02\x0c127.0.0.1:80", "CHOP\x03\x0c127.0.0.1:80",
 		"CHOP\x01\x0c127.000.0.1:80", "CHOP\x01\x0c0.0.0.0:80", "CHOP\x01\x0a1.2.3.4:0",
 		"CHOP\x01\x13[::ffff:1.2.3.4]:80", "CHOP\x01\x0e[fe80::1%a]:1", "GET / HTTP/1.1\r\n",
 	} {
@@ -44,7 +45,7 @@ func FuzzHopHeader(f *testing.F) {
 		if n > len(b) || n > hopFixedLen+maxHopTarget {
 			t.Fatalf("n %d of %d bytes", n, len(b))
 		}
-		if !bytes.Equal(appendHopHeader(nil, target), b[:n]) {
+		if !bytes.Equal(appendHopHeaderProto(nil, target, b[len(hopMagic)] == hopVersionUDP), b[:n]) {
 			t.Fatalf("header %q decodes to %v which encodes differently", b[:n], target)
 		}
 		if target.Port() == 0 || !target.Addr().IsValid() || target.Addr().IsUnspecified() {

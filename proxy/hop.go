@@ -16,10 +16,14 @@ import (
 //	request:  "CHOP" | version (1 byte, 1) | n (1 byte, 1..maxHopTarget) | target (n bytes, "ip:port")
 //	answer:   status (1 byte): hopOK, or an error code after which the server closes
 const (
-	hopMagic     = "CHOP"
-	hopVersion   = 1
-	hopFixedLen  = len(hopMagic) + 2
-	maxHopTarget = 47 // "[" + 39-character IPv6 address + "]:" + 5 digits
+	hopMagic   = "CHOP"
+	hopVersion = 1
+	// hopVersionUDP is the same header for a UDP target: after the
+	// answer, datagrams travel both ways as [2-byte big-endian length]
+	// [payload] frames.
+	hopVersionUDP = 2
+	hopFixedLen   = len(hopMagic) + 2
+	maxHopTarget  = 47 // "[" + 39-character IPv6 address + "]:" + 5 digits
 )
 
 // Hop answer codes.
@@ -40,11 +44,21 @@ var (
 	errHopMalformed  = errors.New("proxy: hop did not understand the header")
 )
 
-// appendHopHeader appends the hop request for target to b.
+// appendHopHeader appends the hop request for a TCP target to b.
 func appendHopHeader(b []byte, target netip.AddrPort) []byte {
+	return appendHopHeaderProto(b, target, false)
+}
+
+// appendHopHeaderProto appends the hop request for target to b, a UDP
+// target if udp.
+func appendHopHeaderProto(b []byte, target netip.AddrPort, udp bool) []byte {
 	s := target.String()
+	v := byte(hopVersion)
+	if udp {
+		v = hopVersionUDP
+	}
 	b = append(b, hopMagic...)
-	b = append(b, hopVersion, byte(len(s)))
+	b = append(b, v, byte(len(s)))
 	return append(b, s...)
 }
 
@@ -58,7 +72,7 @@ func parseHopHeader(b []byte) (netip.AddrPort, int, error) {
 			return zero, 0, errHopMagic
 		}
 	}
-	if len(b) > len(hopMagic) && b[len(hopMagic)] != hopVersion {
+	if len(b) > len(hopMagic) && b[len(hopMagic)] != hopVersion && b[len(hopMagic)] != hopVersionUDP {
 		return zero, 0, errHopVersion
 	}
 	if len(b) < hopFixedLen {
@@ -93,27 +107,40 @@ func parseHopTarget(b []byte) (netip.AddrPort, error) {
 // readHopHeader reads exactly one hop request from r, never more, so that
 // the connection can be spliced as it is afterwards.
 func readHopHeader(r io.Reader) (netip.AddrPort, error) {
+	t, _, err := readHopHeaderProto(r)
+	return t, err
+}
+
+// readHopHeaderProto is readHopHeader that also reports a UDP target.
+func readHopHeaderProto(r io.Reader) (netip.AddrPort, bool, error) {
+	t, v, err := readHopHeaderBytes(r)
+	return t, v == hopVersionUDP, err
+}
+
+// readHopHeaderBytes reads one hop request and returns its target and
+// version byte.
+func readHopHeaderBytes(r io.Reader) (netip.AddrPort, byte, error) {
 	var zero netip.AddrPort
 	var buf [hopFixedLen + maxHopTarget]byte
 	n, err := io.ReadFull(r, buf[:hopFixedLen])
 	if err != nil {
 		if _, _, perr := parseHopHeader(buf[:n]); perr != errHopShort {
-			return zero, perr
+			return zero, 0, perr
 		}
-		return zero, fmt.Errorf("%w: %v", errHopShort, err)
+		return zero, 0, fmt.Errorf("%w: %v", errHopShort, err)
 	}
 	if _, _, err := parseHopHeader(buf[:hopFixedLen]); err != errHopShort {
 		if err == nil {
 			err = errHopLength // cannot happen: a target is never empty
 		}
-		return zero, err
+		return zero, 0, err
 	}
 	total := hopFixedLen + int(buf[hopFixedLen-1])
 	if _, err := io.ReadFull(r, buf[hopFixedLen:total]); err != nil {
-		return zero, fmt.Errorf("%w: %v", errHopShort, err)
+		return zero, 0, fmt.Errorf("%w: %v", errHopShort, err)
 	}
 	t, _, err := parseHopHeader(buf[:total])
-	return t, err
+	return t, buf[len(hopMagic)], err
 }
 
 // dialHop connects to target through the hop listener at hop and waits for
@@ -122,6 +149,12 @@ func readHopHeader(r io.Reader) (netip.AddrPort, error) {
 // (handshake included in the timeout) and a *tls.Conn is returned;
 // otherwise a *net.TCPConn.
 func dialHop(ctx context.Context, hop string, local net.Addr, target netip.AddrPort, timeout time.Duration, tlsCfg *tls.Config) (net.Conn, error) {
+	return dialHopProto(ctx, hop, local, target, false, timeout, tlsCfg)
+}
+
+// dialHopProto is dialHop for a TCP target, or with udp a UDP one (the
+// connection then carries framed datagrams).
+func dialHopProto(ctx context.Context, hop string, local net.Addr, target netip.AddrPort, udp bool, timeout time.Duration, tlsCfg *tls.Config) (net.Conn, error) {
 	if _, ok := ctx.Deadline(); !ok {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, timeout)
@@ -147,7 +180,7 @@ func dialHop(ctx context.Context, hop string, local net.Addr, target netip.AddrP
 	}
 	var ans [1]byte
 	if err == nil {
-		_, err = c.Write(appendHopHeader(make([]byte, 0, hopFixedLen+maxHopTarget), target))
+		_, err = c.Write(appendHopHeaderProto(make([]byte, 0, hopFixedLen+maxHopTarget), target, udp))
 	}
 	if err == nil {
 		_, err = io.ReadFull(c, ans[:])
@@ -207,7 +240,7 @@ func (p *Proxy) serveHop(raw *net.TCPConn) {
 		c.Write([]byte{code})
 		c.Close()
 	}
-	target, err := readHopHeader(c)
+	target, udp, err := readHopHeaderProto(c)
 	if err != nil {
 		p.stats.hopsMalformed.Add(1)
 		p.log.Debug("hop header refused", "from", raw.RemoteAddr().String(), "err", err)
@@ -218,6 +251,10 @@ func (p *Proxy) serveHop(raw *net.TCPConn) {
 		p.stats.hopsRefused.Add(1)
 		p.log.Debug("hop target refused", "from", raw.RemoteAddr().String(), "target", target.String())
 		fail(hopRefused)
+		return
+	}
+	if udp {
+		p.serveHopUDP(c, target, fail)
 		return
 	}
 	ctx, cancel := context.WithTimeout(p.ctx, dialTimeout)

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net"
 	"net/netip"
 	"slices"
@@ -47,22 +48,43 @@ type Endpoint struct {
 	Local bool   // the pod runs on this peer: dial directly
 }
 
+// Protocols of a [ServicePort].
+const (
+	TCP = "TCP"
+	UDP = "UDP"
+)
+
 // ServicePort is one port of a [Service] with its endpoints.
 type ServicePort struct {
-	Name      string
-	Port      int        // the service port (ClusterIP listeners use it)
-	NodePort  int        // 0 = none; else a listener on Config.NodeIP:NodePort
-	Endpoints []Endpoint // Ready endpoints, cluster-wide
+	Name     string
+	Protocol string // TCP ("" too) or UDP
+	Port     int    // the service port (ClusterIP listeners use it)
+	NodePort int    // 0 = none; else a listener on Config.NodeIP:NodePort
+	// LoadBalancer adds a listener on Config.NodeIP:Port, as k3s'
+	// service load balancer answers a LoadBalancer service on every node.
+	LoadBalancer bool
+	Endpoints    []Endpoint // Ready endpoints, cluster-wide
 }
 
 // Service is a service as this peer serves it.
 type Service struct {
 	Namespace, Name string
 	// ClusterIP is this peer's address for the service ("" = no ClusterIP
-	// listener, and the DNS name resolves to no address); a listener is
+	// listener, and the DNS name resolves to Addresses); a listener is
 	// opened on ClusterIP:Port for each port.
 	ClusterIP string
 	Ports     []ServicePort
+	// Addresses are what the service's DNS name answers when it has no
+	// ClusterIP: a headless service's Ready pod IPs.
+	Addresses []string
+	// Hostnames maps the spec.hostname of Ready pods whose spec.subdomain
+	// is this service to their IPs: "<hostname>.<service>.<ns>.svc.<domain>"
+	// answers with it.
+	Hostnames map[string]string
+	// Affinity is the ClientIP session affinity timeout (0: none): a
+	// client address keeps the endpoint it last used while it connects
+	// again within Affinity.
+	Affinity time.Duration
 }
 
 // Config configures a [Proxy].
@@ -92,7 +114,10 @@ type Config struct {
 	// connection is accepted and reset at once, and counted
 	// (Stats.OverLimit).
 	MaxConns int
-	Log      *slog.Logger
+	// IngressHTTPAddr and IngressHTTPSAddr are "ip:port" where the
+	// Ingress server listens (see [Proxy.UpdateIngress]); "" = none.
+	IngressHTTPAddr, IngressHTTPSAddr string
+	Log                               *slog.Logger
 }
 
 // DefaultMaxConns is the default of Config.MaxConns.
@@ -124,6 +149,10 @@ type Stats struct {
 	DNSRefused   uint64 // REFUSED responses (names outside the cluster, no upstream)
 	DNSForwarded uint64 // queries forwarded to an upstream resolver
 	DNSMalformed uint64 // queries dropped as malformed
+
+	IngressRequests    uint64 // Ingress requests routed to a backend with endpoints
+	IngressNotFound    uint64 // Ingress requests no rule matched (404)
+	IngressUnavailable uint64 // Ingress requests whose backend had no Ready endpoint (503)
 }
 
 type counters struct {
@@ -133,6 +162,7 @@ type counters struct {
 	hopsServed, hopsRefused, hopsMalformed, hopDialFailures atomic.Uint64
 	dnsQueries, dnsAnswers, dnsNXDomain, dnsRefused         atomic.Uint64
 	dnsForwarded, dnsMalformed                              atomic.Uint64
+	ingressRequests, ingressNotFound, ingressUnavailable    atomic.Uint64
 }
 
 // Proxy serves the services of one peer. Its methods are safe for
@@ -143,6 +173,7 @@ type Proxy struct {
 	domain     string        // lower case, no trailing dot
 	hopTimeout time.Duration // hopHandshakeTimeout
 	maxConns   int           // Config.MaxConns or its default
+	udpIdle    time.Duration // a UDP flow without traffic this long is closed
 
 	ctx    context.Context // cancelled by Close
 	cancel context.CancelFunc
@@ -152,11 +183,15 @@ type Proxy struct {
 	started   bool
 	pools     map[poolKey]*pool
 	listeners map[netip.AddrPort]*listener
-	failing   map[netip.AddrPort]bool
+	udp       map[netip.AddrPort]*udpListener
+	failing   map[sockKey]bool
 	warned    map[string]bool // problems logged at the last Update
 	hopLn     *net.TCPListener
 	dns       *dnsServer
 	stopCtx   func() bool
+
+	ingress    atomic.Pointer[ingressState]
+	ingressSrv *ingressServer // set by Start
 
 	table atomic.Pointer[table] // read without locks by Dial and DNS
 	conns connSet               // every connection in flight, closed by Close
@@ -167,14 +202,21 @@ type Proxy struct {
 type poolKey struct {
 	ns, name string
 	port     int
+	proto    string // TCP or UDP
 }
 
-func (k poolKey) String() string { return k.ns + "/" + k.name + ":" + strconv.Itoa(k.port) }
+func (k poolKey) String() string {
+	s := k.ns + "/" + k.name + ":" + strconv.Itoa(k.port)
+	if k.proto == UDP {
+		s += "/UDP"
+	}
+	return s
+}
 
 // table is what Update publishes for lock-free readers.
 type table struct {
 	pools map[poolKey]*pool
-	names map[string]netip.Addr // lower-case FQDN -> ClusterIP (invalid: none)
+	names map[string][]netip.Addr // lower-case FQDN -> ClusterIP, or a headless service's pod IPs (none: NODATA)
 }
 
 // listener is one service listener; its pool can be swapped without
@@ -193,10 +235,12 @@ func New(cfg Config) *Proxy {
 		log:        cfg.Log,
 		pools:      map[poolKey]*pool{},
 		listeners:  map[netip.AddrPort]*listener{},
-		failing:    map[netip.AddrPort]bool{},
+		udp:        map[netip.AddrPort]*udpListener{},
+		failing:    map[sockKey]bool{},
 		warned:     map[string]bool{},
 		hopTimeout: hopHandshakeTimeout,
 		maxConns:   cfg.MaxConns,
+		udpIdle:    defaultUDPIdle,
 	}
 	if p.maxConns <= 0 {
 		p.maxConns = DefaultMaxConns
@@ -253,6 +297,17 @@ func (p *Proxy) Start(ctx context.Context) (err error) {
 		}
 		p.dns = d
 	}
+	if err := p.startIngress(); err != nil {
+		if p.hopLn != nil {
+			p.hopLn.Close()
+			p.hopLn = nil
+		}
+		if p.dns != nil {
+			p.dns.close()
+			p.dns = nil
+		}
+		return err
+	}
 	p.started = true
 	if p.hopLn != nil {
 		p.wg.Add(1)
@@ -302,17 +357,22 @@ func (p *Proxy) Update(services []Service) {
 	}
 
 	pools := make(map[poolKey]*pool, len(p.pools))
-	names := map[string]netip.Addr{}
-	want := map[netip.AddrPort]*pool{}
-	owner := map[netip.AddrPort]poolKey{}
-	claim := func(ap netip.AddrPort, pl *pool) {
-		if prev, ok := owner[ap]; ok {
-			warn("conflict "+ap.String()+" "+pl.key.String(), "address already taken by another service port",
-				"addr", ap.String(), "service", pl.key.String(), "taken_by", prev.String())
+	names := map[string][]netip.Addr{}
+	want := map[sockKey]*pool{}
+	owner := map[sockKey]poolKey{}
+	claim := func(sk sockKey, pl *pool) {
+		if prev, ok := owner[sk]; ok {
+			warn("conflict "+sk.String()+" "+pl.key.String(), "address already taken by another service port",
+				"addr", sk.String(), "service", pl.key.String(), "taken_by", prev.String())
 			return
 		}
-		owner[ap] = pl.key
-		want[ap] = pl
+		owner[sk] = pl.key
+		want[sk] = pl
+	}
+	addName := func(n string, ips []netip.Addr) {
+		if _, dup := names[n]; !dup {
+			names[n] = ips
+		}
 	}
 	for _, s := range svcs {
 		var cip netip.Addr
@@ -325,14 +385,32 @@ func (p *Proxy) Update(services []Service) {
 			}
 		}
 		if s.Namespace != "" && s.Name != "" {
+			var ips []netip.Addr
+			if cip.IsValid() {
+				ips = []netip.Addr{cip}
+			} else {
+				ips = parseAddrs(s.Addresses)
+			}
 			for _, n := range serviceNames(s.Namespace, s.Name, p.domain) {
-				if _, dup := names[n]; !dup {
-					names[n] = cip
+				addName(n, ips)
+			}
+			for _, h := range slices.Sorted(maps.Keys(s.Hostnames)) {
+				if a := parseAddrs([]string{s.Hostnames[h]}); len(a) == 1 && h != "" && !strings.Contains(h, ".") {
+					for _, n := range serviceNames(s.Namespace, s.Name, p.domain) {
+						addName(strings.ToLower(h)+"."+n, a)
+					}
 				}
 			}
 		}
 		for _, sp := range s.Ports {
-			key := poolKey{s.Namespace, s.Name, sp.Port}
+			proto := TCP
+			if sp.Protocol == UDP {
+				proto = UDP
+			} else if sp.Protocol != "" && sp.Protocol != TCP {
+				warn("proto "+s.Namespace+"/"+s.Name, "unsupported protocol: port not served", "service", s.Namespace+"/"+s.Name, "protocol", sp.Protocol)
+				continue
+			}
+			key := poolKey{s.Namespace, s.Name, sp.Port, proto}
 			if _, dup := pools[key]; dup {
 				warn("dupport "+key.String(), "duplicate service port ignored", "service", key.String())
 				continue
@@ -342,9 +420,10 @@ func (p *Proxy) Update(services []Service) {
 				pl = newPool(key)
 			}
 			pl.setEndpoints(sp.Endpoints)
+			pl.setAffinity(s.Affinity)
 			pools[key] = pl
 			if cip.IsValid() && validPort(sp.Port) {
-				claim(netip.AddrPortFrom(cip, uint16(sp.Port)), pl)
+				claim(sockKey{netip.AddrPortFrom(cip, uint16(sp.Port)), proto}, pl)
 			}
 			if sp.NodePort != 0 {
 				switch {
@@ -353,7 +432,16 @@ func (p *Proxy) Update(services []Service) {
 				case !nodeIP.IsValid():
 					warn("nonodeip "+key.String(), "no NodeIP: NodePort not served", "service", key.String(), "nodeport", sp.NodePort)
 				default:
-					claim(netip.AddrPortFrom(nodeIP, uint16(sp.NodePort)), pl)
+					claim(sockKey{netip.AddrPortFrom(nodeIP, uint16(sp.NodePort)), proto}, pl)
+				}
+			}
+			if sp.LoadBalancer {
+				switch {
+				case !validPort(sp.Port):
+				case !nodeIP.IsValid():
+					warn("nonodeip lb "+key.String(), "no NodeIP: LoadBalancer port not served", "service", key.String())
+				default:
+					claim(sockKey{netip.AddrPortFrom(nodeIP, uint16(sp.Port)), proto}, pl)
 				}
 			}
 		}
@@ -361,14 +449,39 @@ func (p *Proxy) Update(services []Service) {
 
 	// Listeners: close the unwanted ones, repoint and open the wanted ones.
 	for ap, l := range p.listeners {
-		if _, ok := want[ap]; !ok {
+		if _, ok := want[sockKey{ap, TCP}]; !ok {
 			l.ln.Close()
 			delete(p.listeners, ap)
 			p.log.Info("listener closed", "addr", ap.String())
 		}
 	}
+	for ap, l := range p.udp {
+		if _, ok := want[sockKey{ap, UDP}]; !ok {
+			l.close()
+			delete(p.udp, ap)
+			p.log.Info("listener closed", "addr", ap.String(), "proto", UDP)
+		}
+	}
 	clear(p.failing)
-	for ap, pl := range want {
+	for sk, pl := range want {
+		ap := sk.addr
+		if sk.proto == UDP {
+			if l := p.udp[ap]; l != nil {
+				l.pool.Store(pl)
+				continue
+			}
+			l, err := p.listenUDP(ap, pl)
+			if err != nil {
+				p.stats.listenErrors.Add(1)
+				p.failing[sk] = true
+				warn("listen "+sk.String()+" "+err.Error(), "cannot open service listener, will retry at next update",
+					"addr", sk.String(), "service", pl.key.String(), "err", err)
+				continue
+			}
+			p.udp[ap] = l
+			p.log.Info("listener opened", "addr", ap.String(), "proto", UDP, "service", pl.key.String())
+			continue
+		}
 		if l := p.listeners[ap]; l != nil {
 			if l.pool.Load() != pl {
 				l.pool.Store(pl)
@@ -378,8 +491,8 @@ func (p *Proxy) Update(services []Service) {
 		ln, err := net.ListenTCP("tcp", net.TCPAddrFromAddrPort(ap))
 		if err != nil {
 			p.stats.listenErrors.Add(1)
-			p.failing[ap] = true
-			warn("listen "+ap.String()+" "+err.Error(), "cannot open service listener, will retry at next update",
+			p.failing[sk] = true
+			warn("listen "+sk.String()+" "+err.Error(), "cannot open service listener, will retry at next update",
 				"addr", ap.String(), "service", pl.key.String(), "err", err)
 			continue
 		}
@@ -403,16 +516,33 @@ func (p *Proxy) Update(services []Service) {
 	p.table.Store(t)
 }
 
-func mapsEqual(a, b map[string]netip.Addr) bool {
-	if len(a) != len(b) {
-		return false
+func mapsEqual(a, b map[string][]netip.Addr) bool {
+	return maps.EqualFunc(a, b, slices.Equal)
+}
+
+// sockKey is a listening address with its protocol.
+type sockKey struct {
+	addr  netip.AddrPort
+	proto string
+}
+
+func (k sockKey) String() string {
+	if k.proto == UDP {
+		return k.addr.String() + "/UDP"
 	}
-	for k, v := range a {
-		if w, ok := b[k]; !ok || w != v {
-			return false
+	return k.addr.String()
+}
+
+// parseAddrs parses the valid addresses of ss, sorted, without duplicates.
+func parseAddrs(ss []string) []netip.Addr {
+	var out []netip.Addr
+	for _, s := range ss {
+		if a, err := netip.ParseAddr(s); err == nil {
+			out = append(out, a.Unmap())
 		}
 	}
-	return true
+	slices.SortFunc(out, func(a, b netip.Addr) int { return a.Compare(b) })
+	return slices.Compact(out)
 }
 
 func validPort(p int) bool { return p > 0 && p < 65536 }
@@ -447,9 +577,12 @@ func (p *Proxy) Stats() Stats {
 		DNSRefused:          c.dnsRefused.Load(),
 		DNSForwarded:        c.dnsForwarded.Load(),
 		DNSMalformed:        c.dnsMalformed.Load(),
+		IngressRequests:     c.ingressRequests.Load(),
+		IngressNotFound:     c.ingressNotFound.Load(),
+		IngressUnavailable:  c.ingressUnavailable.Load(),
 	}
 	p.mu.Lock()
-	s.Listeners = len(p.listeners)
+	s.Listeners = len(p.listeners) + len(p.udp)
 	s.ListenersFailing = len(p.failing)
 	p.mu.Unlock()
 	return s
@@ -473,6 +606,10 @@ func (p *Proxy) Close() error {
 		l.ln.Close()
 		delete(p.listeners, ap)
 	}
+	for ap, l := range p.udp {
+		l.close()
+		delete(p.udp, ap)
+	}
 	clear(p.failing)
 	if p.hopLn != nil {
 		p.hopLn.Close()
@@ -480,6 +617,7 @@ func (p *Proxy) Close() error {
 	if p.dns != nil {
 		p.dns.close()
 	}
+	p.closeIngress()
 	p.mu.Unlock()
 	p.conns.closeAll()
 	p.wg.Wait()
@@ -550,7 +688,11 @@ func (p *Proxy) serveClient(c *net.TCPConn, pl *pool) {
 		c.Close()
 		return
 	}
-	up, b, err := p.dialPool(p.ctx, pl)
+	var client netip.Addr
+	if a, ok := c.RemoteAddr().(*net.TCPAddr); ok {
+		client = a.AddrPort().Addr().Unmap()
+	}
+	up, b, err := p.dialPool(p.ctx, pl, client)
 	if err != nil {
 		if errors.Is(err, ErrNoEndpoints) {
 			p.stats.noEndpoints.Add(1)
@@ -578,17 +720,23 @@ func (p *Proxy) serveClient(c *net.TCPConn, pl *pool) {
 // client connection; for port-forward. The connection belongs to the
 // caller (Close does not end it); closing it releases the endpoint.
 func (p *Proxy) Dial(ctx context.Context, namespace, service string, port int) (net.Conn, error) {
+	return p.DialFrom(ctx, namespace, service, port, netip.Addr{})
+}
+
+// DialFrom is [Proxy.Dial] on behalf of a client address, which session
+// affinity keys on (the zero Addr: none).
+func (p *Proxy) DialFrom(ctx context.Context, namespace, service string, port int, client netip.Addr) (net.Conn, error) {
 	if p.ctx.Err() != nil {
 		return nil, ErrClosed
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	defer context.AfterFunc(p.ctx, cancel)()
-	pl := p.table.Load().pools[poolKey{namespace, service, port}]
+	pl := p.table.Load().pools[poolKey{namespace, service, port, TCP}]
 	if pl == nil {
 		return nil, fmt.Errorf("%w: %s/%s:%d", ErrUnknownService, namespace, service, port)
 	}
-	c, b, err := p.dialPool(ctx, pl)
+	c, b, err := p.dialPool(ctx, pl, client)
 	if err != nil {
 		return nil, err
 	}
@@ -642,11 +790,11 @@ func (c *pooledConn) Close() error {
 // dialPool dials an endpoint of pl chosen by least connections, trying the
 // others (each at most once) while dials fail. The chosen backend is
 // returned acquired: the caller must release it.
-func (p *Proxy) dialPool(ctx context.Context, pl *pool) (net.Conn, *backend, error) {
+func (p *Proxy) dialPool(ctx context.Context, pl *pool, client netip.Addr) (net.Conn, *backend, error) {
 	var tried []*backend
 	var lastErr error
 	for {
-		b := pl.pick(tried, time.Now())
+		b := pl.pickFor(client, tried, time.Now())
 		if b == nil {
 			break
 		}
@@ -659,6 +807,7 @@ func (p *Proxy) dialPool(ctx context.Context, pl *pool) (net.Conn, *backend, err
 		cancel()
 		if err == nil {
 			b.failedAt.Store(0)
+			pl.chosen(client, b, time.Now())
 			return c, b, nil
 		}
 		b.release()

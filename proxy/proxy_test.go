@@ -306,7 +306,7 @@ func TestHopRefusesAndRejects(t *testing.T) {
 		"GET / HTTP/1.1\r\nHost: x\r\n\r\n",
 		"CHOP\x01\x0e127.0.077.21:80",
 		"CHOP\x01\x00",
-		"CHOP\x02\x0c127.0.0.1:80",
+		"CHOP\x03\x0c127.0.0.1:80",
 		"CHOP\x01\x0c0.0.0.0:80000",
 	} {
 		hc, err := net.Dial("tcp", f.a.hop)
@@ -464,7 +464,7 @@ func TestDialAndSplice(t *testing.T) {
 		t.Errorf("port-forward answers %v, want both pods", seen)
 	}
 	// Dial released its endpoints.
-	pl := f.b.table.Load().pools[poolKey{"default", "web", 80}]
+	pl := f.b.table.Load().pools[poolKey{"default", "web", 80, TCP}]
 	for _, b := range *pl.backends.Load() {
 		if n := b.active.Load(); n != 0 {
 			t.Errorf("endpoint %v: %d connections still counted", b.ep, n)

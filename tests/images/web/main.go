@@ -11,6 +11,10 @@
 //	GET /exit?code=N   exits the process with code N
 //	GET /lookup?host=H the addresses H resolves to (the pod's resolver), one per line
 //	GET /get?url=U     fetches U from inside the pod and returns its status and body
+//	GET (other paths)  404 "no page <path> on <pod name>\n"
+//
+// With $UDP_PORT set it also answers each UDP datagram on that port with
+// "<pod name>:<datagram>".
 //
 // It prints "listening on :PORT" once the port is open, then one line per
 // request to stdout, and exits 0 on SIGTERM or SIGINT.
@@ -75,6 +79,9 @@ func main() {
 	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, r *http.Request) {
 		fmt.Fprintf(w, "hello from %s\n", podName)
 	})
+	mux.HandleFunc("GET /", func(w http.ResponseWriter, r *http.Request) {
+		http.Error(w, "no page "+r.URL.Path+" on "+podName, http.StatusNotFound)
+	})
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		if broken.Load() {
 			http.Error(w, "liveness broken", http.StatusInternalServerError)
@@ -138,6 +145,25 @@ func main() {
 			os.Exit(code)
 		}()
 	})
+
+	if up := os.Getenv("UDP_PORT"); up != "" {
+		pc, err := net.ListenPacket("udp", ":"+up)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+		fmt.Printf("udp echo on :%s\n", up)
+		go func() {
+			buf := make([]byte, 65535)
+			for {
+				n, from, err := pc.ReadFrom(buf)
+				if err != nil {
+					return
+				}
+				pc.WriteTo(append([]byte(podName+":"), buf[:n]...), from)
+			}
+		}()
+	}
 
 	ln, err := net.Listen("tcp", ":"+*port)
 	if err != nil {
