@@ -123,3 +123,30 @@ func TestWarnUnknownHookField(t *testing.T) {
 		}
 	}
 }
+
+// A pod's requests are the larger of its running set (apps and sidecars)
+// and each init container's peak, as Kubernetes' scheduler counts them.
+func TestPodRequests(t *testing.T) {
+	c := func(cpu, mem string, sidecar bool) Container {
+		ctr := Container{Resources: ResourceRequirements{Requests: ResourceList{"cpu": cpu, "memory": mem}}}
+		if sidecar {
+			ctr.RestartPolicy = ptr(RestartAlways)
+		}
+		return ctr
+	}
+	for _, tc := range []struct {
+		name     string
+		s        PodSpec
+		cpu, mem int64
+	}{
+		{"apps only", PodSpec{Containers: []Container{c("100m", "1Mi", false), c("200m", "2Mi", false)}}, 300, 3 << 20},
+		{"big init", PodSpec{InitContainers: []Container{c("1", "1Mi", false)}, Containers: []Container{c("100m", "8Mi", false)}}, 1000, 8 << 20},
+		{"sidecar adds", PodSpec{InitContainers: []Container{c("100m", "1Mi", true)}, Containers: []Container{c("100m", "1Mi", false)}}, 200, 2 << 20},
+		{"init after sidecar", PodSpec{InitContainers: []Container{c("500m", "1Mi", true), c("1", "1Mi", false)},
+			Containers: []Container{c("100m", "1Mi", false)}}, 1500, 2 << 20},
+	} {
+		if cpu, mem := PodRequests(&tc.s); cpu != tc.cpu || mem != tc.mem {
+			t.Errorf("%s: %d m, %d bytes; want %d, %d", tc.name, cpu, mem, tc.cpu, tc.mem)
+		}
+	}
+}
