@@ -54,7 +54,8 @@ func nextInit(cs []ctrView) (next int, done bool) {
 // planStarts decides which containers start at now. Until the pod is
 // initialized, only the init container the sequence waits for may start
 // (once its back-off has passed); an init container that failed for good
-// (Terminated, not Succeeded) stops the sequence there. Once initialized,
+// (Terminated, not Succeeded) stops the sequence there, and the running
+// sidecars (the pod has failed). Once initialized,
 // every app container and sidecar that is not running, has not ended for
 // good and whose back-off has passed starts; when every app container has
 // ended for good, the running sidecars are stopped instead and none starts
@@ -65,7 +66,10 @@ func planStarts(cs []ctrView, initialized bool, now time.Time) startPlan {
 	if !initialized {
 		next, done := nextInit(cs)
 		if !done {
-			if due(cs[next]) {
+			if cs[next].Terminated {
+				// Failed for good: the pod has failed, its sidecars stop.
+				p.StopSidecars = runningSidecars(cs)
+			} else if due(cs[next]) {
 				p.Start = append(p.Start, next)
 			}
 			return p
@@ -79,19 +83,27 @@ func planStarts(cs []ctrView, initialized bool, now time.Time) startPlan {
 			appsDone = appsDone && c.Terminated
 		}
 	}
-	appsDone = appsDone && apps > 0
+	if appsDone && apps > 0 {
+		p.StopSidecars = runningSidecars(cs)
+		return p
+	}
 	for i, c := range cs {
-		switch {
-		case c.Init && !c.Sidecar:
-		case c.Sidecar && appsDone:
-			if c.Running && !c.StopRequested {
-				p.StopSidecars = append(p.StopSidecars, i)
-			}
-		case due(c):
+		if (!c.Init || c.Sidecar) && due(c) {
 			p.Start = append(p.Start, i)
 		}
 	}
 	return p
+}
+
+// runningSidecars returns the sidecars running and not yet being stopped.
+func runningSidecars(cs []ctrView) []int {
+	var out []int
+	for i, c := range cs {
+		if c.Sidecar && c.Running && !c.StopRequested {
+			out = append(out, i)
+		}
+	}
+	return out
 }
 
 // backoffDelay is the wait before restart number restarts (1 for the

@@ -192,8 +192,14 @@ func (m *PodManager) Start(ctx context.Context) error {
 		}
 		if w.initialized {
 			for i := range w.ctrs {
-				if w.ctrs[i].waitReason == "PodInitializing" && !w.ctrs[i].init {
-					w.ctrs[i].waitReason = "ContainerCreating"
+				c := &w.ctrs[i]
+				switch {
+				case c.init && !c.sidecar:
+					// They ran to completion before the apps started.
+					c.succeeded = true
+					c.terminated = &api.ContainerStateTerminated{ExitCode: 0, Reason: "Completed"}
+				case c.waitReason == "PodInitializing" && !c.init:
+					c.waitReason = "ContainerCreating"
 				}
 			}
 		}
@@ -1285,7 +1291,7 @@ func (w *podWorker) teardown(ctx context.Context, log *slog.Logger) {
 		case !c.running:
 		case c.sidecar:
 			sidecars = append(sidecars, c.spec)
-		case !c.init:
+		default: // app containers, and an init container still running
 			apps = append(apps, c.spec)
 		}
 	}
