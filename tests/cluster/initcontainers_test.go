@@ -119,6 +119,19 @@ spec:
     livenessProbe: {grpc: {port: 9090, service: sick}, periodSeconds: 1, failureThreshold: 2}
 `
 
+// slowStop's preStop hook would take a minute; its grace period is 3 s.
+const slowStop = `apiVersion: v1
+kind: Pod
+metadata: {name: slowstop}
+spec:
+  nodeName: ic1
+  terminationGracePeriodSeconds: 3
+  containers:
+  - name: app
+    image: example/web:1
+    lifecycle: {preStop: {exec: {command: [/app, sleep, 60s]}}}
+`
+
 // neverPull runs on the second peer, which does not hold its image (the
 // first peer does).
 const neverPull = `apiVersion: v1
@@ -292,6 +305,19 @@ func TestInitContainersSidecarsProbesHooks(t *testing.T) {
 			t.Errorf("grpc-ok restarted %s times", n)
 		}
 		must(t)(k1("delete", "pod", "grpc-ok", "grpc-sick", "--wait=false"))
+	})
+
+	t.Run("grace period bounds preStop", func(t *testing.T) {
+		apply(t, k1, slowStop)
+		eventually(t, k1, "Running", has("Running"), "get", "pod", "slowstop")
+		start := time.Now()
+		must(t)(k1("delete", "pod", "slowstop", "--wait=false"))
+		eventually(t, k2, "slowstop gone", func(out string) bool { return !strings.Contains(out, "slowstop") }, "get", "pods")
+		took := time.Since(start)
+		t.Logf("a pod whose preStop hook sleeps 60 s, with a 3 s grace period, was gone %s after kubectl delete", took.Round(100*time.Millisecond))
+		if took < 3*time.Second || took > 30*time.Second {
+			t.Errorf("slowstop gone after %s: want the 3 s grace period (plus removal), not the hook's 60 s", took)
+		}
 	})
 
 	t.Run("imagePullPolicy Never", func(t *testing.T) {
