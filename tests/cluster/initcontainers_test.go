@@ -248,6 +248,10 @@ func TestInitContainersSidecarsProbesHooks(t *testing.T) {
 		if !strings.Contains(st, "side=2") { // running since 2026-...
 			t.Errorf("sidecar not running: %s", st)
 		}
+		// An init container's log, through the other peer.
+		if out := must(t)(k2("logs", "ordered", "-c", "second")); !strings.Contains(out, "hello from ordered") {
+			t.Errorf("logs -c second: %q", out)
+		}
 		if c := must(t)(k1("get", "pod", "ordered", "-o", `jsonpath={.status.conditions[?(@.type=="Initialized")].status}`)); c != "True" {
 			t.Errorf("Initialized condition %q", c)
 		}
