@@ -418,8 +418,8 @@ func newUID() string {
 // ctrState is the observed state of one container of a pod.
 type ctrState struct {
 	spec      api.Container
-	init      bool // an init container (sidecars too)
-	sidecar   bool // an init container with restartPolicy Always
+	init      bool   // an init container (sidecars too)
+	sidecar   bool   // an init container with restartPolicy Always
 	image     string // normalized
 	restarts  int32
 	running   bool
