@@ -36,7 +36,7 @@ spec:
   terminationGracePeriodSeconds: 10
   volumes: [{name: work, emptyDir: {}}]
   initContainers:
-  - {name: wait, image: example/web:1, args: [sleep, 4s]}
+  - {name: wait, image: example/web:1, args: [sleep, "4"]}
   - {name: first, image: example/web:1, args: [appendfile, /work/log, first], volumeMounts: [{name: work, mountPath: /work}]}
   - name: side
     image: example/web:1
@@ -129,7 +129,7 @@ spec:
   containers:
   - name: app
     image: example/web:1
-    lifecycle: {preStop: {exec: {command: [/app, sleep, 60s]}}}
+    lifecycle: {preStop: {exec: {command: [/app, sleep, "60"]}}}
 `
 
 // neverPull runs on the second peer, which does not hold its image (the

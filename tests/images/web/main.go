@@ -20,6 +20,7 @@
 //
 //	/app echo ARGS...       prints ARGS, space-separated, and a newline to stdout
 //	/app fail N [MSG...]    prints MSG (default "failing with N") to stderr, exits N
+//	/app sleep S [MSG...]   waits S seconds, then prints MSG
 //	/app cat                copies stdin to stdout, then prints "<n> bytes" to stderr
 //	/app hostname           prints the hostname (the pod's name) to stdout
 //	/app env NAME           prints the value of the variable NAME, exits 1 if unset
@@ -27,7 +28,6 @@
 //	/app writefile PATH S   writes S to the file at PATH
 //	/app appendfile PATH S  appends S and a newline to the file at PATH (made if missing)
 //	/app fetch URL          prints the body of a GET of URL; exits 1 unless it answers 200
-//	/app sleep D            sleeps for the duration D (e.g. 2s), then exits 0
 //	/app security           prints "key: value" lines about its confinement: the Uid,
 //	                        Gid, Groups, CapEff, CapBnd, NoNewPrivs and Seccomp lines of
 //	                        /proc/self/status, uid_map (/proc/self/uid_map), then
@@ -210,6 +210,19 @@ func runMode(mode string, args []string) (code int, ok bool) {
 		}
 		fmt.Fprintln(os.Stderr, msg)
 		return n, true
+	case "sleep": // sleep SECONDS [MESSAGE...]: waits, then prints MESSAGE
+		if len(args) == 0 {
+			fmt.Fprintln(os.Stderr, "usage: sleep SECONDS [MESSAGE...]")
+			return 2, true
+		}
+		d, err := time.ParseDuration(args[0] + "s")
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "usage: sleep SECONDS [MESSAGE...]")
+			return 2, true
+		}
+		time.Sleep(d)
+		fmt.Println(strings.Join(args[1:], " "))
+		return 0, true
 	case "hostname":
 		h, err := os.Hostname()
 		if err != nil {
@@ -294,14 +307,6 @@ func runMode(mode string, args []string) (code int, ok bool) {
 			fmt.Fprintln(os.Stderr, resp.Status)
 			return 1, true
 		}
-		return 0, true
-	case "sleep":
-		d, err := time.ParseDuration(strings.Join(args, ""))
-		if err != nil {
-			fmt.Fprintln(os.Stderr, "usage: sleep DURATION (e.g. 2s)")
-			return 2, true
-		}
-		time.Sleep(d)
 		return 0, true
 	case "cat":
 		n, err := io.Copy(os.Stdout, os.Stdin)
