@@ -122,10 +122,6 @@ type PodTemplateSpec struct {
 
 // PodSpec describes a pod.
 type PodSpec struct {
-	// InitContainers run one after the other, each to completion, before
-	// Containers start; one with restartPolicy Always is a sidecar: it
-	// keeps running next to Containers and stops after them.
-	InitContainers                []Container         `json:"initContainers,omitempty"`
 	Containers                    []Container         `json:"containers"`
 	RestartPolicy                 string              `json:"restartPolicy,omitempty"` // Always, OnFailure, Never
 	NodeSelector                  map[string]string   `json:"nodeSelector,omitempty"`
@@ -134,6 +130,10 @@ type PodSpec struct {
 	TerminationGracePeriodSeconds *int64              `json:"terminationGracePeriodSeconds,omitempty"`
 	SecurityContext               *PodSecurityContext `json:"securityContext,omitempty"`
 	Volumes                       []Volume            `json:"volumes,omitempty"`
+	// InitContainers run one after the other, each to completion, before
+	// Containers start; one with restartPolicy Always is a sidecar: it
+	// keeps running next to Containers and stops after them.
+	InitContainers []Container `json:"initContainers,omitempty"`
 	// HostUsers false asks for a user namespace; chorus rejects it (see
 	// validateSecurityContext for why).
 	HostUsers *bool `json:"hostUsers,omitempty"`
