@@ -711,7 +711,7 @@ func (a *Agent) podImages() map[string]string {
 		return out
 	}
 	for _, p := range a.pods.Pods() {
-		for _, c := range p.Spec.Containers {
+		for _, c := range append(p.Spec.InitContainers, p.Spec.Containers...) {
 			name, err := runtime.NormalizeImage(c.Image)
 			if err != nil {
 				name = c.Image

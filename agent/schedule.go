@@ -123,18 +123,7 @@ func replicaOf(p *api.Pod) placement.Replica {
 		r.Group = ""
 		r.Pin = p.Spec.NodeName
 	}
-	for _, c := range p.Spec.Containers {
-		if q, ok := c.Resources.Requests["cpu"]; ok {
-			if v, err := api.ParseCPU(q); err == nil {
-				r.CPUMilli += v
-			}
-		}
-		if q, ok := c.Resources.Requests["memory"]; ok {
-			if v, err := api.ParseMemory(q); err == nil {
-				r.MemBytes += v
-			}
-		}
-	}
+	r.CPUMilli, r.MemBytes = api.PodRequests(&p.Spec)
 	return r
 }
 

@@ -268,7 +268,7 @@ spec:
 		{
 			name:     "probe without handler",
 			manifest: deployment("web", "        livenessProbe:\n          periodSeconds: 5\n"),
-			want:     []string{`spec.template.spec.containers[0].livenessProbe: must specify a handler: one of exec, httpGet, tcpSocket`},
+			want:     []string{`spec.template.spec.containers[0].livenessProbe: must specify a handler: one of exec, httpGet, tcpSocket, grpc`},
 		},
 		{
 			name:     "probe numbers",

@@ -129,29 +129,45 @@ func defaultPodSpec(s *PodSpec) {
 	if s.TerminationGracePeriodSeconds == nil {
 		s.TerminationGracePeriodSeconds = ptr[int64](defaultGracePeriodSeconds)
 	}
+	for i := range s.InitContainers {
+		defaultContainer(&s.InitContainers[i])
+	}
 	for i := range s.Containers {
-		c := &s.Containers[i]
-		if c.ImagePullPolicy == "" {
-			c.ImagePullPolicy = PullIfNotPresent
-			if tag := imageTag(c.Image); tag == "" || tag == "latest" {
-				c.ImagePullPolicy = PullAlways
+		defaultContainer(&s.Containers[i])
+	}
+}
+
+// defaultContainer fills in what a container (or an init container) may
+// leave out.
+func defaultContainer(c *Container) {
+	if c.ImagePullPolicy == "" {
+		c.ImagePullPolicy = PullIfNotPresent
+		if tag := imageTag(c.Image); tag == "" || tag == "latest" {
+			c.ImagePullPolicy = PullAlways
+		}
+	}
+	for j := range c.Ports {
+		if c.Ports[j].Protocol == "" {
+			c.Ports[j].Protocol = ProtocolTCP
+		}
+	}
+	for name, q := range c.Resources.Limits {
+		if _, ok := c.Resources.Requests[name]; !ok {
+			if c.Resources.Requests == nil {
+				c.Resources.Requests = ResourceList{}
+			}
+			c.Resources.Requests[name] = q
+		}
+	}
+	defaultProbe(c.LivenessProbe)
+	defaultProbe(c.ReadinessProbe)
+	defaultProbe(c.StartupProbe)
+	if l := c.Lifecycle; l != nil {
+		for _, h := range []*LifecycleHandler{l.PostStart, l.PreStop} {
+			if h != nil {
+				defaultHTTPGet(h.HTTPGet)
 			}
 		}
-		for j := range c.Ports {
-			if c.Ports[j].Protocol == "" {
-				c.Ports[j].Protocol = ProtocolTCP
-			}
-		}
-		for name, q := range c.Resources.Limits {
-			if _, ok := c.Resources.Requests[name]; !ok {
-				if c.Resources.Requests == nil {
-					c.Resources.Requests = ResourceList{}
-				}
-				c.Resources.Requests[name] = q
-			}
-		}
-		defaultProbe(c.LivenessProbe)
-		defaultProbe(c.ReadinessProbe)
 	}
 }
 
@@ -184,13 +200,18 @@ func defaultProbe(p *Probe) {
 	if p.FailureThreshold == 0 {
 		p.FailureThreshold = defaultProbeFailure
 	}
-	if h := p.HTTPGet; h != nil {
-		if h.Path == "" {
-			h.Path = "/"
-		}
-		if h.Scheme == "" {
-			h.Scheme = "HTTP"
-		}
+	defaultHTTPGet(p.HTTPGet)
+}
+
+func defaultHTTPGet(h *HTTPGetAction) {
+	if h == nil {
+		return
+	}
+	if h.Path == "" {
+		h.Path = "/"
+	}
+	if h.Scheme == "" {
+		h.Scheme = "HTTP"
 	}
 }
 

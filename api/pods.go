@@ -64,3 +64,37 @@ func PodsForDeployment(d *Deployment) []Pod {
 	}
 	return pods
 }
+
+// PodRequests returns the CPU (millicores) and memory (bytes) a pod
+// requests, as Kubernetes' scheduler counts them: the larger of what its
+// app containers and sidecars request together, and what each init
+// container requests while it runs (itself plus the sidecars started
+// before it). Quantities that do not parse count as 0.
+func PodRequests(s *PodSpec) (cpuMilli, memBytes int64) {
+	req := func(c *Container) (int64, int64) {
+		var cpu, mem int64
+		if q, ok := c.Resources.Requests[ResourceCPU]; ok {
+			cpu, _ = ParseCPU(q)
+		}
+		if q, ok := c.Resources.Requests[ResourceMemory]; ok {
+			mem, _ = ParseMemory(q)
+		}
+		return cpu, mem
+	}
+	var sideCPU, sideMem, initCPU, initMem int64
+	for i := range s.InitContainers {
+		c := &s.InitContainers[i]
+		cpu, mem := req(c)
+		if c.IsSidecar() {
+			sideCPU, sideMem = sideCPU+cpu, sideMem+mem
+			cpu, mem = 0, 0
+		}
+		initCPU, initMem = max(initCPU, sideCPU+cpu), max(initMem, sideMem+mem)
+	}
+	cpuMilli, memBytes = sideCPU, sideMem
+	for i := range s.Containers {
+		cpu, mem := req(&s.Containers[i])
+		cpuMilli, memBytes = cpuMilli+cpu, memBytes+mem
+	}
+	return max(cpuMilli, initCPU), max(memBytes, initMem)
+}

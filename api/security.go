@@ -53,9 +53,9 @@ func (v *validator) validateSecurityContext(s *PodSpec, path string) {
 		}
 		v.seccomp(psc.SeccompProfile, child(p, "seccompProfile"))
 	}
-	for i := range s.Containers {
-		sc := s.Containers[i].SecurityContext
-		cp := index(child(path, "containers"), i)
+	for _, c := range s.allContainers(path) {
+		sc := c.ctr.SecurityContext
+		cp := c.path
 		// runAsNonRoot with a runAsUser of 0, the container's or the pod's.
 		nonRoot, user, userAt := false, (*int64)(nil), ""
 		if psc != nil {

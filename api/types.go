@@ -137,6 +137,10 @@ type PodSpec struct {
 	TerminationGracePeriodSeconds *int64              `json:"terminationGracePeriodSeconds,omitempty"`
 	SecurityContext               *PodSecurityContext `json:"securityContext,omitempty"`
 	Volumes                       []Volume            `json:"volumes,omitempty"`
+	// InitContainers run one after the other, each to completion, before
+	// Containers start; one with restartPolicy Always is a sidecar: it
+	// keeps running next to Containers and stops after them.
+	InitContainers []Container `json:"initContainers,omitempty"`
 	// HostUsers false asks for a user namespace; chorus rejects it (see
 	// validateSecurityContext for why).
 	HostUsers *bool `json:"hostUsers,omitempty"`
@@ -200,8 +204,47 @@ type Container struct {
 	Resources       ResourceRequirements `json:"resources,omitempty"`
 	LivenessProbe   *Probe               `json:"livenessProbe,omitempty"`
 	ReadinessProbe  *Probe               `json:"readinessProbe,omitempty"`
+	StartupProbe    *Probe               `json:"startupProbe,omitempty"`
+	Lifecycle       *Lifecycle           `json:"lifecycle,omitempty"`
 	ImagePullPolicy string               `json:"imagePullPolicy,omitempty"`
 	SecurityContext *SecurityContext     `json:"securityContext,omitempty"`
+	// RestartPolicy may only be set on an init container, and only to
+	// Always: it makes the init container a sidecar.
+	RestartPolicy *string `json:"restartPolicy,omitempty"`
+}
+
+// IsSidecar reports whether c, an init container, is a sidecar
+// (restartPolicy Always).
+func (c *Container) IsSidecar() bool {
+	return c.RestartPolicy != nil && *c.RestartPolicy == RestartAlways
+}
+
+// Lifecycle holds the hooks run after a container starts and before it is
+// stopped.
+type Lifecycle struct {
+	PostStart *LifecycleHandler `json:"postStart,omitempty"`
+	PreStop   *LifecycleHandler `json:"preStop,omitempty"`
+}
+
+// LifecycleHandler is one hook: exactly one of its members.
+type LifecycleHandler struct {
+	Exec      *ExecAction      `json:"exec,omitempty"`
+	HTTPGet   *HTTPGetAction   `json:"httpGet,omitempty"`
+	TCPSocket *TCPSocketAction `json:"tcpSocket,omitempty"` // accepted, as Kubernetes does, and does nothing
+	Sleep     *SleepAction     `json:"sleep,omitempty"`
+}
+
+// SleepAction waits Seconds.
+type SleepAction struct {
+	Seconds int64 `json:"seconds"`
+}
+
+// GRPCAction probes with the standard gRPC health check
+// (grpc.health.v1.Health/Check) on Port of the pod's address; Service is
+// the service name asked about ("" when unset).
+type GRPCAction struct {
+	Port    int32   `json:"port"`
+	Service *string `json:"service,omitempty"`
 }
 
 // EnvVar is an environment variable: a literal value, or one taken from
@@ -229,11 +272,12 @@ type ResourceRequirements struct {
 // ResourceList maps a resource name (cpu, memory) to a quantity string.
 type ResourceList map[string]string
 
-// Probe is a liveness or readiness probe.
+// Probe is a liveness, readiness or startup probe.
 type Probe struct {
 	Exec                *ExecAction      `json:"exec,omitempty"`
 	HTTPGet             *HTTPGetAction   `json:"httpGet,omitempty"`
 	TCPSocket           *TCPSocketAction `json:"tcpSocket,omitempty"`
+	GRPC                *GRPCAction      `json:"grpc,omitempty"`
 	InitialDelaySeconds int32            `json:"initialDelaySeconds,omitempty"`
 	TimeoutSeconds      int32            `json:"timeoutSeconds,omitempty"`
 	PeriodSeconds       int32            `json:"periodSeconds,omitempty"`
@@ -370,14 +414,15 @@ type Pod struct {
 
 // PodStatus is the observed state of a pod.
 type PodStatus struct {
-	Phase             string            `json:"phase,omitempty"`
-	Conditions        []PodCondition    `json:"conditions,omitempty"`
-	Message           string            `json:"message,omitempty"`
-	Reason            string            `json:"reason,omitempty"`
-	HostIP            string            `json:"hostIP,omitempty"`
-	PodIP             string            `json:"podIP,omitempty"`
-	StartTime         *time.Time        `json:"startTime,omitempty"`
-	ContainerStatuses []ContainerStatus `json:"containerStatuses,omitempty"`
+	Phase                 string            `json:"phase,omitempty"`
+	Conditions            []PodCondition    `json:"conditions,omitempty"`
+	Message               string            `json:"message,omitempty"`
+	Reason                string            `json:"reason,omitempty"`
+	HostIP                string            `json:"hostIP,omitempty"`
+	PodIP                 string            `json:"podIP,omitempty"`
+	StartTime             *time.Time        `json:"startTime,omitempty"`
+	InitContainerStatuses []ContainerStatus `json:"initContainerStatuses,omitempty"`
+	ContainerStatuses     []ContainerStatus `json:"containerStatuses,omitempty"`
 }
 
 // PodCondition is one of Ready, ContainersReady, Initialized, PodScheduled.

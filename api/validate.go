@@ -363,30 +363,143 @@ func (v *validator) podSpec(s *PodSpec, path string, inDeployment bool) {
 	}
 	v.validateSecurityContext(s, path)
 	volumes := v.volumes(s, path)
+	all := s.allContainers(path)
 	var ctrNames []string
-	for _, c := range s.Containers {
-		ctrNames = append(ctrNames, c.Name)
+	for _, c := range all {
+		ctrNames = append(ctrNames, c.ctr.Name)
 	}
-	names := map[string]int{}
+	names := map[string]string{}
 	portNames := map[string]string{}
-	for i := range s.Containers {
-		c := &s.Containers[i]
-		p := index(containers, i)
+	for _, pc := range all {
+		c, p := pc.ctr, pc.path
 		switch {
 		case c.Name == "":
 			v.add(child(p, "name"), "required")
 		default:
 			if msg := checkDNS1123Label(c.Name); msg != "" {
 				v.add(child(p, "name"), "%q is not a valid container name: %s", c.Name, msg)
-			} else if j, dup := names[c.Name]; dup {
-				v.add(child(p, "name"), "duplicate container name %q (also %s)", c.Name, index(containers, j))
+			} else if other, dup := names[c.Name]; dup {
+				v.add(child(p, "name"), "duplicate container name %q (also %s)", c.Name, other)
 			} else {
-				names[c.Name] = i
+				names[c.Name] = p
 			}
 		}
+		v.containerKind(c, p, pc.init)
 		v.container(c, p, portNames)
+		v.lifecycle(c.Lifecycle, child(p, "lifecycle"), c, s.TerminationGracePeriodSeconds)
 		v.env(c, p, ctrNames)
 		v.volumeMounts(c, p, volumes)
+	}
+}
+
+// podContainer is a container of a pod spec with its field path.
+type podContainer struct {
+	ctr  *Container
+	path string
+	init bool
+}
+
+// allContainers returns the init containers then the containers of s,
+// each with its path under path.
+func (s *PodSpec) allContainers(path string) []podContainer {
+	out := make([]podContainer, 0, len(s.InitContainers)+len(s.Containers))
+	for i := range s.InitContainers {
+		out = append(out, podContainer{&s.InitContainers[i], index(child(path, "initContainers"), i), true})
+	}
+	for i := range s.Containers {
+		out = append(out, podContainer{&s.Containers[i], index(child(path, "containers"), i), false})
+	}
+	return out
+}
+
+// containerKind checks what only some kinds of containers may have, as
+// Kubernetes does: restartPolicy only on an init container, and only
+// Always (a sidecar); probes and lifecycle hooks not on an init container
+// that is not a sidecar (it runs to completion before anything could use
+// them).
+func (v *validator) containerKind(c *Container, p string, init bool) {
+	if c.RestartPolicy != nil {
+		switch {
+		case !init:
+			v.add(child(p, "restartPolicy"), "may not be set for a container that is not an init container (only an init container with restartPolicy Always, a sidecar, has one)")
+		case *c.RestartPolicy != RestartAlways:
+			v.add(child(p, "restartPolicy"), "unsupported value %q: supported values: Always (a sidecar)", *c.RestartPolicy)
+		}
+	}
+	if !init || c.IsSidecar() {
+		return
+	}
+	for _, f := range []struct {
+		name string
+		set  bool
+	}{
+		{"lifecycle", c.Lifecycle != nil},
+		{"livenessProbe", c.LivenessProbe != nil},
+		{"readinessProbe", c.ReadinessProbe != nil},
+		{"startupProbe", c.StartupProbe != nil},
+	} {
+		if f.set {
+			v.add(child(p, f.name), "may not be set for an init container without restartPolicy Always: it runs to completion before the pod starts")
+		}
+	}
+}
+
+// lifecycle checks a container's postStart and preStop hooks.
+func (v *validator) lifecycle(l *Lifecycle, path string, c *Container, grace *int64) {
+	if l == nil {
+		return
+	}
+	for _, h := range []struct {
+		name string
+		h    *LifecycleHandler
+	}{{"postStart", l.PostStart}, {"preStop", l.PreStop}} {
+		if h.h == nil {
+			continue
+		}
+		hp := child(path, h.name)
+		var handlers []string
+		if h.h.Exec != nil {
+			handlers = append(handlers, "exec")
+			if len(h.h.Exec.Command) == 0 {
+				v.add(child(child(hp, "exec"), "command"), "required")
+			}
+		}
+		if h.h.HTTPGet != nil {
+			handlers = append(handlers, "httpGet")
+			v.httpGet(h.h.HTTPGet, child(hp, "httpGet"), c)
+		}
+		if h.h.TCPSocket != nil {
+			handlers = append(handlers, "tcpSocket")
+			v.probePort(h.h.TCPSocket.Port, child(child(hp, "tcpSocket"), "port"), c)
+			v.warn(child(hp, "tcpSocket"), "deprecated: a tcpSocket lifecycle hook does nothing (as in Kubernetes)")
+		}
+		if h.h.Sleep != nil {
+			handlers = append(handlers, "sleep")
+			sec, max := h.h.Sleep.Seconds, int64(defaultGracePeriodSeconds)
+			if grace != nil {
+				max = *grace
+			}
+			if sec < 0 || sec > max {
+				v.add(child(child(hp, "sleep"), "seconds"), "must be greater than or equal to 0 and less than or equal to terminationGracePeriodSeconds (%d), got %d", max, sec)
+			}
+		}
+		switch len(handlers) {
+		case 0:
+			v.add(hp, "must specify a handler: one of exec, httpGet, sleep, tcpSocket")
+		case 1:
+		default:
+			v.add(hp, "may not specify more than one handler, got %s", strings.Join(handlers, " and "))
+		}
+	}
+}
+
+// httpGet checks an httpGet action of a probe or a hook.
+func (v *validator) httpGet(h *HTTPGetAction, path string, c *Container) {
+	v.probePort(h.Port, child(path, "port"), c)
+	switch h.Scheme {
+	case "", "HTTP", "HTTPS":
+	default:
+		v.add(child(path, "scheme"), "unsupported value %q: supported values: HTTP, HTTPS", h.Scheme)
 	}
 }
 
@@ -422,6 +535,7 @@ func (v *validator) container(c *Container, path string, portNames map[string]st
 	v.resources(&c.Resources, child(path, "resources"))
 	v.probe(c.LivenessProbe, child(path, "livenessProbe"), true, c)
 	v.probe(c.ReadinessProbe, child(path, "readinessProbe"), false, c)
+	v.probe(c.StartupProbe, child(path, "startupProbe"), true, c)
 }
 
 func (v *validator) protocol(proto, path string) {
@@ -490,21 +604,21 @@ func (v *validator) probe(p *Probe, path string, liveness bool, c *Container) {
 	}
 	if p.HTTPGet != nil {
 		handlers = append(handlers, "httpGet")
-		h := child(path, "httpGet")
-		v.probePort(p.HTTPGet.Port, child(h, "port"), c)
-		switch p.HTTPGet.Scheme {
-		case "", "HTTP", "HTTPS":
-		default:
-			v.add(child(h, "scheme"), "unsupported value %q: supported values: HTTP, HTTPS", p.HTTPGet.Scheme)
-		}
+		v.httpGet(p.HTTPGet, child(path, "httpGet"), c)
 	}
 	if p.TCPSocket != nil {
 		handlers = append(handlers, "tcpSocket")
 		v.probePort(p.TCPSocket.Port, child(child(path, "tcpSocket"), "port"), c)
 	}
+	if p.GRPC != nil {
+		handlers = append(handlers, "grpc")
+		if port := p.GRPC.Port; port < 1 || port > 65535 {
+			v.add(child(child(path, "grpc"), "port"), "must be between 1 and 65535, inclusive, got %d", port)
+		}
+	}
 	switch len(handlers) {
 	case 0:
-		v.add(path, "must specify a handler: one of exec, httpGet, tcpSocket")
+		v.add(path, "must specify a handler: one of exec, httpGet, tcpSocket, grpc")
 	case 1:
 	default:
 		v.add(path, "may not specify more than one handler, got %s", strings.Join(handlers, " and "))
@@ -524,7 +638,7 @@ func (v *validator) probe(p *Probe, path string, liveness bool, c *Container) {
 		}
 	}
 	if liveness && p.SuccessThreshold > 1 {
-		v.add(child(path, "successThreshold"), "must be 1 for a livenessProbe, got %d", p.SuccessThreshold)
+		v.add(child(path, "successThreshold"), "must be 1 for a %s, got %d", path[strings.LastIndexByte(path, '.')+1:], p.SuccessThreshold)
 	}
 }
 

@@ -412,8 +412,8 @@ func (v *validator) downwardItems(items []DownwardAPIVolumeFile, p string, conta
 func (v *validator) volumes(s *PodSpec, p string) map[string]bool {
 	names := map[string]bool{}
 	var containers []string
-	for _, c := range s.Containers {
-		containers = append(containers, c.Name)
+	for _, c := range s.allContainers(p) {
+		containers = append(containers, c.ctr.Name)
 	}
 	for i := range s.Volumes {
 		vol := &s.Volumes[i]

@@ -405,8 +405,22 @@ func mapOf(obj map[string]any, p ...string) map[string]any {
 	return m
 }
 
+// podReady is READY as kubectl prints it: ready containers over all
+// containers, sidecars (init containers with restartPolicy Always) counted.
 func podReady(o map[string]any, _ time.Time) any {
 	total, ready := len(list(o, "spec", "containers")), 0
+	sidecars := map[string]bool{}
+	for _, c := range list(o, "spec", "initContainers") {
+		if m, _ := c.(map[string]any); str(m, "restartPolicy") == "Always" {
+			sidecars[str(m, "name")] = true
+			total++
+		}
+	}
+	for _, c := range list(o, "status", "initContainerStatuses") {
+		if m, _ := c.(map[string]any); sidecars[str(m, "name")] && m["ready"] == true {
+			ready++
+		}
+	}
 	for _, c := range list(o, "status", "containerStatuses") {
 		if m, _ := c.(map[string]any); m["ready"] == true {
 			ready++
@@ -415,31 +429,93 @@ func podReady(o map[string]any, _ time.Time) any {
 	return fmt.Sprintf("%d/%d", ready, total)
 }
 
-// podStatus is the STATUS kubectl shows: the reason of a waiting or
-// terminated container, Terminating, or the phase.
+// podStatus is the STATUS kubectl prints (its printPod): Init:N/M,
+// Init:<reason> or Init:ExitCode:N while init containers run, else the
+// reason of a waiting or terminated container, Terminating, or the phase.
 func podStatus(o map[string]any, _ time.Time) any {
-	if str(o, "metadata", "deletionTimestamp") != "" {
-		return "Terminating"
-	}
 	reason := str(o, "status", "phase")
 	if r := str(o, "status", "reason"); r != "" {
 		reason = r
 	}
-	for _, c := range list(o, "status", "containerStatuses") {
-		m, _ := c.(map[string]any)
-		if r := str(m, "state", "waiting", "reason"); r != "" {
-			reason = r
-		} else if r := str(m, "state", "terminated", "reason"); r != "" {
-			reason = r
+	inits := list(o, "spec", "initContainers")
+	sidecars := map[string]bool{}
+	for _, c := range inits {
+		if m, _ := c.(map[string]any); str(m, "restartPolicy") == "Always" {
+			sidecars[str(m, "name")] = true
 		}
 	}
+	initializing := false
+	for i, c := range list(o, "status", "initContainerStatuses") {
+		m, _ := c.(map[string]any)
+		term := mapOf(m, "state", "terminated")
+		switch {
+		case term != nil && num(term, "exitCode") == 0:
+			continue
+		case sidecars[str(m, "name")] && m["started"] == true:
+			continue
+		case term != nil:
+			switch {
+			case str(term, "reason") != "":
+				reason = "Init:" + str(term, "reason")
+			case num(term, "signal") != 0:
+				reason = fmt.Sprintf("Init:Signal:%d", num(term, "signal"))
+			default:
+				reason = fmt.Sprintf("Init:ExitCode:%d", num(term, "exitCode"))
+			}
+		case str(m, "state", "waiting", "reason") != "" && str(m, "state", "waiting", "reason") != "PodInitializing":
+			reason = "Init:" + str(m, "state", "waiting", "reason")
+		default:
+			reason = fmt.Sprintf("Init:%d/%d", i, len(inits))
+		}
+		initializing = true
+		break
+	}
+	if !initializing || podCondition(o, "Initialized") {
+		hasRunning := false
+		cs := list(o, "status", "containerStatuses")
+		for i := len(cs) - 1; i >= 0; i-- {
+			m, _ := cs[i].(map[string]any)
+			term := mapOf(m, "state", "terminated")
+			switch {
+			case str(m, "state", "waiting", "reason") != "":
+				reason = str(m, "state", "waiting", "reason")
+			case term != nil && str(term, "reason") != "":
+				reason = str(term, "reason")
+			case term != nil && num(term, "signal") != 0:
+				reason = fmt.Sprintf("Signal:%d", num(term, "signal"))
+			case term != nil:
+				reason = fmt.Sprintf("ExitCode:%d", num(term, "exitCode"))
+			case m["ready"] == true && mapOf(m, "state", "running") != nil:
+				hasRunning = true
+			}
+		}
+		if reason == "Completed" && hasRunning {
+			reason = "NotReady"
+			if podCondition(o, "Ready") {
+				reason = "Running"
+			}
+		}
+	}
+	if str(o, "metadata", "deletionTimestamp") != "" {
+		return "Terminating"
+	}
 	return reason
+}
+
+// podCondition reports whether the pod's condition typ is True.
+func podCondition(o map[string]any, typ string) bool {
+	for _, c := range list(o, "status", "conditions") {
+		if m, _ := c.(map[string]any); str(m, "type") == typ {
+			return str(m, "status") == "True"
+		}
+	}
+	return false
 }
 
 func podRestarts(o map[string]any, now time.Time) any {
 	var n int64
 	last := ""
-	for _, c := range list(o, "status", "containerStatuses") {
+	for _, c := range append(list(o, "status", "initContainerStatuses"), list(o, "status", "containerStatuses")...) {
 		m, _ := c.(map[string]any)
 		n += num(m, "restartCount")
 		if f := str(m, "lastState", "terminated", "finishedAt"); f > last {

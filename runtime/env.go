@@ -219,9 +219,11 @@ func formatMap(m map[string]string) string {
 func ResourceValue(p *api.Pod, c *api.Container, pc PodContext, r *api.ResourceFieldSelector) (string, error) {
 	if r.ContainerName != "" {
 		c = nil
-		for i := range p.Spec.Containers {
-			if p.Spec.Containers[i].Name == r.ContainerName {
-				c = &p.Spec.Containers[i]
+		for _, list := range [][]api.Container{p.Spec.InitContainers, p.Spec.Containers} {
+			for i := range list {
+				if list[i].Name == r.ContainerName {
+					c = &list[i]
+				}
 			}
 		}
 		if c == nil {

@@ -187,6 +187,23 @@ func (m *PodManager) Start(ctx context.Context) error {
 					w.ctrs[i].startedAt = t
 				}
 				w.ctrs[i].adopt = c.Running
+				if !w.ctrs[i].init {
+					// An app container exists: the init containers ran.
+					w.initialized = true
+				}
+			}
+		}
+		if w.initialized {
+			for i := range w.ctrs {
+				c := &w.ctrs[i]
+				switch {
+				case c.init && !c.sidecar:
+					// They ran to completion before the apps started.
+					c.succeeded = true
+					c.terminated = &api.ContainerStateTerminated{ExitCode: 0, Reason: "Completed"}
+				case c.waitReason == "PodInitializing" && !c.init:
+					c.waitReason = "ContainerCreating"
+				}
 			}
 		}
 		m.opts.Log.Info("adopted pod", "pod", key, "ip", rec.Network.IP)
@@ -345,11 +362,13 @@ func (m *PodManager) Replace(namespace, pod string) error {
 // caller holds w.mu.
 func (w *podWorker) container(name string) (*ctrState, error) {
 	if name == "" {
-		if len(w.ctrs) > 1 {
+		// The pod's only app container (kubectl names one itself).
+		apps := len(w.ctrs) - len(w.pod.Spec.InitContainers)
+		if apps > 1 {
 			return nil, fmt.Errorf("pod %q has several containers: choose one of %s", w.key, w.containerNames())
 		}
-		if len(w.ctrs) == 1 {
-			return &w.ctrs[0], nil
+		if apps == 1 {
+			return &w.ctrs[len(w.ctrs)-1], nil
 		}
 	}
 	for i := range w.ctrs {
@@ -402,6 +421,8 @@ func newUID() string {
 // ctrState is the observed state of one container of a pod.
 type ctrState struct {
 	spec      api.Container
+	init      bool   // an init container (sidecars too)
+	sidecar   bool   // an init container with restartPolicy Always
 	image     string // normalized
 	restarts  int32
 	running   bool
@@ -417,11 +438,32 @@ type ctrState struct {
 	ready                bool
 	readyOK, readyFail   int32
 	liveFail             int32
+	startupFail          int32
 	nextReady, nextLive  time.Time
-	probing              [2]bool // readiness, liveness in flight
+	nextStartup          time.Time
+	probing              [3]bool // readiness, liveness, startup in flight
 	everReady            bool    // readiness succeeded once since the start
 	startedOnce          bool
 	lastProbeFailMessage string
+
+	// postStartDone: the postStart hook of this start ended well (or there
+	// is none); startupDone: the startup probe succeeded (or there is
+	// none). Both make the container Started.
+	postStartDone, startupDone bool
+	succeeded                  bool // an init container (not a sidecar) that exited 0
+	stopRequested              bool // a sidecar stopped because the app containers ended
+	killing                    bool // a kill (probe or hook failure) is under way
+}
+
+// started reports whether the container is Started as Kubernetes says:
+// running, its postStart hook done and its startup probe passed.
+func (c *ctrState) started() bool { return c.running && c.postStartDone && c.startupDone }
+
+// view is what the start decisions (podlife.go) read of c.
+func (c *ctrState) view() ctrView {
+	return ctrView{Init: c.init, Sidecar: c.sidecar, Running: c.running, Started: c.started(),
+		Succeeded: c.succeeded, Terminated: c.terminated != nil && !c.succeeded, StopRequested: c.stopRequested,
+		NextStart: c.nextStart}
 }
 
 type exitMsg struct {
@@ -430,11 +472,27 @@ type exitMsg struct {
 	st      ExitStatus
 }
 
+// Probe kinds, the index of ctrState.probing.
+const (
+	probeReadiness = iota
+	probeLiveness
+	probeStartup
+)
+
+var probeNames = [3]string{"Readiness", "Liveness", "Startup"}
+
 type probeMsg struct {
-	idx      int
-	attempt  int64
-	liveness bool
-	err      error
+	idx     int
+	attempt int64
+	kind    int
+	err     error
+}
+
+// hookMsg is the end of a postStart hook.
+type hookMsg struct {
+	idx     int
+	attempt int64
+	err     error
 }
 
 // podWorker drives one pod.
@@ -451,6 +509,9 @@ type podWorker struct {
 	created  time.Time
 	stopping bool
 	stopCh   chan struct{}
+	// initialized: every init container has done its part; the app
+	// containers may run (it stays so).
+	initialized bool
 }
 
 func (m *PodManager) newWorker(p api.Pod) *podWorker {
@@ -464,13 +525,24 @@ func (m *PodManager) newWorker(p api.Pod) *podWorker {
 	if p.Metadata.CreationTimestamp == nil {
 		p.Metadata.CreationTimestamp = &now
 	}
-	w := &podWorker{m: m, key: podKey(&p), pod: p, created: now, stopCh: make(chan struct{})}
-	for _, c := range p.Spec.Containers {
+	w := &podWorker{m: m, key: podKey(&p), pod: p, created: now, stopCh: make(chan struct{}),
+		initialized: len(p.Spec.InitContainers) == 0}
+	add := func(c api.Container, init bool) {
 		img, err := NormalizeImage(c.Image)
 		if err != nil {
 			img = c.Image
 		}
-		w.ctrs = append(w.ctrs, ctrState{spec: c, image: img, waitReason: "ContainerCreating"})
+		reason := "ContainerCreating"
+		if init || !w.initialized {
+			reason = "PodInitializing"
+		}
+		w.ctrs = append(w.ctrs, ctrState{spec: c, init: init, sidecar: init && c.IsSidecar(), image: img, waitReason: reason})
+	}
+	for _, c := range p.Spec.InitContainers {
+		add(c, true)
+	}
+	for _, c := range p.Spec.Containers {
+		add(c, false)
 	}
 	return w
 }
@@ -540,7 +612,8 @@ func (w *podWorker) saveRecord() error {
 func (w *podWorker) loop(ctx context.Context) {
 	log := w.m.opts.Log.With("pod", w.key)
 	exits := make(chan exitMsg, len(w.ctrs)+1)
-	probes := make(chan probeMsg, 2*len(w.ctrs)+1)
+	probes := make(chan probeMsg, 3*len(w.ctrs)+1)
+	hooks := make(chan hookMsg, len(w.ctrs)+1)
 	var inner sync.WaitGroup
 	wctx, cancel := context.WithCancel(ctx)
 	defer func() {
@@ -579,7 +652,7 @@ func (w *podWorker) loop(ctx context.Context) {
 	refresh := time.NewTicker(w.m.opts.VolumeRefresh)
 	defer refresh.Stop()
 	for {
-		w.startDue(wctx, log, exits, &inner)
+		w.startDue(wctx, log, exits, hooks, &inner)
 		w.probeDue(wctx, probes, &inner)
 		select {
 		case <-refresh.C:
@@ -598,7 +671,9 @@ func (w *podWorker) loop(ctx context.Context) {
 		case e := <-exits:
 			w.exited(wctx, log, e)
 		case p := <-probes:
-			w.probed(wctx, log, p)
+			w.probed(wctx, log, p, &inner)
+		case h := <-hooks:
+			w.postStarted(wctx, log, h, &inner)
 		case <-tick.C:
 		}
 	}
@@ -610,23 +685,103 @@ func (w *podWorker) setPodReason(reason, msg string) {
 	w.mu.Unlock()
 }
 
-// startDue starts every container that is not running and whose back-off
-// has passed.
-func (w *podWorker) startDue(ctx context.Context, log *slog.Logger, exits chan<- exitMsg, inner *sync.WaitGroup) {
-	now := time.Now()
+// startDue starts the containers planStarts says are due (init containers
+// one after the other, then the app containers and sidecars, each once its
+// back-off has passed), and stops the sidecars of a pod whose app
+// containers have all ended.
+func (w *podWorker) startDue(ctx context.Context, log *slog.Logger, exits chan<- exitMsg, hooks chan<- hookMsg, inner *sync.WaitGroup) {
+	w.mu.Lock()
+	views := make([]ctrView, len(w.ctrs))
 	for i := range w.ctrs {
-		w.mu.Lock()
-		c := &w.ctrs[i]
-		due := !c.running && c.terminated == nil && !now.Before(c.nextStart)
-		w.mu.Unlock()
-		if !due || ctx.Err() != nil {
-			continue
+		views[i] = w.ctrs[i].view()
+	}
+	plan := planStarts(views, w.initialized, time.Now())
+	initializedNow := plan.Initialized && !w.initialized
+	if initializedNow {
+		w.initialized = true
+		for i := range w.ctrs {
+			if c := &w.ctrs[i]; !c.init && c.waitReason == "PodInitializing" {
+				c.waitReason = "ContainerCreating"
+			}
 		}
-		w.startOne(ctx, log, i, exits, inner)
+	}
+	for _, i := range plan.StopSidecars {
+		w.ctrs[i].stopRequested = true
+	}
+	w.mu.Unlock()
+	if initializedNow {
+		log.Info("pod initialized")
+		w.m.opts.Changed()
+	}
+	for _, i := range plan.StopSidecars {
+		w.kill(ctx, log, i, inner)
+	}
+	for _, i := range plan.Start {
+		if ctx.Err() != nil {
+			return
+		}
+		w.startOne(ctx, log, i, exits, hooks, inner)
 	}
 }
 
-func (w *podWorker) startOne(ctx context.Context, log *slog.Logger, i int, exits chan<- exitMsg, inner *sync.WaitGroup) {
+// kill stops container i in the background as the kubelet kills a
+// container: its preStop hook, then SIGTERM, then SIGKILL at the pod's
+// grace deadline. Its exit comes through the usual watch.
+func (w *podWorker) kill(ctx context.Context, log *slog.Logger, i int, inner *sync.WaitGroup) {
+	w.mu.Lock()
+	c := &w.ctrs[i]
+	if c.killing {
+		w.mu.Unlock()
+		return
+	}
+	c.killing = true
+	spec, grace := c.spec, w.grace()
+	w.mu.Unlock()
+	inner.Add(1)
+	go func() {
+		defer inner.Done()
+		deadline := time.Now().Add(grace)
+		w.stopContainer(ctx, log, spec, deadline)
+		w.mu.Lock()
+		c.killing = false
+		w.mu.Unlock()
+	}()
+}
+
+// grace is the pod's termination grace period. The caller holds w.mu.
+func (w *podWorker) grace() time.Duration {
+	if g := w.pod.Spec.TerminationGracePeriodSeconds; g != nil {
+		return time.Duration(*g) * time.Second
+	}
+	return 30 * time.Second
+}
+
+// stopContainer runs the container's preStop hook (bounded by deadline),
+// then stops it: SIGTERM, and SIGKILL at deadline.
+func (w *podWorker) stopContainer(ctx context.Context, log *slog.Logger, spec api.Container, deadline time.Time) {
+	id := containerID(w.key, spec.Name)
+	if l := spec.Lifecycle; l != nil && l.PreStop != nil {
+		hctx, cancel := context.WithDeadline(ctx, deadline)
+		err := runHook(hctx, l.PreStop, w.target(spec))
+		cancel()
+		if err != nil && ctx.Err() == nil {
+			log.Warn("preStop hook failed", "container", spec.Name, "err", err)
+			w.event("Warning", "FailedPreStopHook", fmt.Sprintf("PreStopHook failed for container %s: %v", spec.Name, err))
+		}
+	}
+	if err := w.m.rt.StopContainer(ctx, id, max(time.Until(deadline), 0)); err != nil && ctx.Err() == nil {
+		log.Warn("stop container", "container", spec.Name, "err", err)
+	}
+}
+
+// target is what probes and hooks of a container reach.
+func (w *podWorker) target(spec api.Container) probeTarget {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return probeTarget{podIP: w.nw.IP, containerID: containerID(w.key, spec.Name), ports: spec.Ports, exec: w.m.rt.Exec}
+}
+
+func (w *podWorker) startOne(ctx context.Context, log *slog.Logger, i int, exits chan<- exitMsg, hooks chan<- hookMsg, inner *sync.WaitGroup) {
 	w.mu.Lock()
 	c := &w.ctrs[i]
 	spec, image, adopt, restarts := c.spec, c.image, c.adopt, c.restarts
@@ -642,11 +797,28 @@ func (w *podWorker) startOne(ctx context.Context, log *slog.Logger, i int, exits
 		w.mu.Unlock()
 	}
 
+	creating := "ContainerCreating"
+	if c.init {
+		creating = "PodInitializing" // kubectl shows Init:N/M meanwhile
+	}
 	if !adopt {
 		ok, err := w.m.rt.HasImage(ctx, image)
+		if err == nil && !ok && spec.ImagePullPolicy == api.PullNever {
+			// chorus' Never: never fetch the image from another peer (or
+			// a registry); wait until it is loaded on this peer.
+			msg := fmt.Sprintf("Container image %q is not present with pull policy of Never", spec.Image)
+			w.mu.Lock()
+			first := c.waitReason != "ErrImageNeverPull"
+			w.mu.Unlock()
+			if first {
+				w.event("Warning", "ErrImageNeverPull", msg)
+			}
+			retryLater("ErrImageNeverPull", msg, 2*time.Second)
+			return
+		}
 		if err == nil && !ok && w.m.opts.EnsureImage != nil {
 			w.mu.Lock()
-			c.waitReason, c.waitMessage = "ContainerCreating", "fetching image "+image
+			c.waitReason, c.waitMessage = creating, "fetching image "+image
 			w.mu.Unlock()
 			if err = w.m.opts.EnsureImage(ctx, image); err == nil {
 				w.event("Normal", "Pulled", "Image "+strconv.Quote(spec.Image)+" fetched")
@@ -692,7 +864,7 @@ func (w *podWorker) startOne(ctx context.Context, log *slog.Logger, i int, exits
 			if first {
 				w.event("Warning", "FailedMount", err.Error())
 			}
-			retryLater("ContainerCreating", err.Error(), 5*time.Second)
+			retryLater(creating, err.Error(), 5*time.Second)
 			return
 		}
 		env, skipped, err := ResolveEnv(&pod, &spec, pc, w.m.opts.Config)
@@ -778,15 +950,22 @@ func (w *podWorker) startOne(ctx context.Context, log *slog.Logger, i int, exits
 	c.startedOnce = true
 	c.waitReason, c.waitMessage = "", ""
 	c.ready = c.spec.ReadinessProbe == nil
-	c.readyOK, c.readyFail, c.liveFail = 0, 0, 0
+	c.readyOK, c.readyFail, c.liveFail, c.startupFail = 0, 0, 0, 0
 	c.everReady = false
+	c.terminated = nil
 	delay := func(p *api.Probe) time.Time {
 		if p == nil {
 			return time.Time{}
 		}
 		return now.Add(time.Duration(p.InitialDelaySeconds) * time.Second)
 	}
-	c.nextReady, c.nextLive = delay(c.spec.ReadinessProbe), delay(c.spec.LivenessProbe)
+	c.nextReady, c.nextLive, c.nextStartup = delay(c.spec.ReadinessProbe), delay(c.spec.LivenessProbe), delay(c.spec.StartupProbe)
+	c.startupDone = c.spec.StartupProbe == nil
+	postStart := (*api.LifecycleHandler)(nil)
+	if l := c.spec.Lifecycle; l != nil && !adopt {
+		postStart = l.PostStart
+	}
+	c.postStartDone = postStart == nil
 	startedAt := c.startedAt
 	w.mu.Unlock()
 	w.m.opts.Changed()
@@ -794,6 +973,21 @@ func (w *podWorker) startOne(ctx context.Context, log *slog.Logger, i int, exits
 		w.event("Normal", "Started", "Started container "+spec.Name)
 		_ = w.m.rt.SetLabels(ctx, id, map[string]string{labelPod: w.key, labelContainer: spec.Name,
 			labelRestartCount: strconv.Itoa(int(restarts)), labelStartedAt: startedAt.Format(time.RFC3339Nano)})
+	}
+	if postStart != nil {
+		// Run next to the container; it is not Started (the next init
+		// container waits) until the hook ends well, and killed if it
+		// fails, as the kubelet does.
+		t := w.target(spec)
+		inner.Add(1)
+		go func() {
+			defer inner.Done()
+			msg := hookMsg{idx: i, attempt: attempt, err: runHook(ctx, postStart, t)}
+			select {
+			case hooks <- msg:
+			case <-ctx.Done():
+			}
+		}()
 	}
 	inner.Add(1)
 	go func() {
@@ -828,11 +1022,30 @@ func (noConfig) Secret(string, string) (*api.Secret, bool)               { retur
 func (noConfig) Claim(string, string) (*api.PersistentVolumeClaim, bool) { return nil, false }
 
 func (w *podWorker) backoff(restarts int32) time.Duration {
-	d := w.m.opts.BackoffBase
-	for i := int32(1); i < restarts && d < w.m.opts.BackoffMax; i++ {
-		d *= 2
+	return backoffDelay(w.m.opts.BackoffBase, w.m.opts.BackoffMax, restarts)
+}
+
+// postStarted applies the end of a postStart hook: the container is
+// Started, or killed (and restarted per its policy) when the hook failed.
+func (w *podWorker) postStarted(ctx context.Context, log *slog.Logger, h hookMsg, inner *sync.WaitGroup) {
+	w.mu.Lock()
+	c := &w.ctrs[h.idx]
+	if h.attempt != c.attempt || !c.running {
+		w.mu.Unlock()
+		return
 	}
-	return min(d, w.m.opts.BackoffMax)
+	name := c.spec.Name
+	if h.err == nil {
+		c.postStartDone = true
+	}
+	w.mu.Unlock()
+	if h.err == nil {
+		w.m.opts.Changed()
+		return
+	}
+	log.Info("postStart hook failed; killing container", "container", name, "err", h.err)
+	w.event("Warning", "FailedPostStartHook", fmt.Sprintf("PostStartHook failed for container %s: %v", name, h.err))
+	w.kill(ctx, log, h.idx, inner)
 }
 
 // restartContainer decides, as the kubelet does, whether a container that
@@ -876,7 +1089,21 @@ func (w *podWorker) exited(ctx context.Context, log *slog.Logger, e exitMsg) {
 	}
 	c.running, c.ready = false, false
 	c.last = term
-	restart := restartContainer(w.pod.Spec.RestartPolicy, e.st.Code)
+	var restart bool
+	switch {
+	case c.sidecar:
+		// A sidecar restarts whatever the pod's policy, until the app
+		// containers have all ended.
+		restart = !c.stopRequested && !w.stopping
+	case c.init && e.st.Code == 0:
+		c.succeeded = true
+	case c.init:
+		// A failed init container runs again unless the pod's policy is
+		// Never (then the pod has failed).
+		restart = w.pod.Spec.RestartPolicy != api.RestartNever
+	default:
+		restart = restartContainer(w.pod.Spec.RestartPolicy, e.st.Code)
+	}
 	name := c.spec.Name
 	if restart {
 		if time.Since(started) > 2*w.m.opts.BackoffMax {
@@ -902,28 +1129,26 @@ func (w *podWorker) exited(ctx context.Context, log *slog.Logger, e exitMsg) {
 }
 
 // probeDue starts the probes that are due, one of each kind at a time per
-// container.
+// container. The startup probe runs until it succeeds; liveness and
+// readiness wait for the container to be Started.
 func (w *podWorker) probeDue(ctx context.Context, out chan<- probeMsg, inner *sync.WaitGroup) {
 	now := time.Now()
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	for i := range w.ctrs {
 		c := &w.ctrs[i]
-		if !c.running {
+		if !c.running || c.killing {
 			continue
 		}
-		for k, p := range []*api.Probe{c.spec.ReadinessProbe, c.spec.LivenessProbe} {
-			next := &c.nextReady
-			if k == 1 {
-				next = &c.nextLive
-			}
-			if p == nil || c.probing[k] || now.Before(*next) {
+		for k, p := range probesDue(c, now) {
+			if p == nil {
 				continue
 			}
+			next := c.probeNext(k)
 			c.probing[k] = true
 			*next = now.Add(time.Duration(max(p.PeriodSeconds, 1)) * time.Second)
 			t := probeTarget{podIP: w.nw.IP, containerID: containerID(w.key, c.spec.Name), ports: c.spec.Ports, exec: w.m.rt.Exec}
-			msg := probeMsg{idx: i, attempt: c.attempt, liveness: k == 1}
+			msg := probeMsg{idx: i, attempt: c.attempt, kind: k}
 			inner.Add(1)
 			go func() {
 				defer inner.Done()
@@ -937,16 +1162,41 @@ func (w *podWorker) probeDue(ctx context.Context, out chan<- probeMsg, inner *sy
 	}
 }
 
-// probed applies a probe result: readiness sets ready; liveness failing
-// failureThreshold times in a row kills the container (which restarts it).
-func (w *podWorker) probed(ctx context.Context, log *slog.Logger, p probeMsg) {
+func (c *ctrState) probeNext(kind int) *time.Time {
+	switch kind {
+	case probeLiveness:
+		return &c.nextLive
+	case probeStartup:
+		return &c.nextStartup
+	}
+	return &c.nextReady
+}
+
+// probesDue returns, by kind, the probes of a running container to run at
+// now (nil for none): the startup probe until it has succeeded, then
+// readiness and liveness, each when its time has come and none of its
+// kind is in flight.
+func probesDue(c *ctrState, now time.Time) [3]*api.Probe {
+	var due [3]*api.Probe
+	probes := [3]*api.Probe{c.spec.ReadinessProbe, c.spec.LivenessProbe, c.spec.StartupProbe}
+	for k, p := range probes {
+		gated := k != probeStartup && !c.startupDone || k == probeStartup && c.startupDone
+		if p == nil || gated || c.probing[k] || now.Before(*c.probeNext(k)) {
+			continue
+		}
+		due[k] = p
+	}
+	return due
+}
+
+// probed applies a probe result: readiness sets ready; the startup probe
+// succeeding once makes the container Started; liveness (or the startup
+// probe) failing failureThreshold times in a row kills the container,
+// which restarts it.
+func (w *podWorker) probed(ctx context.Context, log *slog.Logger, p probeMsg, inner *sync.WaitGroup) {
 	w.mu.Lock()
 	c := &w.ctrs[p.idx]
-	k := 0
-	if p.liveness {
-		k = 1
-	}
-	c.probing[k] = false
+	c.probing[p.kind] = false
 	if p.attempt != c.attempt || !c.running {
 		w.mu.Unlock()
 		return
@@ -954,17 +1204,31 @@ func (w *podWorker) probed(ctx context.Context, log *slog.Logger, p probeMsg) {
 	name := c.spec.Name
 	var kill, changed bool
 	var warn string
-	if p.liveness {
+	switch p.kind {
+	case probeLiveness, probeStartup:
+		pr, fails := c.spec.LivenessProbe, &c.liveFail
+		if p.kind == probeStartup {
+			pr, fails = c.spec.StartupProbe, &c.startupFail
+		}
 		if p.err == nil {
-			c.liveFail = 0
+			*fails = 0
+			if p.kind == probeStartup {
+				c.startupDone = true
+				// Liveness and readiness start now (their initial delays
+				// count from here).
+				now := time.Now()
+				c.nextLive = laterOf(c.nextLive, now)
+				c.nextReady = laterOf(c.nextReady, now)
+				changed = true
+			}
 		} else {
-			c.liveFail++
-			warn = "Liveness probe failed: " + p.err.Error()
-			if c.liveFail >= max(c.spec.LivenessProbe.FailureThreshold, 1) {
+			*fails++
+			warn = probeNames[p.kind] + " probe failed: " + p.err.Error()
+			if *fails >= max(pr.FailureThreshold, 1) {
 				kill = true
 			}
 		}
-	} else {
+	default:
 		pr := c.spec.ReadinessProbe
 		was := c.ready
 		if p.err == nil {
@@ -1002,43 +1266,60 @@ func (w *podWorker) probed(ctx context.Context, log *slog.Logger, p probeMsg) {
 		w.event("Warning", "Unhealthy", warn)
 	}
 	if kill {
-		log.Info("liveness probe failed; restarting container", "container", name)
-		w.event("Normal", "Killing", "Container "+name+" failed liveness probe, will be restarted")
-		grace := 2 * time.Second
-		if err := w.m.rt.StopContainer(ctx, containerID(w.key, name), grace); err != nil {
-			log.Warn("stop unhealthy container", "container", name, "err", err)
-		}
+		log.Info(strings.ToLower(probeNames[p.kind])+" probe failed; restarting container", "container", name)
+		w.event("Normal", "Killing", "Container "+name+" failed "+strings.ToLower(probeNames[p.kind])+" probe, will be restarted")
+		w.kill(ctx, log, p.idx, inner)
 	}
 }
 
+func laterOf(a, b time.Time) time.Time {
+	if a.After(b) {
+		return a
+	}
+	return b
+}
+
 // teardown stops and removes the pod's containers, network and record.
+// As the kubelet does, the app containers stop first (each its preStop
+// hook, then SIGTERM), then the sidecars one by one in reverse order, all
+// within the pod's grace period: SIGKILL at its end.
 func (w *podWorker) teardown(ctx context.Context, log *slog.Logger) {
 	w.mu.Lock()
-	grace := 30 * time.Second
-	if g := w.pod.Spec.TerminationGracePeriodSeconds; g != nil {
-		grace = time.Duration(*g) * time.Second
-	}
+	deadline := time.Now().Add(w.grace())
 	nw := w.nw
-	names := []string{}
+	var apps, sidecars []api.Container
+	var all []string
 	for _, c := range w.ctrs {
-		names = append(names, c.spec.Name)
+		all = append(all, c.spec.Name)
+		switch {
+		case !c.running:
+		case c.sidecar:
+			sidecars = append(sidecars, c.spec)
+		default: // app containers, and an init container still running
+			apps = append(apps, c.spec)
+		}
 	}
 	w.reason = "Terminating"
 	w.mu.Unlock()
 	w.event("Normal", "Killing", "Stopping pod")
 	var wg sync.WaitGroup
-	errs := make([]error, len(names))
-	for i, n := range names {
+	for _, spec := range apps {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			id := containerID(w.key, n)
-			if err := w.m.rt.StopContainer(ctx, id, grace); err != nil {
-				errs[i] = err
-			}
-			if err := w.m.rt.RemoveContainer(ctx, id); err != nil {
-				errs[i] = errors.Join(errs[i], err)
-			}
+			w.stopContainer(ctx, log, spec, deadline)
+		}()
+	}
+	wg.Wait()
+	for i := len(sidecars) - 1; i >= 0; i-- {
+		w.stopContainer(ctx, log, sidecars[i], deadline)
+	}
+	errs := make([]error, len(all))
+	for i, n := range all {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs[i] = w.m.rt.RemoveContainer(ctx, containerID(w.key, n))
 		}()
 	}
 	wg.Wait()
@@ -1067,12 +1348,12 @@ func (w *podWorker) snapshot() api.Pod {
 		st.StartTime = &t
 	}
 	allReady, anyRunning, allStartedOnce := true, false, true
-	allTerminated, anyFailed := true, false
+	allTerminated, anyFailed, initFailed, apps := true, false, false, 0
 	for i := range w.ctrs {
 		c := &w.ctrs[i]
-		cs := api.ContainerStatus{Name: c.spec.Name, Image: c.spec.Image, RestartCount: c.restarts, Ready: c.running && c.ready,
+		started := c.started()
+		cs := api.ContainerStatus{Name: c.spec.Name, Image: c.spec.Image, RestartCount: c.restarts, Ready: started && c.ready,
 			ContainerID: "containerd://" + containerID(w.key, c.spec.Name)}
-		started := c.running
 		cs.Started = &started
 		switch {
 		case c.running:
@@ -1083,9 +1364,21 @@ func (w *podWorker) snapshot() api.Pod {
 		default:
 			cs.State.Waiting = &api.ContainerStateWaiting{Reason: c.waitReason, Message: c.waitMessage}
 		}
-		if c.last != nil {
+		if c.last != nil && c.last != c.terminated {
 			cs.LastState.Terminated = c.last
 		}
+		if c.init {
+			if !c.sidecar {
+				// A Completed init container is not ready (as the kubelet reports it).
+				cs.Ready = false
+				initFailed = initFailed || c.terminated != nil && !c.succeeded
+			} else if !cs.Ready {
+				allReady = false
+			}
+			st.InitContainerStatuses = append(st.InitContainerStatuses, cs)
+			continue
+		}
+		apps++
 		if !cs.Ready {
 			allReady = false
 		}
@@ -1103,11 +1396,15 @@ func (w *podWorker) snapshot() api.Pod {
 		st.ContainerStatuses = append(st.ContainerStatuses, cs)
 	}
 	switch {
-	case len(w.ctrs) > 0 && allTerminated && anyFailed:
+	case initFailed:
 		st.Phase = api.PodFailed
-	case len(w.ctrs) > 0 && allTerminated:
+	case !w.initialized:
+		st.Phase = api.PodPending
+	case apps > 0 && allTerminated && anyFailed:
+		st.Phase = api.PodFailed
+	case apps > 0 && allTerminated:
 		st.Phase = api.PodSucceeded
-	case allStartedOnce && (anyRunning || len(w.ctrs) > 0):
+	case allStartedOnce && (anyRunning || apps > 0):
 		st.Phase = api.PodRunning
 	default:
 		st.Phase = api.PodPending
@@ -1119,11 +1416,22 @@ func (w *podWorker) snapshot() api.Pod {
 		}
 		return api.PodCondition{Type: typ, Status: s}
 	}
+	initCond := cond("Initialized", w.initialized)
+	if !w.initialized {
+		initCond.Reason = "ContainersNotInitialized"
+		var pending []string
+		for _, c := range w.ctrs {
+			if c.init && !c.succeeded && !(c.sidecar && c.started()) {
+				pending = append(pending, c.spec.Name)
+			}
+		}
+		initCond.Message = "containers with incomplete status: [" + strings.Join(pending, " ") + "]"
+	}
 	st.Conditions = []api.PodCondition{
 		cond("PodScheduled", true),
-		cond("Initialized", true),
-		cond("ContainersReady", allReady && len(w.ctrs) > 0),
-		cond("Ready", allReady && len(w.ctrs) > 0 && !w.stopping),
+		initCond,
+		cond("ContainersReady", allReady && apps > 0),
+		cond("Ready", allReady && apps > 0 && !w.stopping),
 	}
 	p.Status = st
 	return p

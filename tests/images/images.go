@@ -1,5 +1,6 @@
 // Package images builds the test container images of chorus from the small
-// Go programs in its subfolders (web, crash, burn), without a Docker engine
+// Go programs in its subfolders (web, crash, burn; grpchealth, a gRPC
+// health server, is built on demand with Build), without a Docker engine
 // or a registry.
 //
 // Build compiles one program as a static linux binary (CGO_ENABLED=0,

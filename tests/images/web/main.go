@@ -30,6 +30,8 @@
 //	/app env NAME           prints the value of the variable NAME, exits 1 if unset
 //	/app readfile PATH      prints the file at PATH (exits 1 on an error)
 //	/app writefile PATH S   writes S to the file at PATH
+//	/app appendfile PATH S  appends S and a newline to the file at PATH (made if missing)
+//	/app fetch URL          prints the body of a GET of URL; exits 1 unless it answers 200
 //	/app security           prints "key: value" lines about its confinement: the Uid,
 //	                        Gid, Groups, CapEff, CapBnd, NoNewPrivs and Seccomp lines of
 //	                        /proc/self/status, uid_map (/proc/self/uid_map), then
@@ -40,6 +42,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -295,6 +298,39 @@ func runMode(mode string, args []string) (code int, ok bool) {
 		}
 		if err := os.WriteFile(args[0], []byte(args[1]), 0o644); err != nil {
 			fmt.Fprintln(os.Stderr, err)
+			return 1, true
+		}
+		return 0, true
+	case "appendfile":
+		if len(args) != 2 {
+			fmt.Fprintln(os.Stderr, "usage: appendfile PATH LINE")
+			return 2, true
+		}
+		f, err := os.OpenFile(args[0], os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o644)
+		if err == nil {
+			_, err = fmt.Fprintln(f, args[1])
+			err = errors.Join(err, f.Close())
+		}
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return 1, true
+		}
+		return 0, true
+	case "fetch":
+		if len(args) != 1 {
+			fmt.Fprintln(os.Stderr, "usage: fetch URL")
+			return 2, true
+		}
+		c := http.Client{Timeout: 5 * time.Second}
+		resp, err := c.Get(args[0])
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return 1, true
+		}
+		defer resp.Body.Close()
+		io.Copy(os.Stdout, resp.Body)
+		if resp.StatusCode != http.StatusOK {
+			fmt.Fprintln(os.Stderr, resp.Status)
 			return 1, true
 		}
 		return 0, true
