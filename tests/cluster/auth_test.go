@@ -73,7 +73,7 @@ func chorusWithCA(t *testing.T, p *harness.Peer, stdin string, args ...string) (
 // the pod reach the peer that does (as that peer, not with the token).
 // The health check and the dashboard page are open, the metrics are not.
 func TestAPIToken(t *testing.T) {
-	imgs, err := images.BuildAll(context.Background(), filepath.Join(os.TempDir(), "chorus-test-images"))
+	imgs, err := images.BuildAll(context.Background(), images.CacheDir())
 	if err != nil {
 		t.Fatal(err)
 	}

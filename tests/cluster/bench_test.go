@@ -288,7 +288,7 @@ func BenchmarkFailover(b *testing.B) {
 }
 
 func failover(b *testing.B, profile string, base int) {
-	imgs, err := images.BuildAll(context.Background(), filepath.Join(os.TempDir(), "chorus-test-images"))
+	imgs, err := images.BuildAll(context.Background(), images.CacheDir())
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -454,7 +454,7 @@ func wrk(b *testing.B, url string, d time.Duration) (float64, string) {
 // over mutual TLS); and, in the same run, through the NodePort of another
 // peer of an --insecure cluster (a hop over plain TCP).
 func BenchmarkServicePath(b *testing.B) {
-	imgs, err := images.BuildAll(context.Background(), filepath.Join(os.TempDir(), "chorus-test-images"))
+	imgs, err := images.BuildAll(context.Background(), images.CacheDir())
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -566,7 +566,7 @@ func imagePeers(p *harness.Peer, ref string) int {
 // with copying the archive to each of the other 4 peers one after another
 // (image load on each), in the same run.
 func BenchmarkImageSpread(b *testing.B) {
-	imgs, err := images.BuildAll(context.Background(), filepath.Join(os.TempDir(), "chorus-test-images"))
+	imgs, err := images.BuildAll(context.Background(), images.CacheDir())
 	if err != nil {
 		b.Fatal(err)
 	}

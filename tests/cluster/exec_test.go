@@ -43,7 +43,7 @@ func chorusExec(t *testing.T, p *harness.Peer, stdin string, args ...string) (st
 // TestExecAcrossPeers: `chorus exec` through one peer into a pod it runs and
 // into a pod the other peer runs: output, stdin, exit codes, errors.
 func TestExecAcrossPeers(t *testing.T) {
-	imgs, err := images.BuildAll(context.Background(), filepath.Join(os.TempDir(), "chorus-test-images"))
+	imgs, err := images.BuildAll(context.Background(), images.CacheDir())
 	if err != nil {
 		t.Fatal(err)
 	}

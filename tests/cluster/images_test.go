@@ -29,7 +29,7 @@ func readyOnNodes(p *harness.Peer, name string) map[string]int {
 }
 
 func TestImageLoadedOnceRunsEverywhere(t *testing.T) {
-	imgs, err := images.BuildAll(context.Background(), filepath.Join(os.TempDir(), "chorus-test-images"))
+	imgs, err := images.BuildAll(context.Background(), images.CacheDir())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -65,7 +65,7 @@ func TestImageLoadedOnceRunsEverywhere(t *testing.T) {
 }
 
 func TestCorruptTransferRetriedAndLateJoiner(t *testing.T) {
-	imgs, err := images.BuildAll(context.Background(), filepath.Join(os.TempDir(), "chorus-test-images"))
+	imgs, err := images.BuildAll(context.Background(), images.CacheDir())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -176,7 +176,7 @@ func dirSize(t *testing.T, dir string) int64 {
 // the first holder keeps the cluster's last one.
 func TestImageLimitsRemovalAndReload(t *testing.T) {
 	ctx := context.Background()
-	imgs, err := images.BuildAll(ctx, filepath.Join(os.TempDir(), "chorus-test-images"))
+	imgs, err := images.BuildAll(ctx, images.CacheDir())
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -68,7 +68,7 @@ spec:
 func loadWebImages(t testing.TB, p *harness.Peer) {
 	t.Helper()
 	ctx := context.Background()
-	dir := filepath.Join(os.TempDir(), "chorus-test-images")
+	dir := images.CacheDir()
 	imgs, err := images.BuildAll(ctx, dir)
 	if err != nil {
 		t.Fatal(err)

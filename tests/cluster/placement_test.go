@@ -3,8 +3,6 @@ package cluster
 import (
 	"context"
 	"fmt"
-	"os"
-	"path/filepath"
 	"sort"
 	"strings"
 	"testing"
@@ -20,7 +18,7 @@ var web10 = harness.WebDeployment("web", 10)
 // startFive starts five peers with the web image loaded on each.
 func startFive(t *testing.T) []*harness.Peer {
 	t.Helper()
-	imgs, err := images.BuildAll(context.Background(), filepath.Join(os.TempDir(), "chorus-test-images"))
+	imgs, err := images.BuildAll(context.Background(), images.CacheDir())
 	if err != nil {
 		t.Fatal(err)
 	}

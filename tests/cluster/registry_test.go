@@ -59,7 +59,7 @@ func startRegistry(t *testing.T, addr string) (stop func()) {
 }
 
 func TestPullFromRegistryThenShare(t *testing.T) {
-	imgs, err := images.BuildAll(context.Background(), filepath.Join(os.TempDir(), "chorus-test-images"))
+	imgs, err := images.BuildAll(context.Background(), images.CacheDir())
 	if err != nil {
 		t.Fatal(err)
 	}

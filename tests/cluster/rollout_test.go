@@ -3,8 +3,6 @@ package cluster
 import (
 	"context"
 	"fmt"
-	"os"
-	"path/filepath"
 	"regexp"
 	"strings"
 	"sync"
@@ -85,7 +83,7 @@ func holds(t *testing.T, p *harness.Peer, image string) {
 // old pods keep serving; an undo out of it.
 func TestRollForwardAndBack(t *testing.T) {
 	ctx := context.Background()
-	dir := filepath.Join(os.TempDir(), "chorus-test-images")
+	dir := images.CacheDir()
 	imgs, err := images.BuildAll(ctx, dir)
 	if err != nil {
 		t.Fatal(err)

@@ -152,7 +152,7 @@ func TestSecureByDefault(t *testing.T) {
 	// Service hops are mutual TLS: service traffic through the peer that
 	// does not run the pod works; a plain TCP client at the pod's peer's
 	// hop port, sending a valid hop header for the pod, gets nothing.
-	imgs, err := images.BuildAll(context.Background(), filepath.Join(os.TempDir(), "chorus-test-images"))
+	imgs, err := images.BuildAll(context.Background(), images.CacheDir())
 	if err != nil {
 		t.Fatal(err)
 	}

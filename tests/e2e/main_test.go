@@ -7,7 +7,6 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"path/filepath"
 	"testing"
 
 	"github.com/chorus-sh/chorus/tests/harness"
@@ -23,7 +22,7 @@ type env struct {
 var testEnv env
 
 func TestMain(m *testing.M) {
-	imgs, err := images.BuildAll(context.Background(), filepath.Join(os.TempDir(), "chorus-test-images"))
+	imgs, err := images.BuildAll(context.Background(), images.CacheDir())
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)

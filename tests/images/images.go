@@ -21,6 +21,8 @@ import (
 	"archive/tar"
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
 	"io"
 	"io/fs"
@@ -403,4 +405,14 @@ func upToDate(path, prog string) (bool, error) {
 		}
 	}
 	return true, nil
+}
+
+// CacheDir is where tests keep the images they build between runs: one
+// directory per checkout (named after the hash of this package's source
+// directory), so that two checkouts tested at once on one machine never
+// load each other's images.
+func CacheDir() string {
+	_, file, _, _ := runtime.Caller(0)
+	sum := sha256.Sum256([]byte(filepath.Dir(file)))
+	return filepath.Join(os.TempDir(), "chorus-test-images-"+hex.EncodeToString(sum[:4]))
 }
