@@ -92,6 +92,9 @@ Try:
   curl --cacert <(sed -n 's/.*certificate-authority-data: //p' \$KUBECONFIG | base64 -d) -H "Authorization: Bearer \$(sed -n 's/.*token: //p' \$KUBECONFIG)" https://$S/version
   curl http://$ip:8080/                  # a pod answers with its name
   curl http://$last:$np/            # the service, on any peer's NodePort
+  curl http://$first/                    # the Ingress, on any peer's port 80: "Hello from a ConfigMap from web-..."
+  $BIN apply -f examples/batch.yaml       # a Job and a CronJob; then: $BIN logs job/pi
+  $BIN apply -f examples/stateful.yaml    # a StatefulSet with volumes; then: $BIN get pvc,pv
   curl \$($BIN service web)                # the same, as minikube service --url
   $BIN port-forward service/web 7080:8080 &   curl localhost:7080/
   $BIN describe pod $("$BIN" -s "$S" get pods -o name | head -1 | cut -d/ -f2)

@@ -2,7 +2,8 @@
 //
 // It listens on :$PORT (default 8080, or the -port flag) and serves:
 //
-//	GET /              "hello from <pod name>\n" (env POD_NAME, else the hostname)
+//	GET /              "hello from <pod name>\n" (env POD_NAME, else the hostname;
+//	                   env GREETING replaces "hello")
 //	GET /healthz       200 "ok", or 500 forever once /fail was called (liveness)
 //	GET /fail          breaks liveness
 //	GET /ready         200 "ready", or 503 while readiness is toggled off
@@ -79,8 +80,12 @@ func main() {
 
 	var broken, notReady atomic.Bool
 	mux := http.NewServeMux()
+	greeting := os.Getenv("GREETING")
+	if greeting == "" {
+		greeting = "hello"
+	}
 	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, r *http.Request) {
-		fmt.Fprintf(w, "hello from %s\n", podName)
+		fmt.Fprintf(w, "%s from %s\n", greeting, podName)
 	})
 	mux.HandleFunc("GET /", func(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "no page "+r.URL.Path+" on "+podName, http.StatusNotFound)
