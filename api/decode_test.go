@@ -756,15 +756,23 @@ func TestExampleManifest(t *testing.T) {
 	if len(warnings) != 0 {
 		t.Errorf("warnings: %q", warnings)
 	}
-	if len(objs) != 2 {
-		t.Fatalf("got %d objects", len(objs))
+	if len(objs) != 4 {
+		t.Fatalf("got %d objects, want a ConfigMap, a Deployment, a Service and an Ingress", len(objs))
 	}
+	if cm, ok := objs[0].(*ConfigMap); !ok || cm.Data["greeting"] == "" {
+		t.Fatalf("first object: %+v", objs[0])
+	}
+	if _, ok := objs[3].(*Ingress); !ok {
+		t.Fatalf("last object: %+v", objs[3])
+	}
+	objs = objs[1:3]
 	d, ok := objs[0].(*Deployment)
 	if !ok || ObjectKey(d) != "Deployment/default/web" || *d.Spec.Replicas != 3 {
 		t.Fatalf("first object: %+v", objs[0])
 	}
 	c := d.Spec.Template.Spec.Containers[0]
-	if c.Image != "example/web:1" || c.Ports[0].ContainerPort != 8080 || c.Env[0] != (EnvVar{Name: "PORT", Value: "8080"}) {
+	if c.Image != "example/web:1" || c.Ports[0].ContainerPort != 8080 || c.Env[0] != (EnvVar{Name: "PORT", Value: "8080"}) ||
+		c.Env[1].ValueFrom == nil || c.Env[1].ValueFrom.ConfigMapKeyRef.Name != "web-config" {
 		t.Errorf("container = %+v", c)
 	}
 	if p := c.ReadinessProbe; p.HTTPGet.Path != "/healthz" || p.HTTPGet.Port != FromInt(8080) || p.PeriodSeconds != 2 {
@@ -783,5 +791,29 @@ func TestExampleManifest(t *testing.T) {
 	pods := PodsForDeployment(d)
 	if len(pods) != 3 || !SelectorMatches(s.Spec.Selector, pods[0].Metadata.Labels) {
 		t.Errorf("the service does not select the deployment's pods")
+	}
+}
+
+// The other examples decode without a warning.
+func TestOtherExamples(t *testing.T) {
+	for file, kinds := range map[string][]string{
+		"batch.yaml":    {KindJob, KindCronJob},
+		"stateful.yaml": {KindService, KindStatefulSet},
+	} {
+		data, err := os.ReadFile("../examples/" + file)
+		if err != nil {
+			t.Fatal(err)
+		}
+		objs, warnings, err := Decode(data, file)
+		if err != nil || len(warnings) != 0 {
+			t.Fatalf("%s: %v, warnings %q", file, err, warnings)
+		}
+		var got []string
+		for _, o := range objs {
+			got = append(got, o.GetKind())
+		}
+		if strings.Join(got, ",") != strings.Join(kinds, ",") {
+			t.Errorf("%s: kinds %v, want %v", file, got, kinds)
+		}
 	}
 }

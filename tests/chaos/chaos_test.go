@@ -5,6 +5,8 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -238,4 +240,130 @@ func TestPausedPeerWakes(t *testing.T) {
 	m.Figures(&r, sample)
 	c.Check(&r, 120*time.Second)
 	keep(r)
+}
+
+// TestStatefulPodsUnderPartition: the rule chorus follows for stateful
+// pods (docs/ARCHITECTURE.md, "Controllers that act once") holds under a
+// partition. A peer running one pod of a StatefulSet is cut off from the
+// two others: each side sees the other dead, the cut-off pod goes on
+// running on its side, and neither side starts a second copy of any
+// ordinal, also not the side that leads the set. After the heal every
+// ordinal runs exactly once.
+func TestStatefulPodsUnderPartition(t *testing.T) {
+	c := New(t, bin, webImg, 3, 221, "q")
+	f := filepath.Join(t.TempDir(), "db.yaml")
+	if err := os.WriteFile(f, []byte(`apiVersion: apps/v1
+kind: StatefulSet
+metadata:
+  name: db
+spec:
+  replicas: 3
+  podManagementPolicy: Parallel
+  selector:
+    matchLabels: {app: db}
+  template:
+    metadata:
+      labels: {app: db}
+    spec:
+      containers:
+      - name: db
+        image: example/web:1
+`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := c.Peers[0].CLI("apply", "-f", f); err != nil {
+		t.Fatalf("apply: %v\n%s", err, out)
+	}
+	// copies returns, as peer p lists them, the nodes each pod of db runs
+	// (or is listed) on, with its phase.
+	copies := func(p *harness.Peer) (map[string][]string, error) {
+		out, err := p.CLI("get", "pods", "-l", "app=db", "-o", `jsonpath={range .items[*]}{.metadata.name} {.spec.nodeName} {.status.phase}{"\n"}{end}`)
+		if err != nil {
+			return nil, err
+		}
+		m := map[string][]string{}
+		for _, l := range strings.Split(strings.TrimSpace(out), "\n") {
+			if f := strings.Fields(l); len(f) == 3 {
+				m[f[0]] = append(m[f[0]], f[1]+"/"+f[2])
+			}
+		}
+		return m, nil
+	}
+	onceEach := func(p *harness.Peer) (bool, string) {
+		m, err := copies(p)
+		if err != nil {
+			return false, err.Error()
+		}
+		for _, name := range []string{"db-0", "db-1", "db-2"} {
+			if len(m[name]) != 1 || !strings.HasSuffix(m[name][0], "/Running") {
+				return false, fmt.Sprint(m)
+			}
+		}
+		return len(m) == 3, fmt.Sprint(m)
+	}
+	harness.Eventually(t, 120*time.Second, "db-0..2 each Running once", func() (bool, string) { return onceEach(c.Peers[0]) })
+	m, _ := copies(c.Peers[0])
+	var victim *harness.Peer
+	var victimPods []string
+	for _, p := range c.Peers[1:] {
+		for name, where := range m {
+			if strings.HasPrefix(where[0], p.Name+"/") {
+				victim = p
+				victimPods = append(victimPods, name)
+			}
+		}
+		if victim != nil {
+			break
+		}
+	}
+	if victim == nil {
+		t.Fatalf("every pod of db runs on %s: %v", c.Peers[0].Name, m)
+	}
+	var rest []*harness.Peer
+	for _, p := range c.Peers {
+		if p != victim {
+			rest = append(rest, p)
+		}
+	}
+	c.Partition([]*harness.Peer{victim}, rest)
+	// Both sides notice, then for 20 s neither starts a second copy.
+	harness.Eventually(t, 60*time.Second, "the majority lists "+strings.Join(victimPods, ",")+" as lost", func() (bool, string) {
+		m, err := copies(rest[0])
+		if err != nil {
+			return false, err.Error()
+		}
+		return strings.HasSuffix(m[victimPods[0]][0], "/Unknown"), fmt.Sprint(m)
+	})
+	deadline := time.Now().Add(20 * time.Second)
+	for time.Now().Before(deadline) {
+		for _, p := range []*harness.Peer{rest[0], victim} {
+			m, err := copies(p)
+			if err != nil {
+				t.Fatalf("list pods through %s: %v", p.Name, err)
+			}
+			for name, where := range m {
+				running := 0
+				for _, w := range where {
+					if strings.HasSuffix(w, "/Running") {
+						running++
+					}
+				}
+				if len(where) > 1 || running > 1 {
+					t.Fatalf("%s has %d copies as %s sees them: %v", name, len(where), p.Name, m)
+				}
+			}
+			// The cut-off pod goes on running on its side.
+			if p == victim {
+				if w := m[victimPods[0]]; len(w) != 1 || w[0] != victim.Name+"/Running" {
+					t.Fatalf("%s as %s sees it: %v", victimPods[0], victim.Name, w)
+				}
+			}
+		}
+		time.Sleep(time.Second)
+	}
+	c.Heal()
+	harness.Eventually(t, 120*time.Second, "after the heal, db-0..2 each Running once", func() (bool, string) { return onceEach(c.Peers[0]) })
+	if ok, m := onceEach(victim); !ok {
+		t.Fatalf("as %s sees it after the heal: %s", victim.Name, m)
+	}
 }
