@@ -37,7 +37,17 @@ func TestStatefulSetsAndClaims(t *testing.T) {
 		return strings.TrimSpace(must(k1(args...)))
 	}
 	f := filepath.Join(t.TempDir(), "db.yaml")
-	if err := os.WriteFile(f, []byte(`apiVersion: apps/v1
+	if err := os.WriteFile(f, []byte(`apiVersion: v1
+kind: Service
+metadata:
+  name: db
+spec:
+  clusterIP: None
+  selector: {app: db}
+  ports:
+  - {name: http, port: 8080}
+---
+apiVersion: apps/v1
 kind: StatefulSet
 metadata:
   name: db
@@ -80,6 +90,13 @@ spec:
 	if out := get("describe", "pod", "db-0"); !strings.Contains(out, "builder") {
 		t.Fatalf("describe pod db-0: no service account builder\n%s", out)
 	}
+	// Stable names through the headless service: db-1 resolves db-0.
+	ip0 := get("get", "pod", "db-0", "-o", "jsonpath={.status.podIP}")
+	ip1 := get("get", "pod", "db-1", "-o", "jsonpath={.status.podIP}")
+	harness.Eventually(t, 30*time.Second, "db-0.db.default.svc.cluster.local resolves in db-1 to "+ip0, func() (bool, string) {
+		out, err := harness.HTTPGet("http://" + ip1 + ":8080/lookup?host=db-0.db.default.svc.cluster.local")
+		return err == nil && strings.TrimSpace(out) == ip0, out
+	})
 	if out := get("get", "pvc"); strings.Count(out, "Bound") != 2 || !strings.Contains(out, "data-db-0") || !strings.Contains(out, "local-path") {
 		t.Fatalf("get pvc:\n%s", out)
 	}
