@@ -285,11 +285,11 @@ func TestKubectl(t *testing.T) {
 
 	// Kinds chorus does not serve, and fields no kind has.
 	bad := filepath.Join(t.TempDir(), "bad.yaml")
-	if err := os.WriteFile(bad, []byte("apiVersion: batch/v1\nkind: CronJob\nmetadata: {name: cj, namespace: kt}\n"), 0o600); err != nil {
+	if err := os.WriteFile(bad, []byte("apiVersion: policy/v1\nkind: PodDisruptionBudget\nmetadata: {name: pdb, namespace: kt}\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	if out, err := k2("apply", "-f", bad); err == nil || !strings.Contains(out, `no matches for kind "CronJob"`) {
-		t.Fatalf("apply of a CronJob: want no matches for kind, got %v\n%s", err, out)
+	if out, err := k2("apply", "-f", bad); err == nil || !strings.Contains(out, `no matches for kind "PodDisruptionBudget"`) {
+		t.Fatalf("apply of a PodDisruptionBudget: want no matches for kind, got %v\n%s", err, out)
 	}
 	if err := os.WriteFile(bad, []byte(strings.Replace(kubectlApp, "containerPort: 8080", "containerPort: 8080, bogus: 1", 1)), 0o600); err != nil {
 		t.Fatal(err)
