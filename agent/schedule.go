@@ -535,6 +535,16 @@ func (a *Agent) reconcile() {
 			fmt.Sprintf("%d more replicas pending (not listed as pods): %s", n, reasons[key]))
 	}
 	a.sched.setPending(pending, counted, desired)
+	// A pod of a deployment or daemon set that was evicted (an emptyDir
+	// over its sizeLimit) is made again, empty, as a ReplicaSet makes a new
+	// pod; a standalone or job pod stays Failed, as in Kubernetes.
+	for _, p := range a.pods.Pods() {
+		if p.Status.Phase == api.PodFailed && p.Status.Reason == "Evicted" && !isStandalone(&p) {
+			if err := a.pods.Replace(p.Metadata.Namespace, p.Metadata.Name); err == nil {
+				a.log.Info("evicted pod made again", "pod", podKey(&p), "reason", p.Status.Message)
+			}
+		}
+	}
 	a.localPodIPs(a.pods.Pods())
 	a.pods.Sync(mine)
 }

@@ -508,7 +508,11 @@ type podWorker struct {
 	message  string
 	created  time.Time
 	stopping bool
-	stopCh   chan struct{}
+	// evicted: an emptyDir outgrew its sizeLimit; the containers are
+	// stopped for good and the pod is Failed (reason Evicted), as the
+	// kubelet evicts it.
+	evicted bool
+	stopCh  chan struct{}
 	// initialized: every init container has done its part; the app
 	// containers may run (it stays so).
 	initialized bool
@@ -661,6 +665,9 @@ func (w *podWorker) loop(ctx context.Context) {
 			if err := w.setupVolumes(w.podContext()); err != nil {
 				log.Debug("refresh volumes", "err", err)
 			}
+			if msg := w.overLimit(); msg != "" {
+				w.evict(wctx, log, msg, &inner)
+			}
 		case <-ctx.Done():
 			return
 		case <-w.stopCh:
@@ -691,6 +698,10 @@ func (w *podWorker) setPodReason(reason, msg string) {
 // containers have all ended.
 func (w *podWorker) startDue(ctx context.Context, log *slog.Logger, exits chan<- exitMsg, hooks chan<- hookMsg, inner *sync.WaitGroup) {
 	w.mu.Lock()
+	if w.evicted {
+		w.mu.Unlock()
+		return
+	}
 	views := make([]ctrView, len(w.ctrs))
 	for i := range w.ctrs {
 		views[i] = w.ctrs[i].view()
@@ -1091,6 +1102,7 @@ func (w *podWorker) exited(ctx context.Context, log *slog.Logger, e exitMsg) {
 	c.last = term
 	var restart bool
 	switch {
+	case w.evicted:
 	case c.sidecar:
 		// A sidecar restarts whatever the pod's policy, until the app
 		// containers have all ended.
@@ -1396,6 +1408,8 @@ func (w *podWorker) snapshot() api.Pod {
 		st.ContainerStatuses = append(st.ContainerStatuses, cs)
 	}
 	switch {
+	case w.evicted:
+		st.Phase = api.PodFailed
 	case initFailed:
 		st.Phase = api.PodFailed
 	case !w.initialized:
@@ -1443,3 +1457,23 @@ const initialReadinessRetry = 200 * time.Millisecond
 
 // netID is the pod's id for CNI, which allows no slash.
 func netID(key string) string { return strings.ReplaceAll(key, "/", "_") }
+
+// evict stops every container of the pod for good: the pod is Failed with
+// reason Evicted and msg, as the kubelet evicts a pod.
+func (w *podWorker) evict(ctx context.Context, log *slog.Logger, msg string, inner *sync.WaitGroup) {
+	w.mu.Lock()
+	if w.evicted {
+		w.mu.Unlock()
+		return
+	}
+	w.evicted = true
+	w.reason, w.message = "Evicted", msg
+	n := len(w.ctrs)
+	w.mu.Unlock()
+	log.Warn("pod evicted", "reason", msg)
+	w.event("Warning", "Evicted", msg)
+	for i := range n {
+		w.kill(ctx, log, i, inner)
+	}
+	w.m.opts.Changed()
+}

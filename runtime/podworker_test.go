@@ -1,11 +1,14 @@
 package runtime
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -303,5 +306,44 @@ func TestProbesDue(t *testing.T) {
 	c = &ctrState{spec: api.Container{LivenessProbe: probe}, startupDone: true}
 	if due := probesDue(c, now); due[probeLiveness] == nil {
 		t.Fatalf("no startup probe: %v", due)
+	}
+}
+
+// A disk emptyDir that outgrows its sizeLimit evicts the pod: its
+// containers stop for good, the pod is Failed with the kubelet's reason and
+// message, and it is not restarted (restartPolicy Always).
+func TestPodWorkerEvictsOnEmptyDirLimit(t *testing.T) {
+	rt := newFakeRuntime(func(string) (int32, time.Duration, bool) { return 0, 0, false })
+	m := startManager(t, rt, Options{VolumeRefresh: 50 * time.Millisecond, Changed: func() {}})
+	m.Sync([]api.Pod{{Metadata: api.ObjectMeta{Name: "big", Namespace: "default"}, Spec: api.PodSpec{
+		RestartPolicy: api.RestartAlways,
+		Volumes:       []api.Volume{{Name: "scratch", EmptyDir: &api.EmptyDirVolumeSource{SizeLimit: "64Ki"}}},
+		Containers:    []api.Container{{Name: "app", Image: "i:1", VolumeMounts: []api.VolumeMount{{Name: "scratch", MountPath: "/s"}}}}}}})
+	waitUntil(t, "running", func() bool { return m.Pods()[0].Status.Phase == api.PodRunning })
+	dir := filepath.Join(m.volumeRoot("default/big"), "scratch")
+	if err := os.WriteFile(filepath.Join(dir, "small"), make([]byte, 16<<10), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(200 * time.Millisecond)
+	if p := m.Pods()[0]; p.Status.Phase != api.PodRunning {
+		t.Fatalf("under the limit: %s %s", p.Status.Phase, p.Status.Reason)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "big"), bytes.Repeat([]byte{1}, 128<<10), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	waitUntil(t, "evicted", func() bool {
+		p := m.Pods()[0]
+		return p.Status.Phase == api.PodFailed && p.Status.Reason == "Evicted" &&
+			p.Status.Message == `Usage of EmptyDir volume "scratch" exceeds the limit "64Ki".`
+	})
+	time.Sleep(300 * time.Millisecond)
+	starts := 0
+	for _, e := range rt.events() {
+		if strings.HasPrefix(e, "start app") {
+			starts++
+		}
+	}
+	if p := m.Pods()[0]; starts != 1 || p.Status.Phase != api.PodFailed {
+		t.Fatalf("after eviction: %d starts, phase %s; events %v", starts, p.Status.Phase, rt.events())
 	}
 }

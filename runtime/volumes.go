@@ -452,3 +452,46 @@ func (w *podWorker) hostPath(vol *api.Volume) error {
 	}
 	return nil
 }
+
+// overLimit returns why the pod must be evicted when one of its disk
+// emptyDirs holds more than its sizeLimit (a memory one is a tmpfs of that
+// size), as the kubelet words it; "" otherwise.
+func (w *podWorker) overLimit() string {
+	w.mu.Lock()
+	vols := w.pod.Spec.Volumes
+	w.mu.Unlock()
+	root := w.m.volumeRoot(w.key)
+	for _, vol := range vols {
+		e := vol.EmptyDir
+		if e == nil || e.Medium == api.MediumMemory || e.SizeLimit == "" {
+			continue
+		}
+		limit, err := api.ParseMemory(e.SizeLimit)
+		if err != nil || limit <= 0 {
+			continue
+		}
+		if used := dirSize(filepath.Join(root, vol.Name)); used > limit {
+			return fmt.Sprintf("Usage of EmptyDir volume %q exceeds the limit %q.", vol.Name, e.SizeLimit)
+		}
+	}
+	return ""
+}
+
+// dirSize is the bytes the files under dir take on disk.
+func dirSize(dir string) int64 {
+	var n int64
+	_ = filepath.WalkDir(dir, func(_ string, d os.DirEntry, err error) error {
+		if err != nil {
+			return nil
+		}
+		if info, err := d.Info(); err == nil && !d.IsDir() {
+			if st, ok := info.Sys().(*syscall.Stat_t); ok {
+				n += st.Blocks * 512
+			} else {
+				n += info.Size()
+			}
+		}
+		return nil
+	})
+	return n
+}
