@@ -128,6 +128,10 @@ func writerOrNil(w io.WriteCloser) io.Writer {
 	return w
 }
 
+// wsSettle is how long a WebSocket exec or attach waits after the
+// handshake before it writes anything (see serveWebSocket).
+const wsSettle = 100 * time.Millisecond
+
 func (s *Server) serveWebSocket(w http.ResponseWriter, r *http.Request, req ExecRequest, verb string, opts *remotecommand.Options, run runFunc) {
 	channel := func(open bool, t wsstream.ChannelType) wsstream.ChannelType {
 		if open {
@@ -154,6 +158,16 @@ func (s *Server) serveWebSocket(w http.ResponseWriter, r *http.Request, req Exec
 		// The handshake has answered the client (400 for a protocol it
 		// does not share, which kubectl takes as the cue to fall back).
 		s.logger().Info("stream: websocket upgrade failed", "pod", req.Namespace+"/"+req.Pod, "err", err)
+		return
+	}
+	// kubectl 1.32 starts reading the connection before it has made its
+	// streams, and drops what arrives for a stream not yet made (client-go
+	// fixed it later): a command that fails at once would lose its error
+	// (kubectl said "closed all streams"). Give it a moment first.
+	select {
+	case <-time.After(wsSettle):
+	case <-r.Context().Done():
+		_ = conn.Close()
 		return
 	}
 	// An empty message on the first channel the client reads tells it the
