@@ -92,23 +92,24 @@ type kindInfo struct {
 }
 
 var supportedKinds = map[string]kindInfo{
-	KindNamespace:             {apiVersionV1, func() Object { return new(Namespace) }},
-	KindDeployment:            {apiVersionAppsV1, func() Object { return new(Deployment) }},
-	KindService:               {apiVersionV1, func() Object { return new(Service) }},
-	KindDaemonSet:             {apiVersionAppsV1, func() Object { return new(DaemonSet) }},
-	KindConfigMap:             {apiVersionV1, func() Object { return new(ConfigMap) }},
-	KindSecret:                {apiVersionV1, func() Object { return new(Secret) }},
-	KindPod:                   {apiVersionV1, func() Object { return new(Pod) }},
-	KindJob:                   {apiVersionBatchV1, func() Object { return new(Job) }},
-	KindServiceAccount:        {apiVersionV1, func() Object { return new(ServiceAccount) }},
-	KindStatefulSet:           {apiVersionAppsV1, func() Object { return new(StatefulSet) }},
-	KindPersistentVolumeClaim: {apiVersionV1, func() Object { return new(PersistentVolumeClaim) }},
-	KindCronJob:               {apiVersionBatchV1, func() Object { return new(CronJob) }},
-	KindIngress:               {apiVersionNetworkingV1, func() Object { return new(Ingress) }},
-	KindIngressClass:          {apiVersionNetworkingV1, func() Object { return new(IngressClass) }},
+	KindNamespace:               {apiVersionV1, func() Object { return new(Namespace) }},
+	KindDeployment:              {apiVersionAppsV1, func() Object { return new(Deployment) }},
+	KindService:                 {apiVersionV1, func() Object { return new(Service) }},
+	KindDaemonSet:               {apiVersionAppsV1, func() Object { return new(DaemonSet) }},
+	KindConfigMap:               {apiVersionV1, func() Object { return new(ConfigMap) }},
+	KindSecret:                  {apiVersionV1, func() Object { return new(Secret) }},
+	KindPod:                     {apiVersionV1, func() Object { return new(Pod) }},
+	KindJob:                     {apiVersionBatchV1, func() Object { return new(Job) }},
+	KindServiceAccount:          {apiVersionV1, func() Object { return new(ServiceAccount) }},
+	KindStatefulSet:             {apiVersionAppsV1, func() Object { return new(StatefulSet) }},
+	KindPersistentVolumeClaim:   {apiVersionV1, func() Object { return new(PersistentVolumeClaim) }},
+	KindCronJob:                 {apiVersionBatchV1, func() Object { return new(CronJob) }},
+	KindIngress:                 {apiVersionNetworkingV1, func() Object { return new(Ingress) }},
+	KindIngressClass:            {apiVersionNetworkingV1, func() Object { return new(IngressClass) }},
+	KindHorizontalPodAutoscaler: {apiVersionAutoscalingV2, func() Object { return new(HorizontalPodAutoscaler) }},
 }
 
-const supportedKindsText = "Namespace (v1), Deployment (apps/v1), DaemonSet (apps/v1), Service (v1), ConfigMap (v1), Secret (v1), Pod (v1), Job (batch/v1), CronJob (batch/v1), StatefulSet (apps/v1), PersistentVolumeClaim (v1), ServiceAccount (v1), Ingress (networking.k8s.io/v1), IngressClass (networking.k8s.io/v1)"
+const supportedKindsText = "Namespace (v1), Deployment (apps/v1), DaemonSet (apps/v1), Service (v1), ConfigMap (v1), Secret (v1), Pod (v1), Job (batch/v1), CronJob (batch/v1), StatefulSet (apps/v1), PersistentVolumeClaim (v1), ServiceAccount (v1), Ingress (networking.k8s.io/v1), IngressClass (networking.k8s.io/v1), HorizontalPodAutoscaler (autoscaling/v2)"
 
 // Decode reads a manifest: YAML documents separated by "---" lines, or a
 // stream of JSON objects, each a Namespace (v1), a Deployment (apps/v1), a

@@ -84,6 +84,8 @@ func SetDefaults(o Object) {
 		defaultStatefulSetSpec(&o.Spec)
 	case *PersistentVolumeClaim:
 		defaultClaimSpec(&o.Spec)
+	case *HorizontalPodAutoscaler:
+		defaultHPASpec(&o.Spec)
 	}
 }
 

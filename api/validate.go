@@ -104,6 +104,9 @@ func validate(o Object) (errs, warns []FieldError) {
 	case *IngressClass:
 		v.objectMeta(&o.Metadata, "metadata")
 		v.ingressClass(o)
+	case *HorizontalPodAutoscaler:
+		v.objectMeta(&o.Metadata, "metadata")
+		v.hpaSpec(&o.Spec)
 	}
 	return v.errs, v.warns
 }
