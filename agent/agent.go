@@ -226,6 +226,9 @@ type Agent struct {
 	// peerTransport carries this peer's calls to other peers' APIs.
 	peerTransport *http.Transport
 
+	// orphansCollected paces collectOrphans; only the reconcile loop uses it.
+	orphansCollected pace
+
 	kick       chan struct{}
 	statusKick chan struct{}      // a local pod's status changed
 	leave      context.CancelFunc // ends Run after a graceful leave
@@ -441,14 +444,13 @@ func Run(ctx context.Context, cfg Config) error {
 func (a *Agent) reconcileLoop(ctx context.Context) {
 	t := time.NewTicker(time.Second)
 	defer t.Stop()
-	var pruned time.Time
+	var pruned pace
 	for {
 		changed := a.store.changed()
 		a.safeReconcile()
 		a.safeControlBatch(time.Now())
-		if time.Since(pruned) > claimPruneInterval {
+		if pruned.due(time.Now(), claimPruneInterval) {
 			a.pruneClaims()
-			pruned = time.Now()
 		}
 		select {
 		case <-ctx.Done():
@@ -458,6 +460,20 @@ func (a *Agent) reconcileLoop(ctx context.Context) {
 		case <-t.C:
 		}
 	}
+}
+
+// pace paces work that the reconcile loop need not do on every pass. Its
+// zero value is due at once.
+type pace struct{ last time.Time }
+
+// due reports whether more than every has passed since it last reported
+// true, and if so takes now as that time.
+func (p *pace) due(now time.Time, every time.Duration) bool {
+	if now.Sub(p.last) <= every { // the zero last: the longest duration
+		return false
+	}
+	p.last = now
+	return true
 }
 
 // safeReconcile runs one reconcile pass; a panic in it (a value no check

@@ -15,6 +15,11 @@ import (
 // order, a pod before its job.
 const orphanGrace = 30 * time.Second
 
+// orphanCollectInterval is how often controlBatch looks for such orphans:
+// an orphan is deleted between orphanGrace and orphanGrace plus this after
+// its creation.
+const orphanCollectInterval = 30 * time.Second
+
 // safeControlBatch runs controlBatch; a panic is logged and reported, as in
 // safeReconcile.
 func (a *Agent) safeControlBatch(now time.Time) {
@@ -28,7 +33,8 @@ func (a *Agent) safeControlBatch(now time.Time) {
 }
 
 // controlBatch runs the controllers of the cron jobs and jobs this peer
-// leads, and deletes what deleted jobs and cron jobs owned.
+// leads, and, at most every orphanCollectInterval, deletes what deleted jobs
+// and cron jobs owned.
 func (a *Agent) controlBatch(now time.Time) {
 	cronJobs := a.store.list(api.KindCronJob, "")
 	jobs := a.store.list(api.KindJob, "")
@@ -75,8 +81,17 @@ func (a *Agent) controlBatch(now time.Time) {
 		}
 		a.controlStatefulSet(s, listed)
 	}
-	// Orphans: what a job, cron job or stateful set no peer holds any more
-	// owned (claims are kept unless owned: retention policy Retain).
+	if a.orphansCollected.due(now, orphanCollectInterval) {
+		a.collectOrphans(now, uids, leads)
+	}
+}
+
+// collectOrphans deletes, among the objects this peer leads, what a job,
+// cron job or stateful set no peer holds any more (uids: those it holds)
+// owned, orphanGrace after their creation (claims are kept unless owned:
+// retention policy Retain). It decodes every stored pod, job and claim, so
+// controlBatch runs it at most every orphanCollectInterval.
+func (a *Agent) collectOrphans(now time.Time, uids map[string]bool, leads func(key string) bool) {
 	var orphans []string
 	for _, kind := range []string{api.KindPod, api.KindJob, api.KindPersistentVolumeClaim} {
 		for _, o := range a.store.list(kind, "") {

@@ -349,26 +349,16 @@ func (a *Agent) objects(resource, ns string) ([]any, bool) {
 		}
 		return out, true
 	case "events":
-		var out []any
-		for _, e := range a.events.list(ns, "", "") {
-			out = append(out, e)
-		}
-		return out, true
+		return anys(a.events.list(ns, "", ""), nil), true
 	case "nodes":
-		var out []any
-		for _, n := range a.nodes() {
-			out = append(out, n)
-		}
-		return out, true
+		return anys(a.nodes(), nil), true
 	case "namespaces":
-		out := []any{}
 		hasDefault := false
-		for _, o := range a.store.list(api.KindNamespace, "") {
+		out := anys(a.store.list(api.KindNamespace, ""), func(o api.Object) {
 			n := o.(*api.Namespace)
 			n.Status.Phase = "Active"
 			hasDefault = hasDefault || n.Metadata.Name == api.DefaultNamespace
-			out = append(out, n)
-		}
+		})
 		if !hasDefault {
 			// Every peer has it and none created it: it carries no timestamp,
 			// so that every peer answers the same.
@@ -379,8 +369,7 @@ func (a *Agent) objects(resource, ns string) ([]any, bool) {
 		return out, true
 	case "deployments":
 		pods := a.clusterPods()
-		var out []any
-		for _, o := range a.store.list(api.KindDeployment, ns) {
+		return anys(a.store.list(api.KindDeployment, ns), func(o api.Object) {
 			d := o.(*api.Deployment)
 			var mine []api.Pod
 			for _, p := range pods {
@@ -392,22 +381,16 @@ func (a *Agent) objects(resource, ns string) ([]any, bool) {
 			if _, rev := a.store.history(d); rev > 0 {
 				d.Metadata.Annotations[api.AnnotationRevision] = strconv.FormatInt(rev, 10)
 			}
-			out = append(out, d)
-		}
-		return out, true
+		}), true
 	case "daemonsets":
 		pods := a.clusterPods()
-		var out []any
-		for _, o := range a.store.list(api.KindDaemonSet, ns) {
+		return anys(a.store.list(api.KindDaemonSet, ns), func(o api.Object) {
 			d := o.(*api.DaemonSet)
 			d.Status = a.daemonSetStatus(d, pods)
-			out = append(out, d)
-		}
-		return out, true
+		}), true
 	case "statefulsets":
 		listed := a.listedPods()
-		var out []any
-		for _, o := range a.store.list(api.KindStatefulSet, ns) {
+		return anys(a.store.list(api.KindStatefulSet, ns), func(o api.Object) {
 			s := o.(*api.StatefulSet)
 			var pods []api.Pod
 			for _, p := range listed {
@@ -416,17 +399,13 @@ func (a *Agent) objects(resource, ns string) ([]any, bool) {
 				}
 			}
 			s.Status = statefulSetStatus(s, pods)
-			out = append(out, s)
-		}
-		return out, true
+		}), true
 	case "serviceaccounts":
 		// Every namespace has "default"; stored ones are listed as they are.
-		var out []any
 		have := map[string]bool{}
-		for _, o := range a.store.list(api.KindServiceAccount, ns) {
+		out := anys(a.store.list(api.KindServiceAccount, ns), func(o api.Object) {
 			have[o.Meta().Namespace+"/"+o.Meta().Name] = true
-			out = append(out, o)
-		}
+		})
 		nss, _ := a.objects("namespaces", "")
 		for _, o := range nss {
 			n := o.(*api.Namespace)
@@ -440,75 +419,48 @@ func (a *Agent) objects(resource, ns string) ([]any, bool) {
 		}
 		return out, true
 	case "persistentvolumeclaims":
-		var out []any
-		for _, o := range a.store.list(api.KindPersistentVolumeClaim, ns) {
-			c := o.(*api.PersistentVolumeClaim)
-			claimStatus(c)
-			out = append(out, c)
-		}
-		return out, true
+		return anys(a.store.list(api.KindPersistentVolumeClaim, ns), func(o api.Object) {
+			claimStatus(o.(*api.PersistentVolumeClaim))
+		}), true
 	case "jobs":
 		listed := a.listedPods()
-		var out []any
-		for _, o := range a.store.list(api.KindJob, ns) {
+		return anys(a.store.list(api.KindJob, ns), func(o api.Object) {
 			j := o.(*api.Job)
 			j.Status = jobStatus(j, a.store.jobProgressOf(j), jobPodsOf(j, listed))
-			out = append(out, j)
-		}
-		return out, true
+		}), true
 	case "cronjobs":
 		jobs := a.store.list(api.KindJob, ns)
 		progress := map[string]jobProgress{}
 		for _, o := range jobs {
 			progress[api.ObjectKey(o)] = a.store.jobProgressOf(o.(*api.Job))
 		}
-		var out []any
-		for _, o := range a.store.list(api.KindCronJob, ns) {
+		return anys(a.store.list(api.KindCronJob, ns), func(o api.Object) {
 			c := o.(*api.CronJob)
 			runs, byName := cronRuns(c, jobs, progress)
 			prog := readCronProgress(a.store.rawFields(cronProgressKey(c.Metadata.Namespace, c.Metadata.Name)), c.Metadata.UID)
 			c.Status = cronJobStatus(prog, runs, byName)
-			out = append(out, c)
-		}
-		return out, true
+		}), true
 	case "configmaps":
-		var out []any
-		for _, o := range a.store.list(api.KindConfigMap, ns) {
-			out = append(out, o)
-		}
-		return out, true
+		return anys(a.store.list(api.KindConfigMap, ns), nil), true
 	case "secrets":
-		var out []any
-		for _, o := range a.store.list(api.KindSecret, ns) {
-			out = append(out, o)
-		}
-		return out, true
+		return anys(a.store.list(api.KindSecret, ns), nil), true
 	case "ingresses":
-		var out []any
-		for _, o := range a.store.list(api.KindIngress, ns) {
-			ing := o.(*api.Ingress)
-			a.ingressStatus(ing)
-			out = append(out, ing)
-		}
-		return out, true
+		return anys(a.store.list(api.KindIngress, ns), func(o api.Object) {
+			a.ingressStatus(o.(*api.Ingress))
+		}), true
 	case "ingressclasses":
-		var out []any
-		for _, c := range a.ingressClasses() {
-			out = append(out, c)
-		}
-		return out, true
+		return anys(a.ingressClasses(), nil), true
 	case "services":
 		pods := a.clusterPods()
 		var lb []api.LoadBalancerIngress
 		for _, ip := range a.aliveAddrs() {
 			lb = append(lb, api.LoadBalancerIngress{IP: ip, IPMode: "VIP"})
 		}
-		var out []any
 		ips := map[string]string{}
 		if p := a.svcIPs.Load(); p != nil {
 			ips = *p
 		}
-		for _, o := range a.store.list(api.KindService, ns) {
+		return anys(a.store.list(api.KindService, ns), func(o api.Object) {
 			s := o.(*api.Service)
 			if !s.Headless() {
 				s.Spec.ClusterIP = ips[api.ObjectKey(s)]
@@ -530,11 +482,22 @@ func (a *Agent) objects(resource, ns string) ([]any, bool) {
 				}
 				s.Metadata.Annotations[annotationEndpoints] = strings.Join(eps, ",")
 			}
-			out = append(out, s)
-		}
-		return out, true
+		}), true
 	}
 	return nil, false
+}
+
+// anys returns items as []any (nil when there are none), each passed to
+// fill first unless fill is nil.
+func anys[T any](items []T, fill func(T)) []any {
+	var out []any
+	for _, it := range items {
+		if fill != nil {
+			fill(it)
+		}
+		out = append(out, it)
+	}
+	return out
 }
 
 // targetPort resolves a service port's target on a pod: a number, or the

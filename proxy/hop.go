@@ -254,12 +254,22 @@ func (p *Proxy) serveHop(raw *net.TCPConn) {
 		return
 	}
 	if udp {
-		p.serveHopUDP(c, target, fail)
+		p.acceptHop(c, target, fail, dialUDPTarget, relayHopUDP)
 		return
 	}
-	ctx, cancel := context.WithTimeout(p.ctx, dialTimeout)
-	up, err := dialTCP(ctx, target.String())
-	cancel()
+	p.acceptHop(c, target, fail, func(target netip.AddrPort) (net.Conn, error) {
+		ctx, cancel := context.WithTimeout(p.ctx, dialTimeout)
+		defer cancel()
+		return dialTCP(ctx, target.String())
+	}, Splice)
+}
+
+// acceptHop connects an accepted hop c to its target: it dials the target,
+// answers hopOK (or hopDialFailed through fail), and relays between c and
+// the target's connection, which Close closes meanwhile.
+func (p *Proxy) acceptHop(c net.Conn, target netip.AddrPort, fail func(byte),
+	dial func(netip.AddrPort) (net.Conn, error), relay func(c, up net.Conn)) {
+	up, err := dial(target)
 	if err != nil {
 		p.stats.hopDialFailures.Add(1)
 		p.log.Debug("hop target dial failed", "target", target.String(), "err", err)
@@ -279,5 +289,5 @@ func (p *Proxy) serveHop(raw *net.TCPConn) {
 	}
 	c.SetDeadline(time.Time{})
 	p.stats.hopsServed.Add(1)
-	Splice(c, up)
+	relay(c, up)
 }

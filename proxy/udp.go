@@ -347,29 +347,15 @@ func (p *Proxy) dialEndpointUDP(ctx context.Context, ep Endpoint) (net.Conn, boo
 	return c, true, nil
 }
 
-// serveHopUDP serves an accepted hop for a UDP target: frames from the
-// other peer become datagrams to the pod and back, until either side ends
-// (the other peer closes an idle flow).
-func (p *Proxy) serveHopUDP(c net.Conn, target netip.AddrPort, fail func(byte)) {
-	up, err := net.DialUDP("udp", nil, net.UDPAddrFromAddrPort(target))
-	if err != nil {
-		p.stats.hopDialFailures.Add(1)
-		fail(hopDialFailed)
-		return
-	}
-	if !p.conns.add(up) {
-		up.Close()
-		c.Close()
-		return
-	}
-	defer p.conns.remove(up)
-	if _, err := c.Write([]byte{hopOK}); err != nil {
-		up.Close()
-		c.Close()
-		return
-	}
-	c.SetDeadline(time.Time{})
-	p.stats.hopsServed.Add(1)
+// dialUDPTarget connects a UDP socket to the target of a hop.
+func dialUDPTarget(target netip.AddrPort) (net.Conn, error) {
+	return net.DialUDP("udp", nil, net.UDPAddrFromAddrPort(target))
+}
+
+// relayHopUDP relays an accepted hop c for a UDP target: frames from the
+// other peer become datagrams to the pod (up) and back, until either side
+// ends (the other peer closes an idle flow).
+func relayHopUDP(c, up net.Conn) {
 	done := make(chan struct{})
 	go func() {
 		defer close(done)

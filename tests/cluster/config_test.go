@@ -57,13 +57,7 @@ func TestConfigMapsAndSecrets(t *testing.T) {
 	peers := startCluster(t, 2, 161, "cfg")
 	loadWebImages(t, peers[0])
 	k1, k2 := kubectlFor(t, peers[0]), kubectlFor(t, peers[1])
-	must := func(out string, err error) string {
-		t.Helper()
-		if err != nil {
-			t.Fatalf("kubectl: %v\n%s", err, out)
-		}
-		return out
-	}
+	must := kubectlMust(t)
 	const password = "pa55-w0rd-very-secret"
 	must(k1("create", "configmap", "app-config", "--from-literal=greeting=hello", "--from-literal=mode=fast"))
 	must(k2("create", "secret", "generic", "db", "--from-literal=password="+password))

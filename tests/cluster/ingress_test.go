@@ -130,13 +130,7 @@ func TestIngress(t *testing.T) {
 	peers := startCluster(t, 2, 203, "ing", "--ingress-http-port", "18081", "--ingress-https-port", "18443")
 	loadServiceImages(t, peers[0])
 	k1, k2 := kubectlFor(t, peers[0]), kubectlFor(t, peers[1])
-	must := func(out string, err error) string {
-		t.Helper()
-		if err != nil {
-			t.Fatalf("kubectl: %v\n%s", err, out)
-		}
-		return out
-	}
+	must := kubectlMust(t)
 	must(k1("apply", "-f", manifest(t, ingressApp)))
 	roots, certFile, keyFile := testCA(t, t.TempDir(), "shop.example", "*.apps.example")
 	must(k2("create", "secret", "tls", "shop-tls", "--cert="+certFile, "--key="+keyFile))

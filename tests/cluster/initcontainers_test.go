@@ -178,15 +178,7 @@ func TestInitContainersSidecarsProbesHooks(t *testing.T) {
 		}
 	}
 	k1, k2 := kubectlFor(t, peers[0]), kubectlFor(t, peers[1])
-	must := func(t *testing.T) func(string, error) string {
-		return func(out string, err error) string {
-			t.Helper()
-			if err != nil {
-				t.Fatalf("kubectl: %v\n%s", err, out)
-			}
-			return out
-		}
-	}
+	must := kubectlMust
 	apply := func(t *testing.T, k func(...string) (string, error), manifest string) {
 		t.Helper()
 		f := filepath.Join(t.TempDir(), "m.yaml")

@@ -1,7 +1,6 @@
 package cluster
 
 import (
-	"os"
 	"slices"
 	"strconv"
 	"strings"
@@ -22,26 +21,9 @@ func TestJobsAndCronJobs(t *testing.T) {
 	loadWebImages(t, peers[0])
 	ks := []func(...string) (string, error){kubectlFor(t, peers[0]), kubectlFor(t, peers[1]), kubectlFor(t, peers[2])}
 	k1, k2, k3 := ks[0], ks[1], ks[2]
-	must := func(out string, err error) string {
-		t.Helper()
-		if err != nil {
-			t.Fatalf("kubectl: %v\n%s", err, out)
-		}
-		return out
-	}
-	apply := func(k func(...string) (string, error), manifest string) {
-		t.Helper()
-		dir := t.TempDir()
-		f := dir + "/m.yaml"
-		if err := os.WriteFile(f, []byte(manifest), 0o644); err != nil {
-			t.Fatal(err)
-		}
-		must(k("apply", "-f", f))
-	}
-	jsonpath := func(k func(...string) (string, error), args ...string) string {
-		t.Helper()
-		return strings.TrimSpace(must(k(args...)))
-	}
+	must := kubectlMust(t)
+	apply := kubectlApply(t)
+	jsonpath := kubectlJSONPath(t)
 
 	// A job of three completions, two at a time, through p1; waited for
 	// and read through p2.

@@ -92,13 +92,7 @@ func TestKubectl(t *testing.T) {
 	peers := startCluster(t, 3, 111, "k")
 	loadWebImages(t, peers[0])
 	k1, k2, k3 := kubectlFor(t, peers[0]), kubectlFor(t, peers[1]), kubectlFor(t, peers[2])
-	must := func(out string, err error) string {
-		t.Helper()
-		if err != nil {
-			t.Fatalf("kubectl: %v\n%s", err, out)
-		}
-		return out
-	}
+	must := kubectlMust(t)
 	// eventually repeats a kubectl command until its output has want.
 	eventually := func(k func(...string) (string, error), want string, args ...string) {
 		t.Helper()

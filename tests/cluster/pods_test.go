@@ -24,13 +24,7 @@ func TestKubectlStandalonePods(t *testing.T) {
 	loadWebImages(t, peers[0])
 	ks := []func(...string) (string, error){kubectlFor(t, peers[0]), kubectlFor(t, peers[1]), kubectlFor(t, peers[2])}
 	k1, k2, k3 := ks[0], ks[1], ks[2]
-	must := func(out string, err error) string {
-		t.Helper()
-		if err != nil {
-			t.Fatalf("kubectl: %v\n%s", err, out)
-		}
-		return out
-	}
+	must := kubectlMust(t)
 	eventually := func(k func(...string) (string, error), want string, args ...string) string {
 		t.Helper()
 		var last string

@@ -25,13 +25,7 @@ func TestStatefulSetsAndClaims(t *testing.T) {
 	peers := startCluster(t, 3, 214, "st", "--allow-host-path", hostDir)
 	loadWebImages(t, peers[0])
 	k1 := kubectlFor(t, peers[0])
-	must := func(out string, err error) string {
-		t.Helper()
-		if err != nil {
-			t.Fatalf("kubectl: %v\n%s", err, out)
-		}
-		return out
-	}
+	must := kubectlMust(t)
 	get := func(args ...string) string {
 		t.Helper()
 		return strings.TrimSpace(must(k1(args...)))
