@@ -112,6 +112,13 @@ func (c *cache) sync(ctx context.Context) {
 				c.log.Warn("undecodable object from the backend", "kind", l.res.Kind, "err", err)
 				continue
 			}
+			if cv := l.res.Convert; cv != nil {
+				var err error
+				if obj, err = cv.ToServed(obj); err != nil {
+					c.log.Warn("object not convertible to "+l.res.APIVersion(), "kind", l.res.Kind, "err", err)
+					continue
+				}
+			}
 			ns, name := metaString(obj, "namespace"), metaString(obj, "name")
 			k := objKey(ns, name)
 			if old, ok := prev[k]; ok && bytes.Equal(old.raw, doc) {

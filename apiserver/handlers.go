@@ -446,11 +446,22 @@ func (s *Server) create(ctx context.Context, w http.ResponseWriter, r *http.Requ
 // a field changed meanwhile through another peer would otherwise be
 // written back with its old value.
 func (s *Server) store(ctx context.Context, w http.ResponseWriter, r *http.Request, res *Resource, obj, baseObj map[string]any, warns []string, name string, code int) {
+	kept, keptBase := obj, baseObj
+	if cv := res.Convert; cv != nil {
+		var err error
+		if kept, err = cv.ToKept(obj); err == nil && baseObj != nil {
+			keptBase, err = cv.ToKept(baseObj)
+		}
+		if err != nil {
+			writeError(w, apierrors.NewBadRequest(err.Error()))
+			return
+		}
+	}
 	var base []byte
 	if name != "" {
-		base, _ = json.Marshal(baseObj)
+		base, _ = json.Marshal(keptBase)
 	}
-	doc, err := json.Marshal(obj)
+	doc, err := json.Marshal(kept)
 	if err != nil {
 		writeError(w, err)
 		return

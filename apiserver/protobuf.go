@@ -11,6 +11,7 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	authorizationv1 "k8s.io/api/authorization/v1"
 	autoscalingv1 "k8s.io/api/autoscaling/v1"
+	autoscalingv2 "k8s.io/api/autoscaling/v2"
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
@@ -29,7 +30,7 @@ type protobufDecoder struct{ s *protobuf.Serializer }
 
 func newProtobufDecoder() (*protobufDecoder, error) {
 	sc := runtime.NewScheme()
-	for _, add := range []func(*runtime.Scheme) error{corev1.AddToScheme, appsv1.AddToScheme, autoscalingv1.AddToScheme, authorizationv1.AddToScheme, batchv1.AddToScheme, storagev1.AddToScheme, networkingv1.AddToScheme} {
+	for _, add := range []func(*runtime.Scheme) error{corev1.AddToScheme, appsv1.AddToScheme, autoscalingv1.AddToScheme, autoscalingv2.AddToScheme, authorizationv1.AddToScheme, batchv1.AddToScheme, storagev1.AddToScheme, networkingv1.AddToScheme} {
 		if err := add(sc); err != nil {
 			return nil, fmt.Errorf("protobuf scheme: %w", err)
 		}

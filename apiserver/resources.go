@@ -5,6 +5,8 @@ import (
 	"sort"
 
 	appsv1 "k8s.io/api/apps/v1"
+	autoscalingv1 "k8s.io/api/autoscaling/v1"
+	autoscalingv2 "k8s.io/api/autoscaling/v2"
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
@@ -37,6 +39,9 @@ type Resource struct {
 	// Type is the k8s.io/api type of the object, used for strict decoding
 	// and strategic merge patches.
 	Type reflect.Type
+	// Convert is set for a resource the backend keeps in another version
+	// (its List, Create and Update speak the kept version).
+	Convert *Conversion
 }
 
 // GroupVersion returns the resource's group and version.
@@ -87,6 +92,10 @@ func Resources() []*Resource {
 			Type: reflect.TypeFor[networkingv1.Ingress](), Subresources: []string{"status"}},
 		{Group: "networking.k8s.io", Version: "v1", Kind: "IngressClass", Plural: "ingressclasses", Writable: true,
 			Type: reflect.TypeFor[networkingv1.IngressClass]()},
+		{Group: "autoscaling", Version: "v2", Kind: "HorizontalPodAutoscaler", Plural: "horizontalpodautoscalers", Namespaced: true, ShortNames: []string{"hpa"},
+			Categories: all, Writable: true, Type: reflect.TypeFor[autoscalingv2.HorizontalPodAutoscaler](), Subresources: []string{"status"}},
+		{Group: "autoscaling", Version: "v1", Kind: "HorizontalPodAutoscaler", Plural: "horizontalpodautoscalers", Namespaced: true, ShortNames: []string{"hpa"},
+			Categories: all, Writable: true, Type: reflect.TypeFor[autoscalingv1.HorizontalPodAutoscaler](), Subresources: []string{"status"}, Convert: hpaV1},
 	}
 }
 

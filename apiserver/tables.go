@@ -327,6 +327,8 @@ func columnsOf(kind string) []column {
 			{name: "AllowVolumeExpansion", typ: "string", cell: func(o map[string]any, _ time.Time) any { return fmt.Sprint(path(o, "allowVolumeExpansion") == true) }},
 			ageCol,
 		}
+	case "HorizontalPodAutoscaler":
+		return hpaColumns()
 	case "Job":
 		return append([]column{nameCol,
 			{name: "Status", typ: "string", desc: "Status of the job.", cell: jobStatus},

@@ -10,6 +10,8 @@
 //	GET /toggle-ready  flips readiness
 //	GET /env           the environment, one KEY=VALUE per line, sorted
 //	GET /exit?code=N   exits the process with code N
+//	GET /burn?ms=N     spins on the CPU for N ms (1-10000), then answers
+//	                   "burned N ms on <pod name>"
 //	GET /lookup?host=H the addresses H resolves to (the pod's resolver), one per line
 //	GET /get?url=U     fetches U from inside the pod and returns its status and body
 //	GET (other paths)  404 "no page <path> on <pod name>\n"
@@ -138,6 +140,22 @@ func main() {
 		defer resp.Body.Close()
 		fmt.Fprintf(w, "%d ", resp.StatusCode)
 		_, _ = io.Copy(w, resp.Body)
+	})
+	mux.HandleFunc("GET /burn", func(w http.ResponseWriter, r *http.Request) {
+		ms, err := strconv.Atoi(r.URL.Query().Get("ms"))
+		if err != nil || ms < 1 || ms > 10000 {
+			http.Error(w, "usage: /burn?ms=N (1 to 10000)", http.StatusBadRequest)
+			return
+		}
+		// Spin on the CPU for ms of wall time, as the php-apache page of
+		// Kubernetes' HPA walkthrough does.
+		x := uint64(1)
+		for end := time.Now().Add(time.Duration(ms) * time.Millisecond); time.Now().Before(end); {
+			for range 10000 {
+				x = x*6364136223846793005 + 1442695040888963407
+			}
+		}
+		fmt.Fprintf(w, "burned %d ms on %s (%d)\n", ms, podName, x&1)
 	})
 	mux.HandleFunc("GET /exit", func(w http.ResponseWriter, r *http.Request) {
 		code, err := strconv.Atoi(r.URL.Query().Get("code"))
