@@ -11,6 +11,7 @@ import (
 	storagev1 "k8s.io/api/storage/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime/schema"
+	metricsv1beta1 "k8s.io/metrics/pkg/apis/metrics/v1beta1"
 )
 
 // Resource is one served resource type.
@@ -34,6 +35,10 @@ type Resource struct {
 	// Subresources served besides the object itself (status, scale, log,
 	// exec, attach, portforward).
 	Subresources []string
+	// Live resources are not kept by this peer: each get and list asks
+	// the Backend's LiveLister, which gathers them from the cluster at
+	// that moment (resource metrics). They serve get and list only.
+	Live bool
 	// Type is the k8s.io/api type of the object, used for strict decoding
 	// and strategic merge patches.
 	Type reflect.Type
@@ -87,6 +92,11 @@ func Resources() []*Resource {
 			Type: reflect.TypeFor[networkingv1.Ingress](), Subresources: []string{"status"}},
 		{Group: "networking.k8s.io", Version: "v1", Kind: "IngressClass", Plural: "ingressclasses", Writable: true,
 			Type: reflect.TypeFor[networkingv1.IngressClass]()},
+		// The resource metrics API, as metrics-server serves it (kubectl top).
+		{Group: "metrics.k8s.io", Version: "v1beta1", Kind: "PodMetrics", Plural: "pods", Namespaced: true, Live: true,
+			Type: reflect.TypeFor[metricsv1beta1.PodMetrics]()},
+		{Group: "metrics.k8s.io", Version: "v1beta1", Kind: "NodeMetrics", Plural: "nodes", Live: true,
+			Type: reflect.TypeFor[metricsv1beta1.NodeMetrics]()},
 	}
 }
 
@@ -144,6 +154,9 @@ func lower(s string) string {
 
 // verbs returns the discovery verbs of r.
 func (r *Resource) verbs() metav1.Verbs {
+	if r.Live {
+		return metav1.Verbs{"get", "list"}
+	}
 	v := metav1.Verbs{"get", "list", "watch"}
 	if r.Writable {
 		v = append(v, "create", "update", "patch", "delete", "deletecollection")
