@@ -97,6 +97,10 @@ type Config struct {
 	// and the machine's host name) the API answers to in the Host header;
 	// any other is refused, against DNS rebinding.
 	APIHosts []string
+	// MetricsInterval is how often the peer samples the CPU and memory of
+	// its containers and of its machine (0: runtime.DefaultSampleInterval,
+	// 5 s; negative: not sampled, no resource metrics).
+	MetricsInterval time.Duration
 
 	Log *slog.Logger `json:"-"`
 }
@@ -222,6 +226,7 @@ type Agent struct {
 	ingressProblems atomic.Pointer[string]
 	podIPs          atomic.Pointer[map[netip.Addr]bool] // addresses of the pods this peer runs, for hops
 	kube            *apiserver.Server                   // the Kubernetes API
+	sampler         *runtime.Sampler                    // resource metrics; nil: not sampled
 	trust           *peerTrust                          // nil: --insecure
 	// peerTransport carries this peer's calls to other peers' APIs.
 	peerTransport *http.Transport
@@ -400,6 +405,16 @@ func Run(ctx context.Context, cfg Config) error {
 		ln = tls.NewListener(ln, tc)
 	}
 	var wg sync.WaitGroup
+	if cfg.MetricsInterval >= 0 {
+		a.sampler = runtime.NewSampler(runtime.SamplerOptions{Interval: cfg.MetricsInterval, Log: log,
+			Containers: a.pods.RunningContainers, Stats: ctd.ContainerStats,
+			Node: func() (runtime.ContainerStats, error) { return runtime.ReadNodeStats("/proc") }})
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			a.sampler.Run(ctx)
+		}()
+	}
 	wg.Add(3)
 	go func() {
 		defer wg.Done()

@@ -45,6 +45,9 @@ func (f *fakeRuntime) Exec(context.Context, string, []string) (int, []byte, erro
 	return 0, nil, nil
 }
 func (f *fakeRuntime) Containers(context.Context) ([]runtime.ContainerRecord, error) { return nil, nil }
+func (f *fakeRuntime) ContainerStats(context.Context, string) (runtime.ContainerStats, error) {
+	return runtime.ContainerStats{}, nil
+}
 func (f *fakeRuntime) ExecStream(ctx context.Context, id string, cmd []string, stdin io.Reader, stdout, stderr io.Writer) (int, error) {
 	return f.exec(ctx, id, cmd, stdin, stdout, stderr)
 }

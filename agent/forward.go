@@ -1,15 +1,12 @@
 package agent
 
 import (
-	"context"
 	"encoding/json"
 	"fmt"
-	"io"
 	"net/http"
 	"net/http/httputil"
 	"net/url"
 	"sort"
-	"sync"
 	"time"
 
 	"github.com/chorus-sh/chorus/api"
@@ -100,47 +97,21 @@ const eventsTimeout = 2 * time.Second
 // pending pod) counts once, with its latest time. Oldest first.
 func (a *Agent) clusterEvents(r *http.Request, ns, kind, name string) []api.Event {
 	all := a.events.list(ns, kind, name)
-	if r.Header.Get(headerForwarded) == "" && a.gossip != nil {
+	if r.Header.Get(headerForwarded) == "" {
 		q := url.Values{}
 		q.Set("namespace", ns)
 		q.Set("involvedKind", kind)
 		q.Set("involvedName", name)
-		var mu sync.Mutex
-		var wg sync.WaitGroup
-		ctx, cancel := context.WithTimeout(r.Context(), eventsTimeout)
-		defer cancel()
-		for _, m := range a.gossip.Members() {
-			addr := m.Tags[tagAPI]
-			if m.Name == a.cfg.Name || m.Status != "Alive" || addr == "" {
-				continue
+		a.askPeers(r.Context(), "/chorus/v1/events", q, eventsTimeout, func(peer string, body []byte) {
+			var list struct {
+				Items []api.Event `json:"items"`
 			}
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				u := a.peerURL(addr)
-				u.Path, u.RawQuery = "/chorus/v1/events", q.Encode()
-				req, err := http.NewRequestWithContext(ctx, http.MethodGet, u.String(), nil)
-				if err != nil {
-					return
-				}
-				resp, err := a.peerDo(ctx, req)
-				if err != nil {
-					a.log.Debug("events of a peer", "peer", m.Name, "err", err)
-					return
-				}
-				defer resp.Body.Close()
-				var list struct {
-					Items []api.Event `json:"items"`
-				}
-				if resp.StatusCode != http.StatusOK || json.NewDecoder(io.LimitReader(resp.Body, maxManifestBody)).Decode(&list) != nil {
-					return
-				}
-				mu.Lock()
-				all = append(all, list.Items...)
-				mu.Unlock()
-			}()
-		}
-		wg.Wait()
+			if err := json.Unmarshal(body, &list); err != nil {
+				a.log.Debug("events of a peer", "peer", peer, "err", err)
+				return
+			}
+			all = append(all, list.Items...)
+		})
 	}
 	return mergeEvents(all)
 }

@@ -81,17 +81,62 @@ func (b kubeBackend) List(ctx context.Context, kind string) ([][]byte, error) {
 
 // ListLive gathers the events of every alive peer when a client lists
 // them (kubectl describe, get events), as chorus' own API does.
+// It also serves the resource metrics API (PodMetrics, NodeMetrics) from
+// the figures every alive peer answers at that moment.
 func (b kubeBackend) ListLive(r *http.Request, kind, ns string) ([][]byte, bool) {
-	if kind != "Event" {
-		return nil, false
-	}
 	var out []map[string]any
-	for _, e := range b.a.clusterEvents(r, ns, "", "") {
-		out = append(out, kubeEvent(e))
+	switch kind {
+	case "Event":
+		for _, e := range b.a.clusterEvents(r, ns, "", "") {
+			out = append(out, kubeEvent(e))
+		}
+	case "PodMetrics":
+		pms, err := b.a.clusterPodMetrics(r.Context(), ns)
+		if err != nil {
+			return nil, false
+		}
+		for _, p := range pms {
+			out = append(out, kubePodMetrics(p, time.Now()))
+		}
+	case "NodeMetrics":
+		for _, n := range b.a.clusterNodeMetrics(r.Context()) {
+			out = append(out, kubeNodeMetrics(n, time.Now()))
+		}
+	default:
+		return nil, false
 	}
 	docs, err := marshalAll(out)
 	return docs, err == nil
 }
+
+// kubePodMetrics is p in metrics.k8s.io/v1beta1 PodMetrics' shape, made at
+// now (metrics-server stamps its objects' creation with the time asked).
+func kubePodMetrics(p api.PodMetrics, now time.Time) map[string]any {
+	ctrs := make([]any, 0, len(p.Containers))
+	for _, c := range p.Containers {
+		ctrs = append(ctrs, map[string]any{"name": c.Name, "usage": c.Usage})
+	}
+	meta := map[string]any{"name": p.Metadata.Name, "namespace": p.Metadata.Namespace, "creationTimestamp": now.UTC().Format(time.RFC3339)}
+	if len(p.Metadata.Labels) > 0 {
+		meta["labels"] = p.Metadata.Labels
+	}
+	return map[string]any{"apiVersion": "metrics.k8s.io/v1beta1", "kind": "PodMetrics", "metadata": meta,
+		"timestamp": p.Timestamp.UTC().Format(time.RFC3339), "window": metricsWindow(p.Window), "containers": ctrs}
+}
+
+// kubeNodeMetrics is n in metrics.k8s.io/v1beta1 NodeMetrics' shape.
+func kubeNodeMetrics(n api.NodeMetrics, now time.Time) map[string]any {
+	meta := map[string]any{"name": n.Metadata.Name, "creationTimestamp": now.UTC().Format(time.RFC3339)}
+	if len(n.Metadata.Labels) > 0 {
+		meta["labels"] = n.Metadata.Labels
+	}
+	return map[string]any{"apiVersion": "metrics.k8s.io/v1beta1", "kind": "NodeMetrics", "metadata": meta,
+		"timestamp": n.Timestamp.UTC().Format(time.RFC3339), "window": metricsWindow(n.Window), "usage": n.Usage}
+}
+
+// metricsWindow writes a window as metav1.Duration does, to the
+// millisecond ("5.002s").
+func metricsWindow(d time.Duration) string { return d.Round(time.Millisecond).String() }
 
 // decodeOne decodes one object with chorus' decoder (defaults, validation,
 // warnings about what chorus does not implement).

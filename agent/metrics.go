@@ -15,6 +15,7 @@ import (
 	"github.com/chorus-sh/chorus/api"
 	"github.com/chorus-sh/chorus/gossip"
 	"github.com/chorus-sh/chorus/proxy"
+	"github.com/chorus-sh/chorus/runtime"
 )
 
 // metricsContentType is Prometheus' text exposition format.
@@ -39,6 +40,11 @@ type metricsInput struct {
 
 	Gossip gossip.Stats
 	Proxy  proxy.Stats
+
+	// Usage: the last samples of this peer's containers and of its
+	// machine (none when not sampled yet).
+	Containers []runtime.Series
+	NodeUsage  runtime.Series
 }
 
 // metricsInput reads the peer's counters and state.
@@ -73,6 +79,10 @@ func (a *Agent) metricsInput() metricsInput {
 	}
 	if a.proxy != nil {
 		in.Proxy = a.proxy.Stats()
+	}
+	if a.sampler != nil {
+		in.Containers = a.sampler.Containers(true)
+		in.NodeUsage = a.sampler.Node(true)
 	}
 	return in
 }
@@ -179,6 +189,20 @@ func renderMetrics(in metricsInput) []byte {
 	m.counter("chorus_dns_refused_total", "REFUSED DNS responses.", float64(p.DNSRefused))
 	m.counter("chorus_dns_forwarded_total", "DNS queries forwarded to an upstream resolver.", float64(p.DNSForwarded))
 	m.counter("chorus_dns_malformed_total", "DNS queries dropped as malformed.", float64(p.DNSMalformed))
+
+	// Resource usage, with cAdvisor's and the kubelet's names.
+	for _, c := range in.Containers {
+		if c.SampledAt.IsZero() {
+			continue
+		}
+		l := []string{"namespace", c.Namespace, "pod", c.Pod, "container", c.Container}
+		m.counter("container_cpu_usage_seconds_total", "Cumulative CPU time the container consumed, in seconds.", float64(c.CPUNanos)/1e9, l...)
+		m.gauge("container_memory_working_set_bytes", "Current working set of the container (memory usage less inactive file pages), in bytes.", float64(c.Memory), l...)
+	}
+	if !in.NodeUsage.SampledAt.IsZero() {
+		m.counter("node_cpu_usage_seconds_total", "Cumulative CPU time the machine spent not idle, in seconds (peers sharing a machine report the same).", float64(in.NodeUsage.CPUNanos)/1e9)
+		m.gauge("node_memory_working_set_bytes", "Current working set of the machine (MemTotal less MemAvailable), in bytes.", float64(in.NodeUsage.Memory))
+	}
 
 	var b bytes.Buffer
 	m.write(&b)

@@ -11,6 +11,7 @@ import (
 	"github.com/chorus-sh/chorus/api"
 	"github.com/chorus-sh/chorus/gossip"
 	"github.com/chorus-sh/chorus/proxy"
+	"github.com/chorus-sh/chorus/runtime"
 )
 
 func testPod(name, phase string, ready bool, restarts int32) api.Pod {
@@ -42,6 +43,29 @@ func testMetricsInput() metricsInput {
 		BlobsFetched: 3, BytesFetched: 4096, BadBlobs: 1, BlobsServed: 2,
 		Gossip: gossip.Stats{GossipRejected: 4, PubsubRejected: 6, StreamsRejected: 8, DeltasDropped: 10, EventsDropped: 12},
 		Proxy:  proxy.Stats{Accepted: 100, NoEndpoints: 2, Active: 3, Listeners: 2, HopsServed: 11, DNSQueries: 50, DNSNXDomain: 4},
+		Containers: []runtime.Series{
+			{Namespace: "default", Pod: "web-0", Container: "web", CPUNanos: 2_500_000_000, Memory: 1 << 20, SampledAt: time.Unix(1700000100, 0)},
+			{Namespace: "default", Pod: "web-1", Container: "web"}, // not sampled yet: left out
+		},
+		NodeUsage: runtime.Series{CPUNanos: 7_000_000_000, Memory: 3 << 30, SampledAt: time.Unix(1700000100, 0)},
+	}
+}
+
+func TestMetricsUsage(t *testing.T) {
+	out := string(renderMetrics(testMetricsInput()))
+	for _, want := range []string{
+		`container_cpu_usage_seconds_total{container="web",namespace="default",pod="web-0"} 2.5`,
+		`container_memory_working_set_bytes{container="web",namespace="default",pod="web-0"} 1048576`,
+		"node_cpu_usage_seconds_total 7\n",
+		"node_memory_working_set_bytes 3221225472\n",
+		"# TYPE container_cpu_usage_seconds_total counter",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("no %q in\n%s", want, out)
+		}
+	}
+	if strings.Contains(out, `pod="web-1"`) {
+		t.Error("a container not sampled yet is reported")
 	}
 }
 

@@ -68,6 +68,7 @@ func (a *Agent) routesMux() *http.ServeMux {
 	mux.HandleFunc("POST /chorus/v1/namespaces/{ns}/services/{name}/portforward", a.handlePortForward)
 	mux.HandleFunc("POST /chorus/v1/namespaces/{ns}/pods/{name}/portforward", a.handlePortForward)
 	mux.HandleFunc("GET /chorus/v1/stats", a.handleStats)
+	mux.HandleFunc("GET /chorus/v1/usage", a.handleUsage)
 	mux.HandleFunc("POST /chorus/v1/namespaces/{ns}/pods/{name}/exec", a.handleExec)
 	mux.HandleFunc("GET /metrics", a.handleMetrics)
 	mux.HandleFunc("GET /{$}", a.handleDashboard)

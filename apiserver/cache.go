@@ -93,6 +93,9 @@ func (c *cache) sync(ctx context.Context) {
 	}
 	var ls []listing
 	for _, r := range c.reg.list {
+		if r.Live {
+			continue
+		}
 		docs, err := c.backend.List(ctx, r.Kind)
 		if err != nil {
 			c.log.Warn("list for the API cache", "kind", r.Kind, "err", err)

@@ -110,21 +110,22 @@ func (s *Server) list(w http.ResponseWriter, r *http.Request, res *Resource, ns 
 		return
 	}
 	if v := r.URL.Query().Get("watch"); v == "true" || v == "1" {
+		if res.Live {
+			writeError(w, apierrors.NewMethodNotSupported(gr(res), "watch"))
+			return
+		}
 		s.watch(w, r, res, ns, ls, fs)
 		return
 	}
-	objs, rv := s.cache.list(res, ns)
-	if ll, ok := s.backend.(LiveLister); ok {
-		if docs, ok := ll.ListLive(r, res.Kind, ns); ok {
-			objs = objs[:0:0]
-			for _, d := range docs {
-				var o map[string]any
-				if json.Unmarshal(d, &o) == nil {
-					o["apiVersion"], o["kind"] = res.APIVersion(), res.Kind
-					objs = append(objs, o)
-				}
-			}
-		}
+	var objs []map[string]any
+	var rv uint64
+	if res.Live {
+		rv = s.cache.current()
+	} else {
+		objs, rv = s.cache.list(res, ns)
+	}
+	if live, ok := s.listLive(r, res, ns); ok {
+		objs = live
 	}
 	var items []map[string]any
 	for _, o := range objs {
@@ -158,8 +159,47 @@ func (s *Server) list(w http.ResponseWriter, r *http.Request, res *Resource, ns 
 	_, _ = io.WriteString(w, "]}\n")
 }
 
+// listLive returns the objects of res the backend gathers live (see
+// LiveLister), in namespace ns ("" for all).
+func (s *Server) listLive(r *http.Request, res *Resource, ns string) ([]map[string]any, bool) {
+	ll, ok := s.backend.(LiveLister)
+	if !ok {
+		return nil, false
+	}
+	docs, ok := ll.ListLive(r, res.Kind, ns)
+	if !ok {
+		return nil, false
+	}
+	objs := make([]map[string]any, 0, len(docs))
+	for _, d := range docs {
+		var o map[string]any
+		if json.Unmarshal(d, &o) == nil {
+			o["apiVersion"], o["kind"] = res.APIVersion(), res.Kind
+			objs = append(objs, o)
+		}
+	}
+	return objs, true
+}
+
+// getLive finds ns/name among the live objects of res.
+func (s *Server) getLive(r *http.Request, res *Resource, ns, name string) (map[string]any, bool) {
+	objs, _ := s.listLive(r, res, ns)
+	for _, o := range objs {
+		if metaString(o, "name") == name && metaString(o, "namespace") == ns {
+			return o, true
+		}
+	}
+	return nil, false
+}
+
 func (s *Server) get(w http.ResponseWriter, r *http.Request, res *Resource, ns, name string) {
-	obj, ok := s.cache.get(res, ns, name)
+	var obj map[string]any
+	var ok bool
+	if res.Live {
+		obj, ok = s.getLive(r, res, ns, name)
+	} else {
+		obj, ok = s.cache.get(res, ns, name)
+	}
 	if !ok {
 		writeError(w, apierrors.NewNotFound(gr(res), name))
 		return

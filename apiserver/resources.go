@@ -13,6 +13,7 @@ import (
 	storagev1 "k8s.io/api/storage/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime/schema"
+	metricsv1beta1 "k8s.io/metrics/pkg/apis/metrics/v1beta1"
 )
 
 // Resource is one served resource type.
@@ -36,6 +37,10 @@ type Resource struct {
 	// Subresources served besides the object itself (status, scale, log,
 	// exec, attach, portforward).
 	Subresources []string
+	// Live resources are not kept by this peer: each get and list asks
+	// the Backend's LiveLister, which gathers them from the cluster at
+	// that moment (resource metrics). They serve get and list only.
+	Live bool
 	// Type is the k8s.io/api type of the object, used for strict decoding
 	// and strategic merge patches.
 	Type reflect.Type
@@ -96,6 +101,11 @@ func Resources() []*Resource {
 			Categories: all, Writable: true, Type: reflect.TypeFor[autoscalingv2.HorizontalPodAutoscaler](), Subresources: []string{"status"}},
 		{Group: "autoscaling", Version: "v1", Kind: "HorizontalPodAutoscaler", Plural: "horizontalpodautoscalers", Namespaced: true, ShortNames: []string{"hpa"},
 			Categories: all, Writable: true, Type: reflect.TypeFor[autoscalingv1.HorizontalPodAutoscaler](), Subresources: []string{"status"}, Convert: hpaV1},
+		// The resource metrics API, as metrics-server serves it (kubectl top).
+		{Group: "metrics.k8s.io", Version: "v1beta1", Kind: "PodMetrics", Plural: "pods", Namespaced: true, Live: true,
+			Type: reflect.TypeFor[metricsv1beta1.PodMetrics]()},
+		{Group: "metrics.k8s.io", Version: "v1beta1", Kind: "NodeMetrics", Plural: "nodes", Live: true,
+			Type: reflect.TypeFor[metricsv1beta1.NodeMetrics]()},
 	}
 }
 
@@ -153,6 +163,9 @@ func lower(s string) string {
 
 // verbs returns the discovery verbs of r.
 func (r *Resource) verbs() metav1.Verbs {
+	if r.Live {
+		return metav1.Verbs{"get", "list"}
+	}
 	v := metav1.Verbs{"get", "list", "watch"}
 	if r.Writable {
 		v = append(v, "create", "update", "patch", "delete", "deletecollection")

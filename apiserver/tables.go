@@ -271,6 +271,15 @@ func columnsOf(kind string) []column {
 			}},
 			{name: "Parameters", typ: "string", desc: "The class's parameters.", cell: func(o map[string]any, _ time.Time) any { return "<none>" }},
 			ageCol}
+	case "NodeMetrics":
+		return []column{nameCol,
+			{name: "CPU", typ: "string", desc: "CPU usage over the window.", cell: func(o map[string]any, _ time.Time) any { return str(o, "usage", "cpu") }},
+			{name: "Memory", typ: "string", desc: "Memory working set.", cell: func(o map[string]any, _ time.Time) any { return str(o, "usage", "memory") }},
+			{name: "Window", typ: "string", desc: "The window the CPU rate is measured over.", cell: func(o map[string]any, _ time.Time) any { return str(o, "window") }}}
+	case "PodMetrics":
+		return []column{nameCol,
+			{name: "Containers", typ: "integer", desc: "Containers measured.", cell: func(o map[string]any, _ time.Time) any { return int64(len(list(o, "containers"))) }},
+			{name: "Window", typ: "string", desc: "The window the CPU rate is measured over.", cell: func(o map[string]any, _ time.Time) any { return str(o, "window") }}}
 	case "ConfigMap":
 		return []column{nameCol, {name: "Data", typ: "integer", desc: "The number of keys of the ConfigMap.", cell: func(o map[string]any, _ time.Time) any {
 			return int64(len(mapOf(o, "data")) + len(mapOf(o, "binaryData")))

@@ -269,6 +269,30 @@ func (m *PodManager) Pods() []api.Pod {
 	return out
 }
 
+// RunningContainers lists the containers of this peer's pods whose
+// process runs now (init containers and sidecars included), for a Sampler.
+func (m *PodManager) RunningContainers() []RunningContainer {
+	m.mu.Lock()
+	ws := make([]*podWorker, 0, len(m.workers))
+	for _, w := range m.workers {
+		ws = append(ws, w)
+	}
+	m.mu.Unlock()
+	var out []RunningContainer
+	for _, w := range ws {
+		w.mu.Lock()
+		for i := range w.ctrs {
+			c := &w.ctrs[i]
+			if c.running {
+				out = append(out, RunningContainer{Namespace: w.pod.Metadata.Namespace, Pod: w.pod.Metadata.Name,
+					Container: c.spec.Name, ID: containerID(w.key, c.spec.Name)})
+			}
+		}
+		w.mu.Unlock()
+	}
+	return out
+}
+
 // LogPath returns the log file of a container of a pod this peer runs: the
 // current attempt's, or the previous one's.
 func (m *PodManager) LogPath(namespace, pod, container string, previous bool) (string, error) {

@@ -114,6 +114,9 @@ func (f *fakeRuntime) ExecStream(context.Context, string, []string, io.Reader, i
 	return 0, nil
 }
 func (f *fakeRuntime) Containers(context.Context) ([]ContainerRecord, error) { return nil, nil }
+func (f *fakeRuntime) ContainerStats(context.Context, string) (ContainerStats, error) {
+	return ContainerStats{}, nil
+}
 
 func startManager(t *testing.T, rt Runtime, opts Options) *PodManager {
 	t.Helper()

@@ -109,4 +109,19 @@ type Runtime interface {
 	ExecStream(ctx context.Context, id string, cmd []string, stdin io.Reader, stdout, stderr io.Writer) (int, error)
 	// Containers lists the containers this runtime holds for this peer.
 	Containers(ctx context.Context) ([]ContainerRecord, error)
+	// ContainerStats reads the resource usage of the container's running
+	// process from its cgroup.
+	ContainerStats(ctx context.Context, id string) (ContainerStats, error)
+}
+
+// ContainerStats is a container's resource usage at one moment, as its
+// cgroup counts it.
+type ContainerStats struct {
+	// CPUNanos is the CPU time used since the container's process started
+	// (cumulative), in nanoseconds.
+	CPUNanos uint64
+	// WorkingSet is the memory in use that the kernel could not readily
+	// reclaim: usage minus inactive file pages, in bytes, as the kubelet
+	// and cAdvisor compute it.
+	WorkingSet uint64
 }

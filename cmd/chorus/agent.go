@@ -100,6 +100,13 @@ environment variable CHORUS_<FLAG>, e.g. CHORUS_DATA_DIR=/srv/chorus.`,
 			} else if cfg.MaxImageExpansion == 0 {
 				cfg.MaxImageExpansion = -1
 			}
+			if cfg.MetricsInterval = v.GetDuration("metrics-interval"); cfg.MetricsInterval == 0 {
+				cfg.MetricsInterval = -1 // 0 on the command line: off
+			} else if cfg.MetricsInterval > 0 && cfg.MetricsInterval < 100*time.Millisecond {
+				return fmt.Errorf("--metrics-interval %v: want at least 100ms, or 0 for no resource metrics", cfg.MetricsInterval)
+			} else if cfg.MetricsInterval < 0 {
+				return fmt.Errorf("--metrics-interval %v: want a duration, 0 for no resource metrics", cfg.MetricsInterval)
+			}
 			if cfg.ImageGCAfter = v.GetDuration("image-gc-after"); cfg.ImageGCAfter < 0 {
 				return fmt.Errorf("--image-gc-after %v: want a duration, 0 to keep unused images", cfg.ImageGCAfter)
 			}
@@ -145,6 +152,7 @@ environment variable CHORUS_<FLAG>, e.g. CHORUS_DATA_DIR=/srv/chorus.`,
 	f.String("log-level", "info", "debug, info, warn or error")
 	f.String("max-image-size", "4Gi", "largest image a load, fetch or pull may bring: the archive or compressed blobs, and the unpacked size of each image")
 	f.Int64("max-image-expansion", 100, "refuse an image layer that unpacks to more than this many times its compressed size and more than 64Mi (a decompression bomb); 0: no bound")
+	f.Duration("metrics-interval", 5*time.Second, "how often to sample the CPU and memory of this peer's containers and machine, for kubectl top and /metrics (0: not sampled)")
 	f.Duration("image-gc-after", 24*time.Hour, "remove an image no pod on this peer used for this long when an alive peer whose name sorts first holds it too (0: never)")
 	f.Bool("fault-corrupt-blobs", false, "serve corrupted image blobs to other peers (fault injection for tests)")
 	_ = f.MarkHidden("fault-corrupt-blobs")

@@ -19,6 +19,7 @@ func TestKubectlCommand(t *testing.T) {
 		kubectl       bool
 	}{
 		{args: []string{"get", "pods"}, rest: []string{"get", "pods"}, kubectl: true},
+		{args: []string{"top", "pods", "-A", "--containers"}, rest: []string{"top", "pods", "-A", "--containers"}, kubectl: true},
 		{args: []string{"-s", "10.0.0.1:7070", "-n", "kt", "rollout", "status", "deploy/web"},
 			globals: []string{"-s", "10.0.0.1:7070", "-n", "kt"}, rest: []string{"rollout", "status", "deploy/web"}, kubectl: true},
 		{args: []string{"--token=x", "-v", "apply", "-f", "-"}, globals: []string{"--token=x", "-v"}, rest: []string{"apply", "-f", "-"}, kubectl: true},
