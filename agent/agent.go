@@ -415,7 +415,7 @@ func Run(ctx context.Context, cfg Config) error {
 			a.sampler.Run(ctx)
 		}()
 	}
-	wg.Add(3)
+	wg.Add(4)
 	go func() {
 		defer wg.Done()
 		a.kube.Run(ctx)
@@ -429,6 +429,10 @@ func Run(ctx context.Context, cfg Config) error {
 	go func() {
 		defer wg.Done()
 		a.reconcileLoop(ctx)
+	}()
+	go func() {
+		defer wg.Done()
+		a.autoscaleLoop(ctx)
 	}()
 	if err := a.writeKubeconfig(); err != nil {
 		log.Error("write the admin kubeconfig", "err", err)

@@ -49,6 +49,9 @@ func (b kubeBackend) List(ctx context.Context, kind string) ([][]byte, error) {
 	case "Namespace", "Pod", "Service", "DaemonSet", "ConfigMap", "Secret", "Job", "CronJob", "StatefulSet", "PersistentVolumeClaim", "ServiceAccount":
 		items, _ := a.objects(strings.ToLower(kind)+"s", "")
 		return marshalAll(items)
+	case "HorizontalPodAutoscaler":
+		items, _ := a.objects("horizontalpodautoscalers", "")
+		return marshalAll(items)
 	case "Ingress", "IngressClass":
 		items, _ := a.objects(strings.ToLower(kind)+"es", "")
 		return marshalAll(items)

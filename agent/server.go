@@ -445,6 +445,13 @@ func (a *Agent) objects(resource, ns string) ([]any, bool) {
 		return anys(a.store.list(api.KindConfigMap, ns), nil), true
 	case "secrets":
 		return anys(a.store.list(api.KindSecret, ns), nil), true
+	case "horizontalpodautoscalers":
+		return anys(a.store.list(api.KindHorizontalPodAutoscaler, ns), func(o api.Object) {
+			h := o.(*api.HorizontalPodAutoscaler)
+			if p := readHPAProgress(a.store.rawFields(hpaProgressKey(h.Metadata.Namespace, h.Metadata.Name)), h.Metadata.UID); p.Status != nil {
+				h.Status = *p.Status
+			}
+		}), true
 	case "ingresses":
 		return anys(a.store.list(api.KindIngress, ns), func(o api.Object) {
 			a.ingressStatus(o.(*api.Ingress))

@@ -235,6 +235,8 @@ func decodeStored(raw []byte) (api.Object, error) {
 		o = &api.Ingress{}
 	case api.KindIngressClass:
 		o = &api.IngressClass{}
+	case api.KindHorizontalPodAutoscaler:
+		o = &api.HorizontalPodAutoscaler{}
 	default:
 		return nil, fmt.Errorf("unknown kind %q", tm.Kind)
 	}
@@ -309,7 +311,7 @@ func (s *store) checkWrite(next *crdt.State, d crdt.Delta) error {
 		switch kind {
 		case api.KindNamespace, api.KindDeployment, api.KindService, api.KindDaemonSet, api.KindConfigMap, api.KindSecret, api.KindPod,
 			api.KindJob, api.KindCronJob, api.KindStatefulSet, api.KindPersistentVolumeClaim, api.KindServiceAccount,
-			api.KindIngress, api.KindIngressClass:
+			api.KindIngress, api.KindIngressClass, api.KindHorizontalPodAutoscaler:
 		default:
 			continue // histories, node marks: not API objects
 		}
@@ -540,7 +542,7 @@ func (s *store) remove(keys []string) ([]Result, error) {
 			if kind == api.KindDeployment {
 				all.Entries = append(all.Entries, next.Delete(historyKey(ns, name), s.clock.Now()).Entries...)
 			}
-			if kind == api.KindJob || kind == api.KindCronJob || kind == api.KindStatefulSet {
+			if kind == api.KindJob || kind == api.KindCronJob || kind == api.KindStatefulSet || kind == api.KindHorizontalPodAutoscaler {
 				for _, k := range s.cascade(next, key) {
 					all.Entries = append(all.Entries, next.Delete(k, s.clock.Now()).Entries...)
 				}
@@ -604,6 +606,8 @@ func (s *store) cascade(st *crdt.State, key string) []string {
 			out = append(out, s.cascade(st, j)...)
 		}
 		out = append(out, cronProgressKey(ns, name))
+	case api.KindHorizontalPodAutoscaler:
+		out = append(out, hpaProgressKey(ns, name))
 	}
 	return out
 }

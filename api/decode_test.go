@@ -93,7 +93,7 @@ spec:
 		{
 			name:     "kind in the wrong case",
 			manifest: "apiVersion: v1\nkind: service\nmetadata: {name: x}\n",
-			want:     []string{`kind "service" (v1) is not supported; supported kinds: Namespace (v1), Deployment (apps/v1), DaemonSet (apps/v1), Service (v1), ConfigMap (v1), Secret (v1), Pod (v1), Job (batch/v1), CronJob (batch/v1), StatefulSet (apps/v1), PersistentVolumeClaim (v1), ServiceAccount (v1), Ingress (networking.k8s.io/v1), IngressClass (networking.k8s.io/v1) (did you mean "Service"?)`},
+			want:     []string{`kind "service" (v1) is not supported; supported kinds: Namespace (v1), Deployment (apps/v1), DaemonSet (apps/v1), Service (v1), ConfigMap (v1), Secret (v1), Pod (v1), Job (batch/v1), CronJob (batch/v1), StatefulSet (apps/v1), PersistentVolumeClaim (v1), ServiceAccount (v1), Ingress (networking.k8s.io/v1), IngressClass (networking.k8s.io/v1), HorizontalPodAutoscaler (autoscaling/v2) (did you mean "Service"?)`},
 		},
 		{
 			name:     "wrong apiVersion",
@@ -332,7 +332,7 @@ items:
   kind: ReplicaSet
   metadata: {name: rs}
 `,
-			want: []string{`document 1: items[1]: kind "ReplicaSet" (apps/v1) is not supported; supported kinds: Namespace (v1), Deployment (apps/v1), DaemonSet (apps/v1), Service (v1), ConfigMap (v1), Secret (v1), Pod (v1), Job (batch/v1), CronJob (batch/v1), StatefulSet (apps/v1), PersistentVolumeClaim (v1), ServiceAccount (v1), Ingress (networking.k8s.io/v1), IngressClass (networking.k8s.io/v1) (line 8)`},
+			want: []string{`document 1: items[1]: kind "ReplicaSet" (apps/v1) is not supported; supported kinds: Namespace (v1), Deployment (apps/v1), DaemonSet (apps/v1), Service (v1), ConfigMap (v1), Secret (v1), Pod (v1), Job (batch/v1), CronJob (batch/v1), StatefulSet (apps/v1), PersistentVolumeClaim (v1), ServiceAccount (v1), Ingress (networking.k8s.io/v1), IngressClass (networking.k8s.io/v1), HorizontalPodAutoscaler (autoscaling/v2) (line 8)`},
 		},
 		{
 			name:     "errors in several documents",

@@ -25,7 +25,7 @@ import (
 
 // kubectlFor returns a function running the real kubectl against peer p,
 // with the admin kubeconfig the peer wrote (https, cluster CA, token).
-func kubectlFor(t *testing.T, p *harness.Peer) func(args ...string) (string, error) {
+func kubectlFor(t testing.TB, p *harness.Peer) func(args ...string) (string, error) {
 	t.Helper()
 	return func(args ...string) (string, error) {
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
