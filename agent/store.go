@@ -205,39 +205,8 @@ func decodeStored(raw []byte) (api.Object, error) {
 	if err := json.Unmarshal(raw, &tm); err != nil {
 		return nil, err
 	}
-	var o api.Object
-	switch tm.Kind {
-	case api.KindNamespace:
-		o = &api.Namespace{}
-	case api.KindDeployment:
-		o = &api.Deployment{}
-	case api.KindService:
-		o = &api.Service{}
-	case api.KindDaemonSet:
-		o = &api.DaemonSet{}
-	case api.KindConfigMap:
-		o = &api.ConfigMap{}
-	case api.KindSecret:
-		o = &api.Secret{}
-	case api.KindPod:
-		o = &api.Pod{}
-	case api.KindJob:
-		o = &api.Job{}
-	case api.KindCronJob:
-		o = &api.CronJob{}
-	case api.KindServiceAccount:
-		o = &api.ServiceAccount{}
-	case api.KindStatefulSet:
-		o = &api.StatefulSet{}
-	case api.KindPersistentVolumeClaim:
-		o = &api.PersistentVolumeClaim{}
-	case api.KindIngress:
-		o = &api.Ingress{}
-	case api.KindIngressClass:
-		o = &api.IngressClass{}
-	case api.KindHorizontalPodAutoscaler:
-		o = &api.HorizontalPodAutoscaler{}
-	default:
+	o := api.NewObject(tm.Kind)
+	if o == nil {
 		return nil, fmt.Errorf("unknown kind %q", tm.Kind)
 	}
 	if err := json.Unmarshal(raw, o); err != nil {
@@ -735,6 +704,12 @@ func groupResource(kind string) string {
 		return strings.ToLower(kind) + "s.apps"
 	case api.KindIngress, api.KindIngressClass:
 		return strings.ToLower(kind) + "es.networking.k8s.io"
+	case api.KindHorizontalPodAutoscaler:
+		return "horizontalpodautoscalers.autoscaling"
+	case api.KindJob, api.KindCronJob:
+		return strings.ToLower(kind) + "s.batch"
+	case api.KindStatefulSet:
+		return "statefulsets.apps"
 	}
 	return strings.ToLower(kind) + "s"
 }
@@ -745,51 +720,18 @@ func (e *notFoundError) Error() string { return e.msg }
 
 // copyObject deep-copies an object of any stored kind.
 func copyObject(o api.Object) api.Object {
-	switch v := o.(type) {
-	case *api.Namespace:
-		c := api.DeepCopy(*v)
-		return &c
-	case *api.Deployment:
-		c := api.DeepCopy(*v)
-		return &c
-	case *api.Service:
-		c := api.DeepCopy(*v)
-		return &c
-	case *api.Pod:
-		c := api.DeepCopy(*v)
-		return &c
-	case *api.DaemonSet:
-		c := api.DeepCopy(*v)
-		return &c
-	case *api.ConfigMap:
-		c := api.DeepCopy(*v)
-		return &c
-	case *api.Secret:
-		c := api.DeepCopy(*v)
-		return &c
-	case *api.Job:
-		c := api.DeepCopy(*v)
-		return &c
-	case *api.CronJob:
-		c := api.DeepCopy(*v)
-		return &c
-	case *api.StatefulSet:
-		c := api.DeepCopy(*v)
-		return &c
-	case *api.ServiceAccount:
-		c := api.DeepCopy(*v)
-		return &c
-	case *api.PersistentVolumeClaim:
-		c := api.DeepCopy(*v)
-		return &c
-	case *api.Ingress:
-		c := api.DeepCopy(*v)
-		return &c
-	case *api.IngressClass:
-		c := api.DeepCopy(*v)
-		return &c
+	c := api.NewObject(o.GetKind())
+	if c == nil {
+		panic(fmt.Sprintf("copyObject: unexpected type %T", o))
 	}
-	panic(fmt.Sprintf("copyObject: unexpected type %T", o))
+	b, err := json.Marshal(o)
+	if err == nil {
+		err = json.Unmarshal(b, c)
+	}
+	if err != nil {
+		panic("copyObject: " + err.Error())
+	}
+	return c
 }
 
 // writeFields writes only the given fields of key (null removes one), at a

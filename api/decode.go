@@ -109,6 +109,15 @@ var supportedKinds = map[string]kindInfo{
 	KindHorizontalPodAutoscaler: {apiVersionAutoscalingV2, func() Object { return new(HorizontalPodAutoscaler) }},
 }
 
+// NewObject returns a new, empty object of kind, or nil when chorus does
+// not know the kind.
+func NewObject(kind string) Object {
+	if info, ok := supportedKinds[kind]; ok {
+		return info.new()
+	}
+	return nil
+}
+
 const supportedKindsText = "Namespace (v1), Deployment (apps/v1), DaemonSet (apps/v1), Service (v1), ConfigMap (v1), Secret (v1), Pod (v1), Job (batch/v1), CronJob (batch/v1), StatefulSet (apps/v1), PersistentVolumeClaim (v1), ServiceAccount (v1), Ingress (networking.k8s.io/v1), IngressClass (networking.k8s.io/v1), HorizontalPodAutoscaler (autoscaling/v2)"
 
 // Decode reads a manifest: YAML documents separated by "---" lines, or a
