@@ -540,6 +540,15 @@ type podWorker struct {
 	// initialized: every init container has done its part; the app
 	// containers may run (it stays so).
 	initialized bool
+	// condSince holds each condition's status and when it took it, for
+	// its lastTransitionTime (the autoscaler reads Ready's).
+	condSince map[string]condMark
+}
+
+// condMark is a condition's status since a time.
+type condMark struct {
+	status string
+	since  time.Time
 }
 
 func (m *PodManager) newWorker(p api.Pod) *podWorker {
@@ -1470,6 +1479,20 @@ func (w *podWorker) snapshot() api.Pod {
 		initCond,
 		cond("ContainersReady", allReady && apps > 0),
 		cond("Ready", allReady && apps > 0 && !w.stopping),
+	}
+	if w.condSince == nil {
+		w.condSince = map[string]condMark{}
+	}
+	now := time.Now().UTC().Truncate(time.Second)
+	for i := range st.Conditions {
+		c := &st.Conditions[i]
+		m, ok := w.condSince[c.Type]
+		if !ok || m.status != c.Status {
+			m = condMark{c.Status, now}
+			w.condSince[c.Type] = m
+		}
+		t := m.since
+		c.LastTransitionTime = &t
 	}
 	p.Status = st
 	return p

@@ -68,7 +68,7 @@ func TestHorizontalPodAutoscaler(t *testing.T) {
 	// A short scale-down window, so the test need not wait 5 minutes;
 	// patched through autoscaling/v2 (kubectl's preferred version).
 	must(k1("patch", "hpa", "php-apache", "--type=merge", "-p", `{"spec":{"behavior":{"scaleDown":{"stabilizationWindowSeconds":30}}}}`))
-	if got := jsonpath(k1, "get", "hpa.v1.autoscaling", "php-apache", "-o", "jsonpath={.spec.targetCPUUtilizationPercentage}"); got != "50" {
+	if got := jsonpath(k1, "get", "horizontalpodautoscalers.v1.autoscaling", "php-apache", "-o", "jsonpath={.spec.targetCPUUtilizationPercentage}"); got != "50" {
 		t.Fatalf("autoscaling/v1 view: targetCPUUtilizationPercentage %q", got)
 	}
 	harness.Eventually(t, 90*time.Second, "the HPA measures the idle deployment", func() (bool, string) {
