@@ -46,7 +46,8 @@ func TestDashboardServed(t *testing.T) {
 }
 
 func TestDashboardSelfContained(t *testing.T) {
-	page := dashboardHTML
+	// The SVG namespace is a name the DOM compares, never fetched.
+	page := strings.ReplaceAll(dashboardHTML, `"http://www.w3.org/2000/svg"`, "SVG_NS")
 	// No resource from another host: the machine may have no internet.
 	if m := regexp.MustCompile(`(?i)(https?:)?//[a-z0-9.-]+\.[a-z]{2,}`).FindString(page); m != "" {
 		t.Errorf("page references another host: %q", m)
@@ -67,6 +68,13 @@ func TestDashboardSelfContained(t *testing.T) {
 		"/chorus/v1/daemonsets", "/chorus/v1/pods", "/chorus/v1/services", "/chorus/v1/events"} {
 		if !strings.Contains(page, `"`+path+`"`) {
 			t.Errorf("page does not read %s", path)
+		}
+	}
+	// Usage graphs: the cluster's history, drawn as inline SVG built
+	// node by node (no markup parsed).
+	for _, want := range []string{`"/chorus/v1/usage?scope=cluster&history=true"`, `createElementNS(SVG_NS, "polyline")`} {
+		if !strings.Contains(page, want) {
+			t.Errorf("page lacks %s", want)
 		}
 	}
 	for _, want := range []string{"deployment.kubernetes.io/revision", "chorus.io/endpoints", "setTimeout(refresh, REFRESH_MS)", "REFRESH_MS = 2000"} {

@@ -241,3 +241,30 @@ func FuzzParseProc(f *testing.F) {
 		}
 	})
 }
+
+// BenchmarkSamplerRound is one round of a Sampler over 50 pods of two
+// containers each, the runtime's answers given (the bookkeeping only: the
+// containerd requests are measured by BenchmarkMetricsCost in
+// tests/cluster).
+func BenchmarkSamplerRound(b *testing.B) {
+	clk := &fakeClock{t: t0}
+	var running []RunningContainer
+	for i := range 50 {
+		for _, c := range []string{"app", "side"} {
+			running = append(running, RunningContainer{"bench", fmt.Sprintf("idle-%d", i), c, fmt.Sprintf("bench_idle-%d_%s", i, c)})
+		}
+	}
+	var cpu uint64
+	s := NewSampler(SamplerOptions{Now: clk.now, Containers: func() []RunningContainer { return running },
+		Stats: func(context.Context, string) (ContainerStats, error) {
+			return ContainerStats{CPUNanos: cpu, WorkingSet: 1 << 20}, nil
+		},
+		Node: func() (ContainerStats, error) { return ContainerStats{CPUNanos: cpu}, nil }})
+	ctx := context.Background()
+	b.ReportAllocs()
+	for b.Loop() {
+		clk.add(5 * time.Second)
+		cpu += 1e9
+		s.Sample(ctx)
+	}
+}
