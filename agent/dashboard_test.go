@@ -65,7 +65,7 @@ func TestDashboardSelfContained(t *testing.T) {
 	}
 	// The API paths it reads exist in the agent's routes.
 	for _, path := range []string{"/chorus/v1/version", "/chorus/v1/namespaces", "/chorus/v1/nodes", "/chorus/v1/deployments",
-		"/chorus/v1/daemonsets", "/chorus/v1/pods", "/chorus/v1/services", "/chorus/v1/events"} {
+		"/chorus/v1/daemonsets", "/chorus/v1/pods", "/chorus/v1/services", "/chorus/v1/events", "/chorus/v1/horizontalpodautoscalers"} {
 		if !strings.Contains(page, `"`+path+`"`) {
 			t.Errorf("page does not read %s", path)
 		}
