@@ -241,7 +241,7 @@ func normalize(in Input, hist *History, conds *conditions, current, prenormalize
 	maxR := in.HPA.Spec.MaxReplicas
 	switch {
 	case stabilized > current:
-		limit := max(scaleUpLimit(current, hist, up, in.Now), current)
+		limit := max(rateLimit(current, hist, up, in.Now, true), current)
 		allowed := maxR
 		if allowed > limit {
 			allowed = limit
@@ -255,7 +255,7 @@ func normalize(in Input, hist *History, conds *conditions, current, prenormalize
 			reason, message = "DesiredWithinRange", "the desired count is within the acceptable range"
 		}
 	case stabilized < current:
-		limit := min(scaleDownLimit(current, hist, down, in.Now), current)
+		limit := min(rateLimit(current, hist, down, in.Now, false), current)
 		allowed := minR
 		if allowed < limit {
 			allowed = limit
@@ -285,48 +285,32 @@ func changeWithin(events []ScaleEvent, period int32, now time.Time) int32 {
 	return n
 }
 
-// scaleUpLimit is the most replicas the scale-up policies allow now.
-func scaleUpLimit(current int32, hist *History, r *api.HPAScalingRules, now time.Time) int32 {
+// rateLimit is the bound the policies of r put now on a change from
+// current: the most replicas they allow (up) or the fewest (down).
+// selectPolicy Max takes the most permissive policy, Min the least.
+func rateLimit(current int32, hist *History, r *api.HPAScalingRules, now time.Time, up bool) int32 {
 	sel := selectPolicy(r)
-	if sel == api.SelectDisabled {
+	if sel == api.SelectDisabled || len(r.Policies) == 0 {
 		return current
 	}
-	result, pick := int32(math.MinInt32), maxInt32
-	if sel == api.SelectMin {
-		result, pick = math.MaxInt32, minInt32
-	}
-	for _, p := range r.Policies {
+	larger := (sel != api.SelectMin) == up
+	var result int32
+	for i, p := range r.Policies {
 		start := current - changeWithin(hist.ScaleUp, p.PeriodSeconds, now) + changeWithin(hist.ScaleDown, p.PeriodSeconds, now)
 		var proposed int32
-		if p.Type == api.PolicyPods {
+		switch {
+		case p.Type == api.PolicyPods && up:
 			proposed = start + p.Value
-		} else {
-			proposed = int32(math.Ceil(float64(start) * (1 + float64(p.Value)/100)))
-		}
-		result = pick(result, proposed)
-	}
-	return result
-}
-
-// scaleDownLimit is the fewest replicas the scale-down policies allow now.
-func scaleDownLimit(current int32, hist *History, r *api.HPAScalingRules, now time.Time) int32 {
-	sel := selectPolicy(r)
-	if sel == api.SelectDisabled {
-		return current
-	}
-	result, pick := int32(math.MaxInt32), minInt32
-	if sel == api.SelectMin {
-		result, pick = math.MinInt32, maxInt32
-	}
-	for _, p := range r.Policies {
-		start := current - changeWithin(hist.ScaleUp, p.PeriodSeconds, now) + changeWithin(hist.ScaleDown, p.PeriodSeconds, now)
-		var proposed int32
-		if p.Type == api.PolicyPods {
+		case p.Type == api.PolicyPods:
 			proposed = start - p.Value
-		} else {
+		case up:
+			proposed = int32(math.Ceil(float64(start) * (1 + float64(p.Value)/100)))
+		default:
 			proposed = int32(float64(start) * (1 - float64(p.Value)/100))
 		}
-		result = pick(result, proposed)
+		if i == 0 || larger && proposed > result || !larger && proposed < result {
+			result = proposed
+		}
 	}
 	return result
 }
@@ -378,8 +362,6 @@ func seconds(p *int32) time.Duration {
 
 func ptr[T any](v T) *T { return &v }
 
-func maxInt32(a, b int32) int32 { return max(a, b) }
-func minInt32(a, b int32) int32 { return min(a, b) }
 
 func plural(kind string) string {
 	if kind == api.KindStatefulSet {

@@ -184,6 +184,22 @@ func TestScaleDownPolicies(t *testing.T) {
 	if c := condition(d.Status, ScalingLimited); c.Reason != "ScaleDownLimit" {
 		t.Fatalf("ScalingLimited %+v", c)
 	}
+	// selectPolicy Min: the smaller drop, 10% of 20 = 2.
+	hmin := hpa(t, 50, 1, 100, `  behavior:
+    scaleDown:
+      stabilizationWindowSeconds: 0
+      selectPolicy: Min
+      policies: [{type: Percent, value: 10, periodSeconds: 60}, {type: Pods, value: 3, periodSeconds: 60}]
+`)
+	d = decide(hmin, 20, pods(20, t0, 1), History{}, t0)
+	if d.Replicas != 18 {
+		t.Fatalf("Min: want 20-2 = 18, got %d", d.Replicas)
+	}
+	// Within the period, the drop already made counts: 18 started at 20,
+	// so 10% of 20 is used up.
+	if d2 := decide(hmin, 18, pods(18, t0.Add(30*time.Second), 1), d.History, t0.Add(30*time.Second)); d2.Rescale {
+		t.Fatalf("a second drop within the period: to %d", d2.Replicas)
+	}
 }
 
 func TestMinMaxBounds(t *testing.T) {
