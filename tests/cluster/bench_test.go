@@ -151,44 +151,58 @@ func BenchmarkPropagation(b *testing.B) {
 	}
 }
 
-// acct counts the bytes sent to each peer address with iptables rules.
-type acct struct{ chain string }
+// acct counts bytes per peer address with iptables rules: the bytes sent
+// to each address (newAcct), or sent from each (newSentAcct: a peer's
+// answers to the others' requests, and its gossip).
+type acct struct {
+	chain string
+	flag  string // -d or -s
+}
 
-func newAcct(b testing.TB, ips []string) *acct {
-	a := &acct{chain: "CHORUS_ACCT"}
-	_ = exec.Command("iptables", "-D", "INPUT", "-j", a.chain).Run()
-	_ = exec.Command("iptables", "-F", a.chain).Run()
-	_ = exec.Command("iptables", "-X", a.chain).Run()
+func newAcct(b testing.TB, ips []string) *acct { return startAcct(b, "CHORUS_ACCT", "-d", ips) }
+
+func newSentAcct(b testing.TB, ips []string) *acct {
+	return startAcct(b, "CHORUS_SENT_ACCT", "-s", ips)
+}
+
+func startAcct(b testing.TB, chain, flag string, ips []string) *acct {
+	a := &acct{chain: chain, flag: flag}
+	clean := func() {
+		_ = exec.Command("iptables", "-D", "INPUT", "-j", a.chain).Run()
+		_ = exec.Command("iptables", "-F", a.chain).Run()
+		_ = exec.Command("iptables", "-X", a.chain).Run()
+	}
+	clean()
 	for _, args := range [][]string{{"-N", a.chain}, {"-I", "INPUT", "-j", a.chain}} {
 		if out, err := exec.Command("iptables", args...).CombinedOutput(); err != nil {
 			b.Fatalf("iptables %v: %v %s", args, err, out)
 		}
 	}
 	for _, ip := range ips {
-		if out, err := exec.Command("iptables", "-A", a.chain, "-d", ip).CombinedOutput(); err != nil {
+		if out, err := exec.Command("iptables", "-A", a.chain, a.flag, ip).CombinedOutput(); err != nil {
 			b.Fatalf("iptables: %v %s", err, out)
 		}
 	}
-	b.Cleanup(func() {
-		_ = exec.Command("iptables", "-D", "INPUT", "-j", a.chain).Run()
-		_ = exec.Command("iptables", "-F", a.chain).Run()
-		_ = exec.Command("iptables", "-X", a.chain).Run()
-	})
+	b.Cleanup(clean)
 	return a
 }
 
-// bytes returns the bytes received per destination address so far.
+// bytes returns the bytes counted per address so far.
 func (a *acct) bytes(b testing.TB) map[string]int64 {
 	out, err := exec.Command("iptables", "-L", a.chain, "-v", "-x", "-n").Output()
 	if err != nil {
 		b.Fatal(err)
+	}
+	col := 1 // destination, the last column
+	if a.flag == "-s" {
+		col = 2 // source, before it
 	}
 	m := map[string]int64{}
 	for _, l := range strings.Split(string(out), "\n") {
 		f := strings.Fields(l)
 		if len(f) >= 8 {
 			if n, err := strconv.ParseInt(f[1], 10, 64); err == nil {
-				m[f[len(f)-1]] = n
+				m[f[len(f)-col]] = n
 			}
 		}
 	}

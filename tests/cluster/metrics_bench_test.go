@@ -3,7 +3,6 @@ package cluster
 import (
 	"bytes"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -78,50 +77,6 @@ func peerCPU(b testing.TB, p *harness.Peer) time.Duration {
 		ticks += u + s
 	}
 	return time.Duration(ticks) * 10 * time.Millisecond // USER_HZ = 100
-}
-
-// sentAcct counts, with iptables, the bytes each peer address sends
-// (source address: the peers' answers to each other's API requests, and
-// their gossip).
-type sentAcct struct{ chain string }
-
-func newSentAcct(b testing.TB, ips []string) *sentAcct {
-	a := &sentAcct{chain: "CHORUS_METRICS_ACCT"}
-	clean := func() {
-		_ = exec.Command("iptables", "-D", "INPUT", "-j", a.chain).Run()
-		_ = exec.Command("iptables", "-F", a.chain).Run()
-		_ = exec.Command("iptables", "-X", a.chain).Run()
-	}
-	clean()
-	for _, args := range [][]string{{"-N", a.chain}, {"-I", "INPUT", "-j", a.chain}} {
-		if out, err := exec.Command("iptables", args...).CombinedOutput(); err != nil {
-			b.Fatalf("iptables %v: %v %s", args, err, out)
-		}
-	}
-	for _, ip := range ips {
-		if out, err := exec.Command("iptables", "-A", a.chain, "-s", ip).CombinedOutput(); err != nil {
-			b.Fatalf("iptables: %v %s", err, out)
-		}
-	}
-	b.Cleanup(clean)
-	return a
-}
-
-func (a *sentAcct) bytes(b testing.TB) map[string]int64 {
-	out, err := exec.Command("iptables", "-L", a.chain, "-v", "-x", "-n").Output()
-	if err != nil {
-		b.Fatal(err)
-	}
-	m := map[string]int64{}
-	for _, l := range strings.Split(string(out), "\n") {
-		f := strings.Fields(l)
-		if len(f) >= 8 {
-			if n, err := strconv.ParseInt(f[1], 10, 64); err == nil {
-				m[f[len(f)-2]] = n // source column
-			}
-		}
-	}
-	return m
 }
 
 // BenchmarkMetricsCost measures what resource metrics cost with 50 pods on
