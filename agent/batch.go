@@ -18,7 +18,7 @@ const orphanGrace = 30 * time.Second
 // orphanCollectInterval is how often controlBatch looks for such orphans:
 // an orphan is deleted between orphanGrace and orphanGrace plus this after
 // its creation.
-const orphanCollectInterval = 30 * time.Second
+const orphanCollectInterval = 10 * time.Second
 
 // safeControlBatch runs controlBatch; a panic is logged and reported, as in
 // safeReconcile.

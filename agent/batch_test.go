@@ -34,13 +34,13 @@ func TestOrphansCollectedEvery30s(t *testing.T) {
 		return ok
 	}
 
-	young := orphan("young", t0.Add(-10*time.Second))
+	young := orphan("young", t0.Add(-orphanGrace+5*time.Second))
 	old := orphan("old", t0.Add(-orphanGrace-time.Second))
 	a.controlBatch(t0) // the first pass collects
 	if stored(old) || !stored(young) {
 		t.Fatalf("first pass: old pod stored %v (want false), young pod stored %v (want true)", stored(old), stored(young))
 	}
-	// A pass each second: young is old enough 21 s later, but collected
+	// A pass each second: young is old enough 5 s later, but collected
 	// only once orphanCollectInterval has passed since the last collection.
 	for now := t0.Add(time.Second); !now.After(t0.Add(orphanCollectInterval)); now = now.Add(time.Second) {
 		a.controlBatch(now)
