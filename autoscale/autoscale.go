@@ -362,7 +362,6 @@ func seconds(p *int32) time.Duration {
 
 func ptr[T any](v T) *T { return &v }
 
-
 func plural(kind string) string {
 	if kind == api.KindStatefulSet {
 		return "statefulsets"
