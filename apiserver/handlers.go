@@ -117,6 +117,11 @@ func (s *Server) list(w http.ResponseWriter, r *http.Request, res *Resource, ns 
 		s.watch(w, r, res, ns, ls, fs)
 		return
 	}
+	page, err := parsePage(r.URL.Query(), s.cache.ours)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
 	var objs []map[string]any
 	var rv uint64
 	if res.Live {
@@ -133,18 +138,28 @@ func (s *Server) list(w http.ResponseWriter, r *http.Request, res *Resource, ns 
 			items = append(items, o)
 		}
 	}
+	if page.limit > 0 || page.after != "" {
+		sortItems(items)
+	}
+	items, meta := paginate(items, page, rv)
 	if items == nil {
 		items = []map[string]any{}
 	}
-	rvs := strconv.FormatUint(rv, 10)
 	if t, ok := tableRequested(r); ok {
-		writeJSON(w, http.StatusOK, s.table(res, items, t, rvs, true))
+		tab := s.table(res, items, t, "", true)
+		tab["metadata"] = meta
+		writeJSON(w, http.StatusOK, tab)
+		return
+	}
+	metaDoc, err := json.Marshal(meta)
+	if err != nil {
+		writeError(w, err)
 		return
 	}
 	// Encoded one item at a time: the answer is never held whole.
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(http.StatusOK)
-	fmt.Fprintf(w, `{"kind":%q,"apiVersion":%q,"metadata":{"resourceVersion":%q},"items":[`, res.Kind+"List", res.APIVersion(), rvs)
+	fmt.Fprintf(w, `{"kind":%q,"apiVersion":%q,"metadata":%s,"items":[`, res.Kind+"List", res.APIVersion(), metaDoc)
 	enc := json.NewEncoder(w)
 	for i, it := range items {
 		if i > 0 {
