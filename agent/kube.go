@@ -215,8 +215,21 @@ func (b kubeBackend) Update(ctx context.Context, kind, ns, name string, base, do
 	return warns, nil
 }
 
-func (b kubeBackend) Delete(ctx context.Context, kind, ns, name string) error {
+func (b kubeBackend) Delete(ctx context.Context, kind, ns, name string, opts *metav1.DeleteOptions) error {
 	a := b.a
+	if orphaning(kind, opts) {
+		res, err := a.store.removeOrphaning(objectKey(kind, ns, name))
+		if errors.Is(err, errCannotOrphan) {
+			return apierrors.NewBadRequest(fmt.Sprintf("propagationPolicy Orphan: %v", err))
+		}
+		if err != nil {
+			return kubeError(err)
+		}
+		if res.Action == "notfound" {
+			return apierrors.NewNotFound(schema.ParseGroupResource(groupResource(kind)), name)
+		}
+		return nil
+	}
 	switch kind {
 	case "Pod":
 		if a.store.rawFields(objectKey(api.KindPod, ns, name)) != nil {
@@ -248,6 +261,16 @@ func (b kubeBackend) Delete(ctx context.Context, kind, ns, name string) error {
 		return apierrors.NewNotFound(gr, name)
 	}
 	return nil
+}
+
+// orphaning reports whether a delete of kind with opts keeps what the object
+// owns (only kinds that own something have anything to keep).
+func orphaning(kind string, opts *metav1.DeleteOptions) bool {
+	switch kind {
+	case api.KindJob, api.KindCronJob, api.KindStatefulSet, api.KindDeployment, api.KindDaemonSet:
+		return opts != nil && opts.PropagationPolicy != nil && *opts.PropagationPolicy == metav1.DeletePropagationOrphan
+	}
+	return false
 }
 
 // forwardPodDelete asks the peer that runs a pod to replace it.

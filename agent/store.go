@@ -508,13 +508,8 @@ func (s *store) remove(keys []string) ([]Result, error) {
 		if _, ok := next.Get(key); ok {
 			all.Entries = append(all.Entries, next.Delete(key, s.clock.Now()).Entries...)
 			r.Action = "deleted"
-			if kind == api.KindDeployment {
-				all.Entries = append(all.Entries, next.Delete(historyKey(ns, name), s.clock.Now()).Entries...)
-			}
-			if kind == api.KindJob || kind == api.KindCronJob || kind == api.KindStatefulSet || kind == api.KindHorizontalPodAutoscaler {
-				for _, k := range s.cascade(next, key) {
-					all.Entries = append(all.Entries, next.Delete(k, s.clock.Now()).Entries...)
-				}
+			for _, k := range s.cascade(s.st, key) {
+				all.Entries = append(all.Entries, next.Delete(k, s.clock.Now()).Entries...)
 			}
 			if kind == api.KindNamespace {
 				for _, k := range next.Keys("") {
@@ -532,30 +527,38 @@ func (s *store) remove(keys []string) ([]Result, error) {
 	return results, nil
 }
 
-// cascade returns the keys deleted with the job or cron job key in st, as
+// cascade returns the keys deleted with the object at key in st, as
 // Kubernetes' garbage collector deletes what an object owns (background
 // propagation): a job's pods and progress; a cron job's jobs, theirs, and
-// its progress. The caller holds s.mu.
+// its progress; a stateful set's pods and the claims it owns; an
+// autoscaler's progress. The caller holds s.mu.
 func (s *store) cascade(st *crdt.State, key string) []string {
+	owned, books := s.dependents(st, key)
+	out := append(owned, books...)
+	if kind, _, _ := splitKey(key); kind == api.KindCronJob {
+		for _, j := range owned {
+			out = append(out, s.cascade(st, j)...)
+		}
+	}
+	return out
+}
+
+// dependents returns the objects the object at key in st owns directly
+// (ownerReferences with its uid) and the bookkeeping keys kept for it.
+// The caller holds s.mu.
+func (s *store) dependents(st *crdt.State, key string) (owned, books []string) {
 	kind, ns, name := splitKey(key)
 	fields, ok := st.Get(key)
 	if !ok {
-		return nil
+		return nil, nil
 	}
 	var uid string
 	_ = json.Unmarshal(fields[crdt.FieldUID], &uid)
-	var out []string
-	owned := func(childKind string) []string {
+	ownedOf := func(childKind string) []string {
 		var keys []string
 		for _, k := range st.Keys(childKind + "/" + ns + "/") {
 			f, _ := st.Get(k)
-			var meta struct {
-				Refs []api.OwnerReference `json:"ownerReferences"`
-			}
-			if json.Unmarshal(f["metadata.ownerReferences"], &meta.Refs) != nil {
-				continue
-			}
-			m := api.ObjectMeta{OwnerReferences: meta.Refs}
+			m := api.ObjectMeta{OwnerReferences: storedRefs(f)}
 			if ownedBy(&m, kind, uid) {
 				keys = append(keys, k)
 			}
@@ -564,21 +567,82 @@ func (s *store) cascade(st *crdt.State, key string) []string {
 	}
 	switch kind {
 	case api.KindJob:
-		out = append(out, owned(api.KindPod)...)
-		out = append(out, jobProgressKey(ns, name))
+		return ownedOf(api.KindPod), []string{jobProgressKey(ns, name)}
 	case api.KindStatefulSet:
-		out = append(out, owned(api.KindPod)...)
-		out = append(out, owned(api.KindPersistentVolumeClaim)...) // whenDeleted: Delete
+		return append(ownedOf(api.KindPod), ownedOf(api.KindPersistentVolumeClaim)...), nil // claims: whenDeleted Delete
 	case api.KindCronJob:
-		for _, j := range owned(api.KindJob) {
-			out = append(out, j)
-			out = append(out, s.cascade(st, j)...)
-		}
-		out = append(out, cronProgressKey(ns, name))
+		return ownedOf(api.KindJob), []string{cronProgressKey(ns, name)}
 	case api.KindHorizontalPodAutoscaler:
-		out = append(out, hpaProgressKey(ns, name))
+		return nil, []string{hpaProgressKey(ns, name)}
+	case api.KindDeployment:
+		return nil, []string{historyKey(ns, name)}
 	}
-	return out
+	return nil, nil
+}
+
+// storedRefs decodes the ownerReferences of stored fields.
+func storedRefs(f map[string]json.RawMessage) []api.OwnerReference {
+	var refs []api.OwnerReference
+	if json.Unmarshal(f[fieldOwnerRefs], &refs) != nil {
+		return nil
+	}
+	return refs
+}
+
+const fieldOwnerRefs = "metadata.ownerReferences"
+
+// ErrCannotOrphan says an object's dependents cannot outlive it.
+var errCannotOrphan = errors.New("cannot orphan")
+
+// removeOrphaning deletes the object at key and keeps what it owns, as
+// Kubernetes' Orphan propagation: its reference is taken off the objects it
+// owns (a job's pods, a cron job's jobs, a stateful set's pods and claims),
+// which then stay as they are; its bookkeeping goes with it. A deployment's
+// or daemon set's pods are not objects of their own here (each peer
+// derives them from their owner), so they cannot be orphaned.
+func (s *store) removeOrphaning(key string) (Result, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	kind, ns, name := splitKey(key)
+	r := Result{Kind: kind, Namespace: ns, Name: name, Action: "notfound"}
+	fields, ok := s.st.Get(key)
+	if !ok {
+		return r, nil
+	}
+	if kind == api.KindDeployment || kind == api.KindDaemonSet {
+		return r, fmt.Errorf("%w: the pods of a %s are derived from it by every peer, not objects of their own, so they cannot outlive it (delete with propagationPolicy Background or Foreground)", errCannotOrphan, kind)
+	}
+	var uid string
+	_ = json.Unmarshal(fields[crdt.FieldUID], &uid)
+	next := s.st.Clone()
+	owned, books := s.dependents(next, key)
+	var all crdt.Delta
+	for _, k := range owned {
+		f, _ := next.Get(k)
+		var keep []api.OwnerReference
+		for _, ref := range storedRefs(f) {
+			if ref.UID != uid {
+				keep = append(keep, ref)
+			}
+		}
+		v := json.RawMessage("null")
+		if len(keep) > 0 {
+			b, err := json.Marshal(keep)
+			if err != nil {
+				return r, err
+			}
+			v = b
+		}
+		all.Entries = append(all.Entries, next.PutFields(k, map[string]json.RawMessage{fieldOwnerRefs: v}, s.clock.Now()).Entries...)
+	}
+	for _, k := range append(books, key) {
+		all.Entries = append(all.Entries, next.Delete(k, s.clock.Now()).Entries...)
+	}
+	if err := s.commit(next, all); err != nil {
+		return r, err
+	}
+	r.Action = "deleted"
+	return r, nil
 }
 
 // merge applies a delta from another peer; it reports whether anything

@@ -1,6 +1,7 @@
 package apiserver
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/json"
@@ -679,11 +680,19 @@ func (s *Server) delete(ctx context.Context, w http.ResponseWriter, r *http.Requ
 		writeError(w, apierrors.NewNotFound(gr(res), name))
 		return
 	}
-	if dryRun(r) {
+	opts, err := s.deleteOptions(w, r)
+	if err == nil {
+		err = checkPreconditions(res, cur, opts)
+	}
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	if dryRun(r) || len(opts.DryRun) > 0 {
 		writeJSON(w, http.StatusOK, cur)
 		return
 	}
-	if err := s.backend.Delete(ctx, res.Kind, ns, name); err != nil {
+	if err := s.backend.Delete(ctx, res.Kind, ns, name, opts); err != nil {
 		writeError(w, err)
 		return
 	}
@@ -701,14 +710,19 @@ func (s *Server) deleteCollection(ctx context.Context, w http.ResponseWriter, r 
 		writeError(w, err)
 		return
 	}
+	opts, err := s.deleteOptions(w, r)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
 	objs, _ := s.cache.list(res, ns)
 	var items []map[string]any
 	for _, o := range objs {
 		if !matches(o, ls, fs) {
 			continue
 		}
-		if !dryRun(r) {
-			if err := s.backend.Delete(ctx, res.Kind, metaString(o, "namespace"), metaString(o, "name")); err != nil && !apierrors.IsNotFound(err) {
+		if !dryRun(r) && len(opts.DryRun) == 0 {
+			if err := s.backend.Delete(ctx, res.Kind, metaString(o, "namespace"), metaString(o, "name"), opts); err != nil && !apierrors.IsNotFound(err) {
 				writeError(w, err)
 				return
 			}
@@ -721,6 +735,68 @@ func (s *Server) deleteCollection(ctx context.Context, w http.ResponseWriter, r 
 	s.cache.sync(ctx)
 	writeJSON(w, http.StatusOK, map[string]any{"kind": res.Kind + "List", "apiVersion": res.APIVersion(),
 		"metadata": map[string]any{"resourceVersion": strconv.FormatUint(s.cache.current(), 10)}, "items": items})
+}
+
+// deleteOptions reads a delete's options from its body (DeleteOptions, as
+// kubectl sends them) and its query (propagationPolicy, gracePeriodSeconds,
+// dryRun), the query winning.
+func (s *Server) deleteOptions(w http.ResponseWriter, r *http.Request) (*metav1.DeleteOptions, error) {
+	opts := &metav1.DeleteOptions{}
+	if r.ContentLength != 0 && r.Body != nil && r.Body != http.NoBody {
+		body, err := s.readBody(w, r)
+		if err != nil {
+			return nil, err
+		}
+		if len(bytes.TrimSpace(body)) > 0 {
+			if err := sjson.UnmarshalCaseSensitivePreserveInts(body, opts); err != nil {
+				return nil, apierrors.NewBadRequest(fmt.Sprintf("the body of a delete is not DeleteOptions: %v", err))
+			}
+		}
+	}
+	q := r.URL.Query()
+	if v := q.Get("propagationPolicy"); v != "" {
+		p := metav1.DeletionPropagation(v)
+		opts.PropagationPolicy = &p
+	}
+	if v := q.Get("gracePeriodSeconds"); v != "" {
+		n, err := strconv.ParseInt(v, 10, 64)
+		if err != nil {
+			return nil, apierrors.NewBadRequest(fmt.Sprintf("gracePeriodSeconds: %q is not a number of seconds", v))
+		}
+		opts.GracePeriodSeconds = &n
+	}
+	if p := opts.PropagationPolicy; p != nil {
+		switch *p {
+		case metav1.DeletePropagationOrphan, metav1.DeletePropagationBackground, metav1.DeletePropagationForeground:
+		default:
+			return nil, apierrors.NewBadRequest(fmt.Sprintf("propagationPolicy: %q is not one of Orphan, Background, Foreground", *p))
+		}
+	}
+	if opts.OrphanDependents != nil && opts.PropagationPolicy == nil { // the deprecated form
+		p := metav1.DeletePropagationBackground
+		if *opts.OrphanDependents {
+			p = metav1.DeletePropagationOrphan
+		}
+		opts.PropagationPolicy = &p
+	}
+	return opts, nil
+}
+
+// checkPreconditions refuses a delete whose preconditions (uid,
+// resourceVersion) the object as this peer serves it does not meet.
+func checkPreconditions(res *Resource, cur map[string]any, opts *metav1.DeleteOptions) error {
+	pre := opts.Preconditions
+	if pre == nil {
+		return nil
+	}
+	name := metaString(cur, "name")
+	if pre.UID != nil && string(*pre.UID) != metaString(cur, "uid") {
+		return apierrors.NewConflict(gr(res), name, fmt.Errorf("the UID in the precondition (%s) does not match the UID in record (%s); the object might have been deleted and then recreated", *pre.UID, metaString(cur, "uid")))
+	}
+	if pre.ResourceVersion != nil && *pre.ResourceVersion != metaString(cur, "resourceVersion") {
+		return apierrors.NewConflict(gr(res), name, fmt.Errorf("the ResourceVersion in the precondition (%s) does not match the ResourceVersion in record (%s); the object might have been modified", *pre.ResourceVersion, metaString(cur, "resourceVersion")))
+	}
+	return nil
 }
 
 // scaleOf returns the autoscaling/v1 Scale of a deployment.

@@ -30,8 +30,9 @@ type Backend interface {
 	// that differ between the two, so that a concurrent change of other
 	// fields, through this peer or another, survives.
 	Update(ctx context.Context, kind, namespace, name string, base, doc []byte, dryRun bool) (warnings []string, err error)
-	// Delete removes the object (NotFound if it does not exist).
-	Delete(ctx context.Context, kind, namespace, name string) error
+	// Delete removes the object (NotFound if it does not exist), with
+	// opts' propagationPolicy (nil: Background) for what it owns.
+	Delete(ctx context.Context, kind, namespace, name string, opts *metav1.DeleteOptions) error
 	// Changed returns a channel closed at the next change of what List
 	// returns (nil: changes are found by polling every second).
 	Changed() <-chan struct{}

@@ -32,6 +32,7 @@ type memBackend struct {
 	objs    map[string]map[string][]byte // kind -> ns/name -> doc
 	watch   chan struct{}
 	updates [][2]string // base, doc
+	deletes []*metav1.DeleteOptions
 }
 
 func newMem() *memBackend {
@@ -92,9 +93,10 @@ func (b *memBackend) Update(_ context.Context, kind, ns, name string, base, doc 
 	return nil, nil
 }
 
-func (b *memBackend) Delete(_ context.Context, kind, ns, name string) error {
+func (b *memBackend) Delete(_ context.Context, kind, ns, name string, opts *metav1.DeleteOptions) error {
 	b.mu.Lock()
 	defer b.mu.Unlock()
+	b.deletes = append(b.deletes, opts)
 	if _, ok := b.objs[kind][ns+"/"+name]; !ok {
 		return apierrors.NewNotFound(schema.GroupResource{Resource: kind}, name)
 	}
@@ -254,7 +256,7 @@ func TestWatchSelectors(t *testing.T) {
 	step(func() { b.put("Deployment", deployment("a", 2, `{"tier":"front"}`)) }, "MODIFIED a 2")
 	step(func() { b.put("Deployment", deployment("a", 2, `{"tier":"back"}`)) }, "DELETED a 2")
 	step(func() { b.put("Deployment", deployment("x", 5, `{"tier":"front"}`)) }, "ADDED x 5")
-	step(func() { _ = b.Delete(ctx, "Deployment", "default", "x") }, "DELETED x 5")
+	step(func() { _ = b.Delete(ctx, "Deployment", "default", "x", nil) }, "DELETED x 5")
 	// Another object under a name (a new uid, as a replaced pod has): the
 	// old one is deleted and the new one added, so that kubectl delete
 	// --wait, waiting for the old one's deletion, ends.
@@ -395,7 +397,7 @@ func TestWatchResumedSeesDeletion(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer resp.Body.Close()
-	_ = b.Delete(ctx, "Deployment", "default", "a")
+	_ = b.Delete(ctx, "Deployment", "default", "a", nil)
 	s.cache.sync(ctx)
 	sc := bufio.NewScanner(resp.Body)
 	for sc.Scan() {
