@@ -19,12 +19,55 @@ import (
 // peer takes the write, and merges field by field like everything else:
 // two peers that change a template at once each add their own entry (they
 // may then share a revision number; the template that won is the current
-// one).
-const kindHistory = "History"
+// one). Daemon sets and stateful sets keep theirs the same way under their
+// own kinds; they are served as ControllerRevisions, a deployment's as
+// ReplicaSets.
+const (
+	kindHistory            = "History"
+	kindDaemonSetHistory   = "DaemonSetHistory"
+	kindStatefulSetHistory = "StatefulSetHistory"
+)
 
 func historyKey(ns, name string) string { return kindHistory + "/" + ns + "/" + name }
 
-// revisionEntry is one template of a deployment's history.
+// templated is an object with a rollout history: its pod template and
+// how many old templates it keeps.
+type templated struct {
+	key      string // of its history
+	template *api.PodTemplateSpec
+	limit    *int32
+	meta     *api.ObjectMeta
+}
+
+// templatedOf returns the history-keeping view of o, if it has one.
+func templatedOf(o api.Object) (templated, bool) {
+	switch v := o.(type) {
+	case *api.Deployment:
+		return templated{historyKey(v.Metadata.Namespace, v.Metadata.Name), &v.Spec.Template, v.Spec.RevisionHistoryLimit, &v.Metadata}, true
+	case *api.DaemonSet:
+		return templated{kindDaemonSetHistory + "/" + v.Metadata.Namespace + "/" + v.Metadata.Name, &v.Spec.Template, v.Spec.RevisionHistoryLimit, &v.Metadata}, true
+	case *api.StatefulSet:
+		return templated{kindStatefulSetHistory + "/" + v.Metadata.Namespace + "/" + v.Metadata.Name, &v.Spec.Template, v.Spec.RevisionHistoryLimit, &v.Metadata}, true
+	}
+	return templated{}, false
+}
+
+// historyKeyOf returns the key of the history of the object at key ("" if
+// its kind keeps none).
+func historyKeyOf(key string) string {
+	kind, ns, name := splitKey(key)
+	switch kind {
+	case api.KindDeployment:
+		return historyKey(ns, name)
+	case api.KindDaemonSet:
+		return kindDaemonSetHistory + "/" + ns + "/" + name
+	case api.KindStatefulSet:
+		return kindStatefulSetHistory + "/" + ns + "/" + name
+	}
+	return ""
+}
+
+// revisionEntry is one template of an object's history.
 type revisionEntry struct {
 	Revision int64               `json:"revision"`
 	Template api.PodTemplateSpec `json:"template"`
@@ -49,14 +92,19 @@ func readHistory(fields map[string]json.RawMessage) map[string]revisionEntry {
 	return out
 }
 
-// recordRevision adds the template of d to its history in next as the
-// newest revision, and drops the oldest beyond spec.revisionHistoryLimit
-// (the current revision is kept on top of the limit, as Kubernetes keeps
-// its current ReplicaSet). fresh replaces whatever history a deleted
-// deployment of the same name left. The caller holds s.mu.
-func (s *store) recordRevision(next *crdt.State, d *api.Deployment, cause string, fresh bool, now time.Time) crdt.Delta {
-	key := historyKey(d.Metadata.Namespace, d.Metadata.Name)
-	hash := api.TemplateHash(&d.Spec.Template)
+// recordRevision adds the template of o (a deployment, daemon set or
+// stateful set) to its history in next as the newest revision, and drops
+// the oldest beyond spec.revisionHistoryLimit (the current revision is kept
+// on top of the limit, as Kubernetes keeps its current ReplicaSet). fresh
+// replaces whatever history a deleted object of the same name left. The
+// caller holds s.mu.
+func (s *store) recordRevision(next *crdt.State, o api.Object, cause string, fresh bool, now time.Time) crdt.Delta {
+	t, ok := templatedOf(o)
+	if !ok {
+		return crdt.Delta{}
+	}
+	key := t.key
+	hash := api.TemplateHash(t.template)
 	var hist map[string]revisionEntry
 	if cur, ok := next.Get(key); ok && !fresh {
 		hist = readHistory(cur)
@@ -70,10 +118,10 @@ func (s *store) recordRevision(next *crdt.State, d *api.Deployment, cause string
 	if e, ok := hist[hash]; ok && e.Revision == top {
 		return crdt.Delta{} // already the newest revision
 	}
-	if c := d.Metadata.Annotations[api.AnnotationChangeCause]; c != "" {
+	if c := t.meta.Annotations[api.AnnotationChangeCause]; c != "" {
 		cause = c
 	}
-	e := revisionEntry{Revision: top + 1, Template: d.Spec.Template, Cause: cause, Time: now.UTC().Truncate(time.Second)}
+	e := revisionEntry{Revision: top + 1, Template: *t.template, Cause: cause, Time: now.UTC().Truncate(time.Second)}
 	raw, err := json.Marshal(e)
 	if err != nil {
 		return crdt.Delta{} // a template always encodes; nothing recorded otherwise
@@ -81,8 +129,8 @@ func (s *store) recordRevision(next *crdt.State, d *api.Deployment, cause string
 	hist[hash] = e
 	fields := map[string]json.RawMessage{"spec." + hash: raw}
 	limit := 10
-	if d.Spec.RevisionHistoryLimit != nil {
-		limit = int(*d.Spec.RevisionHistoryLimit)
+	if t.limit != nil {
+		limit = int(*t.limit)
 	}
 	if len(hist) > limit+1 {
 		hashes := make([]string, 0, len(hist))
@@ -102,34 +150,39 @@ func (s *store) recordRevision(next *crdt.State, d *api.Deployment, cause string
 	return next.PutFields(key, fields, s.clock.Now())
 }
 
-// history returns a deployment's revisions, oldest first, as apps/v1
-// ControllerRevisions, and its current revision number. A deployment with
-// no recorded history (written before histories were kept) shows its
-// current template as revision 1.
-func (s *store) history(d *api.Deployment) ([]api.ControllerRevision, int64) {
+// history returns the revisions of o (a deployment, daemon set or stateful
+// set), oldest first, as ControllerRevisions, and its current revision
+// number. An object with no recorded history (written before histories
+// were kept) shows its current template as revision 1.
+func (s *store) history(o api.Object) ([]api.ControllerRevision, int64) {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
-	return historyOf(s.st, d)
+	return historyOf(s.st, o)
 }
 
 // historyOf is history read from st.
-func historyOf(st *crdt.State, d *api.Deployment) ([]api.ControllerRevision, int64) {
-	fields, _ := st.Get(historyKey(d.Metadata.Namespace, d.Metadata.Name))
+func historyOf(st *crdt.State, o api.Object) ([]api.ControllerRevision, int64) {
+	t, ok := templatedOf(o)
+	if !ok {
+		return nil, 0
+	}
+	fields, _ := st.Get(t.key)
 	hist := readHistory(fields)
-	hash := api.TemplateHash(&d.Spec.Template)
+	hash := api.TemplateHash(t.template)
 	if _, ok := hist[hash]; !ok {
 		var top int64
 		for _, e := range hist {
 			top = max(top, e.Revision)
 		}
-		hist[hash] = revisionEntry{Revision: top + 1, Template: d.Spec.Template}
+		hist[hash] = revisionEntry{Revision: top + 1, Template: *t.template}
 	}
+	d := t.meta
 	out := make([]api.ControllerRevision, 0, len(hist))
 	for h, e := range hist {
 		cr := api.ControllerRevision{
 			TypeMeta: api.TypeMeta{APIVersion: "apps/v1", Kind: "ControllerRevision"},
-			Metadata: api.ObjectMeta{Name: d.Metadata.Name + "-" + h, Namespace: d.Metadata.Namespace,
-				Labels: map[string]string{api.LabelDeployment: d.Metadata.Name, api.LabelTemplateHash: h}},
+			Metadata: api.ObjectMeta{Name: d.Name + "-" + h, Namespace: d.Namespace,
+				Labels: map[string]string{api.LabelDeployment: d.Name, api.LabelTemplateHash: h}},
 			Data:     e.Template,
 			Revision: e.Revision,
 		}

@@ -12,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime/schema"
@@ -64,6 +65,8 @@ func (b kubeBackend) List(ctx context.Context, kind string) ([][]byte, error) {
 		return marshalAll(out)
 	case "ReplicaSet":
 		return marshalAll(a.replicaSets())
+	case "ControllerRevision":
+		return marshalAll(a.controllerRevisions())
 	case "Endpoints":
 		return marshalAll(a.endpoints())
 	case "PersistentVolume":
@@ -477,6 +480,74 @@ func (a *Agent) replicaSets() []map[string]any {
 }
 
 // uidFrom derives a stable uid for an object derived from another.
+// controllerRevisions serves the rollout history of every daemon set and
+// stateful set as apps/v1 ControllerRevisions, as their Kubernetes
+// controllers keep it: data is the strategic merge patch that restores
+// the template (what `kubectl rollout undo` sends back), labelled with the
+// template's labels and its hash, controlled by the set.
+func (a *Agent) controllerRevisions() []map[string]any {
+	var out []map[string]any
+	for _, resource := range []string{"daemonsets", "statefulsets"} {
+		items, _ := a.objects(resource, "")
+		for _, it := range items {
+			o := it.(api.Object)
+			m := o.Meta()
+			revs, _ := a.store.history(o)
+			for _, rev := range revs {
+				hash := rev.Metadata.Labels[api.LabelTemplateHash]
+				data, err := templatePatch(&rev.Data)
+				if err != nil {
+					a.log.Warn("a revision's template does not encode", "object", api.ObjectKey(o), "revision", rev.Revision, "err", err)
+					continue
+				}
+				labels := map[string]string{"controller-revision-hash": hash}
+				for k, v := range rev.Data.Metadata.Labels {
+					labels[k] = v
+				}
+				meta := map[string]any{"name": rev.Metadata.Name, "namespace": m.Namespace, "labels": labels,
+					"uid": uidFrom(m.UID, "revision/"+hash),
+					"ownerReferences": []any{map[string]any{"apiVersion": "apps/v1", "kind": o.GetKind(), "name": m.Name,
+						"uid": m.UID, "controller": true, "blockOwnerDeletion": true}}}
+				if c := rev.Metadata.Annotations[api.AnnotationChangeCause]; c != "" {
+					meta["annotations"] = map[string]string{api.AnnotationChangeCause: c}
+				}
+				if t := rev.Metadata.CreationTimestamp; t != nil {
+					meta["creationTimestamp"] = t.Format(time.RFC3339)
+				} else if m.CreationTimestamp != nil {
+					meta["creationTimestamp"] = m.CreationTimestamp.Format(time.RFC3339)
+				}
+				out = append(out, map[string]any{"apiVersion": "apps/v1", "kind": "ControllerRevision", "metadata": meta,
+					"data": data, "revision": rev.Revision})
+			}
+		}
+	}
+	return out
+}
+
+// templatePatch is the patch that puts t back as a set's template, written
+// as kubectl writes it from the set it reads (Kubernetes' types, keys
+// sorted), so kubectl sees a revision that matches the current template as
+// current: {"spec":{"template":{...,"$patch":"replace"}}}.
+func templatePatch(t *api.PodTemplateSpec) (json.RawMessage, error) {
+	doc, err := json.Marshal(t)
+	if err != nil {
+		return nil, err
+	}
+	var typed corev1.PodTemplateSpec
+	if err := json.Unmarshal(doc, &typed); err != nil {
+		return nil, err
+	}
+	if doc, err = json.Marshal(typed); err != nil {
+		return nil, err
+	}
+	var tmpl map[string]any
+	if err := json.Unmarshal(doc, &tmpl); err != nil {
+		return nil, err
+	}
+	tmpl["$patch"] = "replace"
+	return json.Marshal(map[string]any{"spec": map[string]any{"template": tmpl}})
+}
+
 func uidFrom(uid, salt string) string {
 	h := api.TemplateHash(&api.PodTemplateSpec{Metadata: api.ObjectMeta{Name: uid + "/" + salt}})
 	if len(uid) >= 8 {

@@ -599,7 +599,7 @@ func daemonPods(ds *api.DaemonSet, nodes []placement.Node) []api.Pod {
 
 // daemonSetStatus aggregates a daemon set's status from its pods.
 func (a *Agent) daemonSetStatus(ds *api.DaemonSet, pods []api.Pod) api.DaemonSetStatus {
-	var st api.DaemonSetStatus
+	st := api.DaemonSetStatus{ObservedGeneration: ds.Metadata.Generation}
 	st.DesiredNumberScheduled = int32(len(daemonPods(ds, a.placementNodes())))
 	hash := api.TemplateHash(&ds.Spec.Template)
 	for _, p := range pods {
@@ -615,6 +615,7 @@ func (a *Agent) daemonSetStatus(ds *api.DaemonSet, pods []api.Pod) api.DaemonSet
 			st.NumberAvailable++
 		}
 	}
+	st.NumberUnavailable = max(0, st.DesiredNumberScheduled-st.NumberAvailable)
 	return st
 }
 

@@ -415,8 +415,8 @@ func (s *store) apply(objs []api.Object, now time.Time, create bool) ([]Result, 
 		// must win over those (last writer wins), not vanish under them.
 		d := next.Put(key, fields, s.clock.Now())
 		all.Entries = append(all.Entries, d.Entries...)
-		if dep, ok := o.(*api.Deployment); ok && (!exists || !bytes.Equal(cur["spec.template"], fields["spec.template"])) {
-			all.Entries = append(all.Entries, s.recordRevision(next, dep, "", !exists, now).Entries...)
+		if _, ok := templatedOf(o); ok && (!exists || !bytes.Equal(cur["spec.template"], fields["spec.template"])) {
+			all.Entries = append(all.Entries, s.recordRevision(next, o, "", !exists, now).Entries...)
 		}
 		switch {
 		case unchanged:
@@ -569,7 +569,9 @@ func (s *store) dependents(st *crdt.State, key string) (owned, books []string) {
 	case api.KindJob:
 		return ownedOf(api.KindPod), []string{jobProgressKey(ns, name)}
 	case api.KindStatefulSet:
-		return append(ownedOf(api.KindPod), ownedOf(api.KindPersistentVolumeClaim)...), nil // claims: whenDeleted Delete
+		return append(ownedOf(api.KindPod), ownedOf(api.KindPersistentVolumeClaim)...), []string{historyKeyOf(key)} // claims: whenDeleted Delete
+	case api.KindDaemonSet:
+		return nil, []string{historyKeyOf(key)}
 	case api.KindCronJob:
 		return ownedOf(api.KindJob), []string{cronProgressKey(ns, name)}
 	case api.KindHorizontalPodAutoscaler:
@@ -1010,10 +1012,10 @@ func (s *store) update(base, o api.Object, now time.Time) (Result, error) {
 	}
 	next := s.st.Clone()
 	d := next.PutFields(key, changes, s.clock.Now())
-	if dep, ok := o.(*api.Deployment); ok {
+	if _, ok := templatedOf(o); ok {
 		if _, changed := changes["spec.template"]; changed {
-			dep = copyObject(dep).(*api.Deployment)
-			d.Entries = append(d.Entries, s.recordRevision(next, dep, dep.Metadata.Annotations[api.AnnotationChangeCause], false, now).Entries...)
+			c := copyObject(o)
+			d.Entries = append(d.Entries, s.recordRevision(next, c, c.Meta().Annotations[api.AnnotationChangeCause], false, now).Entries...)
 		}
 	}
 	if err := s.commit(next, d); err != nil {

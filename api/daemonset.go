@@ -22,6 +22,9 @@ type DaemonSetSpec struct {
 	Template        PodTemplateSpec         `json:"template"`
 	UpdateStrategy  DaemonSetUpdateStrategy `json:"updateStrategy,omitempty"`
 	MinReadySeconds int32                   `json:"minReadySeconds,omitempty"`
+	// RevisionHistoryLimit is how many old templates the rollout history
+	// keeps (ControllerRevisions; default 10).
+	RevisionHistoryLimit *int32 `json:"revisionHistoryLimit,omitempty"`
 }
 
 // DaemonSetUpdateStrategy says how pods are replaced.
@@ -36,6 +39,8 @@ type DaemonSetStatus struct {
 	NumberReady            int32 `json:"numberReady"`
 	NumberAvailable        int32 `json:"numberAvailable,omitempty"`
 	UpdatedNumberScheduled int32 `json:"updatedNumberScheduled,omitempty"`
+	NumberUnavailable      int32 `json:"numberUnavailable,omitempty"`
+	ObservedGeneration     int64 `json:"observedGeneration,omitempty"`
 }
 
 // GetKind returns KindDaemonSet.
@@ -54,7 +59,7 @@ func (o *DaemonSet) SetTypeMeta() {
 func (s *DaemonSetSpec) asDeploymentSpec() *DeploymentSpec {
 	one := int32(1)
 	return &DeploymentSpec{Replicas: &one, Selector: s.Selector, Template: s.Template, MinReadySeconds: s.MinReadySeconds,
-		Strategy: DeploymentStrategy{Type: StrategyRollingUpdate}}
+		RevisionHistoryLimit: s.RevisionHistoryLimit, Strategy: DeploymentStrategy{Type: StrategyRollingUpdate}}
 }
 
 // DaemonPodName is the name of a daemon set's pod on a peer:

@@ -66,7 +66,7 @@ func SetDefaults(o Object) {
 	case *DaemonSet:
 		d := o.Spec.asDeploymentSpec()
 		defaultDeploymentSpec(d)
-		o.Spec.Selector, o.Spec.Template = d.Selector, d.Template
+		o.Spec.Selector, o.Spec.Template, o.Spec.RevisionHistoryLimit = d.Selector, d.Template, d.RevisionHistoryLimit
 		if o.Spec.UpdateStrategy.Type == "" {
 			o.Spec.UpdateStrategy.Type = StrategyRollingUpdate
 		}

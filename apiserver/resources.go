@@ -80,6 +80,8 @@ func Resources() []*Resource {
 			Type: reflect.TypeFor[appsv1.DaemonSet](), Subresources: []string{"status"}},
 		{Group: "apps", Version: "v1", Kind: "ReplicaSet", Plural: "replicasets", Namespaced: true, ShortNames: []string{"rs"}, Categories: all,
 			Type: reflect.TypeFor[appsv1.ReplicaSet]()},
+		{Group: "apps", Version: "v1", Kind: "ControllerRevision", Plural: "controllerrevisions", Namespaced: true,
+			Type: reflect.TypeFor[appsv1.ControllerRevision]()},
 		{Group: "apps", Version: "v1", Kind: "StatefulSet", Plural: "statefulsets", Namespaced: true, ShortNames: []string{"sts"}, Categories: all, Writable: true,
 			Type: reflect.TypeFor[appsv1.StatefulSet](), Subresources: []string{"status", "scale"}},
 		{Version: "v1", Kind: "PersistentVolumeClaim", Plural: "persistentvolumeclaims", Namespaced: true, ShortNames: []string{"pvc"}, Writable: true,

@@ -199,6 +199,18 @@ func columnsOf(kind string) []column {
 			intCol("Up-to-date", "status", "updatedReplicas"),
 			intCol("Available", "status", "availableReplicas"),
 			ageCol}, append(containersCols("spec", "template", "spec"), selectorCol)...)
+	case "ControllerRevision":
+		return []column{nameCol,
+			{name: "Controller", typ: "string", cell: func(o map[string]any, _ time.Time) any {
+				refs, _ := path(o, "metadata", "ownerReferences").([]any)
+				for _, r := range refs {
+					if m, ok := r.(map[string]any); ok && m["controller"] == true {
+						return strings.ToLower(fmt.Sprint(m["kind"])) + ".apps/" + fmt.Sprint(m["name"])
+					}
+				}
+				return "<none>"
+			}},
+			intCol("Revision", "revision"), ageCol}
 	case "ReplicaSet":
 		return append([]column{nameCol, intCol("Desired", "spec", "replicas"), intCol("Current", "status", "replicas"),
 			intCol("Ready", "status", "readyReplicas"), ageCol}, append(containersCols("spec", "template", "spec"), selectorCol)...)

@@ -9,8 +9,11 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"os"
 	"path/filepath"
+	"reflect"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -238,9 +241,11 @@ func (m *PodManager) Sync(desired []api.Pod) {
 			w.remove()
 		}
 	}
+	changed := false
 	for key, p := range want {
 		if w, ok := m.workers[key]; ok {
 			if !w.removing() {
+				changed = w.setMetadata(&p.Metadata) || changed
 				continue
 			}
 			// Deleted and wanted again: let the old one finish first.
@@ -250,6 +255,25 @@ func (m *PodManager) Sync(desired []api.Pod) {
 		m.workers[key] = w
 		m.run(w)
 	}
+	if changed && m.opts.Changed != nil {
+		m.opts.Changed()
+	}
+}
+
+// setMetadata takes the labels, annotations and owner references of a
+// running pod from its desired state (kubectl label, annotate, an orphaning
+// delete), which change no container; it reports whether any changed.
+func (w *podWorker) setMetadata(want *api.ObjectMeta) bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	cur := &w.pod.Metadata
+	if maps.Equal(cur.Labels, want.Labels) && maps.Equal(cur.Annotations, want.Annotations) &&
+		reflect.DeepEqual(cur.OwnerReferences, want.OwnerReferences) {
+		return false
+	}
+	cur.Labels, cur.Annotations = maps.Clone(want.Labels), maps.Clone(want.Annotations)
+	cur.OwnerReferences = slices.Clone(want.OwnerReferences)
+	return true
 }
 
 // Pods returns the pods this peer runs, with their statuses, sorted by

@@ -314,6 +314,8 @@ func TestKubectl(t *testing.T) {
 		t.Fatalf("watch from k1's version %s on k2: %s %s", rv, resp.Status, body)
 	}
 
+	kubectlSetsHistoryPagingOrphans(t, peers, k1, k2, k3)
+
 	// delete --wait through one peer; gone on every peer.
 	must(k3("-n", "kt", "delete", "deployment", "web", "--wait", "--timeout=60s"))
 	for _, k := range []func(...string) (string, error){k1, k2} {
@@ -323,4 +325,142 @@ func TestKubectl(t *testing.T) {
 		})
 	}
 	must(k1("delete", "namespace", "kt", "--wait", "--timeout=60s"))
+}
+
+const kubectlSets = `apiVersion: apps/v1
+kind: DaemonSet
+metadata: {name: agentd, namespace: kt}
+spec:
+  selector: {matchLabels: {app: agentd}}
+  template:
+    metadata: {labels: {app: agentd}}
+    spec:
+      containers: [{name: web, image: example/web:1}]
+---
+apiVersion: apps/v1
+kind: StatefulSet
+metadata: {name: db, namespace: kt}
+spec:
+  replicas: 2
+  serviceName: db
+  selector: {matchLabels: {app: db}}
+  template:
+    metadata: {labels: {app: db}}
+    spec:
+      containers: [{name: web, image: example/web:1}]
+---
+apiVersion: batch/v1
+kind: Job
+metadata: {name: keeper, namespace: kt}
+spec:
+  template:
+    spec:
+      restartPolicy: Never
+      containers: [{name: web, image: example/web:1}]
+`
+
+// kubectlSetsHistoryPagingOrphans: rollout status, history and undo of a
+// daemon set and a stateful set (ControllerRevisions), lists in pages,
+// a label on a running pod, and deletes that orphan what they owned.
+func kubectlSetsHistoryPagingOrphans(t *testing.T, peers []*harness.Peer, k1, k2, k3 func(...string) (string, error)) {
+	must := kubectlMust(t)
+	jsonpath := kubectlJSONPath(t)
+	kubectlApply(t)(k1, kubectlSets)
+	image := func(k func(...string) (string, error), kind, want string) {
+		t.Helper()
+		harness.Eventually(t, 60*time.Second, kind+" image "+want, func() (bool, string) {
+			out, err := k("-n", "kt", "get", kind, "-o", "jsonpath={.spec.template.spec.containers[0].image}")
+			return err == nil && out == want, out
+		})
+	}
+	for _, set := range []string{"daemonset/agentd", "statefulset/db"} {
+		must(k2("-n", "kt", "rollout", "status", set, "--timeout=120s"))
+		must(k3("-n", "kt", "set", "image", set, "web=example/web:2"))
+		image(k1, set, "example/web:2")
+		must(k1("-n", "kt", "rollout", "status", set, "--timeout=120s"))
+		harness.Eventually(t, 30*time.Second, set+" has two revisions", func() (bool, string) {
+			out, err := k2("-n", "kt", "rollout", "history", set)
+			return err == nil && strings.Contains(out, "\n1 ") && strings.Contains(out, "\n2 "), out
+		})
+		if out := must(k2("-n", "kt", "rollout", "history", set, "--revision=1")); !strings.Contains(out, "example/web:1") {
+			t.Fatalf("rollout history %s --revision=1:\n%s", set, out)
+		}
+		must(k3("-n", "kt", "rollout", "undo", set))
+		image(k1, set, "example/web:1")
+		must(k2("-n", "kt", "rollout", "status", set, "--timeout=120s"))
+	}
+	revs := must(k1("-n", "kt", "get", "controllerrevisions"))
+	for _, want := range []string{"daemonset.apps/agentd", "statefulset.apps/db", "CONTROLLER"} {
+		if !strings.Contains(revs, want) {
+			t.Fatalf("get controllerrevisions: no %q in\n%s", want, revs)
+		}
+	}
+
+	// Lists in pages: kubectl's chunks and the raw API's continue tokens
+	// give every pod once.
+	harness.Eventually(t, 60*time.Second, "the job's pod runs", func() (bool, string) {
+		out, err := k1("-n", "kt", "get", "pods", "-l", "job-name=keeper")
+		return err == nil && strings.Contains(out, "Running"), out
+	})
+	whole := must(k2("-n", "kt", "get", "pods", "-o", "name"))
+	if chunked := must(k2("-n", "kt", "get", "pods", "-o", "name", "--chunk-size=1")); chunked != whole {
+		t.Fatalf("get pods --chunk-size=1:\n%s\nwithout chunks:\n%s", chunked, whole)
+	}
+	var names []string
+	for next, pages := "", 0; ; pages++ {
+		var page struct {
+			Metadata struct{ Continue string }
+			Items    []struct{ Metadata struct{ Name string } }
+		}
+		u := "/api/v1/namespaces/kt/pods?limit=2"
+		if next != "" {
+			u += "&continue=" + next
+		}
+		if err := peers[1].GetJSON(u, &page); err != nil || len(page.Items) > 2 || pages > 50 {
+			t.Fatalf("page %d of pods: %v, %d items", pages, err, len(page.Items))
+		}
+		for _, it := range page.Items {
+			names = append(names, "pod/"+it.Metadata.Name)
+		}
+		if next = page.Metadata.Continue; next == "" {
+			break
+		}
+	}
+	if got := strings.Join(names, "\n"); got != strings.TrimSpace(whole) {
+		t.Fatalf("pods by pages of 2:\n%s\nwant\n%s", got, whole)
+	}
+
+	// A label on a running pod shows through every peer, and no container
+	// restarts for it.
+	must(k1("-n", "kt", "label", "pod", "db-0", "tier=data"))
+	for _, k := range []func(...string) (string, error){k2, k3} {
+		harness.Eventually(t, 30*time.Second, "db-0's label", func() (bool, string) {
+			out, err := k("-n", "kt", "get", "pods", "-l", "tier=data", "-o", "name")
+			return err == nil && strings.TrimSpace(out) == "pod/db-0", out
+		})
+	}
+	if r := jsonpath(k2, "-n", "kt", "get", "pod", "db-0", "-o", "jsonpath={.status.containerStatuses[0].restartCount}"); r != "0" {
+		t.Fatalf("db-0 restarted %s times after a label", r)
+	}
+
+	// Orphan: the job goes, its pod stays, without the job's reference.
+	pod := jsonpath(k1, "-n", "kt", "get", "pods", "-l", "job-name=keeper", "-o", "jsonpath={.items[0].metadata.name}")
+	must(k2("-n", "kt", "delete", "job", "keeper", "--cascade=orphan"))
+	harness.Eventually(t, 30*time.Second, "the orphaned pod without owner", func() (bool, string) {
+		out, err := k3("-n", "kt", "get", "pod", pod, "-o", "jsonpath={.status.phase} owners={.metadata.ownerReferences}")
+		return err == nil && out == "Running owners=", out
+	})
+	if out, err := k1("-n", "kt", "get", "job", "keeper"); err == nil || !strings.Contains(out, "NotFound") {
+		t.Fatalf("the job outlived its delete: %v %s", err, out)
+	}
+	if out, err := k1("-n", "kt", "delete", "daemonset", "agentd", "--cascade=orphan"); err == nil || !strings.Contains(out, "cannot orphan") {
+		t.Fatalf("orphaning a daemon set's pods: want refused, got %v\n%s", err, out)
+	}
+	// Background: the stateful set's pods go with it.
+	must(k3("-n", "kt", "delete", "statefulset", "db", "--wait", "--timeout=60s"))
+	harness.Eventually(t, 60*time.Second, "db's pods gone", func() (bool, string) {
+		out, err := k1("-n", "kt", "get", "pods", "-l", "app=db", "-o", "name")
+		return err == nil && strings.TrimSpace(out) == "", out
+	})
+	must(k1("-n", "kt", "delete", "pod/"+pod, "daemonset/agentd", "--wait", "--timeout=60s"))
 }
