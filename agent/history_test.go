@@ -314,3 +314,37 @@ func TestMergeEvents(t *testing.T) {
 		t.Fatalf("the repeated event should keep its latest copy and the largest count: %+v", got[1])
 	}
 }
+
+// A daemon set's and a stateful set's templates are kept as a deployment's
+// are, under their own keys, and go with them.
+func TestSetHistories(t *testing.T) {
+	s := newTestStore(t, "a")
+	now := time.Now()
+	for _, kind := range []string{"DaemonSet", "StatefulSet"} {
+		key := objectKey(kind, "default", "x")
+		for _, img := range []string{"web:1", "web:2", "web:1"} {
+			objs := decodeAll(t, "apiVersion: apps/v1\nkind: "+kind+"\nmetadata: {name: x}\nspec:\n  selector: {matchLabels: {app: x}}\n"+
+				"  template:\n    metadata: {labels: {app: x}}\n    spec:\n      containers: [{name: c, image: "+img+"}]\n")
+			if _, err := s.apply(objs, now, false); err != nil {
+				t.Fatal(err)
+			}
+		}
+		o, ok := s.get(key)
+		if !ok {
+			t.Fatalf("%s not stored", kind)
+		}
+		revs, cur := s.history(o)
+		if len(revs) != 2 || cur != 3 || revs[0].Data.Spec.Containers[0].Image != "web:2" || revs[1].Data.Spec.Containers[0].Image != "web:1" {
+			t.Fatalf("%s history: current %d, %+v", kind, cur, revs)
+		}
+		if _, ok := s.st.Get(historyKeyOf(key)); !ok {
+			t.Fatalf("%s: no history stored at %s", kind, historyKeyOf(key))
+		}
+		if _, err := s.remove([]string{key}); err != nil {
+			t.Fatal(err)
+		}
+		if _, ok := s.st.Get(historyKeyOf(key)); ok {
+			t.Fatalf("%s: the history outlived the set", kind)
+		}
+	}
+}
