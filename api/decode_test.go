@@ -631,7 +631,6 @@ status:
 	}
 	want := []string{
 		`app.yaml: document 2 (Deployment web): unknown field "metadata.Labels" (did you mean "labels"?) (line 14)`,
-		`app.yaml: document 2 (Deployment web): ignored field "metadata.managedFields": chorus does not support it (line 13)`,
 		`app.yaml: document 2 (Deployment web): unknown field "spec.template.spec.containers[0].imagePullSecretz" (line 25)`,
 		`app.yaml: document 2 (Deployment web): unknown field "spec.template.spec.containers[0].readinessProbe.periodSecond" (did you mean "periodSeconds"?) (line 35)`,
 		`app.yaml: document 2 (Deployment web): ignored field "spec.template.spec.securityContext.sysctls": chorus does not support it (line 21)`,

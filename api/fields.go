@@ -22,7 +22,7 @@ import (
 // accepts but does not act on, with a note for the warning.
 var ignoredFields = map[reflect.Type]map[string]string{
 	reflect.TypeFor[ObjectMeta](): set("generateName", "selfLink", "deletionTimestamp",
-		"deletionGracePeriodSeconds", "finalizers", "managedFields", "clusterName"),
+		"deletionGracePeriodSeconds", "finalizers", "clusterName"),
 	reflect.TypeFor[Namespace]():      withStatus(set("spec")),
 	reflect.TypeFor[Deployment]():     withStatus(nil),
 	reflect.TypeFor[Service]():        withStatus(nil),

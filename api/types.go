@@ -45,6 +45,20 @@ type ObjectMeta struct {
 	Labels            map[string]string `json:"labels,omitempty"`
 	Annotations       map[string]string `json:"annotations,omitempty"`
 	OwnerReferences   []OwnerReference  `json:"ownerReferences,omitempty"`
+	// ManagedFields records which manager set which fields (server-side
+	// apply); kept and served as written by the API.
+	ManagedFields []ManagedFieldsEntry `json:"managedFields,omitempty"`
+}
+
+// ManagedFieldsEntry is one manager's fields, as Kubernetes writes it.
+type ManagedFieldsEntry struct {
+	Manager     string     `json:"manager,omitempty"`
+	Operation   string     `json:"operation,omitempty"`
+	APIVersion  string     `json:"apiVersion,omitempty"`
+	Time        *time.Time `json:"time,omitempty"`
+	FieldsType  string     `json:"fieldsType,omitempty"`
+	FieldsV1    any        `json:"fieldsV1,omitempty"`
+	Subresource string     `json:"subresource,omitempty"`
 }
 
 // Namespace is a v1 Namespace.

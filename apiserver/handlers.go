@@ -478,6 +478,12 @@ func (s *Server) requestObject(w http.ResponseWriter, r *http.Request, res *Reso
 	return objectOf(r, res, body, ns, name)
 }
 
+// isApply reports whether r is a server-side apply.
+func isApply(r *http.Request) bool {
+	ct, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type"))
+	return strings.HasPrefix(ct, "application/apply-patch")
+}
+
 func dryRun(r *http.Request) bool { return len(r.URL.Query()["dryRun"]) > 0 }
 
 func (s *Server) create(ctx context.Context, w http.ResponseWriter, r *http.Request, res *Resource, ns string) {
@@ -502,6 +508,9 @@ func (s *Server) create(ctx context.Context, w http.ResponseWriter, r *http.Requ
 // a field changed meanwhile through another peer would otherwise be
 // written back with its old value.
 func (s *Server) store(ctx context.Context, w http.ResponseWriter, r *http.Request, res *Resource, obj, baseObj map[string]any, warns []string, name string, code int) {
+	if !isApply(r) {
+		obj = s.trackUpdate(r, res, baseObj, obj)
+	}
 	kept, keptBase := obj, baseObj
 	if cv := res.Convert; cv != nil {
 		var err error
@@ -603,7 +612,7 @@ func applyPatch(r *http.Request, res *Resource, typed any, cur, patch []byte) ([
 			return nil, apierrors.NewBadRequest("merge patch: " + err.Error())
 		}
 		return out, nil
-	case "application/strategic-merge-patch+json", "application/apply-patch+yaml", "application/apply-patch+json":
+	case "application/strategic-merge-patch+json":
 		out, err := strategicpatch.StrategicMergePatch(cur, patch, typed)
 		if err != nil {
 			return nil, apierrors.NewBadRequest("strategic merge patch: " + err.Error())
@@ -624,21 +633,36 @@ func (s *Server) patch(ctx context.Context, w http.ResponseWriter, r *http.Reque
 		writeError(w, err)
 		return
 	}
-	ct, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type"))
-	apply := strings.HasPrefix(ct, "application/apply-patch")
+	apply := isApply(r)
 	cur, ok := s.cache.get(res, ns, name)
-	if !ok {
-		if !apply || !res.Writable {
-			writeError(w, apierrors.NewNotFound(gr(res), name))
-			return
-		}
-		// Server-side apply of an object that does not exist creates it.
-		obj, warns, err := objectOf(r, res, body, ns, name)
+	if !ok && (!apply || !res.Writable) {
+		writeError(w, apierrors.NewNotFound(gr(res), name))
+		return
+	}
+	if apply {
+		// Server-side apply: the applied configuration, checked as any
+		// object of res, merged by field ownership.
+		applied, warns, err := objectOf(r, res, body, ns, name)
 		if err != nil {
 			writeError(w, err)
 			return
 		}
-		s.store(ctx, w, r, res, obj, nil, warns, "", http.StatusCreated)
+		if ok {
+			if err := checkVersion(res, applied, cur); err != nil {
+				writeError(w, err)
+				return
+			}
+		}
+		obj, err := s.serverSideApply(r, res, cur, applied)
+		if err != nil {
+			writeError(w, err)
+			return
+		}
+		if !ok {
+			s.store(ctx, w, r, res, obj, nil, warns, "", http.StatusCreated)
+			return
+		}
+		s.store(ctx, w, r, res, obj, cur, warns, name, http.StatusOK)
 		return
 	}
 	curDoc, err := json.Marshal(cur)
@@ -877,6 +901,7 @@ func (s *Server) scale(ctx context.Context, w http.ResponseWriter, r *http.Reque
 		obj["spec"] = spec
 	}
 	spec["replicas"] = want.Spec.Replicas
+	obj = s.trackUpdate(r, res, cur, obj)
 	doc, _ := json.Marshal(obj)
 	base, _ := json.Marshal(cur)
 	warns, err := s.backend.Update(ctx, res.Kind, ns, name, base, doc, dryRun(r))

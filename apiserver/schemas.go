@@ -133,6 +133,15 @@ func (s *schemas) addFields(t reflect.Type, props map[string]any) {
 		if d := docs[name]; d != "" {
 			fs["description"] = d
 		}
+		// How a list merges (by key, as a set, replaced whole), from the
+		// k8s.io/api tags kube-apiserver's schemas are generated from:
+		// server-side apply merges by it.
+		if ps := f.Tag.Get("patchStrategy"); ps != "" && f.Type.Kind() == reflect.Slice {
+			fs["x-kubernetes-patch-strategy"] = ps
+			if k := f.Tag.Get("patchMergeKey"); k != "" {
+				fs["x-kubernetes-patch-merge-key"] = k
+			}
+		}
 		props[name] = fs
 	}
 }

@@ -69,6 +69,7 @@ type Server struct {
 	reg         *registry
 	cache       *cache
 	backend     Backend
+	fields      *fieldManagers
 }
 
 // New returns a Server over b. Run must be running for it to see changes.
@@ -84,7 +85,8 @@ func New(b Backend, opts Options) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	srv := &Server{proto: pd, opts: opts, reg: reg, backend: b, cache: newCache(b, reg, opts.Peer, opts.Now(), opts.Log)}
+	srv := &Server{proto: pd, opts: opts, reg: reg, backend: b, cache: newCache(b, reg, opts.Peer, opts.Now(), opts.Log),
+		fields: newFieldManagers(reg)}
 	srv.openAPIDocs = sync.OnceValue(srv.buildOpenAPIDocs)
 	return srv, nil
 }

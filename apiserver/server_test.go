@@ -289,7 +289,7 @@ func TestPatches(t *testing.T) {
 		{"application/strategic-merge-patch+json", `{"spec":{"template":{"spec":{"containers":[{"name":"c","image":"y"}]}}}}`, `"image":"y"`},
 		{"application/apply-patch+yaml", "metadata:\n  labels:\n    z: \"2\"\n", `"z":"2"`},
 	} {
-		code, body := do(t, "PATCH", u, c.ctype, c.body)
+		code, body := do(t, "PATCH", u+"?fieldManager=test", c.ctype, c.body)
 		if code != 200 || !strings.Contains(body, c.want) {
 			t.Fatalf("%s: %d %s", c.ctype, code, body)
 		}

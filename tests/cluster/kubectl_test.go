@@ -315,6 +315,7 @@ func TestKubectl(t *testing.T) {
 	}
 
 	kubectlSetsHistoryPagingOrphans(t, peers, k1, k2, k3)
+	kubectlServerSideApply(t, k1, k2, k3)
 
 	// delete --wait through one peer; gone on every peer.
 	must(k3("-n", "kt", "delete", "deployment", "web", "--wait", "--timeout=60s"))
@@ -463,4 +464,43 @@ func kubectlSetsHistoryPagingOrphans(t *testing.T, peers []*harness.Peer, k1, k2
 		return err == nil && strings.TrimSpace(out) == "", out
 	})
 	must(k1("-n", "kt", "delete", "pod/"+pod, "daemonset/agentd", "--wait", "--timeout=60s"))
+}
+
+// kubectlServerSideApply: field ownership across peers. A field another
+// manager changed through another peer is a conflict for the next
+// server-side apply, until it forces.
+func kubectlServerSideApply(t *testing.T, k1, k2, k3 func(...string) (string, error)) {
+	must := kubectlMust(t)
+	f := filepath.Join(t.TempDir(), "ssa.yaml")
+	if err := os.WriteFile(f, []byte(`apiVersion: apps/v1
+kind: Deployment
+metadata: {name: ssa, namespace: kt, labels: {team: a}}
+spec:
+  replicas: 0
+  selector: {matchLabels: {app: ssa}}
+  template:
+    metadata: {labels: {app: ssa}}
+    spec:
+      containers: [{name: web, image: example/web:1}]
+`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if out := must(k1("apply", "--server-side", "-f", f)); !strings.Contains(out, "serverside-applied") {
+		t.Fatalf("apply --server-side: %s", out)
+	}
+	harness.Eventually(t, 30*time.Second, "k2 sees ssa", func() (bool, string) {
+		out, err := k2("-n", "kt", "get", "deployment", "ssa", "-o", "name")
+		return err == nil, out
+	})
+	must(k2("-n", "kt", "scale", "deployment", "ssa", "--replicas=1"))
+	harness.Eventually(t, 30*time.Second, "a conflict on k3", func() (bool, string) {
+		out, err := k3("apply", "--server-side", "-f", f)
+		return err != nil && strings.Contains(out, "conflict with") && strings.Contains(out, ".spec.replicas"), out
+	})
+	must(k3("apply", "--server-side", "--force-conflicts", "-f", f))
+	harness.Eventually(t, 30*time.Second, "replicas back to 0 with one manager of them", func() (bool, string) {
+		out, err := k1("-n", "kt", "get", "deployment", "ssa", "-o", "jsonpath={.spec.replicas} {.metadata.managedFields[*].manager}")
+		return err == nil && strings.HasPrefix(out, "0 kubectl"), out
+	})
+	must(k1("-n", "kt", "delete", "deployment", "ssa"))
 }
