@@ -81,6 +81,7 @@ func (a *Agent) controlAutoscalers(ctx context.Context, now time.Time) {
 		return
 	}
 	alive := a.aliveMembers()
+	pass := &hpaPass{a: a}
 	for _, o := range hpas {
 		h := o.(*api.HorizontalPodAutoscaler)
 		if placement.Leader(api.ObjectKey(h), alive) != a.cfg.Name {
@@ -90,14 +91,48 @@ func (a *Agent) controlAutoscalers(ctx context.Context, now time.Time) {
 		if d := now.Sub(prog.Decided); d >= 0 && d < hpaSyncPeriod {
 			continue
 		}
-		if err := a.decideHPA(ctx, h, prog, now); err != nil {
+		if err := a.decideHPA(ctx, pass, h, prog, now); err != nil {
 			a.log.Warn("autoscaler", "hpa", api.ObjectKey(h), "err", err)
 		}
 	}
 }
 
+// hpaPass holds what the autoscalers due in one pass read of the
+// cluster: every pod, and each namespace's pod metrics, asked of the peers
+// once however many autoscalers of the namespace are due.
+type hpaPass struct {
+	a       *Agent
+	pods    []api.Pod
+	podsSet bool
+	metrics map[string][]api.PodMetrics
+}
+
+func (p *hpaPass) clusterPods() []api.Pod {
+	if !p.podsSet {
+		p.pods, p.podsSet = p.a.clusterPods(), true
+	}
+	return p.pods
+}
+
+func (p *hpaPass) podMetrics(ctx context.Context, ns string) []api.PodMetrics {
+	if m, ok := p.metrics[ns]; ok {
+		return m
+	}
+	mctx, cancel := context.WithTimeout(ctx, hpaMetricsTimeout)
+	defer cancel()
+	m, err := p.a.clusterPodMetrics(mctx, ns)
+	if err != nil {
+		p.a.log.Debug("autoscaler metrics", "namespace", ns, "err", err)
+	}
+	if p.metrics == nil {
+		p.metrics = map[string][]api.PodMetrics{}
+	}
+	p.metrics[ns] = m
+	return m
+}
+
 // decideHPA makes one decision for h and carries it out.
-func (a *Agent) decideHPA(ctx context.Context, h *api.HorizontalPodAutoscaler, prog hpaProgress, now time.Time) error {
+func (a *Agent) decideHPA(ctx context.Context, pass *hpaPass, h *api.HorizontalPodAutoscaler, prog hpaProgress, now time.Time) error {
 	if prog.Status != nil {
 		h.Status = *prog.Status
 	}
@@ -114,13 +149,7 @@ func (a *Agent) decideHPA(ctx context.Context, h *api.HorizontalPodAutoscaler, p
 		}
 		if sel != nil {
 			in.TargetFound = true
-			mctx, cancel := context.WithTimeout(ctx, hpaMetricsTimeout)
-			metrics, err := a.clusterPodMetrics(mctx, ns)
-			cancel()
-			if err != nil {
-				a.log.Debug("autoscaler metrics", "hpa", api.ObjectKey(h), "err", err)
-			}
-			in.Pods = autoscalerPods(a.clusterPods(), metrics, ns, sel)
+			in.Pods = autoscalerPods(pass.clusterPods(), pass.podMetrics(ctx, ns), ns, sel)
 			for _, p := range in.Pods {
 				if p.Phase != "Failed" && p.Phase != "Succeeded" && !p.Deleting {
 					in.TargetStatusReplicas++
