@@ -2,6 +2,7 @@ package cluster
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"fmt"
 	"io"
@@ -277,6 +278,34 @@ func TestKubectl(t *testing.T) {
 		return err == nil && strings.Contains(body, "hello from web-"), fmt.Sprint(body, err)
 	})
 
+	// logs -f through a peer follows what the pod writes from then on.
+	lctx, stopLogs := context.WithTimeout(ctx, 90*time.Second)
+	defer stopLogs()
+	logs := exec.CommandContext(lctx, harness.Kubectl(t), "--kubeconfig", peers[0].Kubeconfig, "-n", "kt", "logs", "-f", "deploy/web", "--tail=1")
+	followed := &lockedBuffer{}
+	logs.Stdout, logs.Stderr = followed, followed
+	if err := logs.Start(); err != nil {
+		t.Fatal(err)
+	}
+	mark := fmt.Sprintf("follow-%d", time.Now().UnixNano())
+	harness.Eventually(t, 60*time.Second, "logs -f shows a request made after it started", func() (bool, string) {
+		_, _ = harness.HTTPGet("http://127.0.0.1:18111/?mark=" + mark)
+		return strings.Contains(followed.String(), "GET /?mark="+mark), followed.String()
+	})
+	stopLogs()
+	_ = logs.Wait()
+
+	// exec -it: kubectl in a terminal (script(1) gives it one) gets a
+	// terminal in the container, of the terminal's size.
+	tty := exec.Command("script", "-qec", fmt.Sprintf("stty rows 41 cols 123; %s --kubeconfig %s -n kt exec -it deploy/web -- /app tty",
+		harness.Kubectl(t), peers[1].Kubeconfig), "/dev/null")
+	if out, err := tty.CombinedOutput(); err != nil || !strings.Contains(string(out), "tty=true rows=41 cols=123") {
+		t.Fatalf("kubectl exec -it in a terminal: %v\n%s", err, out)
+	}
+	if out := must(k2("-n", "kt", "exec", "-i", "deploy/web", "--", "/app", "tty")); !strings.Contains(out, "tty=false") {
+		t.Fatalf("kubectl exec -i without -t: %s", out)
+	}
+
 	// Kinds chorus does not serve, and fields no kind has.
 	bad := filepath.Join(t.TempDir(), "bad.yaml")
 	if err := os.WriteFile(bad, []byte("apiVersion: policy/v1\nkind: PodDisruptionBudget\nmetadata: {name: pdb, namespace: kt}\n"), 0o600); err != nil {
@@ -503,4 +532,22 @@ spec:
 		return err == nil && strings.HasPrefix(out, "0 kubectl"), out
 	})
 	must(k1("-n", "kt", "delete", "deployment", "ssa"))
+}
+
+// lockedBuffer is a bytes.Buffer a command writes while the test reads it.
+type lockedBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *lockedBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *lockedBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
 }

@@ -29,6 +29,8 @@
 //	/app fail N [MSG...]    prints MSG (default "failing with N") to stderr, exits N
 //	/app sleep S [MSG...]   waits S seconds, then prints MSG
 //	/app cat                copies stdin to stdout, then prints "<n> bytes" to stderr
+//	/app tty                prints "tty=true rows=R cols=C" when stdin is a terminal
+//	                        (its size), else "tty=false"
 //	/app hostname           prints the hostname (the pod's name) to stdout
 //	/app env NAME           prints the value of the variable NAME, exits 1 if unset
 //	/app readfile PATH      prints the file at PATH (exits 1 on an error)
@@ -60,6 +62,8 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 func main() {
@@ -242,6 +246,14 @@ func runMode(mode string, args []string) (code int, ok bool) {
 	switch mode {
 	case "echo":
 		fmt.Println(strings.Join(args, " "))
+		return 0, true
+	case "tty":
+		ws, err := unix.IoctlGetWinsize(0, unix.TIOCGWINSZ)
+		if err != nil {
+			fmt.Println("tty=false")
+			return 0, true
+		}
+		fmt.Printf("tty=true rows=%d cols=%d\n", ws.Row, ws.Col)
 		return 0, true
 	case "fail":
 		if len(args) == 0 {
