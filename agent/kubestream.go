@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"os"
 	"strconv"
 	"time"
 
@@ -28,7 +29,7 @@ type kubeStreams struct {
 
 func newKubeStreams(a *Agent) *kubeStreams {
 	k := &kubeStreams{a: a}
-	k.srv = &stream.Server{Execer: k, PortForwarder: k, Logger: a.log.With("component", "streams")}
+	k.srv = &stream.Server{Execer: k, Attacher: k, PortForwarder: k, Logger: a.log.With("component", "streams")}
 	return k
 }
 
@@ -52,9 +53,6 @@ func (k *kubeStreams) exec(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
-// attach: a container's output goes to its log, not to a terminal that
-// can be attached to; the stream server answers that attach is not
-// implemented.
 func (k *kubeStreams) attach(w http.ResponseWriter, r *http.Request) {
 	if ns, name, handled := k.local(w, r); !handled {
 		k.srv.ServeAttach(w, r, ns, name)
@@ -101,6 +99,71 @@ func (k *kubeStreams) Exec(ctx context.Context, req stream.ExecRequest, stdin io
 		}
 	}()
 	return k.a.pods.ExecTTY(ctx, req.Namespace, req.Pod, req.Container, req.Command, stdin, stdout, sizes)
+}
+
+// attachPoll is how often an attach looks for new output.
+const attachPoll = 200 * time.Millisecond
+
+// Attach streams what a running container writes from now on, until it
+// exits or the client goes away (kubectl attach). A container's output goes
+// to its log file (so it outlives the agent), which Attach follows. Its
+// stdin is not kept open (containers run without one: the fields stdin
+// and tty of a container are ignored), so an attach with stdin is refused.
+func (k *kubeStreams) Attach(ctx context.Context, req stream.ExecRequest, stdin io.Reader, stdout, stderr io.Writer, resize <-chan stream.TerminalSize) error {
+	if req.Stdin {
+		return apierrors.NewBadRequest("attach with stdin: chorus runs containers without a stdin to attach to (their stdin and tty fields are ignored); attach without -i follows the output, kubectl exec -it runs a shell")
+	}
+	logPath := func() (string, error) {
+		if _, err := k.a.pods.ExecContainer(req.Namespace, req.Pod, req.Container); err != nil {
+			return "", err // not running
+		}
+		return k.a.pods.LogPath(req.Namespace, req.Pod, req.Container, false)
+	}
+	path, err := logPath()
+	if err != nil {
+		if errors.Is(err, runtime.ErrPodNotHere) {
+			return apierrors.NewNotFound(schema.GroupResource{Resource: "pods"}, req.Pod)
+		}
+		return apierrors.NewBadRequest(err.Error())
+	}
+	out := stdout
+	if out == nil {
+		out = io.Discard
+	}
+	var f *os.File
+	defer func() {
+		if f != nil {
+			f.Close()
+		}
+	}()
+	tick := time.NewTicker(attachPoll)
+	defer tick.Stop()
+	for {
+		if f == nil {
+			if f, err = os.Open(path); err == nil {
+				if _, err := f.Seek(0, io.SeekEnd); err != nil {
+					return err
+				}
+			} else {
+				f = nil // not written yet
+			}
+		}
+		if f != nil {
+			if _, err := io.Copy(out, f); err != nil {
+				return nil // the client went away
+			}
+		}
+		// The container ended (it exited, its pod is gone, or a restart
+		// opened another log): what it wrote last has been sent.
+		if now, err := logPath(); err != nil || now != path {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-tick.C:
+		}
+	}
 }
 
 type eofReader struct{}

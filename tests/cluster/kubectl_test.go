@@ -295,6 +295,27 @@ func TestKubectl(t *testing.T) {
 	stopLogs()
 	_ = logs.Wait()
 
+	// attach (without stdin) through another peer follows the container's
+	// output the same way; with stdin it is refused, saying why.
+	actx, stopAttach := context.WithTimeout(ctx, 90*time.Second)
+	defer stopAttach()
+	attach := exec.CommandContext(actx, harness.Kubectl(t), "--kubeconfig", peers[2].Kubeconfig, "-n", "kt", "attach", "deploy/web")
+	attached := &lockedBuffer{}
+	attach.Stdout, attach.Stderr = attached, attached
+	if err := attach.Start(); err != nil {
+		t.Fatal(err)
+	}
+	mark = fmt.Sprintf("attach-%d", time.Now().UnixNano())
+	harness.Eventually(t, 60*time.Second, "attach shows a request made after it started", func() (bool, string) {
+		_, _ = harness.HTTPGet("http://127.0.0.1:18111/?mark=" + mark)
+		return strings.Contains(attached.String(), "GET /?mark="+mark), attached.String()
+	})
+	stopAttach()
+	_ = attach.Wait()
+	if out, err := k1("-n", "kt", "attach", "-i", "deploy/web"); err == nil || !strings.Contains(out, "without a stdin") {
+		t.Fatalf("attach -i: want refused, got %v\n%s", err, out)
+	}
+
 	// exec -it: kubectl in a terminal (script(1) gives it one) gets a
 	// terminal in the container, of the terminal's size.
 	tty := exec.Command("script", "-qec", fmt.Sprintf("stty rows 41 cols 123; %s --kubeconfig %s -n kt exec -it deploy/web -- /app tty",
