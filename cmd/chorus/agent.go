@@ -18,11 +18,11 @@ import (
 const agentBinary = "chorus-agent"
 
 // newAgentCmd is `chorus agent`: run a peer. The peer is its own binary,
-// chorus-agent, without the kubectl built into chorus (half of chorus'
-// size, and of a peer's resident memory if the peer were chorus itself):
-// chorus replaces itself with it (exec, same process id, arguments,
-// environment and standard streams), so whoever started `chorus agent`
-// (a shell, systemd, a test) holds the peer itself.
+// chorus-agent, without the kubectl built into chorus (which doubled a
+// peer's resident memory when the peer was chorus itself; see
+// docs/BENCHMARKS.md): chorus replaces itself with it (exec: the same
+// process id, arguments, environment and standard streams), so whoever
+// started `chorus agent` (a shell, systemd, a test) holds the peer itself.
 func newAgentCmd() *cobra.Command {
 	return &cobra.Command{
 		Use:   "agent [flags]",
