@@ -1,7 +1,8 @@
 # chorus: `make demo` starts a local cluster running the example app,
 # `make test` runs every test (as CI does). Both need root.
 GO ?= go
-BIN := bin/chorus
+BINDIR := bin
+BIN := $(BINDIR)/chorus
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 
 .PHONY: build deps test demo demo-down bench chaos fuzz clean
@@ -11,8 +12,10 @@ KUBE_VERSION := v1.37.2
 LDFLAGS := -X main.version=$(VERSION) -X k8s.io/component-base/version.gitVersion=$(KUBE_VERSION) \
 	-X k8s.io/component-base/version.gitMajor=1 -X k8s.io/component-base/version.gitMinor=37
 
+# bin/chorus (the CLI, kubectl built in) and bin/chorus-agent (the peer,
+# which `chorus agent` runs: it stays next to chorus).
 build:
-	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/chorus
+	$(GO) build -ldflags "$(LDFLAGS)" -o $(BINDIR)/ ./cmd/chorus ./cmd/chorus-agent
 
 deps:
 	./tests/scripts/install-deps.sh

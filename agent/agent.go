@@ -583,8 +583,9 @@ func processAlive(pid string) bool {
 	if err != nil {
 		return false
 	}
-	// `chorus agent ...`: the subcommand, not any "*agent" program that
-	// reused the pid (ssh-agent, gpg-agent).
+	// chorus-agent (which `chorus agent` execs), or `chorus agent ...` of
+	// an older chorus: not any "*agent" program that reused the pid
+	// (ssh-agent, gpg-agent).
 	args := strings.Split(string(cmdline), "\x00")
-	return len(args) > 1 && args[1] == "agent"
+	return filepath.Base(args[0]) == "chorus-agent" || len(args) > 1 && args[1] == "agent"
 }

@@ -55,20 +55,22 @@ func ModuleRoot() (string, error) {
 	}
 }
 
-// BuildBinary builds cmd/chorus into dir and returns its path.
+// BuildBinary builds cmd/chorus and cmd/chorus-agent into dir, as `make
+// build` does, and returns the path of chorus (whose `chorus agent` runs
+// the chorus-agent next to it).
 func BuildBinary(dir string) (string, error) {
 	root, err := ModuleRoot()
 	if err != nil {
 		return "", err
 	}
-	out := filepath.Join(dir, "chorus")
 	cmd := exec.Command("go", "build", "-ldflags", "-X k8s.io/component-base/version.gitVersion=v1.37.2 "+
-		"-X k8s.io/component-base/version.gitMajor=1 -X k8s.io/component-base/version.gitMinor=37", "-o", out, "./cmd/chorus")
+		"-X k8s.io/component-base/version.gitMajor=1 -X k8s.io/component-base/version.gitMinor=37",
+		"-o", dir+string(filepath.Separator), "./cmd/chorus", "./cmd/chorus-agent")
 	cmd.Dir = root
 	if b, err := cmd.CombinedOutput(); err != nil {
-		return "", fmt.Errorf("go build ./cmd/chorus: %v\n%s", err, b)
+		return "", fmt.Errorf("go build ./cmd/chorus ./cmd/chorus-agent: %v\n%s", err, b)
 	}
-	return out, nil
+	return filepath.Join(dir, "chorus"), nil
 }
 
 // CheckEnv reports what the end-to-end tests need and this machine lacks.
