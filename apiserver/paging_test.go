@@ -4,8 +4,6 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
-	"io"
-	"net/http"
 	"net/url"
 	"strings"
 	"testing"
@@ -125,7 +123,7 @@ func TestListPagesAsTable(t *testing.T) {
 	}
 	_, hs := start(t, b, "p1")
 	req := hs.URL + "/apis/apps/v1/namespaces/default/deployments?limit=2"
-	code, body := doAccept(t, req, "application/json;as=Table;v=v1;g=meta.k8s.io")
+	code, body := doHeaders(t, "GET", req, "", map[string]string{"Accept": "application/json;as=Table;v=v1;g=meta.k8s.io"})
 	if code != 200 {
 		t.Fatalf("%d %s", code, body)
 	}
@@ -138,51 +136,5 @@ func TestListPagesAsTable(t *testing.T) {
 	}
 	if len(tbl.Rows) != 2 || tbl.Metadata.Continue == "" || tbl.Rows[0].Cells[0] != "d0" {
 		t.Fatalf("first table page: %s", body)
-	}
-}
-
-func doAccept(t *testing.T, u, accept string) (int, string) {
-	t.Helper()
-	req, err := http.NewRequest("GET", u, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	req.Header.Set("Accept", accept)
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	return resp.StatusCode, string(b)
-}
-
-func TestDeleteOptions(t *testing.T) {
-	b := newMem()
-	b.put("Deployment", withUID(deploymentIn("default", "d"), "u1"))
-	_, hs := start(t, b, "p1")
-	u := hs.URL + "/apis/apps/v1/namespaces/default/deployments/d"
-	for _, c := range []struct {
-		query, body string
-		code        int
-		msg         string
-	}{
-		{"", `{"preconditions":{"uid":"u2"}}`, 409, "UID in the precondition"},
-		{"", `{"preconditions":{"resourceVersion":"1"}}`, 409, "ResourceVersion in the precondition"},
-		{"?propagationPolicy=Sideways", "", 400, "propagationPolicy"},
-		{"", `{"propagationPolicy":`, 400, "DeleteOptions"},
-		{"?gracePeriodSeconds=soon", "", 400, "gracePeriodSeconds"},
-	} {
-		code, body := do(t, "DELETE", u+c.query, "application/json", c.body)
-		if code != c.code || !strings.Contains(body, c.msg) {
-			t.Errorf("DELETE%s %s: %d %s, want %d mentioning %q", c.query, c.body, code, body, c.code, c.msg)
-		}
-	}
-	if len(b.deletes) != 0 {
-		t.Fatalf("refused deletes reached the backend: %d", len(b.deletes))
-	}
-	code, body := do(t, "DELETE", u, "application/json", `{"kind":"DeleteOptions","apiVersion":"v1","propagationPolicy":"Orphan","preconditions":{"uid":"u1"}}`)
-	if code != 200 || len(b.deletes) != 1 || b.deletes[0].PropagationPolicy == nil || *b.deletes[0].PropagationPolicy != "Orphan" {
-		t.Fatalf("delete with Orphan: %d %s; backend got %+v", code, body, b.deletes)
 	}
 }

@@ -131,12 +131,21 @@ func start(t *testing.T, b Backend, peer string) (*Server, *httptest.Server) {
 
 func do(t *testing.T, method, url, ctype, body string) (int, string) {
 	t.Helper()
+	return doHeaders(t, method, url, body, map[string]string{"Content-Type": ctype})
+}
+
+// doHeaders sends a request with the headers given (empty values left
+// out) and returns the status code and body.
+func doHeaders(t *testing.T, method, url, body string, headers map[string]string) (int, string) {
+	t.Helper()
 	req, err := http.NewRequest(method, url, strings.NewReader(body))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if ctype != "" {
-		req.Header.Set("Content-Type", ctype)
+	for k, v := range headers {
+		if v != "" {
+			req.Header.Set(k, v)
+		}
 	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
