@@ -49,6 +49,7 @@ func (a *Agent) startCluster(ctx context.Context, wg *sync.WaitGroup) error {
 		Name: cfg.Name, BindAddr: cfg.Bind, SerfPort: cfg.SerfPort, P2PPort: cfg.P2PPort,
 		Join: cfg.Join, Key: key, ExtraKeys: extra, Profile: cfg.GossipProfile, Tags: tags,
 		DataDir: filepath.Join(cfg.DataDir, "gossip"), Discover: cfg.Discover, Log: a.log.With("plane", "gossip"),
+		JoinHint: a.joinHint(),
 	})
 	if err != nil {
 		return err
@@ -224,4 +225,15 @@ func (a *Agent) handleSync(ctx context.Context, from string, req []byte) ([]byte
 		return resp, err
 	}
 	return a.repl.handleSync(ctx, from, req)
+}
+
+// joinHint is what the operator may have to do when joining keeps failing
+// on a peer of a protected cluster: its secret may have been rotated while
+// it was down.
+func (a *Agent) joinHint() string {
+	if a.trust == nil || !a.trust.derivedGossip {
+		return ""
+	}
+	return "if the cluster secret was rotated while this peer was down (chorus cluster rotate-secret), its join token is retired: " +
+		"stop it, copy a current peer's <data-dir>/token over " + filepath.Join(a.cfg.DataDir, "token") + " and start it again"
 }

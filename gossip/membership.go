@@ -116,6 +116,9 @@ type Config struct {
 	// Log receives the node's logs, serf's and memberlist's included
 	// (default: discarded).
 	Log *slog.Logger
+	// JoinHint, when set, is added to the warning logged when joining the
+	// seeds keeps failing (what the operator may have to do).
+	JoinHint string
 }
 
 // Member is a cluster member as seen by this node.
@@ -554,7 +557,11 @@ func (n *Node) joinLoop(ctx context.Context, seeds []string) {
 			return
 		}
 		if attempt == 1 || attempt%15 == 0 {
-			n.log.Warn("join failed, retrying", "seeds", seeds, "attempt", attempt, "err", err)
+			args := []any{"seeds", seeds, "attempt", attempt, "err", err}
+			if n.cfg.JoinHint != "" {
+				args = append(args, "hint", n.cfg.JoinHint)
+			}
+			n.log.Warn("join failed, retrying", args...)
 		}
 		t.Reset(joinRetry)
 	}
