@@ -92,6 +92,7 @@ func parseRotation(fields map[string]json.RawMessage) (rotationSpec, trust.Rotat
 type rotationState struct {
 	id      string
 	applied trust.Phase
+	since   time.Time // when applied was
 	warned  string // the id of a record of another cluster, warned about once
 }
 
@@ -274,14 +275,14 @@ func (a *Agent) rotationStep(now time.Time) error {
 		return nil
 	}
 	if a.rot.id != spec.ID {
-		a.rot.id, a.rot.applied = spec.ID, initial
+		a.rot.id, a.rot.applied, a.rot.since = spec.ID, initial, now
 	}
-	d := trust.Decide(r, a.aliveMembers(), a.cfg.Name, a.rot.applied)
+	d := trust.Decide(r, a.aliveMembers(), a.cfg.Name, trust.Local{Applied: a.rot.applied, Since: a.rot.since}, now)
 	if d.Target != a.rot.applied {
 		if err := a.applyRotationPhase(oldS, newS, d.Target, now); err != nil {
 			return fmt.Errorf("phase %s: %w", d.Target, err)
 		}
-		a.rot.applied = d.Target
+		a.rot.applied, a.rot.since = d.Target, now
 		a.log.Info("rotation of the cluster secret: phase "+d.Target.String(), "from", spec.From, "to", spec.ID)
 	}
 	if r.Progress[a.cfg.Name] < d.Target {

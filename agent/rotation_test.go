@@ -109,6 +109,7 @@ func TestRotationOnePeer(t *testing.T) {
 
 	step := func(want trust.Phase) {
 		t.Helper()
+		now = now.Add(trust.PhaseDwell)
 		if err := a.rotationStep(now); err != nil {
 			t.Fatal(err)
 		}
@@ -127,6 +128,10 @@ func TestRotationOnePeer(t *testing.T) {
 	oldCA, _ := oldS.CA()
 
 	step(trust.PhaseInstalled)
+	// Not out of a phase before trust.PhaseDwell.
+	if err := a.rotationStep(now.Add(trust.PhaseDwell - time.Millisecond)); err != nil || a.rot.applied != trust.PhaseInstalled {
+		t.Fatalf("left installed before the dwell: %v %v", a.rot.applied, err)
+	}
 	if !tokenAccepted(t, a, oldToken) || !tokenAccepted(t, a, newS.APIToken()) {
 		t.Fatal("installed: both tokens must be accepted")
 	}
@@ -184,8 +189,8 @@ func TestRotationOnePeer(t *testing.T) {
 	if !ok || after.(*api.Secret).Data["password"] != before.(*api.Secret).Data["password"] {
 		t.Fatalf("the Secret does not read back: %+v", a.store.checked.list())
 	}
-	st, err = a.rotationStatus(now.Add(5 * time.Second))
-	if err != nil || !st.Complete || st.Done != 1 || st.Phase != "retired" || st.Elapsed != "5s" {
+	st, err = a.rotationStatus(now)
+	if err != nil || !st.Complete || st.Done != 1 || st.Phase != "retired" || st.Elapsed != (4*trust.PhaseDwell).String() {
 		t.Fatalf("status %+v %v", st, err)
 	}
 	// Done: another rotation may start, from the new secret.

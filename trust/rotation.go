@@ -74,6 +74,22 @@ type Rotation struct {
 	Resealed bool
 }
 
+// PhaseDwell is the least time a peer stays in the installed and using
+// phases, so that a client that read the peer's kubeconfig a moment before
+// the peer rewrote it (both CAs at installed, the new token at using) is
+// still served with what it read: the peer presents the new certificate
+// and refuses the old token only that long after.
+const PhaseDwell = 2 * time.Second
+
+// Local is what a peer itself has applied of a rotation.
+type Local struct {
+	// Applied is the phase it applied (in memory; after a restart, what
+	// its data dir holds).
+	Applied Phase
+	// Since is when it applied it (after a restart: the start).
+	Since time.Time
+}
+
 // Decision is what a peer does next in a rotation.
 type Decision struct {
 	// Target is the phase the peer must have applied, and recorded as its
@@ -85,6 +101,8 @@ type Decision struct {
 	// WaitingFor lists the alive members whose progress holds this peer
 	// back (sorted), empty when it may move on or is done.
 	WaitingFor []string
+	// NotBefore, when set, is when the peer may move on (PhaseDwell).
+	NotBefore time.Time
 }
 
 // Resealer returns the alive member that reseals the Secrets: the first
@@ -96,21 +114,29 @@ func Resealer(alive []string) string {
 	return slices.Min(alive)
 }
 
-// Decide returns what peer self does next in rotation r, given the names
-// of the alive members (self among them or not: it is counted as alive)
-// and the phase it has applied (in memory; after a restart, what its data
-// dir holds). Decide moves self by at most one phase per call beyond what
-// it recorded, and into a phase only when every alive member recorded the
-// previous one.
-func Decide(r Rotation, alive []string, self string, applied Phase) Decision {
+// Decide returns what peer self does next in rotation r at now, given the
+// names of the alive members (self among them or not: it is counted as
+// alive) and what it applied. Decide moves self by at most one phase per
+// call beyond what it recorded or applied, into a phase only when every
+// alive member recorded the previous one, and out of installed or using
+// only PhaseDwell after it applied it.
+func Decide(r Rotation, alive []string, self string, local Local, now time.Time) Decision {
 	members := slices.Clone(alive)
 	if !slices.Contains(members, self) {
 		members = append(members, self)
 	}
 	slices.Sort(members)
 	recorded := r.Progress[self]
-	cur := max(recorded, applied)
+	cur := max(recorded, local.Applied)
 	d := Decision{Target: cur}
+	if local.Applied < cur {
+		// A restart behind its record: apply what it recorded first.
+		return d
+	}
+	dwelt := !now.Before(local.Since.Add(PhaseDwell))
+	if !dwelt {
+		d.NotBefore = local.Since.Add(PhaseDwell)
+	}
 	if cur == PhaseRetired {
 		return d
 	}
@@ -125,7 +151,7 @@ func Decide(r Rotation, alive []string, self string, applied Phase) Decision {
 	case PhaseNone:
 		d.Target, d.WaitingFor = PhaseInstalled, nil // installing breaks nothing
 	case PhaseInstalled:
-		if len(d.WaitingFor) == 0 {
+		if len(d.WaitingFor) == 0 && dwelt {
 			d.Target = PhaseUsing
 		}
 	case PhaseUsing:
@@ -133,7 +159,9 @@ func Decide(r Rotation, alive []string, self string, applied Phase) Decision {
 			break
 		}
 		if r.Resealed {
-			d.Target = PhaseRetired
+			if dwelt {
+				d.Target = PhaseRetired
+			}
 		} else if Resealer(members) == self {
 			d.Reseal = true
 		} else {

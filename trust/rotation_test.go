@@ -15,6 +15,7 @@ import (
 // order).
 type simPeer struct {
 	applied  Phase
+	since    time.Time // when it applied it
 	view     map[string]Phase
 	resealed bool // its view of the Resealed mark
 }
@@ -47,6 +48,7 @@ func TestDecideKeepsEveryPairTalking(t *testing.T) {
 		}
 		recorded := map[string]Phase{} // the registers, as written
 		resealed, reseals := false, 0
+		now := time.Unix(1000, 0)
 		check := func(step string) {
 			for _, a := range names {
 				for _, b := range names {
@@ -69,7 +71,7 @@ func TestDecideKeepsEveryPairTalking(t *testing.T) {
 		decide := func(name string) {
 			p := peers[name]
 			r := Rotation{ID: "new", From: "old", Progress: maps.Clone(p.view), Resealed: p.resealed}
-			d := Decide(r, names, name, p.applied)
+			d := Decide(r, names, name, Local{Applied: p.applied, Since: p.since}, now)
 			if d.Target < p.applied || d.Target < p.view[name] {
 				t.Fatalf("%s: target %v below applied %v or recorded %v", name, d.Target, p.applied, p.view[name])
 			}
@@ -84,11 +86,18 @@ func TestDecideKeepsEveryPairTalking(t *testing.T) {
 				reseals++
 				p.resealed = true
 			}
+			if d.Target != p.applied {
+				if p.applied >= PhaseInstalled && now.Sub(p.since) < PhaseDwell {
+					t.Fatalf("%s left %v after %v, less than PhaseDwell", name, p.applied, now.Sub(p.since))
+				}
+				p.since = now
+			}
 			p.applied = d.Target
 			recorded[name] = d.Target
 			p.view[name] = d.Target
 		}
 		for i := 0; i < 400; i++ {
+			now = now.Add(time.Duration(rapid.IntRange(0, 1000).Draw(t, "ms")) * time.Millisecond)
 			name := rapid.SampledFrom(names).Draw(t, "peer")
 			if rapid.Bool().Draw(t, "deliver") {
 				from := rapid.SampledFrom(names).Draw(t, "from")
@@ -101,6 +110,7 @@ func TestDecideKeepsEveryPairTalking(t *testing.T) {
 		}
 		// Then everything is delivered and every peer decides in turn.
 		for round := 0; round < 4*len(names)+4; round++ {
+			now = now.Add(PhaseDwell)
 			for _, name := range names {
 				maps.Copy(peers[name].view, recorded)
 				peers[name].resealed = resealed
@@ -136,7 +146,7 @@ func TestDecideCases(t *testing.T) {
 		{"all installed: use", map[string]Phase{"a": PhaseInstalled, "b": PhaseInstalled, "c": PhaseUsing}, false, "b", PhaseInstalled,
 			Decision{Target: PhaseUsing}},
 		{"a restart keeps what the record says", map[string]Phase{"a": PhaseInstalled, "b": PhaseInstalled}, false, "b", PhaseNone,
-			Decision{Target: PhaseInstalled, WaitingFor: []string{"c"}}},
+			Decision{Target: PhaseInstalled}},
 		{"all using: the first reseals", map[string]Phase{"a": PhaseUsing, "b": PhaseUsing, "c": PhaseUsing}, false, "a", PhaseUsing,
 			Decision{Target: PhaseUsing, Reseal: true}},
 		{"all using: the others wait for it", map[string]Phase{"a": PhaseUsing, "b": PhaseUsing, "c": PhaseUsing}, false, "c", PhaseUsing,
@@ -147,15 +157,31 @@ func TestDecideCases(t *testing.T) {
 		{"a peer that joined with the new token", map[string]Phase{"a": PhaseRetired, "b": PhaseRetired}, true, "c", PhaseRetired,
 			Decision{Target: PhaseRetired}},
 	} {
-		got := Decide(Rotation{ID: "n", Progress: c.progress, Resealed: c.resealed}, alive, c.self, c.applied)
+		long := time.Unix(0, 0) // applied long ago
+		got := Decide(Rotation{ID: "n", Progress: c.progress, Resealed: c.resealed}, alive, c.self, Local{Applied: c.applied, Since: long}, long.Add(time.Hour))
 		if got.Target != c.want.Target || got.Reseal != c.want.Reseal || !slices.Equal(got.WaitingFor, c.want.WaitingFor) {
 			t.Errorf("%s: got %+v, want %+v", c.name, got, c.want)
 		}
 	}
 	// A dead member does not hold the others back: only alive ones count.
-	got := Decide(Rotation{Progress: map[string]Phase{"a": PhaseInstalled, "b": PhaseInstalled}}, []string{"a", "b"}, "a", PhaseInstalled)
+	long := time.Unix(0, 0)
+	got := Decide(Rotation{Progress: map[string]Phase{"a": PhaseInstalled, "b": PhaseInstalled}}, []string{"a", "b"}, "a", Local{Applied: PhaseInstalled, Since: long}, long.Add(time.Hour))
 	if got.Target != PhaseUsing {
 		t.Errorf("with c dead: %+v", got)
+	}
+	// Not before PhaseDwell in the phase, and then at once.
+	since := time.Unix(100, 0)
+	all := Rotation{Progress: map[string]Phase{"a": PhaseUsing, "b": PhaseUsing}, Resealed: true}
+	got = Decide(all, []string{"a", "b"}, "a", Local{Applied: PhaseUsing, Since: since}, since.Add(PhaseDwell-time.Millisecond))
+	if got.Target != PhaseUsing || !got.NotBefore.Equal(since.Add(PhaseDwell)) {
+		t.Errorf("before the dwell: %+v", got)
+	}
+	if got = Decide(all, []string{"a", "b"}, "a", Local{Applied: PhaseUsing, Since: since}, since.Add(PhaseDwell)); got.Target != PhaseRetired {
+		t.Errorf("after the dwell: %+v", got)
+	}
+	// A restart behind its record applies the recorded phase first.
+	if got = Decide(all, []string{"a", "b"}, "a", Local{Applied: PhaseNone, Since: since}, since.Add(time.Hour)); got.Target != PhaseUsing {
+		t.Errorf("restart behind its record: %+v", got)
 	}
 }
 
