@@ -93,7 +93,7 @@ type rotationState struct {
 	id      string
 	applied trust.Phase
 	since   time.Time // when applied was
-	warned  string // the id of a record of another cluster, warned about once
+	warned  string    // the id of a record of another cluster, warned about once
 }
 
 // rotationStatus answers GET and POST /chorus/v1/rotate-secret.
