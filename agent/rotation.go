@@ -397,6 +397,13 @@ func (a *Agent) applyRotationPhase(oldS *trust.Secret, newS trust.Secret, phase 
 			return fmt.Errorf("store the new join token: %w", err)
 		}
 		if phase == trust.PhaseRetired {
+			if oldS != nil && !retiredSecret(dir, *oldS) {
+				b, _ := os.ReadFile(filepath.Join(dir, RetiredFile))
+				b = append(b, oldS.ClusterID()+"\n"...)
+				if err := trust.WriteFile(filepath.Join(dir, RetiredFile), b); err != nil {
+					return fmt.Errorf("record the retired secret: %w", err)
+				}
+			}
 			if err := os.Remove(filepath.Join(dir, PreviousTokenFile)); err != nil && !errors.Is(err, fs.ErrNotExist) {
 				return err
 			}

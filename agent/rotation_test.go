@@ -185,6 +185,19 @@ func TestRotationOnePeer(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(a.cfg.DataDir, PreviousTokenFile)); !errors.Is(err, os.ErrNotExist) {
 		t.Fatalf("retired: token.previous is still there: %v", err)
 	}
+	// A service passing the token of before at every start still starts,
+	// with the new one; a token of another cluster is still refused.
+	cfg = Config{Name: "n1", Bind: "127.0.0.1", DataDir: a.cfg.DataDir, JoinToken: oldS.Token()}
+	if tr, err := setupTrust(&cfg, quiet, now); err != nil {
+		t.Fatalf("restart with the retired token: %v", err)
+	} else if s, o := tr.secrets(); s != newS || o != nil {
+		t.Fatal("a restart with the retired token does not use the new secret only")
+	}
+	stranger, _ := trust.NewSecret()
+	cfg = Config{Name: "n1", Bind: "127.0.0.1", DataDir: a.cfg.DataDir, JoinToken: stranger.Token()}
+	if _, err := setupTrust(&cfg, quiet, now); err == nil {
+		t.Fatal("a token of another cluster was taken")
+	}
 	after, ok := a.store.get(secretKey)
 	if !ok || after.(*api.Secret).Data["password"] != before.(*api.Secret).Data["password"] {
 		t.Fatalf("the Secret does not read back: %+v", a.store.checked.list())

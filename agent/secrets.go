@@ -11,8 +11,11 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -128,8 +131,15 @@ func setupTrust(cfg *Config, log *slog.Logger, now time.Time) (*peerTrust, error
 		if s, err = trust.ParseToken(cfg.JoinToken); err != nil {
 			return nil, fmt.Errorf("--join-token: %w", err)
 		}
+		if haveStored && stored != s && retiredSecret(cfg.DataDir, s) {
+			// A service that passes the token of before a rotation at
+			// every start: the data dir's token replaced it.
+			log.Warn("--join-token is the token of a secret this cluster retired in a rotation: using the data dir's token (give the current one: "+path+")",
+				"given", s.ClusterID(), "cluster", stored.ClusterID())
+			s = stored
+		}
 		if haveStored && stored != s {
-			return nil, fmt.Errorf("--join-token is the token of cluster %s, but the data dir %s belongs to cluster %s: use another --data-dir, or `chorus reset` this one first",
+			return nil, fmt.Errorf("--join-token is the token of cluster %s, but the data dir %s belongs to cluster %s: use another --data-dir, or `chorus reset` this one first (if the cluster secret was rotated, give the current token, a peer's <data-dir>/token)",
 				s.ClusterID(), cfg.DataDir, stored.ClusterID())
 		}
 		if !haveStored {
@@ -173,6 +183,20 @@ func setupTrust(cfg *Config, log *slog.Logger, now time.Time) (*peerTrust, error
 		return nil, err
 	}
 	return t, nil
+}
+
+// RetiredFile is the name of the file, in a peer's data dir, that lists
+// (one a line) the cluster ids of the secrets the peer retired in
+// rotations: no secret, only what recognises an old --join-token.
+const RetiredFile = "token.retired"
+
+// retiredSecret reports whether s is a secret this data dir's peer retired.
+func retiredSecret(dataDir string, s trust.Secret) bool {
+	b, err := os.ReadFile(filepath.Join(dataDir, RetiredFile))
+	if err != nil {
+		return false
+	}
+	return slices.Contains(strings.Fields(string(b)), s.ClusterID())
 }
 
 // PreviousTokenFile is the name of the file, in a peer's data dir, that
