@@ -125,19 +125,27 @@ func webPods(kubeconfig []byte, dir string) (map[string]podSeen, error) {
 // running where they ran, without a restart. Afterwards every peer holds
 // the new token and kubeconfig, the old token is refused everywhere, the
 // new kubeconfig works for kubectl, a Secret from before reads back, apply
-// still replicates, a stranger with the old token cannot join, and a peer
-// restarted after the rotation rejoins.
+// still replicates, a stranger with the old token cannot join, a peer that
+// was down during the rotation rejoins once given the new token, and a
+// peer restarted after the rotation rejoins.
 func TestRotateSecret(t *testing.T) {
 	kubectl := harness.Kubectl(t)
 	p1 := harness.NewPeer(t, bin, "rot1", "127.0.0.241")
 	p2 := harness.NewPeer(t, bin, "rot2", "127.0.0.242", "--join", "127.0.0.241")
 	p3 := harness.NewPeer(t, bin, "rot3", "127.0.0.243", "--join", "127.0.0.241")
+	// rot4 is down during the whole rotation: it is stopped before
+	// anything runs on it.
+	down := harness.NewPeer(t, bin, "rot4", "127.0.0.244", "--join", "127.0.0.241")
 	peers := []*harness.Peer{p1, p2, p3}
-	for _, p := range peers {
+	for _, p := range append(peers, down) {
 		p.Start()
 	}
-	all := map[string]string{"rot1": "Alive", "rot2": "Alive", "rot3": "Alive"}
+	waitNodes(t, p1, map[string]string{"rot1": "Alive", "rot2": "Alive", "rot3": "Alive", "rot4": "Alive"})
+	down.Stop()
+	all := map[string]string{"rot1": "Alive", "rot2": "Alive", "rot3": "Alive", "rot4": "Dead"}
 	waitNodes(t, p1, all)
+	waitNodes(t, p2, all)
+	waitNodes(t, p3, all)
 	oldSecret, err := trust.ReadTokenFile(p1.TokenFile())
 	if err != nil {
 		t.Fatal(err)
@@ -307,19 +315,45 @@ func TestRotateSecret(t *testing.T) {
 	}
 
 	// A stranger with the old token cannot join, and says why it might be.
-	stranger := harness.NewPeer(t, bin, "rot4", "127.0.0.244", "--join", "127.0.0.241", "--join-token", oldSecret.Token())
+	stranger := harness.NewPeer(t, bin, "rot5", "127.0.0.245", "--join", "127.0.0.241", "--join-token", oldSecret.Token())
 	stranger.Start()
 	harness.Eventually(t, 15*time.Second, "the stranger's failed join logged", func() (bool, string) {
 		return strings.Contains(stranger.Log(), "join token is retired"), "no join failure with the hint in its log"
 	})
 	time.Sleep(3 * time.Second) // a few more retries and gossip rounds
-	if seen := nodesSeen(p1); len(seen) != 3 || seen["rot4"] != "" {
+	if seen := nodesSeen(p1); len(seen) != 4 || seen["rot5"] != "" {
 		t.Fatalf("rot1 sees %v: the old token joined", seen)
 	}
 	if seen := nodesSeen(stranger); len(seen) != 1 {
 		t.Fatalf("the stranger sees %v", seen)
 	}
 	stranger.Destroy()
+
+	// The peer that was down comes back with the old secret: it cannot
+	// rejoin and says what to do; given a current peer's token in its
+	// data dir, it rejoins and catches up.
+	down.Start()
+	harness.Eventually(t, 15*time.Second, "rot4's failed join logged", func() (bool, string) {
+		return strings.Contains(down.Log(), "join token is retired"), "no join failure with the hint in its log"
+	})
+	if seen := nodesSeen(p1); seen["rot4"] != "Dead" {
+		t.Fatalf("rot1 sees %v: rot4 rejoined with the old secret", seen)
+	}
+	down.Stop()
+	tok, err := os.ReadFile(p1.TokenFile())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(down.TokenFile(), tok, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	down.Start()
+	all["rot4"] = "Alive"
+	waitNodes(t, p1, all)
+	if err := down.ReloadKubeconfig(); err != nil {
+		t.Fatal(err)
+	}
+	converged(t, "the peer that was down catches up", p1, down)
 
 	// A peer restarted after the rotation rejoins with the new token.
 	p3.Stop()
