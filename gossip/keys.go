@@ -157,19 +157,29 @@ func (n *Node) helloFrame(role string, to peer.ID) []byte {
 // readHelloFrame returns the serf address of a hello frame from peer from,
 // checking its MAC against every key of the ring when the node has one.
 func (n *Node) readHelloFrame(b []byte, role string, from peer.ID) (string, error) {
+	var keys [][]byte
+	if n.keyring != nil {
+		keys = n.keyring.GetKeys()
+	}
+	return checkHelloFrame(b, keys, role, from, n.host.ID())
+}
+
+// checkHelloFrame returns the serf address of a hello frame sent by from
+// to to: with keys, only if its proof is a MAC under one of them.
+func checkHelloFrame(b []byte, keys [][]byte, role string, from, to peer.ID) (string, error) {
 	addrBytes, mac, keyed := bytes.Cut(b, []byte{0})
 	addr, err := decodeHelloAddr(addrBytes)
 	if err != nil {
 		return "", err
 	}
-	if n.keyring == nil {
+	if len(keys) == 0 {
 		return addr, nil
 	}
 	if !keyed || len(mac) != sha256.Size {
 		return "", errors.New("gossip: hello without a proof of the cluster's key")
 	}
-	for _, k := range n.keyring.GetKeys() {
-		if hmac.Equal(mac, helloMAC(k, role, from, n.host.ID(), string(addrBytes))) {
+	for _, k := range keys {
+		if hmac.Equal(mac, helloMAC(k, role, from, to, string(addrBytes))) {
 			return addr, nil
 		}
 	}
