@@ -105,7 +105,8 @@ func waitRotation(ctx context.Context, root *rootOptions, timeout time.Duration,
 		case isNotFound(err):
 			return errors.New("the cluster secret was never rotated")
 		case isUnauthorized(err):
-			return fmt.Errorf("%w: the credential in use was retired by the rotation; use a peer's new <data-dir>/kubeconfig (chorus kubeconfig --data-dir <dir>)", err)
+			// Not wrapped: printError would print only the server's Status.
+			return fmt.Errorf("%v: the credential in use was retired by the rotation; use a peer's new <data-dir>/kubeconfig (chorus kubeconfig --data-dir <dir>)", err)
 		default:
 			if failingSince.IsZero() {
 				failingSince = time.Now()
