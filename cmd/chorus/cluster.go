@@ -65,8 +65,9 @@ func newRotateSecretCmd(root *rootOptions) *cobra.Command {
 				if !watch {
 					return nil
 				}
+				return waitRotation(ctx, root, timeout, false, st.ID)
 			}
-			return waitRotation(ctx, root, timeout, status && !watch)
+			return waitRotation(ctx, root, timeout, !watch, "")
 		},
 	}
 	cmd.Flags().BoolVar(&status, "status", false, "only show the progress of the last rotation, start none")
@@ -76,8 +77,10 @@ func newRotateSecretCmd(root *rootOptions) *cobra.Command {
 }
 
 // waitRotation shows the progress of the last rotation, a line at every
-// change, until it completes (or once, with once).
-func waitRotation(ctx context.Context, root *rootOptions, timeout time.Duration, once bool) error {
+// change, until it completes (or once, with once). started is the id of
+// the rotation this command started, if it did: two asked at the same
+// moment through two peers, the record keeps one (the last written).
+func waitRotation(ctx context.Context, root *rootOptions, timeout time.Duration, once bool, started string) error {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	last := ""
@@ -90,6 +93,10 @@ func waitRotation(ctx context.Context, root *rootOptions, timeout time.Duration,
 		switch {
 		case err == nil:
 			failingSince = time.Time{}
+			if started != "" && st.ID != started {
+				fmt.Fprintf(root.out, "a rotation to %s, asked at the same moment through %s, replaced this one: following it\n", st.ID, st.By)
+				started = st.ID
+			}
 			line := fmt.Sprintf("phase %s: %d of %d peers done", st.Phase, st.Done, st.Total)
 			if line != last {
 				fmt.Fprintf(root.out, "%s (%s)\n", line, st.Elapsed)

@@ -79,3 +79,16 @@ func TestRotateSecretRefusedAndRetiredCredential(t *testing.T) {
 		t.Fatalf("exit %d: %s", res.code, res.stderr)
 	}
 }
+
+// Two rotations asked at the same moment: the record keeps one, and the
+// command follows it, saying so.
+func TestRotateSecretFollowsTheWinner(t *testing.T) {
+	f := newFakeAgent(t)
+	f.reply("POST /chorus/v1/rotate-secret", http.StatusAccepted, rotationStatus{ID: "chorus-mine", From: "chorus-old", By: "n1", Phase: "pending", Total: 2})
+	f.reply("GET /chorus/v1/rotate-secret", http.StatusOK, rotationStatus{ID: "chorus-theirs", By: "n2", Phase: "retired", Done: 2, Total: 2, Complete: true})
+	res := f.run("cluster", "rotate-secret")
+	if res.code != 0 || !strings.Contains(res.stdout, "a rotation to chorus-theirs, asked at the same moment through n2, replaced this one") ||
+		!strings.Contains(res.stdout, "cluster secret rotated to chorus-theirs") {
+		t.Fatalf("exit %d:\n%s%s", res.code, res.stdout, res.stderr)
+	}
+}
