@@ -263,3 +263,40 @@ func FuzzParseRotation(f *testing.F) {
 		_ = trust.Decide(r, []string{"p", "q"}, "q", trust.Local{}, time.Now())
 	})
 }
+
+// Two rotations asked at the same moment: a peer that installed the one
+// the record no longer holds installs the one it holds instead, and
+// accepts the first one's token no more.
+func TestRotationReplacedBeforeUse(t *testing.T) {
+	a, oldS := rotationPeer(t)
+	now := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
+	first, err := a.startRotation(now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := a.rotationStep(now); err != nil || a.rot.applied != trust.PhaseInstalled {
+		t.Fatalf("installed %v %v", a.rot.applied, err)
+	}
+	_, firstOther := a.trust.secrets()
+	if firstOther == nil || firstOther.ClusterID() != first.ID {
+		t.Fatal("the first rotation's secret is not accepted")
+	}
+	// Another peer's record, written at the same moment, wins.
+	theirs, _ := trust.NewSecret()
+	sealer := a.store.sealer.Load()
+	spec, _ := json.Marshal(rotationSpec{ID: theirs.ClusterID(), From: oldS.ClusterID(), Started: now, By: "n2",
+		Secret: base64.StdEncoding.EncodeToString(sealer.Seal(theirs[:], rotationAD(theirs.ClusterID())))})
+	if err := a.store.writeFields(rotationKey(), map[string]json.RawMessage{fieldRotationSpec: spec}); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.rotationStep(now.Add(time.Second)); err != nil || a.rot.applied != trust.PhaseInstalled {
+		t.Fatalf("after the replacement: %v %v", a.rot.applied, err)
+	}
+	use, other := a.trust.secrets()
+	if use != oldS || other == nil || *other != theirs {
+		t.Fatal("the peer does not hold the old secret and the winning one")
+	}
+	if tokenAccepted(t, a, firstOther.APIToken()) || !tokenAccepted(t, a, theirs.APIToken()) {
+		t.Fatal("the replaced rotation's token is still accepted, or the winner's is not")
+	}
+}
