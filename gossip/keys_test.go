@@ -139,3 +139,45 @@ func TestHelloProof(t *testing.T) {
 		t.Fatalf("InstallKey on an open node: %v", err)
 	}
 }
+
+// With a key and mDNS discovery, the gater lets a stranger connect (it
+// may say hello), but it is served nothing: no sync, and a hello without
+// a proof of the key is refused without a join or the node's address.
+func TestDiscoverStrangerServedNothing(t *testing.T) {
+	a := startNode(t, Config{Name: "a", BindAddr: "127.0.0.182", Key: testKey(t), Discover: true})
+	a.HandleSync(echoHandler)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	o := startNode(t, Config{Name: "o", BindAddr: "127.0.0.183"}) // no key: its own gater is open
+	if err := o.host.Connect(ctx, peer.AddrInfo{ID: a.host.ID(), Addrs: a.host.Addrs()}); err != nil {
+		t.Fatalf("a, with discovery, refused a connection: %v", err)
+	}
+	before := a.Stats().StreamsRejected
+	if s, err := o.host.NewStream(ctx, a.host.ID(), syncProtocol); err == nil {
+		_ = s.SetDeadline(time.Now().Add(5 * time.Second))
+		_ = writeFrame(s, frameOK, []byte("q"))
+		_ = s.CloseWrite()
+		if _, _, err := readFrame(s, MaxMessageSize); err == nil {
+			t.Fatal("a stranger was served a sync")
+		}
+		_ = s.Reset()
+	}
+	s, err := o.host.NewStream(ctx, a.host.ID(), helloProtocol)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = s.SetDeadline(time.Now().Add(5 * time.Second))
+	_ = writeFrame(s, frameOK, []byte(o.serfAddr)) // no proof
+	_ = s.CloseWrite()
+	// Reset at once: no answer, not even "join failed" (no join tried).
+	if kind, payload, err := readFrame(s, maxHelloFrame); err == nil {
+		t.Fatalf("a hello without a proof was answered %d %q", kind, payload)
+	}
+	_ = s.Reset()
+	if got := a.Stats().StreamsRejected; got < before+2 {
+		t.Fatalf("StreamsRejected %d, want at least %d", got, before+2)
+	}
+	if len(a.Members()) != 1 || len(o.Members()) != 1 {
+		t.Fatalf("a stranger joined: %v / %v", a.Members(), o.Members())
+	}
+}
