@@ -236,6 +236,8 @@ type Agent struct {
 
 	kick       chan struct{}
 	statusKick chan struct{}      // a local pod's status changed
+	rotKick    chan struct{}      // a rotation was asked for here
+	rot        rotationState      // the rotation loop's
 	leave      context.CancelFunc // ends Run after a graceful leave
 	leaving    atomic.Bool
 }
@@ -278,17 +280,19 @@ func Run(ctx context.Context, cfg Config) error {
 	if err != nil {
 		return err
 	}
-	if st.sealer, err = newSealer(tr, cfg.GossipKey); err != nil {
+	sealer, err := newSealer(tr, cfg.GossipKey)
+	if err != nil {
 		return err
 	}
-	if st.sealer == nil {
+	st.sealer.Store(sealer)
+	if sealer == nil {
 		log.Warn("INSECURE: Secrets are stored unencrypted in state.crdt and travel in clear between peers (--insecure without --gossip-key)")
 	}
 	svcNet, err := newServiceNet(cfg.PodSubnet)
 	if err != nil {
 		return fmt.Errorf("--pod-subnet: %w", err)
 	}
-	a := &Agent{cfg: cfg, log: log, store: st, events: newEvents(cfg.Name, 1000), start: time.Now(), kick: make(chan struct{}, 1), statusKick: make(chan struct{}, 1), leave: leave, svcNet: svcNet,
+	a := &Agent{cfg: cfg, log: log, store: st, events: newEvents(cfg.Name, 1000), start: time.Now(), kick: make(chan struct{}, 1), statusKick: make(chan struct{}, 1), rotKick: make(chan struct{}, 1), leave: leave, svcNet: svcNet,
 		trust: tr, peerTransport: newPeerTransport(tr)}
 	defer a.peerTransport.CloseIdleConnections()
 	a.watchStoredValues()
@@ -440,7 +444,7 @@ func Run(ctx context.Context, cfg Config) error {
 	log.Info("chorus agent ready", "api", a.apiURL(), "kubeconfig", filepath.Join(cfg.DataDir, KubeconfigFile), "data", cfg.DataDir, "containerd", addr,
 		"bridge", cfg.Bridge, "subnet", cfg.PodSubnet)
 	if tr != nil {
-		log.Info("the API is TLS with a certificate of the cluster CA and requires a token", "api", a.apiURL(), "cluster", tr.secret.ClusterID())
+		log.Info("the API is TLS with a certificate of the cluster CA and requires a token", "api", a.apiURL(), "cluster", func() string { s, _ := tr.secrets(); return s.ClusterID() }())
 	} else if cfg.APIToken != "" {
 		log.Info("the API requires a token", "api", ln.Addr().String(), "token", "required")
 	} else {

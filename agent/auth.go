@@ -42,13 +42,15 @@ func requireToken(token string, log *slog.Logger, h http.Handler) http.Handler {
 	if token == "" {
 		return h
 	}
+	return requireTokens(func() []string { return []string{token} }, log, h)
+}
+
+// requireTokens is requireToken for the tokens accepted at the time of
+// each request (two while the cluster secret is rotated).
+func requireTokens(tokens func() []string, log *slog.Logger, h http.Handler) http.Handler {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	// Comparing digests takes the same time whatever the length of the
-	// token given, and subtle.ConstantTimeCompare the same whatever its
-	// bytes.
-	want := sha256.Sum256([]byte(token))
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if authExempt(r) {
 			h.ServeHTTP(w, r)
@@ -60,8 +62,16 @@ func requireToken(token string, log *slog.Logger, h http.Handler) http.Handler {
 		}
 		msg := msgNoToken
 		if got, ok := bearerToken(r.Header.Get("Authorization")); ok {
+			// Comparing digests takes the same time whatever the length
+			// of the token given, and subtle.ConstantTimeCompare the same
+			// whatever its bytes.
 			sum := sha256.Sum256([]byte(got))
-			if subtle.ConstantTimeCompare(sum[:], want[:]) == 1 {
+			match := 0
+			for _, t := range tokens() {
+				want := sha256.Sum256([]byte(t))
+				match |= subtle.ConstantTimeCompare(sum[:], want[:])
+			}
+			if match == 1 {
 				h.ServeHTTP(w, r)
 				return
 			}
@@ -73,6 +83,15 @@ func requireToken(token string, log *slog.Logger, h http.Handler) http.Handler {
 		w.Header().Set("WWW-Authenticate", `Bearer realm="chorus"`)
 		writeStatus(w, http.StatusUnauthorized, "Unauthorized", msg)
 	})
+}
+
+// withToken is requireToken with the tokens this peer accepts now: the
+// cluster secret's (two during a rotation), or the configured one.
+func (a *Agent) withToken(h http.Handler) http.Handler {
+	if len(a.trust.apiTokens()) > 0 {
+		return requireTokens(a.trust.apiTokens, a.log, h)
+	}
+	return requireToken(a.cfg.APIToken, a.log, h)
 }
 
 // bearerToken returns the token of an Authorization header value of the

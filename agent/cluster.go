@@ -38,10 +38,18 @@ func (a *Agent) startCluster(ctx context.Context, wg *sync.WaitGroup) error {
 	for k, v := range cfg.Labels {
 		tags[labelTagPrefix+k] = v
 	}
+	var extra [][]byte
+	if a.trust != nil && a.trust.derivedGossip {
+		// Restarted during a rotation: the other secret's key too.
+		if _, other := a.trust.secrets(); other != nil {
+			extra = append(extra, other.GossipKey())
+		}
+	}
 	n, err := gossip.Start(ctx, gossip.Config{
 		Name: cfg.Name, BindAddr: cfg.Bind, SerfPort: cfg.SerfPort, P2PPort: cfg.P2PPort,
-		Join: cfg.Join, Key: key, Profile: cfg.GossipProfile, Tags: tags,
+		Join: cfg.Join, Key: key, ExtraKeys: extra, Profile: cfg.GossipProfile, Tags: tags,
 		DataDir: filepath.Join(cfg.DataDir, "gossip"), Discover: cfg.Discover, Log: a.log.With("plane", "gossip"),
+		JoinHint: a.joinHint(),
 	})
 	if err != nil {
 		return err
@@ -105,6 +113,7 @@ func (a *Agent) startCluster(ctx context.Context, wg *sync.WaitGroup) error {
 	})
 	run(func() { a.repl.antiEntropyLoop(ctx, 2*time.Second, a.alivePeers, kick) })
 	run(func() { a.tagLoop(ctx) })
+	run(func() { a.rotationLoop(ctx) })
 	run(func() { a.statusLoop(ctx, 500*time.Millisecond) })
 	run(func() { a.gcLoop(ctx, time.Hour, crdt.DefaultTombstoneHorizon) })
 	run(func() { a.images.inventoryLoop(ctx) })
@@ -216,4 +225,15 @@ func (a *Agent) handleSync(ctx context.Context, from string, req []byte) ([]byte
 		return resp, err
 	}
 	return a.repl.handleSync(ctx, from, req)
+}
+
+// joinHint is what the operator may have to do when joining keeps failing
+// on a peer of a protected cluster: its secret may have been rotated while
+// it was down.
+func (a *Agent) joinHint() string {
+	if a.trust == nil || !a.trust.derivedGossip {
+		return ""
+	}
+	return "if the cluster secret was rotated while this peer was down (chorus cluster rotate-secret), its join token is retired: " +
+		"stop it, copy a current peer's <data-dir>/token over " + filepath.Join(a.cfg.DataDir, "token") + " and start it again"
 }

@@ -37,7 +37,8 @@ func sealAD(key, field string) []byte { return []byte(key + "\x00" + field) }
 // cluster with no gossip key) fields stay clear.
 func (s *store) seal(key string, fields map[string]json.RawMessage, partial bool) error {
 	kind, _, _ := splitKey(key)
-	if s.sealer == nil {
+	sealer := s.sealer.Load()
+	if sealer == nil {
 		return nil
 	}
 	for _, f := range sealedFields[kind] {
@@ -48,7 +49,7 @@ func (s *store) seal(key string, fields map[string]json.RawMessage, partial bool
 		if bytes.Equal(bytes.TrimSpace(v), []byte("null")) {
 			fields[sealedPrefix+f] = json.RawMessage("null")
 		} else {
-			ct := s.sealer.Seal(v, sealAD(key, f))
+			ct := sealer.Seal(v, sealAD(key, f))
 			b, err := json.Marshal(base64.StdEncoding.EncodeToString(ct))
 			if err != nil {
 				return err
@@ -68,6 +69,7 @@ func (s *store) seal(key string, fields map[string]json.RawMessage, partial bool
 // opened; fields itself is not changed.
 func (s *store) unseal(key string, fields map[string]json.RawMessage) (map[string]json.RawMessage, error) {
 	var out map[string]json.RawMessage
+	sealer := s.sealer.Load()
 	for f, v := range fields {
 		name, ok := cutPrefix(f, sealedPrefix)
 		if !ok {
@@ -77,7 +79,7 @@ func (s *store) unseal(key string, fields map[string]json.RawMessage) (map[strin
 			out = cloneFields(fields)
 		}
 		delete(out, f)
-		if s.sealer == nil {
+		if sealer == nil {
 			return nil, fmt.Errorf("%s is encrypted, and this peer holds no key (it runs --insecure without the cluster's --gossip-key)", name)
 		}
 		var b64 string
@@ -88,7 +90,7 @@ func (s *store) unseal(key string, fields map[string]json.RawMessage) (map[strin
 		if err != nil {
 			return nil, fmt.Errorf("sealed %s: %w", name, err)
 		}
-		plain, err := s.sealer.Open(ct, sealAD(key, name))
+		plain, err := sealer.Open(ct, sealAD(key, name))
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w", name, err)
 		}
@@ -126,7 +128,11 @@ func (s *store) objectOf(key string, fields map[string]json.RawMessage) (api.Obj
 func newSealer(tr *peerTrust, gossipKey string) (*trust.Sealer, error) {
 	switch {
 	case tr != nil:
-		return trust.NewSealer(tr.secret.DataKey())
+		secret, other := tr.secrets()
+		if other != nil {
+			return trust.NewSealer(secret.DataKey(), other.DataKey())
+		}
+		return trust.NewSealer(secret.DataKey())
 	case gossipKey != "":
 		k, err := base64.StdEncoding.DecodeString(gossipKey)
 		if err != nil {

@@ -30,9 +30,11 @@ func sealedStore(t *testing.T, path string, secret trust.Secret) *store {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if s.sealer, err = trust.NewSealer(secret.DataKey()); err != nil {
+	sl, err := trust.NewSealer(secret.DataKey())
+	if err != nil {
 		t.Fatal(err)
 	}
+	s.sealer.Store(sl)
 	return s
 }
 
@@ -136,7 +138,8 @@ func FuzzUnseal(f *testing.F) {
 		f.Fatal(err)
 	}
 	f.Fuzz(func(t *testing.T, v []byte, field string) {
-		s := &store{sealer: sl}
+		s := &store{}
+		s.sealer.Store(sl)
 		out, err := s.unseal("Secret/default/s", map[string]json.RawMessage{sealedPrefix + field: v})
 		for k := range out {
 			if err == nil && !strings.HasPrefix(k, sealedPrefix) {

@@ -11,8 +11,12 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
+	"strings"
+	"sync"
 	"time"
 
 	"github.com/chorus-sh/chorus/trust"
@@ -24,10 +28,78 @@ const KubeconfigFile = "kubeconfig"
 // peerTrust is what a peer of a protected cluster holds: the cluster
 // secret, the cluster CA derived from it and its own certificate. A nil
 // *peerTrust is an --insecure peer: plain HTTP, no gossip key unless given.
+// While the cluster secret is rotated (rotation.go), the peer holds two
+// secrets: the one it uses (secret) and another one it accepts (other).
 type peerTrust struct {
-	secret trust.Secret
-	ca     *trust.CA
-	cert   tls.Certificate
+	creds *trust.Creds // the certificate presented and the CAs trusted
+
+	// derivedGossip and derivedToken: the gossip key and the API token are
+	// the secret's (not --gossip-key, --api-token), and follow a rotation.
+	derivedGossip, derivedToken bool
+	// name and certIPs, certDNS: what the peer's certificates are for.
+	name    string
+	certIPs []net.IP
+	certDNS []string
+
+	mu     sync.RWMutex
+	secret trust.Secret  // used: sent, presented, sealed under
+	other  *trust.Secret // also accepted, during a rotation
+	ca     *trust.CA     // the CA of secret
+	tokens []string      // the API tokens accepted when derivedToken
+}
+
+// secrets returns the secret the peer uses and the other one it accepts
+// (nil outside a rotation).
+func (t *peerTrust) secrets() (trust.Secret, *trust.Secret) {
+	t.mu.RLock()
+	defer t.mu.RUnlock()
+	return t.secret, t.other
+}
+
+// apiTokens returns the API tokens accepted, nil when they are not the
+// secret's (then the configured token is).
+func (t *peerTrust) apiTokens() []string {
+	if t == nil || !t.derivedToken {
+		return nil
+	}
+	t.mu.RLock()
+	defer t.mu.RUnlock()
+	return t.tokens
+}
+
+// set makes the peer use secret and accept other too (nil: only secret):
+// its certificate (a new one when the secret changes), the CAs it trusts
+// and the API tokens it accepts. The gossip keys, the sealer and the files
+// are the caller's.
+func (t *peerTrust) set(secret trust.Secret, other *trust.Secret, now time.Time) error {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	ca := t.ca
+	cert := t.creds.Certificate()
+	if ca == nil || secret != t.secret {
+		var err error
+		if ca, err = secret.CA(); err != nil {
+			return err
+		}
+		if cert, err = ca.IssuePeer(t.name, t.certIPs, t.certDNS, now); err != nil {
+			return err
+		}
+	}
+	cas := []*trust.CA{ca}
+	tokens := []string{secret.APIToken()}
+	if other != nil {
+		oca, err := other.CA()
+		if err != nil {
+			return err
+		}
+		cas = append(cas, oca)
+		tokens = append(tokens, other.APIToken())
+		o := *other
+		other = &o
+	}
+	t.creds.Set(cert, cas...)
+	t.secret, t.other, t.ca, t.tokens = secret, other, ca, tokens
+	return nil
 }
 
 // setupTrust finds the cluster secret of this peer and fills in what
@@ -59,8 +131,15 @@ func setupTrust(cfg *Config, log *slog.Logger, now time.Time) (*peerTrust, error
 		if s, err = trust.ParseToken(cfg.JoinToken); err != nil {
 			return nil, fmt.Errorf("--join-token: %w", err)
 		}
+		if haveStored && stored != s && retiredSecret(cfg.DataDir, s) {
+			// A service that passes the token of before a rotation at
+			// every start: the data dir's token replaced it.
+			log.Warn("--join-token is the token of a secret this cluster retired in a rotation: using the data dir's token (give the current one: "+path+")",
+				"given", s.ClusterID(), "cluster", stored.ClusterID())
+			s = stored
+		}
 		if haveStored && stored != s {
-			return nil, fmt.Errorf("--join-token is the token of cluster %s, but the data dir %s belongs to cluster %s: use another --data-dir, or `chorus reset` this one first",
+			return nil, fmt.Errorf("--join-token is the token of cluster %s, but the data dir %s belongs to cluster %s: use another --data-dir, or `chorus reset` this one first (if the cluster secret was rotated, give the current token, a peer's <data-dir>/token)",
 				s.ClusterID(), cfg.DataDir, stored.ClusterID())
 		}
 		if !haveStored {
@@ -82,23 +161,48 @@ func setupTrust(cfg *Config, log *slog.Logger, now time.Time) (*peerTrust, error
 		}
 		log.Info("created a new cluster: other peers join it with --join-token-file "+path, "cluster", s.ClusterID(), "token", path)
 	}
+	// A peer stopped in the middle of a rotation, after it began to use
+	// the new secret, kept the old one beside it.
+	var other *trust.Secret
+	if prev, err := trust.ReadTokenFile(filepath.Join(cfg.DataDir, PreviousTokenFile)); err == nil && prev != s {
+		other = &prev
+		log.Info("a rotation of the cluster secret was under way: accepting the previous secret too until it ends", "cluster", s.ClusterID(), "previous", prev.ClusterID())
+	} else if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("read the previous join token: %w", err)
+	}
+	t := &peerTrust{creds: trust.NewCreds(tls.Certificate{}), name: cfg.Name,
+		derivedGossip: cfg.GossipKey == "", derivedToken: cfg.APIToken == ""}
+	t.certIPs, t.certDNS = certNames(cfg)
 	if cfg.GossipKey == "" {
 		cfg.GossipKey = base64.StdEncoding.EncodeToString(s.GossipKey())
 	}
 	if cfg.APIToken == "" {
 		cfg.APIToken = s.APIToken()
 	}
-	ca, err := s.CA()
-	if err != nil {
+	if err := t.set(s, other, now); err != nil {
 		return nil, err
 	}
-	ips, dns := certNames(cfg)
-	cert, err := ca.IssuePeer(cfg.Name, ips, dns, now)
-	if err != nil {
-		return nil, err
-	}
-	return &peerTrust{secret: s, ca: ca, cert: cert}, nil
+	return t, nil
 }
+
+// RetiredFile is the name of the file, in a peer's data dir, that lists
+// (one a line) the cluster ids of the secrets the peer retired in
+// rotations: no secret, only what recognises an old --join-token.
+const RetiredFile = "token.retired"
+
+// retiredSecret reports whether s is a secret this data dir's peer retired.
+func retiredSecret(dataDir string, s trust.Secret) bool {
+	b, err := os.ReadFile(filepath.Join(dataDir, RetiredFile))
+	if err != nil {
+		return false
+	}
+	return slices.Contains(strings.Fields(string(b)), s.ClusterID())
+}
+
+// PreviousTokenFile is the name of the file, in a peer's data dir, that
+// holds the join token of the old secret while a rotation is under way
+// (the new one is in TokenFile); it is removed when the rotation ends.
+const PreviousTokenFile = "token.previous"
 
 // certNames returns the addresses and names a peer's certificate is valid
 // for: its --bind address (every address of the machine when it binds
@@ -137,11 +241,16 @@ func (a *Agent) apiURL() string {
 // <data-dir>/kubeconfig (0600): its API's URL, the cluster CA and the API
 // token, in a context named after the cluster.
 func (a *Agent) writeKubeconfig() error {
-	name, ca := "chorus-insecure", []byte(nil)
+	name, ca, token := "chorus-insecure", []byte(nil), a.cfg.APIToken
 	if a.trust != nil {
-		name, ca = a.trust.secret.ClusterID(), a.trust.ca.CertPEM()
+		// During a rotation: both CAs, and the token of the secret in use.
+		secret, _ := a.trust.secrets()
+		name, ca = secret.ClusterID(), a.trust.creds.CAsPEM()
+		if ts := a.trust.apiTokens(); len(ts) > 0 {
+			token = ts[0]
+		}
 	}
-	b, err := trust.AdminKubeconfig(name, a.apiURL(), ca, a.cfg.APIToken)
+	b, err := trust.AdminKubeconfig(name, a.apiURL(), ca, token)
 	if err != nil {
 		return err
 	}
@@ -153,7 +262,7 @@ func (t *peerTrust) serverTLS() *tls.Config {
 	if t == nil {
 		return nil
 	}
-	return t.ca.ServerTLS(t.cert)
+	return t.creds.ServerTLS()
 }
 
 // hopTLS returns the TLS configurations of the service hop listener and of
@@ -164,7 +273,7 @@ func (t *peerTrust) hopTLS() (server, client *tls.Config) {
 	if t == nil {
 		return nil, nil
 	}
-	return t.ca.PeerOnlyServerTLS(t.cert), t.ca.PeerOnlyClientTLS(t.cert)
+	return t.creds.PeerOnlyServerTLS(), t.creds.PeerOnlyClientTLS()
 }
 
 // newPeerTransport returns the transport a peer calls other peers' APIs
@@ -180,7 +289,7 @@ func newPeerTransport(t *peerTrust) *http.Transport {
 		ExpectContinueTimeout: time.Second,
 	}
 	if t != nil {
-		tr.TLSClientConfig = t.ca.PeerClientTLS(t.cert)
+		tr.TLSClientConfig = t.creds.PeerClientTLS()
 	}
 	return tr
 }

@@ -37,7 +37,7 @@ func TestSetupTrust(t *testing.T) {
 	if cfg.GossipKey != base64.StdEncoding.EncodeToString(tr.secret.GossipKey()) || cfg.APIToken != tr.secret.APIToken() {
 		t.Fatalf("derived values not set: %+v", cfg)
 	}
-	if _, err := tr.cert.Leaf.Verify(x509Opts(tr, "127.0.0.5")); err != nil {
+	if _, err := tr.creds.Certificate().Leaf.Verify(x509Opts(tr, "127.0.0.5")); err != nil {
 		t.Fatalf("the certificate is not valid for the bind address: %v", err)
 	}
 
@@ -171,7 +171,7 @@ func TestForwardCarriesPeerIdentity(t *testing.T) {
 		t.Fatalf("a peer of another cluster got an answer: %s", resp.Status)
 	}
 	// A client with the right CA but no certificate and no token: 401.
-	c := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: n1.trust.ca.Pool()}}}
+	c := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: n1.trust.creds.Pool()}}}
 	resp, err = c.Get(peer.URL + "/chorus/v1/pods")
 	if err != nil {
 		t.Fatal(err)

@@ -38,7 +38,7 @@ var resourceKinds = map[string]string{
 // routes is the API with its checks but without the server's limits (see
 // newAPIServer).
 func (a *Agent) routes() http.Handler {
-	return a.recoverer(requireToken(a.cfg.APIToken, a.log, a.checkSameOrigin(a.routesMux())))
+	return a.recoverer(a.withToken(a.checkSameOrigin(a.routesMux())))
 }
 
 func (a *Agent) routesMux() *http.ServeMux {
@@ -64,6 +64,8 @@ func (a *Agent) routesMux() *http.ServeMux {
 	mux.HandleFunc("DELETE /chorus/v1/images", a.serveImagePrune)
 	mux.HandleFunc("DELETE /chorus/v1/images/{name...}", a.serveImageRemove)
 	mux.HandleFunc("POST /chorus/v1/leave", a.handleLeave)
+	mux.HandleFunc("POST /chorus/v1/rotate-secret", a.handleRotateSecret)
+	mux.HandleFunc("GET /chorus/v1/rotate-secret", a.handleRotationStatus)
 	mux.HandleFunc("PUT /chorus/v1/nodes/{name}/cordon", a.handleCordon)
 	mux.HandleFunc("POST /chorus/v1/namespaces/{ns}/services/{name}/portforward", a.handlePortForward)
 	mux.HandleFunc("POST /chorus/v1/namespaces/{ns}/pods/{name}/portforward", a.handlePortForward)

@@ -71,8 +71,9 @@ type store struct {
 	checked checkedObjects
 
 	// sealer encrypts Secrets in the state (sealing.go); nil stores them
-	// in clear (an --insecure peer without a gossip key).
-	sealer *trust.Sealer
+	// in clear (an --insecure peer without a gossip key). A rotation of
+	// the cluster secret replaces it while the peer serves.
+	sealer atomic.Pointer[trust.Sealer]
 }
 
 // checkedObjects is the outcome of checking each stored object at its

@@ -3,7 +3,6 @@ package gossip
 import (
 	"context"
 	"crypto/rand"
-	"crypto/sha256"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -35,7 +34,7 @@ const MaxMessageSize = 8 << 20
 const (
 	deltasTopic     = "chorus/deltas/1"              // GossipSub topic of Publish and Deltas
 	syncProtocol    = protocol.ID("/chorus/sync/1")  // HandleSync and Sync
-	helloProtocol   = protocol.ID("/chorus/hello/1") // turns an mDNS discovery into a serf join
+	helloProtocol   = protocol.ID("/chorus/hello/2") // turns an mDNS discovery into a serf join (keys.go)
 	mdnsServiceName = "chorus"                       // mDNS service with Config.Discover
 )
 
@@ -141,14 +140,6 @@ func loadIdentity(dir string) (crypto.PrivKey, error) {
 	return k, nil
 }
 
-// pnetKey derives the libp2p private-network key from the gossip key.
-func pnetKey(key []byte) []byte {
-	h := sha256.New()
-	h.Write([]byte("chorus/pnet/1\x00"))
-	h.Write(key)
-	return h.Sum(nil)
-}
-
 func (n *Node) startHost() error {
 	priv, err := loadIdentity(n.cfg.DataDir)
 	if err != nil {
@@ -165,9 +156,7 @@ func (n *Node) startHost() error {
 		libp2p.Ping(false),
 		libp2p.WithDialTimeout(dialTimeout),
 		libp2p.UserAgent("chorus"),
-	}
-	if n.cfg.Key != nil {
-		opts = append(opts, libp2p.PrivateNetwork(pnetKey(n.cfg.Key)))
+		libp2p.ConnectionGater(gater{n}),
 	}
 	h, err := libp2p.New(opts...)
 	if err != nil {
@@ -700,7 +689,7 @@ func (n *Node) hello(pi peer.AddrInfo) error {
 	defer s.Close()
 	dl, _ := ctx.Deadline()
 	_ = s.SetDeadline(dl)
-	if err := writeFrame(s, frameOK, []byte(n.serfAddr)); err != nil {
+	if err := writeFrame(s, frameOK, n.helloFrame(helloRequest, pi.ID)); err != nil {
 		_ = s.Reset()
 		return err
 	}
@@ -708,7 +697,7 @@ func (n *Node) hello(pi peer.AddrInfo) error {
 		_ = s.Reset()
 		return err
 	}
-	kind, payload, err := readFrame(s, maxErrorText)
+	kind, payload, err := readFrame(s, max(maxErrorText, maxHelloFrame))
 	if err != nil {
 		_ = s.Reset()
 		return err
@@ -716,7 +705,7 @@ func (n *Node) hello(pi peer.AddrInfo) error {
 	if kind == frameErr {
 		return &RemoteError{Msg: string(payload)}
 	}
-	addr, err := decodeHelloAddr(payload)
+	addr, err := n.readHelloFrame(payload, helloResponse, pi.ID)
 	if err != nil {
 		return err
 	}
@@ -737,17 +726,17 @@ func (n *Node) hello(pi peer.AddrInfo) error {
 // and gets our address.
 func (n *Node) handleHello(s network.Stream) {
 	_ = s.SetDeadline(time.Now().Add(helloTimeout))
-	kind, payload, err := readFrame(s, maxHelloSize)
+	kind, payload, err := readFrame(s, maxHelloFrame)
 	if err != nil || kind != frameOK {
 		n.reject(s, fmt.Sprintf("bad hello: %v", err))
 		return
 	}
-	addr, err := decodeHelloAddr(payload)
+	remote := s.Conn().RemotePeer()
+	addr, err := n.readHelloFrame(payload, helloRequest, remote)
 	if err != nil {
 		n.reject(s, err.Error())
 		return
 	}
-	remote := s.Conn().RemotePeer()
 	if !n.isMemberPeer(remote) {
 		host, _, _ := net.SplitHostPort(addr)
 		ip := net.ParseIP(host)
@@ -772,7 +761,7 @@ func (n *Node) handleHello(s network.Stream) {
 		}
 		n.log.Info("joined mdns peer on its hello", "peer", remote.String(), "serf", addr)
 	}
-	if err := writeFrame(s, frameOK, []byte(n.serfAddr)); err != nil {
+	if err := writeFrame(s, frameOK, n.helloFrame(helloResponse, remote)); err != nil {
 		_ = s.Reset()
 		return
 	}

@@ -22,7 +22,7 @@
 // the serf tags [TagPeerID] and [TagP2PAddr], so members find each other's data
 // plane through membership and connect automatically. With Config.Discover,
 // libp2p mDNS (service "chorus") finds hosts on the local network and the
-// "/chorus/hello/1" protocol turns such a discovery into a serf join.
+// "/chorus/hello/2" protocol turns such a discovery into a serf join.
 //
 // Deltas are broadcast with GossipSub on topic "chorus/deltas/1" ([Node.Publish],
 // [Node.Deltas]); anti-entropy uses one-request-one-response streams on
@@ -34,9 +34,11 @@
 // The data plane only serves alive serf members, so a peer refused by the
 // membership plane learns nothing here either:
 //
-//   - With Config.Key set, the libp2p host is a private network (pnet) whose
-//     pre-shared key is derived from the gossip key: a peer without the key
-//     cannot even complete a connection.
+//   - With Config.Key set, a connection gater refuses connections of peer ids
+//     that no alive member advertises (without Config.Discover): a peer
+//     without the key cannot even complete a connection. It is not a libp2p
+//     private network, whose single pre-shared key could not change without a
+//     pause; the gossip keys change without one (keys.go).
 //   - "/chorus/sync/1": the stream is reset unless the remote peer id is the
 //     [TagPeerID] tag of a member whose status is Alive.
 //   - GossipSub (the floodsub protocol is off): mesh links are only formed
@@ -44,7 +46,9 @@
 //     and gossip thresholds, so no delta, IHAVE or IWANT answer is sent to
 //     it; and a validator rejects any message whose author or forwarder is
 //     not an alive member, or whose payload exceeds [MaxMessageSize].
-//   - "/chorus/hello/1": an alive member gets our serf address. A peer that is
+//   - "/chorus/hello/2": with a key, each side proves it holds a gossip key of
+//     the cluster (an HMAC of both peer ids and its address), or is refused.
+//     An alive member gets our serf address. A peer that is
 //     not (yet) a member, which is the normal case for an mDNS discovery, gets
 //     nothing: it sends its own serf address, and we serf-join that address
 //     (only if its IP is the one the stream comes from, or both are loopback).

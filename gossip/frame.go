@@ -27,6 +27,9 @@ const (
 	maxErrorText = 1024
 	// maxHelloSize bounds a hello frame: an "ip:port" string.
 	maxHelloSize = 128
+	// maxHelloFrame bounds a hello frame: the address, a zero byte and
+	// its proof (an HMAC-SHA256).
+	maxHelloFrame = maxHelloSize + 1 + 32
 )
 
 // ErrTooLarge is returned for a payload over MaxMessageSize (or a frame

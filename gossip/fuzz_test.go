@@ -5,6 +5,8 @@ import (
 	"errors"
 	"io"
 	"testing"
+
+	"github.com/libp2p/go-libp2p/core/peer"
 )
 
 func frameBytes(kind byte, payload []byte) []byte {
@@ -105,6 +107,35 @@ func FuzzDecodeHelloAddr(f *testing.F) {
 		again, err := decodeHelloAddr([]byte(addr))
 		if err != nil || again != addr {
 			t.Fatalf("not a fixed point: %q -> %q, %v", addr, again, err)
+		}
+	})
+}
+
+// FuzzCheckHelloFrame: a hello frame is accepted under a key only with the
+// MAC that key makes of it, and never for another role or receiver.
+func FuzzCheckHelloFrame(f *testing.F) {
+	key := bytes.Repeat([]byte{7}, 32)
+	from, to := peer.ID("peer-a"), peer.ID("peer-b")
+	good := append([]byte("127.0.0.1:7946\x00"), helloMAC(key, helloRequest, from, to, "127.0.0.1:7946")...)
+	f.Add(good)
+	f.Add([]byte("127.0.0.1:7946"))
+	f.Add([]byte("127.0.0.1:7946\x00"))
+	f.Add(append([]byte("127.0.0.1:7946\x00\x00"), good[15:]...))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		_, err := checkHelloFrame(b, [][]byte{key}, helloRequest, from, to)
+		if err != nil {
+			return
+		}
+		raw, _, _ := bytes.Cut(b, []byte{0})
+		want := append(append(bytes.Clone(raw), 0), helloMAC(key, helloRequest, from, to, string(raw))...)
+		if !bytes.Equal(b, want) {
+			t.Fatalf("accepted %q, not the frame %q", b, want)
+		}
+		if _, err := checkHelloFrame(b, [][]byte{key}, helloResponse, from, to); err == nil {
+			t.Fatal("accepted for the other role")
+		}
+		if _, err := checkHelloFrame(b, [][]byte{key}, helloRequest, from, "peer-c"); err == nil {
+			t.Fatal("accepted for another receiver")
 		}
 	})
 }

@@ -41,8 +41,8 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-// Each test uses its own loopback IPs with the default ports: 127.0.0.51-53
-// and 127.0.0.150-181 (other packages' tests use other addresses).
+// Each test uses its own loopback IPs with the default ports: 127.0.0.51-53,
+// 127.0.0.150-163, 127.0.0.170, 127.0.0.180-185 (other packages' tests use other addresses).
 
 func testKey(t *testing.T) []byte {
 	t.Helper()
@@ -420,13 +420,27 @@ func TestWrongKeyRefused(t *testing.T) {
 	if _, err := x.Sync(ctx, "a", []byte("q")); err == nil {
 		t.Fatal("x synced with a")
 	}
-	// Directly on the data plane: the private network refuses the connection.
+	// Directly on the data plane: the connection gater refuses the connection.
 	dctx, dcancel := context.WithTimeout(ctx, 2*time.Second)
 	defer dcancel()
 	for _, n := range []*Node{x, y} {
+		// The dialer may see its side of the handshake complete (y, with
+		// no key, lets anyone in) before a refuses the connection, but no
+		// stream gets through and a keeps no connection.
 		ai := peer.AddrInfo{ID: a.host.ID(), Addrs: a.host.Addrs()}
 		if err := n.host.Connect(dctx, ai); err == nil {
-			t.Fatalf("%s connected to a's data plane", n.Name())
+			if s, err := n.host.NewStream(dctx, a.host.ID(), syncProtocol); err == nil {
+				_ = s.SetDeadline(time.Now().Add(2 * time.Second))
+				_ = writeFrame(s, frameOK, []byte("q"))
+				_ = s.CloseWrite()
+				if _, _, err := readFrame(s, MaxMessageSize); err == nil {
+					t.Fatalf("%s synced through a's data plane", n.Name())
+				}
+				_ = s.Reset()
+			}
+		}
+		if cs := a.host.Network().ConnsToPeer(n.host.ID()); len(cs) > 0 {
+			t.Fatalf("a keeps %d connections of %s", len(cs), n.Name())
 		}
 		ai = peer.AddrInfo{ID: n.host.ID(), Addrs: n.host.Addrs()}
 		if err := a.host.Connect(dctx, ai); err == nil {

@@ -98,8 +98,12 @@ type Config struct {
 	// tried at once and then every 2 s until one join succeeds.
 	Join []string
 	// Key is the gossip key, 16, 24 or 32 bytes (AES-128/192/256); nil means
-	// no encryption and an open cluster.
+	// no encryption and an open cluster. It is the primary key of the
+	// node's keyring (see InstallKey, UseKey, RemoveKey).
 	Key []byte
+	// ExtraKeys are gossip keys accepted besides Key (a cluster changing
+	// its key); ignored without Key.
+	ExtraKeys [][]byte
 	// Profile is ProfileLocal, ProfileLAN (default) or ProfileWAN.
 	Profile string
 	// Tags are the node's initial user tags (see SetTags).
@@ -112,6 +116,9 @@ type Config struct {
 	// Log receives the node's logs, serf's and memberlist's included
 	// (default: discarded).
 	Log *slog.Logger
+	// JoinHint, when set, is added to the warning logged when joining the
+	// seeds keeps failing (what the operator may have to do).
+	JoinHint string
 }
 
 // Member is a cluster member as seen by this node.
@@ -157,9 +164,10 @@ type Stats struct {
 	// PubsubRejected counts deltas refused by the validator: too large, or
 	// authored or forwarded by a peer that is not an alive member.
 	PubsubRejected uint64
-	// StreamsRejected counts inbound sync and hello streams refused: not an
-	// alive member, too many at once, oversized or malformed frames, failed
-	// hello joins.
+	// StreamsRejected counts inbound sync and hello streams refused (not an
+	// alive member, too many at once, oversized or malformed frames, a hello
+	// without a valid proof, failed hello joins) and data plane connections
+	// refused to non-members of a keyed cluster.
 	StreamsRejected uint64
 	// DeltasDropped counts received deltas dropped because the Deltas
 	// channel was full.
@@ -171,12 +179,14 @@ type Stats struct {
 
 // Node is a running member of the cluster: membership plus data plane.
 type Node struct {
-	cfg      Config
-	log      *slog.Logger
-	serf     *serf.Serf
-	serfAddr string // advertised "ip:port"
-	events   chan serf.Event
-	loopDone chan struct{}
+	cfg       Config
+	log       *slog.Logger
+	serf      *serf.Serf
+	serfReady atomic.Bool         // serf is set (the connection gater may run before)
+	serfAddr  string              // advertised "ip:port"
+	keyring   *memberlist.Keyring // nil: an open cluster
+	events    chan serf.Event
+	loopDone  chan struct{}
 
 	host   host.Host
 	ps     *pubsub.PubSub
@@ -268,6 +278,10 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 		}
 	}()
 
+	var err error
+	if n.keyring, err = newKeyring(cfg); err != nil {
+		return nil, err
+	}
 	go n.eventLoop()
 	if err := n.startHost(); err != nil {
 		return nil, err
@@ -329,10 +343,18 @@ func (c *Config) setDefaults() error {
 		return fmt.Errorf("gossip: key must be 16, 24 or 32 bytes, not %d", len(c.Key))
 	}
 	if len(c.Key) == 0 {
-		c.Key = nil
+		c.Key, c.ExtraKeys = nil, nil
 	} else {
 		c.Key = append([]byte(nil), c.Key...)
 	}
+	extra := make([][]byte, 0, len(c.ExtraKeys))
+	for _, k := range c.ExtraKeys {
+		if err := checkKey(k); err != nil {
+			return fmt.Errorf("gossip: ExtraKeys: %w", err)
+		}
+		extra = append(extra, append([]byte(nil), k...))
+	}
+	c.ExtraKeys = extra
 	if c.Profile == "" {
 		c.Profile = ProfileLAN
 	}
@@ -399,7 +421,7 @@ func (n *Node) startSerf() error {
 	// would be blocked until the failed member is reaped.
 	ml.DeadNodeReclaimTime = 30 * time.Second
 	ml.Label = "chorus"
-	ml.SecretKey = cfg.Key
+	ml.Keyring = n.keyring
 	ml.GossipVerifyIncoming = true
 	ml.GossipVerifyOutgoing = true
 	logger := log.New(&logBridge{log: n.log, rejected: &n.gossipRejected}, "", 0)
@@ -456,6 +478,7 @@ func (n *Node) startSerf() error {
 		return fmt.Errorf("gossip: serf: %w", err)
 	}
 	n.serf = s
+	n.serfReady.Store(true)
 	lm := s.LocalMember()
 	n.serfAddr = net.JoinHostPort(lm.Addr.String(), strconv.Itoa(int(lm.Port)))
 	if ip := net.ParseIP(cfg.BindAddr); ip.IsUnspecified() {
@@ -534,7 +557,11 @@ func (n *Node) joinLoop(ctx context.Context, seeds []string) {
 			return
 		}
 		if attempt == 1 || attempt%15 == 0 {
-			n.log.Warn("join failed, retrying", "seeds", seeds, "attempt", attempt, "err", err)
+			args := []any{"seeds", seeds, "attempt", attempt, "err", err}
+			if n.cfg.JoinHint != "" {
+				args = append(args, "hint", n.cfg.JoinHint)
+			}
+			n.log.Warn("join failed, retrying", args...)
 		}
 		t.Reset(joinRetry)
 	}

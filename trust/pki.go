@@ -138,56 +138,20 @@ func PeerName(cs *tls.ConnectionState) (string, bool) {
 	return "", false
 }
 
-// ServerTLS returns the TLS configuration of a peer's API: it presents
-// cert, speaks HTTP/1.1 only (connection upgrades for exec and
-// port-forward need it), and verifies a client certificate when one is
-// given (other peers present theirs), without requiring one (users come
-// with a bearer token).
-func (ca *CA) ServerTLS(cert tls.Certificate) *tls.Config {
-	return &tls.Config{
-		MinVersion:   tls.VersionTLS12,
-		Certificates: []tls.Certificate{cert},
-		ClientAuth:   tls.VerifyClientCertIfGiven,
-		ClientCAs:    ca.Pool(),
-		NextProtos:   []string{"http/1.1"},
-	}
-}
+// ServerTLS is NewCreds(cert, ca).ServerTLS().
+func (ca *CA) ServerTLS(cert tls.Certificate) *tls.Config { return NewCreds(cert, ca).ServerTLS() }
 
-// PeerClientTLS returns the TLS configuration a peer calls another peer's
-// API with: the server is verified against the cluster CA and the peer
-// presents its own certificate.
+// PeerClientTLS is NewCreds(cert, ca).PeerClientTLS().
 func (ca *CA) PeerClientTLS(cert tls.Certificate) *tls.Config {
-	return &tls.Config{
-		MinVersion:   tls.VersionTLS12,
-		Certificates: []tls.Certificate{cert},
-		RootCAs:      ca.Pool(),
-		NextProtos:   []string{"http/1.1"},
-	}
+	return NewCreds(cert, ca).PeerClientTLS()
 }
 
-// PeerOnlyServerTLS returns the TLS configuration of a listener that only
-// peers may use (the service hop): TLS 1.3, presenting cert, and requiring
-// a client certificate the cluster CA issued. Session tickets let a peer
-// that connected once resume without the certificate signatures; a
-// resumed session's client certificate is verified again.
+// PeerOnlyServerTLS is NewCreds(cert, ca).PeerOnlyServerTLS().
 func (ca *CA) PeerOnlyServerTLS(cert tls.Certificate) *tls.Config {
-	return &tls.Config{
-		MinVersion:   tls.VersionTLS13,
-		Certificates: []tls.Certificate{cert},
-		ClientAuth:   tls.RequireAndVerifyClientCert,
-		ClientCAs:    ca.Pool(),
-	}
+	return NewCreds(cert, ca).PeerOnlyServerTLS()
 }
 
-// PeerOnlyClientTLS returns the TLS configuration a peer connects to
-// another peer's PeerOnlyServerTLS listener with: TLS 1.3, presenting its
-// certificate, verifying the server against the cluster CA, and keeping
-// session tickets to resume.
+// PeerOnlyClientTLS is NewCreds(cert, ca).PeerOnlyClientTLS().
 func (ca *CA) PeerOnlyClientTLS(cert tls.Certificate) *tls.Config {
-	return &tls.Config{
-		MinVersion:         tls.VersionTLS13,
-		Certificates:       []tls.Certificate{cert},
-		RootCAs:            ca.Pool(),
-		ClientSessionCache: tls.NewLRUClientSessionCache(256),
-	}
+	return NewCreds(cert, ca).PeerOnlyClientTLS()
 }

@@ -29,51 +29,68 @@ func DataKeyFromGossipKey(gossipKey []byte) []byte {
 	return b
 }
 
-// Sealer encrypts and authenticates values with AES-256-GCM. Safe for
-// concurrent use.
-type Sealer struct{ aead cipher.AEAD }
+// Sealer encrypts and authenticates values with AES-256-GCM: under its
+// first key, while it opens values sealed under any of its keys (a cluster
+// changing its secret opens what the old key sealed until everything is
+// sealed anew). Safe for concurrent use.
+type Sealer struct{ aeads []cipher.AEAD }
 
-// NewSealer returns a Sealer for a 32-byte key.
-func NewSealer(key []byte) (*Sealer, error) {
-	if len(key) != 32 {
-		return nil, fmt.Errorf("sealer: the key is %d bytes, want 32", len(key))
+// NewSealer returns a Sealer that seals under key and opens values sealed
+// under key or any of older; every key is 32 bytes.
+func NewSealer(key []byte, older ...[]byte) (*Sealer, error) {
+	s := &Sealer{}
+	for _, k := range append([][]byte{key}, older...) {
+		if len(k) != 32 {
+			return nil, fmt.Errorf("sealer: the key is %d bytes, want 32", len(k))
+		}
+		block, err := aes.NewCipher(k)
+		if err != nil {
+			return nil, fmt.Errorf("sealer: %w", err)
+		}
+		aead, err := cipher.NewGCM(block)
+		if err != nil {
+			return nil, fmt.Errorf("sealer: %w", err)
+		}
+		s.aeads = append(s.aeads, aead)
 	}
-	block, err := aes.NewCipher(key)
-	if err != nil {
-		return nil, fmt.Errorf("sealer: %w", err)
-	}
-	aead, err := cipher.NewGCM(block)
-	if err != nil {
-		return nil, fmt.Errorf("sealer: %w", err)
-	}
-	return &Sealer{aead: aead}, nil
+	return s, nil
 }
 
 // Seal encrypts plain, binding it to ad (additional data that is not
 // stored but must be given again to Open): version byte, nonce, ciphertext.
 func (s *Sealer) Seal(plain, ad []byte) []byte {
-	ns := s.aead.NonceSize()
-	out := make([]byte, 1+ns, 1+ns+len(plain)+s.aead.Overhead())
+	aead := s.aeads[0]
+	ns := aead.NonceSize()
+	out := make([]byte, 1+ns, 1+ns+len(plain)+aead.Overhead())
 	out[0] = sealVersion
 	if _, err := rand.Read(out[1:]); err != nil {
 		panic("trust: random nonce: " + err.Error()) // crypto/rand does not fail
 	}
-	return s.aead.Seal(out, out[1:], plain, ad)
+	return aead.Seal(out, out[1:], plain, ad)
 }
 
 // ErrUnseal is returned by Open for a value that is not one Seal made
 // with this key and this additional data.
 var ErrUnseal = errors.New("sealed value does not open: another key, another object, or damaged")
 
-// Open decrypts what Seal returned for the same ad.
+// Open decrypts what Seal returned for the same ad, under any key of the
+// Sealer.
 func (s *Sealer) Open(sealed, ad []byte) ([]byte, error) {
-	ns := s.aead.NonceSize()
-	if len(sealed) < 1+ns+s.aead.Overhead() || sealed[0] != sealVersion {
-		return nil, ErrUnseal
+	plain, _, err := s.OpenKey(sealed, ad)
+	return plain, err
+}
+
+// OpenKey is Open, also telling whether the value was sealed under the
+// first key (false: under an older one, to be sealed anew).
+func (s *Sealer) OpenKey(sealed, ad []byte) (plain []byte, first bool, err error) {
+	for i, aead := range s.aeads {
+		ns := aead.NonceSize()
+		if len(sealed) < 1+ns+aead.Overhead() || sealed[0] != sealVersion {
+			return nil, false, ErrUnseal
+		}
+		if plain, err := aead.Open(nil, sealed[1:1+ns], sealed[1+ns:], ad); err == nil {
+			return plain, i == 0, nil
+		}
 	}
-	plain, err := s.aead.Open(nil, sealed[1:1+ns], sealed[1+ns:], ad)
-	if err != nil {
-		return nil, ErrUnseal
-	}
-	return plain, nil
+	return nil, false, ErrUnseal
 }

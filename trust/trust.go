@@ -86,7 +86,8 @@ func ParseToken(token string) (Secret, error) {
 }
 
 // GossipKey is the serf/memberlist encryption key (AES-256); the gossip
-// package derives the libp2p private-network key from it.
+// package also admits to its data plane only the peers that members
+// advertise under it.
 func (s Secret) GossipKey() []byte { return s.derive("gossip key", 32) }
 
 // APIToken is the admin bearer token of every peer's API.

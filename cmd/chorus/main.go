@@ -188,6 +188,7 @@ func newRootCmd(stdin io.Reader, stdout, stderr io.Writer) (*cobra.Command, *roo
 		newKeygenCmd(),
 		newKubeconfigCmd(o),
 		newLeaveCmd(o),
+		newClusterCmd(o),
 		newDrainCmd(o),
 		newDashboardCmd(o),
 		newServiceCmd(o),

@@ -271,6 +271,13 @@ func (p *Peer) loadKubeconfig() error {
 	return nil
 }
 
+// ReloadKubeconfig reads the peer's kubeconfig again and takes its token
+// and CA (a rotation of the cluster secret rewrites them).
+func (p *Peer) ReloadKubeconfig() error {
+	p.Token = ""
+	return p.loadKubeconfig()
+}
+
 // URL returns the URL of path on the peer's API (https, or http for an
 // --insecure peer).
 func (p *Peer) URL(path string) string {
