@@ -397,7 +397,8 @@ func Run(ctx context.Context, cfg Config) error {
 	if a.kube, err = apiserver.New(kubeBackend{a}, apiserver.Options{Peer: cfg.Name, Version: cfg.Version, Log: log,
 		Subresources: map[string]http.Handler{"pods/log": http.HandlerFunc(a.kubeLog),
 			"pods/exec": http.HandlerFunc(streams.exec), "pods/attach": http.HandlerFunc(streams.attach),
-			"pods/portforward": http.HandlerFunc(streams.portForward)}}); err != nil {
+			"pods/portforward": http.HandlerFunc(streams.portForward), "peers/leave": http.HandlerFunc(a.servePeerLeave)},
+		Create: map[string]http.Handler{grImages.String(): http.HandlerFunc(a.serveImageLoad)}}); err != nil {
 		return fmt.Errorf("Kubernetes API: %w", err)
 	}
 	srv, ln := a.newAPIServer(ctx, ln, defaultLimits())

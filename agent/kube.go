@@ -14,6 +14,7 @@ import (
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 
 	"github.com/chorus-sh/chorus/api"
@@ -105,11 +106,63 @@ func (b kubeBackend) ListLive(r *http.Request, kind, ns string) ([][]byte, bool)
 		for _, n := range b.a.clusterNodeMetrics(r.Context()) {
 			out = append(out, kubeNodeMetrics(n, time.Now()))
 		}
+	case api.KindImage:
+		imgs, err := b.a.imageObjects(r.Context())
+		if err != nil {
+			b.a.log.Warn("list images", "err", err)
+			return nil, false
+		}
+		docs, err := marshalAll(imgs)
+		return docs, err == nil
+	case api.KindPeer:
+		// Only this peer's object is asked for (by another peer, or with
+		// the selector status.serving=true): the others are not asked for
+		// their figures.
+		onlySelf := forwarded(r.Context())
+		if fs, err := fields.ParseSelector(r.URL.Query().Get("fieldSelector")); err == nil {
+			if v, ok := fs.RequiresExactMatch("status.serving"); ok && v == "true" {
+				onlySelf = true
+			}
+		}
+		docs, err := marshalAll(b.a.peerObjects(r.Context(), onlySelf))
+		return docs, err == nil
+	case api.KindPeerUsage:
+		q := parseUsageQuery(r.URL.Query())
+		docs, err := marshalAll(b.a.peerUsages(r.Context(), q, forwarded(r.Context())))
+		return docs, err == nil
 	default:
 		return nil, false
 	}
 	docs, err := marshalAll(out)
 	return docs, err == nil
+}
+
+var _ apiserver.LiveDeleter = kubeBackend{}
+
+// DeleteLive removes an image from this peer (?force=true: even while
+// pods here use it).
+func (b kubeBackend) DeleteLive(r *http.Request, kind, ns, name string) ([]byte, error) {
+	if kind != api.KindImage {
+		return nil, apierrors.NewMethodNotSupported(schema.GroupResource{Group: api.GroupChorus, Resource: strings.ToLower(kind) + "s"}, "delete")
+	}
+	img, err := b.a.removeImage(r.Context(), name, r.URL.Query().Get("force") == "true")
+	if err != nil {
+		return nil, err
+	}
+	return json.Marshal(img)
+}
+
+// DeleteLiveCollection prunes this peer's images: those no pod here uses
+// that another alive peer holds (?all=true: every image no pod here uses).
+func (b kubeBackend) DeleteLiveCollection(r *http.Request, kind, ns string) ([][]byte, error) {
+	if kind != api.KindImage {
+		return nil, apierrors.NewMethodNotSupported(schema.GroupResource{Group: api.GroupChorus, Resource: strings.ToLower(kind) + "s"}, "deletecollection")
+	}
+	imgs, err := b.a.pruneImages(r.Context(), r.URL.Query().Get("all") == "true")
+	if err != nil {
+		return nil, err
+	}
+	return marshalAll(imgs)
 }
 
 // kubePodMetrics is p in metrics.k8s.io/v1beta1 PodMetrics' shape, made at
@@ -224,6 +277,11 @@ func (b kubeBackend) Delete(ctx context.Context, kind, ns, name string) error {
 		}
 		err := a.pods.Replace(ns, name)
 		if errors.Is(err, runtime.ErrPodNotHere) {
+			if forwarded(ctx) {
+				// Passed on by a peer that thought the pod ran here: it
+				// does not (any more); never bounce it back.
+				return apierrors.NewNotFound(schema.GroupResource{Resource: "pods"}, name)
+			}
 			return a.forwardPodDelete(ctx, ns, name)
 		}
 		if err == nil {
@@ -261,7 +319,7 @@ func (a *Agent) forwardPodDelete(ctx context.Context, ns, name string) error {
 		return apierrors.NewServiceUnavailable(fmt.Sprintf("pod %s/%s runs on peer %s, which is not alive", ns, name, pod.Spec.NodeName))
 	}
 	u := a.peerURL(addr)
-	u.Path = "/chorus/v1/namespaces/" + ns + "/pods/" + name
+	u.Path = "/api/v1/namespaces/" + ns + "/pods/" + name
 	req, err := http.NewRequestWithContext(ctx, http.MethodDelete, u.String(), nil)
 	if err != nil {
 		return err

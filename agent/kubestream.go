@@ -127,9 +127,3 @@ func (k *kubeStreams) PortForward(ctx context.Context, ns, pod string, port int3
 	<-errc
 	return nil
 }
-
-// writeKubeError answers an API error as a Kubernetes Status.
-func writeKubeError(w http.ResponseWriter, err *apierrors.StatusError) {
-	st := err.ErrStatus
-	writeStatus(w, int(st.Code), string(st.Reason), st.Message)
-}

@@ -38,7 +38,7 @@ var resourceKinds = map[string]string{
 // routes is the API with its checks but without the server's limits (see
 // newAPIServer).
 func (a *Agent) routes() http.Handler {
-	return a.recoverer(requireToken(a.cfg.APIToken, a.log, a.checkSameOrigin(a.routesMux())))
+	return a.recoverer(requireToken(a.cfg.APIToken, a.log, a.checkSameOrigin(markForwarded(a.routesMux()))))
 }
 
 func (a *Agent) routesMux() *http.ServeMux {
@@ -59,16 +59,9 @@ func (a *Agent) routesMux() *http.ServeMux {
 	mux.HandleFunc("GET /chorus/v1/namespaces/{ns}/deployments/{name}/revisions", a.handleRevisions)
 	mux.HandleFunc("POST /chorus/v1/namespaces/{ns}/deployments/{name}/rollout", a.handleRollout)
 	mux.HandleFunc("GET /chorus/v1/namespaces/{ns}/pods/{name}/log", a.handleLog)
-	mux.HandleFunc("POST /chorus/v1/images", a.serveImageLoad)
-	mux.HandleFunc("GET /chorus/v1/images", a.serveImageList)
-	mux.HandleFunc("DELETE /chorus/v1/images", a.serveImagePrune)
-	mux.HandleFunc("DELETE /chorus/v1/images/{name...}", a.serveImageRemove)
-	mux.HandleFunc("POST /chorus/v1/leave", a.handleLeave)
 	mux.HandleFunc("PUT /chorus/v1/nodes/{name}/cordon", a.handleCordon)
 	mux.HandleFunc("POST /chorus/v1/namespaces/{ns}/services/{name}/portforward", a.handlePortForward)
 	mux.HandleFunc("POST /chorus/v1/namespaces/{ns}/pods/{name}/portforward", a.handlePortForward)
-	mux.HandleFunc("GET /chorus/v1/stats", a.handleStats)
-	mux.HandleFunc("GET /chorus/v1/usage", a.handleUsage)
 	mux.HandleFunc("POST /chorus/v1/namespaces/{ns}/pods/{name}/exec", a.handleExec)
 	mux.HandleFunc("GET /metrics", a.handleMetrics)
 	mux.HandleFunc("GET /{$}", a.handleDashboard)
@@ -798,43 +791,6 @@ func capacity() map[string]string {
 		}
 	}
 	return c
-}
-
-// handleLeave leaves the cluster gracefully: the peer stops its pods, tells
-// the others it is leaving (status Left, not Dead) and exits.
-func (a *Agent) handleLeave(w http.ResponseWriter, r *http.Request) {
-	a.log.Info("leaving the cluster")
-	a.leaving.Store(true)
-	a.pods.Sync(nil)
-	deadline := time.Now().Add(60 * time.Second)
-	for len(a.pods.Pods()) > 0 && time.Now().Before(deadline) {
-		time.Sleep(100 * time.Millisecond)
-	}
-	if err := a.gossip.Leave(); err != nil {
-		writeError(w, err)
-		return
-	}
-	writeJSON(w, http.StatusOK, map[string]string{"node": a.cfg.Name, "status": "Left"})
-	go a.leave()
-}
-
-// handleStats reports replication and gossip counters.
-func (a *Agent) handleStats(w http.ResponseWriter, r *http.Request) {
-	gs := a.gossip.Stats()
-	writeJSON(w, http.StatusOK, map[string]any{
-		"node":              a.cfg.Name,
-		"objects":           len(a.store.list(api.KindDeployment, "")) + len(a.store.list(api.KindService, "")) + len(a.store.list(api.KindNamespace, "")),
-		"deltasMerged":      a.store.merged.Load(),
-		"deltasRejected":    a.store.rejected.Load(),
-		"malformedMessages": a.repl.malformed.Load(),
-		"antiEntropyRounds": a.repl.rounds.Load(),
-		"replBytesOut":      a.repl.bytesOut.Load(),
-		"replBytesIn":       a.repl.bytesIn.Load(),
-		"gossip":            gs,
-		"invalidObjects":    a.store.invalid(),
-		"stateFileSetAside": a.store.setAside,
-		"pendingReplicas":   a.sched.pendingCount(),
-	})
 }
 
 // handleCordon marks a peer unschedulable or schedulable again. The mark is

@@ -225,13 +225,11 @@ func applyMany(b testing.TB, p *harness.Peer, prefix string, n, replicas int) {
 }
 
 func objects(p *harness.Peer) int {
-	var st struct {
-		Objects int `json:"objects"`
-	}
-	if err := p.GetJSON("/chorus/v1/stats", &st); err != nil {
+	self, err := p.Self()
+	if err != nil {
 		return -1
 	}
-	return st.Objects
+	return int(self.Status.Replication.Objects)
 }
 
 // BenchmarkIdleTraffic measures the bytes per second each peer receives

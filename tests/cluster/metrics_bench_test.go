@@ -108,10 +108,12 @@ func BenchmarkMetricsCost(b *testing.B) {
 	})
 	time.Sleep(15 * time.Second) // two samples of every container
 
-	// One peer's answer for its share of the pods.
+	// One peer's answer to another for its share of the pods (its
+	// PeerUsage, asked as a peer asks).
 	var answer int
 	for _, p := range peers[1:] {
-		req, _ := p.Request("GET", "/chorus/v1/usage?namespace=bench", nil)
+		req, _ := p.Request("GET", "/apis/chorus.sh/v1/peerusages?namespace=bench", nil)
+		req.Header.Set("X-Chorus-Forwarded-By", peers[0].Name)
 		resp, err := p.HTTPClient(10 * time.Second).Do(req)
 		if err != nil {
 			b.Fatal(err)

@@ -83,15 +83,6 @@ func diskUsage(t *testing.T, dir string) int64 {
 	return n
 }
 
-type peerStats struct {
-	InvalidObjects []struct {
-		Key    string `json:"key"`
-		Reason string `json:"reason"`
-	} `json:"invalidObjects"`
-	StateFileSetAside string `json:"stateFileSetAside"`
-	PendingReplicas   int    `json:"pendingReplicas"`
-}
-
 // Each attack of issue 13 against a real peer fails, and the peer keeps
 // serving: a scale to 2^31-1, replicas that cannot run, a YAML alias bomb,
 // cross-site requests, idle connections and trickling bodies, a hop to the
@@ -179,10 +170,11 @@ func TestAttacksFailAndPeerKeepsServing(t *testing.T) {
 			t.Fatalf("apply: %v %s", err, out)
 		}
 		harness.Eventually(t, 30*time.Second, "200,000 pending replicas", func() (bool, string) {
-			var st peerStats
-			if err := p.GetJSON("/chorus/v1/stats", &st); err != nil {
+			self, err := p.Self()
+			if err != nil {
 				return false, err.Error()
 			}
+			st := self.Status.Replication
 			return st.PendingReplicas == 200000, fmt.Sprintf("%d pending", st.PendingReplicas)
 		})
 		time.Sleep(3 * time.Second) // a few reconcile passes
@@ -218,7 +210,7 @@ func TestAttacksFailAndPeerKeepsServing(t *testing.T) {
 			want                     int
 		}{
 			{"a form post (text/plain)", "POST", "/chorus/v1/apply", "", map[string]string{"Content-Type": "text/plain"}, http.StatusUnsupportedMediaType},
-			{"a no-cors fetch of leave", "POST", "/chorus/v1/leave", "", nil, http.StatusUnsupportedMediaType},
+			{"a no-cors fetch of leave", "POST", "/apis/chorus.sh/v1/peers/lim/leave", "", nil, http.StatusUnsupportedMediaType},
 			{"another site's origin", "POST", "/chorus/v1/apply", "", map[string]string{"Content-Type": "application/yaml", "Origin": "http://evil.example"}, http.StatusForbidden},
 			{"DNS rebinding", "GET", "/chorus/v1/pods", "evil.example:7070", nil, http.StatusForbidden},
 		} {
@@ -354,10 +346,11 @@ func TestAttacksFailAndPeerKeepsServing(t *testing.T) {
 		}
 		p.Start()
 		harness.Eventually(t, 20*time.Second, "invalid objects reported", func() (bool, string) {
-			var s peerStats
-			if err := p.GetJSON("/chorus/v1/stats", &s); err != nil {
+			self, err := p.Self()
+			if err != nil {
 				return false, err.Error()
 			}
+			s := self.Status.Replication
 			return len(s.InvalidObjects) == 2 && strings.Contains(s.InvalidObjects[1].Reason, "spec.replicas"), fmt.Sprintf("%+v", s.InvalidObjects)
 		})
 		time.Sleep(2 * time.Second)
@@ -378,9 +371,9 @@ func TestAttacksFailAndPeerKeepsServing(t *testing.T) {
 			t.Fatal(err)
 		}
 		p.Start()
-		var s peerStats
-		if err := p.GetJSON("/chorus/v1/stats", &s); err != nil || !strings.Contains(s.StateFileSetAside, "moved to") {
-			t.Fatalf("stats after a corrupt state file: %+v %v", s, err)
+		self, err := p.Self()
+		if err != nil || !strings.Contains(self.Status.Replication.StateFileSetAside, "moved to") {
+			t.Fatalf("figures after a corrupt state file: %+v %v", self.Status, err)
 		}
 		serving(t, p, "a corrupt state file")
 	})
