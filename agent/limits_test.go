@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"sync"
 	"testing"
@@ -243,3 +244,25 @@ func (r *recorder) Write(b []byte) (int, error) {
 	return len(b), nil
 }
 func (r *recorder) WriteHeader(code int) { r.code = code }
+
+// TestImageLoadIsLong: an image load (POST on the chorus.sh/v1 images
+// collection) takes a slot of the long requests and the body deadline of
+// large uploads; nothing else on that path does.
+func TestImageLoadIsLong(t *testing.T) {
+	for _, c := range []struct {
+		method, path string
+		want         bool
+	}{
+		{"POST", "/apis/chorus.sh/v1/images", true},
+		{"POST", "/apis/chorus.sh/v1/images/", true},
+		{"GET", "/apis/chorus.sh/v1/images", false},
+		{"DELETE", "/apis/chorus.sh/v1/images", false},
+		{"POST", "/apis/chorus.sh/v1/peers/p/leave", false},
+		{"POST", "/api/v1/namespaces/default/pods", false},
+	} {
+		r := httptest.NewRequest(c.method, c.path, nil)
+		if got := isImageLoad(r); got != c.want || streaming(r) != c.want {
+			t.Errorf("%s %s: image load %v, streaming %v, want %v", c.method, c.path, got, streaming(r), c.want)
+		}
+	}
+}
