@@ -57,7 +57,7 @@ func defaultLimits() serverLimits {
 func (a *Agent) newAPIServer(ctx context.Context, ln net.Listener, lim serverLimits) (*http.Server, net.Listener) {
 	cl := newConnLimiter(lim.MaxConns, a.log)
 	srv := &http.Server{
-		Handler:           a.recoverer(a.limitRequests(lim, requireToken(a.cfg.APIToken, a.log, a.checkSameOrigin(a.routesMux())))),
+		Handler:           a.recoverer(a.limitRequests(lim, a.checkedRoutes())),
 		ReadHeaderTimeout: lim.ReadHeaderTimeout,
 		IdleTimeout:       lim.IdleTimeout,
 		MaxHeaderBytes:    64 << 10,

@@ -38,7 +38,13 @@ var resourceKinds = map[string]string{
 // routes is the API with its checks but without the server's limits (see
 // newAPIServer).
 func (a *Agent) routes() http.Handler {
-	return a.recoverer(requireToken(a.cfg.APIToken, a.log, a.checkSameOrigin(markForwarded(a.routesMux()))))
+	return a.recoverer(a.checkedRoutes())
+}
+
+// checkedRoutes is the API behind its checks (the token, same-origin
+// requests) with the requests other peers passed on marked (forwarded).
+func (a *Agent) checkedRoutes() http.Handler {
+	return requireToken(a.cfg.APIToken, a.log, a.checkSameOrigin(markForwarded(a.routesMux())))
 }
 
 func (a *Agent) routesMux() *http.ServeMux {
