@@ -24,7 +24,8 @@ import (
 	"k8s.io/apimachinery/pkg/util/strategicpatch"
 	"k8s.io/apimachinery/pkg/watch"
 	sjson "sigs.k8s.io/json"
-	"sigs.k8s.io/yaml"
+
+	"github.com/chorus-sh/chorus/api"
 )
 
 // Limits on what a request may carry.
@@ -412,7 +413,7 @@ func (s *Server) readBody(w http.ResponseWriter, r *http.Request) ([]byte, error
 		return s.proto.toJSON(b)
 	}
 	if strings.Contains(ct, "yaml") {
-		j, err := yaml.YAMLToJSON(b)
+		j, err := api.YAMLToJSON(b)
 		if err != nil {
 			return nil, apierrors.NewBadRequest("the body is not valid YAML: " + err.Error())
 		}

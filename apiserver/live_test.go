@@ -1,6 +1,7 @@
 package apiserver
 
 import (
+	"fmt"
 	"io"
 	"net/http"
 	"strings"
@@ -224,5 +225,26 @@ func TestLiveChorusGroup(t *testing.T) {
 	}
 	if strings.Join(left, ",") != "POST p1" {
 		t.Errorf("leave handler saw %q", left)
+	}
+}
+
+// TestYAMLAliasBombRefused: a YAML body whose aliases would expand it far
+// beyond its size is refused before anything is expanded.
+func TestYAMLAliasBombRefused(t *testing.T) {
+	_, hs := start(t, newMem(), "p1")
+	var b strings.Builder
+	b.WriteString("apiVersion: v1\nkind: Namespace\nmetadata:\n  name: bomb\n  annotations:\n    big: &big " + strings.Repeat("x", 1<<20) + "\n")
+	for i := range 400 {
+		fmt.Fprintf(&b, "    k%d: *big\n", i)
+	}
+	code, body := do(t, "POST", hs.URL+"/api/v1/namespaces", "application/yaml", b.String())
+	if code != http.StatusBadRequest || !strings.Contains(body, "alias *big makes the document expand") {
+		t.Fatalf("alias bomb: %d %.300s", code, body)
+	}
+	// Aliases that stay small are fine.
+	code, body = do(t, "POST", hs.URL+"/api/v1/namespaces", "application/yaml",
+		"apiVersion: v1\nkind: Namespace\nmetadata:\n  name: small\n  labels: &l {a: b}\n  annotations: *l\n")
+	if code != http.StatusCreated {
+		t.Fatalf("small aliases: %d %s", code, body)
 	}
 }
