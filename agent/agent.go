@@ -511,8 +511,8 @@ func (a *Agent) safeReconcile() {
 
 // watchStoredValues reports what the store finds wrong in what it holds:
 // a state file set aside at start, objects that do not decode or validate
-// (an error in the log and a Warning event on the object; GET
-// /chorus/v1/stats lists them). Such objects are left out of everything the
+// (an error in the log and a Warning event on the object; the peer's
+// chorus.sh/v1 Peer lists them, status.replication.invalidObjects). Such objects are left out of everything the
 // peer does until a valid write or a delete replaces them.
 func (a *Agent) watchStoredValues() {
 	if a.store.setAside != "" {

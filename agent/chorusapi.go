@@ -118,7 +118,7 @@ func imageObject(img runtime.Image, removedFrom string) api.Image {
 // the images loaded.
 func (a *Agent) serveImageLoad(w http.ResponseWriter, r *http.Request) {
 	if a.images == nil {
-		writeKubeError(w, errNotJoined())
+		writeError(w, errNotJoined())
 		return
 	}
 	pr := &progressReader{r: bufio.NewReaderSize(r.Body, 1<<20)}
@@ -126,11 +126,11 @@ func (a *Agent) serveImageLoad(w http.ResponseWriter, r *http.Request) {
 	imgs, err := a.images.store.LoadImages(r.Context(), pr, a.loadVersion())
 	if errors.Is(err, runtime.ErrImageTooLarge) {
 		a.log.Warn("image load refused", "err", err, "bytes", pr.n)
-		writeKubeError(w, apierrors.NewRequestEntityTooLargeError(withLimitFlag(err).Error()))
+		writeError(w, apierrors.NewRequestEntityTooLargeError(withLimitFlag(err).Error()))
 		return
 	}
 	if err != nil {
-		writeKubeError(w, apierrors.NewBadRequest(fmt.Sprintf("image load: %v (want an OCI or docker archive, as 'docker save' writes)", err)))
+		writeError(w, apierrors.NewBadRequest(fmt.Sprintf("image load: %v (want an OCI or docker archive, as 'docker save' writes)", err)))
 		return
 	}
 	l := api.ImageList{TypeMeta: metav1.TypeMeta{APIVersion: api.APIVersionChorus, Kind: "ImageList"}, Items: []api.Image{}}
@@ -272,14 +272,14 @@ func (a *Agent) peerObjects(ctx context.Context, onlySelf bool) []api.Peer {
 // Dead) and exits. A request for another peer is passed to it.
 func (a *Agent) servePeerLeave(w http.ResponseWriter, r *http.Request) {
 	if r.Method != http.MethodPost {
-		writeKubeError(w, apierrors.NewMethodNotSupported(schema.GroupResource{Group: api.GroupChorus, Resource: "peers/leave"}, r.Method))
+		writeError(w, apierrors.NewMethodNotSupported(schema.GroupResource{Group: api.GroupChorus, Resource: "peers/leave"}, r.Method))
 		return
 	}
 	name := r.PathValue("name")
 	if name != a.cfg.Name {
 		addr, ok := a.memberTag(name, tagAPI)
 		if !ok || r.Header.Get(headerForwarded) != "" {
-			writeKubeError(w, apierrors.NewConflict(grPeers, name, fmt.Errorf("peer %s is not alive", name)))
+			writeError(w, apierrors.NewConflict(grPeers, name, fmt.Errorf("peer %s is not alive", name)))
 			return
 		}
 		a.forwardTo(w, r, name, addr, "peer "+name)
@@ -294,7 +294,7 @@ func (a *Agent) servePeerLeave(w http.ResponseWriter, r *http.Request) {
 	}
 	self := a.peerObjects(r.Context(), true)
 	if err := a.gossip.Leave(); err != nil {
-		writeKubeError(w, err)
+		writeError(w, err)
 		return
 	}
 	if len(self) == 1 {
@@ -315,16 +315,4 @@ func (a *Agent) peerUsages(ctx context.Context, q usageQuery, onlySelf bool) []a
 		return []api.PeerUsage{a.localUsage(q)}
 	}
 	return a.clusterUsage(ctx, q)
-}
-
-// writeKubeError answers err as a Kubernetes Status.
-func writeKubeError(w http.ResponseWriter, err error) {
-	var st apierrors.APIStatus
-	if !errors.As(err, &st) {
-		writeError(w, err)
-		return
-	}
-	s := st.Status()
-	s.Kind, s.APIVersion, s.Status = "Status", "v1", metav1.StatusFailure
-	writeJSON(w, int(s.Code), s)
 }

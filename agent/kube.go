@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"os"
 	goruntime "runtime"
@@ -656,8 +657,64 @@ func kernelVersion() string {
 }
 
 // kubeLog serves pods/log with Kubernetes' parameters (container, follow,
-// previous, tailLines) through the agent's log handler.
+// previous, tailLines): the log file of a container this peer runs, or the
+// answer of the peer that runs the pod.
 func (a *Agent) kubeLog(w http.ResponseWriter, r *http.Request) {
-	r.SetPathValue("ns", r.PathValue("namespace"))
-	a.handleLog(w, r)
+	q := r.URL.Query()
+	path, err := a.pods.LogPath(r.PathValue("namespace"), r.PathValue("name"), q.Get("container"), q.Get("previous") == "true")
+	if errors.Is(err, runtime.ErrPodNotHere) && a.forwardToPod(w, r, r.PathValue("namespace"), r.PathValue("name")) {
+		return
+	}
+	if err != nil {
+		writeStatus(w, http.StatusNotFound, "NotFound", err.Error())
+		return
+	}
+	f, err := os.Open(path)
+	if errors.Is(err, os.ErrNotExist) {
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		if q.Get("follow") != "true" {
+			return
+		}
+	} else if err != nil {
+		writeError(w, err)
+		return
+	} else {
+		defer f.Close()
+	}
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	if f != nil {
+		if n, err := strconv.Atoi(q.Get("tailLines")); err == nil && n >= 0 {
+			if err := seekTail(f, n); err != nil {
+				writeError(w, err)
+				return
+			}
+		}
+		if _, err := io.Copy(w, f); err != nil {
+			return
+		}
+	}
+	if q.Get("follow") != "true" {
+		return
+	}
+	fl, _ := w.(http.Flusher)
+	for {
+		if fl != nil {
+			fl.Flush()
+		}
+		select {
+		case <-r.Context().Done():
+			return
+		case <-time.After(200 * time.Millisecond):
+		}
+		if f == nil {
+			if f, err = os.Open(path); err != nil {
+				f = nil
+				continue
+			}
+			defer f.Close()
+		}
+		if _, err := io.Copy(w, f); err != nil {
+			return
+		}
+	}
 }

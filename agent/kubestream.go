@@ -40,7 +40,7 @@ func (k *kubeStreams) local(w http.ResponseWriter, r *http.Request) (ns, name st
 		if k.a.forwardToPod(w, r, ns, name) {
 			return ns, name, true
 		}
-		writeKubeError(w, apierrors.NewNotFound(schema.GroupResource{Resource: "pods"}, name))
+		writeError(w, apierrors.NewNotFound(schema.GroupResource{Resource: "pods"}, name))
 		return ns, name, true
 	}
 	return ns, name, false

@@ -41,11 +41,6 @@ func TestScaleValidatesAsApply(t *testing.T) {
 	if got := *o.(*api.Deployment).Spec.Replicas; got != 10000 {
 		t.Fatalf("replicas %d", got)
 	}
-	// A rollout that would store an invalid template is refused too.
-	_, err = s.rollout(key, rolloutRequest{Action: "image", Images: map[string]string{"web": "bad image name"}}, time.Now())
-	if err == nil || !strings.Contains(err.Error(), "image") {
-		t.Fatalf("rollout to an invalid image: %v", err)
-	}
 }
 
 // A value no write path accepts, read from the peer's own disk (an older

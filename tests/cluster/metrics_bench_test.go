@@ -90,7 +90,7 @@ func BenchmarkMetricsCost(b *testing.B) {
 	const window = 60 * time.Second
 	peers := startCluster(b, 3, 231, "mb")
 	loadWebImages(b, peers[0])
-	if err := post(peers[0], "/chorus/v1/apply", []byte(idlePods(pods))); err != nil {
+	if err := peers[0].Apply([]byte(idlePods(pods))); err != nil {
 		b.Fatal(err)
 	}
 	harness.Eventually(b, 5*time.Minute, "50 pods run", func() (bool, string) {
