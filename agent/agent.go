@@ -520,7 +520,7 @@ func (a *Agent) watchStoredValues() {
 		a.events.record(api.ObjectReference{Kind: kindNode, Name: a.cfg.Name}, "Warning", "StateFileCorrupt", a.store.setAside)
 	}
 	a.store.checked.mu.Lock()
-	a.store.checked.report = func(b badObject) {
+	a.store.checked.report = func(b api.InvalidObject) {
 		kind, ns, name := splitKey(b.Key)
 		a.log.Error("invalid object in the desired state: ignored until replaced or deleted", "key", b.Key, "version", b.Version, "writer", b.Writer, "err", b.Reason)
 		a.events.record(api.ObjectReference{Kind: kind, Namespace: ns, Name: name}, "Warning", "InvalidObject",

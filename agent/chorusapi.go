@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"net/url"
 	"sort"
 	"strings"
 	"time"
@@ -196,10 +197,6 @@ func (a *Agent) pruneImages(ctx context.Context, all bool) ([]api.Image, error) 
 // replication is this peer's replication and gossip figures.
 func (a *Agent) replication() *api.PeerReplication {
 	gs := a.gossip.Stats()
-	var invalid []api.InvalidObject
-	for _, b := range a.store.invalid() {
-		invalid = append(invalid, api.InvalidObject(b))
-	}
 	return &api.PeerReplication{
 		Objects:           int32(len(a.store.list(api.KindDeployment, "")) + len(a.store.list(api.KindService, "")) + len(a.store.list(api.KindNamespace, ""))),
 		DeltasMerged:      a.store.merged.Load(),
@@ -213,7 +210,7 @@ func (a *Agent) replication() *api.PeerReplication {
 		StreamsRejected:   gs.StreamsRejected,
 		DeltasDropped:     gs.DeltasDropped,
 		EventsDropped:     gs.EventsDropped,
-		InvalidObjects:    invalid,
+		InvalidObjects:    a.store.invalid(),
 		StateFileSetAside: a.store.setAside,
 		PendingReplicas:   int32(a.sched.pendingCount()),
 	}
@@ -229,17 +226,8 @@ const peersTimeout = 2 * time.Second
 func (a *Agent) peerObjects(ctx context.Context, onlySelf bool) []api.Peer {
 	figures := map[string]*api.PeerReplication{a.cfg.Name: a.replication()}
 	if !onlySelf {
-		a.askPeers(ctx, api.PathChorusV1+"/peers", nil, peersTimeout, func(peer string, body []byte) {
-			var l api.PeerList
-			if err := json.Unmarshal(body, &l); err != nil {
-				a.log.Debug("figures of a peer", "peer", peer, "err", err)
-				return
-			}
-			for _, p := range l.Items {
-				if p.Name == peer {
-					figures[peer] = p.Status.Replication
-				}
-			}
+		askPeersOwn(a, ctx, api.PathChorusV1+"/peers", nil, peersTimeout, func(peer string, p api.Peer) {
+			figures[peer] = p.Status.Replication
 		})
 	}
 	apiAddrs := map[string]string{}
@@ -305,6 +293,27 @@ func (a *Agent) servePeerLeave(w http.ResponseWriter, r *http.Request) {
 			ObjectMeta: metav1.ObjectMeta{Name: a.cfg.Name}, Status: api.PeerStatus{Phase: api.PeerLeft}})
 	}
 	go a.leave()
+}
+
+// askPeersOwn asks every other alive peer (askPeers) for its own object
+// of a chorus.sh/v1 resource at path: a list it answers, to a peer, with
+// only its own object, which each is called with.
+func askPeersOwn[T any, PT interface {
+	*T
+	GetName() string
+}](a *Agent, ctx context.Context, path string, q url.Values, timeout time.Duration, each func(peer string, obj T)) {
+	a.askPeers(ctx, path, q, timeout, func(peer string, body []byte) {
+		var l api.ObjectList[T]
+		if err := json.Unmarshal(body, &l); err != nil {
+			a.log.Debug("ask a peer", "peer", peer, "path", path, "err", err)
+			return
+		}
+		for i := range l.Items {
+			if PT(&l.Items[i]).GetName() == peer {
+				each(peer, l.Items[i])
+			}
+		}
+	})
 }
 
 // peerUsages is the resource usage of this peer and, unless onlySelf, of

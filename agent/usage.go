@@ -2,7 +2,6 @@ package agent
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
@@ -172,17 +171,8 @@ func (a *Agent) localUsage(q usageQuery) api.PeerUsage {
 // query), sorted by peer.
 func (a *Agent) clusterUsage(ctx context.Context, q usageQuery) []api.PeerUsage {
 	all := []api.PeerUsage{a.localUsage(q)}
-	a.askPeers(ctx, api.PathChorusV1+"/peerusages", q.values(), usageTimeout, func(peer string, body []byte) {
-		var l api.PeerUsageList
-		if err := json.Unmarshal(body, &l); err != nil {
-			a.log.Debug("usage of a peer", "peer", peer, "err", err)
-			return
-		}
-		for _, u := range l.Items {
-			if u.Name == peer {
-				all = append(all, u)
-			}
-		}
+	askPeersOwn(a, ctx, api.PathChorusV1+"/peerusages", q.values(), usageTimeout, func(_ string, u api.PeerUsage) {
+		all = append(all, u)
 	})
 	sort.Slice(all, func(i, j int) bool { return all[i].Name < all[j].Name })
 	return all

@@ -70,7 +70,7 @@ func TestPoisonedStateIsReportedNotUsed(t *testing.T) {
 		t.Fatal(err)
 	}
 	var reported []string
-	s2.checked.report = func(b badObject) { reported = append(reported, b.Key) }
+	s2.checked.report = func(b api.InvalidObject) { reported = append(reported, b.Key) }
 	for range 3 {
 		deps := s2.list(api.KindDeployment, "")
 		if len(deps) != 1 || deps[0].Meta().Name != "web" {

@@ -48,10 +48,14 @@ type Image struct {
 }
 
 // ImageList is a list of Images.
-type ImageList struct {
+type ImageList = ObjectList[Image]
+
+// ObjectList is a list of objects of the group, in Kubernetes' shape
+// (kind ImageList, PeerList, ...).
+type ObjectList[T any] struct {
 	metav1.TypeMeta `json:",inline"`
 	metav1.ListMeta `json:"metadata,omitempty"`
-	Items           []Image `json:"items"`
+	Items           []T `json:"items"`
 }
 
 // ImageObjectName is the object name of an image reference: the reference
@@ -144,11 +148,7 @@ type InvalidObject struct {
 }
 
 // PeerList is a list of Peers.
-type PeerList struct {
-	metav1.TypeMeta `json:",inline"`
-	metav1.ListMeta `json:"metadata,omitempty"`
-	Items           []Peer `json:"items"`
-}
+type PeerList = ObjectList[Peer]
 
 // PeerUsage is the resource usage one peer measured: its machine's and its
 // pods' latest figures and, when asked (history=true), its points of the
@@ -162,11 +162,7 @@ type PeerUsage struct {
 }
 
 // PeerUsageList is a list of PeerUsages.
-type PeerUsageList struct {
-	metav1.TypeMeta `json:",inline"`
-	metav1.ListMeta `json:"metadata,omitempty"`
-	Items           []PeerUsage `json:"items"`
-}
+type PeerUsageList = ObjectList[PeerUsage]
 
 // UsageHistory is a peer's usage over the last minutes, for graphs: the
 // node's and each pod's (the sum of its containers), oldest first.
