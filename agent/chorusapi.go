@@ -127,7 +127,7 @@ func (a *Agent) serveImageLoad(w http.ResponseWriter, r *http.Request) {
 	imgs, err := a.images.store.LoadImages(r.Context(), pr, a.loadVersion())
 	if errors.Is(err, runtime.ErrImageTooLarge) {
 		a.log.Warn("image load refused", "err", err, "bytes", pr.n)
-		writeError(w, apierrors.NewRequestEntityTooLargeError(withLimitFlag(err).Error()))
+		writeStatus(w, http.StatusRequestEntityTooLarge, string(metav1.StatusReasonRequestEntityTooLarge), withLimitFlag(err).Error())
 		return
 	}
 	if err != nil {
