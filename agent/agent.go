@@ -401,7 +401,9 @@ func Run(ctx context.Context, cfg Config) error {
 	if a.kube, err = apiserver.New(kubeBackend{a}, apiserver.Options{Peer: cfg.Name, Version: cfg.Version, Log: log,
 		Subresources: map[string]http.Handler{"pods/log": http.HandlerFunc(a.kubeLog),
 			"pods/exec": http.HandlerFunc(streams.exec), "pods/attach": http.HandlerFunc(streams.attach),
-			"pods/portforward": http.HandlerFunc(streams.portForward)}}); err != nil {
+			"pods/portforward": http.HandlerFunc(streams.portForward), "peers/leave": http.HandlerFunc(a.servePeerLeave)},
+		Create: map[string]http.Handler{grImages.String(): http.HandlerFunc(a.serveImageLoad),
+			grSecretRotations.String(): http.HandlerFunc(a.serveRotateSecret)}}); err != nil {
 		return fmt.Errorf("Kubernetes API: %w", err)
 	}
 	srv, ln := a.newAPIServer(ctx, ln, defaultLimits())
@@ -514,8 +516,8 @@ func (a *Agent) safeReconcile() {
 
 // watchStoredValues reports what the store finds wrong in what it holds:
 // a state file set aside at start, objects that do not decode or validate
-// (an error in the log and a Warning event on the object; GET
-// /chorus/v1/stats lists them). Such objects are left out of everything the
+// (an error in the log and a Warning event on the object; the peer's
+// chorus.sh/v1 Peer lists them, status.replication.invalidObjects). Such objects are left out of everything the
 // peer does until a valid write or a delete replaces them.
 func (a *Agent) watchStoredValues() {
 	if a.store.setAside != "" {
@@ -523,7 +525,7 @@ func (a *Agent) watchStoredValues() {
 		a.events.record(api.ObjectReference{Kind: kindNode, Name: a.cfg.Name}, "Warning", "StateFileCorrupt", a.store.setAside)
 	}
 	a.store.checked.mu.Lock()
-	a.store.checked.report = func(b badObject) {
+	a.store.checked.report = func(b api.InvalidObject) {
 		kind, ns, name := splitKey(b.Key)
 		a.log.Error("invalid object in the desired state: ignored until replaced or deleted", "key", b.Key, "version", b.Version, "writer", b.Writer, "err", b.Reason)
 		a.events.record(api.ObjectReference{Kind: kind, Namespace: ns, Name: name}, "Warning", "InvalidObject",

@@ -19,7 +19,7 @@ const (
 // authExempt reports whether r is one of the few requests served without
 // the API token: the health check and the dashboard's static page, which
 // holds no data (the page reads the API with the token of its URL
-// fragment). Nothing else is exempt: /metrics and every /chorus/v1 path need
+// fragment). Nothing else is exempt: /metrics and every API path need
 // the token. A path the mux would clean or unescape first is not exempt.
 func authExempt(r *http.Request) bool {
 	if r.Method != http.MethodGet && r.Method != http.MethodHead || r.URL.RawPath != "" {

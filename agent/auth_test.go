@@ -1,7 +1,10 @@
 package agent
 
 import (
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
 	"encoding/json"
+	"github.com/chorus-sh/chorus/apiserver"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -49,11 +52,11 @@ func checkUnauthorized(t *testing.T, what string, resp *http.Response, body, wan
 	if ct := resp.Header.Get("Content-Type"); ct != "application/json" {
 		t.Errorf("%s: Content-Type %q", what, ct)
 	}
-	var st status
+	var st metav1.Status
 	if err := json.Unmarshal([]byte(body), &st); err != nil {
 		t.Fatalf("%s: body %q: %v", what, body, err)
 	}
-	want := status{Kind: "Status", APIVersion: "v1", Status: "Failure", Reason: "Unauthorized", Code: 401, Message: wantMsg}
+	want := metav1.Status{TypeMeta: metav1.TypeMeta{Kind: "Status", APIVersion: "v1"}, Status: "Failure", Reason: "Unauthorized", Code: 401, Message: wantMsg}
 	if st.Kind != want.Kind || st.APIVersion != want.APIVersion || st.Status != want.Status || st.Reason != want.Reason ||
 		st.Code != want.Code || st.Message != want.Message {
 		t.Errorf("%s: Status %+v, want %+v", what, st, want)
@@ -77,14 +80,14 @@ func TestRequireToken(t *testing.T) {
 	refused := []struct {
 		what, method, path, auth, msg string
 	}{
-		{"no header", "GET", "/chorus/v1/pods", "", msgNoToken},
-		{"no header, POST", "POST", "/chorus/v1/apply", "", msgNoToken},
-		{"wrong token", "GET", "/chorus/v1/pods", "Bearer wrong", msgTokenRefused},
-		{"token prefix", "GET", "/chorus/v1/pods", "Bearer " + testToken[:len(testToken)-1], msgTokenRefused},
-		{"token and more", "GET", "/chorus/v1/pods", "Bearer " + testToken + "x", msgTokenRefused},
-		{"wrong scheme", "GET", "/chorus/v1/pods", "Basic " + testToken, msgTokenRefused},
-		{"no scheme", "GET", "/chorus/v1/pods", testToken, msgTokenRefused},
-		{"empty bearer", "GET", "/chorus/v1/pods", "Bearer ", msgTokenRefused},
+		{"no header", "GET", "/api/v1/pods", "", msgNoToken},
+		{"no header, POST", "POST", "/api/v1/namespaces", "", msgNoToken},
+		{"wrong token", "GET", "/api/v1/pods", "Bearer wrong", msgTokenRefused},
+		{"token prefix", "GET", "/api/v1/pods", "Bearer " + testToken[:len(testToken)-1], msgTokenRefused},
+		{"token and more", "GET", "/api/v1/pods", "Bearer " + testToken + "x", msgTokenRefused},
+		{"wrong scheme", "GET", "/api/v1/pods", "Basic " + testToken, msgTokenRefused},
+		{"no scheme", "GET", "/api/v1/pods", testToken, msgTokenRefused},
+		{"empty bearer", "GET", "/api/v1/pods", "Bearer ", msgTokenRefused},
 		{"metrics", "GET", "/metrics", "", msgNoToken},
 		{"other dashboard path", "GET", "/dashboard/app.js", "", msgNoToken},
 		{"dashboard redirect", "GET", "/dashboard", "", msgNoToken},
@@ -103,8 +106,8 @@ func TestRequireToken(t *testing.T) {
 	allowed := []struct {
 		what, method, path, auth string
 	}{
-		{"right token", "GET", "/chorus/v1/pods", "Bearer " + testToken},
-		{"right token, POST", "POST", "/chorus/v1/apply", "Bearer " + testToken},
+		{"right token", "GET", "/api/v1/pods", "Bearer " + testToken},
+		{"right token, POST", "POST", "/api/v1/namespaces", "Bearer " + testToken},
 		{"scheme in lower case", "GET", "/metrics", "bearer " + testToken},
 		{"health check", "GET", "/healthz", ""},
 		{"health check, HEAD", "HEAD", "/healthz", ""},
@@ -127,7 +130,7 @@ func TestRequireToken(t *testing.T) {
 // and the dashboard page to anyone, and its API and metrics only with the
 // token.
 func TestRoutesRequireToken(t *testing.T) {
-	a := &Agent{cfg: Config{Name: "n1", Version: "v9", APIToken: testToken}}
+	a := withKubeAPI(t, &Agent{cfg: Config{Name: "n1", Version: "v9", APIToken: testToken}})
 	srv := httptest.NewServer(a.routes())
 	defer srv.Close()
 
@@ -140,18 +143,20 @@ func TestRoutesRequireToken(t *testing.T) {
 			t.Fatalf("%s without a token: %s", path, resp.Status)
 		}
 	}
-	for _, path := range []string{"/metrics", "/chorus/v1/version", "/chorus/v1/pods", "/chorus/v1/stats", "/nothing"} {
+	for _, path := range []string{"/metrics", "/version", "/api/v1/pods", "/apis/chorus.sh/v1/peers", "/apis/chorus.sh/v1", "/openapi/v3", "/nothing"} {
 		resp, body := authGet(t, srv, "GET", path, "")
 		checkUnauthorized(t, path+" without a token", resp, body, msgNoToken)
 		resp, body = authGet(t, srv, "GET", path, "Bearer nope")
 		checkUnauthorized(t, path+" with a wrong token", resp, body, msgTokenRefused)
 	}
-	resp, body := authGet(t, srv, "POST", "/chorus/v1/namespaces/default/pods/web-0/exec?command=id", "")
+	resp, body := authGet(t, srv, "POST", "/api/v1/namespaces/default/pods/web-0/exec?command=id", "")
 	checkUnauthorized(t, "exec without a token", resp, body, msgNoToken)
+	resp, body = authGet(t, srv, "POST", "/apis/chorus.sh/v1/images", "")
+	checkUnauthorized(t, "image load without a token", resp, body, msgNoToken)
 
-	resp, body = authGet(t, srv, "GET", "/chorus/v1/version", "Bearer "+testToken)
-	if resp.StatusCode != http.StatusOK || !strings.Contains(body, `"node": "n1"`) {
-		t.Fatalf("/chorus/v1/version with the token: %s %q", resp.Status, body)
+	resp, body = authGet(t, srv, "GET", "/version", "Bearer "+testToken)
+	if resp.StatusCode != http.StatusOK || !strings.Contains(body, `"gitVersion":"v1.32.0+chorus-9"`) {
+		t.Fatalf("/version with the token: %s %q", resp.Status, body)
 	}
 	// The token reaches the mux: what it does not know is a 404.
 	if resp, _ := authGet(t, srv, "GET", "/nothing", "Bearer "+testToken); resp.StatusCode != http.StatusNotFound {
@@ -162,11 +167,11 @@ func TestRoutesRequireToken(t *testing.T) {
 // TestRoutesOpenWithoutToken: without a token every request is served, as
 // before tokens existed.
 func TestRoutesOpenWithoutToken(t *testing.T) {
-	a := &Agent{cfg: Config{Name: "n1", Version: "v9"}}
+	a := withKubeAPI(t, &Agent{cfg: Config{Name: "n1", Version: "v9"}})
 	srv := httptest.NewServer(a.routes())
 	defer srv.Close()
 	for _, auth := range []string{"", "Bearer anything"} {
-		for _, path := range []string{"/healthz", "/", "/dashboard/", "/chorus/v1/version"} {
+		for _, path := range []string{"/healthz", "/", "/dashboard/", "/version", "/apis/chorus.sh/v1"} {
 			if resp, body := authGet(t, srv, "GET", path, auth); resp.StatusCode != http.StatusOK {
 				t.Fatalf("%s (Authorization %q): %s %q", path, auth, resp.Status, body)
 			}
@@ -175,6 +180,18 @@ func TestRoutesOpenWithoutToken(t *testing.T) {
 	if resp, _ := authGet(t, srv, "GET", "/nothing", ""); resp.StatusCode != http.StatusNotFound {
 		t.Fatalf("/nothing: %s", resp.Status)
 	}
+}
+
+// withKubeAPI gives a its Kubernetes API server, not running: it answers
+// what needs no state (version, discovery, OpenAPI).
+func withKubeAPI(t *testing.T, a *Agent) *Agent {
+	t.Helper()
+	kube, err := apiserver.New(kubeBackend{a}, apiserver.Options{Peer: a.cfg.Name, Version: a.cfg.Version})
+	if err != nil {
+		t.Fatal(err)
+	}
+	a.kube = kube
+	return a
 }
 
 func TestConfigChecksToken(t *testing.T) {

@@ -1,6 +1,7 @@
 package agent
 
 import (
+	"github.com/chorus-sh/chorus/apiserver"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -63,16 +64,19 @@ func TestDashboardSelfContained(t *testing.T) {
 			t.Errorf("page uses %s", bad)
 		}
 	}
-	// The API paths it reads exist in the agent's routes.
-	for _, path := range []string{"/chorus/v1/version", "/chorus/v1/namespaces", "/chorus/v1/nodes", "/chorus/v1/deployments",
-		"/chorus/v1/daemonsets", "/chorus/v1/pods", "/chorus/v1/services", "/chorus/v1/events", "/chorus/v1/horizontalpodautoscalers"} {
-		if !strings.Contains(page, `"`+path+`"`) {
-			t.Errorf("page does not read %s", path)
+	// The API it reads: the Kubernetes API's lists (every one served,
+	// TestDashboardReadsServedResources) and chorus.sh/v1.
+	for _, want := range []string{`get("/apis/chorus.sh/v1/peers?fieldSelector=status.serving%3Dtrue")`, `get(list("v1", "namespaces"))`,
+		`get(list("v1", "nodes"))`, `get(list("apps/v1", "deployments", ns))`, `get(list("apps/v1", "daemonsets", ns))`,
+		`get(list("v1", "pods", ns))`, `get(list("v1", "services", ns))`, `get(list("v1", "events", ns))`,
+		`get(list("autoscaling/v2", "horizontalpodautoscalers", ns))`} {
+		if !strings.Contains(page, want) {
+			t.Errorf("page does not read %s", want)
 		}
 	}
 	// Usage graphs: the cluster's history, drawn as inline SVG built
 	// node by node (no markup parsed).
-	for _, want := range []string{`"/chorus/v1/usage?scope=cluster&history=true"`, `createElementNS(SVG_NS, "polyline")`} {
+	for _, want := range []string{`"/apis/chorus.sh/v1/peerusages?history=true"`, `createElementNS(SVG_NS, "polyline")`} {
 		if !strings.Contains(page, want) {
 			t.Errorf("page lacks %s", want)
 		}
@@ -97,5 +101,29 @@ func TestDashboardSelfContained(t *testing.T) {
 	}
 	if n := strings.Count(page, "\n"); n > 400 {
 		t.Errorf("page has %d lines: keep it small", n)
+	}
+}
+
+// TestDashboardReadsServedResources: every list the page reads is a
+// resource the API server serves.
+func TestDashboardReadsServedResources(t *testing.T) {
+	served := map[string]bool{}
+	for _, r := range apiserver.Resources() {
+		served[r.APIVersion()+" "+r.Plural] = true
+	}
+	re := regexp.MustCompile(`list\("([^"]+)", "([^"]+)"|"/apis/([^"?]+)/([a-z]+)\?`)
+	found := 0
+	for _, m := range re.FindAllStringSubmatch(dashboardHTML, -1) {
+		gv, plural := m[1], m[2]
+		if gv == "" {
+			gv, plural = m[3], m[4]
+		}
+		found++
+		if !served[gv+" "+plural] {
+			t.Errorf("the page reads %s %s, which the API does not serve", gv, plural)
+		}
+	}
+	if found < 10 {
+		t.Fatalf("found %d lists in the page", found)
 	}
 }

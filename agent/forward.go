@@ -7,6 +7,7 @@ import (
 	"net/http/httputil"
 	"net/url"
 	"sort"
+	"strings"
 	"time"
 
 	"github.com/chorus-sh/chorus/api"
@@ -98,11 +99,22 @@ const eventsTimeout = 2 * time.Second
 func (a *Agent) clusterEvents(r *http.Request, ns, kind, name string) []api.Event {
 	all := a.events.list(ns, kind, name)
 	if r.Header.Get(headerForwarded) == "" {
+		path := "/api/v1/events"
+		if ns != "" {
+			path = "/api/v1/namespaces/" + url.PathEscape(ns) + "/events"
+		}
+		var sel []string
+		if kind != "" {
+			sel = append(sel, "involvedObject.kind="+kind)
+		}
+		if name != "" {
+			sel = append(sel, "involvedObject.name="+name)
+		}
 		q := url.Values{}
-		q.Set("namespace", ns)
-		q.Set("involvedKind", kind)
-		q.Set("involvedName", name)
-		a.askPeers(r.Context(), "/chorus/v1/events", q, eventsTimeout, func(peer string, body []byte) {
+		if len(sel) > 0 {
+			q.Set("fieldSelector", strings.Join(sel, ","))
+		}
+		a.askPeers(r.Context(), path, q, eventsTimeout, func(peer string, body []byte) {
 			var list struct {
 				Items []api.Event `json:"items"`
 			}

@@ -58,7 +58,7 @@ func FuzzSameOrigin(f *testing.F) {
 	a := testAgent()
 	h := a.checkSameOrigin(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(http.StatusOK) }))
 	f.Fuzz(func(t *testing.T, host, origin, ct string) {
-		r, err := http.NewRequest(http.MethodPost, "http://x/chorus/v1/apply", strings.NewReader("{}"))
+		r, err := http.NewRequest(http.MethodPost, "http://x/api/v1/namespaces", strings.NewReader("{}"))
 		if err != nil {
 			t.Skip()
 		}

@@ -1,10 +1,7 @@
 package agent
 
 import (
-	"bytes"
 	"encoding/json"
-	"fmt"
-	"net/http"
 	"sort"
 	"strings"
 	"time"
@@ -204,14 +201,6 @@ func historyOf(st *crdt.State, o api.Object) ([]api.ControllerRevision, int64) {
 	return out, hist[hash].Revision
 }
 
-// rolloutRequest is the body of POST .../deployments/{name}/rollout.
-type rolloutRequest struct {
-	Action     string            `json:"action"` // undo, restart, pause, resume, image
-	ToRevision int64             `json:"toRevision,omitempty"`
-	Images     map[string]string `json:"images,omitempty"` // container name ("*": all) -> image
-	Cause      string            `json:"cause,omitempty"`
-}
-
 // statusError is an API error with its HTTP code and Kubernetes reason.
 type statusError struct {
 	code   int
@@ -220,127 +209,3 @@ type statusError struct {
 }
 
 func (e *statusError) Error() string { return e.msg }
-
-// rollout changes a deployment's template (undo, restart, image) or pauses
-// and resumes it. Only the fields it changes are written, so it merges with
-// a concurrent scale; a template change is recorded in the history in the
-// same commit. The new template is validated as apply would.
-func (s *store) rollout(key string, req rolloutRequest, now time.Time) (Result, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	_, ns, name := splitKey(key)
-	r := Result{Kind: api.KindDeployment, Namespace: ns, Name: name}
-	o, ok := s.object(key)
-	if !ok {
-		return r, &notFoundError{msg: fmt.Sprintf("deployments.apps %q not found", name)}
-	}
-	d := o.(*api.Deployment)
-	next := s.st.Clone()
-	cause := req.Cause
-	switch req.Action {
-	case "pause", "resume":
-		if d.Spec.Paused == (req.Action == "pause") {
-			return r, &statusError{code: http.StatusConflict, reason: "Conflict",
-				msg: fmt.Sprintf("deployments.apps %q is already %sd", name, strings.TrimSuffix(req.Action, "e"))}
-		}
-		v := json.RawMessage("true")
-		if req.Action == "resume" {
-			v = json.RawMessage("null")
-		}
-		delta := next.PutFields(key, map[string]json.RawMessage{"spec.paused": v}, s.clock.Now())
-		r.Action = req.Action + "d"
-		return r, s.commit(next, delta)
-	case "restart":
-		t := &d.Spec.Template.Metadata
-		if t.Annotations == nil {
-			t.Annotations = map[string]string{}
-		}
-		t.Annotations[api.AnnotationRestartedAt] = now.UTC().Format(time.RFC3339Nano)
-		r.Action = "restarted"
-	case "image":
-		if len(req.Images) == 0 {
-			return r, &statusError{code: http.StatusBadRequest, reason: "BadRequest", msg: "no images given: want container=image"}
-		}
-		changed := false
-		for cname, img := range req.Images {
-			found := false
-			for i := range d.Spec.Template.Spec.Containers {
-				c := &d.Spec.Template.Spec.Containers[i]
-				if cname == "*" || c.Name == cname {
-					found = true
-					changed = changed || c.Image != img
-					c.Image = img
-				}
-			}
-			if !found {
-				return r, &statusError{code: http.StatusBadRequest, reason: "BadRequest",
-					msg: fmt.Sprintf("unable to find container named %q in deployment %q", cname, name)}
-			}
-		}
-		if !changed {
-			r.Action = "unchanged"
-			return r, nil
-		}
-		r.Action = "image updated"
-	case "undo":
-		revs, current := historyOf(s.st, d)
-		target := req.ToRevision
-		if target == 0 {
-			for _, rv := range revs {
-				if rv.Revision < current {
-					target = max(target, rv.Revision)
-				}
-			}
-			if target == 0 {
-				return r, &statusError{code: http.StatusBadRequest, reason: "BadRequest",
-					msg: fmt.Sprintf("no rollout history found for deployment %q: nothing to roll back to", name)}
-			}
-		}
-		var found *api.ControllerRevision
-		for i := range revs {
-			if revs[i].Revision == target {
-				found = &revs[i]
-			}
-		}
-		if found == nil {
-			return r, &statusError{code: http.StatusBadRequest, reason: "BadRequest",
-				msg: fmt.Sprintf("unable to find specified revision %d in history", target)}
-		}
-		if found.Metadata.Labels[api.LabelTemplateHash] == api.TemplateHash(&d.Spec.Template) {
-			return r, &statusError{code: http.StatusConflict, reason: "Conflict",
-				msg: fmt.Sprintf("skipped rollback (current template already matches revision %d)", target)}
-		}
-		d.Spec.Template = found.Data
-		if c := found.Metadata.Annotations[api.AnnotationChangeCause]; c != "" && cause == "" {
-			cause = c
-		}
-		r.Action = "rolled back"
-	default:
-		return r, &statusError{code: http.StatusBadRequest, reason: "BadRequest",
-			msg: fmt.Sprintf("unknown rollout action %q: want undo, restart, pause, resume or image", req.Action)}
-	}
-	// Validate the changed deployment as a manifest would be.
-	d.Status = api.DeploymentStatus{}
-	doc, err := json.Marshal(d)
-	if err != nil {
-		return r, err
-	}
-	if _, _, err := api.Decode(doc, "deployment "+name); err != nil {
-		return r, err
-	}
-	// The template is stored as changed, not re-defaulted, so that an undo
-	// gives back exactly the template (and hash) of its revision.
-	tpl, err := json.Marshal(d.Spec.Template)
-	if err != nil {
-		return r, err
-	}
-	var b bytes.Buffer
-	if err := json.Compact(&b, tpl); err != nil {
-		return r, err
-	}
-	all := next.PutFields(key, map[string]json.RawMessage{"spec.template": b.Bytes()}, s.clock.Now())
-	// The change cause of a manifest does not describe this change.
-	d.Metadata.Annotations = nil
-	all.Entries = append(all.Entries, s.recordRevision(next, d, cause, false, now).Entries...)
-	return r, s.commit(next, all)
-}

@@ -97,11 +97,13 @@ func TestHistoryFollowsTemplateChanges(t *testing.T) {
 		t.Fatalf("change cause not recorded: %+v", hist[1].Metadata)
 	}
 
-	// undo goes back to revision 1, which becomes revision 3.
-	key := objectKey(api.KindDeployment, "default", "web")
-	r, err := s.rollout(key, rolloutRequest{Action: "undo", Cause: "chorus rollout undo deployment/web"}, now)
-	if err != nil || r.Action != "rolled back" {
-		t.Fatalf("undo: %+v %v", r, err)
+	// An update back to revision 1's template (kubectl rollout undo's
+	// patch, through the Kubernetes API) makes it revision 3.
+	base := getDeployment(t, s, "web")
+	back := getDeployment(t, s, "web")
+	back.Spec.Template = hist[0].Data
+	if _, err := s.update(base, back, now); err != nil {
+		t.Fatal(err)
 	}
 	d := getDeployment(t, s, "web")
 	if d.Spec.Template.Spec.Containers[0].Image != "web:1" || *d.Spec.Replicas != 5 {
@@ -110,69 +112,6 @@ func TestHistoryFollowsTemplateChanges(t *testing.T) {
 	if revs, cur := revisions(t, s); len(revs) != 2 || cur != 3 || revs[3] != "web:1" || revs[2] != "web:2" {
 		t.Fatalf("after undo: %v current %d", revs, cur)
 	}
-	// undo again: back to web:2.
-	if _, err := s.rollout(key, rolloutRequest{Action: "undo"}, now); err != nil {
-		t.Fatal(err)
-	}
-	if revs, cur := revisions(t, s); cur != 4 || revs[4] != "web:2" {
-		t.Fatalf("after the second undo: %v current %d", revs, cur)
-	}
-	_, err = s.rollout(key, rolloutRequest{Action: "undo", ToRevision: 9}, now)
-	wantStatus(t, err, http.StatusBadRequest)
-	_, err = s.rollout(key, rolloutRequest{Action: "undo", ToRevision: 4}, now)
-	wantStatus(t, err, http.StatusConflict)
-	if _, err := s.rollout(objectKey(api.KindDeployment, "default", "nope"), rolloutRequest{Action: "undo"}, now); err == nil {
-		t.Fatal("undo of a missing deployment succeeded")
-	}
-}
-
-func TestRolloutImageRestartPause(t *testing.T) {
-	s := newTestStore(t, "n1")
-	now := time.Now()
-	if _, err := s.apply([]api.Object{deployment(2, "web:1", "25%", "25%")}, now, false); err != nil {
-		t.Fatal(err)
-	}
-	key := objectKey(api.KindDeployment, "default", "web")
-	_, err := s.rollout(key, rolloutRequest{Action: "image", Images: map[string]string{"side": "x:1"}}, now)
-	wantStatus(t, err, http.StatusBadRequest)
-	if r, err := s.rollout(key, rolloutRequest{Action: "image", Images: map[string]string{"web": "web:1"}}, now); err != nil || r.Action != "unchanged" {
-		t.Fatalf("same image: %+v %v", r, err)
-	}
-	// An invalid image is refused like a bad manifest, and changes nothing.
-	if _, err := s.rollout(key, rolloutRequest{Action: "image", Images: map[string]string{"web": "Bad Image"}}, now); err == nil {
-		t.Fatal("an invalid image was accepted")
-	}
-	if revs, _ := revisions(t, s); len(revs) != 1 {
-		t.Fatalf("a refused change left history %v", revs)
-	}
-	r, err := s.rollout(key, rolloutRequest{Action: "image", Images: map[string]string{"*": "web:2"}, Cause: "chorus set image deployment/web *=web:2"}, now)
-	if err != nil || r.Action != "image updated" {
-		t.Fatalf("set image: %+v %v", r, err)
-	}
-	hist, cur := s.history(getDeployment(t, s, "web"))
-	if cur != 2 || hist[1].Metadata.Annotations[api.AnnotationChangeCause] != "chorus set image deployment/web *=web:2" {
-		t.Fatalf("set image history: %+v current %d", hist, cur)
-	}
-
-	before := api.TemplateHash(&getDeployment(t, s, "web").Spec.Template)
-	if r, err := s.rollout(key, rolloutRequest{Action: "restart"}, now); err != nil || r.Action != "restarted" {
-		t.Fatalf("restart: %+v %v", r, err)
-	}
-	d := getDeployment(t, s, "web")
-	if api.TemplateHash(&d.Spec.Template) == before || d.Spec.Template.Metadata.Annotations[api.AnnotationRestartedAt] == "" {
-		t.Fatal("restart did not change the template")
-	}
-
-	if r, err := s.rollout(key, rolloutRequest{Action: "pause"}, now); err != nil || r.Action != "paused" || !getDeployment(t, s, "web").Spec.Paused {
-		t.Fatalf("pause: %+v %v", r, err)
-	}
-	_, err = s.rollout(key, rolloutRequest{Action: "pause"}, now)
-	wantStatus(t, err, http.StatusConflict)
-	if r, err := s.rollout(key, rolloutRequest{Action: "resume"}, now); err != nil || r.Action != "resumed" || getDeployment(t, s, "web").Spec.Paused {
-		t.Fatalf("resume: %+v %v", r, err)
-	}
-	_, err = s.rollout(key, rolloutRequest{Action: "dance"}, now)
-	wantStatus(t, err, http.StatusBadRequest)
 }
 
 func TestHistoryLimitAndRecreate(t *testing.T) {
@@ -232,7 +171,10 @@ func TestRolloutMergesWithConcurrentScale(t *testing.T) {
 	if _, err := a.scale(key, 7); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := b.rollout(key, rolloutRequest{Action: "image", Images: map[string]string{"web": "web:2"}}, now); err != nil {
+	base := getDeployment(t, b, "web")
+	img := getDeployment(t, b, "web")
+	img.Spec.Template.Spec.Containers[0].Image = "web:2" // kubectl set image, through b's API
+	if _, err := b.update(base, img, now); err != nil {
 		t.Fatal(err)
 	}
 	flush()

@@ -1,7 +1,6 @@
 package agent
 
 import (
-	"bufio"
 	"bytes"
 	"cmp"
 	"context"
@@ -11,7 +10,6 @@ import (
 	"fmt"
 	"io"
 	"maps"
-	"net/http"
 	"os"
 	"sort"
 	"strconv"
@@ -21,7 +19,6 @@ import (
 	"time"
 
 	"github.com/chorus-sh/chorus/runtime"
-	"github.com/containerd/errdefs"
 )
 
 // Images move between peers over the data plane's request/response
@@ -824,149 +821,4 @@ func (s *imageSharing) remove(ctx context.Context, imgs []runtime.Image, now tim
 		s.published()
 	}
 	return removed, nil
-}
-
-// The image API: load, list, remove, prune. Errors are Status objects.
-
-func (a *Agent) serveImageLoad(w http.ResponseWriter, r *http.Request) {
-	if a.images == nil {
-		writeStatus(w, http.StatusServiceUnavailable, "ServiceUnavailable", "the peer has not joined its cluster yet")
-		return
-	}
-	pr := &progressReader{r: bufio.NewReaderSize(r.Body, 1<<20)}
-	start := time.Now()
-	imgs, err := a.images.store.LoadImages(r.Context(), pr, a.loadVersion())
-	if errors.Is(err, runtime.ErrImageTooLarge) {
-		a.log.Warn("image load refused", "err", err, "bytes", pr.n)
-		writeStatus(w, http.StatusRequestEntityTooLarge, "RequestEntityTooLarge", withLimitFlag(err).Error())
-		return
-	}
-	if err != nil {
-		writeStatus(w, http.StatusBadRequest, "BadRequest", fmt.Sprintf("image load: %v (want an OCI or docker archive, as 'docker save' writes)", err))
-		return
-	}
-	for _, img := range imgs {
-		a.images.used(img.Name)
-		a.log.Info("image loaded", "image", img.Name, "digest", img.Digest, "bytes", pr.n, "unpacked", img.Unpacked, "took", time.Since(start).Round(time.Millisecond))
-	}
-	a.images.published()
-	writeJSON(w, http.StatusOK, map[string]any{"images": imgs})
-}
-
-type imageListItem struct {
-	Name     string `json:"name"`
-	Digest   string `json:"digest"`
-	Size     int64  `json:"size"`
-	Unpacked int64  `json:"unpacked"`
-	Peers    int    `json:"peers"`
-}
-
-// serveImageList lists the images of the cluster at their current content:
-// those this peer holds and those only others hold, with how many alive
-// peers hold that content.
-func (a *Agent) serveImageList(w http.ResponseWriter, r *http.Request) {
-	if a.images == nil {
-		writeStatus(w, http.StatusServiceUnavailable, "ServiceUnavailable", "the peer has not joined its cluster yet")
-		return
-	}
-	imgs, err := a.images.store.Images(r.Context())
-	if err != nil {
-		writeError(w, err)
-		return
-	}
-	inv := a.images.inventory()
-	items := []imageListItem{}
-	seen := map[string]bool{}
-	for _, i := range imgs {
-		if strings.HasPrefix(i.Name, "sha256:") {
-			continue
-		}
-		seen[i.Name] = true
-		e, ok := inv[i.Name]
-		local := entryOf(i)
-		switch {
-		case !ok || newer(local, e.imageEntry):
-			// Here only, or loaded here and not yet published.
-			e.imageEntry, e.Peers = local, 1
-		case e.Digest == local.Digest && !a.published(i):
-			e.Peers++
-		}
-		items = append(items, imageListItem{Name: e.Name, Digest: e.Digest, Size: e.Size, Unpacked: e.Unpacked, Peers: e.Peers})
-	}
-	for name, e := range inv {
-		if !seen[name] {
-			items = append(items, imageListItem{Name: name, Digest: e.Digest, Size: e.Size, Unpacked: e.Unpacked, Peers: e.Peers})
-		}
-	}
-	sort.Slice(items, func(i, j int) bool { return items[i].Name < items[j].Name })
-	writeJSON(w, http.StatusOK, map[string]any{"items": items})
-}
-
-// published reports whether this peer's inventory already lists img as it is.
-func (a *Agent) published(img runtime.Image) bool {
-	raw, ok := a.store.rawFields(nodeImagesKey(a.cfg.Name))["spec."+img.Name]
-	var e imageEntry
-	return ok && json.Unmarshal(raw, &e) == nil && e.Digest == img.Digest
-}
-
-// imageRemoval is the answer to a removal or a prune.
-type imageRemoval struct {
-	Node    string          `json:"node"`
-	Removed []runtime.Image `json:"removed"`
-}
-
-// serveImageRemove removes one image from this peer: DELETE
-// /chorus/v1/images/{name...}, ?force=true to remove it while pods here use it.
-func (a *Agent) serveImageRemove(w http.ResponseWriter, r *http.Request) {
-	if a.images == nil {
-		writeStatus(w, http.StatusServiceUnavailable, "ServiceUnavailable", "the peer has not joined its cluster yet")
-		return
-	}
-	raw := r.PathValue("name")
-	name, err := runtime.NormalizeImage(raw)
-	if err != nil {
-		writeStatus(w, http.StatusBadRequest, "BadRequest", err.Error())
-		return
-	}
-	force := r.URL.Query().Get("force") == "true"
-	if pod, ok := a.podImages()[name]; ok && !force {
-		writeStatus(w, http.StatusConflict, "Conflict", fmt.Sprintf("image %s is used by pod %s on peer %s: remove the pod first, or use --force (the pod runs on, and fetches the image again when it next starts a container)", name, pod, a.cfg.Name))
-		return
-	}
-	img, err := a.images.store.LocalImage(r.Context(), name)
-	if err == nil {
-		err = a.images.store.RemoveImage(r.Context(), name)
-	}
-	if errdefs.IsNotFound(err) {
-		writeStatus(w, http.StatusNotFound, "NotFound", fmt.Sprintf("image %s is not on peer %s", name, a.cfg.Name))
-		return
-	}
-	if err != nil {
-		writeError(w, err)
-		return
-	}
-	a.log.Info("image removed", "image", name, "digest", img.Digest, "forced", force)
-	a.images.published()
-	writeJSON(w, http.StatusOK, imageRemoval{Node: a.cfg.Name, Removed: []runtime.Image{img}})
-}
-
-// serveImagePrune removes the images no pod on this peer uses that another
-// alive peer holds with the same content: DELETE /chorus/v1/images; with
-// ?all=true every image no pod here uses.
-func (a *Agent) serveImagePrune(w http.ResponseWriter, r *http.Request) {
-	if a.images == nil {
-		writeStatus(w, http.StatusServiceUnavailable, "ServiceUnavailable", "the peer has not joined its cluster yet")
-		return
-	}
-	imgs, err := a.images.store.Images(r.Context())
-	if err != nil {
-		writeError(w, err)
-		return
-	}
-	removed, err := a.images.remove(r.Context(), imgs, time.Now(), 0, r.URL.Query().Get("all") == "true")
-	if err != nil {
-		writeError(w, err)
-		return
-	}
-	writeJSON(w, http.StatusOK, imageRemoval{Node: a.cfg.Name, Removed: append([]runtime.Image{}, removed...)})
 }

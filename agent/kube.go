@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"os"
 	goruntime "runtime"
@@ -15,6 +16,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 
 	"github.com/chorus-sh/chorus/api"
@@ -108,11 +110,66 @@ func (b kubeBackend) ListLive(r *http.Request, kind, ns string) ([][]byte, bool)
 		for _, n := range b.a.clusterNodeMetrics(r.Context()) {
 			out = append(out, kubeNodeMetrics(n, time.Now()))
 		}
+	case api.KindImage:
+		imgs, err := b.a.imageObjects(r.Context())
+		if err != nil {
+			b.a.log.Warn("list images", "err", err)
+			return nil, false
+		}
+		docs, err := marshalAll(imgs)
+		return docs, err == nil
+	case api.KindPeer:
+		// Only this peer's object is asked for (by another peer, or with
+		// the selector status.serving=true): the others are not asked for
+		// their figures.
+		onlySelf := forwarded(r.Context())
+		if fs, err := fields.ParseSelector(r.URL.Query().Get("fieldSelector")); err == nil {
+			if v, ok := fs.RequiresExactMatch("status.serving"); ok && v == "true" {
+				onlySelf = true
+			}
+		}
+		docs, err := marshalAll(b.a.peerObjects(r.Context(), onlySelf))
+		return docs, err == nil
+	case api.KindSecretRotation:
+		docs, err := marshalAll(b.a.rotationObjects())
+		return docs, err == nil
+	case api.KindPeerUsage:
+		q := parseUsageQuery(r.URL.Query())
+		docs, err := marshalAll(b.a.peerUsages(r.Context(), q, forwarded(r.Context())))
+		return docs, err == nil
 	default:
 		return nil, false
 	}
 	docs, err := marshalAll(out)
 	return docs, err == nil
+}
+
+var _ apiserver.LiveDeleter = kubeBackend{}
+
+// DeleteLive removes an image from this peer (?force=true: even while
+// pods here use it).
+func (b kubeBackend) DeleteLive(r *http.Request, kind, ns, name string) ([]byte, error) {
+	if kind != api.KindImage {
+		return nil, apierrors.NewMethodNotSupported(schema.GroupResource{Group: api.GroupChorus, Resource: strings.ToLower(kind) + "s"}, "delete")
+	}
+	img, err := b.a.removeImage(r.Context(), name, r.URL.Query().Get("force") == "true")
+	if err != nil {
+		return nil, err
+	}
+	return json.Marshal(img)
+}
+
+// DeleteLiveCollection prunes this peer's images: those no pod here uses
+// that another alive peer holds (?all=true: every image no pod here uses).
+func (b kubeBackend) DeleteLiveCollection(r *http.Request, kind, ns string) ([][]byte, error) {
+	if kind != api.KindImage {
+		return nil, apierrors.NewMethodNotSupported(schema.GroupResource{Group: api.GroupChorus, Resource: strings.ToLower(kind) + "s"}, "deletecollection")
+	}
+	imgs, err := b.a.pruneImages(r.Context(), r.URL.Query().Get("all") == "true")
+	if err != nil {
+		return nil, err
+	}
+	return marshalAll(imgs)
 }
 
 // kubePodMetrics is p in metrics.k8s.io/v1beta1 PodMetrics' shape, made at
@@ -240,6 +297,11 @@ func (b kubeBackend) Delete(ctx context.Context, kind, ns, name string, opts *me
 		}
 		err := a.pods.Replace(ns, name)
 		if errors.Is(err, runtime.ErrPodNotHere) {
+			if forwarded(ctx) {
+				// Passed on by a peer that thought the pod ran here: it
+				// does not (any more); never bounce it back.
+				return apierrors.NewNotFound(schema.GroupResource{Resource: "pods"}, name)
+			}
 			return a.forwardPodDelete(ctx, ns, name)
 		}
 		if err == nil {
@@ -287,7 +349,7 @@ func (a *Agent) forwardPodDelete(ctx context.Context, ns, name string) error {
 		return apierrors.NewServiceUnavailable(fmt.Sprintf("pod %s/%s runs on peer %s, which is not alive", ns, name, pod.Spec.NodeName))
 	}
 	u := a.peerURL(addr)
-	u.Path = "/chorus/v1/namespaces/" + ns + "/pods/" + name
+	u.Path = "/api/v1/namespaces/" + ns + "/pods/" + name
 	req, err := http.NewRequestWithContext(ctx, http.MethodDelete, u.String(), nil)
 	if err != nil {
 		return err
@@ -692,8 +754,64 @@ func kernelVersion() string {
 }
 
 // kubeLog serves pods/log with Kubernetes' parameters (container, follow,
-// previous, tailLines) through the agent's log handler.
+// previous, tailLines): the log file of a container this peer runs, or the
+// answer of the peer that runs the pod.
 func (a *Agent) kubeLog(w http.ResponseWriter, r *http.Request) {
-	r.SetPathValue("ns", r.PathValue("namespace"))
-	a.handleLog(w, r)
+	q := r.URL.Query()
+	path, err := a.pods.LogPath(r.PathValue("namespace"), r.PathValue("name"), q.Get("container"), q.Get("previous") == "true")
+	if errors.Is(err, runtime.ErrPodNotHere) && a.forwardToPod(w, r, r.PathValue("namespace"), r.PathValue("name")) {
+		return
+	}
+	if err != nil {
+		writeStatus(w, http.StatusNotFound, "NotFound", err.Error())
+		return
+	}
+	f, err := os.Open(path)
+	if errors.Is(err, os.ErrNotExist) {
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		if q.Get("follow") != "true" {
+			return
+		}
+	} else if err != nil {
+		writeError(w, err)
+		return
+	} else {
+		defer f.Close()
+	}
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	if f != nil {
+		if n, err := strconv.Atoi(q.Get("tailLines")); err == nil && n >= 0 {
+			if err := seekTail(f, n); err != nil {
+				writeError(w, err)
+				return
+			}
+		}
+		if _, err := io.Copy(w, f); err != nil {
+			return
+		}
+	}
+	if q.Get("follow") != "true" {
+		return
+	}
+	fl, _ := w.(http.Flusher)
+	for {
+		if fl != nil {
+			fl.Flush()
+		}
+		select {
+		case <-r.Context().Done():
+			return
+		case <-time.After(200 * time.Millisecond):
+		}
+		if f == nil {
+			if f, err = os.Open(path); err != nil {
+				f = nil
+				continue
+			}
+			defer f.Close()
+		}
+		if _, err := io.Copy(w, f); err != nil {
+			return
+		}
+	}
 }

@@ -41,7 +41,7 @@ func (k *kubeStreams) local(w http.ResponseWriter, r *http.Request) (ns, name st
 		if k.a.forwardToPod(w, r, ns, name) {
 			return ns, name, true
 		}
-		writeKubeError(w, apierrors.NewNotFound(schema.GroupResource{Resource: "pods"}, name))
+		writeError(w, apierrors.NewNotFound(schema.GroupResource{Resource: "pods"}, name))
 		return ns, name, true
 	}
 	return ns, name, false
@@ -189,10 +189,4 @@ func (k *kubeStreams) PortForward(ctx context.Context, ns, pod string, port int3
 	<-errc
 	<-errc
 	return nil
-}
-
-// writeKubeError answers an API error as a Kubernetes Status.
-func writeKubeError(w http.ResponseWriter, err *apierrors.StatusError) {
-	st := err.ErrStatus
-	writeStatus(w, int(st.Code), string(st.Reason), st.Message)
 }

@@ -57,7 +57,7 @@ func defaultLimits() serverLimits {
 func (a *Agent) newAPIServer(ctx context.Context, ln net.Listener, lim serverLimits) (*http.Server, net.Listener) {
 	cl := newConnLimiter(lim.MaxConns, a.log)
 	srv := &http.Server{
-		Handler:           a.recoverer(a.limitRequests(lim, a.withToken(a.checkSameOrigin(a.routesMux())))),
+		Handler:           a.recoverer(a.limitRequests(lim, a.checkedRoutes())),
 		ReadHeaderTimeout: lim.ReadHeaderTimeout,
 		IdleTimeout:       lim.IdleTimeout,
 		MaxHeaderBytes:    64 << 10,
@@ -208,7 +208,13 @@ func streaming(r *http.Request) bool {
 	if q.Get("follow") == "true" || q.Get("watch") == "true" || q.Get("watch") == "1" {
 		return true
 	}
-	return r.Method == http.MethodPost && r.URL.Path == "/chorus/v1/images"
+	return isImageLoad(r)
+}
+
+// isImageLoad reports whether r loads an image archive (POST on the
+// chorus.sh/v1 images collection): a large body.
+func isImageLoad(r *http.Request) bool {
+	return r.Method == http.MethodPost && strings.TrimSuffix(r.URL.Path, "/") == api.PathChorusV1+"/images"
 }
 
 // limitRequests caps the requests in flight (two pools: ordinary and
@@ -255,7 +261,7 @@ func (a *Agent) limitRequests(lim serverLimits, h http.Handler) http.Handler {
 			_ = rc.SetWriteDeadline(time.Now().Add(lim.WriteTimeout))
 		}
 		if r.Body != nil && r.Body != http.NoBody && r.ContentLength != 0 && r.Header.Get("Upgrade") == "" {
-			r.Body = newDeadlineBody(r.Body, rc, lim, r.Method == http.MethodPost && r.URL.Path == "/chorus/v1/images")
+			r.Body = newDeadlineBody(r.Body, rc, lim, isImageLoad(r))
 		}
 		h.ServeHTTP(w, r)
 	})

@@ -3,18 +3,28 @@ package agent
 import (
 	"context"
 	"fmt"
+	"github.com/chorus-sh/chorus/apiserver"
 	"io"
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 )
 
+// testAgent is an agent with no state whose Kubernetes API (not running)
+// answers what needs none: version, discovery, OpenAPI.
 func testAgent() *Agent {
-	return &Agent{cfg: Config{Name: "n1", Version: "v9"}, log: slog.New(slog.DiscardHandler)}
+	a := &Agent{cfg: Config{Name: "n1", Version: "v9"}, log: slog.New(slog.DiscardHandler)}
+	kube, err := apiserver.New(kubeBackend{a}, apiserver.Options{Peer: a.cfg.Name, Version: a.cfg.Version, Log: a.log})
+	if err != nil {
+		panic(err)
+	}
+	a.kube = kube
+	return a
 }
 
 // serve runs the API server of a on a loopback port with lim, until the
@@ -75,7 +85,7 @@ func TestIdleConnectionsDoNotStarveTheAPI(t *testing.T) {
 		idle = append(idle, c)
 	}
 	for range 5 {
-		if code, body := get(t, "http://"+addr+"/chorus/v1/version"); code != http.StatusOK || !strings.Contains(body, "v9") {
+		if code, body := get(t, "http://"+addr+"/version"); code != http.StatusOK || !strings.Contains(body, "chorus-9") {
 			t.Fatalf("version with 100 idle connections open: %d %s", code, body)
 		}
 	}
@@ -102,7 +112,7 @@ func TestTricklingBodyIsCut(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer c.Close()
-	fmt.Fprintf(c, "POST /chorus/v1/apply HTTP/1.1\r\nHost: %s\r\nContent-Type: application/yaml\r\nContent-Length: 100000\r\n\r\n", addr)
+	fmt.Fprintf(c, "POST /api/v1/namespaces HTTP/1.1\r\nHost: %s\r\nContent-Type: application/yaml\r\nContent-Length: 100000\r\n\r\n", addr)
 	start := time.Now()
 	closed := make(chan time.Duration, 1)
 	go func() {
@@ -203,14 +213,14 @@ func TestCrossSiteRequestsRefused(t *testing.T) {
 		{"PATCH", "127.0.0.1:7070", "application/apply-patch+yaml", "", "", http.StatusOK},
 		{"DELETE", "127.0.0.1:7070", "", "", "", http.StatusOK},
 		{"PUT", "[::1]:7070", "application/json", "", "", http.StatusOK},
-		{"POST", "127.0.0.1:7070", "", "", "chorus-exec", http.StatusOK},
+		{"POST", "127.0.0.1:7070", "", "", "SPDY/3.1", http.StatusOK},
 		{"POST", "127.0.0.1:7070", "application/json", "http://127.0.0.1:7070", "", http.StatusOK},
 		{"GET", "localhost:7070", "", "", "", http.StatusOK},
 		{"GET", "n1:7070", "", "", "", http.StatusOK},
 		{"GET", "chorus.example.lan:7070", "", "", "", http.StatusOK},
 		{"GET", "127.0.0.1:7070", "", "http://evil.example", "", http.StatusOK}, // the browser keeps the answer from it
 	} {
-		r, _ := http.NewRequest(c.method, "http://x/chorus/v1/apply", strings.NewReader("{}"))
+		r, _ := http.NewRequest(c.method, "http://x/api/v1/namespaces", strings.NewReader("{}"))
 		r.Host = c.host
 		if c.ct != "" {
 			r.Header.Set("Content-Type", c.ct)
@@ -243,3 +253,25 @@ func (r *recorder) Write(b []byte) (int, error) {
 	return len(b), nil
 }
 func (r *recorder) WriteHeader(code int) { r.code = code }
+
+// TestImageLoadIsLong: an image load (POST on the chorus.sh/v1 images
+// collection) takes a slot of the long requests and the body deadline of
+// large uploads; nothing else on that path does.
+func TestImageLoadIsLong(t *testing.T) {
+	for _, c := range []struct {
+		method, path string
+		want         bool
+	}{
+		{"POST", "/apis/chorus.sh/v1/images", true},
+		{"POST", "/apis/chorus.sh/v1/images/", true},
+		{"GET", "/apis/chorus.sh/v1/images", false},
+		{"DELETE", "/apis/chorus.sh/v1/images", false},
+		{"POST", "/apis/chorus.sh/v1/peers/p/leave", false},
+		{"POST", "/api/v1/namespaces/default/pods", false},
+	} {
+		r := httptest.NewRequest(c.method, c.path, nil)
+		if got := isImageLoad(r); got != c.want || streaming(r) != c.want {
+			t.Errorf("%s %s: image load %v, streaming %v, want %v", c.method, c.path, got, streaming(r), c.want)
+		}
+	}
+}

@@ -96,20 +96,9 @@ type rotationState struct {
 	warned  string    // the id of a record of another cluster, warned about once
 }
 
-// rotationStatus answers GET and POST /chorus/v1/rotate-secret.
-type rotationStatus struct {
-	ID       string            `json:"id"`
-	From     string            `json:"from"`
-	Started  time.Time         `json:"started"`
-	By       string            `json:"by,omitempty"`
-	Phase    string            `json:"phase"`
-	Done     int               `json:"done"`
-	Total    int               `json:"total"`
-	Complete bool              `json:"complete"`
-	Resealed bool              `json:"resealed"`
-	Peers    map[string]string `json:"peers"`
-	Elapsed  string            `json:"elapsed"`
-}
+// rotationStatus is the status of a rotation, as the chorus.sh/v1
+// SecretRotation object carries it.
+type rotationStatus = api.SecretRotationStatus
 
 func (a *Agent) rotationStatusOf(spec rotationSpec, r trust.Rotation, now time.Time) rotationStatus {
 	st := trust.StatusOf(r, a.aliveMembers(), now)
@@ -177,26 +166,25 @@ func (a *Agent) startRotation(now time.Time) (rotationStatus, error) {
 	return a.rotationStatusOf(spec, r, now), nil
 }
 
-// handleRotateSecret serves POST /chorus/v1/rotate-secret: start a
-// rotation; 202 with its status, 409 while one is under way.
-func (a *Agent) handleRotateSecret(w http.ResponseWriter, r *http.Request) {
+// serveRotateSecret serves POST /apis/chorus.sh/v1/secretrotations: start
+// a rotation; 201 with the SecretRotation, 409 while one is under way.
+func (a *Agent) serveRotateSecret(w http.ResponseWriter, r *http.Request) {
 	st, err := a.startRotation(time.Now())
 	if err != nil {
 		writeError(w, err)
 		return
 	}
-	writeJSON(w, http.StatusAccepted, st)
+	writeJSON(w, http.StatusCreated, api.NewSecretRotation(st))
 }
 
-// handleRotationStatus serves GET /chorus/v1/rotate-secret: the status of
-// the last rotation (404: none yet).
-func (a *Agent) handleRotationStatus(w http.ResponseWriter, r *http.Request) {
+// rotationObjects lists the SecretRotation object (none before the first
+// rotation).
+func (a *Agent) rotationObjects() []api.SecretRotation {
 	st, err := a.rotationStatus(time.Now())
 	if err != nil {
-		writeError(w, err)
-		return
+		return nil
 	}
-	writeJSON(w, http.StatusOK, st)
+	return []api.SecretRotation{api.NewSecretRotation(st)}
 }
 
 func (a *Agent) kickRotation() {

@@ -56,7 +56,7 @@ func readKubeconfig(t *testing.T, a *Agent) *trust.ClientConfig {
 func tokenAccepted(t *testing.T, a *Agent, token string) bool {
 	t.Helper()
 	h := a.withToken(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}))
-	req := httptest.NewRequest("GET", "/chorus/v1/version", nil)
+	req := httptest.NewRequest("GET", "/version", nil)
 	req.Header.Set("Authorization", "Bearer "+token)
 	rec := httptest.NewRecorder()
 	h.ServeHTTP(rec, req)

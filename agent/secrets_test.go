@@ -129,7 +129,7 @@ func TestForwardCarriesPeerIdentity(t *testing.T) {
 		n1.forwardTo(w, r, "n2", addr, "test")
 	})))
 	defer front.Close()
-	req, _ := http.NewRequest(http.MethodGet, front.URL+"/chorus/v1/namespaces/default/pods/p/log", nil)
+	req, _ := http.NewRequest(http.MethodGet, front.URL+"/api/v1/namespaces/default/pods/p/log", nil)
 	req.Header.Set("Authorization", "Bearer "+n1.cfg.APIToken)
 	req.Header.Set("Cookie", "session=user")
 	resp, err := http.DefaultClient.Do(req)
@@ -149,7 +149,7 @@ func TestForwardCarriesPeerIdentity(t *testing.T) {
 	}
 
 	// The events fan-out goes the same way.
-	ereq, _ := http.NewRequest(http.MethodGet, n1.peerURL(addr).String()+"/chorus/v1/events", nil)
+	ereq, _ := http.NewRequest(http.MethodGet, n1.peerURL(addr).String()+"/api/v1/events", nil)
 	ereq.Header.Set("Authorization", "Bearer user-token")
 	eresp, err := n1.peerDo(t.Context(), ereq)
 	if err != nil {
@@ -165,14 +165,14 @@ func TestForwardCarriesPeerIdentity(t *testing.T) {
 	// trusted, nor does it trust this cluster's.
 	o, _ := trust.NewSecret()
 	stranger := testPeer(t, o, "x1")
-	sreq, _ := http.NewRequest(http.MethodGet, stranger.peerURL(addr).String()+"/chorus/v1/events", nil)
+	sreq, _ := http.NewRequest(http.MethodGet, stranger.peerURL(addr).String()+"/api/v1/events", nil)
 	if resp, err := stranger.peerDo(t.Context(), sreq); err == nil {
 		resp.Body.Close()
 		t.Fatalf("a peer of another cluster got an answer: %s", resp.Status)
 	}
 	// A client with the right CA but no certificate and no token: 401.
 	c := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: n1.trust.creds.Pool()}}}
-	resp, err = c.Get(peer.URL + "/chorus/v1/pods")
+	resp, err = c.Get(peer.URL + "/api/v1/pods")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,23 +1,21 @@
 package agent
 
 import (
-	"bufio"
 	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"runtime/debug"
 	"strconv"
 	"strings"
-	"time"
+
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/chorus-sh/chorus/api"
-	"github.com/chorus-sh/chorus/proxy"
-	"github.com/chorus-sh/chorus/runtime"
 )
 
 // Limits on request bodies.
@@ -26,52 +24,23 @@ const (
 	maxObjectBody   = 1 << 20
 )
 
-// resources maps the plural resource names of the API to kinds.
-var resourceKinds = map[string]string{
-	"namespaces":  api.KindNamespace,
-	"deployments": api.KindDeployment,
-	"services":    api.KindService,
-	"pods":        api.KindPod,
-	"daemonsets":  api.KindDaemonSet,
-}
-
 // routes is the API with its checks but without the server's limits (see
 // newAPIServer).
 func (a *Agent) routes() http.Handler {
-	return a.recoverer(a.withToken(a.checkSameOrigin(a.routesMux())))
+	return a.recoverer(a.checkedRoutes())
 }
 
+// checkedRoutes is the API behind its checks (the token, same-origin
+// requests) with the requests other peers passed on marked (forwarded).
+func (a *Agent) checkedRoutes() http.Handler {
+	return a.withToken(a.checkSameOrigin(markForwarded(a.routesMux())))
+}
+
+// routesMux is the whole API: the Kubernetes API (chorus' group
+// chorus.sh/v1 included), the health check, the metrics and the dashboard.
 func (a *Agent) routesMux() *http.ServeMux {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok\n") })
-	mux.HandleFunc("GET /chorus/v1/version", a.handleVersion)
-	mux.HandleFunc("POST /chorus/v1/apply", a.handleApply)
-	mux.HandleFunc("POST /chorus/v1/delete", a.handleDeleteManifest)
-	mux.HandleFunc("GET /chorus/v1/{resource}", a.handleList)
-	mux.HandleFunc("GET /chorus/v1/namespaces/{ns}/{resource}", a.handleList)
-	mux.HandleFunc("GET /chorus/v1/namespaces/{ns}/{resource}/{name}", a.handleGet)
-	mux.HandleFunc("GET /chorus/v1/namespaces/{name}", a.handleGetNamespace)
-	mux.HandleFunc("GET /chorus/v1/nodes/{name}", a.handleGetNode)
-	mux.HandleFunc("DELETE /chorus/v1/namespaces/{ns}/{resource}/{name}", a.handleDelete)
-	mux.HandleFunc("DELETE /chorus/v1/namespaces/{name}", a.handleDeleteNamespace)
-	mux.HandleFunc("POST /chorus/v1/namespaces/{ns}/deployments", a.handleCreateDeployment)
-	mux.HandleFunc("PUT /chorus/v1/namespaces/{ns}/deployments/{name}/scale", a.handleScale)
-	mux.HandleFunc("GET /chorus/v1/namespaces/{ns}/deployments/{name}/revisions", a.handleRevisions)
-	mux.HandleFunc("POST /chorus/v1/namespaces/{ns}/deployments/{name}/rollout", a.handleRollout)
-	mux.HandleFunc("GET /chorus/v1/namespaces/{ns}/pods/{name}/log", a.handleLog)
-	mux.HandleFunc("POST /chorus/v1/images", a.serveImageLoad)
-	mux.HandleFunc("GET /chorus/v1/images", a.serveImageList)
-	mux.HandleFunc("DELETE /chorus/v1/images", a.serveImagePrune)
-	mux.HandleFunc("DELETE /chorus/v1/images/{name...}", a.serveImageRemove)
-	mux.HandleFunc("POST /chorus/v1/leave", a.handleLeave)
-	mux.HandleFunc("POST /chorus/v1/rotate-secret", a.handleRotateSecret)
-	mux.HandleFunc("GET /chorus/v1/rotate-secret", a.handleRotationStatus)
-	mux.HandleFunc("PUT /chorus/v1/nodes/{name}/cordon", a.handleCordon)
-	mux.HandleFunc("POST /chorus/v1/namespaces/{ns}/services/{name}/portforward", a.handlePortForward)
-	mux.HandleFunc("POST /chorus/v1/namespaces/{ns}/pods/{name}/portforward", a.handlePortForward)
-	mux.HandleFunc("GET /chorus/v1/stats", a.handleStats)
-	mux.HandleFunc("GET /chorus/v1/usage", a.handleUsage)
-	mux.HandleFunc("POST /chorus/v1/namespaces/{ns}/pods/{name}/exec", a.handleExec)
 	mux.HandleFunc("GET /metrics", a.handleMetrics)
 	mux.HandleFunc("GET /{$}", a.handleDashboard)
 	mux.HandleFunc("GET /dashboard/", a.handleDashboard)
@@ -96,19 +65,10 @@ func (a *Agent) recoverer(h http.Handler) http.Handler {
 	})
 }
 
-// status is Kubernetes' Status object, the body of every error.
-type status struct {
-	Kind       string   `json:"kind"`
-	APIVersion string   `json:"apiVersion"`
-	Status     string   `json:"status"`
-	Message    string   `json:"message"`
-	Reason     string   `json:"reason"`
-	Code       int      `json:"code"`
-	Details    []string `json:"details,omitempty"`
-}
-
-func writeStatus(w http.ResponseWriter, code int, reason, msg string, details ...string) {
-	writeJSON(w, code, status{Kind: "Status", APIVersion: "v1", Status: "Failure", Message: msg, Reason: reason, Code: code, Details: details})
+// writeStatus answers a Kubernetes Status of code, reason and message.
+func writeStatus(w http.ResponseWriter, code int, reason, msg string) {
+	writeJSON(w, code, metav1.Status{TypeMeta: metav1.TypeMeta{Kind: "Status", APIVersion: "v1"}, Status: metav1.StatusFailure,
+		Message: msg, Reason: metav1.StatusReason(reason), Code: int32(code)})
 }
 
 func writeJSON(w http.ResponseWriter, code int, v any) {
@@ -119,79 +79,20 @@ func writeJSON(w http.ResponseWriter, code int, v any) {
 	_ = enc.Encode(v)
 }
 
+// writeError answers err as a Kubernetes Status (see kubeError).
 func writeError(w http.ResponseWriter, err error) {
-	var me *api.ManifestError
-	var nf *notFoundError
 	var tl *http.MaxBytesError
-	var se *statusError
-	var ie *invalidError
-	switch {
-	case errors.As(err, &ie):
-		var details []string
-		for _, fe := range ie.err.Errors {
-			details = append(details, fe.Error())
-		}
-		writeStatus(w, http.StatusUnprocessableEntity, "Invalid", err.Error(), details...)
-	case errors.As(err, &me):
-		var details []string
-		for _, fe := range me.Errors {
-			details = append(details, fe.Error())
-		}
-		writeStatus(w, http.StatusBadRequest, "BadRequest", err.Error(), details...)
-	case errors.As(err, &nf):
-		writeStatus(w, http.StatusNotFound, "NotFound", err.Error())
-	case errors.As(err, &se):
-		writeStatus(w, se.code, se.reason, se.msg)
-	case errors.As(err, &tl):
-		writeStatus(w, http.StatusRequestEntityTooLarge, "RequestEntityTooLarge", fmt.Sprintf("request body larger than %d bytes", tl.Limit))
-	default:
+	if errors.As(err, &tl) {
+		err = apierrors.NewRequestEntityTooLargeError(fmt.Sprintf("request body larger than %d bytes", tl.Limit))
+	}
+	var st apierrors.APIStatus
+	if !errors.As(kubeError(err), &st) {
 		writeStatus(w, http.StatusInternalServerError, "InternalError", err.Error())
-	}
-}
-
-type applyResponse struct {
-	Results  []Result `json:"results"`
-	Warnings []string `json:"warnings,omitempty"`
-}
-
-func (a *Agent) readManifest(w http.ResponseWriter, r *http.Request) ([]api.Object, []string, bool) {
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxManifestBody))
-	if err != nil {
-		writeError(w, err)
-		return nil, nil, false
-	}
-	objs, warns, err := api.Decode(body, r.URL.Query().Get("source"))
-	if err != nil {
-		writeError(w, err)
-		return nil, nil, false
-	}
-	if len(objs) == 0 {
-		writeStatus(w, http.StatusBadRequest, "BadRequest", "no objects passed to apply")
-		return nil, nil, false
-	}
-	return objs, warns, true
-}
-
-func (a *Agent) handleApply(w http.ResponseWriter, r *http.Request) {
-	objs, warns, ok := a.readManifest(w, r)
-	if !ok {
 		return
 	}
-	if err := a.checkApply(objs); err != nil {
-		writeError(w, err)
-		return
-	}
-	if err := a.allocateNodePorts(objs); err != nil {
-		writeError(w, err)
-		return
-	}
-	a.bindNew(objs)
-	res, err := a.store.apply(objs, time.Now(), r.URL.Query().Get("create") == "true")
-	if err != nil {
-		writeError(w, err)
-		return
-	}
-	writeJSON(w, http.StatusOK, applyResponse{Results: res, Warnings: warns})
+	s := st.Status()
+	s.Kind, s.APIVersion, s.Status = "Status", "v1", metav1.StatusFailure
+	writeJSON(w, int(s.Code), s)
 }
 
 // checkApply runs the checks that need the stored state, before anything is
@@ -253,90 +154,6 @@ func (a *Agent) checkApply(objs []api.Object) error {
 		return &api.ManifestError{Errors: errs}
 	}
 	return nil
-}
-
-func (a *Agent) handleDeleteManifest(w http.ResponseWriter, r *http.Request) {
-	objs, _, ok := a.readManifest(w, r)
-	if !ok {
-		return
-	}
-	var keys []string
-	for _, o := range objs {
-		keys = append(keys, api.ObjectKey(o))
-	}
-	res, err := a.store.remove(keys)
-	if err != nil {
-		writeError(w, err)
-		return
-	}
-	writeJSON(w, http.StatusOK, applyResponse{Results: res})
-}
-
-func (a *Agent) handleDelete(w http.ResponseWriter, r *http.Request) {
-	kind, ok := resourceKinds[r.PathValue("resource")]
-	if kind == api.KindPod {
-		a.deletePod(w, r, r.PathValue("ns"), r.PathValue("name"))
-		return
-	}
-	if !ok || kind == api.KindNamespace {
-		writeStatus(w, http.StatusNotFound, "NotFound", fmt.Sprintf("the server cannot delete resource type %q here", r.PathValue("resource")))
-		return
-	}
-	a.deleteOne(w, objectKey(kind, r.PathValue("ns"), r.PathValue("name")), r.PathValue("resource"))
-}
-
-// deletePod deletes a standalone pod (its peer stops it), or replaces a
-// pod of a deployment or a daemon set on the peer that runs it: its owner
-// starts it again at once (same name, new containers, address and restart
-// count), as a ReplicaSet replaces a deleted pod in Kubernetes.
-func (a *Agent) deletePod(w http.ResponseWriter, r *http.Request, ns, name string) {
-	if key := objectKey(api.KindPod, ns, name); a.store.rawFields(key) != nil {
-		a.deleteOne(w, key, "pods")
-		return
-	}
-	err := a.pods.Replace(ns, name)
-	if errors.Is(err, runtime.ErrPodNotHere) {
-		if a.forwardToPod(w, r, ns, name) {
-			return
-		}
-		writeStatus(w, http.StatusNotFound, "NotFound", fmt.Sprintf("pods %q not found on any alive peer", name))
-		return
-	}
-	if err != nil {
-		writeError(w, err)
-		return
-	}
-	select {
-	case a.kick <- struct{}{}:
-	default:
-	}
-	writeJSON(w, http.StatusOK, applyResponse{Results: []Result{{Kind: api.KindPod, Namespace: ns, Name: name, Action: "deleted"}}})
-}
-
-func (a *Agent) handleDeleteNamespace(w http.ResponseWriter, r *http.Request) {
-	name := r.PathValue("name")
-	if name == api.DefaultNamespace {
-		writeStatus(w, http.StatusForbidden, "Forbidden", `namespace "default" cannot be deleted`)
-		return
-	}
-	a.deleteOne(w, objectKey(api.KindNamespace, "", name), "namespaces")
-}
-
-func (a *Agent) deleteOne(w http.ResponseWriter, key, resource string) {
-	res, err := a.store.remove([]string{key})
-	if err != nil {
-		writeError(w, err)
-		return
-	}
-	if res[0].Action == "notfound" {
-		writeStatus(w, http.StatusNotFound, "NotFound", fmt.Sprintf("%s %q not found", resource, res[0].Name))
-		return
-	}
-	writeJSON(w, http.StatusOK, applyResponse{Results: res})
-}
-
-func (a *Agent) handleVersion(w http.ResponseWriter, r *http.Request) {
-	writeJSON(w, http.StatusOK, map[string]string{"version": a.cfg.Version, "node": a.cfg.Name})
 }
 
 // objects returns the objects of a resource in namespace ns ("" for all),
@@ -529,47 +346,6 @@ func targetPort(sp api.ServicePort, p *api.Pod) string {
 	return sp.TargetPort.StrVal
 }
 
-func (a *Agent) handleList(w http.ResponseWriter, r *http.Request) {
-	res := r.PathValue("resource")
-	ns := r.PathValue("ns")
-	if ns == "" {
-		ns = r.URL.Query().Get("namespace")
-	}
-	items, ok := a.objects(res, ns)
-	if !ok {
-		writeStatus(w, http.StatusNotFound, "NotFound", fmt.Sprintf("the server doesn't have a resource type %q", res))
-		return
-	}
-	if res == "events" {
-		kind, name := r.URL.Query().Get("involvedKind"), r.URL.Query().Get("involvedName")
-		items = items[:0]
-		for _, e := range a.clusterEvents(r, ns, kind, name) {
-			items = append(items, e)
-		}
-	}
-	writeList(w, items)
-}
-
-// writeList answers a List, encoding one item at a time: the answer is
-// never held whole in memory next to the objects it is made of.
-func writeList(w http.ResponseWriter, items []any) {
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(http.StatusOK)
-	bw := bufio.NewWriterSize(w, 32<<10)
-	_, _ = bw.WriteString(`{"apiVersion":"v1","kind":"List","items":[`)
-	enc := json.NewEncoder(bw)
-	for i, it := range items {
-		if i > 0 {
-			_ = bw.WriteByte(',')
-		}
-		if err := enc.Encode(it); err != nil {
-			return // the client went away, or a value does not encode: the answer is cut short
-		}
-	}
-	_, _ = bw.WriteString("]}\n")
-	_ = bw.Flush()
-}
-
 func (a *Agent) findObject(res, ns, name string) (any, bool) {
 	items, ok := a.objects(res, ns)
 	if !ok {
@@ -587,139 +363,6 @@ func (a *Agent) findObject(res, ns, name string) (any, bool) {
 		}
 	}
 	return nil, false
-}
-
-func (a *Agent) handleGet(w http.ResponseWriter, r *http.Request) {
-	res, ns, name := r.PathValue("resource"), r.PathValue("ns"), r.PathValue("name")
-	if _, ok := resourceKinds[res]; !ok && res != "events" {
-		writeStatus(w, http.StatusNotFound, "NotFound", fmt.Sprintf("the server doesn't have a resource type %q", res))
-		return
-	}
-	a.writeObject(w, res, ns, name)
-}
-
-// writeObject answers one object, or 404.
-func (a *Agent) writeObject(w http.ResponseWriter, res, ns, name string) {
-	o, ok := a.findObject(res, ns, name)
-	if !ok {
-		writeStatus(w, http.StatusNotFound, "NotFound", fmt.Sprintf("%s %q not found", res, name))
-		return
-	}
-	writeJSON(w, http.StatusOK, o)
-}
-
-func (a *Agent) handleGetNamespace(w http.ResponseWriter, r *http.Request) {
-	a.writeObject(w, "namespaces", "", r.PathValue("name"))
-}
-
-func (a *Agent) handleGetNode(w http.ResponseWriter, r *http.Request) {
-	a.writeObject(w, "nodes", "", r.PathValue("name"))
-}
-
-func (a *Agent) handleCreateDeployment(w http.ResponseWriter, r *http.Request) {
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxObjectBody))
-	if err != nil {
-		writeError(w, err)
-		return
-	}
-	objs, warns, err := api.Decode(body, "")
-	if err != nil {
-		writeError(w, err)
-		return
-	}
-	if len(objs) != 1 || objs[0].GetKind() != api.KindDeployment {
-		writeStatus(w, http.StatusBadRequest, "BadRequest", "want exactly one Deployment")
-		return
-	}
-	objs[0].Meta().Namespace = r.PathValue("ns")
-	res, err := a.store.apply(objs, time.Now(), true)
-	if err != nil {
-		writeError(w, err)
-		return
-	}
-	writeJSON(w, http.StatusOK, applyResponse{Results: res, Warnings: warns})
-}
-
-func (a *Agent) handleScale(w http.ResponseWriter, r *http.Request) {
-	var req struct {
-		Replicas *int32 `json:"replicas"`
-	}
-	if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, 4096)).Decode(&req); err != nil || req.Replicas == nil || *req.Replicas < 0 {
-		writeStatus(w, http.StatusBadRequest, "BadRequest", `body must be {"replicas": N} with N >= 0`)
-		return
-	}
-	key := objectKey(api.KindDeployment, r.PathValue("ns"), r.PathValue("name"))
-	r1, err := a.store.scale(key, *req.Replicas)
-	if err != nil {
-		writeError(w, err)
-		return
-	}
-	if r1.Action == "notfound" {
-		writeStatus(w, http.StatusNotFound, "NotFound", fmt.Sprintf("deployments.apps %q not found", r.PathValue("name")))
-		return
-	}
-	res := []Result{r1}
-	writeJSON(w, http.StatusOK, applyResponse{Results: res})
-}
-
-func (a *Agent) handleLog(w http.ResponseWriter, r *http.Request) {
-	q := r.URL.Query()
-	path, err := a.pods.LogPath(r.PathValue("ns"), r.PathValue("name"), q.Get("container"), q.Get("previous") == "true")
-	if errors.Is(err, runtime.ErrPodNotHere) && a.forwardToPod(w, r, r.PathValue("ns"), r.PathValue("name")) {
-		return
-	}
-	if err != nil {
-		writeStatus(w, http.StatusNotFound, "NotFound", err.Error())
-		return
-	}
-	f, err := os.Open(path)
-	if errors.Is(err, os.ErrNotExist) {
-		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-		if q.Get("follow") != "true" {
-			return
-		}
-	} else if err != nil {
-		writeError(w, err)
-		return
-	} else {
-		defer f.Close()
-	}
-	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-	if f != nil {
-		if n, err := strconv.Atoi(q.Get("tailLines")); err == nil && n >= 0 {
-			if err := seekTail(f, n); err != nil {
-				writeError(w, err)
-				return
-			}
-		}
-		if _, err := io.Copy(w, f); err != nil {
-			return
-		}
-	}
-	if q.Get("follow") != "true" {
-		return
-	}
-	fl, _ := w.(http.Flusher)
-	for {
-		if fl != nil {
-			fl.Flush()
-		}
-		select {
-		case <-r.Context().Done():
-			return
-		case <-time.After(200 * time.Millisecond):
-		}
-		if f == nil {
-			if f, err = os.Open(path); err != nil {
-				f = nil
-				continue
-			}
-			defer f.Close()
-		}
-		if _, err := io.Copy(w, f); err != nil {
-			return
-		}
-	}
 }
 
 // seekTail positions f at the start of its last n lines.
@@ -800,171 +443,4 @@ func capacity() map[string]string {
 		}
 	}
 	return c
-}
-
-// handleLeave leaves the cluster gracefully: the peer stops its pods, tells
-// the others it is leaving (status Left, not Dead) and exits.
-func (a *Agent) handleLeave(w http.ResponseWriter, r *http.Request) {
-	a.log.Info("leaving the cluster")
-	a.leaving.Store(true)
-	a.pods.Sync(nil)
-	deadline := time.Now().Add(60 * time.Second)
-	for len(a.pods.Pods()) > 0 && time.Now().Before(deadline) {
-		time.Sleep(100 * time.Millisecond)
-	}
-	if err := a.gossip.Leave(); err != nil {
-		writeError(w, err)
-		return
-	}
-	writeJSON(w, http.StatusOK, map[string]string{"node": a.cfg.Name, "status": "Left"})
-	go a.leave()
-}
-
-// handleStats reports replication and gossip counters.
-func (a *Agent) handleStats(w http.ResponseWriter, r *http.Request) {
-	gs := a.gossip.Stats()
-	writeJSON(w, http.StatusOK, map[string]any{
-		"node":              a.cfg.Name,
-		"objects":           len(a.store.list(api.KindDeployment, "")) + len(a.store.list(api.KindService, "")) + len(a.store.list(api.KindNamespace, "")),
-		"deltasMerged":      a.store.merged.Load(),
-		"deltasRejected":    a.store.rejected.Load(),
-		"malformedMessages": a.repl.malformed.Load(),
-		"antiEntropyRounds": a.repl.rounds.Load(),
-		"replBytesOut":      a.repl.bytesOut.Load(),
-		"replBytesIn":       a.repl.bytesIn.Load(),
-		"gossip":            gs,
-		"invalidObjects":    a.store.invalid(),
-		"stateFileSetAside": a.store.setAside,
-		"pendingReplicas":   a.sched.pendingCount(),
-	})
-}
-
-// handleCordon marks a peer unschedulable or schedulable again. The mark is
-// replicated state, so any peer can set it for any other.
-func (a *Agent) handleCordon(w http.ResponseWriter, r *http.Request) {
-	var req struct {
-		Unschedulable *bool `json:"unschedulable"`
-	}
-	if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, 4096)).Decode(&req); err != nil || req.Unschedulable == nil {
-		writeStatus(w, http.StatusBadRequest, "BadRequest", `body must be {"unschedulable": true|false}`)
-		return
-	}
-	name := r.PathValue("name")
-	if _, ok := a.findObject("nodes", "", name); !ok {
-		writeStatus(w, http.StatusNotFound, "NotFound", fmt.Sprintf("nodes %q not found", name))
-		return
-	}
-	v, _ := json.Marshal(*req.Unschedulable)
-	fields := map[string]json.RawMessage{"spec.unschedulable": v}
-	if len(a.store.rawFields(nodeKey(name))) == 0 {
-		fields["apiVersion"] = json.RawMessage(`"v1"`)
-		fields["kind"] = json.RawMessage(`"Node"`)
-	}
-	if err := a.store.writeFields(nodeKey(name), fields); err != nil {
-		writeError(w, err)
-		return
-	}
-	select {
-	case a.kick <- struct{}{}:
-	default:
-	}
-	writeJSON(w, http.StatusOK, map[string]any{"node": name, "unschedulable": *req.Unschedulable})
-}
-
-// handlePortForward turns the request into a raw connection to a service
-// port (balanced over its Ready endpoints, through other peers when needed)
-// or to a pod's port: `chorus port-forward`.
-func (a *Agent) handlePortForward(w http.ResponseWriter, r *http.Request) {
-	port, err := strconv.Atoi(r.URL.Query().Get("port"))
-	if err != nil || port < 1 || port > 65535 {
-		writeStatus(w, http.StatusBadRequest, "BadRequest", "query parameter port must be 1-65535")
-		return
-	}
-	ns, name := r.PathValue("ns"), r.PathValue("name")
-	var conn net.Conn
-	if strings.Contains(r.URL.Path, "/services/") {
-		if _, ok := a.store.get(objectKey(api.KindService, ns, name)); !ok {
-			writeStatus(w, http.StatusNotFound, "NotFound", fmt.Sprintf("services %q not found", name))
-			return
-		}
-		conn, err = a.proxy.Dial(r.Context(), ns, name, port)
-	} else {
-		target := a.findClusterPod(ns, name, func(p *api.Pod) bool { return p.Status.PodIP != "" })
-		if target == nil {
-			writeStatus(w, http.StatusNotFound, "NotFound", fmt.Sprintf("pod %q not found or has no IP yet", name))
-			return
-		}
-		conn, err = a.proxy.DialEndpoint(r.Context(), proxy.Endpoint{Node: target.Spec.NodeName, IP: target.Status.PodIP,
-			Port: port, Local: target.Spec.NodeName == a.cfg.Name})
-	}
-	if err != nil {
-		writeStatus(w, http.StatusBadGateway, "ServiceUnavailable", fmt.Sprintf("port-forward to %s/%s port %d: %v", ns, name, port, err))
-		return
-	}
-	hj, ok := w.(http.Hijacker)
-	if !ok {
-		conn.Close()
-		writeStatus(w, http.StatusInternalServerError, "InternalError", "connection cannot be taken over")
-		return
-	}
-	c, brw, err := hj.Hijack()
-	if err != nil {
-		conn.Close()
-		return
-	}
-	_, _ = brw.WriteString("HTTP/1.1 101 Switching Protocols\r\nUpgrade: chorus-portforward\r\nConnection: Upgrade\r\n\r\n")
-	if err := brw.Flush(); err != nil {
-		c.Close()
-		conn.Close()
-		return
-	}
-	if n := brw.Reader.Buffered(); n > 0 {
-		b, _ := brw.Reader.Peek(n)
-		if _, err := conn.Write(b); err != nil {
-			c.Close()
-			conn.Close()
-			return
-		}
-	}
-	proxy.Splice(c, conn)
-}
-
-func (a *Agent) deploymentOr404(w http.ResponseWriter, r *http.Request) (*api.Deployment, bool) {
-	o, ok := a.store.get(objectKey(api.KindDeployment, r.PathValue("ns"), r.PathValue("name")))
-	if !ok {
-		writeStatus(w, http.StatusNotFound, "NotFound", fmt.Sprintf("deployments.apps %q not found", r.PathValue("name")))
-		return nil, false
-	}
-	return o.(*api.Deployment), true
-}
-
-// handleRevisions answers a deployment's rollout history, oldest first.
-func (a *Agent) handleRevisions(w http.ResponseWriter, r *http.Request) {
-	d, ok := a.deploymentOr404(w, r)
-	if !ok {
-		return
-	}
-	revs, _ := a.store.history(d)
-	items := make([]any, len(revs))
-	for i := range revs {
-		items[i] = revs[i]
-	}
-	writeJSON(w, http.StatusOK, api.List{TypeMeta: api.TypeMeta{APIVersion: "v1", Kind: "List"}, Items: items})
-}
-
-// handleRollout undoes, restarts, pauses or resumes a deployment, or sets
-// its images.
-func (a *Agent) handleRollout(w http.ResponseWriter, r *http.Request) {
-	var req rolloutRequest
-	if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, maxObjectBody)).Decode(&req); err != nil {
-		writeStatus(w, http.StatusBadRequest, "BadRequest", "body must be a JSON rollout request: "+err.Error())
-		return
-	}
-	key := objectKey(api.KindDeployment, r.PathValue("ns"), r.PathValue("name"))
-	res, err := a.store.rollout(key, req, time.Now())
-	if err != nil {
-		writeError(w, err)
-		return
-	}
-	writeJSON(w, http.StatusOK, applyResponse{Results: []Result{res}})
 }

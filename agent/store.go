@@ -82,16 +82,8 @@ type store struct {
 type checkedObjects struct {
 	mu     sync.Mutex
 	good   map[string]string // key -> version that decoded and validated
-	bad    map[string]badObject
-	report func(badObject)
-}
-
-// badObject is a stored object that does not decode or validate.
-type badObject struct {
-	Key     string `json:"key"`
-	Version string `json:"version"`
-	Writer  string `json:"writer"`
-	Reason  string `json:"reason"`
+	bad    map[string]api.InvalidObject
+	report func(api.InvalidObject)
 }
 
 func (c *checkedObjects) isGood(key, version string) bool {
@@ -110,10 +102,10 @@ func (c *checkedObjects) markGood(key, version string) {
 	delete(c.bad, key)
 }
 
-func (c *checkedObjects) markBad(b badObject) {
+func (c *checkedObjects) markBad(b api.InvalidObject) {
 	c.mu.Lock()
 	if c.bad == nil {
-		c.bad = map[string]badObject{}
+		c.bad = map[string]api.InvalidObject{}
 	}
 	prev, seen := c.bad[b.Key]
 	c.bad[b.Key] = b
@@ -126,10 +118,10 @@ func (c *checkedObjects) markBad(b badObject) {
 }
 
 // list returns the invalid objects, by key.
-func (c *checkedObjects) list() []badObject {
+func (c *checkedObjects) list() []api.InvalidObject {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	out := make([]badObject, 0, len(c.bad))
+	out := make([]api.InvalidObject, 0, len(c.bad))
 	for _, b := range c.bad {
 		out = append(out, b)
 	}
@@ -139,7 +131,7 @@ func (c *checkedObjects) list() []badObject {
 
 // invalid returns the objects of the state that do not decode or
 // validate, as last read.
-func (s *store) invalid() []badObject {
+func (s *store) invalid() []api.InvalidObject {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	s.checked.forget(s.st)
@@ -235,7 +227,7 @@ func (s *store) object(key string) (api.Object, bool) {
 		}
 	}
 	if err != nil {
-		s.checked.markBad(badObject{Key: key, Version: ver, Writer: writer, Reason: err.Error()})
+		s.checked.markBad(api.InvalidObject{Key: key, Version: ver, Writer: writer, Reason: err.Error()})
 		return nil, false
 	}
 	m := o.Meta()

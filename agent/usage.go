@@ -2,7 +2,6 @@ package agent
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
@@ -11,12 +10,15 @@ import (
 	"sync"
 	"time"
 
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
 	"github.com/chorus-sh/chorus/api"
 	"github.com/chorus-sh/chorus/runtime"
 )
 
 // Resource metrics: each peer samples its own containers and its machine
-// (runtime.Sampler) and serves them on GET /chorus/v1/usage; whoever needs
+// (runtime.Sampler) and serves them as its PeerUsage object
+// (/apis/chorus.sh/v1/peerusages, chorusapi.go); whoever needs
 // the cluster's figures (the metrics API behind kubectl top, an autoscaler,
 // the dashboard) asks every alive peer at that moment. Nothing is
 // replicated, so an idle cluster exchanges nothing.
@@ -25,29 +27,6 @@ import (
 // other peer; the pods of a peer that does not answer are left out, as
 // metrics-server leaves out pods it has no metrics for.
 const usageTimeout = 2 * time.Second
-
-// peerUsage is what GET /chorus/v1/usage answers: one peer's latest
-// metrics, and with history its points of the last minutes.
-type peerUsage struct {
-	Peer    string           `json:"peer"`
-	Node    *api.NodeMetrics `json:"node,omitempty"` // none before the second sample
-	Pods    []api.PodMetrics `json:"pods"`
-	History *usageHistory    `json:"history,omitempty"`
-}
-
-// usageHistory is a peer's usage over the last minutes, for graphs: the
-// node's and each pod's (the sum of its containers), oldest first.
-type usageHistory struct {
-	Node []usagePoint            `json:"node"`
-	Pods map[string][]usagePoint `json:"pods"` // by "namespace/name"
-}
-
-// usagePoint is one point of a graph.
-type usagePoint struct {
-	T   int64 `json:"t"`   // Unix seconds
-	CPU int64 `json:"cpu"` // millicores
-	Mem int64 `json:"mem"` // bytes
-}
 
 // podMetricsOf groups the latest points of the containers' series into
 // PodMetrics, one per pod of namespace ns ("" for all) with at least one
@@ -99,8 +78,8 @@ func nodeMetricsOf(name string, labels map[string]string, s runtime.Series) (api
 
 // usageHistoryOf sums each pod's containers point by point (they are sampled
 // together) and converts the node's points, for graphs.
-func usageHistoryOf(series []runtime.Series, node runtime.Series, ns string) *usageHistory {
-	h := &usageHistory{Pods: map[string][]usagePoint{}}
+func usageHistoryOf(series []runtime.Series, node runtime.Series, ns string) *api.UsageHistory {
+	h := &api.UsageHistory{Pods: map[string][]api.UsagePoint{}}
 	for _, p := range node.Points {
 		h.Node = append(h.Node, graphPoint(p))
 	}
@@ -129,8 +108,8 @@ func usageHistoryOf(series []runtime.Series, node runtime.Series, ns string) *us
 	return h
 }
 
-func graphPoint(p runtime.Point) usagePoint {
-	return usagePoint{T: p.Time.Unix(), CPU: p.NanoCores / 1e6, Mem: p.Memory}
+func graphPoint(p runtime.Point) api.UsagePoint {
+	return api.UsagePoint{T: p.Time.Unix(), CPU: p.NanoCores / 1e6, Mem: p.Memory}
 }
 
 // usageQuery says what of a peer's metrics is asked.
@@ -159,8 +138,9 @@ func parseUsageQuery(v url.Values) usageQuery {
 }
 
 // localUsage is this peer's metrics, as q asks.
-func (a *Agent) localUsage(q usageQuery) peerUsage {
-	u := peerUsage{Peer: a.cfg.Name, Pods: []api.PodMetrics{}}
+func (a *Agent) localUsage(q usageQuery) api.PeerUsage {
+	u := api.PeerUsage{TypeMeta: metav1.TypeMeta{APIVersion: api.APIVersionChorus, Kind: api.KindPeerUsage},
+		ObjectMeta: metav1.ObjectMeta{Name: a.cfg.Name}, Pods: []api.PodMetrics{}}
 	if a.sampler == nil {
 		return u
 	}
@@ -186,33 +166,15 @@ func (a *Agent) localUsage(q usageQuery) peerUsage {
 	return u
 }
 
-// handleUsage serves GET /chorus/v1/usage: this peer's metrics
-// (?namespace=NS, ?history=true, ?nodeOnly=true), or with ?scope=cluster
-// those of every alive peer that answers within usageTimeout
-// ({"peers": [...]}).
-func (a *Agent) handleUsage(w http.ResponseWriter, r *http.Request) {
-	q := parseUsageQuery(r.URL.Query())
-	if r.URL.Query().Get("scope") != "cluster" || r.Header.Get(headerForwarded) != "" {
-		writeJSON(w, http.StatusOK, a.localUsage(q))
-		return
-	}
-	writeJSON(w, http.StatusOK, map[string]any{"peers": a.clusterUsage(r.Context(), q)})
-}
-
 // clusterUsage is this peer's usage and that of every other alive peer
-// that answers within usageTimeout, sorted by peer.
-func (a *Agent) clusterUsage(ctx context.Context, q usageQuery) []peerUsage {
-	all := []peerUsage{a.localUsage(q)}
-	a.askPeers(ctx, "/chorus/v1/usage", q.values(), usageTimeout, func(peer string, body []byte) {
-		var u peerUsage
-		if err := json.Unmarshal(body, &u); err != nil {
-			a.log.Debug("usage of a peer", "peer", peer, "err", err)
-			return
-		}
-		u.Peer = peer
+// that answers within usageTimeout (its PeerUsage, asked with the same
+// query), sorted by peer.
+func (a *Agent) clusterUsage(ctx context.Context, q usageQuery) []api.PeerUsage {
+	all := []api.PeerUsage{a.localUsage(q)}
+	askPeersOwn(a, ctx, api.PathChorusV1+"/peerusages", q.values(), usageTimeout, func(_ string, u api.PeerUsage) {
 		all = append(all, u)
 	})
-	sort.Slice(all, func(i, j int) bool { return all[i].Peer < all[j].Peer })
+	sort.Slice(all, func(i, j int) bool { return all[i].Name < all[j].Name })
 	return all
 }
 
@@ -254,7 +216,7 @@ func (a *Agent) clusterNodeMetrics(ctx context.Context) []api.NodeMetrics {
 	for _, u := range a.clusterUsage(ctx, usageQuery{NodeOnly: true}) {
 		if u.Node != nil {
 			n := *u.Node
-			n.Metadata.Name = u.Peer
+			n.Metadata.Name = u.Name
 			out = append(out, n)
 		}
 	}

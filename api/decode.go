@@ -476,18 +476,36 @@ var (
 	dupKeyRE   = regexp.MustCompile(`line (\d+): key "((?:[^"\\]|\\.)*)" already set in map`)
 )
 
+// YAMLToJSON converts one YAML document to JSON, refusing, before
+// expanding any, the aliases that would expand it beyond
+// MaxAliasExpansion (as Decode does): the Kubernetes API's YAML bodies.
+func YAMLToJSON(text []byte) ([]byte, error) {
+	d := &document{line: 1, text: text}
+	if msg := d.aliasBomb(); msg != "" {
+		return nil, errors.New(msg)
+	}
+	return yaml.YAMLToJSON(text)
+}
+
+// aliasBomb parses a document with anchors and aliases without expanding
+// them, and says why they would expand it beyond the bound ("" when they
+// would not, or there are none).
+func (d *document) aliasBomb() string {
+	if bytes.IndexByte(d.text, '&') < 0 || bytes.IndexByte(d.text, '*') < 0 {
+		return ""
+	}
+	var n yaml3.Node
+	if yaml3.Unmarshal(d.text, &n) != nil {
+		return ""
+	}
+	d.parsed, d.root = true, &n
+	return d.checkAliases(&n)
+}
+
 func (d *document) parseYAML() {
-	if bytes.IndexByte(d.text, '&') >= 0 && bytes.IndexByte(d.text, '*') >= 0 {
-		// Anchors and aliases: parse without expanding, and refuse what
-		// would expand beyond the bound.
-		var n yaml3.Node
-		if yaml3.Unmarshal(d.text, &n) == nil {
-			d.parsed, d.root = true, &n
-			if msg := d.checkAliases(&n); msg != "" {
-				d.syntax = msg
-				return
-			}
-		}
+	if msg := d.aliasBomb(); msg != "" {
+		d.syntax = msg
+		return
 	}
 	j, err := yaml.YAMLToJSONStrict(d.text)
 	if err != nil {

@@ -110,6 +110,8 @@ func (s *Server) handleResourceList(w http.ResponseWriter, r *http.Request, grou
 				ar.Verbs = metav1.Verbs{"get", "patch", "update"}
 			case "log":
 				ar.Kind, ar.Verbs = "Pod", metav1.Verbs{"get"}
+			case "leave":
+				ar.Verbs = metav1.Verbs{"create"}
 			default: // exec, attach, portforward
 				ar.Kind, ar.Verbs = "PodExecOptions", metav1.Verbs{"create", "get"}
 				if sub == "portforward" {
@@ -210,7 +212,7 @@ func (s *Server) openAPIDoc(gv schema.GroupVersion) map[string]any {
 		}
 		item := map[string]any{"get": op("get")}
 		coll := map[string]any{"get": op("list")}
-		if r.Writable || r.Updatable {
+		if !r.Live && (r.Writable || r.Updatable) {
 			put := op("put")
 			put["parameters"] = []any{query("fieldValidation"), query("dryRun"), query("fieldManager")}
 			patch := op("patch")

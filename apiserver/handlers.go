@@ -25,7 +25,8 @@ import (
 	"k8s.io/apimachinery/pkg/util/strategicpatch"
 	"k8s.io/apimachinery/pkg/watch"
 	sjson "sigs.k8s.io/json"
-	"sigs.k8s.io/yaml"
+
+	"github.com/chorus-sh/chorus/api"
 )
 
 // Limits on what a request may carry.
@@ -188,13 +189,66 @@ func (s *Server) listLive(r *http.Request, res *Resource, ns string) ([]map[stri
 	}
 	objs := make([]map[string]any, 0, len(docs))
 	for _, d := range docs {
-		var o map[string]any
-		if json.Unmarshal(d, &o) == nil {
-			o["apiVersion"], o["kind"] = res.APIVersion(), res.Kind
+		if o, ok := liveDoc(res, d); ok {
 			objs = append(objs, o)
 		}
 	}
 	return objs, true
+}
+
+// liveDoc decodes a document of a live resource, its apiVersion and kind
+// set.
+func liveDoc(res *Resource, d []byte) (map[string]any, bool) {
+	var o map[string]any
+	if json.Unmarshal(d, &o) != nil || o == nil {
+		return nil, false
+	}
+	o["apiVersion"], o["kind"] = res.APIVersion(), res.Kind
+	return o, true
+}
+
+// deleteLive deletes one object of a live resource through the backend's
+// LiveDeleter, and answers the object deleted.
+func (s *Server) deleteLive(w http.ResponseWriter, r *http.Request, res *Resource, ns, name string) {
+	ld, ok := s.backend.(LiveDeleter)
+	if !ok {
+		writeError(w, apierrors.NewMethodNotSupported(gr(res), "delete"))
+		return
+	}
+	doc, err := ld.DeleteLive(r, res.Kind, ns, name)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	o, ok := liveDoc(res, doc)
+	if !ok {
+		writeError(w, apierrors.NewInternalError(fmt.Errorf("the backend answered no %s", res.Kind)))
+		return
+	}
+	writeJSON(w, http.StatusOK, o)
+}
+
+// deleteLiveCollection deletes what the backend's LiveDeleter chooses of
+// a live resource, and answers the list of the objects deleted.
+func (s *Server) deleteLiveCollection(w http.ResponseWriter, r *http.Request, res *Resource, ns string) {
+	ld, ok := s.backend.(LiveDeleter)
+	if !ok {
+		writeError(w, apierrors.NewMethodNotSupported(gr(res), "deletecollection"))
+		return
+	}
+	docs, err := ld.DeleteLiveCollection(r, res.Kind, ns)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	items := []map[string]any{}
+	for _, d := range docs {
+		if o, ok := liveDoc(res, d); ok {
+			items = append(items, o)
+		}
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"kind": res.Kind + "List", "apiVersion": res.APIVersion(),
+		"metadata": map[string]any{"resourceVersion": strconv.FormatUint(s.cache.current(), 10)}, "items": items})
 }
 
 // getLive finds ns/name among the live objects of res.
@@ -375,7 +429,7 @@ func (s *Server) readBody(w http.ResponseWriter, r *http.Request) ([]byte, error
 		return s.proto.toJSON(b)
 	}
 	if strings.Contains(ct, "yaml") {
-		j, err := yaml.YAMLToJSON(b)
+		j, err := api.YAMLToJSON(b)
 		if err != nil {
 			return nil, apierrors.NewBadRequest("the body is not valid YAML: " + err.Error())
 		}
@@ -491,6 +545,16 @@ func (s *Server) create(ctx context.Context, w http.ResponseWriter, r *http.Requ
 		writeError(w, apierrors.NewMethodNotSupported(gr(res), "create"))
 		return
 	}
+	if res.Live {
+		h := s.opts.Create[gr(res).String()]
+		if h == nil {
+			writeError(w, apierrors.NewMethodNotSupported(gr(res), "create"))
+			return
+		}
+		r.SetPathValue("namespace", ns)
+		h.ServeHTTP(w, r)
+		return
+	}
 	obj, warns, err := s.requestObject(w, r, res, ns, "")
 	if err != nil {
 		writeError(w, err)
@@ -567,7 +631,7 @@ func checkVersion(res *Resource, obj, cur map[string]any) error {
 }
 
 func (s *Server) update(ctx context.Context, w http.ResponseWriter, r *http.Request, res *Resource, ns, name string) {
-	if !res.Writable && !res.Updatable {
+	if res.Live || !res.Writable && !res.Updatable {
 		writeError(w, apierrors.NewMethodNotSupported(gr(res), "update"))
 		return
 	}
@@ -624,7 +688,7 @@ func applyPatch(r *http.Request, res *Resource, typed any, cur, patch []byte) ([
 }
 
 func (s *Server) patch(ctx context.Context, w http.ResponseWriter, r *http.Request, res *Resource, ns, name string) {
-	if !res.Writable && !res.Updatable {
+	if res.Live || !res.Writable && !res.Updatable {
 		writeError(w, apierrors.NewMethodNotSupported(gr(res), "patch"))
 		return
 	}
@@ -699,6 +763,10 @@ func (s *Server) delete(ctx context.Context, w http.ResponseWriter, r *http.Requ
 		writeError(w, apierrors.NewMethodNotSupported(gr(res), "delete"))
 		return
 	}
+	if res.Live {
+		s.deleteLive(w, r, res, ns, name)
+		return
+	}
 	cur, ok := s.cache.get(res, ns, name)
 	if !ok {
 		writeError(w, apierrors.NewNotFound(gr(res), name))
@@ -727,6 +795,10 @@ func (s *Server) delete(ctx context.Context, w http.ResponseWriter, r *http.Requ
 func (s *Server) deleteCollection(ctx context.Context, w http.ResponseWriter, r *http.Request, res *Resource, ns string) {
 	if !res.Writable && !res.Deletable {
 		writeError(w, apierrors.NewMethodNotSupported(gr(res), "deletecollection"))
+		return
+	}
+	if res.Live {
+		s.deleteLiveCollection(w, r, res, ns)
 		return
 	}
 	ls, fs, err := selectors(r)

@@ -14,6 +14,8 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	metricsv1beta1 "k8s.io/metrics/pkg/apis/metrics/v1beta1"
+
+	"github.com/chorus-sh/chorus/api"
 )
 
 // Resource is one served resource type.
@@ -39,7 +41,10 @@ type Resource struct {
 	Subresources []string
 	// Live resources are not kept by this peer: each get and list asks
 	// the Backend's LiveLister, which gathers them from the cluster at
-	// that moment (resource metrics). They serve get and list only.
+	// that moment (resource metrics, peers, images). They serve get and
+	// list; delete too when Deletable (the Backend is then a LiveDeleter);
+	// create too when Writable, through the handler Options.Create gives
+	// (an image archive is no JSON document). They are never watched.
 	Live bool
 	// Type is the k8s.io/api type of the object, used for strict decoding
 	// and strategic merge patches.
@@ -108,6 +113,15 @@ func Resources() []*Resource {
 			Type: reflect.TypeFor[metricsv1beta1.PodMetrics]()},
 		{Group: "metrics.k8s.io", Version: "v1beta1", Kind: "NodeMetrics", Plural: "nodes", Live: true,
 			Type: reflect.TypeFor[metricsv1beta1.NodeMetrics]()},
+		// chorus' own group: what Kubernetes has no kind for.
+		{Group: api.GroupChorus, Version: "v1", Kind: api.KindImage, Plural: "images", ShortNames: []string{"img"}, Live: true, Writable: true, Deletable: true,
+			Type: reflect.TypeFor[api.Image]()},
+		{Group: api.GroupChorus, Version: "v1", Kind: api.KindPeer, Plural: "peers", Live: true, Subresources: []string{"leave"},
+			Type: reflect.TypeFor[api.Peer]()},
+		{Group: api.GroupChorus, Version: "v1", Kind: api.KindPeerUsage, Plural: "peerusages", Live: true,
+			Type: reflect.TypeFor[api.PeerUsage]()},
+		{Group: api.GroupChorus, Version: "v1", Kind: api.KindSecretRotation, Plural: "secretrotations", Live: true, Writable: true,
+			Type: reflect.TypeFor[api.SecretRotation]()},
 	}
 }
 
@@ -166,7 +180,14 @@ func lower(s string) string {
 // verbs returns the discovery verbs of r.
 func (r *Resource) verbs() metav1.Verbs {
 	if r.Live {
-		return metav1.Verbs{"get", "list"}
+		v := metav1.Verbs{"get", "list"}
+		if r.Writable {
+			v = append(v, "create")
+		}
+		if r.Deletable {
+			v = append(v, "delete", "deletecollection")
+		}
+		return v
 	}
 	v := metav1.Verbs{"get", "list", "watch"}
 	if r.Writable {

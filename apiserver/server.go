@@ -46,6 +46,16 @@ type LiveLister interface {
 	ListLive(r *http.Request, kind, namespace string) (docs [][]byte, ok bool)
 }
 
+// LiveDeleter is implemented by backends that delete objects of live
+// resources (Resource.Live with Deletable): images, removed from this
+// peer. DeleteLive answers the object deleted; DeleteLiveCollection
+// deletes what it chooses of the collection (the request's parameters
+// say what) and answers the objects deleted.
+type LiveDeleter interface {
+	DeleteLive(r *http.Request, kind, namespace, name string) (doc []byte, err error)
+	DeleteLiveCollection(r *http.Request, kind, namespace string) (docs [][]byte, err error)
+}
+
 // Options configure a Server.
 type Options struct {
 	Peer    string // this peer's name: part of every resource version
@@ -56,6 +66,11 @@ type Options struct {
 	// "pods/portforward". The request's path values "namespace" and
 	// "name" are set.
 	Subresources map[string]http.Handler
+	// Create serves the creation of objects of live resources, keyed by
+	// group and resource ("images.chorus.sh"): POST on the collection,
+	// whatever the body (an image archive). The path value "namespace"
+	// is set.
+	Create map[string]http.Handler
 	// Now is the clock (time.Now when nil).
 	Now func() time.Time
 }
@@ -233,7 +248,12 @@ func (s *Server) subresource(w http.ResponseWriter, r *http.Request, res *Resour
 			writeError(w, apierrors.NewNotFound(schema.GroupResource{Group: res.Group, Resource: res.Plural + "/" + sub}, name))
 			return
 		}
-		if _, ok := s.cache.get(res, ns, name); !ok {
+		if res.Live {
+			if _, ok := s.getLive(r, res, ns, name); !ok {
+				writeError(w, apierrors.NewNotFound(schema.GroupResource{Group: res.Group, Resource: res.Plural}, name))
+				return
+			}
+		} else if _, ok := s.cache.get(res, ns, name); !ok {
 			s.cache.sync(r.Context())
 			if _, ok := s.cache.get(res, ns, name); !ok {
 				writeError(w, apierrors.NewNotFound(schema.GroupResource{Group: res.Group, Resource: res.Plural}, name))

@@ -114,7 +114,12 @@ func deployment(name string, replicas int, labels string) []byte {
 
 func start(t *testing.T, b Backend, peer string) (*Server, *httptest.Server) {
 	t.Helper()
-	s, err := New(b, Options{Peer: peer, Version: "test"})
+	return startWith(t, b, Options{Peer: peer, Version: "test"})
+}
+
+func startWith(t *testing.T, b Backend, opts Options) (*Server, *httptest.Server) {
+	t.Helper()
+	s, err := New(b, opts)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -9,6 +9,8 @@ import (
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/duration"
+
+	"github.com/chorus-sh/chorus/api"
 )
 
 // tableOptions are the Table parameters of a request.
@@ -199,6 +201,16 @@ func columnsOf(kind string) []column {
 			intCol("Up-to-date", "status", "updatedReplicas"),
 			intCol("Available", "status", "availableReplicas"),
 			ageCol}, append(containersCols("spec", "template", "spec"), selectorCol)...)
+	case "SecretRotation":
+		return []column{nameCol,
+			{name: "From", typ: "string", cell: func(o map[string]any, _ time.Time) any { return str(o, "status", "from") }},
+			{name: "To", typ: "string", cell: func(o map[string]any, _ time.Time) any { return str(o, "status", "id") }},
+			{name: "Phase", typ: "string", cell: func(o map[string]any, _ time.Time) any { return str(o, "status", "phase") }},
+			{name: "Peers Done", typ: "string", cell: func(o map[string]any, _ time.Time) any {
+				return fmt.Sprintf("%d/%d", num(o, "status", "done"), num(o, "status", "total"))
+			}},
+			{name: "Complete", typ: "boolean", cell: func(o map[string]any, _ time.Time) any { return path(o, "status", "complete") == true }},
+			{name: "Elapsed", typ: "string", cell: func(o map[string]any, _ time.Time) any { return str(o, "status", "elapsed") }}}
 	case "ControllerRevision":
 		return []column{nameCol,
 			{name: "Controller", typ: "string", cell: func(o map[string]any, _ time.Time) any {
@@ -292,6 +304,66 @@ func columnsOf(kind string) []column {
 		return []column{nameCol,
 			{name: "Containers", typ: "integer", desc: "Containers measured.", cell: func(o map[string]any, _ time.Time) any { return int64(len(list(o, "containers"))) }},
 			{name: "Window", typ: "string", desc: "The window the CPU rate is measured over.", cell: func(o map[string]any, _ time.Time) any { return str(o, "window") }}}
+	case api.KindImage:
+		size := func(field string) func(map[string]any, time.Time) any {
+			return func(o map[string]any, _ time.Time) any {
+				if n := num(o, field); n > 0 {
+					return api.HumanSize(n)
+				}
+				return "<unknown>"
+			}
+		}
+		return []column{nameCol,
+			{name: "Digest", typ: "string", desc: "The manifest digest of the current content.", cell: func(o map[string]any, _ time.Time) any { return api.ShortDigest(str(o, "digest")) }},
+			{name: "Size", typ: "string", desc: "The size of the image's blobs.", cell: size("size")},
+			{name: "Unpacked", typ: "string", desc: "What the unpacked image takes on disk.", cell: size("unpacked")},
+			{name: "Peers", typ: "integer", desc: "Alive peers holding the current content.", cell: func(o map[string]any, _ time.Time) any { return num(o, "peers") }},
+			{name: "Reference", typ: "string", priority: 1, desc: "The image reference.", cell: func(o map[string]any, _ time.Time) any { return str(o, "reference") }},
+		}
+	case api.KindPeer:
+		repl := func(field string) func(map[string]any, time.Time) any {
+			return func(o map[string]any, _ time.Time) any {
+				if path(o, "status", "replication") == nil {
+					return "<unknown>"
+				}
+				return fmt.Sprint(num(o, "status", "replication", field))
+			}
+		}
+		return []column{nameCol,
+			{name: "Status", typ: "string", desc: "Membership status: Alive, Suspect, Dead or Left.", cell: func(o map[string]any, _ time.Time) any {
+				st := str(o, "status", "phase")
+				if path(o, "spec", "unschedulable") == true {
+					st += ",SchedulingDisabled"
+				}
+				return st
+			}},
+			{name: "Version", typ: "string", desc: "The peer's chorus version.", cell: func(o map[string]any, _ time.Time) any { return orNone(str(o, "status", "version")) }},
+			{name: "Pods", typ: "integer", desc: "Pods the peer runs.", cell: func(o map[string]any, _ time.Time) any { return num(o, "status", "pods") }},
+			{name: "Objects", typ: "string", desc: "Deployments, services and namespaces the peer holds.", cell: repl("objects")},
+			{name: "Deltas", typ: "string", desc: "Deltas merged since the peer started.", cell: repl("deltasMerged")},
+			ageCol,
+			{name: "API", typ: "string", priority: 1, desc: "The address of the peer's API.", cell: func(o map[string]any, _ time.Time) any { return orNone(str(o, "status", "api")) }},
+			{name: "Rejected", typ: "string", priority: 1, desc: "Deltas refused since the peer started.", cell: repl("deltasRejected")},
+			{name: "Anti-Entropy", typ: "string", priority: 1, desc: "Anti-entropy rounds since the peer started.", cell: repl("antiEntropyRounds")},
+			{name: "Pending", typ: "string", priority: 1, desc: "Replicas no peer can take.", cell: repl("pendingReplicas")},
+			{name: "Serving", typ: "boolean", priority: 1, desc: "Whether this peer answered the request.", cell: func(o map[string]any, _ time.Time) any { return path(o, "status", "serving") == true }},
+		}
+	case api.KindPeerUsage:
+		return []column{nameCol,
+			{name: "CPU(cores)", typ: "string", desc: "The machine's CPU usage over the window.", cell: func(o map[string]any, _ time.Time) any {
+				if m, err := api.Quantity(str(o, "node", "usage", "cpu")).MilliCPU(); err == nil {
+					return fmt.Sprintf("%dm", m)
+				}
+				return "<unknown>"
+			}},
+			{name: "Memory(bytes)", typ: "string", desc: "The machine's memory working set.", cell: func(o map[string]any, _ time.Time) any {
+				if b, err := api.Quantity(str(o, "node", "usage", "memory")).Bytes(); err == nil {
+					return fmt.Sprintf("%dMi", b>>20)
+				}
+				return "<unknown>"
+			}},
+			{name: "Pods", typ: "integer", desc: "Pods measured on the peer.", cell: func(o map[string]any, _ time.Time) any { return int64(len(list(o, "pods"))) }},
+		}
 	case "ConfigMap":
 		return []column{nameCol, {name: "Data", typ: "integer", desc: "The number of keys of the ConfigMap.", cell: func(o map[string]any, _ time.Time) any {
 			return int64(len(mapOf(o, "data")) + len(mapOf(o, "binaryData")))

@@ -5,6 +5,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/chorus-sh/chorus/api"
 )
 
 // The agent's answer to a request without its token.
@@ -30,8 +32,8 @@ func (f *fakeAgent) lastAuth() string {
 
 func TestTokenSentWhenSet(t *testing.T) {
 	f := newFakeAgent(t)
-	f.reply("GET /chorus/v1/images", http.StatusOK, map[string]any{"items": []imageInfo{}})
-	f.reply("POST /chorus/v1/images", http.StatusOK, map[string]any{"images": []imageInfo{}})
+	f.reply("GET "+imagesPath, http.StatusOK, api.ImageList{Items: []api.Image{}})
+	f.reply("POST "+imagesPath, http.StatusCreated, api.ImageList{Items: []api.Image{}})
 
 	// No token: no header.
 	if r := f.run("image", "ls"); r.code != 0 || f.lastAuth() != "" {
@@ -88,7 +90,7 @@ func TestUnauthorized(t *testing.T) {
 	}
 	// A 401 without a Status body still reads as Unauthorized.
 	g := newFakeAgent(t)
-	g.mux.HandleFunc("GET /chorus/v1/images", func(w http.ResponseWriter, r *http.Request) {
+	g.mux.HandleFunc("GET "+imagesPath, func(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "go away", http.StatusUnauthorized)
 	})
 	if r := g.run("image", "ls"); r.code != 1 || r.stderr != "Error from server (Unauthorized): go away\n" {
@@ -99,7 +101,7 @@ func TestUnauthorized(t *testing.T) {
 func TestDashboardURLCarriesToken(t *testing.T) {
 	f := newFakeAgent(t)
 	f.requireToken("a+b/c=d&e")
-	f.reply("GET /chorus/v1/version", http.StatusOK, serverVersion{Version: "v0.1.0", Node: "n1"})
+	f.peer("n1", "v0.1.0")
 	page := f.addr() + "/dashboard/"
 	// The token is encoded as encodeURIComponent encodes it.
 	if r := f.run("--token", "a+b/c=d&e", "dashboard"); r.code != 0 || r.stdout != page+"#token=a%2Bb%2Fc%3Dd%26e\n" {
@@ -114,7 +116,7 @@ func TestDashboardURLCarriesToken(t *testing.T) {
 	}
 	// Without a token, no fragment.
 	g := newFakeAgent(t)
-	g.reply("GET /chorus/v1/version", http.StatusOK, serverVersion{Version: "v0.1.0", Node: "n1"})
+	g.peer("n1", "v0.1.0")
 	t.Setenv("CHORUS_TOKEN", "")
 	if r := g.run("dashboard"); r.code != 0 || r.stdout != g.addr()+"/dashboard/\n" {
 		t.Fatalf("no token: %+v", r)

@@ -15,32 +15,20 @@ import (
 	"net/url"
 	"strings"
 	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/chorus-sh/chorus/api"
 )
 
-// apiStatus is the agent's error body, shaped like Kubernetes' Status.
-type apiStatus struct {
-	Kind       string `json:"kind,omitempty"`
-	APIVersion string `json:"apiVersion,omitempty"`
-	Status     string `json:"status,omitempty"`
-	Message    string `json:"message,omitempty"`
-	Reason     string `json:"reason,omitempty"`
-	Code       int    `json:"code,omitempty"`
-}
-
-// statusError is a non-2xx answer of the agent.
-type statusError struct{ apiStatus }
+// statusError is a non-2xx answer of the agent: its Status.
+type statusError struct{ metav1.Status }
 
 func (e *statusError) Error() string {
 	if e.Reason == "" {
 		return "Error from server: " + e.Message
 	}
 	return fmt.Sprintf("Error from server (%s): %s", e.Reason, e.Message)
-}
-
-// isNotFound reports whether err is the agent's NotFound.
-func isNotFound(err error) bool {
-	var se *statusError
-	return errors.As(err, &se) && (se.Reason == "NotFound" || se.Code == http.StatusNotFound)
 }
 
 // connError is a failure to talk to the agent at all.
@@ -64,33 +52,6 @@ func (e *connError) Error() string {
 }
 
 func (e *connError) Unwrap() error { return e.err }
-
-// serverVersion is the agent's answer to GET /chorus/v1/version.
-type serverVersion struct {
-	Version string `json:"version"`
-	Node    string `json:"node,omitempty"`
-}
-
-// applyResult is one object of an apply, delete or scale answer.
-type applyResult struct {
-	Kind      string `json:"kind"`
-	Namespace string `json:"namespace,omitempty"`
-	Name      string `json:"name"`
-	Action    string `json:"action"`
-}
-
-// applyResponse is the answer of apply, delete, create and scale.
-type applyResponse struct {
-	Results  []applyResult `json:"results"`
-	Warnings []string      `json:"warnings,omitempty"`
-}
-
-// listResponse is a List of raw objects.
-type listResponse struct {
-	APIVersion string            `json:"apiVersion,omitempty"`
-	Kind       string            `json:"kind,omitempty"`
-	Items      []json.RawMessage `json:"items"`
-}
 
 // client talks to one agent's HTTP API.
 type client struct {
@@ -133,11 +94,6 @@ func newClient(server, token string, tc *tls.Config, log *slog.Logger) (*client,
 	}, nil
 }
 
-// apiPath joins path segments under /chorus/v1.
-func apiPath(segments ...string) string {
-	return "/chorus/v1/" + strings.Join(segments, "/")
-}
-
 // request is one call of the API.
 type request struct {
 	method      string
@@ -148,9 +104,6 @@ type request struct {
 	// contentLength is the body's size when known; 0 with a non-nil body
 	// means unknown (sent chunked).
 	contentLength int64
-	// upgrade, when set, asks the agent to switch the connection to this
-	// protocol (see client.upgrade).
-	upgrade string
 }
 
 // do sends r and returns the response of a 2xx answer; any other answer is
@@ -172,10 +125,6 @@ func (c *client) do(ctx context.Context, r request) (*http.Response, error) {
 	if r.contentLength > 0 {
 		req.ContentLength = r.contentLength
 	}
-	if r.upgrade != "" {
-		req.Header.Set("Connection", "Upgrade")
-		req.Header.Set("Upgrade", r.upgrade)
-	}
 	req.Header.Set("Accept", "application/json")
 	req.Header.Set("User-Agent", "chorus/"+version)
 	if c.token != "" {
@@ -195,46 +144,28 @@ func (c *client) do(ctx context.Context, r request) (*http.Response, error) {
 		return nil, &connError{server: c.server, err: err}
 	}
 	c.log.Debug("request", "method", r.method, "url", u.String(), "status", resp.StatusCode, "took", time.Since(start).Round(time.Millisecond))
-	if resp.StatusCode >= 200 && resp.StatusCode < 300 || r.upgrade != "" && resp.StatusCode == http.StatusSwitchingProtocols {
+	if resp.StatusCode >= 200 && resp.StatusCode < 300 {
 		return resp, nil
 	}
 	defer resp.Body.Close()
 	return nil, statusFromResponse(resp)
 }
 
-// upgrade sends r asking the agent to switch the connection to protocol,
-// and returns the connection once it has: the caller closes it (the
-// request's context no longer governs it). Errors are do's; an answer that
-// is not a switch of protocols is an error too.
-func (c *client) upgrade(ctx context.Context, r request, protocol string) (io.ReadWriteCloser, error) {
-	r.upgrade = protocol
-	resp, err := c.do(ctx, r)
-	if err != nil {
-		return nil, err
-	}
-	rwc, ok := resp.Body.(io.ReadWriteCloser)
-	if resp.StatusCode != http.StatusSwitchingProtocols || !ok || !strings.EqualFold(resp.Header.Get("Upgrade"), protocol) {
-		resp.Body.Close()
-		return nil, fmt.Errorf("the agent at %s answered %s to %s %s, not a switch to protocol %s", c.server, resp.Status, r.method, r.path, protocol)
-	}
-	return rwc, nil
-}
-
 // statusFromResponse reads a non-2xx answer into a *statusError.
 func statusFromResponse(resp *http.Response) error {
 	body, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
-	var st apiStatus
+	var st metav1.Status
 	if json.Unmarshal(body, &st) != nil || (st.Message == "" && st.Reason == "") {
-		st = apiStatus{Message: strings.TrimSpace(string(body))}
+		st = metav1.Status{Message: strings.TrimSpace(string(body))}
 		if st.Message == "" {
 			st.Message = http.StatusText(resp.StatusCode)
 		}
 	}
 	if st.Code == 0 {
-		st.Code = resp.StatusCode
+		st.Code = int32(resp.StatusCode)
 	}
 	if st.Reason == "" {
-		st.Reason = reasonForCode(resp.StatusCode)
+		st.Reason = metav1.StatusReason(reasonForCode(resp.StatusCode))
 	}
 	return &statusError{st}
 }
@@ -302,45 +233,16 @@ func (c *client) call(ctx context.Context, r request, out any) error {
 	return nil
 }
 
-// list GETs a List.
-func (c *client) list(ctx context.Context, path string, query url.Values) ([]json.RawMessage, error) {
-	var l listResponse
-	if err := c.getJSON(ctx, path, query, &l); err != nil {
-		return nil, err
+// servingPeer returns the peer the client talks to, as it describes
+// itself (chorus.sh/v1 Peer, its figures included).
+func (c *client) servingPeer(ctx context.Context) (api.Peer, error) {
+	var l api.PeerList
+	q := url.Values{"fieldSelector": {"status.serving=true"}}
+	if err := c.getJSON(ctx, api.PathChorusV1+"/peers", q, &l); err != nil {
+		return api.Peer{}, err
 	}
-	return l.Items, nil
-}
-
-// postManifest sends manifest bytes to the apply or delete endpoint, with
-// the query parameters of extra (such as create=true) besides source.
-func (c *client) postManifest(ctx context.Context, path string, extra url.Values, source string, data []byte) (*applyResponse, error) {
-	var out applyResponse
-	q := url.Values{}
-	for k, v := range extra {
-		q[k] = v
+	if len(l.Items) != 1 || l.Items[0].Name == "" {
+		return api.Peer{}, fmt.Errorf("%s answered, but not as a chorus agent (no peer describes itself)", c.server)
 	}
-	if source != "" {
-		q.Set("source", source)
-	}
-	err := c.call(ctx, request{
-		method:        http.MethodPost,
-		path:          path,
-		query:         q,
-		body:          bytes.NewReader(data),
-		contentType:   manifestContentType(data),
-		contentLength: int64(len(data)),
-	}, &out)
-	if err != nil {
-		return nil, err
-	}
-	return &out, nil
-}
-
-// manifestContentType guesses whether manifest bytes are JSON or YAML.
-func manifestContentType(data []byte) string {
-	t := bytes.TrimSpace(data)
-	if len(t) > 0 && (t[0] == '{' || t[0] == '[') {
-		return "application/json"
-	}
-	return "application/yaml"
+	return l.Items[0], nil
 }

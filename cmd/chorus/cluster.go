@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/chorus-sh/chorus/api"
 	"github.com/spf13/cobra"
 )
 
@@ -21,18 +22,8 @@ func newClusterCmd(root *rootOptions) *cobra.Command {
 	return cmd
 }
 
-// rotationStatus is the agent's answer on /chorus/v1/rotate-secret.
-type rotationStatus struct {
-	ID       string            `json:"id"`
-	From     string            `json:"from"`
-	By       string            `json:"by"`
-	Phase    string            `json:"phase"`
-	Done     int               `json:"done"`
-	Total    int               `json:"total"`
-	Complete bool              `json:"complete"`
-	Peers    map[string]string `json:"peers"`
-	Elapsed  string            `json:"elapsed"`
-}
+// rotationsPath is the chorus.sh/v1 SecretRotation collection.
+const rotationsPath = api.PathChorusV1 + "/secretrotations"
 
 // newRotateSecretCmd is `chorus cluster rotate-secret`.
 func newRotateSecretCmd(root *rootOptions) *cobra.Command {
@@ -57,10 +48,11 @@ func newRotateSecretCmd(root *rootOptions) *cobra.Command {
 				if err != nil {
 					return err
 				}
-				var st rotationStatus
-				if err := c.sendJSON(ctx, http.MethodPost, apiPath("rotate-secret"), struct{}{}, &st); err != nil {
+				var obj api.SecretRotation
+				if err := c.sendJSON(ctx, http.MethodPost, rotationsPath, api.NewSecretRotation(api.SecretRotationStatus{}), &obj); err != nil {
 					return err
 				}
+				st := obj.Status
 				fmt.Fprintf(root.out, "rotation of the cluster secret from %s to %s started through %s\n", st.From, st.ID, st.By)
 				if !watch {
 					return nil
@@ -129,16 +121,22 @@ func waitRotation(ctx context.Context, root *rootOptions, timeout time.Duration,
 	}
 }
 
-func rotationStatusOnce(ctx context.Context, root *rootOptions) (rotationStatus, error) {
-	var st rotationStatus
+func rotationStatusOnce(ctx context.Context, root *rootOptions) (api.SecretRotationStatus, error) {
+	var obj api.SecretRotation
 	c, err := root.client()
 	if err != nil {
-		return st, err
+		return obj.Status, err
 	}
 	cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	err = c.getJSON(cctx, apiPath("rotate-secret"), nil, &st)
-	return st, err
+	err = c.getJSON(cctx, rotationsPath+"/"+api.SecretRotationName, nil, &obj)
+	return obj.Status, err
+}
+
+// isNotFound reports whether err is the agent's 404.
+func isNotFound(err error) bool {
+	var se *statusError
+	return errors.As(err, &se) && se.Code == http.StatusNotFound
 }
 
 // isUnauthorized reports whether err is the agent's 401.

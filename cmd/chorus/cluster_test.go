@@ -6,14 +6,16 @@ import (
 	"strings"
 	"sync"
 	"testing"
+
+	"github.com/chorus-sh/chorus/api"
 )
 
 // `chorus cluster rotate-secret` starts the rotation with a POST, then
 // shows a line at each change of the status until it completes.
 func TestRotateSecretShowsProgress(t *testing.T) {
 	f := newFakeAgent(t)
-	f.reply("POST /chorus/v1/rotate-secret", http.StatusAccepted, rotationStatus{ID: "chorus-new", From: "chorus-old", By: "n2", Phase: "pending", Total: 3})
-	steps := []rotationStatus{
+	f.reply("POST "+rotationsPath, http.StatusCreated, api.NewSecretRotation(api.SecretRotationStatus{ID: "chorus-new", From: "chorus-old", By: "n2", Phase: "pending", Total: 3}))
+	steps := []api.SecretRotationStatus{
 		{ID: "chorus-new", Phase: "installed", Total: 3},
 		{ID: "chorus-new", Phase: "installed", Total: 3}, // no change: no line
 		{ID: "chorus-new", Phase: "using", Done: 0, Total: 3},
@@ -21,13 +23,13 @@ func TestRotateSecretShowsProgress(t *testing.T) {
 	}
 	var mu sync.Mutex
 	n := 0
-	f.mux.HandleFunc("GET /chorus/v1/rotate-secret", func(w http.ResponseWriter, r *http.Request) {
+	f.mux.HandleFunc("GET "+rotationsPath+"/"+api.SecretRotationName, func(w http.ResponseWriter, r *http.Request) {
 		mu.Lock()
 		st := steps[min(n, len(steps)-1)]
 		n++
 		mu.Unlock()
 		w.Header().Set("Content-Type", "application/json")
-		_ = json.NewEncoder(w).Encode(st)
+		_ = json.NewEncoder(w).Encode(api.NewSecretRotation(st))
 	})
 	res := f.run("cluster", "rotate-secret")
 	if res.code != 0 {
@@ -58,7 +60,7 @@ func TestRotateSecretShowsProgress(t *testing.T) {
 // retired while waiting is named as such.
 func TestRotateSecretRefusedAndRetiredCredential(t *testing.T) {
 	f := newFakeAgent(t)
-	f.mux.HandleFunc("POST /chorus/v1/rotate-secret", func(w http.ResponseWriter, r *http.Request) {
+	f.mux.HandleFunc("POST "+rotationsPath, func(w http.ResponseWriter, r *http.Request) {
 		writeStatus(w, http.StatusConflict, "Conflict", "a rotation of the cluster secret is under way")
 	})
 	res := f.run("cluster", "rotate-secret")
@@ -66,7 +68,7 @@ func TestRotateSecretRefusedAndRetiredCredential(t *testing.T) {
 		t.Fatalf("exit %d: %s", res.code, res.stderr)
 	}
 	g := newFakeAgent(t)
-	g.mux.HandleFunc("GET /chorus/v1/rotate-secret", func(w http.ResponseWriter, r *http.Request) {
+	g.mux.HandleFunc("GET "+rotationsPath+"/"+api.SecretRotationName, func(w http.ResponseWriter, r *http.Request) {
 		writeStatus(w, http.StatusUnauthorized, "Unauthorized", "token refused")
 	})
 	res = g.run("cluster", "rotate-secret", "--status")
@@ -84,8 +86,8 @@ func TestRotateSecretRefusedAndRetiredCredential(t *testing.T) {
 // command follows it, saying so.
 func TestRotateSecretFollowsTheWinner(t *testing.T) {
 	f := newFakeAgent(t)
-	f.reply("POST /chorus/v1/rotate-secret", http.StatusAccepted, rotationStatus{ID: "chorus-mine", From: "chorus-old", By: "n1", Phase: "pending", Total: 2})
-	f.reply("GET /chorus/v1/rotate-secret", http.StatusOK, rotationStatus{ID: "chorus-theirs", By: "n2", Phase: "retired", Done: 2, Total: 2, Complete: true})
+	f.reply("POST "+rotationsPath, http.StatusCreated, api.NewSecretRotation(api.SecretRotationStatus{ID: "chorus-mine", From: "chorus-old", By: "n1", Phase: "pending", Total: 2}))
+	f.reply("GET "+rotationsPath+"/"+api.SecretRotationName, http.StatusOK, api.NewSecretRotation(api.SecretRotationStatus{ID: "chorus-theirs", By: "n2", Phase: "retired", Done: 2, Total: 2, Complete: true}))
 	res := f.run("cluster", "rotate-secret")
 	if res.code != 0 || !strings.Contains(res.stdout, "a rotation to chorus-theirs, asked at the same moment through n2, replaced this one") ||
 		!strings.Contains(res.stdout, "cluster secret rotated to chorus-theirs") {

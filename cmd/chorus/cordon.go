@@ -1,7 +1,7 @@
 package main
 
 import (
-	"encoding/json"
+	"bytes"
 	"fmt"
 	"net/http"
 	"net/url"
@@ -9,38 +9,16 @@ import (
 	"strings"
 	"time"
 
-	"github.com/chorus-sh/chorus/api"
 	"github.com/spf13/cobra"
+	corev1 "k8s.io/api/core/v1"
 )
 
-// newCordonCmd is `chorus cordon NODE` and, with unschedulable false,
-// `chorus uncordon NODE`.
-func newCordonCmd(root *rootOptions, use string, unschedulable bool) *cobra.Command {
-	short := "Mark a peer unschedulable: its replicas move to other peers, each replacement Ready before the old copy stops"
-	if !unschedulable {
-		short = "Mark a peer schedulable again"
-	}
-	return &cobra.Command{
-		Use:   use + " NODE",
-		Short: short,
-		Args:  cobra.ExactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := setCordon(cmd, root, args[0], unschedulable); err != nil {
-				return err
-			}
-			fmt.Fprintf(root.out, "node/%s %sed\n", args[0], use)
-			return nil
-		},
-	}
-}
-
-func setCordon(cmd *cobra.Command, root *rootOptions, node string, unschedulable bool) error {
-	c, err := root.client()
-	if err != nil {
-		return err
-	}
-	body := map[string]bool{"unschedulable": unschedulable}
-	return c.sendJSON(cmd.Context(), http.MethodPut, apiPath("nodes", node, "cordon"), body, nil)
+// cordon marks a peer unschedulable, as kubectl cordon does: a merge
+// patch of the Node's spec.unschedulable.
+func cordon(cmd *cobra.Command, c *client, node string) error {
+	body := []byte(`{"spec":{"unschedulable":true}}`)
+	return c.call(cmd.Context(), request{method: http.MethodPatch, path: "/api/v1/nodes/" + url.PathEscape(node),
+		body: bytes.NewReader(body), contentType: "application/merge-patch+json", contentLength: int64(len(body))}, nil)
 }
 
 // newDrainCmd is `chorus drain NODE`: cordon it and wait until no pod runs
@@ -53,26 +31,25 @@ func newDrainCmd(root *rootOptions) *cobra.Command {
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			node := args[0]
-			if err := setCordon(cmd, root, node, true); err != nil {
-				return err
-			}
-			fmt.Fprintf(root.out, "node/%s cordoned\n", node)
 			c, err := root.client()
 			if err != nil {
 				return err
 			}
+			if err := cordon(cmd, c, node); err != nil {
+				return err
+			}
+			fmt.Fprintf(root.out, "node/%s cordoned\n", node)
 			deadline := time.Now().Add(timeout)
 			reported := map[string]bool{}
 			for {
-				raw, err := c.list(cmd.Context(), apiPath("pods"), url.Values{})
-				if err != nil {
+				var pods corev1.PodList
+				if err := c.getJSON(cmd.Context(), "/api/v1/pods", url.Values{"fieldSelector": {"spec.nodeName=" + node}}, &pods); err != nil {
 					return err
 				}
 				var left []string
-				for _, r := range raw {
-					var p api.Pod
-					if json.Unmarshal(r, &p) == nil && p.Spec.NodeName == node {
-						left = append(left, p.Metadata.Namespace+"/"+p.Metadata.Name)
+				for _, p := range pods.Items {
+					if p.Spec.NodeName == node {
+						left = append(left, p.Namespace+"/"+p.Name)
 					}
 				}
 				sort.Strings(left)

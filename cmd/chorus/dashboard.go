@@ -29,14 +29,11 @@ func newDashboardCmd(root *rootOptions) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			var sv serverVersion
-			if err := c.getJSON(cmd.Context(), apiPath("version"), nil, &sv); err != nil {
+			self, err := c.servingPeer(cmd.Context())
+			if err != nil {
 				return err
 			}
-			if sv.Version == "" && sv.Node == "" {
-				return fmt.Errorf("%s answered, but not as a chorus agent", root.server())
-			}
-			root.logger().Debug("dashboard", "node", sv.Node, "version", sv.Version)
+			root.logger().Debug("dashboard", "node", self.Name, "version", self.Status.Version)
 			u := c.base
 			u.Path += dashboardPath
 			// The fragment, which browsers never send, holds the page's

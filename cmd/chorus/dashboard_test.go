@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"github.com/chorus-sh/chorus/api"
 	"net"
 	"net/http"
 	"strings"
@@ -10,7 +11,7 @@ import (
 
 func TestDashboardPrintsURL(t *testing.T) {
 	f := newFakeAgent(t)
-	f.reply("GET /chorus/v1/version", http.StatusOK, serverVersion{Version: "v0.1.0", Node: "n1"})
+	f.peer("n1", "v0.1.0")
 	for _, args := range [][]string{{"dashboard"}, {"dashboard", "--url"}} {
 		r := f.run(args...)
 		if r.code != 0 || r.stdout != f.addr()+"/dashboard/\n" || r.stderr != "" {
@@ -18,7 +19,7 @@ func TestDashboardPrintsURL(t *testing.T) {
 		}
 	}
 	reqs := f.requests()
-	if len(reqs) != 2 || reqs[0].method != "GET" || reqs[0].path != "/chorus/v1/version" {
+	if len(reqs) != 2 || reqs[0].method != "GET" || reqs[0].path != api.PathChorusV1+"/peers" || reqs[0].query != "fieldSelector=status.serving%3Dtrue" {
 		t.Fatalf("requests %+v", reqs)
 	}
 	// A namespace named on the command line is where the page starts.
@@ -45,7 +46,7 @@ func TestDashboardChecksThePeer(t *testing.T) {
 	}
 	// Something that answers, but not as a chorus agent.
 	f := newFakeAgent(t)
-	f.reply("GET /chorus/v1/version", http.StatusOK, map[string]string{})
+	f.reply("GET "+api.PathChorusV1+"/peers", http.StatusOK, map[string]string{})
 	if r := f.run("dashboard"); r.code != 1 || r.stdout != "" || !strings.Contains(r.stderr, "not as a chorus agent") {
 		t.Fatalf("not an agent: %+v", r)
 	}

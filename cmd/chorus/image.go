@@ -15,23 +15,19 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+
+	"github.com/chorus-sh/chorus/api"
 )
 
-// imageInfo is one image of the agent's store.
-type imageInfo struct {
-	Name     string `json:"name"`
-	Digest   string `json:"digest"`
-	Size     int64  `json:"size"`
-	Unpacked int64  `json:"unpacked,omitempty"`
-	Peers    int    `json:"peers,omitempty"`
-}
+// imagesPath is the collection of images in chorus' API group.
+const imagesPath = api.PathChorusV1 + "/images"
 
 // unpackedSize shows an unpacked size, "-" when it was not measured.
 func unpackedSize(n int64) string {
 	if n <= 0 {
 		return "-"
 	}
-	return humanSize(n)
+	return api.HumanSize(n)
 }
 
 func newImageCmd(root *rootOptions) *cobra.Command {
@@ -110,23 +106,21 @@ func loadOne(ctx context.Context, c *client, o *rootOptions, file string) error 
 		body, size = f, fi.Size()
 	}
 	pr := newProgressReader(body, o.errOut, label, size, isTerminal(o.errOut))
-	r := request{method: http.MethodPost, path: apiPath("images"), body: pr, contentType: "application/x-tar"}
+	r := request{method: http.MethodPost, path: imagesPath, body: pr, contentType: "application/x-tar"}
 	if size > 0 {
 		r.contentLength = size
 	}
-	var out struct {
-		Images []imageInfo `json:"images"`
-	}
+	var out api.ImageList
 	err := c.call(ctx, r, &out)
 	pr.finish(err == nil)
 	if err != nil {
 		return err
 	}
-	if len(out.Images) == 0 {
+	if len(out.Items) == 0 {
 		fmt.Fprintf(o.errOut, "Warning: %s held no image\n", label)
 	}
-	for _, im := range out.Images {
-		fmt.Fprintf(o.out, "image %s loaded (%s, %s, %s unpacked)\n", im.Name, shortDigest(im.Digest), humanSize(im.Size), unpackedSize(im.Unpacked))
+	for _, im := range out.Items {
+		fmt.Fprintf(o.out, "image %s loaded (%s, %s, %s unpacked)\n", im.Reference, api.ShortDigest(im.Digest), api.HumanSize(im.Size), unpackedSize(im.Unpacked))
 	}
 	return nil
 }
@@ -176,7 +170,7 @@ func (p *progressReader) Read(b []byte) (int, error) {
 // draw writes the bar over the current line; p.mu is held.
 func (p *progressReader) draw() {
 	if p.total <= 0 {
-		fmt.Fprintf(p.w, "\r%s  %s sent\x1b[K", p.label, humanSize(p.n))
+		fmt.Fprintf(p.w, "\r%s  %s sent\x1b[K", p.label, api.HumanSize(p.n))
 		return
 	}
 	const width = 30
@@ -190,7 +184,7 @@ func (p *progressReader) draw() {
 		bar += ">" + strings.Repeat(" ", width-filled-1)
 	}
 	// \x1b[K clears what a longer previous line left.
-	fmt.Fprintf(p.w, "\r%s  [%s] %3d%%  %s/%s\x1b[K", p.label, bar, int(frac*100), humanSize(p.n), humanSize(p.total))
+	fmt.Fprintf(p.w, "\r%s  [%s] %3d%%  %s/%s\x1b[K", p.label, bar, int(frac*100), api.HumanSize(p.n), api.HumanSize(p.total))
 }
 
 // finish ends the bar (or prints the summary line).
@@ -210,7 +204,7 @@ func (p *progressReader) finish(ok bool) {
 		return
 	}
 	if ok {
-		fmt.Fprintf(p.w, "%s: sent %s in %s\n", p.label, humanSize(p.n), took)
+		fmt.Fprintf(p.w, "%s: sent %s in %s\n", p.label, api.HumanSize(p.n), took)
 	}
 }
 
@@ -226,36 +220,28 @@ func newImageListCmd(root *rootOptions) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			var out struct {
-				Items []imageInfo `json:"items"`
-			}
-			if err := c.getJSON(cmd.Context(), apiPath("images"), nil, &out); err != nil {
+			var out api.ImageList
+			if err := c.getJSON(cmd.Context(), imagesPath, nil, &out); err != nil {
 				return err
 			}
 			if len(out.Items) == 0 {
 				fmt.Fprintln(root.errOut, "No images found")
 				return nil
 			}
-			sort.SliceStable(out.Items, func(i, j int) bool { return out.Items[i].Name < out.Items[j].Name })
+			sort.SliceStable(out.Items, func(i, j int) bool { return out.Items[i].Reference < out.Items[j].Reference })
 			rows := make([][]string, 0, len(out.Items))
 			for _, im := range out.Items {
 				digest := im.Digest
 				if !noTrunc {
-					digest = shortDigest(digest)
+					digest = api.ShortDigest(digest)
 				}
-				rows = append(rows, []string{im.Name, digest, humanSize(im.Size), unpackedSize(im.Unpacked), strconv.Itoa(im.Peers)})
+				rows = append(rows, []string{im.Reference, digest, api.HumanSize(im.Size), unpackedSize(im.Unpacked), strconv.Itoa(int(im.Peers))})
 			}
 			return writeTable(root.out, []string{"NAME", "DIGEST", "SIZE", "UNPACKED", "PEERS"}, rows)
 		},
 	}
 	cmd.Flags().BoolVar(&noTrunc, "no-trunc", false, "show whole digests")
 	return cmd
-}
-
-// imageRemoval is the agent's answer to a removal or a prune.
-type imageRemoval struct {
-	Node    string      `json:"node"`
-	Removed []imageInfo `json:"removed"`
 }
 
 func newImageRemoveCmd(root *rootOptions) *cobra.Command {
@@ -286,8 +272,8 @@ peer when it next starts a container.`,
 			}
 			failed := false
 			for _, name := range args {
-				var out imageRemoval
-				err := c.call(cmd.Context(), request{method: http.MethodDelete, path: apiPath("images", name), query: q}, &out)
+				var out api.Image
+				err := c.call(cmd.Context(), request{method: http.MethodDelete, path: imagesPath + "/" + url.PathEscape(api.ImageObjectName(name)), query: q}, &out)
 				var se *statusError
 				if errors.As(err, &se) {
 					printError(root.errOut, err)
@@ -297,9 +283,7 @@ peer when it next starts a container.`,
 				if err != nil {
 					return err
 				}
-				for _, im := range out.Removed {
-					fmt.Fprintf(root.out, "image %s removed from peer %s\n", im.Name, out.Node)
-				}
+				fmt.Fprintf(root.out, "image %s removed from peer %s\n", out.Reference, out.RemovedFrom)
 			}
 			if failed {
 				return &exitError{code: 1}
@@ -333,20 +317,24 @@ Peers also do this by themselves for images unused for --image-gc-after
 			if all {
 				q = url.Values{"all": {"true"}}
 			}
-			var out imageRemoval
-			if err := c.call(cmd.Context(), request{method: http.MethodDelete, path: apiPath("images"), query: q}, &out); err != nil {
+			var out api.ImageList
+			if err := c.call(cmd.Context(), request{method: http.MethodDelete, path: imagesPath, query: q}, &out); err != nil {
 				return err
 			}
-			if len(out.Removed) == 0 {
-				fmt.Fprintf(root.out, "no image to remove on peer %s\n", out.Node)
+			if len(out.Items) == 0 {
+				self, err := c.servingPeer(cmd.Context())
+				if err != nil {
+					return err
+				}
+				fmt.Fprintf(root.out, "no image to remove on peer %s\n", self.Name)
 				return nil
 			}
 			var total int64
-			for _, im := range out.Removed {
-				fmt.Fprintf(root.out, "image %s removed from peer %s (%s unpacked)\n", im.Name, out.Node, unpackedSize(im.Unpacked))
+			for _, im := range out.Items {
+				fmt.Fprintf(root.out, "image %s removed from peer %s (%s unpacked)\n", im.Reference, im.RemovedFrom, unpackedSize(im.Unpacked))
 				total += im.Unpacked
 			}
-			fmt.Fprintf(root.out, "%d images, %s unpacked\n", len(out.Removed), humanSize(total))
+			fmt.Fprintf(root.out, "%d images, %s unpacked\n", len(out.Items), api.HumanSize(total))
 			return nil
 		},
 	}

@@ -1,19 +1,22 @@
 package main
 
 import (
+	"github.com/chorus-sh/chorus/api"
 	"net/http"
 	"testing"
 )
 
 func TestImageRemoveAndPrune(t *testing.T) {
 	f := newFakeAgent(t)
-	f.reply("DELETE /chorus/v1/images/docker.io/example/web:1", http.StatusOK, imageRemoval{Node: "n1",
-		Removed: []imageInfo{{Name: "docker.io/example/web:1", Unpacked: 12_000_000}}})
-	f.reply("DELETE /chorus/v1/images/example/used:1", http.StatusConflict, map[string]any{
+	web := api.NewImage("docker.io/example/web:1", "sha256:1", 0, 12_000_000, 0)
+	web.RemovedFrom = "n1"
+	f.reply("DELETE "+imagesPath+"/docker.io~example~web:1", http.StatusOK, web)
+	f.reply("DELETE "+imagesPath+"/example~used:1", http.StatusConflict, map[string]any{
 		"kind": "Status", "status": "Failure", "reason": "Conflict", "code": 409,
 		"message": "image docker.io/example/used:1 is used by pod default/web-1 on peer n1: remove the pod first, or use --force"})
-	f.reply("DELETE /chorus/v1/images", http.StatusOK, imageRemoval{Node: "n1", Removed: []imageInfo{
-		{Name: "docker.io/example/a:1", Unpacked: 1_000_000}, {Name: "docker.io/example/b:1", Unpacked: 2_500_000}}})
+	a, b := api.NewImage("docker.io/example/a:1", "sha256:a", 0, 1_000_000, 0), api.NewImage("docker.io/example/b:1", "sha256:b", 0, 2_500_000, 0)
+	a.RemovedFrom, b.RemovedFrom = "n1", "n1"
+	f.reply("DELETE "+imagesPath, http.StatusOK, api.ImageList{Items: []api.Image{a, b}})
 
 	r := f.run("image", "rm", "docker.io/example/web:1", "example/used:1")
 	if r.code != 1 || r.stdout != "image docker.io/example/web:1 removed from peer n1\n" ||
@@ -31,7 +34,7 @@ func TestImageRemoveAndPrune(t *testing.T) {
 
 	r = f.run("image", "prune", "--all")
 	reqs = f.requests()
-	if last := reqs[len(reqs)-1]; last.path != "/chorus/v1/images" || last.query != "all=true" {
+	if last := reqs[len(reqs)-1]; last.path != imagesPath || last.query != "all=true" {
 		t.Fatalf("prune request %+v", last)
 	}
 	want := "image docker.io/example/a:1 removed from peer n1 (1MB unpacked)\n" +

@@ -141,8 +141,7 @@ Every peer also writes its own to <data-dir>/kubeconfig.`,
 			if err != nil {
 				return err
 			}
-			var sv serverVersion
-			if err := c.getJSON(cmd.Context(), apiPath("version"), nil, &sv); err != nil {
+			if _, err := c.servingPeer(cmd.Context()); err != nil {
 				return fmt.Errorf("the peer at %s does not accept this credential: %w", server, err)
 			}
 			_, err = o.out.Write(b)

@@ -33,7 +33,7 @@ func tlsAgent(t *testing.T) (trust.Secret, *httptest.Server) {
 			return
 		}
 		w.Header().Set("Content-Type", "application/json")
-		_, _ = w.Write([]byte(`{"version":"v1","node":"n1"}`))
+		_, _ = w.Write([]byte(`{"kind":"PeerList","apiVersion":"chorus.sh/v1","items":[{"metadata":{"name":"n1"},"status":{"phase":"Alive","serving":true}}]}`))
 	}))
 	srv.TLS = ca.ServerTLS(cert)
 	srv.StartTLS()

@@ -3,8 +3,11 @@ package main
 import (
 	"fmt"
 	"net/http"
+	"net/url"
 
 	"github.com/spf13/cobra"
+
+	"github.com/chorus-sh/chorus/api"
 )
 
 // newLeaveCmd is `chorus leave`: the peer the CLI talks to stops its pods,
@@ -20,13 +23,15 @@ func newLeaveCmd(root *rootOptions) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			var out struct {
-				Node string `json:"node"`
-			}
-			if err := c.sendJSON(cmd.Context(), http.MethodPost, apiPath("leave"), struct{}{}, &out); err != nil {
+			self, err := c.servingPeer(cmd.Context())
+			if err != nil {
 				return err
 			}
-			fmt.Fprintf(root.out, "node %s left the cluster\n", out.Node)
+			var out api.Peer
+			if err := c.sendJSON(cmd.Context(), http.MethodPost, api.PathChorusV1+"/peers/"+url.PathEscape(self.Name)+"/leave", struct{}{}, &out); err != nil {
+				return err
+			}
+			fmt.Fprintf(root.out, "node %s left the cluster\n", out.Name)
 			return nil
 		},
 	}

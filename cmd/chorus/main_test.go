@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"io"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -98,6 +99,13 @@ func (f *fakeAgent) reply(pattern string, code int, body any) {
 	})
 }
 
+// peer makes the agent describe itself as the peer name of version v
+// (the chorus.sh/v1 Peer the CLI asks for with status.serving=true).
+func (f *fakeAgent) peer(name, v string) {
+	f.reply("GET "+api.PathChorusV1+"/peers", http.StatusOK, api.PeerList{Items: []api.Peer{{
+		ObjectMeta: metav1.ObjectMeta{Name: name}, Status: api.PeerStatus{Phase: api.PeerAlive, Serving: true, Version: v}}}})
+}
+
 // list answers pattern with a List of items.
 func (f *fakeAgent) list(pattern string, items ...any) {
 	if items == nil {
@@ -115,8 +123,8 @@ func (f *fakeAgent) requests() []recorded {
 func writeStatus(w http.ResponseWriter, code int, reason, msg string) {
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(code)
-	_ = json.NewEncoder(w).Encode(apiStatus{Kind: "Status", APIVersion: "v1", Status: "Failure",
-		Message: msg, Reason: reason, Code: code})
+	_ = json.NewEncoder(w).Encode(metav1.Status{TypeMeta: metav1.TypeMeta{Kind: "Status", APIVersion: "v1"}, Status: metav1.StatusFailure,
+		Message: msg, Reason: metav1.StatusReason(reason), Code: int32(code)})
 }
 
 // writeFile writes content to path, creating its directory.

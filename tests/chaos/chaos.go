@@ -18,6 +18,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	corev1 "k8s.io/api/core/v1"
 	"math/rand/v2"
 	"net/http"
 	"os"
@@ -103,18 +104,17 @@ func (c *Cluster) Alive() []*harness.Peer {
 func (c *Cluster) WaitAlive(peers []*harness.Peer, timeout time.Duration) {
 	c.T.Helper()
 	harness.Eventually(c.T, timeout, "peers alive", func() (bool, string) {
-		var l struct {
-			Items []struct {
-				Metadata struct{ Name string }
-				Status   struct{ Phase string }
-			}
-		}
-		if err := peers[0].GetJSON("/chorus/v1/nodes", &l); err != nil {
+		var l corev1.NodeList
+		if err := peers[0].GetJSON("/api/v1/nodes", &l); err != nil {
 			return false, err.Error()
 		}
 		alive := map[string]bool{}
 		for _, n := range l.Items {
-			alive[n.Metadata.Name] = n.Status.Phase == "Alive"
+			for _, c := range n.Status.Conditions {
+				if c.Type == corev1.NodeReady {
+					alive[n.Name] = c.Status == corev1.ConditionTrue // the peer is Alive
+				}
+			}
 		}
 		for _, p := range peers {
 			if !alive[p.Name] {
@@ -135,24 +135,6 @@ spec:
   selector: {app: %[1]s}
   ports: [{port: 8080, nodePort: %[2]d}]
 `, name, nodePort)
-}
-
-func post(p *harness.Peer, path string, body []byte) error {
-	req, err := p.Request(http.MethodPost, path, bytes.NewReader(body))
-	if err != nil {
-		return err
-	}
-	req.Header.Set("Content-Type", "application/yaml")
-	resp, err := p.HTTPClient(10 * time.Second).Do(req)
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	if resp.StatusCode != http.StatusOK {
-		return statusError(resp.Status, b)
-	}
-	return nil
 }
 
 // statusError renders an API error with the message of its Status body.
@@ -187,7 +169,7 @@ func (c *Cluster) record(op Op, err error) {
 // Apply creates or updates deployment name (and its NodePort service) on
 // peer p and records the outcome.
 func (c *Cluster) Apply(p *harness.Peer, name string, replicas, nodePort int) error {
-	err := post(p, "/chorus/v1/apply", []byte(deploymentYAML(name, replicas, nodePort)))
+	err := p.Apply([]byte(deploymentYAML(name, replicas, nodePort)))
 	c.mu.Lock()
 	c.ports[name] = nodePort
 	c.mu.Unlock()
@@ -197,8 +179,9 @@ func (c *Cluster) Apply(p *harness.Peer, name string, replicas, nodePort int) er
 
 // Scale writes the replicas of deployment name on peer p.
 func (c *Cluster) Scale(p *harness.Peer, name string, replicas int) error {
-	req, _ := p.Request(http.MethodPut, "/chorus/v1/namespaces/default/deployments/"+name+"/scale",
-		strings.NewReader(fmt.Sprintf(`{"replicas": %d}`, replicas)))
+	req, _ := p.Request(http.MethodPatch, "/apis/apps/v1/namespaces/default/deployments/"+name+"/scale",
+		strings.NewReader(fmt.Sprintf(`{"spec":{"replicas": %d}}`, replicas)))
+	req.Header.Set("Content-Type", "application/merge-patch+json")
 	resp, err := p.HTTPClient(10 * time.Second).Do(req)
 	if err == nil {
 		b, _ := io.ReadAll(resp.Body)
@@ -213,7 +196,7 @@ func (c *Cluster) Scale(p *harness.Peer, name string, replicas int) error {
 
 // Delete deletes deployment name (and its service) on peer p.
 func (c *Cluster) Delete(p *harness.Peer, name string) error {
-	err := post(p, "/chorus/v1/delete", []byte(deploymentYAML(name, 0, 0)))
+	err := p.DeleteManifest([]byte(deploymentYAML(name, 0, 0)))
 	c.record(Op{At: time.Now(), Peer: p.Name, Kind: "delete", Object: name}, err)
 	return err
 }
@@ -498,7 +481,7 @@ func (c *Cluster) violations(want map[string]int, ports map[string]int) []string
 		var l struct {
 			Items []api.Deployment `json:"items"`
 		}
-		if err := p.GetJSON("/chorus/v1/namespaces/default/deployments", &l); err != nil {
+		if err := p.GetJSON("/apis/apps/v1/namespaces/default/deployments", &l); err != nil {
 			out = append(out, fmt.Sprintf("%s: %v", p.Name, err))
 			continue
 		}

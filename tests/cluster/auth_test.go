@@ -177,8 +177,8 @@ func TestAPIToken(t *testing.T) {
 		if code, _, body := httpStatus(t, p, "/dashboard/", ""); code != http.StatusOK || !strings.HasPrefix(body, "<!doctype html>") {
 			t.Fatalf("/dashboard/ of %s: %d", p.Name, code)
 		}
-		if code, _, _ := httpStatus(t, p, "/chorus/v1/pods", ""); code != http.StatusUnauthorized {
-			t.Fatalf("/chorus/v1/pods of %s without the token: %d", p.Name, code)
+		if code, _, _ := httpStatus(t, p, "/api/v1/pods", ""); code != http.StatusUnauthorized {
+			t.Fatalf("/api/v1/pods of %s without the token: %d", p.Name, code)
 		}
 	}
 	// The dashboard's URL carries the token for the page.

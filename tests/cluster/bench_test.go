@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
 	"net/http"
 	"os"
 	"os/exec"
@@ -66,28 +65,9 @@ func startCluster(b testing.TB, n, base int, prefix string, extra ...string) []*
 	}
 }
 
-// post POSTs body (YAML) to path on p.
-func post(p *harness.Peer, path string, body []byte) error {
-	req, err := p.Request(http.MethodPost, path, bytes.NewReader(body))
-	if err != nil {
-		return err
-	}
-	req.Header.Set("Content-Type", "application/yaml")
-	resp, err := p.HTTPClient(time.Minute).Do(req)
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("%s: %s", resp.Status, b)
-	}
-	return nil
-}
-
 // replicasOn returns spec.replicas of deployment shop/name on p, or -1.
 func replicasOn(c *http.Client, p *harness.Peer, name string) int {
-	req, err := p.Request(http.MethodGet, "/chorus/v1/namespaces/shop/deployments/"+name, nil)
+	req, err := p.Request(http.MethodGet, "/apis/apps/v1/namespaces/shop/deployments/"+name, nil)
 	if err != nil {
 		return -1
 	}
@@ -120,7 +100,7 @@ func BenchmarkPropagation(b *testing.B) {
 		b.Run(fmt.Sprintf("peers=%d", n), func(b *testing.B) {
 			peers := startCluster(b, n, 200+20*(n/5), fmt.Sprintf("g%d-", n))
 			ns := []byte("apiVersion: v1\nkind: Namespace\nmetadata: {name: shop}\n")
-			if err := post(peers[0], "/chorus/v1/apply", ns); err != nil {
+			if err := peers[0].Apply(ns); err != nil {
 				b.Fatal(err)
 			}
 			c := peers[0].HTTPClient(2 * time.Second) // one cluster CA for all
@@ -131,7 +111,7 @@ func BenchmarkPropagation(b *testing.B) {
 				for i := 1; i <= applies; i++ {
 					body := []byte(deploymentYAML("prop", i))
 					start := time.Now()
-					if err := post(peers[0], "/chorus/v1/apply", body); err != nil {
+					if err := peers[0].Apply(body); err != nil {
 						b.Fatal(err)
 					}
 					for _, p := range peers {
@@ -216,7 +196,7 @@ func applyMany(b testing.TB, p *harness.Peer, prefix string, n, replicas int) {
 		buf.WriteString(deploymentYAML(fmt.Sprintf("%s%d", prefix, i), replicas))
 		buf.WriteString("---\n")
 		if (i+1)%100 == 0 || i == n-1 {
-			if err := post(p, "/chorus/v1/apply", buf.Bytes()); err != nil {
+			if err := p.Apply(buf.Bytes()); err != nil {
 				b.Fatal(err)
 			}
 			buf.Reset()
@@ -225,13 +205,11 @@ func applyMany(b testing.TB, p *harness.Peer, prefix string, n, replicas int) {
 }
 
 func objects(p *harness.Peer) int {
-	var st struct {
-		Objects int `json:"objects"`
-	}
-	if err := p.GetJSON("/chorus/v1/stats", &st); err != nil {
+	self, err := p.Self()
+	if err != nil {
 		return -1
 	}
-	return st.Objects
+	return int(self.Status.Replication.Objects)
 }
 
 // BenchmarkIdleTraffic measures the bytes per second each peer receives
@@ -239,7 +217,7 @@ func objects(p *harness.Peer) int {
 // 1,000 objects.
 func BenchmarkIdleTraffic(b *testing.B) {
 	peers := startCluster(b, 3, 230, "t")
-	if err := post(peers[0], "/chorus/v1/apply", []byte("apiVersion: v1\nkind: Namespace\nmetadata: {name: shop}\n")); err != nil {
+	if err := peers[0].Apply([]byte("apiVersion: v1\nkind: Namespace\nmetadata: {name: shop}\n")); err != nil {
 		b.Fatal(err)
 	}
 	applyMany(b, peers[0], "idle", 1000, 0)
@@ -270,7 +248,7 @@ func BenchmarkIdleTraffic(b *testing.B) {
 // changes were made takes to hold them all after it starts again.
 func BenchmarkCatchUp(b *testing.B) {
 	peers := startCluster(b, 3, 235, "u")
-	if err := post(peers[0], "/chorus/v1/apply", []byte("apiVersion: v1\nkind: Namespace\nmetadata: {name: shop}\n")); err != nil {
+	if err := peers[0].Apply([]byte("apiVersion: v1\nkind: Namespace\nmetadata: {name: shop}\n")); err != nil {
 		b.Fatal(err)
 	}
 	var took []time.Duration
@@ -312,7 +290,7 @@ func failover(b *testing.B, profile string, base int) {
 			b.Fatal(err)
 		}
 	}
-	if err := post(peers[0], "/chorus/v1/apply", []byte(web10)); err != nil {
+	if err := peers[0].Apply([]byte(web10)); err != nil {
 		b.Fatal(err)
 	}
 	waitReady := func(observer *harness.Peer, avoid string, limit time.Duration) (time.Duration, error) {
@@ -518,7 +496,7 @@ spec:
   selector: {app: hello}
   ports: [{port: 8080, nodePort: 31080}]
 `
-	if err := post(peers[0], "/chorus/v1/apply", []byte(app)); err != nil {
+	if err := peers[0].Apply([]byte(app)); err != nil {
 		b.Fatal(err)
 	}
 	for start := time.Now(); ; time.Sleep(200 * time.Millisecond) {
@@ -619,7 +597,7 @@ spec:
       containers: [{name: big, image: example/big:1, env: [{name: PORT, value: "8080"}]}]
 `
 	start = time.Now()
-	if err := post(peers[0], "/chorus/v1/apply", []byte(ds)); err != nil {
+	if err := peers[0].Apply([]byte(ds)); err != nil {
 		b.Fatal(err)
 	}
 	for imagePeers(peers[0], ref) < 5 {

@@ -3,6 +3,7 @@ package cluster
 import (
 	"context"
 	"fmt"
+	"github.com/chorus-sh/chorus/api"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -125,26 +126,17 @@ func grepLines(s string, words ...string) string {
 	return strings.Join(out, "\n")
 }
 
-// clusterImages returns the images p lists, by name.
-func clusterImages(p *harness.Peer) map[string]imageRow {
-	var out struct {
-		Items []imageRow `json:"items"`
-	}
-	if err := p.GetJSON("/chorus/v1/images", &out); err != nil {
+// clusterImages returns the images p lists, by reference.
+func clusterImages(p *harness.Peer) map[string]api.Image {
+	var out api.ImageList
+	if err := p.GetJSON(api.PathChorusV1+"/images", &out); err != nil {
 		return nil
 	}
-	m := map[string]imageRow{}
+	m := map[string]api.Image{}
 	for _, i := range out.Items {
-		m[i.Name] = i
+		m[i.Reference] = i
 	}
 	return m
-}
-
-type imageRow struct {
-	Name     string `json:"name"`
-	Digest   string `json:"digest"`
-	Unpacked int64  `json:"unpacked"`
-	Peers    int    `json:"peers"`
 }
 
 // dirSize returns the bytes of the files under dir.

@@ -79,7 +79,7 @@ spec:
   - http:
       paths: [{path: /, pathType: Prefix, backend: {service: {name: hello, port: {number: 8080}}}}]
 `
-	if err := post(peers[0], "/chorus/v1/apply", []byte(ing)); err != nil {
+	if err := peers[0].Apply([]byte(ing)); err != nil {
 		b.Fatal(err)
 	}
 	targets := []struct{ name, url string }{

@@ -90,7 +90,7 @@ func BenchmarkMetricsCost(b *testing.B) {
 	const window = 60 * time.Second
 	peers := startCluster(b, 3, 231, "mb")
 	loadWebImages(b, peers[0])
-	if err := post(peers[0], "/chorus/v1/apply", []byte(idlePods(pods))); err != nil {
+	if err := peers[0].Apply([]byte(idlePods(pods))); err != nil {
 		b.Fatal(err)
 	}
 	harness.Eventually(b, 5*time.Minute, "50 pods run", func() (bool, string) {
@@ -108,10 +108,12 @@ func BenchmarkMetricsCost(b *testing.B) {
 	})
 	time.Sleep(15 * time.Second) // two samples of every container
 
-	// One peer's answer for its share of the pods.
+	// One peer's answer to another for its share of the pods (its
+	// PeerUsage, asked as a peer asks).
 	var answer int
 	for _, p := range peers[1:] {
-		req, _ := p.Request("GET", "/chorus/v1/usage?namespace=bench", nil)
+		req, _ := p.Request("GET", "/apis/chorus.sh/v1/peerusages?namespace=bench", nil)
+		req.Header.Set("X-Chorus-Forwarded-By", peers[0].Name)
 		resp, err := p.HTTPClient(10 * time.Second).Do(req)
 		if err != nil {
 			b.Fatal(err)

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/chorus-sh/chorus/api"
 	"github.com/chorus-sh/chorus/tests/harness"
 	"github.com/chorus-sh/chorus/tests/images"
 )
@@ -148,6 +149,41 @@ func TestResourceMetrics(t *testing.T) {
 		if !regexp.MustCompile(`(?m)^` + p.Name + `\s+\d+m\s+\d+%\s+\d+Mi\s+\d+%`).MatchString(out) {
 			t.Errorf("top nodes does not list %s:\n%s", p.Name, out)
 		}
+	}
+
+	// chorus.sh/v1 through a peer that does not run the pod: every peer
+	// with the figures it answers itself, and every peer's usage, the
+	// pod's history on the peer that runs it.
+	var pl api.PeerList
+	if err := other.GetJSON("/apis/chorus.sh/v1/peers", &pl); err != nil {
+		t.Fatal(err)
+	}
+	if len(pl.Items) != len(peers) {
+		t.Errorf("peers through %s: %d, want %d", other.Name, len(pl.Items), len(peers))
+	}
+	for _, p := range pl.Items {
+		if p.Status.Phase != api.PeerAlive || p.Status.Replication == nil || p.Status.Serving != (p.Name == other.Name) {
+			t.Errorf("peer %s through %s: %+v", p.Name, other.Name, p.Status)
+		}
+	}
+	out = must(ko("get", "peers", "-o", "wide"))
+	for _, p := range peers {
+		if !regexp.MustCompile(`(?m)^` + p.Name + `\s+Alive\s`).MatchString(out) {
+			t.Errorf("kubectl get peers does not list %s Alive:\n%s", p.Name, out)
+		}
+	}
+	var ul api.PeerUsageList
+	if err := other.GetJSON("/apis/chorus.sh/v1/peerusages?history=true&namespace=mt", &ul); err != nil {
+		t.Fatal(err)
+	}
+	hist := map[string]int{}
+	for _, u := range ul.Items {
+		if u.History != nil {
+			hist[u.Name] = len(u.History.Pods["mt/"+pod])
+		}
+	}
+	if len(ul.Items) != len(peers) || hist[runner.Name] == 0 || hist[other.Name] != 0 {
+		t.Errorf("peer usages through %s: %d items, points of mt/%s by peer %v", other.Name, len(ul.Items), pod, hist)
 	}
 
 	// chorus top (kubectl built in).

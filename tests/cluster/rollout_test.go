@@ -69,7 +69,7 @@ func holds(t *testing.T, p *harness.Peer, image string) {
 	t.Helper()
 	harness.Eventually(t, 10*time.Second, p.Name+" holds "+image, func() (bool, string) {
 		var d api.Deployment
-		if err := p.GetJSON("/chorus/v1/namespaces/default/deployments/roll", &d); err != nil {
+		if err := p.GetJSON("/apis/apps/v1/namespaces/default/deployments/roll", &d); err != nil {
 			return false, err.Error()
 		}
 		got := d.Spec.Template.Spec.Containers[0].Image
@@ -144,7 +144,7 @@ func TestRollForwardAndBack(t *testing.T) {
 		}
 		harness.Eventually(t, 30*time.Second, p.Metadata.Name+" replaced", func() (bool, string) {
 			var now api.Pod
-			if err := r1.GetJSON("/chorus/v1/namespaces/default/pods/"+p.Metadata.Name, &now); err != nil {
+			if err := r1.GetJSON("/api/v1/namespaces/default/pods/"+p.Metadata.Name, &now); err != nil {
 				return false, err.Error()
 			}
 			return now.Metadata.UID != p.Metadata.UID && harness.IsReady(&now), now.Metadata.UID

@@ -289,7 +289,7 @@ func TestRotateSecret(t *testing.T) {
 		if p.Token != newSecret.APIToken() {
 			t.Fatalf("%s's kubeconfig does not carry the new token", p.Name)
 		}
-		if code, _, body := httpStatus(t, p, "/chorus/v1/version", "Bearer "+oldSecret.APIToken()); code != http.StatusUnauthorized {
+		if code, _, body := httpStatus(t, p, "/version", "Bearer "+oldSecret.APIToken()); code != http.StatusUnauthorized {
 			t.Fatalf("%s with the old token: %d %s", p.Name, code, body)
 		}
 		// kubectl with the new kubeconfig, on every peer: the Secret of

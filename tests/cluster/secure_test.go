@@ -91,9 +91,11 @@ func TestSecureByDefault(t *testing.T) {
 		t.Fatalf("agent --join without a token: %v\n%s", err, out)
 	}
 
-	// The API: TLS only, the token required but for /healthz.
+	// The API: TLS only, the token required but for /healthz. self is
+	// the peer's description of itself.
+	const self = "/apis/chorus.sh/v1/peers?fieldSelector=status.serving%3Dtrue"
 	plain := http.Client{Timeout: 5 * time.Second}
-	for _, path := range []string{"/healthz", "/chorus/v1/pods"} {
+	for _, path := range []string{"/healthz", "/api/v1/pods"} {
 		req, _ := http.NewRequest(http.MethodGet, "http://"+s1.API+path, nil)
 		req.Header.Set("Authorization", "Bearer "+s1.Token)
 		if resp, err := plain.Do(req); err == nil {
@@ -107,7 +109,7 @@ func TestSecureByDefault(t *testing.T) {
 	if code, _, body := httpStatus(t, s1, "/healthz", ""); code != http.StatusOK || body != "ok\n" {
 		t.Fatalf("/healthz over TLS: %d %q", code, body)
 	}
-	for _, path := range []string{"/chorus/v1/pods", "/chorus/v1/version", "/metrics"} {
+	for _, path := range []string{"/api/v1/pods", "/version", self, "/apis/chorus.sh/v1/images", "/metrics"} {
 		if code, _, _ := httpStatus(t, s1, path, ""); code != http.StatusUnauthorized {
 			t.Fatalf("%s without the token: %d", path, code)
 		}
@@ -115,13 +117,13 @@ func TestSecureByDefault(t *testing.T) {
 			t.Fatalf("%s with another cluster's token: %d", path, code)
 		}
 	}
-	if code, _, body := httpStatus(t, s2, "/chorus/v1/version", "Bearer "+secret.APIToken()); code != http.StatusOK || !strings.Contains(body, `"node": "sec2"`) {
-		t.Fatalf("/chorus/v1/version with the derived token: %d %q", code, body)
+	if code, _, body := httpStatus(t, s2, self, "Bearer "+secret.APIToken()); code != http.StatusOK || !strings.Contains(body, `"name":"sec2"`) {
+		t.Fatalf("%s with the derived token: %d %q", self, code, body)
 	}
 
 	// kubectl with the kubeconfig a peer wrote: TLS verified, token accepted.
 	for _, p := range []*harness.Peer{s1, s2} {
-		for path, want := range map[string]string{"/healthz": "ok", "/chorus/v1/version": `"node": "` + p.Name + `"`} {
+		for path, want := range map[string]string{"/healthz": "ok", self: `"name":"` + p.Name + `"`} {
 			out, err := exec.Command("kubectl", "--kubeconfig", p.Kubeconfig, "get", "--raw", path).CombinedOutput()
 			if err != nil || !strings.Contains(string(out), want) {
 				t.Fatalf("kubectl --kubeconfig %s get --raw %s: %v %s", p.Kubeconfig, path, err, out)
@@ -145,7 +147,7 @@ func TestSecureByDefault(t *testing.T) {
 	if err := os.WriteFile(kpath, kc, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	if out, err := exec.Command("kubectl", "--kubeconfig", kpath, "get", "--raw", "/chorus/v1/version").CombinedOutput(); err != nil || !strings.Contains(string(out), `"node": "sec2"`) {
+	if out, err := exec.Command("kubectl", "--kubeconfig", kpath, "get", "--raw", self).CombinedOutput(); err != nil || !strings.Contains(string(out), `"name":"sec2"`) {
 		t.Fatalf("kubectl with the printed kubeconfig: %v %s", err, out)
 	}
 
@@ -310,7 +312,7 @@ func TestInsecureCluster(t *testing.T) {
 		t.Fatalf("an insecure peer wrote a join token: %v", err)
 	}
 	waitNodes(t, i2, map[string]string{"ins1": "Alive", "ins2": "Alive"})
-	resp, err := http.Get("http://" + i1.API + "/chorus/v1/version")
+	resp, err := http.Get("http://" + i1.API + "/version")
 	if err != nil {
 		t.Fatal(err)
 	}

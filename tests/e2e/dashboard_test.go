@@ -53,7 +53,7 @@ func TestDashboardAndMetrics(t *testing.T) {
 		if code != http.StatusOK || ctype != "text/html; charset=utf-8" {
 			t.Fatalf("GET %s: %d %q", path, code, ctype)
 		}
-		for _, want := range []string{"<!doctype html>", "<title>chorus dashboard</title>", `"/chorus/v1/pods"`, `"/chorus/v1/nodes"`} {
+		for _, want := range []string{"<!doctype html>", "<title>chorus dashboard</title>", `list("v1", "pods", ns)`, `"/apis/chorus.sh/v1/peerusages?history=true"`} {
 			if !strings.Contains(body, want) {
 				t.Errorf("GET %s: page lacks %q", path, want)
 			}
@@ -65,12 +65,17 @@ func TestDashboardAndMetrics(t *testing.T) {
 		}
 	}
 	// What the page reads, as it asks for it, answers.
-	for _, path := range []string{"/chorus/v1/version", "/chorus/v1/namespaces", "/chorus/v1/nodes", "/chorus/v1/deployments?namespace=default",
-		"/chorus/v1/daemonsets?namespace=default", "/chorus/v1/pods?namespace=default", "/chorus/v1/services?namespace=default",
-		"/chorus/v1/events?namespace=default", "/chorus/v1/horizontalpodautoscalers?namespace=default"} {
-		if code, ctype, body := get(t, p, path); code != http.StatusOK || ctype != "application/json" {
-			t.Errorf("GET %s: %d %q %s", path, code, ctype, body)
+	for _, path := range []string{"/apis/chorus.sh/v1/peers?fieldSelector=status.serving%3Dtrue", "/api/v1/namespaces", "/api/v1/nodes",
+		"/apis/apps/v1/namespaces/default/deployments", "/apis/apps/v1/namespaces/default/daemonsets", "/api/v1/namespaces/default/pods",
+		"/api/v1/namespaces/default/services", "/api/v1/namespaces/default/events",
+		"/apis/autoscaling/v2/namespaces/default/horizontalpodautoscalers", "/apis/chorus.sh/v1/peerusages?history=true&namespace=default"} {
+		if code, ctype, body := get(t, p, path); code != http.StatusOK || ctype != "application/json" || !strings.Contains(body, `"items":[`) {
+			t.Errorf("GET %s: %d %q %.200s", path, code, ctype, body)
 		}
+	}
+	// The peer describes itself, as the page's header shows it.
+	if _, _, body := get(t, p, "/apis/chorus.sh/v1/peers?fieldSelector=status.serving%3Dtrue"); !strings.Contains(body, `"name":"e2e-dash"`) {
+		t.Errorf("the peer's own Peer: %s", body)
 	}
 
 	// Metrics report the pods this peer runs.

@@ -53,7 +53,7 @@ func serving(t *testing.T, p *harness.Peer, after string) {
 		t.Fatalf("peer died after %s:\n%s", after, p.Log())
 	}
 	var v map[string]string
-	if err := p.GetJSON("/chorus/v1/version", &v); err != nil {
+	if err := p.GetJSON("/version", &v); err != nil {
 		t.Fatalf("after %s the API does not answer: %v", after, err)
 	}
 }
@@ -83,15 +83,6 @@ func diskUsage(t *testing.T, dir string) int64 {
 	return n
 }
 
-type peerStats struct {
-	InvalidObjects []struct {
-		Key    string `json:"key"`
-		Reason string `json:"reason"`
-	} `json:"invalidObjects"`
-	StateFileSetAside string `json:"stateFileSetAside"`
-	PendingReplicas   int    `json:"pendingReplicas"`
-}
-
 // Each attack of issue 13 against a real peer fails, and the peer keeps
 // serving: a scale to 2^31-1, replicas that cannot run, a YAML alias bomb,
 // cross-site requests, idle connections and trickling bodies, a hop to the
@@ -117,7 +108,7 @@ func TestAttacksFailAndPeerKeepsServing(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer trickle.Close()
-	fmt.Fprintf(trickle, "POST /chorus/v1/apply HTTP/1.1\r\nHost: %s\r\nContent-Type: application/yaml\r\nContent-Length: 100000\r\n\r\n", p.API)
+	fmt.Fprintf(trickle, "POST /api/v1/namespaces HTTP/1.1\r\nHost: %s\r\nContent-Type: application/yaml\r\nContent-Length: 100000\r\n\r\n", p.API)
 	trickleStart := time.Now()
 	trickleCut := make(chan time.Duration, 1)
 	go func() {
@@ -140,15 +131,10 @@ func TestAttacksFailAndPeerKeepsServing(t *testing.T) {
 	}()
 
 	t.Run("scale to 2^31-1", func(t *testing.T) {
-		code, body := send(t, p, "PUT", "/chorus/v1/namespaces/default/deployments/web/scale", "",
-			map[string]string{"Content-Type": "application/json"}, []byte(`{"replicas":2147483647}`))
-		if code != http.StatusUnprocessableEntity || !strings.Contains(body, "spec.replicas") || !strings.Contains(body, `"kind": "Status"`) {
-			t.Fatalf("scale: %d %s", code, body)
-		}
-		// The same through the Kubernetes API, as kubectl scale sends it.
-		code, body = send(t, p, "PATCH", "/apis/apps/v1/namespaces/default/deployments/web/scale", "",
+		// As kubectl scale sends it.
+		code, body := send(t, p, "PATCH", "/apis/apps/v1/namespaces/default/deployments/web/scale", "",
 			map[string]string{"Content-Type": "application/merge-patch+json"}, []byte(`{"spec":{"replicas":2147483647}}`))
-		if code != http.StatusUnprocessableEntity || !strings.Contains(body, "spec.replicas") {
+		if code != http.StatusUnprocessableEntity || !strings.Contains(body, "spec.replicas") || !strings.Contains(body, `"kind":"Status"`) {
 			t.Fatalf("kubernetes scale patch: %d %s", code, body)
 		}
 		code, body = send(t, p, "PUT", "/apis/apps/v1/namespaces/default/deployments/web/scale", "",
@@ -160,7 +146,7 @@ func TestAttacksFailAndPeerKeepsServing(t *testing.T) {
 		time.Sleep(2 * time.Second)
 		serving(t, p, "a scale to 2^31-1")
 		var d api.Deployment
-		if err := p.GetJSON("/chorus/v1/namespaces/default/deployments/web", &d); err != nil || *d.Spec.Replicas != 1 {
+		if err := p.GetJSON("/apis/apps/v1/namespaces/default/deployments/web", &d); err != nil || *d.Spec.Replicas != 1 {
 			t.Fatalf("deployment after the refused scale: %v %v", d.Spec.Replicas, err)
 		}
 	})
@@ -179,10 +165,11 @@ func TestAttacksFailAndPeerKeepsServing(t *testing.T) {
 			t.Fatalf("apply: %v %s", err, out)
 		}
 		harness.Eventually(t, 30*time.Second, "200,000 pending replicas", func() (bool, string) {
-			var st peerStats
-			if err := p.GetJSON("/chorus/v1/stats", &st); err != nil {
+			self, err := p.Self()
+			if err != nil {
 				return false, err.Error()
 			}
+			st := self.Status.Replication
 			return st.PendingReplicas == 200000, fmt.Sprintf("%d pending", st.PendingReplicas)
 		})
 		time.Sleep(3 * time.Second) // a few reconcile passes
@@ -203,8 +190,8 @@ func TestAttacksFailAndPeerKeepsServing(t *testing.T) {
 		for i := range 400 {
 			fmt.Fprintf(&b, "    k%d: *big\n", i)
 		}
-		code, body := send(t, p, "POST", "/chorus/v1/apply?source=bomb.yaml", "", map[string]string{"Content-Type": "application/yaml"}, []byte(b.String()))
-		if code != http.StatusBadRequest || !strings.Contains(body, "bomb.yaml: document 1") || !strings.Contains(body, "alias *big") || !strings.Contains(body, "line ") {
+		code, body := send(t, p, "POST", "/api/v1/namespaces", "", map[string]string{"Content-Type": "application/yaml"}, []byte(b.String()))
+		if code != http.StatusBadRequest || !strings.Contains(body, "alias *big") || !strings.Contains(body, "line ") {
 			t.Fatalf("alias bomb: %d %.300s", code, body)
 		}
 		serving(t, p, "a YAML alias bomb")
@@ -217,17 +204,17 @@ func TestAttacksFailAndPeerKeepsServing(t *testing.T) {
 			hdr                      map[string]string
 			want                     int
 		}{
-			{"a form post (text/plain)", "POST", "/chorus/v1/apply", "", map[string]string{"Content-Type": "text/plain"}, http.StatusUnsupportedMediaType},
-			{"a no-cors fetch of leave", "POST", "/chorus/v1/leave", "", nil, http.StatusUnsupportedMediaType},
-			{"another site's origin", "POST", "/chorus/v1/apply", "", map[string]string{"Content-Type": "application/yaml", "Origin": "http://evil.example"}, http.StatusForbidden},
-			{"DNS rebinding", "GET", "/chorus/v1/pods", "evil.example:7070", nil, http.StatusForbidden},
+			{"a form post (text/plain)", "POST", "/api/v1/namespaces", "", map[string]string{"Content-Type": "text/plain"}, http.StatusUnsupportedMediaType},
+			{"a no-cors fetch of leave", "POST", "/apis/chorus.sh/v1/peers/lim/leave", "", nil, http.StatusUnsupportedMediaType},
+			{"another site's origin", "POST", "/api/v1/namespaces", "", map[string]string{"Content-Type": "application/yaml", "Origin": "http://evil.example"}, http.StatusForbidden},
+			{"DNS rebinding", "GET", "/api/v1/pods", "evil.example:7070", nil, http.StatusForbidden},
 		} {
 			if code, body := send(t, p, c.method, c.path, c.host, c.hdr, ns); code != c.want {
 				t.Errorf("%s: %d, want %d: %s", c.what, code, c.want, body)
 			}
 		}
 		var nss api.List
-		if err := p.GetJSON("/chorus/v1/namespaces", &nss); err != nil || strings.Contains(fmt.Sprint(nss.Items), "csrf") {
+		if err := p.GetJSON("/api/v1/namespaces", &nss); err != nil || strings.Contains(fmt.Sprint(nss.Items), "csrf") {
 			t.Fatalf("a refused request created a namespace: %v %v", nss.Items, err)
 		}
 		serving(t, p, "cross-site requests")
@@ -354,10 +341,11 @@ func TestAttacksFailAndPeerKeepsServing(t *testing.T) {
 		}
 		p.Start()
 		harness.Eventually(t, 20*time.Second, "invalid objects reported", func() (bool, string) {
-			var s peerStats
-			if err := p.GetJSON("/chorus/v1/stats", &s); err != nil {
+			self, err := p.Self()
+			if err != nil {
 				return false, err.Error()
 			}
+			s := self.Status.Replication
 			return len(s.InvalidObjects) == 2 && strings.Contains(s.InvalidObjects[1].Reason, "spec.replicas"), fmt.Sprintf("%+v", s.InvalidObjects)
 		})
 		time.Sleep(2 * time.Second)
@@ -378,9 +366,9 @@ func TestAttacksFailAndPeerKeepsServing(t *testing.T) {
 			t.Fatal(err)
 		}
 		p.Start()
-		var s peerStats
-		if err := p.GetJSON("/chorus/v1/stats", &s); err != nil || !strings.Contains(s.StateFileSetAside, "moved to") {
-			t.Fatalf("stats after a corrupt state file: %+v %v", s, err)
+		self, err := p.Self()
+		if err != nil || !strings.Contains(self.Status.Replication.StateFileSetAside, "moved to") {
+			t.Fatalf("figures after a corrupt state file: %+v %v", self.Status, err)
 		}
 		serving(t, p, "a corrupt state file")
 	})

@@ -199,7 +199,7 @@ func TestApplyRunsPodsWithOwnIPs(t *testing.T) {
 	}
 	harness.Eventually(t, 30*time.Second, "the deleted pod back, anew", func() (bool, string) {
 		var pod api.Pod
-		if err := p.GetJSON("/chorus/v1/namespaces/default/pods/"+victim.Metadata.Name, &pod); err != nil {
+		if err := p.GetJSON("/api/v1/namespaces/default/pods/"+victim.Metadata.Name, &pod); err != nil {
 			return false, err.Error()
 		}
 		restarts := int32(-1)

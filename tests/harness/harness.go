@@ -445,11 +445,24 @@ func (p *Peer) GetJSON(path string, v any) error {
 	return json.Unmarshal(b, v)
 }
 
+// Self returns the chorus.sh/v1 Peer the peer answers for itself, with
+// its replication figures.
+func (p *Peer) Self() (api.Peer, error) {
+	var l api.PeerList
+	if err := p.GetJSON(api.PathChorusV1+"/peers?fieldSelector=status.serving%3Dtrue", &l); err != nil {
+		return api.Peer{}, err
+	}
+	if len(l.Items) != 1 || l.Items[0].Status.Replication == nil {
+		return api.Peer{}, fmt.Errorf("peer %s did not describe itself: %+v", p.Name, l.Items)
+	}
+	return l.Items[0], nil
+}
+
 // Pods returns the pods the peer reports, in namespace ns ("" for all).
 func (p *Peer) Pods(ns string) ([]api.Pod, error) {
-	path := "/chorus/v1/pods"
+	path := "/api/v1/pods"
 	if ns != "" {
-		path = "/chorus/v1/namespaces/" + ns + "/pods"
+		path = "/api/v1/namespaces/" + ns + "/pods"
 	}
 	var l struct {
 		Items []api.Pod `json:"items"`
