@@ -276,6 +276,14 @@ func (w *podWorker) setMetadata(want *api.ObjectMeta) bool {
 	return true
 }
 
+// PodCount returns how many pods this peer runs (len(Pods()) without
+// copying them).
+func (m *PodManager) PodCount() int {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return len(m.workers)
+}
+
 // Pods returns the pods this peer runs, with their statuses, sorted by
 // namespace and name.
 func (m *PodManager) Pods() []api.Pod {
