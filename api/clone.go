@@ -18,7 +18,11 @@ import (
 // its monotonic reading, an IntOrString keeps only the half it holds.
 // Values that encode themselves (other json or text marshalers, interface
 // values, times not in UTC, strings that are not valid UTF-8) go through
-// JSON, so the result is the same. It panics where DeepCopy panics.
+// JSON, so the result is the same. It panics where DeepCopy panics, except
+// on a value that points to itself (which nothing decoded from JSON does),
+// where it recurses without end. Not handled as JSON handles them: fields
+// promoted from two embedded structs under the same name (no type of this
+// package has any); TestCloneIsDeepCopy checks pods, pod specs and maps.
 func Clone[T any](v T) T {
 	var out T
 	dst := reflect.ValueOf(&out).Elem()
