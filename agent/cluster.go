@@ -142,7 +142,7 @@ func (a *Agent) tagLoop(ctx context.Context) {
 			return
 		case <-t.C:
 		}
-		n := strconv.Itoa(len(a.pods.Pods()))
+		n := strconv.Itoa(a.pods.PodCount())
 		if n == last {
 			continue
 		}
@@ -180,7 +180,7 @@ func (a *Agent) nodes() []node {
 		host, _, _ := net.SplitHostPort(m.Addr)
 		pods, _ := strconv.Atoi(m.Tags[tagPods])
 		if m.Name == a.cfg.Name {
-			pods = len(a.pods.Pods())
+			pods = a.pods.PodCount()
 		}
 		n.Status = nodeStatus{
 			Phase:     m.Status,

@@ -276,6 +276,14 @@ func (w *podWorker) setMetadata(want *api.ObjectMeta) bool {
 	return true
 }
 
+// PodCount returns how many pods this peer runs (len(Pods()) without
+// copying them).
+func (m *PodManager) PodCount() int {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return len(m.workers)
+}
+
 // Pods returns the pods this peer runs, with their statuses, sorted by
 // namespace and name.
 func (m *PodManager) Pods() []api.Pod {
@@ -576,7 +584,7 @@ type condMark struct {
 }
 
 func (m *PodManager) newWorker(p api.Pod) *podWorker {
-	p = api.DeepCopy(p)
+	p = api.Clone(p)
 	p.APIVersion, p.Kind = "v1", api.KindPod
 	p.Spec.NodeName = m.opts.Node
 	if p.Metadata.UID == "" {
@@ -1410,7 +1418,7 @@ func (w *podWorker) teardown(ctx context.Context, log *slog.Logger) {
 func (w *podWorker) snapshot() api.Pod {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	p := api.DeepCopy(w.pod)
+	p := api.Clone(w.pod)
 	st := api.PodStatus{HostIP: w.m.opts.HostIP, PodIP: w.nw.IP, Reason: w.reason, Message: w.message}
 	if !w.created.IsZero() {
 		t := w.created

@@ -185,6 +185,9 @@ func TestPodWorkerInitOrderAndTeardown(t *testing.T) {
 	if got := rt.events(); !slices.Equal(got, want) {
 		t.Fatalf("start sequence\n got %q\nwant %q", got, want)
 	}
+	if n := m.PodCount(); n != 1 {
+		t.Fatalf("PodCount() = %d with one pod", n)
+	}
 	p := m.Pods()[0]
 	if len(p.Status.InitContainerStatuses) != 3 || len(p.Status.ContainerStatuses) != 1 {
 		t.Fatalf("statuses %+v", p.Status)
@@ -198,6 +201,9 @@ func TestPodWorkerInitOrderAndTeardown(t *testing.T) {
 
 	m.Sync(nil)
 	waitUntil(t, "the pod is removed", func() bool { return len(m.Pods()) == 0 })
+	if n := m.PodCount(); n != 0 {
+		t.Fatalf("PodCount() = %d with no pod", n)
+	}
 	got := rt.events()[len(want):]
 	order := []string{"exec app prestop", "stop app", "exec side prestop", "stop side"}
 	i := 0

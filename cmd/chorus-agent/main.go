@@ -30,6 +30,7 @@ import (
 var version = "dev"
 
 func main() {
+	tuneGC(os.Getenv)
 	os.Exit(run(context.Background(), os.Args[1:], os.Stdout, os.Stderr))
 }
 

@@ -104,7 +104,8 @@ func BenchmarkApplyToRunning10(b *testing.B) {
 // Ready (readiness probes every second): VmRSS and its anonymous (RssAnon:
 // heap, stacks) and file-backed (RssFile: pages of the binary) parts, of
 // the agent process only (its private containerd and the shims are not
-// counted); and the sizes of the two binaries. The peer is started with
+// counted); the agent's CPU (user+sys) over the next 60 s; and the sizes
+// of the two binaries. The peer is started with
 // `chorus agent`, which must have become chorus-agent.
 func BenchmarkAgentRSS(b *testing.B) {
 	p := harness.NewPeer(b, testEnv.bin, "bench-rss", "127.0.0.26")
@@ -147,6 +148,31 @@ func BenchmarkAgentRSS(b *testing.B) {
 		time.Sleep(time.Second)
 	}
 	report("50-pods")
+	// CPU of the agent (user+sys, all its threads) over 60 s with the 50
+	// pods running, in millicores.
+	ticks := func() int {
+		b.Helper()
+		st, err := os.ReadFile("/proc/" + pid + "/stat")
+		if err != nil {
+			b.Fatal(err)
+		}
+		// Fields after the command name (which is in parentheses):
+		// state is field 3, utime 14 and stime 15.
+		f := strings.Fields(string(st[strings.LastIndexByte(string(st), ')')+1:]))
+		if len(f) < 13 {
+			b.Fatalf("/proc/%s/stat: %q", pid, st)
+		}
+		u, err1 := strconv.Atoi(f[11])
+		s, err2 := strconv.Atoi(f[12])
+		if err1 != nil || err2 != nil {
+			b.Fatalf("/proc/%s/stat: %q", pid, st)
+		}
+		return u + s
+	}
+	t0, c0 := time.Now(), ticks()
+	time.Sleep(60 * time.Second)
+	// USER_HZ is 100 on Linux: a tick is 10 ms.
+	b.ReportMetric(float64(ticks()-c0)*10/float64(time.Since(t0).Milliseconds())*1000, "millicores-50-pods")
 	if _, err := p.CLI("delete", "-f", manifest); err != nil {
 		b.Fatal(err)
 	}
