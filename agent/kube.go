@@ -49,7 +49,9 @@ func marshalAll[T any](items []T) ([][]byte, error) {
 func (b kubeBackend) List(ctx context.Context, kind string) ([][]byte, error) {
 	a := b.a
 	switch kind {
-	case "Namespace", "Pod", "Service", "DaemonSet", "ConfigMap", "Secret", "Job", "CronJob", "StatefulSet", "PersistentVolumeClaim", "ServiceAccount":
+	case "Pod":
+		return marshalAll(onePodPerName(a.listedPods()))
+	case "Namespace", "Service", "DaemonSet", "ConfigMap", "Secret", "Job", "CronJob", "StatefulSet", "PersistentVolumeClaim", "ServiceAccount":
 		items, _ := a.objects(strings.ToLower(kind)+"s", "")
 		return marshalAll(items)
 	case "HorizontalPodAutoscaler":
@@ -85,6 +87,38 @@ func (b kubeBackend) List(ctx context.Context, kind string) ([][]byte, error) {
 		return marshalAll(out)
 	}
 	return nil, fmt.Errorf("kind %s is not served", kind)
+}
+
+// onePodPerName keeps one copy of each pod, as the Kubernetes API has one
+// object per name: while a pod moves (make-before-break) two peers run it
+// for a moment, and the copy shown is the one serving (Ready, else
+// Running, else the first listed), not the one being stopped.
+func onePodPerName(pods []api.Pod) []api.Pod {
+	rank := func(p *api.Pod) int {
+		switch {
+		case podReady(p):
+			return 3
+		case p.Status.Phase == api.PodRunning:
+			return 2
+		case p.Spec.NodeName != "":
+			return 1
+		}
+		return 0
+	}
+	at := map[string]int{}
+	out := make([]api.Pod, 0, len(pods))
+	for _, p := range pods {
+		k := podKey(&p)
+		if i, ok := at[k]; ok {
+			if rank(&p) > rank(&out[i]) {
+				out[i] = p
+			}
+			continue
+		}
+		at[k] = len(out)
+		out = append(out, p)
+	}
+	return out
 }
 
 // ListLive gathers the events of every alive peer when a client lists

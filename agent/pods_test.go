@@ -103,3 +103,23 @@ func TestNodeLost(t *testing.T) {
 		t.Fatalf("no last status: %+v", st)
 	}
 }
+
+// While a pod moves, the Kubernetes API shows the copy that serves.
+func TestOnePodPerName(t *testing.T) {
+	pod := func(name, node, phase string, ready bool) api.Pod {
+		p := api.Pod{Metadata: api.ObjectMeta{Name: name, Namespace: "default"}, Spec: api.PodSpec{NodeName: node}}
+		p.Status.Phase = phase
+		if ready {
+			p.Status.Conditions = []api.PodCondition{{Type: "Ready", Status: "True"}}
+		}
+		return p
+	}
+	got := onePodPerName([]api.Pod{
+		pod("a", "p1", api.PodRunning, true), pod("a", "p2", api.PodRunning, false),
+		pod("b", "p1", api.PodRunning, false), pod("b", "p2", api.PodRunning, true),
+		pod("c", "", api.PodPending, false),
+	})
+	if len(got) != 3 || got[0].Spec.NodeName != "p1" || got[1].Spec.NodeName != "p2" || got[2].Metadata.Name != "c" {
+		t.Fatalf("one pod per name: %+v", got)
+	}
+}
