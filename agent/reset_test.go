@@ -5,7 +5,9 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"testing"
+	"time"
 )
 
 // TestProcessAlive: Reset refuses to clean up after a peer whose recorded
@@ -33,7 +35,20 @@ func TestProcessAlive(t *testing.T) {
 			t.Fatal(err)
 		}
 		t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
-		return strconv.Itoa(cmd.Process.Pid) + "\n"
+		// Start returns once the child is forked; until it has exec'd, its
+		// /proc/PID/cmdline is still this test's.
+		pid := strconv.Itoa(cmd.Process.Pid)
+		for deadline := time.Now().Add(10 * time.Second); ; {
+			b, _ := os.ReadFile("/proc/" + pid + "/cmdline")
+			if argv0, _, _ := strings.Cut(string(b), "\x00"); filepath.Base(argv0) == name {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%s (pid %s) did not exec in 10 s: cmdline %q", name, pid, b)
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+		return pid + "\n"
 	}
 	for _, c := range []struct {
 		prog, name string
