@@ -604,7 +604,7 @@ spec:
       labels: {app: web}
     spec:
       volumes: [{name: data, emptyDir: {}}]
-      securityContext: {runAsUser: 1000, sysctls: []}
+      securityContext: {runAsUser: 1000, sysctls: [{name: net.core.somaxconn, value: "1024"}]}
       containers:
       - name: web
         image: example/web:1
@@ -814,5 +814,34 @@ func TestOtherExamples(t *testing.T) {
 		if strings.Join(got, ",") != strings.Join(kinds, ",") {
 			t.Errorf("%s: kinds %v, want %v", file, got, kinds)
 		}
+	}
+}
+
+// An ignored field that is empty (kubectl's `status: {}` of a claim
+// template) warns of nothing; one with a value still does.
+func TestEmptyIgnoredFieldsDoNotWarn(t *testing.T) {
+	doc := []byte(`apiVersion: apps/v1
+kind: StatefulSet
+metadata: {name: db, finalizers: []}
+spec:
+  serviceName: db
+  selector: {matchLabels: {app: db}}
+  template:
+    metadata: {labels: {app: db}}
+    spec:
+      containers: [{name: c, image: web:1}]
+  volumeClaimTemplates:
+  - metadata: {name: data}
+    spec: {accessModes: [ReadWriteOnce], resources: {requests: {storage: 1Gi}}}
+    status: {}
+status: {replicas: 3}
+`)
+	_, warns, err := Decode(doc, "db.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := fmt.Sprint(warns)
+	if strings.Contains(got, "volumeClaimTemplates[0].status") || strings.Contains(got, "finalizers") || !strings.Contains(got, `ignored field "status"`) {
+		t.Fatalf("warnings: %s", got)
 	}
 }

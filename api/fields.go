@@ -235,7 +235,11 @@ func (d *fieldDecoder) decodeStruct(v reflect.Value, m map[string]any, path stri
 	for _, k := range sortedKeys(m) {
 		p := keyPath(path, k)
 		if note, ok := ignored[k]; ok {
-			d.warns = append(d.warns, FieldError{Field: p, Reason: fmt.Sprintf("ignored field %q: %s", p, note)})
+			// An empty value (the `status: {}` kubectl writes for a
+			// claim template, `finalizers: []`) asks for nothing.
+			if !emptyValue(m[k]) {
+				d.warns = append(d.warns, FieldError{Field: p, Reason: fmt.Sprintf("ignored field %q: %s", p, note)})
+			}
 			continue
 		}
 		idx, ok := info.fields[k]
@@ -361,4 +365,18 @@ func describe(raw any) string {
 		return "a list"
 	}
 	return fmt.Sprintf("%T", raw)
+}
+
+// emptyValue reports whether a decoded JSON value holds nothing: null, or
+// an empty object or list.
+func emptyValue(v any) bool {
+	switch x := v.(type) {
+	case nil:
+		return true
+	case map[string]any:
+		return len(x) == 0
+	case []any:
+		return len(x) == 0
+	}
+	return false
 }
