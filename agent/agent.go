@@ -27,12 +27,13 @@ import (
 	"syscall"
 	"time"
 
+	goruntime "runtime"
+
 	"github.com/chorus-sh/chorus/api"
 	"github.com/chorus-sh/chorus/apiserver"
 	"github.com/chorus-sh/chorus/gossip"
 	"github.com/chorus-sh/chorus/proxy"
 	"github.com/chorus-sh/chorus/runtime"
-	goruntime "runtime"
 )
 
 // Config is one peer's configuration. Only Name and Bind must differ
@@ -236,7 +237,6 @@ type Agent struct {
 
 	kick       chan struct{}
 	statusKick chan struct{}      // a local pod's status changed
-	rotKick    chan struct{}      // a rotation was asked for here
 	rot        rotationState      // the rotation loop's
 	leave      context.CancelFunc // ends Run after a graceful leave
 	leaving    atomic.Bool
@@ -292,7 +292,7 @@ func Run(ctx context.Context, cfg Config) error {
 	if err != nil {
 		return fmt.Errorf("--pod-subnet: %w", err)
 	}
-	a := &Agent{cfg: cfg, log: log, store: st, events: newEvents(cfg.Name, 1000), start: time.Now(), kick: make(chan struct{}, 1), statusKick: make(chan struct{}, 1), rotKick: make(chan struct{}, 1), leave: leave, svcNet: svcNet,
+	a := &Agent{cfg: cfg, log: log, store: st, events: newEvents(cfg.Name, 1000), start: time.Now(), kick: make(chan struct{}, 1), statusKick: make(chan struct{}, 1), leave: leave, svcNet: svcNet,
 		trust: tr, peerTransport: newPeerTransport(tr)}
 	defer a.peerTransport.CloseIdleConnections()
 	a.watchStoredValues()

@@ -12,6 +12,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime/debug"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -40,6 +41,7 @@ const (
 	kindSecretRotation     = "SecretRotation"
 	fieldRotationSpec      = "spec"
 	fieldRotationResealed  = "resealed"
+	fieldRotationCompleted = "completed" // rotationCompleted
 	rotationProgressPrefix = "progress."
 	// rotationEvery paces the rotation loop when nothing changes.
 	rotationEvery = 500 * time.Millisecond
@@ -74,6 +76,10 @@ func parseRotation(fields map[string]json.RawMessage) (rotationSpec, trust.Rotat
 	r := trust.Rotation{ID: spec.ID, From: spec.From, Started: spec.Started, Progress: map[string]trust.Phase{}}
 	var resealed string
 	r.Resealed = json.Unmarshal(fields[fieldRotationResealed], &resealed) == nil && resealed == spec.ID
+	var done rotationCompleted
+	if json.Unmarshal(fields[fieldRotationCompleted], &done) == nil && done.ID == spec.ID {
+		r.Completed = done.At
+	}
 	for f, v := range fields {
 		peer, ok := strings.CutPrefix(f, rotationProgressPrefix)
 		if !ok {
@@ -85,6 +91,13 @@ func parseRotation(fields map[string]json.RawMessage) (rotationSpec, trust.Rotat
 		}
 	}
 	return spec, r, true
+}
+
+// rotationCompleted records when a rotation was first seen complete: any
+// peer may write it, the last of a few nearly equal times wins.
+type rotationCompleted struct {
+	ID string    `json:"id"`
+	At time.Time `json:"at"`
 }
 
 // rotationState is what this peer applied of the current rotation; only
@@ -161,7 +174,6 @@ func (a *Agent) startRotation(now time.Time) (rotationStatus, error) {
 		return rotationStatus{}, fmt.Errorf("record the rotation: %w", err)
 	}
 	a.log.Info("rotation of the cluster secret asked for", "from", spec.From, "to", spec.ID)
-	a.kickRotation()
 	_, r, _ := parseRotation(a.store.rawFields(rotationKey()))
 	return a.rotationStatusOf(spec, r, now), nil
 }
@@ -187,13 +199,6 @@ func (a *Agent) rotationObjects() []api.SecretRotation {
 	return []api.SecretRotation{api.NewSecretRotation(st)}
 }
 
-func (a *Agent) kickRotation() {
-	select {
-	case a.rotKick <- struct{}{}:
-	default:
-	}
-}
-
 // rotationLoop applies the rotation record whenever the state changes, and
 // every rotationEvery (membership changes too).
 func (a *Agent) rotationLoop(ctx context.Context) {
@@ -208,8 +213,7 @@ func (a *Agent) rotationLoop(ctx context.Context) {
 		select {
 		case <-ctx.Done():
 			return
-		case <-changed:
-		case <-a.rotKick:
+		case <-changed: // a rotation asked here is a change too
 		case <-t.C:
 		}
 	}
@@ -265,7 +269,11 @@ func (a *Agent) rotationStep(now time.Time) error {
 	if a.rot.id != spec.ID {
 		a.rot.id, a.rot.applied, a.rot.since = spec.ID, initial, now
 	}
-	d := trust.Decide(r, a.aliveMembers(), a.cfg.Name, trust.Local{Applied: a.rot.applied, Since: a.rot.since}, now)
+	if a.rot.applied == trust.PhaseRetired && r.Progress[a.cfg.Name] == trust.PhaseRetired && r.Resealed && !r.Completed.IsZero() {
+		return nil // this rotation is over, here and everywhere
+	}
+	alive := a.aliveMembers()
+	d := trust.Decide(r, alive, a.cfg.Name, trust.Local{Applied: a.rot.applied, Since: a.rot.since}, now)
 	if d.Target != a.rot.applied {
 		if err := a.applyRotationPhase(oldS, newS, d.Target, now); err != nil {
 			return fmt.Errorf("phase %s: %w", d.Target, err)
@@ -280,6 +288,16 @@ func (a *Agent) rotationStep(now time.Time) error {
 		}
 		if err := a.store.writeFields(rotationKey(), map[string]json.RawMessage{rotationProgressPrefix + a.cfg.Name: b}); err != nil {
 			return fmt.Errorf("record progress: %w", err)
+		}
+		r.Progress[a.cfg.Name] = d.Target
+	}
+	if r.Completed.IsZero() && trust.StatusOf(r, alive, now).Complete {
+		b, err := json.Marshal(rotationCompleted{ID: spec.ID, At: now.UTC()})
+		if err != nil {
+			return err
+		}
+		if err := a.store.writeFields(rotationKey(), map[string]json.RawMessage{fieldRotationCompleted: b}); err != nil {
+			return fmt.Errorf("record the end: %w", err)
 		}
 	}
 	if d.Reseal {
@@ -350,18 +368,14 @@ func (a *Agent) applyRotationPhase(oldS *trust.Secret, newS trust.Secret, phase 
 			return err
 		}
 		for _, k := range a.gossip.Keys() {
-			if !bytes.Equal(k, keep[0]) && (len(keep) == 1 || !bytes.Equal(k, keep[1])) {
+			if !slices.ContainsFunc(keep, func(x []byte) bool { return bytes.Equal(x, k) }) {
 				if err := a.gossip.RemoveKey(k); err != nil {
 					return err
 				}
 			}
 		}
 	}
-	older := [][]byte{}
-	if also != nil {
-		older = append(older, also.DataKey())
-	}
-	sealer, err := trust.NewSealer(use.DataKey(), older...)
+	sealer, err := sealerFor(use, also)
 	if err != nil {
 		return err
 	}
@@ -385,8 +399,11 @@ func (a *Agent) applyRotationPhase(oldS *trust.Secret, newS trust.Secret, phase 
 			return fmt.Errorf("store the new join token: %w", err)
 		}
 		if phase == trust.PhaseRetired {
-			if oldS != nil && !retiredSecret(dir, *oldS) {
-				b, _ := os.ReadFile(filepath.Join(dir, RetiredFile))
+			b, err := os.ReadFile(filepath.Join(dir, RetiredFile))
+			if err != nil && !errors.Is(err, fs.ErrNotExist) {
+				return fmt.Errorf("read the retired secrets: %w", err)
+			}
+			if oldS != nil && !slices.Contains(strings.Fields(string(b)), oldS.ClusterID()) {
 				b = append(b, oldS.ClusterID()+"\n"...)
 				if err := trust.WriteFile(filepath.Join(dir, RetiredFile), b); err != nil {
 					return fmt.Errorf("record the retired secret: %w", err)

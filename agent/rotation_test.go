@@ -202,7 +202,8 @@ func TestRotationOnePeer(t *testing.T) {
 	if !ok || after.(*api.Secret).Data["password"] != before.(*api.Secret).Data["password"] {
 		t.Fatalf("the Secret does not read back: %+v", a.store.checked.list())
 	}
-	st, err = a.rotationStatus(now)
+	// Asked an hour later: the elapsed time stopped at the end.
+	st, err = a.rotationStatus(now.Add(time.Hour))
 	if err != nil || !st.Complete || st.Done != 1 || st.Phase != "retired" || st.Elapsed != (4*trust.PhaseDwell).String() {
 		t.Fatalf("status %+v %v", st, err)
 	}

@@ -122,17 +122,22 @@ func (s *store) objectOf(key string, fields map[string]json.RawMessage) (api.Obj
 	return decodeStored(doc)
 }
 
+// sealerFor seals under use's at-rest key and opens under also's too
+// (while a rotation moves from one secret to the other).
+func sealerFor(use trust.Secret, also *trust.Secret) (*trust.Sealer, error) {
+	if also != nil {
+		return trust.NewSealer(use.DataKey(), also.DataKey())
+	}
+	return trust.NewSealer(use.DataKey())
+}
+
 // newSealer returns the sealer of a peer: keyed from the cluster secret,
 // or from an explicit gossip key on an --insecure peer; nil when neither
 // exists (Secrets are then stored in clear, which the caller says).
 func newSealer(tr *peerTrust, gossipKey string) (*trust.Sealer, error) {
 	switch {
 	case tr != nil:
-		secret, other := tr.secrets()
-		if other != nil {
-			return trust.NewSealer(secret.DataKey(), other.DataKey())
-		}
-		return trust.NewSealer(secret.DataKey())
+		return sealerFor(tr.secrets())
 	case gossipKey != "":
 		k, err := base64.StdEncoding.DecodeString(gossipKey)
 		if err != nil {

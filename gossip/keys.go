@@ -6,6 +6,7 @@ import (
 	"crypto/sha256"
 	"errors"
 	"fmt"
+	"slices"
 
 	"github.com/hashicorp/memberlist"
 	"github.com/libp2p/go-libp2p/core/control"
@@ -99,7 +100,9 @@ func (n *Node) Keys() [][]byte {
 	if n.keyring == nil {
 		return nil
 	}
-	return n.keyring.GetKeys()
+	// A copy: memberlist's RemoveKey shifts its slice in place, under a
+	// caller ranging over it.
+	return slices.Clone(n.keyring.GetKeys())
 }
 
 func (n *Node) hasKey(key []byte) bool {
@@ -157,11 +160,7 @@ func (n *Node) helloFrame(role string, to peer.ID) []byte {
 // readHelloFrame returns the serf address of a hello frame from peer from,
 // checking its MAC against every key of the ring when the node has one.
 func (n *Node) readHelloFrame(b []byte, role string, from peer.ID) (string, error) {
-	var keys [][]byte
-	if n.keyring != nil {
-		keys = n.keyring.GetKeys()
-	}
-	return checkHelloFrame(b, keys, role, from, n.host.ID())
+	return checkHelloFrame(b, n.Keys(), role, from, n.host.ID())
 }
 
 // checkHelloFrame returns the serf address of a hello frame sent by from

@@ -52,6 +52,14 @@ func (c *Creds) Pool() *x509.CertPool {
 	return c.pool.Clone()
 }
 
+// trusted returns the pool of the CAs trusted, not a copy: Set replaces the
+// pool whole and nothing changes one once made (for the handshakes).
+func (c *Creds) trusted() *x509.CertPool {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	return c.pool
+}
+
 // CAsPEM returns the certificates of the CAs trusted, PEM, one after the
 // other (a kubeconfig's certificate-authority-data may hold several).
 func (c *Creds) CAsPEM() []byte {
@@ -77,7 +85,7 @@ func (c *Creds) verifyServer(cs tls.ConnectionState) error {
 		return errors.New("trust: the server presented no certificate")
 	}
 	opts := x509.VerifyOptions{
-		Roots:         c.Pool(),
+		Roots:         c.trusted(),
 		DNSName:       cs.ServerName,
 		Intermediates: x509.NewCertPool(),
 		KeyUsages:     []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
@@ -102,7 +110,7 @@ func (c *Creds) server(base *tls.Config) *tls.Config {
 		GetConfigForClient: func(*tls.ClientHelloInfo) (*tls.Config, error) {
 			cfg := base.Clone()
 			cfg.Certificates = []tls.Certificate{c.Certificate()}
-			cfg.ClientCAs = c.Pool()
+			cfg.ClientCAs = c.trusted()
 			return cfg, nil
 		},
 	}

@@ -72,6 +72,9 @@ type Rotation struct {
 	// Resealed is set once a peer sealed every stored Secret anew under
 	// the new key.
 	Resealed bool
+	// Completed is when a peer saw every alive peer retired (zero
+	// before); the status's Elapsed stops there.
+	Completed time.Time
 }
 
 // PhaseDwell is the least time a peer stays in the installed and using
@@ -190,7 +193,11 @@ type Status struct {
 // StatusOf returns the status of rotation r among the alive members, at
 // now.
 func StatusOf(r Rotation, alive []string, now time.Time) Status {
-	st := Status{ID: r.ID, From: r.From, Phase: PhaseRetired, Total: len(alive), Peers: map[string]Phase{}, Elapsed: max(0, now.Sub(r.Started))}
+	end := now
+	if !r.Completed.IsZero() {
+		end = r.Completed
+	}
+	st := Status{ID: r.ID, From: r.From, Phase: PhaseRetired, Total: len(alive), Peers: map[string]Phase{}, Elapsed: max(0, end.Sub(r.Started))}
 	for _, m := range alive {
 		p := r.Progress[m]
 		st.Peers[m] = p

@@ -199,4 +199,9 @@ func TestStatusOf(t *testing.T) {
 	if st := StatusOf(r, nil, start); st.Complete {
 		t.Fatalf("no alive member: %+v", st)
 	}
+	// Once complete, Elapsed stops at the recorded end.
+	r.Completed = start.Add(5 * time.Second)
+	if st := StatusOf(r, []string{"a", "b"}, start.Add(time.Hour)); st.Elapsed != 5*time.Second {
+		t.Fatalf("elapsed an hour after the end: %v, want 5s", st.Elapsed)
+	}
 }

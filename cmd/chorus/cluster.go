@@ -127,6 +127,7 @@ func rotationStatusOnce(ctx context.Context, root *rootOptions) (api.SecretRotat
 	if err != nil {
 		return obj.Status, err
 	}
+	defer c.hc.CloseIdleConnections() // a new client each second, as the kubeconfig changes
 	cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	err = c.getJSON(cctx, rotationsPath+"/"+api.SecretRotationName, nil, &obj)

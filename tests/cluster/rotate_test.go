@@ -206,6 +206,7 @@ func TestRotateSecret(t *testing.T) {
 	checks := 0
 	var wg sync.WaitGroup
 	wg.Add(1)
+	defer func() { stop(); wg.Wait() }() // also when the test fails before the end
 	go func() {
 		defer wg.Done()
 		held := map[string][]byte{}
