@@ -279,7 +279,7 @@ func (a *Agent) servePeerLeave(w http.ResponseWriter, r *http.Request) {
 	a.leaving.Store(true)
 	a.pods.Sync(nil)
 	deadline := time.Now().Add(60 * time.Second)
-	for len(a.pods.Pods()) > 0 && time.Now().Before(deadline) {
+	for a.pods.PodCount() > 0 && time.Now().Before(deadline) {
 		time.Sleep(100 * time.Millisecond)
 	}
 	self := a.peerObjects(r.Context(), true)

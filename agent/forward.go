@@ -7,10 +7,10 @@ import (
 	"net/http/httputil"
 	"net/url"
 	"sort"
-	"strings"
 	"time"
 
 	"github.com/chorus-sh/chorus/api"
+	"k8s.io/apimachinery/pkg/fields"
 )
 
 // headerForwarded marks a request one peer passed to another, so that it is
@@ -103,16 +103,16 @@ func (a *Agent) clusterEvents(r *http.Request, ns, kind, name string) []api.Even
 		if ns != "" {
 			path = "/api/v1/namespaces/" + url.PathEscape(ns) + "/events"
 		}
-		var sel []string
+		sel := fields.Set{}
 		if kind != "" {
-			sel = append(sel, "involvedObject.kind="+kind)
+			sel["involvedObject.kind"] = kind
 		}
 		if name != "" {
-			sel = append(sel, "involvedObject.name="+name)
+			sel["involvedObject.name"] = name
 		}
 		q := url.Values{}
 		if len(sel) > 0 {
-			q.Set("fieldSelector", strings.Join(sel, ","))
+			q.Set("fieldSelector", fields.SelectorFromSet(sel).String())
 		}
 		a.askPeers(r.Context(), path, q, eventsTimeout, func(peer string, body []byte) {
 			var list struct {

@@ -288,13 +288,6 @@ func (s *imageSharing) newest(ref string, local *imageEntry) (cur imageEntry, ho
 	return cur, holders, ok
 }
 
-// holders returns the alive peers (not this one) that hold ref at its
-// newest content.
-func (s *imageSharing) holders(ref string) []string {
-	_, h, _ := s.newest(ref, nil)
-	return h
-}
-
 // stale reports whether this peer holds ref at older content than another
 // alive peer does.
 func (s *imageSharing) stale(ctx context.Context, ref string) bool {

@@ -94,6 +94,27 @@ func (b kubeBackend) List(ctx context.Context, kind string) ([][]byte, error) {
 // for a moment, and the copy shown is the one serving (Ready, else
 // Running, else the first listed), not the one being stopped.
 func onePodPerName(pods []api.Pod) []api.Pod {
+	at := map[string]int{}
+	out := make([]api.Pod, 0, len(pods))
+	for i := range pods {
+		p := &pods[i]
+		k := podKey(p)
+		if j, ok := at[k]; ok {
+			if servesBetter(p, &out[j]) {
+				out[j] = *p
+			}
+			continue
+		}
+		at[k] = len(out)
+		out = append(out, *p)
+	}
+	return out
+}
+
+// servesBetter reports whether copy a of a pod serves better than copy b of
+// the same pod (two peers run it while it moves): Ready first, then
+// Running, then bound to a peer.
+func servesBetter(a, b *api.Pod) bool {
 	rank := func(p *api.Pod) int {
 		switch {
 		case podReady(p):
@@ -105,20 +126,7 @@ func onePodPerName(pods []api.Pod) []api.Pod {
 		}
 		return 0
 	}
-	at := map[string]int{}
-	out := make([]api.Pod, 0, len(pods))
-	for _, p := range pods {
-		k := podKey(&p)
-		if i, ok := at[k]; ok {
-			if rank(&p) > rank(&out[i]) {
-				out[i] = p
-			}
-			continue
-		}
-		at[k] = len(out)
-		out = append(out, p)
-	}
-	return out
+	return rank(a) > rank(b)
 }
 
 // ListLive gathers the events of every alive peer when a client lists
@@ -575,7 +583,6 @@ func (a *Agent) replicaSets() []map[string]any {
 	return out
 }
 
-// uidFrom derives a stable uid for an object derived from another.
 // controllerRevisions serves the rollout history of every daemon set and
 // stateful set as apps/v1 ControllerRevisions, as their Kubernetes
 // controllers keep it: data is the strategic merge patch that restores
@@ -644,6 +651,7 @@ func templatePatch(t *api.PodTemplateSpec) (json.RawMessage, error) {
 	return json.Marshal(map[string]any{"spec": map[string]any{"template": tmpl}})
 }
 
+// uidFrom derives a stable uid for an object derived from another.
 func uidFrom(uid, salt string) string {
 	h := api.TemplateHash(&api.PodTemplateSpec{Metadata: api.ObjectMeta{Name: uid + "/" + salt}})
 	if len(uid) >= 8 {
@@ -800,9 +808,10 @@ func (a *Agent) kubeLog(w http.ResponseWriter, r *http.Request) {
 		writeStatus(w, http.StatusNotFound, "NotFound", err.Error())
 		return
 	}
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 	f, err := os.Open(path)
 	if errors.Is(err, os.ErrNotExist) {
-		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		f = nil
 		if q.Get("follow") != "true" {
 			return
 		}
@@ -812,7 +821,6 @@ func (a *Agent) kubeLog(w http.ResponseWriter, r *http.Request) {
 	} else {
 		defer f.Close()
 	}
-	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 	if f != nil {
 		if n, err := strconv.Atoi(q.Get("tailLines")); err == nil && n >= 0 {
 			if err := seekTail(f, n); err != nil {
@@ -827,25 +835,9 @@ func (a *Agent) kubeLog(w http.ResponseWriter, r *http.Request) {
 	if q.Get("follow") != "true" {
 		return
 	}
-	fl, _ := w.(http.Flusher)
-	for {
-		if fl != nil {
-			fl.Flush()
-		}
-		select {
-		case <-r.Context().Done():
-			return
-		case <-time.After(200 * time.Millisecond):
-		}
-		if f == nil {
-			if f, err = os.Open(path); err != nil {
-				f = nil
-				continue
-			}
-			defer f.Close()
-		}
-		if _, err := io.Copy(w, f); err != nil {
-			return
-		}
+	var flush func()
+	if fl, ok := w.(http.Flusher); ok {
+		flush = fl.Flush
 	}
+	followFile(r.Context(), w, path, f, flush, nil)
 }

@@ -101,9 +101,6 @@ func (k *kubeStreams) Exec(ctx context.Context, req stream.ExecRequest, stdin io
 	return k.a.pods.ExecTTY(ctx, req.Namespace, req.Pod, req.Container, req.Command, stdin, stdout, sizes)
 }
 
-// attachPoll is how often an attach looks for new output.
-const attachPoll = 200 * time.Millisecond
-
 // Attach streams what a running container writes from now on, until it
 // exits or the client goes away (kubectl attach). A container's output goes
 // to its log file (so it outlives the agent), which Attach follows. Its
@@ -130,40 +127,22 @@ func (k *kubeStreams) Attach(ctx context.Context, req stream.ExecRequest, stdin 
 	if out == nil {
 		out = io.Discard
 	}
-	var f *os.File
-	defer func() {
-		if f != nil {
-			f.Close()
+	f, err := os.Open(path)
+	if err == nil {
+		defer f.Close()
+		if _, err := f.Seek(0, io.SeekEnd); err != nil {
+			return err
 		}
-	}()
-	tick := time.NewTicker(attachPoll)
-	defer tick.Stop()
-	for {
-		if f == nil {
-			if f, err = os.Open(path); err == nil {
-				if _, err := f.Seek(0, io.SeekEnd); err != nil {
-					return err
-				}
-			} else {
-				f = nil // not written yet
-			}
-		}
-		if f != nil {
-			if _, err := io.Copy(out, f); err != nil {
-				return nil // the client went away
-			}
-		}
-		// The container ended (it exited, its pod is gone, or a restart
-		// opened another log): what it wrote last has been sent.
-		if now, err := logPath(); err != nil || now != path {
-			return nil
-		}
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-tick.C:
-		}
+	} else {
+		f = nil // not written yet
 	}
+	// Until the container ends (it exited, its pod is gone, or a restart
+	// opened another log).
+	followFile(ctx, out, path, f, nil, func() bool {
+		now, err := logPath()
+		return err != nil || now != path
+	})
+	return nil
 }
 
 type eofReader struct{}

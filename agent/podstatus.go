@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -77,8 +78,12 @@ func (a *Agent) publishPodStatus() error {
 // clusterPods returns the pods of every alive peer as they published them,
 // this peer's own from its pod manager (fresher), sorted by namespace,
 // name and node.
-func (a *Agent) clusterPods() []api.Pod {
-	out := a.pods.Pods()
+func (a *Agent) clusterPods() []api.Pod { return a.clusterPodsWith(a.pods.Pods()) }
+
+// clusterPodsWith is clusterPods with this peer's pods as given (local is
+// not changed).
+func (a *Agent) clusterPodsWith(local []api.Pod) []api.Pod {
+	out := slices.Clone(local)
 	for _, m := range a.aliveMembers() {
 		if m == a.cfg.Name {
 			continue

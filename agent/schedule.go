@@ -396,7 +396,8 @@ func (a *Agent) reconcile() {
 		a.pods.Sync(nil)
 		return
 	}
-	cluster := a.clusterPods()
+	local := a.pods.Pods() // one copy of this peer's pods for the whole pass
+	cluster := a.clusterPodsWith(local)
 	byDeploy := map[string][]api.Pod{}
 	readyOn := map[string]map[string]bool{} // pod key -> node -> ready
 	seen := map[string]int{}                // pod key -> index in byDeploy list
@@ -413,8 +414,8 @@ func (a *Agent) reconcile() {
 		dk := objectKey(api.KindDeployment, p.Metadata.Namespace, d)
 		if i, ok := seen[k]; ok {
 			// The same replica on two peers (a move in progress): count it once,
-			// Ready if either copy is.
-			if podReady(&p) {
+			// as the copy that serves (Ready if either copy is).
+			if servesBetter(&p, &byDeploy[dk][i]) {
 				byDeploy[dk][i] = p
 			}
 			continue
@@ -436,7 +437,7 @@ func (a *Agent) reconcile() {
 	// logs, and run nowhere else.
 	if ended := a.store.endedJobPods(); len(ended) > 0 {
 		here := map[string]bool{}
-		for _, p := range a.pods.Pods() {
+		for _, p := range local {
 			here[podKey(&p)] = true
 		}
 		standalone = slices.DeleteFunc(standalone, func(p api.Pod) bool {
@@ -478,7 +479,7 @@ func (a *Agent) reconcile() {
 	for _, p := range mine {
 		have[podKey(&p)] = true
 	}
-	for _, p := range a.pods.Pods() {
+	for _, p := range local {
 		k := podKey(&p)
 		if have[k] || !wanted[k] || alone[k] {
 			continue
@@ -538,7 +539,7 @@ func (a *Agent) reconcile() {
 	// A pod of a deployment or daemon set that was evicted (an emptyDir
 	// over its sizeLimit) is made again, empty, as a ReplicaSet makes a new
 	// pod; a standalone or job pod stays Failed, as in Kubernetes.
-	for _, p := range a.pods.Pods() {
+	for _, p := range local {
 		if p.Status.Phase == api.PodFailed && p.Status.Reason == "Evicted" && !isStandalone(&p) {
 			if err := a.pods.Replace(p.Metadata.Namespace, p.Metadata.Name); err == nil {
 				a.log.Info("evicted pod made again", "pod", podKey(&p), "reason", p.Status.Message)

@@ -2,11 +2,12 @@ package main
 
 import (
 	"context"
-	"github.com/chorus-sh/chorus/api"
 	"net"
 	"net/http"
 	"strings"
 	"testing"
+
+	"github.com/chorus-sh/chorus/api"
 )
 
 func TestDashboardPrintsURL(t *testing.T) {

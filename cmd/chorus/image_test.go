@@ -1,9 +1,10 @@
 package main
 
 import (
-	"github.com/chorus-sh/chorus/api"
 	"net/http"
 	"testing"
+
+	"github.com/chorus-sh/chorus/api"
 )
 
 func TestImageRemoveAndPrune(t *testing.T) {

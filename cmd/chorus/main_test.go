@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"io"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -13,6 +12,8 @@ import (
 	"strings"
 	"sync"
 	"testing"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/chorus-sh/chorus/api"
 )
@@ -84,12 +85,6 @@ func (f *fakeAgent) run(args ...string) cliResult {
 	return runCLI(f.t, context.Background(), "", append([]string{"-s", f.addr()}, args...)...)
 }
 
-// runStdin runs the CLI against this agent with stdin.
-func (f *fakeAgent) runStdin(stdin string, args ...string) cliResult {
-	f.t.Helper()
-	return runCLI(f.t, context.Background(), stdin, append([]string{"-s", f.addr()}, args...)...)
-}
-
 // reply answers pattern with a JSON body.
 func (f *fakeAgent) reply(pattern string, code int, body any) {
 	f.mux.HandleFunc(pattern, func(w http.ResponseWriter, r *http.Request) {
@@ -104,14 +99,6 @@ func (f *fakeAgent) reply(pattern string, code int, body any) {
 func (f *fakeAgent) peer(name, v string) {
 	f.reply("GET "+api.PathChorusV1+"/peers", http.StatusOK, api.PeerList{Items: []api.Peer{{
 		ObjectMeta: metav1.ObjectMeta{Name: name}, Status: api.PeerStatus{Phase: api.PeerAlive, Serving: true, Version: v}}}})
-}
-
-// list answers pattern with a List of items.
-func (f *fakeAgent) list(pattern string, items ...any) {
-	if items == nil {
-		items = []any{}
-	}
-	f.reply(pattern, http.StatusOK, api.List{TypeMeta: api.TypeMeta{APIVersion: "v1", Kind: "List"}, Items: items})
 }
 
 func (f *fakeAgent) requests() []recorded {
