@@ -50,7 +50,7 @@ func (b kubeBackend) List(ctx context.Context, kind string) ([][]byte, error) {
 	a := b.a
 	switch kind {
 	case "Pod":
-		return marshalAll(onePodPerName(a.listedPods()))
+		return marshalAll(a.withControllers(onePodPerName(a.listedPods())))
 	case "Namespace", "Service", "DaemonSet", "ConfigMap", "Secret", "Job", "CronJob", "StatefulSet", "PersistentVolumeClaim", "ServiceAccount":
 		items, _ := a.objects(strings.ToLower(kind)+"s", "")
 		return marshalAll(items)
@@ -109,6 +109,40 @@ func onePodPerName(pods []api.Pod) []api.Pod {
 		out = append(out, *p)
 	}
 	return out
+}
+
+// withControllers gives the pods of deployments and daemon sets (derived,
+// not stored) the owner reference Kubernetes gives them: their ReplicaSet
+// (as served: NAME-HASH, a uid derived from the deployment's) or their
+// DaemonSet, so kubectl describe says who controls them and clients that
+// walk owners (kubectl drain, garbage collectors, dashboards) find them.
+func (a *Agent) withControllers(pods []api.Pod) []api.Pod {
+	uids := map[string]string{} // kind/ns/name -> uid
+	for _, kind := range []string{api.KindDeployment, api.KindDaemonSet} {
+		for _, o := range a.store.list(kind, "") {
+			uids[api.ObjectKey(o)] = o.Meta().UID
+		}
+	}
+	yes := true
+	for i := range pods {
+		m := &pods[i].Metadata
+		if len(m.OwnerReferences) > 0 {
+			continue
+		}
+		if d := m.Labels[api.LabelDeployment]; d != "" {
+			hash := m.Labels[api.LabelTemplateHash]
+			if uid, ok := uids[objectKey(api.KindDeployment, m.Namespace, d)]; ok && hash != "" {
+				m.OwnerReferences = []api.OwnerReference{{APIVersion: "apps/v1", Kind: "ReplicaSet", Name: d + "-" + hash,
+					UID: uidFrom(uid, hash), Controller: &yes, BlockOwnerDeletion: &yes}}
+			}
+		} else if ds := m.Labels[api.LabelDaemonSet]; ds != "" {
+			if uid, ok := uids[objectKey(api.KindDaemonSet, m.Namespace, ds)]; ok {
+				m.OwnerReferences = []api.OwnerReference{{APIVersion: "apps/v1", Kind: "DaemonSet", Name: ds,
+					UID: uid, Controller: &yes, BlockOwnerDeletion: &yes}}
+			}
+		}
+	}
+	return pods
 }
 
 // servesBetter reports whether copy a of a pod serves better than copy b of

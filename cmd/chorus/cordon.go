@@ -40,7 +40,7 @@ func newDrainCmd(root *rootOptions) *cobra.Command {
 			}
 			fmt.Fprintf(root.out, "node/%s cordoned\n", node)
 			deadline := time.Now().Add(timeout)
-			reported := map[string]bool{}
+			reported, stays := map[string]bool{}, map[string]bool{}
 			for {
 				var pods corev1.PodList
 				if err := c.getJSON(cmd.Context(), "/api/v1/pods", url.Values{"fieldSelector": {"spec.nodeName=" + node}}, &pods); err != nil {
@@ -48,9 +48,18 @@ func newDrainCmd(root *rootOptions) *cobra.Command {
 				}
 				var left []string
 				for _, p := range pods.Items {
-					if p.Spec.NodeName == node {
-						left = append(left, p.Namespace+"/"+p.Name)
+					if p.Spec.NodeName != node {
+						continue
 					}
+					k := p.Namespace + "/" + p.Name
+					if !movesOnDrain(&p) {
+						if !stays[k] {
+							stays[k] = true
+							fmt.Fprintf(root.out, "pod/%s stays: a pod bound to its peer (a stateful set's, a job's or a bare pod) moves only when the peer leaves (chorus leave) or the pod is deleted\n", p.Name)
+						}
+						continue
+					}
+					left = append(left, k)
 				}
 				sort.Strings(left)
 				for _, k := range left {
@@ -82,6 +91,18 @@ func newDrainCmd(root *rootOptions) *cobra.Command {
 	}
 	cmd.Flags().DurationVar(&timeout, "timeout", 5*time.Minute, "how long to wait for the pods to move")
 	return cmd
+}
+
+// movesOnDrain reports whether a pod leaves a cordoned peer: a deployment's
+// (its ReplicaSet's) moves, a daemon set's stops; a stateful set's, a
+// job's and a bare pod are bound to their peer.
+func movesOnDrain(p *corev1.Pod) bool {
+	for _, r := range p.OwnerReferences {
+		if r.Kind == "ReplicaSet" || r.Kind == "DaemonSet" {
+			return true
+		}
+	}
+	return false
 }
 
 func contains(list []string, s string) bool {

@@ -19,13 +19,18 @@ func TestDrain(t *testing.T) {
 	f.mux.HandleFunc("GET /api/v1/pods", func(w http.ResponseWriter, r *http.Request) {
 		l := corev1.PodList{Items: []corev1.Pod{}}
 		if lists.Add(1) == 1 {
-			l.Items = append(l.Items, corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: "default", Name: "web-1"}, Spec: corev1.PodSpec{NodeName: "n1"}})
+			l.Items = append(l.Items, corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: "default", Name: "web-1",
+				OwnerReferences: []metav1.OwnerReference{{Kind: "ReplicaSet", Name: "web-h"}}}, Spec: corev1.PodSpec{NodeName: "n1"}})
 		}
+		// A stateful set's pod is bound to its peer: said once, not waited for.
+		l.Items = append(l.Items, corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: "default", Name: "db-0",
+			OwnerReferences: []metav1.OwnerReference{{Kind: "StatefulSet", Name: "db"}}}, Spec: corev1.PodSpec{NodeName: "n1"}})
 		w.Header().Set("Content-Type", "application/json")
 		_ = json.NewEncoder(w).Encode(l)
 	})
 	r := f.run("drain", "n1")
-	want := "node/n1 cordoned\nevicting pod default/web-1\npod/web-1 moved\nnode/n1 drained\n"
+	want := "node/n1 cordoned\npod/db-0 stays: a pod bound to its peer (a stateful set's, a job's or a bare pod) moves only when the peer leaves (chorus leave) or the pod is deleted\n" +
+		"evicting pod default/web-1\npod/web-1 moved\nnode/n1 drained\n"
 	if r.code != 0 || r.stdout != want {
 		t.Fatalf("%+v", r)
 	}
