@@ -34,6 +34,21 @@ var _ apiserver.Backend = kubeBackend{}
 
 func (b kubeBackend) Changed() <-chan struct{} { return b.a.store.changed() }
 
+// CatchUp pulls, from the alive peers, what they hold and this peer does
+// not: a write about to answer "not found" asks first (see catchUp).
+func (b kubeBackend) CatchUp(ctx context.Context) {
+	if b.a.repl == nil || b.a.gossip == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(ctx, catchUpTimeout)
+	defer cancel()
+	b.a.repl.catchUp(ctx, b.a.alivePeers())
+}
+
+// catchUpTimeout bounds what a write waits for peers before it answers
+// "not found": a peer that died but is not yet known dead must not hold it.
+const catchUpTimeout = 2 * time.Second
+
 func marshalAll[T any](items []T) ([][]byte, error) {
 	out := make([][]byte, 0, len(items))
 	for _, it := range items {

@@ -630,6 +630,22 @@ func checkVersion(res *Resource, obj, cur map[string]any) error {
 		fmt.Errorf("the object has been modified (or was read from another peer); please apply your changes to the latest version and try again"))
 }
 
+// target returns the object a write acts on. If this peer does not hold
+// it, the backend may lag behind the peer that wrote it a moment ago: it
+// catches up (see CatchUpper) and the object is looked up again.
+func (s *Server) target(ctx context.Context, res *Resource, ns, name string) (map[string]any, bool) {
+	if cur, ok := s.cache.get(res, ns, name); ok {
+		return cur, true
+	}
+	cu, ok := s.backend.(CatchUpper)
+	if !ok {
+		return nil, false
+	}
+	cu.CatchUp(ctx)
+	s.cache.sync(ctx)
+	return s.cache.get(res, ns, name)
+}
+
 func (s *Server) update(ctx context.Context, w http.ResponseWriter, r *http.Request, res *Resource, ns, name string) {
 	if res.Live || !res.Writable && !res.Updatable {
 		writeError(w, apierrors.NewMethodNotSupported(gr(res), "update"))
@@ -640,7 +656,7 @@ func (s *Server) update(ctx context.Context, w http.ResponseWriter, r *http.Requ
 		writeError(w, err)
 		return
 	}
-	cur, ok := s.cache.get(res, ns, name)
+	cur, ok := s.target(ctx, res, ns, name)
 	if !ok {
 		writeError(w, apierrors.NewNotFound(gr(res), name))
 		return
@@ -698,7 +714,7 @@ func (s *Server) patch(ctx context.Context, w http.ResponseWriter, r *http.Reque
 		return
 	}
 	apply := isApply(r)
-	cur, ok := s.cache.get(res, ns, name)
+	cur, ok := s.target(ctx, res, ns, name)
 	if !ok && (!apply || !res.Writable) {
 		writeError(w, apierrors.NewNotFound(gr(res), name))
 		return
@@ -767,7 +783,7 @@ func (s *Server) delete(ctx context.Context, w http.ResponseWriter, r *http.Requ
 		s.deleteLive(w, r, res, ns, name)
 		return
 	}
-	cur, ok := s.cache.get(res, ns, name)
+	cur, ok := s.target(ctx, res, ns, name)
 	if !ok {
 		writeError(w, apierrors.NewNotFound(gr(res), name))
 		return
@@ -929,6 +945,9 @@ func orZero(v any) any {
 // scale serves the scale subresource: GET, PUT and PATCH of spec.replicas.
 func (s *Server) scale(ctx context.Context, w http.ResponseWriter, r *http.Request, res *Resource, ns, name string) {
 	cur, ok := s.cache.get(res, ns, name)
+	if !ok && r.Method != http.MethodGet {
+		cur, ok = s.target(ctx, res, ns, name)
+	}
 	if !ok {
 		writeError(w, apierrors.NewNotFound(gr(res), name))
 		return

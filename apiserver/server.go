@@ -56,6 +56,15 @@ type LiveDeleter interface {
 	DeleteLiveCollection(r *http.Request, kind, namespace string) (docs [][]byte, err error)
 }
 
+// CatchUpper is implemented by backends whose replica may lag behind other
+// peers': before a write (update, patch, delete, scale) answers NotFound,
+// the server calls CatchUp, which returns once the backend holds what its
+// peers hold (or gave up), and looks again. An object created on another
+// peer a moment ago can then be changed or deleted through this one.
+type CatchUpper interface {
+	CatchUp(ctx context.Context)
+}
+
 // Options configure a Server.
 type Options struct {
 	Peer    string // this peer's name: part of every resource version

@@ -446,3 +446,48 @@ func TestAccessReviewInProtobuf(t *testing.T) {
 		t.Fatalf("review: %+v %v", review, err)
 	}
 }
+
+// laggingBackend is a replica behind its peers: it holds an object only
+// once CatchUp pulled it.
+type laggingBackend struct {
+	*memBackend
+	pending  map[string][]byte // kind -> doc the peers hold
+	catchUps int
+}
+
+func (b *laggingBackend) CatchUp(context.Context) {
+	b.mu.Lock()
+	b.catchUps++
+	b.mu.Unlock()
+	for kind, doc := range b.pending {
+		b.put(kind, doc)
+	}
+	b.pending = nil
+}
+
+// A write to an object another peer created a moment ago, and this one has
+// not received yet, catches up before it answers NotFound; a read does not.
+func TestWritesCatchUpBeforeNotFound(t *testing.T) {
+	b := &laggingBackend{memBackend: newMem(), pending: map[string][]byte{"Deployment": deployment("late", 2, `{}`)}}
+	_, hs := start(t, b, "p1")
+	url := hs.URL + "/apis/apps/v1/namespaces/default/deployments/"
+	if code, body := do(t, http.MethodGet, url+"late", "", ""); code != http.StatusNotFound {
+		t.Fatalf("get before catching up: %d %s, want 404", code, body)
+	}
+	if b.catchUps != 0 {
+		t.Fatalf("a read caught up %d times", b.catchUps)
+	}
+	if code, body := do(t, http.MethodDelete, url+"late", "", ""); code != http.StatusOK {
+		t.Fatalf("delete of an object a peer holds: %d %s, want 200", code, body)
+	}
+	if code, body := do(t, http.MethodDelete, url+"late", "", ""); code != http.StatusNotFound {
+		t.Fatalf("second delete: %d %s, want 404", code, body)
+	}
+	if b.catchUps != 2 {
+		t.Fatalf("catch-ups = %d, want one per delete that found nothing (2)", b.catchUps)
+	}
+	b.pending = map[string][]byte{"Deployment": deployment("later", 1, `{}`)}
+	if code, body := do(t, http.MethodPatch, url+"later/scale", "application/merge-patch+json", `{"spec":{"replicas":4}}`); code != http.StatusOK || !strings.Contains(body, `"replicas":4`) {
+		t.Fatalf("scale of an object a peer holds: %d %s", code, body)
+	}
+}

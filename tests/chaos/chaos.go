@@ -179,26 +179,47 @@ func (c *Cluster) Apply(p *harness.Peer, name string, replicas, nodePort int) er
 
 // Scale writes the replicas of deployment name on peer p.
 func (c *Cluster) Scale(p *harness.Peer, name string, replicas int) error {
-	req, _ := p.Request(http.MethodPatch, "/apis/apps/v1/namespaces/default/deployments/"+name+"/scale",
-		strings.NewReader(fmt.Sprintf(`{"spec":{"replicas": %d}}`, replicas)))
-	req.Header.Set("Content-Type", "application/merge-patch+json")
-	resp, err := p.HTTPClient(10 * time.Second).Do(req)
-	if err == nil {
-		b, _ := io.ReadAll(resp.Body)
-		resp.Body.Close()
-		if resp.StatusCode != http.StatusOK {
-			err = statusError(resp.Status, b)
-		}
-	}
+	err := send(p, http.MethodPatch, "/apis/apps/v1/namespaces/default/deployments/"+name+"/scale",
+		fmt.Sprintf(`{"spec":{"replicas": %d}}`, replicas))
 	c.record(Op{At: time.Now(), Peer: p.Name, Kind: "scale", Object: name, Replicas: replicas}, err)
 	return err
 }
 
-// Delete deletes deployment name (and its service) on peer p.
+// Delete deletes deployment name (and its service) on peer p. A delete
+// answered NotFound is not acknowledged: kubectl says "Error from server
+// (NotFound)", and the deployment, if another peer holds it, stays.
 func (c *Cluster) Delete(p *harness.Peer, name string) error {
-	err := p.DeleteManifest([]byte(deploymentYAML(name, 0, 0)))
+	err := send(p, http.MethodDelete, "/apis/apps/v1/namespaces/default/deployments/"+name, "")
+	if err == nil {
+		err = send(p, http.MethodDelete, "/api/v1/namespaces/default/services/"+name, "")
+		if err != nil && strings.HasPrefix(err.Error(), "404") {
+			err = nil
+		}
+	}
 	c.record(Op{At: time.Now(), Peer: p.Name, Kind: "delete", Object: name}, err)
 	return err
+}
+
+// send makes one API request on peer p (a merge patch when body is not
+// empty) and fails unless it is answered 200.
+func send(p *harness.Peer, method, path, body string) error {
+	req, err := p.Request(method, path, strings.NewReader(body))
+	if err != nil {
+		return err
+	}
+	if body != "" {
+		req.Header.Set("Content-Type", "application/merge-patch+json")
+	}
+	resp, err := p.HTTPClient(10 * time.Second).Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != http.StatusOK {
+		return statusError(resp.Status, b)
+	}
+	return nil
 }
 
 // RandomWrite makes a random write to a random alive peer: a new
@@ -463,6 +484,11 @@ func (c *Cluster) Check(r *Report, timeout time.Duration) {
 	r.SettleSeconds = time.Since(start).Seconds()
 	r.Violations = last
 	if len(last) > 0 {
+		c.mu.Lock()
+		for _, op := range c.ops {
+			c.T.Logf("write %s %s %s %d on %s: acked=%v %s", op.At.Format("15:04:05.000"), op.Kind, op.Object, op.Replicas, op.Peer, op.Acked, op.Error)
+		}
+		c.mu.Unlock()
 		for _, p := range c.Alive() {
 			out, _ := p.CLI("get", "pods", "-o", "wide")
 			c.T.Logf("pods seen by %s:\n%s", p.Name, out)
