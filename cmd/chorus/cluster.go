@@ -15,10 +15,10 @@ import (
 func newClusterCmd(root *rootOptions) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "cluster",
-		Short: "Operations on the whole cluster (rotate-secret)",
+		Short: "Local clusters (create, delete) and operations on the whole cluster (rotate-secret)",
 		Args:  cobra.NoArgs,
 	}
-	cmd.AddCommand(newRotateSecretCmd(root))
+	cmd.AddCommand(newRotateSecretCmd(root), newClusterCreateCmd(root), newClusterDeleteCmd(root))
 	return cmd
 }
 
