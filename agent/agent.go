@@ -32,6 +32,7 @@ import (
 	"github.com/chorus-sh/chorus/api"
 	"github.com/chorus-sh/chorus/apiserver"
 	"github.com/chorus-sh/chorus/gossip"
+	"github.com/chorus-sh/chorus/podnet"
 	"github.com/chorus-sh/chorus/proxy"
 	"github.com/chorus-sh/chorus/runtime"
 )
@@ -203,6 +204,7 @@ const (
 	tagVersion     = "ver"
 	tagStarted     = "start"
 	tagHop         = "hop"
+	tagNet         = "net" // pod subnet
 )
 
 // Agent is one running peer.
@@ -575,6 +577,11 @@ func Reset(ctx context.Context, cfg Config) error {
 	}
 	if n, err := newServiceNet(cfg.PodSubnet); err == nil {
 		n.removeAll(ctx)
+	}
+	// The routes to other peers' pods (this machine's, made by this peer:
+	// peers sharing a machine make none).
+	if _, _, err := podnet.Apply(nil); err != nil {
+		cfg.Log.Warn("remove the routes to other peers' pods", "err", err)
 	}
 	return runtime.Purge(ctx, cfg.DataDir, cfg.ContainerdAddress, cfg.ContainerdNamespace, cfg.Bridge, cfg.Log)
 }

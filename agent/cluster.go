@@ -32,6 +32,7 @@ func (a *Agent) startCluster(ctx context.Context, wg *sync.WaitGroup) error {
 		tagStarted: strconv.FormatInt(a.start.Unix(), 10),
 		tagPods:    "0",
 		tagHop:     hostPort(cfg.Bind, cfg.HopPort),
+		tagNet:     cfg.PodSubnet,
 	}
 	capa := capacity()
 	tags[tagCPU], tags[tagMemory] = capa["cpu"], capa["memory"]
@@ -113,6 +114,7 @@ func (a *Agent) startCluster(ctx context.Context, wg *sync.WaitGroup) error {
 	})
 	run(func() { a.repl.antiEntropyLoop(ctx, 2*time.Second, a.alivePeers, kick) })
 	run(func() { a.tagLoop(ctx) })
+	run(func() { a.podNetLoop(ctx, 2*time.Second) })
 	run(func() { a.rotationLoop(ctx) })
 	run(func() { a.statusLoop(ctx, 500*time.Millisecond) })
 	run(func() { a.gcLoop(ctx, time.Hour, crdt.DefaultTombstoneHorizon) })
@@ -164,6 +166,9 @@ func (a *Agent) nodes() []node {
 	var out []node
 	for _, m := range a.gossip.Members() {
 		n := node{APIVersion: "v1", Kind: "Node", Metadata: api.ObjectMeta{Name: m.Name}}
+		if c := m.Tags[tagNet]; c != "" {
+			n.Spec.PodCIDR, n.Spec.PodCIDRs = c, []string{c}
+		}
 		if s, err := strconv.ParseInt(m.Tags[tagStarted], 10, 64); err == nil {
 			t := time.Unix(s, 0).UTC()
 			n.Metadata.CreationTimestamp = &t

@@ -413,7 +413,9 @@ type node struct {
 	Kind       string         `json:"kind"`
 	Metadata   api.ObjectMeta `json:"metadata"`
 	Spec       struct {
-		Unschedulable bool `json:"unschedulable"`
+		Unschedulable bool     `json:"unschedulable"`
+		PodCIDR       string   `json:"podCIDR,omitempty"`
+		PodCIDRs      []string `json:"podCIDRs,omitempty"`
 	} `json:"spec"`
 	Status nodeStatus `json:"status"`
 }

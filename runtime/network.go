@@ -1,6 +1,7 @@
 package runtime
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -19,9 +20,13 @@ type NetworkConfig struct {
 	Name       string   // CNI network name, unique per peer on a machine
 	Bridge     string   // bridge device name (at most 15 characters)
 	Subnet     string   // pod subnet, e.g. 10.88.11.0/24
+	Cluster    string   // every pod subnet of the cluster (default 10.88.0.0/16): reached without masquerade
 	PluginDirs []string // where the CNI plugin binaries are (default /usr/lib/cni, /opt/cni/bin)
 	StateDir   string   // IPAM state and network namespaces live under here
 }
+
+// DefaultClusterCIDR holds every peer's pod subnet unless told otherwise.
+const DefaultClusterCIDR = "10.88.0.0/16"
 
 // DefaultCNIPluginDirs are searched for the CNI plugins.
 var defaultCNIPluginDirs = []string{"/usr/lib/cni", "/opt/cni/bin"}
@@ -64,7 +69,7 @@ func NewCNINetwork(cfg NetworkConfig) (*CNINetwork, error) {
 				"type":        "bridge",
 				"bridge":      cfg.Bridge,
 				"isGateway":   true,
-				"ipMasq":      true,
+				"ipMasq":      false, // ensureMasquerade's table instead
 				"hairpinMode": true,
 				"ipam": map[string]any{
 					"type":    "host-local",
@@ -77,6 +82,13 @@ func NewCNINetwork(cfg NetworkConfig) (*CNINetwork, error) {
 	}
 	b, err := json.Marshal(conf)
 	if err != nil {
+		return nil, err
+	}
+	cluster, err := netip.ParsePrefix(cmp.Or(cfg.Cluster, DefaultClusterCIDR))
+	if err != nil {
+		return nil, fmt.Errorf("cluster pod network %q: %w", cfg.Cluster, err)
+	}
+	if err := ensureMasquerade(cfg.Bridge, pfx, cluster); err != nil {
 		return nil, err
 	}
 	c, err := gocni.New(gocni.WithPluginDir(cfg.PluginDirs), gocni.WithPluginConfDir(""),

@@ -65,6 +65,9 @@ func Purge(ctx context.Context, dataDir, address, namespace, bridge string, log 
 		}
 	}
 	if bridge != "" {
+		if err := removeMasquerade(bridge); err != nil {
+			errs = append(errs, err)
+		}
 		if out, err := exec.CommandContext(ctx, "ip", "link", "del", bridge).CombinedOutput(); err != nil &&
 			!strings.Contains(string(out), "Cannot find device") {
 			errs = append(errs, fmt.Errorf("delete bridge %s: %s", bridge, strings.TrimSpace(string(out))))

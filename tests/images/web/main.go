@@ -96,6 +96,12 @@ func main() {
 	mux.HandleFunc("GET /", func(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "no page "+r.URL.Path+" on "+podName, http.StatusNotFound)
 	})
+	mux.HandleFunc("GET /remote", func(w http.ResponseWriter, r *http.Request) {
+		// The caller's address as this pod sees it (pod-to-pod traffic
+		// must arrive untranslated).
+		host, _, _ := net.SplitHostPort(r.RemoteAddr)
+		fmt.Fprintln(w, host)
+	})
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		if broken.Load() {
 			http.Error(w, "liveness broken", http.StatusInternalServerError)

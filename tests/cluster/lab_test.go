@@ -1,0 +1,202 @@
+package cluster
+
+import (
+	"context"
+	"fmt"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/chorus-sh/chorus/lab"
+	"github.com/chorus-sh/chorus/tests/harness"
+	"github.com/chorus-sh/chorus/tests/images"
+)
+
+// TestLabCluster runs what a user runs: `chorus cluster create` makes three
+// peers, each in a network namespace of its own (machines, for the
+// network), and the test drives the cluster with the real kubectl through
+// the kubeconfig it prints. A pod reaches a pod of another peer by its IP
+// and sees the caller's own pod IP (no translation), the host reaches
+// every pod and every peer's NodePort, a peer cut off the network
+// (every packet lost) is found dead and its pods run elsewhere, and
+// `chorus cluster delete` leaves nothing behind.
+func TestLabCluster(t *testing.T) {
+	name := fmt.Sprintf("lt%d", os.Getpid()%10000)
+	subnet := netip.MustParsePrefix("10.214.201.0/24")
+	dir := t.TempDir()
+	l := lab.Lab{Name: name, Subnet: subnet}
+	run := func(timeout time.Duration, args ...string) string {
+		t.Helper()
+		ctx, cancel := context.WithTimeout(context.Background(), timeout)
+		defer cancel()
+		out, err := exec.CommandContext(ctx, bin, args...).CombinedOutput()
+		if err != nil {
+			t.Fatalf("chorus %s: %v\n%s", strings.Join(args, " "), err, out)
+		}
+		return string(out)
+	}
+	t.Cleanup(func() {
+		if t.Failed() {
+			for _, m := range l.Machines() {
+				if b, err := os.ReadFile(filepath.Join(dir, name, m.Name+".log")); err == nil {
+					t.Logf("log of %s (last 4000 bytes):\n%s", m.Name, tail(b, 4000))
+				}
+			}
+		}
+		out, err := exec.Command(bin, "cluster", "delete", "--name", name, "--dir", dir).CombinedOutput()
+		if err != nil {
+			t.Logf("cluster delete: %v\n%s", err, out)
+		}
+		_ = l.Delete()
+	})
+	out := run(4*time.Minute, "cluster", "create", "--name", name, "--peers", "3", "--subnet", subnet.String(), "--dir", dir)
+	kc := filepath.Join(dir, name, "kubeconfig")
+	if !strings.Contains(out, "export KUBECONFIG="+kc) || !strings.Contains(out, "3/3 Ready") {
+		t.Fatalf("cluster create said:\n%s", out)
+	}
+	k := func(args ...string) (string, error) {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		b, err := exec.CommandContext(ctx, harness.Kubectl(t), append([]string{"--kubeconfig", kc}, args...)...).CombinedOutput()
+		return string(b), err
+	}
+	mustK := func(args ...string) string {
+		t.Helper()
+		out, err := k(args...)
+		if err != nil {
+			t.Fatalf("kubectl %s: %v\n%s", strings.Join(args, " "), err, out)
+		}
+		return out
+	}
+	cidrs := mustK("get", "nodes", "-o", "jsonpath={range .items[*]}{.metadata.name}={.spec.podCIDR} {end}")
+	if len(strings.Fields(cidrs)) != 3 || strings.Contains(cidrs, "= ") {
+		t.Fatalf("nodes' pod CIDRs: %q", cidrs)
+	}
+
+	img, err := images.Build(context.Background(), "web", images.CacheDir(), []string{"example/web:1"}, images.FormatDocker)
+	if err != nil {
+		t.Fatal(err)
+	}
+	run(2*time.Minute, "--kubeconfig", kc, "image", "load", img)
+	manifest := filepath.Join(dir, "app.yaml")
+	if err := os.WriteFile(manifest, []byte(harness.WebDeployment("web", 3)+`---
+apiVersion: v1
+kind: Service
+metadata: {name: web}
+spec:
+  type: NodePort
+  selector: {app: web}
+  ports: [{port: 8080, nodePort: 31201}]
+`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	mustK("apply", "-f", manifest)
+	mustK("rollout", "status", "deployment/web", "--timeout=120s")
+
+	type pod struct{ name, ip, node string }
+	pods := func() []pod {
+		t.Helper()
+		var ps []pod
+		for _, line := range strings.Split(strings.TrimSpace(mustK("get", "pods", "-l", "app=web", "-o",
+			`jsonpath={range .items[?(@.status.podIP)]}{.metadata.name} {.status.podIP} {.spec.nodeName}{"\n"}{end}`)), "\n") {
+			if f := strings.Fields(line); len(f) == 3 {
+				ps = append(ps, pod{f[0], f[1], f[2]})
+			}
+		}
+		return ps
+	}
+	ps := pods()
+	byNode := map[string]pod{}
+	for _, p := range ps {
+		byNode[p.node] = p
+	}
+	if len(byNode) < 2 {
+		t.Fatalf("the pods are not on two peers at least: %v", ps)
+	}
+	// Pod to pod across peers, by IP, untranslated.
+	for _, from := range byNode {
+		for _, to := range byNode {
+			if from.node == to.node {
+				continue
+			}
+			got := strings.TrimSpace(mustK("exec", from.name, "--", "/app", "fetch", "http://"+to.ip+":8080/remote"))
+			if got != from.ip {
+				t.Fatalf("%s (%s on %s) asked %s (on %s): it saw the caller as %q, want the pod's own IP", from.name, from.ip, from.node, to.name, to.node, got)
+			}
+		}
+	}
+	// The host reaches each peer's NodePort, and (through the peer it
+	// runs on) each pod.
+	ms := l.Machines()
+	if len(ms) != 3 {
+		t.Fatalf("machines: %v", ms)
+	}
+	for _, m := range ms {
+		if body, err := harness.HTTPGet(fmt.Sprintf("http://%s:31201/", m.Addr)); err != nil || !strings.HasPrefix(body, "hello from web-") {
+			t.Fatalf("NodePort of %s: %q %v", m.Name, body, err)
+		}
+	}
+
+	// Cut peer 3 off: every packet of its link lost.
+	victim := ms[2]
+	if err := l.Shape(victim, lab.Link{Loss: 100}); err != nil {
+		t.Fatal(err)
+	}
+	cut := time.Now()
+	deadline := cut.Add(90 * time.Second)
+	for {
+		out, _ := k("get", "nodes", victim.Name, "-o", "jsonpath={.status.conditions[?(@.type==\"Ready\")].status}")
+		moved := true
+		for _, p := range pods() {
+			if p.node == victim.Name {
+				moved = false
+			}
+		}
+		ready, _ := k("get", "deployment", "web", "-o", "jsonpath={.status.readyReplicas}")
+		if out != "True" && moved && ready == "3" {
+			t.Logf("peer %s cut off: found dead and its pods Ready elsewhere after %v", victim.Name, time.Since(cut).Round(100*time.Millisecond))
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("peer %s cut off for 90 s: Ready=%q, pods %v, ready replicas %q", victim.Name, out, pods(), ready)
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+	if err := l.Shape(victim, lab.Link{}); err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(90 * time.Second); ; {
+		out, _ := k("get", "nodes", victim.Name, "-o", "jsonpath={.status.conditions[?(@.type==\"Ready\")].status}")
+		if out == "True" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("peer %s not Ready 90 s after its link came back: %q", victim.Name, out)
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+
+	out = run(3*time.Minute, "cluster", "delete", "--name", name, "--dir", dir)
+	if !strings.Contains(out, "cluster "+name+" deleted") {
+		t.Fatalf("cluster delete said:\n%s", out)
+	}
+	for _, m := range ms {
+		if _, err := os.Stat(m.NetNS); err == nil {
+			t.Errorf("%s left behind", m.NetNS)
+		}
+	}
+	if _, err := os.Stat(filepath.Join(dir, name)); err == nil {
+		t.Errorf("%s left behind", filepath.Join(dir, name))
+	}
+}
+
+func tail(b []byte, n int) []byte {
+	if len(b) > n {
+		return b[len(b)-n:]
+	}
+	return b
+}
