@@ -171,6 +171,14 @@ func (l Lab) Delete() error {
 			errs = append(errs, fmt.Errorf("delete bridge %s: %w", l.Bridge(), err))
 		}
 	}
+	if c, err := nftables.New(); err == nil {
+		if err := dropTable(c, &nftables.Table{Family: nftables.TableFamilyIPv4, Name: l.hostTable()}); err == nil {
+			err = c.Flush()
+		}
+		if err != nil {
+			errs = append(errs, fmt.Errorf("delete nftables table %s: %w", l.hostTable(), err))
+		}
+	}
 	return errors.Join(errs...)
 }
 
@@ -193,6 +201,9 @@ func (l Lab) ensureBridge() (netlink.Link, error) {
 			return nil, err
 		}
 	}
+	if err := l.noHostFirewall(); err != nil {
+		return nil, err
+	}
 	if err := netlink.AddrReplace(br, &netlink.Addr{IPNet: host}); err != nil {
 		return nil, fmt.Errorf("address %v on %s: %w", host, name, err)
 	}
@@ -200,6 +211,53 @@ func (l Lab) ensureBridge() (netlink.Link, error) {
 		return nil, fmt.Errorf("bring %s up: %w", name, err)
 	}
 	return br, nil
+}
+
+// noHostFirewall keeps the host's connection tracking, and so its NAT
+// rules, out of what crosses the bridge between machines: with
+// br_netfilter loaded (net.bridge.bridge-nf-call-iptables=1, which a
+// bridge's own nf_call_iptables 0 cannot override), bridged packets go
+// through the host's iptables, and a masquerade rule of the host's own pods
+// would rewrite the machines' pod traffic. A table of the lab's marks the
+// bridge's packets untracked.
+func (l Lab) noHostFirewall() error {
+	c, err := nftables.New()
+	if err != nil {
+		return err
+	}
+	t := &nftables.Table{Family: nftables.TableFamilyIPv4, Name: l.hostTable()}
+	if err := dropTable(c, t); err != nil {
+		return err
+	}
+	c.AddTable(t)
+	ch := c.AddChain(&nftables.Chain{Name: "pre", Table: t, Type: nftables.ChainTypeFilter,
+		Hooknum: nftables.ChainHookPrerouting, Priority: nftables.ChainPriorityRaw})
+	c.AddRule(&nftables.Rule{Table: t, Chain: ch, Exprs: []expr.Any{
+		&expr.Meta{Key: expr.MetaKeyIIFNAME, Register: 1},
+		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: ifname(l.Bridge())},
+		&expr.Notrack{},
+	}})
+	if err := c.Flush(); err != nil {
+		return fmt.Errorf("nftables table %s: %w", t.Name, err)
+	}
+	return nil
+}
+
+// hostTable is the lab's nftables table on the host.
+func (l Lab) hostTable() string { return "chorus_lab_" + l.hash() }
+
+// dropTable queues the deletion of t if it exists.
+func dropTable(c *nftables.Conn, t *nftables.Table) error {
+	tables, err := c.ListTablesOfFamily(t.Family)
+	if err != nil {
+		return fmt.Errorf("list nftables tables: %w", err)
+	}
+	for _, have := range tables {
+		if have.Name == t.Name {
+			c.DelTable(have)
+		}
+	}
+	return nil
 }
 
 // checkFree fails if a route of the host already covers the lab's subnet.
@@ -331,17 +389,17 @@ func newNamedNS(name string) (netns.NsHandle, error) {
 	return r.ns, r.err
 }
 
-// Link is how a machine's link to the bridge behaves, in each direction.
+// Link is how a machine's link to the bridge behaves.
 type Link struct {
-	Loss  float64 // percent of packets dropped, 0 to 100 (steps of 0.01)
+	Loss  float64 // percent of the packets the machine sends that are lost, 0 to 100 (steps of 0.01)
 	Rate  uint64  // bits per second; 0 is unlimited
 	Delay time.Duration
 }
 
-// Shape gives m's link l in both directions; l's zero value restores a
-// plain link. Loss is dropped by an nftables table in the machine (packets
-// in and out of eth0), the rate limited by a token bucket (tbf) at both
-// ends of the link. Delay needs the kernel's netem, which some kernels
+// Shape gives m's link l; l's zero value restores a plain link. Loss is
+// dropped by an nftables table in the machine (packets out of eth0: the
+// loss between two machines is the sender's), the rate limited by a token
+// bucket (tbf) at both ends of the link. Delay needs the kernel's netem, which some kernels
 // lack (this project's machines among them: CONFIG_NET_SCH_NETEM is not
 // set); Shape then fails saying so.
 func (l Lab) Shape(m Machine, link Link) error {
@@ -413,45 +471,32 @@ func rootQdisc(replace, del func(netlink.Qdisc) error, dev netlink.Link, link Li
 const labTable = "chorus_lab"
 
 // dropRandomly makes the nftables table of the machine whose namespace is
-// ns drop loss percent of the packets in and out of eth0 (none: no table).
+// ns drop loss percent of the packets out of eth0 (none: no table).
 func dropRandomly(ns netns.NsHandle, loss float64) error {
 	c, err := nftables.New(nftables.WithNetNSFd(int(ns)))
 	if err != nil {
 		return err
 	}
 	defer c.CloseLasting()
-	tables, err := c.ListTablesOfFamily(nftables.TableFamilyINet)
-	if err != nil {
-		return fmt.Errorf("list tables: %w", err)
-	}
-	for _, t := range tables {
-		if t.Name == labTable {
-			c.DelTable(t)
-		}
+	if err := dropTable(c, &nftables.Table{Family: nftables.TableFamilyINet, Name: labTable}); err != nil {
+		return err
 	}
 	if per10k := uint32(loss*100 + 0.5); per10k > 0 {
 		t := c.AddTable(&nftables.Table{Family: nftables.TableFamilyINet, Name: labTable})
-		for _, hook := range []struct {
-			name  string
-			hook  *nftables.ChainHook
-			iface expr.MetaKey
-		}{
-			{"in", nftables.ChainHookInput, expr.MetaKeyIIFNAME},
-			{"out", nftables.ChainHookOutput, expr.MetaKeyOIFNAME},
-		} {
-			ch := c.AddChain(&nftables.Chain{Name: hook.name, Table: t, Type: nftables.ChainTypeFilter,
-				Hooknum: hook.hook, Priority: nftables.ChainPriorityFilter})
-			c.AddRule(&nftables.Rule{Table: t, Chain: ch, Exprs: []expr.Any{
-				&expr.Meta{Key: hook.iface, Register: 1},
-				&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: ifname("eth0")},
-				// A random number below 10,000, in network order so that
-				// the comparison (bytewise) orders it as a number.
-				&expr.Numgen{Register: 1, Modulus: 10000, Type: unix.NFT_NG_RANDOM},
-				&expr.Byteorder{SourceRegister: 1, DestRegister: 1, Op: expr.ByteorderHton, Len: 4, Size: 4},
-				&expr.Cmp{Op: expr.CmpOpLt, Register: 1, Data: binary.BigEndian.AppendUint32(nil, per10k)},
-				&expr.Verdict{Kind: expr.VerdictDrop},
-			}})
-		}
+		// Postrouting: what the machine sends, its own packets and those it
+		// forwards (its pods').
+		ch := c.AddChain(&nftables.Chain{Name: "out", Table: t, Type: nftables.ChainTypeFilter,
+			Hooknum: nftables.ChainHookPostrouting, Priority: nftables.ChainPriorityFilter})
+		c.AddRule(&nftables.Rule{Table: t, Chain: ch, Exprs: []expr.Any{
+			&expr.Meta{Key: expr.MetaKeyOIFNAME, Register: 1},
+			&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: ifname("eth0")},
+			// A random number below 10,000, in network order so that the
+			// comparison (bytewise) orders it as a number.
+			&expr.Numgen{Register: 1, Modulus: 10000, Type: unix.NFT_NG_RANDOM},
+			&expr.Byteorder{SourceRegister: 1, DestRegister: 1, Op: expr.ByteorderHton, Len: 4, Size: 4},
+			&expr.Cmp{Op: expr.CmpOpLt, Register: 1, Data: binary.BigEndian.AppendUint32(nil, per10k)},
+			&expr.Verdict{Kind: expr.VerdictDrop},
+		}})
 	}
 	return c.Flush()
 }

@@ -39,6 +39,7 @@ func newClusterCreateCmd(root *rootOptions) *cobra.Command {
 	var name, subnet, dir string
 	var peers int
 	var wait time.Duration
+	var agentFlags []string
 	cmd := &cobra.Command{
 		Use:   "create",
 		Short: "Start a local cluster: several peers, each in its own network namespace (as kind does with containers)",
@@ -63,7 +64,7 @@ func newClusterCreateCmd(root *rootOptions) *cobra.Command {
 			if peers < 1 || peers > 50 {
 				return fmt.Errorf("--peers %d: want 1 to 50", peers)
 			}
-			return createLab(cmd.Context(), root.out, l, peers, filepath.Join(dir, name), wait)
+			return createLab(cmd.Context(), root.out, l, peers, filepath.Join(dir, name), wait, agentFlags)
 		},
 	}
 	f := cmd.Flags()
@@ -72,6 +73,7 @@ func newClusterCreateCmd(root *rootOptions) *cobra.Command {
 	f.StringVar(&subnet, "subnet", "", "IPv4 subnet of the peers' machines (default a /24 of 10.213.0.0/16 chosen by the name); this host takes its first address")
 	f.StringVar(&dir, "dir", clustersDir, "where clusters keep their peers' state, logs and kubeconfig")
 	f.DurationVar(&wait, "wait", 3*time.Minute, "how long to wait for every peer to be Ready")
+	f.StringArrayVar(&agentFlags, "agent-flag", nil, "a flag for every peer's chorus agent, e.g. --agent-flag=--gossip-profile=local (repeatable)")
 	return cmd
 }
 
@@ -93,7 +95,7 @@ func newClusterDeleteCmd(root *rootOptions) *cobra.Command {
 
 // createLab makes the machines of l, starts a peer in each one that is not
 // running, and waits until all are Ready.
-func createLab(ctx context.Context, out io.Writer, l lab.Lab, n int, dir string, wait time.Duration) error {
+func createLab(ctx context.Context, out io.Writer, l lab.Lab, n int, dir string, wait time.Duration, agentFlags []string) error {
 	if os.Geteuid() != 0 {
 		return errors.New("chorus cluster create needs root: it creates network namespaces and a bridge")
 	}
@@ -125,6 +127,7 @@ func createLab(ctx context.Context, out io.Writer, l lab.Lab, n int, dir string,
 		if i > 0 {
 			args = append(args, "--join", first.Addr.String(), "--join-token-file", filepath.Join(firstDir, "token"))
 		}
+		args = append(args, agentFlags...)
 		started, err := startPeer(dir, m, self, args)
 		if err != nil {
 			return err

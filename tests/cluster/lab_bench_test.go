@@ -1,0 +1,145 @@
+package cluster
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/chorus-sh/chorus/lab"
+	"github.com/chorus-sh/chorus/runtime"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/tools/clientcmd"
+)
+
+// BenchmarkLabDetection measures failure detection on lossy links: five
+// peers made by `chorus cluster create` (a network namespace each), every
+// machine losing loss% of what it sends, for each gossip profile. For 30 s
+// nobody is down and the peers' logs are searched for suspicions and
+// deaths (false ones); then the last peer is killed (kill -9 of its agent)
+// three times (with its containerd, as a dead machine), each time measuring
+// until the first peer's API shows it NotReady, and restarted.
+//
+//	go test -run '^$' -bench LabDetection -benchtime 1x ./tests/cluster/
+func BenchmarkLabDetection(b *testing.B) {
+	for _, profile := range []string{"lan", "local"} {
+		for _, loss := range []float64{0, 1, 5} {
+			b.Run(fmt.Sprintf("profile=%s/loss=%g", profile, loss), func(b *testing.B) {
+				for range b.N {
+					labDetection(b, profile, loss)
+				}
+			})
+		}
+	}
+}
+
+func labDetection(b *testing.B, profile string, loss float64) {
+	name := fmt.Sprintf("lb%d", os.Getpid()%10000)
+	l := lab.Lab{Name: name, Subnet: netip.MustParsePrefix("10.214.202.0/24")}
+	dir := b.TempDir()
+	create := []string{"cluster", "create", "--name", name, "--peers", "5", "--subnet", l.Subnet.String(), "--dir", dir,
+		"--agent-flag=--gossip-profile=" + profile}
+	chorus := func(args ...string) {
+		b.Helper()
+		ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
+		defer cancel()
+		if out, err := exec.CommandContext(ctx, bin, args...).CombinedOutput(); err != nil {
+			b.Fatalf("chorus %s: %v\n%s", strings.Join(args, " "), err, out)
+		}
+	}
+	b.Cleanup(func() {
+		_ = exec.Command(bin, "cluster", "delete", "--name", name, "--dir", dir).Run()
+		_ = l.Delete()
+	})
+	chorus(create...)
+	ms := l.Machines()
+	for _, m := range ms {
+		if err := l.Shape(m, lab.Link{Loss: loss}); err != nil {
+			b.Fatal(err)
+		}
+	}
+	logLen := map[string]int{}
+	logOf := func(m lab.Machine) []byte {
+		out, _ := os.ReadFile(filepath.Join(dir, name, m.Name+".log"))
+		return out
+	}
+	for _, m := range ms {
+		logLen[m.Name] = len(logOf(m))
+	}
+	time.Sleep(30 * time.Second)
+	suspicions, deaths := 0, 0
+	for _, m := range ms {
+		since := logOf(m)[logLen[m.Name]:]
+		suspicions += bytes.Count(since, []byte("memberlist: Suspect"))
+		deaths += bytes.Count(since, []byte("EventMemberFailed"))
+	}
+
+	cfg, err := clientcmd.BuildConfigFromFlags("", filepath.Join(dir, name, "kubeconfig"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	cfg.Timeout = 2 * time.Second
+	cs, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		b.Fatal(err)
+	}
+	victim := ms[len(ms)-1]
+	var took []float64
+	for range 3 {
+		pid, err := os.ReadFile(filepath.Join(dir, name, victim.Name+".pid"))
+		if err != nil {
+			b.Fatal(err)
+		}
+		p, err := strconv.Atoi(strings.TrimSpace(string(pid)))
+		if err != nil {
+			b.Fatal(err)
+		}
+		start := time.Now()
+		if err := syscall.Kill(p, syscall.SIGKILL); err != nil {
+			b.Fatal(err)
+		}
+		runtime.KillPeerProcesses(filepath.Join(dir, name, victim.Name)) // as a dead machine: its containerd too
+		for {
+			n, err := cs.CoreV1().Nodes().Get(context.Background(), victim.Name, metav1.GetOptions{})
+			if err == nil && !nodeReady(n.Status.Conditions) {
+				took = append(took, time.Since(start).Seconds())
+				break
+			}
+			if time.Since(start) > time.Minute {
+				b.Fatalf("%s killed a minute ago and still Ready", victim.Name)
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+		chorus(create...) // starts the killed peer again, waits until all are Ready
+		if err := l.Shape(victim, lab.Link{Loss: loss}); err != nil {
+			b.Fatal(err)
+		}
+	}
+	slices.Sort(took)
+	b.ReportMetric(took[len(took)/2], "detect_median_s")
+	b.ReportMetric(took[len(took)-1], "detect_max_s")
+	b.ReportMetric(float64(suspicions), "suspicions/30s")
+	b.ReportMetric(float64(deaths), "false_deaths/30s")
+	b.Logf("profile %s, loss %g%%: detection %v s; in 30 s with nobody down: %d suspicions, %d deaths", profile, loss, took, suspicions, deaths)
+}
+
+// nodeReady reports whether the Ready condition is True.
+func nodeReady(cs []corev1.NodeCondition) bool {
+	for _, c := range cs {
+		if c.Type == "Ready" {
+			return c.Status == "True"
+		}
+	}
+	return false
+}
