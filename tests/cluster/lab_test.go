@@ -47,9 +47,10 @@ func TestLabCluster(t *testing.T) {
 				}
 			}
 		}
-		out, err := exec.Command(bin, "cluster", "delete", "--name", name, "--dir", dir).CombinedOutput()
-		if err != nil {
-			t.Logf("cluster delete: %v\n%s", err, out)
+		if _, err := os.Stat(filepath.Join(dir, name, "cluster.json")); err == nil {
+			if out, err := exec.Command(bin, "cluster", "delete", "--name", name, "--dir", dir).CombinedOutput(); err != nil {
+				t.Logf("cluster delete: %v\n%s", err, out)
+			}
 		}
 		_ = l.Delete()
 	})
