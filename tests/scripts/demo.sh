@@ -40,7 +40,6 @@ up() {
 	echo
 	"$BIN" -s "$S" get pods -o wide
 	ip=$("$BIN" -s "$S" get pods -o wide | awk 'NR==2{print $6}')
-	node=$("$BIN" -s "$S" get pods -o wide | awk 'NR==2{print $7}')
 	np=$("$BIN" -s "$S" get services web | sed -n 's/.*8080:\([0-9]*\)\/TCP.*/\1/p')
 	last=$("$BIN" get nodes -o jsonpath='{.items[2].status.addresses[0].address}')
 	cat <<MSG
@@ -55,7 +54,7 @@ Try:
   kubectl get pods -o wide                # or kubectl itself, with the same kubeconfig (every peer serves the Kubernetes API)
   kubectl exec deploy/web -- /app echo hi; kubectl explain deployment.spec
   curl --cacert <(sed -n 's/.*certificate-authority-data: //p' \$KUBECONFIG | base64 -d) -H "Authorization: Bearer \$(sed -n 's/.*token: //p' \$KUBECONFIG)" https://$S/version
-  nsenter --net=/run/netns/chorus-$node curl http://$ip:8080/   # a pod answers with its name (from its peer's machine)
+  nsenter --net=/run/netns/chorus-$NAME-1 curl http://$ip:8080/   # a pod answers with its name, from any peer's machine (pod network)
   curl http://$last:$np/            # the service, on any peer's NodePort
   curl http://$first/                    # the Ingress, on any peer's port 80: "Hello from a ConfigMap from web-..."
   $BIN apply -f examples/batch.yaml       # a Job and a CronJob; then: $BIN logs job/pi
