@@ -47,7 +47,7 @@ func (b kubeBackend) CatchUp(ctx context.Context) {
 
 // catchUpTimeout bounds what a write waits for peers before it answers
 // "not found": a peer that died but is not yet known dead must not hold it.
-const catchUpTimeout = 2 * time.Second
+const catchUpTimeout = time.Second
 
 func marshalAll[T any](items []T) ([][]byte, error) {
 	out := make([][]byte, 0, len(items))
