@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"slices"
 	"testing"
 )
 
@@ -169,6 +170,80 @@ func TestJoinGroupShifts(t *testing.T) {
 			tc.k, tc.u, o, b, pc)
 		if math.Abs(o-tc.onto) > 0.006 || math.Abs(b-tc.between) > 0.006 || math.Abs(pc-tc.pc) > 0.006 {
 			t.Errorf("figures changed (documented: %.2f, %.2f, %.2f): update the package documentation", tc.onto, tc.between, tc.pc)
+		}
+	}
+}
+
+// Growth under the default bound (see the package documentation): small
+// clusters (2 to N peers, no capacities) with 1 to 6 deployments of 1 to
+// 2N replicas spread over peers and zones; one deployment scales up by 1
+// to 5. Counted: the scales that moved a running replica, with the
+// replicas placed by ordinal (as Assign does) and with every Ordinal 0 (the
+// order by hash alone, before ordinals), and how many of the former came
+// with no change of B. Fixed seeds: the figures are exact.
+func TestScaleUpDefaultBound(t *testing.T) {
+	const cases = 2000
+	for _, tc := range []struct {
+		maxN             int
+		ord, sameB, hash int // documented
+	}{{5, 193, 11, 1195}, {10, 329, 50, 1438}, {30, 436, 152, 1543}} {
+		rng := rand.New(rand.NewPCG(uint64(tc.maxN), 99))
+		var ord, sameB, hash int
+		for c := range cases {
+			n := 2 + rng.IntN(tc.maxN-1)
+			nodes := make([]Node, n)
+			for i := range nodes {
+				nodes[i] = Node{Name: fmt.Sprintf("p%d-%d", c, i)}
+			}
+			var before, after []Replica
+			var kept []string
+			for g := range 1 + rng.IntN(6) {
+				k := 1 + rng.IntN(2*n)
+				m := k
+				if g == 0 {
+					m += 1 + rng.IntN(5)
+				}
+				for j := range m {
+					name := fmt.Sprintf("ns/d%d-%d", c, g)
+					r := Replica{Key: fmt.Sprintf("%s-%d", name, j), Group: name, Affinity: fmt.Sprintf("%s/%d", name, j),
+						Ordinal: j, SpreadKey: "zone"}
+					if j < k {
+						before = append(before, r)
+						kept = append(kept, r.Key)
+					}
+					after = append(after, r)
+				}
+			}
+			movedAny := func(b, a []Replica) bool {
+				rb, ra := Assign(nodes, b, Options{}), Assign(nodes, a, Options{})
+				for _, k := range kept {
+					if rb.Assign[k] != ra.Assign[k] {
+						return true
+					}
+				}
+				return false
+			}
+			if movedAny(before, after) {
+				ord++
+				if Bound(nodes, before, Options{}) == Bound(nodes, after, Options{}) {
+					sameB++
+				}
+			}
+			zero := func(rs []Replica) []Replica {
+				out := slices.Clone(rs)
+				for i := range out {
+					out[i].Ordinal = 0
+				}
+				return out
+			}
+			if movedAny(zero(before), zero(after)) {
+				hash++
+			}
+		}
+		t.Logf("2 to %d peers: of %d scale-ups, %d moved a running replica (%d of them with B unchanged); by hash alone %d",
+			tc.maxN, cases, ord, sameB, hash)
+		if ord != tc.ord || sameB != tc.sameB || hash != tc.hash {
+			t.Errorf("figures changed (documented: %d, %d, %d): update the package documentation", tc.ord, tc.sameB, tc.hash)
 		}
 	}
 }
