@@ -164,7 +164,10 @@
 //     (9,990 replicas, capacities at 55%) a scale-up by one moved another
 //     replica in 7 of 100 scales and a scale-down by one in 8 (by hash: 2
 //     and 25); at R = 10,000, where one more replica makes B 126, each
-//     scale-up by one moved about 9 others either way.
+//     scale-up by one moved about 9 others either way. (The ordinal order
+//     changed where deployments' replicas go: peers of builds before and
+//     after it disagree, a replica running on two peers or on none, until
+//     all run one build; chorus has no placement version to negotiate.)
 //   - Joins and spread: a node joining, without pressure in either
 //     placement, moves a replica in no group (or alone in its group) only
 //     onto itself (see minimal disruption below). A group's replicas can
