@@ -279,13 +279,14 @@ func newPlanner(nodes []Node, replicas []Replica, opts Options) *planner {
 	// Sorted by key hash and key; of duplicate keys the least by replicaCmp
 	// is kept.
 	type ent struct {
-		kh uint64
-		i  int32
-		f  int32
+		kh  uint64
+		ord int
+		i   int32
+		f   int32
 	}
 	ents := make([]ent, len(p.reps))
 	for i := range ents {
-		ents[i] = ent{kh: p.reps[i].kh, i: int32(i)}
+		ents[i] = ent{kh: p.reps[i].kh, ord: p.reps[i].ord, i: int32(i)}
 	}
 	slices.SortFunc(ents, func(a, b ent) int {
 		if a.kh != b.kh {
@@ -314,10 +315,17 @@ func newPlanner(nodes []Node, replicas []Replica, opts Options) *planner {
 	p.bound = loadBound(opts.LoadFactor, placeable, nn-p.nCordon)
 
 	// Processing order: most constrained first (fewest statically feasible
-	// nodes), then by ordinal, then by key hash and key; a stable sort on
-	// the first two.
-	slices.SortStableFunc(ents, func(a, b ent) int {
-		return cmp.Or(cmp.Compare(a.f, b.f), cmp.Compare(p.reps[a.i].ord, p.reps[b.i].ord))
+	// nodes), then by ordinal, then by key hash and key (unique now).
+	slices.SortFunc(ents, func(a, b ent) int {
+		switch {
+		case a.f != b.f:
+			return cmp.Compare(a.f, b.f)
+		case a.ord != b.ord:
+			return cmp.Compare(a.ord, b.ord)
+		case a.kh != b.kh:
+			return cmp.Compare(a.kh, b.kh)
+		}
+		return strings.Compare(p.reps[a.i].key, p.reps[b.i].key)
 	})
 	p.order = make([]int32, len(ents))
 	for k, e := range ents {
