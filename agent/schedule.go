@@ -109,9 +109,12 @@ func replicaOf(p *api.Pod) placement.Replica {
 	r := placement.Replica{Key: podKey(p), NodeSelector: p.Spec.NodeSelector, SpreadKey: zoneLabel,
 		Group: p.Metadata.Namespace + "/" + p.Metadata.Labels[api.LabelDeployment]}
 	if d := p.Metadata.Labels[api.LabelDeployment]; d != "" {
-		// Ordinal i ranks the peers the same whatever the template.
+		// Ordinal i ranks the peers the same whatever the template, and is
+		// placed after ordinals 0..i-1: a scale-up adds the highest ordinals,
+		// placed last, so it moves no running replica (see placement).
 		if i := strings.LastIndexByte(p.Metadata.Name, '-'); i > 0 {
 			r.Affinity = r.Group + "/" + p.Metadata.Name[i+1:]
+			r.Ordinal = max(ordinalOf(p.Metadata.Name), 0)
 		}
 	}
 	if ds := p.Metadata.Labels[api.LabelDaemonSet]; ds != "" {

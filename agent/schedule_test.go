@@ -119,3 +119,40 @@ func TestRolloutWithTightCapacityFinishes(t *testing.T) {
 		}
 	}
 }
+
+// The issue's case, through plan: a deployment of k replicas on U peers,
+// k <= U (one per peer), scaled to any m > k, keeps its k pods where they
+// run, whatever its name and the peers' names (placement places ordinals in
+// order, so the added ones come last; see placement's documentation).
+func TestScaleUpMovesNoPod(t *testing.T) {
+	rapid.Check(t, func(t *rapid.T) {
+		nodes := make([]placement.Node, rapid.IntRange(1, 7).Draw(t, "nodes"))
+		prefix := rapid.StringMatching(`[a-z]{1,8}`).Draw(t, "peerPrefix")
+		for i := range nodes {
+			nodes[i] = placement.Node{Name: fmt.Sprintf("%s%d", prefix, i), Labels: map[string]string{}}
+		}
+		k := rapid.IntRange(1, len(nodes)).Draw(t, "before")
+		m := rapid.IntRange(k+1, 25).Draw(t, "after")
+		d := deployment(int32(k), "web:1", "25%", "25%")
+		d.Metadata.Name = rapid.StringMatching(`[a-z]{1,10}`).Draw(t, "name")
+		place := func() map[string]string {
+			desired, res, _, _ := plan([]*api.Deployment{d}, nil, nil, nil, nodes, nil)
+			out := map[string]string{}
+			for _, p := range desired {
+				out[p.Metadata.Name] = res.Assign[podKey(&p)]
+			}
+			return out
+		}
+		before := place()
+		*d.Spec.Replicas = int32(m)
+		after := place()
+		if len(before) != k || len(after) != m {
+			t.Fatalf("%d pods before, %d after; want %d, %d", len(before), len(after), k, m)
+		}
+		for name, n := range before {
+			if after[name] != n {
+				t.Fatalf("%s moved from %s to %s when scaling %d -> %d over %d peers", name, n, after[name], k, m, len(nodes))
+			}
+		}
+	})
+}

@@ -3,6 +3,7 @@ package placement
 import (
 	"fmt"
 	"math/rand/v2"
+	"slices"
 	"testing"
 )
 
@@ -10,7 +11,8 @@ import (
 // with SSDs; and r replicas in deployments of 1 to 20 replicas, a tenth of
 // them requiring an SSD, a third spread over zones, with requests of
 // 100m-1000m CPU and 128-1024 MiB. Every node has r/n cores and r/n GiB,
-// so requests total about 55% of the cluster's capacity.
+// so requests total about 55% of the cluster's capacity. Replica j of a
+// deployment has Ordinal j, as the agent gives it.
 func cluster(seed uint64, n, r int) ([]Node, []Replica) {
 	rng := rand.New(rand.NewPCG(seed, 42))
 	perNode := int64((r + n - 1) / n)
@@ -36,6 +38,7 @@ func cluster(seed uint64, n, r int) ([]Node, []Replica) {
 		}
 		for j := 0; j < size && len(replicas) < r; j++ {
 			t.Key = fmt.Sprintf("%s-%08x-%d", group, d, j)
+			t.Ordinal = j
 			replicas = append(replicas, t)
 		}
 	}
@@ -115,4 +118,56 @@ func BenchmarkMovesOnLeave(b *testing.B) {
 	b.ReportMetric(float64(heldSum)/float64(n*r), "held-frac")
 	b.ReportMetric(float64(movedSum-heldSum)/float64(n*r), "extra-frac")
 	b.ReportMetric(float64(worstExtra)/float64(r), "worst-extra-frac")
+}
+
+// BenchmarkMovesOnScale: the 100-node cluster of BenchmarkMovesOnLeave but
+// with 9,990 replicas (default bound, capacities), so that one more or one
+// less leaves B at 125 (at 10,000 one more makes it 126, and replicas the
+// bound turned away come back); 100 of its deployments, in turn, scaled up by
+// one replica then down by one. Reported: the replicas
+// of the cluster (other than the one added or removed) that moved, per
+// scale, as a fraction of all replicas; "ordinal" places replicas in
+// ordinal order as Assign does, "hash" with every Ordinal 0 (the order
+// before ordinals: by hash of key only).
+func BenchmarkMovesOnScale(b *testing.B) {
+	for _, mode := range []string{"ordinal", "hash"} {
+		b.Run(mode, func(b *testing.B) {
+			const n, r, scales = 100, 9_990, 100
+			nodes, replicas := cluster(2, n, r)
+			if mode == "hash" {
+				for i := range replicas {
+					replicas[i].Ordinal = 0
+				}
+			}
+			var upMoved, downMoved, upAny, downAny int
+			for b.Loop() {
+				upMoved, downMoved, upAny, downAny = 0, 0, 0, 0
+				before := Assign(nodes, replicas, Options{})
+				for s := range scales {
+					// The last replica of deployment s·k, for a spread of sizes.
+					last := -1
+					for i := range replicas {
+						if replicas[i].Group == replicas[s*r/scales].Group {
+							last = i
+						}
+					}
+					extra := replicas[last]
+					extra.Key += "-up"
+					extra.Ordinal++
+					up := Assign(nodes, append(slices.Clone(replicas), extra), Options{})
+					m := len(moved(before, up))
+					upMoved += m
+					upAny += min(m, 1)
+					down := Assign(nodes, slices.Delete(slices.Clone(replicas), last, last+1), Options{})
+					m = len(moved(before, down)) - 1 // the removed replica itself
+					downMoved += m
+					downAny += min(m, 1)
+				}
+			}
+			b.ReportMetric(float64(upMoved)/scales/r, "up-moved-frac")
+			b.ReportMetric(float64(upAny)/scales, "ups-moving-any")
+			b.ReportMetric(float64(downMoved)/scales/r, "down-moved-frac")
+			b.ReportMetric(float64(downAny)/scales, "downs-moving-any")
+		})
+	}
 }

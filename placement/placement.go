@@ -45,6 +45,12 @@ type Replica struct {
 	// whatever its template, so that a new template's pods go where the old
 	// template's pods were.
 	Affinity string
+	// Ordinal is the replica's position in its Group (replica i of a
+	// deployment: i). Replicas are placed in increasing Ordinal, so the
+	// replicas a scale-up adds to a group are placed after those it keeps
+	// and, without bound or capacity pressure, move none of them (see the
+	// package documentation). Replicas in no group may leave it 0.
+	Ordinal int
 }
 
 // DefaultLoadFactor is the load factor used when Options.LoadFactor is not
@@ -90,6 +96,7 @@ func Bound(nodes []Node, replicas []Replica, opts Options) int {
 type rep struct {
 	key      string
 	kh       uint64 // key hash: processing order and slot
+	ord      int    // Ordinal: processing order
 	rk       uint64 // score key
 	slot     uint32
 	cls      int32 // selector class
@@ -272,13 +279,14 @@ func newPlanner(nodes []Node, replicas []Replica, opts Options) *planner {
 	// Sorted by key hash and key; of duplicate keys the least by replicaCmp
 	// is kept.
 	type ent struct {
-		kh uint64
-		i  int32
-		f  int32
+		kh  uint64
+		ord int
+		i   int32
+		f   int32
 	}
 	ents := make([]ent, len(p.reps))
 	for i := range ents {
-		ents[i] = ent{kh: p.reps[i].kh, i: int32(i)}
+		ents[i] = ent{kh: p.reps[i].kh, ord: p.reps[i].ord, i: int32(i)}
 	}
 	slices.SortFunc(ents, func(a, b ent) int {
 		if a.kh != b.kh {
@@ -307,8 +315,18 @@ func newPlanner(nodes []Node, replicas []Replica, opts Options) *planner {
 	p.bound = loadBound(opts.LoadFactor, placeable, nn-p.nCordon)
 
 	// Processing order: most constrained first (fewest statically feasible
-	// nodes), then by key hash and key; a stable sort on the first.
-	slices.SortStableFunc(ents, func(a, b ent) int { return cmp.Compare(a.f, b.f) })
+	// nodes), then by ordinal, then by key hash and key (unique now).
+	slices.SortFunc(ents, func(a, b ent) int {
+		switch {
+		case a.f != b.f:
+			return cmp.Compare(a.f, b.f)
+		case a.ord != b.ord:
+			return cmp.Compare(a.ord, b.ord)
+		case a.kh != b.kh:
+			return cmp.Compare(a.kh, b.kh)
+		}
+		return strings.Compare(p.reps[a.i].key, p.reps[b.i].key)
+	})
 	p.order = make([]int32, len(ents))
 	for k, e := range ents {
 		p.order[k] = e.i
@@ -352,7 +370,7 @@ func loadBound(e float64, r, u int) int {
 }
 
 func (p *planner) prepare(r *Replica, groupIdx, skeyIdx map[string]int32) rep {
-	x := rep{key: r.Key, group: -1, skey: -1, pin: -1, cpu: max(r.CPUMilli, 0), mem: max(r.MemBytes, 0)}
+	x := rep{key: r.Key, ord: r.Ordinal, group: -1, skey: -1, pin: -1, cpu: max(r.CPUMilli, 0), mem: max(r.MemBytes, 0)}
 	hk := r.Key
 	if r.Affinity != "" {
 		hk = r.Affinity
@@ -484,6 +502,7 @@ func replicaCmp(a, b *Replica) int {
 	}
 	return cmp.Or(
 		strings.Compare(a.Group, b.Group),
+		cmp.Compare(a.Ordinal, b.Ordinal),
 		strings.Compare(a.Pin, b.Pin),
 		strings.Compare(a.Affinity, b.Affinity),
 		strings.Compare(a.SpreadKey, b.SpreadKey),

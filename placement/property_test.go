@@ -77,11 +77,15 @@ func genReplicas(t *rapid.T, nodes []Node, cfg genCfg) []Replica {
 			spreadKey = rapid.SampledFrom([]string{"", "", "zone", "disk"}).Draw(t, "spreadKey")
 		}
 		pinned := cfg.pins && rapid.IntRange(0, 5).Draw(t, "pinned") == 0
+		affinity := cfg.spread && rapid.Bool().Draw(t, "affinity")
 		count := rapid.IntRange(1, cfg.maxPerGroup).Draw(t, "replicas")
 		for j := range count {
-			r := Replica{Key: fmt.Sprintf("%s-%d", name, j), NodeSelector: sel, CPUMilli: cpu, MemBytes: mem}
+			r := Replica{Key: fmt.Sprintf("%s-%d", name, j), NodeSelector: sel, CPUMilli: cpu, MemBytes: mem, Ordinal: j}
 			if cfg.spread {
 				r.Group, r.SpreadKey = name, spreadKey
+			}
+			if affinity {
+				r.Affinity = fmt.Sprintf("%s/%d", name, j)
 			}
 			if pinned {
 				if len(nodes) == 0 || rapid.IntRange(0, 9).Draw(t, "ghost") == 0 {

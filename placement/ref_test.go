@@ -39,7 +39,7 @@ func refAssign(nodes []Node, replicas []Replica, opts Options) Result {
 	}
 	for _, r := range byKey {
 		it := item{r: r}
-		it.kh, _, _ = keyHashes(r.Key)
+		it.kh, _, _ = keyHashes(scoreKey(r))
 		for _, n := range ns {
 			if static(r, n) {
 				it.feasible++
@@ -51,7 +51,8 @@ func refAssign(nodes []Node, replicas []Replica, opts Options) Result {
 		items = append(items, it)
 	}
 	slices.SortFunc(items, func(a, b item) int {
-		return cmp.Or(cmp.Compare(a.feasible, b.feasible), cmp.Compare(a.kh, b.kh), strings.Compare(a.r.Key, b.r.Key))
+		return cmp.Or(cmp.Compare(a.feasible, b.feasible), cmp.Compare(a.r.Ordinal, b.r.Ordinal),
+			cmp.Compare(a.kh, b.kh), strings.Compare(a.r.Key, b.r.Key))
 	})
 	bound := refBound(opts.LoadFactor, placeable, u)
 
@@ -96,7 +97,7 @@ func refAssign(nodes []Node, replicas []Replica, opts Options) Result {
 	var pending []Replica
 	for _, it := range items {
 		r := it.r
-		_, slot, rk := keyHashes(r.Key)
+		_, slot, rk := keyHashes(scoreKey(r))
 		sk := slotKey(slot)
 		type cand struct {
 			n  Node
@@ -155,6 +156,14 @@ func refAssign(nodes []Node, replicas []Replica, opts Options) Result {
 		res.Pending[r.Key] = refReason(r, ns, used)
 	}
 	return res
+}
+
+// scoreKey is what a replica's scores and order hash: Affinity if set.
+func scoreKey(r Replica) string {
+	if r.Affinity != "" {
+		return r.Affinity
+	}
+	return r.Key
 }
 
 func refBound(e float64, r, u int) int {
