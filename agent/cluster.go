@@ -162,6 +162,7 @@ func (a *Agent) tagLoop(ctx context.Context) {
 // nodes returns the members as Kubernetes-shaped Node objects.
 func (a *Agent) nodes() []node {
 	var out []node
+	claims := a.store.storedClaims()
 	for _, m := range a.gossip.Members() {
 		n := node{APIVersion: "v1", Kind: "Node", Metadata: api.ObjectMeta{Name: m.Name}}
 		if s, err := strconv.ParseInt(m.Tags[tagStarted], 10, 64); err == nil {
@@ -190,6 +191,12 @@ func (a *Agent) nodes() []node {
 			PodCount:  pods,
 		}
 		n.Spec.Unschedulable = a.cordoned(m.Name)
+		if c, ok := claims[m.Name]; ok {
+			n.Spec.PodCIDR = c.Subnet.String()
+		}
+		if m.Name == a.cfg.Name {
+			n.Spec.PodCIDR = a.podSubnet().String()
+		}
 		out = append(out, n)
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Metadata.Name < out[j].Metadata.Name })

@@ -772,6 +772,10 @@ func (a *Agent) kubeNodes() []map[string]any {
 			meta["creationTimestamp"] = n.Metadata.CreationTimestamp.Format(time.RFC3339)
 		}
 		spec := map[string]any{}
+		if n.Spec.PodCIDR != "" {
+			spec["podCIDR"] = n.Spec.PodCIDR
+			spec["podCIDRs"] = []string{n.Spec.PodCIDR}
+		}
 		if n.Spec.Unschedulable {
 			spec["unschedulable"] = true
 			spec["taints"] = []any{map[string]any{"key": "node.kubernetes.io/unschedulable", "effect": "NoSchedule"}}
