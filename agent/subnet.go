@@ -8,13 +8,16 @@ import (
 	"fmt"
 	"net/netip"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
 	"github.com/chorus-sh/chorus/api"
 	"github.com/chorus-sh/chorus/crdt"
 	"github.com/chorus-sh/chorus/placement/subnet"
+	"github.com/chorus-sh/chorus/runtime"
 )
 
 // Pod subnets are claimed in the replicated state, one key per peer that
@@ -158,13 +161,41 @@ func (a *Agent) initialSubnet() (claim subnet.Claim, settled bool, err error) {
 		own = claims[a.cfg.Name]
 	}
 	d, err := subnet.Decide(subnet.Request{Self: a.cfg.Name, Preferred: a.cfg.preferredSubnet(), Explicit: explicit,
-		Own: own, Claims: values(claims), Now: sinceOf(a.store.clock.Now())})
+		Own: own, Claims: values(claims), InUse: a.hostNetworks(context.Background()), Now: sinceOf(a.store.clock.Now())})
 	if err != nil {
 		return subnet.Claim{}, false, fmt.Errorf("pod subnet: %w", err)
 	}
 	fresh := !explicit.IsValid() && !own.Valid()
 	alone := len(a.cfg.Join) == 0 && !a.cfg.Discover
 	return d.Claim, !fresh || alone, nil
+}
+
+// hostNetworks returns the IPv4 networks of this machine's interfaces but
+// loopback and this peer's own bridge: what a new claim must avoid (peers
+// of another cluster on this machine, a VPN, the LAN). Unreadable, none.
+func (a *Agent) hostNetworks(ctx context.Context) []netip.Prefix {
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	var out []netip.Prefix
+	b, err := exec.CommandContext(ctx, "ip", "-j", "-4", "addr", "show").Output()
+	if err != nil {
+		a.log.Warn("read the machine's addresses: new pod subnets may overlap them", "err", err)
+		return nil
+	}
+	links, err := runtime.ParseIPAddrJSONLinks(b)
+	if err != nil {
+		a.log.Warn("read the machine's addresses: new pod subnets may overlap them", "err", err)
+		return nil
+	}
+	for name, addrs := range links {
+		if name == "lo" || name == a.cfg.Bridge {
+			continue
+		}
+		for _, p := range addrs {
+			out = append(out, p.Masked())
+		}
+	}
+	return out
 }
 
 // ownSubnet reads this peer's record; none is the zero claim.
@@ -239,8 +270,14 @@ func (a *Agent) settleSubnet(ctx context.Context) error {
 	} else if c, ok := claims[a.cfg.Name]; ok {
 		own = c // the cluster remembers this peer's claim (its data dir was lost)
 	}
-	d, err := subnet.Decide(subnet.Request{Self: a.cfg.Name, Preferred: a.cfg.preferredSubnet(), Explicit: explicit,
-		Own: own, Claims: values(claims), Now: sinceOf(a.store.clock.Now())})
+	req := subnet.Request{Self: a.cfg.Name, Preferred: a.cfg.preferredSubnet(), Explicit: explicit,
+		Own: own, Claims: values(claims), Now: sinceOf(a.store.clock.Now())}
+	if !own.Valid() || slices.ContainsFunc(values(claims), func(c subnet.Claim) bool {
+		return c.Peer != a.cfg.Name && c.Subnet.Overlaps(own.Subnet)
+	}) {
+		req.InUse = a.hostNetworks(ctx) // read only when a new subnet may be picked
+	}
+	d, err := subnet.Decide(req)
 	if err != nil {
 		return err
 	}

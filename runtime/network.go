@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"sort"
 	"strings"
 	"sync"
 
@@ -210,7 +211,26 @@ func BridgeRepair(have []netip.Prefix, gw netip.Prefix) (del []netip.Prefix, add
 // ParseIPAddrJSON reads the addresses of `ip -j addr show` (iproute2's
 // JSON): every address of every interface listed.
 func ParseIPAddrJSON(b []byte) ([]netip.Prefix, error) {
+	links, err := ParseIPAddrJSONLinks(b)
+	if err != nil {
+		return nil, err
+	}
+	var out []netip.Prefix
+	names := make([]string, 0, len(links))
+	for name := range links {
+		names = append(names, name)
+	}
+	sort.Strings(names)
+	for _, name := range names {
+		out = append(out, links[name]...)
+	}
+	return out, nil
+}
+
+// ParseIPAddrJSONLinks reads `ip -j addr show` by interface name.
+func ParseIPAddrJSONLinks(b []byte) (map[string][]netip.Prefix, error) {
 	var links []struct {
+		IfName   string `json:"ifname"`
 		AddrInfo []struct {
 			Local     string `json:"local"`
 			PrefixLen int    `json:"prefixlen"`
@@ -219,7 +239,7 @@ func ParseIPAddrJSON(b []byte) ([]netip.Prefix, error) {
 	if err := json.Unmarshal(b, &links); err != nil {
 		return nil, fmt.Errorf("ip -j addr: %w", err)
 	}
-	var out []netip.Prefix
+	out := map[string][]netip.Prefix{}
 	for _, l := range links {
 		for _, a := range l.AddrInfo {
 			if a.Local == "" {
@@ -233,7 +253,7 @@ func ParseIPAddrJSON(b []byte) ([]netip.Prefix, error) {
 			if !p.IsValid() {
 				return nil, fmt.Errorf("ip -j addr: prefix length %d of %s", a.PrefixLen, ip)
 			}
-			out = append(out, p)
+			out[l.IfName] = append(out[l.IfName], p)
 		}
 	}
 	return out, nil

@@ -160,6 +160,10 @@ type Request struct {
 	Own Claim
 	// Claims are the other peers' claims (this peer's own are ignored).
 	Claims []Claim
+	// InUse are networks this machine already has (addresses of its other
+	// interfaces: another cluster's peer, a VPN, the LAN): a new claim
+	// avoids them; a claim held already is not given up for them.
+	InUse []netip.Prefix
 	// Now stamps a new claim; it must be later than every claim seen.
 	Now      Since
 	PoolSize int // 0: PoolSize
@@ -183,7 +187,7 @@ var ErrPoolExhausted = errors.New("every pod subnet of the pool is claimed")
 //  2. else the peer keeps its own claim unless an overlapping claim of
 //     another peer beats it;
 //  3. else it takes the first candidate that overlaps no other peer's
-//     claim, stamped Now.
+//     claim and no network in use on the machine, stamped Now.
 func Decide(r Request) (Decision, error) {
 	pool := r.PoolSize
 	if pool <= 0 || pool > PoolSize {
@@ -243,7 +247,8 @@ func Decide(r Request) (Decision, error) {
 	}
 	for i := range Candidates(r.Self, r.Preferred, pool) {
 		p := PodSubnet(i)
-		if slices.ContainsFunc(others, func(o Claim) bool { return o.Subnet.Overlaps(p) }) {
+		if slices.ContainsFunc(others, func(o Claim) bool { return o.Subnet.Overlaps(p) }) ||
+			slices.ContainsFunc(r.InUse, func(u netip.Prefix) bool { return u.IsValid() && u.Overlaps(p) }) {
 			continue
 		}
 		return Decision{Claim: Claim{Peer: r.Self, Subnet: p, Since: r.Now}, Reason: reason}, nil

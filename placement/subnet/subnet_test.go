@@ -76,6 +76,16 @@ func TestDecideExamples(t *testing.T) {
 	if d.Claim.Subnet != p("10.88.9.0/24") || !d.Claim.Explicit || !slices.Equal(d.Clashes, []string{"x"}) {
 		t.Fatalf("explicit y got %+v", d)
 	}
+	// A network the machine has already is avoided by a new claim, not
+	// taken from a peer that holds it.
+	d, _ = Decide(Request{Self: "c", Preferred: 5, InUse: []netip.Prefix{p("10.88.5.1/24")}, Now: Since{Wall: 70}})
+	if d.Claim.Subnet == a.Subnet {
+		t.Fatalf("c took %s, in use on the machine", d.Claim.Subnet)
+	}
+	d, _ = Decide(Request{Self: "a", Preferred: 5, Own: a, InUse: []netip.Prefix{p("10.88.5.1/24")}, Now: Since{Wall: 70}})
+	if d.Claim != a {
+		t.Fatalf("a gave up its own subnet for a network in use: %+v", d)
+	}
 	// Full pool.
 	if _, err := Decide(Request{Self: "z", Claims: []Claim{a, {Peer: "q", Subnet: p("10.88.0.0/24")}}, PoolSize: 1}); err == nil {
 		t.Fatal("full pool: no error")
