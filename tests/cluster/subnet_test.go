@@ -224,3 +224,78 @@ func TestPodSubnetsClaimed(t *testing.T) {
 		t.Errorf("bridge %s still has the wrong address:\n%s", br, out)
 	}
 }
+
+// TestPodSubnetLoserMoves: a peer that claimed, while it could not see
+// its peers, a subnet another peer claimed before it (here: its record is
+// made to say so and its replicated state is lost while it is down) moves
+// to another subnet once it sees the earlier claim, logs why, and its pod
+// runs again, reachable, in the new subnet.
+func TestPodSubnetLoserMoves(t *testing.T) {
+	imgs, err := images.BuildAll(context.Background(), images.CacheDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	m1 := harness.NewPeer(t, bin, "sm1", "127.0.250.7")
+	m2 := harness.NewPeer(t, bin, "sm2", "127.0.251.7", "--join", "127.0.250.7")
+	m1.Start()
+	m2.Start()
+	waitNodes(t, m2, map[string]string{"sm1": "Alive", "sm2": "Alive"})
+	for _, p := range []*harness.Peer{m1, m2} {
+		if _, err := p.CLI("image", "load", imgs["web"]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := m1.CLI("apply", "-f", manifest(t, subnetDaemons)); err != nil {
+		t.Fatal(err)
+	}
+	var cidrs map[string]string
+	harness.Eventually(t, 90*time.Second, "a Ready pod on each peer", func() (bool, string) {
+		cidrs = podCIDRs(m1)
+		ready, why := readyOn(m1)
+		return len(ready) == 2 && len(cidrs) == 2 && cidrs["sm1"] != cidrs["sm2"], why + fmt.Sprint(cidrs)
+	})
+	if cidrs["sm1"] != "10.88.7.0/24" {
+		t.Fatalf("sm1 has %s, want 10.88.7.0/24", cidrs["sm1"])
+	}
+
+	m2.Stop()
+	rec := fmt.Sprintf(`{"subnet":"10.88.7.0/24","since":{"wall":%d,"logical":0}}`, time.Now().UnixNano())
+	if err := os.WriteFile(filepath.Join(m2.DataDir, "subnet.json"), []byte(rec), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range []string{"state.crdt", "state.crdt.last-sync"} {
+		if err := os.Remove(filepath.Join(m2.DataDir, f)); err != nil && !os.IsNotExist(err) {
+			t.Fatal(err)
+		}
+	}
+	m2.Start()
+	harness.Eventually(t, 60*time.Second, "sm2 moves off 10.88.7.0/24 and says why", func() (bool, string) {
+		log := m2.Log()
+		return strings.Contains(log, "pod subnet moved") && strings.Contains(log, "also claimed by peer sm1"), "no move in the log"
+	})
+	harness.Eventually(t, 90*time.Second, "sm2's pod Ready in its new subnet, and sm1's in 10.88.7.0/24", func() (bool, string) {
+		cidrs = podCIDRs(m1)
+		if got := podCIDRs(m2); fmt.Sprint(got) != fmt.Sprint(cidrs) || len(cidrs) != 2 || cidrs["sm2"] == "10.88.7.0/24" || cidrs["sm1"] != "10.88.7.0/24" {
+			return false, fmt.Sprintf("sm1 sees %v, sm2 sees %v", cidrs, got)
+		}
+		ready, why := readyOn(m1)
+		if len(ready) != 2 {
+			return false, why
+		}
+		for node, pod := range ready {
+			ip, err := netip.ParseAddr(pod.Status.PodIP)
+			if err != nil || !netip.MustParsePrefix(cidrs[node]).Contains(ip) {
+				return false, fmt.Sprintf("%s's pod at %s, not in %s", node, pod.Status.PodIP, cidrs[node])
+			}
+			body, err := get("http://" + pod.Status.PodIP + ":8080/")
+			if err != nil || !strings.Contains(body, pod.Metadata.Name) {
+				return false, fmt.Sprintf("%s's pod at %s: %q %v", node, pod.Status.PodIP, body, err)
+			}
+		}
+		return true, ""
+	})
+	out, _ := exec.Command("ip", "-4", "addr", "show", "dev", bridgeOf("sm2")).CombinedOutput()
+	if strings.Contains(string(out), "10.88.7.") {
+		t.Errorf("sm2's bridge still has an address of 10.88.7.0/24:\n%s", out)
+	}
+}
