@@ -171,8 +171,9 @@ func (a *Agent) initialSubnet() (claim subnet.Claim, settled bool, err error) {
 }
 
 // hostNetworks returns the IPv4 networks of this machine's interfaces but
-// loopback and this peer's own bridge: what a new claim must avoid (peers
-// of another cluster on this machine, a VPN, the LAN). Unreadable, none.
+// this peer's own bridge and service addresses: what a new claim must
+// avoid (other peers on this machine: their bridges, their service and DNS
+// addresses on lo; a VPN, the LAN). Unreadable, none.
 func (a *Agent) hostNetworks(ctx context.Context) []netip.Prefix {
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
@@ -187,11 +188,18 @@ func (a *Agent) hostNetworks(ctx context.Context) []netip.Prefix {
 		a.log.Warn("read the machine's addresses: new pod subnets may overlap them", "err", err)
 		return nil
 	}
+	var mine netip.Prefix
+	if c := a.subnet.Load(); c != nil {
+		mine = subnet.ServiceNet(c.Subnet)
+	}
 	for name, addrs := range links {
-		if name == "lo" || name == a.cfg.Bridge {
+		if name == a.cfg.Bridge {
 			continue
 		}
 		for _, p := range addrs {
+			if name == "lo" && mine.IsValid() && mine.Contains(p.Addr()) {
+				continue
+			}
 			out = append(out, p.Masked())
 		}
 	}

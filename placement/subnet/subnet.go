@@ -160,9 +160,10 @@ type Request struct {
 	Own Claim
 	// Claims are the other peers' claims (this peer's own are ignored).
 	Claims []Claim
-	// InUse are networks this machine already has (addresses of its other
-	// interfaces: another cluster's peer, a VPN, the LAN): a new claim
-	// avoids them; a claim held already is not given up for them.
+	// InUse are networks this machine already has (addresses of its
+	// interfaces: other peers' bridges and service addresses, a VPN, the
+	// LAN): a new claim avoids a subnet whose pod or service network
+	// overlaps them; a claim held already is not given up for them.
 	InUse []netip.Prefix
 	// Now stamps a new claim; it must be later than every claim seen.
 	Now      Since
@@ -248,7 +249,7 @@ func Decide(r Request) (Decision, error) {
 	for i := range Candidates(r.Self, r.Preferred, pool) {
 		p := PodSubnet(i)
 		if slices.ContainsFunc(others, func(o Claim) bool { return o.Subnet.Overlaps(p) }) ||
-			slices.ContainsFunc(r.InUse, func(u netip.Prefix) bool { return u.IsValid() && u.Overlaps(p) }) {
+			slices.ContainsFunc(r.InUse, func(u netip.Prefix) bool { return u.IsValid() && (u.Overlaps(p) || u.Overlaps(ServiceNet(p))) }) {
 			continue
 		}
 		return Decision{Claim: Claim{Peer: r.Self, Subnet: p, Since: r.Now}, Reason: reason}, nil

@@ -82,6 +82,10 @@ func TestDecideExamples(t *testing.T) {
 	if d.Claim.Subnet == a.Subnet {
 		t.Fatalf("c took %s, in use on the machine", d.Claim.Subnet)
 	}
+	d, _ = Decide(Request{Self: "c", Preferred: 5, InUse: []netip.Prefix{p("10.89.5.1/32")}, Now: Since{Wall: 70}})
+	if d.Claim.Subnet == a.Subnet {
+		t.Fatalf("c took %s, whose service network is in use on the machine", d.Claim.Subnet)
+	}
 	d, _ = Decide(Request{Self: "a", Preferred: 5, Own: a, InUse: []netip.Prefix{p("10.88.5.1/24")}, Now: Since{Wall: 70}})
 	if d.Claim != a {
 		t.Fatalf("a gave up its own subnet for a network in use: %+v", d)
