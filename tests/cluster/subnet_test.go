@@ -33,6 +33,13 @@ spec:
         env: [{name: PORT, value: "8080"}]
         ports: [{containerPort: 8080}]
         readinessProbe: {httpGet: {path: /ready, port: 8080}, periodSeconds: 1, failureThreshold: 1}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: sweb}
+spec:
+  selector: {app: sweb}
+  ports: [{port: 8080}]
 `
 
 // bridgeOf is the bridge device the agent derives from a peer's name.
@@ -140,9 +147,6 @@ func TestPodSubnetsClaimed(t *testing.T) {
 	if _, err := s1.CLI("apply", "-f", manifest(t, subnetDaemons)); err != nil {
 		t.Fatal(err)
 	}
-	if out, err := s2.CLI("expose", "daemonset", "sweb", "--port=8080"); err != nil {
-		t.Fatalf("expose: %q %v", out, err)
-	}
 	// Every pod Ready, in its peer's subnet, answering from the host by
 	// its IP, and reaching the service by name (through its own peer's
 	// service address and DNS server, which follow the subnet).
@@ -225,11 +229,11 @@ func TestPodSubnetsClaimed(t *testing.T) {
 	}
 }
 
-// TestPodSubnetLoserMoves: a peer that claimed, while it could not see
-// its peers, a subnet another peer claimed before it (here: its record is
-// made to say so and its replicated state is lost while it is down) moves
-// to another subnet once it sees the earlier claim, logs why, and its pod
-// runs again, reachable, in the new subnet.
+// TestPodSubnetLoserMoves: a peer whose automatic claim is overlapped by
+// another peer's explicit --pod-subnet (given at that peer's restart)
+// moves to another subnet while it runs, logs why, and its pod runs again,
+// reachable, in the new subnet; the explicit peer's pod runs in its
+// explicit subnet.
 func TestPodSubnetLoserMoves(t *testing.T) {
 	imgs, err := images.BuildAll(context.Background(), images.CacheDir())
 	if err != nil {
@@ -257,25 +261,21 @@ func TestPodSubnetLoserMoves(t *testing.T) {
 	if cidrs["sm1"] != "10.88.7.0/24" {
 		t.Fatalf("sm1 has %s, want 10.88.7.0/24", cidrs["sm1"])
 	}
-
-	m2.Stop()
-	rec := fmt.Sprintf(`{"subnet":"10.88.7.0/24","since":{"wall":%d,"logical":0}}`, time.Now().UnixNano())
-	if err := os.WriteFile(filepath.Join(m2.DataDir, "subnet.json"), []byte(rec), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	for _, f := range []string{"state.crdt", "state.crdt.last-sync"} {
-		if err := os.Remove(filepath.Join(m2.DataDir, f)); err != nil && !os.IsNotExist(err) {
-			t.Fatal(err)
-		}
-	}
-	m2.Start()
-	harness.Eventually(t, 60*time.Second, "sm2 moves off 10.88.7.0/24 and says why", func() (bool, string) {
+	// sm1 comes back with an explicit subnet covering sm2's: the /16 around
+	// it (whose service network, 10.89.0.0/24, no peer here uses).
+	old := netip.MustParsePrefix(cidrs["sm2"])
+	explicit := netip.PrefixFrom(old.Addr(), 16).Masked()
+	m1.Stop()
+	m1.Args = append(m1.Args, "--pod-subnet", explicit.String())
+	m1.Start()
+	harness.Eventually(t, 60*time.Second, "sm2 moves out of "+explicit.String()+" and says why", func() (bool, string) {
 		log := m2.Log()
-		return strings.Contains(log, "pod subnet moved") && strings.Contains(log, "also claimed by peer sm1"), "no move in the log"
+		return strings.Contains(log, "pod subnet moved") && strings.Contains(log, "given by --pod-subnet"), "no move in sm2's log"
 	})
-	harness.Eventually(t, 90*time.Second, "sm2's pod Ready in its new subnet, and sm1's in 10.88.7.0/24", func() (bool, string) {
+	harness.Eventually(t, 90*time.Second, "both pods Ready and reachable in their subnets", func() (bool, string) {
 		cidrs = podCIDRs(m1)
-		if got := podCIDRs(m2); fmt.Sprint(got) != fmt.Sprint(cidrs) || len(cidrs) != 2 || cidrs["sm2"] == "10.88.7.0/24" || cidrs["sm1"] != "10.88.7.0/24" {
+		if got := podCIDRs(m2); fmt.Sprint(got) != fmt.Sprint(cidrs) || cidrs["sm1"] != explicit.String() ||
+			netip.MustParsePrefix(cidrs["sm2"]).Overlaps(explicit) {
 			return false, fmt.Sprintf("sm1 sees %v, sm2 sees %v", cidrs, got)
 		}
 		ready, why := readyOn(m1)
@@ -291,11 +291,15 @@ func TestPodSubnetLoserMoves(t *testing.T) {
 			if err != nil || !strings.Contains(body, pod.Metadata.Name) {
 				return false, fmt.Sprintf("%s's pod at %s: %q %v", node, pod.Status.PodIP, body, err)
 			}
+			body, err = get("http://" + pod.Status.PodIP + ":8080/get?url=http://sweb:8080/")
+			if err != nil || !strings.HasPrefix(body, "200 hello from sweb-") {
+				return false, fmt.Sprintf("%s's pod to the service: %q %v", node, body, err)
+			}
 		}
 		return true, ""
 	})
 	out, _ := exec.Command("ip", "-4", "addr", "show", "dev", bridgeOf("sm2")).CombinedOutput()
-	if strings.Contains(string(out), "10.88.7.") {
-		t.Errorf("sm2's bridge still has an address of 10.88.7.0/24:\n%s", out)
+	if strings.Contains(string(out), old.Addr().Next().String()+"/") {
+		t.Errorf("sm2's bridge still has its old gateway %s:\n%s", old.Addr().Next(), out)
 	}
 }
