@@ -32,6 +32,7 @@ import (
 	"github.com/chorus-sh/chorus/api"
 	"github.com/chorus-sh/chorus/apiserver"
 	"github.com/chorus-sh/chorus/gossip"
+	"github.com/chorus-sh/chorus/placement/subnet"
 	"github.com/chorus-sh/chorus/podnet"
 	"github.com/chorus-sh/chorus/proxy"
 	"github.com/chorus-sh/chorus/runtime"
@@ -47,8 +48,12 @@ type Config struct {
 	ContainerdAddress   string // use this containerd; empty starts a private one
 	ContainerdNamespace string // default chorus-<name>
 	Bridge              string // default derived from the name
-	PodSubnet           string // default 10.88.<last octet of bind>.0/24
-	CNIPluginDirs       []string
+	// PodSubnet, when set, is this peer's pod subnet (claimed, and kept
+	// even against another peer's claim); empty, the peer claims one of
+	// the pool (placement/subnet), 10.88.<last octet of Bind>.0/24 when
+	// that is free.
+	PodSubnet     string
+	CNIPluginDirs []string
 
 	Join          []string // seed peers, "host" or "host:port"
 	Discover      bool     // find peers by mDNS on the local network
@@ -119,8 +124,7 @@ func (c *Config) Defaults() error {
 	if c.Bind == "" {
 		c.Bind = "127.0.0.1"
 	}
-	ip, err := netip.ParseAddr(c.Bind)
-	if err != nil {
+	if _, err := netip.ParseAddr(c.Bind); err != nil {
 		return fmt.Errorf("--bind %q: not an IP address", c.Bind)
 	}
 	if c.APIPort == 0 {
@@ -136,12 +140,8 @@ func (c *Config) Defaults() error {
 	if c.Bridge == "" {
 		c.Bridge = "chorus" + hex.EncodeToString(sum[:3])
 	}
-	if c.PodSubnet == "" {
-		octet := int(sum[3])%200 + 20
-		if ip.Is4() && !ip.IsUnspecified() {
-			octet = int(ip.As4()[3])
-		}
-		c.PodSubnet = "10.88." + strconv.Itoa(octet) + ".0/24"
+	if _, err := c.explicitSubnet(); err != nil {
+		return err
 	}
 	if c.Log == nil {
 		c.Log = slog.Default()
@@ -204,7 +204,6 @@ const (
 	tagVersion     = "ver"
 	tagStarted     = "start"
 	tagHop         = "hop"
-	tagNet         = "net" // pod subnet
 )
 
 // Agent is one running peer.
@@ -224,7 +223,15 @@ type Agent struct {
 	ctd    *runtime.Containerd
 	images *imageSharing
 	svcNet *serviceNet
-	svcIPs atomic.Pointer[map[string]string] // service key -> this peer's address for it
+	nw     *runtime.CNINetwork
+	// subnet is the pod subnet this peer uses and claims (subnet.go);
+	// subnetSettled is false while a new peer waits to see the other
+	// peers' claims (no pod starts until then); subnetClash remembers that
+	// an explicit subnet's clash was reported.
+	subnet        atomic.Pointer[subnet.Claim]
+	subnetSettled atomic.Bool
+	subnetClash   atomic.Bool
+	svcIPs        atomic.Pointer[map[string]string] // service key -> this peer's address for it
 	// ingressProblems is the last Ingress problem report, logged when it changes.
 	ingressProblems atomic.Pointer[string]
 	podIPs          atomic.Pointer[map[netip.Addr]bool] // addresses of the pods this peer runs, for hops
@@ -264,11 +271,6 @@ func Run(ctx context.Context, cfg Config) error {
 	if err := syscall.Flock(int(lock.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
 		return fmt.Errorf("data dir %s is in use by another chorus agent", cfg.DataDir)
 	}
-	if b, err := json.Marshal(cfg); err == nil {
-		if err := os.WriteFile(filepath.Join(cfg.DataDir, peerFile), b, 0o644); err != nil {
-			return fmt.Errorf("write %s: %w", peerFile, err)
-		}
-	}
 	pidFile := filepath.Join(cfg.DataDir, "agent.pid")
 	if err := os.WriteFile(pidFile, []byte(strconv.Itoa(os.Getpid())+"\n"), 0o644); err != nil {
 		return fmt.Errorf("write pid file: %w", err)
@@ -290,14 +292,29 @@ func Run(ctx context.Context, cfg Config) error {
 	if sealer == nil {
 		log.Warn("INSECURE: Secrets are stored unencrypted in state.crdt and travel in clear between peers (--insecure without --gossip-key)")
 	}
-	svcNet, err := newServiceNet(cfg.PodSubnet)
-	if err != nil {
-		return fmt.Errorf("--pod-subnet: %w", err)
-	}
-	a := &Agent{cfg: cfg, log: log, store: st, events: newEvents(cfg.Name, 1000), start: time.Now(), kick: make(chan struct{}, 1), statusKick: make(chan struct{}, 1), leave: leave, svcNet: svcNet,
+	a := &Agent{cfg: cfg, log: log, store: st, events: newEvents(cfg.Name, 1000), start: time.Now(), kick: make(chan struct{}, 1), statusKick: make(chan struct{}, 1), leave: leave,
 		trust: tr, peerTransport: newPeerTransport(tr)}
 	defer a.peerTransport.CloseIdleConnections()
 	a.watchStoredValues()
+	claim, settled, err := a.initialSubnet()
+	if err != nil {
+		return err
+	}
+	a.subnet.Store(&claim)
+	a.subnetSettled.Store(settled)
+	if err := a.writePeerFile(); err != nil {
+		return err
+	}
+	if settled {
+		if err := a.writeSubnetRecord(claim); err != nil {
+			return err
+		}
+	} else {
+		log.Info("no pod subnet of its own yet: pods start once the other peers' claims are seen", "provisional", claim.Subnet.String())
+	}
+	if a.svcNet, err = newServiceNet(claim.Subnet.String()); err != nil {
+		return fmt.Errorf("service network: %w", err)
+	}
 
 	addr := cfg.ContainerdAddress
 	if addr == "" {
@@ -309,11 +326,17 @@ func Run(ctx context.Context, cfg Config) error {
 		addr = d.Address
 	}
 	nw, err := runtime.NewCNINetwork(runtime.NetworkConfig{
-		Name: "chorus-" + cfg.Name, Bridge: cfg.Bridge, Subnet: cfg.PodSubnet,
+		Name: "chorus-" + cfg.Name, Bridge: cfg.Bridge, Subnet: claim.Subnet.String(), Cluster: subnet.Pool(),
 		PluginDirs: cfg.CNIPluginDirs, StateDir: filepath.Join(cfg.DataDir, "network"),
 	})
 	if err != nil {
 		return err
+	}
+	a.nw = nw
+	// A bridge left with another subnet's address (this peer's subnet
+	// changed) is repaired before any pod is set up or adopted.
+	if _, err := nw.RepairBridge(ctx, log); err != nil {
+		log.Warn("repair the pod bridge", "err", err)
 	}
 	ctd, err := runtime.NewContainerd(ctx, addr, cfg.ContainerdNamespace, nw)
 	if err != nil {
@@ -350,6 +373,9 @@ func Run(ctx context.Context, cfg Config) error {
 		return err
 	}
 	defer a.pods.Close()
+	if moved := a.pods.ReplaceOutside(claim.Subnet); len(moved) > 0 {
+		log.Warn("pods attached outside the pod subnet (it changed while the peer was down) are started again in it", "subnet", claim.Subnet.String(), "pods", moved)
+	}
 
 	ln, err := net.Listen("tcp", net.JoinHostPort(cfg.Bind, strconv.Itoa(cfg.APIPort)))
 	if err != nil {
@@ -399,6 +425,11 @@ func Run(ctx context.Context, cfg Config) error {
 			log.Warn("close gossip", "err", err)
 		}
 	}()
+	cwg.Add(1)
+	go func() {
+		defer cwg.Done()
+		a.subnetLoop(cctx)
+	}()
 	streams := newKubeStreams(a)
 	if a.kube, err = apiserver.New(kubeBackend{a}, apiserver.Options{Peer: cfg.Name, Version: cfg.Version, Log: log,
 		Subresources: map[string]http.Handler{"pods/log": http.HandlerFunc(a.kubeLog),
@@ -446,7 +477,7 @@ func Run(ctx context.Context, cfg Config) error {
 		log.Error("write the admin kubeconfig", "err", err)
 	}
 	log.Info("chorus agent ready", "api", a.apiURL(), "kubeconfig", filepath.Join(cfg.DataDir, KubeconfigFile), "data", cfg.DataDir, "containerd", addr,
-		"bridge", cfg.Bridge, "subnet", cfg.PodSubnet)
+		"bridge", cfg.Bridge, "subnet", a.podSubnet().String())
 	if tr != nil {
 		log.Info("the API is TLS with a certificate of the cluster CA and requires a token", "api", a.apiURL(), "cluster", func() string { s, _ := tr.secrets(); return s.ClusterID() }())
 	} else if cfg.APIToken != "" {
@@ -574,6 +605,13 @@ func Reset(ctx context.Context, cfg Config) error {
 	}
 	if b, err := os.ReadFile(filepath.Join(cfg.DataDir, "agent.pid")); err == nil && processAlive(string(b)) {
 		return fmt.Errorf("peer %s is still running (pid %s): stop it first", cfg.Name, strings.TrimSpace(string(b)))
+	}
+	if cfg.PodSubnet == "" {
+		if b, err := os.ReadFile(filepath.Join(cfg.DataDir, subnetRecordFile)); err == nil {
+			if c, err := decodeSubnetRecord(cfg.Name, b); err == nil {
+				cfg.PodSubnet = c.Subnet.String()
+			}
+		}
 	}
 	if n, err := newServiceNet(cfg.PodSubnet); err == nil {
 		n.removeAll(ctx)

@@ -32,7 +32,6 @@ func (a *Agent) startCluster(ctx context.Context, wg *sync.WaitGroup) error {
 		tagStarted: strconv.FormatInt(a.start.Unix(), 10),
 		tagPods:    "0",
 		tagHop:     hostPort(cfg.Bind, cfg.HopPort),
-		tagNet:     cfg.PodSubnet,
 	}
 	capa := capacity()
 	tags[tagCPU], tags[tagMemory] = capa["cpu"], capa["memory"]
@@ -164,11 +163,9 @@ func (a *Agent) tagLoop(ctx context.Context) {
 // nodes returns the members as Kubernetes-shaped Node objects.
 func (a *Agent) nodes() []node {
 	var out []node
+	claims := a.store.storedClaims()
 	for _, m := range a.gossip.Members() {
 		n := node{APIVersion: "v1", Kind: "Node", Metadata: api.ObjectMeta{Name: m.Name}}
-		if c := m.Tags[tagNet]; c != "" {
-			n.Spec.PodCIDR, n.Spec.PodCIDRs = c, []string{c}
-		}
 		if s, err := strconv.ParseInt(m.Tags[tagStarted], 10, 64); err == nil {
 			t := time.Unix(s, 0).UTC()
 			n.Metadata.CreationTimestamp = &t
@@ -195,6 +192,12 @@ func (a *Agent) nodes() []node {
 			PodCount:  pods,
 		}
 		n.Spec.Unschedulable = a.cordoned(m.Name)
+		if c, ok := claims[m.Name]; ok {
+			n.Spec.PodCIDR = c.Subnet.String()
+		}
+		if m.Name == a.cfg.Name {
+			n.Spec.PodCIDR = a.podSubnet().String()
+		}
 		out = append(out, n)
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Metadata.Name < out[j].Metadata.Name })

@@ -47,7 +47,7 @@ func (b kubeBackend) CatchUp(ctx context.Context) {
 
 // catchUpTimeout bounds what a write waits for peers before it answers
 // "not found": a peer that died but is not yet known dead must not hold it.
-const catchUpTimeout = time.Second
+const catchUpTimeout = 2 * time.Second
 
 func marshalAll[T any](items []T) ([][]byte, error) {
 	out := make([][]byte, 0, len(items))
@@ -773,7 +773,8 @@ func (a *Agent) kubeNodes() []map[string]any {
 		}
 		spec := map[string]any{}
 		if n.Spec.PodCIDR != "" {
-			spec["podCIDR"], spec["podCIDRs"] = n.Spec.PodCIDR, n.Spec.PodCIDRs
+			spec["podCIDR"] = n.Spec.PodCIDR
+			spec["podCIDRs"] = []string{n.Spec.PodCIDR}
 		}
 		if n.Spec.Unschedulable {
 			spec["unschedulable"] = true

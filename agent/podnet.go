@@ -13,22 +13,18 @@ import (
 )
 
 // podNetLoop keeps this machine's routes to the other peers' pod subnets
-// (package podnet) current with membership, checking every interval: a
-// peer's pods are reached by their own addresses from any peer on the same
-// network. It logs the peers it cannot route to, once per change.
+// (package podnet) current with membership and the subnets' claims,
+// checking every interval: a peer's pods are reached by their own
+// addresses from any peer on the same network. It logs the peers it
+// cannot route to, once per change.
 func (a *Agent) podNetLoop(ctx context.Context, interval time.Duration) {
-	self, err := netip.ParsePrefix(a.cfg.PodSubnet)
-	if err != nil {
-		a.log.Error("pod network: this peer's subnet", "subnet", a.cfg.PodSubnet, "err", err)
-		return
-	}
-	host := podnet.MachineHost(self)
 	var last []podnet.Route
 	lastSkipped := ""
 	t := time.NewTicker(interval)
 	defer t.Stop()
 	for {
-		routes, skipped := podnet.Plan(host, a.podNetPeers())
+		// This peer's subnet may move (a lost claim): read it each time.
+		routes, skipped := podnet.Plan(podnet.MachineHost(a.podSubnet()), a.podNetPeers())
 		if !slices.Equal(routes, last) {
 			changed, removed, err := podnet.Apply(routes)
 			if err != nil {
@@ -54,19 +50,19 @@ func (a *Agent) podNetLoop(ctx context.Context, interval time.Duration) {
 	}
 }
 
-// podNetPeers returns the other alive peers with their addresses and pod
-// subnets (tag "net").
+// podNetPeers returns the other alive peers with their addresses and the
+// pod subnets they claimed (the replicated claims).
 func (a *Agent) podNetPeers() []podnet.Peer {
+	claims := a.store.storedClaims()
 	var out []podnet.Peer
 	for _, m := range a.gossip.Members() {
 		if m.Name == a.cfg.Name || m.Status != gossip.StatusAlive {
 			continue
 		}
-		p := podnet.Peer{Name: m.Name}
+		p := podnet.Peer{Name: m.Name, Subnet: claims[m.Name].Subnet}
 		if host, _, err := net.SplitHostPort(m.Tags[tagAPI]); err == nil {
 			p.Addr, _ = netip.ParseAddr(host)
 		}
-		p.Subnet, _ = netip.ParsePrefix(m.Tags[tagNet])
 		out = append(out, p)
 	}
 	return out

@@ -550,6 +550,9 @@ func (a *Agent) reconcile() {
 		}
 	}
 	a.localPodIPs(a.pods.Pods())
+	if !a.subnetSettled.Load() {
+		return // a new peer starts no pod before it has claimed its subnet
+	}
 	a.pods.Sync(mine)
 }
 

@@ -413,9 +413,8 @@ type node struct {
 	Kind       string         `json:"kind"`
 	Metadata   api.ObjectMeta `json:"metadata"`
 	Spec       struct {
-		Unschedulable bool     `json:"unschedulable"`
-		PodCIDR       string   `json:"podCIDR,omitempty"`
-		PodCIDRs      []string `json:"podCIDRs,omitempty"`
+		Unschedulable bool   `json:"unschedulable"`
+		PodCIDR       string `json:"podCIDR,omitempty"` // the peer's pod subnet, as claimed
 	} `json:"spec"`
 	Status nodeStatus `json:"status"`
 }

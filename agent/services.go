@@ -13,10 +13,12 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/chorus-sh/chorus/api"
 	"github.com/chorus-sh/chorus/gossip"
+	"github.com/chorus-sh/chorus/placement/subnet"
 	"github.com/chorus-sh/chorus/proxy"
 )
 
@@ -105,11 +107,12 @@ func (a *Agent) allocateNodePorts(objs []api.Object) error {
 	return nil
 }
 
-// serviceNet gives each peer its own service addresses: 10.89.<n>.0/24,
-// where the pod subnet is 10.88.<n>.0/24 (or its own third octet), on the
-// loopback device. .1 is the peer's DNS server; services get the others.
+// serviceNet gives each peer its own service addresses, on the loopback
+// device, in the /24 that goes with its pod subnet (subnet.ServiceNet:
+// 10.89.<n>.0/24 for 10.88.<n>.0/24). .1 is the peer's DNS server;
+// services get the others.
 type serviceNet struct {
-	prefix [3]byte
+	prefix atomic.Pointer[[3]byte]
 
 	mu       sync.Mutex
 	assigned map[string]string // service key -> IP
@@ -121,12 +124,32 @@ func newServiceNet(podSubnet string) (*serviceNet, error) {
 	if err != nil {
 		return nil, err
 	}
-	b := pfx.Addr().As4()
-	return &serviceNet{prefix: [3]byte{10, 89, b[2]}, assigned: map[string]string{}, added: map[string]bool{}}, nil
+	n := &serviceNet{assigned: map[string]string{}, added: map[string]bool{}}
+	n.setPrefix(pfx)
+	return n, nil
+}
+
+func (n *serviceNet) setPrefix(podSubnet netip.Prefix) {
+	b := subnet.ServiceNet(podSubnet.Masked()).Addr().As4()
+	n.prefix.Store(&[3]byte{b[0], b[1], b[2]})
+}
+
+// setSubnet moves the service addresses to those of podSubnet: the old
+// ones leave lo, services are given addresses anew at the next assign,
+// and the DNS address is added at once.
+func (n *serviceNet) setSubnet(ctx context.Context, podSubnet netip.Prefix) error {
+	n.removeAll(ctx)
+	n.mu.Lock()
+	n.setPrefix(podSubnet)
+	clear(n.assigned)
+	clear(n.added)
+	n.mu.Unlock()
+	return n.sync(ctx, nil)
 }
 
 func (n *serviceNet) ip(host byte) string {
-	return netip.AddrFrom4([4]byte{n.prefix[0], n.prefix[1], n.prefix[2], host}).String()
+	p := n.prefix.Load()
+	return netip.AddrFrom4([4]byte{p[0], p[1], p[2], host}).String()
 }
 
 // dnsIP is the peer's DNS server address.
@@ -212,7 +235,8 @@ func (n *serviceNet) removeAll(ctx context.Context) {
 	if err != nil {
 		return
 	}
-	pfx := fmt.Sprintf("%d.%d.%d.", n.prefix[0], n.prefix[1], n.prefix[2])
+	p := n.prefix.Load()
+	pfx := fmt.Sprintf("%d.%d.%d.", p[0], p[1], p[2])
 	for _, l := range strings.Split(string(out), "\n") {
 		f := strings.Fields(l)
 		for i, x := range f {
@@ -365,10 +389,7 @@ func (a *Agent) hopAddrOf(node string) (string, bool) { return a.memberTag(node,
 // runs, in its pod subnet: never the bridge gateway (the host itself) or
 // any other address of the host.
 func (a *Agent) allowHop(ip string, port int) bool {
-	pfx, err := netip.ParsePrefix(a.cfg.PodSubnet)
-	if err != nil {
-		return false
-	}
+	pfx := a.podSubnet()
 	addr, err := netip.ParseAddr(ip)
 	if err != nil || !pfx.Contains(addr) || port <= 0 || port >= 65536 {
 		return false

@@ -60,6 +60,10 @@ type store struct {
 	// peer ever answers: then it is the only copy there is).
 	stale    atomic.Bool
 	lastSync atomic.Int64 // unix seconds of the last successful exchange, as saved
+	// exchanged is closed at the first successful exchange with another
+	// peer of this run (nil in tests that build a store by hand).
+	exchanged     chan struct{}
+	exchangedOnce sync.Once
 
 	// setAside is what openStore did with a state file it could not read
 	// (moved aside, started empty); "" when the file was read.
@@ -173,7 +177,8 @@ func openStore(path, node string) (*store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("desired state: %w", err)
 	}
-	s := &store{path: path, clock: crdt.NewClock(node, time.Now), st: st, watch: make(chan struct{}), dirty: make(chan struct{}, 1), setAside: setAside}
+	s := &store{path: path, clock: crdt.NewClock(node, time.Now), st: st, watch: make(chan struct{}), dirty: make(chan struct{}, 1), setAside: setAside,
+		exchanged: make(chan struct{})}
 	// Never issue a stamp below what this peer already wrote or saw.
 	_ = s.clock.Observe(st.MaxStamp())
 	return s, nil
@@ -858,6 +863,9 @@ func (s *store) checkStale(now time.Time, horizon time.Duration) bool {
 // synced records a successful exchange (at most once a minute on disk),
 // discarding a stale state first.
 func (s *store) synced(now time.Time) {
+	if s.exchanged != nil {
+		s.exchangedOnce.Do(func() { close(s.exchanged) })
+	}
 	if now.Unix()-s.lastSync.Load() < 60 {
 		return
 	}

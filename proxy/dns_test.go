@@ -95,6 +95,25 @@ func dnsPeer(t *testing.T, upstreams ...string) *peer {
 	return p
 }
 
+// The DNS server moves to a new address and answers there; the old one
+// is closed.
+func TestSetDNSAddr(t *testing.T) {
+	p := dnsPeer(t)
+	to := net.JoinHostPort(addr(54), strconv.Itoa(freePort(t, true, addr(54))))
+	if err := p.SetDNSAddr(to); err != nil {
+		t.Fatal(err)
+	}
+	old := p.dns
+	p.dns = to
+	if m := ask(t, "udp", p.dns, "web.default.svc.cluster.local.", dnsmessage.TypeA); len(m.Answers) != 1 {
+		t.Fatalf("no answer at %s", to)
+	}
+	if c, err := net.Dial("tcp", old); err == nil {
+		c.Close()
+		t.Fatalf("the old DNS address %s still accepts", old)
+	}
+}
+
 func TestDNS(t *testing.T) {
 	p := dnsPeer(t)
 	for _, network := range []string{"udp", "tcp"} {

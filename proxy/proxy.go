@@ -588,6 +588,36 @@ func (p *Proxy) Stats() Stats {
 	return s
 }
 
+// SetDNSAddr moves the DNS server to addr ("ip:port"), as when the peer's
+// DNS address changes with its pod subnet: the new server listens before
+// the old one closes. An empty addr stops it.
+func (p *Proxy) SetDNSAddr(addr string) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.closed || !p.started {
+		return errors.New("proxy: not running")
+	}
+	if p.cfg.DNSAddr == addr && (p.dns != nil) == (addr != "") {
+		return nil
+	}
+	var d *dnsServer
+	if addr != "" {
+		var err error
+		if d, err = p.startDNS(addr); err != nil {
+			return err
+		}
+	}
+	if p.dns != nil {
+		p.dns.close()
+	}
+	p.dns, p.cfg.DNSAddr = d, addr
+	if d != nil {
+		d.run()
+	}
+	p.log.Info("DNS server moved", "dns", addr)
+	return nil
+}
+
 // Close closes every listener and every connection in flight and waits for
 // all the proxy's goroutines to end. It is safe to call more than once.
 func (p *Proxy) Close() error {

@@ -16,14 +16,16 @@ func masqTable(br string) string { return "chorus_" + br }
 
 // ensureMasquerade makes the peer's pods reach beyond the cluster under
 // this machine's address, and the cluster's pods (cluster) under their own:
-// traffic from subnet to anything but cluster, multicast and the bridge
-// itself is masqueraded, in an nftables table of its own (replaced whole,
+// traffic from subnet to anything but the prefixes of cluster, multicast
+// and the bridge itself is masqueraded, in an nftables table of its own (replaced whole,
 // so a changed subnet leaves no stale rule). The CNI bridge plugin's own
 // ipMasq would masquerade pod-to-pod traffic between peers too, which
 // Kubernetes forbids (a pod sees its peers' real addresses).
-func ensureMasquerade(br string, subnet, cluster netip.Prefix) error {
-	if !subnet.Addr().Is4() || !cluster.Addr().Is4() {
-		return fmt.Errorf("masquerade: %v and %v must be IPv4", subnet, cluster)
+func ensureMasquerade(br string, subnet netip.Prefix, cluster []netip.Prefix) error {
+	for _, p := range append([]netip.Prefix{subnet}, cluster...) {
+		if !p.Addr().Is4() {
+			return fmt.Errorf("masquerade: %v is not IPv4", p)
+		}
 	}
 	c, err := nftables.New()
 	if err != nil {
@@ -36,9 +38,10 @@ func ensureMasquerade(br string, subnet, cluster netip.Prefix) error {
 	c.AddTable(t)
 	ch := c.AddChain(&nftables.Chain{Name: "postrouting", Table: t, Type: nftables.ChainTypeNAT,
 		Hooknum: nftables.ChainHookPostrouting, Priority: nftables.ChainPriorityNATSource})
-	exprs := prefixMatch(12, subnet.Masked(), expr.CmpOpEq)                                        // ip saddr subnet
-	exprs = append(exprs, prefixMatch(16, cluster.Masked(), expr.CmpOpNeq)...)                     // ip daddr != cluster
-	exprs = append(exprs, prefixMatch(16, netip.MustParsePrefix("224.0.0.0/4"), expr.CmpOpNeq)...) // not multicast
+	exprs := prefixMatch(12, subnet.Masked(), expr.CmpOpEq) // ip saddr subnet
+	for _, p := range append(cluster, netip.MustParsePrefix("224.0.0.0/4")) {
+		exprs = append(exprs, prefixMatch(16, p.Masked(), expr.CmpOpNeq)...) // ip daddr not in the cluster, not multicast
+	}
 	name := make([]byte, 16)
 	copy(name, br)
 	exprs = append(exprs,

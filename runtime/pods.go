@@ -10,6 +10,7 @@ import (
 	"io"
 	"log/slog"
 	"maps"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -412,6 +413,33 @@ func (m *PodManager) Replace(namespace, pod string) error {
 	}
 	w.remove()
 	return nil
+}
+
+// ReplaceOutside replaces, as Replace does, every pod whose address is not
+// in subnet (pods attached before the peer's pod subnet changed), and
+// returns their keys, sorted. Pods with no address yet are left alone:
+// they get one in the subnet the network has now.
+func (m *PodManager) ReplaceOutside(subnet netip.Prefix) []string {
+	m.mu.Lock()
+	ws := make([]*podWorker, 0, len(m.workers))
+	for _, w := range m.workers {
+		ws = append(ws, w)
+	}
+	m.mu.Unlock()
+	var out []string
+	for _, w := range ws {
+		w.mu.Lock()
+		ip := w.nw.IP
+		w.mu.Unlock()
+		addr, err := netip.ParseAddr(ip)
+		if err != nil || subnet.Contains(addr) {
+			continue
+		}
+		w.remove()
+		out = append(out, w.key)
+	}
+	sort.Strings(out)
+	return out
 }
 
 // container returns the container named name, or the only one for "". The

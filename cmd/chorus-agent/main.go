@@ -163,7 +163,7 @@ environment variable CHORUS_<FLAG>, e.g. CHORUS_DATA_DIR=/srv/chorus.`,
 	f.String("containerd-address", "", "use the containerd at this socket (default: start a private containerd under the data dir)")
 	f.String("containerd-namespace", "", "containerd namespace of this peer (default chorus-<name>)")
 	f.String("bridge", "", "bridge device of the pod network (default derived from the name)")
-	f.String("pod-subnet", "", "pod subnet of this peer (default 10.88.<last octet of --bind>.0/24)")
+	f.String("pod-subnet", "", "pod subnet of this peer, claimed even against another peer's (default: a /24 claimed cluster-wide, 10.88.<last octet of --bind>.0/24 when free, kept across restarts)")
 	f.StringSlice("cni-plugin-dir", nil, "directories holding the CNI plugins (default /usr/lib/cni,/opt/cni/bin)")
 	f.StringSlice("join", nil, "peers to join, host or host:port (repeatable); none: discover by mDNS")
 	f.Bool("discover", true, "find peers on the local network by mDNS")
