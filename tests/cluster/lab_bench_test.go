@@ -17,6 +17,8 @@ import (
 
 	"github.com/chorus-sh/chorus/lab"
 	"github.com/chorus-sh/chorus/runtime"
+	"github.com/chorus-sh/chorus/tests/harness"
+	"github.com/chorus-sh/chorus/tests/images"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
@@ -142,4 +144,112 @@ func nodeReady(cs []corev1.NodeCondition) bool {
 		}
 	}
 	return false
+}
+
+// BenchmarkLabPodToPod measures TCP throughput between pods on two peers
+// (each in a network namespace of its own, `chorus cluster create`), and,
+// in the same run, between the two machines themselves with the same
+// program (the web test image's, built for the host): the pod network's
+// cost is the ratio. Each figure is the median of three 1 GB transfers
+// (HTTP GET of /zero, read by `/app throughput`).
+//
+//	go test -run '^$' -bench LabPodToPod -benchtime 1x ./tests/cluster/
+func BenchmarkLabPodToPod(b *testing.B) {
+	for range b.N {
+		labPodToPod(b)
+	}
+}
+
+func labPodToPod(b *testing.B) {
+	name := fmt.Sprintf("lp%d", os.Getpid()%10000)
+	l := lab.Lab{Name: name, Subnet: netip.MustParsePrefix("10.214.203.0/24")}
+	dir := b.TempDir()
+	b.Cleanup(func() {
+		_ = exec.Command(bin, "cluster", "delete", "--name", name, "--dir", dir).Run()
+		_ = l.Delete()
+	})
+	run := func(name string, args ...string) string {
+		b.Helper()
+		ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
+		defer cancel()
+		out, err := exec.CommandContext(ctx, name, args...).CombinedOutput()
+		if err != nil {
+			b.Fatalf("%s %s: %v\n%s", name, strings.Join(args, " "), err, out)
+		}
+		return string(out)
+	}
+	run(bin, "cluster", "create", "--name", name, "--peers", "2", "--subnet", l.Subnet.String(), "--dir", dir)
+	kc := filepath.Join(dir, name, "kubeconfig")
+	img, err := images.Build(context.Background(), "web", images.CacheDir(), []string{"example/web:1"}, images.FormatDocker)
+	if err != nil {
+		b.Fatal(err)
+	}
+	run(bin, "--kubeconfig", kc, "image", "load", img)
+	manifest := filepath.Join(dir, "app.yaml")
+	if err := os.WriteFile(manifest, []byte(harness.WebDeployment("web", 2)), 0o644); err != nil {
+		b.Fatal(err)
+	}
+	k := harness.Kubectl(b)
+	run(k, "--kubeconfig", kc, "apply", "-f", manifest)
+	run(k, "--kubeconfig", kc, "rollout", "status", "deployment/web", "--timeout=120s")
+	var pods [][3]string // name, IP, node
+	for _, line := range strings.Split(strings.TrimSpace(run(k, "--kubeconfig", kc, "get", "pods", "-l", "app=web", "-o",
+		`jsonpath={range .items[*]}{.metadata.name} {.status.podIP} {.spec.nodeName}{"\n"}{end}`)), "\n") {
+		if f := strings.Fields(line); len(f) == 3 {
+			pods = append(pods, [3]string{f[0], f[1], f[2]})
+		}
+	}
+	if len(pods) != 2 || pods[0][2] == pods[1][2] {
+		b.Fatalf("want the two pods on two peers: %v", pods)
+	}
+	const size = "1000000000"
+	median := func(measure func() string) float64 {
+		var mbs []float64
+		for range 3 {
+			out := measure()
+			var n int64
+			var v float64
+			if _, err := fmt.Sscanf(strings.TrimSpace(out), "%d bytes %f MB/s", &n, &v); err != nil || strconv.FormatInt(n, 10) != size {
+				b.Fatalf("throughput said %q: %v", out, err)
+			}
+			mbs = append(mbs, v)
+		}
+		slices.Sort(mbs)
+		return mbs[1]
+	}
+	pod := median(func() string {
+		return run(k, "--kubeconfig", kc, "exec", pods[0][0], "--", "/app", "throughput", "http://"+pods[1][1]+":8080/zero?bytes="+size)
+	})
+
+	web := filepath.Join(b.TempDir(), "web")
+	root, err := harness.ModuleRoot()
+	if err != nil {
+		b.Fatal(err)
+	}
+	build := exec.Command("go", "build", "-o", web, "./tests/images/web")
+	build.Dir = root
+	if out, err := build.CombinedOutput(); err != nil {
+		b.Fatalf("build the web program: %v\n%s", err, out)
+	}
+	ms := l.Machines()
+	server := ms[0].Command(web, "-port", "9099")
+	if err := server.Start(); err != nil {
+		b.Fatal(err)
+	}
+	defer func() { _ = server.Process.Kill(); _ = server.Wait() }()
+	url := fmt.Sprintf("http://%s:9099/zero?bytes=%s", ms[0].Addr, size)
+	for deadline := time.Now().Add(10 * time.Second); ; {
+		if _, err := harness.HTTPGet(fmt.Sprintf("http://%s:9099/", ms[0].Addr)); err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			b.Fatal("the web program did not start in machine 1")
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	plain := median(func() string { return run("nsenter", "--net="+ms[1].NetNS, "--", web, "throughput", url) })
+	b.ReportMetric(pod, "pod_to_pod_MB/s")
+	b.ReportMetric(plain, "machine_to_machine_MB/s")
+	b.ReportMetric(pod/plain, "ratio")
+	b.Logf("pod to pod across peers %.0f MB/s; machine to machine %.0f MB/s; ratio %.2f", pod, plain, pod/plain)
 }

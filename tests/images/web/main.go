@@ -14,6 +14,8 @@
 //	                   "burned N ms on <pod name>"
 //	GET /lookup?host=H the addresses H resolves to (the pod's resolver), one per line
 //	GET /get?url=U     fetches U from inside the pod and returns its status and body
+//	GET /remote        the caller's address as the pod sees it
+//	GET /zero?bytes=N  N zero bytes (at most 10^10), for throughput
 //	GET (other paths)  404 "no page <path> on <pod name>\n"
 //
 // With $UDP_PORT set it also answers each UDP datagram on that port with
@@ -37,6 +39,7 @@
 //	/app writefile PATH S   writes S to the file at PATH
 //	/app appendfile PATH S  appends S and a newline to the file at PATH (made if missing)
 //	/app fetch URL          prints the body of a GET of URL; exits 1 unless it answers 200
+//	/app throughput URL     reads the body of a GET of URL and prints "<bytes> bytes <MB/s> MB/s"
 //	/app security           prints "key: value" lines about its confinement: the Uid,
 //	                        Gid, Groups, CapEff, CapBnd, NoNewPrivs and Seccomp lines of
 //	                        /proc/self/status, uid_map (/proc/self/uid_map), then
@@ -101,6 +104,22 @@ func main() {
 		// must arrive untranslated).
 		host, _, _ := net.SplitHostPort(r.RemoteAddr)
 		fmt.Fprintln(w, host)
+	})
+	mux.HandleFunc("GET /zero", func(w http.ResponseWriter, r *http.Request) {
+		n, err := strconv.ParseInt(r.URL.Query().Get("bytes"), 10, 64)
+		if err != nil || n < 0 || n > 1e10 {
+			http.Error(w, "usage: /zero?bytes=N (0 to 10^10)", http.StatusBadRequest)
+			return
+		}
+		w.Header().Set("Content-Length", strconv.FormatInt(n, 10))
+		buf := make([]byte, 64<<10)
+		for n > 0 {
+			k, err := w.Write(buf[:min(n, int64(len(buf)))])
+			if err != nil {
+				return
+			}
+			n -= int64(k)
+		}
 	})
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		if broken.Load() {
@@ -374,6 +393,25 @@ func runMode(mode string, args []string) (code int, ok bool) {
 			fmt.Fprintln(os.Stderr, resp.Status)
 			return 1, true
 		}
+		return 0, true
+	case "throughput":
+		if len(args) != 1 {
+			fmt.Fprintln(os.Stderr, "usage: throughput URL")
+			return 2, true
+		}
+		start := time.Now()
+		resp, err := http.Get(args[0])
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return 1, true
+		}
+		defer resp.Body.Close()
+		n, err := io.Copy(io.Discard, resp.Body)
+		if err != nil || resp.StatusCode != http.StatusOK {
+			fmt.Fprintln(os.Stderr, resp.Status, err)
+			return 1, true
+		}
+		fmt.Printf("%d bytes %.1f MB/s\n", n, float64(n)/1e6/time.Since(start).Seconds())
 		return 0, true
 	case "cat":
 		n, err := io.Copy(os.Stdout, os.Stdin)
