@@ -288,12 +288,7 @@ func (m *PodManager) PodCount() int {
 // Pods returns the pods this peer runs, with their statuses, sorted by
 // namespace and name.
 func (m *PodManager) Pods() []api.Pod {
-	m.mu.Lock()
-	ws := make([]*podWorker, 0, len(m.workers))
-	for _, w := range m.workers {
-		ws = append(ws, w)
-	}
-	m.mu.Unlock()
+	ws := m.workerList()
 	out := make([]api.Pod, 0, len(ws))
 	for _, w := range ws {
 		out = append(out, w.snapshot())
@@ -302,15 +297,21 @@ func (m *PodManager) Pods() []api.Pod {
 	return out
 }
 
-// RunningContainers lists the containers of this peer's pods whose
-// process runs now (init containers and sidecars included), for a Sampler.
-func (m *PodManager) RunningContainers() []RunningContainer {
+// workerList returns the pods' workers at this moment.
+func (m *PodManager) workerList() []*podWorker {
 	m.mu.Lock()
+	defer m.mu.Unlock()
 	ws := make([]*podWorker, 0, len(m.workers))
 	for _, w := range m.workers {
 		ws = append(ws, w)
 	}
-	m.mu.Unlock()
+	return ws
+}
+
+// RunningContainers lists the containers of this peer's pods whose
+// process runs now (init containers and sidecars included), for a Sampler.
+func (m *PodManager) RunningContainers() []RunningContainer {
+	ws := m.workerList()
 	var out []RunningContainer
 	for _, w := range ws {
 		w.mu.Lock()
@@ -420,12 +421,7 @@ func (m *PodManager) Replace(namespace, pod string) error {
 // returns their keys, sorted. Pods with no address yet are left alone:
 // they get one in the subnet the network has now.
 func (m *PodManager) ReplaceOutside(subnet netip.Prefix) []string {
-	m.mu.Lock()
-	ws := make([]*podWorker, 0, len(m.workers))
-	for _, w := range m.workers {
-		ws = append(ws, w)
-	}
-	m.mu.Unlock()
+	ws := m.workerList()
 	var out []string
 	for _, w := range ws {
 		w.mu.Lock()
