@@ -253,3 +253,102 @@ func labPodToPod(b *testing.B) {
 	b.ReportMetric(pod/plain, "ratio")
 	b.Logf("pod to pod across peers %.0f MB/s; machine to machine %.0f MB/s; ratio %.2f", pod, plain, pod/plain)
 }
+
+// BenchmarkLabImageSpread is BenchmarkImageSpread on machines with shaped
+// links: five peers made by `chorus cluster create`, every machine's link
+// limited to 100 Mbit/s. A 100 MB image is loaded on the first peer; then,
+// copying to each: `chorus image load` run on the first peer's machine
+// sends the archive to each of the 4 others in turn (through the first
+// machine's link); peer to peer, in the same run on a fresh cluster: a
+// DaemonSet of the image, timed until all 5 peers hold it.
+//
+//	go test -run '^$' -bench LabImageSpread -benchtime 1x ./tests/cluster/
+func BenchmarkLabImageSpread(b *testing.B) {
+	imgs, err := images.BuildAll(context.Background(), images.CacheDir())
+	if err != nil {
+		b.Fatal(err)
+	}
+	archive := bigImage(b, imgs["web"], 100<<20)
+	const rate = 100_000_000
+	const ds = `apiVersion: apps/v1
+kind: DaemonSet
+metadata: {name: big}
+spec:
+  selector: {matchLabels: {app: big}}
+  template:
+    metadata: {labels: {app: big}}
+    spec:
+      containers: [{name: big, image: example/big:1, env: [{name: PORT, value: "8080"}]}]
+`
+	for range b.N {
+		var copyEach, p2p time.Duration
+		for _, mode := range []string{"copy", "p2p"} {
+			name := fmt.Sprintf("li%d%s", os.Getpid()%1000, mode)
+			l := lab.Lab{Name: name, Subnet: netip.MustParsePrefix("10.214.204.0/24")}
+			dir := b.TempDir()
+			run := func(args ...string) string {
+				b.Helper()
+				ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+				defer cancel()
+				out, err := exec.CommandContext(ctx, args[0], args[1:]...).CombinedOutput()
+				if err != nil {
+					b.Fatalf("%s: %v\n%s", strings.Join(args, " "), err, out)
+				}
+				return string(out)
+			}
+			b.Cleanup(func() {
+				if _, err := os.Stat(filepath.Join(dir, name, "cluster.json")); err == nil {
+					_ = exec.Command(bin, "cluster", "delete", "--name", name, "--dir", dir).Run()
+				}
+				_ = l.Delete()
+			})
+			run(bin, "cluster", "create", "--name", name, "--peers", "5", "--subnet", l.Subnet.String(), "--dir", dir)
+			ms := l.Machines()
+			for _, m := range ms {
+				if err := l.Shape(m, lab.Link{Rate: rate}); err != nil {
+					b.Fatal(err)
+				}
+			}
+			kubeconfig := func(m lab.Machine) string { return filepath.Join(dir, name, m.Name, "kubeconfig") }
+			fromFirst := func(m lab.Machine, args ...string) string {
+				return run(append([]string{"nsenter", "--net=" + ms[0].NetNS, "--", bin, "--kubeconfig", kubeconfig(m)}, args...)...)
+			}
+			fromFirst(ms[0], "image", "load", archive)
+			start := time.Now()
+			if mode == "copy" {
+				for _, m := range ms[1:] {
+					fromFirst(m, "image", "load", archive)
+				}
+				copyEach = time.Since(start)
+			} else {
+				manifest := filepath.Join(dir, "ds.yaml")
+				if err := os.WriteFile(manifest, []byte(ds), 0o644); err != nil {
+					b.Fatal(err)
+				}
+				fromFirst(ms[0], "apply", "-f", manifest)
+				for {
+					out := fromFirst(ms[0], "image", "ls")
+					held := 0
+					for _, line := range strings.Split(out, "\n") {
+						if f := strings.Fields(line); len(f) >= 4 && f[0] == "docker.io/example/big:1" {
+							held, _ = strconv.Atoi(f[len(f)-1])
+						}
+					}
+					if held >= 5 {
+						break
+					}
+					if time.Since(start) > 8*time.Minute {
+						b.Fatalf("image on %d peers after 8 minutes", held)
+					}
+					time.Sleep(200 * time.Millisecond)
+				}
+				p2p = time.Since(start)
+			}
+			run(bin, "cluster", "delete", "--name", name, "--dir", dir)
+		}
+		b.Logf("100 MB image onto 4 more peers over 100 Mbit/s links: copy to each %s, peer to peer %s",
+			copyEach.Round(10*time.Millisecond), p2p.Round(10*time.Millisecond))
+		b.ReportMetric(copyEach.Seconds(), "s-copy-to-each")
+		b.ReportMetric(p2p.Seconds(), "s-peer-to-peer")
+	}
+}
