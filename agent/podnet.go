@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/netip"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/chorus-sh/chorus/gossip"
@@ -19,28 +20,37 @@ import (
 // cannot route to, once per change.
 func (a *Agent) podNetLoop(ctx context.Context, interval time.Duration) {
 	var last []podnet.Route
-	lastSkipped := ""
+	lastSkipped, lastInput := "", ""
+	var planned time.Time
 	t := time.NewTicker(interval)
 	defer t.Stop()
 	for {
 		// This peer's subnet may move (a lost claim): read it each time.
-		routes, skipped := podnet.Plan(podnet.MachineHost(a.podSubnet()), a.podNetPeers())
-		if !slices.Equal(routes, last) {
-			changed, removed, err := podnet.Apply(routes)
-			if err != nil {
-				a.log.Warn("pod network: routes to peers", "err", err)
-			} else {
-				last = routes
+		// The plan asks the kernel about every peer: it is made again only
+		// when its inputs changed, after a failure, or every replanEvery
+		// (the machine's own routes may have changed).
+		self, peers := a.podSubnet(), a.podNetPeers()
+		if in := fmt.Sprint(self, peers); in != lastInput || time.Since(planned) >= replanEvery {
+			lastInput, planned = in, time.Now()
+			routes, skipped := podnet.Plan(podnet.MachineHost(self), peers)
+			if !slices.Equal(routes, last) {
+				changed, removed, err := podnet.Apply(routes)
+				if err != nil {
+					a.log.Warn("pod network: routes to peers", "err", err)
+					lastInput = "" // again at the next tick
+				} else {
+					last = routes
+				}
+				if changed+removed > 0 {
+					a.log.Info("pod network: routes to peers' pod subnets", "routes", len(routes), "changed", changed, "removed", removed)
+				}
 			}
-			if changed+removed > 0 {
-				a.log.Info("pod network: routes to peers' pod subnets", "routes", len(routes), "changed", changed, "removed", removed)
+			if s := fmt.Sprint(skipped); s != lastSkipped {
+				for _, sk := range skipped {
+					a.log.Warn("pod network: no route to a peer's pods", "peer", sk.Peer, "reason", sk.Reason)
+				}
+				lastSkipped = s
 			}
-		}
-		if s := fmt.Sprint(skipped); s != lastSkipped {
-			for _, sk := range skipped {
-				a.log.Warn("pod network: no route to a peer's pods", "peer", sk.Peer, "reason", sk.Reason)
-			}
-			lastSkipped = s
 		}
 		select {
 		case <-ctx.Done():
@@ -49,6 +59,9 @@ func (a *Agent) podNetLoop(ctx context.Context, interval time.Duration) {
 		}
 	}
 }
+
+// replanEvery bounds how long the pod network's routes go unchecked.
+const replanEvery = 30 * time.Second
 
 // podNetPeers returns the other alive peers with their addresses and the
 // pod subnets they claimed (the replicated claims).
@@ -65,5 +78,6 @@ func (a *Agent) podNetPeers() []podnet.Peer {
 		}
 		out = append(out, p)
 	}
+	slices.SortFunc(out, func(x, y podnet.Peer) int { return strings.Compare(x.Name, y.Name) })
 	return out
 }

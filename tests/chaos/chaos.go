@@ -179,7 +179,7 @@ func (c *Cluster) Apply(p *harness.Peer, name string, replicas, nodePort int) er
 
 // Scale writes the replicas of deployment name on peer p.
 func (c *Cluster) Scale(p *harness.Peer, name string, replicas int) error {
-	err := send(p, http.MethodPatch, "/apis/apps/v1/namespaces/default/deployments/"+name+"/scale",
+	_, err := send(p, http.MethodPatch, "/apis/apps/v1/namespaces/default/deployments/"+name+"/scale",
 		fmt.Sprintf(`{"spec":{"replicas": %d}}`, replicas))
 	c.record(Op{At: time.Now(), Peer: p.Name, Kind: "scale", Object: name, Replicas: replicas}, err)
 	return err
@@ -189,11 +189,11 @@ func (c *Cluster) Scale(p *harness.Peer, name string, replicas int) error {
 // answered NotFound is not acknowledged: kubectl says "Error from server
 // (NotFound)", and the deployment, if another peer holds it, stays.
 func (c *Cluster) Delete(p *harness.Peer, name string) error {
-	err := send(p, http.MethodDelete, "/apis/apps/v1/namespaces/default/deployments/"+name, "")
+	_, err := send(p, http.MethodDelete, "/apis/apps/v1/namespaces/default/deployments/"+name, "")
 	if err == nil {
-		err = send(p, http.MethodDelete, "/api/v1/namespaces/default/services/"+name, "")
-		if err != nil && strings.HasPrefix(err.Error(), "404") {
-			err = nil
+		var code int
+		if code, err = send(p, http.MethodDelete, "/api/v1/namespaces/default/services/"+name, ""); code == http.StatusNotFound {
+			err = nil // the service alone may be gone already
 		}
 	}
 	c.record(Op{At: time.Now(), Peer: p.Name, Kind: "delete", Object: name}, err)
@@ -201,25 +201,25 @@ func (c *Cluster) Delete(p *harness.Peer, name string) error {
 }
 
 // send makes one API request on peer p (a merge patch when body is not
-// empty) and fails unless it is answered 200.
-func send(p *harness.Peer, method, path, body string) error {
+// empty); it fails unless it is answered 200, and returns the status code.
+func send(p *harness.Peer, method, path, body string) (int, error) {
 	req, err := p.Request(method, path, strings.NewReader(body))
 	if err != nil {
-		return err
+		return 0, err
 	}
 	if body != "" {
 		req.Header.Set("Content-Type", "application/merge-patch+json")
 	}
 	resp, err := p.HTTPClient(10 * time.Second).Do(req)
 	if err != nil {
-		return err
+		return 0, err
 	}
 	defer resp.Body.Close()
 	b, _ := io.ReadAll(resp.Body)
 	if resp.StatusCode != http.StatusOK {
-		return statusError(resp.Status, b)
+		return resp.StatusCode, statusError(resp.Status, b)
 	}
-	return nil
+	return resp.StatusCode, nil
 }
 
 // RandomWrite makes a random write to a random alive peer: a new

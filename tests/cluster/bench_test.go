@@ -544,6 +544,24 @@ func imagePeers(p *harness.Peer, ref string) int {
 	if err != nil {
 		return 0
 	}
+	return imageHolders(out, ref)
+}
+
+// bigDaemonSet runs example/big:1 (bigImage's) on every peer.
+const bigDaemonSet = `apiVersion: apps/v1
+kind: DaemonSet
+metadata: {name: big}
+spec:
+  selector: {matchLabels: {app: big}}
+  template:
+    metadata: {labels: {app: big}}
+    spec:
+      containers: [{name: big, image: example/big:1, env: [{name: PORT, value: "8080"}]}]
+`
+
+// imageHolders reads, from the output of `chorus image ls`, how many peers
+// hold ref (its last column).
+func imageHolders(out, ref string) int {
 	for _, l := range strings.Split(out, "\n") {
 		if f := strings.Fields(l); len(f) >= 4 && f[0] == ref {
 			n, _ := strconv.Atoi(f[len(f)-1])
@@ -586,18 +604,8 @@ func BenchmarkImageSpread(b *testing.B) {
 	if _, err := peers[0].CLI("image", "load", archive); err != nil {
 		b.Fatal(err)
 	}
-	ds := `apiVersion: apps/v1
-kind: DaemonSet
-metadata: {name: big}
-spec:
-  selector: {matchLabels: {app: big}}
-  template:
-    metadata: {labels: {app: big}}
-    spec:
-      containers: [{name: big, image: example/big:1, env: [{name: PORT, value: "8080"}]}]
-`
 	start = time.Now()
-	if err := peers[0].Apply([]byte(ds)); err != nil {
+	if err := peers[0].Apply([]byte(bigDaemonSet)); err != nil {
 		b.Fatal(err)
 	}
 	for imagePeers(peers[0], ref) < 5 {

@@ -270,16 +270,6 @@ func BenchmarkLabImageSpread(b *testing.B) {
 	}
 	archive := bigImage(b, imgs["web"], 100<<20)
 	const rate = 100_000_000
-	const ds = `apiVersion: apps/v1
-kind: DaemonSet
-metadata: {name: big}
-spec:
-  selector: {matchLabels: {app: big}}
-  template:
-    metadata: {labels: {app: big}}
-    spec:
-      containers: [{name: big, image: example/big:1, env: [{name: PORT, value: "8080"}]}]
-`
 	for range b.N {
 		var copyEach, p2p time.Duration
 		for _, mode := range []string{"copy", "p2p"} {
@@ -322,18 +312,12 @@ spec:
 				copyEach = time.Since(start)
 			} else {
 				manifest := filepath.Join(dir, "ds.yaml")
-				if err := os.WriteFile(manifest, []byte(ds), 0o644); err != nil {
+				if err := os.WriteFile(manifest, []byte(bigDaemonSet), 0o644); err != nil {
 					b.Fatal(err)
 				}
 				fromFirst(ms[0], "apply", "-f", manifest)
 				for {
-					out := fromFirst(ms[0], "image", "ls")
-					held := 0
-					for _, line := range strings.Split(out, "\n") {
-						if f := strings.Fields(line); len(f) >= 4 && f[0] == "docker.io/example/big:1" {
-							held, _ = strconv.Atoi(f[len(f)-1])
-						}
-					}
+					held := imageHolders(fromFirst(ms[0], "image", "ls"), "docker.io/example/big:1")
 					if held >= 5 {
 						break
 					}
