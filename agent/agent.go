@@ -108,9 +108,20 @@ type Config struct {
 	// its containers and of its machine (0: runtime.DefaultSampleInterval,
 	// 5 s; negative: not sampled, no resource metrics).
 	MetricsInterval time.Duration
+	// ServiceProxy is how service connections reach their endpoints:
+	// "kernel" (the default: nftables translates them wherever every
+	// endpoint is on the pod network, the user-space proxy serves the
+	// rest) or "userspace" (the proxy serves every connection).
+	ServiceProxy string
 
 	Log *slog.Logger `json:"-"`
 }
+
+// The values of Config.ServiceProxy.
+const (
+	ServiceProxyKernel    = "kernel"
+	ServiceProxyUserspace = "userspace"
+)
 
 // Defaults fills in what was left out and checks the rest.
 func (c *Config) Defaults() error {
@@ -129,6 +140,13 @@ func (c *Config) Defaults() error {
 	}
 	if c.APIPort == 0 {
 		c.APIPort = 7070
+	}
+	switch c.ServiceProxy {
+	case "":
+		c.ServiceProxy = ServiceProxyKernel
+	case ServiceProxyKernel, ServiceProxyUserspace:
+	default:
+		return fmt.Errorf("--service-proxy %q: want %s or %s", c.ServiceProxy, ServiceProxyKernel, ServiceProxyUserspace)
 	}
 	if c.DataDir == "" {
 		c.DataDir = filepath.Join("/var/lib/chorus", c.Name)
@@ -235,6 +253,8 @@ type Agent struct {
 	// ingressProblems is the last Ingress problem report, logged when it changes.
 	ingressProblems atomic.Pointer[string]
 	podIPs          atomic.Pointer[map[netip.Addr]bool] // addresses of the pods this peer runs, for hops
+	clusterPodIPs   atomic.Pointer[map[netip.Addr]bool] // addresses of every pod of the cluster, for the kernel's service rules
+	routedPeers     atomic.Pointer[map[string]bool]     // peers whose pods this machine reaches on the pod network
 	kube            *apiserver.Server                   // the Kubernetes API
 	sampler         *runtime.Sampler                    // resource metrics; nil: not sampled
 	trust           *peerTrust                          // nil: --insecure
@@ -395,6 +415,7 @@ func Run(ctx context.Context, cfg Config) error {
 		HopServerTLS: hopServerTLS, HopClientTLS: hopClientTLS,
 		DNSAddr: hostPort(a.svcNet.dnsIP(), 53), Log: log.With("plane", "proxy"),
 		IngressHTTPAddr: optHostPort(cfg.Bind, cfg.IngressHTTPPort), IngressHTTPSAddr: optHostPort(cfg.Bind, cfg.IngressHTTPSPort),
+		Kernel: a.kernelProxy(),
 	})
 	if err := a.proxy.Start(ctx); err != nil {
 		ln.Close()
@@ -620,6 +641,10 @@ func Reset(ctx context.Context, cfg Config) error {
 	// peers sharing a machine make none).
 	if _, _, err := podnet.Apply(nil); err != nil {
 		cfg.Log.Warn("remove the routes to other peers' pods", "err", err)
+	}
+	// The kernel's service rules, left by a peer that was killed.
+	if err := proxy.RemoveKernelRules(svcTable(cfg.Bridge)); err != nil {
+		cfg.Log.Warn("remove the kernel's service rules", "err", err)
 	}
 	return runtime.Purge(ctx, cfg.DataDir, cfg.ContainerdAddress, cfg.ContainerdNamespace, cfg.Bridge, cfg.Log)
 }

@@ -11,6 +11,7 @@ import (
 
 	"github.com/chorus-sh/chorus/gossip"
 	"github.com/chorus-sh/chorus/podnet"
+	"github.com/chorus-sh/chorus/proxy"
 )
 
 // podNetLoop keeps this machine's routes to the other peers' pod subnets
@@ -33,6 +34,7 @@ func (a *Agent) podNetLoop(ctx context.Context, interval time.Duration) {
 		if in := fmt.Sprint(self, peers); in != lastInput || time.Since(planned) >= replanEvery {
 			lastInput, planned = in, time.Now()
 			routes, skipped := podnet.Plan(podnet.MachineHost(self), peers)
+			a.routedPeers.Store(routedPeers(peers, skipped))
 			if !slices.Equal(routes, last) {
 				changed, removed, err := podnet.Apply(routes)
 				if err != nil {
@@ -81,3 +83,41 @@ func (a *Agent) podNetPeers() []podnet.Peer {
 	slices.SortFunc(out, func(x, y podnet.Peer) int { return strings.Compare(x.Name, y.Name) })
 	return out
 }
+
+// routedPeers returns the peers whose pods this machine reaches on the pod
+// network: every peer the plan did not leave out (routed, or on this
+// machine).
+func routedPeers(peers []podnet.Peer, skipped []podnet.Skipped) *map[string]bool {
+	out := make(map[string]bool, len(peers))
+	for _, p := range peers {
+		out[p.Name] = true
+	}
+	for _, s := range skipped {
+		delete(out, s.Peer)
+	}
+	return &out
+}
+
+// kernelProxy is the proxy's configuration for translating services in the
+// kernel (nil with --service-proxy=userspace).
+func (a *Agent) kernelProxy() *proxy.KernelConfig {
+	if a.cfg.ServiceProxy != ServiceProxyKernel {
+		return nil
+	}
+	return &proxy.KernelConfig{
+		Table:     svcTable(a.cfg.Bridge),
+		PodSubnet: a.podSubnet,
+		Routable: func(node string) bool {
+			m := a.routedPeers.Load()
+			return m != nil && (*m)[node]
+		},
+		PodAlive: func(ip netip.Addr) bool {
+			m := a.clusterPodIPs.Load()
+			return m == nil || (*m)[ip]
+		},
+	}
+}
+
+// svcTable is the nftables table of the kernel's service rules of the peer
+// whose pod bridge is br.
+func svcTable(br string) string { return "chorus_svc_" + br }

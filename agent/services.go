@@ -308,6 +308,13 @@ func withServiceEnv(p *api.Pod, env []api.EnvVar) {
 // subdomain is the service.
 func (a *Agent) proxyServices(services []*api.Service, ips map[string]string, pods []api.Pod) []proxy.Service {
 	var out []proxy.Service
+	alive := make(map[netip.Addr]bool, len(pods))
+	for i := range pods {
+		if ip, err := netip.ParseAddr(pods[i].Status.PodIP); err == nil {
+			alive[ip] = true
+		}
+	}
+	a.clusterPodIPs.Store(&alive)
 	for _, s := range services {
 		ps := proxy.Service{Namespace: s.Metadata.Namespace, Name: s.Metadata.Name, ClusterIP: ips[api.ObjectKey(s)],
 			Affinity: time.Duration(s.AffinityTimeout()) * time.Second}

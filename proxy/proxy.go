@@ -117,7 +117,29 @@ type Config struct {
 	// IngressHTTPAddr and IngressHTTPSAddr are "ip:port" where the
 	// Ingress server listens (see [Proxy.UpdateIngress]); "" = none.
 	IngressHTTPAddr, IngressHTTPSAddr string
-	Log                               *slog.Logger
+	// Kernel, when set, has the kernel translate service connections
+	// (nftables DNAT, see nat.go and the package doc) wherever it can; the
+	// listeners stay open behind it, for what it cannot serve.
+	Kernel *KernelConfig
+	Log    *slog.Logger
+}
+
+// KernelConfig is what the kernel's translation of services needs.
+type KernelConfig struct {
+	// Table is the nftables table (family ip) the proxy owns: replaced
+	// whole at each change, removed by Close.
+	Table string
+	// PodSubnet is this peer's pod subnet now.
+	PodSubnet func() netip.Prefix
+	// Routable reports whether this machine routes to the pods of a peer
+	// (its pod subnet is on the pod network). An endpoint on a peer it
+	// does not is reached through a hop, in user space.
+	Routable func(node string) bool
+	// PodAlive reports whether a pod still has address ip. The kernel's
+	// connections to a TCP endpoint that stopped being Ready are kept
+	// while its pod lives (it may be finishing them) and ended when it is
+	// gone; UDP flows move at once.
+	PodAlive func(ip netip.Addr) bool
 }
 
 // DefaultMaxConns is the default of Config.MaxConns.
@@ -153,6 +175,10 @@ type Stats struct {
 	IngressRequests    uint64 // Ingress requests routed to a backend with endpoints
 	IngressNotFound    uint64 // Ingress requests no rule matched (404)
 	IngressUnavailable uint64 // Ingress requests whose backend had no Ready endpoint (503)
+
+	KernelPorts       int    // gauge: service addresses the kernel translates now
+	KernelErrors      uint64 // failed changes of the kernel's rules (tried again at each Update)
+	KernelForgotten   uint64 // connections to removed endpoints ended (connection-tracking entries deleted)
 }
 
 type counters struct {
@@ -186,6 +212,7 @@ type Proxy struct {
 	udp       map[netip.AddrPort]*udpListener
 	failing   map[sockKey]bool
 	warned    map[string]bool // problems logged at the last Update
+	nat       natState        // the kernel's translation (Config.Kernel)
 	hopLn     *net.TCPListener
 	dns       *dnsServer
 	stopCtx   func() bool
@@ -360,6 +387,8 @@ func (p *Proxy) Update(services []Service) {
 	names := map[string][]netip.Addr{}
 	want := map[sockKey]*pool{}
 	owner := map[sockKey]poolKey{}
+	natCands := map[sockKey]natPort{}
+	var natBase natPort // the port being claimed, as the kernel would translate it
 	claim := func(sk sockKey, pl *pool) {
 		if prev, ok := owner[sk]; ok {
 			warn("conflict "+sk.String()+" "+pl.key.String(), "address already taken by another service port",
@@ -368,6 +397,9 @@ func (p *Proxy) Update(services []Service) {
 		}
 		owner[sk] = pl.key
 		want[sk] = pl
+		c := natBase
+		c.Addr = sk.addr
+		natCands[sk] = c
 	}
 	addName := func(n string, ips []netip.Addr) {
 		if _, dup := names[n]; !dup {
@@ -422,6 +454,7 @@ func (p *Proxy) Update(services []Service) {
 			pl.setEndpoints(sp.Endpoints)
 			pl.setAffinity(s.Affinity)
 			pools[key] = pl
+			natBase = natPort{Service: key.String(), Proto: proto, Affinity: s.Affinity, Endpoints: natEndpoints(sp.Endpoints)}
 			if cip.IsValid() && validPort(sp.Port) {
 				claim(sockKey{netip.AddrPortFrom(cip, uint16(sp.Port)), proto}, pl)
 			}
@@ -502,6 +535,15 @@ func (p *Proxy) Update(services []Service) {
 		p.wg.Add(1)
 		go p.acceptLoop(l)
 		p.log.Info("listener opened", "addr", ap.String(), "service", pl.key.String())
+	}
+	if p.cfg.Kernel != nil {
+		var cands []natPort
+		for sk, c := range natCands {
+			if !p.failing[sk] { // the listener holds the address: it is this peer's to translate
+				cands = append(cands, c)
+			}
+		}
+		p.updateNAT(cands, warn)
 	}
 	p.warned = warned
 	p.pools = pools
@@ -584,6 +626,9 @@ func (p *Proxy) Stats() Stats {
 	p.mu.Lock()
 	s.Listeners = len(p.listeners) + len(p.udp)
 	s.ListenersFailing = len(p.failing)
+	s.KernelPorts = len(p.nat.plan.Ports)
+	s.KernelErrors = p.nat.errors
+	s.KernelForgotten = p.nat.forgotten
 	p.mu.Unlock()
 	return s
 }
@@ -648,6 +693,12 @@ func (p *Proxy) Close() error {
 		p.dns.close()
 	}
 	p.closeIngress()
+	if k := p.cfg.Kernel; k != nil {
+		if err := removeNAT(k.Table); err != nil {
+			p.log.Warn("remove the kernel's service rules", "table", k.Table, "err", err)
+		}
+		p.nat.plan, p.nat.applied = natPlan{}, false
+	}
 	p.mu.Unlock()
 	p.conns.closeAll()
 	p.wg.Wait()

@@ -111,6 +111,7 @@ environment variable CHORUS_<FLAG>, e.g. CHORUS_DATA_DIR=/srv/chorus.`,
 				Insecure:            v.GetBool("insecure"),
 				APIHosts:            v.GetStringSlice("api-host"),
 				FaultCorruptBlobs:   v.GetBool("fault-corrupt-blobs"),
+				ServiceProxy:        v.GetString("service-proxy"),
 				Version:             version,
 				Log:                 log,
 			}
@@ -182,6 +183,7 @@ environment variable CHORUS_<FLAG>, e.g. CHORUS_DATA_DIR=/srv/chorus.`,
 	f.Int("hop-port", 7948, "port on --bind where other peers' service proxies reach this peer's pods")
 	f.Int("ingress-http-port", 80, "port on --bind where this peer serves the cluster's Ingresses over HTTP (0: none)")
 	f.Int("ingress-https-port", 443, "port on --bind where this peer serves the cluster's Ingresses over HTTPS, with the certificates of their tls Secrets (0: none)")
+	f.String("service-proxy", "kernel", "how service connections reach their pods: kernel (nftables translates them where every endpoint is on the pod network; the user-space proxy serves the rest) or userspace")
 	f.String("log-level", "info", "debug, info, warn or error")
 	f.String("max-image-size", "4Gi", "largest image a load, fetch or pull may bring: the archive or compressed blobs, and the unpacked size of each image")
 	f.Int64("max-image-expansion", 100, "refuse an image layer that unpacks to more than this many times its compressed size and more than 64Mi (a decompression bomb); 0: no bound")
