@@ -40,8 +40,8 @@ const natMark uint32 = 0x00200000
 // undoes the translation. Connections from the host's loopback addresses
 // are left to the user-space proxy (a packet from 127.0.0.0/8 cannot leave
 // the machine).
-func applyNAT(table string, plan natPlan) error {
-	c, err := nftables.New()
+func applyNAT(table string, plan natPlan, opts ...nftables.ConnOption) error {
+	c, err := nftables.New(opts...)
 	if err != nil {
 		return fmt.Errorf("nftables: %w", err)
 	}

@@ -176,9 +176,9 @@ type Stats struct {
 	IngressNotFound    uint64 // Ingress requests no rule matched (404)
 	IngressUnavailable uint64 // Ingress requests whose backend had no Ready endpoint (503)
 
-	KernelPorts       int    // gauge: service addresses the kernel translates now
-	KernelErrors      uint64 // failed changes of the kernel's rules (tried again at each Update)
-	KernelForgotten   uint64 // connections to removed endpoints ended (connection-tracking entries deleted)
+	KernelPorts     int    // gauge: service addresses the kernel translates now
+	KernelErrors    uint64 // failed changes of the kernel's rules (tried again at each Update)
+	KernelForgotten uint64 // connections to removed endpoints ended (connection-tracking entries deleted)
 }
 
 type counters struct {

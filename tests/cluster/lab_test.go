@@ -84,34 +84,25 @@ func TestLabCluster(t *testing.T) {
 	}
 	run(2*time.Minute, "--kubeconfig", kc, "image", "load", img)
 	manifest := filepath.Join(dir, "app.yaml")
-	if err := os.WriteFile(manifest, []byte(harness.WebDeployment("web", 3)+`---
-apiVersion: v1
-kind: Service
-metadata: {name: web}
-spec:
-  type: NodePort
-  selector: {app: web}
-  ports: [{port: 8080, nodePort: 31201}]
-`), 0o644); err != nil {
+	if err := os.WriteFile(manifest, []byte(labServices), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	mustK("apply", "-f", manifest)
 	mustK("rollout", "status", "deployment/web", "--timeout=120s")
 
-	type pod struct{ name, ip, node string }
-	pods := func() []pod {
+	pods := func() []labPod {
 		t.Helper()
-		var ps []pod
+		var ps []labPod
 		for _, line := range strings.Split(strings.TrimSpace(mustK("get", "pods", "-l", "app=web", "-o",
 			`jsonpath={range .items[?(@.status.podIP)]}{.metadata.name} {.status.podIP} {.spec.nodeName}{"\n"}{end}`)), "\n") {
 			if f := strings.Fields(line); len(f) == 3 {
-				ps = append(ps, pod{f[0], f[1], f[2]})
+				ps = append(ps, labPod{f[0], f[1], f[2]})
 			}
 		}
 		return ps
 	}
 	ps := pods()
-	byNode := map[string]pod{}
+	byNode := map[string]labPod{}
 	for _, p := range ps {
 		byNode[p.node] = p
 	}
@@ -141,6 +132,10 @@ spec:
 			t.Fatalf("NodePort of %s: %q %v", m.Name, body, err)
 		}
 	}
+	// Services translated by the kernel: ClusterIP, NodePort (TCP and
+	// UDP), LoadBalancer, affinity, a deleted endpoint.
+	checkKernelServices(t, l, ms, pods, mustK)
+	mustK("rollout", "status", "deployment/web", "--timeout=120s")
 
 	// Cut peer 3 off: every packet of its link lost.
 	victim := ms[2]
