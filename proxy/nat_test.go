@@ -133,10 +133,10 @@ func TestTranslatedTo(t *testing.T) {
 		flow *netlink.ConntrackFlow
 		want bool
 	}{
-		{flow(unix.IPPROTO_TCP, ap("10.89.1.5:80"), ap("10.88.2.7:8080")), true},      // translated to it
-		{flow(unix.IPPROTO_TCP, ap("10.88.2.7:8080"), ap("10.88.2.7:8080")), false},   // sent to it directly
-		{flow(unix.IPPROTO_UDP, ap("10.89.1.5:80"), ap("10.88.2.7:8080")), false},     // another protocol
-		{flow(unix.IPPROTO_TCP, ap("10.89.1.5:80"), ap("10.88.2.7:9090")), false},     // another port
+		{flow(unix.IPPROTO_TCP, ap("10.89.1.5:80"), ap("10.88.2.7:8080")), true},     // translated to it
+		{flow(unix.IPPROTO_TCP, ap("10.88.2.7:8080"), ap("10.88.2.7:8080")), false},  // sent to it directly
+		{flow(unix.IPPROTO_UDP, ap("10.89.1.5:80"), ap("10.88.2.7:8080")), false},    // another protocol
+		{flow(unix.IPPROTO_TCP, ap("10.89.1.5:80"), ap("10.88.2.7:9090")), false},    // another port
 		{flow(unix.IPPROTO_TCP, ap("192.0.2.1:30080"), ap("10.88.2.8:8080")), false}, // another endpoint
 	} {
 		if got := f.MatchConntrackFlow(c.flow); got != c.want {
