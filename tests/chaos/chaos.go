@@ -257,6 +257,49 @@ func (c *Cluster) nodePortFor(name string) int {
 // Partition cuts every packet between the peers of a and those of b.
 func (c *Cluster) Partition(a, b []*harness.Peer) {
 	c.T.Helper()
+	c.addRules(func(add func(args ...string)) {
+		for _, x := range a {
+			for _, y := range b {
+				add("-s", x.Bind, "-d", y.Bind, "-j", "DROP")
+				add("-s", y.Bind, "-d", x.Bind, "-j", "DROP")
+			}
+		}
+	})
+}
+
+// PartitionOneWay cuts every packet from the peers of from to those of to;
+// packets the other way still pass (an asymmetric partition: a broken
+// route or firewall rule in one direction).
+func (c *Cluster) PartitionOneWay(from, to []*harness.Peer) {
+	c.T.Helper()
+	c.addRules(func(add func(args ...string)) {
+		for _, x := range from {
+			for _, y := range to {
+				add("-s", x.Bind, "-d", y.Bind, "-j", "DROP")
+			}
+		}
+	})
+}
+
+// Lossy drops pct percent of the packets each peer of peers sends to the
+// other peers of the cluster, at random.
+func (c *Cluster) Lossy(peers []*harness.Peer, pct float64) {
+	c.T.Helper()
+	c.addRules(func(add func(args ...string)) {
+		for _, x := range peers {
+			for _, y := range c.Peers {
+				if x != y {
+					add("-s", x.Bind, "-d", y.Bind, "-m", "statistic", "--mode", "random",
+						"--probability", fmt.Sprint(pct/100), "-j", "DROP")
+				}
+			}
+		}
+	})
+}
+
+// addRules appends rules to the chaos chain, which Heal removes.
+func (c *Cluster) addRules(rules func(add func(args ...string))) {
+	c.T.Helper()
 	run := func(args ...string) {
 		if out, err := exec.Command("iptables", args...).CombinedOutput(); err != nil {
 			c.T.Fatalf("iptables %v: %v %s", args, err, out)
@@ -266,12 +309,7 @@ func (c *Cluster) Partition(a, b []*harness.Peer) {
 	if exec.Command("iptables", "-C", "INPUT", "-j", chain).Run() != nil {
 		run("-I", "INPUT", "-j", chain)
 	}
-	for _, x := range a {
-		for _, y := range b {
-			run("-A", chain, "-s", x.Bind, "-d", y.Bind, "-j", "DROP")
-			run("-A", chain, "-s", y.Bind, "-d", x.Bind, "-j", "DROP")
-		}
-	}
+	rules(func(args ...string) { run(append([]string{"-A", chain}, args...)...) })
 	c.partitioned = true
 }
 

@@ -4,8 +4,10 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -13,6 +15,7 @@ import (
 
 	"github.com/chorus-sh/chorus/tests/harness"
 	"github.com/chorus-sh/chorus/tests/images"
+	corev1 "k8s.io/api/core/v1"
 )
 
 // The short form (part of `make test`) runs each scenario for a few tens of
@@ -203,6 +206,95 @@ func TestPartitionHeals(t *testing.T) {
 		_ = c.Scale(left[c.Rand.IntN(len(left))], "web", 1+c.Rand.IntN(4))
 		_ = c.Apply(right[c.Rand.IntN(len(right))], "other", 1+c.Rand.IntN(3), 31032)
 		time.Sleep(time.Second)
+	}
+	c.Heal()
+	r.Faults = append(r.Faults, "heal")
+	m.Stop()
+	r.Duration = time.Since(start).Seconds()
+	m.Figures(&r, sample)
+	c.Check(&r, 120*time.Second)
+	keep(r)
+}
+
+// TestLossyLinks: every peer loses 5% of the packets it sends to the
+// others (dropped at random) while writes go to random peers. Nobody is
+// killed, so a peer found dead is a false death: none may happen, and
+// every acknowledged write holds.
+func TestLossyLinks(t *testing.T) {
+	c := New(t, bin, webImg, 5, 43, "l")
+	if err := c.Apply(c.Peers[0], "web", 4, 31051); err != nil {
+		t.Fatal(err)
+	}
+	c.Check(&Report{}, 90*time.Second)
+	r := Report{Scenario: "lossy-links-5pct"}
+	m := c.Watch(sample, c.serviceURL("web"))
+	start := time.Now()
+	c.Lossy(c.Peers, 5)
+	r.Faults = append(r.Faults, "5% of every peer's packets to the others lost")
+	falseDeaths := map[string]bool{}
+	for time.Since(start) < *duration {
+		c.RandomWrite([]string{"a", "b"})
+		for _, p := range c.Peers {
+			for _, n := range notReady(p) {
+				falseDeaths[n+" (seen by "+p.Name+")"] = true
+			}
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+	c.Heal()
+	r.Faults = append(r.Faults, "heal")
+	m.Stop()
+	r.Duration = time.Since(start).Seconds()
+	m.Figures(&r, sample)
+	for _, d := range slices.Sorted(maps.Keys(falseDeaths)) {
+		r.Violations = append(r.Violations, "false death under 5% loss: "+d)
+	}
+	c.Check(&r, 120*time.Second)
+	keep(r)
+}
+
+// notReady returns the nodes peer p lists as not Ready.
+func notReady(p *harness.Peer) []string {
+	var l corev1.NodeList
+	if err := p.GetJSON("/api/v1/nodes", &l); err != nil {
+		return nil // a request lost to the fault: no evidence either way
+	}
+	var out []string
+	for _, n := range l.Items {
+		for _, cond := range n.Status.Conditions {
+			if cond.Type == corev1.NodeReady && cond.Status != corev1.ConditionTrue {
+				out = append(out, n.Name)
+			}
+		}
+	}
+	return out
+}
+
+// TestAsymmetricPartition: the others' packets to one peer are lost, its
+// packets to them still arrive (a route or firewall broken one way). Each
+// side finds the other dead in the end; the majority keeps running every
+// replica, writes go to both sides, and after the heal nothing
+// acknowledged is lost and every replica runs once.
+func TestAsymmetricPartition(t *testing.T) {
+	c := New(t, bin, webImg, 4, 51, "y")
+	if err := c.Apply(c.Peers[0], "web", 4, 31061); err != nil {
+		t.Fatal(err)
+	}
+	c.Check(&Report{}, 90*time.Second)
+	r := Report{Scenario: "asymmetric-partition"}
+	m := c.Watch(sample, c.serviceURL("web"))
+	start := time.Now()
+	lone, rest := c.Peers[3], c.Peers[:3]
+	c.PartitionOneWay(rest, []*harness.Peer{lone})
+	at := time.Now()
+	r.Faults = append(r.Faults, "packets of y1,y2,y3 to y4 lost; y4's to them arrive")
+	for time.Since(start) < *duration {
+		_ = c.Scale(rest[c.Rand.IntN(len(rest))], "web", 2+c.Rand.IntN(4))
+		_ = c.Apply(lone, "other", 1+c.Rand.IntN(3), 31062)
+		time.Sleep(time.Second)
+	}
+	if d, ok := m.RecoveryTime(at); ok {
+		r.ReplacementSeconds = append(r.ReplacementSeconds, d.Seconds())
 	}
 	c.Heal()
 	r.Faults = append(r.Faults, "heal")

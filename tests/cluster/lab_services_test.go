@@ -8,7 +8,12 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -247,4 +252,68 @@ func keptConnTo(t *testing.T, m lab.Machine, pod string) (net.Conn, string) {
 	}
 	t.Logf("none of 30 connections through %s reached pod %s", m.Name, pod)
 	return c, ""
+}
+
+// restartWithNewAddress stops machine m's peer (kill -9, as a machine that
+// lost power), gives the machine a new address (as DHCP may after a
+// reboot) and starts the peer again with it, as `chorus cluster create`
+// started it. It returns the machine with its new address.
+func restartWithNewAddress(t *testing.T, l lab.Lab, dir string, m, first lab.Machine) lab.Machine {
+	t.Helper()
+	pidFile := filepath.Join(dir, m.Name+".pid")
+	b, err := os.ReadFile(pidFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
+		t.Fatalf("kill peer %s: %v", m.Name, err)
+	}
+	for deadline := time.Now().Add(10 * time.Second); syscall.Kill(pid, 0) == nil; {
+		if time.Now().After(deadline) {
+			t.Fatalf("peer %s (pid %d) still runs after kill -9", m.Name, pid)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	// The new address: 40 further in the subnet.
+	next := m.Addr
+	for range 40 {
+		next = next.Next()
+	}
+	if !l.Subnet.Contains(next) {
+		t.Fatalf("no room for a new address of %s in %v", m.Name, l.Subnet)
+	}
+	ip := func(args ...string) {
+		t.Helper()
+		if out, err := exec.Command("nsenter", append([]string{"--net=" + m.NetNS, "--", "ip"}, args...)...).CombinedOutput(); err != nil {
+			t.Fatalf("ip %s in %s: %v\n%s", strings.Join(args, " "), m.Name, err, out)
+		}
+	}
+	bits := strconv.Itoa(l.Subnet.Bits())
+	ip("addr", "add", next.String()+"/"+bits, "dev", "eth0")
+	ip("addr", "del", m.Addr.String()+"/"+bits, "dev", "eth0")
+	ip("route", "replace", "default", "via", l.HostAddr().String(), "dev", "eth0")
+	moved := m
+	moved.Addr = next
+
+	logf, err := os.OpenFile(filepath.Join(dir, m.Name+".log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer logf.Close()
+	c := m.Command(bin, "agent", "--name", m.Name, "--bind", next.String(), "--data-dir", filepath.Join(dir, m.Name),
+		"--join", first.Addr.String(), "--join-token-file", filepath.Join(dir, first.Name, "token"))
+	c.Stdout, c.Stderr = logf, logf
+	c.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	if err := c.Start(); err != nil {
+		t.Fatalf("restart peer %s: %v", m.Name, err)
+	}
+	if err := os.WriteFile(pidFile, []byte(strconv.Itoa(c.Process.Pid)+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	go func() { _ = c.Wait() }() // reaped when `cluster delete` stops it
+	return moved
 }

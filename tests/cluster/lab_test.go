@@ -176,6 +176,53 @@ func TestLabCluster(t *testing.T) {
 		time.Sleep(500 * time.Millisecond)
 	}
 
+	// Peer 3 comes back with another address (killed, its machine given a
+	// new one, started again with the same name and data): it rejoins,
+	// keeps its pod subnet, and its pods are reached at their addresses
+	// from the other peers' pods, through its NodePort at its new address.
+	cidr := mustK("get", "nodes", victim.Name, "-o", "jsonpath={.spec.podCIDR}")
+	moved := restartWithNewAddress(t, l, filepath.Join(dir, name), victim, ms[0])
+	for deadline := time.Now().Add(90 * time.Second); ; {
+		out, _ := k("get", "nodes", victim.Name, "-o", `jsonpath={.status.conditions[?(@.type=="Ready")].status} {.status.addresses[?(@.type=="InternalIP")].address}`)
+		if out == "True "+moved.Addr.String() {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("peer %s restarted at %s: not Ready there after 90 s: %q", victim.Name, moved.Addr, out)
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+	if got := mustK("get", "nodes", victim.Name, "-o", "jsonpath={.spec.podCIDR}"); got != cidr {
+		t.Fatalf("peer %s restarted with a new address: pod subnet %s, was %s", victim.Name, got, cidr)
+	}
+	mustK("scale", "deployment/web", "--replicas=6")
+	mustK("rollout", "status", "deployment/web", "--timeout=120s")
+	var there, elsewhere []labPod
+	for _, p := range pods() {
+		if p.node == victim.Name {
+			there = append(there, p)
+		} else {
+			elsewhere = append(elsewhere, p)
+		}
+	}
+	if len(there) == 0 || len(elsewhere) == 0 {
+		t.Fatalf("after scaling to 6, pods on %s: %v, elsewhere: %v", victim.Name, there, elsewhere)
+	}
+	for deadline := time.Now().Add(30 * time.Second); ; {
+		got, err := k("exec", elsewhere[0].name, "--", "/app", "fetch", "http://"+there[0].ip+":8080/remote")
+		if err == nil && strings.TrimSpace(got) == elsewhere[0].ip {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s (on %s) cannot reach %s (%s on %s, moved to %s): %q %v", elsewhere[0].name, elsewhere[0].node,
+				there[0].name, there[0].ip, victim.Name, moved.Addr, got, err)
+		}
+		time.Sleep(time.Second)
+	}
+	if body, err := harness.HTTPGet(fmt.Sprintf("http://%s:31201/", moved.Addr)); err != nil || !strings.HasPrefix(body, "hello from web-") {
+		t.Fatalf("NodePort of %s at its new address %s: %q %v", victim.Name, moved.Addr, body, err)
+	}
+
 	out = run(3*time.Minute, "cluster", "delete", "--name", name, "--dir", dir)
 	if !strings.Contains(out, "cluster "+name+" deleted") {
 		t.Fatalf("cluster delete said:\n%s", out)
