@@ -158,25 +158,45 @@
 // balancing, retries and hops); 503 when the backend has no Ready
 // endpoint. HTTPS picks the certificate by SNI.
 //
-// # What the kernel could do better
+// # In the kernel
 //
-// Every proxied connection crosses this process twice (accept and dial)
-// and costs two extra sockets; through a hop, twice that. With splice the
-// payload itself stays in the kernel, so bulk transfers run near direct
-// speed, but connection setup and small request/response exchanges pay
-// the userspace relay: BenchmarkProxyThroughput measures roughly 0.55-0.8
-// of direct for new connections or keep-alive requests through a local
-// NodePort, 0.35-0.55 through a remote plain hop, and 0.8-0.9 for 64 KiB
-// downloads. A TLS hop costs little on a kept-alive connection (0.97 of
-// a plain hop) and more for bulk (0.74: the bytes are encrypted in
-// userspace) and for a new connection per request (0.30: each client
-// connection is a new hop, with its handshake); see docs/BENCHMARKS.md.
-// The known way to reach ~0.9 of direct for local endpoints is nftables
-// DNAT (a per-service map from ClusterIP:Port and NodeIP:NodePort to local
-// pod IPs, with numgen or jhash for the choice): the kernel rewrites
-// addresses once per connection and the proxy is out of the data path,
-// which also preserves the client's source address (this proxy replaces
-// it with its own). It is not done here: it needs CAP_NET_ADMIN, changes
-// the host's rule set, gives up least-connections balancing and dial
-// retries, and would still need this proxy for remote endpoints.
+// With Config.Kernel (what a chorus peer sets unless started with
+// --service-proxy=userspace) the kernel translates service connections
+// itself, and the listeners above only serve what it cannot: every Update
+// also plans (planNAT, a pure function) which of the listened addresses
+// the kernel takes, and replaces one nftables table (Config.Kernel.Table,
+// family ip, google/nftables over netlink, in one transaction) when the
+// plan changed. The kernel takes a ClusterIP, NodePort or LoadBalancer
+// address whose listener this proxy holds (so a port another program owns
+// is never hijacked) when every Ready endpoint is IPv4 and on this peer or
+// on a peer whose pod subnet this machine routes to (Config.Kernel.Routable:
+// the pod network); else the port stays in user space, and the log says
+// which and why, once per change. A port without endpoints stays with its
+// listener, which closes such connections at once.
+//
+// The rules (see applyNAT): the first packet of a connection to a
+// translated address, arriving from outside (prerouting) or made on this
+// machine (output, but not from a loopback address), jumps to the
+// service's chain, which picks an endpoint uniformly at random (numgen;
+// with ClientIP affinity, first a per-endpoint set of recent clients with
+// the affinity timeout) and translates the destination (DNAT); connection
+// tracking does the rest of the connection in the kernel. The source is
+// kept where the answer comes back by itself: a pod of this peer calling
+// an endpoint on another peer (the answer is routed back to this peer),
+// a client outside calling a NodePort whose endpoint is on this peer. It
+// is masqueraded (marked, then masqueraded in postrouting) where it would
+// not: a pod reaching a pod of its own bridge (the answer would skip the
+// host), a client outside or this machine reaching an endpoint on another
+// peer (the answer would go straight to the client).
+//
+// When an endpoint leaves the plan, connections translated to it are
+// forgotten (their connection-tracking entries deleted, counted in
+// Stats.KernelForgotten): UDP flows at once, so that the client's next
+// datagram goes to a live endpoint; TCP connections once the endpoint's
+// pod is gone (Config.Kernel.PodAlive: a pod that is only not Ready may
+// be finishing them), so that the client's next segment is answered with
+// a reset by whichever endpoint now gets it, instead of waiting on an
+// address nobody answers. Affinity sets start empty at each change of the
+// table. Close removes the table; RemoveKernelRules removes one a killed
+// peer left. BenchmarkLabServices measures both proxies (docs/BENCHMARKS.md).
 package proxy
