@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	goruntime "runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -39,14 +40,39 @@ func BenchmarkLabDetection(b *testing.B) {
 		for _, loss := range []float64{0, 1, 5} {
 			b.Run(fmt.Sprintf("profile=%s/loss=%g", profile, loss), func(b *testing.B) {
 				for range b.N {
-					labDetection(b, profile, loss)
+					labDetection(b, profile, loss, false)
 				}
 			})
+		}
+		// Every core of the machine busy (as many spinning processes as
+		// cores, for the whole measure) with 1% loss.
+		b.Run(fmt.Sprintf("profile=%s/loss=1/cpu=full", profile), func(b *testing.B) {
+			for range b.N {
+				labDetection(b, profile, 1, true)
+			}
+		})
+	}
+}
+
+// burnCPU starts one spinning process per core; stop kills them.
+func burnCPU(b *testing.B) (stop func()) {
+	var cmds []*exec.Cmd
+	for range goruntime.NumCPU() {
+		c := exec.Command("sh", "-c", "while :; do :; done")
+		if err := c.Start(); err != nil {
+			b.Fatal(err)
+		}
+		cmds = append(cmds, c)
+	}
+	return func() {
+		for _, c := range cmds {
+			_ = c.Process.Kill()
+			_ = c.Wait()
 		}
 	}
 }
 
-func labDetection(b *testing.B, profile string, loss float64) {
+func labDetection(b *testing.B, profile string, loss float64, busy bool) {
 	name := fmt.Sprintf("lb%d", os.Getpid()%10000)
 	l := lab.Lab{Name: name, Subnet: netip.MustParsePrefix("10.214.202.0/24")}
 	dir := b.TempDir()
@@ -70,6 +96,9 @@ func labDetection(b *testing.B, profile string, loss float64) {
 		if err := l.Shape(m, lab.Link{Loss: loss}); err != nil {
 			b.Fatal(err)
 		}
+	}
+	if busy {
+		defer burnCPU(b)()
 	}
 	logLen := map[string]int{}
 	logOf := func(m lab.Machine) []byte {
