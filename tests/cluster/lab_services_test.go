@@ -293,8 +293,10 @@ func restartWithNewAddress(t *testing.T, l lab.Lab, dir string, m, first lab.Mac
 		}
 	}
 	bits := strconv.Itoa(l.Subnet.Bits())
-	ip("addr", "add", next.String()+"/"+bits, "dev", "eth0")
+	// The old address first: deleting a primary address takes the
+	// secondaries of its subnet with it.
 	ip("addr", "del", m.Addr.String()+"/"+bits, "dev", "eth0")
+	ip("addr", "add", next.String()+"/"+bits, "dev", "eth0")
 	ip("route", "replace", "default", "via", l.HostAddr().String(), "dev", "eth0")
 	moved := m
 	moved.Addr = next
