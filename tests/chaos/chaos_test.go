@@ -216,16 +216,26 @@ func TestPartitionHeals(t *testing.T) {
 	keep(r)
 }
 
-// TestLossyLinks: every peer loses 5% of the packets it sends to the
-// others (dropped at random) while writes go to random peers. Nobody is
-// killed, so a peer found dead is a false death: none may happen, and
-// every acknowledged write holds.
-func TestLossyLinks(t *testing.T) {
+// TestDegradedNetwork runs two faults of the network on one cluster, one
+// after the other, each with its report.
+//
+// Lossy links: every peer loses 5% of the packets it sends to the others
+// (dropped at random) while writes go to random peers. Nobody is killed,
+// so a peer found dead is a false death: none may happen, and every
+// acknowledged write holds.
+//
+// Asymmetric partition: the others' packets to one peer are lost, its
+// packets to them still arrive (a route or firewall broken one way). Each
+// side finds the other dead in the end; the majority keeps running every
+// replica, writes go to both sides, and after the heal nothing
+// acknowledged is lost and every replica runs once.
+func TestDegradedNetwork(t *testing.T) {
 	c := New(t, bin, webImg, 5, 43, "l")
 	if err := c.Apply(c.Peers[0], "web", 4, 31051); err != nil {
 		t.Fatal(err)
 	}
 	c.Check(&Report{}, 90*time.Second)
+
 	r := Report{Scenario: "lossy-links-5pct"}
 	m := c.Watch(sample, c.serviceURL("web"))
 	start := time.Now()
@@ -251,6 +261,29 @@ func TestLossyLinks(t *testing.T) {
 	}
 	c.Check(&r, 120*time.Second)
 	keep(r)
+
+	r = Report{Scenario: "asymmetric-partition"}
+	m = c.Watch(sample, c.serviceURL("web"))
+	start = time.Now()
+	lone, rest := c.Peers[4], c.Peers[:4]
+	c.PartitionOneWay(rest, []*harness.Peer{lone})
+	at := time.Now()
+	r.Faults = append(r.Faults, "packets of l1-l4 to l5 lost; l5's to them arrive")
+	for time.Since(start) < *duration {
+		_ = c.Scale(rest[c.Rand.IntN(len(rest))], "web", 2+c.Rand.IntN(4))
+		_ = c.Apply(lone, "other", 1+c.Rand.IntN(3), 31052)
+		time.Sleep(time.Second)
+	}
+	if d, ok := m.RecoveryTime(at); ok {
+		r.ReplacementSeconds = append(r.ReplacementSeconds, d.Seconds())
+	}
+	c.Heal()
+	r.Faults = append(r.Faults, "heal")
+	m.Stop()
+	r.Duration = time.Since(start).Seconds()
+	m.Figures(&r, sample)
+	c.Check(&r, 120*time.Second)
+	keep(r)
 }
 
 // notReady returns the nodes peer p lists as not Ready.
@@ -268,41 +301,6 @@ func notReady(p *harness.Peer) []string {
 		}
 	}
 	return out
-}
-
-// TestAsymmetricPartition: the others' packets to one peer are lost, its
-// packets to them still arrive (a route or firewall broken one way). Each
-// side finds the other dead in the end; the majority keeps running every
-// replica, writes go to both sides, and after the heal nothing
-// acknowledged is lost and every replica runs once.
-func TestAsymmetricPartition(t *testing.T) {
-	c := New(t, bin, webImg, 4, 51, "y")
-	if err := c.Apply(c.Peers[0], "web", 4, 31061); err != nil {
-		t.Fatal(err)
-	}
-	c.Check(&Report{}, 90*time.Second)
-	r := Report{Scenario: "asymmetric-partition"}
-	m := c.Watch(sample, c.serviceURL("web"))
-	start := time.Now()
-	lone, rest := c.Peers[3], c.Peers[:3]
-	c.PartitionOneWay(rest, []*harness.Peer{lone})
-	at := time.Now()
-	r.Faults = append(r.Faults, "packets of y1,y2,y3 to y4 lost; y4's to them arrive")
-	for time.Since(start) < *duration {
-		_ = c.Scale(rest[c.Rand.IntN(len(rest))], "web", 2+c.Rand.IntN(4))
-		_ = c.Apply(lone, "other", 1+c.Rand.IntN(3), 31062)
-		time.Sleep(time.Second)
-	}
-	if d, ok := m.RecoveryTime(at); ok {
-		r.ReplacementSeconds = append(r.ReplacementSeconds, d.Seconds())
-	}
-	c.Heal()
-	r.Faults = append(r.Faults, "heal")
-	m.Stop()
-	r.Duration = time.Since(start).Seconds()
-	m.Figures(&r, sample)
-	c.Check(&r, 120*time.Second)
-	keep(r)
 }
 
 // TestPausedPeerWakes: a peer hangs (SIGSTOP) long enough to be declared
