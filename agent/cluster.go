@@ -225,8 +225,8 @@ func (a *Agent) gcLoop(ctx context.Context, interval, horizon time.Duration) {
 // handleSync answers the request/response protocol of the data plane:
 // anti-entropy, and images.
 func (a *Agent) handleSync(ctx context.Context, from string, req []byte) ([]byte, error) {
-	if len(req) > 0 && (req[0] == msgManifest || req[0] == msgBlob) {
-		resp, err := a.images.serve(ctx, req)
+	if len(req) > 0 && (req[0] == msgManifest || req[0] == msgBlob || req[0] == msgChunk) {
+		resp, err := a.images.serve(ctx, from, req)
 		if err != nil && errors.Is(err, errMalformed) {
 			a.repl.malformed.Add(1)
 		}

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"cmp"
 	"context"
-	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -163,7 +162,11 @@ type imageSharing struct {
 
 	kick chan struct{} // publish the inventory now
 
+	relays   relayBook    // who got which chunk from here (imagerelay.go)
+	partials partialBlobs // blobs being fetched, served to peers sent here
+
 	blobsFetched, bytesFetched, badBlobs, blobsServed atomic.Int64
+	chunksRedirected, chunksRelayed                  atomic.Int64
 }
 
 type fetch struct {
@@ -569,6 +572,13 @@ func (s *imageSharing) fetchBlob(ctx context.Context, holders []string, b runtim
 	defer os.Remove(f.Name())
 	defer f.Close()
 	n := int((b.Size + blobChunk - 1) / blobChunk)
+	relay := n > relayMinChunks
+	var partial *partialBlob
+	if relay {
+		var done func()
+		partial, done = s.partials.add(b.Digest, f, b.Size)
+		defer done()
+	}
 	sem := make(chan struct{}, chunkParallel)
 	errs := make(chan error, n)
 	var wg sync.WaitGroup
@@ -581,15 +591,12 @@ func (s *imageSharing) fetchBlob(ctx context.Context, holders []string, b runtim
 		go func() {
 			defer wg.Done()
 			defer func() { <-sem }()
-			req := binary.AppendUvarint([]byte{msgBlob}, uint64(off))
-			req = binary.AppendUvarint(req, uint64(length))
-			req = append(req, b.Digest...)
 			// A transient refusal (a peer that has not yet seen this one
 			// join, a reset stream) is retried on the same peer.
 			var data []byte
 			var err error
 			for try := 0; try < 3; try++ {
-				if data, err = s.a.gossip.Sync(ctx, peer, req); err == nil {
+				if data, err = s.fetchChunk(ctx, peer, off, length, b.Digest, relay && try == 0); err == nil {
 					break
 				}
 				select {
@@ -607,6 +614,10 @@ func (s *imageSharing) fetchBlob(ctx context.Context, holders []string, b runtim
 			}
 			if _, err := f.WriteAt(data, off); err != nil {
 				errs <- err
+				return
+			}
+			if partial != nil {
+				partial.written(i)
 			}
 		}()
 	}
@@ -630,7 +641,7 @@ func (s *imageSharing) fetchBlob(ctx context.Context, holders []string, b runtim
 }
 
 // serve answers image requests from other peers.
-func (s *imageSharing) serve(ctx context.Context, req []byte) ([]byte, error) {
+func (s *imageSharing) serve(ctx context.Context, from string, req []byte) ([]byte, error) {
 	switch req[0] {
 	case msgManifest:
 		m, err := s.store.ExportManifest(ctx, string(req[1:]))
@@ -639,26 +650,18 @@ func (s *imageSharing) serve(ctx context.Context, req []byte) ([]byte, error) {
 		}
 		return json.Marshal(m)
 	case msgBlob:
-		r := req[1:]
-		off, k := binary.Uvarint(r)
-		if k <= 0 {
-			return nil, errMalformed
-		}
-		r = r[k:]
-		length, k := binary.Uvarint(r)
-		if k <= 0 || length > blobChunk {
-			return nil, errMalformed
-		}
-		data, err := s.store.ReadBlob(ctx, string(r[k:]), int64(off), int64(length))
+		off, length, digest, err := parseChunkRequest(req[1:])
 		if err != nil {
 			return nil, err
 		}
-		if s.corrupt && len(data) > 0 {
-			data = append([]byte(nil), data...)
-			data[len(data)/2] ^= 0xff
+		data, err := s.store.ReadBlob(ctx, digest, off, length)
+		if err != nil {
+			return nil, err
 		}
 		s.blobsServed.Add(1)
-		return data, nil
+		return s.corrupted(data), nil
+	case msgChunk:
+		return s.serveChunk(ctx, from, req[1:])
 	}
 	return nil, fmt.Errorf("unknown image request %q", req[0])
 }

@@ -37,6 +37,7 @@ type metricsInput struct {
 	ReplBytesOut, ReplBytesIn            int64
 
 	BlobsFetched, BytesFetched, BadBlobs, BlobsServed int64
+	ChunksRedirected, ChunksRelayed                   int64
 
 	Gossip gossip.Stats
 	Proxy  proxy.Stats
@@ -76,6 +77,8 @@ func (a *Agent) metricsInput() metricsInput {
 		in.BytesFetched = a.images.bytesFetched.Load()
 		in.BadBlobs = a.images.badBlobs.Load()
 		in.BlobsServed = a.images.blobsServed.Load()
+		in.ChunksRedirected = a.images.chunksRedirected.Load()
+		in.ChunksRelayed = a.images.chunksRelayed.Load()
 	}
 	if a.proxy != nil {
 		in.Proxy = a.proxy.Stats()
@@ -166,6 +169,8 @@ func renderMetrics(in metricsInput) []byte {
 	m.counter("chorus_image_fetched_bytes_total", "Bytes of image blobs fetched from other peers.", float64(in.BytesFetched))
 	m.counter("chorus_image_bad_blobs_total", "Image blobs from other peers refused because their digest did not match.", float64(in.BadBlobs))
 	m.counter("chorus_image_blobs_served_total", "Image blobs served to other peers.", float64(in.BlobsServed))
+	m.counter("chorus_image_chunks_redirected_total", "Image chunk requests sent on to the peer that got the chunk last.", float64(in.ChunksRedirected))
+	m.counter("chorus_image_chunks_relayed_total", "Image chunks served from a blob this peer was still fetching.", float64(in.ChunksRelayed))
 
 	p := in.Proxy
 	m.counter("chorus_proxy_connections_accepted_total", "Client connections accepted on service listeners.", float64(p.Accepted))
