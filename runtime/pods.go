@@ -195,6 +195,7 @@ func (m *PodManager) Start(ctx context.Context) error {
 			if c, ok := counts[key][w.ctrs[i].spec.Name]; ok {
 				n, _ := strconv.Atoi(c.Labels[labelRestartCount])
 				w.ctrs[i].restarts = int32(n)
+				w.ctrs[i].backoffN = int32(n)
 				if t, err := time.Parse(time.RFC3339Nano, c.Labels[labelStartedAt]); err == nil {
 					w.ctrs[i].startedAt = t
 				}

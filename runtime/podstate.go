@@ -67,11 +67,14 @@ type condMark struct {
 
 // ctrState is the observed state of one container of a pod.
 type ctrState struct {
-	spec      api.Container
-	init      bool   // an init container (sidecars too)
-	sidecar   bool   // an init container with restartPolicy Always
-	image     string // normalized
-	restarts  int32
+	spec     api.Container
+	init     bool   // an init container (sidecars too)
+	sidecar  bool   // an init container with restartPolicy Always
+	image    string // normalized
+	restarts int32  // restartCount: never goes back
+	// backoffN is the restarts the back-off counts: as restarts, but back
+	// to 0 when the container ran longer than the policy's reset.
+	backoffN  int32
 	running   bool
 	adopt     bool // running when adopted: attach, do not start
 	startedAt time.Time
@@ -241,8 +244,9 @@ func (s *podState) retryAt(i int, reason, msg string, at time.Time) {
 func (s *podState) startFailed(i int, err error, now time.Time) {
 	c := &s.ctrs[i]
 	c.restarts++
+	c.backoffN++
 	c.waitReason, c.waitMessage = "RunContainerError", err.Error()
-	c.nextStart = now.Add(s.policy.delay(c.restarts))
+	c.nextStart = now.Add(s.policy.delay(c.backoffN))
 }
 
 // started applies container i's process running from now (adopt: one
@@ -360,10 +364,11 @@ func (s *podState) exited(e exitMsg, now time.Time) []effect {
 	name := c.spec.Name
 	if restart {
 		if s.policy.resets(now.Sub(started)) {
-			c.restarts = 0
+			c.backoffN = 0
 		}
 		c.restarts++
-		d := s.policy.delay(c.restarts)
+		c.backoffN++
+		d := s.policy.delay(c.backoffN)
 		c.nextStart = now.Add(d)
 		c.waitReason = "CrashLoopBackOff"
 		c.waitMessage = fmt.Sprintf("back-off %s restarting failed container=%s pod=%s", d, name, s.pod.Metadata.Name)
