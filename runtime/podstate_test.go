@@ -517,3 +517,83 @@ func TestPodStateRestartProperties(t *testing.T) {
 		}
 	})
 }
+
+// The laws of the status, whatever happens in whatever order (exits,
+// probe results of every kind, time passing): a Ready pod has every app
+// container running, Started and ready; a container is never Ready unless
+// Started; restartCount never goes back; a pod that ended (Succeeded or
+// Failed) under OnFailure or Never stays so and starts nothing again.
+func TestPodStateStatusProperties(t *testing.T) {
+	rapid.Check(t, func(t *rapid.T) {
+		policy := rapid.SampledFrom([]string{api.RestartAlways, api.RestartOnFailure, api.RestartNever}).Draw(t, "policy")
+		var cs []api.Container
+		for i := range rapid.IntRange(1, 3).Draw(t, "containers") {
+			c := api.Container{Name: fmt.Sprintf("c%d", i), Image: "i:1"}
+			if rapid.Bool().Draw(t, "liveness") {
+				c.LivenessProbe = execProbe(int32(rapid.IntRange(1, 20).Draw(t, "period")), int32(rapid.IntRange(1, 3).Draw(t, "failures")))
+			}
+			if rapid.Bool().Draw(t, "readiness") {
+				c.ReadinessProbe = execProbe(int32(rapid.IntRange(1, 20).Draw(t, "period")), int32(rapid.IntRange(1, 3).Draw(t, "failures")))
+			}
+			if rapid.Bool().Draw(t, "startup") {
+				c.StartupProbe = execProbe(int32(rapid.IntRange(1, 20).Draw(t, "period")), int32(rapid.IntRange(1, 3).Draw(t, "failures")))
+			}
+			cs = append(cs, c)
+		}
+		x := newSim(t, pod(policy, cs...), kubelet)
+		restarts := map[string]int32{}
+		ended := ""
+		for range rapid.IntRange(1, 40).Draw(t, "steps") {
+			switch rapid.IntRange(0, 2).Draw(t, "what") {
+			case 0:
+				n := rapid.SampledFrom(cs).Draw(t, "who").Name
+				if x.s.ctrs[x.idx(n)].running {
+					x.exit(n, rapid.SampledFrom([]int32{0, 1}).Draw(t, "code"))
+				}
+			case 1:
+				for _, r := range x.s.dueProbes(x.now) {
+					var err error
+					if rapid.Bool().Draw(t, "probeFails") {
+						err = errors.New("fail")
+					}
+					x.apply(x.s.probed(probeMsg{idx: r.idx, attempt: r.attempt, kind: r.kind, err: err}, x.now))
+				}
+				x.step()
+			default:
+				x.advance(time.Duration(rapid.IntRange(1, 400).Draw(t, "seconds")) * time.Second)
+			}
+			st := x.status()
+			if cond(st, "Ready") == "True" {
+				for i, c := range x.s.ctrs {
+					if !c.running || !c.started() || !c.ready {
+						t.Fatalf("pod Ready while %s is running %t, started %t, ready %t", st.ContainerStatuses[i].Name, c.running, c.started(), c.ready)
+					}
+				}
+			}
+			for _, c := range st.ContainerStatuses {
+				if c.Ready && !*c.Started {
+					t.Fatalf("%s Ready but not Started", c.Name)
+				}
+				if c.RestartCount < restarts[c.Name] {
+					t.Fatalf("%s: restartCount went back from %d to %d", c.Name, restarts[c.Name], c.RestartCount)
+				}
+				restarts[c.Name] = c.RestartCount
+			}
+			if policy != api.RestartAlways {
+				if ended != "" && st.Phase != ended {
+					t.Fatalf("phase went from %s to %s", ended, st.Phase)
+				}
+				if st.Phase == api.PodSucceeded || st.Phase == api.PodFailed {
+					ended = st.Phase
+				}
+			}
+		}
+		if ended != "" {
+			before := fmt.Sprint(x.starts)
+			x.advance(time.Hour)
+			if after := fmt.Sprint(x.starts); after != before {
+				t.Fatalf("a pod that ended (%s) started containers: %s, then %s", ended, before, after)
+			}
+		}
+	})
+}
