@@ -6,13 +6,13 @@ import (
 	"fmt"
 	"maps"
 	"slices"
-	"sort"
 	"strconv"
 	"strings"
 	"sync"
 
 	"github.com/chorus-sh/chorus/api"
 	"github.com/chorus-sh/chorus/placement"
+	"github.com/chorus-sh/chorus/reconcile"
 )
 
 // kindNode is the replicated object holding what users set on a peer
@@ -391,9 +391,11 @@ func pinRollouts(desired []api.Pod, replicas []placement.Replica, rolling map[st
 //  1. the desired pods of every deployment, from the cluster's pods now
 //     (rolling updates count Ready pods wherever they run);
 //  2. placement of those pods over the alive peers, the same on every peer;
-//  3. the pods placed here, plus, for a planned move, the copy this peer
-//     still runs until the new owner reports its replacement Ready
-//     (make-before-break), go to the pod manager.
+//  3. reconcile.Plan (pure) decides what this peer runs: the pods placed
+//     here, plus, for a planned move, the copy this peer still runs until
+//     the new owner reports its replacement Ready (make-before-break), the
+//     standalone pods to bind, and the pending pods; the agent binds, sets
+//     the services' env and gives the pods to the pod manager.
 func (a *Agent) reconcile() {
 	if a.leaving.Load() {
 		a.pods.Sync(nil)
@@ -402,14 +404,9 @@ func (a *Agent) reconcile() {
 	local := a.pods.Pods() // one copy of this peer's pods for the whole pass
 	cluster := a.clusterPodsWith(local)
 	byDeploy := map[string][]api.Pod{}
-	readyOn := map[string]map[string]bool{} // pod key -> node -> ready
-	seen := map[string]int{}                // pod key -> index in byDeploy list
+	seen := map[string]int{} // pod key -> index in byDeploy list
 	for _, p := range cluster {
 		k := podKey(&p)
-		if readyOn[k] == nil {
-			readyOn[k] = map[string]bool{}
-		}
-		readyOn[k][p.Spec.NodeName] = podReady(&p)
 		d := p.Metadata.Labels[api.LabelDeployment]
 		if d == "" {
 			continue
@@ -456,41 +453,12 @@ func (a *Agent) reconcile() {
 	desired, res, counted, reasons := plan(deps, dss, standalone, byDeploy, nodes, a.claimNodes())
 
 	self := a.cfg.Name
-	var mine, pending []api.Pod
-	wanted := map[string]bool{}
-	for _, p := range desired {
-		k := podKey(&p)
-		wanted[k] = true
-		if alone[k] {
-			if p, ok := a.standaloneOwned(p, res); ok {
-				mine = append(mine, p)
-			} else if p.Spec.NodeName == "" && res.Assign[k] == "" {
-				pending = append(pending, unschedulable(p, res.Pending[k]))
-			}
-			continue
-		}
-		switch owner := res.Assign[k]; {
-		case owner == self:
+	acts := reconcile.Plan(reconcile.Desired{Pods: desired, Assign: res.Assign, Pending: res.Pending, Standalone: alone},
+		reconcile.Observed{Local: local, Cluster: cluster}, self)
+	mine, pending := acts.Run, acts.Pending
+	for _, p := range acts.Bind {
+		if p, ok := a.standaloneOwned(p, res); ok {
 			mine = append(mine, p)
-		case owner == "":
-			pending = append(pending, unschedulable(p, res.Pending[k]))
-		}
-	}
-	// Make-before-break: keep a local copy of a replica placed elsewhere
-	// until its new owner reports it Ready.
-	have := map[string]bool{}
-	for _, p := range mine {
-		have[podKey(&p)] = true
-	}
-	for _, p := range local {
-		k := podKey(&p)
-		if have[k] || !wanted[k] || alone[k] {
-			continue
-		}
-		owner := res.Assign[k]
-		if owner != "" && owner != self && !readyOn[k][owner] && podReady(&p) {
-			mine = append(mine, p)
-			have[k] = true
 		}
 	}
 	// Claims a pod here mounts are bound here, if not yet bound.
@@ -528,7 +496,6 @@ func (a *Agent) reconcile() {
 		a.proxy.Update(a.proxyServices(services, ips, cluster))
 		a.updateIngress(services)
 	}
-	sort.Slice(pending, func(i, j int) bool { return podKey(&pending[i]) < podKey(&pending[j]) })
 	for _, p := range pending {
 		a.events.record(api.ObjectReference{Kind: api.KindPod, Namespace: p.Metadata.Namespace, Name: p.Metadata.Name, UID: p.Metadata.UID},
 			"Warning", "FailedScheduling", res.Pending[podKey(&p)])
@@ -554,14 +521,6 @@ func (a *Agent) reconcile() {
 		return // a new peer starts no pod before it has claimed its subnet
 	}
 	a.pods.Sync(mine)
-}
-
-// unschedulable is p listed as a pod that fits nowhere, for why.
-func unschedulable(p api.Pod, why string) api.Pod {
-	p.Status = api.PodStatus{Phase: api.PodPending, Conditions: []api.PodCondition{{
-		Type: "PodScheduled", Status: "False", Reason: "Unschedulable", Message: why}}}
-	p.APIVersion, p.Kind = "v1", api.KindPod
-	return p
 }
 
 // standaloneOwned returns the standalone pod p as this peer runs it, and

@@ -23,7 +23,7 @@ func TestClaimVolumes(t *testing.T) {
 	pod := api.Pod{Metadata: api.ObjectMeta{Name: "p", Namespace: "ns"}, Spec: api.PodSpec{
 		Volumes:    []api.Volume{{Name: "d", PersistentVolumeClaim: &api.PersistentVolumeClaimVolumeSource{ClaimName: "data"}}},
 		Containers: []api.Container{{Name: "c", VolumeMounts: []api.VolumeMount{{Name: "d", MountPath: "/data"}}}}}}
-	w := &podWorker{m: m, key: "ns/p", pod: pod}
+	w := &podWorker{m: m, podState: podState{key: "ns/p", pod: pod}}
 	m.workers["ns/p"] = w
 	if err := w.setupVolumes(PodContext{NodeName: "n1"}); err != nil {
 		t.Fatal(err)
@@ -38,7 +38,7 @@ func TestClaimVolumes(t *testing.T) {
 	}
 	far := pod
 	far.Spec.Volumes = []api.Volume{{Name: "d", PersistentVolumeClaim: &api.PersistentVolumeClaimVolumeSource{ClaimName: "far"}}}
-	if err := (&podWorker{m: m, key: "ns/p", pod: far}).setupVolumes(PodContext{}); err == nil || !strings.Contains(err.Error(), `bound to peer "n2"`) {
+	if err := (&podWorker{m: m, podState: podState{key: "ns/p", pod: far}}).setupVolumes(PodContext{}); err == nil || !strings.Contains(err.Error(), `bound to peer "n2"`) {
 		t.Fatalf("a claim of another peer: %v", err)
 	}
 	stale := filepath.Join(state, "claims", "ns_old_u0")
@@ -72,7 +72,7 @@ func TestHostPathVolumes(t *testing.T) {
 		pod := api.Pod{Metadata: api.ObjectMeta{Name: "p", Namespace: "ns"}, Spec: api.PodSpec{
 			Volumes:    []api.Volume{{Name: "h", HostPath: &api.HostPathVolumeSource{Path: c.path, Type: typ(c.typ)}}},
 			Containers: []api.Container{{Name: "c", VolumeMounts: []api.VolumeMount{{Name: "h", MountPath: "/h"}}}}}}
-		w := &podWorker{m: m, key: "ns/p", pod: pod}
+		w := &podWorker{m: m, podState: podState{key: "ns/p", pod: pod}}
 		err := w.setupVolumes(PodContext{})
 		if c.err == "" && err != nil || c.err != "" && (err == nil || !strings.Contains(err.Error(), c.err)) {
 			t.Errorf("%s %s: %v, want %q", c.typ, c.path, err, c.err)

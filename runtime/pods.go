@@ -66,6 +66,11 @@ type Options struct {
 	// VolumeRefresh is how often the files of configMap, secret and
 	// downwardAPI volumes are brought up to date (default 10s).
 	VolumeRefresh time.Duration
+	// Now is the clock every decision of a pod's life reads: restart
+	// back-off, probe periods, start and finish times, condition
+	// transitions (default time.Now). Tests move a fake one; the worker
+	// still paces itself on real timers (a tick every 200 ms).
+	Now func() time.Time
 }
 
 // PodManager keeps the pods assigned to this peer running: the kubelet of
@@ -106,6 +111,9 @@ func NewPodManager(rt Runtime, opts Options) *PodManager {
 	}
 	if opts.VolumeRefresh <= 0 {
 		opts.VolumeRefresh = 10 * time.Second
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
 	}
 	return &PodManager{rt: rt, opts: opts, workers: map[string]*podWorker{}}
 }
@@ -187,6 +195,7 @@ func (m *PodManager) Start(ctx context.Context) error {
 			if c, ok := counts[key][w.ctrs[i].spec.Name]; ok {
 				n, _ := strconv.Atoi(c.Labels[labelRestartCount])
 				w.ctrs[i].restarts = int32(n)
+				w.ctrs[i].backoffN = int32(n)
 				if t, err := time.Parse(time.RFC3339Nano, c.Labels[labelStartedAt]); err == nil {
 					w.ctrs[i].startedAt = t
 				}
@@ -485,6 +494,15 @@ func (m *PodManager) run(w *podWorker) {
 	}()
 }
 
+// now reads the manager's clock (the real one for a manager not made by
+// NewPodManager).
+func (m *PodManager) now() time.Time {
+	if m.opts.Now == nil {
+		return time.Now()
+	}
+	return m.opts.Now()
+}
+
 func podKey(p *api.Pod) string { return p.Metadata.Namespace + "/" + p.Metadata.Name }
 
 func containerID(key, name string) string {
@@ -498,113 +516,16 @@ func newUID() string {
 	return h[:8] + "-" + h[8:12] + "-" + h[12:16] + "-" + h[16:20] + "-" + h[20:]
 }
 
-// ctrState is the observed state of one container of a pod.
-type ctrState struct {
-	spec      api.Container
-	init      bool   // an init container (sidecars too)
-	sidecar   bool   // an init container with restartPolicy Always
-	image     string // normalized
-	restarts  int32
-	running   bool
-	adopt     bool // running when adopted: attach, do not start
-	startedAt time.Time
-	attempt   int64 // increments at every start, so stale exits are ignored
-
-	waitReason, waitMessage string
-	last                    *api.ContainerStateTerminated
-	terminated              *api.ContainerStateTerminated // set while not running and not restarting
-	nextStart               time.Time
-
-	ready                bool
-	readyOK, readyFail   int32
-	liveFail             int32
-	startupFail          int32
-	nextReady, nextLive  time.Time
-	nextStartup          time.Time
-	probing              [3]bool // readiness, liveness, startup in flight
-	everReady            bool    // readiness succeeded once since the start
-	startedOnce          bool
-	lastProbeFailMessage string
-
-	// postStartDone: the postStart hook of this start ended well (or there
-	// is none); startupDone: the startup probe succeeded (or there is
-	// none). Both make the container Started.
-	postStartDone, startupDone bool
-	succeeded                  bool // an init container (not a sidecar) that exited 0
-	stopRequested              bool // a sidecar stopped because the app containers ended
-	killing                    bool // a kill (probe or hook failure) is under way
-}
-
-// started reports whether the container is Started as Kubernetes says:
-// running, its postStart hook done and its startup probe passed.
-func (c *ctrState) started() bool { return c.running && c.postStartDone && c.startupDone }
-
-// view is what the start decisions (podlife.go) read of c.
-func (c *ctrState) view() ctrView {
-	return ctrView{Init: c.init, Sidecar: c.sidecar, Running: c.running, Started: c.started(),
-		Succeeded: c.succeeded, Terminated: c.terminated != nil && !c.succeeded, StopRequested: c.stopRequested,
-		NextStart: c.nextStart}
-}
-
-type exitMsg struct {
-	idx     int
-	attempt int64
-	st      ExitStatus
-}
-
-// Probe kinds, the index of ctrState.probing.
-const (
-	probeReadiness = iota
-	probeLiveness
-	probeStartup
-)
-
-var probeNames = [3]string{"Readiness", "Liveness", "Startup"}
-
-type probeMsg struct {
-	idx     int
-	attempt int64
-	kind    int
-	err     error
-}
-
-// hookMsg is the end of a postStart hook.
-type hookMsg struct {
-	idx     int
-	attempt int64
-	err     error
-}
-
-// podWorker drives one pod.
+// podWorker drives one pod: it carries out what the pod's state machine
+// (podState, podstate.go) decides, with the runtime, and feeds it what
+// happens (exits, probe results, hooks), with the time of the manager's
+// clock. mu guards the state.
 type podWorker struct {
-	m   *PodManager
-	key string
+	m *PodManager
 
-	mu       sync.Mutex
-	pod      api.Pod
-	nw       PodNetwork
-	ctrs     []ctrState
-	reason   string
-	message  string
-	created  time.Time
-	stopping bool
-	// evicted: an emptyDir outgrew its sizeLimit; the containers are
-	// stopped for good and the pod is Failed (reason Evicted), as the
-	// kubelet evicts it.
-	evicted bool
-	stopCh  chan struct{}
-	// initialized: every init container has done its part; the app
-	// containers may run (it stays so).
-	initialized bool
-	// condSince holds each condition's status and when it took it, for
-	// its lastTransitionTime (the autoscaler reads Ready's).
-	condSince map[string]condMark
-}
-
-// condMark is a condition's status since a time.
-type condMark struct {
-	status string
-	since  time.Time
+	mu sync.Mutex
+	podState
+	stopCh chan struct{}
 }
 
 func (m *PodManager) newWorker(p api.Pod) *podWorker {
@@ -614,30 +535,12 @@ func (m *PodManager) newWorker(p api.Pod) *podWorker {
 	if p.Metadata.UID == "" {
 		p.Metadata.UID = newUID()
 	}
-	now := time.Now().UTC()
+	now := m.now().UTC()
 	if p.Metadata.CreationTimestamp == nil {
 		p.Metadata.CreationTimestamp = &now
 	}
-	w := &podWorker{m: m, key: podKey(&p), pod: p, created: now, stopCh: make(chan struct{}),
-		initialized: len(p.Spec.InitContainers) == 0}
-	add := func(c api.Container, init bool) {
-		img, err := NormalizeImage(c.Image)
-		if err != nil {
-			img = c.Image
-		}
-		reason := "ContainerCreating"
-		if init || !w.initialized {
-			reason = "PodInitializing"
-		}
-		w.ctrs = append(w.ctrs, ctrState{spec: c, init: init, sidecar: init && c.IsSidecar(), image: img, waitReason: reason})
-	}
-	for _, c := range p.Spec.InitContainers {
-		add(c, true)
-	}
-	for _, c := range p.Spec.Containers {
-		add(c, false)
-	}
-	return w
+	return &podWorker{m: m, stopCh: make(chan struct{}),
+		podState: newPodState(p, m.opts.HostIP, backoffPolicy{Base: m.opts.BackoffBase, Max: m.opts.BackoffMax}, now)}
 }
 
 func (w *podWorker) remove() {
@@ -765,7 +668,7 @@ func (w *podWorker) loop(ctx context.Context) {
 			w.teardown(context.WithoutCancel(ctx), log)
 			return
 		case e := <-exits:
-			w.exited(wctx, log, e)
+			w.exited(wctx, log, e, &inner)
 		case p := <-probes:
 			w.probed(wctx, log, p, &inner)
 		case h := <-hooks:
@@ -787,27 +690,7 @@ func (w *podWorker) setPodReason(reason, msg string) {
 // containers have all ended.
 func (w *podWorker) startDue(ctx context.Context, log *slog.Logger, exits chan<- exitMsg, hooks chan<- hookMsg, inner *sync.WaitGroup) {
 	w.mu.Lock()
-	if w.evicted {
-		w.mu.Unlock()
-		return
-	}
-	views := make([]ctrView, len(w.ctrs))
-	for i := range w.ctrs {
-		views[i] = w.ctrs[i].view()
-	}
-	plan := planStarts(views, w.initialized, time.Now())
-	initializedNow := plan.Initialized && !w.initialized
-	if initializedNow {
-		w.initialized = true
-		for i := range w.ctrs {
-			if c := &w.ctrs[i]; !c.init && c.waitReason == "PodInitializing" {
-				c.waitReason = "ContainerCreating"
-			}
-		}
-	}
-	for _, i := range plan.StopSidecars {
-		w.ctrs[i].stopRequested = true
-	}
+	plan, initializedNow := w.planStart(w.m.now())
 	w.mu.Unlock()
 	if initializedNow {
 		log.Info("pod initialized")
@@ -892,8 +775,7 @@ func (w *podWorker) startOne(ctx context.Context, log *slog.Logger, i int, exits
 
 	retryLater := func(reason, msg string, after time.Duration) {
 		w.mu.Lock()
-		c.waitReason, c.waitMessage = reason, msg
-		c.nextStart = time.Now().Add(after)
+		w.retryAt(i, reason, msg, w.m.now().Add(after))
 		w.mu.Unlock()
 	}
 
@@ -1024,9 +906,7 @@ func (w *podWorker) startOne(ctx context.Context, log *slog.Logger, i int, exits
 			w.event("Warning", "Failed", "Error: "+err.Error())
 			// A container that cannot start counts as a crash.
 			w.mu.Lock()
-			c.restarts++
-			c.waitReason, c.waitMessage = "RunContainerError", err.Error()
-			c.nextStart = time.Now().Add(w.backoff(c.restarts))
+			w.startFailed(i, err, w.m.now())
 			w.mu.Unlock()
 			return
 		}
@@ -1038,34 +918,8 @@ func (w *podWorker) startOne(ctx context.Context, log *slog.Logger, i int, exits
 		}
 		return
 	}
-	now := time.Now().UTC()
 	w.mu.Lock()
-	c.attempt++
-	attempt := c.attempt
-	c.running = true
-	if !adopt || c.startedAt.IsZero() {
-		c.startedAt = now
-	}
-	c.adopt = false
-	c.startedOnce = true
-	c.waitReason, c.waitMessage = "", ""
-	c.ready = c.spec.ReadinessProbe == nil
-	c.readyOK, c.readyFail, c.liveFail, c.startupFail = 0, 0, 0, 0
-	c.everReady = false
-	c.terminated = nil
-	delay := func(p *api.Probe) time.Time {
-		if p == nil {
-			return time.Time{}
-		}
-		return now.Add(time.Duration(p.InitialDelaySeconds) * time.Second)
-	}
-	c.nextReady, c.nextLive, c.nextStartup = delay(c.spec.ReadinessProbe), delay(c.spec.LivenessProbe), delay(c.spec.StartupProbe)
-	c.startupDone = c.spec.StartupProbe == nil
-	postStart := (*api.LifecycleHandler)(nil)
-	if l := c.spec.Lifecycle; l != nil && !adopt {
-		postStart = l.PostStart
-	}
-	c.postStartDone = postStart == nil
+	attempt, postStart := w.started(i, adopt, w.m.now().UTC())
 	startedAt := c.startedAt
 	w.mu.Unlock()
 	w.m.opts.Changed()
@@ -1121,263 +975,66 @@ func (noConfig) ConfigMap(string, string) (*api.ConfigMap, bool)         { retur
 func (noConfig) Secret(string, string) (*api.Secret, bool)               { return nil, false }
 func (noConfig) Claim(string, string) (*api.PersistentVolumeClaim, bool) { return nil, false }
 
-func (w *podWorker) backoff(restarts int32) time.Duration {
-	return backoffDelay(w.m.opts.BackoffBase, w.m.opts.BackoffMax, restarts)
-}
-
-// postStarted applies the end of a postStart hook: the container is
-// Started, or killed (and restarted per its policy) when the hook failed.
+// postStarted feeds the end of a postStart hook to the pod's state.
 func (w *podWorker) postStarted(ctx context.Context, log *slog.Logger, h hookMsg, inner *sync.WaitGroup) {
 	w.mu.Lock()
-	c := &w.ctrs[h.idx]
-	if h.attempt != c.attempt || !c.running {
-		w.mu.Unlock()
-		return
-	}
-	name := c.spec.Name
-	if h.err == nil {
-		c.postStartDone = true
-	}
+	eff := w.podState.postStarted(h)
 	w.mu.Unlock()
-	if h.err == nil {
-		w.m.opts.Changed()
-		return
-	}
-	log.Info("postStart hook failed; killing container", "container", name, "err", h.err)
-	w.event("Warning", "FailedPostStartHook", fmt.Sprintf("PostStartHook failed for container %s: %v", name, h.err))
-	w.kill(ctx, log, h.idx, inner)
+	w.apply(ctx, log, eff, inner)
 }
 
-// restartContainer decides, as the kubelet does, whether a container that
-// exited with code starts again under the pod's restartPolicy: Always (the
-// default) whatever the code, OnFailure only after a failure, Never never.
-// A container not restarted has ended for good; when all have, the pod is
-// Succeeded (every code 0) or Failed.
-func restartContainer(policy string, code int32) bool {
-	switch policy {
-	case api.RestartNever:
-		return false
-	case api.RestartOnFailure:
-		return code != 0
+// apply carries out the effects of a transition, in order.
+func (w *podWorker) apply(ctx context.Context, log *slog.Logger, eff []effect, inner *sync.WaitGroup) {
+	for _, e := range eff {
+		switch e.kind {
+		case effChanged:
+			w.m.opts.Changed()
+		case effEvent:
+			w.event(e.typ, e.reason, e.msg)
+		case effLog:
+			log.Log(ctx, e.level, e.msg, e.attrs...)
+		case effKill:
+			w.kill(ctx, log, e.idx, inner)
+		}
 	}
-	return true
 }
 
-// exited handles the end of a container's process.
-func (w *podWorker) exited(ctx context.Context, log *slog.Logger, e exitMsg) {
+// exited feeds the end of a container's process to the pod's state.
+func (w *podWorker) exited(ctx context.Context, log *slog.Logger, e exitMsg, inner *sync.WaitGroup) {
 	w.mu.Lock()
-	c := &w.ctrs[e.idx]
-	if e.attempt != c.attempt || !c.running {
-		w.mu.Unlock()
-		return
-	}
-	fin := e.st.Finished.UTC()
-	if fin.IsZero() || fin.Year() < 2000 {
-		fin = time.Now().UTC()
-	}
-	started := c.startedAt
-	term := &api.ContainerStateTerminated{ExitCode: e.st.Code, Signal: e.st.Signal, StartedAt: &started, FinishedAt: &fin}
-	switch {
-	case e.st.Code == 0:
-		term.Reason = "Completed"
-	case e.st.Code == 137 && c.liveFail > 0:
-		term.Reason = "Error"
-	case e.st.Code == 137 && c.spec.Resources.Limits["memory"] != "":
-		term.Reason = "OOMKilled"
-	default:
-		term.Reason = "Error"
-	}
-	c.running, c.ready = false, false
-	c.last = term
-	var restart bool
-	switch {
-	case w.evicted:
-	case c.sidecar:
-		// A sidecar restarts whatever the pod's policy, until the app
-		// containers have all ended.
-		restart = !c.stopRequested && !w.stopping
-	case c.init && e.st.Code == 0:
-		c.succeeded = true
-	case c.init:
-		// A failed init container runs again unless the pod's policy is
-		// Never (then the pod has failed).
-		restart = w.pod.Spec.RestartPolicy != api.RestartNever
-	default:
-		restart = restartContainer(w.pod.Spec.RestartPolicy, e.st.Code)
-	}
-	name := c.spec.Name
-	if restart {
-		if time.Since(started) > 2*w.m.opts.BackoffMax {
-			c.restarts = 0
-		}
-		c.restarts++
-		c.nextStart = time.Now().Add(w.backoff(c.restarts))
-		c.waitReason = "CrashLoopBackOff"
-		c.waitMessage = fmt.Sprintf("back-off %s restarting failed container=%s pod=%s", w.backoff(c.restarts), name, w.pod.Metadata.Name)
-		if e.st.Code == 0 {
-			c.waitReason = "Completed"
-		}
-	} else {
-		c.terminated = term
-	}
-	restarts := c.restarts
+	eff := w.podState.exited(e, w.m.now())
 	w.mu.Unlock()
-	w.m.opts.Changed()
-	log.Info("container exited", "container", name, "code", e.st.Code, "restart", restart)
-	if restart {
-		w.event("Warning", "BackOff", fmt.Sprintf("Container %s exited with code %d; restarting (restart %d)", name, e.st.Code, restarts))
-	}
+	w.apply(ctx, log, eff, inner)
 }
 
-// probeDue starts the probes that are due, one of each kind at a time per
-// container. The startup probe runs until it succeeds; liveness and
-// readiness wait for the container to be Started.
+// probeDue starts the probes the pod's state says are due, each in a
+// goroutine of its own whose result comes back on out.
 func (w *podWorker) probeDue(ctx context.Context, out chan<- probeMsg, inner *sync.WaitGroup) {
-	now := time.Now()
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	for i := range w.ctrs {
-		c := &w.ctrs[i]
-		if !c.running || c.killing {
-			continue
-		}
-		for k, p := range probesDue(c, now) {
-			if p == nil {
-				continue
+	for _, r := range w.dueProbes(w.m.now()) {
+		c := &w.ctrs[r.idx]
+		t := probeTarget{podIP: w.nw.IP, containerID: containerID(w.key, c.spec.Name), ports: c.spec.Ports, exec: w.m.rt.Exec}
+		msg := probeMsg{idx: r.idx, attempt: r.attempt, kind: r.kind}
+		p := r.probe
+		inner.Add(1)
+		go func() {
+			defer inner.Done()
+			msg.err = runProbe(ctx, p, t)
+			select {
+			case out <- msg:
+			case <-ctx.Done():
 			}
-			next := c.probeNext(k)
-			c.probing[k] = true
-			*next = now.Add(time.Duration(max(p.PeriodSeconds, 1)) * time.Second)
-			t := probeTarget{podIP: w.nw.IP, containerID: containerID(w.key, c.spec.Name), ports: c.spec.Ports, exec: w.m.rt.Exec}
-			msg := probeMsg{idx: i, attempt: c.attempt, kind: k}
-			inner.Add(1)
-			go func() {
-				defer inner.Done()
-				msg.err = runProbe(ctx, p, t)
-				select {
-				case out <- msg:
-				case <-ctx.Done():
-				}
-			}()
-		}
+		}()
 	}
 }
 
-func (c *ctrState) probeNext(kind int) *time.Time {
-	switch kind {
-	case probeLiveness:
-		return &c.nextLive
-	case probeStartup:
-		return &c.nextStartup
-	}
-	return &c.nextReady
-}
-
-// probesDue returns, by kind, the probes of a running container to run at
-// now (nil for none): the startup probe until it has succeeded, then
-// readiness and liveness, each when its time has come and none of its
-// kind is in flight.
-func probesDue(c *ctrState, now time.Time) [3]*api.Probe {
-	var due [3]*api.Probe
-	probes := [3]*api.Probe{c.spec.ReadinessProbe, c.spec.LivenessProbe, c.spec.StartupProbe}
-	for k, p := range probes {
-		gated := k != probeStartup && !c.startupDone || k == probeStartup && c.startupDone
-		if p == nil || gated || c.probing[k] || now.Before(*c.probeNext(k)) {
-			continue
-		}
-		due[k] = p
-	}
-	return due
-}
-
-// probed applies a probe result: readiness sets ready; the startup probe
-// succeeding once makes the container Started; liveness (or the startup
-// probe) failing failureThreshold times in a row kills the container,
-// which restarts it.
+// probed feeds a probe result to the pod's state.
 func (w *podWorker) probed(ctx context.Context, log *slog.Logger, p probeMsg, inner *sync.WaitGroup) {
 	w.mu.Lock()
-	c := &w.ctrs[p.idx]
-	c.probing[p.kind] = false
-	if p.attempt != c.attempt || !c.running {
-		w.mu.Unlock()
-		return
-	}
-	name := c.spec.Name
-	var kill, changed bool
-	var warn string
-	switch p.kind {
-	case probeLiveness, probeStartup:
-		pr, fails := c.spec.LivenessProbe, &c.liveFail
-		if p.kind == probeStartup {
-			pr, fails = c.spec.StartupProbe, &c.startupFail
-		}
-		if p.err == nil {
-			*fails = 0
-			if p.kind == probeStartup {
-				c.startupDone = true
-				// Liveness and readiness start now (their initial delays
-				// count from here).
-				now := time.Now()
-				c.nextLive = laterOf(c.nextLive, now)
-				c.nextReady = laterOf(c.nextReady, now)
-				changed = true
-			}
-		} else {
-			*fails++
-			warn = probeNames[p.kind] + " probe failed: " + p.err.Error()
-			if *fails >= max(pr.FailureThreshold, 1) {
-				kill = true
-			}
-		}
-	default:
-		pr := c.spec.ReadinessProbe
-		was := c.ready
-		if p.err == nil {
-			c.readyFail = 0
-			c.readyOK++
-			if c.readyOK >= max(pr.SuccessThreshold, 1) {
-				c.ready = true
-				c.everReady = true
-			}
-		} else {
-			c.readyOK = 0
-			c.readyFail++
-			if c.everReady || c.readyFail%10 == 0 {
-				warn = "Readiness probe failed: " + p.err.Error()
-			}
-			if !c.everReady {
-				// Until the first success, probe again soon: a container
-				// that starts listening a moment after it starts should not
-				// wait a whole period to become Ready.
-				if soon := time.Now().Add(initialReadinessRetry); c.nextReady.After(soon) {
-					c.nextReady = soon
-				}
-			}
-			if c.readyFail >= max(pr.FailureThreshold, 1) {
-				c.ready = false
-			}
-		}
-		changed = was != c.ready
-	}
+	eff := w.podState.probed(p, w.m.now())
 	w.mu.Unlock()
-	if changed {
-		w.m.opts.Changed()
-	}
-	if warn != "" {
-		w.event("Warning", "Unhealthy", warn)
-	}
-	if kill {
-		log.Info(strings.ToLower(probeNames[p.kind])+" probe failed; restarting container", "container", name)
-		w.event("Normal", "Killing", "Container "+name+" failed "+strings.ToLower(probeNames[p.kind])+" probe, will be restarted")
-		w.kill(ctx, log, p.idx, inner)
-	}
-}
-
-func laterOf(a, b time.Time) time.Time {
-	if a.After(b) {
-		return a
-	}
-	return b
+	w.apply(ctx, log, eff, inner)
 }
 
 // teardown stops and removes the pod's containers, network and record.
@@ -1443,140 +1100,17 @@ func (w *podWorker) snapshot() api.Pod {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	p := api.Clone(w.pod)
-	st := api.PodStatus{HostIP: w.m.opts.HostIP, PodIP: w.nw.IP, Reason: w.reason, Message: w.message}
-	if !w.created.IsZero() {
-		t := w.created
-		st.StartTime = &t
-	}
-	allReady, anyRunning, allStartedOnce := true, false, true
-	allTerminated, anyFailed, initFailed, apps := true, false, false, 0
-	for i := range w.ctrs {
-		c := &w.ctrs[i]
-		started := c.started()
-		cs := api.ContainerStatus{Name: c.spec.Name, Image: c.spec.Image, RestartCount: c.restarts, Ready: started && c.ready,
-			ContainerID: "containerd://" + containerID(w.key, c.spec.Name)}
-		cs.Started = &started
-		switch {
-		case c.running:
-			t := c.startedAt
-			cs.State.Running = &api.ContainerStateRunning{StartedAt: &t}
-		case c.terminated != nil:
-			cs.State.Terminated = c.terminated
-		default:
-			cs.State.Waiting = &api.ContainerStateWaiting{Reason: c.waitReason, Message: c.waitMessage}
-		}
-		if c.last != nil && c.last != c.terminated {
-			cs.LastState.Terminated = c.last
-		}
-		if c.init {
-			if !c.sidecar {
-				// A Completed init container is not ready (as the kubelet reports it).
-				cs.Ready = false
-				initFailed = initFailed || c.terminated != nil && !c.succeeded
-			} else if !cs.Ready {
-				allReady = false
-			}
-			st.InitContainerStatuses = append(st.InitContainerStatuses, cs)
-			continue
-		}
-		apps++
-		if !cs.Ready {
-			allReady = false
-		}
-		if c.running {
-			anyRunning = true
-		}
-		if !c.startedOnce {
-			allStartedOnce = false
-		}
-		if c.terminated == nil {
-			allTerminated = false
-		} else if c.terminated.ExitCode != 0 {
-			anyFailed = true
-		}
-		st.ContainerStatuses = append(st.ContainerStatuses, cs)
-	}
-	switch {
-	case w.evicted:
-		st.Phase = api.PodFailed
-	case initFailed:
-		st.Phase = api.PodFailed
-	case !w.initialized:
-		st.Phase = api.PodPending
-	case apps > 0 && allTerminated && anyFailed:
-		st.Phase = api.PodFailed
-	case apps > 0 && allTerminated:
-		st.Phase = api.PodSucceeded
-	case allStartedOnce && (anyRunning || apps > 0):
-		st.Phase = api.PodRunning
-	default:
-		st.Phase = api.PodPending
-	}
-	cond := func(typ string, ok bool) api.PodCondition {
-		s := "False"
-		if ok {
-			s = "True"
-		}
-		return api.PodCondition{Type: typ, Status: s}
-	}
-	initCond := cond("Initialized", w.initialized)
-	if !w.initialized {
-		initCond.Reason = "ContainersNotInitialized"
-		var pending []string
-		for _, c := range w.ctrs {
-			if c.init && !c.succeeded && !(c.sidecar && c.started()) {
-				pending = append(pending, c.spec.Name)
-			}
-		}
-		initCond.Message = "containers with incomplete status: [" + strings.Join(pending, " ") + "]"
-	}
-	st.Conditions = []api.PodCondition{
-		cond("PodScheduled", true),
-		initCond,
-		cond("ContainersReady", allReady && apps > 0),
-		cond("Ready", allReady && apps > 0 && !w.stopping),
-	}
-	if w.condSince == nil {
-		w.condSince = map[string]condMark{}
-	}
-	now := time.Now().UTC().Truncate(time.Second)
-	for i := range st.Conditions {
-		c := &st.Conditions[i]
-		m, ok := w.condSince[c.Type]
-		if !ok || m.status != c.Status {
-			m = condMark{c.Status, now}
-			w.condSince[c.Type] = m
-		}
-		t := m.since
-		c.LastTransitionTime = &t
-	}
-	p.Status = st
+	p.Status = w.status(w.m.now())
 	return p
 }
-
-// initialReadinessRetry is how soon readiness is probed again after a
-// failure, until its first success.
-const initialReadinessRetry = 200 * time.Millisecond
 
 // netID is the pod's id for CNI, which allows no slash.
 func netID(key string) string { return strings.ReplaceAll(key, "/", "_") }
 
-// evict stops every container of the pod for good: the pod is Failed with
-// reason Evicted and msg, as the kubelet evicts a pod.
+// evict stops every container of the pod for good (podState.evict).
 func (w *podWorker) evict(ctx context.Context, log *slog.Logger, msg string, inner *sync.WaitGroup) {
 	w.mu.Lock()
-	if w.evicted {
-		w.mu.Unlock()
-		return
-	}
-	w.evicted = true
-	w.reason, w.message = "Evicted", msg
-	n := len(w.ctrs)
+	eff := w.podState.evict(msg)
 	w.mu.Unlock()
-	log.Warn("pod evicted", "reason", msg)
-	w.event("Warning", "Evicted", msg)
-	for i := range n {
-		w.kill(ctx, log, i, inner)
-	}
-	w.m.opts.Changed()
+	w.apply(ctx, log, eff, inner)
 }

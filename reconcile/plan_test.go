@@ -1,0 +1,253 @@
+package reconcile
+
+import (
+	"fmt"
+	"maps"
+	"slices"
+	"testing"
+
+	"pgregory.net/rapid"
+
+	"github.com/chorus-sh/chorus/api"
+)
+
+func newPod(name, node string, ready bool) api.Pod {
+	p := api.Pod{Metadata: api.ObjectMeta{Namespace: "default", Name: name,
+		Labels: map[string]string{api.LabelDeployment: "web"}}}
+	p.Spec.NodeName = node
+	if ready {
+		p.Status.Conditions = []api.PodCondition{{Type: "Ready", Status: "True"}}
+	}
+	return p
+}
+
+func keys(ps []api.Pod) []string {
+	var out []string
+	for _, p := range ps {
+		out = append(out, key(&p))
+	}
+	return out
+}
+
+// The decisions of one pass, case by case.
+func TestPlan(t *testing.T) {
+	desired := []api.Pod{newPod("a", "", false), newPod("b", "", false), newPod("c", "", false), newPod("d", "", false)}
+	alone := api.Pod{Metadata: api.ObjectMeta{Namespace: "default", Name: "solo"}}
+	mineBound := api.Pod{Metadata: api.ObjectMeta{Namespace: "default", Name: "bound"}, Spec: api.PodSpec{NodeName: "n1"}}
+	elsewhere := api.Pod{Metadata: api.ObjectMeta{Namespace: "default", Name: "far"}, Spec: api.PodSpec{NodeName: "n2"}}
+	lost := api.Pod{Metadata: api.ObjectMeta{Namespace: "default", Name: "lost"}}
+	d := Desired{
+		Pods:       append(desired, alone, mineBound, elsewhere, lost),
+		Assign:     map[string]string{"default/a": "n1", "default/b": "n2", "default/c": "n2", "default/solo": "n1", "default/far": "n2", "default/bound": "n1"},
+		Pending:    map[string]string{"default/d": "0/2 nodes are available", "default/lost": "no room"},
+		Standalone: map[string]bool{"default/solo": true, "default/bound": true, "default/far": true, "default/lost": true},
+	}
+	local := []api.Pod{
+		newPod("a", "n1", true),
+		newPod("b", "n1", true),   // moved to n2, whose copy is not Ready yet: kept
+		newPod("c", "n1", true),   // moved to n2, whose copy is Ready: stops
+		newPod("x", "n1", true),   // no longer desired: stops
+		newPod("far", "n1", true), // a standalone pod bound elsewhere: stops at once
+	}
+	cluster := append(slices.Clone(local), newPod("b", "n2", false), newPod("c", "n2", true))
+	a := Plan(d, Observed{Local: local, Cluster: cluster}, "n1")
+	if got, want := keys(a.Run), []string{"default/a", "default/bound", "default/b"}; !slices.Equal(got, want) {
+		t.Errorf("Run %q, want %q", got, want)
+	}
+	if want := []string{"default/b"}; !slices.Equal(a.Kept, want) {
+		t.Errorf("Kept %q, want %q", a.Kept, want)
+	}
+	if got, want := keys(a.Bind), []string{"default/solo"}; !slices.Equal(got, want) {
+		t.Errorf("Bind %q, want %q", got, want)
+	}
+	if want := []string{"default/c", "default/far", "default/x"}; !slices.Equal(a.Stop, want) {
+		t.Errorf("Stop %q, want %q", a.Stop, want)
+	}
+	if got, want := keys(a.Pending), []string{"default/d", "default/lost"}; !slices.Equal(got, want) {
+		t.Fatalf("Pending %q, want %q", got, want)
+	}
+	if c := a.Pending[0].Status.Conditions[0]; a.Pending[0].Status.Phase != api.PodPending || c.Reason != "Unschedulable" || c.Message != "0/2 nodes are available" {
+		t.Errorf("pending pod %+v", a.Pending[0].Status)
+	}
+
+	// A copy that is not Ready here is not kept: nothing serves anyway.
+	local[1].Status.Conditions = nil
+	if a := Plan(d, Observed{Local: local, Cluster: cluster}, "n1"); slices.Contains(a.Kept, "default/b") {
+		t.Error("kept a copy that is not Ready")
+	}
+	// The owner gone (placement gave the pod to no peer): pending, not kept.
+	delete(d.Assign, "default/b")
+	local[1] = newPod("b", "n1", true)
+	if a := Plan(d, Observed{Local: local, Cluster: cluster}, "n1"); slices.Contains(a.Kept, "default/b") || !slices.Contains(keys(a.Pending), "default/b") {
+		t.Errorf("unplaced pod: kept %q, pending %q", a.Kept, keys(a.Pending))
+	}
+}
+
+// cluster is a simulated cluster: each peer's pods as it runs them, Ready
+// after a number of passes.
+type cluster struct {
+	peers   []string
+	runs    map[string]map[string]api.Pod // peer -> pod key -> pod
+	age     map[string]map[string]int     // peer -> pod key -> passes since it started
+	readyAt int                           // a pod is Ready once it ran this many passes
+}
+
+func (c *cluster) observed(peer string) Observed {
+	var o Observed
+	for _, p := range c.peers {
+		for _, k := range slices.Sorted(maps.Keys(c.runs[p])) {
+			pod := c.runs[p][k]
+			if p == peer {
+				o.Local = append(o.Local, pod)
+			}
+			o.Cluster = append(o.Cluster, pod)
+		}
+	}
+	return o
+}
+
+// pass runs one reconcile pass on every peer (each sees the others as
+// they were before the pass) and ages the pods.
+func (c *cluster) pass(d Desired) {
+	acts := map[string]Actions{}
+	for _, p := range c.peers {
+		acts[p] = Plan(d, c.observed(p), p)
+	}
+	for _, peer := range c.peers {
+		next, age := map[string]api.Pod{}, map[string]int{}
+		for _, p := range acts[peer].Run {
+			k := key(&p)
+			p.Spec.NodeName = peer
+			age[k] = c.age[peer][k] + 1
+			status := "False"
+			if age[k] > c.readyAt {
+				status = "True"
+			}
+			p.Status.Conditions = []api.PodCondition{{Type: "Ready", Status: status}}
+			next[k] = p
+		}
+		c.runs[peer], c.age[peer] = next, age
+	}
+}
+
+// readyCopies returns, by pod key, how many peers run a Ready copy.
+func (c *cluster) readyCopies() map[string]int {
+	out := map[string]int{}
+	for _, peer := range c.peers {
+		for k, p := range c.runs[peer] {
+			if Ready(&p) {
+				out[k]++
+			}
+		}
+	}
+	return out
+}
+
+func drawDesired(t *rapid.T, peers []string, label string) Desired {
+	d := Desired{Assign: map[string]string{}, Pending: map[string]string{}}
+	for i := range rapid.IntRange(0, 12).Draw(t, label+"pods") {
+		p := newPod(fmt.Sprintf("web-%d", i), "", false)
+		d.Pods = append(d.Pods, p)
+		if rapid.IntRange(0, 5).Draw(t, label+"fits") == 0 {
+			d.Pending[key(&p)] = "no room"
+		} else {
+			d.Assign[key(&p)] = rapid.SampledFrom(peers).Draw(t, label+"peer")
+		}
+	}
+	return d
+}
+
+// Once settled, every desired pod that fits runs on exactly one peer, its
+// owner, and nothing else runs anywhere (deleted pods included); during a
+// planned move (the placement changes, every peer alive) a pod that was
+// Ready somewhere always has a Ready copy somewhere (make-before-break).
+func TestPlanSettlesAndMakesBeforeBreak(t *testing.T) {
+	rapid.Check(t, func(t *rapid.T) {
+		peers := []string{"n0", "n1", "n2", "n3"}[:rapid.IntRange(1, 4).Draw(t, "peers")]
+		c := &cluster{peers: peers, runs: map[string]map[string]api.Pod{}, age: map[string]map[string]int{},
+			readyAt: rapid.IntRange(0, 3).Draw(t, "readyAt")}
+		settle := func(d Desired) {
+			for range c.readyAt + 3 {
+				c.pass(d)
+			}
+			counts := map[string]int{}
+			for _, peer := range peers {
+				for k := range c.runs[peer] {
+					counts[k]++
+					if d.Assign[k] != peer {
+						t.Fatalf("settled: %s runs on %s, placed on %q", k, peer, d.Assign[k])
+					}
+				}
+			}
+			for k := range d.Assign {
+				if counts[k] != 1 {
+					t.Fatalf("settled: %s runs on %d peers", k, counts[k])
+				}
+			}
+		}
+		d := drawDesired(t, peers, "before")
+		settle(d)
+		// A planned move: some pods deleted, the others placed anew.
+		moved := Desired{Assign: map[string]string{}, Pending: d.Pending}
+		for _, p := range d.Pods {
+			k := key(&p)
+			if rapid.IntRange(0, 4).Draw(t, "delete") == 0 {
+				continue
+			}
+			moved.Pods = append(moved.Pods, p)
+			if n, ok := d.Assign[k]; ok {
+				moved.Assign[k] = n
+				if rapid.Bool().Draw(t, "move") {
+					moved.Assign[k] = rapid.SampledFrom(peers).Draw(t, "to")
+				}
+			}
+		}
+		wasReady := c.readyCopies()
+		for k := range wasReady {
+			if _, ok := moved.Assign[k]; !ok {
+				delete(wasReady, k) // deleted: nothing to keep
+			}
+		}
+		for range c.readyAt + 3 {
+			c.pass(moved)
+			now := c.readyCopies()
+			for k, n := range wasReady {
+				if n > 0 && now[k] == 0 {
+					t.Fatalf("%s had a Ready copy before the move and has none during it", k)
+				}
+			}
+		}
+		settle(moved)
+	})
+}
+
+// The order in which pods are observed changes nothing.
+func TestPlanIgnoresOrder(t *testing.T) {
+	rapid.Check(t, func(t *rapid.T) {
+		peers := []string{"n0", "n1", "n2"}
+		d := drawDesired(t, peers, "")
+		var o Observed
+		for _, p := range d.Pods {
+			for _, peer := range peers {
+				if rapid.IntRange(0, 2).Draw(t, "runs") == 0 {
+					cp := newPod(p.Metadata.Name, peer, rapid.Bool().Draw(t, "ready"))
+					if peer == "n0" {
+						o.Local = append(o.Local, cp)
+					}
+					o.Cluster = append(o.Cluster, cp)
+				}
+			}
+		}
+		a := Plan(d, o, "n0")
+		shuffled := Observed{Local: slices.Clone(o.Local), Cluster: slices.Clone(o.Cluster)}
+		slices.Reverse(shuffled.Local)
+		slices.Reverse(shuffled.Cluster)
+		b := Plan(d, shuffled, "n0")
+		ka, kb := keys(a.Run), keys(b.Run)
+		slices.Sort(ka)
+		slices.Sort(kb)
+		if !slices.Equal(ka, kb) || !slices.Equal(a.Stop, b.Stop) || !slices.Equal(keys(a.Pending), keys(b.Pending)) {
+			t.Fatalf("order changed the plan: run %q vs %q, stop %q vs %q", ka, kb, a.Stop, b.Stop)
+		}
+	})
+}
