@@ -166,7 +166,7 @@ type imageSharing struct {
 	partials partialBlobs // blobs being fetched, served to peers sent here
 
 	blobsFetched, bytesFetched, badBlobs, blobsServed atomic.Int64
-	chunksRedirected, chunksRelayed                  atomic.Int64
+	chunksRedirected, chunksRelayed                   atomic.Int64
 }
 
 type fetch struct {
