@@ -73,9 +73,17 @@ func TestLabCluster(t *testing.T) {
 		}
 		return out
 	}
-	cidrs := mustK("get", "nodes", "-o", "jsonpath={range .items[*]}{.metadata.name}={.spec.podCIDR} {end}")
-	if len(strings.Fields(cidrs)) != 3 || strings.Contains(cidrs, "= ") {
-		t.Fatalf("nodes' pod CIDRs: %q", cidrs)
+	// A peer claims its pod subnet once it has heard the others' claims:
+	// a moment after it is Ready.
+	for deadline := time.Now().Add(30 * time.Second); ; {
+		cidrs := mustK("get", "nodes", "-o", "jsonpath={range .items[*]}{.metadata.name}={.spec.podCIDR} {end}")
+		if len(strings.Fields(cidrs)) == 3 && !strings.Contains(cidrs, "= ") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("nodes' pod CIDRs 30 s after the cluster was made: %q", cidrs)
+		}
+		time.Sleep(500 * time.Millisecond)
 	}
 
 	img, err := images.Build(context.Background(), "web", images.CacheDir(), []string{"example/web:1"}, images.FormatDocker)
