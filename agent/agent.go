@@ -182,7 +182,7 @@ func (c *Config) Defaults() error {
 		c.Version = "dev"
 	}
 	if c.GossipProfile == "" {
-		c.GossipProfile = "lan"
+		c.GossipProfile = gossip.ProfileLocal
 	}
 	switch c.GossipProfile {
 	case "lan", "wan", "local":

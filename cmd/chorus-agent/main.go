@@ -172,7 +172,7 @@ environment variable CHORUS_<FLAG>, e.g. CHORUS_DATA_DIR=/srv/chorus.`,
 	f.String("join-token-file", "", "read --join-token from this file, out of the process list")
 	f.Bool("insecure", false, "run an open cluster: no cluster secret, plain HTTP API, no token unless --api-token, no gossip encryption unless --gossip-key (not for networks you do not trust)")
 	f.String("gossip-key", "", "base64 key encrypting membership gossip (chorus keygen); peers without it are refused; default: derived from the cluster secret")
-	f.String("gossip-profile", "lan", "failure detection timings: local, lan or wan (see docs/ARCHITECTURE.md)")
+	f.String("gossip-profile", "local", "failure detection timings: local (one machine or a local network: a dead peer found in 1-2 s), lan (round trips up to ~100 ms, busy machines: 2-4 s) or wan (tens of seconds); see docs/ARCHITECTURE.md")
 	f.StringSlice("label", nil, "node label k=v (repeatable)")
 	f.StringSlice("allow-host-path", nil, "a path prefix of this machine that pods may mount as hostPath volumes (repeatable; none: hostPath is refused, as a pod that mounts / owns the machine)")
 	f.StringSlice("api-host", nil, "DNS name clients use for this peer's API (repeatable); IP addresses, localhost, --name and the host name are always accepted, any other Host header is refused")
