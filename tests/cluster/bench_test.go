@@ -514,7 +514,7 @@ spec:
 
 // bigImage writes an archive of example/big:1: the web image plus a layer
 // of size random (incompressible) bytes.
-func bigImage(b *testing.B, web string, size int64) string {
+func bigImage(b testing.TB, web string, size int64) string {
 	base, err := tarball.ImageFromPath(web, nil)
 	if err != nil {
 		b.Fatal(err)

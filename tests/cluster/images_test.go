@@ -3,13 +3,15 @@ package cluster
 import (
 	"context"
 	"fmt"
-	"github.com/chorus-sh/chorus/api"
 	"os"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/chorus-sh/chorus/api"
 
 	"github.com/chorus-sh/chorus/tests/harness"
 	"github.com/chorus-sh/chorus/tests/images"
@@ -319,5 +321,58 @@ func TestImageLimitsRemovalAndReload(t *testing.T) {
 		if out, err := p.CLI("get", "nodes"); err != nil {
 			t.Fatalf("%s after the bombs: %q %v", p.Name, out, err)
 		}
+	}
+}
+
+// TestBigImageRelayed: a 30 MB image loaded on one of three peers, wanted
+// by the two others at once (a DaemonSet), reaches both, and its chunks
+// went along a chain: the holder sent some askers on to the peer that got
+// a chunk before them, which served it from the blob it was still
+// fetching.
+func TestBigImageRelayed(t *testing.T) {
+	imgs, err := images.BuildAll(context.Background(), images.CacheDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	archive := bigImage(t, imgs["web"], 30<<20)
+	peers := []*harness.Peer{harness.NewPeer(t, bin, "r1", "127.0.0.64")}
+	for i := 2; i <= 3; i++ {
+		peers = append(peers, harness.NewPeer(t, bin, fmt.Sprintf("r%d", i), fmt.Sprintf("127.0.0.%d", 63+i), "--join", "127.0.0.64"))
+	}
+	for _, p := range peers {
+		p.Start()
+	}
+	waitNodes(t, peers[0], map[string]string{"r1": "Alive", "r2": "Alive", "r3": "Alive"})
+	if _, err := peers[0].CLI("image", "load", archive); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := peers[0].CLI("apply", "-f", manifest(t, bigDaemonSet)); err != nil {
+		t.Fatal(err)
+	}
+	harness.Eventually(t, 120*time.Second, "three peers hold example/big:1", func() (bool, string) {
+		out, _ := peers[0].CLI("image", "ls")
+		return imageHolders(out, "docker.io/example/big:1") == 3, out
+	})
+	metric := func(p *harness.Peer, name string) float64 {
+		t.Helper()
+		_, _, body := httpStatus(t, p, "/metrics", "Bearer "+p.Token)
+		m := regexp.MustCompile(`(?m)^` + name + ` (\S+)$`).FindStringSubmatch(body)
+		if m == nil {
+			t.Fatalf("/metrics of %s has no %s", p.Name, name)
+		}
+		v, _ := strconv.ParseFloat(m[1], 64)
+		return v
+	}
+	redirected := metric(peers[0], "chorus_image_chunks_redirected_total")
+	// A peer sent on serves the chunk from the blob it is fetching, or
+	// from its store if it already finished.
+	relayed, served := 0.0, 0.0
+	for _, p := range peers[1:] {
+		relayed += metric(p, "chorus_image_chunks_relayed_total")
+		served += metric(p, "chorus_image_blobs_served_total")
+	}
+	t.Logf("the holder sent %v chunk requests on; the two others relayed %v chunks being fetched and served %v", redirected, relayed, served)
+	if redirected == 0 || relayed+served == 0 {
+		t.Fatalf("no chunk went along a chain: %v redirected by the holder, %v relayed, %v served by the others", redirected, relayed, served)
 	}
 }
