@@ -27,6 +27,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/chorus-sh/chorus/internal/nft"
 	"github.com/google/nftables"
 	"github.com/google/nftables/expr"
 	"github.com/vishvananda/netlink"
@@ -172,7 +173,7 @@ func (l Lab) Delete() error {
 		}
 	}
 	if c, err := nftables.New(); err == nil {
-		if err := dropTable(c, &nftables.Table{Family: nftables.TableFamilyIPv4, Name: l.hostTable()}); err == nil {
+		if err := nft.DeleteTable(c, &nftables.Table{Family: nftables.TableFamilyIPv4, Name: l.hostTable()}); err == nil {
 			err = c.Flush()
 		}
 		if err != nil {
@@ -226,7 +227,7 @@ func (l Lab) noHostFirewall() error {
 		return err
 	}
 	t := &nftables.Table{Family: nftables.TableFamilyIPv4, Name: l.hostTable()}
-	if err := dropTable(c, t); err != nil {
+	if err := nft.DeleteTable(c, t); err != nil {
 		return err
 	}
 	c.AddTable(t)
@@ -245,20 +246,6 @@ func (l Lab) noHostFirewall() error {
 
 // hostTable is the lab's nftables table on the host.
 func (l Lab) hostTable() string { return "chorus_lab_" + l.hash() }
-
-// dropTable queues the deletion of t if it exists.
-func dropTable(c *nftables.Conn, t *nftables.Table) error {
-	tables, err := c.ListTablesOfFamily(t.Family)
-	if err != nil {
-		return fmt.Errorf("list nftables tables: %w", err)
-	}
-	for _, have := range tables {
-		if have.Name == t.Name {
-			c.DelTable(have)
-		}
-	}
-	return nil
-}
 
 // checkFree fails if a route of the host already covers the lab's subnet.
 func (l Lab) checkFree() error {
@@ -478,7 +465,7 @@ func dropRandomly(ns netns.NsHandle, loss float64) error {
 		return err
 	}
 	defer c.CloseLasting()
-	if err := dropTable(c, &nftables.Table{Family: nftables.TableFamilyINet, Name: labTable}); err != nil {
+	if err := nft.DeleteTable(c, &nftables.Table{Family: nftables.TableFamilyINet, Name: labTable}); err != nil {
 		return err
 	}
 	if per10k := uint32(loss*100 + 0.5); per10k > 0 {

@@ -2,12 +2,10 @@ package proxy
 
 import (
 	"encoding/binary"
-	"errors"
 	"fmt"
-	"net"
 	"net/netip"
-	"syscall"
 
+	"github.com/chorus-sh/chorus/internal/nft"
 	"github.com/google/nftables"
 	"github.com/google/nftables/binaryutil"
 	"github.com/google/nftables/expr"
@@ -46,7 +44,7 @@ func applyNAT(table string, plan natPlan, opts ...nftables.ConnOption) error {
 		return fmt.Errorf("nftables: %w", err)
 	}
 	t := &nftables.Table{Family: nftables.TableFamilyIPv4, Name: table}
-	if err := delTable(c, t); err != nil {
+	if err := nft.DeleteTable(c, t); err != nil {
 		return err
 	}
 	c.AddTable(t)
@@ -59,12 +57,12 @@ func applyNAT(table string, plan natPlan, opts ...nftables.ConnOption) error {
 		Hooknum: nftables.ChainHookPostrouting, Priority: nftables.ChainPriorityNATSource})
 	c.AddRule(&nftables.Rule{Table: t, Chain: pre, Exprs: []expr.Any{verdict(expr.VerdictJump, "services")}})
 	c.AddRule(&nftables.Rule{Table: t, Chain: out, Exprs: append(
-		prefixIs(12, netip.MustParsePrefix("127.0.0.0/8"), expr.CmpOpEq), &expr.Verdict{Kind: expr.VerdictReturn})})
+		nft.PrefixMatch(nft.Source, netip.MustParsePrefix("127.0.0.0/8"), expr.CmpOpEq), &expr.Verdict{Kind: expr.VerdictReturn})})
 	c.AddRule(&nftables.Rule{Table: t, Chain: out, Exprs: []expr.Any{verdict(expr.VerdictJump, "services")}})
 	for _, op := range []expr.CmpOp{expr.CmpOpEq, expr.CmpOpNeq} {
 		e := markIsSet()
-		e = append(e, prefixIs(12, plan.PodSubnet, op)...)
-		e = append(e, prefixIs(16, plan.PodSubnet, op)...)
+		e = append(e, nft.PrefixMatch(nft.Source, plan.PodSubnet, op)...)
+		e = append(e, nft.PrefixMatch(nft.Destination, plan.PodSubnet, op)...)
 		c.AddRule(&nftables.Rule{Table: t, Chain: post, Exprs: append(e, &expr.Masq{})})
 	}
 
@@ -151,7 +149,7 @@ func removeNAT(table string) error {
 	if err != nil {
 		return fmt.Errorf("nftables: %w", err)
 	}
-	if err := delTable(c, &nftables.Table{Family: nftables.TableFamilyIPv4, Name: table}); err != nil {
+	if err := nft.DeleteTable(c, &nftables.Table{Family: nftables.TableFamilyIPv4, Name: table}); err != nil {
 		return err
 	}
 	return c.Flush()
@@ -196,34 +194,8 @@ func (f translatedTo) MatchConntrackFlow(flow *netlink.ConntrackFlow) bool {
 
 var _ netlink.CustomConntrackFilter = translatedTo{}
 
-// delTable queues the deletion of t if it exists.
-func delTable(c *nftables.Conn, t *nftables.Table) error {
-	tables, err := c.ListTablesOfFamily(t.Family)
-	if err != nil && !errors.Is(err, syscall.ENOENT) {
-		return fmt.Errorf("list nftables tables: %w", err)
-	}
-	for _, have := range tables {
-		if have.Name == t.Name {
-			c.DelTable(have)
-		}
-	}
-	return nil
-}
-
 func verdict(kind expr.VerdictKind, chain string) *expr.Verdict {
 	return &expr.Verdict{Kind: kind, Chain: chain}
-}
-
-// prefixIs compares the IPv4 address at offset of the network header (12:
-// source, 16: destination), masked to p's length, with p.
-func prefixIs(offset uint32, p netip.Prefix, op expr.CmpOp) []expr.Any {
-	m := net.CIDRMask(p.Bits(), 32)
-	a := p.Masked().Addr().As4()
-	return []expr.Any{
-		&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseNetworkHeader, Offset: offset, Len: 4},
-		&expr.Bitwise{SourceRegister: 1, DestRegister: 1, Len: 4, Mask: m, Xor: make([]byte, 4)},
-		&expr.Cmp{Op: op, Register: 1, Data: a[:]},
-	}
 }
 
 // setMark is "meta mark set meta mark | natMark".
