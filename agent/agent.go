@@ -430,7 +430,7 @@ func Run(ctx context.Context, cfg Config) error {
 	if err := a.startCluster(cctx, &cwg); err != nil {
 		stopCluster()
 		ln.Close()
-		if strings.Contains(err.Error(), "tags exceeds limit") {
+		if errors.Is(err, gossip.ErrTagsTooLarge) {
 			n := 0
 			for k, v := range cfg.Labels {
 				n += len(k) + len(v)

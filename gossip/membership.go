@@ -1,6 +1,7 @@
 package gossip
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -16,6 +17,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/hashicorp/go-msgpack/v2/codec"
 	"github.com/hashicorp/memberlist"
 	"github.com/hashicorp/serf/serf"
 	pubsub "github.com/libp2p/go-libp2p-pubsub"
@@ -458,6 +460,9 @@ func (n *Node) startSerf() error {
 		tags[k] = v
 	}
 	sc.Tags = tags
+	if err := checkTagsSize(tags); err != nil {
+		return err
+	}
 
 	// Bind the membership port here rather than inside serf.Create: when
 	// Create fails it leaks goroutines, and a port in use is the usual cause.
@@ -509,6 +514,9 @@ func (n *Node) pushTags(advertiseIP string) error {
 	for k, v := range n.reservedTags(advertiseIP) {
 		tags[k] = v
 	}
+	if err := checkTagsSize(tags); err != nil {
+		return err
+	}
 	return n.serf.SetTags(tags)
 }
 
@@ -541,6 +549,25 @@ func (n *Node) SetTags(tags map[string]string) error {
 
 // ErrClosed is returned by operations on a closed Node.
 var ErrClosed = errors.New("gossip: node closed")
+
+// ErrTagsTooLarge is returned when a node's tags, encoded as serf gossips
+// them, exceed memberlist's limit on a node's metadata (512 bytes).
+var ErrTagsTooLarge = errors.New("gossip: the node's tags are too large")
+
+// checkTagsSize encodes tags as serf does (a magic byte, then msgpack) and
+// fails with ErrTagsTooLarge over memberlist.MetaMaxSize: serf reports it
+// only as text.
+func checkTagsSize(tags map[string]string) error {
+	var buf bytes.Buffer
+	buf.WriteByte(0xff) // serf's tagMagicByte
+	if err := codec.NewEncoder(&buf, &codec.MsgpackHandle{}).Encode(tags); err != nil {
+		return fmt.Errorf("gossip: encode tags: %w", err)
+	}
+	if buf.Len() > memberlist.MetaMaxSize {
+		return fmt.Errorf("%w: %d bytes encoded, at most %d", ErrTagsTooLarge, buf.Len(), memberlist.MetaMaxSize)
+	}
+	return nil
+}
 
 // joinLoop joins the seeds now and every joinRetry until one join succeeds.
 func (n *Node) joinLoop(ctx context.Context, seeds []string) {
