@@ -28,6 +28,11 @@ type NetworkConfig struct {
 	Cluster    []netip.Prefix // the cluster's pod subnets (default 10.88.0.0/16): reached without masquerade
 	PluginDirs []string       // where the CNI plugin binaries are (default /usr/lib/cni, /opt/cni/bin)
 	StateDir   string         // IPAM state and network namespaces live under here
+	// MTU is the MTU of the pods' interfaces and of the bridge (0: the
+	// plugin's default, the bridge's or 1500); a pod network that
+	// encapsulates (WireGuard) sets its own, smaller one. Pods keep the
+	// MTU they were attached with.
+	MTU int
 }
 
 // DefaultCNIPluginDirs are searched for the CNI plugins.
@@ -107,6 +112,9 @@ func newCNI(cfg NetworkConfig, ipamDir string) (gocni.CNI, error) {
 				},
 			},
 		},
+	}
+	if cfg.MTU > 0 {
+		conf["plugins"].([]any)[0].(map[string]any)["mtu"] = cfg.MTU
 	}
 	b, err := json.Marshal(conf)
 	if err != nil {
