@@ -7,11 +7,14 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
 	"github.com/chorus-sh/chorus/lab"
+	"github.com/chorus-sh/chorus/runtime"
 	"github.com/chorus-sh/chorus/tests/harness"
 	"github.com/chorus-sh/chorus/tests/images"
 )
@@ -23,7 +26,10 @@ import (
 // and sees the caller's own pod IP (no translation), the host reaches
 // every pod and every peer's NodePort, a peer cut off the network
 // (every packet lost) is found dead and its pods run elsewhere, and
-// `chorus cluster delete` leaves nothing behind.
+// `chorus cluster delete` leaves nothing behind. The cluster has a key, so
+// pod traffic between peers is encrypted (WireGuard): routed to each
+// peer's device, counted by it, and a killed peer started again rejoins
+// the overlay.
 func TestLabCluster(t *testing.T) {
 	name := fmt.Sprintf("lt%d", os.Getpid()%10000)
 	subnet := netip.MustParsePrefix("10.214.201.0/24")
@@ -121,12 +127,16 @@ func TestLabCluster(t *testing.T) {
 			}
 		}
 	}
-	// The host reaches each peer's NodePort, and (through the peer it
-	// runs on) each pod.
 	ms := l.Machines()
 	if len(ms) != 3 {
 		t.Fatalf("machines: %v", ms)
 	}
+	// The cluster has a key: pod traffic between peers goes through
+	// WireGuard, and every peer reaches every pod.
+	web := hostWeb(t)
+	checkWireGuard(t, ms, ps, web, mustK)
+	// The host reaches each peer's NodePort, and (through the peer it
+	// runs on) each pod.
 	for _, m := range ms {
 		if body, err := harness.HTTPGet(fmt.Sprintf("http://%s:31201/", m.Addr)); err != nil || !strings.HasPrefix(body, "hello from web-") {
 			t.Fatalf("NodePort of %s: %q %v", m.Name, body, err)
@@ -134,7 +144,7 @@ func TestLabCluster(t *testing.T) {
 	}
 	// Services translated by the kernel: ClusterIP, NodePort (TCP and
 	// UDP), LoadBalancer, affinity, a deleted endpoint.
-	checkKernelServices(t, l, ms, pods, mustK)
+	checkKernelServices(t, l, ms, pods, mustK, overlayAddrs(t, mustK))
 	mustK("rollout", "status", "deployment/web", "--timeout=120s")
 
 	// Cut peer 3 off: every packet of its link lost.
@@ -175,6 +185,45 @@ func TestLabCluster(t *testing.T) {
 		}
 		time.Sleep(500 * time.Millisecond)
 	}
+
+	// A peer killed (with its containers, as a dead machine) and started
+	// again rejoins the overlay: it reaches the other peers' pods again.
+	pid, err := os.ReadFile(filepath.Join(dir, name, victim.Name+".pid"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := strconv.Atoi(strings.TrimSpace(string(pid)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Kill(p, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	runtime.KillPeerProcesses(filepath.Join(dir, name, victim.Name))
+	for deadline := time.Now().Add(10 * time.Second); syscall.Kill(p, 0) == nil; {
+		if time.Now().After(deadline) {
+			t.Fatalf("peer %s (pid %d) still runs 10 s after SIGKILL", victim.Name, p)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if wireGuardLink(t, machineNet(t, victim)) != nil {
+		t.Fatalf("%s: the WireGuard device outlived its killed peer", victim.Name)
+	}
+	run(4*time.Minute, "cluster", "create", "--name", name, "--peers", "3", "--subnet", subnet.String(), "--dir", dir)
+	byNode = map[string]labPod{}
+	for _, p := range pods() {
+		byNode[p.node] = p
+	}
+	for deadline := time.Now().Add(60 * time.Second); ; {
+		if wireGuardLink(t, machineNet(t, victim)) != nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: no WireGuard device 60 s after its peer restarted", victim.Name)
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+	checkMachineReachesPods(t, victim, byNode, overlayAddrs(t, mustK), web)
 
 	out = run(3*time.Minute, "cluster", "delete", "--name", name, "--dir", dir)
 	if !strings.Contains(out, "cluster "+name+" deleted") {
