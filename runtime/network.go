@@ -91,31 +91,7 @@ func newCNI(cfg NetworkConfig, ipamDir string) (gocni.CNI, error) {
 	if err != nil {
 		return nil, err
 	}
-	conf := map[string]any{
-		"cniVersion": "1.0.0",
-		"name":       cfg.Name,
-		"plugins": []any{
-			map[string]any{
-				"type":        "bridge",
-				"bridge":      cfg.Bridge,
-				"isGateway":   true,
-				"ipMasq":      false, // ensureMasquerade's table instead
-				"hairpinMode": true,
-				// A gateway address left from another subnet is replaced,
-				// not fatal ("already has an IP address different from").
-				"forceAddress": true,
-				"ipam": map[string]any{
-					"type":    "host-local",
-					"dataDir": ipamDir,
-					"ranges":  [][]map[string]string{{{"subnet": pfx.Masked().String()}}},
-					"routes":  []map[string]string{{"dst": "0.0.0.0/0"}},
-				},
-			},
-		},
-	}
-	if cfg.MTU > 0 {
-		conf["plugins"].([]any)[0].(map[string]any)["mtu"] = cfg.MTU
-	}
+	conf := cniConfList(cfg, pfx, ipamDir)
 	b, err := json.Marshal(conf)
 	if err != nil {
 		return nil, err
@@ -133,6 +109,31 @@ func newCNI(cfg NetworkConfig, ipamDir string) (gocni.CNI, error) {
 		return nil, fmt.Errorf("load CNI configuration: %w", err)
 	}
 	return c, nil
+}
+
+// cniConfList is the CNI configuration list of cfg's network in subnet
+// pfx: the bridge plugin with host-local addresses kept under ipamDir.
+func cniConfList(cfg NetworkConfig, pfx netip.Prefix, ipamDir string) map[string]any {
+	bridge := map[string]any{
+		"type":        "bridge",
+		"bridge":      cfg.Bridge,
+		"isGateway":   true,
+		"ipMasq":      false, // ensureMasquerade's table instead
+		"hairpinMode": true,
+		// A gateway address left from another subnet is replaced,
+		// not fatal ("already has an IP address different from").
+		"forceAddress": true,
+		"ipam": map[string]any{
+			"type":    "host-local",
+			"dataDir": ipamDir,
+			"ranges":  [][]map[string]string{{{"subnet": pfx.Masked().String()}}},
+			"routes":  []map[string]string{{"dst": "0.0.0.0/0"}},
+		},
+	}
+	if cfg.MTU > 0 {
+		bridge["mtu"] = cfg.MTU
+	}
+	return map[string]any{"cniVersion": "1.0.0", "name": cfg.Name, "plugins": []any{bridge}}
 }
 
 // Subnet returns the pod subnet pods are attached in now.
