@@ -200,7 +200,7 @@ func TestLabCluster(t *testing.T) {
 		t.Fatal(err)
 	}
 	runtime.KillPeerProcesses(filepath.Join(dir, name, victim.Name))
-	for deadline := time.Now().Add(10 * time.Second); syscall.Kill(p, 0) == nil; {
+	for deadline := time.Now().Add(10 * time.Second); processRuns(p); {
 		if time.Now().After(deadline) {
 			t.Fatalf("peer %s (pid %d) still runs 10 s after SIGKILL", victim.Name, p)
 		}
@@ -237,6 +237,17 @@ func TestLabCluster(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(dir, name)); err == nil {
 		t.Errorf("%s left behind", filepath.Join(dir, name))
 	}
+}
+
+// processRuns reports whether process pid exists and is not a zombie
+// (whose files, and so its TUN device, are already closed).
+func processRuns(pid int) bool {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return false
+	}
+	_, rest, _ := strings.Cut(string(b), ") ")
+	return !strings.HasPrefix(rest, "Z") && !strings.HasPrefix(rest, "X")
 }
 
 func tail(b []byte, n int) []byte {
