@@ -209,7 +209,18 @@ func TestLabCluster(t *testing.T) {
 	if wireGuardLink(t, machineNet(t, victim)) != nil {
 		t.Fatalf("%s: the WireGuard device outlived its killed peer", victim.Name)
 	}
-	run(4*time.Minute, "cluster", "create", "--name", name, "--peers", "3", "--subnet", subnet.String(), "--dir", dir)
+	for deadline := time.Now().Add(60 * time.Second); ; {
+		if out, _ := k("get", "nodes", victim.Name, "-o", "jsonpath={.status.conditions[?(@.type==\"Ready\")].status}"); out != "True" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("peer %s killed 60 s ago and still Ready", victim.Name)
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+	if out := run(4*time.Minute, "cluster", "create", "--name", name, "--peers", "3", "--subnet", subnet.String(), "--dir", dir); !strings.Contains(out, "peer "+victim.Name+" started") {
+		t.Fatalf("cluster create did not start the killed peer again:\n%s", out)
+	}
 	byNode = map[string]labPod{}
 	for _, p := range pods() {
 		byNode[p.node] = p
