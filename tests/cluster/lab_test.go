@@ -206,8 +206,13 @@ func TestLabCluster(t *testing.T) {
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-	if wireGuardLink(t, machineNet(t, victim)) != nil {
-		t.Fatalf("%s: the WireGuard device outlived its killed peer", victim.Name)
+	// Its TUN device goes with its files (the kernel removes it a moment
+	// after the last one is closed).
+	for deadline := time.Now().Add(10 * time.Second); wireGuardLink(t, machineNet(t, victim)) != nil; {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: the WireGuard device outlived its killed peer by 10 s", victim.Name)
+		}
+		time.Sleep(200 * time.Millisecond)
 	}
 	for deadline := time.Now().Add(60 * time.Second); ; {
 		if out, _ := k("get", "nodes", victim.Name, "-o", "jsonpath={.status.conditions[?(@.type==\"Ready\")].status}"); out != "True" {
