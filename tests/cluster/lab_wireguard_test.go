@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/chorus-sh/chorus/lab"
 	"github.com/chorus-sh/chorus/tests/harness"
@@ -170,16 +171,26 @@ func checkWireGuard(t *testing.T, ms []lab.Machine, ps []labPod, web string, mus
 }
 
 // checkMachineReachesPods checks that machine m (its peer) reaches a pod
-// of every other peer by its IP, and is seen from its overlay address.
+// of every other peer by its IP, and is seen from its overlay address,
+// within 30 s (a peer that just started meets the others' WireGuard
+// devices at their next plan, then at the next handshake).
 func checkMachineReachesPods(t *testing.T, m lab.Machine, byNode map[string]labPod, overlay map[string]string, web string) {
 	t.Helper()
 	for node, p := range byNode {
 		if node == m.Name {
 			continue
 		}
-		out, err := exec.Command("nsenter", "--net="+m.NetNS, "--", web, "fetch", "http://"+p.ip+":8080/remote").CombinedOutput()
+		var out []byte
+		var err error
+		for deadline := time.Now().Add(30 * time.Second); ; {
+			out, err = exec.Command("nsenter", "--net="+m.NetNS, "--", web, "fetch", "http://"+p.ip+":8080/remote").CombinedOutput()
+			if err == nil || time.Now().After(deadline) {
+				break
+			}
+			time.Sleep(time.Second)
+		}
 		if err != nil {
-			t.Fatalf("%s fetching pod %s (%s on %s): %v\n%s", m.Name, p.name, p.ip, node, err, out)
+			t.Fatalf("%s fetching pod %s (%s on %s) for 30 s: %v\n%s", m.Name, p.name, p.ip, node, err, out)
 		}
 		if got := strings.TrimSpace(string(out)); got != overlay[m.Name] {
 			t.Fatalf("%s reached pod %s (on %s), which saw it as %q, want its overlay address %s", m.Name, p.name, node, got, overlay[m.Name])
