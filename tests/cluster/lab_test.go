@@ -226,10 +226,6 @@ func TestLabCluster(t *testing.T) {
 	if out := run(4*time.Minute, "cluster", "create", "--name", name, "--peers", "3", "--subnet", subnet.String(), "--dir", dir); !strings.Contains(out, "peer "+victim.Name+" started") {
 		t.Fatalf("cluster create did not start the killed peer again:\n%s", out)
 	}
-	byNode = map[string]labPod{}
-	for _, p := range pods() {
-		byNode[p.node] = p
-	}
 	for deadline := time.Now().Add(60 * time.Second); ; {
 		if wireGuardLink(t, machineNet(t, victim)) != nil {
 			break
@@ -239,7 +235,9 @@ func TestLabCluster(t *testing.T) {
 		}
 		time.Sleep(500 * time.Millisecond)
 	}
-	checkMachineReachesPods(t, victim, byNode, overlayAddrs(t, mustK), web)
+	overlay := overlayAddrs(t, mustK)
+	checkMachineReachesPods(t, victim, pods, overlay, web)
+	checkMachineReachesPods(t, ms[0], pods, overlay, web)
 
 	out = run(3*time.Minute, "cluster", "delete", "--name", name, "--dir", dir)
 	if !strings.Contains(out, "cluster "+name+" deleted") {

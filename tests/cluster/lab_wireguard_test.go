@@ -166,34 +166,44 @@ func checkWireGuard(t *testing.T, ms []lab.Machine, ps []labPod, web string, mus
 		size, devices[to.node], to.node, txTo-txTo0, devices[from.node], from.node, rxFrom-rxFrom0)
 	// Every peer reaches a pod of another peer, from its overlay address.
 	for _, m := range ms {
-		checkMachineReachesPods(t, m, byNode, overlay, web)
+		checkMachineReachesPods(t, m, func() []labPod { return ps }, overlay, web)
 	}
 }
 
 // checkMachineReachesPods checks that machine m (its peer) reaches a pod
 // of every other peer by its IP, and is seen from its overlay address,
 // within 30 s (a peer that just started meets the others' WireGuard
-// devices at their next plan, then at the next handshake).
-func checkMachineReachesPods(t *testing.T, m lab.Machine, byNode map[string]labPod, overlay map[string]string, web string) {
+// devices at their next plan, then at the next handshake; its pods may
+// move meanwhile: pods lists the current ones).
+func checkMachineReachesPods(t *testing.T, m lab.Machine, pods func() []labPod, overlay map[string]string, web string) {
 	t.Helper()
-	for node, p := range byNode {
-		if node == m.Name {
-			continue
-		}
-		var out []byte
-		var err error
-		for deadline := time.Now().Add(30 * time.Second); ; {
-			out, err = exec.Command("nsenter", "--net="+m.NetNS, "--", web, "fetch", "http://"+p.ip+":8080/remote").CombinedOutput()
-			if err == nil || time.Now().After(deadline) {
-				break
+	var problem string
+	for deadline := time.Now().Add(30 * time.Second); ; {
+		problem = ""
+		reached := map[string]bool{}
+		for _, p := range pods() {
+			if p.node == m.Name || reached[p.node] {
+				continue
 			}
-			time.Sleep(time.Second)
+			out, err := exec.Command("nsenter", "--net="+m.NetNS, "--", web, "fetch", "http://"+p.ip+":8080/remote").CombinedOutput()
+			if err != nil {
+				problem = fmt.Sprintf("%s fetching pod %s (%s on %s): %v\n%s", m.Name, p.name, p.ip, p.node, err, out)
+				continue
+			}
+			if got := strings.TrimSpace(string(out)); got != overlay[m.Name] {
+				t.Fatalf("%s reached pod %s (on %s), which saw it as %q, want its overlay address %s", m.Name, p.name, p.node, got, overlay[m.Name])
+			}
+			reached[p.node] = true
 		}
-		if err != nil {
-			t.Fatalf("%s fetching pod %s (%s on %s) for 30 s: %v\n%s", m.Name, p.name, p.ip, node, err, out)
+		if problem == "" && len(reached) == 0 {
+			problem = m.Name + ": no pod on another peer"
 		}
-		if got := strings.TrimSpace(string(out)); got != overlay[m.Name] {
-			t.Fatalf("%s reached pod %s (on %s), which saw it as %q, want its overlay address %s", m.Name, p.name, node, got, overlay[m.Name])
+		if problem == "" {
+			return
 		}
+		if time.Now().After(deadline) {
+			t.Fatalf("for 30 s: %s", problem)
+		}
+		time.Sleep(time.Second)
 	}
 }
