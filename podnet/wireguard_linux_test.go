@@ -121,3 +121,26 @@ func TestWireGuardDevice(t *testing.T) {
 		t.Fatalf("RemoveWireGuard of a device that is gone: %v", err)
 	}
 }
+
+// A device left behind (here a persistent TUN, as a crashed peer's could
+// be) is removed by RemoveWireGuard, which `chorus reset` runs.
+func TestRemoveWireGuardLeftover(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Fatal("a TUN device needs root; the project's tests run as root")
+	}
+	name := fmt.Sprintf("cwr%d", os.Getpid()%100000)
+	tt := &netlink.Tuntap{LinkAttrs: netlink.LinkAttrs{Name: name}, Mode: netlink.TUNTAP_MODE_TUN}
+	if err := netlink.LinkAdd(tt); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = netlink.LinkDel(tt) })
+	if _, err := netlink.LinkByName(name); err != nil {
+		t.Fatal(err)
+	}
+	if err := RemoveWireGuard(name); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := netlink.LinkByName(name); err == nil {
+		t.Fatalf("%s still there", name)
+	}
+}
