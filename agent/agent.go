@@ -62,6 +62,11 @@ type Config struct {
 	SerfPort      int      // membership port (default 7946)
 	P2PPort       int      // data plane port (default 7947)
 	HopPort       int      // service proxy hops between peers (default 7948)
+	// WireGuardPort is the UDP port (every address) of this peer's
+	// WireGuard device, the encrypted pod network of a secured cluster
+	// (the CLI's default: 7949). 0, or Insecure: no WireGuard, the pod
+	// network is plain routes (podnet).
+	WireGuardPort int
 	// IngressHTTPPort and IngressHTTPSPort are where this peer serves the
 	// cluster's Ingresses on Bind (the CLI's defaults: 80 and 443; 0: not
 	// served).
@@ -167,6 +172,9 @@ func (c *Config) Defaults() error {
 	if c.HopPort == 0 {
 		c.HopPort = 7948
 	}
+	if c.WireGuardPort < 0 || c.WireGuardPort > 65535 {
+		return fmt.Errorf("--wireguard-port %d: want a port, or 0 for no WireGuard", c.WireGuardPort)
+	}
 	for _, p := range []struct {
 		flag string
 		port int
@@ -258,6 +266,10 @@ type Agent struct {
 	kube            *apiserver.Server                   // the Kubernetes API
 	sampler         *runtime.Sampler                    // resource metrics; nil: not sampled
 	trust           *peerTrust                          // nil: --insecure
+	// wgKey is this peer's WireGuard private key (nil: no WireGuard), and
+	// wgMTU its device's MTU (the link's less WireGuard's 80 bytes).
+	wgKey *podnet.Key
+	wgMTU int
 	// peerTransport carries this peer's calls to other peers' APIs.
 	peerTransport *http.Transport
 
@@ -335,6 +347,32 @@ func Run(ctx context.Context, cfg Config) error {
 	if a.svcNet, err = newServiceNet(claim.Subnet.String()); err != nil {
 		return fmt.Errorf("service network: %w", err)
 	}
+	podMTU := 0 // the CNI plugin's default
+	if wireGuardOn(cfg, tr != nil) {
+		k, err := loadWireGuardKey(cfg.DataDir)
+		if err != nil {
+			return err
+		}
+		a.wgKey = &k
+		// Pods send no packet larger than the overlay carries: their
+		// MTU is the device's (pods already running keep theirs until
+		// they are replaced). A peer bound to a loopback address has no
+		// other machine to reach and keeps the default.
+		a.wgMTU = podnet.OverlayMTU(1500)
+		link, loopback, err := podnet.LinkMTU(netip.MustParseAddr(cfg.Bind))
+		if err != nil {
+			log.Warn("pod network: the MTU of the link of --bind, for WireGuard", "err", err, "assumed", 1500)
+		} else if link > 0 {
+			a.wgMTU = podnet.OverlayMTU(link)
+		}
+		if !loopback {
+			podMTU = a.wgMTU
+		}
+		log.Info("pod network: encrypted between peers on other machines (WireGuard)", "port", cfg.WireGuardPort,
+			"device", wireGuardName(cfg.Bridge), "mtu", a.wgMTU, "pod_mtu", podMTU, "public_key", k.Public().String())
+	} else if tr != nil {
+		log.Warn("pod network: not encrypted between peers (--wireguard-port 0)")
+	}
 
 	addr := cfg.ContainerdAddress
 	if addr == "" {
@@ -347,7 +385,7 @@ func Run(ctx context.Context, cfg Config) error {
 	}
 	nw, err := runtime.NewCNINetwork(runtime.NetworkConfig{
 		Name: "chorus-" + cfg.Name, Bridge: cfg.Bridge, Subnet: claim.Subnet.String(), Cluster: subnet.Pool(),
-		PluginDirs: cfg.CNIPluginDirs, StateDir: filepath.Join(cfg.DataDir, "network"),
+		PluginDirs: cfg.CNIPluginDirs, StateDir: filepath.Join(cfg.DataDir, "network"), MTU: podMTU,
 	})
 	if err != nil {
 		return err
@@ -639,8 +677,12 @@ func Reset(ctx context.Context, cfg Config) error {
 	}
 	// The routes to other peers' pods (this machine's, made by this peer:
 	// peers sharing a machine make none).
-	if _, _, err := podnet.Apply(nil); err != nil {
+	if _, _, err := podnet.Apply(nil, 0); err != nil {
 		cfg.Log.Warn("remove the routes to other peers' pods", "err", err)
+	}
+	// Its WireGuard device (a TUN goes with its process; in case).
+	if err := podnet.RemoveWireGuard(wireGuardName(cfg.Bridge)); err != nil {
+		cfg.Log.Warn("remove the WireGuard device", "err", err)
 	}
 	// The kernel's service rules, left by a peer that was killed.
 	if err := proxy.RemoveKernelRules(svcTable(cfg.Bridge)); err != nil {

@@ -33,6 +33,9 @@ func (a *Agent) startCluster(ctx context.Context, wg *sync.WaitGroup) error {
 		tagPods:    "0",
 		tagHop:     hostPort(cfg.Bind, cfg.HopPort),
 	}
+	if a.wgKey != nil {
+		tags[tagWireGuard] = wireGuardTag(cfg.WireGuardPort, a.wgKey.Public())
+	}
 	capa := capacity()
 	tags[tagCPU], tags[tagMemory] = capa["cpu"], capa["memory"]
 	for k, v := range cfg.Labels {

@@ -15,16 +15,21 @@ import (
 const Protocol = netlink.RouteProtocol(177)
 
 // Apply makes this machine's routes of Protocol match routes: it replaces
-// the wanted ones and deletes the others. It returns the number of routes
-// added or changed and removed.
-func Apply(routes []Route) (changed, removed int, err error) {
+// the wanted ones and deletes the others. Routes to WireGuard go to the
+// device of index wgLink (0: there is none, and such routes fail). It
+// returns the number of routes added or changed and removed.
+func Apply(routes []Route, wgLink int) (changed, removed int, err error) {
 	have, err := netlink.RouteListFiltered(netlink.FAMILY_ALL, &netlink.Route{Protocol: Protocol}, netlink.RT_FILTER_PROTOCOL)
 	if err != nil {
 		return 0, 0, fmt.Errorf("list routes: %w", err)
 	}
-	want := map[netip.Prefix]netip.Addr{}
+	want := map[netip.Prefix]routeTarget{}
 	for _, r := range routes {
-		want[r.Dst] = r.Via
+		if r.WireGuard {
+			want[r.Dst] = routeTarget{link: wgLink}
+		} else {
+			want[r.Dst] = routeTarget{via: r.Via}
+		}
 	}
 	var errs []error
 	for _, h := range have {
@@ -47,8 +52,16 @@ func Apply(routes []Route) (changed, removed int, err error) {
 			continue
 		}
 		dst := &net.IPNet{IP: r.Dst.Addr().AsSlice(), Mask: net.CIDRMask(r.Dst.Bits(), r.Dst.Addr().BitLen())}
-		if err := netlink.RouteReplace(&netlink.Route{Dst: dst, Gw: r.Via.AsSlice(), Protocol: Protocol}); err != nil {
-			errs = append(errs, fmt.Errorf("route %v via %v (peer %s): %w", r.Dst, r.Via, r.Peer, err))
+		nr := &netlink.Route{Dst: dst, Gw: r.Via.AsSlice(), Protocol: Protocol}
+		if r.WireGuard {
+			if wgLink == 0 {
+				errs = append(errs, fmt.Errorf("route %v to WireGuard (peer %s): no WireGuard device", r.Dst, r.Peer))
+				continue
+			}
+			nr = &netlink.Route{Dst: dst, LinkIndex: wgLink, Scope: netlink.SCOPE_LINK, Protocol: Protocol}
+		}
+		if err := netlink.RouteReplace(nr); err != nil {
+			errs = append(errs, fmt.Errorf("route %v via %v (peer %s, WireGuard %v): %w", r.Dst, r.Via, r.Peer, r.WireGuard, err))
 			continue
 		}
 		changed++
@@ -56,7 +69,13 @@ func Apply(routes []Route) (changed, removed int, err error) {
 	return changed, removed, errors.Join(errs...)
 }
 
-func routeKey(r netlink.Route) (netip.Prefix, netip.Addr) {
+// routeTarget is where a route sends: a gateway, or (no gateway) a device.
+type routeTarget struct {
+	via  netip.Addr
+	link int
+}
+
+func routeKey(r netlink.Route) (netip.Prefix, routeTarget) {
 	var dst netip.Prefix
 	if r.Dst != nil {
 		a, _ := netip.AddrFromSlice(r.Dst.IP)
@@ -64,7 +83,10 @@ func routeKey(r netlink.Route) (netip.Prefix, netip.Addr) {
 		dst = netip.PrefixFrom(a.Unmap(), ones)
 	}
 	via, _ := netip.AddrFromSlice(r.Gw)
-	return dst, via.Unmap()
+	if via.IsValid() {
+		return dst, routeTarget{via: via.Unmap()}
+	}
+	return dst, routeTarget{link: r.LinkIndex}
 }
 
 // MachineHost returns the Host of this machine's network namespace, for

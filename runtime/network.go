@@ -28,6 +28,11 @@ type NetworkConfig struct {
 	Cluster    []netip.Prefix // the cluster's pod subnets (default 10.88.0.0/16): reached without masquerade
 	PluginDirs []string       // where the CNI plugin binaries are (default /usr/lib/cni, /opt/cni/bin)
 	StateDir   string         // IPAM state and network namespaces live under here
+	// MTU is the MTU of the pods' interfaces and of the bridge (0: the
+	// plugin's default, the bridge's or 1500); a pod network that
+	// encapsulates (WireGuard) sets its own, smaller one. Pods keep the
+	// MTU they were attached with.
+	MTU int
 }
 
 // DefaultCNIPluginDirs are searched for the CNI plugins.
@@ -86,28 +91,7 @@ func newCNI(cfg NetworkConfig, ipamDir string) (gocni.CNI, error) {
 	if err != nil {
 		return nil, err
 	}
-	conf := map[string]any{
-		"cniVersion": "1.0.0",
-		"name":       cfg.Name,
-		"plugins": []any{
-			map[string]any{
-				"type":        "bridge",
-				"bridge":      cfg.Bridge,
-				"isGateway":   true,
-				"ipMasq":      false, // ensureMasquerade's table instead
-				"hairpinMode": true,
-				// A gateway address left from another subnet is replaced,
-				// not fatal ("already has an IP address different from").
-				"forceAddress": true,
-				"ipam": map[string]any{
-					"type":    "host-local",
-					"dataDir": ipamDir,
-					"ranges":  [][]map[string]string{{{"subnet": pfx.Masked().String()}}},
-					"routes":  []map[string]string{{"dst": "0.0.0.0/0"}},
-				},
-			},
-		},
-	}
+	conf := cniConfList(cfg, pfx, ipamDir)
 	b, err := json.Marshal(conf)
 	if err != nil {
 		return nil, err
@@ -125,6 +109,31 @@ func newCNI(cfg NetworkConfig, ipamDir string) (gocni.CNI, error) {
 		return nil, fmt.Errorf("load CNI configuration: %w", err)
 	}
 	return c, nil
+}
+
+// cniConfList is the CNI configuration list of cfg's network in subnet
+// pfx: the bridge plugin with host-local addresses kept under ipamDir.
+func cniConfList(cfg NetworkConfig, pfx netip.Prefix, ipamDir string) map[string]any {
+	bridge := map[string]any{
+		"type":        "bridge",
+		"bridge":      cfg.Bridge,
+		"isGateway":   true,
+		"ipMasq":      false, // ensureMasquerade's table instead
+		"hairpinMode": true,
+		// A gateway address left from another subnet is replaced,
+		// not fatal ("already has an IP address different from").
+		"forceAddress": true,
+		"ipam": map[string]any{
+			"type":    "host-local",
+			"dataDir": ipamDir,
+			"ranges":  [][]map[string]string{{{"subnet": pfx.Masked().String()}}},
+			"routes":  []map[string]string{{"dst": "0.0.0.0/0"}},
+		},
+	}
+	if cfg.MTU > 0 {
+		bridge["mtu"] = cfg.MTU
+	}
+	return map[string]any{"cniVersion": "1.0.0", "name": cfg.Name, "plugins": []any{bridge}}
 }
 
 // Subnet returns the pod subnet pods are attached in now.

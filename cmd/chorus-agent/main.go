@@ -106,6 +106,7 @@ environment variable CHORUS_<FLAG>, e.g. CHORUS_DATA_DIR=/srv/chorus.`,
 				SerfPort:            v.GetInt("serf-port"),
 				P2PPort:             v.GetInt("p2p-port"),
 				HopPort:             v.GetInt("hop-port"),
+				WireGuardPort:       v.GetInt("wireguard-port"),
 				IngressHTTPPort:     v.GetInt("ingress-http-port"),
 				IngressHTTPSPort:    v.GetInt("ingress-https-port"),
 				Insecure:            v.GetBool("insecure"),
@@ -181,6 +182,7 @@ environment variable CHORUS_<FLAG>, e.g. CHORUS_DATA_DIR=/srv/chorus.`,
 	f.Int("serf-port", 7946, "membership port (UDP and TCP) on --bind")
 	f.Int("p2p-port", 7947, "data plane port (TCP) on --bind")
 	f.Int("hop-port", 7948, "port on --bind where other peers' service proxies reach this peer's pods")
+	f.Int("wireguard-port", 7949, "UDP port (every address) of the WireGuard device that encrypts pod traffic between peers on different machines, in a cluster that is not --insecure (0: no WireGuard, plain routes; peers sharing a machine need none)")
 	f.Int("ingress-http-port", 80, "port on --bind where this peer serves the cluster's Ingresses over HTTP (0: none)")
 	f.Int("ingress-https-port", 443, "port on --bind where this peer serves the cluster's Ingresses over HTTPS, with the certificates of their tls Secrets (0: none)")
 	f.String("service-proxy", "kernel", "how service connections reach their pods: kernel (nftables translates them where every endpoint is on the pod network; the user-space proxy serves the rest) or userspace")

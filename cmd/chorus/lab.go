@@ -191,7 +191,8 @@ func startPeer(dir string, m lab.Machine, self string, args []string) (bool, err
 	return true, os.WriteFile(pidFile, []byte(strconv.Itoa(pid)+"\n"), 0o600)
 }
 
-// runningPid reads a pid file and says whether that process runs.
+// runningPid reads a pid file and says whether that process runs (a
+// zombie, a killed peer its parent has not reaped yet, does not).
 func runningPid(file string) (int, bool) {
 	b, err := os.ReadFile(file)
 	if err != nil {
@@ -201,7 +202,17 @@ func runningPid(file string) (int, bool) {
 	if err != nil || pid <= 0 {
 		return 0, false
 	}
-	return pid, syscall.Kill(pid, 0) == nil
+	return pid, syscall.Kill(pid, 0) == nil && !zombie(pid)
+}
+
+// zombie reports whether process pid has ended and waits to be reaped.
+func zombie(pid int) bool {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return false
+	}
+	_, rest, _ := strings.Cut(string(b), ") ")
+	return strings.HasPrefix(rest, "Z") || strings.HasPrefix(rest, "X")
 }
 
 // waitFile waits until file exists; on a timeout it shows the end of log.

@@ -176,27 +176,45 @@ func nodeReady(cs []corev1.NodeCondition) bool {
 }
 
 // BenchmarkLabPodToPod measures TCP throughput between pods on two peers
-// (each in a network namespace of its own, `chorus cluster create`), and,
-// in the same run, between the two machines themselves with the same
-// program (the web test image's, built for the host): the pod network's
-// cost is the ratio. Each figure is the median of three 1 GB transfers
-// (HTTP GET of /zero, read by `/app throughput`).
+// (each in a network namespace of its own, `chorus cluster create`), over
+// the encrypted pod network (WireGuard, the default of a cluster with a
+// key) and, on a second cluster started with --wireguard-port=0, over plain
+// host-gw routes; and, in the same run, between the two machines
+// themselves with the same program (the web test image's, built for the
+// host): the pod network's cost is the ratio. Each figure is the median of
+// three 1 GB transfers (HTTP GET of /zero, read by `/app throughput`).
 //
 //	go test -run '^$' -bench LabPodToPod -benchtime 1x ./tests/cluster/
 func BenchmarkLabPodToPod(b *testing.B) {
 	for range b.N {
-		labPodToPod(b)
+		wg, _ := labPodToPod(b, "10.214.203.0/24", false)
+		plainPods, machines := labPodToPod(b, "10.214.207.0/24", true)
+		b.ReportMetric(wg, "pod_to_pod_wireguard_MB/s")
+		b.ReportMetric(plainPods, "pod_to_pod_hostgw_MB/s")
+		b.ReportMetric(machines, "machine_to_machine_MB/s")
+		b.ReportMetric(wg/machines, "ratio_wireguard")
+		b.ReportMetric(plainPods/machines, "ratio_hostgw")
+		b.Logf("pod to pod across peers: WireGuard %.0f MB/s, host-gw %.0f MB/s; machine to machine %.0f MB/s; ratios %.2f and %.2f",
+			wg, plainPods, machines, wg/machines, plainPods/machines)
 	}
 }
 
-func labPodToPod(b *testing.B) {
+// labPodToPod runs a cluster of two peers on subnet (plain: host-gw
+// routes, else WireGuard) and returns the median pod to pod throughput
+// and, with plain, the machine to machine one.
+func labPodToPod(b *testing.B, subnet string, plain bool) (pod, machines float64) {
 	name := fmt.Sprintf("lp%d", os.Getpid()%10000)
-	l := lab.Lab{Name: name, Subnet: netip.MustParsePrefix("10.214.203.0/24")}
+	create := []string{}
+	if plain {
+		name += "h"
+		create = append(create, "--agent-flag=--wireguard-port=0")
+	}
+	l := lab.Lab{Name: name, Subnet: netip.MustParsePrefix(subnet)}
 	dir := b.TempDir()
-	b.Cleanup(func() {
+	defer func() {
 		_ = exec.Command(bin, "cluster", "delete", "--name", name, "--dir", dir).Run()
 		_ = l.Delete()
-	})
+	}()
 	run := func(name string, args ...string) string {
 		b.Helper()
 		ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
@@ -207,7 +225,7 @@ func labPodToPod(b *testing.B) {
 		}
 		return string(out)
 	}
-	run(bin, "cluster", "create", "--name", name, "--peers", "2", "--subnet", l.Subnet.String(), "--dir", dir)
+	run(bin, append([]string{"cluster", "create", "--name", name, "--peers", "2", "--subnet", l.Subnet.String(), "--dir", dir}, create...)...)
 	kc := filepath.Join(dir, name, "kubeconfig")
 	img, err := images.Build(context.Background(), "web", images.CacheDir(), []string{"example/web:1"}, images.FormatDocker)
 	if err != nil {
@@ -231,6 +249,13 @@ func labPodToPod(b *testing.B) {
 	if len(pods) != 2 || pods[0][2] == pods[1][2] {
 		b.Fatalf("want the two pods on two peers: %v", pods)
 	}
+	ms := l.Machines()
+	// The route to the other pod is the kind asked for.
+	h := machineNet(b, ms[1])
+	wg := wireGuardLink(b, h)
+	if plain == (wg != nil) {
+		b.Fatalf("cluster %s (plain %v): WireGuard device %v", name, plain, wg)
+	}
 	const size = "1000000000"
 	median := func(measure func() string) float64 {
 		var mbs []float64
@@ -246,21 +271,14 @@ func labPodToPod(b *testing.B) {
 		slices.Sort(mbs)
 		return mbs[1]
 	}
-	pod := median(func() string {
+	pod = median(func() string {
 		return run(k, "--kubeconfig", kc, "exec", pods[0][0], "--", "/app", "throughput", "http://"+pods[1][1]+":8080/zero?bytes="+size)
 	})
+	if !plain {
+		return pod, 0
+	}
 
-	web := filepath.Join(b.TempDir(), "web")
-	root, err := harness.ModuleRoot()
-	if err != nil {
-		b.Fatal(err)
-	}
-	build := exec.Command("go", "build", "-o", web, "./tests/images/web")
-	build.Dir = root
-	if out, err := build.CombinedOutput(); err != nil {
-		b.Fatalf("build the web program: %v\n%s", err, out)
-	}
-	ms := l.Machines()
+	web := hostWeb(b)
 	server := ms[0].Command(web, "-port", "9099")
 	if err := server.Start(); err != nil {
 		b.Fatal(err)
@@ -276,11 +294,8 @@ func labPodToPod(b *testing.B) {
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-	plain := median(func() string { return run("nsenter", "--net="+ms[1].NetNS, "--", web, "throughput", url) })
-	b.ReportMetric(pod, "pod_to_pod_MB/s")
-	b.ReportMetric(plain, "machine_to_machine_MB/s")
-	b.ReportMetric(pod/plain, "ratio")
-	b.Logf("pod to pod across peers %.0f MB/s; machine to machine %.0f MB/s; ratio %.2f", pod, plain, pod/plain)
+	machines = median(func() string { return run("nsenter", "--net="+ms[1].NetNS, "--", web, "throughput", url) })
+	return pod, machines
 }
 
 // BenchmarkLabImageSpread is BenchmarkImageSpread on machines with shaped

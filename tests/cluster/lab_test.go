@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -23,7 +24,10 @@ import (
 // and sees the caller's own pod IP (no translation), the host reaches
 // every pod and every peer's NodePort, a peer cut off the network
 // (every packet lost) is found dead and its pods run elsewhere, and
-// `chorus cluster delete` leaves nothing behind.
+// `chorus cluster delete` leaves nothing behind. The cluster has a key, so
+// pod traffic between peers is encrypted (WireGuard): routed to each
+// peer's device, counted by it, and a killed peer started again rejoins
+// the overlay.
 func TestLabCluster(t *testing.T) {
 	name := fmt.Sprintf("lt%d", os.Getpid()%10000)
 	subnet := netip.MustParsePrefix("10.214.201.0/24")
@@ -129,12 +133,16 @@ func TestLabCluster(t *testing.T) {
 			}
 		}
 	}
-	// The host reaches each peer's NodePort, and (through the peer it
-	// runs on) each pod.
 	ms := l.Machines()
 	if len(ms) != 3 {
 		t.Fatalf("machines: %v", ms)
 	}
+	// The cluster has a key: pod traffic between peers goes through
+	// WireGuard, and every peer reaches every pod.
+	web := hostWeb(t)
+	checkWireGuard(t, ms, ps, web, mustK)
+	// The host reaches each peer's NodePort, and (through the peer it
+	// runs on) each pod.
 	for _, m := range ms {
 		if body, err := harness.HTTPGet(fmt.Sprintf("http://%s:31201/", m.Addr)); err != nil || !strings.HasPrefix(body, "hello from web-") {
 			t.Fatalf("NodePort of %s: %q %v", m.Name, body, err)
@@ -142,7 +150,7 @@ func TestLabCluster(t *testing.T) {
 	}
 	// Services translated by the kernel: ClusterIP, NodePort (TCP and
 	// UDP), LoadBalancer, affinity, a deleted endpoint.
-	checkKernelServices(t, l, ms, pods, mustK)
+	checkKernelServices(t, l, ms, pods, mustK, overlayAddrs(t, mustK))
 	mustK("rollout", "status", "deployment/web", "--timeout=120s")
 
 	// Cut peer 3 off: every packet of its link lost.
@@ -184,10 +192,12 @@ func TestLabCluster(t *testing.T) {
 		time.Sleep(500 * time.Millisecond)
 	}
 
-	// Peer 3 comes back with another address (killed, its machine given a
-	// new one, started again with the same name and data): it rejoins,
-	// keeps its pod subnet, and its pods are reached at their addresses
-	// from the other peers' pods, through its NodePort at its new address.
+	// Peer 3 comes back with another address (killed with its containers,
+	// as a dead machine; its machine given a new address; started again
+	// with the same name and data): its WireGuard device goes with it and
+	// comes back, it rejoins, keeps its pod subnet, and its pods are
+	// reached at their addresses from the other peers' pods, through its
+	// NodePort at its new address; machines reach every pod.
 	cidr := mustK("get", "nodes", victim.Name, "-o", "jsonpath={.spec.podCIDR}")
 	moved := restartWithNewAddress(t, l, filepath.Join(dir, name), victim, ms[0])
 	for deadline := time.Now().Add(90 * time.Second); ; {
@@ -197,6 +207,12 @@ func TestLabCluster(t *testing.T) {
 		}
 		if time.Now().After(deadline) {
 			t.Fatalf("peer %s restarted at %s: not Ready there after 90 s: %q", victim.Name, moved.Addr, out)
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+	for deadline := time.Now().Add(60 * time.Second); wireGuardLink(t, machineNet(t, victim)) == nil; {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: no WireGuard device 60 s after its peer restarted", victim.Name)
 		}
 		time.Sleep(500 * time.Millisecond)
 	}
@@ -230,6 +246,9 @@ func TestLabCluster(t *testing.T) {
 	if body, err := harness.HTTPGet(fmt.Sprintf("http://%s:31201/", moved.Addr)); err != nil || !strings.HasPrefix(body, "hello from web-") {
 		t.Fatalf("NodePort of %s at its new address %s: %q %v", victim.Name, moved.Addr, body, err)
 	}
+	overlay := overlayAddrs(t, mustK)
+	checkMachineReachesPods(t, moved, pods, overlay, web)
+	checkMachineReachesPods(t, ms[0], pods, overlay, web)
 
 	out = run(3*time.Minute, "cluster", "delete", "--name", name, "--dir", dir)
 	if !strings.Contains(out, "cluster "+name+" deleted") {
@@ -243,6 +262,17 @@ func TestLabCluster(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(dir, name)); err == nil {
 		t.Errorf("%s left behind", filepath.Join(dir, name))
 	}
+}
+
+// processRuns reports whether process pid exists and is not a zombie
+// (whose files, and so its TUN device, are already closed).
+func processRuns(pid int) bool {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return false
+	}
+	_, rest, _ := strings.Cut(string(b), ") ")
+	return !strings.HasPrefix(rest, "Z") && !strings.HasPrefix(rest, "X")
 }
 
 func tail(b []byte, n int) []byte {
