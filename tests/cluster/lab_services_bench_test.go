@@ -27,7 +27,9 @@ import (
 // endpoint is local to it); through the second peer's NodePort (the
 // endpoint is on another peer). Both service proxies in the same run, each
 // on a fresh three-peer cluster: the kernel's (nftables, the default) and
-// the user-space proxy (--service-proxy=userspace).
+// the user-space proxy (--service-proxy=userspace). The pod network is
+// plain routes (--wireguard-port=0), so that the figures are the service
+// path's alone (BenchmarkLabPodToPod measures WireGuard's cost).
 //
 //	go test -run '^$' -bench LabServices -benchtime 1x ./tests/cluster/
 func BenchmarkLabServices(b *testing.B) {
@@ -68,7 +70,7 @@ func labServiceRates(b *testing.B, wrk, mode string) (direct, local, remote floa
 		return string(out)
 	}
 	run(bin, "cluster", "create", "--name", name, "--peers", "3", "--subnet", l.Subnet.String(), "--dir", dir,
-		"--agent-flag=--service-proxy="+mode)
+		"--agent-flag=--service-proxy="+mode, "--agent-flag=--wireguard-port=0")
 	kc := filepath.Join(dir, name, "kubeconfig")
 	img, err := images.Build(context.Background(), "web", images.CacheDir(), []string{"example/web:1"}, images.FormatDocker)
 	if err != nil {
