@@ -205,7 +205,7 @@ func (r *replicator) round(ctx context.Context, peer string) (int, error) {
 	}
 	diff := crdt.DiffDigest(digest, theirDigest)
 	if len(diff) == 0 {
-		r.store.synced(time.Now())
+		r.recordSync()
 		return 0, nil
 	}
 	theirs := map[string]uint64{}
@@ -258,8 +258,16 @@ func (r *replicator) round(ctx context.Context, peer string) (int, error) {
 		return 0, err
 	}
 	r.rounds.Add(1)
-	r.store.synced(time.Now())
+	r.recordSync()
 	return len(keys), nil
+}
+
+// recordSync notes an exchange with a peer; a failure to record it is
+// logged (a restart would then take the state for older than it is).
+func (r *replicator) recordSync() {
+	if err := r.store.synced(time.Now()); err != nil {
+		r.log.Warn("anti-entropy", "err", err)
+	}
 }
 
 // catchUp runs an anti-entropy round with each of peers at once (at most

@@ -862,15 +862,18 @@ func (s *store) checkStale(now time.Time, horizon time.Duration) bool {
 
 // synced records a successful exchange (at most once a minute on disk),
 // discarding a stale state first.
-func (s *store) synced(now time.Time) {
+func (s *store) synced(now time.Time) error {
 	if s.exchanged != nil {
 		s.exchangedOnce.Do(func() { close(s.exchanged) })
 	}
 	if now.Unix()-s.lastSync.Load() < 60 {
-		return
+		return nil
 	}
 	s.lastSync.Store(now.Unix())
-	_ = os.WriteFile(s.syncFile(), []byte(strconv.FormatInt(now.Unix(), 10)+"\n"), 0o644)
+	if err := os.WriteFile(s.syncFile(), []byte(strconv.FormatInt(now.Unix(), 10)+"\n"), 0o644); err != nil {
+		return fmt.Errorf("record the last exchange with a peer: %w", err)
+	}
+	return nil
 }
 
 // resetIfStale drops a stale state before the first exchange with a live
