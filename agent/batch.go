@@ -201,9 +201,9 @@ func (a *Agent) controlCronJob(c *api.CronJob, jobs []api.Object, progress map[s
 	if plan.Create != nil {
 		j := api.JobFromCronJob(c, *plan.Create)
 		_, err := a.store.apply([]api.Object{j}, now, true)
-		var se *statusError
+		var ee *existsError
 		switch {
-		case errors.As(err, &se) && se.reason == "AlreadyExists":
+		case errors.As(err, &ee):
 		case err != nil:
 			a.log.Warn("create cron job's job", "cronjob", api.ObjectKey(c), "err", err)
 			a.events.record(ref, "Warning", "FailedCreate", err.Error())

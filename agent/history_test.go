@@ -9,6 +9,8 @@ import (
 
 	"github.com/chorus-sh/chorus/api"
 	"github.com/chorus-sh/chorus/crdt"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
 
 func newTestStore(t *testing.T, node string) *store {
@@ -149,7 +151,13 @@ func TestCreateRefusesExisting(t *testing.T) {
 	}
 	svc := &api.Service{Metadata: api.ObjectMeta{Name: "web", Namespace: "default"}, Spec: api.ServiceSpec{Ports: []api.ServicePort{{Port: 80, Protocol: "TCP"}}}}
 	_, err := s.apply([]api.Object{svc, deployment(2, "web:2", "25%", "25%")}, now, true)
-	wantStatus(t, err, http.StatusConflict)
+	var ee *existsError
+	if !errors.As(err, &ee) || ee.name != "web" {
+		t.Fatalf("got %v, want the deployment's existsError", err)
+	}
+	if se := kubeError(err).(*apierrors.StatusError); se.ErrStatus.Code != http.StatusConflict || se.ErrStatus.Reason != metav1.StatusReasonAlreadyExists {
+		t.Fatalf("served as %+v, want 409 AlreadyExists", se.ErrStatus)
+	}
 	if _, ok := s.get(objectKey(api.KindService, "default", "web")); ok {
 		t.Fatal("a refused create stored the service")
 	}

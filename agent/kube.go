@@ -496,6 +496,7 @@ func (a *Agent) updateNode(name string, doc []byte, dryRun bool) error {
 func kubeError(err error) error {
 	var me *api.ManifestError
 	var nf *notFoundError
+	var ee *existsError
 	var se *statusError
 	switch {
 	case errors.As(err, &me):
@@ -522,6 +523,8 @@ func kubeError(err error) error {
 	case errors.As(err, &nf):
 		return &apierrors.StatusError{ErrStatus: metav1.Status{Status: metav1.StatusFailure, Code: http.StatusNotFound,
 			Reason: metav1.StatusReasonNotFound, Message: nf.msg}}
+	case errors.As(err, &ee):
+		return apierrors.NewAlreadyExists(schema.ParseGroupResource(ee.resource), ee.name)
 	case errors.As(err, &se):
 		return &apierrors.StatusError{ErrStatus: metav1.Status{Status: metav1.StatusFailure, Code: int32(se.code),
 			Reason: metav1.StatusReason(se.reason), Message: se.msg}}

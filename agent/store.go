@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"net/http"
 	"os"
 	"sort"
 	"strconv"
@@ -357,8 +356,7 @@ func (s *store) apply(objs []api.Object, now time.Time, create bool) ([]Result, 
 			// An invalid stored object (left out of every list) does not
 			// exist for a client: creating one replaces it.
 			if _, ok := s.object(api.ObjectKey(o)); ok {
-				return nil, &statusError{code: http.StatusConflict, reason: "AlreadyExists",
-					msg: fmt.Sprintf("%s %q already exists", groupResource(o.GetKind()), o.Meta().Name)}
+				return nil, &existsError{resource: groupResource(o.GetKind()), name: o.Meta().Name}
 			}
 		}
 	}
@@ -781,6 +779,11 @@ func groupResource(kind string) string {
 type notFoundError struct{ msg string }
 
 func (e *notFoundError) Error() string { return e.msg }
+
+// existsError is a create of an object that exists.
+type existsError struct{ resource, name string }
+
+func (e *existsError) Error() string { return fmt.Sprintf("%s %q already exists", e.resource, e.name) }
 
 // copyObject deep-copies an object of any stored kind.
 func copyObject(o api.Object) api.Object {
