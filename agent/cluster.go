@@ -113,11 +113,15 @@ func (a *Agent) startCluster(ctx context.Context, wg *sync.WaitGroup) error {
 	})
 	run(func() { a.repl.antiEntropyLoop(ctx, 2*time.Second, a.alivePeers, kick) })
 	run(func() { a.tagLoop(ctx) })
-	run(func() { a.podNetLoop(ctx, 2*time.Second) })
+	if a.nw != nil { // a peer with pod networking (not a Sim)
+		run(func() { a.podNetLoop(ctx, 2*time.Second) })
+	}
 	run(func() { a.rotationLoop(ctx) })
 	run(func() { a.statusLoop(ctx, 500*time.Millisecond) })
 	run(func() { a.gcLoop(ctx, time.Hour, crdt.DefaultTombstoneHorizon) })
-	run(func() { a.images.inventoryLoop(ctx) })
+	if a.ctd != nil { // a peer with containerd (not a Sim)
+		run(func() { a.images.inventoryLoop(ctx) })
+	}
 	return nil
 }
 
