@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -50,6 +51,8 @@ type Options struct {
 	// harness's own); nil: only the replication payloads are counted.
 	Counter func() (uint64, error)
 	Log     *slog.Logger
+	// Progress, when set, is told of each phase's end.
+	Progress func(phase string, took time.Duration)
 }
 
 // Result is what a run measured. The JSON names are the harness's output.
@@ -138,6 +141,9 @@ func Run(ctx context.Context, opt Options) (res Result, err error) {
 	if opt.Log == nil {
 		opt.Log = slog.New(slog.DiscardHandler)
 	}
+	if opt.Progress == nil {
+		opt.Progress = func(string, time.Duration) {}
+	}
 	dir, err := os.MkdirTemp(opt.Dir, "chorus-scale-")
 	if err != nil {
 		return res, fmt.Errorf("data dir: %w", err)
@@ -153,15 +159,21 @@ func Run(ctx context.Context, opt Options) (res Result, err error) {
 		return res, err
 	}
 	if err := h.wait(ctx, "membership", func() bool { return h.allSee(opt.Peers) }); err != nil {
-		return res, err
+		seen := map[int]int{}
+		for _, i := range h.alive() {
+			seen[h.peers[i].AliveMembers()]++
+		}
+		return res, fmt.Errorf("%w (peers by members seen alive: %v)", err, seen)
 	}
 	res.StartS = since(t0)
+	opt.Progress("membership", time.Since(t0))
 
 	t0 = time.Now()
 	if err := h.preload(ctx); err != nil {
 		return res, err
 	}
 	res.PreloadS = since(t0)
+	opt.Progress("preload", time.Since(t0))
 
 	t0 = time.Now()
 	want, err := h.deploy()
@@ -169,15 +181,17 @@ func Run(ctx context.Context, opt Options) (res Result, err error) {
 		return res, err
 	}
 	if err := h.wait(ctx, "pods running", func() bool { return h.settled(want) }); err != nil {
-		return res, err
+		return res, fmt.Errorf("%w (%s)", err, h.why(want))
 	}
 	res.PodsRunningS = since(t0)
+	opt.Progress("pods running", time.Since(t0))
 
 	lat, err := h.converge(ctx)
 	if err != nil {
 		return res, err
 	}
 	res.ConvergeP50Ms, res.ConvergeP99Ms, res.ConvergeMaxMs = pct(lat, 50), pct(lat, 99), pct(lat, 100)
+	opt.Progress("convergence", 0)
 
 	// Idle, then under load: all traffic, replication's, CPU.
 	res.BytesIdle, res.ReplBytesIdle, res.CPUIdlePct, err = h.window(ctx, 0)
@@ -203,6 +217,7 @@ func Run(ctx context.Context, opt Options) (res Result, err error) {
 			return res, err
 		}
 		res.FailoverMs, res.FailoverPods = ms, n
+		opt.Progress("failover", time.Duration(ms)*time.Millisecond)
 	}
 	res.DuplicatePods, res.MissingPods = h.ownership(want)
 	return res, nil
@@ -421,6 +436,32 @@ func (h *harness) settled(want map[string]int) bool {
 		}
 	}
 	return true
+}
+
+// why says what keeps the pods from being settled.
+func (h *harness) why(want map[string]int) string {
+	dup, miss := h.ownership(want)
+	wrong := 0
+	dead := h.deadNames()
+	example := ""
+	for _, i := range h.alive() {
+		pods := h.peers[i].ClusterPods()
+		if !running(pods, want, dead) {
+			wrong++
+			if example == "" {
+				phases := map[string]int{}
+				for _, p := range pods {
+					phases[string(p.Status.Phase)]++
+					if p.Status.Phase != api.PodRunning && len(phases) < 4 {
+						b, _ := json.Marshal(p.Status)
+						example += fmt.Sprintf("[%s on %s: %s] ", p.Metadata.Name, p.Spec.NodeName, b)
+					}
+				}
+				example = fmt.Sprintf("%s sees %d pods %v %s", h.peers[i].Name(), len(pods), phases, example)
+			}
+		}
+	}
+	return fmt.Sprintf("%d pods on two peers, %d missing, %d peers see it otherwise; %s", dup, miss, wrong, example)
 }
 
 // ownership counts, from what the alive peers' pod managers run, the

@@ -46,6 +46,7 @@ import (
 	"os"
 	"os/exec"
 	"os/signal"
+	"runtime/pprof"
 	"strconv"
 	"strings"
 	"syscall"
@@ -60,6 +61,7 @@ func main() {
 		asJSON  bool
 		netns   bool
 		verbose bool
+		profile string
 	)
 	flag.IntVar(&opt.Peers, "peers", 10, "peers to run")
 	flag.IntVar(&opt.Objects, "objects", 1000, "ConfigMaps in the desired state")
@@ -73,6 +75,7 @@ func main() {
 	flag.BoolVar(&asJSON, "json", false, "print the result as one JSON object on the last line")
 	flag.BoolVar(&netns, "netns", true, "as root, run in a network namespace of its own and count every byte sent")
 	flag.BoolVar(&verbose, "v", false, "log the peers' warnings and errors to stderr")
+	flag.StringVar(&profile, "cpuprofile", "", "write a CPU profile of the whole run to this file")
 	flag.Parse()
 	if opt.Pods == 0 {
 		opt.Pods = 5 * opt.Peers
@@ -97,11 +100,28 @@ func main() {
 	if verbose {
 		opt.Log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	}
+	start := time.Now()
+	opt.Progress = func(phase string, took time.Duration) {
+		fmt.Fprintf(os.Stderr, "scale: %s done (%.1f s) at %.1f s\n", phase, took.Seconds(), time.Since(start).Seconds())
+	}
+	if profile != "" {
+		f, err := os.Create(profile)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "scale:", err)
+			os.Exit(1)
+		}
+		if err := pprof.StartCPUProfile(f); err != nil {
+			fmt.Fprintln(os.Stderr, "scale:", err)
+			os.Exit(1)
+		}
+		defer pprof.StopCPUProfile()
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	res, err := Run(ctx, opt)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "scale:", err)
+		pprof.StopCPUProfile()
 		os.Exit(1)
 	}
 	if asJSON {
