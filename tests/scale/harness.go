@@ -119,7 +119,14 @@ func freePort(ip string) (int, error) {
 }
 
 // Run runs the harness once: starts the peers, measures, stops them.
-func Run(ctx context.Context, opt Options) (res Result, err error) {
+func Run(ctx context.Context, opt Options) (Result, error) {
+	if opt.Progress == nil {
+		opt.Progress = func(string, time.Duration) {}
+	}
+	return run(ctx, opt)
+}
+
+func run(ctx context.Context, opt Options) (res Result, err error) {
 	if opt.Peers < 2 {
 		return res, errors.New("want at least 2 peers")
 	}
@@ -151,6 +158,11 @@ func Run(ctx context.Context, opt Options) (res Result, err error) {
 	defer os.RemoveAll(dir)
 	h := &harness{opt: opt, dir: dir, dead: map[int]bool{}, rng: rand.New(rand.NewPCG(1, uint64(opt.Peers)))}
 	defer h.stop()
+	defer func() {
+		if err != nil {
+			opt.Progress("failed: "+err.Error(), 0) // before the peers stop, which takes a while
+		}
+	}()
 	res = Result{Peers: opt.Peers, Objects: opt.Objects, Pods: opt.Pods, Taken: time.Now().UTC().Format(time.RFC3339),
 		CountsAllTraffic: opt.Counter != nil, LoadWritesPerS: opt.LoadRate}
 

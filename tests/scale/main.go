@@ -65,7 +65,7 @@ func main() {
 	)
 	flag.IntVar(&opt.Peers, "peers", 10, "peers to run")
 	flag.IntVar(&opt.Objects, "objects", 1000, "ConfigMaps in the desired state")
-	flag.IntVar(&opt.Pods, "pods", 0, "replicas to run (deployments of 10; default: 5 a peer)")
+	flag.IntVar(&opt.Pods, "pods", -1, "replicas to run (deployments of 10; -1: 5 a peer; 0: none, with -failover=false)")
 	flag.IntVar(&opt.Writes, "writes", 50, "writes timed for convergence")
 	flag.DurationVar(&opt.Window, "window", 15*time.Second, "how long idle and loaded traffic are measured")
 	flag.IntVar(&opt.LoadRate, "load", 10, "writes a second during the loaded window (0: none)")
@@ -77,7 +77,7 @@ func main() {
 	flag.BoolVar(&verbose, "v", false, "log the peers' warnings and errors to stderr")
 	flag.StringVar(&profile, "cpuprofile", "", "write a CPU profile of the whole run to this file")
 	flag.Parse()
-	if opt.Pods == 0 {
+	if opt.Pods < 0 {
 		opt.Pods = 5 * opt.Peers
 	}
 	if opt.Dir == "" {
