@@ -128,9 +128,9 @@ func (a *Agent) startCluster(ctx context.Context, wg *sync.WaitGroup) error {
 // alivePeers returns the names of the other alive members.
 func (a *Agent) alivePeers() []string {
 	var out []string
-	for _, m := range a.gossip.Members() {
-		if m.Status == gossip.StatusAlive && m.Name != a.cfg.Name {
-			out = append(out, m.Name)
+	for _, m := range a.gossip.AliveNames() {
+		if m != a.cfg.Name {
+			out = append(out, m)
 		}
 	}
 	return out
