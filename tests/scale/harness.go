@@ -675,7 +675,7 @@ func (h *harness) failover(ctx context.Context, want map[string]int) (float64, i
 		return true
 	})
 	if err != nil {
-		return 0, most, err
+		return 0, most, fmt.Errorf("%w (%s)", err, h.why(want))
 	}
 	return float64(time.Since(t0).Milliseconds()), most, nil
 }

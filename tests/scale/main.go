@@ -120,7 +120,8 @@ func main() {
 	defer stop()
 	res, err := Run(ctx, opt)
 	if err != nil {
-		fmt.Fprintln(os.Stderr, "scale:", err)
+		b, _ := json.Marshal(res)
+		fmt.Fprintf(os.Stderr, "scale: %v\nscale: measured until then: %s\n", err, b)
 		pprof.StopCPUProfile()
 		os.Exit(1)
 	}
