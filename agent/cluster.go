@@ -116,20 +116,24 @@ func (a *Agent) startCluster(ctx context.Context, wg *sync.WaitGroup) error {
 	})
 	run(func() { a.repl.antiEntropyLoop(ctx, 2*time.Second, a.alivePeers, kick) })
 	run(func() { a.tagLoop(ctx) })
-	run(func() { a.podNetLoop(ctx, 2*time.Second) })
+	if a.nw != nil { // a peer with pod networking (not a Sim)
+		run(func() { a.podNetLoop(ctx, 2*time.Second) })
+	}
 	run(func() { a.rotationLoop(ctx) })
 	run(func() { a.statusLoop(ctx, 500*time.Millisecond) })
 	run(func() { a.gcLoop(ctx, time.Hour, crdt.DefaultTombstoneHorizon) })
-	run(func() { a.images.inventoryLoop(ctx) })
+	if a.ctd != nil { // a peer with containerd (not a Sim)
+		run(func() { a.images.inventoryLoop(ctx) })
+	}
 	return nil
 }
 
 // alivePeers returns the names of the other alive members.
 func (a *Agent) alivePeers() []string {
 	var out []string
-	for _, m := range a.gossip.Members() {
-		if m.Status == gossip.StatusAlive && m.Name != a.cfg.Name {
-			out = append(out, m.Name)
+	for _, m := range a.gossip.AliveNames() {
+		if m != a.cfg.Name {
+			out = append(out, m)
 		}
 	}
 	return out

@@ -117,15 +117,8 @@ func (a *Agent) aliveMembers() []string {
 	if a.gossip == nil {
 		return []string{a.cfg.Name}
 	}
-	var out []string
-	self := false
-	for _, m := range a.gossip.Members() {
-		if m.Status == "Alive" {
-			out = append(out, m.Name)
-			self = self || m.Name == a.cfg.Name
-		}
-	}
-	if !self {
+	out := a.gossip.AliveNames()
+	if !slices.Contains(out, a.cfg.Name) {
 		out = append(out, a.cfg.Name)
 	}
 	return out

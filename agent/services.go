@@ -114,6 +114,10 @@ func (a *Agent) allocateNodePorts(objs []api.Object) error {
 type serviceNet struct {
 	prefix atomic.Pointer[[3]byte]
 
+	// virtual: addresses are given but never put on lo (a Sim peer,
+	// which has no service proxy).
+	virtual bool
+
 	mu       sync.Mutex
 	assigned map[string]string // service key -> IP
 	added    map[string]bool   // IPs added to lo
@@ -204,6 +208,9 @@ func (n *serviceNet) sync(ctx context.Context, ips []string) error {
 	for _, ip := range ips {
 		want[ip] = true
 	}
+	if n.virtual {
+		return nil
+	}
 	var errs []string
 	for ip := range want {
 		if n.added[ip] {
@@ -231,6 +238,9 @@ func (n *serviceNet) sync(ctx context.Context, ips []string) error {
 
 // removeAll removes every address of this peer's service network from lo.
 func (n *serviceNet) removeAll(ctx context.Context) {
+	if n.virtual {
+		return
+	}
 	out, err := exec.CommandContext(ctx, "ip", "-o", "-4", "addr", "show", "dev", "lo").Output()
 	if err != nil {
 		return

@@ -654,8 +654,12 @@ func (s *store) merge(d crdt.Delta) (bool, error) {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	next := s.st.Clone()
-	changed := next.Merge(d)
+	// Merged in place: a delta holds a few registers, and a copy of the
+	// whole state for each (as a local write makes, to check it first)
+	// made every merge cost as much as the state, on every peer, for every
+	// delta of every peer (tests/scale). Nothing reads s.st without mu:
+	// saveLoop saves holding it for reading.
+	changed := s.st.Merge(d)
 	if changed.Len() == 0 {
 		return false, nil
 	}
@@ -663,7 +667,6 @@ func (s *store) merge(d crdt.Delta) (bool, error) {
 	// Visible at once; saved by saveLoop soon after (a remote change needs
 	// no local acknowledgement, and anti-entropy repairs what a crash
 	// loses). Not re-published: gossip already spreads it.
-	s.st = next
 	close(s.watch)
 	s.watch = make(chan struct{})
 	select {
@@ -678,13 +681,13 @@ func (s *store) merge(d crdt.Delta) (bool, error) {
 func (s *store) saveLoop(ctx context.Context, log interface{ Error(string, ...any) }) {
 	save := func() {
 		// Locks in commit's order (mu, then saveMu), so that no older state
-		// is written over a newer one.
+		// is written over a newer one; mu is held for reading throughout,
+		// since merge changes the state in place.
 		s.mu.RLock()
+		defer s.mu.RUnlock()
 		s.saveMu.Lock()
-		st := s.st
-		s.mu.RUnlock()
 		defer s.saveMu.Unlock()
-		if err := st.Save(s.path); err != nil {
+		if err := s.st.Save(s.path); err != nil {
 			log.Error("save desired state", "err", err)
 		}
 	}

@@ -615,6 +615,21 @@ func (n *Node) Members() []Member {
 	return out
 }
 
+// AliveNames returns the names of the alive members, this node included
+// when alive, sorted: Members without a copy of every member's address and
+// tags (a peer's reconcile loop asks for it at every pass).
+func (n *Node) AliveNames() []string {
+	ms := n.serf.Members()
+	out := make([]string, 0, len(ms))
+	for _, m := range ms {
+		if m.Status == serf.StatusAlive {
+			out = append(out, m.Name)
+		}
+	}
+	sort.Strings(out)
+	return out
+}
+
 // memberLocked converts a serf member, recording when its status changed.
 func (n *Node) memberLocked(m serf.Member) Member {
 	st := statusString(m.Status)
