@@ -404,29 +404,17 @@ func Run(ctx context.Context, cfg Config) error {
 	ctd.SetImageLimits(runtime.ImageLimits{MaxBytes: cfg.MaxImageSize, MaxExpansion: cfg.MaxImageExpansion})
 	a.rt = ctd
 	a.ctd = ctd
-	a.pods = runtime.NewPodManager(podRuntime{ctd, a}, runtime.Options{
-		Node: cfg.Name, HostIP: cfg.Bind, StateDir: filepath.Join(cfg.DataDir, "pods"), Log: log, // claims.go reads it too
-		ResolvConf:       a.resolvConf,
-		Config:           configSource{st},
-		NodeCPUMilli:     func() int64 { m, _ := api.ParseCPU(capacity()["cpu"]); return m }(),
-		NodeMemBytes:     func() int64 { b, _ := api.ParseMemory(capacity()["memory"]); return b }(),
-		AllowedHostPaths: cfg.AllowedHostPaths,
-		EnsureImage: func(ctx context.Context, ref string) error {
-			if a.images == nil {
-				return errors.New("not joined to the cluster yet")
-			}
-			return a.images.ensure(ctx, ref)
-		},
-		Changed: func() {
-			select {
-			case a.statusKick <- struct{}{}:
-			default:
-			}
-		},
-		Events: func(p *api.Pod, typ, reason, msg string) {
-			a.events.record(api.ObjectReference{Kind: api.KindPod, Namespace: p.Metadata.Namespace, Name: p.Metadata.Name, UID: p.Metadata.UID}, typ, reason, msg)
-		},
-	})
+	opts := a.podManagerOptions()
+	opts.NodeCPUMilli = func() int64 { m, _ := api.ParseCPU(capacity()["cpu"]); return m }()
+	opts.NodeMemBytes = func() int64 { b, _ := api.ParseMemory(capacity()["memory"]); return b }()
+	opts.AllowedHostPaths = cfg.AllowedHostPaths
+	opts.EnsureImage = func(ctx context.Context, ref string) error {
+		if a.images == nil {
+			return errors.New("not joined to the cluster yet")
+		}
+		return a.images.ensure(ctx, ref)
+	}
+	a.pods = runtime.NewPodManager(podRuntime{ctd, a}, opts)
 	if err := a.pods.Start(ctx); err != nil {
 		return err
 	}
@@ -689,6 +677,27 @@ func Reset(ctx context.Context, cfg Config) error {
 		cfg.Log.Warn("remove the kernel's service rules", "err", err)
 	}
 	return runtime.Purge(ctx, cfg.DataDir, cfg.ContainerdAddress, cfg.ContainerdNamespace, cfg.Bridge, cfg.Log)
+}
+
+// podManagerOptions are the pod manager's options every peer has, real or
+// simulated: where it keeps its records (claims.go reads them too), the
+// pods' resolv.conf, ConfigMaps and Secrets from the store, and the status
+// and event callbacks.
+func (a *Agent) podManagerOptions() runtime.Options {
+	return runtime.Options{
+		Node: a.cfg.Name, HostIP: a.cfg.Bind, StateDir: filepath.Join(a.cfg.DataDir, "pods"), Log: a.log,
+		ResolvConf: a.resolvConf,
+		Config:     configSource{a.store},
+		Changed: func() {
+			select {
+			case a.statusKick <- struct{}{}:
+			default:
+			}
+		},
+		Events: func(p *api.Pod, typ, reason, msg string) {
+			a.events.record(api.ObjectReference{Kind: api.KindPod, Namespace: p.Metadata.Namespace, Name: p.Metadata.Name, UID: p.Metadata.UID}, typ, reason, msg)
+		},
+	}
 }
 
 // processAlive reports whether pid is a running chorus agent.

@@ -64,20 +64,7 @@ func StartSim(ctx context.Context, cfg Config, rt runtime.Runtime) (*Sim, error)
 	ctx, stop := context.WithCancel(ctx)
 	s := &Sim{a: a, stop: stop}
 	a.leave = stop
-	a.pods = runtime.NewPodManager(rt, runtime.Options{
-		Node: cfg.Name, HostIP: cfg.Bind, StateDir: filepath.Join(cfg.DataDir, "pods"), Log: log,
-		ResolvConf: a.resolvConf,
-		Config:     configSource{st},
-		Changed: func() {
-			select {
-			case a.statusKick <- struct{}{}:
-			default:
-			}
-		},
-		Events: func(p *api.Pod, typ, reason, msg string) {
-			a.events.record(api.ObjectReference{Kind: api.KindPod, Namespace: p.Metadata.Namespace, Name: p.Metadata.Name, UID: p.Metadata.UID}, typ, reason, msg)
-		},
-	})
+	a.pods = runtime.NewPodManager(rt, a.podManagerOptions())
 	if err := a.pods.Start(ctx); err != nil {
 		stop()
 		return nil, err
