@@ -520,7 +520,7 @@ func (c *Cluster) Check(r *Report, timeout time.Duration) {
 		time.Sleep(500 * time.Millisecond)
 	}
 	r.SettleSeconds = time.Since(start).Seconds()
-	r.Violations = last
+	r.Violations = append(r.Violations, last...) // after those the scenario found itself
 	if len(last) > 0 {
 		c.mu.Lock()
 		for _, op := range c.ops {
