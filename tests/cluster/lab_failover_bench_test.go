@@ -46,7 +46,7 @@ func BenchmarkLabFailover(b *testing.B) {
 
 func labFailover(b *testing.B, loss float64) {
 	name := fmt.Sprintf("lf%d", os.Getpid()%10000)
-	l := lab.Lab{Name: name, Subnet: netip.MustParsePrefix("10.214.204.0/24")}
+	l := lab.Lab{Name: name, Subnet: netip.MustParsePrefix("10.214.205.0/24")}
 	dir := b.TempDir()
 	create := []string{"cluster", "create", "--name", name, "--peers", "5", "--subnet", l.Subnet.String(), "--dir", dir}
 	run := func(name string, args ...string) {
