@@ -64,7 +64,7 @@ func (a *Agent) startCluster(ctx context.Context, wg *sync.WaitGroup) error {
 		a.log.Warn("last exchange with another peer is older than the tombstone horizon: the state will be rebuilt from the first peer that answers",
 			"horizon", crdt.DefaultTombstoneHorizon)
 	}
-	a.images = newImageSharing(a, a.ctd, cfg.FaultCorruptBlobs)
+	a.images = newImageSharing(a, a.ctd)
 	n.HandleSync(a.handleSync)
 
 	kick := make(chan struct{}, 1)

@@ -149,9 +149,8 @@ type imageStore interface {
 
 // imageSharing fetches images from other peers and serves this peer's.
 type imageSharing struct {
-	a       *Agent
-	store   imageStore
-	corrupt bool // fault injection: serve corrupted blobs (tests)
+	a     *Agent
+	store imageStore
 
 	mu       sync.Mutex
 	inflight map[string]*fetch    // by image name
@@ -174,8 +173,8 @@ type fetch struct {
 	err  error
 }
 
-func newImageSharing(a *Agent, st imageStore, corrupt bool) *imageSharing {
-	return &imageSharing{a: a, store: st, corrupt: corrupt, inflight: map[string]*fetch{}, lastUsed: map[string]time.Time{}, refusals: map[string]refusal{}, tried: map[string]time.Time{}, kick: make(chan struct{}, 1)}
+func newImageSharing(a *Agent, st imageStore) *imageSharing {
+	return &imageSharing{a: a, store: st, inflight: map[string]*fetch{}, lastUsed: map[string]time.Time{}, refusals: map[string]refusal{}, tried: map[string]time.Time{}, kick: make(chan struct{}, 1)}
 }
 
 func (s *imageSharing) published() {
@@ -659,7 +658,7 @@ func (s *imageSharing) serve(ctx context.Context, from string, req []byte) ([]by
 			return nil, err
 		}
 		s.blobsServed.Add(1)
-		return s.corrupted(data), nil
+		return data, nil
 	case msgChunk:
 		return s.serveChunk(ctx, from, req[1:])
 	}
