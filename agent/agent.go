@@ -413,24 +413,39 @@ func Reset(ctx context.Context, cfg Config) error {
 }
 
 // podManagerOptions are the pod manager's options every peer has, real or
-// simulated: where it keeps its records (claims.go reads them too), the
-// pods' resolv.conf, ConfigMaps and Secrets from the store, and the status
-// and event callbacks.
+// simulated: where it keeps its records (claims.go reads them too),
+// ConfigMaps and Secrets from the store, and the peer as its Host.
 func (a *Agent) podManagerOptions() runtime.Options {
 	return runtime.Options{
 		Node: a.cfg.Name, HostIP: a.cfg.Bind, StateDir: filepath.Join(a.cfg.DataDir, "pods"), Log: a.log,
-		ResolvConf: a.resolvConf,
-		Config:     configSource{a.store},
-		Changed: func() {
-			select {
-			case a.statusKick <- struct{}{}:
-			default:
-			}
-		},
-		Events: func(p *api.Pod, typ, reason, msg string) {
-			a.events.record(api.ObjectReference{Kind: api.KindPod, Namespace: p.Metadata.Namespace, Name: p.Metadata.Name, UID: p.Metadata.UID}, typ, reason, msg)
-		},
+		Config: configSource{a.store},
+		Host:   podHost{a},
 	}
+}
+
+// podHost is the peer as its pod manager sees it (runtime.Host): events
+// recorded, the status publication woken, the pods' resolv.conf, and
+// images fetched from the other peers.
+type podHost struct{ a *Agent }
+
+func (h podHost) PodEvent(p *api.Pod, typ, reason, msg string) {
+	h.a.events.record(api.ObjectReference{Kind: api.KindPod, Namespace: p.Metadata.Namespace, Name: p.Metadata.Name, UID: p.Metadata.UID}, typ, reason, msg)
+}
+
+func (h podHost) PodsChanged() {
+	select {
+	case h.a.statusKick <- struct{}{}:
+	default:
+	}
+}
+
+func (h podHost) ResolvConf(ns string) string { return h.a.resolvConf(ns) }
+
+func (h podHost) EnsureImage(ctx context.Context, ref string) error {
+	if h.a.images == nil {
+		return errors.New("not joined to the cluster yet")
+	}
+	return h.a.images.ensure(ctx, ref)
 }
 
 // processAlive reports whether pid is a running chorus agent.

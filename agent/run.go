@@ -242,12 +242,6 @@ func (a *Agent) startRuntime(ctx context.Context, podMTU int, undo *undoStack) (
 	opts.NodeCPUMilli = func() int64 { m, _ := api.ParseCPU(capacity()["cpu"]); return m }()
 	opts.NodeMemBytes = func() int64 { b, _ := api.ParseMemory(capacity()["memory"]); return b }()
 	opts.AllowedHostPaths = cfg.AllowedHostPaths
-	opts.EnsureImage = func(ctx context.Context, ref string) error {
-		if a.images == nil {
-			return errors.New("not joined to the cluster yet")
-		}
-		return a.images.ensure(ctx, ref)
-	}
 	a.pods = runtime.NewPodManager(podRuntime{ctd, a}, opts)
 	if err := a.pods.Start(ctx); err != nil {
 		return "", err
