@@ -1,4 +1,15 @@
-package agent
+// Package state is a peer's replica of the cluster's desired state: the
+// API objects as typed values (api.Object) over a crdt.State, in memory
+// and on disk. A local write is validated as apply validates, stamped by
+// the peer's clock, saved (synced to disk) and only then acknowledged; its
+// delta goes to the publish function the replicator gives. Deltas of other
+// peers are merged (Merge) and saved soon after (SaveLoop). What no write
+// path accepts (an invalid object from an older peer or a damaged disk)
+// is left out of every read and reported, never returned.
+//
+// Refusals are domain errors (ErrNotFound, ErrExists, ErrInvalid,
+// ErrConflict, ErrCannotOrphan); the package knows nothing of HTTP.
+package state
 
 import (
 	"bytes"
@@ -16,10 +27,9 @@ import (
 
 	"github.com/chorus-sh/chorus/api"
 	"github.com/chorus-sh/chorus/crdt"
-	"github.com/chorus-sh/chorus/trust"
 )
 
-// Annotations the agent adds to objects it returns: the object's version
+// Annotations the store adds to objects it returns: the object's version
 // (its newest HLC stamp) and the peer that wrote it last.
 const (
 	annotationVersion    = "chorus.io/version"
@@ -34,14 +44,14 @@ type Result struct {
 	Action    string `json:"action"` // created, configured, unchanged, deleted, notfound, scaled
 }
 
-// store is this peer's replica of the desired state: a crdt.State in memory
+// Store is this peer's replica of the desired state: a crdt.State in memory
 // and on disk. A local write is stamped by the peer's clock, saved (synced
 // to disk) and only then acknowledged; its delta goes to publish, which
 // hands it to gossip. Remote deltas are merged and saved the same way.
-type store struct {
+type Store struct {
 	path    string
 	clock   *crdt.Clock
-	publish func(crdt.Delta) // set before the first write; may be nil
+	publish func(crdt.Delta) // set (SetPublish) before the first write; may be nil
 
 	mu    sync.RWMutex
 	st    *crdt.State
@@ -64,7 +74,7 @@ type store struct {
 	exchanged     chan struct{}
 	exchangedOnce sync.Once
 
-	// setAside is what openStore did with a state file it could not read
+	// setAside is what Open did with a state file it could not read
 	// (moved aside, started empty); "" when the file was read.
 	setAside string
 	// checked remembers the objects that decoded and validated, and those
@@ -76,7 +86,7 @@ type store struct {
 	// sealer encrypts Secrets in the state (sealing.go); nil stores them
 	// in clear (an --insecure peer without a gossip key). A rotation of
 	// the cluster secret replaces it while the peer serves.
-	sealer atomic.Pointer[trust.Sealer]
+	sealer atomic.Pointer[sealerBox]
 }
 
 // checkedObjects is the outcome of checking each stored object at its
@@ -132,9 +142,9 @@ func (c *checkedObjects) list() []api.InvalidObject {
 	return out
 }
 
-// invalid returns the objects of the state that do not decode or
+// Invalid returns the objects of the state that do not decode or
 // validate, as last read.
-func (s *store) invalid() []api.InvalidObject {
+func (s *Store) Invalid() []api.InvalidObject {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	s.checked.forget(s.st)
@@ -157,12 +167,12 @@ func (c *checkedObjects) forget(st *crdt.State) {
 	}
 }
 
-// openStore loads the state saved at path. A file that is not a valid
+// Open loads the state saved at path, for the peer node. A file that is not a valid
 // state file (corrupt, truncated, of another format) does not stop the
 // peer: it is renamed aside (path.corrupt-<unix time>), the peer starts
 // with an empty state that anti-entropy fills from the other peers, and
 // setAside says what happened. Only an I/O error fails.
-func openStore(path, node string) (*store, error) {
+func Open(path, node string) (*Store, error) {
 	st, err := crdt.Load(path)
 	setAside := ""
 	if errors.Is(err, crdt.ErrMalformed) {
@@ -176,11 +186,55 @@ func openStore(path, node string) (*store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("desired state: %w", err)
 	}
-	s := &store{path: path, clock: crdt.NewClock(node, time.Now), st: st, watch: make(chan struct{}), dirty: make(chan struct{}, 1), setAside: setAside,
+	s := &Store{path: path, clock: crdt.NewClock(node, time.Now), st: st, watch: make(chan struct{}), dirty: make(chan struct{}, 1), setAside: setAside,
 		exchanged: make(chan struct{})}
 	// Never issue a stamp below what this peer already wrote or saw.
 	_ = s.clock.Observe(st.MaxStamp())
 	return s, nil
+}
+
+// SetPublish gives the function each local write's delta is handed to
+// (the replicator's queue); call it before the first write.
+func (s *Store) SetPublish(publish func(crdt.Delta)) { s.publish = publish }
+
+// Path is the file the state is saved to.
+func (s *Store) Path() string { return s.path }
+
+// SetAside says what Open did with a state file it could not read ("" when
+// it was read).
+func (s *Store) SetAside() string { return s.setAside }
+
+// Now returns a new stamp of this peer's clock.
+func (s *Store) Now() crdt.Stamp { return s.clock.Now() }
+
+// Deltas returns how many deltas of other peers were merged and how many
+// were refused (a stamp too far ahead of this peer's clock).
+func (s *Store) Deltas() (merged, rejected int64) { return s.merged.Load(), s.rejected.Load() }
+
+// Exchanged returns a channel closed at the first successful exchange with
+// another peer (Synced).
+func (s *Store) Exchanged() <-chan struct{} { return s.exchanged }
+
+// ReportInvalid makes report be told once of every object version found
+// invalid from now on.
+func (s *Store) ReportInvalid(report func(api.InvalidObject)) {
+	s.checked.mu.Lock()
+	defer s.checked.mu.Unlock()
+	s.checked.report = report
+}
+
+// Decode decodes a stored object's document and validates it as every
+// write path does; it is how the store reads what the disk or another peer
+// gives it.
+func Decode(raw []byte) (api.Object, error) {
+	o, err := decodeStored(raw)
+	if err != nil {
+		return nil, err
+	}
+	if err := validateStored(o); err != nil {
+		return nil, err
+	}
+	return o, nil
 }
 
 // docOf encodes an object for the CRDT: its JSON without status.
@@ -217,7 +271,7 @@ func decodeStored(raw []byte) (api.Object, error) {
 // applies (a value written by an older version, read from a damaged disk
 // or sent by a faulty peer), is left out and reported (checkedObjects),
 // never returned: nothing downstream may see, say, 2^31 replicas.
-func (s *store) object(key string) (api.Object, bool) {
+func (s *Store) object(key string) (api.Object, bool) {
 	fields, ok := s.st.Get(key)
 	if !ok {
 		return nil, false
@@ -255,17 +309,10 @@ func validateStored(o api.Object) error {
 	return nil
 }
 
-// invalidError is a write refused because the object it would leave does
-// not validate: 422 Invalid, as Kubernetes answers.
-type invalidError struct{ err *api.ManifestError }
-
-func (e *invalidError) Error() string { return e.err.Error() }
-func (e *invalidError) Unwrap() error { return e.err }
-
 // checkWrite validates, in next, every API object d writes (whatever the
 // write path: apply, create, scale, rollout, ...), so that no write can
 // store an object that apply would refuse.
-func (s *store) checkWrite(next *crdt.State, d crdt.Delta) error {
+func (s *Store) checkWrite(next *crdt.State, d crdt.Delta) error {
 	seen := map[string]bool{}
 	var errs []api.FieldError
 	for _, e := range d.Entries {
@@ -273,7 +320,7 @@ func (s *store) checkWrite(next *crdt.State, d crdt.Delta) error {
 			continue
 		}
 		seen[e.Key] = true
-		kind, _, name := splitKey(e.Key)
+		kind, _, name := SplitKey(e.Key)
 		switch kind {
 		case api.KindNamespace, api.KindDeployment, api.KindService, api.KindDaemonSet, api.KindConfigMap, api.KindSecret, api.KindPod,
 			api.KindJob, api.KindCronJob, api.KindStatefulSet, api.KindPersistentVolumeClaim, api.KindServiceAccount,
@@ -296,7 +343,7 @@ func (s *store) checkWrite(next *crdt.State, d crdt.Delta) error {
 		}
 	}
 	if len(errs) > 0 {
-		return &invalidError{err: &api.ManifestError{Errors: errs}}
+		return newInvalid(errs)
 	}
 	return nil
 }
@@ -321,7 +368,7 @@ func sameFields(cur, next map[string]json.RawMessage) bool {
 
 // commit saves next as the new state, swaps it in and spreads d; the caller
 // holds mu.
-func (s *store) commit(next *crdt.State, d crdt.Delta) error {
+func (s *Store) commit(next *crdt.State, d crdt.Delta) error {
 	if d.Len() == 0 {
 		return nil
 	}
@@ -343,9 +390,11 @@ func (s *store) commit(next *crdt.State, d crdt.Delta) error {
 	return nil
 }
 
-// apply stores objs all together or not at all. With create, it fails
-// with AlreadyExists if any of them exists, and stores nothing.
-func (s *store) apply(objs []api.Object, now time.Time, create bool) ([]Result, error) {
+// Apply stores objs all together or not at all. With create, it fails
+// with an *ExistsError (ErrExists) if any of them exists, and stores
+// nothing. An object whose namespace does not exist (and is not in objs)
+// is ErrNotFound; one that does not validate, ErrInvalid.
+func (s *Store) Apply(objs []api.Object, now time.Time, create bool) ([]Result, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if err := s.checkNamespaces(objs); err != nil {
@@ -356,7 +405,7 @@ func (s *store) apply(objs []api.Object, now time.Time, create bool) ([]Result, 
 			// An invalid stored object (left out of every list) does not
 			// exist for a client: creating one replaces it.
 			if _, ok := s.object(api.ObjectKey(o)); ok {
-				return nil, &existsError{resource: groupResource(o.GetKind()), name: o.Meta().Name}
+				return nil, &ExistsError{Resource: GroupResource(o.GetKind()), Name: o.Meta().Name}
 			}
 		}
 	}
@@ -397,7 +446,7 @@ func (s *store) apply(objs []api.Object, now time.Time, create bool) ([]Result, 
 				clear = cur // an object this peer cannot read: replaced whole
 			} else if old, err := s.objectOf(key, cur); err == nil {
 				if errs := api.ValidateUpdate(old, o); len(errs) > 0 {
-					return nil, &invalidError{err: &api.ManifestError{Errors: errs}}
+					return nil, newInvalid(errs)
 				}
 			}
 		}
@@ -440,7 +489,7 @@ func cloneFields(m map[string]json.RawMessage) map[string]json.RawMessage {
 
 // checkNamespaces: the namespace of every object must exist, or be created
 // by the same apply; the caller holds mu.
-func (s *store) checkNamespaces(objs []api.Object) error {
+func (s *Store) checkNamespaces(objs []api.Object) error {
 	for _, o := range objs {
 		if !api.Namespaced(o.GetKind()) {
 			continue
@@ -449,7 +498,7 @@ func (s *store) checkNamespaces(objs []api.Object) error {
 		if ns == api.DefaultNamespace || ns == "" {
 			continue
 		}
-		if _, ok := s.st.Get(objectKey(api.KindNamespace, "", ns)); ok {
+		if _, ok := s.st.Get(Key(api.KindNamespace, "", ns)); ok {
 			continue
 		}
 		found := false
@@ -459,18 +508,18 @@ func (s *store) checkNamespaces(objs []api.Object) error {
 			}
 		}
 		if !found {
-			return &notFoundError{msg: fmt.Sprintf("%s %q: namespaces %q not found (create it first, or add a Namespace to the manifest)", o.GetKind(), o.Meta().Name, ns)}
+			return &NotFoundError{Msg: fmt.Sprintf("%s %q: namespaces %q not found (create it first, or add a Namespace to the manifest)", o.GetKind(), o.Meta().Name, ns)}
 		}
 	}
 	return nil
 }
 
-// scale writes only spec.replicas of a deployment, so that it merges with a
+// Scale writes only spec.replicas of a deployment, so that it merges with a
 // concurrent change of its template on another peer.
-func (s *store) scale(key string, replicas int32) (Result, error) {
+func (s *Store) Scale(key string, replicas int32) (Result, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	kind, ns, name := splitKey(key)
+	kind, ns, name := SplitKey(key)
 	r := Result{Kind: kind, Namespace: ns, Name: name, Action: "notfound"}
 	if _, ok := s.st.Get(key); !ok {
 		return r, nil
@@ -490,16 +539,16 @@ func (s *store) scale(key string, replicas int32) (Result, error) {
 	return r, nil
 }
 
-// remove deletes the objects with the given keys; deleting a namespace
+// Remove deletes the objects with the given keys; deleting a namespace
 // deletes what it holds.
-func (s *store) remove(keys []string) ([]Result, error) {
+func (s *Store) Remove(keys []string) ([]Result, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	next := s.st.Clone()
 	var all crdt.Delta
 	var results []Result
 	for _, key := range keys {
-		kind, ns, name := splitKey(key)
+		kind, ns, name := SplitKey(key)
 		r := Result{Kind: kind, Namespace: ns, Name: name, Action: "notfound"}
 		if _, ok := next.Get(key); ok {
 			all.Entries = append(all.Entries, next.Delete(key, s.clock.Now()).Entries...)
@@ -509,7 +558,7 @@ func (s *store) remove(keys []string) ([]Result, error) {
 			}
 			if kind == api.KindNamespace {
 				for _, k := range next.Keys("") {
-					if _, kns, _ := splitKey(k); kns == name && !strings.HasPrefix(k, api.KindNamespace+"/") {
+					if _, kns, _ := SplitKey(k); kns == name && !strings.HasPrefix(k, api.KindNamespace+"/") {
 						all.Entries = append(all.Entries, next.Delete(k, s.clock.Now()).Entries...)
 					}
 				}
@@ -528,10 +577,10 @@ func (s *store) remove(keys []string) ([]Result, error) {
 // propagation): a job's pods and progress; a cron job's jobs, theirs, and
 // its progress; a stateful set's pods and the claims it owns; an
 // autoscaler's progress. The caller holds s.mu.
-func (s *store) cascade(st *crdt.State, key string) []string {
+func (s *Store) cascade(st *crdt.State, key string) []string {
 	owned, books := s.dependents(st, key)
 	out := append(owned, books...)
-	if kind, _, _ := splitKey(key); kind == api.KindCronJob {
+	if kind, _, _ := SplitKey(key); kind == api.KindCronJob {
 		for _, j := range owned {
 			out = append(out, s.cascade(st, j)...)
 		}
@@ -542,8 +591,8 @@ func (s *store) cascade(st *crdt.State, key string) []string {
 // dependents returns the objects the object at key in st owns directly
 // (ownerReferences with its uid) and the bookkeeping keys kept for it.
 // The caller holds s.mu.
-func (s *store) dependents(st *crdt.State, key string) (owned, books []string) {
-	kind, ns, name := splitKey(key)
+func (s *Store) dependents(st *crdt.State, key string) (owned, books []string) {
+	kind, ns, name := SplitKey(key)
 	fields, ok := st.Get(key)
 	if !ok {
 		return nil, nil
@@ -555,7 +604,7 @@ func (s *store) dependents(st *crdt.State, key string) (owned, books []string) {
 		for _, k := range st.Keys(childKind + "/" + ns + "/") {
 			f, _ := st.Get(k)
 			m := api.ObjectMeta{OwnerReferences: storedRefs(f)}
-			if ownedBy(&m, kind, uid) {
+			if OwnedBy(&m, kind, uid) {
 				keys = append(keys, k)
 			}
 		}
@@ -563,15 +612,15 @@ func (s *store) dependents(st *crdt.State, key string) (owned, books []string) {
 	}
 	switch kind {
 	case api.KindJob:
-		return ownedOf(api.KindPod), []string{jobProgressKey(ns, name)}
+		return ownedOf(api.KindPod), []string{JobProgressKey(ns, name)}
 	case api.KindStatefulSet:
 		return append(ownedOf(api.KindPod), ownedOf(api.KindPersistentVolumeClaim)...), []string{historyKeyOf(key)} // claims: whenDeleted Delete
 	case api.KindDaemonSet:
 		return nil, []string{historyKeyOf(key)}
 	case api.KindCronJob:
-		return ownedOf(api.KindJob), []string{cronProgressKey(ns, name)}
+		return ownedOf(api.KindJob), []string{CronProgressKey(ns, name)}
 	case api.KindHorizontalPodAutoscaler:
-		return nil, []string{hpaProgressKey(ns, name)}
+		return nil, []string{HPAProgressKey(ns, name)}
 	case api.KindDeployment:
 		return nil, []string{historyKey(ns, name)}
 	}
@@ -589,26 +638,23 @@ func storedRefs(f map[string]json.RawMessage) []api.OwnerReference {
 
 const fieldOwnerRefs = "metadata.ownerReferences"
 
-// ErrCannotOrphan says an object's dependents cannot outlive it.
-var errCannotOrphan = errors.New("cannot orphan")
-
-// removeOrphaning deletes the object at key and keeps what it owns, as
+// RemoveOrphaning deletes the object at key and keeps what it owns, as
 // Kubernetes' Orphan propagation: its reference is taken off the objects it
 // owns (a job's pods, a cron job's jobs, a stateful set's pods and claims),
 // which then stay as they are; its bookkeeping goes with it. A deployment's
 // or daemon set's pods are not objects of their own here (each peer
 // derives them from their owner), so they cannot be orphaned.
-func (s *store) removeOrphaning(key string) (Result, error) {
+func (s *Store) RemoveOrphaning(key string) (Result, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	kind, ns, name := splitKey(key)
+	kind, ns, name := SplitKey(key)
 	r := Result{Kind: kind, Namespace: ns, Name: name, Action: "notfound"}
 	fields, ok := s.st.Get(key)
 	if !ok {
 		return r, nil
 	}
 	if kind == api.KindDeployment || kind == api.KindDaemonSet {
-		return r, fmt.Errorf("%w: the pods of a %s are derived from it by every peer, not objects of their own, so they cannot outlive it (delete with propagationPolicy Background or Foreground)", errCannotOrphan, kind)
+		return r, fmt.Errorf("%w: the pods of a %s are derived from it by every peer, not objects of their own, so they cannot outlive it (delete with propagationPolicy Background or Foreground)", ErrCannotOrphan, kind)
 	}
 	var uid string
 	_ = json.Unmarshal(fields[crdt.FieldUID], &uid)
@@ -643,9 +689,9 @@ func (s *store) removeOrphaning(key string) (Result, error) {
 	return r, nil
 }
 
-// merge applies a delta from another peer; it reports whether anything
+// Merge applies a delta from another peer; it reports whether anything
 // changed.
-func (s *store) merge(d crdt.Delta) (bool, error) {
+func (s *Store) Merge(d crdt.Delta) (bool, error) {
 	for _, e := range d.Entries {
 		if err := s.clock.Observe(e.Reg.Stamp); err != nil {
 			s.rejected.Add(1)
@@ -658,13 +704,13 @@ func (s *store) merge(d crdt.Delta) (bool, error) {
 	// whole state for each (as a local write makes, to check it first)
 	// made every merge cost as much as the state, on every peer, for every
 	// delta of every peer (tests/scale). Nothing reads s.st without mu:
-	// saveLoop saves holding it for reading.
+	// SaveLoop saves holding it for reading.
 	changed := s.st.Merge(d)
 	if changed.Len() == 0 {
 		return false, nil
 	}
 	s.merged.Add(1)
-	// Visible at once; saved by saveLoop soon after (a remote change needs
+	// Visible at once; saved by SaveLoop soon after (a remote change needs
 	// no local acknowledgement, and anti-entropy repairs what a crash
 	// loses). Not re-published: gossip already spreads it.
 	close(s.watch)
@@ -676,9 +722,9 @@ func (s *store) merge(d crdt.Delta) (bool, error) {
 	return true, nil
 }
 
-// saveLoop saves merged changes, at most every 100ms, and once more when
+// SaveLoop saves merged changes, at most every 100ms, and once more when
 // ctx ends.
-func (s *store) saveLoop(ctx context.Context, log interface{ Error(string, ...any) }) {
+func (s *Store) SaveLoop(ctx context.Context, log interface{ Error(string, ...any) }) {
 	save := func() {
 		// Locks in commit's order (mu, then saveMu), so that no older state
 		// is written over a newer one; mu is held for reading throughout,
@@ -710,28 +756,28 @@ func (s *store) saveLoop(ctx context.Context, log interface{ Error(string, ...an
 	}
 }
 
-// read runs f with the state held for reading (for anti-entropy).
-func (s *store) read(f func(st *crdt.State)) {
+// Read runs f with the state held for reading (for anti-entropy).
+func (s *Store) Read(f func(st *crdt.State)) {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	f(s.st)
 }
 
-// changed returns a channel closed at the next change.
-func (s *store) changed() <-chan struct{} {
+// Changed returns a channel closed at the next change.
+func (s *Store) Changed() <-chan struct{} {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	return s.watch
 }
 
-// list returns the objects of kind in namespace ns ("" for all), sorted by
+// List returns the objects of kind in namespace ns ("" for all), sorted by
 // namespace and name.
-func (s *store) list(kind, ns string) []api.Object {
+func (s *Store) List(kind, ns string) []api.Object {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	var out []api.Object
 	for _, key := range s.st.Keys(kind + "/") {
-		_, kns, _ := splitKey(key)
+		_, kns, _ := SplitKey(key)
 		if ns != "" && api.Namespaced(kind) && kns != ns {
 			continue
 		}
@@ -743,50 +789,13 @@ func (s *store) list(kind, ns string) []api.Object {
 	return out
 }
 
-func (s *store) get(key string) (api.Object, bool) {
+// Get returns the object at key, as List returns it (an invalid one is
+// not found).
+func (s *Store) Get(key string) (api.Object, bool) {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	return s.object(key)
 }
-
-func objectKey(kind, ns, name string) string {
-	if !api.Namespaced(kind) {
-		ns = ""
-	}
-	return kind + "/" + ns + "/" + name
-}
-
-func splitKey(key string) (kind, ns, name string) {
-	kind, rest, _ := strings.Cut(key, "/")
-	ns, name, _ = strings.Cut(rest, "/")
-	return kind, ns, name
-}
-
-// groupResource names a kind as Kubernetes' messages do: "deployments.apps".
-func groupResource(kind string) string {
-	switch kind {
-	case api.KindDeployment, api.KindDaemonSet:
-		return strings.ToLower(kind) + "s.apps"
-	case api.KindIngress, api.KindIngressClass:
-		return strings.ToLower(kind) + "es.networking.k8s.io"
-	case api.KindHorizontalPodAutoscaler:
-		return "horizontalpodautoscalers.autoscaling"
-	case api.KindJob, api.KindCronJob:
-		return strings.ToLower(kind) + "s.batch"
-	case api.KindStatefulSet:
-		return "statefulsets.apps"
-	}
-	return strings.ToLower(kind) + "s"
-}
-
-type notFoundError struct{ msg string }
-
-func (e *notFoundError) Error() string { return e.msg }
-
-// existsError is a create of an object that exists.
-type existsError struct{ resource, name string }
-
-func (e *existsError) Error() string { return fmt.Sprintf("%s %q already exists", e.resource, e.name) }
 
 // copyObject deep-copies an object of any stored kind.
 func copyObject(o api.Object) api.Object {
@@ -804,9 +813,9 @@ func copyObject(o api.Object) api.Object {
 	return c
 }
 
-// writeFields writes only the given fields of key (null removes one), at a
+// WriteFields writes only the given fields of key (null removes one), at a
 // new stamp: for objects only this peer writes, such as its pod statuses.
-func (s *store) writeFields(key string, fields map[string]json.RawMessage) error {
+func (s *Store) WriteFields(key string, fields map[string]json.RawMessage) error {
 	if len(fields) == 0 {
 		return nil
 	}
@@ -817,16 +826,16 @@ func (s *store) writeFields(key string, fields map[string]json.RawMessage) error
 	return s.commit(next, d)
 }
 
-// rawFields returns the fields of key as stored.
-func (s *store) rawFields(key string) map[string]json.RawMessage {
+// RawFields returns the fields of key as stored.
+func (s *Store) RawFields(key string) map[string]json.RawMessage {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	f, _ := s.st.Get(key)
 	return f
 }
 
-// gc drops tombstones older than the horizon.
-func (s *store) gc(now time.Time, horizon time.Duration) (int, error) {
+// GC drops tombstones older than the horizon.
+func (s *Store) GC(now time.Time, horizon time.Duration) (int, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	next := s.st.Clone()
@@ -845,13 +854,14 @@ func (s *store) gc(now time.Time, horizon time.Duration) (int, error) {
 	return n, nil
 }
 
-// syncFile records when this peer last exchanged state with another.
-func (s *store) syncFile() string { return s.path + ".last-sync" }
+// SyncFile is the file that records when this peer last exchanged state
+// with another.
+func (s *Store) SyncFile() string { return s.path + ".last-sync" }
 
-// checkStale marks the state stale when the last exchange with another
+// CheckStale marks the state stale when the last exchange with another
 // peer is older than horizon.
-func (s *store) checkStale(now time.Time, horizon time.Duration) bool {
-	b, err := os.ReadFile(s.syncFile())
+func (s *Store) CheckStale(now time.Time, horizon time.Duration) bool {
+	b, err := os.ReadFile(s.SyncFile())
 	if err != nil {
 		return false
 	}
@@ -866,9 +876,9 @@ func (s *store) checkStale(now time.Time, horizon time.Duration) bool {
 	return s.stale.Load()
 }
 
-// synced records a successful exchange (at most once a minute on disk),
+// Synced records a successful exchange (at most once a minute on disk),
 // discarding a stale state first.
-func (s *store) synced(now time.Time) error {
+func (s *Store) Synced(now time.Time) error {
 	if s.exchanged != nil {
 		s.exchangedOnce.Do(func() { close(s.exchanged) })
 	}
@@ -876,15 +886,15 @@ func (s *store) synced(now time.Time) error {
 		return nil
 	}
 	s.lastSync.Store(now.Unix())
-	if err := os.WriteFile(s.syncFile(), []byte(strconv.FormatInt(now.Unix(), 10)+"\n"), 0o644); err != nil {
+	if err := os.WriteFile(s.SyncFile(), []byte(strconv.FormatInt(now.Unix(), 10)+"\n"), 0o644); err != nil {
 		return fmt.Errorf("record the last exchange with a peer: %w", err)
 	}
 	return nil
 }
 
-// resetIfStale drops a stale state before the first exchange with a live
+// ResetIfStale drops a stale state before the first exchange with a live
 // peer; it reports whether it did.
-func (s *store) resetIfStale() bool {
+func (s *Store) ResetIfStale() bool {
 	if !s.stale.CompareAndSwap(true, false) {
 		return false
 	}
@@ -896,8 +906,8 @@ func (s *store) resetIfStale() bool {
 	return true
 }
 
-// annotationEndpoints lists a service's Ready endpoints, as read.
-const annotationEndpoints = "chorus.io/endpoints"
+// AnnotationEndpoints lists a service's Ready endpoints, as read.
+const AnnotationEndpoints = "chorus.io/endpoints"
 
 // fieldGeneration holds metadata.generation in the replicated state: a
 // register that every write changing the spec sets one above what the
@@ -943,7 +953,7 @@ func withGeneration(fields, cur map[string]json.RawMessage) map[string]json.RawM
 
 // serverAnnotations are set on objects as they are read; a client that
 // writes an object back (kubectl edit, replace) must not store them.
-var serverAnnotations = []string{annotationVersion, annotationLastWriter, api.AnnotationRevision, annotationEndpoints}
+var serverAnnotations = []string{annotationVersion, annotationLastWriter, api.AnnotationRevision, AnnotationEndpoints}
 
 // userFields returns the replicated fields of o, without what the server
 // sets (uid, creation time, generation, versions, annotations added as read).
@@ -972,11 +982,11 @@ func userFields(o api.Object) (map[string]json.RawMessage, error) {
 	return fields, nil
 }
 
-// update changes an existing object from base (as the client read it) to
+// Update changes an existing object from base (as the client read it) to
 // o, writing only the fields that differ between the two (null for fields
 // o no longer has): a concurrent change of other fields, through this peer
 // or another, survives.
-func (s *store) update(base, o api.Object, now time.Time) (Result, error) {
+func (s *Store) Update(base, o api.Object, now time.Time) (Result, error) {
 	key := api.ObjectKey(o)
 	m := o.Meta()
 	r := Result{Kind: o.GetKind(), Namespace: m.Namespace, Name: m.Name, Action: "unchanged"}
@@ -992,7 +1002,7 @@ func (s *store) update(base, o api.Object, now time.Time) (Result, error) {
 	defer s.mu.Unlock()
 	cur, ok := s.st.Get(key)
 	if !ok {
-		return r, &notFoundError{msg: fmt.Sprintf("%s %q not found", groupResource(o.GetKind()), m.Name)}
+		return r, &NotFoundError{Msg: fmt.Sprintf("%s %q not found", GroupResource(o.GetKind()), m.Name)}
 	}
 	if err := s.checkNamespaces([]api.Object{o}); err != nil {
 		return r, err
@@ -1013,7 +1023,7 @@ func (s *store) update(base, o api.Object, now time.Time) (Result, error) {
 	}
 	if old, err := s.objectOf(key, cur); err == nil {
 		if errs := api.ValidateUpdate(old, o); len(errs) > 0 {
-			return r, &invalidError{err: &api.ManifestError{Errors: errs}}
+			return r, newInvalid(errs)
 		}
 	}
 	changes[fieldGeneration] = nextGeneration(cur, changes, true, false)
