@@ -88,16 +88,7 @@ func readJobProgress(fields map[string]json.RawMessage, uid string) jobProgress 
 	if json.Unmarshal(fields["spec.end"], &end) == nil && end.Type != "" {
 		p.End = &end
 	}
-	for f, raw := range fields {
-		name, ok := strings.CutPrefix(f, "spec.pod.")
-		if !ok {
-			continue
-		}
-		var r jobRecord
-		if json.Unmarshal(raw, &r) == nil && r.Phase != "" {
-			p.Records[name] = r
-		}
-	}
+	p.Records = jobRecords(fields)
 	return p
 }
 
@@ -496,15 +487,22 @@ func endedJobPods(s *state.Store) map[string]api.PodStatus {
 		for _, key := range cs.Keys(state.KindJobProgress + "/") {
 			_, ns, _ := state.SplitKey(key)
 			fields, _ := cs.Get(key)
-			endedOf(ns, fields, out)
+			for name, r := range jobRecords(fields) {
+				st := r.Status
+				if r.Disrupted {
+					st.Phase = api.PodFailed
+				}
+				out[ns+"/"+name] = st
+			}
 		}
 	})
 	return out
 }
 
-// endedOf adds to out the ended pods that the progress fields of a job in
-// namespace ns record.
-func endedOf(ns string, fields map[string]json.RawMessage, out map[string]api.PodStatus) {
+// jobRecords decodes the records of ended pods in a job's progress
+// fields, by pod name; records that do not decode are skipped.
+func jobRecords(fields map[string]json.RawMessage) map[string]jobRecord {
+	out := map[string]jobRecord{}
 	for f, raw := range fields {
 		name, ok := strings.CutPrefix(f, "spec.pod.")
 		if !ok {
@@ -512,11 +510,8 @@ func endedOf(ns string, fields map[string]json.RawMessage, out map[string]api.Po
 		}
 		var r jobRecord
 		if json.Unmarshal(raw, &r) == nil && r.Phase != "" {
-			st := r.Status
-			if r.Disrupted {
-				st.Phase = api.PodFailed
-			}
-			out[ns+"/"+name] = st
+			out[name] = r
 		}
 	}
+	return out
 }

@@ -18,14 +18,8 @@ import (
 	"github.com/chorus-sh/chorus/trust"
 )
 
-const secretManifest = `apiVersion: v1
-kind: Secret
-metadata:
-  name: db
-  annotations: {note: "the password is s3cr3t-pass-word"}
-stringData:
-  password: s3cr3t-pass-word
-`
+// secretManifest is a Secret stored before a rotation.
+const secretManifest = "apiVersion: v1\nkind: Secret\nmetadata: {name: db}\nstringData: {password: rotate-me}\n"
 
 // rotationPeer is a peer of a one-peer cluster (no gossip: it is the only
 // alive member) with its store, sealed under the cluster secret.

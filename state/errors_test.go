@@ -15,14 +15,14 @@ import (
 func TestDomainErrors(t *testing.T) {
 	s := newTestStore(t, "n1")
 	now := time.Now()
-	d := deployment(1, "web:1", "25%", "25%")
+	d := deployment(1, "web:1")
 	if _, err := s.Apply([]api.Object{d}, now, false); err != nil {
 		t.Fatal(err)
 	}
-	missing := deployment(1, "web:1", "25%", "25%")
+	missing := deployment(1, "web:1")
 	missing.Metadata.Name = "missing"
 	_, updateMissing := s.Update(missing, missing, now)
-	elsewhere := deployment(1, "web:1", "25%", "25%")
+	elsewhere := deployment(1, "web:1")
 	elsewhere.Metadata.Namespace = "nowhere"
 	_, noNamespace := s.Apply([]api.Object{elsewhere}, now, false)
 	_, exists := s.Apply([]api.Object{d}, now, true)

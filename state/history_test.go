@@ -71,12 +71,12 @@ func TestHistoryFollowsTemplateChanges(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	apply(deployment(3, "web:1", "25%", "25%"))
-	apply(deployment(5, "web:1", "25%", "25%")) // a scale is no new revision
+	apply(deployment(3, "web:1"))
+	apply(deployment(5, "web:1")) // a scale is no new revision
 	if revs, cur := revisions(t, s); len(revs) != 1 || cur != 1 || revs[1] != "web:1" {
 		t.Fatalf("after a scale: %v current %d", revs, cur)
 	}
-	d2 := deployment(5, "web:2", "25%", "25%")
+	d2 := deployment(5, "web:2")
 	d2.Metadata.Annotations = map[string]string{api.AnnotationChangeCause: "ship v2"}
 	apply(d2)
 	revs, cur := revisions(t, s)
@@ -109,7 +109,7 @@ func TestHistoryLimitAndRecreate(t *testing.T) {
 	s := newTestStore(t, "n1")
 	now := time.Now()
 	for _, img := range []string{"web:1", "web:2", "web:3", "web:4", "web:5"} {
-		d := deployment(1, img, "25%", "25%")
+		d := deployment(1, img)
 		limit := int32(2)
 		d.Spec.RevisionHistoryLimit = &limit
 		if _, err := s.Apply([]api.Object{d}, now, false); err != nil {
@@ -124,7 +124,7 @@ func TestHistoryLimitAndRecreate(t *testing.T) {
 	if _, err := s.Remove([]string{Key(api.KindDeployment, "default", "web")}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := s.Apply([]api.Object{deployment(1, "web:9", "25%", "25%")}, now, false); err != nil {
+	if _, err := s.Apply([]api.Object{deployment(1, "web:9")}, now, false); err != nil {
 		t.Fatal(err)
 	}
 	if revs, cur := revisions(t, s); len(revs) != 1 || cur != 1 || revs[1] != "web:9" {
@@ -135,11 +135,11 @@ func TestHistoryLimitAndRecreate(t *testing.T) {
 func TestCreateRefusesExisting(t *testing.T) {
 	s := newTestStore(t, "n1")
 	now := time.Now()
-	if _, err := s.Apply([]api.Object{deployment(1, "web:1", "25%", "25%")}, now, true); err != nil {
+	if _, err := s.Apply([]api.Object{deployment(1, "web:1")}, now, true); err != nil {
 		t.Fatal(err)
 	}
 	svc := &api.Service{Metadata: api.ObjectMeta{Name: "web", Namespace: "default"}, Spec: api.ServiceSpec{Ports: []api.ServicePort{{Port: 80, Protocol: "TCP"}}}}
-	_, err := s.Apply([]api.Object{svc, deployment(2, "web:2", "25%", "25%")}, now, true)
+	_, err := s.Apply([]api.Object{svc, deployment(2, "web:2")}, now, true)
 	var ee *ExistsError
 	if !errors.As(err, &ee) || ee.Name != "web" {
 		t.Fatalf("got %v, want the deployment's existsError", err)
@@ -160,7 +160,7 @@ func TestCreateRefusesExisting(t *testing.T) {
 func TestRolloutMergesWithConcurrentScale(t *testing.T) {
 	a, b, flush := linkedStores(t)
 	now := time.Now()
-	if _, err := a.Apply([]api.Object{deployment(2, "web:1", "25%", "25%")}, now, false); err != nil {
+	if _, err := a.Apply([]api.Object{deployment(2, "web:1")}, now, false); err != nil {
 		t.Fatal(err)
 	}
 	flush()
@@ -192,7 +192,7 @@ func TestRolloutMergesWithConcurrentScale(t *testing.T) {
 func TestUnchangedApplyWinsOverEarlierDelete(t *testing.T) {
 	a, b, flush := linkedStores(t)
 	svc := &api.Service{Metadata: api.ObjectMeta{Name: "web", Namespace: "default"}, Spec: api.ServiceSpec{Ports: []api.ServicePort{{Port: 80, Protocol: "TCP"}}}}
-	objs := []api.Object{deployment(2, "web:1", "25%", "25%"), svc}
+	objs := []api.Object{deployment(2, "web:1"), svc}
 	if _, err := a.Apply(objs, time.Now(), false); err != nil {
 		t.Fatal(err)
 	}
@@ -224,8 +224,8 @@ func TestSetHistories(t *testing.T) {
 	for _, kind := range []string{"DaemonSet", "StatefulSet"} {
 		key := Key(kind, "default", "x")
 		for _, img := range []string{"web:1", "web:2", "web:1"} {
-			objs := decodeAll(t, "apiVersion: apps/v1\nkind: "+kind+"\nmetadata: {name: x}\nspec:\n  selector: {matchLabels: {app: x}}\n"+
-				"  template:\n    metadata: {labels: {app: x}}\n    spec:\n      containers: [{name: c, image: "+img+"}]\n")
+			objs := decode("apiVersion: apps/v1\nkind: " + kind + "\nmetadata: {name: x}\nspec:\n  selector: {matchLabels: {app: x}}\n" +
+				"  template:\n    metadata: {labels: {app: x}}\n    spec:\n      containers: [{name: c, image: " + img + "}]\n")
 			if _, err := s.Apply(objs, now, false); err != nil {
 				t.Fatal(err)
 			}

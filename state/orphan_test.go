@@ -14,7 +14,7 @@ import (
 func jobWithPod(t *testing.T, s *Store, name string) string {
 	t.Helper()
 	now := time.Now()
-	if _, err := s.Apply(decodeAll(t, fmt.Sprintf(`apiVersion: batch/v1
+	if _, err := s.Apply(decode(fmt.Sprintf(`apiVersion: batch/v1
 kind: Job
 metadata: {name: %s}
 spec:
@@ -30,7 +30,7 @@ spec:
 		t.Fatal("the job is not stored")
 	}
 	uid := o.Meta().UID
-	if _, err := s.Apply(decodeAll(t, fmt.Sprintf(`apiVersion: v1
+	if _, err := s.Apply(decode(fmt.Sprintf(`apiVersion: v1
 kind: Pod
 metadata:
   name: %s-pod
@@ -86,7 +86,7 @@ func TestDeleteCascadesAndOrphans(t *testing.T) {
 	}
 
 	// A deployment's pods are derived: orphaning is refused, nothing changes.
-	if _, err := s.Apply([]api.Object{deployment(2, "web:1", "25%", "25%")}, time.Now(), false); err != nil {
+	if _, err := s.Apply([]api.Object{deployment(2, "web:1")}, time.Now(), false); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := s.RemoveOrphaning(Key(api.KindDeployment, "default", "web")); !errors.Is(err, ErrCannotOrphan) {

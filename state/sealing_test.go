@@ -44,7 +44,7 @@ func TestSecretSealedAtRest(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "state.crdt")
 	cs, _ := trust.NewSecret()
 	s := sealedStore(t, path, cs)
-	res, err := s.Apply(decodeAll(t, secretManifest), time.Now(), false)
+	res, err := s.Apply(decode(secretManifest), time.Now(), false)
 	if err != nil || res[0].Action != "created" {
 		t.Fatalf("apply: %+v %v", res, err)
 	}
@@ -69,7 +69,7 @@ func TestSecretSealedAtRest(t *testing.T) {
 		t.Fatalf("read back %+v", sec)
 	}
 	// The same apply again changes nothing, though the ciphertext differs.
-	res, err = s.Apply(decodeAll(t, secretManifest), time.Now(), false)
+	res, err = s.Apply(decode(secretManifest), time.Now(), false)
 	if err != nil || res[0].Action != "unchanged" {
 		t.Fatalf("second apply: %+v %v", res, err)
 	}
@@ -95,22 +95,22 @@ func TestImmutableConfigRefusesDataChanges(t *testing.T) {
 		t.Fatal(err)
 	}
 	cm := "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: c}\nimmutable: true\ndata: {a: \"1\"}\n"
-	if _, err := s.Apply(decodeAll(t, cm), time.Now(), false); err != nil {
+	if _, err := s.Apply(decode(cm), time.Now(), false); err != nil {
 		t.Fatal(err)
 	}
 	changed := "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: c}\nimmutable: true\ndata: {a: \"2\"}\n"
-	_, err = s.Apply(decodeAll(t, changed), time.Now(), false)
+	_, err = s.Apply(decode(changed), time.Now(), false)
 	var ie *InvalidError
 	if !errors.As(err, &ie) || ie.Err.Errors[0].Field != "data" {
 		t.Fatalf("apply over an immutable ConfigMap: %v", err)
 	}
 	// Labels may still change.
 	relabel := "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: c, labels: {x: z1}}\nimmutable: true\ndata: {a: \"1\"}\n"
-	if _, err := s.Apply(decodeAll(t, relabel), time.Now(), false); err != nil {
+	if _, err := s.Apply(decode(relabel), time.Now(), false); err != nil {
 		t.Fatalf("relabel: %v", err)
 	}
 	old, _ := s.Get(Key(api.KindConfigMap, "default", "c"))
-	next := decodeAll(t, changed)[0]
+	next := decode(changed)[0]
 	if _, err := s.Update(old, next, time.Now()); !errors.As(err, &ie) {
 		t.Fatalf("update of an immutable ConfigMap: %v", err)
 	}

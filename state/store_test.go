@@ -1,6 +1,7 @@
 package state
 
 import (
+	"fmt"
 	"path/filepath"
 	"testing"
 	"time"
@@ -11,29 +12,29 @@ import (
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
-// deployment is a rolling deployment "web" in namespace default.
-func deployment(replicas int32, image string, surge, unavailable string) *api.Deployment {
-	d := &api.Deployment{
-		Metadata: api.ObjectMeta{Name: "web", Namespace: "default"},
-		Spec: api.DeploymentSpec{
-			Replicas: &replicas,
-			Selector: &api.LabelSelector{MatchLabels: map[string]string{"app": "web"}},
-			Template: api.PodTemplateSpec{
-				Metadata: api.ObjectMeta{Labels: map[string]string{"app": "web"}},
-				Spec:     api.PodSpec{Containers: []api.Container{{Name: "web", Image: image}}},
-			},
-		},
-	}
-	su, un := api.FromString(surge), api.FromString(unavailable)
-	d.Spec.Strategy = api.DeploymentStrategy{Type: "RollingUpdate", RollingUpdate: &api.RollingUpdateDeployment{MaxSurge: &su, MaxUnavailable: &un}}
-	return d
+// deployment is the Deployment "web" of namespace default (rolling, 25%
+// surge and unavailable), as apply decodes it.
+func deployment(replicas int32, image string) *api.Deployment {
+	return decode(fmt.Sprintf(`apiVersion: apps/v1
+kind: Deployment
+metadata: {name: web, namespace: default}
+spec:
+  replicas: %d
+  selector: {matchLabels: {app: web}}
+  strategy: {type: RollingUpdate, rollingUpdate: {maxSurge: 25%%, maxUnavailable: 25%%}}
+  template:
+    metadata: {labels: {app: web}}
+    spec:
+      containers: [{name: web, image: %q}]
+`, replicas, image))[0].(*api.Deployment)
 }
 
-func decodeAll(t *testing.T, m string) []api.Object {
-	t.Helper()
-	objs, _, err := api.Decode([]byte(m), "")
+// decode decodes a manifest as apply does; the manifests of these tests
+// are constants, so an error is the test's own: it panics.
+func decode(m string) []api.Object {
+	objs, _, err := api.Decode([]byte(m), "test.yaml")
 	if err != nil {
-		t.Fatal(err)
+		panic(fmt.Sprintf("%v\n%s", err, m))
 	}
 	return objs
 }
@@ -44,7 +45,7 @@ func TestStoreDurableAndAtomic(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	d := deployment(3, "web:1", "25%", "25%")
+	d := deployment(3, "web:1")
 	res, err := s.Apply([]api.Object{d}, time.Now(), false)
 	if err != nil || res[0].Action != "created" {
 		t.Fatalf("apply: %+v %v", res, err)
@@ -59,7 +60,7 @@ func TestStoreDurableAndAtomic(t *testing.T) {
 		t.Fatalf("changed apply: %+v", res)
 	}
 	// A namespace that does not exist rejects the whole apply.
-	other := deployment(1, "x:1", "25%", "25%")
+	other := deployment(1, "x:1")
 	other.Metadata.Name, other.Metadata.Namespace = "other", "missing"
 	svc := &api.Service{Metadata: api.ObjectMeta{Name: "svc", Namespace: "default"}}
 	if _, err := s.Apply([]api.Object{svc, other}, time.Now(), false); err == nil {
@@ -79,7 +80,7 @@ func TestStoreDurableAndAtomic(t *testing.T) {
 	}
 	// Deleting a namespace deletes what it holds.
 	ns := &api.Namespace{Metadata: api.ObjectMeta{Name: "dev"}}
-	dd := deployment(1, "x:1", "25%", "25%")
+	dd := deployment(1, "x:1")
 	dd.Metadata.Namespace = "dev"
 	if _, err := s2.Apply([]api.Object{ns, dd}, time.Now(), false); err != nil {
 		t.Fatal(err)

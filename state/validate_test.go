@@ -20,7 +20,7 @@ func TestScaleValidatesAsApply(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := s.Apply([]api.Object{deployment(2, "web:1", "25%", "25%")}, time.Now(), false); err != nil {
+	if _, err := s.Apply([]api.Object{deployment(2, "web:1")}, time.Now(), false); err != nil {
 		t.Fatal(err)
 	}
 	key := Key(api.KindDeployment, "default", "web")
@@ -49,8 +49,8 @@ func TestPoisonedStateIsReportedNotUsed(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	good := deployment(1, "web:1", "25%", "25%")
-	bad := deployment(1, "web:1", "25%", "25%")
+	good := deployment(1, "web:1")
+	bad := deployment(1, "web:1")
 	bad.Metadata.Name = "bad"
 	if _, err := s.Apply([]api.Object{good, bad}, time.Now(), false); err != nil {
 		t.Fatal(err)
@@ -116,7 +116,7 @@ func TestCorruptStateFileSetAside(t *testing.T) {
 	if len(m) != 1 {
 		t.Fatalf("set-aside files %v", m)
 	}
-	if _, err := s.Apply([]api.Object{deployment(1, "web:1", "25%", "25%")}, time.Now(), false); err != nil {
+	if _, err := s.Apply([]api.Object{deployment(1, "web:1")}, time.Now(), false); err != nil {
 		t.Fatalf("write after set-aside: %v", err)
 	}
 }
