@@ -5,7 +5,6 @@ package agent
 
 import (
 	"context"
-	"crypto/rand"
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/hex"
@@ -32,6 +31,8 @@ import (
 	"github.com/chorus-sh/chorus/podnet"
 	"github.com/chorus-sh/chorus/proxy"
 	"github.com/chorus-sh/chorus/runtime"
+	"github.com/chorus-sh/chorus/state"
+	"github.com/chorus-sh/chorus/trust"
 )
 
 // Config is one peer's configuration. Only Name and Bind must differ
@@ -227,9 +228,13 @@ const (
 
 // Agent is one running peer.
 type Agent struct {
-	cfg    Config
-	log    *slog.Logger
-	store  *store
+	cfg   Config
+	log   *slog.Logger
+	store *state.Store
+	// sealer encrypts Secrets at rest (sealing.go) and the rotation
+	// record's secret; the store is handed the same (setSealer). nil: an
+	// --insecure peer without a gossip key. A rotation replaces it.
+	sealer atomic.Pointer[trust.Sealer]
 	events *events
 	rt     runtime.Runtime
 	pods   *runtime.PodManager
@@ -284,7 +289,7 @@ func (a *Agent) reconcileLoop(ctx context.Context) {
 	defer t.Stop()
 	var pruned pace
 	for {
-		changed := a.store.changed()
+		changed := a.store.Changed()
 		a.safeReconcile()
 		a.safeControlBatch(time.Now())
 		if pruned.due(time.Now(), claimPruneInterval) {
@@ -333,25 +338,16 @@ func (a *Agent) safeReconcile() {
 // chorus.sh/v1 Peer lists them, status.replication.invalidObjects). Such objects are left out of everything the
 // peer does until a valid write or a delete replaces them.
 func (a *Agent) watchStoredValues() {
-	if a.store.setAside != "" {
-		a.log.Error("the saved desired state could not be read", "path", a.store.path, "err", a.store.setAside)
-		a.events.record(api.ObjectReference{Kind: kindNode, Name: a.cfg.Name}, "Warning", "StateFileCorrupt", a.store.setAside)
+	if a.store.SetAside() != "" {
+		a.log.Error("the saved desired state could not be read", "path", a.store.Path(), "err", a.store.SetAside())
+		a.events.record(api.ObjectReference{Kind: kindNode, Name: a.cfg.Name}, "Warning", "StateFileCorrupt", a.store.SetAside())
 	}
-	a.store.checked.mu.Lock()
-	a.store.checked.report = func(b api.InvalidObject) {
-		kind, ns, name := splitKey(b.Key)
+	a.store.ReportInvalid(func(b api.InvalidObject) {
+		kind, ns, name := state.SplitKey(b.Key)
 		a.log.Error("invalid object in the desired state: ignored until replaced or deleted", "key", b.Key, "version", b.Version, "writer", b.Writer, "err", b.Reason)
 		a.events.record(api.ObjectReference{Kind: kind, Namespace: ns, Name: name}, "Warning", "InvalidObject",
 			"ignored until replaced or deleted (written by "+b.Writer+"): "+strings.ReplaceAll(b.Reason, "\n", "; "))
-	}
-	a.store.checked.mu.Unlock()
-}
-
-func newUID() string {
-	var b [16]byte
-	_, _ = rand.Read(b[:])
-	h := hex.EncodeToString(b[:])
-	return h[:8] + "-" + h[8:12] + "-" + h[12:16] + "-" + h[16:20] + "-" + h[20:]
+	})
 }
 
 func numCPU() int { return goruntime.NumCPU() }

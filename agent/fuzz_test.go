@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/chorus-sh/chorus/api"
+	"github.com/chorus-sh/chorus/state"
 )
 
 // FuzzStoredObject: whatever bytes a stored object holds (from the disk or
@@ -29,11 +30,8 @@ func FuzzStoredObject(f *testing.F) {
 		f.Add([]byte(seed))
 	}
 	f.Fuzz(func(t *testing.T, raw []byte) {
-		o, err := decodeStored(raw)
+		o, err := state.Decode(raw)
 		if err != nil {
-			return
-		}
-		if validateStored(o) != nil {
 			return
 		}
 		if d, ok := o.(*api.Deployment); ok {

@@ -83,7 +83,7 @@ func entryOf(img runtime.Image) imageEntry {
 // loadVersion is a load's version: a stamp of this peer's hybrid logical
 // clock, "wall.logical@node", so that a load made after another was seen
 // orders after it whatever the peers' wall clocks say.
-func (a *Agent) loadVersion() string { return a.store.clock.Now().String() }
+func (a *Agent) loadVersion() string { return a.store.Now().String() }
 
 // version is a parsed load version; the zero version (no or a malformed
 // label: an image loaded before versions were kept) orders first.
@@ -218,7 +218,7 @@ func (s *imageSharing) publishInventory(ctx context.Context) ([]runtime.Image, e
 		return nil, err
 	}
 	key := nodeImagesKey(s.a.cfg.Name)
-	stored := s.a.store.rawFields(key)
+	stored := s.a.store.RawFields(key)
 	changes := map[string]json.RawMessage{}
 	held := map[string]bool{}
 	for _, img := range imgs {
@@ -244,7 +244,7 @@ func (s *imageSharing) publishInventory(ctx context.Context) ([]runtime.Image, e
 		changes["apiVersion"] = json.RawMessage(`"chorus.io/v1"`)
 		changes["kind"] = json.RawMessage(`"` + kindNodeImages + `"`)
 	}
-	return imgs, s.a.store.writeFields(key, changes)
+	return imgs, s.a.store.WriteFields(key, changes)
 }
 
 // publishedEntries returns the entries for ref that alive peers publish,
@@ -252,7 +252,7 @@ func (s *imageSharing) publishInventory(ctx context.Context) ([]runtime.Image, e
 func (s *imageSharing) publishedEntries(ref string) map[string]imageEntry {
 	out := map[string]imageEntry{}
 	for _, m := range s.a.aliveMembers() {
-		raw, ok := s.a.store.rawFields(nodeImagesKey(m))["spec."+ref]
+		raw, ok := s.a.store.RawFields(nodeImagesKey(m))["spec."+ref]
 		if !ok {
 			continue
 		}
@@ -344,7 +344,7 @@ func (s *imageSharing) inventory() map[string]struct {
 		Peers int
 	}{}
 	for _, m := range s.a.aliveMembers() {
-		for f, raw := range s.a.store.rawFields(nodeImagesKey(m)) {
+		for f, raw := range s.a.store.RawFields(nodeImagesKey(m)) {
 			if !strings.HasPrefix(f, "spec.") {
 				continue
 			}

@@ -13,6 +13,7 @@ import (
 	"github.com/chorus-sh/chorus/api"
 	"github.com/chorus-sh/chorus/placement"
 	"github.com/chorus-sh/chorus/reconcile"
+	"github.com/chorus-sh/chorus/state"
 )
 
 // kindNode is the replicated object holding what users set on a peer
@@ -63,7 +64,7 @@ func (s *schedule) pendingPods() []api.Pod {
 
 // cordoned reports whether a user cordoned the peer.
 func (a *Agent) cordoned(name string) bool {
-	f := a.store.rawFields(nodeKey(name))
+	f := a.store.RawFields(nodeKey(name))
 	var v bool
 	_ = json.Unmarshal(f["spec.unschedulable"], &v)
 	return v
@@ -255,7 +256,7 @@ func plan(deps []*api.Deployment, dss []*api.DaemonSet, standalone []api.Pod, by
 		// The reason of the replicas only counted: that of the highest
 		// ordinal made a pod, which is pending too unless the budget
 		// stopped the deployment first.
-		_, ns, name := splitKey(key)
+		_, ns, name := state.SplitKey(key)
 		why, last := "", -1
 		for i := range desired {
 			p := &desired[i]
@@ -371,7 +372,7 @@ func pinRollouts(desired []api.Pod, replicas []placement.Replica, rolling map[st
 		if p.Metadata.Labels[api.LabelDeployment] == "" {
 			continue // daemon pods are pinned already
 		}
-		hash, ok := rolling[objectKey(api.KindDeployment, p.Metadata.Namespace, p.Metadata.Labels[api.LabelDeployment])]
+		hash, ok := rolling[state.Key(api.KindDeployment, p.Metadata.Namespace, p.Metadata.Labels[api.LabelDeployment])]
 		if ok && p.Metadata.Labels[api.LabelTemplateHash] != hash {
 			if n, ok := usable[p.Spec.NodeName]; ok && (len(p.Spec.NodeSelector) == 0 || api.SelectorMatches(p.Spec.NodeSelector, n.Labels)) {
 				replicas[i].Pin = n.Name
@@ -411,7 +412,7 @@ func (a *Agent) reconcile() {
 		if d == "" {
 			continue
 		}
-		dk := objectKey(api.KindDeployment, p.Metadata.Namespace, d)
+		dk := state.Key(api.KindDeployment, p.Metadata.Namespace, d)
 		if i, ok := seen[k]; ok {
 			// The same replica on two peers (a move in progress): count it once,
 			// as the copy that serves (Ready if either copy is).
@@ -424,18 +425,18 @@ func (a *Agent) reconcile() {
 		byDeploy[dk] = append(byDeploy[dk], p)
 	}
 	var deps []*api.Deployment
-	for _, o := range a.store.list(api.KindDeployment, "") {
+	for _, o := range a.store.List(api.KindDeployment, "") {
 		deps = append(deps, o.(*api.Deployment))
 	}
 	var dss []*api.DaemonSet
-	for _, o := range a.store.list(api.KindDaemonSet, "") {
+	for _, o := range a.store.List(api.KindDaemonSet, "") {
 		dss = append(dss, o.(*api.DaemonSet))
 	}
 	standalone := a.standalonePods()
 	// A job's pod recorded as ended never starts again (its peer may have
 	// lost it, with its data dir): it is kept where it still is, for its
 	// logs, and run nowhere else.
-	if ended := a.store.endedJobPods(); len(ended) > 0 {
+	if ended := endedJobPods(a.store); len(ended) > 0 {
 		here := map[string]bool{}
 		for _, p := range local {
 			here[podKey(&p)] = true
@@ -473,7 +474,7 @@ func (a *Agent) reconcile() {
 	// and the proxy's listeners and endpoints.
 	var services []*api.Service
 	var keys []string
-	for _, o := range a.store.list(api.KindService, "") {
+	for _, o := range a.store.List(api.KindService, "") {
 		s := o.(*api.Service)
 		services = append(services, s)
 		if !s.Headless() {
@@ -501,7 +502,7 @@ func (a *Agent) reconcile() {
 			"Warning", "FailedScheduling", res.Pending[podKey(&p)])
 	}
 	for key, n := range counted {
-		_, ns, name := splitKey(key)
+		_, ns, name := state.SplitKey(key)
 		a.events.record(api.ObjectReference{Kind: api.KindDeployment, Namespace: ns, Name: name}, "Warning", "FailedScheduling",
 			fmt.Sprintf("%d more replicas pending (not listed as pods): %s", n, reasons[key]))
 	}
@@ -537,8 +538,8 @@ func (a *Agent) standaloneOwned(p api.Pod, res placement.Result) (api.Pod, bool)
 	if node, err := a.claimNode(&p, nil); err != nil || node != "" && node != self {
 		return p, false // its claims are elsewhere
 	}
-	key := objectKey(api.KindPod, p.Metadata.Namespace, p.Metadata.Name)
-	if ok, err := a.store.bindStored(key, self); err != nil || !ok {
+	key := state.Key(api.KindPod, p.Metadata.Namespace, p.Metadata.Name)
+	if ok, err := a.store.BindPod(key, self); err != nil || !ok {
 		if err != nil {
 			a.log.Warn("bind pod", "pod", podKey(&p), "err", err)
 		}

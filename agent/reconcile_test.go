@@ -6,6 +6,7 @@ import (
 
 	"github.com/chorus-sh/chorus/api"
 	"github.com/chorus-sh/chorus/placement"
+	"github.com/chorus-sh/chorus/state"
 	"pgregory.net/rapid"
 )
 
@@ -32,7 +33,7 @@ func TestRolloutMovesNoPod(t *testing.T) {
 		step := func(deps []*api.Deployment) {
 			byDeploy := map[string][]api.Pod{}
 			for _, p := range running {
-				dk := objectKey(api.KindDeployment, p.Metadata.Namespace, p.Metadata.Labels[api.LabelDeployment])
+				dk := state.Key(api.KindDeployment, p.Metadata.Namespace, p.Metadata.Labels[api.LabelDeployment])
 				byDeploy[dk] = append(byDeploy[dk], p)
 			}
 			desired, res, _, _ := plan(deps, nil, nil, byDeploy, nodes, nil)
@@ -86,7 +87,7 @@ func TestRolloutWithTightCapacityFinishes(t *testing.T) {
 	step := func(d *api.Deployment) {
 		byDeploy := map[string][]api.Pod{}
 		for _, p := range running {
-			byDeploy[objectKey(api.KindDeployment, "default", "web")] = append(byDeploy[objectKey(api.KindDeployment, "default", "web")], p)
+			byDeploy[state.Key(api.KindDeployment, "default", "web")] = append(byDeploy[state.Key(api.KindDeployment, "default", "web")], p)
 		}
 		desired, res, _, _ := plan([]*api.Deployment{d}, nil, nil, byDeploy, nodes, nil)
 		next := map[string]api.Pod{}

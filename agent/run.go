@@ -23,6 +23,7 @@ import (
 	"github.com/chorus-sh/chorus/podnet"
 	"github.com/chorus-sh/chorus/proxy"
 	"github.com/chorus-sh/chorus/runtime"
+	"github.com/chorus-sh/chorus/state"
 )
 
 // Run runs the peer until ctx is done. It returns once every goroutine it
@@ -128,7 +129,7 @@ func newAgent(cfg Config, log *slog.Logger, leave context.CancelFunc) (*Agent, e
 	if err != nil {
 		return nil, err
 	}
-	st, err := openStore(filepath.Join(cfg.DataDir, "state.crdt"), cfg.Name)
+	st, err := state.Open(filepath.Join(cfg.DataDir, "state.crdt"), cfg.Name)
 	if err != nil {
 		return nil, err
 	}
@@ -136,13 +137,14 @@ func newAgent(cfg Config, log *slog.Logger, leave context.CancelFunc) (*Agent, e
 	if err != nil {
 		return nil, err
 	}
-	st.sealer.Store(sealer)
 	if sealer == nil {
 		log.Warn("INSECURE: Secrets are stored unencrypted in state.crdt and travel in clear between peers (--insecure without --gossip-key)")
 	}
-	return &Agent{cfg: cfg, log: log, store: st, events: newEvents(cfg.Name, 1000), start: time.Now(),
+	a := &Agent{cfg: cfg, log: log, store: st, events: newEvents(cfg.Name, 1000), start: time.Now(),
 		kick: make(chan struct{}, 1), statusKick: make(chan struct{}, 1), leave: leave,
-		trust: tr, peerTransport: newPeerTransport(tr)}, nil
+		trust: tr, peerTransport: newPeerTransport(tr)}
+	a.setSealer(sealer)
+	return a, nil
 }
 
 // setupPodNetwork decides the peer's pod subnet (its own claim, or a
