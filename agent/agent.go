@@ -26,6 +26,7 @@ import (
 
 	"github.com/chorus-sh/chorus/api"
 	"github.com/chorus-sh/chorus/apiserver"
+	"github.com/chorus-sh/chorus/crdt"
 	"github.com/chorus-sh/chorus/gossip"
 	"github.com/chorus-sh/chorus/placement/subnet"
 	"github.com/chorus-sh/chorus/podnet"
@@ -338,6 +339,9 @@ func (a *Agent) safeReconcile() {
 // chorus.sh/v1 Peer lists them, status.replication.invalidObjects). Such objects are left out of everything the
 // peer does until a valid write or a delete replaces them.
 func (a *Agent) watchStoredValues() {
+	if n := a.store.Cut(); n > 0 {
+		a.log.Warn("the end of the desired state's journal was damaged (a crash in the middle of a write?) and is cut: the other peers give back what it held", "path", a.store.Path()+crdt.LogSuffix, "bytes", n)
+	}
 	if a.store.SetAside() != "" {
 		a.log.Error("the saved desired state could not be read", "path", a.store.Path(), "err", a.store.SetAside())
 		a.events.record(api.ObjectReference{Kind: kindNode, Name: a.cfg.Name}, "Warning", "StateFileCorrupt", a.store.SetAside())

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/chorus-sh/chorus/api"
+	"github.com/chorus-sh/chorus/crdt"
 	"github.com/chorus-sh/chorus/state"
 	"github.com/chorus-sh/chorus/trust"
 )
@@ -101,7 +102,9 @@ func TestRotationOnePeer(t *testing.T) {
 	if err != nil || newS.ClusterID() != st.ID {
 		t.Fatalf("open the record's secret: %v", err)
 	}
-	disk, _ := os.ReadFile(a.store.Path())
+	snap, _ := os.ReadFile(a.store.Path())
+	log, _ := os.ReadFile(a.store.Path() + crdt.LogSuffix)
+	disk := append(snap, log...)
 	for _, clear := range [][]byte{newS[:], []byte(base64.StdEncoding.EncodeToString(newS[:])), []byte(newS.Token())} {
 		if bytes.Contains(disk, clear) {
 			t.Fatal("the new secret is in clear in state.crdt")

@@ -49,6 +49,11 @@ func Run(ctx context.Context, cfg Config) error {
 	if err != nil {
 		return err
 	}
+	undo.push(func() {
+		if err := a.store.Close(); err != nil {
+			log.Warn("close the desired state's journal", "err", err)
+		}
+	})
 	undo.push(a.peerTransport.CloseIdleConnections)
 	a.watchStoredValues()
 	podMTU, err := a.setupPodNetwork()

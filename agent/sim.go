@@ -94,6 +94,9 @@ func (s *Sim) Close() error {
 		err = s.a.gossip.Close()
 		s.a.pods.Close()
 		s.a.peerTransport.CloseIdleConnections()
+		if cerr := s.a.store.Close(); err == nil {
+			err = cerr
+		}
 	})
 	return err
 }

@@ -35,9 +35,15 @@ func (s *Store) Merge(d crdt.Delta) (bool, error) {
 		return false, nil
 	}
 	s.merged.Add(1)
-	// Visible at once; saved by SaveLoop soon after (a remote change needs
-	// no local acknowledgement, and anti-entropy repairs what a crash
-	// loses). Not re-published: gossip already spreads it.
+	// Visible at once; appended to the journal now and synced by SaveLoop
+	// soon after (a remote change needs no local acknowledgement, and
+	// anti-entropy repairs what a crash loses). Not re-published: gossip
+	// already spreads it.
+	s.saveMu.Lock()
+	if err := s.journal.Append(changed, false); err != nil {
+		s.compact.Store(true) // the next snapshot holds it
+	}
+	s.saveMu.Unlock()
 	close(s.watch)
 	s.watch = make(chan struct{})
 	select {
@@ -47,8 +53,9 @@ func (s *Store) Merge(d crdt.Delta) (bool, error) {
 	return true, nil
 }
 
-// SaveLoop saves merged changes, at most every 100ms, and once more when
-// ctx ends.
+// SaveLoop makes merged changes durable, at most every 100ms, and once
+// more when ctx ends: the journal synced, or, once its log has outgrown
+// the snapshot, folded into a new snapshot.
 func (s *Store) SaveLoop(ctx context.Context, log interface{ Error(string, ...any) }) {
 	save := func() {
 		// Locks in commit's order (mu, then saveMu), so that no older state
@@ -58,7 +65,15 @@ func (s *Store) SaveLoop(ctx context.Context, log interface{ Error(string, ...an
 		defer s.mu.RUnlock()
 		s.saveMu.Lock()
 		defer s.saveMu.Unlock()
-		if err := s.st.Save(s.path); err != nil {
+		if s.journal.CompactDue() || s.compact.Load() {
+			if err := s.journal.Compact(s.st); err != nil {
+				log.Error("save desired state", "err", err)
+				return
+			}
+			s.compact.Store(false)
+			return
+		}
+		if err := s.journal.Sync(); err != nil {
 			log.Error("save desired state", "err", err)
 		}
 	}
@@ -91,8 +106,9 @@ func (s *Store) GC(now time.Time, horizon time.Duration) (int, error) {
 	if n == 0 {
 		return 0, nil
 	}
+	// Dropped tombstones are no delta: a new snapshot holds what is left.
 	s.saveMu.Lock()
-	err := next.Save(s.path)
+	err := s.journal.Compact(next)
 	s.saveMu.Unlock()
 	if err != nil {
 		return 0, fmt.Errorf("save desired state: %w", err)
@@ -148,6 +164,13 @@ func (s *Store) ResetIfStale() bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.st = crdt.New()
+	// Emptied on disk too, or a restart would bring the stale state back
+	// under the deltas merged since.
+	s.saveMu.Lock()
+	if err := s.journal.Compact(s.st); err != nil {
+		s.compact.Store(true)
+	}
+	s.saveMu.Unlock()
 	close(s.watch)
 	s.watch = make(chan struct{})
 	return true

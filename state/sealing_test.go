@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/chorus-sh/chorus/api"
+	"github.com/chorus-sh/chorus/crdt"
 	"github.com/chorus-sh/chorus/trust"
 )
 
@@ -27,6 +28,24 @@ func sealedStore(t *testing.T, path string, secret trust.Secret) *Store {
 	}
 	s.SetSealer(sl)
 	return s
+}
+
+// onDisk returns what the store at path keeps on disk: its snapshot (if
+// it wrote one yet) and its journal's log.
+func onDisk(t *testing.T, path string) []byte {
+	t.Helper()
+	var all []byte
+	for _, f := range []string{path, path + crdt.LogSuffix} {
+		b, err := os.ReadFile(f)
+		if err != nil && !os.IsNotExist(err) {
+			t.Fatal(err)
+		}
+		all = append(all, b...)
+	}
+	if len(all) == 0 {
+		t.Fatalf("nothing on disk at %s", path)
+	}
+	return all
 }
 
 const secretManifest = `apiVersion: v1
@@ -48,10 +67,7 @@ func TestSecretSealedAtRest(t *testing.T) {
 	if err != nil || res[0].Action != "created" {
 		t.Fatalf("apply: %+v %v", res, err)
 	}
-	disk, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
+	disk := onDisk(t, path)
 	clear := []byte("s3cr3t-pass-word")
 	b64 := []byte(base64.StdEncoding.EncodeToString(clear))
 	if bytes.Contains(disk, clear) || bytes.Contains(disk, b64) {

@@ -54,7 +54,15 @@ type Store struct {
 	watch chan struct{} // closed and replaced at every change
 	dirty chan struct{} // a merged change waits to be saved
 
-	saveMu sync.Mutex // one snapshot write at a time
+	// saveMu serializes the journal's use: a local write's append, a
+	// merge's, SaveLoop's sync and compaction, GC's compaction.
+	saveMu  sync.Mutex
+	journal *crdt.Journal
+	// compact asks SaveLoop for a new snapshot whatever the log's size
+	// (an append failed, so the log lacks a change the state holds).
+	compact atomic.Bool
+	// cut is how many bytes of a damaged log's end Open dropped.
+	cut int64
 
 	merged, rejected atomic.Int64 // remote deltas merged / dropped
 
@@ -85,13 +93,16 @@ type Store struct {
 	sealer atomic.Pointer[sealerBox]
 }
 
-// Open loads the state saved at path, for the peer node. A file that is not a valid
-// state file (corrupt, truncated, of another format) does not stop the
-// peer: it is renamed aside (path.corrupt-<unix time>), the peer starts
-// with an empty state that anti-entropy fills from the other peers, and
-// setAside says what happened. Only an I/O error fails.
+// Open loads the state saved at path (a snapshot, and the journal's log
+// of the deltas since, path.log), for the peer node. A snapshot that is
+// not a valid state file (corrupt, truncated, of another format) does not
+// stop the peer: it is renamed aside (path.corrupt-<unix time>), the peer
+// starts with the log's deltas alone, which anti-entropy completes from
+// the other peers, and SetAside says what happened. A log damaged at its
+// end (a crash in the middle of a write) is cut there (Cut). Only an I/O
+// error fails.
 func Open(path, node string) (*Store, error) {
-	st, err := crdt.Load(path)
+	j, st, err := crdt.OpenJournal(path)
 	setAside := ""
 	if errors.Is(err, crdt.ErrMalformed) {
 		aside := fmt.Sprintf("%s.corrupt-%d", path, time.Now().Unix())
@@ -99,16 +110,27 @@ func Open(path, node string) (*Store, error) {
 			return nil, fmt.Errorf("desired state: %w (and it could not be moved aside: %v)", err, rerr)
 		}
 		setAside = fmt.Sprintf("%v; moved to %s, starting with an empty state to be filled from the other peers", err, aside)
-		st, err = crdt.New(), nil
+		j, st, err = crdt.OpenJournal(path)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("desired state: %w", err)
 	}
 	s := &Store{path: path, clock: crdt.NewClock(node, time.Now), st: st, watch: make(chan struct{}), dirty: make(chan struct{}, 1), setAside: setAside,
-		exchanged: make(chan struct{})}
+		exchanged: make(chan struct{}), journal: j, cut: j.Dropped()}
 	// Never issue a stamp below what this peer already wrote or saw.
 	_ = s.clock.Observe(st.MaxStamp())
 	return s, nil
+}
+
+// Cut returns how many bytes of the journal's damaged end Open dropped (0:
+// none); the changes in them come back from the other peers.
+func (s *Store) Cut() int64 { return s.cut }
+
+// Close closes the journal; call it once nothing writes any more.
+func (s *Store) Close() error {
+	s.saveMu.Lock()
+	defer s.saveMu.Unlock()
+	return s.journal.Close()
 }
 
 // SetPublish gives the function each local write's delta is handed to

@@ -1,12 +1,19 @@
 package state
 
 import (
+	"context"
+	"encoding/json"
 	"fmt"
+	"log/slog"
+	"os"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/chorus-sh/chorus/api"
+	"github.com/chorus-sh/chorus/crdt"
 	"go.uber.org/goleak"
 )
 
@@ -91,4 +98,85 @@ func TestStoreDurableAndAtomic(t *testing.T) {
 	if len(s2.List(api.KindDeployment, "dev")) != 0 {
 		t.Fatal("deployment outlived its namespace")
 	}
+}
+
+// What reaches the journal comes back on reopen: a remote delta merged
+// (appended at once, synced by SaveLoop), a compaction by SaveLoop once
+// the log outgrows the snapshot, a tombstone GC (a new snapshot) and a
+// stale state's reset (emptied on disk too).
+func TestStoreJournal(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "state.crdt")
+	s, err := Open(path, "n1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); s.SaveLoop(ctx, slog.Default()) }()
+	remote := crdt.New()
+	clock := crdt.NewClock("n2", time.Now)
+	for i := range 3000 { // about 1.5 MiB of log: past the compaction floor
+		d := remote.PutFields(fmt.Sprintf("ConfigMap/default/c%d", i), map[string]json.RawMessage{
+			"kind": json.RawMessage(`"ConfigMap"`), "data.k": json.RawMessage(strconv.Quote(strings.Repeat("v", 400)))}, clock.Now())
+		if _, err := s.Merge(d); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := s.Apply([]api.Object{deployment(2, "web:1")}, time.Now(), false); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		if fi, err := os.Stat(path); err == nil && fi.Size() > 1<<20 {
+			break // SaveLoop wrote a snapshot
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("no snapshot written after the log outgrew 1 MiB")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	cancel()
+	<-done
+	check := func(s *Store, configMaps int, web bool) {
+		t.Helper()
+		if n := len(s.List(api.KindConfigMap, "default")); n != configMaps {
+			t.Fatalf("%d ConfigMaps, want %d", n, configMaps)
+		}
+		if _, ok := s.Get(Key(api.KindDeployment, "default", "web")); ok != web {
+			t.Fatalf("deployment web held: %v, want %v", ok, web)
+		}
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	s2, err := Open(path, "n1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	check(s2, 3000, true)
+	// A delete, then GC of its tombstone: reopened, the object stays gone.
+	if _, err := s2.Remove([]string{Key(api.KindDeployment, "default", "web")}); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := s2.GC(time.Now().Add(time.Hour), time.Minute); err != nil || n == 0 {
+		t.Fatalf("GC dropped %d: %v", n, err)
+	}
+	s2.Close()
+	s3, err := Open(path, "n1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	check(s3, 3000, false)
+	// A stale state reset is empty on disk as well.
+	s3.stale.Store(true)
+	if !s3.ResetIfStale() {
+		t.Fatal("not reset")
+	}
+	s3.Close()
+	s4, err := Open(path, "n1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s4.Close()
+	check(s4, 0, false)
 }

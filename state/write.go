@@ -96,8 +96,10 @@ func (s *Store) commit(next *crdt.State, d crdt.Delta) error {
 	if err := s.checkWrite(next, d); err != nil {
 		return err
 	}
+	// On disk (the delta appended to the journal and synced) before it
+	// is acknowledged: the cost of a write is its delta, not the state.
 	s.saveMu.Lock()
-	err := next.Save(s.path)
+	err := s.journal.Append(d, true)
 	s.saveMu.Unlock()
 	if err != nil {
 		return fmt.Errorf("save desired state: %w", err)

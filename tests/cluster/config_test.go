@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/chorus-sh/chorus/crdt"
 	"github.com/chorus-sh/chorus/tests/harness"
 )
 
@@ -128,12 +129,18 @@ func TestConfigMapsAndSecrets(t *testing.T) {
 	expect("hello", "readfile", "/etc/greeting-fixed")
 
 	// No peer holds the password in clear (nor its base64) in its state.
-	time.Sleep(500 * time.Millisecond) // merged deltas are saved within 100 ms
+	time.Sleep(500 * time.Millisecond) // merged deltas are appended at once, synced within 100 ms
 	for _, p := range peers {
-		b, err := os.ReadFile(filepath.Join(p.DataDir, "state.crdt"))
+		// The snapshot (once written) and the journal's log after it.
+		snap, err := os.ReadFile(filepath.Join(p.DataDir, "state.crdt"))
+		if err != nil && !os.IsNotExist(err) {
+			t.Fatal(err)
+		}
+		log, err := os.ReadFile(filepath.Join(p.DataDir, "state.crdt"+crdt.LogSuffix))
 		if err != nil {
 			t.Fatal(err)
 		}
+		b := append(snap, log...)
 		if bytes.Contains(b, []byte(password)) || bytes.Contains(b, []byte(base64.StdEncoding.EncodeToString([]byte(password)))) {
 			t.Fatalf("peer %s's state.crdt holds the secret's value", p.Name)
 		}
