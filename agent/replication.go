@@ -307,10 +307,17 @@ func (r *replicator) catchUp(ctx context.Context, peers []string) int {
 const maxCatchUp = 16
 
 // antiEntropyLoop runs a round with a random live peer every interval
-// (jittered), and at once when kicked (a peer joined).
+// (jittered), at once when kicked (a peer joined), and again soon after a
+// round that repaired keys: gossip lost something, and what it lost with
+// it is likely held by others too (a round between peers that agree is
+// two digests, so this costs little once they do).
 func (r *replicator) antiEntropyLoop(ctx context.Context, interval time.Duration, peers func() []string, kick <-chan struct{}) {
+	repaired := false
 	for {
 		wait := interval/2 + rand.N(interval)
+		if repaired {
+			wait = interval / 10
+		}
 		select {
 		case <-ctx.Done():
 			return
@@ -325,6 +332,7 @@ func (r *replicator) antiEntropyLoop(ctx context.Context, interval time.Duration
 		rctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 		n, err := r.round(rctx, peer)
 		cancel()
+		repaired = err == nil && n > 0
 		if err != nil && ctx.Err() == nil {
 			r.log.Debug("anti-entropy round failed", "peer", peer, "err", err)
 		} else if n > 0 {
