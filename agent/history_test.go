@@ -13,6 +13,23 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
 
+func deployment(replicas int32, image string, surge, unavailable string) *api.Deployment {
+	d := &api.Deployment{
+		Metadata: api.ObjectMeta{Name: "web", Namespace: "default"},
+		Spec: api.DeploymentSpec{
+			Replicas: &replicas,
+			Selector: &api.LabelSelector{MatchLabels: map[string]string{"app": "web"}},
+			Template: api.PodTemplateSpec{
+				Metadata: api.ObjectMeta{Labels: map[string]string{"app": "web"}},
+				Spec:     api.PodSpec{Containers: []api.Container{{Name: "web", Image: image}}},
+			},
+		},
+	}
+	su, un := api.FromString(surge), api.FromString(unavailable)
+	d.Spec.Strategy = api.DeploymentStrategy{Type: "RollingUpdate", RollingUpdate: &api.RollingUpdateDeployment{MaxSurge: &su, MaxUnavailable: &un}}
+	return d
+}
+
 func newTestStore(t *testing.T, node string) *store {
 	t.Helper()
 	s, err := openStore(filepath.Join(t.TempDir(), "state.crdt"), node)
@@ -194,26 +211,6 @@ func TestRolloutMergesWithConcurrentScale(t *testing.T) {
 		if revs, cur := revisions(t, s); cur != 2 || revs[1] != "web:1" {
 			t.Fatalf("%s: history %v current %d", name, revs, cur)
 		}
-	}
-}
-
-func TestPausedRolloutStandsStill(t *testing.T) {
-	d := deployment(3, "web:1", "25%", "25%")
-	running := withReady(desiredPods(d, nil), true)
-	d.Spec.Template.Spec.Containers[0].Image = "web:2"
-	d.Spec.Paused = true
-	got := desiredPods(d, running)
-	if len(got) != 3 {
-		t.Fatalf("paused: %d pods", len(got))
-	}
-	for i, p := range got {
-		if p.Metadata.Name != running[i].Metadata.Name {
-			t.Fatalf("paused rollout changed pod %d: %s", i, p.Metadata.Name)
-		}
-	}
-	d.Spec.Paused = false
-	if moved := desiredPods(d, running); len(moved) == 3 && moved[0].Metadata.Name == running[0].Metadata.Name {
-		t.Fatal("resumed rollout does not start new pods")
 	}
 }
 

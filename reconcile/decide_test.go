@@ -30,13 +30,13 @@ func keys(ps []api.Pod) []string {
 }
 
 // The decisions of one pass, case by case.
-func TestPlan(t *testing.T) {
+func TestDecide(t *testing.T) {
 	desired := []api.Pod{newPod("a", "", false), newPod("b", "", false), newPod("c", "", false), newPod("d", "", false)}
 	alone := api.Pod{Metadata: api.ObjectMeta{Namespace: "default", Name: "solo"}}
 	mineBound := api.Pod{Metadata: api.ObjectMeta{Namespace: "default", Name: "bound"}, Spec: api.PodSpec{NodeName: "n1"}}
 	elsewhere := api.Pod{Metadata: api.ObjectMeta{Namespace: "default", Name: "far"}, Spec: api.PodSpec{NodeName: "n2"}}
 	lost := api.Pod{Metadata: api.ObjectMeta{Namespace: "default", Name: "lost"}}
-	d := Desired{
+	d := placed{
 		Pods:       append(desired, alone, mineBound, elsewhere, lost),
 		Assign:     map[string]string{"default/a": "n1", "default/b": "n2", "default/c": "n2", "default/solo": "n1", "default/far": "n2", "default/bound": "n1"},
 		Pending:    map[string]string{"default/d": "0/2 nodes are available", "default/lost": "no room"},
@@ -50,7 +50,7 @@ func TestPlan(t *testing.T) {
 		newPod("far", "n1", true), // a standalone pod bound elsewhere: stops at once
 	}
 	cluster := append(slices.Clone(local), newPod("b", "n2", false), newPod("c", "n2", true))
-	a := Plan(d, Observed{Local: local, Cluster: cluster}, "n1")
+	a := decide(d, Observed{Local: local, Cluster: cluster}, "n1")
 	if got, want := keys(a.Run), []string{"default/a", "default/bound", "default/b"}; !slices.Equal(got, want) {
 		t.Errorf("Run %q, want %q", got, want)
 	}
@@ -72,13 +72,13 @@ func TestPlan(t *testing.T) {
 
 	// A copy that is not Ready here is not kept: nothing serves anyway.
 	local[1].Status.Conditions = nil
-	if a := Plan(d, Observed{Local: local, Cluster: cluster}, "n1"); slices.Contains(a.Kept, "default/b") {
+	if a := decide(d, Observed{Local: local, Cluster: cluster}, "n1"); slices.Contains(a.Kept, "default/b") {
 		t.Error("kept a copy that is not Ready")
 	}
 	// The owner gone (placement gave the pod to no peer): pending, not kept.
 	delete(d.Assign, "default/b")
 	local[1] = newPod("b", "n1", true)
-	if a := Plan(d, Observed{Local: local, Cluster: cluster}, "n1"); slices.Contains(a.Kept, "default/b") || !slices.Contains(keys(a.Pending), "default/b") {
+	if a := decide(d, Observed{Local: local, Cluster: cluster}, "n1"); slices.Contains(a.Kept, "default/b") || !slices.Contains(keys(a.Pending), "default/b") {
 		t.Errorf("unplaced pod: kept %q, pending %q", a.Kept, keys(a.Pending))
 	}
 }
@@ -108,10 +108,10 @@ func (c *cluster) observed(peer string) Observed {
 
 // pass runs one reconcile pass on every peer (each sees the others as
 // they were before the pass) and ages the pods.
-func (c *cluster) pass(d Desired) {
+func (c *cluster) pass(d placed) {
 	acts := map[string]Actions{}
 	for _, p := range c.peers {
-		acts[p] = Plan(d, c.observed(p), p)
+		acts[p] = decide(d, c.observed(p), p)
 	}
 	for _, peer := range c.peers {
 		next, age := map[string]api.Pod{}, map[string]int{}
@@ -143,8 +143,8 @@ func (c *cluster) readyCopies() map[string]int {
 	return out
 }
 
-func drawDesired(t *rapid.T, peers []string, label string) Desired {
-	d := Desired{Assign: map[string]string{}, Pending: map[string]string{}}
+func drawPlaced(t *rapid.T, peers []string, label string) placed {
+	d := placed{Assign: map[string]string{}, Pending: map[string]string{}}
 	for i := range rapid.IntRange(0, 12).Draw(t, label+"pods") {
 		p := newPod(fmt.Sprintf("web-%d", i), "", false)
 		d.Pods = append(d.Pods, p)
@@ -161,12 +161,12 @@ func drawDesired(t *rapid.T, peers []string, label string) Desired {
 // owner, and nothing else runs anywhere (deleted pods included); during a
 // planned move (the placement changes, every peer alive) a pod that was
 // Ready somewhere always has a Ready copy somewhere (make-before-break).
-func TestPlanSettlesAndMakesBeforeBreak(t *testing.T) {
+func TestDecideSettlesAndMakesBeforeBreak(t *testing.T) {
 	rapid.Check(t, func(t *rapid.T) {
 		peers := []string{"n0", "n1", "n2", "n3"}[:rapid.IntRange(1, 4).Draw(t, "peers")]
 		c := &cluster{peers: peers, runs: map[string]map[string]api.Pod{}, age: map[string]map[string]int{},
 			readyAt: rapid.IntRange(0, 3).Draw(t, "readyAt")}
-		settle := func(d Desired) {
+		settle := func(d placed) {
 			for range c.readyAt + 3 {
 				c.pass(d)
 			}
@@ -185,10 +185,10 @@ func TestPlanSettlesAndMakesBeforeBreak(t *testing.T) {
 				}
 			}
 		}
-		d := drawDesired(t, peers, "before")
+		d := drawPlaced(t, peers, "before")
 		settle(d)
 		// A planned move: some pods deleted, the others placed anew.
-		moved := Desired{Assign: map[string]string{}, Pending: d.Pending}
+		moved := placed{Assign: map[string]string{}, Pending: d.Pending}
 		for _, p := range d.Pods {
 			k := key(&p)
 			if rapid.IntRange(0, 4).Draw(t, "delete") == 0 {
@@ -222,10 +222,10 @@ func TestPlanSettlesAndMakesBeforeBreak(t *testing.T) {
 }
 
 // The order in which pods are observed changes nothing.
-func TestPlanIgnoresOrder(t *testing.T) {
+func TestDecideIgnoresOrder(t *testing.T) {
 	rapid.Check(t, func(t *rapid.T) {
 		peers := []string{"n0", "n1", "n2"}
-		d := drawDesired(t, peers, "")
+		d := drawPlaced(t, peers, "")
 		var o Observed
 		for _, p := range d.Pods {
 			for _, peer := range peers {
@@ -238,11 +238,11 @@ func TestPlanIgnoresOrder(t *testing.T) {
 				}
 			}
 		}
-		a := Plan(d, o, "n0")
+		a := decide(d, o, "n0")
 		shuffled := Observed{Local: slices.Clone(o.Local), Cluster: slices.Clone(o.Cluster)}
 		slices.Reverse(shuffled.Local)
 		slices.Reverse(shuffled.Cluster)
-		b := Plan(d, shuffled, "n0")
+		b := decide(d, shuffled, "n0")
 		ka, kb := keys(a.Run), keys(b.Run)
 		slices.Sort(ka)
 		slices.Sort(kb)

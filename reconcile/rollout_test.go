@@ -1,4 +1,4 @@
-package agent
+package reconcile
 
 import (
 	"fmt"
@@ -96,7 +96,7 @@ func TestRollingUpdateBounds(t *testing.T) {
 				} else {
 					p = withReady([]api.Pod{p}, false)[0]
 				}
-				if podReady(&p) {
+				if Ready(&p) {
 					ready++
 				}
 				next = append(next, p)
@@ -120,7 +120,7 @@ func TestRollingUpdateBounds(t *testing.T) {
 func names(pods []api.Pod) []string {
 	var out []string
 	for _, p := range pods {
-		out = append(out, fmt.Sprintf("%s(%v)", p.Metadata.Name, podReady(&p)))
+		out = append(out, fmt.Sprintf("%s(%v)", p.Metadata.Name, Ready(&p)))
 	}
 	return out
 }
@@ -135,5 +135,25 @@ func TestRecreateWaitsForOldPods(t *testing.T) {
 	}
 	if got := desiredPods(d, nil); len(got) != 3 {
 		t.Fatalf("Recreate started %d pods once old ones were gone", len(got))
+	}
+}
+
+func TestPausedRolloutStandsStill(t *testing.T) {
+	d := deployment(3, "web:1", "25%", "25%")
+	running := withReady(desiredPods(d, nil), true)
+	d.Spec.Template.Spec.Containers[0].Image = "web:2"
+	d.Spec.Paused = true
+	got := desiredPods(d, running)
+	if len(got) != 3 {
+		t.Fatalf("paused: %d pods", len(got))
+	}
+	for i, p := range got {
+		if p.Metadata.Name != running[i].Metadata.Name {
+			t.Fatalf("paused rollout changed pod %d: %s", i, p.Metadata.Name)
+		}
+	}
+	d.Spec.Paused = false
+	if moved := desiredPods(d, running); len(moved) == 3 && moved[0].Metadata.Name == running[0].Metadata.Name {
+		t.Fatal("resumed rollout does not start new pods")
 	}
 }

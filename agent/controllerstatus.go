@@ -1,0 +1,56 @@
+package agent
+
+import (
+	"github.com/chorus-sh/chorus/api"
+	"github.com/chorus-sh/chorus/reconcile"
+)
+
+// The statuses of deployments and daemon sets, computed when they are read
+// from the pods the cluster runs.
+
+// podReady reports whether the pod's Ready condition is True.
+func podReady(p *api.Pod) bool { return reconcile.Ready(p) }
+
+// deploymentStatus aggregates a deployment's status from its pods.
+func deploymentStatus(d *api.Deployment, pods []api.Pod) api.DeploymentStatus {
+	hash := api.TemplateHash(&d.Spec.Template)
+	st := api.DeploymentStatus{ObservedGeneration: d.Metadata.Generation}
+	for _, p := range pods {
+		st.Replicas++
+		if p.Metadata.Labels[api.LabelTemplateHash] == hash {
+			st.UpdatedReplicas++
+		}
+		if podReady(&p) {
+			st.ReadyReplicas++
+			st.AvailableReplicas++
+		}
+	}
+	want := int32(1)
+	if d.Spec.Replicas != nil {
+		want = *d.Spec.Replicas
+	}
+	st.UnavailableReplicas = max(0, want-st.AvailableReplicas)
+	return st
+}
+
+// daemonSetStatus aggregates a daemon set's status from its pods.
+func (a *Agent) daemonSetStatus(ds *api.DaemonSet, pods []api.Pod) api.DaemonSetStatus {
+	st := api.DaemonSetStatus{ObservedGeneration: ds.Metadata.Generation}
+	st.DesiredNumberScheduled = int32(len(reconcile.DaemonPods(ds, a.placementNodes())))
+	hash := api.TemplateHash(&ds.Spec.Template)
+	for _, p := range pods {
+		if p.Metadata.Namespace != ds.Metadata.Namespace || p.Metadata.Labels[api.LabelDaemonSet] != ds.Metadata.Name {
+			continue
+		}
+		st.CurrentNumberScheduled++
+		if p.Metadata.Labels[api.LabelTemplateHash] == hash {
+			st.UpdatedNumberScheduled++
+		}
+		if podReady(&p) {
+			st.NumberReady++
+			st.NumberAvailable++
+		}
+	}
+	st.NumberUnavailable = max(0, st.DesiredNumberScheduled-st.NumberAvailable)
+	return st
+}
