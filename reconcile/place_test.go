@@ -295,3 +295,97 @@ func TestBindNodeProperties(t *testing.T) {
 		}
 	})
 }
+
+// A daemon set has one pod per schedulable peer its selector matches,
+// pinned there: none on a cordoned peer.
+func TestDaemonPods(t *testing.T) {
+	nodes := []placement.Node{
+		{Name: "n0", Labels: map[string]string{"zone": "a"}},
+		{Name: "n1", Labels: map[string]string{"zone": "b"}},
+		{Name: "n2", Labels: map[string]string{"zone": "a"}, Cordoned: true},
+		{Name: "n3", Labels: map[string]string{}},
+	}
+	on := func(pods []api.Pod) []string {
+		var out []string
+		for _, p := range pods {
+			if p.Metadata.Labels[api.LabelDaemonSet] != "agent" || p.Spec.NodeName == "" {
+				t.Fatalf("daemon pod %s: labels %v, node %q", p.Metadata.Name, p.Metadata.Labels, p.Spec.NodeName)
+			}
+			out = append(out, p.Spec.NodeName)
+		}
+		return out
+	}
+	if got := on(DaemonPods(testDaemonSet("agent", "agent:1", nil), nodes)); !slices.Equal(got, []string{"n0", "n1", "n3"}) {
+		t.Errorf("no selector: on %v, want every schedulable peer", got)
+	}
+	if got := on(DaemonPods(testDaemonSet("agent", "agent:1", map[string]string{"zone": "a"}), nodes)); !slices.Equal(got, []string{"n0"}) {
+		t.Errorf("zone=a: on %v, want [n0]", got)
+	}
+	if got := DaemonPods(testDaemonSet("agent", "agent:1", map[string]string{"zone": "c"}), nodes); len(got) != 0 {
+		t.Errorf("a selector no peer matches: %d pods", len(got))
+	}
+	// Placed by place, each runs on its peer, also when placement's
+	// spread would rather go elsewhere.
+	desired, res, _, _ := place(nil, []*api.DaemonSet{testDaemonSet("agent", "agent:1", nil)}, nil, nil, nodes, nil)
+	for _, p := range desired {
+		if res.Assign[key(&p)] != p.Spec.NodeName {
+			t.Errorf("%s placed on %q, pinned to %s", p.Metadata.Name, res.Assign[key(&p)], p.Spec.NodeName)
+		}
+	}
+}
+
+// While a deployment rolls out, pinRollouts pins its pods of older
+// templates to the peer that runs them (if it is alive, schedulable and
+// still matches their selector), and every other deployment pod to the
+// peer the finished rollouts give it; daemon pods are left as they are.
+func TestPinRollouts(t *testing.T) {
+	nodes := []placement.Node{{Name: "n0", Labels: map[string]string{"disk": "ssd"}}, {Name: "n1", Labels: map[string]string{}},
+		{Name: "n2", Labels: map[string]string{}, Cordoned: true}}
+	web := testDeployment("web", 3, "web:2", "1", "0")
+	hash := api.TemplateHash(&web.Spec.Template)
+	old := func(name, node string, sel map[string]string) api.Pod {
+		return api.Pod{Metadata: api.ObjectMeta{Namespace: "default", Name: name,
+			Labels: map[string]string{api.LabelDeployment: "web", api.LabelTemplateHash: "old"}},
+			Spec: api.PodSpec{NodeName: node, NodeSelector: sel}}
+	}
+	fresh := api.PodsForDeployment(web)[0]
+	db := api.PodsForDeployment(testDeployment("db", 1, "db:1", "1", "0"))[0]
+	daemon := api.DaemonPod(testDaemonSet("agent", "agent:1", nil), "n1")
+	desired := []api.Pod{
+		old("web-old-0", "n0", nil),                              // pinned to n0
+		old("web-old-1", "n2", nil),                              // its peer is cordoned: free
+		old("web-old-2", "n1", map[string]string{"disk": "ssd"}), // n1 no longer matches: free
+		old("web-old-3", "gone", nil),                            // its peer is not alive: free
+		fresh,  // the new template: where the finished rollout puts it
+		db,     // another deployment: where it is at the end
+		daemon, // pinned already
+	}
+	replicas := replicasOf(desired)
+	target := placement.Result{Assign: map[string]string{key(&fresh): "n1", key(&db): "n0", key(&daemon): "n0"}}
+	pinned := pinRollouts(desired, replicas, map[string]string{deploymentKey("default", "web"): hash}, nodes, target)
+	if want := []int{0, 4, 5}; !slices.Equal(pinned, want) {
+		t.Fatalf("pinned %v, want %v", pinned, want)
+	}
+	for i, want := range []string{"n0", "", "", "", "n1", "n0", "n1"} {
+		if replicas[i].Pin != want {
+			t.Errorf("%s pinned to %q, want %q", desired[i].Metadata.Name, replicas[i].Pin, want)
+		}
+	}
+}
+
+// samePodNames and withReplicas, which decide whether a deployment is
+// mid-rollout.
+func TestRolloutHelpers(t *testing.T) {
+	d := testDeployment("web", 3, "web:1", "1", "0")
+	two := withReplicas(d, 2)
+	if *two.Spec.Replicas != 2 || *d.Spec.Replicas != 3 {
+		t.Fatalf("withReplicas: %d, original %d", *two.Spec.Replicas, *d.Spec.Replicas)
+	}
+	a, b := api.PodsForDeployment(d), api.PodsForDeployment(two)
+	if !samePodNames(a, slices.Clone(a)) || samePodNames(a, b) {
+		t.Fatal("samePodNames")
+	}
+	if ordinalOf(a[2].Metadata.Name) != 2 || ordinalOf("web") != -1 {
+		t.Fatal("ordinalOf")
+	}
+}

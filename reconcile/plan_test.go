@@ -350,3 +350,84 @@ func TestPlanLeaveAndDrain(t *testing.T) {
 		}
 	})
 }
+
+// What Plan decides besides placement: the services' variables on the
+// pods it runs and binds (its inputs unchanged), the FailedScheduling
+// events, the evicted pods made again, the job pods that ended.
+func TestPlanPass(t *testing.T) {
+	nodes := []placement.Node{{Name: "n0", Labels: map[string]string{}, CPUMilli: 1000}}
+	web := testDeployment("web", 1, "web:1", "1", "0")
+	big := testDeployment("big", 5, "big:1", "1", "0")
+	big.Spec.Template.Spec.Containers[0].Resources.Requests = api.ResourceList{"cpu": "2"}
+	solo := api.Pod{Metadata: api.ObjectMeta{Namespace: "default", Name: "solo"}, Spec: api.PodSpec{Containers: []api.Container{{Name: "c", Image: "solo:1"}}}}
+	done := api.Pod{Metadata: api.ObjectMeta{Namespace: "default", Name: "job-1"}, Spec: api.PodSpec{NodeName: "n0", Containers: []api.Container{{Name: "c", Image: "job:1"}}}}
+	gone := done
+	gone.Metadata.Name = "job-2"
+	svc := &api.Service{Metadata: api.ObjectMeta{Namespace: "default", Name: "my-db"}, Spec: api.ServiceSpec{Ports: []api.ServicePort{{Port: 5432}}}}
+	d := Desired{Deployments: []*api.Deployment{big, web}, Pods: []api.Pod{done, gone, solo},
+		Ended: map[string]bool{"default/job-1": true, "default/job-2": true},
+		Services: []*api.Service{svc}, ServiceIPs: map[string]string{"Service/default/my-db": "10.89.0.7"}}
+	evicted := api.PodsForDeployment(web)[0]
+	evicted.Spec.NodeName = "n0"
+	evicted.Status = api.PodStatus{Phase: api.PodFailed, Reason: "Evicted"}
+	failedSolo := done
+	failedSolo.Status = api.PodStatus{Phase: api.PodFailed, Reason: "Evicted"}
+	local := []api.Pod{evicted, failedSolo}
+	a := Plan(d, Observed{Nodes: nodes, Local: local, Cluster: local}, "n0")
+
+	// job-1 ended but still runs here: kept (for its logs); job-2 ended
+	// and runs nowhere: never again.
+	if got, want := keys(a.Run), []string{evicted.Metadata.Namespace + "/" + evicted.Metadata.Name, "default/job-1"}; !slices.Equal(got, want) {
+		t.Errorf("Run %q, want %q", got, want)
+	}
+	if got := keys(a.Bind); !slices.Equal(got, []string{"default/solo"}) {
+		t.Errorf("Bind %q", got)
+	}
+	for _, p := range append(slices.Clone(a.Run), a.Bind...) {
+		env := p.Spec.Containers[0].Env
+		if len(env) != 2 || env[0] != (api.EnvVar{Name: "MY_DB_SERVICE_HOST", Value: "10.89.0.7"}) || env[1].Value != "5432" {
+			t.Errorf("%s env %v", p.Metadata.Name, env)
+		}
+	}
+	if len(d.Pods[2].Spec.Containers[0].Env) != 0 || len(local[0].Spec.Containers[0].Env) != 0 || len(a.Desired[0].Spec.Containers[0].Env) != 0 {
+		t.Error("Plan changed its inputs or Desired")
+	}
+	// big's replicas need 2 CPUs, n0 has 1: one pod says why, the rest
+	// are counted, each with an event.
+	if got := keys(a.Pending); len(got) != 1 || !strings.HasPrefix(got[0], "default/big-") {
+		t.Fatalf("Pending %q", got)
+	}
+	if a.Counted[deploymentKey("default", "big")] != 4 {
+		t.Errorf("Counted %v", a.Counted)
+	}
+	if len(a.Events) != 2 || a.Events[0].Object.Kind != api.KindPod || a.Events[0].Reason != "FailedScheduling" ||
+		!strings.Contains(a.Events[0].Message, "Insufficient cpu") ||
+		a.Events[1].Object != (api.ObjectReference{Kind: api.KindDeployment, Namespace: "default", Name: "big"}) ||
+		!strings.HasPrefix(a.Events[1].Message, "4 more replicas pending (not listed as pods): ") {
+		t.Errorf("Events %+v", a.Events)
+	}
+	// A deployment's evicted pod is made again; a standalone one stays.
+	if got := keys(a.Remake); !slices.Equal(got, keys(local[:1])) {
+		t.Errorf("Remake %q", got)
+	}
+}
+
+// A replica two peers run while it moves counts once in its deployment's
+// pods, as the copy that serves.
+func TestByDeploymentCountsAMoveOnce(t *testing.T) {
+	old := newPod("web-0", "n0", true)
+	moving := newPod("web-0", "n1", false)
+	moving.Status.Phase = api.PodRunning
+	other := newPod("web-1", "n1", false)
+	solo := api.Pod{Metadata: api.ObjectMeta{Namespace: "default", Name: "solo"}}
+	for _, cluster := range [][]api.Pod{{moving, old, other, solo}, {old, moving, other, solo}} {
+		got := byDeployment(cluster)
+		web := got[deploymentKey("default", "web")]
+		if len(got) != 1 || len(web) != 2 || web[0].Spec.NodeName != "n0" || web[1].Metadata.Name != "web-1" {
+			t.Fatalf("byDeployment = %v", got)
+		}
+	}
+	if !ServesBetter(&moving, &other) || ServesBetter(&other, &moving) || ServesBetter(&moving, &old) {
+		t.Fatal("ServesBetter: Ready, then Running, then bound")
+	}
+}
