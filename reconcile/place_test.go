@@ -356,9 +356,9 @@ func TestPinRollouts(t *testing.T) {
 		old("web-old-1", "n2", nil),                              // its peer is cordoned: free
 		old("web-old-2", "n1", map[string]string{"disk": "ssd"}), // n1 no longer matches: free
 		old("web-old-3", "gone", nil),                            // its peer is not alive: free
-		fresh,  // the new template: where the finished rollout puts it
-		db,     // another deployment: where it is at the end
-		daemon, // pinned already
+		fresh,                                                    // the new template: where the finished rollout puts it
+		db,                                                       // another deployment: where it is at the end
+		daemon,                                                   // pinned already
 	}
 	replicas := replicasOf(desired)
 	target := placement.Result{Assign: map[string]string{key(&fresh): "n1", key(&db): "n0", key(&daemon): "n0"}}

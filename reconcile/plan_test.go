@@ -365,7 +365,7 @@ func TestPlanPass(t *testing.T) {
 	gone.Metadata.Name = "job-2"
 	svc := &api.Service{Metadata: api.ObjectMeta{Namespace: "default", Name: "my-db"}, Spec: api.ServiceSpec{Ports: []api.ServicePort{{Port: 5432}}}}
 	d := Desired{Deployments: []*api.Deployment{big, web}, Pods: []api.Pod{done, gone, solo},
-		Ended: map[string]bool{"default/job-1": true, "default/job-2": true},
+		Ended:    map[string]bool{"default/job-1": true, "default/job-2": true},
 		Services: []*api.Service{svc}, ServiceIPs: map[string]string{"Service/default/my-db": "10.89.0.7"}}
 	evicted := api.PodsForDeployment(web)[0]
 	evicted.Spec.NodeName = "n0"
