@@ -2,7 +2,6 @@ package reconcile
 
 import (
 	"fmt"
-	"maps"
 	"slices"
 	"testing"
 
@@ -83,66 +82,6 @@ func TestDecide(t *testing.T) {
 	}
 }
 
-// cluster is a simulated cluster: each peer's pods as it runs them, Ready
-// after a number of passes.
-type cluster struct {
-	peers   []string
-	runs    map[string]map[string]api.Pod // peer -> pod key -> pod
-	age     map[string]map[string]int     // peer -> pod key -> passes since it started
-	readyAt int                           // a pod is Ready once it ran this many passes
-}
-
-func (c *cluster) observed(peer string) Observed {
-	var o Observed
-	for _, p := range c.peers {
-		for _, k := range slices.Sorted(maps.Keys(c.runs[p])) {
-			pod := c.runs[p][k]
-			if p == peer {
-				o.Local = append(o.Local, pod)
-			}
-			o.Cluster = append(o.Cluster, pod)
-		}
-	}
-	return o
-}
-
-// pass runs one reconcile pass on every peer (each sees the others as
-// they were before the pass) and ages the pods.
-func (c *cluster) pass(d placed) {
-	acts := map[string]Actions{}
-	for _, p := range c.peers {
-		acts[p] = decide(d, c.observed(p), p)
-	}
-	for _, peer := range c.peers {
-		next, age := map[string]api.Pod{}, map[string]int{}
-		for _, p := range acts[peer].Run {
-			k := key(&p)
-			p.Spec.NodeName = peer
-			age[k] = c.age[peer][k] + 1
-			status := "False"
-			if age[k] > c.readyAt {
-				status = "True"
-			}
-			p.Status.Conditions = []api.PodCondition{{Type: "Ready", Status: status}}
-			next[k] = p
-		}
-		c.runs[peer], c.age[peer] = next, age
-	}
-}
-
-// readyCopies returns, by pod key, how many peers run a Ready copy.
-func (c *cluster) readyCopies() map[string]int {
-	out := map[string]int{}
-	for _, peer := range c.peers {
-		for k, p := range c.runs[peer] {
-			if Ready(&p) {
-				out[k]++
-			}
-		}
-	}
-	return out
-}
-
 func drawPlaced(t *rapid.T, peers []string, label string) placed {
 	d := placed{Assign: map[string]string{}, Pending: map[string]string{}}
 	for i := range rapid.IntRange(0, 12).Draw(t, label+"pods") {
@@ -164,11 +103,13 @@ func drawPlaced(t *rapid.T, peers []string, label string) placed {
 func TestDecideSettlesAndMakesBeforeBreak(t *testing.T) {
 	rapid.Check(t, func(t *rapid.T) {
 		peers := []string{"n0", "n1", "n2", "n3"}[:rapid.IntRange(1, 4).Draw(t, "peers")]
-		c := &cluster{peers: peers, runs: map[string]map[string]api.Pod{}, age: map[string]map[string]int{},
-			readyAt: rapid.IntRange(0, 3).Draw(t, "readyAt")}
-		settle := func(d placed) {
+		var d placed // what the peers decide over
+		c := &sim{peers: peers, runs: map[string]map[string]api.Pod{}, age: map[string]map[string]int{},
+			readyAt: rapid.IntRange(0, 3).Draw(t, "readyAt"),
+			plan:    func(peer string, o Observed) Actions { return decide(d, o, peer) }}
+		settle := func() {
 			for range c.readyAt + 3 {
-				c.pass(d)
+				c.pass()
 			}
 			counts := map[string]int{}
 			for _, peer := range peers {
@@ -185,8 +126,8 @@ func TestDecideSettlesAndMakesBeforeBreak(t *testing.T) {
 				}
 			}
 		}
-		d := drawPlaced(t, peers, "before")
-		settle(d)
+		d = drawPlaced(t, peers, "before")
+		settle()
 		// A planned move: some pods deleted, the others placed anew.
 		moved := placed{Assign: map[string]string{}, Pending: d.Pending}
 		for _, p := range d.Pods {
@@ -208,8 +149,9 @@ func TestDecideSettlesAndMakesBeforeBreak(t *testing.T) {
 				delete(wasReady, k) // deleted: nothing to keep
 			}
 		}
+		d = moved
 		for range c.readyAt + 3 {
-			c.pass(moved)
+			c.pass()
 			now := c.readyCopies()
 			for k, n := range wasReady {
 				if n > 0 && now[k] == 0 {
@@ -217,7 +159,7 @@ func TestDecideSettlesAndMakesBeforeBreak(t *testing.T) {
 				}
 			}
 		}
-		settle(moved)
+		settle()
 	})
 }
 

@@ -25,11 +25,9 @@ func TestRolloutMovesNoPod(t *testing.T) {
 		replicas := int32(rapid.IntRange(1, 12).Draw(t, "replicas"))
 		surge := rapid.SampledFrom([]string{"0", "1", "25%", "50%"}).Draw(t, "surge")
 		unavail := rapid.SampledFrom([]string{"0", "1", "25%"}).Draw(t, "unavailable")
-		other := deployment(int32(rapid.IntRange(0, 8).Draw(t, "other")), "db:1", "25%", "25%")
-		other.Metadata.Name = "db"
-		other.Spec.Template.Metadata.Labels = map[string]string{"app": "db"}
+		other := testDeployment("db", int32(rapid.IntRange(0, 8).Draw(t, "other")), "db:1", "25%", "25%")
 
-		d := deployment(replicas, "web:1", surge, unavail)
+		d := testDeployment("web", replicas, "web:1", surge, unavail)
 		running := map[string]api.Pod{} // pod key -> pod as it runs, Spec.NodeName set
 		node := map[string]string{}     // pod key -> the peer it was ever placed on
 		step := func(deps []*api.Deployment) {
@@ -58,7 +56,7 @@ func TestRolloutMovesNoPod(t *testing.T) {
 		}
 		step([]*api.Deployment{d, other})
 		step([]*api.Deployment{d, other})
-		d = deployment(replicas, "web:2", surge, unavail)
+		d = testDeployment("web", replicas, "web:2", surge, unavail)
 		for i := 0; i < 3*int(replicas)+5; i++ {
 			step([]*api.Deployment{d, other})
 		}
@@ -81,7 +79,7 @@ func TestRolloutMovesNoPod(t *testing.T) {
 func TestRolloutWithTightCapacityFinishes(t *testing.T) {
 	nodes := []placement.Node{{Name: "n0", CPUMilli: 1000}, {Name: "n1", CPUMilli: 1000}, {Name: "n2", CPUMilli: 1000}}
 	withCPU := func(image string) *api.Deployment {
-		d := deployment(2, image, "1", "0")
+		d := testDeployment("web", 2, image, "1", "0")
 		d.Spec.Template.Spec.Containers[0].Resources.Requests = map[string]string{"cpu": "600m"}
 		return d
 	}
@@ -136,7 +134,7 @@ func TestScaleUpMovesNoPod(t *testing.T) {
 		}
 		k := rapid.IntRange(1, len(nodes)).Draw(t, "before")
 		m := rapid.IntRange(k+1, 25).Draw(t, "after")
-		d := deployment(int32(k), "web:1", "25%", "25%")
+		d := testDeployment("web", int32(k), "web:1", "25%", "25%")
 		d.Metadata.Name = rapid.StringMatching(`[a-z]{1,10}`).Draw(t, "name")
 		place := func() map[string]string {
 			desired, res, _, _ := place([]*api.Deployment{d}, nil, nil, nil, nodes, nil)
@@ -168,7 +166,7 @@ func TestPlaceCountsReplicasThatCannotRun(t *testing.T) {
 		{Name: "n2", Labels: map[string]string{}, CPUMilli: 2000, MemBytes: 1 << 30}}
 	var deps []*api.Deployment
 	for i := range 200 {
-		d := deployment(10000, "web:1", "25%", "25%")
+		d := testDeployment("web", 10000, "web:1", "25%", "25%")
 		d.Metadata.Name = fmt.Sprintf("d%03d", i)
 		switch i % 3 {
 		case 0: // a selector no node matches
@@ -208,7 +206,7 @@ func BenchmarkPlaceUnschedulable(b *testing.B) {
 	nodes := []placement.Node{{Name: "n1", Labels: map[string]string{}}, {Name: "n2", Labels: map[string]string{}}, {Name: "n3", Labels: map[string]string{}}}
 	var deps []*api.Deployment
 	for i := range 200 {
-		d := deployment(10000, "web:1", "25%", "25%")
+		d := testDeployment("web", 10000, "web:1", "25%", "25%")
 		d.Metadata.Name = fmt.Sprintf("d%03d", i)
 		d.Spec.Template.Spec.NodeSelector = map[string]string{"disk": "ssd"}
 		deps = append(deps, d)

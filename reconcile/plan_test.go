@@ -13,8 +13,8 @@ import (
 	"github.com/chorus-sh/chorus/placement"
 )
 
-// sim is a cluster of peers each running Plan at every pass, over the
-// desired state (where a peer that binds a standalone pod records it, the
+// sim is a cluster of peers each running Plan (or plan, when set) at every
+// pass, over the desired state (where a peer that binds a standalone pod records it, the
 // first bind winning) and what every alive peer runs. A pod is Ready once
 // its peer ran it for readyAt passes. A peer in gone has left: it is in no
 // one's alive nodes, nobody sees its pods, but it still plans (with its
@@ -29,6 +29,7 @@ type sim struct {
 	age     map[string]map[string]int     // peer -> pod key -> passes run
 	readyAt int
 	last    map[string]Actions // each peer's actions at the last pass
+	plan    func(peer string, o Observed) Actions
 }
 
 func (s *sim) nodes() []placement.Node {
@@ -63,7 +64,11 @@ func (s *sim) observed(peer string) Observed {
 func (s *sim) pass() {
 	s.last = map[string]Actions{}
 	for _, p := range s.peers {
-		s.last[p] = Plan(s.d, s.observed(p), p)
+		if s.plan != nil {
+			s.last[p] = s.plan(p, s.observed(p))
+		} else {
+			s.last[p] = Plan(s.d, s.observed(p), p)
+		}
 	}
 	for _, peer := range s.peers {
 		run := slices.Clone(s.last[peer].Run)
@@ -196,11 +201,16 @@ func (s *sim) boundTo(k string) string {
 	return ""
 }
 
+// testDeployment is a rolling update of replicas pods of image, labelled
+// app=name.
 func testDeployment(name string, replicas int32, image, surge, unavailable string) *api.Deployment {
-	d := deployment(replicas, image, surge, unavailable)
-	d.Metadata.Name = name
-	d.Spec.Template.Metadata.Labels = map[string]string{"app": name}
+	su, un := api.FromString(surge), api.FromString(unavailable)
+	d := &api.Deployment{Metadata: api.ObjectMeta{Name: name, Namespace: "default"}}
+	d.Spec.Replicas = &replicas
 	d.Spec.Selector = &api.LabelSelector{MatchLabels: map[string]string{"app": name}}
+	d.Spec.Template.Metadata.Labels = map[string]string{"app": name}
+	d.Spec.Template.Spec.Containers = []api.Container{{Name: name, Image: image}}
+	d.Spec.Strategy = api.DeploymentStrategy{Type: "RollingUpdate", RollingUpdate: &api.RollingUpdateDeployment{MaxSurge: &su, MaxUnavailable: &un}}
 	return d
 }
 
