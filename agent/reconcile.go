@@ -22,7 +22,7 @@ func nodeKey(name string) string { return kindNode + "//" + name }
 type schedule struct {
 	mu      sync.Mutex
 	pending []api.Pod      // desired replicas that fit nowhere, with the reason
-	counted map[string]int // deployment key -> pending replicas not made into pods (see plan)
+	counted map[string]int // deployment key -> pending replicas not made into pods (reconcile.Actions.Counted)
 	desired []api.Pod      // every desired pod, as planned (bindNew places new pods among them)
 }
 
