@@ -100,19 +100,23 @@ func (a *Agent) placementNodes() []placement.Node {
 // reconcile is one level-triggered pass on this peer: it reads the desired
 // state (store), the alive peers (membership) and the pods (its pod
 // manager's and the other peers' published statuses); reconcile.Plan
-// (pure) decides what this peer runs (see the package reconcile); then it
-// applies the actions: binds the standalone pods placed here and the
-// claims its pods mount, puts the service addresses on lo and updates the
-// proxy, records the events, publishes the pending pods for the API,
-// makes evicted pods again and gives the pod manager its pods.
-func (a *Agent) reconcile() {
+// (pure) decides what this peer does (see the package reconcile); apply
+// carries it out.
+func (a *Agent) reconcile(ctx context.Context) {
 	if a.leaving.Load() {
 		a.pods.Sync(nil)
 		return
 	}
-	self := a.cfg.Name
 	local := a.pods.Pods() // one copy of this peer's pods for the whole pass
 	cluster := a.clusterPodsWith(local)
+	desired := a.readDesired()
+	acts := reconcile.Plan(desired, reconcile.Observed{Nodes: a.placementNodes(), Local: local, Cluster: cluster}, a.cfg.Name)
+	a.apply(ctx, desired, cluster, acts)
+}
+
+// readDesired reads what reconcile.Plan needs of the replicated state, and
+// this peer's address of each service (given now to the new ones).
+func (a *Agent) readDesired() reconcile.Desired {
 	desired := reconcile.Desired{Pods: a.standalonePods(), ClaimNodes: a.claimNodes()}
 	for _, o := range a.store.list(api.KindDeployment, "") {
 		desired.Deployments = append(desired.Deployments, o.(*api.Deployment))
@@ -126,7 +130,6 @@ func (a *Agent) reconcile() {
 			desired.Ended[k] = true
 		}
 	}
-	// Services: this peer's address for each (kept across passes).
 	var keys []string
 	for _, o := range a.store.list(api.KindService, "") {
 		s := o.(*api.Service)
@@ -138,9 +141,14 @@ func (a *Agent) reconcile() {
 	ips := a.svcNet.assign(keys)
 	a.svcIPs.Store(&ips)
 	desired.ServiceIPs = ips
+	return desired
+}
 
-	acts := reconcile.Plan(desired, reconcile.Observed{Nodes: a.placementNodes(), Local: local, Cluster: cluster}, self)
-
+// apply carries out a pass's actions: it binds the standalone pods placed
+// here and the claims its pods mount, puts the service addresses on lo and
+// updates the proxy, records the events, publishes the pending pods for
+// the API, makes evicted pods again and gives the pod manager its pods.
+func (a *Agent) apply(ctx context.Context, desired reconcile.Desired, cluster []api.Pod, acts reconcile.Actions) {
 	alone := map[string]bool{}
 	for i := range desired.Pods {
 		alone[podKey(&desired.Pods[i])] = true
@@ -155,20 +163,20 @@ func (a *Agent) reconcile() {
 	for i := range mine {
 		if len(mine[i].Spec.Volumes) > 0 && !alone[podKey(&mine[i])] {
 			if node, err := a.claimNode(&mine[i], nil); err == nil && node == "" {
-				a.bindClaims(&mine[i], self, nil)
+				a.bindClaims(&mine[i], a.cfg.Name, nil)
 			}
 		}
 	}
 	// The service addresses on lo, the proxy's listeners and endpoints.
 	var addrs []string
-	for _, ip := range ips {
+	for _, ip := range desired.ServiceIPs {
 		addrs = append(addrs, ip)
 	}
-	if err := a.svcNet.sync(context.Background(), addrs); err != nil {
+	if err := a.svcNet.sync(ctx, addrs); err != nil {
 		a.log.Warn("service addresses", "err", err)
 	}
 	if a.proxy != nil {
-		a.proxy.Update(a.proxyServices(desired.Services, ips, cluster))
+		a.proxy.Update(a.proxyServices(desired.Services, desired.ServiceIPs, cluster))
 		a.updateIngress(desired.Services)
 	}
 	for _, e := range acts.Events {

@@ -64,7 +64,7 @@ type Observed struct {
 // Actions is what a peer does after a pass.
 type Actions struct {
 	// Run is the pods this peer runs (the pod manager's desired set),
-	// in the order of Desired.Pods, then the kept ones; with the
+	// in the order of Actions.Desired, then the kept ones; with the
 	// services' variables.
 	Run []api.Pod
 	// Kept is the keys of the pods of Run this peer keeps only until
