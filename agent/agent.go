@@ -5,16 +5,13 @@ package agent
 
 import (
 	"context"
-	"crypto/rand"
 	"crypto/sha256"
-	"crypto/tls"
 	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
 	"net/http"
 	"net/netip"
 	"os"
@@ -22,9 +19,7 @@ import (
 	"runtime/debug"
 	"strconv"
 	"strings"
-	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 
 	goruntime "runtime"
@@ -36,6 +31,8 @@ import (
 	"github.com/chorus-sh/chorus/podnet"
 	"github.com/chorus-sh/chorus/proxy"
 	"github.com/chorus-sh/chorus/runtime"
+	"github.com/chorus-sh/chorus/state"
+	"github.com/chorus-sh/chorus/trust"
 )
 
 // Config is one peer's configuration. Only Name and Bind must differ
@@ -102,9 +99,6 @@ type Config struct {
 	// Insecure runs an open cluster: no cluster secret, plain HTTP, no
 	// derived gossip key or API token (explicit ones still apply).
 	Insecure bool
-	// FaultCorruptBlobs makes the peer serve corrupted image blobs, to test
-	// that other peers detect them (hidden flag, tests only).
-	FaultCorruptBlobs bool
 	// APIHosts are names (besides IP addresses, localhost, the peer's name
 	// and the machine's host name) the API answers to in the Host header;
 	// any other is refused, against DNS rebinding.
@@ -234,9 +228,13 @@ const (
 
 // Agent is one running peer.
 type Agent struct {
-	cfg    Config
-	log    *slog.Logger
-	store  *store
+	cfg   Config
+	log   *slog.Logger
+	store *state.Store
+	// sealer encrypts Secrets at rest (sealing.go) and the rotation
+	// record's secret; the store is handed the same (setSealer). nil: an
+	// --insecure peer without a gossip key. A rotation replaces it.
+	sealer atomic.Pointer[trust.Sealer]
 	events *events
 	rt     runtime.Runtime
 	pods   *runtime.PodManager
@@ -283,266 +281,6 @@ type Agent struct {
 	leaving    atomic.Bool
 }
 
-// Run runs the peer until ctx is done. It returns once every goroutine it
-// started has ended; the pods keep running for the next start to adopt.
-func Run(ctx context.Context, cfg Config) error {
-	if err := cfg.Defaults(); err != nil {
-		return err
-	}
-	log := cfg.Log.With("node", cfg.Name)
-	ctx, leave := context.WithCancel(ctx)
-	defer leave()
-	if err := os.MkdirAll(cfg.DataDir, 0o755); err != nil {
-		return fmt.Errorf("create data dir: %w", err)
-	}
-	lock, err := os.OpenFile(filepath.Join(cfg.DataDir, "agent.lock"), os.O_CREATE|os.O_RDWR, 0o600)
-	if err != nil {
-		return fmt.Errorf("lock data dir: %w", err)
-	}
-	defer lock.Close()
-	if err := syscall.Flock(int(lock.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
-		return fmt.Errorf("data dir %s is in use by another chorus agent", cfg.DataDir)
-	}
-	pidFile := filepath.Join(cfg.DataDir, "agent.pid")
-	if err := os.WriteFile(pidFile, []byte(strconv.Itoa(os.Getpid())+"\n"), 0o644); err != nil {
-		return fmt.Errorf("write pid file: %w", err)
-	}
-	defer os.Remove(pidFile)
-	tr, err := setupTrust(&cfg, log, time.Now())
-	if err != nil {
-		return err
-	}
-	st, err := openStore(filepath.Join(cfg.DataDir, "state.crdt"), cfg.Name)
-	if err != nil {
-		return err
-	}
-	sealer, err := newSealer(tr, cfg.GossipKey)
-	if err != nil {
-		return err
-	}
-	st.sealer.Store(sealer)
-	if sealer == nil {
-		log.Warn("INSECURE: Secrets are stored unencrypted in state.crdt and travel in clear between peers (--insecure without --gossip-key)")
-	}
-	a := &Agent{cfg: cfg, log: log, store: st, events: newEvents(cfg.Name, 1000), start: time.Now(), kick: make(chan struct{}, 1), statusKick: make(chan struct{}, 1), leave: leave,
-		trust: tr, peerTransport: newPeerTransport(tr)}
-	defer a.peerTransport.CloseIdleConnections()
-	a.watchStoredValues()
-	claim, settled, err := a.initialSubnet()
-	if err != nil {
-		return err
-	}
-	a.subnet.Store(&claim)
-	a.subnetSettled.Store(settled)
-	if err := a.writePeerFile(); err != nil {
-		return err
-	}
-	if settled {
-		if err := a.writeSubnetRecord(claim); err != nil {
-			return err
-		}
-	} else {
-		log.Info("no pod subnet of its own yet: pods start once the other peers' claims are seen", "provisional", claim.Subnet.String())
-	}
-	if a.svcNet, err = newServiceNet(claim.Subnet.String()); err != nil {
-		return fmt.Errorf("service network: %w", err)
-	}
-	podMTU := 0 // the CNI plugin's default
-	if wireGuardOn(cfg, tr != nil) {
-		k, err := loadWireGuardKey(cfg.DataDir)
-		if err != nil {
-			return err
-		}
-		a.wgKey = &k
-		// Pods send no packet larger than the overlay carries: their
-		// MTU is the device's (pods already running keep theirs until
-		// they are replaced). A peer bound to a loopback address has no
-		// other machine to reach and keeps the default.
-		a.wgMTU = podnet.OverlayMTU(1500)
-		link, loopback, err := podnet.LinkMTU(netip.MustParseAddr(cfg.Bind))
-		if err != nil {
-			log.Warn("pod network: the MTU of the link of --bind, for WireGuard", "err", err, "assumed", 1500)
-		} else if link > 0 {
-			a.wgMTU = podnet.OverlayMTU(link)
-		}
-		if !loopback {
-			podMTU = a.wgMTU
-		}
-		log.Info("pod network: encrypted between peers on other machines (WireGuard)", "port", cfg.WireGuardPort,
-			"device", wireGuardName(cfg.Bridge), "mtu", a.wgMTU, "pod_mtu", podMTU, "public_key", k.Public().String())
-	} else if tr != nil {
-		log.Warn("pod network: not encrypted between peers (--wireguard-port 0)")
-	}
-
-	addr := cfg.ContainerdAddress
-	if addr == "" {
-		d, err := runtime.StartDaemon(ctx, cfg.DataDir, log)
-		if err != nil {
-			return err
-		}
-		defer d.Stop()
-		addr = d.Address
-	}
-	nw, err := runtime.NewCNINetwork(runtime.NetworkConfig{
-		Name: "chorus-" + cfg.Name, Bridge: cfg.Bridge, Subnet: claim.Subnet.String(), Cluster: subnet.Pool(),
-		PluginDirs: cfg.CNIPluginDirs, StateDir: filepath.Join(cfg.DataDir, "network"), MTU: podMTU,
-	})
-	if err != nil {
-		return err
-	}
-	a.nw = nw
-	// A bridge left with another subnet's address (this peer's subnet
-	// changed) is repaired before any pod is set up or adopted.
-	if _, err := nw.RepairBridge(ctx, log); err != nil {
-		log.Warn("repair the pod bridge", "err", err)
-	}
-	ctd, err := runtime.NewContainerd(ctx, addr, cfg.ContainerdNamespace, nw)
-	if err != nil {
-		return err
-	}
-	defer ctd.Close()
-	ctd.SetImageLimits(runtime.ImageLimits{MaxBytes: cfg.MaxImageSize, MaxExpansion: cfg.MaxImageExpansion})
-	a.rt = ctd
-	a.ctd = ctd
-	opts := a.podManagerOptions()
-	opts.NodeCPUMilli = func() int64 { m, _ := api.ParseCPU(capacity()["cpu"]); return m }()
-	opts.NodeMemBytes = func() int64 { b, _ := api.ParseMemory(capacity()["memory"]); return b }()
-	opts.AllowedHostPaths = cfg.AllowedHostPaths
-	opts.EnsureImage = func(ctx context.Context, ref string) error {
-		if a.images == nil {
-			return errors.New("not joined to the cluster yet")
-		}
-		return a.images.ensure(ctx, ref)
-	}
-	a.pods = runtime.NewPodManager(podRuntime{ctd, a}, opts)
-	if err := a.pods.Start(ctx); err != nil {
-		return err
-	}
-	defer a.pods.Close()
-	if moved := a.pods.ReplaceOutside(claim.Subnet); len(moved) > 0 {
-		log.Warn("pods attached outside the pod subnet (it changed while the peer was down) are started again in it", "subnet", claim.Subnet.String(), "pods", moved)
-	}
-
-	ln, err := net.Listen("tcp", net.JoinHostPort(cfg.Bind, strconv.Itoa(cfg.APIPort)))
-	if err != nil {
-		return fmt.Errorf("API listener: %w", err)
-	}
-	// Addresses left by a previous run that died are removed first.
-	a.svcNet.removeAll(ctx)
-	if err := a.svcNet.sync(ctx, nil); err != nil {
-		ln.Close()
-		return err
-	}
-	upstreams, _ := proxy.HostResolvers("/etc/resolv.conf")
-	hopServerTLS, hopClientTLS := a.trust.hopTLS()
-	a.proxy = proxy.New(proxy.Config{
-		Upstreams: upstreams,
-		NodeIP:    cfg.Bind, HopAddr: hostPort(cfg.Bind, cfg.HopPort), PeerHop: a.hopAddrOf, AllowHop: a.allowHop,
-		HopServerTLS: hopServerTLS, HopClientTLS: hopClientTLS,
-		DNSAddr: hostPort(a.svcNet.dnsIP(), 53), Log: log.With("plane", "proxy"),
-		IngressHTTPAddr: optHostPort(cfg.Bind, cfg.IngressHTTPPort), IngressHTTPSAddr: optHostPort(cfg.Bind, cfg.IngressHTTPSPort),
-		Kernel: a.kernelProxy(),
-	})
-	if err := a.proxy.Start(ctx); err != nil {
-		ln.Close()
-		return fmt.Errorf("service proxy: %w", err)
-	}
-	defer func() {
-		_ = a.proxy.Close()
-		a.svcNet.removeAll(context.Background())
-	}()
-	var cwg sync.WaitGroup
-	cctx, stopCluster := context.WithCancel(ctx)
-	if err := a.startCluster(cctx, &cwg); err != nil {
-		stopCluster()
-		ln.Close()
-		if errors.Is(err, gossip.ErrTagsTooLarge) {
-			n := 0
-			for k, v := range cfg.Labels {
-				n += len(k) + len(v)
-			}
-			return fmt.Errorf("join the cluster: the peer's node tags (its --label values, %d bytes of keys and values, plus its addresses and capacity) are larger than serf allows: use fewer or shorter labels: %w", n, err)
-		}
-		return fmt.Errorf("join the cluster: %w", err)
-	}
-	defer func() {
-		stopCluster()
-		cwg.Wait()
-		if err := a.gossip.Close(); err != nil {
-			log.Warn("close gossip", "err", err)
-		}
-	}()
-	cwg.Add(1)
-	go func() {
-		defer cwg.Done()
-		a.subnetLoop(cctx)
-	}()
-	streams := newKubeStreams(a)
-	if a.kube, err = apiserver.New(kubeBackend{a}, apiserver.Options{Peer: cfg.Name, Version: cfg.Version, Log: log,
-		Subresources: map[string]http.Handler{"pods/log": http.HandlerFunc(a.kubeLog),
-			"pods/exec": http.HandlerFunc(streams.exec), "pods/attach": http.HandlerFunc(streams.attach),
-			"pods/portforward": http.HandlerFunc(streams.portForward), "peers/leave": http.HandlerFunc(a.servePeerLeave)},
-		Create: map[string]http.Handler{grImages.String(): http.HandlerFunc(a.serveImageLoad),
-			grSecretRotations.String(): http.HandlerFunc(a.serveRotateSecret)}}); err != nil {
-		return fmt.Errorf("Kubernetes API: %w", err)
-	}
-	srv, ln := a.newAPIServer(ctx, ln, defaultLimits())
-	if tc := tr.serverTLS(); tc != nil {
-		ln = tls.NewListener(ln, tc)
-	}
-	var wg sync.WaitGroup
-	if cfg.MetricsInterval >= 0 {
-		a.sampler = runtime.NewSampler(runtime.SamplerOptions{Interval: cfg.MetricsInterval, Log: log,
-			Containers: a.pods.RunningContainers, Stats: ctd.ContainerStats,
-			Node: func() (runtime.ContainerStats, error) { return runtime.ReadNodeStats("/proc") }})
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			a.sampler.Run(ctx)
-		}()
-	}
-	wg.Add(4)
-	go func() {
-		defer wg.Done()
-		a.kube.Run(ctx)
-	}()
-	go func() {
-		defer wg.Done()
-		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			log.Error("API server", "err", err)
-		}
-	}()
-	go func() {
-		defer wg.Done()
-		a.reconcileLoop(ctx)
-	}()
-	go func() {
-		defer wg.Done()
-		a.autoscaleLoop(ctx)
-	}()
-	if err := a.writeKubeconfig(); err != nil {
-		log.Error("write the admin kubeconfig", "err", err)
-	}
-	log.Info("chorus agent ready", "api", a.apiURL(), "kubeconfig", filepath.Join(cfg.DataDir, KubeconfigFile), "data", cfg.DataDir, "containerd", addr,
-		"bridge", cfg.Bridge, "subnet", a.podSubnet().String())
-	if tr != nil {
-		log.Info("the API is TLS with a certificate of the cluster CA and requires a token", "api", a.apiURL(), "cluster", func() string { s, _ := tr.secrets(); return s.ClusterID() }())
-	} else if cfg.APIToken != "" {
-		log.Info("the API requires a token", "api", ln.Addr().String(), "token", "required")
-	} else {
-		log.Info("the API requires no token", "api", ln.Addr().String(), "token", "none")
-		log.Warn("the API is open: anyone who reaches "+ln.Addr().String()+" can control the cluster (apply manifests, exec into pods); set --api-token or --api-token-file",
-			"api", ln.Addr().String())
-	}
-	<-ctx.Done()
-	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	_ = srv.Shutdown(sctx)
-	wg.Wait()
-	log.Info("chorus agent stopped")
-	return nil
-}
-
 // reconcileLoop recomputes the pods this peer should run whenever the
 // desired state changes, and at least every second (pod readiness drives
 // rollouts).
@@ -551,7 +289,7 @@ func (a *Agent) reconcileLoop(ctx context.Context) {
 	defer t.Stop()
 	var pruned pace
 	for {
-		changed := a.store.changed()
+		changed := a.store.Changed()
 		a.safeReconcile(ctx)
 		a.safeControlBatch(time.Now())
 		if pruned.due(time.Now(), claimPruneInterval) {
@@ -600,25 +338,16 @@ func (a *Agent) safeReconcile(ctx context.Context) {
 // chorus.sh/v1 Peer lists them, status.replication.invalidObjects). Such objects are left out of everything the
 // peer does until a valid write or a delete replaces them.
 func (a *Agent) watchStoredValues() {
-	if a.store.setAside != "" {
-		a.log.Error("the saved desired state could not be read", "path", a.store.path, "err", a.store.setAside)
-		a.events.record(api.ObjectReference{Kind: kindNode, Name: a.cfg.Name}, "Warning", "StateFileCorrupt", a.store.setAside)
+	if a.store.SetAside() != "" {
+		a.log.Error("the saved desired state could not be read", "path", a.store.Path(), "err", a.store.SetAside())
+		a.events.record(api.ObjectReference{Kind: kindNode, Name: a.cfg.Name}, "Warning", "StateFileCorrupt", a.store.SetAside())
 	}
-	a.store.checked.mu.Lock()
-	a.store.checked.report = func(b api.InvalidObject) {
-		kind, ns, name := splitKey(b.Key)
+	a.store.ReportInvalid(func(b api.InvalidObject) {
+		kind, ns, name := state.SplitKey(b.Key)
 		a.log.Error("invalid object in the desired state: ignored until replaced or deleted", "key", b.Key, "version", b.Version, "writer", b.Writer, "err", b.Reason)
 		a.events.record(api.ObjectReference{Kind: kind, Namespace: ns, Name: name}, "Warning", "InvalidObject",
 			"ignored until replaced or deleted (written by "+b.Writer+"): "+strings.ReplaceAll(b.Reason, "\n", "; "))
-	}
-	a.store.checked.mu.Unlock()
-}
-
-func newUID() string {
-	var b [16]byte
-	_, _ = rand.Read(b[:])
-	h := hex.EncodeToString(b[:])
-	return h[:8] + "-" + h[8:12] + "-" + h[12:16] + "-" + h[16:20] + "-" + h[20:]
+	})
 }
 
 func numCPU() int { return goruntime.NumCPU() }
@@ -680,24 +409,39 @@ func Reset(ctx context.Context, cfg Config) error {
 }
 
 // podManagerOptions are the pod manager's options every peer has, real or
-// simulated: where it keeps its records (claims.go reads them too), the
-// pods' resolv.conf, ConfigMaps and Secrets from the store, and the status
-// and event callbacks.
+// simulated: where it keeps its records (claims.go reads them too),
+// ConfigMaps and Secrets from the store, and the peer as its Host.
 func (a *Agent) podManagerOptions() runtime.Options {
 	return runtime.Options{
 		Node: a.cfg.Name, HostIP: a.cfg.Bind, StateDir: filepath.Join(a.cfg.DataDir, "pods"), Log: a.log,
-		ResolvConf: a.resolvConf,
-		Config:     configSource{a.store},
-		Changed: func() {
-			select {
-			case a.statusKick <- struct{}{}:
-			default:
-			}
-		},
-		Events: func(p *api.Pod, typ, reason, msg string) {
-			a.events.record(api.ObjectReference{Kind: api.KindPod, Namespace: p.Metadata.Namespace, Name: p.Metadata.Name, UID: p.Metadata.UID}, typ, reason, msg)
-		},
+		Config: configSource{a.store},
+		Host:   podHost{a},
 	}
+}
+
+// podHost is the peer as its pod manager sees it (runtime.Host): events
+// recorded, the status publication woken, the pods' resolv.conf, and
+// images fetched from the other peers.
+type podHost struct{ a *Agent }
+
+func (h podHost) PodEvent(p *api.Pod, typ, reason, msg string) {
+	h.a.events.record(api.ObjectReference{Kind: api.KindPod, Namespace: p.Metadata.Namespace, Name: p.Metadata.Name, UID: p.Metadata.UID}, typ, reason, msg)
+}
+
+func (h podHost) PodsChanged() {
+	select {
+	case h.a.statusKick <- struct{}{}:
+	default:
+	}
+}
+
+func (h podHost) ResolvConf(ns string) string { return h.a.resolvConf(ns) }
+
+func (h podHost) EnsureImage(ctx context.Context, ref string) error {
+	if h.a.images == nil {
+		return errors.New("not joined to the cluster yet")
+	}
+	return h.a.images.ensure(ctx, ref)
 }
 
 // processAlive reports whether pid is a running chorus agent.

@@ -8,6 +8,7 @@ import (
 
 	"github.com/chorus-sh/chorus/api"
 	"github.com/chorus-sh/chorus/placement"
+	"github.com/chorus-sh/chorus/state"
 )
 
 // orphanGrace is how old an object owned by a job or cron job that this
@@ -36,21 +37,21 @@ func (a *Agent) safeControlBatch(now time.Time) {
 // leads, and, at most every orphanCollectInterval, deletes what deleted jobs
 // and cron jobs owned.
 func (a *Agent) controlBatch(now time.Time) {
-	cronJobs := a.store.list(api.KindCronJob, "")
-	jobs := a.store.list(api.KindJob, "")
+	cronJobs := a.store.List(api.KindCronJob, "")
+	jobs := a.store.List(api.KindJob, "")
 	alive := a.aliveMembers()
 	leads := func(key string) bool { return placement.Leader(key, alive) == a.cfg.Name }
 	progress := map[string]jobProgress{} // by job key
 	uids := map[string]bool{}
 	for _, o := range jobs {
 		j := o.(*api.Job)
-		progress[api.ObjectKey(j)] = a.store.jobProgressOf(j)
+		progress[api.ObjectKey(j)] = jobProgressOf(a.store, j)
 		uids[j.Metadata.UID] = true
 	}
 	for _, o := range cronJobs {
 		uids[o.Meta().UID] = true
 	}
-	sets := a.store.list(api.KindStatefulSet, "")
+	sets := a.store.List(api.KindStatefulSet, "")
 	for _, o := range sets {
 		uids[o.Meta().UID] = true
 	}
@@ -94,7 +95,7 @@ func (a *Agent) controlBatch(now time.Time) {
 func (a *Agent) collectOrphans(now time.Time, uids map[string]bool, leads func(key string) bool) {
 	var orphans []string
 	for _, kind := range []string{api.KindPod, api.KindJob, api.KindPersistentVolumeClaim} {
-		for _, o := range a.store.list(kind, "") {
+		for _, o := range a.store.List(kind, "") {
 			m := o.Meta()
 			for _, r := range m.OwnerReferences {
 				if (r.Kind == api.KindJob || r.Kind == api.KindCronJob || r.Kind == api.KindStatefulSet) && !uids[r.UID] &&
@@ -105,7 +106,7 @@ func (a *Agent) collectOrphans(now time.Time, uids map[string]bool, leads func(k
 		}
 	}
 	if len(orphans) > 0 {
-		if _, err := a.store.remove(orphans); err != nil {
+		if _, err := a.store.Remove(orphans); err != nil {
 			a.log.Warn("delete objects of deleted jobs", "err", err)
 		}
 	}
@@ -116,8 +117,8 @@ func (a *Agent) controlJob(j *api.Job, prog jobProgress, pods []api.Pod, now tim
 	plan := planJob(j, prog, pods, now)
 	ref := api.ObjectReference{Kind: api.KindJob, Namespace: j.Metadata.Namespace, Name: j.Metadata.Name, UID: j.Metadata.UID}
 	// The records first: a pod is deleted only once its end is counted.
-	key := jobProgressKey(j.Metadata.Namespace, j.Metadata.Name)
-	if err := a.store.writeProgress(key, kindJobProgress, j.Metadata.UID, plan.fields()); err != nil {
+	key := state.JobProgressKey(j.Metadata.Namespace, j.Metadata.Name)
+	if err := a.store.WriteProgress(key, state.KindJobProgress, j.Metadata.UID, plan.fields()); err != nil {
 		a.log.Warn("job progress", "job", api.ObjectKey(j), "err", err)
 		return
 	}
@@ -125,17 +126,17 @@ func (a *Agent) controlJob(j *api.Job, prog jobProgress, pods []api.Pod, now tim
 		a.events.record(ref, e.Type, e.Reason, e.Message)
 	}
 	if plan.DeleteJob {
-		if _, err := a.store.remove([]string{api.ObjectKey(j)}); err != nil {
+		if _, err := a.store.Remove([]string{api.ObjectKey(j)}); err != nil {
 			a.log.Warn("delete finished job", "job", api.ObjectKey(j), "err", err)
 		}
 		return
 	}
 	var keys []string
 	for _, name := range plan.Delete {
-		keys = append(keys, objectKey(api.KindPod, j.Metadata.Namespace, name))
+		keys = append(keys, state.Key(api.KindPod, j.Metadata.Namespace, name))
 	}
 	if len(keys) > 0 {
-		if _, err := a.store.remove(keys); err != nil {
+		if _, err := a.store.Remove(keys); err != nil {
 			a.log.Warn("delete job pods", "job", api.ObjectKey(j), "err", err)
 		}
 	}
@@ -147,7 +148,7 @@ func (a *Agent) controlJob(j *api.Job, prog jobProgress, pods []api.Pod, now tim
 		objs = append(objs, &plan.Create[i])
 	}
 	a.bindNew(objs)
-	if _, err := a.store.apply(objs, now, false); err != nil {
+	if _, err := a.store.Apply(objs, now, false); err != nil {
 		a.log.Warn("create job pods", "job", api.ObjectKey(j), "err", err)
 		a.events.record(ref, "Warning", "FailedCreate", err.Error())
 		return
@@ -163,7 +164,7 @@ func cronRuns(c *api.CronJob, jobs []api.Object, progress map[string]jobProgress
 	byName := map[string]*api.Job{}
 	for _, o := range jobs {
 		j := o.(*api.Job)
-		if j.Metadata.Namespace != c.Metadata.Namespace || !ownedBy(&j.Metadata, api.KindCronJob, c.Metadata.UID) {
+		if j.Metadata.Namespace != c.Metadata.Namespace || !state.OwnedBy(&j.Metadata, api.KindCronJob, c.Metadata.UID) {
 			continue
 		}
 		t, err := scheduledTime(j)
@@ -183,15 +184,15 @@ func (a *Agent) controlCronJob(c *api.CronJob, jobs []api.Object, progress map[s
 	if err != nil {
 		return // validated on every write: not reached
 	}
-	prog := readCronProgress(a.store.rawFields(cronProgressKey(c.Metadata.Namespace, c.Metadata.Name)), c.Metadata.UID)
+	prog := readCronProgress(a.store.RawFields(state.CronProgressKey(c.Metadata.Namespace, c.Metadata.Name)), c.Metadata.UID)
 	runs, _ := cronRuns(c, jobs, progress)
 	plan := planCronJob(c, sched, prog, runs, now)
 	var keys []string
 	for _, name := range plan.Delete {
-		keys = append(keys, objectKey(api.KindJob, c.Metadata.Namespace, name))
+		keys = append(keys, state.Key(api.KindJob, c.Metadata.Namespace, name))
 	}
 	if len(keys) > 0 {
-		if _, err := a.store.remove(keys); err != nil {
+		if _, err := a.store.Remove(keys); err != nil {
 			a.log.Warn("delete cron job's jobs", "cronjob", api.ObjectKey(c), "err", err)
 		}
 		for _, name := range plan.Delete {
@@ -200,10 +201,9 @@ func (a *Agent) controlCronJob(c *api.CronJob, jobs []api.Object, progress map[s
 	}
 	if plan.Create != nil {
 		j := api.JobFromCronJob(c, *plan.Create)
-		_, err := a.store.apply([]api.Object{j}, now, true)
-		var ee *existsError
+		_, err := a.store.Apply([]api.Object{j}, now, true)
 		switch {
-		case errors.As(err, &ee):
+		case errors.Is(err, state.ErrExists):
 		case err != nil:
 			a.log.Warn("create cron job's job", "cronjob", api.ObjectKey(c), "err", err)
 			a.events.record(ref, "Warning", "FailedCreate", err.Error())
@@ -219,7 +219,7 @@ func (a *Agent) controlCronJob(c *api.CronJob, jobs []api.Object, progress map[s
 	if plan.LastSuccess != nil {
 		fields["spec.lastSuccess"] = plan.LastSuccess
 	}
-	if err := a.store.writeProgress(cronProgressKey(c.Metadata.Namespace, c.Metadata.Name), kindCronProgress, c.Metadata.UID, fields); err != nil {
+	if err := a.store.WriteProgress(state.CronProgressKey(c.Metadata.Namespace, c.Metadata.Name), state.KindCronProgress, c.Metadata.UID, fields); err != nil {
 		a.log.Warn("cron job progress", "cronjob", api.ObjectKey(c), "err", err)
 	}
 }
@@ -229,18 +229,18 @@ func (a *Agent) controlStatefulSet(s *api.StatefulSet, listed []api.Pod) {
 	ref := api.ObjectReference{Kind: api.KindStatefulSet, Namespace: s.Metadata.Namespace, Name: s.Metadata.Name, UID: s.Metadata.UID}
 	var pods []api.Pod
 	for _, p := range listed {
-		if p.Metadata.Namespace == s.Metadata.Namespace && ownedBy(&p.Metadata, api.KindStatefulSet, s.Metadata.UID) {
+		if p.Metadata.Namespace == s.Metadata.Namespace && state.OwnedBy(&p.Metadata, api.KindStatefulSet, s.Metadata.UID) {
 			pods = append(pods, p)
 		}
 	}
 	stored := map[string]bool{}
-	for _, o := range a.store.list(api.KindPod, s.Metadata.Namespace) {
-		if ownedBy(o.Meta(), api.KindStatefulSet, s.Metadata.UID) {
+	for _, o := range a.store.List(api.KindPod, s.Metadata.Namespace) {
+		if state.OwnedBy(o.Meta(), api.KindStatefulSet, s.Metadata.UID) {
 			stored[o.Meta().Name] = true
 		}
 	}
 	claims := map[string]bool{}
-	for _, o := range a.store.list(api.KindPersistentVolumeClaim, s.Metadata.Namespace) {
+	for _, o := range a.store.List(api.KindPersistentVolumeClaim, s.Metadata.Namespace) {
 		claims[o.Meta().Name] = true
 	}
 	plan := planStatefulSet(s, pods, stored, claims, a.gonePeers(pods))
@@ -249,13 +249,13 @@ func (a *Agent) controlStatefulSet(s *api.StatefulSet, listed []api.Pod) {
 	}
 	var keys []string
 	for _, name := range plan.Delete {
-		keys = append(keys, objectKey(api.KindPod, s.Metadata.Namespace, name))
+		keys = append(keys, state.Key(api.KindPod, s.Metadata.Namespace, name))
 	}
 	for _, name := range plan.DeleteClaims {
-		keys = append(keys, objectKey(api.KindPersistentVolumeClaim, s.Metadata.Namespace, name))
+		keys = append(keys, state.Key(api.KindPersistentVolumeClaim, s.Metadata.Namespace, name))
 	}
 	if len(keys) > 0 {
-		if _, err := a.store.remove(keys); err != nil {
+		if _, err := a.store.Remove(keys); err != nil {
 			a.log.Warn("delete stateful pods", "statefulset", api.ObjectKey(s), "err", err)
 		}
 	}
@@ -270,7 +270,7 @@ func (a *Agent) controlStatefulSet(s *api.StatefulSet, listed []api.Pod) {
 		objs = append(objs, &plan.Create[i])
 	}
 	a.bindNew(objs)
-	if _, err := a.store.apply(objs, time.Now(), false); err != nil {
+	if _, err := a.store.Apply(objs, time.Now(), false); err != nil {
 		a.log.Warn("create stateful pods", "statefulset", api.ObjectKey(s), "err", err)
 		a.events.record(ref, "Warning", "FailedCreate", err.Error())
 		return

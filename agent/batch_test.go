@@ -7,13 +7,14 @@ import (
 	"time"
 
 	"github.com/chorus-sh/chorus/api"
+	"github.com/chorus-sh/chorus/state"
 )
 
 // TestOrphansCollectedEvery30s: controlBatch deletes the objects of a job
 // no peer holds once they are orphanGrace old, and looks for them at most
 // every orphanCollectInterval, not on every reconcile pass.
 func TestOrphansCollectedEvery30s(t *testing.T) {
-	st, err := openStore(filepath.Join(t.TempDir(), "state.crdt"), "n1")
+	st, err := state.Open(filepath.Join(t.TempDir(), "state.crdt"), "n1")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -24,13 +25,13 @@ func TestOrphansCollectedEvery30s(t *testing.T) {
 		p := &api.Pod{Metadata: api.ObjectMeta{Name: name, Namespace: "default",
 			OwnerReferences: []api.OwnerReference{{APIVersion: "batch/v1", Kind: api.KindJob, Name: "gone", UID: "uid-of-a-deleted-job"}}},
 			Spec: api.PodSpec{Containers: []api.Container{{Name: "c", Image: "busybox"}}}}
-		if _, err := st.apply([]api.Object{p}, created, false); err != nil {
+		if _, err := st.Apply([]api.Object{p}, created, false); err != nil {
 			t.Fatal(err)
 		}
-		return objectKey(api.KindPod, "default", name)
+		return state.Key(api.KindPod, "default", name)
 	}
 	stored := func(key string) bool {
-		_, ok := st.get(key)
+		_, ok := st.Get(key)
 		return ok
 	}
 

@@ -104,7 +104,7 @@ func (a *Agent) imageObjects(ctx context.Context) ([]api.Image, error) {
 
 // published reports whether this peer's inventory already lists img as it is.
 func (a *Agent) published(img runtime.Image) bool {
-	raw, ok := a.store.rawFields(nodeImagesKey(a.cfg.Name))["spec."+img.Name]
+	raw, ok := a.store.RawFields(nodeImagesKey(a.cfg.Name))["spec."+img.Name]
 	var e imageEntry
 	return ok && json.Unmarshal(raw, &e) == nil && e.Digest == img.Digest
 }
@@ -199,10 +199,11 @@ func (a *Agent) pruneImages(ctx context.Context, all bool) ([]api.Image, error) 
 // replication is this peer's replication and gossip figures.
 func (a *Agent) replication() *api.PeerReplication {
 	gs := a.gossip.Stats()
+	merged, rejected := a.store.Deltas()
 	return &api.PeerReplication{
-		Objects:           int32(len(a.store.list(api.KindDeployment, "")) + len(a.store.list(api.KindService, "")) + len(a.store.list(api.KindNamespace, ""))),
-		DeltasMerged:      a.store.merged.Load(),
-		DeltasRejected:    a.store.rejected.Load(),
+		Objects:           int32(len(a.store.List(api.KindDeployment, "")) + len(a.store.List(api.KindService, "")) + len(a.store.List(api.KindNamespace, ""))),
+		DeltasMerged:      merged,
+		DeltasRejected:    rejected,
 		MalformedMessages: a.repl.malformed.Load(),
 		AntiEntropyRounds: a.repl.rounds.Load(),
 		BytesOut:          a.repl.bytesOut.Load(),
@@ -212,8 +213,8 @@ func (a *Agent) replication() *api.PeerReplication {
 		StreamsRejected:   gs.StreamsRejected,
 		DeltasDropped:     gs.DeltasDropped,
 		EventsDropped:     gs.EventsDropped,
-		InvalidObjects:    a.store.invalid(),
-		StateFileSetAside: a.store.setAside,
+		InvalidObjects:    a.store.Invalid(),
+		StateFileSetAside: a.store.SetAside(),
 		PendingReplicas:   int32(a.sched.pendingCount()),
 	}
 }

@@ -1,14 +1,13 @@
 package agent
 
 import (
-	"encoding/json"
 	"fmt"
-	"maps"
 	"path/filepath"
 	"time"
 
 	"github.com/chorus-sh/chorus/api"
 	"github.com/chorus-sh/chorus/runtime"
+	"github.com/chorus-sh/chorus/state"
 )
 
 // PersistentVolumeClaims are provisioned as k3s' local-path does, with
@@ -38,7 +37,7 @@ func (a *Agent) claimNode(p *api.Pod, fresh map[string]*api.PersistentVolumeClai
 	for _, name := range claimNames(p) {
 		c, ok := fresh[name]
 		if !ok {
-			o, found := a.store.get(objectKey(api.KindPersistentVolumeClaim, p.Metadata.Namespace, name))
+			o, found := a.store.Get(state.Key(api.KindPersistentVolumeClaim, p.Metadata.Namespace, name))
 			if !found {
 				continue // Pending until the claim exists
 			}
@@ -69,43 +68,11 @@ func (a *Agent) bindClaims(p *api.Pod, node string, fresh map[string]*api.Persis
 			}
 			continue
 		}
-		key := objectKey(api.KindPersistentVolumeClaim, p.Metadata.Namespace, name)
-		if err := a.store.bindClaim(key, node); err != nil {
+		key := state.Key(api.KindPersistentVolumeClaim, p.Metadata.Namespace, name)
+		if err := a.store.BindClaim(key, node); err != nil {
 			a.log.Warn("bind claim", "claim", key, "node", node, "err", err)
 		}
 	}
-}
-
-// bindClaim records that the stored claim key is bound to node, unless it
-// is bound already or gone.
-func (s *store) bindClaim(key, node string) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	o, ok := s.object(key)
-	if !ok {
-		return nil
-	}
-	ann := maps.Clone(o.Meta().Annotations)
-	for _, k := range serverAnnotations {
-		delete(ann, k)
-	}
-	if ann[api.AnnotationSelectedNode] != "" {
-		return nil
-	}
-	if ann == nil {
-		ann = map[string]string{}
-	}
-	ann[api.AnnotationSelectedNode] = node
-	v, err := json.Marshal(ann)
-	if err != nil {
-		return err
-	}
-	next := s.st.Clone()
-	d := next.PutFields(key, map[string]json.RawMessage{"metadata.annotations": v}, s.clock.Now())
-	if err := s.commit(next, d); err != nil {
-		return fmt.Errorf("bind claim %s to %s: %w", key, node, err)
-	}
-	return nil
 }
 
 // claimStatus fills in the status of a claim as the API shows it.
@@ -123,7 +90,7 @@ func claimStatus(c *api.PersistentVolumeClaim) {
 // v1 PersistentVolumes a local-path provisioner creates.
 func (a *Agent) persistentVolumes() []map[string]any {
 	var out []map[string]any
-	for _, o := range a.store.list(api.KindPersistentVolumeClaim, "") {
+	for _, o := range a.store.List(api.KindPersistentVolumeClaim, "") {
 		c := o.(*api.PersistentVolumeClaim)
 		node := c.Metadata.Annotations[api.AnnotationSelectedNode]
 		if node == "" {
@@ -178,7 +145,7 @@ func (a *Agent) pruneClaims() {
 		return
 	}
 	keep := map[string]bool{}
-	for _, o := range a.store.list(api.KindPersistentVolumeClaim, "") {
+	for _, o := range a.store.List(api.KindPersistentVolumeClaim, "") {
 		c := o.(*api.PersistentVolumeClaim)
 		if c.Metadata.Annotations[api.AnnotationSelectedNode] == a.cfg.Name {
 			keep[runtime.ClaimDir(filepath.Join(a.cfg.DataDir, "pods"), c)] = true
@@ -196,7 +163,7 @@ func (a *Agent) pruneClaims() {
 // claimNodes maps every bound claim ("namespace/name") to its peer.
 func (a *Agent) claimNodes() map[string]string {
 	out := map[string]string{}
-	for _, o := range a.store.list(api.KindPersistentVolumeClaim, "") {
+	for _, o := range a.store.List(api.KindPersistentVolumeClaim, "") {
 		if n := o.Meta().Annotations[api.AnnotationSelectedNode]; n != "" {
 			out[o.Meta().Namespace+"/"+o.Meta().Name] = n
 		}

@@ -60,11 +60,11 @@ func (a *Agent) startCluster(ctx context.Context, wg *sync.WaitGroup) error {
 	a.gossip = n
 	a.tags = tags
 	a.repl = newReplicator(a.store, n, a.log)
-	if a.store.checkStale(time.Now(), crdt.DefaultTombstoneHorizon) {
+	if a.store.CheckStale(time.Now(), crdt.DefaultTombstoneHorizon) {
 		a.log.Warn("last exchange with another peer is older than the tombstone horizon: the state will be rebuilt from the first peer that answers",
 			"horizon", crdt.DefaultTombstoneHorizon)
 	}
-	a.images = newImageSharing(a, a.ctd, cfg.FaultCorruptBlobs)
+	a.images = newImageSharing(a, a.ctd)
 	n.HandleSync(a.handleSync)
 
 	kick := make(chan struct{}, 1)
@@ -77,7 +77,7 @@ func (a *Agent) startCluster(ctx context.Context, wg *sync.WaitGroup) error {
 		}()
 	}
 	run(func() { a.repl.publishLoop(ctx) })
-	run(func() { a.store.saveLoop(ctx, a.log) })
+	run(func() { a.store.SaveLoop(ctx, a.log) })
 	run(func() {
 		for {
 			select {
@@ -170,7 +170,7 @@ func (a *Agent) tagLoop(ctx context.Context) {
 // nodes returns the members as Kubernetes-shaped Node objects.
 func (a *Agent) nodes() []node {
 	var out []node
-	claims := a.store.storedClaims()
+	claims := storedClaims(a.store)
 	for _, m := range a.gossip.Members() {
 		n := node{APIVersion: "v1", Kind: "Node", Metadata: api.ObjectMeta{Name: m.Name}}
 		if s, err := strconv.ParseInt(m.Tags[tagStarted], 10, 64); err == nil {
@@ -221,7 +221,7 @@ func (a *Agent) gcLoop(ctx context.Context, interval, horizon time.Duration) {
 			return
 		case <-t.C:
 		}
-		if n, err := a.store.gc(time.Now(), horizon); err != nil {
+		if n, err := a.store.GC(time.Now(), horizon); err != nil {
 			a.log.Error("tombstone GC", "err", err)
 		} else if n > 0 {
 			a.log.Info("dropped old tombstones", "count", n)

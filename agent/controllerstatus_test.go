@@ -19,3 +19,22 @@ func TestDeploymentStatus(t *testing.T) {
 		t.Fatalf("status %+v", st)
 	}
 }
+
+// deployment is the Deployment "web" of namespace default, rolling with
+// the surge and unavailability given.
+func deployment(replicas int32, image string, surge, unavailable string) *api.Deployment {
+	d := &api.Deployment{
+		Metadata: api.ObjectMeta{Name: "web", Namespace: "default"},
+		Spec: api.DeploymentSpec{
+			Replicas: &replicas,
+			Selector: &api.LabelSelector{MatchLabels: map[string]string{"app": "web"}},
+			Template: api.PodTemplateSpec{
+				Metadata: api.ObjectMeta{Labels: map[string]string{"app": "web"}},
+				Spec:     api.PodSpec{Containers: []api.Container{{Name: "web", Image: image}}},
+			},
+		},
+	}
+	su, un := api.FromString(surge), api.FromString(unavailable)
+	d.Spec.Strategy = api.DeploymentStrategy{Type: "RollingUpdate", RollingUpdate: &api.RollingUpdateDeployment{MaxSurge: &su, MaxUnavailable: &un}}
+	return d
+}

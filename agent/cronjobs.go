@@ -18,10 +18,6 @@ import (
 // time made is recorded in the replicated CronJobProgress/<ns>/<name>, so
 // a new leader neither repeats a run nor misses one.
 
-const kindCronProgress = "CronJobProgress"
-
-func cronProgressKey(ns, name string) string { return kindCronProgress + "/" + ns + "/" + name }
-
 // cronProgress is a cron job's replicated progress.
 type cronProgress struct {
 	Last        *time.Time // the last scheduled time a job was made for

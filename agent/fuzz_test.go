@@ -9,6 +9,7 @@ import (
 	"github.com/chorus-sh/chorus/api"
 	"github.com/chorus-sh/chorus/placement"
 	"github.com/chorus-sh/chorus/reconcile"
+	"github.com/chorus-sh/chorus/state"
 )
 
 // FuzzStoredObject: whatever bytes a stored object holds (from the disk or
@@ -31,11 +32,8 @@ func FuzzStoredObject(f *testing.F) {
 		f.Add([]byte(seed))
 	}
 	f.Fuzz(func(t *testing.T, raw []byte) {
-		o, err := decodeStored(raw)
+		o, err := state.Decode(raw)
 		if err != nil {
-			return
-		}
-		if validateStored(o) != nil {
 			return
 		}
 		if d, ok := o.(*api.Deployment); ok {

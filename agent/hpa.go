@@ -10,6 +10,7 @@ import (
 	"github.com/chorus-sh/chorus/api"
 	"github.com/chorus-sh/chorus/autoscale"
 	"github.com/chorus-sh/chorus/placement"
+	"github.com/chorus-sh/chorus/state"
 )
 
 // HorizontalPodAutoscalers, masterless: for each HPA one peer decides, the
@@ -23,10 +24,6 @@ import (
 // peer in rank takes over within a membership change, paced by the
 // replicated time of the last decision and stabilized by the replicated
 // history, so a handover causes no burst of scaling (DESIGN invariant 8).
-
-const kindHPAProgress = "HPAProgress"
-
-func hpaProgressKey(ns, name string) string { return kindHPAProgress + "/" + ns + "/" + name }
 
 // hpaSyncPeriod is how often an HPA is decided (Kubernetes' default
 // --horizontal-pod-autoscaler-sync-period).
@@ -76,7 +73,7 @@ func (a *Agent) autoscaleLoop(ctx context.Context) {
 // controlAutoscalers decides every HPA this peer leads whose last decision
 // (by any peer) is hpaSyncPeriod old.
 func (a *Agent) controlAutoscalers(ctx context.Context, now time.Time) {
-	hpas := a.store.list(api.KindHorizontalPodAutoscaler, "")
+	hpas := a.store.List(api.KindHorizontalPodAutoscaler, "")
 	if len(hpas) == 0 {
 		return
 	}
@@ -87,7 +84,7 @@ func (a *Agent) controlAutoscalers(ctx context.Context, now time.Time) {
 		if placement.Leader(api.ObjectKey(h), alive) != a.cfg.Name {
 			continue
 		}
-		prog := readHPAProgress(a.store.rawFields(hpaProgressKey(h.Metadata.Namespace, h.Metadata.Name)), h.Metadata.UID)
+		prog := readHPAProgress(a.store.RawFields(state.HPAProgressKey(h.Metadata.Namespace, h.Metadata.Name)), h.Metadata.UID)
 		if d := now.Sub(prog.Decided); d >= 0 && d < hpaSyncPeriod {
 			continue
 		}
@@ -138,8 +135,8 @@ func (a *Agent) decideHPA(ctx context.Context, pass *hpaPass, h *api.HorizontalP
 	}
 	in := autoscale.Input{Now: now, HPA: h, History: prog.History}
 	ns, ref := h.Metadata.Namespace, h.Spec.ScaleTargetRef
-	targetKey := objectKey(ref.Kind, ns, ref.Name)
-	if target, ok := a.store.get(targetKey); ok {
+	targetKey := state.Key(ref.Kind, ns, ref.Name)
+	if target, ok := a.store.Get(targetKey); ok {
 		var sel *api.LabelSelector
 		switch t := target.(type) {
 		case *api.Deployment:
@@ -160,7 +157,7 @@ func (a *Agent) decideHPA(ctx context.Context, pass *hpaPass, h *api.HorizontalP
 	d := autoscale.Decide(in)
 	hpaRef := api.ObjectReference{Kind: api.KindHorizontalPodAutoscaler, Namespace: ns, Name: h.Metadata.Name, UID: h.Metadata.UID}
 	if d.Rescale {
-		if _, err := a.store.scale(targetKey, d.Replicas); err != nil {
+		if _, err := a.store.Scale(targetKey, d.Replicas); err != nil {
 			a.events.record(hpaRef, "Warning", "FailedRescale", fmt.Sprintf("New size: %d; error: %v", d.Replicas, err))
 			return fmt.Errorf("scale %s to %d: %w", targetKey, d.Replicas, err)
 		}
@@ -173,7 +170,7 @@ func (a *Agent) decideHPA(ctx context.Context, pass *hpaPass, h *api.HorizontalP
 	if prog.Status == nil || !reflect.DeepEqual(*prog.Status, d.Status) {
 		values["spec.status"] = d.Status
 	}
-	if err := a.store.writeProgress(hpaProgressKey(ns, h.Metadata.Name), kindHPAProgress, h.Metadata.UID, values); err != nil {
+	if err := a.store.WriteProgress(state.HPAProgressKey(ns, h.Metadata.Name), state.KindHPAProgress, h.Metadata.UID, values); err != nil {
 		return fmt.Errorf("write the autoscaler's progress: %w", err)
 	}
 	return nil

@@ -192,23 +192,14 @@ func (s *imageSharing) serveChunk(ctx context.Context, from string, body []byte)
 			return nil, err
 		}
 		s.blobsServed.Add(1)
-		return append([]byte{chunkData}, s.corrupted(data)...), nil
+		return append([]byte{chunkData}, data...), nil
 	}
 	data, err := s.partials.read(ctx, digest, off, length)
 	if err != nil {
 		return nil, err
 	}
 	s.chunksRelayed.Add(1)
-	return append([]byte{chunkData}, s.corrupted(data)...), nil
-}
-
-// corrupted is data, or a corrupted copy of it with fault injection on.
-func (s *imageSharing) corrupted(data []byte) []byte {
-	if s.corrupt && len(data) > 0 {
-		data = append([]byte(nil), data...)
-		data[len(data)/2] ^= 0xff
-	}
-	return data
+	return append([]byte{chunkData}, data...), nil
 }
 
 // fetchChunk fetches one chunk from holder: along the chunk's chain when

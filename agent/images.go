@@ -83,7 +83,7 @@ func entryOf(img runtime.Image) imageEntry {
 // loadVersion is a load's version: a stamp of this peer's hybrid logical
 // clock, "wall.logical@node", so that a load made after another was seen
 // orders after it whatever the peers' wall clocks say.
-func (a *Agent) loadVersion() string { return a.store.clock.Now().String() }
+func (a *Agent) loadVersion() string { return a.store.Now().String() }
 
 // version is a parsed load version; the zero version (no or a malformed
 // label: an image loaded before versions were kept) orders first.
@@ -149,9 +149,8 @@ type imageStore interface {
 
 // imageSharing fetches images from other peers and serves this peer's.
 type imageSharing struct {
-	a       *Agent
-	store   imageStore
-	corrupt bool // fault injection: serve corrupted blobs (tests)
+	a     *Agent
+	store imageStore
 
 	mu       sync.Mutex
 	inflight map[string]*fetch    // by image name
@@ -174,8 +173,8 @@ type fetch struct {
 	err  error
 }
 
-func newImageSharing(a *Agent, st imageStore, corrupt bool) *imageSharing {
-	return &imageSharing{a: a, store: st, corrupt: corrupt, inflight: map[string]*fetch{}, lastUsed: map[string]time.Time{}, refusals: map[string]refusal{}, tried: map[string]time.Time{}, kick: make(chan struct{}, 1)}
+func newImageSharing(a *Agent, st imageStore) *imageSharing {
+	return &imageSharing{a: a, store: st, inflight: map[string]*fetch{}, lastUsed: map[string]time.Time{}, refusals: map[string]refusal{}, tried: map[string]time.Time{}, kick: make(chan struct{}, 1)}
 }
 
 func (s *imageSharing) published() {
@@ -219,7 +218,7 @@ func (s *imageSharing) publishInventory(ctx context.Context) ([]runtime.Image, e
 		return nil, err
 	}
 	key := nodeImagesKey(s.a.cfg.Name)
-	stored := s.a.store.rawFields(key)
+	stored := s.a.store.RawFields(key)
 	changes := map[string]json.RawMessage{}
 	held := map[string]bool{}
 	for _, img := range imgs {
@@ -245,7 +244,7 @@ func (s *imageSharing) publishInventory(ctx context.Context) ([]runtime.Image, e
 		changes["apiVersion"] = json.RawMessage(`"chorus.io/v1"`)
 		changes["kind"] = json.RawMessage(`"` + kindNodeImages + `"`)
 	}
-	return imgs, s.a.store.writeFields(key, changes)
+	return imgs, s.a.store.WriteFields(key, changes)
 }
 
 // publishedEntries returns the entries for ref that alive peers publish,
@@ -253,7 +252,7 @@ func (s *imageSharing) publishInventory(ctx context.Context) ([]runtime.Image, e
 func (s *imageSharing) publishedEntries(ref string) map[string]imageEntry {
 	out := map[string]imageEntry{}
 	for _, m := range s.a.aliveMembers() {
-		raw, ok := s.a.store.rawFields(nodeImagesKey(m))["spec."+ref]
+		raw, ok := s.a.store.RawFields(nodeImagesKey(m))["spec."+ref]
 		if !ok {
 			continue
 		}
@@ -345,7 +344,7 @@ func (s *imageSharing) inventory() map[string]struct {
 		Peers int
 	}{}
 	for _, m := range s.a.aliveMembers() {
-		for f, raw := range s.a.store.rawFields(nodeImagesKey(m)) {
+		for f, raw := range s.a.store.RawFields(nodeImagesKey(m)) {
 			if !strings.HasPrefix(f, "spec.") {
 				continue
 			}
@@ -659,7 +658,7 @@ func (s *imageSharing) serve(ctx context.Context, from string, req []byte) ([]by
 			return nil, err
 		}
 		s.blobsServed.Add(1)
-		return s.corrupted(data), nil
+		return data, nil
 	case msgChunk:
 		return s.serveChunk(ctx, from, req[1:])
 	}

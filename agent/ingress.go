@@ -7,6 +7,7 @@ import (
 
 	"github.com/chorus-sh/chorus/api"
 	"github.com/chorus-sh/chorus/proxy"
+	"github.com/chorus-sh/chorus/state"
 )
 
 // Ingresses: every peer serves every Ingress of its class on its Ingress
@@ -19,7 +20,7 @@ import (
 func (a *Agent) ingressClasses() []*api.IngressClass {
 	var out []*api.IngressClass
 	builtin := true
-	for _, o := range a.store.list(api.KindIngressClass, "") {
+	for _, o := range a.store.List(api.KindIngressClass, "") {
 		c := o.(*api.IngressClass)
 		builtin = builtin && c.Metadata.Name != api.IngressClassDefault
 		out = append(out, c)
@@ -51,7 +52,7 @@ func servedClasses(classes []*api.IngressClass) (map[string]bool, bool) {
 func (a *Agent) servedIngresses() []*api.Ingress {
 	served, noClass := servedClasses(a.ingressClasses())
 	var out []*api.Ingress
-	for _, o := range a.store.list(api.KindIngress, "") {
+	for _, o := range a.store.List(api.KindIngress, "") {
 		ing := o.(*api.Ingress)
 		if c := ing.Spec.IngressClassName; (c == nil && noClass) || (c != nil && served[*c]) {
 			out = append(out, ing)
@@ -144,7 +145,7 @@ func ingressTable(ings []*api.Ingress, services []*api.Service, secret func(ns, 
 // Secret, a certificate that does not parse) are logged once each.
 func (a *Agent) updateIngress(services []*api.Service) {
 	t, problems := ingressTable(a.servedIngresses(), services, func(ns, name string) (*api.Secret, bool) {
-		o, ok := a.store.get(objectKey(api.KindSecret, ns, name))
+		o, ok := a.store.Get(state.Key(api.KindSecret, ns, name))
 		if !ok {
 			return nil, false
 		}

@@ -12,6 +12,7 @@ import (
 
 	"github.com/chorus-sh/chorus/api"
 	"github.com/chorus-sh/chorus/crdt"
+	"github.com/chorus-sh/chorus/state"
 )
 
 // A Job's pods are standalone Pod objects of the replicated state, made by
@@ -33,10 +34,6 @@ import (
 // planJob is the controller's decision, a pure function of the job, its
 // progress, its pods and the time; jobStatus derives the status the API
 // shows from the same inputs.
-
-const kindJobProgress = "JobProgress"
-
-func jobProgressKey(ns, name string) string { return kindJobProgress + "/" + ns + "/" + name }
 
 // annotationJobAttempt numbers the pods a job made (per index when
 // Indexed), from 0.
@@ -91,16 +88,7 @@ func readJobProgress(fields map[string]json.RawMessage, uid string) jobProgress 
 	if json.Unmarshal(fields["spec.end"], &end) == nil && end.Type != "" {
 		p.End = &end
 	}
-	for f, raw := range fields {
-		name, ok := strings.CutPrefix(f, "spec.pod.")
-		if !ok {
-			continue
-		}
-		var r jobRecord
-		if json.Unmarshal(raw, &r) == nil && r.Phase != "" {
-			p.Records[name] = r
-		}
-	}
+	p.Records = jobRecords(fields)
 	return p
 }
 
@@ -137,23 +125,12 @@ func (p *jobPlan) fields() map[string]any {
 func jobPodsOf(j *api.Job, pods []api.Pod) []api.Pod {
 	var out []api.Pod
 	for _, p := range pods {
-		if p.Metadata.Namespace == j.Metadata.Namespace && ownedBy(&p.Metadata, api.KindJob, j.Metadata.UID) {
+		if p.Metadata.Namespace == j.Metadata.Namespace && state.OwnedBy(&p.Metadata, api.KindJob, j.Metadata.UID) {
 			out = append(out, p)
 		}
 	}
 	sort.Slice(out, func(a, b int) bool { return out[a].Metadata.Name < out[b].Metadata.Name })
 	return out
-}
-
-// ownedBy reports whether m names the object of kind and uid as its
-// controller.
-func ownedBy(m *api.ObjectMeta, kind, uid string) bool {
-	for _, r := range m.OwnerReferences {
-		if r.Kind == kind && r.UID == uid && uid != "" {
-			return true
-		}
-	}
-	return false
 }
 
 func isLost(p *api.Pod) bool {
@@ -497,69 +474,43 @@ func formatIndexes(done map[int]bool) string {
 	return strings.Join(parts, ",")
 }
 
-// jobProgressOf reads the progress of j from the store.
-func (s *store) jobProgressOf(j *api.Job) jobProgress {
-	return readJobProgress(s.rawFields(jobProgressKey(j.Metadata.Namespace, j.Metadata.Name)), j.Metadata.UID)
-}
-
-// writeProgress writes fields of the progress object key (of kind) of
-// the object with uid; a progress of another (deleted) object of the same
-// name is replaced whole.
-func (s *store) writeProgress(key, kind, uid string, values map[string]any) error {
-	if len(values) == 0 {
-		return nil
-	}
-	fields := map[string]json.RawMessage{}
-	for f, v := range values {
-		b, err := json.Marshal(v)
-		if err != nil {
-			return fmt.Errorf("%s: %s: %w", key, f, err)
-		}
-		fields[f] = b
-	}
-	fields["spec.uid"], _ = json.Marshal(uid)
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	next := s.st.Clone()
-	cur, _ := next.Get(key)
-	var stored string
-	_ = json.Unmarshal(cur["spec.uid"], &stored)
-	var d crdt.Delta
-	if stored != uid {
-		fields["apiVersion"] = json.RawMessage(`"chorus.io/v1"`)
-		fields["kind"], _ = json.Marshal(kind)
-		d = next.Put(key, fields, s.clock.Now())
-	} else {
-		d = next.PutFields(key, fields, s.clock.Now())
-	}
-	if err := s.commit(next, d); err != nil {
-		return fmt.Errorf("record progress %s: %w", key, err)
-	}
-	return nil
+// jobProgressOf reads the progress of j from st.
+func jobProgressOf(st *state.Store, j *api.Job) jobProgress {
+	return readJobProgress(st.RawFields(state.JobProgressKey(j.Metadata.Namespace, j.Metadata.Name)), j.Metadata.UID)
 }
 
 // endedJobPods returns the final status of every job pod a job's
 // controller recorded as ended, by pod key.
-func (s *store) endedJobPods() map[string]api.PodStatus {
-	s.mu.RLock()
-	defer s.mu.RUnlock()
+func endedJobPods(s *state.Store) map[string]api.PodStatus {
 	out := map[string]api.PodStatus{}
-	for _, key := range s.st.Keys(kindJobProgress + "/") {
-		_, ns, _ := splitKey(key)
-		fields, _ := s.st.Get(key)
-		for f, raw := range fields {
-			name, ok := strings.CutPrefix(f, "spec.pod.")
-			if !ok {
-				continue
-			}
-			var r jobRecord
-			if json.Unmarshal(raw, &r) == nil && r.Phase != "" {
+	s.Read(func(cs *crdt.State) {
+		for _, key := range cs.Keys(state.KindJobProgress + "/") {
+			_, ns, _ := state.SplitKey(key)
+			fields, _ := cs.Get(key)
+			for name, r := range jobRecords(fields) {
 				st := r.Status
 				if r.Disrupted {
 					st.Phase = api.PodFailed
 				}
 				out[ns+"/"+name] = st
 			}
+		}
+	})
+	return out
+}
+
+// jobRecords decodes the records of ended pods in a job's progress
+// fields, by pod name; records that do not decode are skipped.
+func jobRecords(fields map[string]json.RawMessage) map[string]jobRecord {
+	out := map[string]jobRecord{}
+	for f, raw := range fields {
+		name, ok := strings.CutPrefix(f, "spec.pod.")
+		if !ok {
+			continue
+		}
+		var r jobRecord
+		if json.Unmarshal(raw, &r) == nil && r.Phase != "" {
+			out[name] = r
 		}
 	}
 	return out

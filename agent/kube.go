@@ -23,6 +23,7 @@ import (
 	"github.com/chorus-sh/chorus/apiserver"
 	"github.com/chorus-sh/chorus/reconcile"
 	"github.com/chorus-sh/chorus/runtime"
+	"github.com/chorus-sh/chorus/state"
 )
 
 // kubeBackend is the agent's replica as the Kubernetes API serves it
@@ -33,7 +34,7 @@ type kubeBackend struct{ a *Agent }
 
 var _ apiserver.Backend = kubeBackend{}
 
-func (b kubeBackend) Changed() <-chan struct{} { return b.a.store.changed() }
+func (b kubeBackend) Changed() <-chan struct{} { return b.a.store.Changed() }
 
 // CatchUp pulls, from the alive peers, what they hold and this peer does
 // not: a write about to answer "not found" asks first (see catchUp).
@@ -135,7 +136,7 @@ func onePodPerName(pods []api.Pod) []api.Pod {
 func (a *Agent) withControllers(pods []api.Pod) []api.Pod {
 	uids := map[string]string{} // kind/ns/name -> uid
 	for _, kind := range []string{api.KindDeployment, api.KindDaemonSet} {
-		for _, o := range a.store.list(kind, "") {
+		for _, o := range a.store.List(kind, "") {
 			uids[api.ObjectKey(o)] = o.Meta().UID
 		}
 	}
@@ -147,12 +148,12 @@ func (a *Agent) withControllers(pods []api.Pod) []api.Pod {
 		}
 		if d := m.Labels[api.LabelDeployment]; d != "" {
 			hash := m.Labels[api.LabelTemplateHash]
-			if uid, ok := uids[objectKey(api.KindDeployment, m.Namespace, d)]; ok && hash != "" {
+			if uid, ok := uids[state.Key(api.KindDeployment, m.Namespace, d)]; ok && hash != "" {
 				m.OwnerReferences = []api.OwnerReference{{APIVersion: "apps/v1", Kind: "ReplicaSet", Name: d + "-" + hash,
 					UID: uidFrom(uid, hash), Controller: &yes, BlockOwnerDeletion: &yes}}
 			}
 		} else if ds := m.Labels[api.LabelDaemonSet]; ds != "" {
-			if uid, ok := uids[objectKey(api.KindDaemonSet, m.Namespace, ds)]; ok {
+			if uid, ok := uids[state.Key(api.KindDaemonSet, m.Namespace, ds)]; ok {
 				m.OwnerReferences = []api.OwnerReference{{APIVersion: "apps/v1", Kind: "DaemonSet", Name: ds,
 					UID: uid, Controller: &yes, BlockOwnerDeletion: &yes}}
 			}
@@ -315,7 +316,7 @@ func (b kubeBackend) Create(ctx context.Context, kind string, doc []byte, dryRun
 		return warns, kubeError(err)
 	}
 	b.a.bindNew(objs)
-	if _, err := b.a.store.apply(objs, time.Now(), true); err != nil {
+	if _, err := b.a.store.Apply(objs, time.Now(), true); err != nil {
 		return warns, kubeError(err)
 	}
 	return warns, nil
@@ -343,7 +344,7 @@ func (b kubeBackend) Update(ctx context.Context, kind, ns, name string, base, do
 	if err := b.a.allocateNodePorts(objs); err != nil {
 		return warns, kubeError(err)
 	}
-	if _, err := b.a.store.update(old, o, time.Now()); err != nil {
+	if _, err := b.a.store.Update(old, o, time.Now()); err != nil {
 		return warns, kubeError(err)
 	}
 	return warns, nil
@@ -352,21 +353,21 @@ func (b kubeBackend) Update(ctx context.Context, kind, ns, name string, base, do
 func (b kubeBackend) Delete(ctx context.Context, kind, ns, name string, opts *metav1.DeleteOptions) error {
 	a := b.a
 	if orphaning(kind, opts) {
-		res, err := a.store.removeOrphaning(objectKey(kind, ns, name))
-		if errors.Is(err, errCannotOrphan) {
+		res, err := a.store.RemoveOrphaning(state.Key(kind, ns, name))
+		if errors.Is(err, state.ErrCannotOrphan) {
 			return apierrors.NewBadRequest(fmt.Sprintf("propagationPolicy Orphan: %v", err))
 		}
 		if err != nil {
 			return kubeError(err)
 		}
 		if res.Action == "notfound" {
-			return apierrors.NewNotFound(schema.ParseGroupResource(groupResource(kind)), name)
+			return apierrors.NewNotFound(schema.ParseGroupResource(state.GroupResource(kind)), name)
 		}
 		return nil
 	}
 	switch kind {
 	case "Pod":
-		if a.store.rawFields(objectKey(api.KindPod, ns, name)) != nil {
+		if a.store.RawFields(state.Key(api.KindPod, ns, name)) != nil {
 			break // a standalone pod: deleted from the state, its peer stops it
 		}
 		err := a.pods.Replace(ns, name)
@@ -390,13 +391,13 @@ func (b kubeBackend) Delete(ctx context.Context, kind, ns, name string, opts *me
 			return apierrors.NewForbidden(schema.GroupResource{Resource: "namespaces"}, name, errors.New("this namespace may not be deleted"))
 		}
 	}
-	key := objectKey(kind, ns, name)
-	res, err := a.store.remove([]string{key})
+	key := state.Key(kind, ns, name)
+	res, err := a.store.Remove([]string{key})
 	if err != nil {
 		return kubeError(err)
 	}
 	if res[0].Action == "notfound" {
-		gr := schema.ParseGroupResource(groupResource(kind))
+		gr := schema.ParseGroupResource(state.GroupResource(kind))
 		return apierrors.NewNotFound(gr, name)
 	}
 	return nil
@@ -461,11 +462,11 @@ func (a *Agent) updateNode(name string, doc []byte, dryRun bool) error {
 	}
 	v, _ := json.Marshal(n.Spec.Unschedulable)
 	fields := map[string]json.RawMessage{"spec.unschedulable": v}
-	if len(a.store.rawFields(nodeKey(name))) == 0 {
+	if len(a.store.RawFields(nodeKey(name))) == 0 {
 		fields["apiVersion"] = json.RawMessage(`"v1"`)
 		fields["kind"] = json.RawMessage(`"Node"`)
 	}
-	if err := a.store.writeFields(nodeKey(name), fields); err != nil {
+	if err := a.store.WriteFields(nodeKey(name), fields); err != nil {
 		return err
 	}
 	select {
@@ -475,11 +476,13 @@ func (a *Agent) updateNode(name string, doc []byte, dryRun bool) error {
 	return nil
 }
 
-// kubeError turns the agent's errors into Kubernetes API errors.
+// kubeError turns the agent's errors, and the store's (state.ErrInvalid
+// through its *api.ManifestError, ErrNotFound, ErrExists, ErrConflict),
+// into Kubernetes API errors.
 func kubeError(err error) error {
 	var me *api.ManifestError
-	var nf *notFoundError
-	var ee *existsError
+	var nf *state.NotFoundError
+	var ee *state.ExistsError
 	var se *statusError
 	switch {
 	case errors.As(err, &me):
@@ -505,9 +508,12 @@ func kubeError(err error) error {
 			Reason: metav1.StatusReasonInvalid, Message: msg, Details: details}}
 	case errors.As(err, &nf):
 		return &apierrors.StatusError{ErrStatus: metav1.Status{Status: metav1.StatusFailure, Code: http.StatusNotFound,
-			Reason: metav1.StatusReasonNotFound, Message: nf.msg}}
+			Reason: metav1.StatusReasonNotFound, Message: nf.Msg}}
 	case errors.As(err, &ee):
-		return apierrors.NewAlreadyExists(schema.ParseGroupResource(ee.resource), ee.name)
+		return apierrors.NewAlreadyExists(schema.ParseGroupResource(ee.Resource), ee.Name)
+	case errors.Is(err, state.ErrConflict):
+		return &apierrors.StatusError{ErrStatus: metav1.Status{Status: metav1.StatusFailure, Code: http.StatusConflict,
+			Reason: metav1.StatusReasonConflict, Message: err.Error()}}
 	case errors.As(err, &se):
 		return &apierrors.StatusError{ErrStatus: metav1.Status{Status: metav1.StatusFailure, Code: int32(se.code),
 			Reason: metav1.StatusReason(se.reason), Message: se.msg}}
@@ -561,7 +567,7 @@ func (a *Agent) replicaSets() []map[string]any {
 	var out []map[string]any
 	for _, it := range items {
 		d := it.(*api.Deployment)
-		revs, _ := a.store.history(d)
+		revs, _ := a.store.History(d)
 		current := api.TemplateHash(&d.Spec.Template)
 		for _, rev := range revs {
 			hash := rev.Metadata.Labels[api.LabelTemplateHash]
@@ -630,7 +636,7 @@ func (a *Agent) controllerRevisions() []map[string]any {
 		for _, it := range items {
 			o := it.(api.Object)
 			m := o.Meta()
-			revs, _ := a.store.history(o)
+			revs, _ := a.store.History(o)
 			for _, rev := range revs {
 				hash := rev.Metadata.Labels[api.LabelTemplateHash]
 				data, err := templatePatch(&rev.Data)
@@ -880,3 +886,12 @@ func (a *Agent) kubeLog(w http.ResponseWriter, r *http.Request) {
 	}
 	followFile(r.Context(), w, path, f, flush, nil)
 }
+
+// statusError is an API error with its HTTP code and Kubernetes reason.
+type statusError struct {
+	code   int
+	reason string
+	msg    string
+}
+
+func (e *statusError) Error() string { return e.msg }

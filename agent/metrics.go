@@ -50,17 +50,18 @@ type metricsInput struct {
 
 // metricsInput reads the peer's counters and state.
 func (a *Agent) metricsInput() metricsInput {
+	merged, rejected := a.store.Deltas()
 	in := metricsInput{
 		Node: a.cfg.Name, Version: a.cfg.Version, Start: a.start,
 		LocalPods: a.pods.Pods(),
 		Pending:   a.sched.pendingCount(),
 		Objects:   map[string]int{},
 
-		DeltasMerged:   a.store.merged.Load(),
-		DeltasRejected: a.store.rejected.Load(),
+		DeltasMerged:   merged,
+		DeltasRejected: rejected,
 	}
 	for _, k := range []string{api.KindNamespace, api.KindDeployment, api.KindDaemonSet, api.KindService} {
-		in.Objects[k] = len(a.store.list(k, ""))
+		in.Objects[k] = len(a.store.List(k, ""))
 	}
 	if a.gossip != nil {
 		in.Members = a.gossip.Members()

@@ -147,7 +147,7 @@ const replanEvery = 30 * time.Second
 // podNetPeers returns the other alive peers with their addresses and the
 // pod subnets they claimed (the replicated claims).
 func (a *Agent) podNetPeers() []podnet.Peer {
-	claims := a.store.storedClaims()
+	claims := storedClaims(a.store)
 	var out []podnet.Peer
 	for _, m := range a.gossip.Members() {
 		if m.Name == a.cfg.Name || m.Status != gossip.StatusAlive {

@@ -33,7 +33,7 @@ func isStandalone(p *api.Pod) bool {
 // without status (a stored pod has none: it is its peer's to report).
 func (a *Agent) standalonePods() []api.Pod {
 	var out []api.Pod
-	for _, o := range a.store.list(api.KindPod, "") {
+	for _, o := range a.store.List(api.KindPod, "") {
 		p := *o.(*api.Pod)
 		p.Status = api.PodStatus{}
 		out = append(out, p)
@@ -59,7 +59,7 @@ func (a *Agent) bindNew(objs []api.Object) {
 		if !ok || p.Spec.NodeName != "" {
 			continue
 		}
-		if cur, ok := a.store.get(api.ObjectKey(p)); ok && cur.(*api.Pod).Spec.NodeName != "" {
+		if cur, ok := a.store.Get(api.ObjectKey(p)); ok && cur.(*api.Pod).Spec.NodeName != "" {
 			p.Spec.NodeName = cur.(*api.Pod).Spec.NodeName
 			continue
 		}
@@ -79,27 +79,6 @@ func (a *Agent) bindNew(objs []api.Object) {
 	}
 }
 
-// bindStored records that a stored, unbound pod is bound to node. It does
-// nothing if the pod is gone or bound already.
-func (s *store) bindStored(key, node string) (bool, error) {
-	v, err := json.Marshal(node)
-	if err != nil {
-		return false, err
-	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	cur, ok := s.st.Get(key)
-	if _, bound := cur["spec.nodeName"]; !ok || bound {
-		return false, nil
-	}
-	next := s.st.Clone()
-	d := next.PutFields(key, map[string]json.RawMessage{"spec.nodeName": v}, s.clock.Now())
-	if err := s.commit(next, d); err != nil {
-		return false, fmt.Errorf("bind pod %s to %s: %w", key, node, err)
-	}
-	return true, nil
-}
-
 // listedPods returns the cluster's pods as the API lists them: those the
 // alive peers run (clusterPods), the desired ones that fit nowhere, and
 // the standalone pods that run on no alive peer: Pending while their peer
@@ -117,7 +96,7 @@ func (a *Agent) listedPods() []api.Pod {
 			status[m.Name] = m.Status
 		}
 	}
-	ended := a.store.endedJobPods()
+	ended := endedJobPods(a.store)
 	for _, p := range a.standalonePods() {
 		if seen[podKey(&p)] {
 			continue
@@ -161,7 +140,7 @@ func (a *Agent) lastPodStatus(node string, p *api.Pod) (api.PodStatus, bool) {
 	if node == "" {
 		return api.PodStatus{}, false
 	}
-	raw, ok := a.store.rawFields(nodeStatusKey(node))[podField(p)]
+	raw, ok := a.store.RawFields(nodeStatusKey(node))[podField(p)]
 	if !ok {
 		return api.PodStatus{}, false
 	}

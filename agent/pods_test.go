@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/chorus-sh/chorus/api"
+	"github.com/chorus-sh/chorus/state"
 )
 
 // A pod whose peer is dead keeps its last status, as Unknown/NodeLost and
@@ -71,11 +72,11 @@ spec:
     metadata: {labels: {app: agentd}}
     spec: {containers: [{name: c, image: web:1}]}
 `)
-	if _, err := s.apply(objs, time.Now(), false); err != nil {
+	if _, err := s.Apply(objs, time.Now(), false); err != nil {
 		t.Fatal(err)
 	}
-	d, _ := s.get(objectKey(api.KindDeployment, "default", "web"))
-	ds, _ := s.get(objectKey(api.KindDaemonSet, "default", "agentd"))
+	d, _ := s.Get(state.Key(api.KindDeployment, "default", "web"))
+	ds, _ := s.Get(state.Key(api.KindDaemonSet, "default", "agentd"))
 	a := &Agent{store: s}
 	meta := func(name string, labels map[string]string, refs ...api.OwnerReference) api.Pod {
 		return api.Pod{Metadata: api.ObjectMeta{Name: name, Namespace: "default", Labels: labels, OwnerReferences: refs}}

@@ -46,7 +46,7 @@ func (a *Agent) statusLoop(ctx context.Context, interval time.Duration) {
 // copy, and null for stored pods that no longer run here.
 func (a *Agent) publishPodStatus() error {
 	key := nodeStatusKey(a.cfg.Name)
-	stored := a.store.rawFields(key)
+	stored := a.store.RawFields(key)
 	changes := map[string]json.RawMessage{}
 	running := map[string]bool{}
 	for _, p := range a.pods.Pods() {
@@ -72,7 +72,7 @@ func (a *Agent) publishPodStatus() error {
 		changes["apiVersion"] = json.RawMessage(`"chorus.io/v1"`)
 		changes["kind"] = json.RawMessage(`"` + kindNodeStatus + `"`)
 	}
-	return a.store.writeFields(key, changes)
+	return a.store.WriteFields(key, changes)
 }
 
 // clusterPods returns the pods of every alive peer as they published them,
@@ -88,7 +88,7 @@ func (a *Agent) clusterPodsWith(local []api.Pod) []api.Pod {
 		if m == a.cfg.Name {
 			continue
 		}
-		for f, raw := range a.store.rawFields(nodeStatusKey(m)) {
+		for f, raw := range a.store.RawFields(nodeStatusKey(m)) {
 			if !strings.HasPrefix(f, "spec.") {
 				continue
 			}

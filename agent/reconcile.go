@@ -10,6 +10,7 @@ import (
 	"github.com/chorus-sh/chorus/api"
 	"github.com/chorus-sh/chorus/placement"
 	"github.com/chorus-sh/chorus/reconcile"
+	"github.com/chorus-sh/chorus/state"
 )
 
 // kindNode is the replicated object holding what users set on a peer
@@ -60,7 +61,7 @@ func (s *schedule) pendingPods() []api.Pod {
 
 // cordoned reports whether a user cordoned the peer.
 func (a *Agent) cordoned(name string) bool {
-	f := a.store.rawFields(nodeKey(name))
+	f := a.store.RawFields(nodeKey(name))
 	var v bool
 	_ = json.Unmarshal(f["spec.unschedulable"], &v)
 	return v
@@ -118,20 +119,20 @@ func (a *Agent) reconcile(ctx context.Context) {
 // this peer's address of each service (given now to the new ones).
 func (a *Agent) readDesired() reconcile.Desired {
 	desired := reconcile.Desired{Pods: a.standalonePods(), ClaimNodes: a.claimNodes()}
-	for _, o := range a.store.list(api.KindDeployment, "") {
+	for _, o := range a.store.List(api.KindDeployment, "") {
 		desired.Deployments = append(desired.Deployments, o.(*api.Deployment))
 	}
-	for _, o := range a.store.list(api.KindDaemonSet, "") {
+	for _, o := range a.store.List(api.KindDaemonSet, "") {
 		desired.DaemonSets = append(desired.DaemonSets, o.(*api.DaemonSet))
 	}
-	if ended := a.store.endedJobPods(); len(ended) > 0 {
+	if ended := endedJobPods(a.store); len(ended) > 0 {
 		desired.Ended = make(map[string]bool, len(ended))
 		for k := range ended {
 			desired.Ended[k] = true
 		}
 	}
 	var keys []string
-	for _, o := range a.store.list(api.KindService, "") {
+	for _, o := range a.store.List(api.KindService, "") {
 		s := o.(*api.Service)
 		desired.Services = append(desired.Services, s)
 		if !s.Headless() {
@@ -203,8 +204,8 @@ func (a *Agent) bindHere(p *api.Pod) bool {
 	if node, err := a.claimNode(p, nil); err != nil || node != "" && node != self {
 		return false // its claims are elsewhere
 	}
-	key := objectKey(api.KindPod, p.Metadata.Namespace, p.Metadata.Name)
-	if ok, err := a.store.bindStored(key, self); err != nil || !ok {
+	key := state.Key(api.KindPod, p.Metadata.Namespace, p.Metadata.Name)
+	if ok, err := a.store.BindPod(key, self); err != nil || !ok {
 		if err != nil {
 			a.log.Warn("bind pod", "pod", podKey(p), "err", err)
 		}

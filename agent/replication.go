@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/chorus-sh/chorus/crdt"
+	"github.com/chorus-sh/chorus/state"
 )
 
 // Anti-entropy messages on the sync protocol. A round is two exchanges:
@@ -39,7 +40,7 @@ type syncTransport interface {
 // publish/subscribe, and a periodic anti-entropy round with a random live
 // peer that repairs whatever gossip lost.
 type replicator struct {
-	store *store
+	store *state.Store
 	tr    syncTransport
 	log   *slog.Logger
 
@@ -51,9 +52,9 @@ type replicator struct {
 	bytesIn   atomic.Int64
 }
 
-func newReplicator(st *store, tr syncTransport, log *slog.Logger) *replicator {
+func newReplicator(st *state.Store, tr syncTransport, log *slog.Logger) *replicator {
 	r := &replicator{store: st, tr: tr, log: log, out: make(chan []byte, 256)}
-	st.publish = r.enqueue
+	st.SetPublish(r.enqueue)
 	return r
 }
 
@@ -99,7 +100,7 @@ func (r *replicator) receive(from string, data []byte) {
 		r.log.Warn("dropped malformed delta", "from", from, "err", err)
 		return
 	}
-	if _, err := r.store.merge(d); err != nil {
+	if _, err := r.store.Merge(d); err != nil {
 		r.log.Warn("dropped delta", "from", from, "err", err)
 	}
 }
@@ -129,7 +130,7 @@ func (r *replicator) answer(req []byte) ([]byte, error) {
 		}
 		var mine crdt.Digest
 		var kh map[string]uint64
-		r.store.read(func(st *crdt.State) {
+		r.store.Read(func(st *crdt.State) {
 			mine = st.Digest()
 			if diff := crdt.DiffDigest(mine, theirs); len(diff) > 0 {
 				kh = st.BucketKeys(diff)
@@ -160,7 +161,7 @@ func (r *replicator) answer(req []byte) ([]byte, error) {
 		if err != nil {
 			return nil, err
 		}
-		if _, err := r.store.merge(d); err != nil {
+		if _, err := r.store.Merge(d); err != nil {
 			return nil, err
 		}
 		keys := make([]string, 0, len(keysMap))
@@ -168,7 +169,7 @@ func (r *replicator) answer(req []byte) ([]byte, error) {
 			keys = append(keys, k)
 		}
 		var mine crdt.Delta
-		r.store.read(func(st *crdt.State) { mine = st.DeltaFor(keys) })
+		r.store.Read(func(st *crdt.State) { mine = st.DeltaFor(keys) })
 		return crdt.EncodeDelta(mine)
 	}
 	return nil, fmt.Errorf("unknown sync message type %q", req[0])
@@ -177,11 +178,11 @@ func (r *replicator) answer(req []byte) ([]byte, error) {
 // round runs one anti-entropy round with peer; it returns how many keys
 // differed.
 func (r *replicator) round(ctx context.Context, peer string) (int, error) {
-	if r.store.resetIfStale() {
+	if r.store.ResetIfStale() {
 		r.log.Warn("this peer was away longer than the tombstone horizon: its state is discarded and rebuilt from " + peer)
 	}
 	var digest crdt.Digest
-	r.store.read(func(st *crdt.State) { digest = st.Digest() })
+	r.store.Read(func(st *crdt.State) { digest = st.Digest() })
 	db, err := crdt.EncodeDigest(digest)
 	if err != nil {
 		return 0, err
@@ -217,7 +218,7 @@ func (r *replicator) round(ctx context.Context, peer string) (int, error) {
 	}
 	var mineD crdt.Delta
 	keys := map[string]uint64{}
-	r.store.read(func(st *crdt.State) {
+	r.store.Read(func(st *crdt.State) {
 		mine := st.BucketKeys(diff)
 		for _, k := range crdt.DiffKeys(mine, theirs) {
 			keys[k] = 0
@@ -254,7 +255,7 @@ func (r *replicator) round(ctx context.Context, peer string) (int, error) {
 		r.malformed.Add(1)
 		return 0, fmt.Errorf("registers from %s: %w", peer, err)
 	}
-	if _, err := r.store.merge(d); err != nil {
+	if _, err := r.store.Merge(d); err != nil {
 		return 0, err
 	}
 	r.rounds.Add(1)
@@ -265,7 +266,7 @@ func (r *replicator) round(ctx context.Context, peer string) (int, error) {
 // recordSync notes an exchange with a peer; a failure to record it is
 // logged (a restart would then take the state for older than it is).
 func (r *replicator) recordSync() {
-	if err := r.store.synced(time.Now()); err != nil {
+	if err := r.store.Synced(time.Now()); err != nil {
 		r.log.Warn("anti-entropy", "err", err)
 	}
 }

@@ -13,6 +13,7 @@ import (
 
 	"github.com/chorus-sh/chorus/api"
 	"github.com/chorus-sh/chorus/crdt"
+	"github.com/chorus-sh/chorus/state"
 )
 
 // memTransport connects replicators in memory, for unit tests of the
@@ -34,7 +35,7 @@ func (m *memTransport) Sync(ctx context.Context, member string, req []byte) ([]b
 
 func newTestReplicator(t *testing.T, node string, tr *memTransport) *replicator {
 	t.Helper()
-	st, err := openStore(filepath.Join(t.TempDir(), "state.crdt"), node)
+	st, err := state.Open(filepath.Join(t.TempDir(), "state.crdt"), node)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -54,11 +55,11 @@ func TestAntiEntropyConverges(t *testing.T) {
 		if i%2 == 1 {
 			st = b.store
 		}
-		if _, err := st.apply([]api.Object{d}, time.Now(), false); err != nil {
+		if _, err := st.Apply([]api.Object{d}, time.Now(), false); err != nil {
 			t.Fatal(err)
 		}
 	}
-	if _, err := b.store.remove([]string{objectKey(api.KindDeployment, "default", "web1")}); err != nil {
+	if _, err := b.store.Remove([]string{state.Key(api.KindDeployment, "default", "web1")}); err != nil {
 		t.Fatal(err)
 	}
 	n, err := a.round(context.Background(), "b")
@@ -66,12 +67,12 @@ func TestAntiEntropyConverges(t *testing.T) {
 		t.Fatalf("first round: %d keys, %v", n, err)
 	}
 	var da, db crdt.Digest
-	a.store.read(func(s *crdt.State) { da = s.Digest() })
-	b.store.read(func(s *crdt.State) { db = s.Digest() })
+	a.store.Read(func(s *crdt.State) { da = s.Digest() })
+	b.store.Read(func(s *crdt.State) { db = s.Digest() })
 	if da != db {
 		t.Fatal("digests differ after a round")
 	}
-	if got := len(a.store.list(api.KindDeployment, "")); got != 49 {
+	if got := len(a.store.List(api.KindDeployment, "")); got != 49 {
 		t.Fatalf("a holds %d deployments, want 49", got)
 	}
 	// Peers that agree transfer nothing but digests.
@@ -97,7 +98,7 @@ func TestMalformedMessagesAreCounted(t *testing.T) {
 	if got := a.malformed.Load(); got != 3 {
 		t.Fatalf("malformed counter %d, want 3", got)
 	}
-	if len(a.store.list(api.KindDeployment, "")) != 0 {
+	if len(a.store.List(api.KindDeployment, "")) != 0 {
 		t.Fatal("state changed by malformed messages")
 	}
 }
@@ -120,23 +121,23 @@ func TestStalePeerRebuildsFromOthers(t *testing.T) {
 	b := newTestReplicator(t, "b", tr)
 	// a holds an object the others deleted and forgot long ago.
 	d := deployment(1, "web:1", "25%", "25%")
-	if _, err := a.store.apply([]api.Object{d}, time.Now(), false); err != nil {
+	if _, err := a.store.Apply([]api.Object{d}, time.Now(), false); err != nil {
 		t.Fatal(err)
 	}
 	old := time.Now().Add(-8 * 24 * time.Hour)
-	if err := os.WriteFile(a.store.syncFile(), []byte(strconv.FormatInt(old.Unix(), 10)), 0o644); err != nil {
+	if err := os.WriteFile(a.store.SyncFile(), []byte(strconv.FormatInt(old.Unix(), 10)), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	if !a.store.checkStale(time.Now(), crdt.DefaultTombstoneHorizon) {
+	if !a.store.CheckStale(time.Now(), crdt.DefaultTombstoneHorizon) {
 		t.Fatal("a peer away for 8 days is not stale")
 	}
 	if _, err := a.round(context.Background(), "b"); err != nil {
 		t.Fatal(err)
 	}
-	if n := len(a.store.list(api.KindDeployment, "")); n != 0 {
+	if n := len(a.store.List(api.KindDeployment, "")); n != 0 {
 		t.Fatalf("the stale peer kept %d objects the others no longer have", n)
 	}
-	if n := len(b.store.list(api.KindDeployment, "")); n != 0 {
+	if n := len(b.store.List(api.KindDeployment, "")); n != 0 {
 		t.Fatalf("the stale peer resurrected %d objects on b", n)
 	}
 }

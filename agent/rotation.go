@@ -19,6 +19,7 @@ import (
 
 	"github.com/chorus-sh/chorus/api"
 	"github.com/chorus-sh/chorus/crdt"
+	"github.com/chorus-sh/chorus/state"
 	"github.com/chorus-sh/chorus/trust"
 )
 
@@ -125,11 +126,11 @@ func (a *Agent) rotationStatusOf(spec rotationSpec, r trust.Rotation, now time.T
 }
 
 // errNoRotation: no rotation was ever asked for.
-var errNoRotation = &notFoundError{msg: "the cluster secret was never rotated"}
+var errNoRotation = &statusError{code: http.StatusNotFound, reason: "NotFound", msg: "the cluster secret was never rotated"}
 
 // rotationStatus returns the status of the last rotation.
 func (a *Agent) rotationStatus(now time.Time) (rotationStatus, error) {
-	spec, r, ok := parseRotation(a.store.rawFields(rotationKey()))
+	spec, r, ok := parseRotation(a.store.RawFields(rotationKey()))
 	if !ok {
 		return rotationStatus{}, errNoRotation
 	}
@@ -146,7 +147,7 @@ func (a *Agent) startRotation(now time.Time) (rotationStatus, error) {
 			msg: "this cluster runs --insecure: it has no cluster secret to rotate"}
 	}
 	cur, other := a.trust.secrets()
-	if spec, r, ok := parseRotation(a.store.rawFields(rotationKey())); ok {
+	if spec, r, ok := parseRotation(a.store.RawFields(rotationKey())); ok {
 		if st := a.rotationStatusOf(spec, r, now); !st.Complete || other != nil {
 			return st, &statusError{code: http.StatusConflict, reason: "Conflict",
 				msg: fmt.Sprintf("a rotation of the cluster secret is under way (to %s, started %s ago through %s: %s, %d of %d peers done): wait for it to end (chorus cluster rotate-secret --status)",
@@ -156,7 +157,7 @@ func (a *Agent) startRotation(now time.Time) (rotationStatus, error) {
 		return rotationStatus{}, &statusError{code: http.StatusConflict, reason: "Conflict",
 			msg: "this peer still holds two cluster secrets (a rotation did not end): wait for it to end"}
 	}
-	sealer := a.store.sealer.Load()
+	sealer := a.sealer.Load()
 	if sealer == nil {
 		return rotationStatus{}, errors.New("no secrets-at-rest key to seal the new secret under")
 	}
@@ -170,11 +171,11 @@ func (a *Agent) startRotation(now time.Time) (rotationStatus, error) {
 	if err != nil {
 		return rotationStatus{}, err
 	}
-	if err := a.store.writeFields(rotationKey(), map[string]json.RawMessage{fieldRotationSpec: b}); err != nil {
+	if err := a.store.WriteFields(rotationKey(), map[string]json.RawMessage{fieldRotationSpec: b}); err != nil {
 		return rotationStatus{}, fmt.Errorf("record the rotation: %w", err)
 	}
 	a.log.Info("rotation of the cluster secret asked for", "from", spec.From, "to", spec.ID)
-	_, r, _ := parseRotation(a.store.rawFields(rotationKey()))
+	_, r, _ := parseRotation(a.store.RawFields(rotationKey()))
 	return a.rotationStatusOf(spec, r, now), nil
 }
 
@@ -208,7 +209,7 @@ func (a *Agent) rotationLoop(ctx context.Context) {
 	t := time.NewTicker(rotationEvery)
 	defer t.Stop()
 	for {
-		changed := a.store.changed()
+		changed := a.store.Changed()
 		a.safeRotationStep(time.Now())
 		select {
 		case <-ctx.Done():
@@ -232,7 +233,7 @@ func (a *Agent) safeRotationStep(now time.Time) {
 
 // rotationStep does what trust.Decide says this peer does next.
 func (a *Agent) rotationStep(now time.Time) error {
-	spec, r, ok := parseRotation(a.store.rawFields(rotationKey()))
+	spec, r, ok := parseRotation(a.store.RawFields(rotationKey()))
 	if !ok {
 		return nil
 	}
@@ -286,7 +287,7 @@ func (a *Agent) rotationStep(now time.Time) error {
 		if err != nil {
 			return err
 		}
-		if err := a.store.writeFields(rotationKey(), map[string]json.RawMessage{rotationProgressPrefix + a.cfg.Name: b}); err != nil {
+		if err := a.store.WriteFields(rotationKey(), map[string]json.RawMessage{rotationProgressPrefix + a.cfg.Name: b}); err != nil {
 			return fmt.Errorf("record progress: %w", err)
 		}
 		r.Progress[a.cfg.Name] = d.Target
@@ -296,7 +297,7 @@ func (a *Agent) rotationStep(now time.Time) error {
 		if err != nil {
 			return err
 		}
-		if err := a.store.writeFields(rotationKey(), map[string]json.RawMessage{fieldRotationCompleted: b}); err != nil {
+		if err := a.store.WriteFields(rotationKey(), map[string]json.RawMessage{fieldRotationCompleted: b}); err != nil {
 			return fmt.Errorf("record the end: %w", err)
 		}
 	}
@@ -306,7 +307,7 @@ func (a *Agent) rotationStep(now time.Time) error {
 			return fmt.Errorf("seal the Secrets anew: %w", err)
 		}
 		b, _ := json.Marshal(spec.ID)
-		if err := a.store.writeFields(rotationKey(), map[string]json.RawMessage{fieldRotationResealed: b}); err != nil {
+		if err := a.store.WriteFields(rotationKey(), map[string]json.RawMessage{fieldRotationResealed: b}); err != nil {
 			return fmt.Errorf("record the resealing: %w", err)
 		}
 		a.log.Info("rotation of the cluster secret: Secrets sealed under the new key", "secrets", n, "to", spec.ID)
@@ -318,7 +319,7 @@ func (a *Agent) rotationStep(now time.Time) error {
 // key(s) this peer holds.
 func (a *Agent) openRotationSecret(spec rotationSpec) (trust.Secret, error) {
 	var s trust.Secret
-	sealer := a.store.sealer.Load()
+	sealer := a.sealer.Load()
 	ct, err := base64.StdEncoding.DecodeString(spec.Secret)
 	if err != nil || sealer == nil {
 		return s, errors.New("the rotation record's secret does not decode")
@@ -381,7 +382,7 @@ func (a *Agent) applyRotationPhase(oldS *trust.Secret, newS trust.Secret, phase 
 	}
 	// Open under both before sealing under the new key (Installed), and
 	// seal under the new key before the old certificate goes (Using).
-	a.store.sealer.Store(sealer)
+	a.setSealer(sealer)
 	if err := a.trust.set(use, also, now); err != nil {
 		return err
 	}
@@ -426,19 +427,19 @@ func (a *Agent) applyRotationPhase(oldS *trust.Secret, newS trust.Secret, phase 
 // the same Secret's data through another peer at the same moment may be
 // lost to the resealed copy (the same outcome as two concurrent writes).
 func (a *Agent) resealSecrets() (int, error) {
-	sealer := a.store.sealer.Load()
+	sealer := a.sealer.Load()
 	if sealer == nil {
 		return 0, errors.New("no secrets-at-rest key")
 	}
 	var keys []string
-	a.store.read(func(st *crdt.State) { keys = st.Keys(api.KindSecret + "/") })
+	a.store.Read(func(st *crdt.State) { keys = st.Keys(api.KindSecret + "/") })
 	sort.Strings(keys)
 	n := 0
 	for _, key := range keys {
 		changes := map[string]json.RawMessage{}
-		for f, v := range a.store.rawFields(key) {
-			name, ok := cutPrefix(f, sealedPrefix)
-			if !ok {
+		for f, v := range a.store.RawFields(key) {
+			name, ok := strings.CutPrefix(f, state.SealedPrefix)
+			if !ok || name == "" {
 				continue
 			}
 			var b64 string
@@ -449,7 +450,7 @@ func (a *Agent) resealSecrets() (int, error) {
 			if err != nil {
 				continue
 			}
-			plain, first, err := sealer.OpenKey(ct, sealAD(key, name))
+			plain, first, err := sealer.OpenKey(ct, state.SealAD(key, name))
 			if err != nil {
 				a.log.Warn("a sealed field opens under no key: not sealed anew", "key", key, "field", name)
 				continue
@@ -457,7 +458,7 @@ func (a *Agent) resealSecrets() (int, error) {
 			if first {
 				continue
 			}
-			b, err := json.Marshal(base64.StdEncoding.EncodeToString(sealer.Seal(plain, sealAD(key, name))))
+			b, err := json.Marshal(base64.StdEncoding.EncodeToString(sealer.Seal(plain, state.SealAD(key, name))))
 			if err != nil {
 				return n, err
 			}
@@ -466,7 +467,7 @@ func (a *Agent) resealSecrets() (int, error) {
 		if len(changes) == 0 {
 			continue
 		}
-		if err := a.store.writeFields(key, changes); err != nil {
+		if err := a.store.WriteFields(key, changes); err != nil {
 			return n, fmt.Errorf("%s: %w", key, err)
 		}
 		n++

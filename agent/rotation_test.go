@@ -14,8 +14,12 @@ import (
 	"time"
 
 	"github.com/chorus-sh/chorus/api"
+	"github.com/chorus-sh/chorus/state"
 	"github.com/chorus-sh/chorus/trust"
 )
+
+// secretManifest is a Secret stored before a rotation.
+const secretManifest = "apiVersion: v1\nkind: Secret\nmetadata: {name: db}\nstringData: {password: rotate-me}\n"
 
 // rotationPeer is a peer of a one-peer cluster (no gossip: it is the only
 // alive member) with its store, sealed under the cluster secret.
@@ -23,7 +27,7 @@ func rotationPeer(t *testing.T) (*Agent, trust.Secret) {
 	t.Helper()
 	s, _ := trust.NewSecret()
 	a := testPeer(t, s, "n1")
-	st, err := openStore(filepath.Join(a.cfg.DataDir, "state.crdt"), "n1")
+	st, err := state.Open(filepath.Join(a.cfg.DataDir, "state.crdt"), "n1")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -31,8 +35,8 @@ func rotationPeer(t *testing.T) (*Agent, trust.Secret) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	st.sealer.Store(sl)
 	a.store = st
+	a.setSealer(sl)
 	if err := a.writeKubeconfig(); err != nil {
 		t.Fatal(err)
 	}
@@ -70,11 +74,11 @@ func tokenAccepted(t *testing.T, a *Agent, token string) bool {
 // rotation is refused while one is under way.
 func TestRotationOnePeer(t *testing.T) {
 	a, oldS := rotationPeer(t)
-	if _, err := a.store.apply(decodeObjects(t, secretManifest), time.Now(), false); err != nil {
+	if _, err := a.store.Apply(decodeAll(t, secretManifest), time.Now(), false); err != nil {
 		t.Fatal(err)
 	}
-	secretKey := objectKey(api.KindSecret, "default", "db")
-	before, _ := a.store.get(secretKey)
+	secretKey := state.Key(api.KindSecret, "default", "db")
+	before, _ := a.store.Get(secretKey)
 	oldToken := oldS.APIToken()
 	if !tokenAccepted(t, a, oldToken) {
 		t.Fatal("the old token is refused before the rotation")
@@ -88,7 +92,7 @@ func TestRotationOnePeer(t *testing.T) {
 		t.Fatalf("status %+v", st)
 	}
 	// The record holds the new secret sealed, never in clear.
-	raw := a.store.rawFields(rotationKey())
+	raw := a.store.RawFields(rotationKey())
 	var spec rotationSpec
 	if err := json.Unmarshal(raw[fieldRotationSpec], &spec); err != nil {
 		t.Fatal(err)
@@ -97,7 +101,7 @@ func TestRotationOnePeer(t *testing.T) {
 	if err != nil || newS.ClusterID() != st.ID {
 		t.Fatalf("open the record's secret: %v", err)
 	}
-	disk, _ := os.ReadFile(a.store.path)
+	disk, _ := os.ReadFile(a.store.Path())
 	for _, clear := range [][]byte{newS[:], []byte(base64.StdEncoding.EncodeToString(newS[:])), []byte(newS.Token())} {
 		if bytes.Contains(disk, clear) {
 			t.Fatal("the new secret is in clear in state.crdt")
@@ -165,13 +169,13 @@ func TestRotationOnePeer(t *testing.T) {
 
 	step(trust.PhaseUsing) // the only peer reseals
 	var sealedData string
-	_ = json.Unmarshal(a.store.rawFields(secretKey)[sealedPrefix+"data"], &sealedData)
+	_ = json.Unmarshal(a.store.RawFields(secretKey)[state.SealedPrefix+"data"], &sealedData)
 	ct, _ := base64.StdEncoding.DecodeString(sealedData)
 	onlyNew, _ := trust.NewSealer(newS.DataKey())
-	if _, err := onlyNew.Open(ct, sealAD(secretKey, "data")); err != nil {
+	if _, err := onlyNew.Open(ct, state.SealAD(secretKey, "data")); err != nil {
 		t.Fatalf("the Secret was not sealed anew: %v", err)
 	}
-	if _, r, _ := parseRotation(a.store.rawFields(rotationKey())); !r.Resealed {
+	if _, r, _ := parseRotation(a.store.RawFields(rotationKey())); !r.Resealed {
 		t.Fatal("resealed not recorded")
 	}
 
@@ -198,9 +202,9 @@ func TestRotationOnePeer(t *testing.T) {
 	if _, err := setupTrust(&cfg, quiet, now); err == nil {
 		t.Fatal("a token of another cluster was taken")
 	}
-	after, ok := a.store.get(secretKey)
+	after, ok := a.store.Get(secretKey)
 	if !ok || after.(*api.Secret).Data["password"] != before.(*api.Secret).Data["password"] {
-		t.Fatalf("the Secret does not read back: %+v", a.store.checked.list())
+		t.Fatalf("the Secret does not read back: %+v", a.store.Invalid())
 	}
 	// Asked an hour later: the elapsed time stopped at the end.
 	st, err = a.rotationStatus(now.Add(time.Hour))
@@ -284,10 +288,10 @@ func TestRotationReplacedBeforeUse(t *testing.T) {
 	}
 	// Another peer's record, written at the same moment, wins.
 	theirs, _ := trust.NewSecret()
-	sealer := a.store.sealer.Load()
+	sealer := a.sealer.Load()
 	spec, _ := json.Marshal(rotationSpec{ID: theirs.ClusterID(), From: oldS.ClusterID(), Started: now, By: "n2",
 		Secret: base64.StdEncoding.EncodeToString(sealer.Seal(theirs[:], rotationAD(theirs.ClusterID())))})
-	if err := a.store.writeFields(rotationKey(), map[string]json.RawMessage{fieldRotationSpec: spec}); err != nil {
+	if err := a.store.WriteFields(rotationKey(), map[string]json.RawMessage{fieldRotationSpec: spec}); err != nil {
 		t.Fatal(err)
 	}
 	if err := a.rotationStep(now.Add(time.Second)); err != nil || a.rot.applied != trust.PhaseInstalled {

@@ -16,6 +16,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/chorus-sh/chorus/api"
+	"github.com/chorus-sh/chorus/state"
 )
 
 // Limits on request bodies.
@@ -135,7 +136,7 @@ func (a *Agent) checkApply(objs []api.Object) error {
 					Reason: fmt.Sprintf("port %d is also given to %s in this manifest", p.NodePort, other)})
 			}
 			inApply[p.NodePort] = api.ObjectKey(svc)
-			for _, other := range a.store.list(api.KindService, "") {
+			for _, other := range a.store.List(api.KindService, "") {
 				os := other.(*api.Service)
 				if api.ObjectKey(os) == api.ObjectKey(svc) {
 					continue
@@ -174,7 +175,7 @@ func (a *Agent) objects(resource, ns string) ([]any, bool) {
 		return anys(a.nodes(), nil), true
 	case "namespaces":
 		hasDefault := false
-		out := anys(a.store.list(api.KindNamespace, ""), func(o api.Object) {
+		out := anys(a.store.List(api.KindNamespace, ""), func(o api.Object) {
 			n := o.(*api.Namespace)
 			n.Status.Phase = "Active"
 			hasDefault = hasDefault || n.Metadata.Name == api.DefaultNamespace
@@ -189,7 +190,7 @@ func (a *Agent) objects(resource, ns string) ([]any, bool) {
 		return out, true
 	case "deployments":
 		pods := a.clusterPods()
-		return anys(a.store.list(api.KindDeployment, ns), func(o api.Object) {
+		return anys(a.store.List(api.KindDeployment, ns), func(o api.Object) {
 			d := o.(*api.Deployment)
 			var mine []api.Pod
 			for _, p := range pods {
@@ -198,23 +199,23 @@ func (a *Agent) objects(resource, ns string) ([]any, bool) {
 				}
 			}
 			d.Status = deploymentStatus(d, mine)
-			if _, rev := a.store.history(d); rev > 0 {
+			if _, rev := a.store.History(d); rev > 0 {
 				d.Metadata.Annotations[api.AnnotationRevision] = strconv.FormatInt(rev, 10)
 			}
 		}), true
 	case "daemonsets":
 		pods := a.clusterPods()
-		return anys(a.store.list(api.KindDaemonSet, ns), func(o api.Object) {
+		return anys(a.store.List(api.KindDaemonSet, ns), func(o api.Object) {
 			d := o.(*api.DaemonSet)
 			d.Status = a.daemonSetStatus(d, pods)
 		}), true
 	case "statefulsets":
 		listed := a.listedPods()
-		return anys(a.store.list(api.KindStatefulSet, ns), func(o api.Object) {
+		return anys(a.store.List(api.KindStatefulSet, ns), func(o api.Object) {
 			s := o.(*api.StatefulSet)
 			var pods []api.Pod
 			for _, p := range listed {
-				if p.Metadata.Namespace == s.Metadata.Namespace && ownedBy(&p.Metadata, api.KindStatefulSet, s.Metadata.UID) {
+				if p.Metadata.Namespace == s.Metadata.Namespace && state.OwnedBy(&p.Metadata, api.KindStatefulSet, s.Metadata.UID) {
 					pods = append(pods, p)
 				}
 			}
@@ -223,7 +224,7 @@ func (a *Agent) objects(resource, ns string) ([]any, bool) {
 	case "serviceaccounts":
 		// Every namespace has "default"; stored ones are listed as they are.
 		have := map[string]bool{}
-		out := anys(a.store.list(api.KindServiceAccount, ns), func(o api.Object) {
+		out := anys(a.store.List(api.KindServiceAccount, ns), func(o api.Object) {
 			have[o.Meta().Namespace+"/"+o.Meta().Name] = true
 		})
 		nss, _ := a.objects("namespaces", "")
@@ -239,40 +240,40 @@ func (a *Agent) objects(resource, ns string) ([]any, bool) {
 		}
 		return out, true
 	case "persistentvolumeclaims":
-		return anys(a.store.list(api.KindPersistentVolumeClaim, ns), func(o api.Object) {
+		return anys(a.store.List(api.KindPersistentVolumeClaim, ns), func(o api.Object) {
 			claimStatus(o.(*api.PersistentVolumeClaim))
 		}), true
 	case "jobs":
 		listed := a.listedPods()
-		return anys(a.store.list(api.KindJob, ns), func(o api.Object) {
+		return anys(a.store.List(api.KindJob, ns), func(o api.Object) {
 			j := o.(*api.Job)
-			j.Status = jobStatus(j, a.store.jobProgressOf(j), jobPodsOf(j, listed))
+			j.Status = jobStatus(j, jobProgressOf(a.store, j), jobPodsOf(j, listed))
 		}), true
 	case "cronjobs":
-		jobs := a.store.list(api.KindJob, ns)
+		jobs := a.store.List(api.KindJob, ns)
 		progress := map[string]jobProgress{}
 		for _, o := range jobs {
-			progress[api.ObjectKey(o)] = a.store.jobProgressOf(o.(*api.Job))
+			progress[api.ObjectKey(o)] = jobProgressOf(a.store, o.(*api.Job))
 		}
-		return anys(a.store.list(api.KindCronJob, ns), func(o api.Object) {
+		return anys(a.store.List(api.KindCronJob, ns), func(o api.Object) {
 			c := o.(*api.CronJob)
 			runs, byName := cronRuns(c, jobs, progress)
-			prog := readCronProgress(a.store.rawFields(cronProgressKey(c.Metadata.Namespace, c.Metadata.Name)), c.Metadata.UID)
+			prog := readCronProgress(a.store.RawFields(state.CronProgressKey(c.Metadata.Namespace, c.Metadata.Name)), c.Metadata.UID)
 			c.Status = cronJobStatus(prog, runs, byName)
 		}), true
 	case "configmaps":
-		return anys(a.store.list(api.KindConfigMap, ns), nil), true
+		return anys(a.store.List(api.KindConfigMap, ns), nil), true
 	case "secrets":
-		return anys(a.store.list(api.KindSecret, ns), nil), true
+		return anys(a.store.List(api.KindSecret, ns), nil), true
 	case "horizontalpodautoscalers":
-		return anys(a.store.list(api.KindHorizontalPodAutoscaler, ns), func(o api.Object) {
+		return anys(a.store.List(api.KindHorizontalPodAutoscaler, ns), func(o api.Object) {
 			h := o.(*api.HorizontalPodAutoscaler)
-			if p := readHPAProgress(a.store.rawFields(hpaProgressKey(h.Metadata.Namespace, h.Metadata.Name)), h.Metadata.UID); p.Status != nil {
+			if p := readHPAProgress(a.store.RawFields(state.HPAProgressKey(h.Metadata.Namespace, h.Metadata.Name)), h.Metadata.UID); p.Status != nil {
 				h.Status = *p.Status
 			}
 		}), true
 	case "ingresses":
-		return anys(a.store.list(api.KindIngress, ns), func(o api.Object) {
+		return anys(a.store.List(api.KindIngress, ns), func(o api.Object) {
 			a.ingressStatus(o.(*api.Ingress))
 		}), true
 	case "ingressclasses":
@@ -287,7 +288,7 @@ func (a *Agent) objects(resource, ns string) ([]any, bool) {
 		if p := a.svcIPs.Load(); p != nil {
 			ips = *p
 		}
-		return anys(a.store.list(api.KindService, ns), func(o api.Object) {
+		return anys(a.store.List(api.KindService, ns), func(o api.Object) {
 			s := o.(*api.Service)
 			if !s.Headless() {
 				s.Spec.ClusterIP = ips[api.ObjectKey(s)]
@@ -307,7 +308,7 @@ func (a *Agent) objects(resource, ns string) ([]any, bool) {
 				if s.Metadata.Annotations == nil {
 					s.Metadata.Annotations = map[string]string{}
 				}
-				s.Metadata.Annotations[annotationEndpoints] = strings.Join(eps, ",")
+				s.Metadata.Annotations[state.AnnotationEndpoints] = strings.Join(eps, ",")
 			}
 		}), true
 	}

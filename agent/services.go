@@ -36,7 +36,7 @@ const (
 // write and is replicated with the object.
 func (a *Agent) allocateNodePorts(objs []api.Object) error {
 	used := map[int32]string{}
-	for _, o := range a.store.list(api.KindService, "") {
+	for _, o := range a.store.List(api.KindService, "") {
 		s := o.(*api.Service)
 		for _, p := range s.Spec.Ports {
 			if p.NodePort != 0 {
@@ -67,7 +67,7 @@ func (a *Agent) allocateNodePorts(objs []api.Object) error {
 			continue
 		}
 		var existing *api.Service
-		if cur, ok := a.store.get(key); ok {
+		if cur, ok := a.store.Get(key); ok {
 			existing = cur.(*api.Service)
 		}
 		for i := range s.Spec.Ports {

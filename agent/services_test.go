@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/chorus-sh/chorus/api"
+	"github.com/chorus-sh/chorus/state"
 )
 
 func TestServiceNetAddresses(t *testing.T) {
@@ -37,7 +38,7 @@ func TestServiceNetAddresses(t *testing.T) {
 }
 
 func TestNodePortAllocation(t *testing.T) {
-	st, err := openStore(t.TempDir()+"/state.crdt", "n1")
+	st, err := state.Open(t.TempDir()+"/state.crdt", "n1")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -60,7 +61,7 @@ func TestNodePortAllocation(t *testing.T) {
 	if err := a.allocateNodePorts([]api.Object{again}); err != nil || again.Spec.Ports[0].NodePort != p {
 		t.Fatalf("re-allocation gave %d, want %d (%v)", again.Spec.Ports[0].NodePort, p, err)
 	}
-	if _, err := st.apply([]api.Object{first}, time.Now(), false); err != nil {
+	if _, err := st.Apply([]api.Object{first}, time.Now(), false); err != nil {
 		t.Fatal(err)
 	}
 	// Another service never gets a port in use, even one whose hash starts there.

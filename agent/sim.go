@@ -14,6 +14,7 @@ import (
 	"github.com/chorus-sh/chorus/crdt"
 	"github.com/chorus-sh/chorus/placement/subnet"
 	"github.com/chorus-sh/chorus/runtime"
+	"github.com/chorus-sh/chorus/state"
 )
 
 // Sim is a peer that runs its pods with a runtime given by the caller
@@ -47,7 +48,7 @@ func StartSim(ctx context.Context, cfg Config, rt runtime.Runtime) (*Sim, error)
 	if err := os.MkdirAll(cfg.DataDir, 0o755); err != nil {
 		return nil, fmt.Errorf("create data dir: %w", err)
 	}
-	st, err := openStore(filepath.Join(cfg.DataDir, "state.crdt"), cfg.Name)
+	st, err := state.Open(filepath.Join(cfg.DataDir, "state.crdt"), cfg.Name)
 	if err != nil {
 		return nil, err
 	}
@@ -103,7 +104,7 @@ func (s *Sim) Name() string { return s.a.cfg.Name }
 // Apply stores objs (created or updated) as the API would, through this
 // peer's store: stamped, saved, spread.
 func (s *Sim) Apply(objs ...api.Object) error {
-	_, err := s.a.store.apply(objs, time.Now(), false)
+	_, err := s.a.store.Apply(objs, time.Now(), false)
 	return err
 }
 
@@ -111,7 +112,7 @@ func (s *Sim) Apply(objs ...api.Object) error {
 // (api.ObjectKey's form).
 func (s *Sim) Holds(key string) bool {
 	var ok bool
-	s.a.store.read(func(st *crdt.State) {
+	s.a.store.Read(func(st *crdt.State) {
 		_, ok = st.Get(key)
 	})
 	return ok
@@ -120,7 +121,7 @@ func (s *Sim) Holds(key string) bool {
 // Objects is how many live objects this peer's replica holds.
 func (s *Sim) Objects() int {
 	n := 0
-	s.a.store.read(func(st *crdt.State) { n = st.Len() })
+	s.a.store.Read(func(st *crdt.State) { n = st.Len() })
 	return n
 }
 

@@ -18,6 +18,7 @@ import (
 	"github.com/chorus-sh/chorus/crdt"
 	"github.com/chorus-sh/chorus/placement/subnet"
 	"github.com/chorus-sh/chorus/runtime"
+	"github.com/chorus-sh/chorus/state"
 )
 
 // Pod subnets are claimed in the replicated state, one key per peer that
@@ -94,20 +95,20 @@ func decodeStoredClaim(peer string, f map[string]json.RawMessage) (subnet.Claim,
 // storedClaims returns every peer's claim held in the replicated state;
 // claims that do not decode are skipped (logged by the caller's caller
 // when they concern this peer).
-func (s *store) storedClaims() map[string]subnet.Claim {
-	s.mu.RLock()
-	defer s.mu.RUnlock()
+func storedClaims(s *state.Store) map[string]subnet.Claim {
 	out := map[string]subnet.Claim{}
-	for _, key := range s.st.Keys(kindPodSubnet + "//") {
-		_, _, peer := splitKey(key)
-		f, ok := s.st.Get(key)
-		if !ok || peer == "" {
-			continue
+	s.Read(func(cs *crdt.State) {
+		for _, key := range cs.Keys(kindPodSubnet + "//") {
+			_, _, peer := state.SplitKey(key)
+			f, ok := cs.Get(key)
+			if !ok || peer == "" {
+				continue
+			}
+			if c, err := decodeStoredClaim(peer, f); err == nil {
+				out[peer] = c
+			}
 		}
-		if c, err := decodeStoredClaim(peer, f); err == nil {
-			out[peer] = c
-		}
-	}
+	})
 	return out
 }
 
@@ -153,7 +154,7 @@ func (a *Agent) initialSubnet() (claim subnet.Claim, settled bool, err error) {
 		return subnet.Claim{}, false, err
 	}
 	own, err := a.ownSubnet()
-	claims := a.store.storedClaims()
+	claims := storedClaims(a.store)
 	if err != nil {
 		a.log.Warn("the pod subnet record is unreadable: ignored", "path", filepath.Join(a.cfg.DataDir, subnetRecordFile), "err", err)
 	}
@@ -161,7 +162,7 @@ func (a *Agent) initialSubnet() (claim subnet.Claim, settled bool, err error) {
 		own = claims[a.cfg.Name]
 	}
 	d, err := subnet.Decide(subnet.Request{Self: a.cfg.Name, Preferred: a.cfg.preferredSubnet(), Explicit: explicit,
-		Own: own, Claims: values(claims), InUse: a.hostNetworks(context.Background()), Now: sinceOf(a.store.clock.Now())})
+		Own: own, Claims: values(claims), InUse: a.hostNetworks(context.Background()), Now: sinceOf(a.store.Now())})
 	if err != nil {
 		return subnet.Claim{}, false, fmt.Errorf("pod subnet: %w", err)
 	}
@@ -242,7 +243,7 @@ func (a *Agent) subnetLoop(ctx context.Context) {
 		case <-ctx.Done():
 			t.Stop()
 			return
-		case <-a.store.exchanged:
+		case <-a.store.Exchanged():
 		case <-t.C:
 			a.log.Warn("no exchange with another peer yet: the pod subnet is claimed from the claims this peer knows", "waited", wait)
 		}
@@ -251,7 +252,7 @@ func (a *Agent) subnetLoop(ctx context.Context) {
 	tick := time.NewTicker(5 * time.Second)
 	defer tick.Stop()
 	for {
-		changed := a.store.changed()
+		changed := a.store.Changed()
 		if err := a.settleSubnet(ctx); err != nil {
 			a.log.Error("pod subnet", "err", err)
 		}
@@ -271,7 +272,7 @@ func (a *Agent) settleSubnet(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	claims := a.store.storedClaims()
+	claims := storedClaims(a.store)
 	var own subnet.Claim
 	if a.subnetSettled.Load() {
 		own = *a.subnet.Load()
@@ -279,7 +280,7 @@ func (a *Agent) settleSubnet(ctx context.Context) error {
 		own = c // the cluster remembers this peer's claim (its data dir was lost)
 	}
 	req := subnet.Request{Self: a.cfg.Name, Preferred: a.cfg.preferredSubnet(), Explicit: explicit,
-		Own: own, Claims: values(claims), Now: sinceOf(a.store.clock.Now())}
+		Own: own, Claims: values(claims), Now: sinceOf(a.store.Now())}
 	if !own.Valid() || slices.ContainsFunc(values(claims), func(c subnet.Claim) bool {
 		return c.Peer != a.cfg.Name && c.Subnet.Overlaps(own.Subnet)
 	}) {
@@ -322,7 +323,7 @@ func (a *Agent) settleSubnet(ctx context.Context) error {
 	sub, _ := json.Marshal(doc.Subnet)
 	since, _ := json.Marshal(doc.Since)
 	explicitRaw, _ := json.Marshal(doc.Explicit)
-	if err := a.store.writeFields(podSubnetKey(a.cfg.Name), map[string]json.RawMessage{
+	if err := a.store.WriteFields(podSubnetKey(a.cfg.Name), map[string]json.RawMessage{
 		"kind": json.RawMessage(`"` + kindPodSubnet + `"`), "spec.subnet": sub, "spec.since": since, "spec.explicit": explicitRaw,
 	}); err != nil {
 		return fmt.Errorf("claim pod subnet %s: %w", d.Claim.Subnet, err)

@@ -10,12 +10,13 @@ import (
 	"testing"
 
 	"github.com/chorus-sh/chorus/placement/subnet"
+	"github.com/chorus-sh/chorus/state"
 )
 
 func testSubnetAgent(t *testing.T, name, bind string, join []string) *Agent {
 	t.Helper()
 	dir := t.TempDir()
-	st, err := openStore(filepath.Join(dir, "state.crdt"), name)
+	st, err := state.Open(filepath.Join(dir, "state.crdt"), name)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -26,12 +27,12 @@ func testSubnetAgent(t *testing.T, name, bind string, join []string) *Agent {
 	return &Agent{cfg: cfg, log: cfg.Log, store: st, events: newEvents(name, 10), kick: make(chan struct{}, 1)}
 }
 
-func writeClaim(t *testing.T, s *store, c subnet.Claim) {
+func writeClaim(t *testing.T, s *state.Store, c subnet.Claim) {
 	t.Helper()
 	d := docOfClaim(c)
 	sub, _ := json.Marshal(d.Subnet)
 	since, _ := json.Marshal(d.Since)
-	if err := s.writeFields(podSubnetKey(c.Peer), map[string]json.RawMessage{"spec.subnet": sub, "spec.since": since}); err != nil {
+	if err := s.WriteFields(podSubnetKey(c.Peer), map[string]json.RawMessage{"spec.subnet": sub, "spec.since": since}); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -95,10 +96,10 @@ func TestStoredClaims(t *testing.T) {
 	a := testSubnetAgent(t, "k1", "127.0.0.11", nil)
 	want := subnet.Claim{Peer: "k2", Subnet: netip.MustParsePrefix("10.90.3.0/24"), Since: subnet.Since{Wall: 5, Logical: 1}}
 	writeClaim(t, a.store, want)
-	if err := a.store.writeFields(podSubnetKey("k3"), map[string]json.RawMessage{"spec.subnet": json.RawMessage(`"junk"`)}); err != nil {
+	if err := a.store.WriteFields(podSubnetKey("k3"), map[string]json.RawMessage{"spec.subnet": json.RawMessage(`"junk"`)}); err != nil {
 		t.Fatal(err)
 	}
-	got := a.store.storedClaims()
+	got := storedClaims(a.store)
 	if len(got) != 1 || got["k2"] != want {
 		t.Fatalf("claims %v", got)
 	}

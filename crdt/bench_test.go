@@ -2,6 +2,7 @@ package crdt
 
 import (
 	"fmt"
+	"path/filepath"
 	"testing"
 )
 
@@ -59,4 +60,41 @@ func BenchmarkDigest1000(b *testing.B) {
 			s.BucketKeys([]int{0, 8, 16, 24, 32, 40, 48, 56})
 		}
 	})
+}
+
+// BenchmarkLocalWrite is one local write to a state of n objects, as the
+// store makes it: the state cloned, one object changed in the clone, and
+// the change made durable, either by rewriting the whole snapshot (Save,
+// how every write was saved before the journal) or by appending the delta
+// to the journal's log, each with its fsync.
+func BenchmarkLocalWrite(b *testing.B) {
+	for _, n := range []int{1000, 10000, 100000} {
+		for _, how := range []string{"snapshot", "journal"} {
+			b.Run(fmt.Sprintf("objects=%d/%s", n, how), func(b *testing.B) {
+				path := filepath.Join(b.TempDir(), "state")
+				j, _, err := OpenJournal(path)
+				if err != nil {
+					b.Fatal(err)
+				}
+				defer j.Close()
+				s := benchState(n, "a", 1)
+				b.ReportAllocs()
+				i := 0
+				for b.Loop() {
+					i++
+					next := s.Clone()
+					d := next.Put(fmt.Sprintf("Deployment/ns%d/web-%d", i%10, i%n), deployment(i%5, "web:2"), Stamp{Wall: int64(i + 1), Node: "a"})
+					if how == "snapshot" {
+						err = next.Save(path)
+					} else {
+						err = j.Append(d, true)
+					}
+					if err != nil {
+						b.Fatal(err)
+					}
+					s = next
+				}
+			})
+		}
+	}
 }

@@ -67,11 +67,14 @@ type reg struct {
 	h uint64
 }
 
-// object is the registers of one key.
+// object is the registers of one key. An object belongs to the State
+// whose owner token it carries; a State writes only to objects it owns
+// and copies a shared one first (Clone shares them all).
 type object struct {
 	regs   map[string]reg
 	h      uint64 // xor of the registers' hashes
 	bucket int
+	owner  *int
 }
 
 func (o *object) live() bool {
@@ -95,22 +98,38 @@ func (o *object) maxStamp() Stamp {
 type State struct {
 	objs    map[string]*object
 	buckets Digest // xor of the hashes of the registers in each bucket
+	owner   *int   // the token of the objects this State may change in place
 }
 
 // New returns an empty state.
-func New() *State { return &State{objs: map[string]*object{}} }
+func New() *State { return &State{objs: map[string]*object{}, owner: new(int)} }
 
-// Clone returns a copy of s that later writes to either do not affect.
+// Clone returns a copy of s that later writes to either do not affect. It
+// copies the index of objects, not the objects: both States then share
+// every object and copy one only when they write to it, so a write to a
+// clone costs the objects it changes, not the whole state.
 func (s *State) Clone() *State {
-	c := &State{objs: make(map[string]*object, len(s.objs)), buckets: s.buckets}
+	c := &State{objs: make(map[string]*object, len(s.objs)), buckets: s.buckets, owner: new(int)}
 	for k, o := range s.objs {
-		regs := make(map[string]reg, len(o.regs))
-		for f, r := range o.regs {
-			regs[f] = r // values are never modified in place
-		}
-		c.objs[k] = &object{regs: regs, h: o.h, bucket: o.bucket}
+		c.objs[k] = o
 	}
+	s.owner = new(int) // what s held is shared from now on
 	return c
+}
+
+// own returns the object of key, copied into s first if another State
+// shares it.
+func (s *State) own(key string, o *object) *object {
+	if o.owner == s.owner {
+		return o
+	}
+	regs := make(map[string]reg, len(o.regs)+1)
+	for f, r := range o.regs {
+		regs[f] = r // values are never modified in place
+	}
+	o = &object{regs: regs, h: o.h, bucket: o.bucket, owner: s.owner}
+	s.objs[key] = o
+	return o
 }
 
 // set merges r into the register key/field and reports whether it changed.
@@ -123,13 +142,14 @@ func (s *State) set(key, field string, r Register) bool {
 func (s *State) setReg(key, field string, r reg) bool {
 	o := s.objs[key]
 	if o == nil {
-		o = &object{regs: map[string]reg{}, bucket: bucketOf(key)}
+		o = &object{regs: map[string]reg{}, bucket: bucketOf(key), owner: s.owner}
 		s.objs[key] = o
 	}
 	cur, ok := o.regs[field]
 	if ok && !r.wins(cur.Register) {
 		return false
 	}
+	o = s.own(key, o)
 	x := r.h
 	if ok {
 		x ^= cur.h

@@ -417,3 +417,34 @@ func TestStampOrder(t *testing.T) {
 		t.Errorf("JSON = %s", b)
 	}
 }
+
+// A clone shares its objects until one side writes: writes to either side,
+// in any order, never show on the other, and each ends as if it had been
+// deeply copied (the same writes replayed on a copy rebuilt from its
+// registers).
+func TestCloneCopyOnWrite(t *testing.T) {
+	rapid.Check(t, func(t *rapid.T) {
+		a := genState(t, "a")
+		b := a.Clone()
+		deep := func(s *State) *State { c := New(); c.Merge(all(s)); return c }
+		refA, refB := deep(a), deep(b)
+		n := rapid.IntRange(1, 12).Draw(t, "n")
+		for i := range n {
+			d := genDelta(t, fmt.Sprintf("d%d", i))
+			if rapid.Bool().Draw(t, fmt.Sprintf("toA%d", i)) {
+				a.Merge(d)
+				refA.Merge(d)
+			} else {
+				b.Merge(d)
+				refB.Merge(d)
+			}
+			if rapid.Bool().Draw(t, fmt.Sprintf("reclone%d", i)) {
+				b = b.Clone() // clones of clones share too
+			}
+		}
+		checkInvariants(t, a)
+		checkInvariants(t, b)
+		requireEqual(t, "a as if deeply copied", a, refA)
+		requireEqual(t, "b as if deeply copied", b, refB)
+	})
+}

@@ -32,8 +32,33 @@ const (
 	labelStartedAt    = "chorus.io/started-at"
 )
 
-// EventFunc receives what happens to pods: type is Normal or Warning.
-type EventFunc func(pod *api.Pod, typ, reason, message string)
+// Host is what the pod manager asks of the peer it runs for. Calls come
+// from the pods' workers, concurrently; none may block long but
+// EnsureImage.
+type Host interface {
+	// PodEvent records what happened to a pod: typ is Normal or Warning.
+	PodEvent(pod *api.Pod, typ, reason, message string)
+	// PodsChanged is told, without blocking, that a pod's status changed:
+	// started, exited, readiness, removed.
+	PodsChanged()
+	// ResolvConf returns the resolv.conf file for pods of a namespace
+	// ("": the image's own).
+	ResolvConf(namespace string) string
+	// EnsureImage gets an image this peer lacks (from other peers, or its
+	// registry) before a container of it starts.
+	EnsureImage(ctx context.Context, ref string) error
+}
+
+// noHost is the Host of a pod manager given none: no events, no
+// resolv.conf, and an image that is missing stays missing.
+type noHost struct{}
+
+func (noHost) PodEvent(*api.Pod, string, string, string) {}
+func (noHost) PodsChanged()                              {}
+func (noHost) ResolvConf(string) string                  { return "" }
+func (noHost) EnsureImage(_ context.Context, ref string) error {
+	return fmt.Errorf("image %q is not on this peer and nothing here fetches images; load it with 'chorus image load'", ref)
+}
 
 // Options configure a PodManager.
 type Options struct {
@@ -43,16 +68,9 @@ type Options struct {
 	BackoffBase time.Duration // first restart delay (default 1s); doubles per restart
 	BackoffMax  time.Duration // longest restart delay (default 5m)
 	Log         *slog.Logger
-	Events      EventFunc
-	// ResolvConf returns the resolv.conf file for pods of a namespace (nil:
-	// the image's own).
-	ResolvConf func(namespace string) string
-	// Changed is called (without blocking) when a pod's status changes:
-	// started, exited, readiness, removed.
-	Changed func()
-	// EnsureImage, when set, is called for an image this peer lacks, to get
-	// it (from other peers, or its registry) before the container starts.
-	EnsureImage func(ctx context.Context, ref string) error
+	// Host is the peer the pods run for: events, status changes, DNS
+	// settings and images (nil: none of them).
+	Host Host
 	// Config gives the ConfigMaps and Secrets that env and volumes of pods
 	// read (nil: none exist).
 	Config ConfigSource
@@ -100,11 +118,8 @@ func NewPodManager(rt Runtime, opts Options) *PodManager {
 	if opts.Log == nil {
 		opts.Log = slog.Default()
 	}
-	if opts.Events == nil {
-		opts.Events = func(*api.Pod, string, string, string) {}
-	}
-	if opts.Changed == nil {
-		opts.Changed = func() {}
+	if opts.Host == nil {
+		opts.Host = noHost{}
 	}
 	if opts.Config == nil {
 		opts.Config = noConfig{}
@@ -265,8 +280,8 @@ func (m *PodManager) Sync(desired []api.Pod) {
 		m.workers[key] = w
 		m.run(w)
 	}
-	if changed && m.opts.Changed != nil {
-		m.opts.Changed()
+	if changed {
+		m.opts.Host.PodsChanged()
 	}
 }
 
@@ -489,7 +504,7 @@ func (m *PodManager) run(w *podWorker) {
 		}
 		m.mu.Unlock()
 		if removed {
-			m.opts.Changed()
+			m.opts.Host.PodsChanged()
 		}
 	}()
 }
@@ -574,7 +589,7 @@ func (w *podWorker) event(typ, reason, msg string) {
 	w.mu.Lock()
 	p := w.pod
 	w.mu.Unlock()
-	w.m.opts.Events(&p, typ, reason, msg)
+	w.m.opts.Host.PodEvent(&p, typ, reason, msg)
 }
 
 func (w *podWorker) saveRecord() error {
@@ -694,7 +709,7 @@ func (w *podWorker) startDue(ctx context.Context, log *slog.Logger, exits chan<-
 	w.mu.Unlock()
 	if initializedNow {
 		log.Info("pod initialized")
-		w.m.opts.Changed()
+		w.m.opts.Host.PodsChanged()
 	}
 	for _, i := range plan.StopSidecars {
 		w.kill(ctx, log, i, inner)
@@ -798,11 +813,11 @@ func (w *podWorker) startOne(ctx context.Context, log *slog.Logger, i int, exits
 			retryLater("ErrImageNeverPull", msg, 2*time.Second)
 			return
 		}
-		if err == nil && !ok && w.m.opts.EnsureImage != nil {
+		if err == nil && !ok {
 			w.mu.Lock()
 			c.waitReason, c.waitMessage = creating, "fetching image "+image
 			w.mu.Unlock()
-			if err = w.m.opts.EnsureImage(ctx, image); err == nil {
+			if err = w.m.opts.Host.EnsureImage(ctx, image); err == nil {
 				w.event("Normal", "Pulled", "Image "+strconv.Quote(spec.Image)+" fetched")
 				ok = true
 			} else if ctx.Err() != nil {
@@ -883,10 +898,8 @@ func (w *podWorker) startOne(ctx context.Context, log *slog.Logger, i int, exits
 			Labels:    map[string]string{labelPod: w.key, labelContainer: spec.Name, labelRestartCount: strconv.Itoa(int(restarts))},
 			Security:  securityConfig(&pod.Spec, &spec),
 		}
-		if w.m.opts.ResolvConf != nil {
-			if path := w.m.opts.ResolvConf(pod.Metadata.Namespace); path != "" {
-				cfg.Files = map[string]string{"/etc/resolv.conf": path}
-			}
+		if path := w.m.opts.Host.ResolvConf(pod.Metadata.Namespace); path != "" {
+			cfg.Files = map[string]string{"/etc/resolv.conf": path}
 		}
 		if q, ok := spec.Resources.Limits["cpu"]; ok {
 			cfg.CPUMilli, _ = api.ParseCPU(q)
@@ -922,7 +935,7 @@ func (w *podWorker) startOne(ctx context.Context, log *slog.Logger, i int, exits
 	attempt, postStart := w.started(i, adopt, w.m.now().UTC())
 	startedAt := c.startedAt
 	w.mu.Unlock()
-	w.m.opts.Changed()
+	w.m.opts.Host.PodsChanged()
 	if !adopt {
 		w.event("Normal", "Started", "Started container "+spec.Name)
 		_ = w.m.rt.SetLabels(ctx, id, map[string]string{labelPod: w.key, labelContainer: spec.Name,
@@ -988,7 +1001,7 @@ func (w *podWorker) apply(ctx context.Context, log *slog.Logger, eff []effect, i
 	for _, e := range eff {
 		switch e.kind {
 		case effChanged:
-			w.m.opts.Changed()
+			w.m.opts.Host.PodsChanged()
 		case effEvent:
 			w.event(e.typ, e.reason, e.msg)
 		case effLog:

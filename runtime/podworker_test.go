@@ -260,18 +260,26 @@ func TestPodWorkerFailingInit(t *testing.T) {
 	}
 }
 
+// fetchHost is a Host whose EnsureImage is the function.
+type fetchHost func(ctx context.Context, ref string) error
+
+func (f fetchHost) PodEvent(*api.Pod, string, string, string)         {}
+func (f fetchHost) PodsChanged()                                      {}
+func (f fetchHost) ResolvConf(string) string                          { return "" }
+func (f fetchHost) EnsureImage(ctx context.Context, ref string) error { return f(ctx, ref) }
+
 // imagePullPolicy Never: an image this peer lacks is never fetched; the
 // container waits with ErrImageNeverPull and starts once the image is here.
 func TestPodWorkerImageNeverPull(t *testing.T) {
 	rt := newFakeRuntime(func(string) (int32, time.Duration, bool) { return 0, 0, false })
 	var mu sync.Mutex
 	fetched := 0
-	m := startManager(t, rt, Options{EnsureImage: func(context.Context, string) error {
+	m := startManager(t, rt, Options{Host: fetchHost(func(context.Context, string) error {
 		mu.Lock()
 		fetched++
 		mu.Unlock()
 		return nil
-	}})
+	})})
 	m.Sync([]api.Pod{{Metadata: api.ObjectMeta{Name: "n", Namespace: "default"}, Spec: api.PodSpec{
 		Containers: []api.Container{{Name: "app", Image: "absent:1", ImagePullPolicy: api.PullNever}}}}})
 	waitUntil(t, "ErrImageNeverPull", func() bool {
@@ -323,7 +331,7 @@ func TestProbesDue(t *testing.T) {
 // message, and it is not restarted (restartPolicy Always).
 func TestPodWorkerEvictsOnEmptyDirLimit(t *testing.T) {
 	rt := newFakeRuntime(func(string) (int32, time.Duration, bool) { return 0, 0, false })
-	m := startManager(t, rt, Options{VolumeRefresh: 50 * time.Millisecond, Changed: func() {}})
+	m := startManager(t, rt, Options{VolumeRefresh: 50 * time.Millisecond})
 	m.Sync([]api.Pod{{Metadata: api.ObjectMeta{Name: "big", Namespace: "default"}, Spec: api.PodSpec{
 		RestartPolicy: api.RestartAlways,
 		Volumes:       []api.Volume{{Name: "scratch", EmptyDir: &api.EmptyDirVolumeSource{SizeLimit: "64Ki"}}},

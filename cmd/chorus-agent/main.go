@@ -111,7 +111,6 @@ environment variable CHORUS_<FLAG>, e.g. CHORUS_DATA_DIR=/srv/chorus.`,
 				IngressHTTPSPort:    v.GetInt("ingress-https-port"),
 				Insecure:            v.GetBool("insecure"),
 				APIHosts:            v.GetStringSlice("api-host"),
-				FaultCorruptBlobs:   v.GetBool("fault-corrupt-blobs"),
 				ServiceProxy:        v.GetString("service-proxy"),
 				Version:             version,
 				Log:                 log,
@@ -191,8 +190,6 @@ environment variable CHORUS_<FLAG>, e.g. CHORUS_DATA_DIR=/srv/chorus.`,
 	f.Int64("max-image-expansion", 100, "refuse an image layer that unpacks to more than this many times its compressed size and more than 64Mi (a decompression bomb); 0: no bound")
 	f.Duration("metrics-interval", 5*time.Second, "how often to sample the CPU and memory of this peer's containers and machine, for kubectl top and /metrics (0: not sampled)")
 	f.Duration("image-gc-after", 24*time.Hour, "remove an image no pod on this peer used for this long when an alive peer whose name sorts first holds it too (0: never)")
-	f.Bool("fault-corrupt-blobs", false, "serve corrupted image blobs to other peers (fault injection for tests)")
-	_ = f.MarkHidden("fault-corrupt-blobs")
 	_ = v.BindPFlags(f)
 	v.SetEnvPrefix("CHORUS")
 	v.SetEnvKeyReplacer(strings.NewReplacer("-", "_"))

@@ -73,7 +73,7 @@ func TestCorruptTransferRetriedAndLateJoiner(t *testing.T) {
 		t.Fatal(err)
 	}
 	good := harness.NewPeer(t, bin, "j1", "127.0.0.85")
-	bad := harness.NewPeer(t, bin, "j2", "127.0.0.86", "--join", "127.0.0.85", "--fault-corrupt-blobs")
+	bad := harness.NewPeer(t, bin, "j2", "127.0.0.86", "--join", "127.0.0.85")
 	late := harness.NewPeer(t, bin, "j3", "127.0.0.87", "--join", "127.0.0.85")
 	good.Start()
 	bad.Start()
@@ -81,6 +81,11 @@ func TestCorruptTransferRetriedAndLateJoiner(t *testing.T) {
 		if _, err := p.CLI("image", "load", imgs["web"]); err != nil {
 			t.Fatal(err)
 		}
+	}
+	// The second peer's disk rots: a byte of each layer it stores flips,
+	// so it serves blobs whose bytes no longer match their digests.
+	if n := rotBlobs(t, bad.DataDir); n == 0 {
+		t.Fatalf("no layer blob found to corrupt under %s", bad.DataDir)
 	}
 	waitNodes(t, good, map[string]string{"j1": "Alive", "j2": "Alive"})
 	if _, err := good.CLI("apply", "-f", manifest(t, webDeployment("web", 2))); err != nil {
@@ -112,6 +117,43 @@ func TestCorruptTransferRetriedAndLateJoiner(t *testing.T) {
 	if !strings.Contains(log, "digest mismatch") {
 		t.Fatalf("j3 never met the corrupted transfer (no digest mismatch in its log):\n%s", log)
 	}
+}
+
+// rotBlobs flips one byte in the middle of every blob larger than 64 KiB
+// (the layers) in the content store of the containerd a peer started
+// under its data dir, as a failing disk would, and returns how many.
+func rotBlobs(t *testing.T, dataDir string) int {
+	t.Helper()
+	dir := filepath.Join(dataDir, "containerd", "io.containerd.content.v1.content", "blobs", "sha256")
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatalf("content store of %s: %v", dataDir, err)
+	}
+	n := 0
+	for _, e := range ents {
+		info, err := e.Info()
+		if err != nil || info.Size() <= 64<<10 {
+			continue
+		}
+		f, err := os.OpenFile(filepath.Join(dir, e.Name()), os.O_RDWR, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b := make([]byte, 1)
+		off := info.Size() / 2
+		if _, err := f.ReadAt(b, off); err != nil {
+			t.Fatal(err)
+		}
+		b[0] ^= 0xff
+		if _, err := f.WriteAt(b, off); err != nil {
+			t.Fatal(err)
+		}
+		if err := f.Close(); err != nil {
+			t.Fatal(err)
+		}
+		n++
+	}
+	return n
 }
 
 // grepLines returns the lines of s containing any of words.

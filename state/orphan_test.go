@@ -1,4 +1,4 @@
-package agent
+package state
 
 import (
 	"errors"
@@ -11,10 +11,10 @@ import (
 
 // jobWithPod stores a job and a pod that the job owns, and returns the
 // pod's key.
-func jobWithPod(t *testing.T, s *store, name string) string {
+func jobWithPod(t *testing.T, s *Store, name string) string {
 	t.Helper()
 	now := time.Now()
-	if _, err := s.apply(decodeAll(t, fmt.Sprintf(`apiVersion: batch/v1
+	if _, err := s.Apply(decode(fmt.Sprintf(`apiVersion: batch/v1
 kind: Job
 metadata: {name: %s}
 spec:
@@ -25,12 +25,12 @@ spec:
 `, name)), now, false); err != nil {
 		t.Fatal(err)
 	}
-	o, ok := s.get(objectKey(api.KindJob, "default", name))
+	o, ok := s.Get(Key(api.KindJob, "default", name))
 	if !ok {
 		t.Fatal("the job is not stored")
 	}
 	uid := o.Meta().UID
-	if _, err := s.apply(decodeAll(t, fmt.Sprintf(`apiVersion: v1
+	if _, err := s.Apply(decode(fmt.Sprintf(`apiVersion: v1
 kind: Pod
 metadata:
   name: %s-pod
@@ -40,7 +40,7 @@ spec:
 `, name, name, uid)), now, false); err != nil {
 		t.Fatal(err)
 	}
-	return objectKey(api.KindPod, "default", name+"-pod")
+	return Key(api.KindPod, "default", name+"-pod")
 }
 
 func TestDeleteCascadesAndOrphans(t *testing.T) {
@@ -48,31 +48,31 @@ func TestDeleteCascadesAndOrphans(t *testing.T) {
 
 	// Background (the default): the job's pod goes with it, in the same write.
 	pod := jobWithPod(t, s, "bg")
-	if _, err := s.remove([]string{objectKey(api.KindJob, "default", "bg")}); err != nil {
+	if _, err := s.Remove([]string{Key(api.KindJob, "default", "bg")}); err != nil {
 		t.Fatal(err)
 	}
-	if _, ok := s.get(pod); ok {
+	if _, ok := s.Get(pod); ok {
 		t.Fatal("the pod of a deleted job is still stored")
 	}
 
 	// Orphan: the pod stays, without the job's reference (others kept).
 	pod = jobWithPod(t, s, "keep")
-	if _, ok := s.st.Get(jobProgressKey("default", "keep")); !ok {
-		if err := s.writeProgress(jobProgressKey("default", "keep"), kindJobProgress, "u", map[string]any{"active": 1}); err != nil {
+	if _, ok := s.st.Get(JobProgressKey("default", "keep")); !ok {
+		if err := s.WriteProgress(JobProgressKey("default", "keep"), KindJobProgress, "u", map[string]any{"active": 1}); err != nil {
 			t.Fatal(err)
 		}
 	}
-	r, err := s.removeOrphaning(objectKey(api.KindJob, "default", "keep"))
+	r, err := s.RemoveOrphaning(Key(api.KindJob, "default", "keep"))
 	if err != nil || r.Action != "deleted" {
 		t.Fatalf("orphaning delete: %+v %v", r, err)
 	}
-	if _, ok := s.get(objectKey(api.KindJob, "default", "keep")); ok {
+	if _, ok := s.Get(Key(api.KindJob, "default", "keep")); ok {
 		t.Fatal("the job is still stored")
 	}
-	if _, ok := s.st.Get(jobProgressKey("default", "keep")); ok {
+	if _, ok := s.st.Get(JobProgressKey("default", "keep")); ok {
 		t.Fatal("the job's progress outlived it")
 	}
-	o, ok := s.get(pod)
+	o, ok := s.Get(pod)
 	if !ok {
 		t.Fatal("the orphaned pod was deleted")
 	}
@@ -81,16 +81,16 @@ func TestDeleteCascadesAndOrphans(t *testing.T) {
 		t.Fatalf("the orphan's references: %+v, want only the ConfigMap's", refs)
 	}
 	// Deleting it later does not touch what it no longer is owned by.
-	if r, err := s.removeOrphaning(objectKey(api.KindJob, "default", "keep")); err != nil || r.Action != "notfound" {
+	if r, err := s.RemoveOrphaning(Key(api.KindJob, "default", "keep")); err != nil || r.Action != "notfound" {
 		t.Fatalf("second delete: %+v %v", r, err)
 	}
 
 	// A deployment's pods are derived: orphaning is refused, nothing changes.
-	if _, err := s.apply([]api.Object{deployment(2, "web:1", "25%", "25%")}, time.Now(), false); err != nil {
+	if _, err := s.Apply([]api.Object{deployment(2, "web:1")}, time.Now(), false); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := s.removeOrphaning(objectKey(api.KindDeployment, "default", "web")); !errors.Is(err, errCannotOrphan) {
-		t.Fatalf("orphaning a deployment: %v, want errCannotOrphan", err)
+	if _, err := s.RemoveOrphaning(Key(api.KindDeployment, "default", "web")); !errors.Is(err, ErrCannotOrphan) {
+		t.Fatalf("orphaning a deployment: %v, want ErrCannotOrphan", err)
 	}
 	getDeployment(t, s, "web")
 }

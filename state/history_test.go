@@ -1,38 +1,18 @@
-package agent
+package state
 
 import (
 	"errors"
-	"net/http"
 	"path/filepath"
 	"testing"
 	"time"
 
 	"github.com/chorus-sh/chorus/api"
 	"github.com/chorus-sh/chorus/crdt"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
 
-func deployment(replicas int32, image string, surge, unavailable string) *api.Deployment {
-	d := &api.Deployment{
-		Metadata: api.ObjectMeta{Name: "web", Namespace: "default"},
-		Spec: api.DeploymentSpec{
-			Replicas: &replicas,
-			Selector: &api.LabelSelector{MatchLabels: map[string]string{"app": "web"}},
-			Template: api.PodTemplateSpec{
-				Metadata: api.ObjectMeta{Labels: map[string]string{"app": "web"}},
-				Spec:     api.PodSpec{Containers: []api.Container{{Name: "web", Image: image}}},
-			},
-		},
-	}
-	su, un := api.FromString(surge), api.FromString(unavailable)
-	d.Spec.Strategy = api.DeploymentStrategy{Type: "RollingUpdate", RollingUpdate: &api.RollingUpdateDeployment{MaxSurge: &su, MaxUnavailable: &un}}
-	return d
-}
-
-func newTestStore(t *testing.T, node string) *store {
+func newTestStore(t *testing.T, node string) *Store {
 	t.Helper()
-	s, err := openStore(filepath.Join(t.TempDir(), "state.crdt"), node)
+	s, err := Open(filepath.Join(t.TempDir(), "state.crdt"), node)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -41,20 +21,20 @@ func newTestStore(t *testing.T, node string) *store {
 
 // linkedStores returns two stores whose writes are delivered to each other
 // when flush is called.
-func linkedStores(t *testing.T) (a, b *store, flush func()) {
+func linkedStores(t *testing.T) (a, b *Store, flush func()) {
 	a, b = newTestStore(t, "a"), newTestStore(t, "b")
 	var toA, toB []crdt.Delta
-	a.publish = func(d crdt.Delta) { toB = append(toB, d) }
-	b.publish = func(d crdt.Delta) { toA = append(toA, d) }
+	a.SetPublish(func(d crdt.Delta) { toB = append(toB, d) })
+	b.SetPublish(func(d crdt.Delta) { toA = append(toA, d) })
 	return a, b, func() {
 		t.Helper()
 		for _, d := range toB {
-			if _, err := b.merge(d); err != nil {
+			if _, err := b.Merge(d); err != nil {
 				t.Fatal(err)
 			}
 		}
 		for _, d := range toA {
-			if _, err := a.merge(d); err != nil {
+			if _, err := a.Merge(d); err != nil {
 				t.Fatal(err)
 			}
 		}
@@ -62,9 +42,9 @@ func linkedStores(t *testing.T) (a, b *store, flush func()) {
 	}
 }
 
-func getDeployment(t *testing.T, s *store, name string) *api.Deployment {
+func getDeployment(t *testing.T, s *Store, name string) *api.Deployment {
 	t.Helper()
-	o, ok := s.get(objectKey(api.KindDeployment, "default", name))
+	o, ok := s.Get(Key(api.KindDeployment, "default", name))
 	if !ok {
 		t.Fatalf("deployment %s not found", name)
 	}
@@ -72,9 +52,9 @@ func getDeployment(t *testing.T, s *store, name string) *api.Deployment {
 }
 
 // revisions returns image by revision number, and the current revision.
-func revisions(t *testing.T, s *store) (map[int64]string, int64) {
+func revisions(t *testing.T, s *Store) (map[int64]string, int64) {
 	t.Helper()
-	revs, cur := s.history(getDeployment(t, s, "web"))
+	revs, cur := s.History(getDeployment(t, s, "web"))
 	out := map[int64]string{}
 	for _, r := range revs {
 		out[r.Revision] = r.Data.Spec.Containers[0].Image
@@ -82,36 +62,28 @@ func revisions(t *testing.T, s *store) (map[int64]string, int64) {
 	return out, cur
 }
 
-func wantStatus(t *testing.T, err error, code int) {
-	t.Helper()
-	var se *statusError
-	if !errors.As(err, &se) || se.code != code {
-		t.Fatalf("got %v, want an error with HTTP %d", err, code)
-	}
-}
-
 func TestHistoryFollowsTemplateChanges(t *testing.T) {
 	s := newTestStore(t, "n1")
 	now := time.Now()
 	apply := func(d *api.Deployment) {
 		t.Helper()
-		if _, err := s.apply([]api.Object{d}, now, false); err != nil {
+		if _, err := s.Apply([]api.Object{d}, now, false); err != nil {
 			t.Fatal(err)
 		}
 	}
-	apply(deployment(3, "web:1", "25%", "25%"))
-	apply(deployment(5, "web:1", "25%", "25%")) // a scale is no new revision
+	apply(deployment(3, "web:1"))
+	apply(deployment(5, "web:1")) // a scale is no new revision
 	if revs, cur := revisions(t, s); len(revs) != 1 || cur != 1 || revs[1] != "web:1" {
 		t.Fatalf("after a scale: %v current %d", revs, cur)
 	}
-	d2 := deployment(5, "web:2", "25%", "25%")
+	d2 := deployment(5, "web:2")
 	d2.Metadata.Annotations = map[string]string{api.AnnotationChangeCause: "ship v2"}
 	apply(d2)
 	revs, cur := revisions(t, s)
 	if len(revs) != 2 || cur != 2 || revs[2] != "web:2" {
 		t.Fatalf("after web:2: %v current %d", revs, cur)
 	}
-	hist, _ := s.history(getDeployment(t, s, "web"))
+	hist, _ := s.History(getDeployment(t, s, "web"))
 	if hist[1].Metadata.Annotations[api.AnnotationChangeCause] != "ship v2" {
 		t.Fatalf("change cause not recorded: %+v", hist[1].Metadata)
 	}
@@ -121,7 +93,7 @@ func TestHistoryFollowsTemplateChanges(t *testing.T) {
 	base := getDeployment(t, s, "web")
 	back := getDeployment(t, s, "web")
 	back.Spec.Template = hist[0].Data
-	if _, err := s.update(base, back, now); err != nil {
+	if _, err := s.Update(base, back, now); err != nil {
 		t.Fatal(err)
 	}
 	d := getDeployment(t, s, "web")
@@ -137,10 +109,10 @@ func TestHistoryLimitAndRecreate(t *testing.T) {
 	s := newTestStore(t, "n1")
 	now := time.Now()
 	for _, img := range []string{"web:1", "web:2", "web:3", "web:4", "web:5"} {
-		d := deployment(1, img, "25%", "25%")
+		d := deployment(1, img)
 		limit := int32(2)
 		d.Spec.RevisionHistoryLimit = &limit
-		if _, err := s.apply([]api.Object{d}, now, false); err != nil {
+		if _, err := s.Apply([]api.Object{d}, now, false); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -149,10 +121,10 @@ func TestHistoryLimitAndRecreate(t *testing.T) {
 		t.Fatalf("history with limit 2: %v current %d", revs, cur)
 	}
 	// A deleted and re-created deployment starts a new history.
-	if _, err := s.remove([]string{objectKey(api.KindDeployment, "default", "web")}); err != nil {
+	if _, err := s.Remove([]string{Key(api.KindDeployment, "default", "web")}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := s.apply([]api.Object{deployment(1, "web:9", "25%", "25%")}, now, false); err != nil {
+	if _, err := s.Apply([]api.Object{deployment(1, "web:9")}, now, false); err != nil {
 		t.Fatal(err)
 	}
 	if revs, cur := revisions(t, s); len(revs) != 1 || cur != 1 || revs[1] != "web:9" {
@@ -163,19 +135,19 @@ func TestHistoryLimitAndRecreate(t *testing.T) {
 func TestCreateRefusesExisting(t *testing.T) {
 	s := newTestStore(t, "n1")
 	now := time.Now()
-	if _, err := s.apply([]api.Object{deployment(1, "web:1", "25%", "25%")}, now, true); err != nil {
+	if _, err := s.Apply([]api.Object{deployment(1, "web:1")}, now, true); err != nil {
 		t.Fatal(err)
 	}
 	svc := &api.Service{Metadata: api.ObjectMeta{Name: "web", Namespace: "default"}, Spec: api.ServiceSpec{Ports: []api.ServicePort{{Port: 80, Protocol: "TCP"}}}}
-	_, err := s.apply([]api.Object{svc, deployment(2, "web:2", "25%", "25%")}, now, true)
-	var ee *existsError
-	if !errors.As(err, &ee) || ee.name != "web" {
+	_, err := s.Apply([]api.Object{svc, deployment(2, "web:2")}, now, true)
+	var ee *ExistsError
+	if !errors.As(err, &ee) || ee.Name != "web" {
 		t.Fatalf("got %v, want the deployment's existsError", err)
 	}
-	if se := kubeError(err).(*apierrors.StatusError); se.ErrStatus.Code != http.StatusConflict || se.ErrStatus.Reason != metav1.StatusReasonAlreadyExists {
-		t.Fatalf("served as %+v, want 409 AlreadyExists", se.ErrStatus)
+	if !errors.Is(err, ErrExists) {
+		t.Fatalf("%v is not ErrExists", err)
 	}
-	if _, ok := s.get(objectKey(api.KindService, "default", "web")); ok {
+	if _, ok := s.Get(Key(api.KindService, "default", "web")); ok {
 		t.Fatal("a refused create stored the service")
 	}
 	if d := getDeployment(t, s, "web"); *d.Spec.Replicas != 1 {
@@ -188,22 +160,22 @@ func TestCreateRefusesExisting(t *testing.T) {
 func TestRolloutMergesWithConcurrentScale(t *testing.T) {
 	a, b, flush := linkedStores(t)
 	now := time.Now()
-	if _, err := a.apply([]api.Object{deployment(2, "web:1", "25%", "25%")}, now, false); err != nil {
+	if _, err := a.Apply([]api.Object{deployment(2, "web:1")}, now, false); err != nil {
 		t.Fatal(err)
 	}
 	flush()
-	key := objectKey(api.KindDeployment, "default", "web")
-	if _, err := a.scale(key, 7); err != nil {
+	key := Key(api.KindDeployment, "default", "web")
+	if _, err := a.Scale(key, 7); err != nil {
 		t.Fatal(err)
 	}
 	base := getDeployment(t, b, "web")
 	img := getDeployment(t, b, "web")
 	img.Spec.Template.Spec.Containers[0].Image = "web:2" // kubectl set image, through b's API
-	if _, err := b.update(base, img, now); err != nil {
+	if _, err := b.Update(base, img, now); err != nil {
 		t.Fatal(err)
 	}
 	flush()
-	for name, s := range map[string]*store{"a": a, "b": b} {
+	for name, s := range map[string]*Store{"a": a, "b": b} {
 		d := getDeployment(t, s, "web")
 		if *d.Spec.Replicas != 7 || d.Spec.Template.Spec.Containers[0].Image != "web:2" {
 			t.Fatalf("%s: replicas %d image %s", name, *d.Spec.Replicas, d.Spec.Template.Spec.Containers[0].Image)
@@ -220,45 +192,27 @@ func TestRolloutMergesWithConcurrentScale(t *testing.T) {
 func TestUnchangedApplyWinsOverEarlierDelete(t *testing.T) {
 	a, b, flush := linkedStores(t)
 	svc := &api.Service{Metadata: api.ObjectMeta{Name: "web", Namespace: "default"}, Spec: api.ServiceSpec{Ports: []api.ServicePort{{Port: 80, Protocol: "TCP"}}}}
-	objs := []api.Object{deployment(2, "web:1", "25%", "25%"), svc}
-	if _, err := a.apply(objs, time.Now(), false); err != nil {
+	objs := []api.Object{deployment(2, "web:1"), svc}
+	if _, err := a.Apply(objs, time.Now(), false); err != nil {
 		t.Fatal(err)
 	}
 	flush()
-	keys := []string{objectKey(api.KindDeployment, "default", "web"), objectKey(api.KindService, "default", "web")}
-	if _, err := b.remove(keys); err != nil {
+	keys := []string{Key(api.KindDeployment, "default", "web"), Key(api.KindService, "default", "web")}
+	if _, err := b.Remove(keys); err != nil {
 		t.Fatal(err)
 	}
 	time.Sleep(2 * time.Millisecond) // a's apply comes after b's delete
-	res, err := a.apply(objs, time.Now(), false)
+	res, err := a.Apply(objs, time.Now(), false)
 	if err != nil || res[0].Action != "unchanged" || res[1].Action != "unchanged" {
 		t.Fatalf("re-apply: %+v %v", res, err)
 	}
 	flush()
-	for name, s := range map[string]*store{"a": a, "b": b} {
+	for name, s := range map[string]*Store{"a": a, "b": b} {
 		for _, k := range keys {
-			if _, ok := s.get(k); !ok {
+			if _, ok := s.Get(k); !ok {
 				t.Fatalf("%s lost %s, applied after its delete", name, k)
 			}
 		}
-	}
-}
-
-func TestMergeEvents(t *testing.T) {
-	at := func(s int) *time.Time { v := time.Unix(int64(s), 0); return &v }
-	pod := api.ObjectReference{Kind: "Pod", Namespace: "default", Name: "web-0"}
-	evs := []api.Event{
-		{InvolvedObject: pod, Reason: "FailedScheduling", Message: "0/3 nodes", Count: 2, LastTimestamp: at(20), Source: api.EventSource{Host: "a"}},
-		{InvolvedObject: pod, Reason: "Started", Message: "Started container web", Count: 1, LastTimestamp: at(5)},
-		{InvolvedObject: pod, Reason: "FailedScheduling", Message: "0/3 nodes", Count: 5, LastTimestamp: at(10), Source: api.EventSource{Host: "b"}},
-		{InvolvedObject: pod, Reason: "Pulled", LastTimestamp: nil},
-	}
-	got := mergeEvents(evs)
-	if len(got) != 2 || got[0].Reason != "Started" || got[1].Reason != "FailedScheduling" {
-		t.Fatalf("merged: %+v", got)
-	}
-	if got[1].Count != 5 || got[1].Source.Host != "a" || !got[1].LastTimestamp.Equal(*at(20)) {
-		t.Fatalf("the repeated event should keep its latest copy and the largest count: %+v", got[1])
 	}
 }
 
@@ -268,26 +222,26 @@ func TestSetHistories(t *testing.T) {
 	s := newTestStore(t, "a")
 	now := time.Now()
 	for _, kind := range []string{"DaemonSet", "StatefulSet"} {
-		key := objectKey(kind, "default", "x")
+		key := Key(kind, "default", "x")
 		for _, img := range []string{"web:1", "web:2", "web:1"} {
-			objs := decodeAll(t, "apiVersion: apps/v1\nkind: "+kind+"\nmetadata: {name: x}\nspec:\n  selector: {matchLabels: {app: x}}\n"+
-				"  template:\n    metadata: {labels: {app: x}}\n    spec:\n      containers: [{name: c, image: "+img+"}]\n")
-			if _, err := s.apply(objs, now, false); err != nil {
+			objs := decode("apiVersion: apps/v1\nkind: " + kind + "\nmetadata: {name: x}\nspec:\n  selector: {matchLabels: {app: x}}\n" +
+				"  template:\n    metadata: {labels: {app: x}}\n    spec:\n      containers: [{name: c, image: " + img + "}]\n")
+			if _, err := s.Apply(objs, now, false); err != nil {
 				t.Fatal(err)
 			}
 		}
-		o, ok := s.get(key)
+		o, ok := s.Get(key)
 		if !ok {
 			t.Fatalf("%s not stored", kind)
 		}
-		revs, cur := s.history(o)
+		revs, cur := s.History(o)
 		if len(revs) != 2 || cur != 3 || revs[0].Data.Spec.Containers[0].Image != "web:2" || revs[1].Data.Spec.Containers[0].Image != "web:1" {
 			t.Fatalf("%s history: current %d, %+v", kind, cur, revs)
 		}
 		if _, ok := s.st.Get(historyKeyOf(key)); !ok {
 			t.Fatalf("%s: no history stored at %s", kind, historyKeyOf(key))
 		}
-		if _, err := s.remove([]string{key}); err != nil {
+		if _, err := s.Remove([]string{key}); err != nil {
 			t.Fatal(err)
 		}
 		if _, ok := s.st.Get(historyKeyOf(key)); ok {

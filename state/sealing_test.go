@@ -1,4 +1,4 @@
-package agent
+package state
 
 import (
 	"bytes"
@@ -15,18 +15,9 @@ import (
 	"github.com/chorus-sh/chorus/trust"
 )
 
-func decodeObjects(t *testing.T, manifest string) []api.Object {
+func sealedStore(t *testing.T, path string, secret trust.Secret) *Store {
 	t.Helper()
-	objs, _, err := api.Decode([]byte(manifest), "test.yaml")
-	if err != nil {
-		t.Fatal(err)
-	}
-	return objs
-}
-
-func sealedStore(t *testing.T, path string, secret trust.Secret) *store {
-	t.Helper()
-	s, err := openStore(path, "n1")
+	s, err := Open(path, "n1")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -34,7 +25,7 @@ func sealedStore(t *testing.T, path string, secret trust.Secret) *store {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s.sealer.Store(sl)
+	s.SetSealer(sl)
 	return s
 }
 
@@ -53,7 +44,7 @@ func TestSecretSealedAtRest(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "state.crdt")
 	cs, _ := trust.NewSecret()
 	s := sealedStore(t, path, cs)
-	res, err := s.apply(decodeObjects(t, secretManifest), time.Now(), false)
+	res, err := s.Apply(decode(secretManifest), time.Now(), false)
 	if err != nil || res[0].Action != "created" {
 		t.Fatalf("apply: %+v %v", res, err)
 	}
@@ -66,10 +57,10 @@ func TestSecretSealedAtRest(t *testing.T) {
 	if bytes.Contains(disk, clear) || bytes.Contains(disk, b64) {
 		t.Fatal("state.crdt holds the Secret's value")
 	}
-	if !bytes.Contains(disk, []byte(sealedPrefix+"data")) {
+	if !bytes.Contains(disk, []byte(SealedPrefix+"data")) {
 		t.Fatal("state.crdt holds no sealed data register")
 	}
-	got, ok := s.get(objectKey(api.KindSecret, "default", "db"))
+	got, ok := s.Get(Key(api.KindSecret, "default", "db"))
 	if !ok {
 		t.Fatalf("secret not readable: %+v", s.checked.list())
 	}
@@ -78,49 +69,49 @@ func TestSecretSealedAtRest(t *testing.T) {
 		t.Fatalf("read back %+v", sec)
 	}
 	// The same apply again changes nothing, though the ciphertext differs.
-	res, err = s.apply(decodeObjects(t, secretManifest), time.Now(), false)
+	res, err = s.Apply(decode(secretManifest), time.Now(), false)
 	if err != nil || res[0].Action != "unchanged" {
 		t.Fatalf("second apply: %+v %v", res, err)
 	}
 	// Another cluster's key cannot read it: left out and reported.
 	other, _ := trust.NewSecret()
 	s2 := sealedStore(t, path, other)
-	if _, ok := s2.get(objectKey(api.KindSecret, "default", "db")); ok {
+	if _, ok := s2.Get(Key(api.KindSecret, "default", "db")); ok {
 		t.Fatal("a peer with another key read the secret")
 	}
-	if bad := s2.invalid(); len(bad) != 1 {
+	if bad := s2.Invalid(); len(bad) != 1 {
 		t.Fatalf("invalid = %+v", bad)
 	}
 	// The right key, reopened from disk, reads it.
 	s3 := sealedStore(t, path, cs)
-	if got, ok := s3.get(objectKey(api.KindSecret, "default", "db")); !ok || got.(*api.Secret).Data["password"] != string(b64) {
+	if got, ok := s3.Get(Key(api.KindSecret, "default", "db")); !ok || got.(*api.Secret).Data["password"] != string(b64) {
 		t.Fatalf("reopened: %+v %v", got, ok)
 	}
 }
 
 func TestImmutableConfigRefusesDataChanges(t *testing.T) {
-	s, err := openStore(filepath.Join(t.TempDir(), "state.crdt"), "n1")
+	s, err := Open(filepath.Join(t.TempDir(), "state.crdt"), "n1")
 	if err != nil {
 		t.Fatal(err)
 	}
 	cm := "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: c}\nimmutable: true\ndata: {a: \"1\"}\n"
-	if _, err := s.apply(decodeObjects(t, cm), time.Now(), false); err != nil {
+	if _, err := s.Apply(decode(cm), time.Now(), false); err != nil {
 		t.Fatal(err)
 	}
 	changed := "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: c}\nimmutable: true\ndata: {a: \"2\"}\n"
-	_, err = s.apply(decodeObjects(t, changed), time.Now(), false)
-	var ie *invalidError
-	if !errors.As(err, &ie) || ie.err.Errors[0].Field != "data" {
+	_, err = s.Apply(decode(changed), time.Now(), false)
+	var ie *InvalidError
+	if !errors.As(err, &ie) || ie.Err.Errors[0].Field != "data" {
 		t.Fatalf("apply over an immutable ConfigMap: %v", err)
 	}
 	// Labels may still change.
 	relabel := "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: c, labels: {x: z1}}\nimmutable: true\ndata: {a: \"1\"}\n"
-	if _, err := s.apply(decodeObjects(t, relabel), time.Now(), false); err != nil {
+	if _, err := s.Apply(decode(relabel), time.Now(), false); err != nil {
 		t.Fatalf("relabel: %v", err)
 	}
-	old, _ := s.get(objectKey(api.KindConfigMap, "default", "c"))
-	next := decodeObjects(t, changed)[0]
-	if _, err := s.update(old, next, time.Now()); !errors.As(err, &ie) {
+	old, _ := s.Get(Key(api.KindConfigMap, "default", "c"))
+	next := decode(changed)[0]
+	if _, err := s.Update(old, next, time.Now()); !errors.As(err, &ie) {
 		t.Fatalf("update of an immutable ConfigMap: %v", err)
 	}
 }
@@ -138,11 +129,11 @@ func FuzzUnseal(f *testing.F) {
 		f.Fatal(err)
 	}
 	f.Fuzz(func(t *testing.T, v []byte, field string) {
-		s := &store{}
-		s.sealer.Store(sl)
-		out, err := s.unseal("Secret/default/s", map[string]json.RawMessage{sealedPrefix + field: v})
+		s := &Store{}
+		s.SetSealer(sl)
+		out, err := s.unseal("Secret/default/s", map[string]json.RawMessage{SealedPrefix + field: v})
 		for k := range out {
-			if err == nil && !strings.HasPrefix(k, sealedPrefix) {
+			if err == nil && !strings.HasPrefix(k, SealedPrefix) {
 				t.Fatalf("a forged register opened: %q", out)
 			}
 		}

@@ -1,4 +1,4 @@
-package agent
+package state
 
 import (
 	"encoding/json"
@@ -16,25 +16,25 @@ import (
 // 2^31-1 replicas is refused (422, naming spec.replicas) and stores
 // nothing.
 func TestScaleValidatesAsApply(t *testing.T) {
-	s, err := openStore(filepath.Join(t.TempDir(), "state.crdt"), "n1")
+	s, err := Open(filepath.Join(t.TempDir(), "state.crdt"), "n1")
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := s.apply([]api.Object{deployment(2, "web:1", "25%", "25%")}, time.Now(), false); err != nil {
+	if _, err := s.Apply([]api.Object{deployment(2, "web:1")}, time.Now(), false); err != nil {
 		t.Fatal(err)
 	}
-	key := objectKey(api.KindDeployment, "default", "web")
+	key := Key(api.KindDeployment, "default", "web")
 	for _, n := range []int32{10001, 2147483647} {
-		_, err := s.scale(key, n)
-		var ie *invalidError
+		_, err := s.Scale(key, n)
+		var ie *InvalidError
 		if !errors.As(err, &ie) || !strings.Contains(err.Error(), "spec.replicas") || !strings.Contains(err.Error(), "at most 10000") {
 			t.Fatalf("scale to %d: %v, want an invalid spec.replicas", n, err)
 		}
 	}
-	if r, err := s.scale(key, 10000); err != nil || r.Action != "scaled" {
+	if r, err := s.Scale(key, 10000); err != nil || r.Action != "scaled" {
 		t.Fatalf("scale to 10000: %+v %v", r, err)
 	}
-	o, _ := s.get(key)
+	o, _ := s.Get(key)
 	if got := *o.(*api.Deployment).Spec.Replicas; got != 10000 {
 		t.Fatalf("replicas %d", got)
 	}
@@ -45,31 +45,31 @@ func TestScaleValidatesAsApply(t *testing.T) {
 // store leaves the object out and reports it, once per version.
 func TestPoisonedStateIsReportedNotUsed(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "state.crdt")
-	s, err := openStore(path, "n1")
+	s, err := Open(path, "n1")
 	if err != nil {
 		t.Fatal(err)
 	}
-	good := deployment(1, "web:1", "25%", "25%")
-	bad := deployment(1, "web:1", "25%", "25%")
+	good := deployment(1, "web:1")
+	bad := deployment(1, "web:1")
 	bad.Metadata.Name = "bad"
-	if _, err := s.apply([]api.Object{good, bad}, time.Now(), false); err != nil {
+	if _, err := s.Apply([]api.Object{good, bad}, time.Now(), false); err != nil {
 		t.Fatal(err)
 	}
 	// Written behind the store's back, as a disk would hold it.
 	next := s.st.Clone()
-	next.PutFields(objectKey(api.KindDeployment, "default", "bad"), map[string]json.RawMessage{"spec.replicas": json.RawMessage("2147483647")}, s.clock.Now())
-	next.PutFields(objectKey(api.KindDeployment, "default", "junk"), map[string]json.RawMessage{"kind": json.RawMessage(`"Deployment"`), "spec": json.RawMessage(`{"replicas":"many"}`)}, s.clock.Now())
+	next.PutFields(Key(api.KindDeployment, "default", "bad"), map[string]json.RawMessage{"spec.replicas": json.RawMessage("2147483647")}, s.Now())
+	next.PutFields(Key(api.KindDeployment, "default", "junk"), map[string]json.RawMessage{"kind": json.RawMessage(`"Deployment"`), "spec": json.RawMessage(`{"replicas":"many"}`)}, s.Now())
 	if err := next.Save(path); err != nil {
 		t.Fatal(err)
 	}
-	s2, err := openStore(path, "n1")
+	s2, err := Open(path, "n1")
 	if err != nil {
 		t.Fatal(err)
 	}
 	var reported []string
-	s2.checked.report = func(b api.InvalidObject) { reported = append(reported, b.Key) }
+	s2.ReportInvalid(func(b api.InvalidObject) { reported = append(reported, b.Key) })
 	for range 3 {
-		deps := s2.list(api.KindDeployment, "")
+		deps := s2.List(api.KindDeployment, "")
 		if len(deps) != 1 || deps[0].Meta().Name != "web" {
 			t.Fatalf("listed %d deployments, want only web", len(deps))
 		}
@@ -82,17 +82,17 @@ func TestPoisonedStateIsReportedNotUsed(t *testing.T) {
 		t.Fatalf("reported %v, want each invalid object once", reported)
 	}
 	// A valid write replaces it; a delete removes it.
-	if _, err := s2.apply([]api.Object{bad}, time.Now(), false); err != nil {
+	if _, err := s2.Apply([]api.Object{bad}, time.Now(), false); err != nil {
 		t.Fatal(err)
 	}
-	if _, ok := s2.get(objectKey(api.KindDeployment, "default", "bad")); !ok {
+	if _, ok := s2.Get(Key(api.KindDeployment, "default", "bad")); !ok {
 		t.Fatal("re-applied deployment missing")
 	}
-	if _, err := s2.remove([]string{"Deployment/default/junk"}); err != nil {
+	if _, err := s2.Remove([]string{"Deployment/default/junk"}); err != nil {
 		t.Fatal(err)
 	}
-	s2.list(api.KindDeployment, "")
-	if bads := s2.invalid(); len(bads) != 0 {
+	s2.List(api.KindDeployment, "")
+	if bads := s2.Invalid(); len(bads) != 0 {
 		t.Fatalf("still invalid: %+v", bads)
 	}
 }
@@ -105,18 +105,18 @@ func TestCorruptStateFileSetAside(t *testing.T) {
 	if err := os.WriteFile(path, []byte("CHORUSgarbage\x00\x01"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	s, err := openStore(path, "n1")
+	s, err := Open(path, "n1")
 	if err != nil {
 		t.Fatalf("open: %v", err)
 	}
-	if s.setAside == "" || len(s.list(api.KindDeployment, "")) != 0 {
-		t.Fatalf("setAside %q", s.setAside)
+	if s.SetAside() == "" || len(s.List(api.KindDeployment, "")) != 0 {
+		t.Fatalf("setAside %q", s.SetAside())
 	}
 	m, _ := filepath.Glob(path + ".corrupt-*")
 	if len(m) != 1 {
 		t.Fatalf("set-aside files %v", m)
 	}
-	if _, err := s.apply([]api.Object{deployment(1, "web:1", "25%", "25%")}, time.Now(), false); err != nil {
+	if _, err := s.Apply([]api.Object{deployment(1, "web:1")}, time.Now(), false); err != nil {
 		t.Fatalf("write after set-aside: %v", err)
 	}
 }

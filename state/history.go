@@ -1,4 +1,4 @@
-package agent
+package state
 
 import (
 	"encoding/json"
@@ -52,7 +52,7 @@ func templatedOf(o api.Object) (templated, bool) {
 // historyKeyOf returns the key of the history of the object at key ("" if
 // its kind keeps none).
 func historyKeyOf(key string) string {
-	kind, ns, name := splitKey(key)
+	kind, ns, name := SplitKey(key)
 	switch kind {
 	case api.KindDeployment:
 		return historyKey(ns, name)
@@ -95,7 +95,7 @@ func readHistory(fields map[string]json.RawMessage) map[string]revisionEntry {
 // on top of the limit, as Kubernetes keeps its current ReplicaSet). fresh
 // replaces whatever history a deleted object of the same name left. The
 // caller holds s.mu.
-func (s *store) recordRevision(next *crdt.State, o api.Object, cause string, fresh bool, now time.Time) crdt.Delta {
+func (s *Store) recordRevision(next *crdt.State, o api.Object, cause string, fresh bool, now time.Time) crdt.Delta {
 	t, ok := templatedOf(o)
 	if !ok {
 		return crdt.Delta{}
@@ -147,11 +147,11 @@ func (s *store) recordRevision(next *crdt.State, o api.Object, cause string, fre
 	return next.PutFields(key, fields, s.clock.Now())
 }
 
-// history returns the revisions of o (a deployment, daemon set or stateful
+// History returns the revisions of o (a deployment, daemon set or stateful
 // set), oldest first, as ControllerRevisions, and its current revision
 // number. An object with no recorded history (written before histories
 // were kept) shows its current template as revision 1.
-func (s *store) history(o api.Object) ([]api.ControllerRevision, int64) {
+func (s *Store) History(o api.Object) ([]api.ControllerRevision, int64) {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	return historyOf(s.st, o)
@@ -200,12 +200,3 @@ func historyOf(st *crdt.State, o api.Object) ([]api.ControllerRevision, int64) {
 	})
 	return out, hist[hash].Revision
 }
-
-// statusError is an API error with its HTTP code and Kubernetes reason.
-type statusError struct {
-	code   int
-	reason string
-	msg    string
-}
-
-func (e *statusError) Error() string { return e.msg }

@@ -1,0 +1,248 @@
+// Package state is a peer's replica of the cluster's desired state: the
+// API objects as typed values (api.Object) over a crdt.State, in memory
+// and on disk. A local write is validated as apply validates, stamped by
+// the peer's clock, saved (synced to disk) and only then acknowledged; its
+// delta goes to the publish function the replicator gives. Deltas of other
+// peers are merged (Merge) and saved soon after (SaveLoop). What no write
+// path accepts (an invalid object from an older peer or a damaged disk)
+// is left out of every read and reported, never returned.
+//
+// Refusals are domain errors (ErrNotFound, ErrExists, ErrInvalid,
+// ErrConflict, ErrCannotOrphan); the package knows nothing of HTTP.
+package state
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"sort"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/chorus-sh/chorus/api"
+	"github.com/chorus-sh/chorus/crdt"
+)
+
+// Annotations the store adds to objects it returns: the object's version
+// (its newest HLC stamp) and the peer that wrote it last.
+const (
+	annotationVersion    = "chorus.io/version"
+	annotationLastWriter = "chorus.io/last-writer"
+)
+
+// Result is what happened to one object in an apply or a delete.
+type Result struct {
+	Kind      string `json:"kind"`
+	Namespace string `json:"namespace,omitempty"`
+	Name      string `json:"name"`
+	Action    string `json:"action"` // created, configured, unchanged, deleted, notfound, scaled
+}
+
+// Store is this peer's replica of the desired state: a crdt.State in memory
+// and on disk. A local write is stamped by the peer's clock, saved (synced
+// to disk) and only then acknowledged; its delta goes to publish, which
+// hands it to gossip. Remote deltas are merged and saved the same way.
+type Store struct {
+	path    string
+	clock   *crdt.Clock
+	publish func(crdt.Delta) // set (SetPublish) before the first write; may be nil
+
+	mu    sync.RWMutex
+	st    *crdt.State
+	watch chan struct{} // closed and replaced at every change
+	dirty chan struct{} // a merged change waits to be saved
+
+	saveMu sync.Mutex // one snapshot write at a time
+
+	merged, rejected atomic.Int64 // remote deltas merged / dropped
+
+	// stale is set when this peer was cut off from the others for longer
+	// than the tombstone horizon: its state may hold objects whose
+	// tombstones the others have since dropped, so it is discarded at the
+	// first contact with a live peer and rebuilt from it (and kept if no
+	// peer ever answers: then it is the only copy there is).
+	stale    atomic.Bool
+	lastSync atomic.Int64 // unix seconds of the last successful exchange, as saved
+	// exchanged is closed at the first successful exchange with another
+	// peer of this run (nil in tests that build a store by hand).
+	exchanged     chan struct{}
+	exchangedOnce sync.Once
+
+	// setAside is what Open did with a state file it could not read
+	// (moved aside, started empty); "" when the file was read.
+	setAside string
+	// checked remembers the objects that decoded and validated, and those
+	// that did not (see object): a value no write path accepts may still
+	// arrive from disk or from another peer (one of an older version), and
+	// must neither crash this peer nor reach the reconcile loop.
+	checked checkedObjects
+
+	// sealer encrypts Secrets in the state (sealing.go); nil stores them
+	// in clear (an --insecure peer without a gossip key). A rotation of
+	// the cluster secret replaces it while the peer serves.
+	sealer atomic.Pointer[sealerBox]
+}
+
+// Open loads the state saved at path, for the peer node. A file that is not a valid
+// state file (corrupt, truncated, of another format) does not stop the
+// peer: it is renamed aside (path.corrupt-<unix time>), the peer starts
+// with an empty state that anti-entropy fills from the other peers, and
+// setAside says what happened. Only an I/O error fails.
+func Open(path, node string) (*Store, error) {
+	st, err := crdt.Load(path)
+	setAside := ""
+	if errors.Is(err, crdt.ErrMalformed) {
+		aside := fmt.Sprintf("%s.corrupt-%d", path, time.Now().Unix())
+		if rerr := os.Rename(path, aside); rerr != nil {
+			return nil, fmt.Errorf("desired state: %w (and it could not be moved aside: %v)", err, rerr)
+		}
+		setAside = fmt.Sprintf("%v; moved to %s, starting with an empty state to be filled from the other peers", err, aside)
+		st, err = crdt.New(), nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("desired state: %w", err)
+	}
+	s := &Store{path: path, clock: crdt.NewClock(node, time.Now), st: st, watch: make(chan struct{}), dirty: make(chan struct{}, 1), setAside: setAside,
+		exchanged: make(chan struct{})}
+	// Never issue a stamp below what this peer already wrote or saw.
+	_ = s.clock.Observe(st.MaxStamp())
+	return s, nil
+}
+
+// SetPublish gives the function each local write's delta is handed to
+// (the replicator's queue); call it before the first write.
+func (s *Store) SetPublish(publish func(crdt.Delta)) { s.publish = publish }
+
+// Path is the file the state is saved to.
+func (s *Store) Path() string { return s.path }
+
+// SetAside says what Open did with a state file it could not read ("" when
+// it was read).
+func (s *Store) SetAside() string { return s.setAside }
+
+// Now returns a new stamp of this peer's clock.
+func (s *Store) Now() crdt.Stamp { return s.clock.Now() }
+
+// Deltas returns how many deltas of other peers were merged and how many
+// were refused (a stamp too far ahead of this peer's clock).
+func (s *Store) Deltas() (merged, rejected int64) { return s.merged.Load(), s.rejected.Load() }
+
+// Exchanged returns a channel closed at the first successful exchange with
+// another peer (Synced).
+func (s *Store) Exchanged() <-chan struct{} { return s.exchanged }
+
+// Decode decodes a stored object's document and validates it as every
+// write path does; it is how the store reads what the disk or another peer
+// gives it.
+func Decode(raw []byte) (api.Object, error) {
+	o, err := decodeStored(raw)
+	if err != nil {
+		return nil, err
+	}
+	if err := validateStored(o); err != nil {
+		return nil, err
+	}
+	return o, nil
+}
+
+func decodeStored(raw []byte) (api.Object, error) {
+	var tm api.TypeMeta
+	if err := json.Unmarshal(raw, &tm); err != nil {
+		return nil, err
+	}
+	o := api.NewObject(tm.Kind)
+	if o == nil {
+		return nil, fmt.Errorf("unknown kind %q", tm.Kind)
+	}
+	if err := json.Unmarshal(raw, o); err != nil {
+		return nil, err
+	}
+	return o, nil
+}
+
+// object rebuilds the object key from st; the caller holds mu. An object
+// that does not decode, or that fails the validation every write path
+// applies (a value written by an older version, read from a damaged disk
+// or sent by a faulty peer), is left out and reported (checkedObjects),
+// never returned: nothing downstream may see, say, 2^31 replicas.
+func (s *Store) object(key string) (api.Object, bool) {
+	fields, ok := s.st.Get(key)
+	if !ok {
+		return nil, false
+	}
+	version, writer := s.st.Meta(key)
+	ver := version.String()
+	o, err := s.objectOf(key, fields)
+	if err == nil && !s.checked.isGood(key, ver) {
+		if err = validateStored(o); err == nil {
+			s.checked.markGood(key, ver)
+		}
+	}
+	if err != nil {
+		s.checked.markBad(api.InvalidObject{Key: key, Version: ver, Writer: writer, Reason: err.Error()})
+		return nil, false
+	}
+	m := o.Meta()
+	m.ResourceVersion = fmt.Sprintf("%d.%d", version.Wall, version.Logical)
+	m.Generation = generationOf(fields)
+	if m.Annotations == nil {
+		m.Annotations = map[string]string{}
+	}
+	m.Annotations[annotationVersion] = version.String()
+	m.Annotations[annotationLastWriter] = writer
+	return o, true
+}
+
+// Read runs f with the state held for reading (for anti-entropy).
+func (s *Store) Read(f func(st *crdt.State)) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	f(s.st)
+}
+
+// Changed returns a channel closed at the next change.
+func (s *Store) Changed() <-chan struct{} {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.watch
+}
+
+// List returns the objects of kind in namespace ns ("" for all), sorted by
+// namespace and name.
+func (s *Store) List(kind, ns string) []api.Object {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	var out []api.Object
+	for _, key := range s.st.Keys(kind + "/") {
+		_, kns, _ := SplitKey(key)
+		if ns != "" && api.Namespaced(kind) && kns != ns {
+			continue
+		}
+		if o, ok := s.object(key); ok {
+			out = append(out, o)
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return api.ObjectKey(out[i]) < api.ObjectKey(out[j]) })
+	return out
+}
+
+// Get returns the object at key, as List returns it (an invalid one is
+// not found).
+func (s *Store) Get(key string) (api.Object, bool) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.object(key)
+}
+
+// RawFields returns the fields of key as stored.
+func (s *Store) RawFields(key string) map[string]json.RawMessage {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	f, _ := s.st.Get(key)
+	return f
+}
+
+// AnnotationEndpoints lists a service's Ready endpoints, as read.
+const AnnotationEndpoints = "chorus.io/endpoints"
