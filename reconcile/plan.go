@@ -14,6 +14,11 @@
 // this peer does with that placement. Plan is pure: no clock, no I/O, its
 // inputs unchanged. The agent reads its state, plans, and applies the
 // actions.
+//
+// The package also gives the agent the rules it shares with Plan: BindNode
+// binds a new standalone pod as place would place it, DaemonPods is a
+// daemon set's desired pods, Ready a pod's readiness, ServesBetter which
+// copy of a moving pod serves, ZoneLabel the label replicas spread over.
 package reconcile
 
 import (
