@@ -291,7 +291,7 @@ func (a *Agent) reconcileLoop(ctx context.Context) {
 	var pruned pace
 	for {
 		changed := a.store.Changed()
-		a.safeReconcile()
+		a.safeReconcile(ctx)
 		a.safeControlBatch(time.Now())
 		if pruned.due(time.Now(), claimPruneInterval) {
 			a.pruneClaims()
@@ -323,14 +323,14 @@ func (p *pace) due(now time.Time, every time.Duration) bool {
 // safeReconcile runs one reconcile pass; a panic in it (a value no check
 // foresaw) is logged and reported as an event, and the next pass runs as
 // usual: no value may crash the peer (invariant 10).
-func (a *Agent) safeReconcile() {
+func (a *Agent) safeReconcile(ctx context.Context) {
 	defer func() {
 		if v := recover(); v != nil {
 			a.log.Error("reconcile panic", "panic", v, "stack", string(debug.Stack()))
 			a.events.record(api.ObjectReference{Kind: kindNode, Name: a.cfg.Name}, "Warning", "ReconcileFailed", fmt.Sprint(v))
 		}
 	}()
-	a.reconcile()
+	a.reconcile(ctx)
 }
 
 // watchStoredValues reports what the store finds wrong in what it holds:

@@ -7,6 +7,8 @@ import (
 	"testing"
 
 	"github.com/chorus-sh/chorus/api"
+	"github.com/chorus-sh/chorus/placement"
+	"github.com/chorus-sh/chorus/reconcile"
 	"github.com/chorus-sh/chorus/state"
 )
 
@@ -38,7 +40,9 @@ func FuzzStoredObject(f *testing.F) {
 			if d.Spec.Replicas != nil && *d.Spec.Replicas > 10000 {
 				t.Fatalf("%d replicas validated", *d.Spec.Replicas)
 			}
-			_ = desiredPodsCapped(d, nil, 16)
+			// One peer takes at most 110 pods: Plan makes no more.
+			_ = reconcile.Plan(reconcile.Desired{Deployments: []*api.Deployment{d}},
+				reconcile.Observed{Nodes: []placement.Node{{Name: "n1", Labels: map[string]string{}}}}, "n1")
 		}
 		if _, err := json.Marshal(o); err != nil {
 			t.Fatalf("a valid object does not encode: %v", err)

@@ -21,6 +21,7 @@ import (
 
 	"github.com/chorus-sh/chorus/api"
 	"github.com/chorus-sh/chorus/apiserver"
+	"github.com/chorus-sh/chorus/reconcile"
 	"github.com/chorus-sh/chorus/runtime"
 	"github.com/chorus-sh/chorus/state"
 )
@@ -116,7 +117,7 @@ func onePodPerName(pods []api.Pod) []api.Pod {
 		p := &pods[i]
 		k := podKey(p)
 		if j, ok := at[k]; ok {
-			if servesBetter(p, &out[j]) {
+			if reconcile.ServesBetter(p, &out[j]) {
 				out[j] = *p
 			}
 			continue
@@ -159,24 +160,6 @@ func (a *Agent) withControllers(pods []api.Pod) []api.Pod {
 		}
 	}
 	return pods
-}
-
-// servesBetter reports whether copy a of a pod serves better than copy b of
-// the same pod (two peers run it while it moves): Ready first, then
-// Running, then bound to a peer.
-func servesBetter(a, b *api.Pod) bool {
-	rank := func(p *api.Pod) int {
-		switch {
-		case podReady(p):
-			return 3
-		case p.Status.Phase == api.PodRunning:
-			return 2
-		case p.Spec.NodeName != "":
-			return 1
-		}
-		return 0
-	}
-	return rank(a) > rank(b)
 }
 
 // ListLive gathers the events of every alive peer when a client lists

@@ -6,6 +6,7 @@ import (
 
 	"github.com/chorus-sh/chorus/api"
 	"github.com/chorus-sh/chorus/placement"
+	"github.com/chorus-sh/chorus/reconcile"
 )
 
 // Standalone pods are Pod objects of the replicated state (kubectl run,
@@ -15,7 +16,7 @@ import (
 // peer dies; then it is listed with its last status and phase Unknown
 // (reason NodeLost) until a user deletes it.
 //
-// Binding: the peer that takes the create binds the pod (bindPod, with the
+// Binding: the peer that takes the create binds the pod (bindNew and reconcile.BindNode, with the
 // placement the deployments use); one that fits nowhere is stored unbound,
 // listed Pending with a FailedScheduling event, and bound by the peer that
 // placement assigns it to, in a later reconcile pass, once it fits. Two
@@ -40,32 +41,9 @@ func (a *Agent) standalonePods() []api.Pod {
 	return out
 }
 
-// bindPod decides the node of p, as a scheduler binds a pod: a pod that
-// names its node keeps it; otherwise the node placement gives p among the
-// other desired pods (the bound ones pinned to their nodes), or "" and why
-// it fits nowhere. It is a pure function of its arguments.
-func bindPod(p *api.Pod, others []api.Pod, nodes []placement.Node) (node, why string) {
-	if p.Spec.NodeName != "" {
-		return p.Spec.NodeName, ""
-	}
-	replicas := make([]placement.Replica, 0, len(others)+1)
-	key := podKey(p)
-	for i := range others {
-		if podKey(&others[i]) != key {
-			replicas = append(replicas, replicaOf(&others[i]))
-		}
-	}
-	replicas = append(replicas, replicaOf(p))
-	res := placement.Assign(nodes, replicas, placement.Options{LoadFactor: 0.25})
-	if n, ok := res.Assign[key]; ok {
-		return n, ""
-	}
-	return "", res.Pending[key]
-}
-
 // bindNew binds the new standalone pods of objs (those without
 // spec.nodeName) before they are stored: a pod already stored keeps its
-// node, a new one gets the node bindPod gives it, or none while it fits
+// node, a new one gets the node reconcile.BindNode gives it, or none while it fits
 // nowhere (reconcile binds it later).
 func (a *Agent) bindNew(objs []api.Object) {
 	var nodes []placement.Node
@@ -93,7 +71,7 @@ func (a *Agent) bindNew(objs []api.Object) {
 		if nodes == nil {
 			nodes, desired = a.placementNodes(), a.sched.desiredPods()
 		}
-		p.Spec.NodeName, _ = bindPod(p, desired, nodes)
+		p.Spec.NodeName, _ = reconcile.BindNode(p, desired, nodes)
 		if p.Spec.NodeName != "" {
 			desired = append(desired, *p)
 			a.bindClaims(p, p.Spec.NodeName, fresh)

@@ -1,88 +1,12 @@
 package agent
 
 import (
-	"fmt"
-	"slices"
 	"testing"
 	"time"
 
 	"github.com/chorus-sh/chorus/api"
-	"github.com/chorus-sh/chorus/placement"
 	"github.com/chorus-sh/chorus/state"
-	"pgregory.net/rapid"
 )
-
-func drawNodes(t *rapid.T, label string) []placement.Node {
-	nodes := make([]placement.Node, rapid.IntRange(0, 5).Draw(t, label))
-	for i := range nodes {
-		nodes[i] = placement.Node{Name: fmt.Sprintf("n%d", i),
-			Labels:   map[string]string{"zone": rapid.SampledFrom([]string{"a", "b"}).Draw(t, label+"-zone")},
-			Cordoned: rapid.IntRange(0, 3).Draw(t, label+"-cordoned") == 0,
-			CPUMilli: int64(rapid.SampledFrom([]int{0, 1000, 2000}).Draw(t, label+"-cpu"))}
-	}
-	return nodes
-}
-
-func drawPod(t *rapid.T, name string, labels map[string]string) api.Pod {
-	p := api.Pod{Metadata: api.ObjectMeta{Name: name, Namespace: "default", Labels: labels},
-		Spec: api.PodSpec{Containers: []api.Container{{Name: "c", Image: "example/web:1"}}}}
-	if cpu := rapid.SampledFrom([]string{"", "500m", "1"}).Draw(t, name+"-cpu"); cpu != "" {
-		p.Spec.Containers[0].Resources.Requests = api.ResourceList{"cpu": cpu}
-	}
-	if rapid.Bool().Draw(t, name+"-selector") {
-		p.Spec.NodeSelector = map[string]string{"zone": rapid.SampledFrom([]string{"a", "b", "c"}).Draw(t, name+"-zone")}
-	}
-	return p
-}
-
-// Binding is the scheduler's: an unbound pod goes to a node it may run on
-// (alive, not cordoned, matching its selector) or to none with a reason,
-// the same whatever the order of the inputs; and a bound pod never changes
-// node, whatever the cluster becomes.
-func TestBindPodProperties(t *testing.T) {
-	rapid.Check(t, func(t *rapid.T) {
-		nodes := drawNodes(t, "nodes")
-		var others []api.Pod
-		for i := range rapid.IntRange(0, 8).Draw(t, "others") {
-			labels := map[string]string{}
-			if rapid.Bool().Draw(t, "deployment") {
-				labels[api.LabelDeployment] = "web"
-			}
-			o := drawPod(t, fmt.Sprintf("o-%d", i), labels)
-			if len(labels) == 0 && rapid.Bool().Draw(t, "bound") {
-				o.Spec.NodeName = fmt.Sprintf("n%d", rapid.IntRange(0, 6).Draw(t, "node"))
-			}
-			others = append(others, o)
-		}
-		p := drawPod(t, "p", nil)
-
-		node, why := bindPod(&p, others, nodes)
-		if node == "" {
-			if why == "" {
-				t.Fatalf("unbound without a reason")
-			}
-		} else {
-			i := slices.IndexFunc(nodes, func(n placement.Node) bool { return n.Name == node })
-			if i < 0 || nodes[i].Cordoned || len(p.Spec.NodeSelector) > 0 && !api.SelectorMatches(p.Spec.NodeSelector, nodes[i].Labels) {
-				t.Fatalf("bound to %q, which it may not run on (nodes %+v)", node, nodes)
-			}
-		}
-		rn, ro := slices.Clone(nodes), slices.Clone(others)
-		slices.Reverse(rn)
-		slices.Reverse(ro)
-		if n2, _ := bindPod(&p, ro, rn); n2 != node {
-			t.Fatalf("bound to %q, and to %q with the inputs reversed", node, n2)
-		}
-		if node == "" {
-			return
-		}
-		p.Spec.NodeName = node
-		later := drawNodes(t, "later") // peers died, were cordoned, joined
-		if n, why := bindPod(&p, others, later); n != node || why != "" {
-			t.Fatalf("a pod bound to %s is bound again to %q (%s)", node, n, why)
-		}
-	})
-}
 
 // A pod whose peer is dead keeps its last status, as Unknown/NodeLost and
 // not Ready; one that had ended keeps its final phase.

@@ -1,4 +1,4 @@
-package agent
+package reconcile
 
 import (
 	"fmt"
@@ -7,23 +7,6 @@ import (
 	"github.com/chorus-sh/chorus/api"
 	"pgregory.net/rapid"
 )
-
-func deployment(replicas int32, image string, surge, unavailable string) *api.Deployment {
-	d := &api.Deployment{
-		Metadata: api.ObjectMeta{Name: "web", Namespace: "default"},
-		Spec: api.DeploymentSpec{
-			Replicas: &replicas,
-			Selector: &api.LabelSelector{MatchLabels: map[string]string{"app": "web"}},
-			Template: api.PodTemplateSpec{
-				Metadata: api.ObjectMeta{Labels: map[string]string{"app": "web"}},
-				Spec:     api.PodSpec{Containers: []api.Container{{Name: "web", Image: image}}},
-			},
-		},
-	}
-	su, un := api.FromString(surge), api.FromString(unavailable)
-	d.Spec.Strategy = api.DeploymentStrategy{Type: "RollingUpdate", RollingUpdate: &api.RollingUpdateDeployment{MaxSurge: &su, MaxUnavailable: &un}}
-	return d
-}
 
 func withReady(pods []api.Pod, ready bool) []api.Pod {
 	out := make([]api.Pod, len(pods))
@@ -39,7 +22,7 @@ func withReady(pods []api.Pod, ready bool) []api.Pod {
 }
 
 func TestDesiredPodsFreshDeployment(t *testing.T) {
-	d := deployment(3, "web:1", "25%", "25%")
+	d := testDeployment("web", 3, "web:1", "25%", "25%")
 	got := desiredPods(d, nil)
 	if len(got) != 3 {
 		t.Fatalf("got %d pods, want 3", len(got))
@@ -52,7 +35,7 @@ func TestDesiredPodsFreshDeployment(t *testing.T) {
 }
 
 func TestDesiredPodsScaleDown(t *testing.T) {
-	d := deployment(5, "web:1", "25%", "25%")
+	d := testDeployment("web", 5, "web:1", "25%", "25%")
 	running := withReady(desiredPods(d, nil), true)
 	*d.Spec.Replicas = 2
 	got := desiredPods(d, running)
@@ -69,9 +52,9 @@ func TestRollingUpdateBounds(t *testing.T) {
 		n := rapid.IntRange(1, 12).Draw(t, "replicas")
 		surgePct := rapid.SampledFrom([]string{"0%", "25%", "50%", "100%"}).Draw(t, "surge")
 		unavPct := rapid.SampledFrom([]string{"0%", "25%", "50%"}).Draw(t, "unavailable")
-		old := deployment(int32(n), "web:1", surgePct, unavPct)
+		old := testDeployment("web", int32(n), "web:1", surgePct, unavPct)
 		running := withReady(desiredPods(old, nil), true)
-		d := deployment(int32(n), "web:2", surgePct, unavPct)
+		d := testDeployment("web", int32(n), "web:2", surgePct, unavPct)
 		surge, _ := d.Spec.Strategy.RollingUpdate.MaxSurge.ScaledValue(n, true)
 		unav, _ := d.Spec.Strategy.RollingUpdate.MaxUnavailable.ScaledValue(n, false)
 		if surge == 0 && unav == 0 {
@@ -96,7 +79,7 @@ func TestRollingUpdateBounds(t *testing.T) {
 				} else {
 					p = withReady([]api.Pod{p}, false)[0]
 				}
-				if podReady(&p) {
+				if Ready(&p) {
 					ready++
 				}
 				next = append(next, p)
@@ -120,15 +103,15 @@ func TestRollingUpdateBounds(t *testing.T) {
 func names(pods []api.Pod) []string {
 	var out []string
 	for _, p := range pods {
-		out = append(out, fmt.Sprintf("%s(%v)", p.Metadata.Name, podReady(&p)))
+		out = append(out, fmt.Sprintf("%s(%v)", p.Metadata.Name, Ready(&p)))
 	}
 	return out
 }
 
 func TestRecreateWaitsForOldPods(t *testing.T) {
-	old := deployment(3, "web:1", "25%", "25%")
+	old := testDeployment("web", 3, "web:1", "25%", "25%")
 	running := withReady(desiredPods(old, nil), true)
-	d := deployment(3, "web:2", "25%", "25%")
+	d := testDeployment("web", 3, "web:2", "25%", "25%")
 	d.Spec.Strategy = api.DeploymentStrategy{Type: "Recreate"}
 	if got := desiredPods(d, running); len(got) != 0 {
 		t.Fatalf("Recreate kept %d pods while old ones run", len(got))
@@ -139,7 +122,7 @@ func TestRecreateWaitsForOldPods(t *testing.T) {
 }
 
 func TestPausedRolloutStandsStill(t *testing.T) {
-	d := deployment(3, "web:1", "25%", "25%")
+	d := testDeployment("web", 3, "web:1", "25%", "25%")
 	running := withReady(desiredPods(d, nil), true)
 	d.Spec.Template.Spec.Containers[0].Image = "web:2"
 	d.Spec.Paused = true

@@ -1,4 +1,4 @@
-package agent
+package reconcile
 
 import (
 	"math"
@@ -18,7 +18,7 @@ func desiredPods(d *api.Deployment, current []api.Pod) []api.Pod {
 }
 
 // desiredPodsCapped is desiredPods making pods for at most the first limit
-// ordinals of the current template (see plan); the rollout arithmetic
+// ordinals of the current template (see place); the rollout arithmetic
 // still counts every replica.
 func desiredPodsCapped(d *api.Deployment, current []api.Pod, limit int) []api.Pod {
 	n := 1
@@ -40,7 +40,7 @@ func desiredPodsCapped(d *api.Deployment, current []api.Pod, limit int) []api.Po
 	var old []api.Pod
 	for _, p := range current {
 		if p.Metadata.Labels[api.LabelTemplateHash] == hash {
-			if wantNames[p.Metadata.Name] && podReady(&p) {
+			if wantNames[p.Metadata.Name] && Ready(&p) {
 				newReady++
 			}
 			continue // same template: an ordinal beyond replicas is scaled away
@@ -109,35 +109,4 @@ func pausedPods(hash string, want, current []api.Pod) []api.Pod {
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Metadata.Name < out[j].Metadata.Name })
 	return out
-}
-
-func podReady(p *api.Pod) bool {
-	for _, c := range p.Status.Conditions {
-		if c.Type == "Ready" {
-			return c.Status == "True"
-		}
-	}
-	return false
-}
-
-// deploymentStatus aggregates a deployment's status from its pods.
-func deploymentStatus(d *api.Deployment, pods []api.Pod) api.DeploymentStatus {
-	hash := api.TemplateHash(&d.Spec.Template)
-	st := api.DeploymentStatus{ObservedGeneration: d.Metadata.Generation}
-	for _, p := range pods {
-		st.Replicas++
-		if p.Metadata.Labels[api.LabelTemplateHash] == hash {
-			st.UpdatedReplicas++
-		}
-		if podReady(&p) {
-			st.ReadyReplicas++
-			st.AvailableReplicas++
-		}
-	}
-	want := int32(1)
-	if d.Spec.Replicas != nil {
-		want = *d.Spec.Replicas
-	}
-	st.UnavailableReplicas = max(0, want-st.AvailableReplicas)
-	return st
 }
