@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/chorus-sh/chorus/api"
+	"github.com/chorus-sh/chorus/gossip"
 	"github.com/chorus-sh/chorus/placement"
 	"github.com/chorus-sh/chorus/state"
 )
@@ -287,7 +288,7 @@ func (a *Agent) controlStatefulSet(s *api.StatefulSet, listed []api.Pod) {
 // gonePeers returns, among the peers of pods, those known to have left the
 // cluster (their pods were stopped) or removed from it.
 func (a *Agent) gonePeers(pods []api.Pod) map[string]bool {
-	status := map[string]string{a.cfg.Name: "Alive"}
+	status := map[string]gossip.Status{a.cfg.Name: gossip.StatusAlive}
 	if a.gossip != nil {
 		for _, m := range a.gossip.Members() {
 			status[m.Name] = m.Status
@@ -296,7 +297,7 @@ func (a *Agent) gonePeers(pods []api.Pod) map[string]bool {
 	out := map[string]bool{}
 	for _, p := range pods {
 		if n := p.Spec.NodeName; n != "" {
-			if st, known := status[n]; !known || st == "Left" {
+			if st, known := status[n]; !known || st == gossip.StatusLeft {
 				out[n] = true
 			}
 		}

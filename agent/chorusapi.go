@@ -126,7 +126,7 @@ func (a *Agent) serveImageLoad(w http.ResponseWriter, r *http.Request) {
 	}
 	pr := &progressReader{r: bufio.NewReaderSize(r.Body, 1<<20)}
 	start := time.Now()
-	imgs, err := a.images.store.LoadImages(r.Context(), pr, a.loadVersion())
+	imgs, err := a.images.store.LoadImages(r.Context(), pr, a.images.loadVersion())
 	if errors.Is(err, runtime.ErrImageTooLarge) {
 		a.log.Warn("image load refused", "err", err, "bytes", pr.n)
 		writeStatus(w, http.StatusRequestEntityTooLarge, string(metav1.StatusReasonRequestEntityTooLarge), withLimitFlag(err).Error())

@@ -64,7 +64,8 @@ func (a *Agent) startCluster(ctx context.Context, wg *sync.WaitGroup) error {
 		a.log.Warn("last exchange with another peer is older than the tombstone horizon: the state will be rebuilt from the first peer that answers",
 			"horizon", crdt.DefaultTombstoneHorizon)
 	}
-	a.images = newImageSharing(a, a.ctd)
+	a.images = newImageSharing(imageDeps{self: cfg.Name, log: a.log, gcAfter: cfg.ImageGCAfter,
+		replicated: a.store, peers: imagePeersOf{a}, inUse: a.podImages}, a.ctd)
 	n.HandleSync(a.handleSync)
 
 	kick := make(chan struct{}, 1)
@@ -192,7 +193,7 @@ func (a *Agent) nodes() []node {
 			pods = a.pods.PodCount()
 		}
 		n.Status = nodeStatus{
-			Phase:     m.Status,
+			Phase:     string(m.Status),
 			Addresses: []nodeAddress{{Type: "InternalIP", Address: host}},
 			Capacity:  map[string]string{"cpu": m.Tags[tagCPU], "memory": m.Tags[tagMemory], "pods": "110"},
 			NodeInfo:  map[string]string{"kubeletVersion": m.Tags[tagVersion]},
@@ -251,4 +252,14 @@ func (a *Agent) joinHint() string {
 	}
 	return "if the cluster secret was rotated while this peer was down (chorus cluster rotate-secret), its join token is retired: " +
 		"stop it, copy a current peer's <data-dir>/token over " + filepath.Join(a.cfg.DataDir, "token") + " and start it again"
+}
+
+// imagePeersOf is the peer's membership and data plane as image sharing
+// uses them.
+type imagePeersOf struct{ a *Agent }
+
+func (p imagePeersOf) Alive() []string { return p.a.aliveMembers() }
+
+func (p imagePeersOf) Sync(ctx context.Context, member string, req []byte) ([]byte, error) {
+	return p.a.gossip.Sync(ctx, member, req)
 }

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/chorus-sh/chorus/api"
+	"github.com/chorus-sh/chorus/gossip"
 	"k8s.io/apimachinery/pkg/fields"
 )
 
@@ -79,7 +80,7 @@ func (a *Agent) findClusterPod(ns, name string, keep func(*api.Pod) bool) *api.P
 // memberTag returns a tag of an alive member (its API or hop address).
 func (a *Agent) memberTag(name, tag string) (string, bool) {
 	for _, m := range a.gossip.Members() {
-		if m.Name == name && m.Status == "Alive" && m.Tags[tag] != "" {
+		if m.Name == name && m.Status == gossip.StatusAlive && m.Tags[tag] != "" {
 			return m.Tags[tag], true
 		}
 	}

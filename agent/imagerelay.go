@@ -209,7 +209,7 @@ func (s *imageSharing) fetchChunk(ctx context.Context, holder string, off, lengt
 	if relay {
 		peer := holder
 		for hop := 0; hop <= relayHops; hop++ {
-			resp, err := s.a.gossip.Sync(ctx, peer, chunkRequest(msgChunk, off, length, digest))
+			resp, err := s.peers.Sync(ctx, peer, chunkRequest(msgChunk, off, length, digest))
 			if err != nil || len(resp) == 0 {
 				break
 			}
@@ -225,5 +225,5 @@ func (s *imageSharing) fetchChunk(ctx context.Context, holder string, off, lengt
 			return nil, ctx.Err()
 		}
 	}
-	return s.a.gossip.Sync(ctx, holder, chunkRequest(msgBlob, off, length, digest))
+	return s.peers.Sync(ctx, holder, chunkRequest(msgBlob, off, length, digest))
 }

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"maps"
 	"os"
 	"sort"
@@ -17,6 +18,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/chorus-sh/chorus/crdt"
 	"github.com/chorus-sh/chorus/runtime"
 )
 
@@ -83,7 +85,7 @@ func entryOf(img runtime.Image) imageEntry {
 // loadVersion is a load's version: a stamp of this peer's hybrid logical
 // clock, "wall.logical@node", so that a load made after another was seen
 // orders after it whatever the peers' wall clocks say.
-func (a *Agent) loadVersion() string { return a.store.Now().String() }
+func (s *imageSharing) loadVersion() string { return s.replicated.Now().String() }
 
 // version is a parsed load version; the zero version (no or a malformed
 // label: an image loaded before versions were kept) orders first.
@@ -147,9 +149,36 @@ type imageStore interface {
 	Pull(ctx context.Context, ref, loaded string) (runtime.Image, error)
 }
 
+// imageInventory is where peers publish the images they hold: the
+// replicated state (*state.Store).
+type imageInventory interface {
+	RawFields(key string) map[string]json.RawMessage
+	WriteFields(key string, fields map[string]json.RawMessage) error
+	Now() crdt.Stamp // a load version: later loads order after earlier ones
+}
+
+// imagePeers is the cluster as image sharing sees it: the alive members
+// (this peer included) and a request to one of them.
+type imagePeers interface {
+	Alive() []string
+	Sync(ctx context.Context, member string, req []byte) ([]byte, error)
+}
+
+// imageDeps is what image sharing is given by the peer it runs in.
+type imageDeps struct {
+	self       string // this peer's name
+	log        *slog.Logger
+	gcAfter    time.Duration  // unused images are removed after this (0: never)
+	replicated imageInventory // the replicated state, where inventories are published
+	peers      imagePeers
+	// inUse returns the images the pods of this peer use (name -> digest
+	// or "").
+	inUse func() map[string]string
+}
+
 // imageSharing fetches images from other peers and serves this peer's.
 type imageSharing struct {
-	a     *Agent
+	imageDeps
 	store imageStore
 
 	mu       sync.Mutex
@@ -173,8 +202,8 @@ type fetch struct {
 	err  error
 }
 
-func newImageSharing(a *Agent, st imageStore) *imageSharing {
-	return &imageSharing{a: a, store: st, inflight: map[string]*fetch{}, lastUsed: map[string]time.Time{}, refusals: map[string]refusal{}, tried: map[string]time.Time{}, kick: make(chan struct{}, 1)}
+func newImageSharing(deps imageDeps, st imageStore) *imageSharing {
+	return &imageSharing{imageDeps: deps, store: st, inflight: map[string]*fetch{}, lastUsed: map[string]time.Time{}, refusals: map[string]refusal{}, tried: map[string]time.Time{}, kick: make(chan struct{}, 1)}
 }
 
 func (s *imageSharing) published() {
@@ -191,14 +220,14 @@ func (s *imageSharing) inventoryLoop(ctx context.Context) {
 	for {
 		imgs, err := s.publishInventory(ctx)
 		if err != nil && ctx.Err() == nil {
-			s.a.log.Warn("publish image inventory", "err", err)
+			s.log.Warn("publish image inventory", "err", err)
 		}
 		if err == nil {
 			s.refreshStale(ctx, imgs)
-			if now := time.Now(); s.a.cfg.ImageGCAfter > 0 && now.Sub(s.lastGC) >= min(gcEvery, s.a.cfg.ImageGCAfter) {
+			if now := time.Now(); s.gcAfter > 0 && now.Sub(s.lastGC) >= min(gcEvery, s.gcAfter) {
 				s.lastGC = now
-				if _, err := s.collect(ctx, imgs, now, s.a.cfg.ImageGCAfter); err != nil && ctx.Err() == nil {
-					s.a.log.Warn("image garbage collection", "err", err)
+				if _, err := s.collect(ctx, imgs, now, s.gcAfter); err != nil && ctx.Err() == nil {
+					s.log.Warn("image garbage collection", "err", err)
 				}
 			}
 		}
@@ -217,8 +246,8 @@ func (s *imageSharing) publishInventory(ctx context.Context) ([]runtime.Image, e
 	if err != nil {
 		return nil, err
 	}
-	key := nodeImagesKey(s.a.cfg.Name)
-	stored := s.a.store.RawFields(key)
+	key := nodeImagesKey(s.self)
+	stored := s.replicated.RawFields(key)
 	changes := map[string]json.RawMessage{}
 	held := map[string]bool{}
 	for _, img := range imgs {
@@ -244,15 +273,15 @@ func (s *imageSharing) publishInventory(ctx context.Context) ([]runtime.Image, e
 		changes["apiVersion"] = json.RawMessage(`"chorus.io/v1"`)
 		changes["kind"] = json.RawMessage(`"` + kindNodeImages + `"`)
 	}
-	return imgs, s.a.store.WriteFields(key, changes)
+	return imgs, s.replicated.WriteFields(key, changes)
 }
 
 // publishedEntries returns the entries for ref that alive peers publish,
 // by peer (this one included, as last published).
 func (s *imageSharing) publishedEntries(ref string) map[string]imageEntry {
 	out := map[string]imageEntry{}
-	for _, m := range s.a.aliveMembers() {
-		raw, ok := s.a.store.RawFields(nodeImagesKey(m))["spec."+ref]
+	for _, m := range s.peers.Alive() {
+		raw, ok := s.replicated.RawFields(nodeImagesKey(m))["spec."+ref]
 		if !ok {
 			continue
 		}
@@ -272,9 +301,9 @@ func (s *imageSharing) publishedEntries(ref string) map[string]imageEntry {
 func (s *imageSharing) newest(ref string, local *imageEntry) (cur imageEntry, holders []string, ok bool) {
 	entries := s.publishedEntries(ref)
 	if local != nil {
-		entries[s.a.cfg.Name] = *local
+		entries[s.self] = *local
 	} else {
-		delete(entries, s.a.cfg.Name)
+		delete(entries, s.self)
 	}
 	for _, e := range entries {
 		if !ok || newer(e, cur) {
@@ -282,7 +311,7 @@ func (s *imageSharing) newest(ref string, local *imageEntry) (cur imageEntry, ho
 		}
 	}
 	for m, e := range entries {
-		if m != s.a.cfg.Name && e.Digest == cur.Digest {
+		if m != s.self && e.Digest == cur.Digest {
 			holders = append(holders, m)
 		}
 	}
@@ -327,7 +356,7 @@ func (s *imageSharing) refreshStale(ctx context.Context, imgs []runtime.Image) {
 		}
 		s.mu.Unlock()
 		if !busy && !recent && s.refused(cur.Digest) == nil {
-			s.a.log.Info("image has newer content on other peers; fetching it", "image", img.Name, "have", local.Digest, "current", cur.Digest)
+			s.log.Info("image has newer content on other peers; fetching it", "image", img.Name, "have", local.Digest, "current", cur.Digest)
 			s.start(ctx, img.Name)
 		}
 	}
@@ -343,8 +372,8 @@ func (s *imageSharing) inventory() map[string]struct {
 		imageEntry
 		Peers int
 	}{}
-	for _, m := range s.a.aliveMembers() {
-		for f, raw := range s.a.store.RawFields(nodeImagesKey(m)) {
+	for _, m := range s.peers.Alive() {
+		for f, raw := range s.replicated.RawFields(nodeImagesKey(m)) {
 			if !strings.HasPrefix(f, "spec.") {
 				continue
 			}
@@ -471,8 +500,8 @@ func (s *imageSharing) fetch(ctx context.Context, ref string) error {
 			if err := s.refused("pull " + ref); err != nil {
 				return err
 			}
-			s.a.log.Info("pulling image from its registry", "image", ref)
-			if _, err := s.store.Pull(ctx, ref, s.a.loadVersion()); err != nil {
+			s.log.Info("pulling image from its registry", "image", ref)
+			if _, err := s.store.Pull(ctx, ref, s.loadVersion()); err != nil {
 				err = fmt.Errorf("image %s is on no peer, and pulling it failed: %w", ref, withLimitFlag(err))
 				s.refuse("pull "+ref, err)
 				return err
@@ -529,7 +558,7 @@ func (s *imageSharing) fetch(ctx context.Context, ref string) error {
 			if lastErr == nil {
 				break
 			}
-			s.a.log.Warn("blob transfer failed; retrying from another peer", "image", ref, "blob", b.Digest, "err", lastErr)
+			s.log.Warn("blob transfer failed; retrying from another peer", "image", ref, "blob", b.Digest, "err", lastErr)
 		}
 		if lastErr != nil {
 			return fmt.Errorf("image %s: blob %s: %w", ref, b.Digest, lastErr)
@@ -541,14 +570,14 @@ func (s *imageSharing) fetch(ctx context.Context, ref string) error {
 		s.refuse(cur.Digest, err)
 		return err
 	}
-	s.a.log.Info("image fetched from peers", "image", ref, "peers", len(holders), "bytes", total, "took", time.Since(start).Round(time.Millisecond))
+	s.log.Info("image fetched from peers", "image", ref, "peers", len(holders), "bytes", total, "took", time.Since(start).Round(time.Millisecond))
 	s.published()
 	return nil
 }
 
 func (s *imageSharing) manifestFrom(ctx context.Context, peer, ref string) (runtime.ImageManifest, error) {
 	var m runtime.ImageManifest
-	resp, err := s.a.gossip.Sync(ctx, peer, append([]byte{msgManifest}, ref...))
+	resp, err := s.peers.Sync(ctx, peer, append([]byte{msgManifest}, ref...))
 	if err != nil {
 		return m, err
 	}
@@ -747,7 +776,7 @@ func gcCandidates(imgs []runtime.Image, inUse map[string]string, lastUsed map[st
 // same content.
 func (s *imageSharing) heldElsewhere(img runtime.Image) bool {
 	for m, e := range s.publishedEntries(img.Name) {
-		if m != s.a.cfg.Name && e.Digest == img.Digest {
+		if m != s.self && e.Digest == img.Digest {
 			return true
 		}
 	}
@@ -759,7 +788,7 @@ func (s *imageSharing) heldElsewhere(img runtime.Image) bool {
 // collection: the first holder by name keeps its copy).
 func (s *imageSharing) heldBefore(img runtime.Image) bool {
 	for m, e := range s.publishedEntries(img.Name) {
-		if m < s.a.cfg.Name && e.Digest == img.Digest {
+		if m < s.self && e.Digest == img.Digest {
 			return true
 		}
 	}
@@ -773,7 +802,7 @@ func (s *imageSharing) collect(ctx context.Context, imgs []runtime.Image, now ti
 }
 
 func (s *imageSharing) remove(ctx context.Context, imgs []runtime.Image, now time.Time, after time.Duration, all bool) ([]runtime.Image, error) {
-	inUse := s.a.podImages()
+	inUse := s.inUse()
 	s.mu.Lock()
 	for name := range inUse {
 		s.lastUsed[name] = now
@@ -809,7 +838,7 @@ func (s *imageSharing) remove(ctx context.Context, imgs []runtime.Image, now tim
 		s.mu.Unlock()
 		img := byName[name]
 		removed = append(removed, img)
-		s.a.log.Info("image removed", "image", name, "digest", img.Digest, "unpacked", img.Unpacked,
+		s.log.Info("image removed", "image", name, "digest", img.Digest, "unpacked", img.Unpacked,
 			"why", map[bool]string{true: "unused for " + after.String(), false: "pruned"}[after > 0])
 	}
 	if len(removed) > 0 {

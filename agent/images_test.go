@@ -112,7 +112,7 @@ func TestWithLimitFlag(t *testing.T) {
 }
 
 func TestRefusalsRemembered(t *testing.T) {
-	s := newImageSharing(nil, nil)
+	s := newImageSharing(imageDeps{}, nil)
 	limit := withLimitFlag(&runtime.LimitError{Image: "image x", What: "unpacked size", Limit: 1})
 	s.refuse("sha256:a", errors.New("connection reset")) // not a limit: fetched again
 	s.refuse("sha256:b", limit)

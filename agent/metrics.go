@@ -112,11 +112,11 @@ func renderMetrics(in metricsInput) []byte {
 	// Every known status and phase is reported, 0 or not, so that series
 	// do not come and go.
 	members := map[string]int{}
-	for _, s := range []string{gossip.StatusAlive, gossip.StatusLeaving, gossip.StatusLeft, gossip.StatusDead, gossip.StatusUnknown} {
-		members[strings.ToLower(s)] = 0
+	for _, s := range []gossip.Status{gossip.StatusAlive, gossip.StatusLeaving, gossip.StatusLeft, gossip.StatusDead, gossip.StatusUnknown} {
+		members[strings.ToLower(string(s))] = 0
 	}
 	for _, mb := range in.Members {
-		members[strings.ToLower(mb.Status)]++
+		members[strings.ToLower(string(mb.Status))]++
 	}
 	for s, n := range members {
 		m.gauge("chorus_members", "Cluster members as this peer sees them, by status.", float64(n), "status", s)

@@ -5,6 +5,7 @@ import (
 	"fmt"
 
 	"github.com/chorus-sh/chorus/api"
+	"github.com/chorus-sh/chorus/gossip"
 	"github.com/chorus-sh/chorus/placement"
 	"github.com/chorus-sh/chorus/reconcile"
 )
@@ -90,7 +91,7 @@ func (a *Agent) listedPods() []api.Pod {
 	for i := range out {
 		seen[podKey(&out[i])] = true
 	}
-	status := map[string]string{}
+	status := map[string]gossip.Status{}
 	if a.gossip != nil {
 		for _, m := range a.gossip.Members() {
 			status[m.Name] = m.Status
@@ -112,7 +113,7 @@ func (a *Agent) listedPods() []api.Pod {
 		node := p.Spec.NodeName
 		st, known := status[node]
 		switch {
-		case node == "" || node == a.cfg.Name || st == "Alive" || known && st != "Dead" && st != "Left":
+		case node == "" || node == a.cfg.Name || st == gossip.StatusAlive || known && st != gossip.StatusDead && st != gossip.StatusLeft:
 			// Not started yet, or its peer is suspected: its last status
 			// when there is one, Pending otherwise.
 			if last, ok := a.lastPodStatus(node, &p); ok && node != a.cfg.Name {

@@ -8,6 +8,7 @@ import (
 	"sync"
 
 	"github.com/chorus-sh/chorus/api"
+	"github.com/chorus-sh/chorus/gossip"
 	"github.com/chorus-sh/chorus/placement"
 	"github.com/chorus-sh/chorus/reconcile"
 	"github.com/chorus-sh/chorus/state"
@@ -74,7 +75,7 @@ func (a *Agent) placementNodes() []placement.Node {
 		return []placement.Node{{Name: a.cfg.Name, Labels: a.cfg.Labels}}
 	}
 	for _, m := range a.gossip.Members() {
-		if m.Status != "Alive" {
+		if m.Status != gossip.StatusAlive {
 			continue
 		}
 		n := placement.Node{Name: m.Name, Labels: map[string]string{}, Cordoned: a.cordoned(m.Name)}

@@ -13,6 +13,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/chorus-sh/chorus/api"
+	"github.com/chorus-sh/chorus/gossip"
 	"github.com/chorus-sh/chorus/runtime"
 )
 
@@ -238,7 +239,7 @@ func (a *Agent) askPeers(ctx context.Context, path string, q url.Values, timeout
 	var wg sync.WaitGroup
 	for _, m := range a.gossip.Members() {
 		addr := m.Tags[tagAPI]
-		if m.Name == a.cfg.Name || m.Status != "Alive" || addr == "" {
+		if m.Name == a.cfg.Name || m.Status != gossip.StatusAlive || addr == "" {
 			continue
 		}
 		wg.Add(1)

@@ -94,7 +94,7 @@ func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool)
 	}
 }
 
-func statusOf(n *Node, name string) string {
+func statusOf(n *Node, name string) Status {
 	for _, m := range n.Members() {
 		if m.Name == name {
 			return m.Status

@@ -78,13 +78,16 @@ const (
 	TagP2PAddr = "p2p-addr"
 )
 
+// Status is a member's state as this node sees it.
+type Status string
+
 // Member status values.
 const (
-	StatusAlive   = "Alive"
-	StatusLeaving = "Leaving"
-	StatusLeft    = "Left"
-	StatusDead    = "Dead"
-	StatusUnknown = "Unknown"
+	StatusAlive   Status = "Alive"
+	StatusLeaving Status = "Leaving"
+	StatusLeft    Status = "Left"
+	StatusDead    Status = "Dead"
+	StatusUnknown Status = "Unknown"
 )
 
 // Config configures a Node. Only Name (or a usable hostname) and, in a real
@@ -132,7 +135,7 @@ type Member struct {
 	// Addr is the member's serf address, "ip:port".
 	Addr string
 	// Status is StatusAlive, StatusLeaving, StatusLeft or StatusDead.
-	Status string
+	Status Status
 	Tags   map[string]string
 	// Since is when this node saw Status begin (or first saw the member).
 	Since time.Time
@@ -230,7 +233,7 @@ type Node struct {
 }
 
 type seen struct {
-	status string
+	status Status
 	since  time.Time
 }
 
@@ -647,7 +650,7 @@ func (n *Node) memberLocked(m serf.Member) Member {
 	}
 }
 
-func statusString(s serf.MemberStatus) string {
+func statusString(s serf.MemberStatus) Status {
 	switch s {
 	case serf.StatusAlive:
 		return StatusAlive
