@@ -19,6 +19,7 @@ import (
 	"runtime/debug"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -28,6 +29,7 @@ import (
 	"github.com/chorus-sh/chorus/apiserver"
 	"github.com/chorus-sh/chorus/crdt"
 	"github.com/chorus-sh/chorus/gossip"
+	"github.com/chorus-sh/chorus/placement"
 	"github.com/chorus-sh/chorus/placement/subnet"
 	"github.com/chorus-sh/chorus/podnet"
 	"github.com/chorus-sh/chorus/proxy"
@@ -271,6 +273,15 @@ type Agent struct {
 	wgMTU int
 	// peerTransport carries this peer's calls to other peers' APIs.
 	peerTransport *http.Transport
+
+	// nodesCache holds the alive members as placement's nodes, derived
+	// at the membership's change count version (placementNodes).
+	nodesCache struct {
+		sync.Mutex
+		version uint64
+		valid   bool
+		nodes   []placement.Node
+	}
 
 	// orphansCollected paces collectOrphans; only the reconcile loop uses it.
 	orphansCollected pace

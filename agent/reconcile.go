@@ -3,6 +3,7 @@ package agent
 import (
 	"context"
 	"encoding/json"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -70,15 +71,35 @@ func (a *Agent) cordoned(name string) bool {
 
 // placementNodes turns the alive members into placement's nodes.
 func (a *Agent) placementNodes() []placement.Node {
-	var out []placement.Node
 	if a.gossip == nil {
 		return []placement.Node{{Name: a.cfg.Name, Labels: a.cfg.Labels}}
 	}
-	for _, m := range a.gossip.Members() {
+	// The alive members as placement sees them change only with the
+	// membership: derived again only then (at every pass, every peer
+	// copied every member's tags and parsed its memory, O(peers) each
+	// second: tests/scale), and cordons read at every call.
+	a.nodesCache.Lock()
+	defer a.nodesCache.Unlock()
+	if v := a.gossip.Changes(); !a.nodesCache.valid || v != a.nodesCache.version {
+		a.nodesCache.nodes = membersAsNodes(a.gossip.Members())
+		a.nodesCache.version, a.nodesCache.valid = v, true
+	}
+	out := slices.Clone(a.nodesCache.nodes)
+	for i := range out {
+		out[i].Cordoned = a.cordoned(out[i].Name)
+	}
+	return out
+}
+
+// membersAsNodes is the alive members as placement's nodes: their labels
+// (and the well-known hostname and zone labels), CPUs and memory.
+func membersAsNodes(ms []gossip.Member) []placement.Node {
+	var out []placement.Node
+	for _, m := range ms {
 		if m.Status != gossip.StatusAlive {
 			continue
 		}
-		n := placement.Node{Name: m.Name, Labels: map[string]string{}, Cordoned: a.cordoned(m.Name)}
+		n := placement.Node{Name: m.Name, Labels: map[string]string{}}
 		for k, v := range m.Tags {
 			if l, ok := strings.CutPrefix(k, labelTagPrefix); ok {
 				n.Labels[l] = v

@@ -9,18 +9,24 @@ import (
 	"pgregory.net/rapid"
 )
 
+// newJournal opens a new journal in dir for one rapid case; it is removed
+// when the case ends.
+func newJournal(t *rapid.T, dir string) (string, *Journal, *State) {
+	path := filepath.Join(dir, fmt.Sprintf("s%d", rapid.Int().Draw(t, "file")))
+	t.Cleanup(func() { os.Remove(path); os.Remove(path + LogSuffix) })
+	j, st, err := OpenJournal(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return path, j, st
+}
+
 // Whatever deltas are appended, with compactions between them, a journal
 // opened again holds the same state as the one written.
 func TestJournalReopens(t *testing.T) {
 	dir := t.TempDir()
 	rapid.Check(t, func(t *rapid.T) {
-		path := filepath.Join(dir, fmt.Sprintf("s%d", rapid.Int().Draw(t, "file")))
-		defer os.Remove(path)
-		defer os.Remove(path + LogSuffix)
-		j, st, err := OpenJournal(path)
-		if err != nil {
-			t.Fatal(err)
-		}
+		path, j, st := newJournal(t, dir)
 		for i := range rapid.IntRange(0, 10).Draw(t, "n") {
 			d := st.Merge(genDelta(t, fmt.Sprintf("d%d", i)))
 			if err := j.Append(d, rapid.Bool().Draw(t, fmt.Sprintf("sync%d", i))); err != nil {
@@ -57,13 +63,7 @@ func TestJournalReopens(t *testing.T) {
 func TestJournalDamagedLog(t *testing.T) {
 	dir := t.TempDir()
 	rapid.Check(t, func(t *rapid.T) {
-		path := filepath.Join(dir, fmt.Sprintf("s%d", rapid.Int().Draw(t, "file")))
-		defer os.Remove(path)
-		defer os.Remove(path + LogSuffix)
-		j, st, err := OpenJournal(path)
-		if err != nil {
-			t.Fatal(err)
-		}
+		path, j, st := newJournal(t, dir)
 		var deltas []Delta
 		var ends []int64 // log size after each record
 		for i := range rapid.IntRange(1, 6).Draw(t, "n") {

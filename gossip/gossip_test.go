@@ -147,9 +147,11 @@ func TestMembershipJoinFailLeave(t *testing.T) {
 	})
 	t.Logf("data planes connected in %v", d)
 
-	// Tag updates reach the others as update events.
+	// Tag updates reach the others as update events, and count as a
+	// change of the membership.
 	evA, unsubA := a.Subscribe()
 	defer unsubA()
+	before := a.Changes()
 	if err := c.SetTags(map[string]string{"zone": "z1"}); err != nil {
 		t.Fatal(err)
 	}
@@ -159,6 +161,9 @@ func TestMembershipJoinFailLeave(t *testing.T) {
 	waitEvent(t, evA, 5*time.Second, EventUpdate, "c", func(m Member) bool {
 		return m.Tags["zone"] == "z1" && m.Tags[TagPeerID] == c.PeerID()
 	})
+	if a.Changes() <= before {
+		t.Fatalf("a tag update left Changes at %d", a.Changes())
+	}
 
 	// Failure: close c without leaving; a and b must see it Dead.
 	evB, unsubB := b.Subscribe()

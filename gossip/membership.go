@@ -194,6 +194,7 @@ type Node struct {
 	serfAddr  string              // advertised "ip:port"
 	keyring   *memberlist.Keyring // nil: an open cluster
 	events    chan serf.Event
+	changes   atomic.Uint64 // member events handled (Changes)
 	loopDone  chan struct{}
 
 	host   host.Host
@@ -618,6 +619,12 @@ func (n *Node) Members() []Member {
 	return out
 }
 
+// Changes counts the membership changes this node has seen (joins, tag
+// updates, leaves, failures, reaps). What a reader derived from Members
+// still holds while Changes returns what it returned before the reader
+// called Members.
+func (n *Node) Changes() uint64 { return n.changes.Load() }
+
 // AliveNames returns the names of the alive members, this node included
 // when alive, sorted: Members without a copy of every member's address and
 // tags (a peer's reconcile loop asks for it at every pass).
@@ -720,6 +727,7 @@ func (n *Node) handleSerfEvent(e serf.Event) {
 	if !ok {
 		return
 	}
+	n.changes.Add(1)
 	var typ EventType
 	switch me.Type {
 	case serf.EventMemberJoin:
