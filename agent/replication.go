@@ -44,8 +44,6 @@ type replicator struct {
 	tr    syncTransport
 	log   *slog.Logger
 
-	out chan []byte // encoded deltas waiting to be published
-
 	malformed atomic.Int64 // undecodable messages dropped
 	rounds    atomic.Int64 // anti-entropy rounds that transferred registers
 	bytesOut  atomic.Int64 // bytes this peer sent for replication
@@ -53,33 +51,26 @@ type replicator struct {
 }
 
 func newReplicator(st *state.Store, tr syncTransport, log *slog.Logger) *replicator {
-	r := &replicator{store: st, tr: tr, log: log, out: make(chan []byte, 256)}
-	st.SetPublish(r.enqueue)
-	return r
+	return &replicator{store: st, tr: tr, log: log}
 }
 
-// enqueue hands a local delta to the publisher without blocking the write;
-// if the queue is full the delta is dropped and anti-entropy carries it.
-func (r *replicator) enqueue(d crdt.Delta) {
-	b, err := crdt.EncodeDelta(d)
-	if err != nil {
-		r.log.Error("encode delta", "err", err)
-		return
-	}
-	select {
-	case r.out <- b:
-	default:
-		r.log.Warn("publish queue full; anti-entropy will carry the change")
-	}
-}
-
-// publishLoop publishes queued deltas until ctx is done.
+// publishLoop publishes the store's local deltas until ctx is done.
 func (r *replicator) publishLoop(ctx context.Context) {
+	var dropped int64
 	for {
 		select {
 		case <-ctx.Done():
 			return
-		case b := <-r.out:
+		case d := <-r.store.Local():
+			if n := r.store.LocalDropped(); n > dropped {
+				r.log.Warn("publish queue was full: anti-entropy carries the changes dropped", "dropped", n-dropped)
+				dropped = n
+			}
+			b, err := crdt.EncodeDelta(d)
+			if err != nil {
+				r.log.Error("encode delta", "err", err)
+				continue
+			}
 			pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 			if err := r.tr.Publish(pctx, b); err != nil && ctx.Err() == nil {
 				r.log.Warn("publish delta", "err", err)

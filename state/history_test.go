@@ -7,7 +7,6 @@ import (
 	"time"
 
 	"github.com/chorus-sh/chorus/api"
-	"github.com/chorus-sh/chorus/crdt"
 )
 
 func newTestStore(t *testing.T, node string) *Store {
@@ -23,22 +22,22 @@ func newTestStore(t *testing.T, node string) *Store {
 // when flush is called.
 func linkedStores(t *testing.T) (a, b *Store, flush func()) {
 	a, b = newTestStore(t, "a"), newTestStore(t, "b")
-	var toA, toB []crdt.Delta
-	a.SetPublish(func(d crdt.Delta) { toB = append(toB, d) })
-	b.SetPublish(func(d crdt.Delta) { toA = append(toA, d) })
+	deliver := func(from, to *Store) {
+		for {
+			select {
+			case d := <-from.Local():
+				if _, err := to.Merge(d); err != nil {
+					t.Fatal(err)
+				}
+			default:
+				return
+			}
+		}
+	}
 	return a, b, func() {
 		t.Helper()
-		for _, d := range toB {
-			if _, err := b.Merge(d); err != nil {
-				t.Fatal(err)
-			}
-		}
-		for _, d := range toA {
-			if _, err := a.Merge(d); err != nil {
-				t.Fatal(err)
-			}
-		}
-		toA, toB = nil, nil
+		deliver(a, b)
+		deliver(b, a)
 	}
 }
 

@@ -1,9 +1,10 @@
 // Package state is a peer's replica of the cluster's desired state: the
 // API objects as typed values (api.Object) over a crdt.State, in memory
 // and on disk. A local write is validated as apply validates, stamped by
-// the peer's clock, saved (synced to disk) and only then acknowledged; its
-// delta goes to the publish function the replicator gives. Deltas of other
-// peers are merged (Merge) and saved soon after (SaveLoop). What no write
+// the peer's clock, appended to the journal (synced) and only then
+// acknowledged; its delta waits in Local for the replicator. Deltas of
+// other peers are merged (Merge), appended at once and synced soon after
+// (SaveLoop). What no write
 // path accepts (an invalid object from an older peer or a damaged disk)
 // is left out of every read and reported, never returned.
 //
@@ -41,13 +42,16 @@ type Result struct {
 }
 
 // Store is this peer's replica of the desired state: a crdt.State in memory
-// and on disk. A local write is stamped by the peer's clock, saved (synced
-// to disk) and only then acknowledged; its delta goes to publish, which
-// hands it to gossip. Remote deltas are merged and saved the same way.
+// and on disk (a crdt.Journal). A local write is stamped by the peer's
+// clock, appended to the journal (synced) and only then acknowledged; its
+// delta waits in Local for the replicator, which hands it to gossip.
 type Store struct {
-	path    string
-	clock   *crdt.Clock
-	publish func(crdt.Delta) // set (SetPublish) before the first write; may be nil
+	path  string
+	clock *crdt.Clock
+	// local holds the deltas of local writes until the replicator takes
+	// them (Local); localDropped counts those dropped when it was full.
+	local        chan crdt.Delta
+	localDropped atomic.Int64
 
 	mu    sync.RWMutex
 	st    *crdt.State
@@ -116,7 +120,7 @@ func Open(path, node string) (*Store, error) {
 		return nil, fmt.Errorf("desired state: %w", err)
 	}
 	s := &Store{path: path, clock: crdt.NewClock(node, time.Now), st: st, watch: make(chan struct{}), dirty: make(chan struct{}, 1), setAside: setAside,
-		exchanged: make(chan struct{}), journal: j, cut: j.Dropped()}
+		exchanged: make(chan struct{}), journal: j, cut: j.Dropped(), local: make(chan crdt.Delta, localQueue)}
 	// Never issue a stamp below what this peer already wrote or saw.
 	_ = s.clock.Observe(st.MaxStamp())
 	return s, nil
@@ -133,9 +137,17 @@ func (s *Store) Close() error {
 	return s.journal.Close()
 }
 
-// SetPublish gives the function each local write's delta is handed to
-// (the replicator's queue); call it before the first write.
-func (s *Store) SetPublish(publish func(crdt.Delta)) { s.publish = publish }
+// localQueue is how many local deltas wait for the replicator at most.
+const localQueue = 256
+
+// Local returns the deltas of this peer's writes, in the order they were
+// acknowledged, for the replicator to spread. A write never waits for
+// it: with localQueue deltas waiting, later ones are dropped and counted
+// (LocalDropped), and anti-entropy carries them.
+func (s *Store) Local() <-chan crdt.Delta { return s.local }
+
+// LocalDropped returns how many local deltas Local's queue dropped.
+func (s *Store) LocalDropped() int64 { return s.localDropped.Load() }
 
 // Path is the file the state is saved to.
 func (s *Store) Path() string { return s.path }

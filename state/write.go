@@ -107,8 +107,10 @@ func (s *Store) commit(next *crdt.State, d crdt.Delta) error {
 	s.st = next
 	close(s.watch)
 	s.watch = make(chan struct{})
-	if s.publish != nil {
-		s.publish(d)
+	select {
+	case s.local <- d:
+	default:
+		s.localDropped.Add(1)
 	}
 	return nil
 }
