@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"github.com/chorus-sh/chorus/api"
+	"github.com/chorus-sh/chorus/controller"
+	"github.com/chorus-sh/chorus/crdt"
 	"github.com/chorus-sh/chorus/gossip"
 	"github.com/chorus-sh/chorus/placement"
 	"github.com/chorus-sh/chorus/state"
@@ -42,7 +44,7 @@ func (a *Agent) controlBatch(now time.Time) {
 	jobs := a.store.List(api.KindJob, "")
 	alive := a.aliveMembers()
 	leads := func(key string) bool { return placement.Leader(key, alive) == a.cfg.Name }
-	progress := map[string]jobProgress{} // by job key
+	progress := map[string]controller.JobProgress{} // by job key
 	uids := map[string]bool{}
 	for _, o := range jobs {
 		j := o.(*api.Job)
@@ -71,7 +73,7 @@ func (a *Agent) controlBatch(now time.Time) {
 		if listed == nil {
 			listed = a.listedPods()
 		}
-		a.controlJob(j, progress[api.ObjectKey(j)], jobPodsOf(j, listed), now)
+		a.controlJob(j, progress[api.ObjectKey(j)], controller.JobPodsOf(j, listed), now)
 	}
 	for _, o := range sets {
 		s := o.(*api.StatefulSet)
@@ -113,13 +115,13 @@ func (a *Agent) collectOrphans(now time.Time, uids map[string]bool, leads func(k
 	}
 }
 
-// controlJob carries out planJob for j.
-func (a *Agent) controlJob(j *api.Job, prog jobProgress, pods []api.Pod, now time.Time) {
-	plan := planJob(j, prog, pods, now)
+// controlJob carries out controller.PlanJob for j.
+func (a *Agent) controlJob(j *api.Job, prog controller.JobProgress, pods []api.Pod, now time.Time) {
+	plan := controller.PlanJob(j, prog, pods, now)
 	ref := api.ObjectReference{Kind: api.KindJob, Namespace: j.Metadata.Namespace, Name: j.Metadata.Name, UID: j.Metadata.UID}
 	// The records first: a pod is deleted only once its end is counted.
 	key := state.JobProgressKey(j.Metadata.Namespace, j.Metadata.Name)
-	if err := a.store.WriteProgress(key, state.KindJobProgress, j.Metadata.UID, plan.fields()); err != nil {
+	if err := a.store.WriteProgress(key, state.KindJobProgress, j.Metadata.UID, plan.Fields()); err != nil {
 		a.log.Warn("job progress", "job", api.ObjectKey(j), "err", err)
 		return
 	}
@@ -160,34 +162,34 @@ func (a *Agent) controlJob(j *api.Job, prog jobProgress, pods []api.Pod, now tim
 }
 
 // cronRuns returns the jobs of cron job c as runs, with how they ended.
-func cronRuns(c *api.CronJob, jobs []api.Object, progress map[string]jobProgress) ([]cronRun, map[string]*api.Job) {
-	var runs []cronRun
+func cronRuns(c *api.CronJob, jobs []api.Object, progress map[string]controller.JobProgress) ([]controller.CronRun, map[string]*api.Job) {
+	var runs []controller.CronRun
 	byName := map[string]*api.Job{}
 	for _, o := range jobs {
 		j := o.(*api.Job)
 		if j.Metadata.Namespace != c.Metadata.Namespace || !state.OwnedBy(&j.Metadata, api.KindCronJob, c.Metadata.UID) {
 			continue
 		}
-		t, err := scheduledTime(j)
+		t, err := controller.ScheduledTime(j)
 		if err != nil {
 			continue
 		}
 		byName[j.Metadata.Name] = j
-		runs = append(runs, cronRun{Name: j.Metadata.Name, Scheduled: t, End: progress[api.ObjectKey(j)].End})
+		runs = append(runs, controller.CronRun{Name: j.Metadata.Name, Scheduled: t, End: progress[api.ObjectKey(j)].End})
 	}
 	return runs, byName
 }
 
-// controlCronJob carries out planCronJob for c.
-func (a *Agent) controlCronJob(c *api.CronJob, jobs []api.Object, progress map[string]jobProgress, now time.Time) {
+// controlCronJob carries out controller.PlanCronJob for c.
+func (a *Agent) controlCronJob(c *api.CronJob, jobs []api.Object, progress map[string]controller.JobProgress, now time.Time) {
 	ref := api.ObjectReference{Kind: api.KindCronJob, Namespace: c.Metadata.Namespace, Name: c.Metadata.Name, UID: c.Metadata.UID}
 	sched, err := api.ParseSchedule(c.Spec.Schedule, c.Spec.TimeZone)
 	if err != nil {
 		return // validated on every write: not reached
 	}
-	prog := readCronProgress(a.store.RawFields(state.CronProgressKey(c.Metadata.Namespace, c.Metadata.Name)), c.Metadata.UID)
+	prog := controller.ReadCronProgress(a.store.RawFields(state.CronProgressKey(c.Metadata.Namespace, c.Metadata.Name)), c.Metadata.UID)
 	runs, _ := cronRuns(c, jobs, progress)
-	plan := planCronJob(c, sched, prog, runs, now)
+	plan := controller.PlanCronJob(c, sched, prog, runs, now)
 	var keys []string
 	for _, name := range plan.Delete {
 		keys = append(keys, state.Key(api.KindJob, c.Metadata.Namespace, name))
@@ -225,7 +227,7 @@ func (a *Agent) controlCronJob(c *api.CronJob, jobs []api.Object, progress map[s
 	}
 }
 
-// controlStatefulSet carries out planStatefulSet for s.
+// controlStatefulSet carries out controller.PlanStatefulSet for s.
 func (a *Agent) controlStatefulSet(s *api.StatefulSet, listed []api.Pod) {
 	ref := api.ObjectReference{Kind: api.KindStatefulSet, Namespace: s.Metadata.Namespace, Name: s.Metadata.Name, UID: s.Metadata.UID}
 	var pods []api.Pod
@@ -244,7 +246,7 @@ func (a *Agent) controlStatefulSet(s *api.StatefulSet, listed []api.Pod) {
 	for _, o := range a.store.List(api.KindPersistentVolumeClaim, s.Metadata.Namespace) {
 		claims[o.Meta().Name] = true
 	}
-	plan := planStatefulSet(s, pods, stored, claims, a.gonePeers(pods))
+	plan := controller.PlanStatefulSet(s, pods, stored, claims, a.gonePeers(pods))
 	for _, e := range plan.Events {
 		a.events.record(ref, e.Type, e.Reason, e.Message)
 	}
@@ -302,5 +304,30 @@ func (a *Agent) gonePeers(pods []api.Pod) map[string]bool {
 			}
 		}
 	}
+	return out
+}
+
+// jobProgressOf reads the progress of j from st.
+func jobProgressOf(st *state.Store, j *api.Job) controller.JobProgress {
+	return controller.ReadJobProgress(st.RawFields(state.JobProgressKey(j.Metadata.Namespace, j.Metadata.Name)), j.Metadata.UID)
+}
+
+// endedJobPods returns the final status of every job pod a job's
+// controller recorded as ended, by pod key.
+func endedJobPods(s *state.Store) map[string]api.PodStatus {
+	out := map[string]api.PodStatus{}
+	s.Read(func(cs *crdt.State) {
+		for _, key := range cs.Keys(state.KindJobProgress + "/") {
+			_, ns, _ := state.SplitKey(key)
+			fields, _ := cs.Get(key)
+			for name, r := range controller.JobRecords(fields) {
+				st := r.Status
+				if r.Disrupted {
+					st.Phase = api.PodFailed
+				}
+				out[ns+"/"+name] = st
+			}
+		}
+	})
 	return out
 }

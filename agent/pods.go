@@ -5,6 +5,7 @@ import (
 	"fmt"
 
 	"github.com/chorus-sh/chorus/api"
+	"github.com/chorus-sh/chorus/controller"
 	"github.com/chorus-sh/chorus/gossip"
 	"github.com/chorus-sh/chorus/placement"
 	"github.com/chorus-sh/chorus/reconcile"
@@ -129,7 +130,7 @@ func (a *Agent) listedPods() []api.Pod {
 					Reason: "PeerNotReady", Message: fmt.Sprintf("bound to peer %s (where its volumes are), which is not alive", node)}
 				break
 			}
-			p.Status = nodeLost(last, node)
+			p.Status = controller.NodeLost(last, node)
 		}
 		out = append(out, p)
 	}
@@ -153,33 +154,6 @@ func (a *Agent) lastPodStatus(node string, p *api.Pod) (api.PodStatus, bool) {
 		return api.PodStatus{}, false // an earlier pod of the same name
 	}
 	return last.Status, true
-}
-
-// nodeLost is the status of a pod whose peer is dead, from its last one:
-// as Kubernetes' node lifecycle controller marks it, phase Unknown, reason
-// NodeLost, not Ready. A pod that had ended keeps its final phase.
-func nodeLost(last api.PodStatus, node string) api.PodStatus {
-	if last.Phase == api.PodSucceeded || last.Phase == api.PodFailed {
-		return last
-	}
-	st := last
-	st.Phase, st.Reason = api.PodUnknown, "NodeLost"
-	st.Message = fmt.Sprintf("peer %s which was running pod is unresponsive", node)
-	st.Conditions = nil
-	for _, c := range last.Conditions {
-		if c.Type == "Ready" || c.Type == "ContainersReady" {
-			c.Status = "False"
-		}
-		st.Conditions = append(st.Conditions, c)
-	}
-	if len(st.Conditions) == 0 {
-		st.Conditions = []api.PodCondition{{Type: "PodScheduled", Status: "True"}, {Type: "Ready", Status: "False"}}
-	}
-	st.ContainerStatuses = append([]api.ContainerStatus(nil), last.ContainerStatuses...)
-	for i := range st.ContainerStatuses {
-		st.ContainerStatuses[i].Ready = false
-	}
-	return st
 }
 
 func boolStatus(b bool) string {

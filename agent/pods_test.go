@@ -8,28 +8,6 @@ import (
 	"github.com/chorus-sh/chorus/state"
 )
 
-// A pod whose peer is dead keeps its last status, as Unknown/NodeLost and
-// not Ready; one that had ended keeps its final phase.
-func TestNodeLost(t *testing.T) {
-	last := api.PodStatus{Phase: api.PodRunning, PodIP: "10.0.0.5",
-		Conditions:        []api.PodCondition{{Type: "PodScheduled", Status: "True"}, {Type: "Ready", Status: "True"}},
-		ContainerStatuses: []api.ContainerStatus{{Name: "c", Ready: true}}}
-	st := nodeLost(last, "p2")
-	if st.Phase != api.PodUnknown || st.Reason != "NodeLost" || st.PodIP != "10.0.0.5" || st.ContainerStatuses[0].Ready {
-		t.Fatalf("nodeLost = %+v", st)
-	}
-	if (&api.Pod{Status: st}).Status.Conditions[1].Status != "False" || !last.ContainerStatuses[0].Ready || last.Conditions[1].Status != "True" {
-		t.Fatalf("Ready not False, or the last status changed: %+v / %+v", st, last)
-	}
-	done := api.PodStatus{Phase: api.PodSucceeded}
-	if nodeLost(done, "p2").Phase != api.PodSucceeded {
-		t.Fatalf("an ended pod lost its phase")
-	}
-	if st := nodeLost(api.PodStatus{}, "p2"); st.Phase != api.PodUnknown || len(st.Conditions) == 0 {
-		t.Fatalf("no last status: %+v", st)
-	}
-}
-
 // While a pod moves, the Kubernetes API shows the copy that serves.
 func TestOnePodPerName(t *testing.T) {
 	pod := func(name, node, phase string, ready bool) api.Pod {

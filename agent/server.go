@@ -16,6 +16,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/chorus-sh/chorus/api"
+	"github.com/chorus-sh/chorus/controller"
 	"github.com/chorus-sh/chorus/state"
 )
 
@@ -219,7 +220,7 @@ func (a *Agent) objects(resource, ns string) ([]any, bool) {
 					pods = append(pods, p)
 				}
 			}
-			s.Status = statefulSetStatus(s, pods)
+			s.Status = controller.StatefulSetStatus(s, pods)
 		}), true
 	case "serviceaccounts":
 		// Every namespace has "default"; stored ones are listed as they are.
@@ -247,19 +248,19 @@ func (a *Agent) objects(resource, ns string) ([]any, bool) {
 		listed := a.listedPods()
 		return anys(a.store.List(api.KindJob, ns), func(o api.Object) {
 			j := o.(*api.Job)
-			j.Status = jobStatus(j, jobProgressOf(a.store, j), jobPodsOf(j, listed))
+			j.Status = controller.JobStatus(j, jobProgressOf(a.store, j), controller.JobPodsOf(j, listed))
 		}), true
 	case "cronjobs":
 		jobs := a.store.List(api.KindJob, ns)
-		progress := map[string]jobProgress{}
+		progress := map[string]controller.JobProgress{}
 		for _, o := range jobs {
 			progress[api.ObjectKey(o)] = jobProgressOf(a.store, o.(*api.Job))
 		}
 		return anys(a.store.List(api.KindCronJob, ns), func(o api.Object) {
 			c := o.(*api.CronJob)
 			runs, byName := cronRuns(c, jobs, progress)
-			prog := readCronProgress(a.store.RawFields(state.CronProgressKey(c.Metadata.Namespace, c.Metadata.Name)), c.Metadata.UID)
-			c.Status = cronJobStatus(prog, runs, byName)
+			prog := controller.ReadCronProgress(a.store.RawFields(state.CronProgressKey(c.Metadata.Namespace, c.Metadata.Name)), c.Metadata.UID)
+			c.Status = controller.CronJobStatus(prog, runs, byName)
 		}), true
 	case "configmaps":
 		return anys(a.store.List(api.KindConfigMap, ns), nil), true

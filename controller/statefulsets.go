@@ -1,4 +1,4 @@
-package agent
+package controller
 
 import (
 	"fmt"
@@ -7,6 +7,7 @@ import (
 	"strings"
 
 	"github.com/chorus-sh/chorus/api"
+	"github.com/chorus-sh/chorus/reconcile"
 )
 
 // A StatefulSet's pods are standalone Pod objects NAME-0..NAME-(N-1), made
@@ -26,13 +27,13 @@ import (
 // goes back to the claim's peer (Pending while that peer is away): its
 // data is never replaced by an empty volume elsewhere.
 
-// statefulPlan is what the controller of a stateful set does now.
-type statefulPlan struct {
+// StatefulPlan is what the controller of a stateful set does now.
+type StatefulPlan struct {
 	CreateClaims []*api.PersistentVolumeClaim
 	Create       []api.Pod
 	Delete       []string // pod names
 	DeleteClaims []string // claim names
-	Events       []jobEvent
+	Events       []JobEvent
 }
 
 // statefulRevision names the revision of a set's template, as
@@ -53,12 +54,12 @@ func ordinalOfPod(s *api.StatefulSet, p *api.Pod) (int, bool) {
 	return n, true
 }
 
-// planStatefulSet decides what the controller of s does now, given its
+// PlanStatefulSet decides what the controller of s does now, given its
 // pods (as listed: live, pending or lost), which of them are stored (the
 // others are stopping), the claims that exist, and the peers that are gone
 // for sure (left the cluster).
-func planStatefulSet(s *api.StatefulSet, pods []api.Pod, stored map[string]bool, claims map[string]bool, gone map[string]bool) statefulPlan {
-	var plan statefulPlan
+func PlanStatefulSet(s *api.StatefulSet, pods []api.Pod, stored map[string]bool, claims map[string]bool, gone map[string]bool) StatefulPlan {
+	var plan StatefulPlan
 	n := 1
 	if s.Spec.Replicas != nil {
 		n = int(*s.Spec.Replicas)
@@ -84,7 +85,7 @@ func planStatefulSet(s *api.StatefulSet, pods []api.Pod, stored map[string]bool,
 		if isLost(&p) && gone[p.Spec.NodeName] {
 			plan.Delete = append(plan.Delete, p.Metadata.Name)
 			stopping[i] = true // made again at a later pass
-			plan.Events = append(plan.Events, jobEvent{"Normal", "SuccessfulDelete",
+			plan.Events = append(plan.Events, JobEvent{"Normal", "SuccessfulDelete",
 				fmt.Sprintf("delete Pod %s in StatefulSet %s: its peer %s left the cluster", p.Metadata.Name, s.Metadata.Name, p.Spec.NodeName)})
 			continue
 		}
@@ -97,7 +98,7 @@ func planStatefulSet(s *api.StatefulSet, pods []api.Pod, stored map[string]bool,
 		}
 		byOrdinal[i] = p
 	}
-	healthy := func(p api.Pod) bool { return p.Status.Phase == api.PodRunning && podReady(&p) }
+	healthy := func(p api.Pod) bool { return p.Status.Phase == api.PodRunning && reconcile.Ready(&p) }
 	// Create what is missing, in order; OrderedReady waits for each to be
 	// Running and Ready before the next.
 	allReady := !terminating && len(plan.Delete) == 0
@@ -175,7 +176,7 @@ func planStatefulSet(s *api.StatefulSet, pods []api.Pod, stored map[string]bool,
 	for i := start + n - 1; i >= start+partition && i >= start; i-- {
 		if p := byOrdinal[i]; p.Metadata.Labels[api.LabelControllerRevision] != rev {
 			plan.Delete = append(plan.Delete, p.Metadata.Name)
-			plan.Events = append(plan.Events, jobEvent{"Normal", "SuccessfulDelete",
+			plan.Events = append(plan.Events, JobEvent{"Normal", "SuccessfulDelete",
 				fmt.Sprintf("delete Pod %s in StatefulSet %s for the update to revision %s", p.Metadata.Name, s.Metadata.Name, rev)})
 			break
 		}
@@ -183,8 +184,8 @@ func planStatefulSet(s *api.StatefulSet, pods []api.Pod, stored map[string]bool,
 	return plan
 }
 
-// statefulSetStatus is the status of s the API shows.
-func statefulSetStatus(s *api.StatefulSet, pods []api.Pod) api.StatefulSetStatus {
+// StatefulSetStatus is the status of s the API shows.
+func StatefulSetStatus(s *api.StatefulSet, pods []api.Pod) api.StatefulSetStatus {
 	rev := statefulRevision(s)
 	st := api.StatefulSetStatus{ObservedGeneration: s.Metadata.Generation, UpdateRevision: rev}
 	revs := map[string]int{}
@@ -193,7 +194,7 @@ func statefulSetStatus(s *api.StatefulSet, pods []api.Pod) api.StatefulSetStatus
 			continue
 		}
 		st.Replicas++
-		if podReady(&p) {
+		if reconcile.Ready(&p) {
 			st.ReadyReplicas++
 			st.AvailableReplicas++
 		}

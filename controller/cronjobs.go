@@ -1,4 +1,4 @@
-package agent
+package controller
 
 import (
 	"encoding/json"
@@ -18,14 +18,14 @@ import (
 // time made is recorded in the replicated CronJobProgress/<ns>/<name>, so
 // a new leader neither repeats a run nor misses one.
 
-// cronProgress is a cron job's replicated progress.
-type cronProgress struct {
+// CronProgress is a cron job's replicated progress.
+type CronProgress struct {
 	Last        *time.Time // the last scheduled time a job was made for
 	LastSuccess *time.Time // when a job of it last completed
 }
 
-func readCronProgress(fields map[string]json.RawMessage, uid string) cronProgress {
-	var p cronProgress
+func ReadCronProgress(fields map[string]json.RawMessage, uid string) CronProgress {
+	var p CronProgress
 	var stored string
 	if json.Unmarshal(fields["spec.uid"], &stored) != nil || stored != uid {
 		return p
@@ -41,33 +41,33 @@ func readCronProgress(fields map[string]json.RawMessage, uid string) cronProgres
 	return p
 }
 
-// cronRun is one job of a cron job, as the controller sees it.
-type cronRun struct {
+// CronRun is one job of a cron job, as the controller sees it.
+type CronRun struct {
 	Name      string
 	Scheduled time.Time
-	End       *jobEnd // nil while it runs
+	End       *JobEnd // nil while it runs
 }
 
-// cronPlan is what the controller of a cron job does now.
-type cronPlan struct {
+// CronPlan is what the controller of a cron job does now.
+type CronPlan struct {
 	Create      *time.Time // make the job of this scheduled time
 	Delete      []string   // jobs to delete
 	Last        *time.Time // to record
 	LastSuccess *time.Time // to record
-	Events      []jobEvent
+	Events      []JobEvent
 }
 
 // maxMissedRuns bounds the scheduled times looked at since the last run
 // (Kubernetes gives up past 100 missed starts; chorus runs the latest).
 const maxMissedRuns = 10000
 
-// planCronJob decides what the controller of c does at now, given its
+// PlanCronJob decides what the controller of c does at now, given its
 // schedule, progress and jobs.
-func planCronJob(c *api.CronJob, sched cron.Schedule, prog cronProgress, runs []cronRun, now time.Time) cronPlan {
-	var plan cronPlan
+func PlanCronJob(c *api.CronJob, sched cron.Schedule, prog CronProgress, runs []CronRun, now time.Time) CronPlan {
+	var plan CronPlan
 	// History: keep the newest finished jobs within the limits.
 	sort.Slice(runs, func(i, j int) bool { return runs[i].Scheduled.After(runs[j].Scheduled) })
-	var active []cronRun
+	var active []CronRun
 	keptOK, keptFailed := 0, 0
 	for _, r := range runs {
 		switch {
@@ -123,7 +123,7 @@ func planCronJob(c *api.CronJob, sched cron.Schedule, prog cronProgress, runs []
 	case api.ConcurrencyReplace:
 		for _, r := range active {
 			plan.Delete = append(plan.Delete, r.Name)
-			plan.Events = append(plan.Events, jobEvent{"Normal", "SuccessfulDelete", "Deleted job " + r.Name})
+			plan.Events = append(plan.Events, JobEvent{"Normal", "SuccessfulDelete", "Deleted job " + r.Name})
 		}
 	}
 	plan.Create, plan.Last = &due, &due
@@ -137,8 +137,8 @@ func deref[T any](p *T, def T) T {
 	return *p
 }
 
-// cronJobStatus is the status of c the API shows.
-func cronJobStatus(prog cronProgress, runs []cronRun, jobs map[string]*api.Job) api.CronJobStatus {
+// CronJobStatus is the status of c the API shows.
+func CronJobStatus(prog CronProgress, runs []CronRun, jobs map[string]*api.Job) api.CronJobStatus {
 	st := api.CronJobStatus{LastScheduleTime: prog.Last, LastSuccessfulTime: prog.LastSuccess}
 	for _, r := range runs {
 		if r.End == nil {
@@ -153,9 +153,9 @@ func cronJobStatus(prog cronProgress, runs []cronRun, jobs map[string]*api.Job) 
 	return st
 }
 
-// scheduledTime returns the time a cron job's job was made for, from its
+// ScheduledTime returns the time a cron job's job was made for, from its
 // annotation.
-func scheduledTime(j *api.Job) (time.Time, error) {
+func ScheduledTime(j *api.Job) (time.Time, error) {
 	t, err := time.Parse(time.RFC3339, j.Metadata.Annotations[api.AnnotationCronJobTime])
 	if err != nil {
 		return time.Time{}, fmt.Errorf("job %s: annotation %s: %w", j.Metadata.Name, api.AnnotationCronJobTime, err)

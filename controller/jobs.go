@@ -1,4 +1,4 @@
-package agent
+package controller
 
 import (
 	"crypto/sha256"
@@ -11,7 +11,7 @@ import (
 	"time"
 
 	"github.com/chorus-sh/chorus/api"
-	"github.com/chorus-sh/chorus/crdt"
+	"github.com/chorus-sh/chorus/reconcile"
 	"github.com/chorus-sh/chorus/state"
 )
 
@@ -31,8 +31,8 @@ import (
 // number, so two peers that act for one job at once (during a membership
 // change) make the same pods, not twice as many.
 //
-// planJob is the controller's decision, a pure function of the job, its
-// progress, its pods and the time; jobStatus derives the status the API
+// PlanJob is the controller's decision, a pure function of the job, its
+// progress, its pods and the time; JobStatus derives the status the API
 // shows from the same inputs.
 
 // annotationJobAttempt numbers the pods a job made (per index when
@@ -46,8 +46,8 @@ const (
 	jobBackoffMax  = 6 * time.Minute
 )
 
-// jobRecord is how one pod of a job ended.
-type jobRecord struct {
+// JobRecord is how one pod of a job ended.
+type JobRecord struct {
 	Index     int           `json:"index"`
 	Attempt   int           `json:"attempt"`
 	Phase     string        `json:"phase"` // Succeeded or Failed
@@ -56,26 +56,26 @@ type jobRecord struct {
 	Status    api.PodStatus `json:"status"`
 }
 
-// jobEnd is how the job ended: Complete or Failed.
-type jobEnd struct {
+// JobEnd is how the job ended: Complete or Failed.
+type JobEnd struct {
 	Type    string    `json:"type"`
 	Reason  string    `json:"reason,omitempty"`
 	Message string    `json:"message,omitempty"`
 	Time    time.Time `json:"time"`
 }
 
-// jobProgress is a job's replicated progress.
-type jobProgress struct {
+// JobProgress is a job's replicated progress.
+type JobProgress struct {
 	UID     string
 	Start   *time.Time
-	End     *jobEnd
-	Records map[string]jobRecord // by pod name
+	End     *JobEnd
+	Records map[string]JobRecord // by pod name
 }
 
-// readJobProgress decodes the progress fields of the job with uid; fields
+// ReadJobProgress decodes the progress fields of the job with uid; fields
 // of an earlier job of the same name are ignored.
-func readJobProgress(fields map[string]json.RawMessage, uid string) jobProgress {
-	p := jobProgress{UID: uid, Records: map[string]jobRecord{}}
+func ReadJobProgress(fields map[string]json.RawMessage, uid string) JobProgress {
+	p := JobProgress{UID: uid, Records: map[string]JobRecord{}}
 	var stored string
 	if json.Unmarshal(fields["spec.uid"], &stored) != nil || stored != uid {
 		return p
@@ -84,29 +84,29 @@ func readJobProgress(fields map[string]json.RawMessage, uid string) jobProgress 
 	if json.Unmarshal(fields["spec.start"], &start) == nil {
 		p.Start = &start
 	}
-	var end jobEnd
+	var end JobEnd
 	if json.Unmarshal(fields["spec.end"], &end) == nil && end.Type != "" {
 		p.End = &end
 	}
-	p.Records = jobRecords(fields)
+	p.Records = JobRecords(fields)
 	return p
 }
 
-// jobPlan is what the controller does for one job.
-type jobPlan struct {
+// JobPlan is what the controller does for one job.
+type JobPlan struct {
 	Create    []api.Pod            // new pods, unbound
 	Delete    []string             // pod names
-	Records   map[string]jobRecord // new records, by pod name
+	Records   map[string]JobRecord // new records, by pod name
 	Start     *time.Time           // to record
-	End       *jobEnd              // to record
+	End       *JobEnd              // to record
 	DeleteJob bool                 // ttlSecondsAfterFinished passed
-	Events    []jobEvent
+	Events    []JobEvent
 }
 
-type jobEvent struct{ Type, Reason, Message string }
+type JobEvent struct{ Type, Reason, Message string }
 
 // fields returns the progress fields the plan writes.
-func (p *jobPlan) fields() map[string]any {
+func (p *JobPlan) Fields() map[string]any {
 	out := map[string]any{}
 	if p.Start != nil {
 		out["spec.start"] = p.Start
@@ -120,9 +120,9 @@ func (p *jobPlan) fields() map[string]any {
 	return out
 }
 
-// jobPodsOf returns, among pods, those job j owns (by the job-name label
+// JobPodsOf returns, among pods, those job j owns (by the job-name label
 // and the owner's uid), sorted by name.
-func jobPodsOf(j *api.Job, pods []api.Pod) []api.Pod {
+func JobPodsOf(j *api.Job, pods []api.Pod) []api.Pod {
 	var out []api.Pod
 	for _, p := range pods {
 		if p.Metadata.Namespace == j.Metadata.Namespace && state.OwnedBy(&p.Metadata, api.KindJob, j.Metadata.UID) {
@@ -166,9 +166,9 @@ type jobCounts struct {
 	restarts          int // container restarts of the active pods (OnFailure)
 }
 
-func countJob(prog jobProgress, pods []api.Pod, extra map[string]jobRecord) jobCounts {
+func countJob(prog JobProgress, pods []api.Pod, extra map[string]JobRecord) jobCounts {
 	c := jobCounts{done: map[int]bool{}}
-	add := func(r jobRecord) {
+	add := func(r JobRecord) {
 		switch {
 		case r.Phase == api.PodSucceeded:
 			c.succeeded++
@@ -203,11 +203,11 @@ func countJob(prog jobProgress, pods []api.Pod, extra map[string]jobRecord) jobC
 	return c
 }
 
-// planJob decides what the controller of j does now, given its progress
+// PlanJob decides what the controller of j does now, given its progress
 // and its pods (with the statuses the API lists: NodeLost for those whose
 // peer is dead).
-func planJob(j *api.Job, prog jobProgress, pods []api.Pod, now time.Time) jobPlan {
-	plan := jobPlan{Records: map[string]jobRecord{}}
+func PlanJob(j *api.Job, prog JobProgress, pods []api.Pod, now time.Time) JobPlan {
+	plan := JobPlan{Records: map[string]JobRecord{}}
 	// Record what ended, and the pods lost with their peer.
 	for _, p := range pods {
 		if _, ok := prog.Records[p.Metadata.Name]; ok {
@@ -215,11 +215,11 @@ func planJob(j *api.Job, prog jobProgress, pods []api.Pod, now time.Time) jobPla
 		}
 		switch {
 		case isEnded(&p):
-			plan.Records[p.Metadata.Name] = jobRecord{Index: indexOf(&p), Attempt: attemptOf(&p), Phase: p.Status.Phase, Time: endTime(&p, now), Status: p.Status}
+			plan.Records[p.Metadata.Name] = JobRecord{Index: indexOf(&p), Attempt: attemptOf(&p), Phase: p.Status.Phase, Time: endTime(&p, now), Status: p.Status}
 		case isLost(&p) && prog.End == nil:
-			plan.Records[p.Metadata.Name] = jobRecord{Index: indexOf(&p), Attempt: attemptOf(&p), Phase: api.PodFailed, Disrupted: true, Time: now, Status: p.Status}
+			plan.Records[p.Metadata.Name] = JobRecord{Index: indexOf(&p), Attempt: attemptOf(&p), Phase: api.PodFailed, Disrupted: true, Time: now, Status: p.Status}
 			plan.Delete = append(plan.Delete, p.Metadata.Name)
-			plan.Events = append(plan.Events, jobEvent{"Normal", "PodLost",
+			plan.Events = append(plan.Events, JobEvent{"Normal", "PodLost",
 				fmt.Sprintf("Pod %s was lost with its peer %s; replacing it", p.Metadata.Name, p.Spec.NodeName)})
 		}
 	}
@@ -246,14 +246,14 @@ func planJob(j *api.Job, prog jobProgress, pods []api.Pod, now time.Time) jobPla
 	} else {
 		plan.Start = &start
 	}
-	end := func(typ, reason, msg string) jobPlan {
-		plan.End = &jobEnd{Type: typ, Reason: reason, Message: msg, Time: now}
+	end := func(typ, reason, msg string) JobPlan {
+		plan.End = &JobEnd{Type: typ, Reason: reason, Message: msg, Time: now}
 		stopActive()
 		evType := "Normal"
 		if typ == "Failed" {
 			evType = "Warning"
 		}
-		plan.Events = append(plan.Events, jobEvent{evType, reason, msg})
+		plan.Events = append(plan.Events, JobEvent{evType, reason, msg})
 		if ttl := j.Spec.TTLSecondsAfterFinished; ttl != nil && *ttl == 0 {
 			plan.DeleteJob = true
 		}
@@ -413,8 +413,8 @@ func jobPod(j *api.Job, index, attempt int) api.Pod {
 
 func ptrTo[T any](v T) *T { return &v }
 
-// jobStatus is the status of j the API shows.
-func jobStatus(j *api.Job, prog jobProgress, pods []api.Pod) api.JobStatus {
+// JobStatus is the status of j the API shows.
+func JobStatus(j *api.Job, prog JobProgress, pods []api.Pod) api.JobStatus {
 	c := countJob(prog, pods, nil)
 	st := api.JobStatus{StartTime: prog.Start, Succeeded: int32(c.succeeded), Failed: int32(c.failed)}
 	var ready int32
@@ -423,7 +423,7 @@ func jobStatus(j *api.Job, prog jobProgress, pods []api.Pod) api.JobStatus {
 			continue // ended, not yet recorded
 		}
 		st.Active++
-		if podReady(&p) {
+		if reconcile.Ready(&p) {
 			ready++
 		}
 	}
@@ -474,41 +474,16 @@ func formatIndexes(done map[int]bool) string {
 	return strings.Join(parts, ",")
 }
 
-// jobProgressOf reads the progress of j from st.
-func jobProgressOf(st *state.Store, j *api.Job) jobProgress {
-	return readJobProgress(st.RawFields(state.JobProgressKey(j.Metadata.Namespace, j.Metadata.Name)), j.Metadata.UID)
-}
-
-// endedJobPods returns the final status of every job pod a job's
-// controller recorded as ended, by pod key.
-func endedJobPods(s *state.Store) map[string]api.PodStatus {
-	out := map[string]api.PodStatus{}
-	s.Read(func(cs *crdt.State) {
-		for _, key := range cs.Keys(state.KindJobProgress + "/") {
-			_, ns, _ := state.SplitKey(key)
-			fields, _ := cs.Get(key)
-			for name, r := range jobRecords(fields) {
-				st := r.Status
-				if r.Disrupted {
-					st.Phase = api.PodFailed
-				}
-				out[ns+"/"+name] = st
-			}
-		}
-	})
-	return out
-}
-
-// jobRecords decodes the records of ended pods in a job's progress
+// JobRecords decodes the records of ended pods in a job's progress
 // fields, by pod name; records that do not decode are skipped.
-func jobRecords(fields map[string]json.RawMessage) map[string]jobRecord {
-	out := map[string]jobRecord{}
+func JobRecords(fields map[string]json.RawMessage) map[string]JobRecord {
+	out := map[string]JobRecord{}
 	for f, raw := range fields {
 		name, ok := strings.CutPrefix(f, "spec.pod.")
 		if !ok {
 			continue
 		}
-		var r jobRecord
+		var r JobRecord
 		if json.Unmarshal(raw, &r) == nil && r.Phase != "" {
 			out[name] = r
 		}

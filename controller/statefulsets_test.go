@@ -1,4 +1,4 @@
-package agent
+package controller
 
 import (
 	"slices"
@@ -42,7 +42,7 @@ func TestPlanStatefulSetOrdered(t *testing.T) {
 	s := testSet(3, "")
 	stored := map[string]bool{}
 	claims := map[string]bool{}
-	plan := planStatefulSet(s, nil, stored, claims, nil)
+	plan := PlanStatefulSet(s, nil, stored, claims, nil)
 	if !slices.Equal(podNames(plan.Create), []string{"db-0"}) || len(plan.CreateClaims) != 1 || plan.CreateClaims[0].Metadata.Name != "data-db-0" {
 		t.Fatalf("first: %+v", plan)
 	}
@@ -52,11 +52,11 @@ func TestPlanStatefulSetOrdered(t *testing.T) {
 	}
 	stored["db-0"], claims["data-db-0"] = true, true
 	p0.Status.Phase = api.PodPending
-	if plan := planStatefulSet(s, []api.Pod{p0}, stored, claims, nil); len(plan.Create) != 0 {
+	if plan := PlanStatefulSet(s, []api.Pod{p0}, stored, claims, nil); len(plan.Create) != 0 {
 		t.Fatalf("db-0 not ready yet: %+v", plan)
 	}
 	pods := []api.Pod{running(p0, "n1")}
-	plan = planStatefulSet(s, pods, stored, claims, nil)
+	plan = PlanStatefulSet(s, pods, stored, claims, nil)
 	if !slices.Equal(podNames(plan.Create), []string{"db-1"}) {
 		t.Fatalf("db-0 ready: %+v", plan)
 	}
@@ -64,28 +64,28 @@ func TestPlanStatefulSetOrdered(t *testing.T) {
 		stored[p.Metadata.Name] = true
 		pods = append(pods, running(p, "n2"))
 	}
-	pods = append(pods, running(planStatefulSet(s, pods, stored, claims, nil).Create[0], "n3"))
+	pods = append(pods, running(PlanStatefulSet(s, pods, stored, claims, nil).Create[0], "n3"))
 	stored["db-2"] = true
 	// Rolling update with partition 1: db-2, then db-1; db-0 stays.
 	s.Spec.Template.Spec.Containers[0].Image = "i:2"
 	s.Spec.UpdateStrategy.RollingUpdate.Partition = ptrTo[int32](1)
-	if plan := planStatefulSet(s, pods, stored, claims, nil); !slices.Equal(plan.Delete, []string{"db-2"}) {
+	if plan := PlanStatefulSet(s, pods, stored, claims, nil); !slices.Equal(plan.Delete, []string{"db-2"}) {
 		t.Fatalf("update: %+v", plan.Delete)
 	}
 	pods[2] = running(api.StatefulPod(s, 2, statefulRevision(s)), "n3")
-	if plan := planStatefulSet(s, pods, stored, claims, nil); !slices.Equal(plan.Delete, []string{"db-1"}) {
+	if plan := PlanStatefulSet(s, pods, stored, claims, nil); !slices.Equal(plan.Delete, []string{"db-1"}) {
 		t.Fatalf("update, db-2 done: %+v", plan.Delete)
 	}
 	pods[1] = running(api.StatefulPod(s, 1, statefulRevision(s)), "n2")
-	if plan := planStatefulSet(s, pods, stored, claims, nil); len(plan.Delete) != 0 {
+	if plan := PlanStatefulSet(s, pods, stored, claims, nil); len(plan.Delete) != 0 {
 		t.Fatalf("partition 1 keeps db-0: %+v", plan.Delete)
 	}
-	if st := statefulSetStatus(s, pods); st.UpdatedReplicas != 2 || st.ReadyReplicas != 3 || st.CurrentRevision == st.UpdateRevision {
+	if st := StatefulSetStatus(s, pods); st.UpdatedReplicas != 2 || st.ReadyReplicas != 3 || st.CurrentRevision == st.UpdateRevision {
 		t.Fatalf("status %+v", st)
 	}
 	// Scale to 1: db-2 first, then db-1.
 	s.Spec.Replicas = ptrTo[int32](1)
-	if plan := planStatefulSet(s, pods, stored, claims, nil); !slices.Equal(plan.Delete, []string{"db-2"}) {
+	if plan := PlanStatefulSet(s, pods, stored, claims, nil); !slices.Equal(plan.Delete, []string{"db-2"}) {
 		t.Fatalf("scale down: %+v", plan.Delete)
 	}
 }
@@ -97,12 +97,12 @@ func TestPlanStatefulSetLostPod(t *testing.T) {
 	stored := map[string]bool{"db-0": true, "db-1": true}
 	claims := map[string]bool{"data-db-0": true, "data-db-1": true}
 	lost := running(api.StatefulPod(s, 1, statefulRevision(s)), "n2")
-	lost.Status = nodeLost(lost.Status, "n2")
+	lost.Status = NodeLost(lost.Status, "n2")
 	pods := []api.Pod{running(api.StatefulPod(s, 0, statefulRevision(s)), "n1"), lost}
-	if plan := planStatefulSet(s, pods, stored, claims, nil); len(plan.Delete)+len(plan.Create) != 0 {
+	if plan := PlanStatefulSet(s, pods, stored, claims, nil); len(plan.Delete)+len(plan.Create) != 0 {
 		t.Fatalf("peer dead: %+v", plan)
 	}
-	plan := planStatefulSet(s, pods, stored, claims, map[string]bool{"n2": true})
+	plan := PlanStatefulSet(s, pods, stored, claims, map[string]bool{"n2": true})
 	if !slices.Equal(plan.Delete, []string{"db-1"}) || len(plan.Create) != 0 {
 		t.Fatalf("peer gone: %+v", plan)
 	}
@@ -126,7 +126,7 @@ func TestPlanStatefulSetNeverTwice(t *testing.T) {
 				pods = append(pods, running(api.StatefulPod(s, i, "old"), "n1"))
 			case 3:
 				p := api.StatefulPod(s, i, "old")
-				p.Status = nodeLost(p.Status, "n2")
+				p.Status = NodeLost(p.Status, "n2")
 				p.Spec.NodeName = "n2"
 				pods = append(pods, p)
 				stored[p.Metadata.Name] = true
@@ -138,7 +138,7 @@ func TestPlanStatefulSetNeverTwice(t *testing.T) {
 			}
 		}
 		gone := map[string]bool{"n2": rapid.Bool().Draw(t, "n2 gone")}
-		plan := planStatefulSet(s, pods, stored, map[string]bool{}, gone)
+		plan := PlanStatefulSet(s, pods, stored, map[string]bool{}, gone)
 		exists := map[string]bool{}
 		for _, p := range pods {
 			exists[p.Metadata.Name] = true

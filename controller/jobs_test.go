@@ -1,4 +1,4 @@
-package agent
+package controller
 
 import (
 	"fmt"
@@ -30,7 +30,7 @@ func withPhase(p api.Pod, phase, reason string) api.Pod {
 
 // apply plays a plan as the agent carries it out: records written, pods
 // deleted and made.
-func applyPlan(prog *jobProgress, pods []api.Pod, plan jobPlan) []api.Pod {
+func applyPlan(prog *JobProgress, pods []api.Pod, plan JobPlan) []api.Pod {
 	if plan.Start != nil {
 		prog.Start = plan.Start
 	}
@@ -62,20 +62,20 @@ func applyPlan(prog *jobProgress, pods []api.Pod, plan jobPlan) []api.Pod {
 // back-off; a pod lost with its peer is replaced and not counted.
 func TestPlanJobRunsToCompletion(t *testing.T) {
 	j := testJob(ptrTo[int32](3), ptrTo[int32](2), "")
-	prog := jobProgress{UID: "u1", Records: map[string]jobRecord{}}
+	prog := JobProgress{UID: "u1", Records: map[string]JobRecord{}}
 	now := time.Date(2026, 12, 2, 10, 0, 0, 0, time.UTC)
-	plan := planJob(j, prog, nil, now)
+	plan := PlanJob(j, prog, nil, now)
 	if len(plan.Create) != 2 || plan.Start == nil {
 		t.Fatalf("first plan: %+v", plan)
 	}
 	pods := applyPlan(&prog, nil, plan)
-	if again := planJob(j, prog, pods, now); len(again.Create) != 0 || len(again.Delete) != 0 {
+	if again := PlanJob(j, prog, pods, now); len(again.Create) != 0 || len(again.Delete) != 0 {
 		t.Fatalf("nothing changed, yet: %+v", again)
 	}
 	// One succeeds, the other is lost with its peer.
 	pods[0] = withPhase(pods[0], api.PodSucceeded, "")
 	pods[1] = withPhase(pods[1], api.PodUnknown, "NodeLost")
-	plan = planJob(j, prog, pods, now.Add(time.Second))
+	plan = PlanJob(j, prog, pods, now.Add(time.Second))
 	if len(plan.Records) != 2 || !plan.Records[pods[1].Metadata.Name].Disrupted || len(plan.Delete) != 1 || len(plan.Create) != 2 {
 		t.Fatalf("after a success and a loss: %+v", plan)
 	}
@@ -96,15 +96,15 @@ func TestPlanJobRunsToCompletion(t *testing.T) {
 			break
 		}
 	}
-	plan = planJob(j, prog, pods, now.Add(2*time.Second))
+	plan = PlanJob(j, prog, pods, now.Add(2*time.Second))
 	if plan.Records[failed].Phase != api.PodFailed || len(plan.Create) != 0 {
 		t.Fatalf("after a failure: %+v", plan)
 	}
 	pods = applyPlan(&prog, pods, plan)
-	if st := jobStatus(j, prog, pods); st.Failed != 1 || st.Succeeded != 1 || st.Active != 1 {
+	if st := JobStatus(j, prog, pods); st.Failed != 1 || st.Succeeded != 1 || st.Active != 1 {
 		t.Fatalf("status %+v", st)
 	}
-	plan = planJob(j, prog, pods, now.Add(13*time.Second))
+	plan = PlanJob(j, prog, pods, now.Add(13*time.Second))
 	if len(plan.Create) != 1 {
 		t.Fatalf("after the back-off: %+v", plan)
 	}
@@ -114,12 +114,12 @@ func TestPlanJobRunsToCompletion(t *testing.T) {
 			pods[i] = withPhase(p, api.PodSucceeded, "")
 		}
 	}
-	plan = planJob(j, prog, pods, now.Add(20*time.Second))
+	plan = PlanJob(j, prog, pods, now.Add(20*time.Second))
 	if plan.End == nil || plan.End.Type != "Complete" {
 		t.Fatalf("three succeeded: %+v", plan)
 	}
 	pods = applyPlan(&prog, pods, plan)
-	st := jobStatus(j, prog, pods)
+	st := JobStatus(j, prog, pods)
 	if st.Succeeded != 3 || st.Failed != 1 || st.CompletionTime == nil || st.Conditions[len(st.Conditions)-1].Type != "Complete" {
 		t.Fatalf("final status %+v", st)
 	}
@@ -128,15 +128,15 @@ func TestPlanJobRunsToCompletion(t *testing.T) {
 func TestPlanJobFailsPastBackoffLimitAndDeadline(t *testing.T) {
 	j := testJob(ptrTo[int32](1), nil, "")
 	j.Spec.BackoffLimit = ptrTo[int32](1)
-	prog := jobProgress{UID: "u1", Records: map[string]jobRecord{}}
+	prog := JobProgress{UID: "u1", Records: map[string]JobRecord{}}
 	now := time.Date(2026, 12, 2, 10, 0, 0, 0, time.UTC)
-	pods := applyPlan(&prog, nil, planJob(j, prog, nil, now))
+	pods := applyPlan(&prog, nil, PlanJob(j, prog, nil, now))
 	for k := 0; k < 4 && prog.End == nil; k++ {
 		if last := pods[len(pods)-1]; last.Status.Phase == api.PodPending {
 			pods[len(pods)-1] = withPhase(last, api.PodFailed, "")
 		}
 		now = now.Add(time.Hour)
-		pods = applyPlan(&prog, pods, planJob(j, prog, pods, now))
+		pods = applyPlan(&prog, pods, PlanJob(j, prog, pods, now))
 	}
 	if len(pods) != 2 {
 		t.Fatalf("%d pods made, want 2 (backoffLimit 1)", len(pods))
@@ -147,9 +147,9 @@ func TestPlanJobFailsPastBackoffLimitAndDeadline(t *testing.T) {
 
 	j = testJob(ptrTo[int32](1), nil, "")
 	j.Spec.ActiveDeadlineSeconds = ptrTo[int64](30)
-	prog = jobProgress{UID: "u1", Records: map[string]jobRecord{}}
-	pods = applyPlan(&prog, nil, planJob(j, prog, nil, now))
-	plan := planJob(j, prog, pods, now.Add(31*time.Second))
+	prog = JobProgress{UID: "u1", Records: map[string]JobRecord{}}
+	pods = applyPlan(&prog, nil, PlanJob(j, prog, nil, now))
+	plan := PlanJob(j, prog, pods, now.Add(31*time.Second))
 	if plan.End == nil || plan.End.Reason != "DeadlineExceeded" || len(plan.Delete) != 1 {
 		t.Fatalf("past the deadline: %+v", plan)
 	}
@@ -159,9 +159,9 @@ func TestPlanJobFailsPastBackoffLimitAndDeadline(t *testing.T) {
 // indexes listed as Kubernetes lists them.
 func TestPlanJobIndexed(t *testing.T) {
 	j := testJob(ptrTo[int32](5), ptrTo[int32](5), api.CompletionIndexed)
-	prog := jobProgress{UID: "u1", Records: map[string]jobRecord{}}
+	prog := JobProgress{UID: "u1", Records: map[string]JobRecord{}}
 	now := time.Date(2026, 12, 2, 10, 0, 0, 0, time.UTC)
-	plan := planJob(j, prog, nil, now)
+	plan := PlanJob(j, prog, nil, now)
 	if len(plan.Create) != 5 || plan.Create[3].Spec.Containers[0].Env[0].Value != "3" || plan.Create[3].Metadata.Labels[api.LabelCompletionIndex] != "3" {
 		t.Fatalf("indexed plan: %+v", plan.Create)
 	}
@@ -169,8 +169,8 @@ func TestPlanJobIndexed(t *testing.T) {
 	for _, i := range []int{0, 1, 2, 4} {
 		pods[i] = withPhase(pods[i], api.PodSucceeded, "")
 	}
-	pods = applyPlan(&prog, pods, planJob(j, prog, pods, now))
-	if got := jobStatus(j, prog, pods).CompletedIndexes; got != "0-2,4" {
+	pods = applyPlan(&prog, pods, PlanJob(j, prog, pods, now))
+	if got := JobStatus(j, prog, pods).CompletedIndexes; got != "0-2,4" {
 		t.Fatalf("completed indexes %q", got)
 	}
 }
@@ -186,13 +186,13 @@ func TestPlanJobProperties(t *testing.T) {
 		mode := rapid.SampledFrom([]string{api.CompletionNonIndexed, api.CompletionIndexed}).Draw(t, "mode")
 		j := testJob(&completions, &parallelism, mode)
 		j.Spec.BackoffLimit = ptrTo(rapid.Int32Range(0, 3).Draw(t, "backoffLimit"))
-		prog := jobProgress{UID: "u1", Records: map[string]jobRecord{}}
+		prog := JobProgress{UID: "u1", Records: map[string]JobRecord{}}
 		now := time.Date(2026, 12, 2, 10, 0, 0, 0, time.UTC)
 		var pods []api.Pod
 		made := map[string]bool{}
 		for step := 0; step < 60 && prog.End == nil; step++ {
 			now = now.Add(time.Duration(rapid.IntRange(1, 400).Draw(t, "wait")) * time.Second)
-			plan := planJob(j, prog, pods, now)
+			plan := PlanJob(j, prog, pods, now)
 			for _, p := range plan.Create {
 				if made[p.Metadata.Name] {
 					t.Fatalf("pod %s made twice", p.Metadata.Name)
@@ -226,7 +226,7 @@ func TestPlanJobProperties(t *testing.T) {
 		if prog.End == nil {
 			return
 		}
-		st := jobStatus(j, prog, pods)
+		st := JobStatus(j, prog, pods)
 		switch prog.End.Type {
 		case "Complete":
 			if st.Succeeded < completions {
