@@ -23,8 +23,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	goruntime "runtime"
-
 	"github.com/chorus-sh/chorus/api"
 	"github.com/chorus-sh/chorus/apiserver"
 	"github.com/chorus-sh/chorus/crdt"
@@ -364,8 +362,6 @@ func (a *Agent) watchStoredValues() {
 			"ignored until replaced or deleted (written by "+b.Writer+"): "+strings.ReplaceAll(b.Reason, "\n", "; "))
 	})
 }
-
-func numCPU() int { return goruntime.NumCPU() }
 
 // Reset removes what a stopped peer left on this machine: containers, pod
 // network, private containerd, data dir.

@@ -1,7 +1,6 @@
 package agent
 
 import (
-	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -432,18 +431,4 @@ type nodeStatus struct {
 type nodeAddress struct {
 	Type    string `json:"type"`
 	Address string `json:"address"`
-}
-
-// capacity reads the machine's CPUs and memory.
-func capacity() map[string]string {
-	c := map[string]string{"cpu": strconv.Itoa(numCPU()), "pods": "110"}
-	if b, err := os.ReadFile("/proc/meminfo"); err == nil {
-		for _, line := range bytes.Split(b, []byte("\n")) {
-			f := strings.Fields(string(line))
-			if len(f) >= 2 && f[0] == "MemTotal:" {
-				c["memory"] = f[1] + "Ki"
-			}
-		}
-	}
-	return c
 }
