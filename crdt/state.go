@@ -107,7 +107,8 @@ func New() *State { return &State{objs: map[string]*object{}, owner: new(int)} }
 // Clone returns a copy of s that later writes to either do not affect. It
 // copies the index of objects, not the objects: both States then share
 // every object and copy one only when they write to it, so a write to a
-// clone costs the objects it changes, not the whole state.
+// clone costs the objects it changes, not the whole state. Clone marks
+// s's objects shared, so it is a write to s: call it as a writer would.
 func (s *State) Clone() *State {
 	c := &State{objs: make(map[string]*object, len(s.objs)), buckets: s.buckets, owner: new(int)}
 	for k, o := range s.objs {
