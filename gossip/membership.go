@@ -443,6 +443,15 @@ func (n *Node) startSerf() error {
 	sc.LogOutput = nil
 	sc.EventCh = n.events
 	sc.CoalescePeriod = 0 // deliver member events at once
+	// A peer restarted at a new address (a machine given another IP)
+	// rejoins while the others still hold its old address, alive or
+	// suspect, for a moment: serf's name-conflict resolution then has the
+	// others vote for the old address and the restarted peer quits serf
+	// for good, isolated until restarted again. Without it memberlist
+	// refuses the new address (and logs the conflict) until the old one
+	// is dead and DeadNodeReclaimTime has passed, and the peer's next
+	// push-pull brings it in.
+	sc.EnableNameConflictResolution = false
 	sc.ReapInterval = 15 * time.Second
 	// A failed member stays listed as Dead (and is retried every
 	// ReconnectInterval) for ReconnectTimeout; a left one stays Left for
