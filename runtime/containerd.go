@@ -494,6 +494,14 @@ func (c *Containerd) exec(ctx context.Context, id string, cmd []string, eio exec
 	pspec := *spec.Process
 	pspec.Args = cmd
 	pspec.Terminal = eio.tty
+	if eio.tty && eio.resize != nil {
+		// The terminal is made with the client's size (kubectl sends it
+		// as soon as the session is up): a program that reads its size at
+		// once would otherwise see 0x0, the later resize arriving after.
+		if sz, ok := firstSize(ctx, eio.resize, time.Second); ok {
+			pspec.ConsoleSize = &specs.Box{Height: uint(sz.Height), Width: uint(sz.Width)}
+		}
+	}
 	var in *stdinCloser
 	var inR io.Reader // a nil *stdinCloser in the interface would not read as "no stdin"
 	if stdin != nil {

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"sync"
+	"time"
 
 	containerd "github.com/containerd/containerd/v2/client"
 )
@@ -43,6 +44,21 @@ func (c *Containerd) ExecTTY(ctx context.Context, id string, cmd []string, stdin
 		stdout = io.Discard // a terminal always has an output
 	}
 	return c.exec(ctx, id, cmd, execIO{stdin: stdin, stdout: stdout, tty: true, resize: resize})
+}
+
+// firstSize waits at most wait for the first size on resize; it reports
+// false when none comes, the channel closes, ctx ends, or the client sent
+// 0x0 (it cannot read its terminal).
+func firstSize(ctx context.Context, resize <-chan TerminalSize, wait time.Duration) (TerminalSize, bool) {
+	t := time.NewTimer(wait)
+	defer t.Stop()
+	select {
+	case sz, ok := <-resize:
+		return sz, ok && sz.Width > 0 && sz.Height > 0
+	case <-t.C:
+	case <-ctx.Done():
+	}
+	return TerminalSize{}, false
 }
 
 // resizeTerminal gives proc's terminal each size received on resize, until

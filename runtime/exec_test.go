@@ -107,3 +107,25 @@ func TestExecStream(t *testing.T) {
 		t.Fatalf("exec restarted the container: %+v", p.Status.ContainerStatuses[0])
 	}
 }
+
+// firstSize takes the client's first size, and gives up on 0x0, a closed
+// channel or none within the wait.
+func TestFirstSize(t *testing.T) {
+	ctx := context.Background()
+	ch := make(chan TerminalSize, 1)
+	ch <- TerminalSize{Width: 80, Height: 24}
+	if sz, ok := firstSize(ctx, ch, time.Second); !ok || sz.Width != 80 || sz.Height != 24 {
+		t.Fatalf("first size %v %v", sz, ok)
+	}
+	ch <- TerminalSize{}
+	if _, ok := firstSize(ctx, ch, time.Second); ok {
+		t.Fatal("0x0 taken as a size")
+	}
+	if _, ok := firstSize(ctx, ch, 10*time.Millisecond); ok {
+		t.Fatal("a size when none came")
+	}
+	close(ch)
+	if _, ok := firstSize(ctx, ch, time.Second); ok {
+		t.Fatal("a size from a closed channel")
+	}
+}

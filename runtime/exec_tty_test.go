@@ -80,6 +80,16 @@ func TestExecTTY(t *testing.T) {
 		t.Fatalf("fail 4: %d %v %q", code, err, out2.bytes())
 	}
 
+	// The client's first size is the terminal's from the start: a program
+	// that reads it at once sees it, not 0x0.
+	sized := make(chan TerminalSize, 1)
+	sized <- TerminalSize{Width: 123, Height: 41}
+	out4 := &lockedWriter{w: &bytes.Buffer{}}
+	if code, err := r.pm.ExecTTY(ctx, "default", "web-t", "", []string{"/app", "tty"}, nil, out4, sized); err != nil || code != 0 ||
+		!strings.Contains(string(out4.bytes()), "tty=true rows=41 cols=123") {
+		t.Fatalf("tty with a first size: %d %v %q", code, err, out4.bytes())
+	}
+
 	// A command cut short by its context is killed.
 	inR3, inW3 := io.Pipe()
 	defer inW3.Close()
