@@ -153,18 +153,46 @@ func (a *Agent) readDesired() reconcile.Desired {
 			desired.Ended[k] = true
 		}
 	}
-	var keys []string
 	for _, o := range a.store.List(api.KindService, "") {
-		s := o.(*api.Service)
-		desired.Services = append(desired.Services, s)
+		desired.Services = append(desired.Services, o.(*api.Service))
+	}
+	desired.ServiceIPs = a.assignServiceIPs(desired.Services)
+	return desired
+}
+
+// assignServiceIPs gives this peer's address to each service of the list (the
+// whole replicated set) that has none yet, forgets those of services gone, and
+// keeps the result for readers.
+func (a *Agent) assignServiceIPs(services []*api.Service) map[string]string {
+	var keys []string
+	for _, s := range services {
 		if !s.Headless() {
 			keys = append(keys, api.ObjectKey(s))
 		}
 	}
 	ips := a.svcNet.assign(keys)
 	a.svcIPs.Store(&ips)
-	desired.ServiceIPs = ips
-	return desired
+	return ips
+}
+
+// serviceIPs is this peer's address of each service: the last pass's, or, when
+// a service of the list was created since, assigned now, so a service read
+// right after it was written already shows its cluster IP.
+func (a *Agent) serviceIPs(services []*api.Service) map[string]string {
+	var ips map[string]string
+	if p := a.svcIPs.Load(); p != nil {
+		ips = *p
+	}
+	for _, s := range services {
+		if _, ok := ips[api.ObjectKey(s)]; !ok && !s.Headless() {
+			var all []*api.Service
+			for _, o := range a.store.List(api.KindService, "") {
+				all = append(all, o.(*api.Service))
+			}
+			return a.assignServiceIPs(all)
+		}
+	}
+	return ips
 }
 
 // apply carries out a pass's actions: it binds the standalone pods placed

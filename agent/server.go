@@ -284,11 +284,13 @@ func (a *Agent) objects(resource, ns string) ([]any, bool) {
 		for _, ip := range a.aliveAddrs() {
 			lb = append(lb, api.LoadBalancerIngress{IP: ip, IPMode: "VIP"})
 		}
-		ips := map[string]string{}
-		if p := a.svcIPs.Load(); p != nil {
-			ips = *p
+		list := a.store.List(api.KindService, ns)
+		services := make([]*api.Service, 0, len(list))
+		for _, o := range list {
+			services = append(services, o.(*api.Service))
 		}
-		return anys(a.store.List(api.KindService, ns), func(o api.Object) {
+		ips := a.serviceIPs(services)
+		return anys(list, func(o api.Object) {
 			s := o.(*api.Service)
 			if !s.Headless() {
 				s.Spec.ClusterIP = ips[api.ObjectKey(s)]
