@@ -281,6 +281,10 @@ type Agent struct {
 		nodes   []placement.Node
 	}
 
+	// peerPods holds the other peers' published pods, decoded once per
+	// version of their NodeStatus object (clusterPods).
+	peerPods peerPodsCache
+
 	// orphansCollected paces collectOrphans; only the reconcile loop uses it.
 	orphansCollected pace
 

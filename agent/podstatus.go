@@ -7,9 +7,12 @@ import (
 	"slices"
 	"sort"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/chorus-sh/chorus/api"
+	"github.com/chorus-sh/chorus/crdt"
+	"github.com/chorus-sh/chorus/state"
 )
 
 // Each peer publishes the pods it runs, with their statuses, in one object
@@ -83,21 +86,18 @@ func (a *Agent) clusterPods() []api.Pod { return a.clusterPodsWith(a.pods.Pods()
 // clusterPodsWith is clusterPods with this peer's pods as given (local is
 // not changed).
 func (a *Agent) clusterPodsWith(local []api.Pod) []api.Pod {
+	return a.podsOf(local, a.aliveMembers())
+}
+
+// podsOf is local and the pods the given peers published (copies), sorted.
+func (a *Agent) podsOf(local []api.Pod, peers []string) []api.Pod {
 	out := slices.Clone(local)
-	for _, m := range a.aliveMembers() {
+	for _, m := range peers {
 		if m == a.cfg.Name {
 			continue
 		}
-		for f, raw := range a.store.RawFields(nodeStatusKey(m)) {
-			if !strings.HasPrefix(f, "spec.") {
-				continue
-			}
-			var p api.Pod
-			if err := json.Unmarshal(raw, &p); err != nil || p.Metadata.Name == "" {
-				continue
-			}
-			p.Spec.NodeName = m
-			out = append(out, p)
+		for _, p := range a.peerPods.pods(a.store, m) {
+			out = append(out, api.Clone(p))
 		}
 	}
 	sort.SliceStable(out, func(i, j int) bool {
@@ -122,4 +122,61 @@ func (a *Agent) aliveMembers() []string {
 		out = append(out, a.cfg.Name)
 	}
 	return out
+}
+
+// peerPodsCache holds each peer's published pods decoded, with the version
+// of its NodeStatus object they were decoded from: every reconcile pass and
+// every read of the cluster's pods wants every peer's pods, and decoding
+// them all each time cost O(pods in the cluster) of JSON per pass and peer
+// (tests/scale). A peer's pods are decoded again only when its object
+// changed; readers get copies.
+type peerPodsCache struct {
+	mu     sync.Mutex
+	byPeer map[string]peerPods
+}
+
+type peerPods struct {
+	version crdt.Stamp
+	pods    []api.Pod // NodeName set; never handed out, only copies
+}
+
+// pods returns peer's published pods, decoded again only if its object
+// changed since the last call. The slice is shared: copy a pod before
+// changing it.
+func (c *peerPodsCache) pods(s *state.Store, peer string) []api.Pod {
+	key := nodeStatusKey(peer)
+	v := s.Version(key)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if e, ok := c.byPeer[peer]; ok && e.version == v {
+		return e.pods
+	}
+	var pods []api.Pod
+	for f, raw := range s.RawFields(key) {
+		if !strings.HasPrefix(f, "spec.") {
+			continue
+		}
+		var p api.Pod
+		if err := json.Unmarshal(raw, &p); err != nil || p.Metadata.Name == "" {
+			continue
+		}
+		p.Spec.NodeName = peer
+		pods = append(pods, p)
+	}
+	if c.byPeer == nil {
+		c.byPeer = map[string]peerPods{}
+	}
+	c.byPeer[peer] = peerPods{version: v, pods: pods}
+	return pods
+}
+
+// forget drops the peers not in keep (gone from the membership).
+func (c *peerPodsCache) forget(keep []string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for p := range c.byPeer {
+		if !slices.Contains(keep, p) {
+			delete(c.byPeer, p)
+		}
+	}
 }

@@ -83,6 +83,7 @@ func (a *Agent) placementNodes() []placement.Node {
 	if v := a.gossip.Changes(); !a.nodesCache.valid || v != a.nodesCache.version {
 		a.nodesCache.nodes = membersAsNodes(a.gossip.Members())
 		a.nodesCache.version, a.nodesCache.valid = v, true
+		a.peerPods.forget(a.gossip.AliveNames())
 	}
 	out := slices.Clone(a.nodesCache.nodes)
 	for i := range out {

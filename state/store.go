@@ -270,6 +270,17 @@ func (s *Store) Get(key string) (api.Object, bool) {
 	return s.object(key)
 }
 
+// Version returns the version of key (its newest register's stamp, a
+// tombstone's too; zero if the state holds nothing of it): what a reader
+// that keeps something derived from key's fields compares to know whether
+// they changed.
+func (s *Store) Version(key string) crdt.Stamp {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	v, _ := s.st.Meta(key)
+	return v
+}
+
 // RawFields returns the fields of key as stored.
 func (s *Store) RawFields(key string) map[string]json.RawMessage {
 	s.mu.RLock()
