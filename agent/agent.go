@@ -56,7 +56,7 @@ type Config struct {
 	Join          []string // seed peers, "host" or "host:port"
 	Discover      bool     // find peers by mDNS on the local network
 	GossipKey     string   `json:"-"` // base64 key (chorus keygen); empty: no encryption
-	GossipProfile string   // lan (default), wan or local
+	GossipProfile string   // local (default), lan or wan
 	SerfPort      int      // membership port (default 7946)
 	P2PPort       int      // data plane port (default 7947)
 	HopPort       int      // service proxy hops between peers (default 7948)

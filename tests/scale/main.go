@@ -11,8 +11,10 @@
 // and nothing that touches the machine runs (containerd, CNI, routes,
 // service addresses, proxy, API server). The peers talk over real loopback
 // sockets: peer i listens on 127.0.<3+i/250>.<1+i%250> (127.0.3.0/24 to
-// 127.0.9.0/24), on ports the kernel chooses. Timers are chorus's own: the
-// harness slows none.
+// 127.0.9.0/24), on ports the kernel chooses. Timers are chorus's own, with
+// the lan gossip profile (not the peers' default, local: every peer here
+// shares this process and the machine's cores); -profile wan slows failure
+// detection for runs of many peers, and the JSON says which was used.
 //
 // As root, the command runs itself in a network namespace of its own, so
 // that the loopback's byte counter there is exactly what the peers sent
@@ -70,6 +72,7 @@ func main() {
 	flag.DurationVar(&opt.Window, "window", 15*time.Second, "how long idle and loaded traffic are measured")
 	flag.IntVar(&opt.LoadRate, "load", 10, "writes a second during the loaded window (0: none)")
 	flag.BoolVar(&opt.Failover, "failover", true, "kill a peer and time its pods' failover")
+	flag.StringVar(&opt.Profile, "profile", "lan", "the peers' gossip profile: lan (the harness's default: not the peers' own, local, as every peer here shares two cores), local, or wan (slower failure detection, for runs of many peers)")
 	flag.DurationVar(&opt.Timeout, "timeout", 10*time.Minute, "bound of every wait")
 	flag.StringVar(&opt.Dir, "dir", "", "where the peers' data dirs go (default: /dev/shm if present, else the temp dir)")
 	flag.BoolVar(&asJSON, "json", false, "print the result as one JSON object on the last line")
