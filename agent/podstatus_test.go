@@ -28,7 +28,8 @@ func TestPeerPodsDecodedOncePerVersion(t *testing.T) {
 		}
 	}
 	publish(map[string]string{"spec.default_a": `{"metadata":{"name":"a","namespace":"default","labels":{"app":"x"}},"status":{"phase":"Running"}}`})
-	var c peerPodsCache
+	a := &Agent{cfg: Config{Name: "p1"}, store: s}
+	c := &a.peerPods
 	first := c.pods(s, "p2")
 	if len(first) != 1 || first[0].Metadata.Name != "a" || first[0].Spec.NodeName != "p2" || first[0].Status.Phase != "Running" {
 		t.Fatalf("decoded %+v, want pod a Running on p2", first)
@@ -46,8 +47,6 @@ func TestPeerPodsDecodedOncePerVersion(t *testing.T) {
 		t.Fatalf("after the change: %v, want a Failed and b", phases)
 	}
 
-	a := &Agent{cfg: Config{Name: "p1"}, store: s}
-	a.peerPods = c
 	got := a.podsOf(nil, []string{"p1", "p2"})
 	if len(got) != 2 || got[0].Metadata.Name != "a" || got[1].Metadata.Name != "b" {
 		t.Fatalf("cluster pods %+v, want p2's a and b, sorted", got)
