@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 	"testing"
@@ -154,6 +155,45 @@ func checkInvariants(t tb, s *State) {
 	}
 	if d != s.Digest() {
 		t.Fatalf("digest is stale")
+	}
+	checkKindIndex(t, s)
+}
+
+// checkKindIndex verifies the sets of live keys of each kind against the
+// objects.
+func checkKindIndex(t tb, s *State) {
+	t.Helper()
+	for kind, ks := range s.kinds {
+		if len(ks.keys) == 0 {
+			t.Fatalf("empty set of kind %q kept", kind)
+		}
+		if ks.ok {
+			want := make([]string, 0, len(ks.keys))
+			for k := range ks.keys {
+				want = append(want, k)
+			}
+			sort.Strings(want)
+			if !slices.Equal(ks.sorted, want) {
+				t.Fatalf("sorted keys of kind %q are %q, want %q", kind, ks.sorted, want)
+			}
+		}
+		for k := range ks.keys {
+			if kindOf(k) != kind {
+				t.Fatalf("key %s in the set of kind %q", k, kind)
+			}
+			if o := s.objs[k]; o == nil || !o.live() {
+				t.Fatalf("key %s in the set of kind %q is not live", k, kind)
+			}
+		}
+	}
+	for k, o := range s.objs {
+		in := false
+		if ks := s.kinds[kindOf(k)]; ks != nil {
+			_, in = ks.keys[k]
+		}
+		if in != o.live() {
+			t.Fatalf("key %s: live %v, in the set of its kind %v", k, o.live(), in)
+		}
 	}
 }
 

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"sort"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -92,30 +93,161 @@ func (o *object) maxStamp() Stamp {
 	return m
 }
 
+// kindOf returns the kind of key: the text before its first '/', or the
+// whole key if it has none.
+func kindOf(key string) string {
+	if i := strings.IndexByte(key, '/'); i >= 0 {
+		return key[:i]
+	}
+	return key
+}
+
+// kindSet is the set of live keys of one kind. Like an object, it belongs
+// to the State whose owner token it carries: only that State holds it and
+// changes it in place; Clone shares every set, and a State copies a shared
+// one before changing it. A shared set is read, never changed, so that
+// readers of several States may read it at once.
+type kindSet struct {
+	keys  map[string]struct{}
+	owner *int
+
+	// sorted caches the keys sorted, built at the first read that finds
+	// it missing. Readers under a State's read lock may build it at the
+	// same time, hence mu. A built slice is never modified: a change to
+	// the set replaces it with an edited copy (edits counts those since
+	// it was built; past maxSortedEdits the change drops it instead, for
+	// the next read to rebuild), so that a caller may read it without mu.
+	mu     sync.Mutex
+	sorted []string
+	ok     bool // sorted holds the keys
+	edits  int
+}
+
+// maxSortedEdits is how many changes to a set its sorted cache follows,
+// each costing a copy of it, before a change drops it: a rebuild costs a
+// sort, about as much as this many copies.
+const maxSortedEdits = 32
+
+// sortedKeys returns the keys of k, sorted. The slice is shared: callers
+// must not modify it.
+func (k *kindSet) sortedKeys() []string {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if !k.ok {
+		ks := make([]string, 0, len(k.keys))
+		for key := range k.keys {
+			ks = append(ks, key)
+		}
+		sort.Strings(ks)
+		k.sorted, k.ok, k.edits = ks, true, 0
+	}
+	return k.sorted
+}
+
+// copyFor returns a copy of k owned by owner, sharing its sorted cache,
+// which neither changes.
+func (k *kindSet) copyFor(owner *int) *kindSet {
+	keys := make(map[string]struct{}, len(k.keys)+1)
+	for key := range k.keys {
+		keys[key] = struct{}{}
+	}
+	k.mu.Lock() // other readers of k may be building the cache
+	defer k.mu.Unlock()
+	return &kindSet{keys: keys, owner: owner, sorted: k.sorted, ok: k.ok, edits: k.edits}
+}
+
+// change adds key to k (live) or removes it, and edits or drops the
+// sorted cache. The caller owns k, so no other State reads it; callers of
+// Keys may still hold the old cache, which is left as it is.
+func (k *kindSet) change(key string, live bool) {
+	if live {
+		k.keys[key] = struct{}{}
+	} else {
+		delete(k.keys, key)
+	}
+	if !k.ok {
+		return
+	}
+	if k.edits >= maxSortedEdits {
+		k.sorted, k.ok = nil, false
+		return
+	}
+	i := sort.SearchStrings(k.sorted, key)
+	if found := i < len(k.sorted) && k.sorted[i] == key; live == found {
+		return
+	}
+	ks := make([]string, 0, len(k.sorted)+1)
+	ks = append(ks, k.sorted[:i]...)
+	if live {
+		ks = append(append(ks, key), k.sorted[i:]...)
+	} else {
+		ks = append(ks, k.sorted[i+1:]...)
+	}
+	k.sorted = ks
+	k.edits++
+}
+
 // State is a replicated set of objects, each a map of field registers,
 // tombstones included. The zero State is not usable: call New. A State is
-// not safe for concurrent use.
+// not safe for concurrent use, except by several readers at once.
 type State struct {
 	objs    map[string]*object
-	buckets Digest // xor of the hashes of the registers in each bucket
-	owner   *int   // the token of the objects this State may change in place
+	kinds   map[string]*kindSet // the live keys of each kind; no empty sets
+	buckets Digest              // xor of the hashes of the registers in each bucket
+	owner   *int                // the token of the objects and sets this State may change in place
 }
 
 // New returns an empty state.
-func New() *State { return &State{objs: map[string]*object{}, owner: new(int)} }
+func New() *State {
+	return &State{objs: map[string]*object{}, kinds: map[string]*kindSet{}, owner: new(int)}
+}
 
 // Clone returns a copy of s that later writes to either do not affect. It
 // copies the index of objects, not the objects: both States then share
 // every object and copy one only when they write to it, so a write to a
-// clone costs the objects it changes, not the whole state. Clone marks
-// s's objects shared, so it is a write to s: call it as a writer would.
+// clone costs the objects it changes, not the whole state. The sets of
+// live keys of each kind are shared the same way, and one is copied when
+// either State creates or deletes an object of its kind. Clone marks s's
+// objects shared, so it is a write to s: call it as a writer would.
 func (s *State) Clone() *State {
-	c := &State{objs: make(map[string]*object, len(s.objs)), buckets: s.buckets, owner: new(int)}
+	c := &State{
+		objs:    make(map[string]*object, len(s.objs)),
+		kinds:   make(map[string]*kindSet, len(s.kinds)),
+		buckets: s.buckets,
+		owner:   new(int),
+	}
 	for k, o := range s.objs {
 		c.objs[k] = o
 	}
+	for k, ks := range s.kinds {
+		c.kinds[k] = ks
+	}
 	s.owner = new(int) // what s held is shared from now on
 	return c
+}
+
+// setLive records whether key is live in the set of its kind, copying the
+// set into s first if another State shares it.
+func (s *State) setLive(key string, live bool) {
+	kind := kindOf(key)
+	ks := s.kinds[kind]
+	switch {
+	case ks == nil && !live:
+		return
+	case ks == nil:
+		ks = &kindSet{keys: map[string]struct{}{}, owner: s.owner}
+		s.kinds[kind] = ks
+	case !live && len(ks.keys) == 1:
+		if _, in := ks.keys[key]; in {
+			delete(s.kinds, kind) // no empty sets, and nothing to copy
+			return
+		}
+	}
+	if ks.owner != s.owner {
+		ks = ks.copyFor(s.owner)
+		s.kinds[kind] = ks
+	}
+	ks.change(key, live)
 }
 
 // own returns the object of key, copied into s first if another State
@@ -154,6 +286,13 @@ func (s *State) setReg(key, field string, r reg) bool {
 	x := r.h
 	if ok {
 		x ^= cur.h
+	}
+	if field == ExistsField {
+		// Only the existence register makes an object live or not.
+		was := ok && bytes.Equal(cur.Value, jsonTrue)
+		if is := bytes.Equal(r.Value, jsonTrue); is != was {
+			s.setLive(key, is)
+		}
 	}
 	o.regs[field] = r
 	o.h ^= x
@@ -284,12 +423,37 @@ func (s *State) Get(key string) (fields map[string]json.RawMessage, ok bool) {
 }
 
 // Keys returns the keys of the existing objects that start with prefix,
-// sorted.
+// sorted (nil if none). The caller may modify the slice.
+//
+// A prefix with a '/' (such as "Kind/" or "Kind/namespace/") costs the
+// keys of its kind that it matches, found in the kind's set; one without
+// costs the existing keys of the kinds it matches.
 func (s *State) Keys(prefix string) []string {
+	if i := strings.IndexByte(prefix, '/'); i >= 0 {
+		ks := s.kinds[prefix[:i]]
+		if ks == nil {
+			return nil
+		}
+		sorted := ks.sortedKeys()
+		lo, hi := sort.SearchStrings(sorted, prefix), len(sorted)
+		if len(prefix) > i+1 { // "Kind/" matches every key of the kind from lo on
+			hi = lo
+			for hi < len(sorted) && strings.HasPrefix(sorted[hi], prefix) {
+				hi++
+			}
+		}
+		if lo == hi {
+			return nil
+		}
+		return append([]string(nil), sorted[lo:hi]...)
+	}
+	// A key starts with a prefix without '/' if and only if its kind does.
 	var keys []string
-	for k, o := range s.objs {
-		if strings.HasPrefix(k, prefix) && o.live() {
-			keys = append(keys, k)
+	for kind, ks := range s.kinds {
+		if strings.HasPrefix(kind, prefix) {
+			for k := range ks.keys {
+				keys = append(keys, k)
+			}
 		}
 	}
 	sort.Strings(keys)
@@ -299,10 +463,8 @@ func (s *State) Keys(prefix string) []string {
 // Len returns the number of existing objects (tombstones not counted).
 func (s *State) Len() int {
 	n := 0
-	for _, o := range s.objs {
-		if o.live() {
-			n++
-		}
+	for _, ks := range s.kinds {
+		n += len(ks.keys)
 	}
 	return n
 }
@@ -375,6 +537,8 @@ func MergeStates(a, b *State) *State {
 // missing) whose newest stamp is older than now-horizon, and returns how
 // many it dropped. See the package documentation for why horizon must
 // exceed the longest time a peer may be offline and still merge its state.
+// It drops no live object, so the sets of live keys of each kind stay as
+// they are.
 func (s *State) GC(now time.Time, horizon time.Duration) int {
 	limit := now.Add(-horizon).UnixNano()
 	n := 0
