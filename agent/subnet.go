@@ -411,3 +411,23 @@ func (a *Agent) moveSubnet(ctx context.Context, from, to subnet.Claim, reason st
 	}
 	return nil
 }
+
+// removeOldServiceNet takes off lo the service addresses of the subnet this
+// peer held before it started with another (a --pod-subnet given at a
+// restart), unless another peer claims that subnet now (its addresses may
+// be on this machine).
+func (a *Agent) removeOldServiceNet(old netip.Prefix) {
+	for peer, c := range storedClaims(a.store) {
+		if peer != a.cfg.Name && c.Subnet.Overlaps(old) {
+			return
+		}
+	}
+	n, err := newServiceNet(old.String())
+	if err != nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	n.removeAll(ctx)
+	a.log.Info("service addresses of the former pod subnet removed", "subnet", old.String())
+}

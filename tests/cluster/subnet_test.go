@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/chorus-sh/chorus/api"
+	"github.com/chorus-sh/chorus/placement/subnet"
 	"github.com/chorus-sh/chorus/tests/harness"
 	"github.com/chorus-sh/chorus/tests/images"
 )
@@ -286,6 +287,20 @@ func TestPodSubnetLoserMoves(t *testing.T) {
 		log := m2.Log()
 		return strings.Contains(log, "pod subnet moved") && strings.Contains(log, "given by --pod-subnet"), "no move in sm2's log"
 	})
+	// sm1's former service addresses (DNS, its services') left lo, unless
+	// sm2 moved into sm1's former subnet (both prefer 10.88.7.0/24).
+	formerSvc := subnet.ServiceNet(netip.MustParsePrefix(cidrs["sm1"]))
+	if now := podCIDRs(m2)["sm2"]; now != cidrs["sm1"] {
+		lo, err := exec.Command("ip", "-4", "-o", "addr", "show", "dev", "lo").CombinedOutput()
+		if err != nil {
+			t.Fatalf("ip addr show dev lo: %v %s", err, lo)
+		}
+		for _, f := range strings.Fields(string(lo)) {
+			if p, err := netip.ParsePrefix(f); err == nil && formerSvc.Contains(p.Addr()) {
+				t.Errorf("%s, of sm1's former service network %s, is still on lo (sm2 is in %s)", f, formerSvc, now)
+			}
+		}
+	}
 	harness.Eventually(t, 90*time.Second, "both pods Ready and reachable in their subnets", func() (bool, string) {
 		cidrs = podCIDRs(m1)
 		if got := podCIDRs(m2); fmt.Sprint(got) != fmt.Sprint(cidrs) || cidrs["sm1"] != explicit.String() ||
