@@ -57,9 +57,13 @@ type Config struct {
 	Discover      bool     // find peers by mDNS on the local network
 	GossipKey     string   `json:"-"` // base64 key (chorus keygen); empty: no encryption
 	GossipProfile string   // local (default), lan or wan
-	SerfPort      int      // membership port (default 7946)
-	P2PPort       int      // data plane port (default 7947)
-	HopPort       int      // service proxy hops between peers (default 7948)
+	// GossipFullMeshUpTo is how many other peers a peer connects its data
+	// plane to all of (0: gossip's default, 32); beyond, only to its
+	// neighbours. No flag: tests/scale sets it low to run that path small.
+	GossipFullMeshUpTo int
+	SerfPort           int // membership port (default 7946)
+	P2PPort            int // data plane port (default 7947)
+	HopPort            int // service proxy hops between peers (default 7948)
 	// WireGuardPort is the UDP port (every address) of this peer's
 	// WireGuard device, the encrypted pod network of a secured cluster
 	// (the CLI's default: 7949). 0, or Insecure: no WireGuard, the pod
@@ -282,7 +286,7 @@ type Agent struct {
 	}
 
 	// peerPods holds the other peers' published pods, decoded once per
-	// version of their NodeStatus object (clusterPods).
+	// change of their NodeStatus object (clusterPods).
 	peerPods peerPodsCache
 
 	// orphansCollected paces collectOrphans; only the reconcile loop uses it.

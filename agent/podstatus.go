@@ -11,7 +11,6 @@ import (
 	"time"
 
 	"github.com/chorus-sh/chorus/api"
-	"github.com/chorus-sh/chorus/crdt"
 	"github.com/chorus-sh/chorus/state"
 )
 
@@ -129,15 +128,15 @@ func (a *Agent) aliveMembers() []string {
 // every read of the cluster's pods wants every peer's pods, and decoding
 // them all each time cost O(pods in the cluster) of JSON per pass and peer
 // (tests/scale). A peer's pods are decoded again only when its object
-// changed; readers get copies.
+// changed (its registers' checksum, Store.Sum); readers get copies.
 type peerPodsCache struct {
 	mu     sync.Mutex
 	byPeer map[string]peerPods
 }
 
 type peerPods struct {
-	version crdt.Stamp
-	pods    []api.Pod // NodeName set; never handed out, only copies
+	sum  uint64    // Store.Sum of the object decoded
+	pods []api.Pod // NodeName set; never handed out, only copies
 }
 
 // pods returns peer's published pods, decoded again only if its object
@@ -145,10 +144,10 @@ type peerPods struct {
 // changing it.
 func (c *peerPodsCache) pods(s *state.Store, peer string) []api.Pod {
 	key := nodeStatusKey(peer)
-	v := s.Version(key)
+	v := s.Sum(key)
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if e, ok := c.byPeer[peer]; ok && e.version == v {
+	if e, ok := c.byPeer[peer]; ok && e.sum == v {
 		return e.pods
 	}
 	var pods []api.Pod
@@ -166,7 +165,7 @@ func (c *peerPodsCache) pods(s *state.Store, peer string) []api.Pod {
 	if c.byPeer == nil {
 		c.byPeer = map[string]peerPods{}
 	}
-	c.byPeer[peer] = peerPods{version: v, pods: pods}
+	c.byPeer[peer] = peerPods{sum: v, pods: pods}
 	return pods
 }
 

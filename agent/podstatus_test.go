@@ -5,6 +5,7 @@ import (
 	"path/filepath"
 	"testing"
 
+	"github.com/chorus-sh/chorus/crdt"
 	"github.com/chorus-sh/chorus/state"
 )
 
@@ -46,10 +47,20 @@ func TestPeerPodsDecodedOncePerVersion(t *testing.T) {
 	if len(now) != 2 || phases["a"] != "Failed" {
 		t.Fatalf("after the change: %v, want a Failed and b", phases)
 	}
+	// A register older than the object's newest (a field written earlier,
+	// delivered later: another route, anti-entropy) is a change too.
+	old := crdt.Stamp{Wall: 1, Node: "p2"}
+	if _, err := s.Merge(crdt.Delta{Entries: []crdt.Entry{{Key: nodeStatusKey("p2"), Field: "spec.default_c",
+		Reg: crdt.Register{Value: json.RawMessage(`{"metadata":{"name":"c","namespace":"default"}}`), Stamp: old}}}}); err != nil {
+		t.Fatal(err)
+	}
+	if got := c.pods(s, "p2"); len(got) != 3 {
+		t.Fatalf("after an older register of a new field merged: %d pods, want 3", len(got))
+	}
 
 	got := a.podsOf(nil, []string{"p1", "p2"})
-	if len(got) != 2 || got[0].Metadata.Name != "a" || got[1].Metadata.Name != "b" {
-		t.Fatalf("cluster pods %+v, want p2's a and b, sorted", got)
+	if len(got) != 3 || got[0].Metadata.Name != "a" || got[1].Metadata.Name != "b" || got[2].Metadata.Name != "c" {
+		t.Fatalf("cluster pods %+v, want p2's a, b and c, sorted", got)
 	}
 	got[0].Metadata.Labels["app"] = "changed"
 	for _, p := range a.podsOf(nil, []string{"p1", "p2"}) {

@@ -481,6 +481,18 @@ func (s *State) Meta(key string) (version Stamp, writer string) {
 	return m, m.Node
 }
 
+// Sum returns a checksum of the object key's registers (the xor of their
+// hashes, tombstones' included; 0 for none): it changes whenever any of
+// them does, even when a merge brings a register older than the object's
+// version (Meta), so a reader that keeps something derived from the
+// object compares it to know whether to derive again.
+func (s *State) Sum(key string) uint64 {
+	if o := s.objs[key]; o != nil {
+		return o.h
+	}
+	return 0
+}
+
 // MaxStamp returns the greatest stamp in the state, tombstones included:
 // the newest write this state has seen. The agent compares its Wall with
 // DefaultTombstoneHorizon to decide whether a state loaded from disk is too

@@ -270,15 +270,15 @@ func (s *Store) Get(key string) (api.Object, bool) {
 	return s.object(key)
 }
 
-// Version returns the version of key (its newest register's stamp, a
-// tombstone's too; zero if the state holds nothing of it): what a reader
-// that keeps something derived from key's fields compares to know whether
-// they changed.
-func (s *Store) Version(key string) crdt.Stamp {
+// Sum returns a checksum of key's registers (crdt.State.Sum): it changes
+// whenever any of them does, so a reader that keeps something derived from
+// key's fields compares it to know whether they changed. (The version,
+// the newest stamp, does not do for that: a merge may bring an older
+// register of a field after a newer one of another.)
+func (s *Store) Sum(key string) uint64 {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
-	v, _ := s.st.Meta(key)
-	return v
+	return s.st.Sum(key)
 }
 
 // RawFields returns the fields of key as stored.
