@@ -52,7 +52,7 @@ func (a *Agent) startCluster(ctx context.Context, wg *sync.WaitGroup) error {
 		Name: cfg.Name, BindAddr: cfg.Bind, SerfPort: cfg.SerfPort, P2PPort: cfg.P2PPort,
 		Join: cfg.Join, Key: key, ExtraKeys: extra, Profile: cfg.GossipProfile, Tags: tags,
 		DataDir: filepath.Join(cfg.DataDir, "gossip"), Discover: cfg.Discover, Log: a.log.With("plane", "gossip"),
-		JoinHint: a.joinHint(),
+		JoinHint: a.joinHint(), FullMeshUpTo: cfg.GossipFullMeshUpTo,
 	})
 	if err != nil {
 		return err

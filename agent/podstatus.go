@@ -79,23 +79,32 @@ func (a *Agent) publishPodStatus() error {
 
 // clusterPods returns the pods of every alive peer as they published them,
 // this peer's own from its pod manager (fresher), sorted by namespace,
-// name and node.
-func (a *Agent) clusterPods() []api.Pod { return a.clusterPodsWith(a.pods.Pods()) }
+// name and node: copies the caller may change.
+func (a *Agent) clusterPods() []api.Pod { return a.podsOf(a.pods.Pods(), a.aliveMembers(), true) }
 
 // clusterPodsWith is clusterPods with this peer's pods as given (local is
-// not changed).
+// not changed), and the other peers' pods shared with the cache: for
+// readers that change nothing (a reconcile pass: reconcile.Plan changes
+// none of its inputs), which would otherwise copy every pod of the
+// cluster at every pass.
 func (a *Agent) clusterPodsWith(local []api.Pod) []api.Pod {
-	return a.podsOf(local, a.aliveMembers())
+	return a.podsOf(local, a.aliveMembers(), false)
 }
 
-// podsOf is local and the pods the given peers published (copies), sorted.
-func (a *Agent) podsOf(local []api.Pod, peers []string) []api.Pod {
+// podsOf is local and the pods the given peers published, sorted; the
+// latter copied when copies is set, else shared with the cache.
+func (a *Agent) podsOf(local []api.Pod, peers []string, copies bool) []api.Pod {
 	out := slices.Clone(local)
 	for _, m := range peers {
 		if m == a.cfg.Name {
 			continue
 		}
-		for _, p := range a.peerPods.pods(a.store, m) {
+		pods := a.peerPods.pods(a.store, m)
+		if !copies {
+			out = append(out, pods...)
+			continue
+		}
+		for _, p := range pods {
 			out = append(out, api.Clone(p))
 		}
 	}

@@ -58,12 +58,12 @@ func TestPeerPodsDecodedOncePerVersion(t *testing.T) {
 		t.Fatalf("after an older register of a new field merged: %d pods, want 3", len(got))
 	}
 
-	got := a.podsOf(nil, []string{"p1", "p2"})
+	got := a.podsOf(nil, []string{"p1", "p2"}, true)
 	if len(got) != 3 || got[0].Metadata.Name != "a" || got[1].Metadata.Name != "b" || got[2].Metadata.Name != "c" {
 		t.Fatalf("cluster pods %+v, want p2's a, b and c, sorted", got)
 	}
 	got[0].Metadata.Labels["app"] = "changed"
-	for _, p := range a.podsOf(nil, []string{"p1", "p2"}) {
+	for _, p := range a.podsOf(nil, []string{"p1", "p2"}, true) {
 		if p.Metadata.Labels["app"] == "changed" {
 			t.Fatalf("a reader's change reached the cache: %+v", p)
 		}

@@ -132,8 +132,9 @@ func (s *Sim) Objects() int {
 func (s *Sim) LocalPods() []api.Pod { return s.a.pods.Pods() }
 
 // ClusterPods returns the pods of every alive peer as this peer sees them
-// (its own, and the statuses the others published).
-func (s *Sim) ClusterPods() []api.Pod { return s.a.clusterPods() }
+// (its own, and the statuses the others published), to read only: the
+// other peers' pods are shared with the peer's cache.
+func (s *Sim) ClusterPods() []api.Pod { return s.a.clusterPodsWith(s.a.pods.Pods()) }
 
 // AliveMembers is how many members this peer sees alive, itself included.
 func (s *Sim) AliveMembers() int { return len(s.a.aliveMembers()) }

@@ -55,7 +55,8 @@ const (
 	maxFound        = 1024             // mDNS peers remembered
 	nonMemberGrace  = 30 * time.Second // before closing a non-member's connection
 	reconcileEvery  = 3 * time.Second
-	nonMemberScore  = -1000.0 // pubsub application score of a non-member
+	connGrace       = 30 * time.Second // before closing a member's connection that is no neighbour's
+	nonMemberScore  = -1000.0          // pubsub application score of a non-member
 )
 
 // Message is a delta received from another member.
@@ -514,9 +515,11 @@ func (n *Node) connectMember(pid peer.ID, addr string) {
 	})
 }
 
-// reconcileLoop connects to alive members we are not connected to and
+// reconcileLoop connects to the alive members it picks as neighbours (all
+// of them in a cluster of up to fullMeshUpTo; see neighbours.go) and
 // closes connections of peers that are not alive members after a grace
-// period (long enough for an mDNS hello to make them members).
+// period (long enough for an mDNS hello to make them members), and in a
+// larger cluster its own connections to members that are no neighbours.
 func (n *Node) reconcileLoop() {
 	t := time.NewTicker(reconcileEvery)
 	defer t.Stop()
@@ -529,13 +532,23 @@ func (n *Node) reconcileLoop() {
 				n.helloFound(now)
 			}
 		}
+		var names []string
+		alive := map[string]serf.Member{}
 		for _, m := range n.serf.Members() {
-			if m.Name == n.cfg.Name || statusString(m.Status) != StatusAlive {
-				continue
+			if m.Name != n.cfg.Name && statusString(m.Status) == StatusAlive {
+				names = append(names, m.Name)
+				alive[m.Name] = m
 			}
+		}
+		picks := neighbours(n.cfg.Name, names, n.cfg.FullMeshUpTo, neighbourLinks)
+		for name := range picks {
+			m := alive[name]
 			if pid, err := peer.Decode(m.Tags[TagPeerID]); err == nil {
 				n.connectMember(pid, m.Tags[TagP2PAddr])
 			}
+		}
+		if len(names) > n.cfg.FullMeshUpTo {
+			n.closeStrayConns(names, picks)
 		}
 		for _, p := range n.host.Network().Peers() {
 			if _, ok := n.isAliveMember(p); ok {
@@ -553,6 +566,42 @@ func (n *Node) reconcileLoop() {
 			}
 		}
 	}
+}
+
+// closeStrayConns closes the connections this peer dialed to alive
+// members that neither it nor they pick as neighbours (made for an
+// anti-entropy exchange or an image transfer with a random peer), once
+// connGrace old and carrying nothing but pubsub's stream. Connections others
+// dialed are theirs to close.
+func (n *Node) closeStrayConns(names []string, picks map[string]bool) {
+	for _, c := range n.host.Network().Conns() {
+		st := c.Stat()
+		if st.Direction != network.DirOutbound || time.Since(st.Opened) < connGrace {
+			continue
+		}
+		name, ok := n.isAliveMember(c.RemotePeer())
+		if !ok || picks[name] || busyConn(c) {
+			continue
+		}
+		if neighbours(name, append(names, n.cfg.Name), n.cfg.FullMeshUpTo, neighbourLinks)[n.cfg.Name] {
+			continue
+		}
+		n.log.Debug("closing a connection to a member that is no neighbour", "member", name)
+		_ = c.Close()
+	}
+}
+
+// busyConn reports whether c carries a stream of another protocol than
+// pubsub's (a sync, an image transfer).
+func busyConn(c network.Conn) bool {
+	for _, s := range c.GetStreams() {
+		switch s.Protocol() {
+		case pubsub.GossipSubID_v13, pubsub.GossipSubID_v12, pubsub.GossipSubID_v11, pubsub.GossipSubID_v10, pubsub.FloodSubID:
+		default:
+			return true
+		}
+	}
+	return false
 }
 
 type mdnsNotifee struct{ n *Node }

@@ -127,6 +127,9 @@ type Config struct {
 	// JoinHint, when set, is added to the warning logged when joining the
 	// seeds keeps failing (what the operator may have to do).
 	JoinHint string
+	// FullMeshUpTo is how many other members a node connects to all of
+	// (default 32); beyond, it dials only its neighbours (neighbours.go).
+	FullMeshUpTo int
 }
 
 // Member is a cluster member as seen by this node.
@@ -366,6 +369,9 @@ func (c *Config) setDefaults() error {
 	c.ExtraKeys = extra
 	if c.Profile == "" {
 		c.Profile = ProfileLocal
+	}
+	if c.FullMeshUpTo <= 0 {
+		c.FullMeshUpTo = fullMeshUpTo
 	}
 	if c.Profile != ProfileLocal && c.Profile != ProfileLAN && c.Profile != ProfileWAN {
 		return fmt.Errorf("gossip: unknown profile %q", c.Profile)

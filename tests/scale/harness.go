@@ -46,6 +46,9 @@ type Options struct {
 	// fit on a small machine (the failover figure then includes the
 	// slower detection).
 	Profile string
+	// FullMeshUpTo is how many other peers a peer connects its data plane
+	// to all of (0: chorus's default, 32); beyond, only to its neighbours.
+	FullMeshUpTo int
 	// Net is the first address's second and third octets' prefix: peer i
 	// listens on 127.<Net[0]>.<Net[1]+i/250>.<1+i%250> (defaults 0, 3: in
 	// 127.0.3.0/24..127.0.9.0/24 for up to 1,750 peers).
@@ -76,6 +79,8 @@ type Result struct {
 	ConvergeMaxMs    float64 `json:"converge_max_ms"`                //
 	FailoverMs       float64 `json:"failover_ms"`                    // a peer killed to its pods Running elsewhere, seen by every peer
 	FailoverPods     int     `json:"failover_pods"`                  // pods the killed peer ran
+	FailoverDetectMs float64 `json:"failover_detect_ms"`             // of failover_ms: until every survivor saw the peer gone
+	FailoverOwnedMs  float64 `json:"failover_owned_ms"`              // of failover_ms: until its pods ran elsewhere, once each (in truth)
 	DuplicatePods    int     `json:"duplicate_pods"`                 // pods Running on two peers at once once settled (must be 0)
 	MissingPods      int     `json:"missing_pods"`                   // desired pods not Running anywhere once settled (must be 0)
 	BytesIdle        float64 `json:"bytes_per_peer_per_s_idle"`      // all traffic (Counter), no writes
@@ -101,6 +106,9 @@ type harness struct {
 	dead  map[int]bool
 	rng   *rand.Rand
 	seq   int
+	// failoverDetected and failoverOwned are when, in the last failover,
+	// every survivor saw the victim gone, and its pods ran once each.
+	failoverDetected, failoverOwned time.Duration
 }
 
 func (h *harness) addr(i int) string {
@@ -240,6 +248,7 @@ func run(ctx context.Context, opt Options) (res Result, err error) {
 			return res, err
 		}
 		res.FailoverMs, res.FailoverPods = ms, n
+		res.FailoverDetectMs, res.FailoverOwnedMs = float64(h.failoverDetected.Milliseconds()), float64(h.failoverOwned.Milliseconds())
 		opt.Progress("failover", time.Duration(ms)*time.Millisecond)
 	}
 	res.DuplicatePods, res.MissingPods = h.ownership(want)
@@ -273,7 +282,7 @@ func (h *harness) start(ctx context.Context) error {
 		}
 		name := fmt.Sprintf("p%04d", i)
 		s, err := agent.StartSim(ctx, agent.Config{Name: name, Bind: ip, SerfPort: sp, P2PPort: pp, Join: join,
-			GossipProfile: h.opt.Profile, DataDir: filepath.Join(h.dir, name), Log: h.opt.Log}, newMemRuntime(byte(i%250)))
+			GossipProfile: h.opt.Profile, GossipFullMeshUpTo: h.opt.FullMeshUpTo, DataDir: filepath.Join(h.dir, name), Log: h.opt.Log}, newMemRuntime(byte(i%250)))
 		if err != nil {
 			return fmt.Errorf("start peer %s: %w", name, err)
 		}
@@ -671,9 +680,20 @@ func (h *harness) failover(ctx context.Context, want map[string]int) (float64, i
 	// every pod costs, and the measure should not slow what it measures.
 	ok := map[int]bool{}
 	dead := h.deadNames()
+	alive := len(h.alive())
+	var detected, owned time.Duration
 	err := h.waitEvery(ctx, "failover", 20*time.Millisecond, func() bool {
+		if detected == 0 {
+			if !h.allSee(alive) {
+				return false
+			}
+			detected = time.Since(t0)
+		}
 		if dup, miss := h.ownership(want); dup+miss > 0 {
 			return false
+		}
+		if owned == 0 {
+			owned = time.Since(t0)
 		}
 		for _, i := range h.alive() {
 			if !ok[i] {
@@ -688,6 +708,7 @@ func (h *harness) failover(ctx context.Context, want map[string]int) (float64, i
 	if err != nil {
 		return 0, most, fmt.Errorf("%w (%s)", err, h.why(want))
 	}
+	h.failoverDetected, h.failoverOwned = detected, owned
 	return float64(time.Since(t0).Milliseconds()), most, nil
 }
 

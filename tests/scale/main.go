@@ -73,6 +73,7 @@ func main() {
 	flag.IntVar(&opt.LoadRate, "load", 10, "writes a second during the loaded window (0: none)")
 	flag.BoolVar(&opt.Failover, "failover", true, "kill a peer and time its pods' failover")
 	flag.StringVar(&opt.Profile, "profile", "lan", "the peers' gossip profile: lan (the harness's default: not the peers' own, local, as every peer here shares two cores), local, or wan (slower failure detection, for runs of many peers)")
+	flag.IntVar(&opt.FullMeshUpTo, "full-mesh", 0, "how many other peers a peer connects to all of (0: chorus's default); beyond, only to its neighbours")
 	flag.DurationVar(&opt.Timeout, "timeout", 10*time.Minute, "bound of every wait")
 	flag.StringVar(&opt.Dir, "dir", "", "where the peers' data dirs go (default: /dev/shm if present, else the temp dir)")
 	flag.BoolVar(&asJSON, "json", false, "print the result as one JSON object on the last line")

@@ -30,7 +30,8 @@ func TestMain(m *testing.M) {
 }
 
 // TestScaleSmall runs the harness small (16 peers in this process, on
-// 127.0.9.x, ports chosen by the kernel) and checks what must hold at any
+// 127.0.9.x, ports chosen by the kernel, each connected to its neighbours
+// only, as in a large cluster) and checks what must hold at any
 // size: membership and every write converge on every peer, every replica
 // runs on exactly one peer once settled, and a killed peer's replicas run
 // elsewhere as every survivor sees it. The waits are bounded (2 minutes
@@ -46,6 +47,9 @@ func TestScaleSmall(t *testing.T) {
 		Peers: 16, Objects: 200, Pods: 40, Writes: 10, WriteEvery: 50 * time.Millisecond,
 		Window: time.Second, Failover: true, Timeout: 2 * time.Minute,
 		Net: [2]byte{0, 9}, Dir: t.TempDir(),
+		// Not a full mesh: every peer connects to its neighbours only, as
+		// in a cluster of more than 32, so that path runs here too.
+		FullMeshUpTo: 6,
 	})
 	if err != nil {
 		t.Fatal(err)
