@@ -299,15 +299,23 @@ type Agent struct {
 	leaving    atomic.Bool
 }
 
+// reconcileGap is the least time between the starts of two reconcile
+// passes: changes that come closer (every peer's pod statuses, each a
+// change of the replicated state) are taken together by the next pass.
+// Without it every peer ran a pass for each delta of every other, so the
+// cluster's reconcile work grew with the square of its size (tests/scale).
+const reconcileGap = 200 * time.Millisecond
+
 // reconcileLoop recomputes the pods this peer should run whenever the
-// desired state changes, and at least every second (pod readiness drives
-// rollouts).
+// desired state changes (at most every reconcileGap), and at least every
+// second (pod readiness drives rollouts).
 func (a *Agent) reconcileLoop(ctx context.Context) {
 	t := time.NewTicker(time.Second)
 	defer t.Stop()
 	var pruned pace
 	for {
 		changed := a.store.Changed()
+		started := time.Now()
 		a.safeReconcile(ctx)
 		a.safeControlBatch(time.Now())
 		if pruned.due(time.Now(), claimPruneInterval) {
@@ -319,6 +327,13 @@ func (a *Agent) reconcileLoop(ctx context.Context) {
 		case <-changed:
 		case <-a.kick:
 		case <-t.C:
+		}
+		if wait := reconcileGap - time.Since(started); wait > 0 {
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(wait):
+			}
 		}
 	}
 }

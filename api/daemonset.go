@@ -85,9 +85,9 @@ func DaemonPod(ds *DaemonSet, node string) Pod {
 	p.Metadata.Labels[LabelTemplateHash] = hash
 	p.Metadata.Labels[LabelDaemonSet] = ds.Metadata.Name
 	if len(ds.Spec.Template.Metadata.Annotations) > 0 {
-		p.Metadata.Annotations = DeepCopy(ds.Spec.Template.Metadata.Annotations)
+		p.Metadata.Annotations = Clone(ds.Spec.Template.Metadata.Annotations)
 	}
-	p.Spec = DeepCopy(ds.Spec.Template.Spec)
+	p.Spec = Clone(ds.Spec.Template.Spec)
 	p.Spec.NodeName = node
 	return p
 }

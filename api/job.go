@@ -344,7 +344,7 @@ func JobFromCronJob(c *CronJob, t time.Time) *Job {
 		Annotations: maps.Clone(c.Spec.JobTemplate.Metadata.Annotations),
 		OwnerReferences: []OwnerReference{{APIVersion: apiVersionBatchV1, Kind: KindCronJob, Name: c.Metadata.Name,
 			UID: c.Metadata.UID, Controller: ptr(true), BlockOwnerDeletion: ptr(true)}},
-	}, Spec: DeepCopy(c.Spec.JobTemplate.Spec)}
+	}, Spec: Clone(c.Spec.JobTemplate.Spec)}
 	if j.Metadata.Annotations == nil {
 		j.Metadata.Annotations = map[string]string{}
 	}

@@ -42,7 +42,7 @@ func PodsForDeployment(d *Deployment) []Pod {
 	if ns == "" {
 		ns = DefaultNamespace
 	}
-	spec := DeepCopy(d.Spec.Template.Spec)
+	spec := Clone(d.Spec.Template.Spec)
 	pods := make([]Pod, n)
 	for i := range pods {
 		p := &pods[i]
@@ -59,7 +59,7 @@ func PodsForDeployment(d *Deployment) []Pod {
 		if i == 0 {
 			p.Spec = spec
 		} else {
-			p.Spec = DeepCopy(spec)
+			p.Spec = Clone(spec)
 		}
 	}
 	return pods

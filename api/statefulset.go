@@ -218,7 +218,7 @@ func defaultClaimSpec(s *PersistentVolumeClaimSpec) {
 func (v *validator) statefulSetSpec(s *StatefulSetSpec) {
 	// The pods mount the claims of the templates as volumes of their names.
 	d := s.asDeploymentSpec()
-	d.Template = DeepCopy(d.Template)
+	d.Template = Clone(d.Template)
 	for _, c := range s.VolumeClaimTemplates {
 		if c.Metadata.Name != "" {
 			d.Template.Spec.Volumes = append(d.Template.Spec.Volumes, Volume{Name: c.Metadata.Name,
@@ -324,7 +324,7 @@ func ClaimName(tmpl, set string, ordinal int) string {
 // replace the volumes of the claim templates, and it carries the labels
 // Kubernetes sets. revision is the template's revision name.
 func StatefulPod(s *StatefulSet, ordinal int, revision string) Pod {
-	t := DeepCopy(s.Spec.Template)
+	t := Clone(s.Spec.Template)
 	name := StatefulPodName(s.Metadata.Name, ordinal)
 	p := Pod{Metadata: ObjectMeta{
 		Name:        name,
@@ -358,7 +358,7 @@ func StatefulClaim(s *StatefulSet, tmpl *PersistentVolumeClaim, ordinal int) *Pe
 		Namespace:   s.Metadata.Namespace,
 		Labels:      maps.Clone(tmpl.Metadata.Labels),
 		Annotations: maps.Clone(tmpl.Metadata.Annotations),
-	}, Spec: DeepCopy(tmpl.Spec)}
+	}, Spec: Clone(tmpl.Spec)}
 	if r := s.Spec.PersistentVolumeClaimRetentionPolicy; r != nil && r.WhenDeleted == "Delete" {
 		c.Metadata.OwnerReferences = []OwnerReference{{APIVersion: apiVersionAppsV1, Kind: KindStatefulSet, Name: s.Metadata.Name,
 			UID: s.Metadata.UID, BlockOwnerDeletion: ptr(true)}}

@@ -380,7 +380,7 @@ func jobPodName(j *api.Job, index, attempt int) string {
 
 // jobPod makes the pod of job j for an index and attempt, from its template.
 func jobPod(j *api.Job, index, attempt int) api.Pod {
-	t := api.DeepCopy(j.Spec.Template)
+	t := api.Clone(j.Spec.Template)
 	p := api.Pod{Metadata: api.ObjectMeta{
 		Name:        jobPodName(j, index, attempt),
 		Namespace:   j.Metadata.Namespace,
