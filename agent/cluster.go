@@ -6,6 +6,7 @@ import (
 	"errors"
 	"net"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -115,7 +116,7 @@ func (a *Agent) startCluster(ctx context.Context, wg *sync.WaitGroup) error {
 			}
 		}
 	})
-	run(func() { a.repl.antiEntropyLoop(ctx, 2*time.Second, a.alivePeers, kick) })
+	run(func() { a.repl.antiEntropyLoop(ctx, 2*time.Second, a.alivePeers, a.connectedPeers, kick) })
 	run(func() { a.tagLoop(ctx) })
 	if a.nw != nil { // a peer with pod networking (not a Sim)
 		run(func() { a.podNetLoop(ctx, 2*time.Second) })
@@ -138,6 +139,12 @@ func (a *Agent) alivePeers() []string {
 		}
 	}
 	return out
+}
+
+// connectedPeers returns the alive peers whose data plane this peer is
+// connected to.
+func (a *Agent) connectedPeers() []string {
+	return slices.DeleteFunc(a.gossip.Connected(), func(m string) bool { return m == a.cfg.Name })
 }
 
 // tagLoop keeps this peer's advertised pod count current.

@@ -9,6 +9,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"time"
 
@@ -602,6 +603,20 @@ func busyConn(c network.Conn) bool {
 		}
 	}
 	return false
+}
+
+// Connected returns the alive members this node's data plane is connected
+// to now, sorted: its neighbours, and whoever dialed it (see neighbours.go).
+// Exchanges with them cost no new connection.
+func (n *Node) Connected() []string {
+	var out []string
+	for _, p := range n.host.Network().Peers() {
+		if name, ok := n.isAliveMember(p); ok {
+			out = append(out, name)
+		}
+	}
+	slices.Sort(out)
+	return out
 }
 
 type mdnsNotifee struct{ n *Node }
