@@ -139,13 +139,15 @@ func (a *Agent) reconcile(ctx context.Context) {
 }
 
 // readDesired reads what reconcile.Plan needs of the replicated state, and
-// this peer's address of each service (given now to the new ones).
+// this peer's address of each service (given now to the new ones). The
+// deployments, daemon sets and services are shared with the store's cache
+// (Store.ListShared): Plan and apply only read them.
 func (a *Agent) readDesired() reconcile.Desired {
 	desired := reconcile.Desired{Pods: a.standalonePods(), ClaimNodes: a.claimNodes()}
-	for _, o := range a.store.List(api.KindDeployment, "") {
+	for _, o := range a.store.ListShared(api.KindDeployment) {
 		desired.Deployments = append(desired.Deployments, o.(*api.Deployment))
 	}
-	for _, o := range a.store.List(api.KindDaemonSet, "") {
+	for _, o := range a.store.ListShared(api.KindDaemonSet) {
 		desired.DaemonSets = append(desired.DaemonSets, o.(*api.DaemonSet))
 	}
 	if ended := endedJobPods(a.store); len(ended) > 0 {
@@ -154,7 +156,7 @@ func (a *Agent) readDesired() reconcile.Desired {
 			desired.Ended[k] = true
 		}
 	}
-	for _, o := range a.store.List(api.KindService, "") {
+	for _, o := range a.store.ListShared(api.KindService) {
 		desired.Services = append(desired.Services, o.(*api.Service))
 	}
 	desired.ServiceIPs = a.assignServiceIPs(desired.Services)
