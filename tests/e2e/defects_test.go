@@ -52,21 +52,24 @@ func TestKubectlDefectsStayFixed(t *testing.T) {
 	old := strings.TrimSpace(must("get", "pods", "-l", "app=web", "-o", "jsonpath={.items[0].metadata.name}"))
 	must("set", "env", "deployment/web", "V=2")
 	var fresh string
+	// Until the new pod is Ready both are (make-before-break), and exec
+	// then rightly picks the older; the old one stops being Ready when it
+	// starts to terminate, which is the case this checks.
 	harness.Eventually(t, 60*time.Second, "a new pod Ready while "+old+" terminates", func() (bool, string) {
 		out, _ := run("get", "pods", "-l", "app=web", "-o", `jsonpath={range .items[*]}{.metadata.name} {.status.conditions[?(@.type=="Ready")].status}{"\n"}{end}`)
-		oldListed := false
+		oldTerminating := false
 		fresh = ""
 		for _, l := range strings.Split(strings.TrimSpace(out), "\n") {
 			f := strings.Fields(l)
 			switch {
 			case len(f) != 2:
 			case f[0] == old:
-				oldListed = true
+				oldTerminating = f[1] != "True"
 			case f[1] == "True":
 				fresh = f[0]
 			}
 		}
-		return oldListed && fresh != "", out
+		return oldTerminating && fresh != "", out
 	})
 	if got := strings.TrimSpace(must("exec", "deployment/web", "--", "/app", "hostname")); got != fresh {
 		t.Errorf("exec deployment/web ran in %s, want the new pod %s (%s terminates)", got, fresh, old)
