@@ -141,12 +141,12 @@ func (a *Agent) aliveMembers() []string {
 	return out
 }
 
-// peerPodsCache holds each peer's published pods decoded, with the version
-// of its NodeStatus object they were decoded from: every reconcile pass and
-// every read of the cluster's pods wants every peer's pods, and decoding
-// them all each time cost O(pods in the cluster) of JSON per pass and peer
-// (tests/scale). A peer's pods are decoded again only when its object
-// changed (its registers' checksum, Store.Sum); readers get copies.
+// peerPodsCache holds each peer's published pods decoded, with the
+// checksum (Store.Sum) of the NodeStatus object they were decoded from:
+// every reconcile pass and every read of the cluster's pods wants every
+// peer's pods, and decoding them all each time cost O(pods in the cluster)
+// of JSON per pass and peer (tests/scale). A peer's pods are decoded again
+// only when its object changed; podsOf hands them out shared or copied.
 type peerPodsCache struct {
 	mu     sync.Mutex
 	byPeer map[string]peerPods
@@ -154,7 +154,7 @@ type peerPodsCache struct {
 
 type peerPods struct {
 	sum  uint64    // Store.Sum of the object decoded
-	pods []api.Pod // NodeName set; never handed out, only copies
+	pods []api.Pod // NodeName set; read only
 }
 
 // pods returns peer's published pods, decoded again only if its object

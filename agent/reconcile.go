@@ -156,9 +156,7 @@ func (a *Agent) readDesired() reconcile.Desired {
 			desired.Ended[k] = true
 		}
 	}
-	for _, o := range a.store.ListShared(api.KindService) {
-		desired.Services = append(desired.Services, o.(*api.Service))
-	}
+	desired.Services = asServices(a.store.ListShared(api.KindService))
 	desired.ServiceIPs = a.assignServiceIPs(desired.Services)
 	return desired
 }
@@ -188,14 +186,19 @@ func (a *Agent) serviceIPs(services []*api.Service) map[string]string {
 	}
 	for _, s := range services {
 		if _, ok := ips[api.ObjectKey(s)]; !ok && !s.Headless() {
-			var all []*api.Service
-			for _, o := range a.store.List(api.KindService, "") {
-				all = append(all, o.(*api.Service))
-			}
-			return a.assignServiceIPs(all)
+			return a.assignServiceIPs(asServices(a.store.ListShared(api.KindService)))
 		}
 	}
 	return ips
+}
+
+// asServices is a list of services (the store's) as their type.
+func asServices(list []api.Object) []*api.Service {
+	out := make([]*api.Service, 0, len(list))
+	for _, o := range list {
+		out = append(out, o.(*api.Service))
+	}
+	return out
 }
 
 // apply carries out a pass's actions: it binds the standalone pods placed

@@ -158,13 +158,12 @@ func newAgent(cfg Config, log *slog.Logger, leave context.CancelFunc) (*Agent, e
 // CNI plugin's default).
 func (a *Agent) setupPodNetwork() (int, error) {
 	cfg, log := a.cfg, a.log
-	prev, _ := a.ownSubnet() // unreadable: initialSubnet says so
-	claim, settled, err := a.initialSubnet()
+	claim, settled, former, err := a.initialSubnet()
 	if err != nil {
 		return 0, err
 	}
-	if prev.Valid() && prev.Subnet != claim.Subnet {
-		a.removeOldServiceNet(prev.Subnet)
+	if former.IsValid() {
+		a.removeServiceNet(former)
 	}
 	a.subnet.Store(&claim)
 	a.subnetSettled.Store(settled)

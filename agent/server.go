@@ -285,11 +285,7 @@ func (a *Agent) objects(resource, ns string) ([]any, bool) {
 			lb = append(lb, api.LoadBalancerIngress{IP: ip, IPMode: "VIP"})
 		}
 		list := a.store.List(api.KindService, ns)
-		services := make([]*api.Service, 0, len(list))
-		for _, o := range list {
-			services = append(services, o.(*api.Service))
-		}
-		ips := a.serviceIPs(services)
+		ips := a.serviceIPs(asServices(list))
 		return anys(list, func(o api.Object) {
 			s := o.(*api.Service)
 			if !s.Headless() {

@@ -147,11 +147,13 @@ func (a *Agent) podSubnet() netip.Prefix {
 // the data dir, or else claimed in the replicated state it saved), else a
 // provisional first choice from the claims it holds, confirmed or changed
 // once it has exchanged state with another peer (settled reports whether
-// it is confirmed already: pods start only then).
-func (a *Agent) initialSubnet() (claim subnet.Claim, settled bool, err error) {
+// it is confirmed already: pods start only then). former is the subnet the
+// peer held before, when it starts with another and no other peer claims
+// it (its service addresses are then this peer's to remove); else zero.
+func (a *Agent) initialSubnet() (claim subnet.Claim, settled bool, former netip.Prefix, err error) {
 	explicit, err := a.cfg.explicitSubnet()
 	if err != nil {
-		return subnet.Claim{}, false, err
+		return subnet.Claim{}, false, netip.Prefix{}, err
 	}
 	own, err := a.ownSubnet()
 	claims := storedClaims(a.store)
@@ -164,11 +166,16 @@ func (a *Agent) initialSubnet() (claim subnet.Claim, settled bool, err error) {
 	d, err := subnet.Decide(subnet.Request{Self: a.cfg.Name, Preferred: a.cfg.preferredSubnet(), Explicit: explicit,
 		Own: own, Claims: values(claims), InUse: a.hostNetworks(context.Background()), Now: sinceOf(a.store.Now())})
 	if err != nil {
-		return subnet.Claim{}, false, fmt.Errorf("pod subnet: %w", err)
+		return subnet.Claim{}, false, netip.Prefix{}, fmt.Errorf("pod subnet: %w", err)
+	}
+	if own.Valid() && own.Subnet != d.Claim.Subnet && !slices.ContainsFunc(values(claims), func(c subnet.Claim) bool {
+		return c.Peer != a.cfg.Name && c.Subnet.Overlaps(own.Subnet)
+	}) {
+		former = own.Subnet
 	}
 	fresh := !explicit.IsValid() && !own.Valid()
 	alone := len(a.cfg.Join) == 0 && !a.cfg.Discover
-	return d.Claim, !fresh || alone, nil
+	return d.Claim, !fresh || alone, former, nil
 }
 
 // hostNetworks returns the IPv4 networks of this machine's interfaces but
@@ -412,22 +419,15 @@ func (a *Agent) moveSubnet(ctx context.Context, from, to subnet.Claim, reason st
 	return nil
 }
 
-// removeOldServiceNet takes off lo the service addresses of the subnet this
-// peer held before it started with another (a --pod-subnet given at a
-// restart), unless another peer claims that subnet now (its addresses may
-// be on this machine).
-func (a *Agent) removeOldServiceNet(old netip.Prefix) {
-	for peer, c := range storedClaims(a.store) {
-		if peer != a.cfg.Name && c.Subnet.Overlaps(old) {
-			return
-		}
-	}
-	n, err := newServiceNet(old.String())
+// removeServiceNet takes off lo the service addresses of the subnet this
+// peer held before it started with another (initialSubnet's former).
+func (a *Agent) removeServiceNet(former netip.Prefix) {
+	n, err := newServiceNet(former.String())
 	if err != nil {
 		return
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	n.removeAll(ctx)
-	a.log.Info("service addresses of the former pod subnet removed", "subnet", old.String())
+	a.log.Info("service addresses of the former pod subnet removed", "subnet", former.String())
 }

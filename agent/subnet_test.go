@@ -43,14 +43,14 @@ func writeClaim(t *testing.T, s *state.Store, c subnet.Claim) {
 // ignored.
 func TestInitialSubnet(t *testing.T) {
 	a := testSubnetAgent(t, "k1", "127.0.250.5", nil)
-	c, settled, err := a.initialSubnet()
+	c, settled, _, err := a.initialSubnet()
 	if err != nil || !settled || c.Subnet.String() != "10.88.5.0/24" {
 		t.Fatalf("first peer: %v %v %v", c, settled, err)
 	}
 
 	b := testSubnetAgent(t, "k2", "127.0.251.5", []string{"127.0.250.5"})
 	writeClaim(t, b.store, subnet.Claim{Peer: "k1", Subnet: netip.MustParsePrefix("10.88.5.0/24"), Since: subnet.Since{Wall: 1}})
-	c, settled, err = b.initialSubnet()
+	c, settled, _, err = b.initialSubnet()
 	if err != nil || settled || c.Subnet.String() == "10.88.5.0/24" {
 		t.Fatalf("joining peer: %v %v %v", c, settled, err)
 	}
@@ -60,7 +60,7 @@ func TestInitialSubnet(t *testing.T) {
 		t.Fatal(err)
 	}
 	b.cfg.Bind = "127.0.0.9"
-	again, settled, err := b.initialSubnet()
+	again, settled, _, err := b.initialSubnet()
 	if err != nil || !settled || again != c {
 		t.Fatalf("restarted peer: %v %v %v, want %v", again, settled, err, c)
 	}
@@ -69,11 +69,23 @@ func TestInitialSubnet(t *testing.T) {
 		t.Fatalf("peer.json: %v", err)
 	}
 
+	// Restarted with another --pod-subnet: its former subnet is named, to
+	// take its service addresses off lo, unless another peer claims it.
+	b.cfg.PodSubnet = "10.77.0.0/24"
+	if moved, _, former, err := b.initialSubnet(); err != nil || moved.Subnet.String() != "10.77.0.0/24" || former != c.Subnet {
+		t.Fatalf("restarted with --pod-subnet: %v, former %v, %v; want 10.77.0.0/24, former %v", moved, former, err, c.Subnet)
+	}
+	writeClaim(t, b.store, subnet.Claim{Peer: "k9", Subnet: c.Subnet, Since: subnet.Since{Wall: 3}})
+	if _, _, former, err := b.initialSubnet(); err != nil || former.IsValid() {
+		t.Fatalf("former %v (%v), want none: peer k9 claims %v now", former, err, c.Subnet)
+	}
+	b.cfg.PodSubnet = ""
+
 	// Data dir lost, the cluster remembers: the replicated claim is kept.
 	lost := testSubnetAgent(t, "k3", "127.0.252.5", []string{"127.0.250.5"})
 	mine := subnet.Claim{Peer: "k3", Subnet: netip.MustParsePrefix("10.88.200.0/24"), Since: subnet.Since{Wall: 2}}
 	writeClaim(t, lost.store, mine)
-	if c, settled, _ := lost.initialSubnet(); c != mine || !settled {
+	if c, settled, _, _ := lost.initialSubnet(); c != mine || !settled {
 		t.Fatalf("remembered claim: %v %v", c, settled)
 	}
 
@@ -81,7 +93,7 @@ func TestInitialSubnet(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(a.cfg.DataDir, subnetRecordFile), []byte("{\x00"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	if c, _, err := a.initialSubnet(); err != nil || c.Subnet.String() != "10.88.5.0/24" {
+	if c, _, _, err := a.initialSubnet(); err != nil || c.Subnet.String() != "10.88.5.0/24" {
 		t.Fatalf("corrupt record: %v %v", c, err)
 	}
 
