@@ -127,7 +127,9 @@ func TestRollForwardAndBack(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, p := range pods {
-		logs, err := r1.CLI("logs", p.Metadata.Name, "--tail", "5")
+		// Whole logs: readiness probes (one a second) soon push the first
+		// line out of any tail.
+		logs, err := r1.CLI("logs", p.Metadata.Name)
 		if err != nil || !strings.Contains(logs, "listening on :8080") {
 			t.Fatalf("logs of %s (on %s) through r1: %q %v", p.Metadata.Name, p.Spec.NodeName, logs, err)
 		}

@@ -412,9 +412,13 @@ func stripAnnotations(s string) string {
 		return s
 	}
 	for _, it := range l.Items {
+		// Status, and the version its writes bump (a deployment's rollout
+		// progress is written as the pods start), are observed state:
+		// what a rejected manifest must not change is the rest.
 		delete(it, "status")
 		if m, ok := it["metadata"].(map[string]any); ok {
 			delete(m, "annotations")
+			delete(m, "resourceVersion")
 		}
 	}
 	b, _ := json.Marshal(l)
