@@ -141,6 +141,9 @@ func (s *Sim) AliveMembers() int { return len(s.a.aliveMembers()) }
 
 // ReplicationBytes is what this peer's replication sent and received
 // (deltas and anti-entropy payloads, not the transport's framing).
+// ConnsDialed returns how many data plane connections the peer opened.
+func (s *Sim) ConnsDialed() uint64 { return s.a.gossip.Stats().ConnsDialed }
+
 func (s *Sim) ReplicationBytes() (in, out int64) {
 	return s.a.repl.bytesIn.Load(), s.a.repl.bytesOut.Load()
 }

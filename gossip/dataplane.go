@@ -56,8 +56,9 @@ const (
 	maxFound        = 1024             // mDNS peers remembered
 	nonMemberGrace  = 30 * time.Second // before closing a non-member's connection
 	reconcileEvery  = 3 * time.Second
-	connGrace       = 30 * time.Second // before closing a member's connection that is no neighbour's
-	nonMemberScore  = -1000.0          // pubsub application score of a non-member
+	connGrace       = 30 * time.Second       // before closing a member's connection that is no neighbour's
+	relinkAfter     = 500 * time.Millisecond // from a membership change to the neighbours picked again
+	nonMemberScore  = -1000.0                // pubsub application score of a non-member
 )
 
 // Message is a delta received from another member.
@@ -165,6 +166,11 @@ func (n *Node) startHost() error {
 		return fmt.Errorf("gossip: libp2p: %w", err)
 	}
 	n.host = h
+	h.Network().Notify(&network.NotifyBundle{ConnectedF: func(_ network.Network, c network.Conn) {
+		if c.Stat().Direction == network.DirOutbound {
+			n.dialed.Add(1)
+		}
+	}})
 	h.SetStreamHandler(helloProtocol, n.handleHello)
 	return nil
 }
@@ -532,6 +538,14 @@ func (n *Node) reconcileLoop() {
 			if n.mdns != nil {
 				n.helloFound(now)
 			}
+		case <-n.relink:
+			// Membership changed: pick again once the burst of events
+			// (a join brings many) has passed.
+			select {
+			case <-n.ctx.Done():
+				return
+			case <-time.After(relinkAfter):
+			}
 		}
 		var names []string
 		alive := map[string]serf.Member{}
@@ -542,6 +556,9 @@ func (n *Node) reconcileLoop() {
 			}
 		}
 		picks := neighbours(n.cfg.Name, names, n.cfg.FullMeshUpTo, neighbourLinks)
+		n.mu.Lock()
+		n.picks = picks
+		n.mu.Unlock()
 		for name := range picks {
 			m := alive[name]
 			if pid, err := peer.Decode(m.Tags[TagPeerID]); err == nil {

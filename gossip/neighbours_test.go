@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"testing"
 
+	"github.com/libp2p/go-libp2p/core/peer"
 	"pgregory.net/rapid"
 )
 
@@ -106,5 +107,32 @@ func BenchmarkNeighbours1000(b *testing.B) {
 	}
 	for b.Loop() {
 		neighbours("p0500", members, fullMeshUpTo, neighbourLinks)
+	}
+}
+
+// TestDialsAtOnce: a member event dials the member at once in a full mesh,
+// and beyond it only a member picked as a neighbour, whatever the event;
+// the others wait for the reconcile loop's next pick (which the event
+// asks for).
+func TestDialsAtOnce(t *testing.T) {
+	alive := func(names ...string) map[peer.ID]string {
+		out := map[peer.ID]string{}
+		for _, n := range names {
+			out[peer.ID("id-"+n)] = n
+		}
+		return out
+	}
+	n := &Node{cfg: Config{FullMeshUpTo: 3}, peers: alive("a", "b", "c")}
+	for _, m := range []string{"a", "b", "c"} {
+		if !n.dialsAtOnce(m) {
+			t.Errorf("full mesh of 3: %s not dialed at once", m)
+		}
+	}
+	n.peers = alive("a", "b", "c", "d", "e")
+	n.picks = map[string]bool{"b": true, "d": true}
+	for m, want := range map[string]bool{"a": false, "b": true, "c": false, "d": true, "e": false, "new": false} {
+		if got := n.dialsAtOnce(m); got != want {
+			t.Errorf("5 alive beyond a full mesh of 3, picks b and d: dialsAtOnce(%s) = %v, want %v", m, got, want)
+		}
 	}
 }

@@ -60,7 +60,14 @@ type Options struct {
 	// together (the loopback's counter of a network namespace of the
 	// harness's own); nil: only the replication payloads are counted.
 	Counter func() (uint64, error)
-	Log     *slog.Logger
+	// SerfPort, when not 0, is every peer's membership port (each peer has
+	// an address of its own), so that a counter can tell membership's
+	// bytes from the data plane's; 0: ports the kernel chooses.
+	SerfPort int
+	// MemberCounter, when set, returns the bytes sent so far to or from
+	// SerfPort (membership: probes, gossip, push-pull).
+	MemberCounter func() (uint64, error)
+	Log           *slog.Logger
 	// Progress, when set, is told of each phase's end.
 	Progress func(phase string, took time.Duration)
 }
@@ -71,31 +78,34 @@ type Result struct {
 	Objects int `json:"objects"`
 	Pods    int `json:"pods"`
 
-	StartS           float64 `json:"start_s"`                        // peers started to every peer seeing every other alive
-	PreloadS         float64 `json:"preload_s"`                      // objects written to every peer holding all
-	PodsRunningS     float64 `json:"pods_running_s"`                 // deployments written to every pod Running once, seen by all
-	ConvergeP50Ms    float64 `json:"converge_p50_ms"`                // a write on one peer to every peer holding it
-	ConvergeP99Ms    float64 `json:"converge_p99_ms"`                //
-	ConvergeMaxMs    float64 `json:"converge_max_ms"`                //
-	FailoverMs       float64 `json:"failover_ms"`                    // a peer killed to its pods Running elsewhere, seen by every peer
-	FailoverPods     int     `json:"failover_pods"`                  // pods the killed peer ran
-	FailoverDetectMs float64 `json:"failover_detect_ms"`             // of failover_ms: until every survivor saw the peer gone
-	FailoverOwnedMs  float64 `json:"failover_owned_ms"`              // of failover_ms: until its pods ran elsewhere, once each (in truth)
-	DuplicatePods    int     `json:"duplicate_pods"`                 // pods Running on two peers at once once settled (must be 0)
-	MissingPods      int     `json:"missing_pods"`                   // desired pods not Running anywhere once settled (must be 0)
-	BytesIdle        float64 `json:"bytes_per_peer_per_s_idle"`      // all traffic (Counter), no writes
-	BytesLoad        float64 `json:"bytes_per_peer_per_s_load"`      // all traffic under LoadRate writes/s
-	ReplBytesIdle    float64 `json:"repl_bytes_per_peer_per_s_idle"` // replication payloads only, sent
-	ReplBytesLoad    float64 `json:"repl_bytes_per_peer_per_s_load"` //
-	LoadWritesPerS   int     `json:"load_writes_per_s"`              //
-	CPUIdlePct       float64 `json:"cpu_per_peer_pct"`               // idle, % of one core per peer
-	CPULoadPct       float64 `json:"cpu_per_peer_pct_load"`          //
-	MemPerPeerMiB    float64 `json:"mem_per_peer_mib"`               // resident set / peers
-	HeapPerPeerMiB   float64 `json:"heap_per_peer_mib"`              // Go heap in use / peers, after GC
-	Goroutines       int     `json:"goroutines_per_peer"`            //
-	CountsAllTraffic bool    `json:"bytes_count_all_traffic"`        // false: only replication was counted
-	Profile          string  `json:"gossip_profile"`                 // the peers' failure-detection timings
-	Taken            string  `json:"taken"`                          // when (UTC)
+	StartS           float64 `json:"start_s"`                              // peers started to every peer seeing every other alive
+	PreloadS         float64 `json:"preload_s"`                            // objects written to every peer holding all
+	PodsRunningS     float64 `json:"pods_running_s"`                       // deployments written to every pod Running once, seen by all
+	ConvergeP50Ms    float64 `json:"converge_p50_ms"`                      // a write on one peer to every peer holding it
+	ConvergeP99Ms    float64 `json:"converge_p99_ms"`                      //
+	ConvergeMaxMs    float64 `json:"converge_max_ms"`                      //
+	FailoverMs       float64 `json:"failover_ms"`                          // a peer killed to its pods Running elsewhere, seen by every peer
+	FailoverPods     int     `json:"failover_pods"`                        // pods the killed peer ran
+	FailoverDetectMs float64 `json:"failover_detect_ms"`                   // of failover_ms: until every survivor saw the peer gone
+	FailoverOwnedMs  float64 `json:"failover_owned_ms"`                    // of failover_ms: until its pods ran elsewhere, once each (in truth)
+	DuplicatePods    int     `json:"duplicate_pods"`                       // pods Running on two peers at once once settled (must be 0)
+	MissingPods      int     `json:"missing_pods"`                         // desired pods not Running anywhere once settled (must be 0)
+	BytesIdle        float64 `json:"bytes_per_peer_per_s_idle"`            // all traffic (Counter), no writes
+	BytesLoad        float64 `json:"bytes_per_peer_per_s_load"`            // all traffic under LoadRate writes/s
+	ReplBytesIdle    float64 `json:"repl_bytes_per_peer_per_s_idle"`       // replication payloads only, sent
+	MemberBytesIdle  float64 `json:"membership_bytes_per_peer_per_s_idle"` // of bytes_per_peer_per_s_idle, membership's (MemberCounter)
+	DialsStart       float64 `json:"dials_per_peer_start"`                 // data plane connections opened from the start to the objects held by all
+	DialsIdle        float64 `json:"dials_per_peer_per_min_idle"`          // data plane connections opened, idle
+	ReplBytesLoad    float64 `json:"repl_bytes_per_peer_per_s_load"`       //
+	LoadWritesPerS   int     `json:"load_writes_per_s"`                    //
+	CPUIdlePct       float64 `json:"cpu_per_peer_pct"`                     // idle, % of one core per peer
+	CPULoadPct       float64 `json:"cpu_per_peer_pct_load"`                //
+	MemPerPeerMiB    float64 `json:"mem_per_peer_mib"`                     // resident set / peers
+	HeapPerPeerMiB   float64 `json:"heap_per_peer_mib"`                    // Go heap in use / peers, after GC
+	Goroutines       int     `json:"goroutines_per_peer"`                  //
+	CountsAllTraffic bool    `json:"bytes_count_all_traffic"`              // false: only replication was counted
+	Profile          string  `json:"gossip_profile"`                       // the peers' failure-detection timings
+	Taken            string  `json:"taken"`                                // when (UTC)
 }
 
 // harness is one run's peers.
@@ -203,6 +213,7 @@ func run(ctx context.Context, opt Options) (res Result, err error) {
 	if err := h.preload(ctx); err != nil {
 		return res, err
 	}
+	res.DialsStart = float64(h.dials()) / float64(opt.Peers)
 	res.PreloadS = since(t0)
 	opt.Progress("preload", time.Since(t0))
 
@@ -225,10 +236,17 @@ func run(ctx context.Context, opt Options) (res Result, err error) {
 	opt.Progress("convergence", 0)
 
 	// Idle, then under load: all traffic, replication's, CPU.
+	m0, _ := h.memberCount()
+	d0 := h.dials()
+	w0 := time.Now()
 	res.BytesIdle, res.ReplBytesIdle, res.CPUIdlePct, err = h.window(ctx, 0)
 	if err != nil {
 		return res, err
 	}
+	if m1, err := h.memberCount(); err == nil && m1 > 0 {
+		res.MemberBytesIdle = float64(m1-m0) / float64(len(h.alive())) / time.Since(w0).Seconds()
+	}
+	res.DialsIdle = float64(h.dials()-d0) / float64(len(h.alive())) / time.Since(w0).Minutes()
 	if opt.LoadRate > 0 {
 		res.BytesLoad, res.ReplBytesLoad, res.CPULoadPct, err = h.window(ctx, opt.LoadRate)
 		if err != nil {
@@ -262,9 +280,12 @@ func (h *harness) start(ctx context.Context) error {
 	serf := make([]string, h.opt.Peers)
 	for i := range h.opt.Peers {
 		ip := h.addr(i)
-		sp, err := freePort(ip)
-		if err != nil {
-			return fmt.Errorf("peer %d: %w", i, err)
+		sp := h.opt.SerfPort
+		if sp == 0 {
+			var err error
+			if sp, err = freePort(ip); err != nil {
+				return fmt.Errorf("peer %d: %w", i, err)
+			}
 		}
 		pp, err := freePort(ip)
 		if err != nil {
@@ -647,6 +668,21 @@ func (h *harness) count() (uint64, error) {
 		return 0, nil
 	}
 	return h.opt.Counter()
+}
+
+func (h *harness) dials() uint64 {
+	var n uint64
+	for _, i := range h.alive() {
+		n += h.peers[i].ConnsDialed()
+	}
+	return n
+}
+
+func (h *harness) memberCount() (uint64, error) {
+	if h.opt.MemberCounter == nil {
+		return 0, nil
+	}
+	return h.opt.MemberCounter()
 }
 
 func (h *harness) replOut() int64 {

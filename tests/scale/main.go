@@ -99,6 +99,12 @@ func main() {
 			os.Exit(1)
 		}
 		opt.Counter = loBytes
+		opt.SerfPort = memberPort
+		if err := countMembership(); err != nil {
+			fmt.Fprintln(os.Stderr, "scale:", err)
+			os.Exit(1)
+		}
+		opt.MemberCounter = membershipBytes
 	}
 	opt.Log = slog.New(slog.DiscardHandler)
 	if verbose {
@@ -174,6 +180,62 @@ func loBytes() (uint64, error) {
 		return strconv.ParseUint(f[8], 10, 64) // transmit bytes
 	}
 	return 0, errors.New("loopback counter: no lo in /proc/self/net/dev")
+}
+
+// memberPort is every peer's membership port in the harness's own network
+// namespace, where each peer has an address of its own.
+const memberPort = 7946
+
+// countMembership counts, with an nftables rule in this network namespace,
+// the bytes sent from or to memberPort (membership's UDP and TCP).
+func countMembership() error {
+	rules := fmt.Sprintf("table inet scale {\n chain out {\n  type filter hook output priority 0;\n  udp sport %[1]d counter\n  udp dport %[1]d counter\n  tcp sport %[1]d counter\n  tcp dport %[1]d counter\n }\n}\n", memberPort)
+	cmd := exec.Command("nft", "-f", "-")
+	cmd.Stdin = strings.NewReader(rules)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return fmt.Errorf("membership counter: nft: %v: %s", err, out)
+	}
+	return nil
+}
+
+// membershipBytes sums countMembership's counters. A UDP packet from one
+// member port to another matches two rules; it is counted once.
+func membershipBytes() (uint64, error) {
+	out, err := exec.Command("nft", "-j", "list", "chain", "inet", "scale", "out").Output()
+	if err != nil {
+		return 0, fmt.Errorf("membership counter: nft: %w", err)
+	}
+	var doc struct {
+		Nftables []struct {
+			Rule *struct {
+				Expr []map[string]json.RawMessage `json:"expr"`
+			} `json:"rule"`
+		} `json:"nftables"`
+	}
+	if err := json.Unmarshal(out, &doc); err != nil {
+		return 0, fmt.Errorf("membership counter: %w", err)
+	}
+	var sum []uint64
+	for _, r := range doc.Nftables {
+		if r.Rule == nil {
+			continue
+		}
+		for _, e := range r.Rule.Expr {
+			if c, ok := e["counter"]; ok {
+				var v struct{ Bytes uint64 }
+				if err := json.Unmarshal(c, &v); err != nil {
+					return 0, fmt.Errorf("membership counter: %w", err)
+				}
+				sum = append(sum, v.Bytes)
+			}
+		}
+	}
+	if len(sum) != 4 {
+		return 0, fmt.Errorf("membership counter: %d counters, want 4", len(sum))
+	}
+	// udp sport (every memberlist datagram: peers send from the port they
+	// listen on) + tcp sport + tcp dport.
+	return sum[0] + sum[2] + sum[3], nil
 }
 
 // raiseFileLimit lets many peers' connections open (each peer holds a
