@@ -497,8 +497,9 @@ func (c *Containerd) exec(ctx context.Context, id string, cmd []string, eio exec
 	if eio.tty && eio.resize != nil {
 		// The terminal is made with the client's size (kubectl sends it
 		// as soon as the session is up): a program that reads its size at
-		// once would otherwise see 0x0, the later resize arriving after.
-		if sz, ok := firstSize(ctx, eio.resize, time.Second); ok {
+		// once would otherwise see 0x0, the later resize arriving after (2 s
+		// leaves room for a busy machine).
+		if sz, ok := firstSize(ctx, eio.resize, 2*time.Second); ok {
 			pspec.ConsoleSize = &specs.Box{Height: uint(sz.Height), Width: uint(sz.Width)}
 		}
 	}

@@ -47,18 +47,27 @@ func (c *Containerd) ExecTTY(ctx context.Context, id string, cmd []string, stdin
 }
 
 // firstSize waits at most wait for the first size on resize; it reports
-// false when none comes, the channel closes, ctx ends, or the client sent
-// 0x0 (it cannot read its terminal).
+// false when none comes, the channel closes or ctx ends. A 0x0 size (a
+// client that cannot read its terminal yet, or at all) is passed over: a
+// real size may follow it within the wait.
 func firstSize(ctx context.Context, resize <-chan TerminalSize, wait time.Duration) (TerminalSize, bool) {
 	t := time.NewTimer(wait)
 	defer t.Stop()
-	select {
-	case sz, ok := <-resize:
-		return sz, ok && sz.Width > 0 && sz.Height > 0
-	case <-t.C:
-	case <-ctx.Done():
+	for {
+		select {
+		case sz, ok := <-resize:
+			if !ok {
+				return TerminalSize{}, false
+			}
+			if sz.Width > 0 && sz.Height > 0 {
+				return sz, true
+			}
+		case <-t.C:
+			return TerminalSize{}, false
+		case <-ctx.Done():
+			return TerminalSize{}, false
+		}
 	}
-	return TerminalSize{}, false
 }
 
 // resizeTerminal gives proc's terminal each size received on resize, until

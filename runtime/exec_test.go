@@ -108,17 +108,22 @@ func TestExecStream(t *testing.T) {
 	}
 }
 
-// firstSize takes the client's first size, and gives up on 0x0, a closed
-// channel or none within the wait.
+// firstSize takes the client's first real size, passing over 0x0, and
+// gives up on a closed channel or none within the wait.
 func TestFirstSize(t *testing.T) {
 	ctx := context.Background()
-	ch := make(chan TerminalSize, 1)
+	ch := make(chan TerminalSize, 2)
 	ch <- TerminalSize{Width: 80, Height: 24}
 	if sz, ok := firstSize(ctx, ch, time.Second); !ok || sz.Width != 80 || sz.Height != 24 {
 		t.Fatalf("first size %v %v", sz, ok)
 	}
 	ch <- TerminalSize{}
-	if _, ok := firstSize(ctx, ch, time.Second); ok {
+	ch <- TerminalSize{Width: 100, Height: 30}
+	if sz, ok := firstSize(ctx, ch, time.Second); !ok || sz.Width != 100 || sz.Height != 30 {
+		t.Fatalf("0x0 then 100x30: got %v %v, want the real size", sz, ok)
+	}
+	ch <- TerminalSize{}
+	if _, ok := firstSize(ctx, ch, 50*time.Millisecond); ok {
 		t.Fatal("0x0 taken as a size")
 	}
 	if _, ok := firstSize(ctx, ch, 10*time.Millisecond); ok {
