@@ -143,9 +143,11 @@ func place(deps []*api.Deployment, dss []*api.DaemonSet, standalone []api.Pod, b
 			byBudget[api.ObjectKey(d)] = true
 		}
 		budget -= k
-		now := desiredPodsCapped(d, byDeploy[api.ObjectKey(d)], k)
+		now, settled := desiredPodsCapped(d, byDeploy[api.ObjectKey(d)], k)
 		end := now
-		if !d.Spec.Paused {
+		if !d.Spec.Paused && !settled {
+			// Mid-rollout: the pods at its end. Settled, they are now's
+			// (made once: building every replica's pod was most of a pass).
 			end = api.PodsForDeployment(withReplicas(d, k))
 		}
 		if !samePodNames(now, end) {

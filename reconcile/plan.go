@@ -121,10 +121,16 @@ func Plan(d Desired, o Observed, self string) Actions {
 	desired, res, counted, reasons := place(d.Deployments, d.DaemonSets, alone, byDeployment(o.Cluster), o.Nodes, d.ClaimNodes)
 	a := decide(placed{Pods: desired, Assign: res.Assign, Pending: res.Pending, Standalone: standaloneKeys}, o, self)
 	a.Desired, a.Counted = desired, counted
+	// What leaves the pass to be run, bound or listed gets a spec of its
+	// own: a deployment's pods share theirs (api.PodsForDeployment).
 	for _, run := range [][]api.Pod{a.Run, a.Bind} {
 		for i := range run {
+			run[i].Spec = api.Clone(run[i].Spec)
 			withServiceEnv(&run[i], serviceEnv(d.Services, d.ServiceIPs, run[i].Metadata.Namespace))
 		}
+	}
+	for i := range a.Pending {
+		a.Pending[i].Spec = api.Clone(a.Pending[i].Spec)
 	}
 	for _, p := range a.Pending {
 		a.Events = append(a.Events, Event{Object: api.ObjectReference{Kind: api.KindPod, Namespace: p.Metadata.Namespace, Name: p.Metadata.Name, UID: p.Metadata.UID},

@@ -422,6 +422,34 @@ func TestPlanPass(t *testing.T) {
 	}
 }
 
+// The pods a pass hands out to run, bind or list have specs of their own,
+// though a deployment's desired pods share one (api.PodsForDeployment):
+// the pod manager and the API may change them.
+func TestPlanHandsOutOwnSpecs(t *testing.T) {
+	nodes := []placement.Node{{Name: "n0", Labels: map[string]string{}, CPUMilli: 1000}}
+	web := testDeployment("web", 3, "web:1", "1", "0")
+	big := testDeployment("big", 2, "big:1", "1", "0")
+	big.Spec.Template.Spec.Containers[0].Resources.Requests = api.ResourceList{"cpu": "2"}
+	a := Plan(Desired{Deployments: []*api.Deployment{web, big}}, Observed{Nodes: nodes}, "n0")
+	if len(a.Run) != 3 || len(a.Pending) != 1 {
+		t.Fatalf("Run %q Pending %q, want web's 3 and one of big's", keys(a.Run), keys(a.Pending))
+	}
+	for _, list := range [][]api.Pod{a.Run, a.Pending} {
+		list[0].Spec.Containers[0].Image = "changed"
+	}
+	if a.Run[1].Spec.Containers[0].Image != "web:1" || a.Run[2].Spec.Containers[0].Image != "web:1" {
+		t.Error("the pods to run share a spec")
+	}
+	for _, p := range a.Desired {
+		if p.Spec.Containers[0].Image == "changed" {
+			t.Errorf("changing a pod handed out changed the desired %s", p.Metadata.Name)
+		}
+	}
+	if web.Spec.Template.Spec.Containers[0].Image != "web:1" || big.Spec.Template.Spec.Containers[0].Image != "big:1" {
+		t.Error("changing a pod handed out changed its deployment")
+	}
+}
+
 // A replica two peers run while it moves counts once in its deployment's
 // pods, as the copy that serves.
 func TestByDeploymentCountsAMoveOnce(t *testing.T) {

@@ -14,13 +14,16 @@ import (
 // pods of the new template are Ready, and no more new pods run than the
 // surge allows.
 func desiredPods(d *api.Deployment, current []api.Pod) []api.Pod {
-	return desiredPodsCapped(d, current, math.MaxInt)
+	pods, _ := desiredPodsCapped(d, current, math.MaxInt)
+	return pods
 }
 
 // desiredPodsCapped is desiredPods making pods for at most the first limit
 // ordinals of the current template (see place); the rollout arithmetic
-// still counts every replica.
-func desiredPodsCapped(d *api.Deployment, current []api.Pod, limit int) []api.Pod {
+// still counts every replica. settled reports that no pod of another
+// template runs: the pods returned are then those of the current template
+// alone, what the deployment wants at the rollout's end.
+func desiredPodsCapped(d *api.Deployment, current []api.Pod, limit int) (pods []api.Pod, settled bool) {
 	n := 1
 	if d.Spec.Replicas != nil {
 		n = max(int(*d.Spec.Replicas), 0)
@@ -48,18 +51,18 @@ func desiredPodsCapped(d *api.Deployment, current []api.Pod, limit int) []api.Po
 		old = append(old, p)
 	}
 	if len(old) == 0 {
-		return want
+		return want, true
 	}
 	if d.Spec.Paused {
 		// A paused rollout stands still: the pods that run stay, old and new.
-		return pausedPods(hash, want, current)
+		return pausedPods(hash, want, current), false
 	}
 	sort.Slice(old, func(i, j int) bool { return old[i].Metadata.Name < old[j].Metadata.Name })
 
 	surge, unavailable := 1, 0
 	if d.Spec.Strategy.Type == "Recreate" {
 		// Every old pod goes before any new pod starts.
-		return nil
+		return nil, false
 	}
 	if ru := d.Spec.Strategy.RollingUpdate; ru != nil {
 		if ru.MaxSurge != nil {
@@ -79,7 +82,7 @@ func desiredPodsCapped(d *api.Deployment, current []api.Pod, limit int) []api.Po
 	keepOld := min(len(old), max(0, n-unavailable-newReady))
 	runNew := min(len(want), max(0, n+surge-keepOld))
 	out := append([]api.Pod{}, want[:runNew]...)
-	return append(out, old[:keepOld]...)
+	return append(out, old[:keepOld]...), false
 }
 
 // pausedPods keeps the pods of a paused deployment that run now: those of
