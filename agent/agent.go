@@ -297,6 +297,7 @@ type Agent struct {
 	rot        rotationState      // the rotation loop's
 	leave      context.CancelFunc // ends Run after a graceful leave
 	leaving    atomic.Bool
+	podsMoved  atomic.Uint64 // the pod manager's changes (podHost.PodsChanged)
 }
 
 // reconcileGap is the least time between the starts of two reconcile
@@ -307,25 +308,37 @@ type Agent struct {
 const reconcileGap = 200 * time.Millisecond
 
 // reconcileLoop recomputes the pods this peer should run whenever the
-// desired state changes (at most every reconcileGap), and at least every
-// second (pod readiness drives rollouts).
+// desired state changes, a member comes, goes or changes, or a local pod
+// changes (at most every reconcileGap), and at least every fullPassEvery
+// as a safety net; the job controllers run every second (their decisions
+// depend on the time). A pass whose inputs did not change would decide
+// what the last one did: every peer placed every replica of the cluster
+// every second for nothing (tests/scale).
 func (a *Agent) reconcileLoop(ctx context.Context) {
 	t := time.NewTicker(time.Second)
 	defer t.Stop()
-	var pruned pace
+	var pruned, full pace
+	due := true // the state changed or a kick came since the last pass
+	var moved uint64
 	for {
 		changed := a.store.Changed()
 		started := time.Now()
-		a.safeReconcile(ctx)
+		if m := a.podsMoved.Load(); due || m != moved || full.due(started, fullPassEvery) {
+			moved = m
+			a.safeReconcile(ctx)
+		}
 		a.safeControlBatch(time.Now())
 		if pruned.due(time.Now(), claimPruneInterval) {
 			a.pruneClaims()
 		}
+		due = false
 		select {
 		case <-ctx.Done():
 			return
 		case <-changed:
+			due = true
 		case <-a.kick:
+			due = true
 		case <-t.C:
 		}
 		if wait := reconcileGap - time.Since(started); wait > 0 {
@@ -337,6 +350,10 @@ func (a *Agent) reconcileLoop(ctx context.Context) {
 		}
 	}
 }
+
+// fullPassEvery bounds the time between two reconcile passes when nothing
+// they read changed.
+const fullPassEvery = 10 * time.Second
 
 // pace paces work that the reconcile loop need not do on every pass. Its
 // zero value is due at once.
@@ -463,6 +480,7 @@ func (h podHost) PodEvent(p *api.Pod, typ, reason, msg string) {
 }
 
 func (h podHost) PodsChanged() {
+	h.a.podsMoved.Add(1)
 	select {
 	case h.a.statusKick <- struct{}{}:
 	default:
