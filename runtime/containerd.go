@@ -501,6 +501,9 @@ func (c *Containerd) exec(ctx context.Context, id string, cmd []string, eio exec
 		// leaves room for a busy machine).
 		if sz, ok := firstSize(ctx, eio.resize, 2*time.Second); ok {
 			pspec.ConsoleSize = &specs.Box{Height: uint(sz.Height), Width: uint(sz.Width)}
+		} else {
+			// Its program sees 0x0 until the client's next resize.
+			slog.Default().Warn("exec terminal made without the client's size: none came within 2 s", "container", id)
 		}
 	}
 	var in *stdinCloser
