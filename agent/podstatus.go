@@ -27,15 +27,11 @@ func podField(p *api.Pod) string {
 	return "spec." + p.Metadata.Namespace + "_" + p.Metadata.Name
 }
 
-// statusLoop publishes changes of the local pods when the pod manager
-// says one changed, at most every statusGap (the changes of a burst, a
-// deployment's pods starting together, go in one delta), and every
-// interval in any case.
+// statusLoop publishes changes of the local pods every interval.
 func (a *Agent) statusLoop(ctx context.Context, interval time.Duration) {
 	t := time.NewTicker(interval)
 	defer t.Stop()
 	for {
-		published := time.Now()
 		if err := a.publishPodStatus(); err != nil && ctx.Err() == nil {
 			a.log.Warn("publish pod status", "err", err)
 		}
@@ -44,19 +40,9 @@ func (a *Agent) statusLoop(ctx context.Context, interval time.Duration) {
 			return
 		case <-t.C:
 		case <-a.statusKick:
-			select {
-			case <-ctx.Done():
-				return
-			case <-time.After(statusGap - time.Since(published)):
-			}
 		}
 	}
 }
-
-// statusGap is the least time between two publications of the local pods'
-// statuses prompted by their changes: each publication is a delta every
-// peer receives.
-const statusGap = 100 * time.Millisecond
 
 // publishPodStatus writes the local pods that changed since the stored
 // copy, and null for stored pods that no longer run here.
