@@ -90,6 +90,12 @@ func (k *kubeStreams) Exec(ctx context.Context, req stream.ExecRequest, stdin io
 	sizes := make(chan runtime.TerminalSize)
 	ectx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	// The connection hands over its messages in order, each once its
+	// stream's reader takes it: input kubectl sent before its terminal's
+	// size (a keystroke, its terminal's EOF) held the size back until the
+	// command started, and the command was started once the size came or
+	// after 2 s, so it saw a 0x0 terminal. Input is read ahead instead.
+	stdin = readAhead(ectx, stdin)
 	go func() {
 		for sz := range resize {
 			select {
@@ -146,6 +152,53 @@ func (k *kubeStreams) Attach(ctx context.Context, req stream.ExecRequest, stdin 
 }
 
 type eofReader struct{}
+
+// readAhead reads r in the background, up to 64 reads ahead of the
+// returned reader, until r ends or ctx does (then the reader ends too).
+func readAhead(ctx context.Context, r io.Reader) io.Reader {
+	a := &aheadReader{ch: make(chan []byte, 64)}
+	go func() {
+		defer close(a.ch)
+		for {
+			buf := make([]byte, 32<<10)
+			n, err := r.Read(buf)
+			if n > 0 {
+				select {
+				case a.ch <- buf[:n]:
+				case <-ctx.Done():
+					a.err = ctx.Err()
+					return
+				}
+			}
+			if err != nil {
+				a.err = err
+				return
+			}
+		}
+	}()
+	return a
+}
+
+// aheadReader reads what readAhead's goroutine read; err is set before ch
+// is closed.
+type aheadReader struct {
+	ch  chan []byte
+	err error
+	buf []byte
+}
+
+func (a *aheadReader) Read(p []byte) (int, error) {
+	for len(a.buf) == 0 {
+		b, ok := <-a.ch
+		if !ok {
+			return 0, a.err
+		}
+		a.buf = b
+	}
+	n := copy(p, a.buf)
+	a.buf = a.buf[n:]
+	return n, nil
+}
 
 func (eofReader) Read([]byte) (int, error) { return 0, io.EOF }
 
