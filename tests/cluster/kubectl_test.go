@@ -317,10 +317,12 @@ func TestKubectl(t *testing.T) {
 	}
 
 	// exec -it: kubectl in a terminal (script(1) gives it one) gets a
-	// terminal in the container, of the terminal's size. Tried twice: in
-	// some CI runs the program saw 0x0 (the client's size had not reached
-	// the peer within 2 s; not traced, the peer now logs it), which a
-	// user's next resize corrects; twice in a row fails.
+	// terminal in the container, of the terminal's size. In CI runs the
+	// program saw 0x0: kubectl's input (script's EOF, echoed as ^@) came
+	// before its size and held it back in the connection until the
+	// command started (agent/kubestream.go now reads input ahead; the
+	// peer logs a terminal made without a size). Tried twice, as a
+	// user's next resize would correct it; twice in a row fails.
 	for try := 1; ; try++ {
 		tty := exec.Command("script", "-qec", fmt.Sprintf("stty rows 41 cols 123; %s --kubeconfig %s -n kt exec -it deploy/web -- /app tty",
 			harness.Kubectl(t), peers[1].Kubeconfig), "/dev/null")

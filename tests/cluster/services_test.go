@@ -45,10 +45,14 @@ func TestServicesAcrossPeers(t *testing.T) {
 	if _, err := peers[0].CLI("apply", "-f", manifest(t, helloApp)); err != nil {
 		t.Fatal(err)
 	}
-	out, err := peers[1].CLI("expose", "deployment", "hello", "--type=NodePort", "--port=8080")
-	if err != nil || !strings.Contains(out, "service/hello exposed") {
-		t.Fatalf("expose: %q %v", out, err)
-	}
+	// Through another peer: expose reads the deployment first, and a read
+	// right after a write on another peer can miss it until the delta or
+	// an anti-entropy round arrives (a CI run got NotFound), so it waits.
+	var out string
+	harness.Eventually(t, 20*time.Second, "expose through another peer", func() (bool, string) {
+		out, err = peers[1].CLI("expose", "deployment", "hello", "--type=NodePort", "--port=8080")
+		return err == nil && strings.Contains(out, "service/hello exposed"), fmt.Sprintf("%q %v", out, err)
+	})
 	var nodePort string
 	harness.Eventually(t, 60*time.Second, "service with two endpoints", func() (bool, string) {
 		out, _ := peers[2].CLI("get", "services", "hello")
