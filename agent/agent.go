@@ -293,11 +293,16 @@ type Agent struct {
 	orphansCollected pace
 
 	kick       chan struct{}
-	statusKick chan struct{}      // a local pod's status changed
-	rot        rotationState      // the rotation loop's
-	leave      context.CancelFunc // ends Run after a graceful leave
-	leaving    atomic.Bool
-	podsMoved  atomic.Uint64 // the pod manager's changes (podHost.PodsChanged)
+	statusKick chan struct{} // a local pod's status changed
+	// caughtUp is closed once this peer, just started, has held an
+	// anti-entropy round with the alive peers or given up waiting
+	// (catchUpAtStart): until then its replica may lack what was written
+	// while it was down, and its API waits rather than answer from it.
+	caughtUp  chan struct{}
+	rot       rotationState      // the rotation loop's
+	leave     context.CancelFunc // ends Run after a graceful leave
+	leaving   atomic.Bool
+	podsMoved atomic.Uint64 // the pod manager's changes (podHost.PodsChanged)
 }
 
 // reconcileGap is the least time between the starts of two reconcile

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/base64"
 	"errors"
+	"math/rand/v2"
 	"net"
 	"path/filepath"
 	"slices"
@@ -117,6 +118,7 @@ func (a *Agent) startCluster(ctx context.Context, wg *sync.WaitGroup) error {
 		}
 	})
 	run(func() { a.repl.antiEntropyLoop(ctx, 2*time.Second, a.alivePeers, a.connectedPeers, kick) })
+	run(func() { a.catchUpAtStart(ctx, startCatchUpTimeout) })
 	run(func() { a.tagLoop(ctx) })
 	if a.nw != nil { // a peer with pod networking (not a Sim)
 		run(func() { a.podNetLoop(ctx, 2*time.Second) })
@@ -128,6 +130,61 @@ func (a *Agent) startCluster(ctx context.Context, wg *sync.WaitGroup) error {
 		run(func() { a.images.inventoryLoop(ctx) })
 	}
 	return nil
+}
+
+// startCatchUpTimeout bounds how long a starting peer's API waits for its
+// first exchange with the other peers (see catchUpAtStart).
+const startCatchUpTimeout = 5 * time.Second
+
+// startCatchUpPeers is how many peers a starting peer catches up with: any
+// that stayed up holds what was written meanwhile, and a few more than one
+// cover a peer that was itself down; all of them would cost a large
+// cluster a connection to each.
+const startCatchUpPeers = 4
+
+// catchUpAtStart holds an anti-entropy round with up to startCatchUpPeers
+// alive peers, chosen at random, as soon as the peer has joined its seeds, trying
+// again until one answers or within ends, and then closes a.caughtUp, which the API waits
+// for. A peer restarted after a few seconds down still holds the state it
+// saved: a delete made meanwhile elsewhere reaches it only with its first
+// anti-entropy round, and an apply through it before that round found the
+// object "unchanged", wrote nothing, and lost to the delete (tests/chaos
+// saw a service so vanish after it was applied again through a peer
+// restarted 0.6 s before). A peer alone, or the first of its cluster,
+// has nobody to wait for.
+func (a *Agent) catchUpAtStart(ctx context.Context, within time.Duration) {
+	defer close(a.caughtUp)
+	ctx, cancel := context.WithTimeout(ctx, within)
+	defer cancel()
+	start := time.Now()
+	select { // a peer given seeds knows its cluster once it has joined one
+	case <-a.gossip.Joined():
+	case <-ctx.Done():
+		a.log.Warn("no seed answered: the API serves this peer's replica as it is", "waited", within)
+		return
+	}
+	for {
+		peers := a.alivePeers()
+		if len(peers) == 0 {
+			return
+		}
+		rand.Shuffle(len(peers), func(i, j int) { peers[i], peers[j] = peers[j], peers[i] })
+		peers = peers[:min(len(peers), startCatchUpPeers)]
+		keys, answered := a.repl.catchUp(ctx, peers)
+		if answered > 0 {
+			a.log.Info("caught up with the peers before serving the API", "peers", answered, "keys", keys,
+				"took", time.Since(start).Round(time.Millisecond))
+			return
+		}
+		select {
+		case <-ctx.Done():
+			if ctx.Err() == context.DeadlineExceeded {
+				a.log.Warn("no peer answered a catch-up: the API serves this peer's replica as it is", "peers", len(peers), "waited", within)
+			}
+			return
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
 }
 
 // alivePeers returns the names of the other alive members.

@@ -44,7 +44,10 @@ func (b kubeBackend) CatchUp(ctx context.Context) {
 	}
 	ctx, cancel := context.WithTimeout(ctx, catchUpTimeout)
 	defer cancel()
-	b.a.repl.catchUp(ctx, b.a.alivePeers())
+	peers := b.a.alivePeers()
+	if keys, _ := b.a.repl.catchUp(ctx, peers); keys > 0 {
+		b.a.log.Info("caught up with peers before answering not found", "peers", len(peers), "keys", keys)
+	}
 }
 
 // catchUpTimeout bounds what a write waits for peers before it answers

@@ -264,18 +264,18 @@ func (r *replicator) recordSync() {
 
 // catchUp runs an anti-entropy round with each of peers at once (at most
 // maxCatchUp of them, chosen at random), so that what they hold is here
-// when it returns, or when ctx ends; it returns how many keys differed.
-// A write that finds nothing to act on calls it before answering "not
-// found": the object may have been written on another peer a moment ago,
-// and its delta lost or not yet arrived.
-func (r *replicator) catchUp(ctx context.Context, peers []string) int {
+// when it returns, or when ctx ends; it returns how many keys differed
+// and how many peers answered. A write that finds nothing to act on calls
+// it before answering "not found": the object may have been written on
+// another peer a moment ago, and its delta lost or not yet arrived.
+func (r *replicator) catchUp(ctx context.Context, peers []string) (keys, answered int) {
 	if len(peers) > maxCatchUp {
 		peers = append([]string(nil), peers...)
 		rand.Shuffle(len(peers), func(i, j int) { peers[i], peers[j] = peers[j], peers[i] })
 		peers = peers[:maxCatchUp]
 	}
 	var wg sync.WaitGroup
-	var n atomic.Int64
+	var n, ok atomic.Int64
 	for _, p := range peers {
 		wg.Add(1)
 		go func() {
@@ -283,15 +283,14 @@ func (r *replicator) catchUp(ctx context.Context, peers []string) int {
 			k, err := r.round(ctx, p)
 			if err != nil {
 				r.log.Debug("catch-up round failed", "peer", p, "err", err)
+				return
 			}
+			ok.Add(1)
 			n.Add(int64(k))
 		}()
 	}
 	wg.Wait()
-	if n.Load() > 0 {
-		r.log.Info("caught up with peers before answering not found", "peers", len(peers), "keys", n.Load())
-	}
-	return int(n.Load())
+	return int(n.Load()), int(ok.Load())
 }
 
 // maxCatchUp bounds the peers a catch-up asks.

@@ -146,7 +146,7 @@ func newAgent(cfg Config, log *slog.Logger, leave context.CancelFunc) (*Agent, e
 		log.Warn("INSECURE: Secrets are stored unencrypted in state.crdt and travel in clear between peers (--insecure without --gossip-key)")
 	}
 	a := &Agent{cfg: cfg, log: log, store: st, events: newEvents(cfg.Name, 1000), start: time.Now(),
-		kick: make(chan struct{}, 1), statusKick: make(chan struct{}, 1), leave: leave,
+		kick: make(chan struct{}, 1), statusKick: make(chan struct{}, 1), caughtUp: make(chan struct{}), leave: leave,
 		trust: tr, peerTransport: newPeerTransport(tr)}
 	a.setSealer(sealer)
 	return a, nil

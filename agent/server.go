@@ -34,7 +34,24 @@ func (a *Agent) routes() http.Handler {
 // checkedRoutes is the API behind its checks (the token, same-origin
 // requests) with the requests other peers passed on marked (forwarded).
 func (a *Agent) checkedRoutes() http.Handler {
-	return a.withToken(a.checkSameOrigin(markForwarded(a.routesMux())))
+	return a.withToken(a.checkSameOrigin(markForwarded(a.afterCatchUp(a.routesMux()))))
+}
+
+// afterCatchUp holds every request but the health check and the metrics
+// until the peer has caught up with the others after it started (see
+// catchUpAtStart), so that neither a read nor a write acts on what the
+// peer held before it went down.
+func (a *Agent) afterCatchUp(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if a.caughtUp != nil && r.URL.Path != "/healthz" && r.URL.Path != "/metrics" {
+			select {
+			case <-a.caughtUp:
+			case <-r.Context().Done():
+				return
+			}
+		}
+		h.ServeHTTP(w, r)
+	})
 }
 
 // routesMux is the whole API: the Kubernetes API (chorus' group

@@ -53,7 +53,7 @@ func StartSim(ctx context.Context, cfg Config, rt runtime.Runtime) (*Sim, error)
 		return nil, err
 	}
 	a := &Agent{cfg: cfg, log: log, store: st, events: newEvents(cfg.Name, 1000), start: time.Now(),
-		kick: make(chan struct{}, 1), statusKick: make(chan struct{}, 1), rt: rt,
+		kick: make(chan struct{}, 1), statusKick: make(chan struct{}, 1), caughtUp: make(chan struct{}), rt: rt,
 		peerTransport: newPeerTransport(nil)}
 	pfx := netip.MustParsePrefix("10.88.0.0/24")
 	a.subnet.Store(&subnet.Claim{Peer: cfg.Name, Subnet: pfx})

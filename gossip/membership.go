@@ -202,6 +202,7 @@ type Node struct {
 	events    chan serf.Event
 	changes   atomic.Uint64 // member events handled (Changes)
 	loopDone  chan struct{}
+	joined    chan struct{} // closed once a seed of cfg.Join answered, or at once without seeds
 
 	host   host.Host
 	ps     *pubsub.PubSub
@@ -277,6 +278,7 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 		log:      cfg.Log.With("node", cfg.Name),
 		events:   make(chan serf.Event, eventBuffer),
 		loopDone: make(chan struct{}),
+		joined:   make(chan struct{}),
 		deltas:   make(chan Message, deltaBuffer),
 		ctx:      nctx,
 		cancel:   cancel,
@@ -323,6 +325,8 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 			seeds[i] = withDefaultPort(s, cfg.SerfPort)
 		}
 		n.goFn(func() { n.joinLoop(ctx, seeds) })
+	} else {
+		close(n.joined)
 	}
 	ok = true
 	n.log.Info("gossip node started", "serf", n.serfAddr, "peer", n.host.ID().String(),
@@ -610,6 +614,7 @@ func (n *Node) joinLoop(ctx context.Context, seeds []string) {
 		joined, err := n.serf.Join(seeds, true)
 		if joined > 0 {
 			n.log.Info("joined cluster", "seeds", seeds, "contacted", joined)
+			close(n.joined)
 			return
 		}
 		if attempt == 1 || attempt%15 == 0 {
@@ -622,6 +627,10 @@ func (n *Node) joinLoop(ctx context.Context, seeds []string) {
 		t.Reset(joinRetry)
 	}
 }
+
+// Joined is closed once the node has joined a seed of Config.Join (it
+// then knows the cluster's members), or from the start when it has none.
+func (n *Node) Joined() <-chan struct{} { return n.joined }
 
 // Name returns the node's name.
 func (n *Node) Name() string { return n.cfg.Name }
