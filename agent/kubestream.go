@@ -160,7 +160,7 @@ func readAhead(ctx context.Context, r io.Reader) io.Reader {
 	go func() {
 		defer close(a.ch)
 		for {
-			buf := make([]byte, 32<<10)
+			buf := make([]byte, 4<<10) // a keystroke, or a paste's piece
 			n, err := r.Read(buf)
 			if n > 0 {
 				select {

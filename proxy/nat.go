@@ -171,7 +171,11 @@ func (p *Proxy) updateNAT(cands []natPort, warn func(key, msg string, args ...an
 	}
 	p.nat.fallback = fallback
 	if !p.nat.applied || !plan.equal(p.nat.plan) {
-		if err := applyNAT(k.Table, plan); err != nil {
+		prev := p.nat.plan
+		if !p.nat.applied {
+			prev = natPlan{}
+		}
+		if err := applyNAT(k.Table, plan, prev); err != nil {
 			p.nat.errors++
 			warn("nat "+err.Error(), "the kernel cannot translate services: the user-space proxy serves them", "table", k.Table, "err", err)
 			if p.nat.applied {

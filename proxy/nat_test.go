@@ -170,10 +170,12 @@ func TestApplyNATKernel(t *testing.T) {
 			{Addr: ap("10.88.1.3:8080"), Local: true}, {Addr: ap("10.88.2.7:8080"), Node: "b"}, {Addr: ap("10.88.3.9:8080"), Node: "c"}}},
 		{Service: "ns/a:53/UDP", Addr: ap("192.0.2.1:30053"), Proto: UDP, Endpoints: []natEndpoint{{Addr: ap("10.88.1.3:53"), Local: true}}},
 	}}
+	var prev natPlan
 	for range 2 { // the second replaces the first
-		if err := applyNAT("chorus_svc_test", plan, opt); err != nil {
+		if err := applyNAT("chorus_svc_test", plan, prev, opt); err != nil {
 			t.Fatal(err)
 		}
+		prev = plan
 	}
 	c, err := nftables.New(opt)
 	if err != nil {
@@ -215,7 +217,36 @@ func TestApplyNATKernel(t *testing.T) {
 	if len(sets) != 3 || !sets[0].HasTimeout || sets[0].Timeout != 3*time.Hour {
 		t.Fatalf("affinity sets: %d, %+v", len(sets), sets)
 	}
-	if err := applyNAT("chorus_svc_test", natPlan{PodSubnet: plan.PodSubnet}, opt); err != nil {
+
+	// A client bound to endpoint 10.88.2.7 stays bound to it when the
+	// table is made again for a plan where that endpoint and its port
+	// have other places (another port before it, an endpoint before it).
+	client := []byte{10, 0, 0, 9}
+	if err := c.SetAddElements(&nftables.Set{Table: tbl, Name: "aff0_1", KeyType: nftables.TypeIPAddr, HasTimeout: true},
+		[]nftables.SetElement{{Key: client, Timeout: time.Hour}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	next := natPlan{PodSubnet: plan.PodSubnet, Ports: []natPort{
+		{Service: "ns/z:80", Addr: ap("10.89.1.1:80"), Proto: TCP, Affinity: time.Hour, Endpoints: []natEndpoint{{Addr: ap("10.88.2.7:8080"), Node: "b"}}},
+		plan.Ports[0], plan.Ports[1]}}
+	next.Ports[1].Endpoints = append([]natEndpoint{{Addr: ap("10.88.1.2:8080"), Local: true}}, next.Ports[1].Endpoints...)
+	if err := applyNAT("chorus_svc_test", next, plan, opt); err != nil {
+		t.Fatal(err)
+	}
+	for set, want := range map[string]int{"aff1_2": 1, "aff1_1": 0, "aff0_0": 0, "aff1_0": 0} {
+		elems, err := c.GetSetElements(&nftables.Set{Table: tbl, Name: set, KeyType: nftables.TypeIPAddr})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(elems) != want || want == 1 && (!slices.Equal(elems[0].Key, client) || elems[0].Expires <= 59*time.Minute || elems[0].Expires > time.Hour) {
+			t.Errorf("set %s after the plan changed: %+v, want %d binding(s) of 10.0.0.9 with about an hour left", set, elems, want)
+		}
+	}
+
+	if err := applyNAT("chorus_svc_test", natPlan{PodSubnet: plan.PodSubnet}, next, opt); err != nil {
 		t.Fatal(err)
 	}
 	if got := count("services"); got != 0 {

@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"net/netip"
+	"time"
 
 	"github.com/chorus-sh/chorus/internal/nft"
 	"github.com/google/nftables"
@@ -38,12 +39,18 @@ const natMark uint32 = 0x00200000
 // undoes the translation. Connections from the host's loopback addresses
 // are left to the user-space proxy (a packet from 127.0.0.0/8 cannot leave
 // the machine).
-func applyNAT(table string, plan natPlan, opts ...nftables.ConnOption) error {
+//
+// prev is the plan the table holds (empty: none): the ClientIP bindings
+// its affinity sets hold are carried over, with the life they have left,
+// to the same service address and endpoint in the new table, so that a
+// change of any service on this peer does not move a sticky client.
+func applyNAT(table string, plan, prev natPlan, opts ...nftables.ConnOption) error {
 	c, err := nftables.New(opts...)
 	if err != nil {
 		return fmt.Errorf("nftables: %w", err)
 	}
 	t := &nftables.Table{Family: nftables.TableFamilyIPv4, Name: table}
+	bound := affinityBindings(c, t, prev)
 	if err := nft.DeleteTable(c, t); err != nil {
 		return err
 	}
@@ -94,7 +101,7 @@ func applyNAT(table string, plan natPlan, opts ...nftables.ConnOption) error {
 			for j := range p.Endpoints {
 				s := &nftables.Set{Table: t, Name: fmt.Sprintf("aff%d_%d", i, j), KeyType: nftables.TypeIPAddr,
 					HasTimeout: true, Timeout: p.Affinity, Dynamic: true}
-				if err := c.AddSet(s, nil); err != nil {
+				if err := c.AddSet(s, bound[affinityKey{p.Addr, p.Proto, p.Endpoints[j].Addr}]); err != nil {
 					return fmt.Errorf("nftables set %s: %w", s.Name, err)
 				}
 				sets = append(sets, s)
@@ -137,6 +144,44 @@ func applyNAT(table string, plan natPlan, opts ...nftables.ConnOption) error {
 		return fmt.Errorf("nftables table %s: %w", table, err)
 	}
 	return nil
+}
+
+// affinityKey names a ClientIP affinity set across plans: a service
+// address and one of its endpoints.
+type affinityKey struct {
+	addr  netip.AddrPort
+	proto string
+	ep    netip.AddrPort
+}
+
+// affinityBindings reads the clients bound in the affinity sets of table t
+// as plan made it, each with the life it has left (at most its port's
+// timeout). A set that cannot be read (no table yet) binds nobody.
+func affinityBindings(c *nftables.Conn, t *nftables.Table, plan natPlan) map[affinityKey][]nftables.SetElement {
+	out := map[affinityKey][]nftables.SetElement{}
+	for i, p := range plan.Ports {
+		if p.Affinity <= 0 {
+			continue
+		}
+		for j, e := range p.Endpoints {
+			elems, err := c.GetSetElements(&nftables.Set{Table: t, Name: fmt.Sprintf("aff%d_%d", i, j), KeyType: nftables.TypeIPAddr})
+			if err != nil {
+				continue
+			}
+			var keep []nftables.SetElement
+			for _, el := range elems {
+				left := min(el.Expires, p.Affinity)
+				if len(el.Key) != 4 || left < time.Second {
+					continue
+				}
+				keep = append(keep, nftables.SetElement{Key: el.Key, Timeout: left.Truncate(time.Millisecond)})
+			}
+			if len(keep) > 0 {
+				out[affinityKey{p.Addr, p.Proto, e.Addr}] = keep
+			}
+		}
+	}
+	return out
 }
 
 // RemoveKernelRules deletes the nftables table of a proxy's kernel rules
