@@ -43,17 +43,22 @@ spec:
         command: ["/app", "echo", "3.14159"]
 `)
 	must(k2("wait", "--for=condition=complete", "job/pi", "--timeout=120s"))
-	if out := must(k3("get", "job", "pi")); !strings.Contains(out, "Complete") || !strings.Contains(out, "3/3") {
-		t.Fatalf("get job pi:\n%s", out)
-	}
+	// What p2 saw reaches the other peers within moments (a read on one
+	// peer right after a write seen on another may not have it yet).
+	seen(t, "job pi Complete 3/3 through p3", func() (bool, string) {
+		out, _ := k3("get", "job", "pi")
+		return strings.Contains(out, "Complete") && strings.Contains(out, "3/3"), out
+	})
 	// kubectl says on stderr which of the three pods it shows.
-	if out := must(k3("logs", "job/pi")); lastLine(out) != "3.14159" {
-		t.Fatalf("logs job/pi: %q", out)
-	}
-	pods := strings.Fields(jsonpath(k1, "get", "pods", "-l", "batch.kubernetes.io/job-name=pi", "-o", "jsonpath={range .items[*]}{.status.phase}{\" \"}{end}"))
-	if len(pods) != 3 || slices.ContainsFunc(pods, func(p string) bool { return p != "Succeeded" }) {
-		t.Fatalf("pods of job pi: %v, want 3 Succeeded", pods)
-	}
+	seen(t, "logs job/pi through p3", func() (bool, string) {
+		out, _ := k3("logs", "job/pi")
+		return lastLine(out) == "3.14159", out
+	})
+	seen(t, "the 3 pods of job pi Succeeded through p1", func() (bool, string) {
+		out, _ := k1("get", "pods", "-l", "batch.kubernetes.io/job-name=pi", "-o", "jsonpath={range .items[*]}{.status.phase}{\" \"}{end}")
+		pods := strings.Fields(out)
+		return len(pods) == 3 && !slices.ContainsFunc(pods, func(p string) bool { return p != "Succeeded" }), out
+	})
 	if got := jsonpath(k2, "get", "job", "pi", "-o", "jsonpath={.status.succeeded}"); got != "3" {
 		t.Fatalf("status.succeeded %q, want 3", got)
 	}
@@ -76,9 +81,10 @@ spec:
         command: ["/app", "env", "JOB_COMPLETION_INDEX"]
 `)
 	must(k3("wait", "--for=condition=complete", "job/idx", "--timeout=120s"))
-	if got := jsonpath(k1, "get", "job", "idx", "-o", "jsonpath={.status.completedIndexes}"); got != "0-2" {
-		t.Fatalf("completedIndexes %q, want 0-2", got)
-	}
+	seen(t, "job idx's completedIndexes 0-2 through p1", func() (bool, string) {
+		out, _ := k1("get", "job", "idx", "-o", "jsonpath={.status.completedIndexes}")
+		return strings.TrimSpace(out) == "0-2", out
+	})
 	var idx []string
 	for _, name := range strings.Fields(jsonpath(k1, "get", "pods", "-l", "batch.kubernetes.io/job-name=idx", "-o", "jsonpath={.items[*].metadata.name}")) {
 		idx = append(idx, strings.TrimSpace(must(k2("logs", name))))
@@ -92,12 +98,14 @@ spec:
 	must(k3("create", "job", "bad", "--image=example/web:1", "--", "/app", "fail", "3"))
 	must(k1("patch", "job", "bad", "--type=merge", "-p", `{"spec":{"backoffLimit":1}}`))
 	must(k1("wait", "--for=condition=failed", "job/bad", "--timeout=120s"))
-	if out := must(k2("describe", "job", "bad")); !strings.Contains(out, "BackoffLimitExceeded") {
-		t.Fatalf("describe job bad:\n%s", out)
-	}
-	if got := jsonpath(k2, "get", "job", "bad", "-o", "jsonpath={.status.failed}"); got != "2" {
-		t.Fatalf("job bad: status.failed %q, want 2", got)
-	}
+	seen(t, "job bad BackoffLimitExceeded through p2", func() (bool, string) {
+		out, _ := k2("describe", "job", "bad")
+		return strings.Contains(out, "BackoffLimitExceeded"), out
+	})
+	seen(t, "job bad's 2 failed pods through p2", func() (bool, string) {
+		out, _ := k2("get", "job", "bad", "-o", "jsonpath={.status.failed}")
+		return strings.TrimSpace(out) == "2", out
+	})
 
 	// A peer dies mid-run: its pod is replaced, and the job still counts
 	// exactly its completions.
@@ -168,6 +176,13 @@ spec:
 		pods, _ := alive("get", "pods", "-o", "name")
 		return !strings.Contains(jobs, "hello-") && !strings.Contains(pods, "/hello-") && !strings.Contains(pods, "/pi-"), jobs + pods
 	})
+}
+
+// seen waits up to 20 s for cond: what one peer showed, read through
+// another.
+func seen(t *testing.T, what string, cond func() (bool, string)) {
+	t.Helper()
+	harness.Eventually(t, 20*time.Second, what, cond)
 }
 
 func lastLine(s string) string {
