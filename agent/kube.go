@@ -37,7 +37,8 @@ var _ apiserver.Backend = kubeBackend{}
 func (b kubeBackend) Changed() <-chan struct{} { return b.a.store.Changed() }
 
 // CatchUp pulls, from the alive peers, what they hold and this peer does
-// not: a write about to answer "not found" asks first (see catchUp).
+// not: a read of one object or a write about to answer "not found" asks
+// first (see catchUp).
 func (b kubeBackend) CatchUp(ctx context.Context) {
 	if b.a.repl == nil || b.a.gossip == nil {
 		return
@@ -50,7 +51,7 @@ func (b kubeBackend) CatchUp(ctx context.Context) {
 	}
 }
 
-// catchUpTimeout bounds what a write waits for peers before it answers
+// catchUpTimeout bounds what a read or write waits for peers before it answers
 // "not found": a peer that died but is not yet known dead must not hold it.
 const catchUpTimeout = 2 * time.Second
 

@@ -265,7 +265,7 @@ func (r *replicator) recordSync() {
 // catchUp runs an anti-entropy round with each of peers at once (at most
 // maxCatchUp of them, chosen at random), so that what they hold is here
 // when it returns, or when ctx ends; it returns how many keys differed
-// and how many peers answered. A write that finds nothing to act on calls
+// and how many peers answered. A read or write that finds nothing to act on calls
 // it before answering "not found": the object may have been written on
 // another peer a moment ago, and its delta lost or not yet arrived.
 func (r *replicator) catchUp(ctx context.Context, peers []string) (keys, answered int) {

@@ -268,7 +268,11 @@ func (s *Server) get(w http.ResponseWriter, r *http.Request, res *Resource, ns, 
 	if res.Live {
 		obj, ok = s.getLive(r, res, ns, name)
 	} else {
-		obj, ok = s.cache.get(res, ns, name)
+		// As a write does, a read that finds nothing asks the peers
+		// first: the object may have been written through another peer a
+		// moment ago (kubectl patch, edit, label... read the object
+		// before they write it).
+		obj, ok = s.target(r.Context(), res, ns, name)
 	}
 	if !ok {
 		writeError(w, apierrors.NewNotFound(gr(res), name))
@@ -630,9 +634,9 @@ func checkVersion(res *Resource, obj, cur map[string]any) error {
 		fmt.Errorf("the object has been modified (or was read from another peer); please apply your changes to the latest version and try again"))
 }
 
-// target returns the object a write acts on. If this peer does not hold
-// it, the backend may lag behind the peer that wrote it a moment ago: it
-// catches up (see CatchUpper) and the object is looked up again.
+// target returns the object a read or a write acts on. If this peer does
+// not hold it, the backend may lag behind the peer that wrote it a moment
+// ago: it catches up (see CatchUpper) and the object is looked up again.
 func (s *Server) target(ctx context.Context, res *Resource, ns, name string) (map[string]any, bool) {
 	if cur, ok := s.cache.get(res, ns, name); ok {
 		return cur, true

@@ -57,10 +57,11 @@ type LiveDeleter interface {
 }
 
 // CatchUpper is implemented by backends whose replica may lag behind other
-// peers': before a write (update, patch, delete, scale) answers NotFound,
-// the server calls CatchUp, which returns once the backend holds what its
-// peers hold (or gave up), and looks again. An object created on another
-// peer a moment ago can then be changed or deleted through this one.
+// peers': before a read of one object (get) or a write (update, patch,
+// delete, scale) answers NotFound, the server calls CatchUp, which returns
+// once the backend holds what its peers hold (or gave up), and looks
+// again. An object created on another peer a moment ago can then be read,
+// changed or deleted through this one.
 type CatchUpper interface {
 	CatchUp(ctx context.Context)
 }

@@ -231,6 +231,20 @@ func TestConcurrentScaleAndImageBothSurvive(t *testing.T) {
 	if !strings.Contains(state, "example/web:2") {
 		t.Fatalf("the image change was lost: %s", state)
 	}
+
+	// An object made through one peer is changed at once through the
+	// other: kubectl label reads it first, and a peer that has not
+	// received it yet asks the others before it answers NotFound (five
+	// tries in thirty failed so when reads did not).
+	for i := range 10 {
+		name := fmt.Sprintf("cm%d", i)
+		if out, err := n2.CLI("create", "configmap", name, "-n", "shop", "--from-literal=k=v"); err != nil {
+			t.Fatalf("create configmap %s through s2: %v\n%s", name, err, out)
+		}
+		if out, err := n1.CLI("label", "configmap", name, "-n", "shop", "at=once"); err != nil {
+			t.Fatalf("label configmap %s through s1 right after it was made through s2: %v\n%s", name, err, out)
+		}
+	}
 }
 
 func TestWrongGossipKeyIsRefused(t *testing.T) {
