@@ -348,8 +348,12 @@ func (b kubeBackend) Update(ctx context.Context, kind, ns, name string, base, do
 	if err := b.a.allocateNodePorts(objs); err != nil {
 		return warns, kubeError(err)
 	}
-	if _, err := b.a.store.Update(old, o, time.Now()); err != nil {
+	res, err := b.a.store.Update(old, o, time.Now())
+	if err != nil {
 		return warns, kubeError(err)
+	}
+	if res.Action == "unchanged" {
+		return warns, apiserver.ErrUnchanged
 	}
 	return warns, nil
 }

@@ -575,7 +575,11 @@ func (s *Server) create(ctx context.Context, w http.ResponseWriter, r *http.Requ
 // object the patch or the client's update started from, not a newer read:
 // a field changed meanwhile through another peer would otherwise be
 // written back with its old value.
-func (s *Server) store(ctx context.Context, w http.ResponseWriter, r *http.Request, res *Resource, obj, baseObj map[string]any, warns []string, name string, code int) {
+//
+// It reports gone, having written nothing to w, when a server-side apply
+// updated an object that turned out to be deleted through another peer
+// (see ErrUnchanged): the caller then applies again to create it.
+func (s *Server) store(ctx context.Context, w http.ResponseWriter, r *http.Request, res *Resource, obj, baseObj map[string]any, warns []string, name string, code int) (gone bool) {
 	if !isApply(r) {
 		obj = s.trackUpdate(r, res, baseObj, obj)
 	}
@@ -603,7 +607,10 @@ func (s *Server) store(ctx context.Context, w http.ResponseWriter, r *http.Reque
 	if name == "" {
 		more, err = s.backend.Create(ctx, res.Kind, doc, dryRun(r))
 	} else {
-		more, err = s.backend.Update(ctx, res.Kind, metaString(obj, "namespace"), name, base, doc, dryRun(r))
+		more, err = s.updateObject(ctx, res, metaString(obj, "namespace"), name, base, doc, dryRun(r))
+		if isApply(r) && apierrors.IsNotFound(err) {
+			return true
+		}
 	}
 	warn(w, append(warns, more...))
 	if err != nil {
@@ -621,6 +628,25 @@ func (s *Server) store(ctx context.Context, w http.ResponseWriter, r *http.Reque
 		cur = obj
 	}
 	writeJSON(w, code, cur)
+	return false
+}
+
+// updateObject has the backend update an object. An update that changed
+// nothing (ErrUnchanged), on a backend that may lag behind its peers,
+// catches up and answers NotFound if the object is gone then.
+func (s *Server) updateObject(ctx context.Context, res *Resource, ns, name string, base, doc []byte, dry bool) ([]string, error) {
+	warns, err := s.backend.Update(ctx, res.Kind, ns, name, base, doc, dry)
+	if !errors.Is(err, ErrUnchanged) {
+		return warns, err
+	}
+	if cu, ok := s.backend.(CatchUpper); ok {
+		cu.CatchUp(ctx)
+		s.cache.sync(ctx)
+		if _, ok := s.cache.get(res, ns, name); !ok {
+			return warns, apierrors.NewNotFound(gr(res), name)
+		}
+	}
+	return warns, nil
 }
 
 // checkVersion enforces a resourceVersion precondition against this
@@ -746,7 +772,15 @@ func (s *Server) patch(ctx context.Context, w http.ResponseWriter, r *http.Reque
 			s.store(ctx, w, r, res, obj, nil, warns, "", http.StatusCreated)
 			return
 		}
-		s.store(ctx, w, r, res, obj, cur, warns, name, http.StatusOK)
+		if s.store(ctx, w, r, res, obj, cur, warns, name, http.StatusOK) {
+			// Deleted through another peer meanwhile: the apply makes it
+			// again, from the applied configuration alone.
+			if obj, err = s.serverSideApply(r, res, nil, applied); err != nil {
+				writeError(w, err)
+				return
+			}
+			s.store(ctx, w, r, res, obj, nil, warns, "", http.StatusCreated)
+		}
 		return
 	}
 	curDoc, err := json.Marshal(cur)
@@ -999,7 +1033,7 @@ func (s *Server) scale(ctx context.Context, w http.ResponseWriter, r *http.Reque
 	obj = s.trackUpdate(r, res, cur, obj)
 	doc, _ := json.Marshal(obj)
 	base, _ := json.Marshal(cur)
-	warns, err := s.backend.Update(ctx, res.Kind, ns, name, base, doc, dryRun(r))
+	warns, err := s.updateObject(ctx, res, ns, name, base, doc, dryRun(r))
 	warn(w, warns)
 	if err != nil {
 		writeError(w, err)

@@ -28,7 +28,8 @@ type Backend interface {
 	// Update changes the object from base (the object as this server
 	// served it, which the client changed) to doc, writing only the fields
 	// that differ between the two, so that a concurrent change of other
-	// fields, through this peer or another, survives.
+	// fields, through this peer or another, survives. When no field
+	// differs it writes nothing and may return ErrUnchanged.
 	Update(ctx context.Context, kind, namespace, name string, base, doc []byte, dryRun bool) (warnings []string, err error)
 	// Delete removes the object (NotFound if it does not exist), with
 	// opts' propagationPolicy (nil: Background) for what it owns.
@@ -55,6 +56,15 @@ type LiveDeleter interface {
 	DeleteLive(r *http.Request, kind, namespace, name string) (doc []byte, err error)
 	DeleteLiveCollection(r *http.Request, kind, namespace string) (docs [][]byte, err error)
 }
+
+// ErrUnchanged is what a Backend's Update may return when the update
+// changed nothing and nothing was written. For a backend that is a
+// CatchUpper the server then catches up and looks again before it answers:
+// the object may have been deleted through another peer, a delete this
+// replica has not received yet and that would otherwise win over the
+// update just acknowledged. It answers NotFound if so; a server-side apply
+// then creates the object from the applied configuration.
+var ErrUnchanged = errors.New("apiserver: the update changed nothing")
 
 // CatchUpper is implemented by backends whose replica may lag behind other
 // peers': before a read of one object (get) or a write (update, patch,

@@ -497,3 +497,64 @@ func TestReadsAndWritesCatchUpBeforeNotFound(t *testing.T) {
 		t.Fatalf("scale of an object a peer holds: %d %s", code, body)
 	}
 }
+
+// staleBackend is a replica that has not received a delete made through
+// another peer: its updates change nothing (ErrUnchanged) and its CatchUp
+// brings the delete of the objects in gone.
+type staleBackend struct {
+	*memBackend
+	gone     map[string]bool // kind/ns/name deleted elsewhere
+	catchUps int
+}
+
+func (b *staleBackend) Update(_ context.Context, kind, ns, name string, base, doc []byte, dryRun bool) ([]string, error) {
+	return nil, ErrUnchanged
+}
+
+func (b *staleBackend) CatchUp(context.Context) {
+	b.catchUps++
+	for k := range b.gone {
+		kind, rest, _ := strings.Cut(k, "/")
+		ns, name, _ := strings.Cut(rest, "/")
+		_ = b.Delete(context.Background(), kind, ns, name, nil)
+	}
+	b.gone = nil
+}
+
+// An update that changed nothing, on a replica that may lag behind, looks
+// again after catching up: an object deleted through another peer meanwhile
+// is NotFound for an update or a patch, and made again, from the applied
+// configuration alone, by a server-side apply; an object still there is
+// answered as updated.
+func TestUnchangedUpdateCatchesUp(t *testing.T) {
+	b := &staleBackend{memBackend: newMem()}
+	_, hs := start(t, b, "p1")
+	url := hs.URL + "/apis/apps/v1/namespaces/default/deployments/"
+	b.put("Deployment", deployment("web", 2, `{"old":"1"}`))
+	b.put("Deployment", deployment("api", 2, `{}`))
+	b.put("Deployment", deployment("db", 2, `{}`))
+
+	b.gone = map[string]bool{"Deployment/default/web": true}
+	code, body := do(t, http.MethodPatch, url+"web?fieldManager=test", "application/apply-patch+yaml", string(deployment("web", 2, `{"new":"1"}`)))
+	if code != http.StatusCreated || b.catchUps != 1 {
+		t.Fatalf("apply of an object deleted elsewhere: %d %s, %d catch-ups; want 201 after one", code, body, b.catchUps)
+	}
+	docs, _ := b.List(context.Background(), "Deployment")
+	var web string
+	for _, d := range docs {
+		if strings.Contains(string(d), `"name":"web"`) {
+			web = string(d)
+		}
+	}
+	if !strings.Contains(web, `"new":"1"`) || strings.Contains(web, `"old"`) {
+		t.Fatalf("made again: %s, want the applied labels only", web)
+	}
+
+	b.gone = map[string]bool{"Deployment/default/api": true}
+	if code, body := do(t, http.MethodPatch, url+"api", "application/merge-patch+json", `{"spec":{"replicas":2}}`); code != http.StatusNotFound {
+		t.Fatalf("patch of an object deleted elsewhere: %d %s, want 404", code, body)
+	}
+	if code, body := do(t, http.MethodPatch, url+"db", "application/merge-patch+json", `{"spec":{"replicas":2}}`); code != http.StatusOK || b.catchUps != 3 {
+		t.Fatalf("patch that changed nothing of an object still there: %d %s, %d catch-ups; want 200 after the third", code, body, b.catchUps)
+	}
+}
