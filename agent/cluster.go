@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/base64"
 	"errors"
-	"math/rand/v2"
 	"net"
 	"path/filepath"
 	"slices"
@@ -168,9 +167,7 @@ func (a *Agent) catchUpAtStart(ctx context.Context, within time.Duration) {
 		if len(peers) == 0 {
 			return
 		}
-		rand.Shuffle(len(peers), func(i, j int) { peers[i], peers[j] = peers[j], peers[i] })
-		peers = peers[:min(len(peers), startCatchUpPeers)]
-		keys, answered := a.repl.catchUp(ctx, peers)
+		keys, answered := a.repl.catchUp(ctx, peers, startCatchUpPeers)
 		if answered > 0 {
 			a.log.Info("caught up with the peers before serving the API", "peers", answered, "keys", keys,
 				"took", time.Since(start).Round(time.Millisecond))

@@ -37,17 +37,16 @@ var _ apiserver.Backend = kubeBackend{}
 func (b kubeBackend) Changed() <-chan struct{} { return b.a.store.Changed() }
 
 // CatchUp pulls, from the alive peers, what they hold and this peer does
-// not: a read of one object or a write about to answer "not found" asks
-// first (see catchUp).
+// not: a read of one object or a write about to answer "not found", and an
+// update that changed nothing, ask first (see catchUp).
 func (b kubeBackend) CatchUp(ctx context.Context) {
 	if b.a.repl == nil || b.a.gossip == nil {
 		return
 	}
 	ctx, cancel := context.WithTimeout(ctx, catchUpTimeout)
 	defer cancel()
-	peers := b.a.alivePeers()
-	if keys, _ := b.a.repl.catchUp(ctx, peers); keys > 0 {
-		b.a.log.Info("caught up with peers before answering not found", "peers", len(peers), "keys", keys)
+	if keys, answered := b.a.repl.catchUp(ctx, b.a.alivePeers(), maxCatchUp); keys > 0 {
+		b.a.log.Info("caught up with peers before answering", "peers", answered, "keys", keys)
 	}
 }
 

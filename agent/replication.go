@@ -263,16 +263,16 @@ func (r *replicator) recordSync() {
 }
 
 // catchUp runs an anti-entropy round with each of peers at once (at most
-// maxCatchUp of them, chosen at random), so that what they hold is here
+// limit of them, chosen at random), so that what they hold is here
 // when it returns, or when ctx ends; it returns how many keys differed
 // and how many peers answered. A read or write that finds nothing to act on calls
 // it before answering "not found": the object may have been written on
 // another peer a moment ago, and its delta lost or not yet arrived.
-func (r *replicator) catchUp(ctx context.Context, peers []string) (keys, answered int) {
-	if len(peers) > maxCatchUp {
+func (r *replicator) catchUp(ctx context.Context, peers []string, limit int) (keys, answered int) {
+	if len(peers) > limit {
 		peers = append([]string(nil), peers...)
 		rand.Shuffle(len(peers), func(i, j int) { peers[i], peers[j] = peers[j], peers[i] })
-		peers = peers[:maxCatchUp]
+		peers = peers[:limit]
 	}
 	var wg sync.WaitGroup
 	var n, ok atomic.Int64
@@ -293,7 +293,7 @@ func (r *replicator) catchUp(ctx context.Context, peers []string) (keys, answere
 	return int(n.Load()), int(ok.Load())
 }
 
-// maxCatchUp bounds the peers a catch-up asks.
+// maxCatchUp bounds the peers a catch-up before an answer asks.
 const maxCatchUp = 16
 
 // antiEntropyLoop runs a round with a random live peer every interval
